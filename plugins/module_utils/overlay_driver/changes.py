@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What changed between a layer's view and its parent's (the naive diff driver).
+
+Two full trees are walked and compared the way moby's archive.ChangesDirs
+does: a path is modified when mode, owner, rdev or security.capability
+differ, and for non-directories also when size or mtime differ; a directory
+that holds any change is itself reported modified, before its children.
+"""
+
+import os
+import stat
+
+ADD = "A"
+MODIFY = "C"
+DELETE = "D"
+KIND_NAMES = {ADD: "add", MODIFY: "modify", DELETE: "delete"}
+
+
+class Change:
+    __slots__ = ("path", "kind")
+
+    def __init__(self, path, kind):
+        self.path = path
+        self.kind = kind
+
+    def __repr__(self):
+        return "%s %s" % (self.kind, self.path)
+
+    def __eq__(self, other):
+        return (self.path, self.kind) == (other.path, other.kind)
+
+    def __hash__(self):
+        return hash((self.path, self.kind))
+
+    def as_dict(self):
+        return {"path": self.path, "kind": KIND_NAMES[self.kind]}
+
+
+def _capability(path):
+    try:
+        return os.getxattr(path, "security.capability", follow_symlinks=False)
+    except OSError:
+        return None
+
+
+class _Node:
+    __slots__ = ("stat", "children", "capability")
+
+    def __init__(self, st, capability):
+        self.stat = st
+        self.children = None
+        self.capability = capability
+
+
+def collect(root):
+    """The tree under root as nested _Nodes keyed by name."""
+    top = _Node(os.lstat(root), None)
+    stack = [(root, top)]
+    while stack:
+        path, node = stack.pop()
+        node.children = {}
+        with os.scandir(path) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                child = _Node(st, _capability(entry.path) if not stat.S_ISLNK(st.st_mode) else None)
+                node.children[entry.name] = child
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((entry.path, child))
+    return top
+
+
+def _same_time(a_ns, b_ns):
+    a_sec, a_nsec = divmod(a_ns, 1000000000)
+    b_sec, b_nsec = divmod(b_ns, 1000000000)
+    return a_sec == b_sec and (a_nsec == b_nsec or a_nsec == 0 or b_nsec == 0)
+
+
+def stat_different(old, new):
+    if (old.st_mode != new.st_mode or old.st_uid != new.st_uid or old.st_gid != new.st_gid
+            or old.st_rdev != new.st_rdev):
+        return True
+    if stat.S_ISDIR(old.st_mode):
+        return False  # size is no measure of change for directories
+    return not _same_time(old.st_mtime_ns, new.st_mtime_ns) or old.st_size != new.st_size
+
+
+def _add_changes(new, old, path, changes, added):
+    """moby's FileInfo.addChanges, iteratively for the children of one directory."""
+    size_at_entry = len(changes)
+    if old is None:
+        changes.append(Change(path, ADD))
+        added = True
+    old_children = dict(old.children) if (old is not None and stat.S_ISDIR(new.stat.st_mode)
+                                          and old.children is not None) else {}
+    for name in sorted(new.children or ()):
+        child = new.children[name]
+        child_path = path.rstrip("/") + "/" + name
+        old_child = old_children.pop(name, None)
+        child_added = False
+        if old_child is not None:
+            if stat_different(old_child.stat, child.stat) or old_child.capability != child.capability:
+                changes.append(Change(child_path, MODIFY))
+                child_added = True
+        _add_changes(child, old_child, child_path, changes, child_added)
+    for name in sorted(old_children):
+        changes.append(Change(path.rstrip("/") + "/" + name, DELETE))
+    if len(changes) > size_at_entry and stat.S_ISDIR(new.stat.st_mode) and not added and path != "/":
+        changes.insert(size_at_entry, Change(path, MODIFY))
+
+
+def changes_dirs(new_dir, old_dir=None):
+    """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order."""
+    new = collect(new_dir)
+    if old_dir is None:
+        old = _Node(new.stat, None)
+        old.children = {}
+    else:
+        old = collect(old_dir)
+    changes = []
+    _add_changes(new, old, "/", changes, False)
+    return changes
+
+
+def changes_size(new_dir, changes):
+    """Bytes the added and modified non-directories take (moby's ChangesSize), hardlinks once."""
+    size = 0
+    seen = set()
+    for change in changes:
+        if change.kind == DELETE:
+            continue
+        st = os.lstat(os.path.join(new_dir, change.path.lstrip("/")))
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+        size += st.st_size
+    return size

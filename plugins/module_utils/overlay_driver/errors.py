@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One error type, so callers can turn any failure into a clean message."""
+
+class OverlayError(Exception):
+    """A failure of the layer store, naming the layer, the path and the cause.
+
+    Modules turn it into ``failed: true`` with ``msg``; anything else that
+    escapes is a bug.
+    """
+
+    def __init__(self, cause, layer=None, path=None):
+        self.cause = cause
+        self.layer = layer
+        self.path = path
+        super(OverlayError, self).__init__(self.message)
+
+    @property
+    def message(self):
+        parts = []
+        if self.layer:
+            parts.append("layer %s" % self.layer)
+        if self.path:
+            parts.append("path %s" % self.path)
+        if parts:
+            return "%s: %s" % (", ".join(parts), self.cause)
+        return str(self.cause)
+
+    def as_dict(self):
+        return {"msg": self.message, "layer": self.layer, "path": self.path}
+
+
+class NotSupported(OverlayError):
+    """The host cannot run overlay at all (seed: graphdriver.ErrNotSupported)."""
+
+
+class IncompatibleFS(OverlayError):
+    """The layer home sits on a filesystem overlay cannot use (seed: ErrIncompatibleFS)."""
+
+
+class LayerFormatError(OverlayError):
+    """A layer tarball that is malformed or hostile."""

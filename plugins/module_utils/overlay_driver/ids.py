@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Layer ids and uid/gid maps (the seed's idtools.IDMap).
+
+Ids become path components under the layer home, so they are checked before
+anything touches the disk; maps decide who owns what the store writes.
+"""
+
+import re
+
+from .errors import OverlayError
+
+LAYER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_LAYER_ID = re.compile(LAYER_ID_PATTERN)
+
+
+def validate_layer_id(layer_id, what="layer id"):
+    """Reject anything that is not a single, plain path component."""
+    if not isinstance(layer_id, str) or not _LAYER_ID.match(layer_id) or layer_id.endswith("\n"):
+        raise OverlayError("invalid %s %r: it must match %s" % (what, layer_id, LAYER_ID_PATTERN))
+    return layer_id
+
+
+class IDMap:
+    """One contiguous range: container ids [container_id, container_id+size) map to host ids."""
+
+    __slots__ = ("container_id", "host_id", "size")
+
+    def __init__(self, container_id, host_id, size):
+        for name, value in (("container_id", container_id), ("host_id", host_id), ("size", size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise OverlayError("id map %s must be a non-negative integer, got %r" % (name, value))
+        if size == 0:
+            raise OverlayError("id map size must be at least 1")
+        self.container_id = container_id
+        self.host_id = host_id
+        self.size = size
+
+    def __repr__(self):
+        return "IDMap(%d, %d, %d)" % (self.container_id, self.host_id, self.size)
+
+    def as_dict(self):
+        return {"container_id": self.container_id, "host_id": self.host_id, "size": self.size}
+
+
+def parse_maps(entries, what="uid_maps"):
+    """Build IDMaps from dicts (module options) or IDMaps; None or [] means identity."""
+    maps = []
+    for entry in entries or ():
+        if isinstance(entry, IDMap):
+            maps.append(entry)
+            continue
+        if not isinstance(entry, dict):
+            raise OverlayError("%s entries need container_id, host_id and size, got %r" % (what, entry))
+        missing = [k for k in ("container_id", "host_id", "size") if k not in entry]
+        if missing:
+            raise OverlayError("%s entry %r lacks %s" % (what, entry, ", ".join(missing)))
+        try:
+            maps.append(IDMap(int(entry["container_id"]), int(entry["host_id"]), int(entry["size"])))
+        except (TypeError, ValueError):
+            raise OverlayError("%s entry %r: values must be integers" % (what, entry))
+    return maps
+
+
+def to_host(container_id, maps):
+    """Map a container id to the host; identity without maps; outside the maps is an error."""
+    if not maps:
+        return container_id
+    for m in maps:
+        if m.container_id <= container_id < m.container_id + m.size:
+            return m.host_id + container_id - m.container_id
+    raise OverlayError("container id %d is not mapped by %r" % (container_id, maps))
+
+
+def to_container(host_id, maps):
+    """The inverse of to_host, used when exporting a diff from remapped files."""
+    if not maps:
+        return host_id
+    for m in maps:
+        if m.host_id <= host_id < m.host_id + m.size:
+            return m.container_id + host_id - m.host_id
+    raise OverlayError("host id %d is not mapped by %r" % (host_id, maps))
+
+
+def root_pair(uid_maps, gid_maps):
+    """The host uid and gid of the container's root (seed: idtools.GetRootUIDGID)."""
+    return to_host(0, uid_maps), to_host(0, gid_maps)

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where everything lives under the layer home.
+
+The layer directories are exactly the seed's (root/, upper/, work/, merged/,
+lower-id). The store's own bookkeeping lives in <home>/.strata, a name no
+valid layer id can take, so the seed's driver would read the same layers.
+"""
+
+import os
+
+from .ids import validate_layer_id
+
+ROOT = "root"
+UPPER = "upper"
+WORK = "work"
+MERGED = "merged"
+LOWER_ID = "lower-id"
+LAYER_ENTRIES = (ROOT, UPPER, WORK, MERGED, LOWER_ID)
+
+STATE_DIR = ".strata"
+RECORDS_DIR = "layers"
+TMP_DIR = "tmp"
+LOCK_FILE = "lock"
+
+
+class LayerPaths:
+    """The seed's paths of one layer."""
+
+    __slots__ = ("home", "id", "dir", "root", "upper", "work", "merged", "lower_id")
+
+    def __init__(self, home, layer_id):
+        validate_layer_id(layer_id)
+        self.home = home
+        self.id = layer_id
+        self.dir = os.path.join(home, layer_id)
+        self.root = os.path.join(self.dir, ROOT)
+        self.upper = os.path.join(self.dir, UPPER)
+        self.work = os.path.join(self.dir, WORK)
+        self.merged = os.path.join(self.dir, MERGED)
+        self.lower_id = os.path.join(self.dir, LOWER_ID)
+
+
+class HomeLayout:
+    def __init__(self, home):
+        self.home = os.path.abspath(home)
+        self.state = os.path.join(self.home, STATE_DIR)
+        self.records = os.path.join(self.state, RECORDS_DIR)
+        self.tmp = os.path.join(self.state, TMP_DIR)
+        self.lock = os.path.join(self.state, LOCK_FILE)
+
+    def layer(self, layer_id):
+        return LayerPaths(self.home, layer_id)
+
+    def record(self, layer_id):
+        validate_layer_id(layer_id)
+        return os.path.join(self.records, layer_id + ".json")
+
+    def layer_ids(self):
+        """Every directory in home whose name is a valid layer id, sorted."""
+        try:
+            names = os.listdir(self.home)
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            try:
+                validate_layer_id(name)
+            except Exception:
+                continue
+            if os.path.isdir(os.path.join(self.home, name)) and not os.path.islink(os.path.join(self.home, name)):
+                out.append(name)
+        return sorted(out)
+
+    def recorded_ids(self):
+        try:
+            names = os.listdir(self.records)
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".json"))

@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mounts, read live from /proc/self/mountinfo on every call.
+
+Every Ansible task is a new process and mounts outlive processes, so no
+answer about what is mounted is ever cached.
+"""
+
+import os
+
+from . import syscalls
+from .errors import OverlayError
+
+
+def _unescape(field):
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        code = field[i + 1:i + 4]
+        if field[i] == "\\" and len(code) == 3 and code.isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+class MountEntry:
+    __slots__ = ("mount_id", "parent_id", "root", "mount_point", "mount_options", "fstype", "source", "super_options")
+
+    def __init__(self, line):
+        fields = line.split()
+        sep = fields.index("-")
+        self.mount_id = int(fields[0])
+        self.parent_id = int(fields[1])
+        self.root = _unescape(fields[3])
+        self.mount_point = _unescape(fields[4])
+        self.mount_options = fields[5]
+        self.fstype = fields[sep + 1]
+        self.source = _unescape(fields[sep + 2]) if len(fields) > sep + 2 else ""
+        self.super_options = fields[sep + 3] if len(fields) > sep + 3 else ""
+
+    def options_dict(self):
+        """Super-block options (lowerdir, upperdir, workdir, ...) as a dict."""
+        out = {}
+        for opt in self.super_options.split(","):
+            if not opt:
+                continue
+            key, _sep, value = opt.partition("=")
+            out[key] = _unescape(value) if _sep else True
+        return out
+
+    def as_dict(self):
+        return {"mount_point": self.mount_point, "fstype": self.fstype, "source": self.source,
+                "mount_options": self.mount_options, "options": self.options_dict()}
+
+
+def read_mountinfo(path="/proc/self/mountinfo"):
+    with open(path) as f:
+        return [MountEntry(line) for line in f if line.strip()]
+
+
+def mount_at(path, entries=None):
+    """The topmost mount whose mount point is exactly path, or None."""
+    path = os.path.realpath(path)
+    found = None
+    for entry in entries if entries is not None else read_mountinfo():
+        if entry.mount_point == path:
+            found = entry  # later lines stack on earlier ones
+    return found
+
+
+def mounts_below(path, entries=None):
+    path = os.path.realpath(path).rstrip("/") + "/"
+    return [e for e in (entries if entries is not None else read_mountinfo())
+            if e.mount_point.startswith(path)]
+
+
+def selinux_enabled():
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
+def format_mount_label(options, mount_label):
+    """Add the SELinux context option (seed: label.FormatMountLabel)."""
+    if not mount_label:
+        return options
+    context = 'context="%s"' % mount_label.strip('"')
+    return "%s,%s" % (options, context) if options else context
+
+
+def overlay_options(lower, upper, work):
+    for p in (lower, upper, work):
+        if any(c in p for c in ",:\\\n"):
+            raise OverlayError("overlay cannot take a path containing ',', ':', '\\' or newline", path=p)
+    return "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work)
+
+
+def mount_overlay(target, lower, upper, work, mount_label=""):
+    data = overlay_options(lower, upper, work)
+    if mount_label and selinux_enabled():
+        data = format_mount_label(data, mount_label)
+    try:
+        syscalls.mount("overlay", target, "overlay", 0, data)
+    except OSError as e:
+        raise OverlayError("error creating overlay mount (%s): %s" % (data, e.strerror), path=target)
+
+
+def unmount(target, detach=False):
+    try:
+        syscalls.umount(target, syscalls.MNT_DETACH if detach else 0)
+    except OSError as e:
+        raise OverlayError("cannot unmount: %s" % e.strerror, path=target)

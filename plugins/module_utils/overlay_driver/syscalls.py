@@ -1,0 +1,297 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Linux system calls Python's os module lacks, through ctypes.
+
+mount/umount2, statfs (for the filesystem magic), openat2 (to resolve names
+inside a root whatever its symlinks say), renameat2 (atomic exchange) and a
+raw readdir (to see whether a filesystem reports d_type).
+"""
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import platform
+import stat
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+# openat2 has no glibc wrapper; 437 is its number on every architecture
+# that got it after the syscall table unification.
+SYS_OPENAT2 = 437
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+MNT_DETACH = 2
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+
+def _raise_errno(what, path=None):
+    err = ctypes.get_errno()
+    if path is None:
+        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
+    raise OSError(err, os.strerror(err), path)
+
+
+def _b(path):
+    return os.fsencode(path) if path is not None else None
+
+
+# --- mount -----------------------------------------------------------------
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        _raise_errno("mount", target)
+
+
+def umount(target, flags=0):
+    if _libc.umount2(_b(target), flags) != 0:
+        _raise_errno("umount", target)
+
+
+# --- statfs ----------------------------------------------------------------
+
+class _StatFS(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type first, as a long.
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("f_rest", ctypes.c_byte * 112)]
+
+
+_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_StatFS)]
+
+
+def fs_magic(path):
+    """The f_type of the filesystem holding path (seed: graphdriver.GetFSMagic)."""
+    buf = _StatFS()
+    if _libc.statfs(_b(path), ctypes.byref(buf)) != 0:
+        _raise_errno("statfs", path)
+    return buf.f_type & 0xFFFFFFFF
+
+
+# --- openat2 ---------------------------------------------------------------
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_libc.syscall.restype = ctypes.c_long
+_openat2_works = None
+
+
+def openat2_available():
+    """Probe once; kernels before 5.6 (or seccomp filters) answer ENOSYS."""
+    global _openat2_works
+    if _openat2_works is None:
+        if platform.system() != "Linux" or os.environ.get("STRATA_OVERLAY_NO_OPENAT2"):
+            _openat2_works = False
+        else:
+            try:
+                fd = _openat2_raw(-100, b"/", os.O_PATH | os.O_DIRECTORY, 0)
+                os.close(fd)
+                _openat2_works = True
+            except OSError as e:
+                if e.errno not in (errno.ENOSYS, errno.EPERM):
+                    raise
+                _openat2_works = False
+    return _openat2_works
+
+
+def _openat2_raw(dirfd, path, flags, resolve, mode=0):
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(path),
+                       ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), os.fsdecode(path))
+    return fd
+
+
+def open_in_root(root_fd, relpath, flags, mode=0):
+    """Open relpath as if root_fd were "/": symlinks and ".." never leave it.
+
+    Uses openat2(RESOLVE_IN_ROOT) where the kernel has it; elsewhere walks
+    the path one component at a time, resolving symlinks by hand with the
+    same clamping, so both give the same answer.
+    """
+    relpath = _b(relpath) or b"."
+    if openat2_available():
+        while True:
+            try:
+                return _openat2_raw(root_fd, relpath, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, mode)
+            except OSError as e:
+                # openat2 gives EAGAIN when a concurrent rename raced the lookup.
+                if e.errno != errno.EAGAIN:
+                    raise
+    return _open_in_root_walk(root_fd, relpath, flags, mode)
+
+
+_MAX_SYMLINKS = 40
+
+
+def _open_in_root_walk(root_fd, relpath, flags, mode):
+    pending = [c for c in relpath.split(b"/") if c and c != b"."]
+    pending.reverse()
+    stack = []  # fds of the directories walked below the root
+    followed = 0
+    try:
+        while pending:
+            name = pending.pop()
+            cur = stack[-1] if stack else root_fd
+            if name == b"..":
+                if stack:
+                    os.close(stack.pop())
+                continue
+            last = not pending
+            try:
+                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+            except FileNotFoundError:
+                if last:
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+                raise
+            if stat.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
+                followed += 1
+                if followed > _MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(relpath))
+                target = os.fsencode(os.readlink(name, dir_fd=cur))
+                if target.startswith(b"/"):
+                    while stack:
+                        os.close(stack.pop())
+                pending.extend(reversed([c for c in target.split(b"/") if c and c != b"."]))
+                continue
+            if last:
+                return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+            stack.append(os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
+        return os.open(b".", flags | os.O_CLOEXEC, mode, dir_fd=stack[-1] if stack else root_fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+# --- renameat2 -------------------------------------------------------------
+
+_renameat2 = getattr(_libc, "renameat2", None)
+if _renameat2 is not None:
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+
+def exchange(path_a, path_b):
+    """Swap two paths atomically (RENAME_EXCHANGE): readers see one or the other, never neither."""
+    if _renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library")
+    if _renameat2(-100, _b(path_a), -100, _b(path_b), RENAME_EXCHANGE) != 0:
+        _raise_errno("renameat2", path_b)
+
+
+def rename_noreplace(src, dst):
+    """rename that fails with EEXIST instead of replacing an (empty) directory."""
+    if _renameat2 is None:
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+        os.rename(src, dst)
+        return
+    if _renameat2(-100, _b(src), -100, _b(dst), RENAME_NOREPLACE) != 0:
+        _raise_errno("renameat2", dst)
+
+
+# --- readdir with d_type ---------------------------------------------------
+
+_libc.opendir.restype = ctypes.c_void_p
+_libc.opendir.argtypes = [ctypes.c_char_p]
+_libc.readdir.restype = ctypes.c_void_p
+_libc.readdir.argtypes = [ctypes.c_void_p]
+_libc.closedir.argtypes = [ctypes.c_void_p]
+
+DT_UNKNOWN = 0
+# struct dirent on glibc/Linux: d_ino(8) d_off(8) d_reclen(2) d_type(1) d_name
+_DTYPE_OFFSET = 18
+_DNAME_OFFSET = 19
+
+
+def readdir_types(path):
+    """(name, d_type) of every entry as the filesystem itself reports it.
+
+    os.scandir hides DT_UNKNOWN by falling back to stat; the d_type check
+    needs the raw answer.
+    """
+    d = _libc.opendir(_b(path))
+    if not d:
+        _raise_errno("opendir", path)
+    out = []
+    try:
+        while True:
+            ctypes.set_errno(0)
+            ent = _libc.readdir(d)
+            if not ent:
+                if ctypes.get_errno():
+                    _raise_errno("readdir", path)
+                break
+            name = ctypes.string_at(ent + _DNAME_OFFSET)
+            if name in (b".", b".."):
+                continue
+            out.append((os.fsdecode(name), ctypes.c_ubyte.from_address(ent + _DTYPE_OFFSET).value))
+    finally:
+        _libc.closedir(d)
+    return out
+
+
+# --- small helpers ---------------------------------------------------------
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path):
+    """rm -rf without recursion (deep trees overflow shutil.rmtree on 3.11) and without following links.
+
+    A missing path is not an error. Mount points inside are refused by the
+    kernel (EBUSY), which is the safe answer.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # stack of (fd, iterator over names) ; a directory is removed once empty
+    stack = [(top, None, None)]
+    try:
+        while stack:
+            fd, parent_fd, name = stack[-1]
+            pushed = False
+            for entry in os.scandir(fd):
+                if entry.is_dir(follow_symlinks=False):
+                    child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    stack.append((child, fd, entry.name))
+                    pushed = True
+                    break
+                os.unlink(entry.name, dir_fd=fd)
+            if pushed:
+                continue
+            stack.pop()
+            os.close(fd)
+            if parent_fd is not None:
+                os.rmdir(name, dir_fd=parent_fd)
+        os.rmdir(path)
+    finally:
+        for fd, _parent, _name in stack:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,412 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply an image-layer tarball to a directory, creating every entry by hand.
+
+Every name is resolved inside the target with openat2(RESOLVE_IN_ROOT) (or
+the equivalent walk), so no symlink, '..' or absolute name in the archive can
+make a write land outside it. Whiteouts follow the image-layer convention:
+'.wh.<name>' deletes <name>, '.wh..wh..opq' hides everything in its directory
+that this layer did not itself put there, whatever the order of entries.
+"""
+
+import errno
+import os
+import stat
+
+from . import syscalls
+from .errors import LayerFormatError, OverlayError
+from .ids import to_host
+from .tar_stream import (BLOCKDEV, CHAR, CHUNK, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
+                         HashingReader, Limits, iter_entries)
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+
+# Overlay's own metadata must never come from an archive: a forged redirect or
+# metacopy xattr would change what the mount shows.
+_REFUSED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+
+_DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
+_PARENT_CACHE_MAX = 512
+
+
+class ApplyResult:
+    __slots__ = ("size", "diff_id", "entries", "compression", "dropped_xattrs")
+
+    def __init__(self, size, diff_id, entries, compression, dropped_xattrs):
+        self.size = size
+        self.diff_id = diff_id
+        self.entries = entries
+        self.compression = compression
+        self.dropped_xattrs = dropped_xattrs
+
+
+def clean_name(name, limits, what="entry"):
+    """Archive name -> tuple of components relative to the target root.
+
+    Leading '/' is dropped (as tar does); '..' anywhere is refused rather than
+    guessed at.
+    """
+    parts = tuple(p for p in name.split("/") if p and p != ".")
+    if any(p == ".." for p in parts):
+        raise LayerFormatError("%s %r has a '..' component" % (what, name))
+    if len(os.fsencode(name)) > limits.max_name:
+        raise LayerFormatError("%s name %r is longer than %d bytes" % (what, name[:80], limits.max_name))
+    for p in parts:
+        if len(os.fsencode(p)) > limits.max_component:
+            raise LayerFormatError("%s %r has a component longer than %d bytes"
+                                   % (what, name[:80], limits.max_component))
+    return parts
+
+
+class LayerApplier:
+    """One application of one archive to one target directory."""
+
+    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None):
+        self.target = target
+        self.uid_maps = uid_maps or []
+        self.gid_maps = gid_maps or []
+        self.limits = limits or Limits()
+        self.root_uid = to_host(0, self.uid_maps)
+        self.root_gid = to_host(0, self.gid_maps)
+        self.root_fd = None
+        self._parents = {}
+        self._layer_paths = set()  # what this layer itself put in place
+        self._layer_dirs = set()  # ancestors of those
+        self._dir_times = []
+        self.dropped_xattrs = 0
+
+    # -- resolution -------------------------------------------------------
+
+    def _forget_parents(self):
+        for fd in self._parents.values():
+            os.close(fd)
+        self._parents.clear()
+
+    def _parent_fd(self, parts, entry_name):
+        """An O_PATH fd of the directory holding parts[-1], creating missing directories."""
+        key = parts[:-1]
+        fd = self._parents.get(key)
+        if fd is not None:
+            return fd
+        if len(self._parents) >= _PARENT_CACHE_MAX:
+            self._forget_parents()
+        rel = "/".join(key) or "."
+        try:
+            fd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+        except FileNotFoundError:
+            fd = self._make_parents(key, entry_name)
+        except NotADirectoryError:
+            raise LayerFormatError("entry %r: its parent %r is not a directory" % (entry_name, rel))
+        except OSError as e:
+            raise LayerFormatError("entry %r: cannot resolve %r: %s" % (entry_name, rel, e.strerror))
+        self._parents[key] = fd
+        return fd
+
+    def _make_parents(self, key, entry_name):
+        fd = os.open(".", _DIR_OPEN | os.O_CLOEXEC, dir_fd=self.root_fd)
+        try:
+            for i in range(len(key)):
+                rel = "/".join(key[:i + 1])
+                try:
+                    nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+                except FileNotFoundError:
+                    # created with the root's owner, as an implicit directory of this layer
+                    try:
+                        os.mkdir(key[i], 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
+                    os.chown(key[i], self.root_uid, self.root_gid, dir_fd=fd, follow_symlinks=False)
+                    nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+                except NotADirectoryError:
+                    raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
+                os.close(fd)
+                fd = nfd
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _lstat(self, pfd, base):
+        try:
+            return os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _remove(self, pfd, base, st):
+        """Remove one name; cached parent fds may now point at detached directories."""
+        if stat.S_ISDIR(st.st_mode):
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                _empty_dir(fd)
+            finally:
+                os.close(fd)
+            os.rmdir(base, dir_fd=pfd)
+        else:
+            os.unlink(base, dir_fd=pfd)
+        self._forget_parents()
+
+    # -- bookkeeping for opaque directories -------------------------------
+
+    def _mark(self, parts):
+        self._layer_paths.add(parts)
+        for i in range(len(parts)):
+            self._layer_dirs.add(parts[:i])
+
+    def _prune_opaque(self, dir_parts, entry_name):
+        """Remove everything under dir_parts that this layer did not write."""
+        rel = "/".join(dir_parts) or "."
+        try:
+            top = syscalls.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise LayerFormatError("opaque whiteout %r for a directory that does not exist" % entry_name)
+        except (NotADirectoryError, OSError) as e:
+            if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+                raise LayerFormatError("opaque whiteout %r: %r is not a directory" % (entry_name, rel))
+            raise
+        self._forget_parents()
+        stack = [(top, dir_parts)]
+        try:
+            while stack:
+                fd, parts = stack.pop()
+                try:
+                    for name in os.listdir(fd):
+                        child = parts + (name,)
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        if child in self._layer_paths or child in self._layer_dirs:
+                            if stat.S_ISDIR(st.st_mode):
+                                cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                              dir_fd=fd)
+                                stack.append((cfd, child))
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                            try:
+                                _empty_dir(cfd)
+                            finally:
+                                os.close(cfd)
+                            os.rmdir(name, dir_fd=fd)
+                        else:
+                            os.unlink(name, dir_fd=fd)
+                finally:
+                    os.close(fd)
+        finally:
+            for fd, _parts in stack:
+                os.close(fd)
+
+    # -- attributes ---------------------------------------------------------
+
+    def _owner(self, entry):
+        try:
+            return to_host(entry.uid, self.uid_maps), to_host(entry.gid, self.gid_maps)
+        except OverlayError as e:
+            raise LayerFormatError("entry %r: %s" % (entry.name, e.cause))
+
+    def _set_xattrs(self, target, entry):
+        for name, value in entry.xattrs.items():
+            if name.startswith(_REFUSED_XATTR_PREFIXES):
+                self.dropped_xattrs += 1
+                continue
+            try:
+                os.setxattr(target, name, value)
+            except OSError as e:
+                raise LayerFormatError("entry %r: cannot set xattr %s: %s" % (entry.name, name, e.strerror))
+
+    def _finish_fd(self, fd, entry, owner, set_times=True):
+        """Owner, xattrs, mode (chown clears setuid), times."""
+        os.fchown(fd, *owner)
+        if entry.xattrs:
+            self._set_xattrs(fd, entry)
+        os.fchmod(fd, stat.S_IMODE(entry.mode))
+        if set_times:
+            os.utime(fd, ns=(entry.atime_ns, entry.mtime_ns))
+
+    # -- entries ------------------------------------------------------------
+
+    def _apply_entry(self, reader, entry, parts):
+        base = parts[-1]
+        pfd = self._parent_fd(parts, entry.name)
+        existing = self._lstat(pfd, base)
+        kind = entry.kind
+        if existing is not None and not (kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
+            self._remove(pfd, base, existing)
+            pfd = self._parent_fd(parts, entry.name)
+            existing = None
+        owner = self._owner(entry) if kind != HARDLINK else None
+
+        if kind == REGULAR:
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=pfd)
+            try:
+                left = entry.size
+                while left:
+                    data = reader.read(min(left, CHUNK))
+                    if not data:
+                        raise LayerFormatError("the layer ends inside the data of %r: truncated" % entry.name)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    left -= len(data)
+                self._finish_fd(fd, entry, owner)
+            finally:
+                os.close(fd)
+        elif kind == DIRECTORY:
+            if existing is None:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                self._finish_fd(fd, entry, owner, set_times=False)
+            finally:
+                os.close(fd)
+            self._dir_times.append((parts, entry.atime_ns, entry.mtime_ns))
+        elif kind == SYMLINK:
+            os.symlink(entry.linkname, base, dir_fd=pfd)
+            os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
+            os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        elif kind == HARDLINK:
+            self._link(pfd, base, entry)
+        else:
+            fmt = {CHAR: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK, FIFO: stat.S_IFIFO}[kind]
+            dev = os.makedev(entry.devmajor, entry.devminor) if kind != FIFO else 0
+            os.mknod(base, fmt | 0o600, dev, dir_fd=pfd)
+            fd = os.open(base, syscalls.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                proc = "/proc/self/fd/%d" % fd
+                os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
+                if entry.xattrs:
+                    self._set_xattrs(proc, entry)
+                os.chmod(proc, stat.S_IMODE(entry.mode))
+                os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+
+    def _link(self, pfd, base, entry):
+        """Hardlink to a path inside the target; the link shares (and never changes) the inode."""
+        target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
+        if not target_parts:
+            raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
+        try:
+            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts), syscalls.O_PATH | os.O_NOFOLLOW)
+        except OSError as e:
+            raise LayerFormatError("hardlink %r -> %r: target not in the layer: %s"
+                                   % (entry.name, entry.linkname, e.strerror))
+        try:
+            if stat.S_ISDIR(os.fstat(tfd).st_mode):
+                raise LayerFormatError("hardlink %r -> %r: target is a directory" % (entry.name, entry.linkname))
+            os.link("/proc/self/fd/%d" % tfd, base, dst_dir_fd=pfd, follow_symlinks=True)
+        finally:
+            os.close(tfd)
+
+    def _whiteout(self, parts, entry):
+        base = parts[-1]
+        dir_parts = parts[:-1]
+        if base == WHITEOUT_OPAQUE:
+            self._prune_opaque(dir_parts, entry.name)
+            return
+        if base.startswith(WHITEOUT_META_PREFIX):
+            return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content
+        name = base[len(WHITEOUT_PREFIX):]
+        if name in ("", ".", ".."):
+            raise LayerFormatError("invalid whiteout %r" % entry.name)
+        rel = "/".join(dir_parts) or "."
+        try:
+            pfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing below to hide
+        try:
+            st = self._lstat(pfd, name)
+            if st is not None:
+                self._remove(pfd, name, st)
+        finally:
+            os.close(pfd)
+        gone = dir_parts + (name,)
+        self._layer_paths.discard(gone)
+
+    def _set_dir_times(self):
+        for parts, atime, mtime in reversed(self._dir_times):
+            try:
+                fd = syscalls.open_in_root(self.root_fd, "/".join(parts) or ".",
+                                           os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # replaced or removed later in the archive
+            try:
+                os.utime(fd, ns=(atime, mtime))
+            finally:
+                os.close(fd)
+
+    def apply(self, raw, compression="auto", progress=None):
+        """Apply the archive read from raw; returns ApplyResult (size as the seed counts it)."""
+        reader = HashingReader(raw, compression)
+        self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        size = 0
+        count = 0
+        try:
+            for entry in iter_entries(reader, self.limits):
+                count += 1
+                parts = clean_name(entry.name, self.limits)
+                if parts and parts[0].startswith(WHITEOUT_META_PREFIX) and len(parts) > 1:
+                    continue  # inside aufs bookkeeping directories
+                if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+                    self._whiteout(parts, entry)
+                elif not parts:
+                    if entry.kind != DIRECTORY:
+                        raise LayerFormatError("entry %r would replace the layer root" % entry.name)
+                    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.root_fd)
+                    try:
+                        self._finish_fd(fd, entry, self._owner(entry), set_times=False)
+                    finally:
+                        os.close(fd)
+                    self._dir_times.append(((), entry.atime_ns, entry.mtime_ns))
+                else:
+                    try:
+                        self._apply_entry(reader, entry, parts)
+                    except LayerFormatError:
+                        raise
+                    except OSError as e:
+                        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise OverlayError("no space left applying entry %r" % entry.name, path=self.target)
+                        raise LayerFormatError("entry %r: %s" % (entry.name, e.strerror or e))
+                    self._mark(parts)
+                    if entry.kind == REGULAR:
+                        size += entry.size
+                if progress is not None:
+                    progress(count)
+            self._set_dir_times()
+        except ValueError as e:  # embedded NUL and similar in names
+            raise LayerFormatError("invalid entry: %s" % e)
+        finally:
+            self._forget_parents()
+            os.close(self.root_fd)
+            self.root_fd = None
+            reader.close()
+        return ApplyResult(size, reader.digest(), count, reader.compression, self.dropped_xattrs)
+
+
+def _empty_dir(dfd):
+    """Remove everything inside the directory open at dfd, iteratively."""
+    stack = [os.dup(dfd)]
+    try:
+        while stack:
+            fd = stack[-1]
+            descended = False
+            for name in os.listdir(fd):
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    try:
+                        os.rmdir(name, dir_fd=fd)
+                    except OSError as e:
+                        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                            raise
+                        stack.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                             dir_fd=fd))
+                        descended = True
+                        break
+                else:
+                    os.unlink(name, dir_fd=fd)
+            if not descended:
+                os.close(stack.pop())
+    finally:
+        for fd in stack:
+            os.close(fd)

@@ -1,0 +1,384 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading layer tarballs as untrusted streams.
+
+tarfile's stream mode stops silently at a truncated or corrupt header and its
+gzip reader ignores a truncated stream, so this module decompresses with the
+stdlib's strict readers, hashes the uncompressed bytes (the diff_id), parses
+each 512-byte header itself (with tarfile's header decoder, which checks the
+checksum) and requires the end-of-archive marker followed by nothing but NULs.
+"""
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import shutil
+import subprocess
+import tarfile
+import threading
+import zlib
+
+from .errors import LayerFormatError
+
+BLOCK = 512
+CHUNK = 1 << 20
+
+REGULAR = "file"
+HARDLINK = "hardlink"
+SYMLINK = "symlink"
+CHAR = "char"
+BLOCKDEV = "block"
+DIRECTORY = "dir"
+FIFO = "fifo"
+
+_TYPES = {
+    tarfile.REGTYPE: REGULAR, tarfile.AREGTYPE: REGULAR, tarfile.CONTTYPE: REGULAR,
+    tarfile.LNKTYPE: HARDLINK, tarfile.SYMTYPE: SYMLINK, tarfile.CHRTYPE: CHAR,
+    tarfile.BLKTYPE: BLOCKDEV, tarfile.DIRTYPE: DIRECTORY, tarfile.FIFOTYPE: FIFO,
+}
+
+COMPRESSIONS = ("auto", "none", "gzip", "bzip2", "xz", "zstd")
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+class Limits:
+    """Bounds that keep a hostile archive from exhausting memory or inodes."""
+
+    def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20):
+        self.max_entries = max_entries
+        self.max_name = max_name
+        self.max_component = max_component
+        self.max_meta = max_meta
+
+
+class _Prefixed(io.RawIOBase):
+    """Give back bytes already peeked, then the rest of the stream."""
+
+    def __init__(self, prefix, raw):
+        super(_Prefixed, self).__init__()
+        self._prefix = prefix
+        self._raw = raw
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def detect_compression(head):
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+class _ZstdProcess(io.RawIOBase):
+    """zstd -dc fed from a thread; its exit status is checked at the end."""
+
+    def __init__(self, raw):
+        super(_ZstdProcess, self).__init__()
+        exe = shutil.which("zstd")
+        self._proc = subprocess.Popen([exe, "-dc", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+        self._feed_error = None
+        self._feeder = threading.Thread(target=self._feed, args=(raw,), daemon=True)
+        self._feeder.start()
+
+    def _feed(self, raw):
+        try:
+            while True:
+                data = raw.read(CHUNK)
+                if not data:
+                    break
+                self._proc.stdin.write(data)
+        except (OSError, ValueError) as e:
+            self._feed_error = e
+        finally:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self._proc.stdout.readinto(b)
+        if n == 0:
+            self.check()
+        return n
+
+    def check(self):
+        self._feeder.join()
+        rc = self._proc.wait()
+        if rc != 0:
+            err = self._proc.stderr.read().decode("utf-8", "replace").strip()
+            raise LayerFormatError("zstd stream is corrupt or truncated: %s" % (err or "exit %d" % rc))
+
+    def close(self):
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for f in (self._proc.stdout, self._proc.stderr):
+            f.close()
+        super(_ZstdProcess, self).close()
+
+
+def _zstd_reader(raw):
+    try:
+        import zstandard  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        zstandard = None
+    if zstandard is not None:
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    if shutil.which("zstd"):
+        return _ZstdProcess(raw)
+    raise LayerFormatError("the layer is zstd-compressed, but neither the zstd program nor the "
+                           "python zstandard module is installed on this host")
+
+
+def open_decompressed(raw, compression="auto"):
+    """A reader of uncompressed bytes, and the compression that was used."""
+    if compression not in COMPRESSIONS:
+        raise LayerFormatError("unknown compression %r (one of %s)" % (compression, ", ".join(COMPRESSIONS)))
+    head = raw.read(6)
+    if compression == "auto":
+        compression = detect_compression(head)
+    source = io.BufferedReader(_Prefixed(head, raw), CHUNK)
+    if compression == "none":
+        return source, compression
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=source, mode="rb"), compression
+    if compression == "bzip2":
+        return bz2.BZ2File(source, "rb"), compression
+    if compression == "xz":
+        return lzma.LZMAFile(source, "rb"), compression
+    return _zstd_reader(source), compression
+
+
+_DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+
+
+class HashingReader:
+    """Uncompressed layer bytes, counted and hashed as they are read."""
+
+    def __init__(self, raw, compression="auto"):
+        self._f, self.compression = open_decompressed(raw, compression)
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def read(self, n):
+        try:
+            data = self._f.read(n)
+        except LayerFormatError:
+            raise
+        except _DECOMPRESS_ERRORS as e:
+            raise LayerFormatError("cannot decompress the layer (%s): %s" % (self.compression, e))
+        except Exception as e:  # zstandard.ZstdError and friends
+            raise LayerFormatError("cannot decompress the layer (%s): %s" % (self.compression, e))
+        self._hash.update(data)
+        self.offset += len(data)
+        return data
+
+    def read_exact(self, n, what):
+        parts = []
+        left = n
+        while left:
+            data = self.read(min(left, CHUNK))
+            if not data:
+                raise LayerFormatError("the layer ends inside %s (offset %d): truncated" % (what, self.offset))
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
+
+    def skip(self, n, what):
+        while n:
+            data = self.read(min(n, CHUNK))
+            if not data:
+                raise LayerFormatError("the layer ends inside %s (offset %d): truncated" % (what, self.offset))
+            n -= len(data)
+
+    def drain_zeros(self):
+        """After the end-of-archive marker only NUL padding may follow."""
+        while True:
+            data = self.read(CHUNK)
+            if not data:
+                break
+            if data.count(0) != len(data):
+                raise LayerFormatError("trailing data after the end of the tar archive (offset %d)"
+                                       % (self.offset - len(data) + len(data.rstrip(b"\x00"))))
+        check = getattr(self._f, "check", None)
+        if check is not None:
+            check()
+
+    def digest(self):
+        return "sha256:" + self._hash.hexdigest()
+
+    def close(self):
+        try:
+            self._f.close()
+        except Exception:  # closing a half-read stream must not mask the real error
+            pass
+
+
+class Entry:
+    __slots__ = ("name", "kind", "size", "mode", "uid", "gid", "mtime_ns", "atime_ns",
+                 "linkname", "devmajor", "devminor", "xattrs")
+
+    def __repr__(self):
+        return "Entry(%r, %s)" % (self.name, self.kind)
+
+
+def parse_pax(data):
+    """PAX records 'LEN key=value\\n'; values stay bytes (xattrs are binary)."""
+    out = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos:].strip(b"\x00") == b"":
+            break
+        sp = data.find(b" ", pos)
+        if sp < 0:
+            raise LayerFormatError("malformed pax header record")
+        try:
+            length = int(data[pos:sp])
+        except ValueError:
+            raise LayerFormatError("malformed pax header record length")
+        end = pos + length
+        if length <= sp - pos + 1 or end > len(data) or data[end - 1:end] != b"\n":
+            raise LayerFormatError("malformed pax header record")
+        key, eq, value = data[sp + 1:end - 1].partition(b"=")
+        if not eq:
+            raise LayerFormatError("malformed pax header record")
+        out[key.decode("utf-8", "surrogateescape")] = value
+        pos = end
+    return out
+
+
+def _pax_time_ns(value):
+    text = value.decode("ascii", "replace")
+    try:
+        sec, _dot, frac = text.partition(".")
+        ns = int(sec) * 1000000000
+        if frac:
+            frac = (frac + "000000000")[:9]
+            ns += (1 if not sec.startswith("-") else -1) * int(frac)
+        return ns
+    except ValueError:
+        raise LayerFormatError("malformed pax time %r" % text)
+
+
+def _pax_int(value, key):
+    try:
+        n = int(value)
+    except ValueError:
+        raise LayerFormatError("malformed pax %s %r" % (key, value))
+    if n < 0:
+        raise LayerFormatError("negative pax %s" % key)
+    return n
+
+
+def iter_entries(reader, limits=None):
+    """Yield Entry objects; the caller must consume (or skip) each regular file's data.
+
+    The reader is positioned at the file data when an entry is yielded; the
+    generator skips whatever the caller leaves unread, then the padding.
+    """
+    limits = limits or Limits()
+    global_pax = {}
+    long_name = long_link = None
+    local_pax = {}
+    count = 0
+    while True:
+        buf = reader.read_exact(BLOCK, "a tar header")
+        if buf.count(0) == BLOCK:
+            reader.drain_zeros()
+            return
+        try:
+            info = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as e:
+            raise LayerFormatError("invalid tar header at offset %d: %s" % (reader.offset - BLOCK, e))
+        size = info.size
+        padded = (size + BLOCK - 1) // BLOCK * BLOCK
+        t = info.type
+        if t in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                 tarfile.SOLARIS_XHDTYPE):
+            if size > limits.max_meta:
+                raise LayerFormatError("tar metadata header of %d bytes exceeds the limit of %d"
+                                       % (size, limits.max_meta))
+            data = reader.read_exact(padded, "a tar metadata header")[:size]
+            if t == tarfile.GNUTYPE_LONGNAME:
+                long_name = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+            elif t == tarfile.GNUTYPE_LONGLINK:
+                long_link = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+            elif t == tarfile.XGLTYPE:
+                global_pax.update(parse_pax(data))
+            else:
+                local_pax.update(parse_pax(data))
+            continue
+        count += 1
+        if count > limits.max_entries:
+            raise LayerFormatError("the layer has more than %d entries" % limits.max_entries)
+        pax = dict(global_pax)
+        pax.update(local_pax)
+        pax = {k: v for k, v in pax.items() if v != b""}
+        entry = Entry()
+        entry.name = info.name
+        entry.linkname = info.linkname
+        if long_name is not None:
+            entry.name = long_name
+        if long_link is not None:
+            entry.linkname = long_link
+        if "path" in pax:
+            entry.name = pax["path"].decode("utf-8", "surrogateescape")
+        if "linkpath" in pax:
+            entry.linkname = pax["linkpath"].decode("utf-8", "surrogateescape")
+        if "size" in pax:
+            size = _pax_int(pax["size"], "size")
+            padded = (size + BLOCK - 1) // BLOCK * BLOCK
+        kind = _TYPES.get(t)
+        if kind is None:
+            raise LayerFormatError("entry %r has unsupported tar type %r" % (entry.name, t))
+        if any(k.startswith("GNU.sparse") for k in pax):
+            raise LayerFormatError("entry %r is a sparse file, which layers do not use" % entry.name)
+        if kind == REGULAR and info.name.endswith("/") and long_name is None and "path" not in pax:
+            kind = DIRECTORY
+        entry.kind = kind
+        if kind != REGULAR:
+            # header-only types carry no data, whatever their size field says
+            size = padded = 0
+        entry.size = size
+        entry.mode = info.mode
+        entry.uid = _pax_int(pax["uid"], "uid") if "uid" in pax else info.uid
+        entry.gid = _pax_int(pax["gid"], "gid") if "gid" in pax else info.gid
+        entry.mtime_ns = _pax_time_ns(pax["mtime"]) if "mtime" in pax else int(info.mtime) * 1000000000
+        entry.atime_ns = _pax_time_ns(pax["atime"]) if "atime" in pax else entry.mtime_ns
+        entry.devmajor = info.devmajor
+        entry.devminor = info.devminor
+        entry.xattrs = {k[len("SCHILY.xattr."):]: v for k, v in pax.items() if k.startswith("SCHILY.xattr.")}
+        long_name = long_link = None
+        local_pax = {}
+        if "\x00" in entry.name or "\x00" in entry.linkname:
+            raise LayerFormatError("entry name %r contains a NUL byte" % entry.name)
+        start = reader.offset
+        yield entry
+        consumed = reader.offset - start
+        if consumed > padded:
+            raise LayerFormatError("entry %r: read past its data" % entry.name)
+        reader.skip(padded - consumed, "the data of %r" % entry.name)

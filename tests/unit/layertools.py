@@ -1,0 +1,111 @@
+"""Test helpers: build layer tarballs entry by entry, and snapshot trees for comparison."""
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+
+
+class TarBuilder:
+    """A tarball assembled in memory with full control over every header."""
+
+    def __init__(self, fmt=tarfile.PAX_FORMAT):
+        self.buf = io.BytesIO()
+        self.tf = tarfile.open(fileobj=self.buf, mode="w", format=fmt)
+
+    def _info(self, name, kind, mode, uid=0, gid=0, mtime=1700000000, **kw):
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.mode = mode
+        info.uid = uid
+        info.gid = gid
+        info.mtime = mtime
+        for k, v in kw.items():
+            setattr(info, k, v)
+        return info
+
+    def dir(self, name, mode=0o755, **kw):
+        self.tf.addfile(self._info(name, tarfile.DIRTYPE, mode, **kw))
+        return self
+
+    def file(self, name, data=b"", mode=0o644, xattrs=None, **kw):
+        if isinstance(data, str):
+            data = data.encode()
+        info = self._info(name, tarfile.REGTYPE, mode, size=len(data), **kw)
+        if xattrs:
+            info.pax_headers = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+                                for k, v in xattrs.items()}
+            if any(_binary(v) for v in xattrs.values()):
+                info.pax_headers["hdrcharset"] = "BINARY"
+        self.tf.addfile(info, io.BytesIO(data))
+        return self
+
+    def symlink(self, name, target, **kw):
+        self.tf.addfile(self._info(name, tarfile.SYMTYPE, 0o777, linkname=target, **kw))
+        return self
+
+    def hardlink(self, name, target, **kw):
+        self.tf.addfile(self._info(name, tarfile.LNKTYPE, 0o644, linkname=target, **kw))
+        return self
+
+    def device(self, name, char=True, major=1, minor=3, mode=0o666, **kw):
+        kind = tarfile.CHRTYPE if char else tarfile.BLKTYPE
+        self.tf.addfile(self._info(name, kind, mode, devmajor=major, devminor=minor, **kw))
+        return self
+
+    def fifo(self, name, mode=0o644, **kw):
+        self.tf.addfile(self._info(name, tarfile.FIFOTYPE, mode, **kw))
+        return self
+
+    def whiteout(self, path):
+        parent, base = os.path.split(path)
+        return self.file(os.path.join(parent, ".wh." + base), b"", mode=0o600)
+
+    def opaque(self, directory):
+        return self.file(os.path.join(directory, ".wh..wh..opq"), b"", mode=0o600)
+
+    def bytes(self):
+        self.tf.close()
+        return self.buf.getvalue()
+
+
+def _binary(value):
+    try:
+        value.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def snapshot(root, times=False, xattrs=("security.capability", "user.test")):
+    """Everything a layer comparison cares about, keyed by path relative to root."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            item = {"mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    item["sha256"] = hashlib.sha256(f.read()).hexdigest()
+                item["size"] = st.st_size
+            elif stat.S_ISLNK(st.st_mode):
+                item["link"] = os.readlink(path)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                item["rdev"] = (os.major(st.st_rdev), os.minor(st.st_rdev))
+            if times and not stat.S_ISLNK(st.st_mode):
+                item["mtime"] = st.st_mtime_ns // 1000000000
+            if not stat.S_ISLNK(st.st_mode):
+                for x in xattrs:
+                    try:
+                        item["xattr:" + x] = os.getxattr(path, x, follow_symlinks=False)
+                    except OSError:
+                        pass
+            out[rel] = item
+    return out

@@ -1,0 +1,390 @@
+"""The seed's behaviour, checked with moby's graphtest scenarios on real overlay mounts."""
+
+import io
+import os
+import shutil
+import stat
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import ADD, DELETE, MODIFY
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+from layertools import TarBuilder, snapshot
+
+
+@pytest.fixture
+def driver(home):
+    return Driver(home)
+
+
+@pytest.fixture
+def umask0():
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def create_base(driver, layer_id):
+    """moby's createBase: `a subdir` 0705|sticky 1:2 and `a file` 0222|setuid."""
+    driver.create(layer_id, "")
+    root = driver.get(layer_id)
+    subdir = os.path.join(root, "a subdir")
+    os.mkdir(subdir, 0o705 | stat.S_ISVTX)
+    os.chmod(subdir, 0o705 | stat.S_ISVTX)
+    os.chown(subdir, 1, 2)
+    path = os.path.join(root, "a file")
+    with open(path, "w") as f:
+        f.write("Some data")
+    os.chmod(path, 0o222 | stat.S_ISUID)
+    driver.put(layer_id)
+
+
+def verify_base(root):
+    assert sorted(os.listdir(root)) == ["a file", "a subdir"]
+    st = os.lstat(os.path.join(root, "a subdir"))
+    assert stat.S_ISDIR(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o705 | stat.S_ISVTX
+    assert (st.st_uid, st.st_gid) == (1, 2)
+    st = os.lstat(os.path.join(root, "a file"))
+    assert stat.S_ISREG(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o222 | stat.S_ISUID
+    assert (st.st_uid, st.st_gid) == (0, 0)
+    with open(os.path.join(root, "a file")) as f:
+        assert f.read() == "Some data"
+
+
+def test_create_empty(driver, umask0):
+    driver.create("empty", "")
+    assert driver.exists("empty")
+    st = os.stat(os.path.join(driver.home, "empty"))
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    root = driver.get("empty")
+    assert root == os.path.join(driver.home, "empty", "root")
+    st = os.stat(root)
+    assert stat.S_IMODE(st.st_mode) == 0o755 and (st.st_uid, st.st_gid) == (0, 0)
+    assert os.listdir(root) == []
+    assert sorted(os.listdir(os.path.join(driver.home, "empty"))) == ["root"]
+    driver.put("empty")
+    driver.remove("empty")
+    assert not driver.exists("empty")
+
+
+def test_create_base(driver, umask0):
+    create_base(driver, "Base")
+    verify_base(driver.get("Base"))
+    driver.put("Base")
+
+
+def test_create_snap(driver, umask0):
+    create_base(driver, "Base")
+    driver.create("Snap", "Base")
+    layer = os.path.join(driver.home, "Snap")
+    assert sorted(os.listdir(layer)) == ["lower-id", "merged", "upper", "work"]
+    with open(os.path.join(layer, "lower-id")) as f:
+        assert f.read() == "Base"
+    path = driver.get("Snap")
+    assert path == os.path.join(layer, "merged")
+    assert driver.is_mounted("Snap")
+    entry = mounts.mount_at(path)
+    assert entry.fstype == "overlay"
+    assert entry.options_dict()["lowerdir"] == os.path.join(driver.home, "Base", "root")
+    verify_base(path)
+    # A second get is the same mount, not a second one.
+    assert driver.get("Snap") == path
+    assert len([m for m in mounts.read_mountinfo() if m.mount_point == path]) == 1
+    driver.put("Snap")
+    assert not driver.is_mounted("Snap")
+
+
+def test_child_of_overlay_layer_copies_upper_and_inherits_lower_id(driver, umask0):
+    create_base(driver, "Base")
+    driver.create("Init", "Base")
+    merged = driver.get("Init")
+    os.makedirs(os.path.join(merged, "etc"))
+    with open(os.path.join(merged, "etc", "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n")
+    os.unlink(os.path.join(merged, "a file"))  # a whiteout in Init's upper
+    driver.put("Init")
+    driver.create("Container", "Init")
+    with open(os.path.join(driver.home, "Container", "lower-id")) as f:
+        assert f.read() == "Base"
+    assert snapshot(os.path.join(driver.home, "Container", "upper")) == \
+        snapshot(os.path.join(driver.home, "Init", "upper"))
+    merged = driver.get("Container")
+    assert sorted(os.listdir(merged)) == ["a subdir", "etc"]
+    driver.put("Container")
+
+
+def test_deep_layer_read_50(driver):
+    count = 50
+    driver.create("base", "")
+    root = driver.get("base")
+    with open(os.path.join(root, "testfile.txt"), "w") as f:
+        f.write("test content")
+    parent = "base"
+    for i in range(1, count + 1):
+        layer = "layer-%d" % i
+        driver.create(layer, parent)
+        path = driver.get(layer)
+        with open(os.path.join(path, "top-id"), "w") as f:
+            f.write(layer)
+        os.mkdir(os.path.join(path, "layer-%d" % i))
+        with open(os.path.join(path, "layer-%d" % i, "layer-id"), "w") as f:
+            f.write(layer)
+        with open(os.path.join(path, "layer-%d" % i, "parent-id"), "w") as f:
+            f.write(parent)
+        driver.put(layer)
+        parent = layer
+    top = driver.get(parent)
+    try:
+        with open(os.path.join(top, "testfile.txt")) as f:
+            assert f.read() == "test content"
+        with open(os.path.join(top, "top-id")) as f:
+            assert f.read() == "layer-%d" % count
+        for i in range(count, 0, -1):
+            with open(os.path.join(top, "layer-%d" % i, "layer-id")) as f:
+                assert f.read() == "layer-%d" % i
+            with open(os.path.join(top, "layer-%d" % i, "parent-id")) as f:
+                assert f.read() == ("layer-%d" % (i - 1) if i > 1 else "base")
+    finally:
+        driver.put(parent)
+
+
+def _populate_diff_base(driver):
+    driver.create("base", "")
+    root = driver.get("base")
+    os.makedirs(os.path.join(root, "var", "lib", "x"))
+    with open(os.path.join(root, "var", "lib", "x", "data"), "w") as f:
+        f.write("data")
+    with open(os.path.join(root, "file-remove.txt"), "w") as f:
+        f.write("to be removed")
+    with open(os.path.join(root, "keep.txt"), "w") as f:
+        f.write("kept")
+
+
+def test_diff_apply(driver):
+    _populate_diff_base(driver)
+    driver.create("upper", "base")
+    merged = driver.get("upper")
+    for i in range(5):
+        with open(os.path.join(merged, "file-%d.txt" % i), "w") as f:
+            f.write("added %d\n" % i * (i + 1))
+    os.unlink(os.path.join(merged, "file-remove.txt"))
+    shutil.rmtree(os.path.join(merged, "var", "lib"))
+    driver.put("upper")
+
+    out = io.BytesIO()
+    diff_id, tar_size, changes, diff_size = driver.diff("upper", "base", out)
+    assert tar_size == len(out.getvalue())
+    assert driver.diff_size("upper", "base") == diff_size
+    assert {(c.path, c.kind) for c in changes} >= {("/file-remove.txt", DELETE), ("/var/lib", DELETE)}
+
+    driver.create("applied", "base")
+    out.seek(0)
+    result = driver.apply_diff("applied", "base", out)
+    assert result.size == diff_size
+    assert result.diff_id == diff_id
+    assert result.fallback is False
+    # The parent had root/, so the child is now a root layer too (the seed's hardlink path).
+    assert sorted(os.listdir(os.path.join(driver.home, "applied"))) == ["root"]
+    view = driver.get("upper")
+    try:
+        assert snapshot(driver.get("applied")) == snapshot(view)
+    finally:
+        driver.put("upper")
+    assert not os.path.exists(os.path.join(driver.get("applied"), "var", "lib"))
+
+
+def test_apply_diff_shares_file_data_with_parent_without_touching_it(driver):
+    _populate_diff_base(driver)
+    before = snapshot(driver.get("base"), times=True)
+    layer = TarBuilder().file("keep.txt", "replaced").whiteout("var/lib").file("new", "n").bytes()
+    driver.create("child", "base")
+    driver.apply_diff("child", "base", io.BytesIO(layer))
+    assert snapshot(driver.get("base"), times=True) == before
+    base_root = driver.get("base")
+    child_root = driver.get("child")
+    # untouched files are hardlinks of the parent's; replaced ones are not
+    assert os.stat(os.path.join(child_root, "file-remove.txt")).st_ino == \
+        os.stat(os.path.join(base_root, "file-remove.txt")).st_ino
+    assert os.stat(os.path.join(child_root, "keep.txt")).st_ino != os.stat(os.path.join(base_root, "keep.txt")).st_ino
+    with open(os.path.join(child_root, "keep.txt")) as f:
+        assert f.read() == "replaced"
+
+
+def test_changes_21(driver):
+    seed = 42
+    driver.create("base", "")
+    root = driver.get("base")
+    os.mkdir(os.path.join(root, "directory-0"))
+    for j in range(20):
+        with open(os.path.join(root, "directory-0", "file-%d" % j), "w") as f:
+            f.write("content %d" % j)
+        os.utime(os.path.join(root, "directory-0", "file-%d" % j), (1600000000, 1600000000))
+    driver.create("child", "base")
+    merged = driver.get("child")
+    expected = {("/directory-0", MODIFY)}
+    for j in range(20):
+        if j % 3 == 0:
+            with open(os.path.join(merged, "directory-0", "file-%d" % j), "w") as f:
+                f.write("changed %d" % j)
+            expected.add(("/directory-0/file-%d" % j, MODIFY))
+        elif j % 3 == 1:
+            with open(os.path.join(merged, "directory-0", "file-%d-%d" % (seed, j)), "w") as f:
+                f.write("new")
+            expected.add(("/directory-0/file-%d-%d" % (seed, j), ADD))
+        else:
+            os.unlink(os.path.join(merged, "directory-0", "file-%d" % j))
+            expected.add(("/directory-0/file-%d" % j, DELETE))
+    driver.put("child")
+    changes = driver.changes("child", "base")
+    assert len(changes) == 21
+    assert {(c.path, c.kind) for c in changes} == expected
+    assert changes[0].path == "/directory-0"  # a directory comes before what changed in it
+    assert not driver.is_mounted("child")  # changes() put back what it mounted
+
+
+def test_naive_fallback_for_child_of_overlay_layer(driver):
+    _populate_diff_base(driver)
+    driver.create("init", "base")
+    driver.create("layer", "init")  # init has no root/: the naive path
+    diff = TarBuilder().dir("etc").file("etc/motd", "hello").whiteout("keep.txt").opaque("var").bytes()
+    result = driver.apply_diff("layer", "init", io.BytesIO(diff))
+    assert result.fallback is True
+    assert sorted(os.listdir(os.path.join(driver.home, "layer"))) == ["lower-id", "merged", "upper", "work"]
+    upper = os.path.join(driver.home, "layer", "upper")
+    # overlay recorded the deletion in upper/ as a 0/0 character device
+    st = os.lstat(os.path.join(upper, "keep.txt"))
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    merged = driver.get("layer")
+    try:
+        assert sorted(os.listdir(merged)) == ["etc", "file-remove.txt", "var"]
+        assert os.listdir(os.path.join(merged, "var")) == []
+        with open(os.path.join(merged, "etc", "motd")) as f:
+            assert f.read() == "hello"
+    finally:
+        driver.put("layer")
+    assert result.size == len("hello")
+
+
+def test_base_layer_apply_is_the_fallback_and_exchanges_root(driver):
+    driver.create("base", "")
+    root_ino = os.stat(os.path.join(driver.home, "base", "root")).st_ino
+    diff = TarBuilder().dir("bin").file("bin/sh", "#!", mode=0o755).bytes()
+    result = driver.apply_diff("base", "", io.BytesIO(diff))
+    assert result.fallback is True
+    assert result.path == os.path.join(driver.home, "base", "root")
+    assert os.stat(result.path).st_ino != root_ino  # a new tree was exchanged in
+    assert os.listdir(os.path.join(driver.home, ".strata", "tmp")) == []
+
+
+def test_failed_apply_leaves_the_layer_as_it_was(driver):
+    _populate_diff_base(driver)
+    driver.create("child", "base")
+    before = sorted(os.listdir(os.path.join(driver.home, "child")))
+    bad = TarBuilder().file("a", "x").file("../escape", "y").bytes()
+    with pytest.raises(OverlayError, match="'..'"):
+        driver.apply_diff("child", "base", io.BytesIO(bad))
+    assert sorted(os.listdir(os.path.join(driver.home, "child"))) == before
+    assert os.listdir(os.path.join(driver.home, ".strata", "tmp")) == []
+
+
+def test_diff_id_mismatch_is_refused_before_the_layer_changes(driver):
+    driver.create("base", "")
+    diff = TarBuilder().file("a", "x").bytes()
+    with pytest.raises(OverlayError, match="diff_id mismatch"):
+        driver.apply_diff("base", "", io.BytesIO(diff), expected_diff_id="sha256:" + "0" * 64)
+    assert os.listdir(driver.get("base")) == []
+
+
+def test_metadata(driver):
+    driver.create("base", "")
+    driver.create("child", "base")
+    assert driver.metadata("base") == {"RootDir": os.path.join(driver.home, "base", "root")}
+    md = driver.metadata("child")
+    assert md == {"LowerDir": os.path.join(driver.home, "base", "root"),
+                  "UpperDir": os.path.join(driver.home, "child", "upper"),
+                  "WorkDir": os.path.join(driver.home, "child", "work"),
+                  "MergedDir": os.path.join(driver.home, "child", "merged")}
+    with pytest.raises(OverlayError, match="does not exist"):
+        driver.metadata("nope")
+
+
+def test_create_refuses_existing_and_missing_parent(driver):
+    driver.create("a", "")
+    with pytest.raises(OverlayError, match="already exists"):
+        driver.create("a", "")
+    with pytest.raises(OverlayError, match="parent layer missing does not exist"):
+        driver.create("b", "missing")
+    assert not driver.exists("b")
+    assert os.listdir(os.path.join(driver.home, ".strata", "tmp")) == []
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "-x", "x" * 129, "a\nb", "a b"])
+def test_invalid_ids_are_refused_before_the_disk(driver, bad):
+    before = sorted(os.listdir(driver.home))
+    with pytest.raises(OverlayError, match="invalid"):
+        driver.create(bad, "")
+    assert sorted(os.listdir(driver.home)) == before
+
+
+def test_corrupt_lower_id_is_refused(driver):
+    driver.create("base", "")
+    driver.create("child", "base")
+    with open(os.path.join(driver.home, "child", "lower-id"), "w") as f:
+        f.write("../../etc")
+    with pytest.raises(OverlayError, match="invalid lower-id"):
+        driver.get("child")
+
+
+def test_foreign_mount_at_merged_is_reported(driver, scratch):
+    driver.create("base", "")
+    driver.create("child", "base")
+    merged = os.path.join(driver.home, "child", "merged")
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+    syscalls.mount("tmpfs", merged, "tmpfs", 0, "size=1m")
+    with pytest.raises(OverlayError, match="a different mount"):
+        driver.get("child")
+    with pytest.raises(OverlayError, match="a different mount"):
+        driver.put("child")
+    syscalls.umount(merged)
+
+
+def test_remove_refuses_mounted_layer(driver):
+    driver.create("base", "")
+    driver.create("child", "base")
+    driver.get("child")
+    with pytest.raises(OverlayError, match="mounted"):
+        driver.remove("child")
+    assert driver.exists("child")
+    driver.put("child")
+    assert driver.remove("child") is True
+    assert driver.remove("child") is False
+
+
+def test_cleanup_removes_leftovers_of_killed_runs(driver):
+    driver.create("base", "")
+    driver.create("child", "base")
+    # a run killed mid-apply: a temp dir with a mount inside it
+    tmp = os.path.join(driver.home, ".strata", "tmp", "apply-child-x")
+    os.makedirs(os.path.join(tmp, "merged"))
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+    syscalls.mount("tmpfs", os.path.join(tmp, "merged"), "tmpfs", 0, "size=1m")
+    # a run killed between renaming root/ in and dropping the overlay parts
+    os.mkdir(os.path.join(driver.home, "child", "root"))
+    removed = driver.cleanup()
+    assert tmp in removed
+    assert os.listdir(os.path.join(driver.home, ".strata", "tmp")) == []
+    assert sorted(os.listdir(os.path.join(driver.home, "child"))) == ["root"]
+    assert not mounts.mounts_below(os.path.join(driver.home, ".strata"))
+
+
+def test_status(driver):
+    status = dict(driver.status())
+    assert status["Backing Filesystem"] == "tmpfs"
+    assert status["Supports d_type"] == "true"
