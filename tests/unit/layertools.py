@@ -45,8 +45,9 @@ class TarBuilder:
         self.tf.addfile(self._info(name, tarfile.SYMTYPE, 0o777, linkname=target, **kw))
         return self
 
-    def hardlink(self, name, target, **kw):
-        self.tf.addfile(self._info(name, tarfile.LNKTYPE, 0o644, linkname=target, **kw))
+    def hardlink(self, name, target, mode=0o644, **kw):
+        """Real tar writers give a link the header of its target: pass the same mode and owner."""
+        self.tf.addfile(self._info(name, tarfile.LNKTYPE, mode, linkname=target, **kw))
         return self
 
     def device(self, name, char=True, major=1, minor=3, mode=0o666, **kw):

@@ -86,28 +86,53 @@ def stat_different(old, new):
     return not _same_time(old.st_mtime_ns, new.st_mtime_ns) or old.st_size != new.st_size
 
 
-def _add_changes(new, old, path, changes, added):
-    """moby's FileInfo.addChanges, iteratively for the children of one directory."""
-    size_at_entry = len(changes)
-    if old is None:
-        changes.append(Change(path, ADD))
-        added = True
-    old_children = dict(old.children) if (old is not None and stat.S_ISDIR(new.stat.st_mode)
-                                          and old.children is not None) else {}
-    for name in sorted(new.children or ()):
-        child = new.children[name]
-        child_path = path.rstrip("/") + "/" + name
-        old_child = old_children.pop(name, None)
-        child_added = False
-        if old_child is not None:
-            if stat_different(old_child.stat, child.stat) or old_child.capability != child.capability:
+def _add_changes(new, old, path, changes):
+    """moby's FileInfo.addChanges, with an explicit stack so deep trees cannot overflow."""
+    stack = [_Frame(new, old, path, False, changes)]
+    while stack:
+        frame = stack[-1]
+        child = frame.next_child(changes)
+        if child is not None:
+            stack.append(child)
+            continue
+        stack.pop()
+        frame.finish(changes)
+
+
+class _Frame:
+    __slots__ = ("new", "path", "added", "size_at_entry", "names", "old_children")
+
+    def __init__(self, new, old, path, added, changes):
+        self.new = new
+        self.path = path
+        self.size_at_entry = len(changes)
+        if old is None:
+            changes.append(Change(path, ADD))
+            added = True
+        self.added = added
+        self.old_children = dict(old.children) if (old is not None and stat.S_ISDIR(new.stat.st_mode)
+                                                    and old.children is not None) else {}
+        self.names = iter(sorted(new.children or ()))
+
+    def next_child(self, changes):
+        for name in self.names:
+            child = self.new.children[name]
+            child_path = self.path.rstrip("/") + "/" + name
+            old_child = self.old_children.pop(name, None)
+            child_added = False
+            if old_child is not None and (stat_different(old_child.stat, child.stat)
+                                          or old_child.capability != child.capability):
                 changes.append(Change(child_path, MODIFY))
                 child_added = True
-        _add_changes(child, old_child, child_path, changes, child_added)
-    for name in sorted(old_children):
-        changes.append(Change(path.rstrip("/") + "/" + name, DELETE))
-    if len(changes) > size_at_entry and stat.S_ISDIR(new.stat.st_mode) and not added and path != "/":
-        changes.insert(size_at_entry, Change(path, MODIFY))
+            return _Frame(child, old_child, child_path, child_added, changes)
+        return None
+
+    def finish(self, changes):
+        for name in sorted(self.old_children):
+            changes.append(Change(self.path.rstrip("/") + "/" + name, DELETE))
+        if (len(changes) > self.size_at_entry and stat.S_ISDIR(self.new.stat.st_mode) and not self.added
+                and self.path != "/"):
+            changes.insert(self.size_at_entry, Change(self.path, MODIFY))
 
 
 def changes_dirs(new_dir, old_dir=None):
@@ -119,7 +144,7 @@ def changes_dirs(new_dir, old_dir=None):
     else:
         old = collect(old_dir)
     changes = []
-    _add_changes(new, old, "/", changes, False)
+    _add_changes(new, old, "/", changes)
     return changes
 
 

@@ -117,7 +117,8 @@ class LayerApplier:
                     try:
                         os.mkdir(key[i], 0o755, dir_fd=fd)
                     except FileExistsError:
-                        raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
+                        raise LayerFormatError("entry %r: %r is not a directory (or a symlink to a missing one)"
+                                               % (entry_name, rel))
                     os.chown(key[i], self.root_uid, self.root_gid, dir_fd=fd, follow_symlinks=False)
                     nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
                 except NotADirectoryError:

@@ -357,8 +357,6 @@ def iter_entries(reader, limits=None):
             raise LayerFormatError("entry %r has unsupported tar type %r" % (entry.name, t))
         if any(k.startswith("GNU.sparse") for k in pax):
             raise LayerFormatError("entry %r is a sparse file, which layers do not use" % entry.name)
-        if kind == REGULAR and info.name.endswith("/") and long_name is None and "path" not in pax:
-            kind = DIRECTORY
         entry.kind = kind
         if kind != REGULAR:
             # header-only types carry no data, whatever their size field says

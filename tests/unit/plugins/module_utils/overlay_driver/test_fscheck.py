@@ -1,0 +1,74 @@
+"""Backing filesystems, on real loop-mounted filesystems of each kind."""
+
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fscheck, syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import IncompatibleFS
+
+
+def test_overlay_is_supported_here():
+    assert fscheck.supports_overlay()
+    assert fscheck.overlay_in_proc()
+
+
+def test_overlay_missing_from_proc_filesystems(tmp_path):
+    fake = tmp_path / "filesystems"
+    fake.write_text("nodev\ttmpfs\n\text4\nnodev\toverlayfoo\n")
+    assert not fscheck.overlay_in_proc(str(fake))
+    fake.write_text("nodev\ttmpfs\nnodev\toverlay\n")
+    assert fscheck.overlay_in_proc(str(fake))
+
+
+def test_tmpfs_is_accepted(scratch):
+    assert fscheck.backing_fs(scratch)[0] == "tmpfs"
+    assert fscheck.backing_problems(scratch) == []
+
+
+def test_ext4_is_accepted(loopfs):
+    mnt = loopfs("ext4", 64)
+    assert fscheck.backing_fs(mnt)[0] == "extfs"
+    assert fscheck.supports_dtype(mnt)
+    Driver(os.path.join(mnt, "home"))
+
+
+def test_btrfs_is_refused_like_the_seed(loopfs):
+    mnt = loopfs("btrfs", 300)
+    assert fscheck.backing_fs(mnt)[0] == "btrfs"
+    home = os.path.join(mnt, "home")
+    with pytest.raises(IncompatibleFS, match="'overlay' is not supported over btrfs"):
+        Driver(home)
+    assert not os.path.exists(home)  # refused before anything was created
+
+
+def test_filesystem_without_dtype_is_refused(loopfs):
+    """ext4 made without the filetype feature answers DT_UNKNOWN, as xfs ftype=0 does."""
+    mnt = loopfs("ext4", 64, ["-O", "^filetype,^metadata_csum"])
+    os.mkdir(os.path.join(mnt, "d"))
+    assert not fscheck.dir_reports_dtype(mnt)
+    assert not fscheck.supports_dtype(mnt)
+    with pytest.raises(IncompatibleFS, match="does not support d_type"):
+        Driver(os.path.join(mnt, "home"))
+
+
+def test_dtype_check_reads_a_real_directory(scratch):
+    os.mkdir(os.path.join(scratch, "d"))
+    with open(os.path.join(scratch, "f"), "w"):
+        pass
+    types = dict(syscalls.readdir_types(scratch))
+    assert types["d"] == 4 and types["f"] == 8  # DT_DIR, DT_REG
+    assert fscheck.dir_reports_dtype(scratch)
+
+
+def test_overlay_as_backing_fs_is_refused(home):
+    driver = Driver(home)
+    driver.create("base", "")
+    driver.create("child", "base")
+    merged = driver.get("child")
+    try:
+        problems = fscheck.backing_problems(merged)
+        assert problems and "overlayfs" in problems[0]
+    finally:
+        driver.put("child")

@@ -1,0 +1,41 @@
+"""Layer ids and uid/gid maps."""
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import (
+    IDMap, parse_maps, root_pair, to_container, to_host, validate_layer_id)
+
+
+@pytest.mark.parametrize("good", ["a", "A0", "sha256.abc-def_1", "x" * 128, "0"])
+def test_valid_ids(good):
+    assert validate_layer_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "-a", "_a", "a/b", "a b", "x" * 129, "é", None, 5, "a\n"])
+def test_invalid_ids(bad):
+    with pytest.raises(OverlayError, match="invalid layer id"):
+        validate_layer_id(bad)
+
+
+def test_maps():
+    maps = parse_maps([{"container_id": 0, "host_id": 100000, "size": 1000},
+                       {"container_id": 1000, "host_id": 5000, "size": 1}])
+    assert to_host(0, maps) == 100000 and to_host(999, maps) == 100999 and to_host(1000, maps) == 5000
+    assert to_container(100999, maps) == 999 and to_container(5000, maps) == 1000
+    with pytest.raises(OverlayError, match="not mapped"):
+        to_host(1001, maps)
+    with pytest.raises(OverlayError, match="not mapped"):
+        to_container(0, maps)
+    assert to_host(42, []) == 42
+    assert root_pair(maps, []) == (100000, 0)
+    with pytest.raises(OverlayError, match="not mapped"):
+        root_pair([IDMap(1, 100, 10)], [])
+
+
+@pytest.mark.parametrize("bad", [[{"container_id": 0, "host_id": 1}], [{"container_id": -1, "host_id": 0, "size": 1}],
+                                 [{"container_id": 0, "host_id": 0, "size": 0}], ["0:0:1"],
+                                 [{"container_id": "x", "host_id": 0, "size": 1}]])
+def test_bad_maps(bad):
+    with pytest.raises(OverlayError):
+        parse_maps(bad)

@@ -1,0 +1,273 @@
+"""Applying layer tarballs: whiteouts, attributes, and hostile input.
+
+Every hostile case runs against a target inside the test's tmpfs with a
+canary directory beside it; the canary's snapshot must not change, and the
+case must end in a LayerFormatError or in a result that stays inside.
+"""
+
+import gzip
+import io
+import os
+import stat
+import tarfile
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import (
+    LayerFormatError, OverlayError)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import IDMap
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import Limits
+
+from layertools import TarBuilder, sha256, snapshot
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def resolver(request, monkeypatch):
+    """Run each case with the kernel's RESOLVE_IN_ROOT and with the fallback walk."""
+    monkeypatch.setattr(syscalls, "_openat2_works", request.param == "openat2")
+    return request.param
+
+
+@pytest.fixture
+def target(scratch):
+    path = os.path.join(scratch, "target")
+    os.mkdir(path)
+    return path
+
+
+def apply(target, data, **kw):
+    return LayerApplier(target, **kw).apply(io.BytesIO(data))
+
+
+# -- ordinary layers ----------------------------------------------------------------
+
+def test_entries_and_attributes(target, resolver):
+    data = (TarBuilder()
+            .dir("etc", mode=0o755, mtime=1500000000)
+            .file("etc/passwd", "root:x:0:0\n", mode=0o644, uid=0, gid=0, mtime=1500000001)
+            .file("usr/bin/ping", b"\x7fELF", mode=0o4755, uid=0, gid=0,
+                  xattrs={"security.capability": b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"})
+            .file("home/u/f", "x", mode=0o600, uid=1000, gid=1000)
+            .symlink("etc/localtime", "/usr/share/zoneinfo/UTC")
+            .hardlink("usr/bin/ping6", "usr/bin/ping")
+            .device("dev/null", char=True, major=1, minor=3)
+            .device("dev/loop0", char=False, major=7, minor=0, mode=0o660)
+            .fifo("run/fifo")
+            .bytes())
+    result = apply(target, data)
+    assert result.diff_id == sha256(data)
+    assert result.size == len("root:x:0:0\n") + 4 + 1
+    snap = snapshot(target, times=True)
+    assert snap["etc"]["mtime"] == 1500000000
+    assert snap["etc/passwd"]["mtime"] == 1500000001
+    assert stat.S_IMODE(snap["usr/bin/ping"]["mode"]) == 0o4755  # setuid survived chown
+    assert snap["usr/bin/ping"]["xattr:security.capability"].startswith(b"\x01\x00\x00\x02")
+    assert (snap["home/u/f"]["uid"], snap["home/u/f"]["gid"]) == (1000, 1000)
+    assert snap["etc/localtime"]["link"] == "/usr/share/zoneinfo/UTC"
+    assert os.stat(os.path.join(target, "usr/bin/ping6")).st_ino == os.stat(os.path.join(target, "usr/bin/ping")).st_ino
+    assert snap["dev/null"]["rdev"] == (1, 3) and stat.S_ISCHR(snap["dev/null"]["mode"])
+    assert snap["dev/loop0"]["rdev"] == (7, 0) and stat.S_ISBLK(snap["dev/loop0"]["mode"])
+    assert stat.S_ISFIFO(snap["run/fifo"]["mode"])
+    # implicit parents (usr, usr/bin, home/u, dev, run) are created 0755 root
+    assert stat.S_IMODE(snap["usr/bin"]["mode"]) == 0o755
+
+
+def test_whiteouts(target, resolver):
+    apply(target, TarBuilder().dir("a").file("a/x", "1").file("a/y", "2").dir("b").file("b/z", "3").file("keep").bytes())
+    apply(target, TarBuilder().whiteout("a/x").whiteout("b").whiteout("not-there").bytes())
+    assert sorted(os.listdir(target)) == ["a", "keep"]
+    assert os.listdir(os.path.join(target, "a")) == ["y"]
+
+
+def test_opaque_marker_keeps_this_layers_children_in_any_order(target, resolver):
+    apply(target, TarBuilder().dir("d").file("d/lower1").dir("d/sub").file("d/sub/lower2").bytes())
+    # marker after the layer's own children, and a child dir this layer also writes into
+    apply(target, TarBuilder().dir("d").file("d/mine", "m").dir("d/sub").file("d/sub/mine2").opaque("d").bytes())
+    assert sorted(os.listdir(os.path.join(target, "d"))) == ["mine", "sub"]
+    assert os.listdir(os.path.join(target, "d", "sub")) == ["mine2"]
+    # marker before the children
+    apply(target, TarBuilder().opaque("d").file("d/after", "a").bytes())
+    assert os.listdir(os.path.join(target, "d")) == ["after"]
+
+
+def test_duplicate_entries_last_one_wins(target, resolver):
+    apply(target, TarBuilder().file("f", "first").file("f", "second").dir("d").file("d/x").file("d", "now a file").bytes())
+    with open(os.path.join(target, "f")) as f:
+        assert f.read() == "second"
+    assert os.path.isfile(os.path.join(target, "d"))
+
+
+def test_root_entry_sets_root_attributes(target, resolver):
+    apply(target, TarBuilder().dir("./", mode=0o750, uid=5, gid=6).file("./x").bytes())
+    st = os.stat(target)
+    assert stat.S_IMODE(st.st_mode) == 0o750 and (st.st_uid, st.st_gid) == (5, 6)
+
+
+def test_uid_gid_maps_shift_owners(target):
+    uid_maps = [IDMap(0, 100000, 65536)]
+    gid_maps = [IDMap(0, 200000, 65536)]
+    apply(target, TarBuilder().file("a", uid=0, gid=0).file("b", uid=1000, gid=50).bytes(),
+          uid_maps=uid_maps, gid_maps=gid_maps)
+    assert (os.lstat(os.path.join(target, "a")).st_uid, os.lstat(os.path.join(target, "a")).st_gid) == (100000, 200000)
+    assert (os.lstat(os.path.join(target, "b")).st_uid, os.lstat(os.path.join(target, "b")).st_gid) == (101000, 200050)
+    with pytest.raises(LayerFormatError, match="not mapped"):
+        apply(target, TarBuilder().file("c", uid=70000).bytes(), uid_maps=uid_maps, gid_maps=gid_maps)
+
+
+def test_overlay_xattrs_from_archives_are_dropped(target):
+    result = apply(target, TarBuilder().dir("d").file("d/f", xattrs={"trusted.overlay.redirect": b"/etc",
+                                                                     "user.test": b"kept"}).bytes())
+    assert result.dropped_xattrs == 1
+    assert os.getxattr(os.path.join(target, "d/f"), "user.test") == b"kept"
+    assert "trusted.overlay.redirect" not in os.listxattr(os.path.join(target, "d/f"))
+
+
+def test_hardlink_to_symlink_links_the_symlink_itself(target, resolver):
+    apply(target, TarBuilder().symlink("s", "/etc/passwd").hardlink("h", "s").bytes())
+    assert os.readlink(os.path.join(target, "h")) == "/etc/passwd"
+    assert os.lstat(os.path.join(target, "h")).st_ino == os.lstat(os.path.join(target, "s")).st_ino
+
+
+# -- hostile input ------------------------------------------------------------------
+
+def _gz(data):
+    return gzip.compress(data)
+
+
+def _corrupt_checksum(data):
+    b = bytearray(data)
+    b[148:156] = b"0000000\x00"
+    return bytes(b)
+
+
+def _name_in_header(name):
+    """A ustar header whose name field holds raw bytes tarfile would not write."""
+    info = tarfile.TarInfo("placeholder")
+    info.size = 0
+    raw = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+    raw[0:100] = name.ljust(100, b"\x00")[:100]
+    raw[148:156] = b" " * 8
+    chk = sum(raw)
+    raw[148:156] = b"%06o\x00 " % chk
+    return bytes(raw) + b"\x00" * 1024
+
+
+def _bomb_entries(n):
+    tb = TarBuilder(fmt=tarfile.USTAR_FORMAT)
+    for i in range(n):
+        tb.dir("d%d" % i)
+    return tb.bytes()
+
+
+GOOD = TarBuilder().file("ok", "fine").bytes()
+
+# (id, archive bytes, expected error regex or None for "safe result", check(target) for safe results)
+HOSTILE = [
+    ("dotdot-file", TarBuilder().file("../x", "pwn").bytes(), "'..'", None),
+    ("dotdot-deep", TarBuilder().file("a/../../canary/etc/passwd", "pwn").bytes(), "'..'", None),
+    ("absolute-name", TarBuilder().file("/canary-abs", "safe").bytes(), None,
+     lambda t: os.path.isfile(os.path.join(t, "canary-abs"))),
+    ("absolute-dotdot", TarBuilder().file("/../../x", "pwn").bytes(), "'..'", None),
+    ("symlink-then-write-through-absolute", TarBuilder().symlink("esc", "/").file("esc/canary/etc/passwd", "pwn").bytes(),
+     None, lambda t: os.path.isfile(os.path.join(t, "canary/etc/passwd"))),
+    ("symlink-then-write-through-relative",
+     TarBuilder().symlink("esc", "../canary").file("esc/etc/passwd", "pwn").bytes(), "not a directory", None),
+    ("symlink-to-inside-dir", TarBuilder().dir("real").symlink("esc", "../../real").file("esc/f", "in").bytes(),
+     None, lambda t: os.path.isfile(os.path.join(t, "real/f"))),
+    ("symlink-dir-chain", TarBuilder().symlink("a", "b/../../..").symlink("b", ".").file("a/escaped", "pwn").bytes(),
+     None, lambda t: os.path.isfile(os.path.join(t, "escaped"))),
+    ("symlink-loop", TarBuilder().symlink("l1", "l2").symlink("l2", "l1").file("l1/x", "y").bytes(), "l1", None),
+    ("hardlink-outside-dotdot", TarBuilder().hardlink("h", "../canary/etc/passwd").bytes(), "'..'", None),
+    ("hardlink-absolute-outside", TarBuilder().hardlink("h", "/etc/passwd").bytes(), "target not in the layer", None),
+    ("hardlink-through-symlink", TarBuilder().symlink("s", "/").hardlink("h", "s/etc/passwd").bytes(),
+     "target not in the layer", None),
+    ("hardlink-to-directory", TarBuilder().dir("d").hardlink("h", "d").bytes(), "directory", None),
+    ("hardlink-to-root", TarBuilder().hardlink("h", "/").bytes(), "layer root", None),
+    ("hardlink-missing", TarBuilder().hardlink("h", "nothing").bytes(), "target not in the layer", None),
+    ("whiteout-dotdot", TarBuilder().file("a/.wh...", "").bytes(), "invalid whiteout", None),
+    ("whiteout-dot", TarBuilder().file("a/.wh..", "").bytes(), "invalid whiteout", None),
+    ("whiteout-empty", TarBuilder().file(".wh.", "").bytes(), "invalid whiteout", None),
+    ("whiteout-through-symlink", TarBuilder().symlink("esc", "/").whiteout("esc/canary").bytes(), None,
+     lambda t: True),
+    ("opaque-through-symlink", TarBuilder().symlink("esc", "../canary").opaque("esc").bytes(), "not a directory", None),
+    ("opaque-missing-dir", TarBuilder().opaque("nothing").bytes(), "does not exist", None),
+    ("replace-root-with-file", TarBuilder().file("./", "x").bytes(), "layer root", None),
+    ("device-whiteout-char", TarBuilder().device("dev/zero", major=1, minor=5).bytes(), None,
+     lambda t: stat.S_ISCHR(os.lstat(os.path.join(t, "dev/zero")).st_mode)),
+    ("parent-is-file", TarBuilder().file("f", "x").file("f/child", "y").bytes(), "not a directory", None),
+    ("truncated-tar-in-data", GOOD[:600], "truncated", None),
+    ("truncated-tar-at-boundary", GOOD[:512 + 512], "truncated", None),
+    ("truncated-gzip", _gz(GOOD)[:-12], "decompress", None),
+    ("bad-gzip-crc", _gz(GOOD)[:-8] + b"\x00\x00\x00\x00" + _gz(GOOD)[-4:], "decompress", None),
+    ("trailing-garbage", GOOD + b"GARBAGE", "trailing data", None),
+    ("bad-header-checksum", _corrupt_checksum(GOOD), "invalid tar header", None),
+    ("not-a-tar", b"hello world" * 100, "invalid tar header|truncated", None),
+    ("empty-input", b"", "truncated", None),
+    ("nul-in-pax-path", None, "NUL", None),
+    ("name-too-long", TarBuilder().file("a" * 300, "x").bytes(), "longer than 255", None),
+    ("path-too-long", TarBuilder().file("/".join(["d" * 200] * 25), "x").bytes(), "longer than 4096", None),
+    ("huge-pax-header", None, "exceeds the limit", None),
+    ("sparse-file", None, "sparse", None),
+    ("entry-bomb", _bomb_entries(60), "more than 50 entries", None),
+    ("raw-dotdot-header", _name_in_header(b"../../raw"), "'..'", None),
+]
+
+
+def _special(case_id):
+    if case_id == "nul-in-pax-path":
+        info = tarfile.TarInfo("x")
+        info.pax_headers = {"path": "a\x00b"}
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            tf.addfile(info, io.BytesIO(b""))
+        return buf.getvalue()
+    if case_id == "huge-pax-header":
+        info = tarfile.TarInfo("x")
+        info.pax_headers = {"comment": "y" * (2 << 20)}
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            tf.addfile(info, io.BytesIO(b""))
+        return buf.getvalue()
+    if case_id == "sparse-file":
+        info = tarfile.TarInfo("x")
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            tf.addfile(info, io.BytesIO(b""))
+        return buf.getvalue()
+    raise KeyError(case_id)
+
+
+@pytest.mark.parametrize("case_id,data,error,check", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_archive(scratch, canary, resolver, case_id, data, error, check):
+    target = os.path.join(scratch, "target")
+    os.mkdir(target)
+    if data is None:
+        data = _special(case_id)
+    before = snapshot(canary, times=True)
+    outside_before = sorted(os.listdir(scratch))
+    applier = LayerApplier(target, limits=Limits(max_entries=50))
+    if error is None:
+        applier.apply(io.BytesIO(data))
+        assert check(target), case_id
+    else:
+        with pytest.raises(LayerFormatError, match=error):
+            applier.apply(io.BytesIO(data))
+    assert snapshot(canary, times=True) == before
+    assert sorted(os.listdir(scratch)) == outside_before
+    assert not os.path.exists("/canary-abs") and not os.path.exists(os.path.join(os.path.dirname(scratch), "x"))
+
+
+def test_hostile_case_count():
+    assert len(HOSTILE) >= 25
+
+
+def test_no_space_left_is_a_clear_error(loopfs):
+    small = loopfs("ext4", 16)
+    target = os.path.join(small, "t")
+    os.mkdir(target)
+    data = TarBuilder().file("big", b"\x01" * (40 << 20)).bytes()
+    with pytest.raises(OverlayError, match="no space left"):
+        apply(target, data)
