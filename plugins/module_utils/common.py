@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every strata.overlay module shares: common options and the one way to run a manager.
+
+Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
+"""
+
+import traceback
+
+from .overlay_driver.errors import OverlayError
+from .overlay_driver.store import DEFAULT_HOME
+
+_MAP_SPEC = dict(
+    container_id=dict(type="int", required=True),
+    host_id=dict(type="int", required=True),
+    size=dict(type="int", required=True),
+)
+
+COMMON_ARGS = dict(
+    home=dict(type="path", default=DEFAULT_HOME),
+    uid_maps=dict(type="list", elements="dict", options=_MAP_SPEC, default=[]),
+    gid_maps=dict(type="list", elements="dict", options=_MAP_SPEC, default=[]),
+)
+
+
+def argument_spec(**specific):
+    spec = dict(COMMON_ARGS)
+    spec.update(specific)
+    return spec
+
+
+def run_module(module, manager_class):
+    """Run the manager; every failure becomes failed/msg, never a traceback in msg."""
+    # AnsibleModule adds owner, mode and *size* of any returned `path`/`dest`,
+    # which would overwrite the layer sizes these modules return.
+    module.add_path_info = lambda kwargs: kwargs
+    try:
+        manager = manager_class(module.params, module.check_mode, module._diff)
+        result = manager.run()
+    except OverlayError as e:
+        fail = {"msg": e.message}
+        if e.layer:
+            fail["layer_id"] = e.layer
+        if e.path:
+            fail["path"] = e.path
+        fail.update(getattr(e, "extra", None) or {})
+        module.fail_json(**fail)
+    except Exception as e:  # pylint: disable=broad-except
+        layer = module.params.get("id")
+        module.fail_json(msg="%sunexpected error: %s: %s" % ("layer %s: " % layer if layer else "",
+                                                            type(e).__name__, e),
+                         exception=traceback.format_exc())
+    module.exit_json(**result)

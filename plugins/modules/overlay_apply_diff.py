@@ -1,0 +1,150 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: overlay_apply_diff
+short_description: Apply an image-layer tarball to a layer
+version_added: 0.1.0
+description:
+  - Creates the layer if it is missing, then applies the tarball as Docker's overlay driver does.
+    On a parent with C(root/), the parent's tree is copied with hardlinks (file data is shared), the
+    diff is applied to the copy and the result becomes the layer's C(root/). Otherwise the diff is
+    applied through a mount of the layer (the naive fallback).
+  - Whiteouts follow the image-layer convention, C(.wh.<name>) deletes and C(.wh..wh..opq) makes a
+    directory opaque.
+  - The tarball is untrusted input. No entry can write outside the layer, whatever its names,
+    symlinks or hardlinks say; damaged, truncated or malformed archives are errors.
+  - The diff is applied to a copy and only becomes visible once it is complete and its digest was
+    checked against O(diff_id). A failure leaves the layer as it was (and removes a layer this task created).
+  - One diff per layer. The same diff again reports no change without extracting anything; with
+    O(diff_id) given, without even reading O(src). A different diff is an error.
+options:
+  id:
+    description: The layer id.
+    type: str
+    required: true
+  parent:
+    description: The parent layer id; empty for a base layer.
+    type: str
+    default: ''
+  src:
+    description:
+      - The layer tarball, plain or compressed.
+      - On the controller with O(remote_src=false) (searched like M(ansible.builtin.copy) sources),
+        on the managed host with O(remote_src=true).
+      - May be omitted when O(diff_id) is given and the layer already has that diff.
+    type: path
+  remote_src:
+    description:
+      - V(false) sends O(src) from the controller to a temporary file on the host, which is always removed.
+      - V(true) reads O(src) on the managed host.
+    type: bool
+    default: false
+  diff_id:
+    description:
+      - The expected C(sha256:<hex>) digest of the uncompressed tarball (an image's diff_id).
+      - The layer only becomes visible if the digest matches.
+    type: str
+  compression:
+    description:
+      - The tarball's compression; V(auto) detects it from the first bytes.
+      - V(zstd) needs the C(zstd) program or the Python C(zstandard) module on the host.
+    type: str
+    choices: [auto, none, gzip, bzip2, xz, zstd]
+    default: auto
+extends_documentation_fragment:
+  - strata.overlay.common
+  - strata.overlay.common.attributes
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the task can be executed on the controller.
+    support: full
+seealso:
+  - module: strata.overlay.overlay_diff
+  - module: strata.overlay.overlay_layer
+author:
+  - strata.overlay contributors
+'''
+
+EXAMPLES = r'''
+- name: Stage a base layer from the controller
+  strata.overlay.overlay_apply_diff:
+    id: debian-base
+    src: files/debian-base.tar.gz
+    diff_id: sha256:2c1d3f0b7e0c6a6e43d31b8c67b1dd5a87dcdb5a9d2d0bb3a1b7e8f2d3c4b5a6
+
+- name: Apply a child layer already on the host
+  strata.overlay.overlay_apply_diff:
+    id: app
+    parent: debian-base
+    src: /srv/layers/app.tar.zst
+    remote_src: true
+'''
+
+RETURN = r'''
+size:
+  description: Bytes of file data the diff applied (the driver's ApplyDiff size).
+  returned: success
+  type: int
+  sample: 104857600
+diff_id:
+  description: The C(sha256:) digest of the uncompressed tarball.
+  returned: success
+  type: str
+  sample: sha256:2c1d3f0b7e0c6a6e43d31b8c67b1dd5a87dcdb5a9d2d0bb3a1b7e8f2d3c4b5a6
+fallback:
+  description:
+    - V(true) when the diff went through the naive path (base layers, and parents without C(root/)),
+      V(false) for the hardlink copy of the parent's C(root/); null when nothing was applied.
+  returned: success
+  type: bool
+  sample: false
+path:
+  description: Where the layer's content is seen.
+  returned: success
+  type: str
+  sample: /var/lib/strata/overlay/app/root
+compression:
+  description: The compression found in the tarball.
+  returned: when a diff was applied
+  type: str
+  sample: gzip
+entries:
+  description: Number of archive entries applied.
+  returned: when a diff was applied
+  type: int
+  sample: 10302
+layer:
+  description: The layer's state after the task, as returned by M(strata.overlay.overlay_layer).
+  returned: success
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import COMPRESSIONS
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            id=dict(type="str", required=True),
+            parent=dict(type="str", default=""),
+            src=dict(type="path"),
+            remote_src=dict(type="bool", default=False),
+            diff_id=dict(type="str"),
+            compression=dict(type="str", choices=list(COMPRESSIONS), default="auto"),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, ApplyDiffManager)
+
+
+if __name__ == "__main__":
+    main()

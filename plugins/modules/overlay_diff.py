@@ -1,0 +1,104 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: overlay_diff
+short_description: Export a layer's changes as an image-layer tarball
+version_added: 0.1.0
+description:
+  - Compares the layer with its parent and writes the changes to O(dest) as an uncompressed layer
+    tarball; deletions become C(.wh.<name>) whiteouts.
+  - The output is reproducible (whole-second times, whiteouts dated by their directory), so exporting
+    the same layer again gives the same diff_id and reports no change.
+  - O(dest) is written through a temporary file and renamed, and may not be inside the layer home.
+options:
+  id:
+    description: The layer id.
+    type: str
+    required: true
+  dest:
+    description: The tarball to write on the managed host.
+    type: path
+    required: true
+extends_documentation_fragment:
+  - strata.overlay.common
+  - strata.overlay.common.attributes
+seealso:
+  - module: strata.overlay.overlay_apply_diff
+author:
+  - strata.overlay contributors
+'''
+
+EXAMPLES = r'''
+- name: Export what the app layer changed
+  strata.overlay.overlay_diff:
+    id: app
+    dest: /srv/export/app.tar
+  register: exported
+
+- name: Stage it elsewhere
+  strata.overlay.overlay_apply_diff:
+    id: app-copy
+    parent: debian-base
+    src: /srv/export/app.tar
+    remote_src: true
+    diff_id: "{{ exported.diff_id }}"
+'''
+
+RETURN = r'''
+diff_id:
+  description: The C(sha256:) digest of the tarball.
+  returned: success
+  type: str
+  sample: sha256:2c1d3f0b7e0c6a6e43d31b8c67b1dd5a87dcdb5a9d2d0bb3a1b7e8f2d3c4b5a6
+size:
+  description: Bytes the added and modified files take (the driver's DiffSize; applying the tarball reports the same size).
+  returned: success
+  type: int
+  sample: 4096
+tar_size:
+  description: Bytes of the tarball.
+  returned: success
+  type: int
+  sample: 10240
+changes:
+  description: The changes exported, in tree order.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"path": "/etc", "kind": "modify"}, {"path": "/etc/old.conf", "kind": "delete"}]
+parent:
+  description: The parent the layer was compared with; null for a base layer.
+  returned: success
+  type: str
+  sample: debian-base
+dest:
+  description: The tarball's absolute path.
+  returned: success
+  type: str
+  sample: /srv/export/app.tar
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            id=dict(type="str", required=True),
+            dest=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, DiffManager)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: overlay_info
+short_description: Report overlay support and the layers of a layer home
+version_added: 0.1.0
+description:
+  - Reports whether the host can run overlay (kernel support, backing filesystem, d_type) and every
+    layer in the home with its kind, parent, live mount state, holders, diff and whether it is stale.
+  - With O(id) and O(changes=true), also the layer's changes against its parent and their size.
+  - Never changes a layer; a home that does not exist is reported, not created.
+options:
+  id:
+    description: A layer to report on in detail.
+    type: str
+  changes:
+    description: With O(id), compute the layer's changes against its parent (mounts it briefly if needed).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - strata.overlay.common
+  - strata.overlay.common.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+    details: Reads only; there is nothing to diff.
+seealso:
+  - module: strata.overlay.overlay_mount
+author:
+  - strata.overlay contributors
+'''
+
+EXAMPLES = r'''
+- name: Read the layer store
+  strata.overlay.overlay_info:
+  register: store
+
+- name: Show stale layers (holders recorded, mount gone)
+  ansible.builtin.debug:
+    var: store.stale
+
+- name: What did the app layer change?
+  strata.overlay.overlay_info:
+    id: app
+    changes: true
+  register: app
+'''
+
+RETURN = r'''
+status:
+  description: What the host offers.
+  returned: always
+  type: dict
+  contains:
+    overlay_supported:
+      description: C(overlay) is listed in C(/proc/filesystems) (after C(modprobe overlay)).
+      type: bool
+      sample: true
+    kernel:
+      description: The running kernel release.
+      type: str
+      sample: 6.1.0-28-amd64
+    backing_fs:
+      description: The filesystem under the layer home (the nearest existing directory).
+      type: str
+      sample: extfs
+    d_type:
+      description: Whether that filesystem reports file types in directory entries.
+      type: bool
+      sample: true
+    home:
+      description: The layer home.
+      type: str
+      sample: /var/lib/strata/overlay
+    home_exists:
+      description: Whether the layer home exists.
+      type: bool
+      sample: true
+    problems:
+      description: Each reason overlay cannot be used here, one message per problem.
+      type: list
+      elements: str
+      sample: []
+layers:
+  description: Every layer in the home, each as M(strata.overlay.overlay_layer) returns it.
+  returned: always
+  type: list
+  elements: dict
+stale:
+  description: Ids of layers with holders recorded but no mount.
+  returned: when the home exists
+  type: list
+  elements: str
+  sample: [web-1]
+layer:
+  description: The layer named by O(id).
+  returned: when O(id) is given
+  type: dict
+changes:
+  description: The layer's changes against its parent, in tree order.
+  returned: when O(changes=true)
+  type: list
+  elements: dict
+  sample: [{"path": "/etc", "kind": "modify"}, {"path": "/etc/motd", "kind": "add"}]
+diff_size:
+  description: Bytes the added and modified files take (the driver's DiffSize).
+  returned: when O(changes=true)
+  type: int
+  sample: 4096
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            id=dict(type="str"),
+            changes=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, InfoManager)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: overlay_layer
+short_description: Create or remove a layer in an overlay layer store
+version_added: 0.1.0
+description:
+  - Creates a layer the way Docker's overlay driver does. A layer without parent is a plain C(root/)
+    directory. A child of a layer with C(root/) gets C(upper/), C(work/), C(merged/) and a C(lower-id)
+    naming its parent. A child of an overlay layer inherits its C(lower-id) and starts from a copy of
+    its C(upper/).
+  - Removal refuses a layer that holders still use (unless O(force)) and a layer other layers are built on.
+options:
+  id:
+    description:
+      - The layer id, a single path component matching C(^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$).
+    type: str
+    required: true
+  parent:
+    description:
+      - The parent layer id; empty for a base layer.
+      - An existing layer with a different parent is an error naming both.
+    type: str
+    default: ''
+  state:
+    description:
+      - V(present) creates the layer if it is missing.
+      - V(absent) unmounts and removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description:
+      - With O(state=absent), remove the layer even while holders are recorded (it is unmounted first).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - strata.overlay.common
+  - strata.overlay.common.attributes
+seealso:
+  - module: strata.overlay.overlay_apply_diff
+  - module: strata.overlay.overlay_mount
+author:
+  - strata.overlay contributors
+'''
+
+EXAMPLES = r'''
+- name: Create a base layer
+  strata.overlay.overlay_layer:
+    id: debian-base
+    home: /var/lib/strata/overlay
+
+- name: Create a container layer on top of it
+  strata.overlay.overlay_layer:
+    id: web-1
+    parent: debian-base
+
+- name: Remove the container layer even if something still holds it
+  strata.overlay.overlay_layer:
+    id: web-1
+    state: absent
+    force: true
+'''
+
+RETURN = r'''
+layer:
+  description: The layer after the task (in check mode, as it would be).
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: The layer id.
+      type: str
+      sample: web-1
+    exists:
+      description: Whether the layer exists.
+      type: bool
+      sample: true
+    parent:
+      description: The recorded parent, or null for a base layer.
+      type: str
+      sample: debian-base
+    kind:
+      description: V(root) for a plain directory layer, V(overlay) for an upper/work/merged layer.
+      type: str
+      sample: overlay
+    metadata:
+      description: The driver's metadata, C(RootDir) or C(LowerDir), C(UpperDir), C(WorkDir), C(MergedDir).
+      type: dict
+      sample: {"LowerDir": "/var/lib/strata/overlay/debian-base/root", "MergedDir": "/var/lib/strata/overlay/web-1/merged"}
+    mounted:
+      description: Whether C(merged/) is mounted now (read from C(/proc/self/mountinfo)).
+      type: bool
+      sample: false
+    holders:
+      description: The named holders recorded for the layer.
+      type: list
+      elements: str
+      sample: [web]
+    stale:
+      description: Holders are recorded but the mount is gone (after a reboot).
+      type: bool
+      sample: false
+    diff_id:
+      description: The C(sha256:) digest of the diff applied to the layer, if any.
+      type: str
+      sample: sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945
+    path:
+      description: Where the layer's content is seen, C(root/) or C(merged/).
+      type: str
+      sample: /var/lib/strata/overlay/web-1/merged
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            id=dict(type="str", required=True),
+            parent=dict(type="str", default=""),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, LayerManager)
+
+
+if __name__ == "__main__":
+    main()

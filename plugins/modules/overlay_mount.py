@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: overlay_mount
+short_description: Mount or unmount a layer for a named holder
+version_added: 0.1.0
+description:
+  - Reference counts for layers, kept as a set of named holders per layer and persisted under the
+    layer home, so they survive between tasks and reboots. The same holder taking a layer twice counts once.
+  - O(state=mounted) adds the holder and mounts the layer's overlay at C(merged/) if it is not mounted.
+    A layer with holders recorded but no mount (after a reboot) is C(stale) and is mounted again.
+    A root layer needs no mount; its content is at C(root/).
+  - O(state=unmounted) drops the holder and unmounts when no holder is left (or with O(force)).
+  - Whether a layer is mounted is always read from C(/proc/self/mountinfo); a different mount at
+    C(merged/) is an error.
+options:
+  id:
+    description: The layer id.
+    type: str
+    required: true
+  state:
+    description: Whether the holder holds the layer mounted.
+    type: str
+    choices: [mounted, unmounted]
+    default: mounted
+  holder:
+    description: The name this hold is recorded under, for example the service using the layer.
+    type: str
+    default: ansible
+  mount_label:
+    description:
+      - An SELinux context for the mount (the C(context=) option), used when SELinux is enabled on the host.
+    type: str
+    default: ''
+  force:
+    description: With O(state=unmounted), drop every holder and unmount.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - strata.overlay.common
+  - strata.overlay.common.attributes
+seealso:
+  - module: strata.overlay.overlay_layer
+  - module: strata.overlay.overlay_info
+author:
+  - strata.overlay contributors
+'''
+
+EXAMPLES = r'''
+- name: Mount the web layer for the web service
+  strata.overlay.overlay_mount:
+    id: web-1
+    holder: web
+
+- name: Release it; the mount stays while other holders remain
+  strata.overlay.overlay_mount:
+    id: web-1
+    holder: web
+    state: unmounted
+
+- name: Unmount whatever holds it
+  strata.overlay.overlay_mount:
+    id: web-1
+    state: unmounted
+    force: true
+'''
+
+RETURN = r'''
+path:
+  description: Where the layer's content is seen (C(merged/), or C(root/) for a root layer).
+  returned: when the layer exists
+  type: str
+  sample: /var/lib/strata/overlay/web-1/merged
+mounted:
+  description: Whether C(merged/) is mounted after the task. Always false for root layers, which need no mount.
+  returned: always
+  type: bool
+  sample: true
+holders:
+  description: The holders recorded after the task.
+  returned: always
+  type: list
+  elements: str
+  sample: [web, backup]
+options:
+  description: The live mount's superblock options from C(/proc/self/mountinfo) (lowerdir, upperdir, workdir, ...).
+  returned: always
+  type: dict
+  sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper"}
+layer:
+  description: The layer's state after the task, as returned by M(strata.overlay.overlay_layer).
+  returned: always
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.managers import MountManager
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            id=dict(type="str", required=True),
+            state=dict(type="str", choices=["mounted", "unmounted"], default="mounted"),
+            holder=dict(type="str", default="ansible"),
+            mount_label=dict(type="str", default=""),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, MountManager)
+
+
+if __name__ == "__main__":
+    main()
