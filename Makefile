@@ -1,21 +1,39 @@
 # The front door: `make demo` runs the main job on localhost, `make test` runs every test.
 SHELL := /bin/bash
 VENV := .venv
-PY := $(VENV)/bin/python
-PYTEST := $(VENV)/bin/pytest
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(or $(STRATA_COLLECTIONS),/tmp/strata-overlay-collections)
 
-.PHONY: deps demo test unit clean
+.PHONY: deps install demo demo-clean test unit sanity lint changelog integration clean
 
 deps:
 	@scripts/install-deps.sh
 
-demo: deps
-	$(PY) scripts/demo_driver.py
+install: deps
+	@scripts/install-collection.sh >/dev/null
+
+demo: install
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
+
+demo-clean: install
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo-clean.yml
 
 unit: deps
-	$(PYTEST) tests/unit
+	$(BIN)/pytest tests/unit
 
-test: unit
+sanity: deps
+	scripts/run-sanity.sh
+
+lint: install
+	$(BIN)/ansible-lint
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
+integration: deps
+	scripts/run-integration.sh
+
+test: unit lint sanity integration
 
 clean:
-	rm -rf $(VENV) .collections .pytest_cache tests/output
+	rm -rf $(VENV) .pytest_cache tests/output

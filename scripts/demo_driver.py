@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Stage and mount a small layer tree through the driver package directly, without Ansible.
 
 Usage: demo_driver.py [HOME]   (default: a scratch dir under /tmp, removed afterwards)
@@ -41,7 +40,7 @@ def main():
     try:
         with store.locked():
             for layer_id, parent, data in (("base", "", base), ("child", "base", child)):
-                changed, result, _ = store.apply_diff(layer_id, parent, lambda d=data: io.BytesIO(d))
+                changed, result, _reason = store.apply_diff(layer_id, parent, lambda d=data: io.BytesIO(d))
                 print("%-6s changed=%s diff_id=%s" % (layer_id, changed, result.diff_id if result else "-"))
             store.create("app", "child")
             store.mount("app", "demo")

@@ -48,7 +48,7 @@ def run_module(module, manager_class):
         module.fail_json(**fail)
     except Exception as e:  # pylint: disable=broad-except
         layer = module.params.get("id")
-        module.fail_json(msg="%sunexpected error: %s: %s" % ("layer %s: " % layer if layer else "",
-                                                            type(e).__name__, e),
+        prefix = "layer %s: " % layer if layer else ""
+        module.fail_json(msg="%sunexpected error: %s: %s" % (prefix, type(e).__name__, e),
                          exception=traceback.format_exc())
     module.exit_json(**result)

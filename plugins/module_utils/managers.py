@@ -12,7 +12,7 @@ import platform
 
 from .overlay_driver import fscheck
 from .overlay_driver.errors import OverlayError
-from .overlay_driver.ids import validate_layer_id
+from .overlay_driver.ids import validate_diff_id, validate_layer_id
 from .overlay_driver.store import LayerStore
 
 DIFF_KEYS = ("exists", "kind", "parent", "mounted", "holders", "diff_id")
@@ -45,6 +45,8 @@ class Manager:
         for key in ("id", "parent"):
             if params.get(key):
                 validate_layer_id(params[key], "layer id" if key == "id" else "parent id")
+        if params.get("diff_id") is not None:
+            validate_diff_id(params["diff_id"], params.get("id"))
 
     def open_store(self):
         return LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"))
@@ -193,8 +195,8 @@ class ApplyDiffManager(Manager):
 
 
 def host_status(home):
-    """Overlay support, kernel and backing filesystem, without creating anything."""
-    supported = fscheck.supports_overlay(load=True)
+    """Overlay support, kernel and backing filesystem, without creating or loading anything."""
+    supported = fscheck.supports_overlay(load=False)
     probe = fscheck.existing_ancestor(home)
     backing, _magic = fscheck.backing_fs(probe)
     problems = fscheck.backing_problems(home)
@@ -203,7 +205,8 @@ def host_status(home):
     except OSError:
         dtype = None
     if not supported:
-        problems.insert(0, "'overlay' not found in /proc/filesystems")
+        problems.insert(0, "kernel %s has no overlay filesystem: 'overlay' is not in /proc/filesystems "
+                           "(modprobe overlay failed or the kernel lacks CONFIG_OVERLAY_FS)" % platform.release())
     return {
         "overlay_supported": supported,
         "kernel": platform.release(),
@@ -251,4 +254,3 @@ class DiffManager(Manager):
             result["diff"] = {"before": {"dest": info["dest"], "diff_id": None if changed else info["diff_id"]},
                               "after": {"dest": info["dest"], "diff_id": info["diff_id"]}}
         return result
-

@@ -68,7 +68,7 @@ seealso:
   - module: strata.overlay.overlay_diff
   - module: strata.overlay.overlay_layer
 author:
-  - strata.overlay contributors
+  - Strata Overlay maintainers (@strata-overlay)
 '''
 
 EXAMPLES = r'''

@@ -31,7 +31,7 @@ extends_documentation_fragment:
 seealso:
   - module: strata.overlay.overlay_apply_diff
 author:
-  - strata.overlay contributors
+  - Strata Overlay maintainers (@strata-overlay)
 '''
 
 EXAMPLES = r'''

@@ -36,7 +36,7 @@ attributes:
 seealso:
   - module: strata.overlay.overlay_mount
 author:
-  - strata.overlay contributors
+  - Strata Overlay maintainers (@strata-overlay)
 '''
 
 EXAMPLES = r'''

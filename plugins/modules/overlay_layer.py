@@ -47,7 +47,7 @@ seealso:
   - module: strata.overlay.overlay_apply_diff
   - module: strata.overlay.overlay_mount
 author:
-  - strata.overlay contributors
+  - Strata Overlay maintainers (@strata-overlay)
 '''
 
 EXAMPLES = r'''

@@ -49,7 +49,7 @@ seealso:
   - module: strata.overlay.overlay_layer
   - module: strata.overlay.overlay_info
 author:
-  - strata.overlay contributors
+  - Strata Overlay maintainers (@strata-overlay)
 '''
 
 EXAMPLES = r'''

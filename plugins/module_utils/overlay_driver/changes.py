@@ -110,8 +110,8 @@ class _Frame:
             changes.append(Change(path, ADD))
             added = True
         self.added = added
-        self.old_children = dict(old.children) if (old is not None and stat.S_ISDIR(new.stat.st_mode)
-                                                    and old.children is not None) else {}
+        keep_old = old is not None and old.children is not None and stat.S_ISDIR(new.stat.st_mode)
+        self.old_children = dict(old.children) if keep_old else {}
         self.names = iter(sorted(new.children or ()))
 
     def next_child(self, changes):

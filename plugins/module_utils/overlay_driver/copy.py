@@ -127,14 +127,3 @@ def copy_tree(src, dst, hardlink=False):
                 _set_attrs(sp, dp, st)
     for ddir, st in reversed(dirs_done):
         os.utime(ddir, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def clone_dir_attrs(src, dst, mode_override=None):
-    """Make dst a fresh, empty directory with src's owner, mode, xattrs and times."""
-    st = os.lstat(src)
-    os.mkdir(dst, 0o700)
-    os.chown(dst, st.st_uid, st.st_gid)
-    _copy_xattrs(src, dst)
-    os.chmod(dst, stat.S_IMODE(st.st_mode) if mode_override is None else mode_override)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-

@@ -23,7 +23,7 @@ import tempfile
 
 from . import fscheck, mounts, syscalls
 from .changes import changes_dirs, changes_size
-from .copy import clone_dir_attrs, copy_tree
+from .copy import copy_tree
 from .errors import OverlayError
 from .ids import parse_maps, root_pair, validate_layer_id
 from .layout import HomeLayout, LAYER_ENTRIES

@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One error type, so callers can turn any failure into a clean message."""
 
+
 class OverlayError(Exception):
     """A failure of the layer store, naming the layer, the path and the cause.
 

@@ -22,6 +22,14 @@ def validate_layer_id(layer_id, what="layer id"):
     return layer_id
 
 
+def validate_diff_id(diff_id, layer_id=None):
+    """A diff_id is sha256:<64 lowercase hex digits>, the digest of the uncompressed tarball."""
+    if (not isinstance(diff_id, str) or not diff_id.startswith("sha256:") or len(diff_id) != 71
+            or any(c not in "0123456789abcdef" for c in diff_id[7:])):
+        raise OverlayError("diff_id must be sha256:<64 hex digits>, got %r" % (diff_id,), layer=layer_id)
+    return diff_id
+
+
 class IDMap:
     """One contiguous range: container ids [container_id, container_id+size) map to host ids."""
 

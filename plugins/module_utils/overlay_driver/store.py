@@ -17,7 +17,7 @@ import os
 from . import holders as records
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
-from .ids import validate_layer_id
+from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .mounts import read_mountinfo
 from .tar_stream import HashingReader
@@ -239,8 +239,8 @@ class LayerStore:
         validate_layer_id(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
-        if diff_id is not None and not _valid_digest(diff_id):
-            raise OverlayError("diff_id must be sha256:<64 hex digits>, got %r" % diff_id, layer=layer_id)
+        if diff_id is not None:
+            validate_diff_id(diff_id, layer_id)
         exists = self.driver.exists(layer_id)
         if exists:
             self._check_parent(layer_id, parent)
@@ -304,12 +304,6 @@ class LayerStore:
             raise
         return not same, {"diff_id": digest, "size": size, "tar_size": tar_size,
                           "changes": [c.as_dict() for c in changes], "parent": parent or None, "dest": dest}
-
-
-def _valid_digest(value):
-    if not isinstance(value, str) or not value.startswith("sha256:") or len(value) != 71:
-        return False
-    return all(c in "0123456789abcdef" for c in value[7:])
 
 
 def _sha256_file(path):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Unmount everything below DIR (deepest first) and remove it."""
 
 import ctypes

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write the layer tarballs the integration targets use into DIR; print their diff_ids as JSON."""
 
 import bz2

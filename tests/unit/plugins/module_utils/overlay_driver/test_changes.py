@@ -46,7 +46,7 @@ def test_deep_trees_do_not_overflow(scratch):
     fd2 = os.open("t", os.O_RDONLY, dir_fd=fd)
     os.close(fd)
     fd = fd2
-    for _ in range(1500):
+    for _level in range(1500):
         os.mkdir("d", dir_fd=fd)
         nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
         os.close(fd)

@@ -68,7 +68,7 @@ def test_deep_tree_copies_without_recursion_limit(scratch):
     path = src
     os.mkdir(src)
     fd = os.open(src, os.O_RDONLY)
-    for _ in range(1500):
+    for _level in range(1500):
         os.mkdir("d", dir_fd=fd)
         nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
         os.close(fd)

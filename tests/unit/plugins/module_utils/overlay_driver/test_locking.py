@@ -1,9 +1,7 @@
 """One lock per home: a second holder waits, and a dead holder's lock is free."""
 
-import os
 import subprocess
 import sys
-import time
 
 import pytest
 

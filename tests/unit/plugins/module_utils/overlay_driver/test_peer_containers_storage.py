@@ -47,7 +47,11 @@ def peer(scratch):
 
 
 def base_layer():
+    # Every directory has its own entry, as in real layers: implicit parents would
+    # carry the time of extraction, which differs between the two stores.
     return (TarBuilder()
+            .dir("usr").dir("usr/share").dir("usr/share/doc").dir("var").dir("var/lib").dir("dev").dir("run")
+            .dir("opt")
             .dir("etc", mode=0o755).file("etc/passwd", "root:x:0:0\n", mtime=1600000000)
             .file("etc/shadow", "root:*:1::::::\n", mode=0o640, gid=42)
             .dir("usr/bin").file("usr/bin/ping", b"\x7fELF" * 1000, mode=0o4755, xattrs={"security.capability": CAP})

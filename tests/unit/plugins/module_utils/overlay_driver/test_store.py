@@ -39,20 +39,20 @@ def tree(store):
 
 
 def test_apply_creates_then_is_idempotent_without_reading(store):
-    changed, result, _ = store.apply_diff("base", "", opener(BASE), diff_id=sha256(BASE))
+    changed, result, _reason = store.apply_diff("base", "", opener(BASE), diff_id=sha256(BASE))
     assert changed and result.diff_id == sha256(BASE) and result.fallback
     assert store.state("base")["diff_id"] == sha256(BASE)
-    changed, result, _ = store.apply_diff("base", "", never_opened, diff_id=sha256(BASE))
+    changed, result, _reason = store.apply_diff("base", "", never_opened, diff_id=sha256(BASE))
     assert changed is False and result is None
     # without diff_id the source is hashed, not extracted
-    changed, _r, _ = store.apply_diff("base", "", opener(BASE))
+    changed, _result, _reason = store.apply_diff("base", "", opener(BASE))
     assert changed is False
     with pytest.raises(OverlayError, match="already has diff .* refusing a different diff"):
         store.apply_diff("base", "", opener(CHILD))
 
 
 def test_apply_child_on_root_parent(tree):
-    changed, result, _ = tree.apply_diff("child", "base", opener(CHILD))
+    changed, result, _reason = tree.apply_diff("child", "base", opener(CHILD))
     assert changed and result.fallback is False
     state = tree.state("child")
     assert state["kind"] == "root" and state["parent"] == "base"

@@ -1,0 +1,43 @@
+"""Run a module's main() in-process and capture what it returns or fails with."""
+
+import json
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+
+class ModuleExit(Exception):
+    def __init__(self, result, failed):
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture
+def run_module(monkeypatch):
+    def exit_json(self, **kwargs):
+        self.add_path_info(kwargs)
+        raise ModuleExit(kwargs, False)
+
+    def fail_json(self, **kwargs):
+        kwargs["failed"] = True
+        raise ModuleExit(kwargs, True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+    def run(module, args, check_mode=False, diff=False):
+        args = dict(args)
+        if check_mode:
+            args["_ansible_check_mode"] = True
+        if diff:
+            args["_ansible_diff"] = True
+        with patch_module_args(args):
+            with pytest.raises(ModuleExit) as exc:
+                module.main()
+        json.dumps(exc.value.result)  # what a module returns must serialise
+        return exc.value.result
+
+    return run

@@ -1,0 +1,117 @@
+"""The module glue: argument specs, check and diff mode, and every failure as failed/msg."""
+
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.modules import (
+    overlay_apply_diff, overlay_diff, overlay_info, overlay_layer, overlay_mount)
+
+from layertools import TarBuilder, sha256
+
+BASE = TarBuilder().dir("etc").file("etc/motd", "hello\n").bytes()
+
+
+@pytest.fixture
+def tarball(scratch):
+    path = os.path.join(scratch, "base.tar")
+    with open(path, "wb") as f:
+        f.write(BASE)
+    return path
+
+
+def test_layer_present_check_real_rerun(run_module, home):
+    res = run_module(overlay_layer, {"id": "base", "home": home}, check_mode=True, diff=True)
+    assert res["changed"] and not os.path.exists(os.path.join(home, "base"))
+    assert res["diff"]["before"]["exists"] is False and res["diff"]["after"]["exists"] is True
+    res = run_module(overlay_layer, {"id": "base", "home": home})
+    assert res["changed"] and res["layer"]["kind"] == "root"
+    assert os.path.isdir(os.path.join(home, "base", "root"))
+    assert run_module(overlay_layer, {"id": "base", "home": home})["changed"] is False
+
+
+def test_apply_diff_returns_the_seed_size_not_the_path_size(run_module, home, tarball):
+    res = run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
+    assert res["changed"] and res["size"] == len("hello\n") and res["diff_id"] == sha256(BASE)
+    assert res["path"] == os.path.join(home, "base", "root") and res["fallback"] is True
+    assert "uid" not in res  # the path's file attributes are not mixed in
+
+
+def test_apply_diff_without_src_answers_from_the_record(run_module, home, tarball):
+    res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "remote_src": True})
+    assert res["failed"] and res["needs_src"] and "src is required" in res["msg"]
+    res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "remote_src": True},
+                     check_mode=True)
+    assert res["changed"] and not os.path.exists(os.path.join(home, "base"))
+    run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
+    res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "remote_src": True})
+    assert res["changed"] is False and res["size"] == len("hello\n")
+
+
+def test_mount_cycle(run_module, home, tarball):
+    run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
+    run_module(overlay_layer, {"id": "app", "parent": "base", "home": home})
+    res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"}, diff=True)
+    try:
+        assert res["changed"] and res["mounted"] and res["holders"] == ["web"]
+        assert res["options"]["lowerdir"] == os.path.join(home, "base", "root")
+        assert res["diff"]["after"]["mounted"] is True
+        assert run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"})["changed"] is False
+    finally:
+        res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted"})
+    assert res["changed"] and not res["mounted"] and res["options"] == {}
+
+
+def test_info_and_diff(run_module, home, tarball, scratch):
+    res = run_module(overlay_info, {"home": home})
+    assert res["status"]["overlay_supported"] and res["layers"] == [] and not os.path.exists(home)
+    run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
+    res = run_module(overlay_info, {"home": home, "id": "base", "changes": True})
+    assert [c["path"] for c in res["changes"]] == ["/etc", "/etc/motd"] and res["diff_size"] == len("hello\n")
+    dest = os.path.join(scratch, "out.tar")
+    res = run_module(overlay_diff, {"id": "base", "home": home, "dest": dest})
+    assert res["changed"] and res["size"] == len("hello\n") and res["tar_size"] == os.path.getsize(dest)
+    assert run_module(overlay_diff, {"id": "base", "home": home, "dest": dest})["changed"] is False
+
+
+BAD_ARGS = [
+    (overlay_layer, {"id": "../x"}, "invalid layer id"),
+    (overlay_layer, {"id": "a", "parent": "b/c"}, "invalid parent id"),
+    (overlay_layer, {"id": "a", "state": "gone"}, "value of state must be one of"),
+    (overlay_layer, {}, "missing required arguments: id"),
+    (overlay_layer, {"id": "a", "uid_maps": [{"container_id": 0, "host_id": 1}]}, "missing required arguments: size"),
+    (overlay_layer, {"id": "a", "uid_maps": [{"container_id": 1, "host_id": 1, "size": 1}]}, "not mapped"),
+    (overlay_layer, {"id": "a", "uid_maps": [{"container_id": -1, "host_id": 1, "size": 1}]}, "non-negative"),
+    (overlay_layer, {"id": "a", "force": "maybe"}, "force"),
+    (overlay_mount, {"id": "nothing"}, "does not exist"),
+    (overlay_mount, {"id": "a", "holder": ""}, "holder must be a non-empty string"),
+    (overlay_apply_diff, {"id": "a", "src": "/nonexistent.tar", "remote_src": True}, "src is not a file"),
+    (overlay_apply_diff, {"id": "a", "diff_id": "sha256:xyz", "remote_src": True}, "sha256:<64 hex digits>"),
+    (overlay_apply_diff, {"id": "a", "compression": "lz4"}, "value of compression must be one of"),
+    (overlay_diff, {"id": "a", "dest": "/tmp/x.tar"}, "does not exist"),
+    (overlay_info, {"id": "nothing", "changes": True}, "does not exist"),
+]
+
+
+@pytest.mark.parametrize("module,args,message", BAD_ARGS, ids=[str(i) for i in range(len(BAD_ARGS))])
+def test_bad_options_fail_cleanly(run_module, home, module, args, message):
+    os.makedirs(home, exist_ok=True)
+    if module is overlay_mount and args.get("id") == "a":
+        run_module(overlay_layer, {"id": "a", "home": home})
+    res = run_module(module, dict(args, home=home))
+    assert res["failed"] is True
+    assert message in res["msg"]
+    assert "Traceback" not in res["msg"]
+    assert not os.path.exists(os.path.join(home, "nothing"))
+
+
+def test_unexpected_errors_are_reported_without_a_traceback_in_msg(run_module, home, monkeypatch):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import store
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store.LayerStore, "create", boom)
+    res = run_module(overlay_layer, {"id": "a", "home": home})
+    assert res["failed"] and res["msg"] == "layer a: unexpected error: RuntimeError: disk on fire"
+    assert "Traceback" in res["exception"]
