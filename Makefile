@@ -17,7 +17,7 @@ demo: install
 	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
 
 demo-clean: install
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo-clean.yml
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo_clean.yml
 
 unit: deps
 	$(BIN)/pytest tests/unit

@@ -146,7 +146,8 @@ class LayerStore:
         if self.driver.exists(layer_id):
             self._check_parent(layer_id, parent)
             return False
-        if parent and not self.driver.exists(parent):
+        # In check mode the parent may be one an earlier task would have created.
+        if parent and not check_mode and not self.driver.exists(parent):
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
                                path=self.layout.layer(parent).dir)
         if check_mode:
@@ -184,6 +185,8 @@ class LayerStore:
         if not holder:
             raise OverlayError("holder must be a non-empty string", layer=layer_id)
         if not self.driver.exists(layer_id):
+            if check_mode:
+                return True  # an earlier task would have created it
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
@@ -253,7 +256,7 @@ class LayerStore:
                     return False, None, "already applied"
                 raise OverlayError("already has diff %s applied; refusing a different diff %s"
                                    % (record.diff_id, diff_id), layer=layer_id)
-        elif parent and not self.driver.exists(parent):
+        elif parent and not check_mode and not self.driver.exists(parent):
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
                                path=self.layout.layer(parent).dir)
         if check_mode:

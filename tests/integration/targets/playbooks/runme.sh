@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The fleet playbooks on a two-host inventory (both local, each with its own layer
+# home): one host fails preflight (btrfs) and the other goes on; stage, mount and
+# unmount respect holders; the demo runs and a second run changes nothing.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+scratch=$(mktemp -d /tmp/strata-playbooks-XXXXXX)
+cleanup() {
+  grep -o " $scratch[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+truncate -s 300M "$scratch/btrfs.img"
+mkfs.btrfs -q "$scratch/btrfs.img" >/dev/null
+mkdir "$scratch/btrfs" "$scratch/good"
+mount -o loop "$scratch/btrfs.img" "$scratch/btrfs"
+"${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}" "$here/../setup_overlay_home/files/mklayers.py" "$scratch" > "$scratch/digests.json"
+
+cat > "$scratch/inventory.yml" <<INV
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    overlay_preflight_persist: false
+    overlay_restore_at_boot: false
+  children:
+    local:
+      hosts:
+        localhost: {}
+    fleet:
+      hosts:
+        good:
+          overlay_home: $scratch/good/home
+          overlay_layers:
+            - {id: base, src: $scratch/base.tar.gz}
+            - {id: app, parent: base}
+        bad:
+          overlay_home: $scratch/btrfs/home
+          overlay_layers:
+            - {id: base, src: $scratch/base.tar.gz}
+INV
+
+play() {  # log-name playbook args...
+  local log="$scratch/$1.log"; shift
+  set +e
+  ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" "$@" > "$log" 2>&1
+  local rc=$?
+  set -e
+  cat "$log"
+  return $rc
+}
+recap() {  # log host pattern
+  grep -Eq "^$2 +: $3" "$scratch/$1.log" || { echo "recap of $2 in $1 does not match: $3"; exit 1; }
+}
+
+# preflight: bad fails with its reason, good is reported usable
+play preflight strata.overlay.preflight -e overlay_target=fleet && { echo "preflight should fail for bad"; exit 1; }
+recap preflight good "ok=[0-9]+ +changed=0 .*failed=0"
+recap preflight bad ".*failed=1"
+grep -q "'overlay' is not supported over btrfs" "$scratch/preflight.log"
+grep -q "overlay usable: kernel" "$scratch/preflight.log"
+
+# stage: good gets its tree, bad stops at preflight and creates nothing
+play stage strata.overlay.stage -e overlay_target=fleet && { echo "stage should fail for bad"; exit 1; }
+recap stage good ".*failed=0"
+recap stage bad ".*failed=1"
+[ -d "$scratch/good/home/base/root/etc" ] && [ -f "$scratch/good/home/app/lower-id" ]
+[ ! -e "$scratch/btrfs/home" ]
+play stage-again strata.overlay.stage -e overlay_target=good
+recap stage-again good "ok=[0-9]+ +changed=0 .*failed=0"
+
+# mount for two holders, release one: still mounted; release the other: unmounted
+mounts='{"overlay_mounts": [{"id": "app", "holder": "web"}, {"id": "app", "holder": "db"}]}'
+play mount strata.overlay.mount -e overlay_target=good -e "$mounts"
+recap mount good "ok=1 +changed=1 "
+grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo
+play unmount-web strata.overlay.unmount -e overlay_target=good -e '{"overlay_mounts": [{"id": "app", "holder": "web"}]}'
+recap unmount-web good "ok=1 +changed=1 "
+grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo || { echo "db still holds app"; exit 1; }
+play mount-again strata.overlay.mount -e overlay_target=good -e "$mounts"
+play unmount-force strata.overlay.unmount -e overlay_target=good -e overlay_force=true \
+  -e '{"overlay_mounts": [{"id": "app", "holder": "web"}]}'
+recap unmount-force good "ok=1 +changed=1 "
+if grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo; then echo "force left app mounted"; exit 1; fi
+
+# the demo, in a scratch root, twice
+play demo strata.overlay.demo -e demo_root="$scratch/demo" || { echo "demo failed"; exit 1; }
+grep -q "etc/motd: Welcome to the child layer." "$scratch/demo.log"
+play demo-again strata.overlay.demo -e demo_root="$scratch/demo"
+recap demo-again localhost "ok=[0-9]+ +changed=0 .*failed=0"
+play demo-clean strata.overlay.demo_clean -e demo_root="$scratch/demo"
+[ ! -e "$scratch/demo" ]
+echo "playbooks: all checks passed"
