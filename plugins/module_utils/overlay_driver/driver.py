@@ -62,7 +62,10 @@ class Driver:
             fscheck.require_overlay(load_module)
             self.backing_fs = fscheck.backing_fs(fscheck.existing_ancestor(self.home))[0]
             fscheck.require_compatible(fscheck.existing_ancestor(self.home))
-        self._make_home()
+        try:
+            self._make_home()
+        except OSError as e:
+            raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
         if check:
             self.supports_dtype = fscheck.supports_dtype(self.home)
             if not self.supports_dtype:

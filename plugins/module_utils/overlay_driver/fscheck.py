@@ -118,7 +118,7 @@ def supports_dtype(path):
 
 def existing_ancestor(path):
     path = os.path.abspath(path)
-    while not os.path.exists(path):
+    while not os.path.isdir(path):
         parent = os.path.dirname(path)
         if parent == path:
             break

@@ -25,12 +25,12 @@ def main(argv=None):
         with store.locked():
             done = store.restore(check_mode=args.check)
     except OverlayError as e:
-        print("strata-overlay-restore: %s" % e.message, file=sys.stderr)
+        sys.stderr.write("strata-overlay-restore: %s\n" % e.message)
         return 1
     for layer_id in done:
-        print("%s %s" % ("would mount" if args.check else "mounted", layer_id))
+        sys.stdout.write("%s %s\n" % ("would mount" if args.check else "mounted", layer_id))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
