@@ -1,6 +1,8 @@
 """Make the collection importable as ansible_collections.strata.overlay from the source tree."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -17,6 +19,7 @@ def _collection_root():
     ns = os.path.join(root, "ansible_collections", "strata")
     os.makedirs(ns)
     os.symlink(REPO, os.path.join(ns, "overlay"))
+    atexit.register(shutil.rmtree, root, True)
     sys.path.insert(0, root)
     return root
 
