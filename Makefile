@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(or $(STRATA_COLLECTIONS),/tmp/strata-overlay-collections)
 
-.PHONY: deps install demo demo-clean test unit sanity lint changelog integration clean
+.PHONY: deps install demo demo-clean test unit reliability fuzz sanity lint changelog integration clean
 
 deps:
 	@scripts/install-deps.sh
@@ -22,6 +22,12 @@ demo-clean: install
 unit: deps
 	$(BIN)/pytest tests/unit
 
+reliability: deps
+	$(BIN)/pytest tests/reliability
+
+fuzz: deps
+	STRATA_FUZZ_EXAMPLES=$${STRATA_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -s tests/reliability/test_fuzz_applier.py
+
 sanity: deps
 	scripts/run-sanity.sh
 
@@ -33,7 +39,7 @@ lint: install
 integration: deps
 	scripts/run-integration.sh
 
-test: unit lint sanity integration
+test: unit reliability lint sanity integration
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/output

@@ -1,17 +1,28 @@
-"""Make the collection importable as ansible_collections.strata.overlay from the source tree."""
+"""Shared by every test: the collection importable from the source tree, and real filesystems.
+
+The collection is made importable as ansible_collections.strata.overlay
+through a symlink farm in a temp dir. Tests run as root on real mounts: a fresh
+tmpfs per test for the layer home, loop-mounted images for backing-filesystem
+cases. Teardown unmounts everything below the test's scratch dir, also when
+the test failed.
+"""
 
 import atexit
+import importlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _collection_root():
     try:
-        import ansible_collections.strata.overlay  # noqa: F401  pylint: disable=unused-import
+        importlib.import_module("ansible_collections.strata.overlay")
         return None
     except ImportError:
         pass
@@ -24,4 +35,82 @@ def _collection_root():
     return root
 
 
-_collection_root()
+COLLECTIONS_ROOT = _collection_root()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # layertools
+
+
+def _driver(name):
+    return importlib.import_module("ansible_collections.strata.overlay.plugins.module_utils.overlay_driver." + name)
+
+
+def _unmount_below(path):
+    mounts, syscalls = _driver("mounts"), _driver("syscalls")
+    for entry in sorted(mounts.mounts_below(path), key=lambda m: -len(m.mount_point)):
+        try:
+            syscalls.umount(entry.mount_point, syscalls.MNT_DETACH)
+        except OSError:
+            pass
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _require_root():
+    if os.geteuid() != 0:
+        pytest.exit("these tests make real mounts and must run as root", returncode=2)
+
+
+@pytest.fixture
+def scratch():
+    """A tmpfs of its own: the test's world. Unmounted with everything on it afterwards."""
+    syscalls = _driver("syscalls")
+    path = tempfile.mkdtemp(prefix="strata-test-")
+    syscalls.mount("tmpfs", path, "tmpfs", 0, "mode=0755,size=2g")
+    try:
+        yield path
+    finally:
+        _unmount_below(path)
+        syscalls.umount(path, syscalls.MNT_DETACH)
+        os.rmdir(path)
+
+
+@pytest.fixture
+def home(scratch):
+    return os.path.join(scratch, "home")
+
+
+@pytest.fixture
+def canary(scratch):
+    """A directory beside the home that no operation may touch; checked by snapshot."""
+    path = os.path.join(scratch, "canary")
+    os.makedirs(os.path.join(path, "etc"))
+    with open(os.path.join(path, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0::/root:/bin/sh\n")
+    os.symlink("etc/passwd", os.path.join(path, "link"))
+    return path
+
+
+@pytest.fixture
+def loopfs(scratch):
+    """Factory: loopfs(fstype, size_mb, mkfs_args) -> mounted directory of a real filesystem image."""
+    made = []
+
+    def make(fstype, size_mb=300, mkfs_args=()):
+        image = os.path.join(tempfile.gettempdir(), "strata-%s-%d-%d.img" % (fstype, os.getpid(), len(made)))
+        with open(image, "wb") as f:
+            f.truncate(size_mb << 20)
+        mkfs = shutil.which("mkfs.%s" % fstype) or "/usr/sbin/mkfs.%s" % fstype
+        quiet = ["-q"] if fstype in ("ext4", "ext2", "xfs", "btrfs") else []
+        subprocess.run([mkfs] + quiet + list(mkfs_args) + [image], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        target = os.path.join(scratch, "%s-%d" % (fstype, len(made)))
+        os.mkdir(target)
+        subprocess.run(["mount", "-o", "loop", image, target], check=True)
+        made.append((target, image))
+        return target
+
+    try:
+        yield make
+    finally:
+        for target, image in reversed(made):
+            _unmount_below(target)
+            subprocess.run(["umount", target], check=False)
+            os.unlink(image)

@@ -16,12 +16,13 @@ counting is not here (the seed's commit moved it out); see store.py.
 """
 
 import contextlib
+import errno
 import os
 import platform
 import stat
 import tempfile
 
-from . import fscheck, mounts, syscalls
+from . import faults, fscheck, mounts, syscalls
 from .changes import changes_dirs, changes_size
 from .copy import copy_tree
 from .errors import OverlayError
@@ -201,6 +202,7 @@ class Driver:
         try:
             os.chown(tmp, self.root_uid, self.root_gid)
             self._populate(tmp, layer_id, parent)
+            faults.point("create.before-rename")
             try:
                 syscalls.rename_noreplace(tmp, paths.dir)
             except FileExistsError:
@@ -257,6 +259,7 @@ class Driver:
             raise OverlayError("layer is mounted; unmount it before removing", layer=layer_id, path=paths.merged)
         trash = self._tempdir("remove", layer_id)
         os.rename(paths.dir, os.path.join(trash, "layer"))
+        faults.point("remove.renamed")
         syscalls.remove_tree(trash)
         return True
 
@@ -330,24 +333,38 @@ class Driver:
         parent_root = self.layout.layer(parent).root if parent else None
         tmp = self._tempdir("apply", layer_id)
         try:
-            if parent_root and os.path.isdir(parent_root) and not os.path.isdir(paths.root):
-                target = os.path.join(tmp, "root")
-                copy_tree(parent_root, target, hardlink=True)
-                result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
-                syscalls.rename_noreplace(target, paths.root)
-                self._drop_overlay_parts(paths)
-                return self._result(result, False, paths.root)
-            if os.path.isdir(paths.root):
-                target = os.path.join(tmp, "root")
-                copy_tree(paths.root, target)
-                result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
-                syscalls.exchange(target, paths.root)
-                return self._result(result, True, paths.root)
-            return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
+            return self._apply(paths, layer_id, parent_root, tmp, raw, compression, expected_diff_id, progress)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OverlayError("no space left on the layer home's filesystem while applying the diff",
+                                   layer=layer_id, path=self.home)
+            raise
         finally:
             for mount in mounts.mounts_below(tmp):
                 mounts.unmount(mount.mount_point, detach=True)
             syscalls.remove_tree(tmp)
+
+    def _apply(self, paths, layer_id, parent_root, tmp, raw, compression, expected_diff_id, progress):
+        """The seed's two paths; see apply_diff."""
+        if parent_root and os.path.isdir(parent_root) and not os.path.isdir(paths.root):
+            target = os.path.join(tmp, "root")
+            copy_tree(parent_root, target, hardlink=True)
+            faults.point("apply.copied")
+            result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+            faults.point("apply.before-rename")
+            syscalls.rename_noreplace(target, paths.root)
+            faults.point("apply.after-rename")
+            self._drop_overlay_parts(paths)
+            return self._result(result, False, paths.root)
+        if os.path.isdir(paths.root):
+            target = os.path.join(tmp, "root")
+            copy_tree(paths.root, target)
+            faults.point("apply.copied")
+            result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+            faults.point("apply.before-rename")
+            syscalls.exchange(target, paths.root)
+            return self._result(result, True, paths.root)
+        return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
 
     def _apply_through_mount(self, paths, layer_id, tmp, raw, compression, expected_diff_id, progress):
         lower = self.metadata(layer_id)["LowerDir"]
@@ -359,9 +376,11 @@ class Driver:
         self._mkdir_as(merged, 0o700)
         mounts.mount_overlay(merged, lower, upper, work)
         try:
+            faults.point("apply.mounted")
             result = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
         finally:
             mounts.unmount(merged)
+        faults.point("apply.before-rename")
         syscalls.exchange(upper, paths.upper)
         return self._result(result, True, paths.merged)
 

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 
+from . import faults
 from .errors import OverlayError
 
 FORMAT_VERSION = 1
@@ -59,6 +60,7 @@ def write_atomic(path, payload, mode=0o600):
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
+        faults.point("record.written")
         os.rename(tmp, path)
     except BaseException:
         try:

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import os
 
-from . import holders as records
+from . import faults, holders as records
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
@@ -56,9 +56,13 @@ class LayerStore:
             yield self
 
     def _prune_orphan_records(self):
+        """Records of layers that are gone, and record temp files of killed writes."""
         for layer_id in self.layout.recorded_ids():
             if not self.driver.exists(layer_id):
                 records.delete_record(self.layout.record(layer_id))
+        for name in os.listdir(self.layout.records):
+            if name.startswith(".tmp-"):
+                os.unlink(os.path.join(self.layout.records, name))
 
     # -- records --------------------------------------------------------------
 
@@ -201,6 +205,7 @@ class LayerStore:
             return changed or needs_mount
         if needs_mount:
             self.driver.get(layer_id, mount_label)
+            faults.point("mount.mounted")
         if changed:
             record.holders.add(holder)
             self.save(record)
@@ -224,6 +229,7 @@ class LayerStore:
             return changed
         if will_unmount:
             self.driver.put(layer_id)
+            faults.point("unmount.unmounted")
         self.save(record)
         return changed
 
@@ -273,6 +279,7 @@ class LayerStore:
                 self.driver.remove(layer_id)
                 records.delete_record(self.layout.record(layer_id))
             raise
+        faults.point("apply.before-record")
         record = self.record(layer_id)
         record.parent = parent or None
         record.diff_id = result.diff_id

@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from . import syscalls
+from . import faults, syscalls
 from .errors import LayerFormatError, OverlayError
 from .ids import to_host
 from .tar_stream import (BLOCKDEV, CHAR, CHUNK, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
@@ -372,6 +372,7 @@ class LayerApplier:
                     self._mark(parts)
                     if entry.kind == REGULAR:
                         size += entry.size
+                faults.point("apply.entry")
                 if progress is not None:
                     progress(count)
             self._set_dir_times()

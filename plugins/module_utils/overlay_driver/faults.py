@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Named crash points, for proving that a run killed anywhere leaves a store the next run repairs.
+
+Inert unless STRATA_OVERLAY_FAULT is set in the environment of the process,
+as NAME or NAME:N; the process then kills itself with SIGKILL at the Nth time
+it passes point NAME (default the first). Reliability tests set it; nothing
+else should.
+"""
+
+import os
+import signal
+
+ENV = "STRATA_OVERLAY_FAULT"
+_target, _sep, _nth = (os.environ.get(ENV) or "").partition(":")
+_nth = int(_nth) if _nth.isdigit() else 1
+_seen = 0
+
+POINTS = (
+    "create.before-rename",
+    "apply.copied",
+    "apply.entry",
+    "apply.mounted",
+    "apply.before-rename",
+    "apply.after-rename",
+    "apply.before-record",
+    "remove.renamed",
+    "mount.mounted",
+    "unmount.unmounted",
+    "record.written",
+)
+
+
+def point(name):
+    """Die here if the environment asks for it."""
+    global _seen
+    if not _target or name != _target:
+        return
+    _seen += 1
+    if _seen >= _nth:
+        os.kill(os.getpid(), signal.SIGKILL)

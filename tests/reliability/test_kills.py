@@ -1,0 +1,176 @@
+"""kill -9 of a real module process at each crash point; the next run converges.
+
+For every point: the killed run dies by SIGKILL; the next identical run
+succeeds; a third reports no change; nothing is left in the store's temp dir
+or as a half-written record; no layer shows partial content; and the final
+layer equals what an uninterrupted run produces.
+"""
+
+import json
+import os
+
+import pytest
+
+from layertools import TarBuilder, snapshot
+import modules
+
+BASE = (TarBuilder().dir("etc").file("etc/motd", "base\n").file("etc/old", "old\n").dir("srv")
+        .file("srv/a", "a\n").file("srv/b", "b\n").dir("bin").file("bin/tool", "#!\n", mode=0o755).bytes())
+CHILD = (TarBuilder().dir("etc").file("etc/motd", "child\n").whiteout("etc/old").dir("srv").opaque("srv")
+         .file("srv/c", "c\n").file("srv/d", "d\n").file("new1", "1").file("new2", "2").bytes())
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@pytest.fixture
+def store(scratch):
+    home = os.path.join(scratch, "home")
+    return {"home": home, "base": write(os.path.join(scratch, "base.tar"), BASE),
+            "child": write(os.path.join(scratch, "child.tar"), CHILD)}
+
+
+def ok(module, args):
+    rc, result, err = modules.run(module, args)
+    assert rc == 0, (result, err)
+    return result
+
+
+def stage_base(s):
+    ok("overlay_apply_diff", {"id": "base", "home": s["home"], "src": s["base"], "remote_src": True})
+
+
+def stage_init(s):
+    """An overlay layer without root/, so its children take the naive path."""
+    stage_base(s)
+    ok("overlay_layer", {"id": "init", "parent": "base", "home": s["home"]})
+
+
+def apply_child_on_root(s):
+    return "overlay_apply_diff", {"id": "child", "parent": "base", "home": s["home"], "src": s["child"],
+                                  "remote_src": True}
+
+
+def apply_child_on_overlay(s):
+    return "overlay_apply_diff", {"id": "child", "parent": "init", "home": s["home"], "src": s["child"],
+                                  "remote_src": True}
+
+
+def apply_base(s):
+    return "overlay_apply_diff", {"id": "base", "home": s["home"], "src": s["base"], "remote_src": True}
+
+
+def create_child(s):
+    return "overlay_layer", {"id": "app", "parent": "base", "home": s["home"]}
+
+
+def create_grandchild(s):
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": s["home"]})
+    ok("overlay_mount", {"id": "app", "home": s["home"], "holder": "w"})
+    with open(os.path.join(s["home"], "app", "merged", "written"), "w") as f:
+        f.write("in app's upper")
+    os.utime(os.path.join(s["home"], "app", "merged", "written"), (1700000000, 1700000000))
+    ok("overlay_mount", {"id": "app", "home": s["home"], "holder": "w", "state": "unmounted"})
+    return "overlay_layer", {"id": "app2", "parent": "app", "home": s["home"]}
+
+
+def remove_layer(s):
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": s["home"]})
+    return "overlay_layer", {"id": "app", "home": s["home"], "state": "absent"}
+
+
+def mount_layer(s):
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": s["home"]})
+    return "overlay_mount", {"id": "app", "home": s["home"], "holder": "web"}
+
+
+def unmount_layer(s):
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": s["home"]})
+    ok("overlay_mount", {"id": "app", "home": s["home"], "holder": "web"})
+    return "overlay_mount", {"id": "app", "home": s["home"], "holder": "web", "state": "unmounted"}
+
+
+# (crash point, what runs before, the operation killed)
+CASES = [
+    ("create.before-rename", stage_base, create_child),
+    ("create.before-rename", stage_base, create_grandchild),
+    ("apply.copied", stage_base, apply_child_on_root),
+    ("apply.entry:3", stage_base, apply_child_on_root),
+    ("apply.before-rename", stage_base, apply_child_on_root),
+    ("apply.after-rename", stage_base, apply_child_on_root),
+    ("apply.before-record", stage_base, apply_child_on_root),
+    ("apply.mounted", stage_init, apply_child_on_overlay),
+    ("apply.entry:4", stage_init, apply_child_on_overlay),
+    ("apply.before-rename", stage_init, apply_child_on_overlay),
+    ("apply.entry:2", None, apply_base),
+    ("apply.before-rename", None, apply_base),
+    ("remove.renamed", stage_base, remove_layer),
+    ("mount.mounted", stage_base, mount_layer),
+    ("unmount.unmounted", stage_base, unmount_layer),
+    ("record.written", stage_base, mount_layer),
+    ("record.written", None, apply_base),
+]
+
+
+def layer_view(home, layer_id):
+    """The layer's content as a user sees it (mounting an overlay layer briefly)."""
+    result = ok("overlay_mount", {"id": layer_id, "home": home, "holder": "view"})
+    try:
+        return snapshot(result["path"], times=True)
+    finally:
+        ok("overlay_mount", {"id": layer_id, "home": home, "holder": "view", "state": "unmounted"})
+
+
+def leftovers(home):
+    state = os.path.join(home, ".strata")
+    tmp = os.listdir(os.path.join(state, "tmp"))
+    records_dir = os.path.join(state, "layers")
+    partial = [n for n in os.listdir(records_dir) if not n.endswith(".json")]
+    for name in os.listdir(records_dir):
+        if name.endswith(".json"):
+            with open(os.path.join(records_dir, name)) as f:
+                json.load(f)  # never torn
+    mounted = [line.split()[4] for line in open("/proc/self/mountinfo") if state in line.split()[4]]
+    return tmp, partial, mounted
+
+
+def final_state(home, layer_id):
+    info = ok("overlay_info", {"home": home, "id": layer_id})
+    layer = info["layer"]
+    view = layer_view(home, layer_id) if layer["exists"] else None
+    return {k: layer[k] for k in ("exists", "kind", "parent", "holders", "diff_id", "mounted")}, view
+
+
+@pytest.mark.parametrize("fault,setup,operation", CASES,
+                         ids=["%s-%s" % (c[0], c[2].__name__) for c in CASES])
+def test_killed_run_converges(scratch, store, fault, setup, operation):
+    # the uninterrupted outcome, in a home of its own
+    reference = dict(store, home=os.path.join(scratch, "reference"))
+    if setup:
+        setup(reference)
+    module, args = operation(reference)
+    ok(module, args)
+    layer_id = args["id"]
+    expected = final_state(reference["home"], layer_id)
+
+    if setup:
+        setup(store)
+    module, args = operation(store)
+    rc, result, err = modules.run(module, args, fault=fault)
+    assert rc == -9, "the fault point %s was not reached: %s %s" % (fault, result, err)
+
+    # no layer shows partial content: it is absent, shows its parent unchanged, or is complete
+    if os.path.isdir(os.path.join(store["home"], layer_id)) and module == "overlay_apply_diff":
+        view = layer_view(store["home"], layer_id)
+        before = layer_view(store["home"], args["parent"]) if args.get("parent") else {}
+        assert view in (before, expected[1]), "partial content is visible"
+
+    first = ok(module, args)
+    again = ok(module, args)
+    assert again["changed"] is False, (first, again)
+    tmp, partial, mounted = leftovers(store["home"])
+    assert tmp == [] and partial == [] and mounted == []
+    assert final_state(store["home"], layer_id) == expected
