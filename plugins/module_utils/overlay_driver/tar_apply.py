@@ -50,8 +50,10 @@ def clean_name(name, limits, what="entry"):
     guessed at.
     """
     parts = tuple(p for p in name.split("/") if p and p != ".")
-    if any(p == ".." for p in parts):
+    if ".." in parts:
         raise LayerFormatError("%s %r has a '..' component" % (what, name))
+    if len(name) <= limits.max_component // 4:
+        return parts  # even at 4 bytes a character, nothing here can be too long
     if len(os.fsencode(name)) > limits.max_name:
         raise LayerFormatError("%s name %r is longer than %d bytes" % (what, name[:80], limits.max_name))
     for p in parts:
@@ -75,6 +77,7 @@ class LayerApplier:
         self._parents = {}
         self._layer_paths = set()  # what this layer itself put in place
         self._layer_dirs = set()  # ancestors of those
+        self._new_dirs = set()  # directories this run created, empty but for what it put there
         self._dir_times = []
         self.dropped_xattrs = 0
 
@@ -120,6 +123,7 @@ class LayerApplier:
                         raise LayerFormatError("entry %r: %r is not a directory (or a symlink to a missing one)"
                                                % (entry_name, rel))
                     os.chown(key[i], self.root_uid, self.root_gid, dir_fd=fd, follow_symlinks=False)
+                    self._new_dirs.add(key[:i + 1])
                     nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
                 except NotADirectoryError:
                     raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
@@ -148,13 +152,18 @@ class LayerApplier:
         else:
             os.unlink(base, dir_fd=pfd)
         self._forget_parents()
+        self._new_dirs.clear()
 
     # -- bookkeeping for opaque directories -------------------------------
 
     def _mark(self, parts):
         self._layer_paths.add(parts)
-        for i in range(len(parts)):
-            self._layer_dirs.add(parts[:i])
+        ancestor = parts[:-1]
+        while ancestor not in self._layer_dirs:
+            self._layer_dirs.add(ancestor)
+            if not ancestor:
+                break
+            ancestor = ancestor[:-1]
 
     def _prune_opaque(self, dir_parts, entry_name):
         """Remove everything under dir_parts that this layer did not write."""
@@ -229,7 +238,10 @@ class LayerApplier:
     def _apply_entry(self, reader, entry, parts):
         base = parts[-1]
         pfd = self._parent_fd(parts, entry.name)
-        existing = self._lstat(pfd, base)
+        if parts[:-1] in self._new_dirs and parts not in self._layer_paths:
+            existing = None  # nothing can be there yet: saves a stat per entry of a new tree
+        else:
+            existing = self._lstat(pfd, base)
         kind = entry.kind
         if existing is not None and not (kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
             self._remove(pfd, base, existing)
@@ -256,6 +268,7 @@ class LayerApplier:
         elif kind == DIRECTORY:
             if existing is None:
                 os.mkdir(base, 0o700, dir_fd=pfd)
+                self._new_dirs.add(parts)
             fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
             try:
                 self._finish_fd(fd, entry, owner, set_times=False)

@@ -294,6 +294,82 @@ def _pax_int(value, key):
     return n
 
 
+_NO_PAX = {}
+
+
+class Header:
+    """One decoded 512-byte tar header (ustar, GNU or v7)."""
+
+    __slots__ = ("name", "linkname", "size", "mode", "uid", "gid", "mtime", "type", "devmajor", "devminor")
+
+
+_SPACES = 8 * 0x20
+
+
+def _number(field, what, offset):
+    """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
+    text = field.rstrip(b"\x00 ").lstrip(b" ")
+    if text.isdigit() or not text:  # the common case, "0000644\0"; only octal digits pass int()
+        try:
+            return int(text or b"0", 8)
+        except ValueError:
+            raise LayerFormatError("invalid tar header at offset %d: bad %s field %r" % (offset, what, field))
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field[1:], "big")
+        if field[0] == 0xFF:
+            value -= 1 << (8 * (len(field) - 1))
+        return value
+    text = field.split(b"\x00", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise LayerFormatError("invalid tar header at offset %d: bad %s field %r" % (offset, what, field))
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise LayerFormatError("invalid tar header at offset %d: bad %s field %r" % (offset, what, field))
+
+
+def _text(field):
+    return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def parse_header(buf, offset=0):
+    """Decode a header, checking its checksum; tarfile's decoder is correct but slow per entry."""
+    stored = _number(buf[148:156], "checksum", offset)
+    unsigned = sum(buf) - sum(buf[148:156]) + _SPACES
+    if stored != unsigned:
+        signed = unsigned - 256 * sum(1 for b in buf if b >= 0x80) + 256 * sum(1 for b in buf[148:156] if b >= 0x80)
+        if stored != signed:
+            raise LayerFormatError("invalid tar header at offset %d: bad checksum" % offset)
+    h = Header()
+    h.type = buf[156:157] or tarfile.REGTYPE
+    name = _text(buf[0:100])
+    if buf[257:263] == b"ustar\x00" and h.type not in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+        prefix = _text(buf[345:500])
+        if prefix:
+            name = prefix + "/" + name
+    h.name = name
+    h.linkname = _text(buf[157:257])
+    h.mode = _number(buf[100:108], "mode", offset)
+    h.uid = _number(buf[108:116], "uid", offset)
+    h.gid = _number(buf[116:124], "gid", offset)
+    h.size = _number(buf[124:136], "size", offset)
+    h.mtime = _number(buf[136:148], "mtime", offset)
+    if h.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        h.devmajor = _number(buf[329:337], "devmajor", offset)
+        h.devminor = _number(buf[337:345], "devminor", offset)
+    else:
+        h.devmajor = h.devminor = 0
+    if h.size < 0 or h.mode < 0 or h.uid < 0 or h.gid < 0:
+        raise LayerFormatError("invalid tar header at offset %d: negative size, mode or owner" % offset)
+    if h.type == tarfile.AREGTYPE and name.endswith("/"):
+        h.type = tarfile.DIRTYPE
+    if h.type == tarfile.DIRTYPE:
+        h.name = name.rstrip("/")
+    return h
+
+
 def iter_entries(reader, limits=None):
     """Yield Entry objects; the caller must consume (or skip) each regular file's data.
 
@@ -310,10 +386,7 @@ def iter_entries(reader, limits=None):
         if buf.count(0) == BLOCK:
             reader.drain_zeros()
             return
-        try:
-            info = tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
-        except tarfile.HeaderError as e:
-            raise LayerFormatError("invalid tar header at offset %d: %s" % (reader.offset - BLOCK, e))
+        info = parse_header(buf, reader.offset - BLOCK)
         size = info.size
         padded = (size + BLOCK - 1) // BLOCK * BLOCK
         t = info.type
@@ -335,9 +408,12 @@ def iter_entries(reader, limits=None):
         count += 1
         if count > limits.max_entries:
             raise LayerFormatError("the layer has more than %d entries" % limits.max_entries)
-        pax = dict(global_pax)
-        pax.update(local_pax)
-        pax = {k: v for k, v in pax.items() if v != b""}
+        if global_pax or local_pax:
+            pax = dict(global_pax)
+            pax.update(local_pax)
+            pax = {k: v for k, v in pax.items() if v != b""}
+        else:
+            pax = _NO_PAX
         entry = Entry()
         entry.name = info.name
         entry.linkname = info.linkname
@@ -365,7 +441,7 @@ def iter_entries(reader, limits=None):
         entry.mode = info.mode
         entry.uid = _pax_int(pax["uid"], "uid") if "uid" in pax else info.uid
         entry.gid = _pax_int(pax["gid"], "gid") if "gid" in pax else info.gid
-        entry.mtime_ns = _pax_time_ns(pax["mtime"]) if "mtime" in pax else int(info.mtime) * 1000000000
+        entry.mtime_ns = _pax_time_ns(pax["mtime"]) if "mtime" in pax else info.mtime * 1000000000
         entry.atime_ns = _pax_time_ns(pax["atime"]) if "atime" in pax else entry.mtime_ns
         entry.devmajor = info.devmajor
         entry.devminor = info.devminor
