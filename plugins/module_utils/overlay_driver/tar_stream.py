@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import queue
 import shutil
 import subprocess
 import tarfile
@@ -177,36 +178,84 @@ _DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
 
 
 class HashingReader:
-    """Uncompressed layer bytes, counted and hashed as they are read."""
+    """Uncompressed layer bytes, counted and hashed as they are read.
+
+    A thread reads, decompresses and hashes ahead (hashlib and file reads
+    release the GIL) while the caller parses and writes, at most QUEUE_CHUNKS
+    chunks ahead so memory stays flat whatever the layer's size.
+    """
+
+    QUEUE_CHUNKS = 8
 
     def __init__(self, raw, compression="auto"):
         self._f, self.compression = open_decompressed(raw, compression)
         self._hash = hashlib.sha256()
         self.offset = 0
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._queue = queue.Queue(self.QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read_ahead, name="layer-reader", daemon=True)
+        self._thread.start()
+
+    def _read_ahead(self):
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = self._f.read(CHUNK)
+                except LayerFormatError as e:
+                    self._queue.put(e)
+                    return
+                except _DECOMPRESS_ERRORS as e:
+                    self._queue.put(LayerFormatError("cannot decompress the layer (%s): %s" % (self.compression, e)))
+                    return
+                except Exception as e:  # zstandard.ZstdError and friends  pylint: disable=broad-except
+                    self._queue.put(LayerFormatError("cannot decompress the layer (%s): %s" % (self.compression, e)))
+                    return
+                if not data:
+                    check = getattr(self._f, "check", None)
+                    if check is not None:
+                        try:
+                            check()
+                        except LayerFormatError as e:
+                            self._queue.put(e)
+                            return
+                    self._queue.put(b"")
+                    return
+                self._hash.update(data)
+                self._queue.put(data)
+        except BaseException as e:  # pylint: disable=broad-except
+            self._queue.put(LayerFormatError("cannot read the layer: %s" % e))
+
+    def _refill(self):
+        if self._eof:
+            return False
+        item = self._queue.get()
+        if isinstance(item, Exception):
+            self._eof = True
+            raise item
+        if not item:
+            self._eof = True
+            return False
+        self._buf = self._buf[self._pos:] + item if self._pos < len(self._buf) else item
+        self._pos = 0
+        return True
 
     def read(self, n):
-        try:
-            data = self._f.read(n)
-        except LayerFormatError:
-            raise
-        except _DECOMPRESS_ERRORS as e:
-            raise LayerFormatError("cannot decompress the layer (%s): %s" % (self.compression, e))
-        except Exception as e:  # zstandard.ZstdError and friends
-            raise LayerFormatError("cannot decompress the layer (%s): %s" % (self.compression, e))
-        self._hash.update(data)
+        """Up to n bytes; fewer only at the end of the stream."""
+        while len(self._buf) - self._pos < n and self._refill():
+            pass
+        data = self._buf[self._pos:self._pos + n]
+        self._pos += len(data)
         self.offset += len(data)
         return data
 
     def read_exact(self, n, what):
-        parts = []
-        left = n
-        while left:
-            data = self.read(min(left, CHUNK))
-            if not data:
-                raise LayerFormatError("the layer ends inside %s (offset %d): truncated" % (what, self.offset))
-            parts.append(data)
-            left -= len(data)
-        return b"".join(parts)
+        data = self.read(n)
+        if len(data) != n:
+            raise LayerFormatError("the layer ends inside %s (offset %d): truncated" % (what, self.offset))
+        return data
 
     def skip(self, n, what):
         while n:
@@ -224,17 +273,22 @@ class HashingReader:
             if data.count(0) != len(data):
                 raise LayerFormatError("trailing data after the end of the tar archive (offset %d)"
                                        % (self.offset - len(data) + len(data.rstrip(b"\x00"))))
-        check = getattr(self._f, "check", None)
-        if check is not None:
-            check()
 
     def digest(self):
+        """The diff_id; complete once the stream was read to its end."""
+        self._thread.join()
         return "sha256:" + self._hash.hexdigest()
 
     def close(self):
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
         try:
             self._f.close()
-        except Exception:  # closing a half-read stream must not mask the real error
+        except Exception:  # closing a half-read stream must not mask the real error  pylint: disable=broad-except
             pass
 
 
