@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(or $(STRATA_COLLECTIONS),/tmp/strata-overlay-collections)
 
-.PHONY: deps install demo demo-clean test unit reliability fuzz sanity lint changelog integration clean
+.PHONY: deps install demo demo-clean bench test unit reliability fuzz sanity lint changelog integration clean
 
 deps:
 	@scripts/install-deps.sh
@@ -38,6 +38,9 @@ lint: install
 
 integration: deps
 	scripts/run-integration.sh
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 test: unit reliability lint sanity integration
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(containers-storage btrfs-progs xfsprogs e2fsprogs zstd kmod tar util-linux python3-venv)
+packages=(containers-storage btrfs-progs xfsprogs e2fsprogs zstd kmod tar util-linux python3-venv time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

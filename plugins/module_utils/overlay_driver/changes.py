@@ -46,12 +46,29 @@ def _capability(path):
 
 
 class _Node:
-    __slots__ = ("stat", "children", "capability")
+    """One path of a tree; its capability xattr is read only when a comparison needs it."""
 
-    def __init__(self, st, capability):
+    __slots__ = ("stat", "children", "path", "_capability")
+
+    def __init__(self, st, path):
         self.stat = st
         self.children = None
-        self.capability = capability
+        self.path = path
+        self._capability = False
+
+    @property
+    def capability(self):
+        if self._capability is False:
+            self._capability = None if (self.path is None or stat.S_ISLNK(self.stat.st_mode)) \
+                else _capability(self.path)
+        return self._capability
+
+
+def _same_capability(old, new):
+    """Equal by definition for the same inode (a hardlink copy of the parent), else compared."""
+    if old.stat.st_ino == new.stat.st_ino and old.stat.st_dev == new.stat.st_dev:
+        return True
+    return old.capability == new.capability
 
 
 def collect(root):
@@ -64,7 +81,7 @@ def collect(root):
         with os.scandir(path) as it:
             for entry in it:
                 st = entry.stat(follow_symlinks=False)
-                child = _Node(st, _capability(entry.path) if not stat.S_ISLNK(st.st_mode) else None)
+                child = _Node(st, entry.path)
                 node.children[entry.name] = child
                 if stat.S_ISDIR(st.st_mode):
                     stack.append((entry.path, child))
@@ -121,7 +138,7 @@ class _Frame:
             old_child = self.old_children.pop(name, None)
             child_added = False
             if old_child is not None and (stat_different(old_child.stat, child.stat)
-                                          or old_child.capability != child.capability):
+                                          or not _same_capability(old_child, child)):
                 changes.append(Change(child_path, MODIFY))
                 child_added = True
             return _Frame(child, old_child, child_path, child_added, changes)

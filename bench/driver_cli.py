@@ -1,0 +1,46 @@
+"""The driver as one command per operation, so benchmarks time it as a whole process.
+
+    driver_cli.py apply HOME ID PARENT TARBALL
+    driver_cli.py create HOME ID PARENT
+    driver_cli.py remove HOME ID
+    driver_cli.py diff HOME ID OUT
+    driver_cli.py hardlink-copy HOME ID DEST
+    driver_cli.py unmount-all HOME
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins",
+                                "module_utils"))
+
+from overlay_driver.copy import copy_tree  # noqa: E402  pylint: disable=wrong-import-position
+from overlay_driver.store import LayerStore  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def main(argv):
+    op, home = argv[0], argv[1]
+    store = LayerStore(home)
+    with store.locked():
+        if op == "apply":
+            layer_id, parent, tarball = argv[2], argv[3], argv[4]
+            store.apply_diff(layer_id, parent, lambda: open(tarball, "rb"))
+        elif op == "create":
+            store.create(argv[2], argv[3])
+        elif op == "remove":
+            store.remove(argv[2], force=True)
+        elif op == "diff":
+            with open(argv[3], "wb") as out:
+                store.driver.diff(argv[2], store.parent_of(argv[2]), out)
+        elif op == "hardlink-copy":
+            copy_tree(store.layout.layer(argv[2]).root, argv[3], hardlink=True)
+        elif op == "unmount-all":
+            for state in store.layers():
+                if state["mounted"]:
+                    store.unmount(state["id"], force=True)
+        else:
+            raise SystemExit("unknown operation %s" % op)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
