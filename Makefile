@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(or $(STRATA_COLLECTIONS),/tmp/strata-overlay-collections)
 
-.PHONY: deps install demo demo-clean bench test unit reliability fuzz sanity lint changelog integration clean
+.PHONY: deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration clean
 
 deps:
 	@scripts/install-deps.sh
@@ -39,10 +39,16 @@ lint: install
 integration: deps
 	scripts/run-integration.sh
 
+# Molecule scenarios on QEMU VMs (Debian 12 image built once with mmdebstrap, cached in
+# /var/tmp/strata-vm). MOLECULE_SCENARIOS picks which.
+MOLECULE_SCENARIOS ?= default unsupported
+molecule: install
+	@set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
+
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-test: unit reliability lint sanity integration
+test: unit reliability lint sanity integration molecule
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/output
