@@ -110,3 +110,18 @@ def snapshot(root, times=False, xattrs=("security.capability", "user.test")):
                         pass
             out[rel] = item
     return out
+
+
+def deep_tree(path, depth, name="d"):
+    """path/d/d/.../d, depth levels, made through directory fds (no path grows past PATH_MAX)."""
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for _level in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    return path

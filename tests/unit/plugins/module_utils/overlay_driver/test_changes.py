@@ -5,6 +5,8 @@ import os
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import (
     ADD, DELETE, MODIFY, changes_dirs, changes_size)
 
+from layertools import deep_tree
+
 
 def write(path, data, mtime=1600000000):
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -41,16 +43,5 @@ def test_against_nothing_everything_is_added(scratch):
 
 
 def test_deep_trees_do_not_overflow(scratch):
-    fd = os.open(scratch, os.O_RDONLY)
-    os.mkdir("t", dir_fd=fd)
-    fd2 = os.open("t", os.O_RDONLY, dir_fd=fd)
-    os.close(fd)
-    fd = fd2
-    for _level in range(1500):
-        os.mkdir("d", dir_fd=fd)
-        nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = nfd
-    os.close(fd)
-    changes = changes_dirs(os.path.join(scratch, "t"))
+    changes = changes_dirs(deep_tree(os.path.join(scratch, "t"), 1500))
     assert len(changes) == 1500 and all(c.kind == ADD for c in changes)

@@ -5,7 +5,7 @@ import stat
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import copy_tree
 
-from layertools import snapshot
+from layertools import deep_tree, snapshot
 
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12
 
@@ -64,17 +64,7 @@ def test_hardlink_copy_shares_regular_files_only(scratch):
 
 
 def test_deep_tree_copies_without_recursion_limit(scratch):
-    src = os.path.join(scratch, "src")
-    path = src
-    os.mkdir(src)
-    fd = os.open(src, os.O_RDONLY)
-    for _level in range(1500):
-        os.mkdir("d", dir_fd=fd)
-        nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = nfd
-    os.close(fd)
-    copy_tree(path, os.path.join(scratch, "dst"))
+    copy_tree(deep_tree(os.path.join(scratch, "src"), 1500), os.path.join(scratch, "dst"))
     depth = 0
     fd = os.open(os.path.join(scratch, "dst"), os.O_RDONLY)
     while os.listdir(fd) == ["d"]:

@@ -215,29 +215,25 @@ HOSTILE = [
 ]
 
 
+def _with_pax(headers):
+    """One empty entry carrying the given PAX records, which TarBuilder would not write."""
+    info = tarfile.TarInfo("x")
+    info.pax_headers = headers
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
+
+
+SPECIAL = {
+    "nul-in-pax-path": {"path": "a\x00b"},
+    "huge-pax-header": {"comment": "y" * (2 << 20)},
+    "sparse-file": {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"},
+}
+
+
 def _special(case_id):
-    if case_id == "nul-in-pax-path":
-        info = tarfile.TarInfo("x")
-        info.pax_headers = {"path": "a\x00b"}
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            tf.addfile(info, io.BytesIO(b""))
-        return buf.getvalue()
-    if case_id == "huge-pax-header":
-        info = tarfile.TarInfo("x")
-        info.pax_headers = {"comment": "y" * (2 << 20)}
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            tf.addfile(info, io.BytesIO(b""))
-        return buf.getvalue()
-    if case_id == "sparse-file":
-        info = tarfile.TarInfo("x")
-        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            tf.addfile(info, io.BytesIO(b""))
-        return buf.getvalue()
-    raise KeyError(case_id)
+    return _with_pax(SPECIAL[case_id])
 
 
 @pytest.mark.parametrize("case_id,data,error,check", HOSTILE, ids=[c[0] for c in HOSTILE])
