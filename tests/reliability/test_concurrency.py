@@ -28,8 +28,8 @@ def test_parallel_mounts_and_unmounts(scratch):
         assert modules.run("overlay_layer", {"id": layer, "parent": "base", "home": home})[0] == 0
 
     rng = random.Random(20261127)
-    plans = [[(rng.choice(LAYERS), rng.choice(("mounted", "unmounted"))) for _ in range(OPS_PER_WORKER)]
-             for _ in range(WORKERS)]
+    plans = [[(rng.choice(LAYERS), rng.choice(("mounted", "unmounted"))) for _op in range(OPS_PER_WORKER)]
+             for _worker in range(WORKERS)]
     failures = []
     max_mounts = {layer: 0 for layer in LAYERS}
     stop = threading.Event()
