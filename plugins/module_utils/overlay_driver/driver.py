@@ -181,9 +181,10 @@ class Driver:
 
     def is_mounted(self, layer_id, entries=None):
         entry = self.mount_entry(layer_id, entries)
-        return entry is not None and self._is_ours(layer_id, entry)
+        return entry is not None and self.owns_mount(layer_id, entry)
 
-    def _is_ours(self, layer_id, entry):
+    def owns_mount(self, layer_id, entry):
+        """Whether a mount at merged/ is this layer's own overlay (not something mounted over it)."""
         if entry.fstype != "overlay":
             return False
         upper = entry.options_dict().get("upperdir")
@@ -275,7 +276,7 @@ class Driver:
             raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
         entry = self.mount_entry(layer_id)
         if entry is not None:
-            if self._is_ours(layer_id, entry):
+            if self.owns_mount(layer_id, entry):
                 return paths.merged
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
@@ -294,7 +295,7 @@ class Driver:
         entry = self.mount_entry(layer_id)
         if entry is None:
             return False
-        if not self._is_ours(layer_id, entry):
+        if not self.owns_mount(layer_id, entry):
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
         mounts.unmount(paths.merged)

@@ -110,7 +110,7 @@ class LayerStore:
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
-        mounted = mount is not None and self.driver._is_ours(layer_id, mount)
+        mounted = mount is not None and self.driver.owns_mount(layer_id, mount)
         paths = self.layout.layer(layer_id)
         holders = sorted(record.holders)
         return {
