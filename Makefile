@@ -41,7 +41,7 @@ integration: deps
 
 # Molecule scenarios on QEMU VMs (Debian 12 image built once with mmdebstrap, cached in
 # /var/tmp/strata-vm). MOLECULE_SCENARIOS picks which.
-MOLECULE_SCENARIOS ?= default unsupported
+MOLECULE_SCENARIOS ?= default unsupported fleet
 molecule: install
 	@set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
 
