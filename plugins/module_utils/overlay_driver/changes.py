@@ -3,10 +3,17 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What changed between a layer's view and its parent's (the naive diff driver).
 
-Two full trees are walked and compared the way moby's archive.ChangesDirs
-does: a path is modified when mode, owner, rdev or security.capability
-differ, and for non-directories also when size or mtime differ; a directory
-that holds any change is itself reported modified, before its children.
+Two trees are compared the way moby's archive.ChangesDirs does: a path is
+modified when mode, owner, rdev or security.capability differ, and for
+non-directories also when size or mtime differ; a directory that holds any
+change is itself reported modified, before its children.
+
+The walk reads both trees one directory pair at a time and stats only what it
+must compare. A layer built by apply_diff is a hardlink copy of its parent's
+root/, so most of its files are the parent's very inodes: a non-directory
+whose inode number (from readdir, no stat) is the parent's at the same path,
+on the same filesystem, is the same file and cannot have changed. Added
+subtrees and deletions need names and file types only, which readdir gives.
 """
 
 import os
@@ -38,54 +45,13 @@ class Change:
         return {"path": self.path, "kind": KIND_NAMES[self.kind]}
 
 
-def _capability(path):
+def _capability(path, st):
+    if stat.S_ISLNK(st.st_mode):
+        return None
     try:
         return os.getxattr(path, "security.capability", follow_symlinks=False)
     except OSError:
         return None
-
-
-class _Node:
-    """One path of a tree; its capability xattr is read only when a comparison needs it."""
-
-    __slots__ = ("stat", "children", "path", "_capability")
-
-    def __init__(self, st, path):
-        self.stat = st
-        self.children = None
-        self.path = path
-        self._capability = False
-
-    @property
-    def capability(self):
-        if self._capability is False:
-            self._capability = None if (self.path is None or stat.S_ISLNK(self.stat.st_mode)) \
-                else _capability(self.path)
-        return self._capability
-
-
-def _same_capability(old, new):
-    """Equal by definition for the same inode (a hardlink copy of the parent), else compared."""
-    if old.stat.st_ino == new.stat.st_ino and old.stat.st_dev == new.stat.st_dev:
-        return True
-    return old.capability == new.capability
-
-
-def collect(root):
-    """The tree under root as nested _Nodes keyed by name."""
-    top = _Node(os.lstat(root), None)
-    stack = [(root, top)]
-    while stack:
-        path, node = stack.pop()
-        node.children = {}
-        with os.scandir(path) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                child = _Node(st, entry.path)
-                node.children[entry.name] = child
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((entry.path, child))
-    return top
 
 
 def _same_time(a_ns, b_ns):
@@ -103,65 +69,77 @@ def stat_different(old, new):
     return not _same_time(old.st_mtime_ns, new.st_mtime_ns) or old.st_size != new.st_size
 
 
-def _add_changes(new, old, path, changes):
-    """moby's FileInfo.addChanges, with an explicit stack so deep trees cannot overflow."""
-    stack = [_Frame(new, old, path, False, changes)]
+def _modified(old_entry, new_entry):
+    old = old_entry.stat(follow_symlinks=False)
+    new = new_entry.stat(follow_symlinks=False)
+    if stat_different(old, new):
+        return True
+    return _capability(old_entry.path, old) != _capability(new_entry.path, new)
+
+
+def _listing(path):
+    with os.scandir(path) as it:
+        return {entry.name: entry for entry in it}
+
+
+class _Dir:
+    """A directory of the new tree being compared with its counterpart (None: nothing to compare)."""
+
+    __slots__ = ("path", "base", "added", "size_at_entry", "names", "new_children", "old_children")
+
+    def __init__(self, new_path, old_path, path, added, size_at_entry):
+        self.path = path
+        self.base = "/" if path == "/" else path + "/"
+        self.added = added
+        self.size_at_entry = size_at_entry
+        self.new_children = _listing(new_path)
+        self.old_children = _listing(old_path) if old_path is not None else {}
+        self.names = iter(sorted(self.new_children))
+
+
+def _walk(new_dir, old_dir, changes):
+    """moby's FileInfo.addChanges over the two trees, with an explicit stack for deep trees."""
+    same_fs = old_dir is not None and os.lstat(new_dir).st_dev == os.lstat(old_dir).st_dev
+    stack = [_Dir(new_dir, old_dir, "/", False, 0)]
     while stack:
         frame = stack[-1]
-        child = frame.next_child(changes)
-        if child is not None:
-            stack.append(child)
+        base = frame.base
+        descend = None
+        old_children = frame.old_children
+        for name in frame.names:
+            new = frame.new_children[name]
+            old = old_children.pop(name, None)
+            path = base + name
+            new_is_dir = new.is_dir(follow_symlinks=False)
+            if old is None:
+                changes.append(Change(path, ADD))
+                if new_is_dir:
+                    descend = _Dir(new.path, None, path, True, len(changes))
+                    break
+                continue
+            if same_fs and not new_is_dir and new.inode() == old.inode():
+                continue  # the parent's own inode: nothing about it can differ
+            added = _modified(old, new)
+            if added:
+                changes.append(Change(path, MODIFY))
+            if new_is_dir:
+                old_path = old.path if old.is_dir(follow_symlinks=False) else None
+                descend = _Dir(new.path, old_path, path, added, len(changes))
+                break
+        if descend is not None:
+            stack.append(descend)
             continue
         stack.pop()
-        frame.finish(changes)
-
-
-class _Frame:
-    __slots__ = ("new", "path", "added", "size_at_entry", "names", "old_children")
-
-    def __init__(self, new, old, path, added, changes):
-        self.new = new
-        self.path = path
-        self.size_at_entry = len(changes)
-        if old is None:
-            changes.append(Change(path, ADD))
-            added = True
-        self.added = added
-        keep_old = old is not None and old.children is not None and stat.S_ISDIR(new.stat.st_mode)
-        self.old_children = dict(old.children) if keep_old else {}
-        self.names = iter(sorted(new.children or ()))
-
-    def next_child(self, changes):
-        for name in self.names:
-            child = self.new.children[name]
-            child_path = self.path.rstrip("/") + "/" + name
-            old_child = self.old_children.pop(name, None)
-            child_added = False
-            if old_child is not None and (stat_different(old_child.stat, child.stat)
-                                          or not _same_capability(old_child, child)):
-                changes.append(Change(child_path, MODIFY))
-                child_added = True
-            return _Frame(child, old_child, child_path, child_added, changes)
-        return None
-
-    def finish(self, changes):
-        for name in sorted(self.old_children):
-            changes.append(Change(self.path.rstrip("/") + "/" + name, DELETE))
-        if (len(changes) > self.size_at_entry and stat.S_ISDIR(self.new.stat.st_mode) and not self.added
-                and self.path != "/"):
-            changes.insert(self.size_at_entry, Change(self.path, MODIFY))
+        for name in sorted(old_children):
+            changes.append(Change(base + name, DELETE))
+        if len(changes) > frame.size_at_entry and not frame.added and frame.path != "/":
+            changes.insert(frame.size_at_entry, Change(frame.path, MODIFY))
 
 
 def changes_dirs(new_dir, old_dir=None):
     """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order."""
-    new = collect(new_dir)
-    if old_dir is None:
-        old = _Node(new.stat, None)
-        old.children = {}
-    else:
-        old = collect(old_dir)
     changes = []
-    _add_changes(new, old, "/", changes)
+    _walk(new_dir, old_dir, changes)
     return changes
 
 

@@ -11,8 +11,10 @@ directory's mtime, so exporting the same layer twice gives the same diff_id.
 import hashlib
 import os
 import stat
+import queue
 import struct
 import tarfile
+import threading
 
 from .changes import DELETE
 from .ids import to_container
@@ -21,23 +23,92 @@ _SKIPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 
 class HashingWriter:
+    """Writes the archive to out in 1 MiB blocks and hashes them on a worker thread.
+
+    Headers and small files are gathered into the block being filled, and file
+    data is read straight into it, so a layer of many small files costs a
+    handful of large writes. The worker hashes a block while the caller fills
+    and writes the next (hashlib and write both release the GIL); blocks go
+    back to a small pool once hashed, which bounds the memory.
+    """
+
+    BLOCK = 1 << 20
+    BLOCKS = 4
+
     def __init__(self, out):
         self.out = out
         self.hash = hashlib.sha256()
-        self.size = 0
+        self._shipped = 0
+        self._free = queue.Queue()
+        for _ in range(self.BLOCKS):
+            self._free.put(bytearray(self.BLOCK))
+        self._hashing = queue.Queue()
+        self._worker = threading.Thread(target=self._hash_blocks, daemon=True)
+        self._worker.start()
+        self._block = self._free.get()
+        self._view = memoryview(self._block)
+        self._fill = 0
+
+    @property
+    def size(self):
+        return self._shipped + self._fill
+
+    def _hash_blocks(self):
+        while True:
+            item = self._hashing.get()
+            if item is None:
+                return
+            block, length = item
+            with memoryview(block) as view:
+                self.hash.update(view[:length])
+            self._free.put(block)
+
+    def _ship(self):
+        if self._fill:
+            self.out.write(self._view[:self._fill])
+            self._shipped += self._fill
+            self._hashing.put((self._block, self._fill))
+            self._block = self._free.get()
+            self._view = memoryview(self._block)
+            self._fill = 0
 
     def write(self, data):
-        self.hash.update(data)
-        self.size += len(data)
-        return self.out.write(data)
+        view = memoryview(data)
+        while view:
+            room = self.BLOCK - self._fill
+            take = min(room, len(view))
+            self._view[self._fill:self._fill + take] = view[:take]
+            self._fill += take
+            view = view[take:]
+            if self._fill == self.BLOCK:
+                self._ship()
 
-    def flush(self):
+    def copy_from(self, fd, length):
+        """Append length bytes read from fd; False when the file ends early."""
+        while length:
+            if self._fill == self.BLOCK:
+                self._ship()
+            take = min(self.BLOCK - self._fill, length)
+            got = os.readv(fd, [self._view[self._fill:self._fill + take]])
+            if not got:
+                return False
+            self._fill += got
+            length -= got
+        return True
+
+    def close(self):
+        """Write what is left, wait for the hash, and return the diff_id."""
+        self._ship()
+        self._hashing.put(None)
+        self._worker.join()
         flush = getattr(self.out, "flush", None)
         if flush:
             flush()
-
-    def digest(self):
         return "sha256:" + self.hash.hexdigest()
+
+    def abandon(self):
+        self._hashing.put(None)
+        self._worker.join()
 
 
 def _xattr_headers(path):
@@ -88,14 +159,12 @@ def _write_entry(writer, info, path=None):
     writer.write(header)
     if path is None or not info.size:
         return
-    left = info.size
-    with open(path, "rb") as f:
-        while left:
-            data = f.read(min(left, 1 << 20))
-            if not data:
-                raise OSError("%s shrank while it was exported" % path)
-            writer.write(data)
-            left -= len(data)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not writer.copy_from(fd, info.size):
+            raise OSError("%s shrank while it was exported" % path)
+    finally:
+        os.close(fd)
     if info.size % 512:
         writer.write(b"\x00" * (512 - info.size % 512))
 
@@ -103,6 +172,15 @@ def _write_entry(writer, info, path=None):
 def export_changes(layer_dir, changes, out, uid_maps=None, gid_maps=None):
     """Stream the tarball to out; returns (diff_id, bytes written)."""
     writer = HashingWriter(out)
+    try:
+        _export(writer, layer_dir, changes, uid_maps, gid_maps)
+    except BaseException:
+        writer.abandon()
+        raise
+    return writer.close(), writer.size
+
+
+def _export(writer, layer_dir, changes, uid_maps, gid_maps):
     links = {}
     for change in changes:
         rel = change.path.lstrip("/")
@@ -156,9 +234,6 @@ def export_changes(layer_dir, changes, out, uid_maps=None, gid_maps=None):
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         _write_entry(writer, info, source)
-    end = b"\x00" * 1024
-    writer.write(end)
+    writer.write(b"\x00" * 1024)
     if writer.size % _RECORD:
         writer.write(b"\x00" * (_RECORD - writer.size % _RECORD))
-    writer.flush()
-    return writer.digest(), writer.size

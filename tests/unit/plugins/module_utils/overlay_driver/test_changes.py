@@ -45,3 +45,42 @@ def test_against_nothing_everything_is_added(scratch):
 def test_deep_trees_do_not_overflow(scratch):
     changes = changes_dirs(deep_tree(os.path.join(scratch, "t"), 1500))
     assert len(changes) == 1500 and all(c.kind == ADD for c in changes)
+
+
+def test_hardlink_copy_of_the_parent(scratch):
+    """A layer built by apply_diff shares the parent's inodes; only what was replaced can differ."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import copy_tree
+
+    old = os.path.join(scratch, "old")
+    for name in ("shared", "replaced-same", "replaced-cap", "replaced-size", "d/shared", "d/gone"):
+        write(os.path.join(old, name), "x")
+    new = os.path.join(scratch, "new")
+    copy_tree(old, new, hardlink=True)
+    assert os.stat(os.path.join(new, "shared")).st_ino == os.stat(os.path.join(old, "shared")).st_ino
+
+    def replace(name, data):
+        path = os.path.join(new, name)
+        os.unlink(path)
+        write(path, data)
+
+    replace("replaced-same", "x")  # a new inode that equals the old one in every compared way
+    replace("replaced-cap", "x")
+    os.setxattr(os.path.join(new, "replaced-cap"), "security.capability",
+                b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12)
+    replace("replaced-size", "xy")
+    os.unlink(os.path.join(new, "d", "gone"))
+    os.utime(os.path.join(new, "d"), (1600000000, 1600000000))
+    changes = changes_dirs(new, old)
+    assert [(c.path, c.kind) for c in changes] == [
+        ("/d", MODIFY), ("/d/gone", DELETE), ("/replaced-cap", MODIFY), ("/replaced-size", MODIFY)]
+
+
+def test_a_file_turned_directory_has_all_its_children_added(scratch):
+    old = os.path.join(scratch, "old")
+    new = os.path.join(scratch, "new")
+    write(os.path.join(old, "x"), "file")
+    write(os.path.join(old, "dir", "child"), "x")
+    write(os.path.join(new, "x", "inside"), "x")
+    write(os.path.join(new, "dir"), "now a file")
+    assert [(c.path, c.kind) for c in changes_dirs(new, old)] == [
+        ("/dir", MODIFY), ("/x", MODIFY), ("/x/inside", ADD)]

@@ -1,0 +1,89 @@
+"""The exporter's writer and archive, read back with Python's tarfile."""
+
+import hashlib
+import io
+import os
+import random
+import tarfile
+import threading
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import (
+    HashingWriter, export_changes)
+
+
+def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
+    rng = random.Random(7)
+    source = os.path.join(scratch, "source")
+    payload = rng.randbytes(3 * HashingWriter.BLOCK + 12345)
+    with open(source, "wb") as f:
+        f.write(payload)
+    out = io.BytesIO()
+    writer = HashingWriter(out)
+    expected = bytearray()
+    for size in (0, 1, 511, HashingWriter.BLOCK, HashingWriter.BLOCK - 7, 2 * HashingWriter.BLOCK + 3, 100):
+        chunk = rng.randbytes(size)
+        writer.write(chunk)
+        expected += chunk
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            assert writer.copy_from(fd, size)
+        finally:
+            os.close(fd)
+        expected += payload[:size]
+    assert writer.size == len(expected)
+    digest = writer.close()
+    assert out.getvalue() == bytes(expected)
+    assert digest == "sha256:" + hashlib.sha256(expected).hexdigest()
+
+
+def test_writer_reports_a_file_that_ends_early(scratch):
+    source = os.path.join(scratch, "short")
+    with open(source, "wb") as f:
+        f.write(b"x" * 10)
+    writer = HashingWriter(io.BytesIO())
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        assert not writer.copy_from(fd, 11)
+    finally:
+        os.close(fd)
+    writer.abandon()
+
+
+def test_archive_reads_back_and_its_digest_is_the_bytes(scratch):
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(os.path.join(tree, "d"))
+    big = random.Random(1).randbytes(HashingWriter.BLOCK * 2 + 99)
+    files = {"big": big, "d/small": b"small", "empty": b"", "d/" + "n" * 120: b"long name"}
+    for name, data in files.items():
+        with open(os.path.join(tree, name), "wb") as f:
+            f.write(data)
+    os.link(os.path.join(tree, "d", "small"), os.path.join(tree, "hardlink"))
+    os.symlink("big", os.path.join(tree, "link"))
+    out = io.BytesIO()
+    diff_id, size = export_changes(tree, changes_dirs(tree), out)
+    raw = out.getvalue()
+    assert size == len(raw) and size % 10240 == 0
+    assert diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+        for name, data in files.items():
+            assert archive.extractfile(members[name]).read() == data
+        linked = members["hardlink"] if members["hardlink"].islnk() else members["d/small"]
+        assert linked.islnk() and linked.linkname in ("d/small", "hardlink")
+        assert members["link"].issym() and members["link"].linkname == "big"
+
+
+def test_a_failed_export_stops_its_worker(scratch):
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    with open(os.path.join(tree, "f"), "wb") as f:
+        f.write(b"x")
+    changes = changes_dirs(tree)
+    os.unlink(os.path.join(tree, "f"))
+    before = threading.active_count()
+    with pytest.raises(FileNotFoundError):
+        export_changes(tree, changes, io.BytesIO())
+    assert threading.active_count() == before
