@@ -18,17 +18,14 @@ counting is not here (the seed's commit moved it out); see store.py.
 import contextlib
 import errno
 import os
-import platform
 import stat
-import tempfile
 
 from . import faults, fscheck, mounts, syscalls
 from .changes import changes_dirs, changes_size
 from .copy import copy_tree
 from .errors import OverlayError
 from .ids import parse_maps, root_pair, validate_layer_id
-from .layout import HomeLayout, LAYER_ENTRIES
-from .tar_apply import LayerApplier
+from .layout import HomeLayout, make_temp_dir
 from .tar_export import export_changes
 
 KIND_ROOT = "root"
@@ -100,14 +97,14 @@ class Driver:
                 pass
 
     def _tempdir(self, purpose, layer_id):
-        return tempfile.mkdtemp(prefix="%s-%s-" % (purpose, layer_id), dir=self.layout.tmp)
+        return make_temp_dir(self.layout.tmp, "%s-%s-" % (purpose, layer_id))
 
     def status(self):
         """Seed: [["Backing Filesystem", name]]; plus d_type and the kernel."""
         return [
             ["Backing Filesystem", self.backing_fs],
             ["Supports d_type", str(self.supports_dtype).lower()],
-            ["Kernel", platform.release()],
+            ["Kernel", os.uname().release],
         ]
 
     def cleanup(self):
@@ -386,6 +383,9 @@ class Driver:
         return self._result(result, True, paths.merged)
 
     def _apply_into(self, target, raw, compression, expected_diff_id, layer_id, progress):
+        # imported here: the applier and its decompressors are only loaded by runs that apply
+        from .tar_apply import LayerApplier  # pylint: disable=import-outside-toplevel
+
         applier = LayerApplier(target, self.uid_maps, self.gid_maps)
         try:
             result = applier.apply(raw, compression, progress)
@@ -427,9 +427,8 @@ class Driver:
         """
         with self.view(layer_id) as layer_fs, self.view(parent) as parent_fs:
             changes = changes_dirs(layer_fs, parent_fs)
-            digest, tar_size = export_changes(layer_fs, changes, out, self.uid_maps, self.gid_maps)
-            size = changes_size(layer_fs, changes)
-        return digest, tar_size, changes, size
+            exported = export_changes(layer_fs, changes, out, self.uid_maps, self.gid_maps)
+        return exported.diff_id, exported.tar_size, changes, exported.diff_size
 
 
-__all__ = ["Driver", "ApplyDiffResult", "KIND_ROOT", "KIND_OVERLAY", "LAYER_ENTRIES"]
+__all__ = ["Driver", "ApplyDiffResult", "KIND_ROOT", "KIND_OVERLAY"]

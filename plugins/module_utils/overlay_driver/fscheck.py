@@ -10,13 +10,10 @@ filetype lack it), and cannot use an overlay as upper layer.
 """
 
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 
 from . import syscalls
 from .errors import IncompatibleFS, NotSupported
+from .layout import make_temp_dir
 
 FS_NAMES = {
     0x61756673: "aufs",
@@ -64,6 +61,10 @@ def backing_fs(path):
 
 def load_overlay_module():
     """modprobe overlay, as the seed does; its failure is not an error by itself."""
+    # imported here: only a host without overlay loaded ever needs a subprocess
+    import shutil  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+
     modprobe = shutil.which("modprobe") or next(
         (p for p in ("/usr/sbin/modprobe", "/sbin/modprobe") if os.path.exists(p)), None)
     if modprobe is None:
@@ -92,7 +93,7 @@ def require_overlay(load=True):
     if not supports_overlay(load):
         raise NotSupported("'overlay' not found as a supported filesystem on this host "
                            "(kernel %s): load the overlay module or use a kernel with overlay support"
-                           % platform.release())
+                           % os.uname().release)
 
 
 def dir_reports_dtype(path):
@@ -106,7 +107,7 @@ def dir_reports_dtype(path):
 
 def supports_dtype(path):
     """Write a probe file in path and see whether readdir reports its type."""
-    probe = tempfile.mkdtemp(prefix=".dtype-probe-", dir=path)
+    probe = make_temp_dir(path, ".dtype-probe-")
     try:
         with open(os.path.join(probe, "f"), "w"):
             pass

@@ -10,10 +10,10 @@ the directory fsynced: a reader sees the old record or the new, never a torn one
 
 import json
 import os
-import tempfile
 
 from . import faults
 from .errors import OverlayError
+from .layout import open_temp_file
 
 FORMAT_VERSION = 1
 
@@ -53,7 +53,7 @@ def load_record(path, layer_id):
 
 def write_atomic(path, payload, mode=0o600):
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    tmp, fd = open_temp_file(directory, ".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)

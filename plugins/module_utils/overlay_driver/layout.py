@@ -8,6 +8,7 @@ lower-id). The store's own bookkeeping lives in <home>/.strata, a name no
 valid layer id can take, so the seed's driver would read the same layers.
 """
 
+import errno
 import os
 
 from .ids import validate_layer_id
@@ -79,3 +80,29 @@ class HomeLayout:
         except FileNotFoundError:
             return []
         return sorted(n[:-5] for n in names if n.endswith(".json"))
+
+
+def create_unique(directory, prefix, create):
+    """create(path) on a fresh random name in directory; returns (path, what create returned).
+
+    create is os.mkdir or an O_EXCL open, so a name already taken is retried,
+    never reused. This is tempfile's scheme without importing tempfile, whose
+    dependencies would be loaded by every module run.
+    """
+    for _ in range(100):
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            return path, create(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", os.path.join(directory, prefix))
+
+
+def make_temp_dir(directory, prefix):
+    return create_unique(directory, prefix, lambda path: os.mkdir(path, 0o700))[0]
+
+
+def open_temp_file(directory, prefix, mode=0o600):
+    """(path, fd) of a new empty file."""
+    return create_unique(directory, prefix,
+                         lambda path: os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode))

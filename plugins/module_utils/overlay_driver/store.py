@@ -20,7 +20,6 @@ from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .mounts import read_mountinfo
-from .tar_stream import HashingReader
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
@@ -28,6 +27,8 @@ DEFAULT_HOLDER = "ansible"
 
 def file_digest(raw, compression="auto"):
     """diff_id of a layer without applying it: sha256 of its uncompressed bytes."""
+    from .tar_stream import HashingReader  # pylint: disable=import-outside-toplevel
+
     reader = HashingReader(raw, compression)
     try:
         while reader.read(1 << 20):

@@ -9,13 +9,13 @@ raw readdir (to see whether a filesystem reports d_type).
 """
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import stat
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# The interpreter's own symbols include libc's. ctypes.util.find_library would
+# run ldconfig in a subprocess on every import: 25 ms of every module run.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # openat2 has no glibc wrapper; 437 is its number on every architecture
 # that got it after the syscall table unification.
@@ -93,7 +93,7 @@ def openat2_available():
     """Probe once; kernels before 5.6 (or seccomp filters) answer ENOSYS."""
     global _openat2_works
     if _openat2_works is None:
-        if platform.system() != "Linux" or os.environ.get("STRATA_OVERLAY_NO_OPENAT2"):
+        if os.uname().sysname != "Linux" or os.environ.get("STRATA_OVERLAY_NO_OPENAT2"):
             _openat2_works = False
         else:
             try:

@@ -8,12 +8,12 @@ become '.wh.<name>' entries. Times are whole seconds and whiteouts take their
 directory's mtime, so exporting the same layer twice gives the same diff_id.
 """
 
+import collections
 import hashlib
 import os
 import stat
 import queue
 import struct
-import tarfile
 import threading
 
 from .changes import DELETE
@@ -135,6 +135,43 @@ def _xattr_headers(path):
 
 
 _RECORD = 10240
+_PADDING = b"\x00" * 512
+
+# ustar type flags
+REGTYPE, LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE = (b"0", b"1", b"2", b"3", b"4", b"5", b"6")
+
+
+class _Member:
+    """One archive entry; tarfile.TarInfo only for the rare entry that needs PAX headers."""
+
+    __slots__ = ("name", "mode", "uid", "gid", "size", "mtime", "type", "linkname", "devmajor", "devminor",
+                 "pax_headers")
+
+    def __init__(self, name, kind, mode=0o644, uid=0, gid=0, mtime=0):
+        self.name = name
+        self.type = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.size = 0
+        self.linkname = ""
+        self.devmajor = self.devminor = 0
+        self.pax_headers = None
+
+    def header(self):
+        return _ustar(self) or self._pax_header()
+
+    def _pax_header(self):
+        import tarfile  # pylint: disable=import-outside-toplevel  # only for the rare PAX entry
+
+        info = tarfile.TarInfo(self.name)
+        info.type, info.mode, info.uid, info.gid = self.type, self.mode, self.uid, self.gid
+        info.size, info.mtime, info.linkname = self.size, self.mtime, self.linkname
+        info.devmajor, info.devminor = self.devmajor, self.devminor
+        info.pax_headers = dict(self.pax_headers or {})
+        info.uname = info.gname = ""
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def _ustar(info):
@@ -154,58 +191,69 @@ def _ustar(info):
     return header[:148] + chksum + header[156:]
 
 
-def _write_entry(writer, info, path=None):
-    header = _ustar(info) or info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    writer.write(header)
-    if path is None or not info.size:
+def _write_entry(writer, member, path=None):
+    writer.write(member.header())
+    if path is None or not member.size:
         return
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        if not writer.copy_from(fd, info.size):
+        if not writer.copy_from(fd, member.size):
             raise OSError("%s shrank while it was exported" % path)
     finally:
         os.close(fd)
-    if info.size % 512:
-        writer.write(b"\x00" * (512 - info.size % 512))
+    if member.size % 512:
+        writer.write(_PADDING[member.size % 512:])
+
+
+ExportResult = collections.namedtuple("ExportResult", "diff_id tar_size diff_size")
 
 
 def export_changes(layer_dir, changes, out, uid_maps=None, gid_maps=None):
-    """Stream the tarball to out; returns (diff_id, bytes written)."""
+    """Stream the tarball to out.
+
+    diff_size is moby's ChangesSize (the bytes of added and modified
+    non-directories, a hardlinked inode once), counted from the same lstat the
+    archive needs, so an export costs no second pass over the changes.
+    """
     writer = HashingWriter(out)
     try:
-        _export(writer, layer_dir, changes, uid_maps, gid_maps)
+        diff_size = _export(writer, layer_dir, changes, uid_maps, gid_maps)
     except BaseException:
         writer.abandon()
         raise
-    return writer.close(), writer.size
+    return ExportResult(writer.close(), writer.size, diff_size)
 
 
 def _export(writer, layer_dir, changes, uid_maps, gid_maps):
     links = {}
+    counted = set()
+    diff_size = 0
+    whiteout_mtimes = {}
     for change in changes:
         rel = change.path.lstrip("/")
         if change.kind == DELETE:
             parent, base = os.path.split(rel)
-            info = tarfile.TarInfo(os.path.join(parent, ".wh." + base))
-            info.type = tarfile.REGTYPE
-            info.mode = 0o644
-            try:
-                info.mtime = os.lstat(os.path.join(layer_dir, parent)).st_mtime_ns // 1000000000
-            except OSError:
-                info.mtime = 0
-            _write_entry(writer, info)
+            if parent not in whiteout_mtimes:
+                try:
+                    whiteout_mtimes[parent] = os.lstat(os.path.join(layer_dir, parent)).st_mtime_ns // 1000000000
+                except OSError:
+                    whiteout_mtimes[parent] = 0
+            _write_entry(writer, _Member(os.path.join(parent, ".wh." + base), REGTYPE,
+                                         mtime=whiteout_mtimes[parent]))
             continue
         path = os.path.join(layer_dir, rel)
         st = os.lstat(path)
         mode = st.st_mode
+        if not stat.S_ISDIR(mode):
+            if st.st_nlink <= 1:
+                diff_size += st.st_size
+            elif (st.st_dev, st.st_ino) not in counted:
+                counted.add((st.st_dev, st.st_ino))
+                diff_size += st.st_size
         if stat.S_ISSOCK(mode):
             continue  # sockets have no place in a layer tarball
-        info = tarfile.TarInfo(rel)
-        info.mode = stat.S_IMODE(mode)
-        info.uid = to_container(st.st_uid, uid_maps)
-        info.gid = to_container(st.st_gid, gid_maps)
-        info.mtime = st.st_mtime_ns // 1000000000
-        info.uname = info.gname = ""
+        info = _Member(rel, REGTYPE, stat.S_IMODE(mode), to_container(st.st_uid, uid_maps),
+                       to_container(st.st_gid, gid_maps), st.st_mtime_ns // 1000000000)
         headers, binary = _xattr_headers(path) if not stat.S_ISLNK(mode) else ({}, False)
         if binary:
             headers["hdrcharset"] = "BINARY"
@@ -214,26 +262,27 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in links:
-                info.type = tarfile.LNKTYPE
+                info.type = LNKTYPE
                 info.linkname = links[key]
             else:
                 if st.st_nlink > 1:
                     links[key] = rel
-                info.type = tarfile.REGTYPE
+                info.type = REGTYPE
                 info.size = st.st_size
                 source = path
         elif stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
+            info.type = DIRTYPE
         elif stat.S_ISLNK(mode):
-            info.type = tarfile.SYMTYPE
+            info.type = SYMTYPE
             info.linkname = os.readlink(path)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.type = CHRTYPE if stat.S_ISCHR(mode) else BLKTYPE
             info.devmajor = os.major(st.st_rdev)
             info.devminor = os.minor(st.st_rdev)
         elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
+            info.type = FIFOTYPE
         _write_entry(writer, info, source)
     writer.write(b"\x00" * 1024)
     if writer.size % _RECORD:
         writer.write(b"\x00" * (_RECORD - writer.size % _RECORD))
+    return diff_size

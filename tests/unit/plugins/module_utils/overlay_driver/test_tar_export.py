@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs, changes_size
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import (
     HashingWriter, export_changes)
 
@@ -63,9 +63,12 @@ def test_archive_reads_back_and_its_digest_is_the_bytes(scratch):
     os.link(os.path.join(tree, "d", "small"), os.path.join(tree, "hardlink"))
     os.symlink("big", os.path.join(tree, "link"))
     out = io.BytesIO()
-    diff_id, size = export_changes(tree, changes_dirs(tree), out)
+    changes = changes_dirs(tree)
+    diff_id, size, diff_size = export_changes(tree, changes, out)
     raw = out.getvalue()
     assert size == len(raw) and size % 10240 == 0
+    # the hardlinked inode counts once; the symlink's size is its target's length
+    assert diff_size == changes_size(tree, changes) == sum(map(len, files.values())) + len("big")
     assert diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
     with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
         members = {m.name: m for m in archive.getmembers()}
