@@ -26,11 +26,14 @@ KIND_NAMES = {ADD: "add", MODIFY: "modify", DELETE: "delete"}
 
 
 class Change:
-    __slots__ = ("path", "kind")
+    """A path and what happened to it; entry is the walk's os.DirEntry, so an export reuses its stat."""
 
-    def __init__(self, path, kind):
+    __slots__ = ("path", "kind", "entry")
+
+    def __init__(self, path, kind, entry=None):
         self.path = path
         self.kind = kind
+        self.entry = entry
 
     def __repr__(self):
         return "%s %s" % (self.kind, self.path)
@@ -85,10 +88,11 @@ def _listing(path):
 class _Dir:
     """A directory of the new tree being compared with its counterpart (None: nothing to compare)."""
 
-    __slots__ = ("path", "base", "added", "size_at_entry", "names", "new_children", "old_children")
+    __slots__ = ("path", "entry", "base", "added", "size_at_entry", "names", "new_children", "old_children")
 
-    def __init__(self, new_path, old_path, path, added, size_at_entry):
+    def __init__(self, new_path, old_path, path, added, size_at_entry, entry=None):
         self.path = path
+        self.entry = entry
         self.base = "/" if path == "/" else path + "/"
         self.added = added
         self.size_at_entry = size_at_entry
@@ -112,19 +116,19 @@ def _walk(new_dir, old_dir, changes):
             path = base + name
             new_is_dir = new.is_dir(follow_symlinks=False)
             if old is None:
-                changes.append(Change(path, ADD))
+                changes.append(Change(path, ADD, new))
                 if new_is_dir:
-                    descend = _Dir(new.path, None, path, True, len(changes))
+                    descend = _Dir(new.path, None, path, True, len(changes), new)
                     break
                 continue
             if same_fs and not new_is_dir and new.inode() == old.inode():
                 continue  # the parent's own inode: nothing about it can differ
             added = _modified(old, new)
             if added:
-                changes.append(Change(path, MODIFY))
+                changes.append(Change(path, MODIFY, new))
             if new_is_dir:
                 old_path = old.path if old.is_dir(follow_symlinks=False) else None
-                descend = _Dir(new.path, old_path, path, added, len(changes))
+                descend = _Dir(new.path, old_path, path, added, len(changes), new)
                 break
         if descend is not None:
             stack.append(descend)
@@ -133,7 +137,7 @@ def _walk(new_dir, old_dir, changes):
         for name in sorted(old_children):
             changes.append(Change(base + name, DELETE))
         if len(changes) > frame.size_at_entry and not frame.added and frame.path != "/":
-            changes.insert(frame.size_at_entry, Change(frame.path, MODIFY))
+            changes.insert(frame.size_at_entry, Change(frame.path, MODIFY, frame.entry))
 
 
 def changes_dirs(new_dir, old_dir=None):

@@ -73,6 +73,10 @@ class HashingWriter:
             self._fill = 0
 
     def write(self, data):
+        if len(data) < self.BLOCK - self._fill:
+            self._block[self._fill:self._fill + len(data)] = data
+            self._fill += len(data)
+            return
         view = memoryview(data)
         while view:
             room = self.BLOCK - self._fill
@@ -241,8 +245,12 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             _write_entry(writer, _Member(os.path.join(parent, ".wh." + base), REGTYPE,
                                          mtime=whiteout_mtimes[parent]))
             continue
-        path = os.path.join(layer_dir, rel)
-        st = os.lstat(path)
+        if change.entry is not None:
+            path = change.entry.path
+            st = change.entry.stat(follow_symlinks=False)
+        else:
+            path = os.path.join(layer_dir, rel)
+            st = os.lstat(path)
         mode = st.st_mode
         if not stat.S_ISDIR(mode):
             if st.st_nlink <= 1:
