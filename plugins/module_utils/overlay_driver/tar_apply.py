@@ -17,7 +17,7 @@ import stat
 from . import faults, syscalls
 from .errors import LayerFormatError, OverlayError
 from .ids import to_host
-from .tar_stream import (BLOCKDEV, CHAR, CHUNK, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
+from .tar_stream import (BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
                          HashingReader, Limits, iter_entries)
 
 WHITEOUT_PREFIX = ".wh."
@@ -255,13 +255,12 @@ class LayerApplier:
             try:
                 left = entry.size
                 while left:
-                    data = reader.read(min(left, CHUNK))
-                    if not data:
+                    view = reader.read_view(left)
+                    if not view:
                         raise LayerFormatError("the layer ends inside the data of %r: truncated" % entry.name)
-                    view = memoryview(data)
+                    left -= len(view)
                     while view:
                         view = view[os.write(fd, view):]
-                    left -= len(data)
                 self._finish_fd(fd, entry, owner)
             finally:
                 os.close(fd)

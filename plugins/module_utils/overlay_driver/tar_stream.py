@@ -192,6 +192,7 @@ class HashingReader:
         self._hash = hashlib.sha256()
         self.offset = 0
         self._buf = b""
+        self._view = memoryview(b"")
         self._pos = 0
         self._eof = False
         self._queue = queue.Queue(self.QUEUE_CHUNKS)
@@ -229,6 +230,7 @@ class HashingReader:
             self._queue.put(LayerFormatError("cannot read the layer: %s" % e))
 
     def _refill(self):
+        """Make the next chunk current; what was left of the current one must have been taken."""
         if self._eof:
             return False
         item = self._queue.get()
@@ -238,18 +240,40 @@ class HashingReader:
         if not item:
             self._eof = True
             return False
-        self._buf = self._buf[self._pos:] + item if self._pos < len(self._buf) else item
+        self._buf = item
+        self._view = memoryview(item)
         self._pos = 0
         return True
 
     def read(self, n):
         """Up to n bytes; fewer only at the end of the stream."""
-        while len(self._buf) - self._pos < n and self._refill():
-            pass
-        data = self._buf[self._pos:self._pos + n]
-        self._pos += len(data)
-        self.offset += len(data)
-        return data
+        pos = self._pos
+        end = pos + n
+        if end <= len(self._buf):  # the common case: inside the current chunk
+            self._pos = end
+            self.offset += n
+            return self._buf[pos:end]
+        parts = [self._buf[pos:]]
+        have = len(parts[0])
+        self._pos = len(self._buf)
+        while have < n and self._refill():
+            take = min(n - have, len(self._buf))
+            parts.append(self._buf[:take])
+            self._pos = take
+            have += take
+        self.offset += have
+        return b"".join(parts)
+
+    def read_view(self, n):
+        """Up to n bytes (at least one unless the stream ended) as a view into the current chunk:
+        file data goes to os.write without a copy."""
+        if self._pos == len(self._buf) and not self._refill():
+            return self._view[:0]
+        pos = self._pos
+        end = min(pos + n, len(self._buf))
+        self._pos = end
+        self.offset += end - pos
+        return self._view[pos:end]
 
     def read_exact(self, n, what):
         data = self.read(n)
@@ -259,10 +283,12 @@ class HashingReader:
 
     def skip(self, n, what):
         while n:
-            data = self.read(min(n, CHUNK))
-            if not data:
+            if self._pos == len(self._buf) and not self._refill():
                 raise LayerFormatError("the layer ends inside %s (offset %d): truncated" % (what, self.offset))
-            n -= len(data)
+            take = min(n, len(self._buf) - self._pos)
+            self._pos += take
+            self.offset += take
+            n -= take
 
     def drain_zeros(self):
         """After the end-of-archive marker only NUL padding may follow."""
