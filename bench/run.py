@@ -35,6 +35,7 @@ EXTRA_PACKAGES = "python3,openssh-server,curl,ca-certificates,less,procps"
 RECIPE = "bookworm minbase; child: +%s, -usr/share/doc" % EXTRA_PACKAGES
 
 DRIVER = [sys.executable, os.path.join(HERE, "driver_cli.py")]
+FLOOR = os.path.join(HERE, "syscall_floor.py")
 
 
 def sh(*cmd, **kw):
@@ -179,7 +180,13 @@ class Bench:
         vs_cs = compare("(a) apply the base: ours vs containers-storage import-layer", ours, peer, self.reps)
         vs_tar = compare("(a) apply the base: ours vs tar -xpf", ours, floor, self.reps)
         cs_cleanup(graph)
-        return [vs_cs, vs_tar]
+        # what the interpreter alone adds to tar's system calls (see syscall_floor.py)
+        manifest, fdir = self.path("a-manifest.json"), self.path("a-floor")
+        sh(sys.executable, FLOOR, "manifest", base, manifest)
+        python_floor = compare("(a') tar's system calls from a bare Python loop vs tar -xpf",
+                               ([sys.executable, FLOOR, "apply", base, manifest, fdir], self.fresh(fdir)),
+                               floor, self.reps)
+        return [vs_cs, vs_tar, python_floor]
 
     def child_apply(self, base, child):
         home, graph = self.path("b-ours"), self.path("b-cs")

@@ -17,6 +17,7 @@ import io
 import lzma
 import queue
 import shutil
+import struct
 import subprocess
 import tarfile
 import threading
@@ -410,18 +411,49 @@ def _number(field, what, offset):
         raise LayerFormatError("invalid tar header at offset %d: bad %s field %r" % (offset, what, field))
 
 
+_NUMBER_FIELDS = ((100, 108, "mode"), (108, 116, "uid"), (116, 124, "gid"), (124, 136, "size"),
+                  (136, 148, "mtime"), (148, 156, "checksum"))
+_NUMBERS = struct.Struct("100x8s8s8s12s12s8s")
+_OCTAL_TEXT = b"01234567 \x00"
+
+
+def _plain_octals(buf):
+    """mode, uid, gid, size, mtime and checksum when all six are plain octal text (nearly every
+    header), in one pass; None sends the header to _number field by field."""
+    if buf[100:156].translate(None, _OCTAL_TEXT):
+        return None  # base-256 or garbage
+    numbers = []
+    try:
+        for field in _NUMBERS.unpack_from(buf):
+            end = field.find(b"\x00")  # a NUL ends the text, as in tar
+            text = field if end < 0 else field[:end]
+            numbers.append(int(text, 8) if text else 0)
+    except ValueError:
+        return None  # blanks, or spaces inside the digits: _number decides
+    return numbers
+
+
 def _text(field):
     return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def parse_header(buf, offset=0):
-    """Decode a header, checking its checksum; tarfile's decoder is correct but slow per entry."""
-    stored = _number(buf[148:156], "checksum", offset)
+def _check_sum(buf, stored, offset):
     unsigned = sum(buf) - sum(buf[148:156]) + _SPACES
     if stored != unsigned:
         signed = unsigned - 256 * sum(1 for b in buf if b >= 0x80) + 256 * sum(1 for b in buf[148:156] if b >= 0x80)
         if stored != signed:
             raise LayerFormatError("invalid tar header at offset %d: bad checksum" % offset)
+
+
+def parse_header(buf, offset=0):
+    """Decode a header, checking its checksum; tarfile's decoder is correct but slow per entry."""
+    numbers = _plain_octals(buf)
+    if numbers is not None:
+        _check_sum(buf, numbers[5], offset)
+    else:
+        _check_sum(buf, _number(buf[148:156], "checksum", offset), offset)
+        numbers = [_number(buf[start:end], what, offset) for start, end, what in _NUMBER_FIELDS[:5]]
+    mode, uid, gid, size, mtime = numbers[:5]
     h = Header()
     h.type = buf[156:157] or tarfile.REGTYPE
     name = _text(buf[0:100])
@@ -431,11 +463,7 @@ def parse_header(buf, offset=0):
             name = prefix + "/" + name
     h.name = name
     h.linkname = _text(buf[157:257])
-    h.mode = _number(buf[100:108], "mode", offset)
-    h.uid = _number(buf[108:116], "uid", offset)
-    h.gid = _number(buf[116:124], "gid", offset)
-    h.size = _number(buf[124:136], "size", offset)
-    h.mtime = _number(buf[136:148], "mtime", offset)
+    h.mode, h.uid, h.gid, h.size, h.mtime = mode, uid, gid, size, mtime
     if h.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
         h.devmajor = _number(buf[329:337], "devmajor", offset)
         h.devminor = _number(buf[337:345], "devminor", offset)
