@@ -282,7 +282,7 @@ def table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--only", default="abcde", help="which measurements, e.g. 'ab'")
     args = parser.parse_args()
     os.makedirs(CACHE, exist_ok=True)

@@ -188,7 +188,7 @@ class ApplyDiffManager(Manager):
                                        diff_id=self.params.get("diff_id") or "(computed on apply)")
             else:
                 after = before
-            out = {"changed": changed, "size": self.store.record(self.params["id"]).size if before["exists"] else None,
+            out = {"changed": changed, "size": before.get("size"),
                    "diff_id": after["diff_id"], "fallback": None, "path": after["path"]}
         out["layer"] = public_state(after)
         return self.with_diff(out, before, after)
