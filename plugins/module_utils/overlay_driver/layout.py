@@ -89,7 +89,7 @@ def create_unique(directory, prefix, create):
     never reused. This is tempfile's scheme without importing tempfile, whose
     dependencies would be loaded by every module run.
     """
-    for _ in range(100):
+    for _attempt in range(100):
         path = os.path.join(directory, prefix + os.urandom(6).hex())
         try:
             return path, create(path)

@@ -40,7 +40,7 @@ class HashingWriter:
         self.hash = hashlib.sha256()
         self._shipped = 0
         self._free = queue.Queue()
-        for _ in range(self.BLOCKS):
+        for _block in range(self.BLOCKS):
             self._free.put(bytearray(self.BLOCK))
         self._hashing = queue.Queue()
         self._worker = threading.Thread(target=self._hash_blocks, daemon=True)

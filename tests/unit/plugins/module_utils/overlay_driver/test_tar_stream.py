@@ -154,9 +154,9 @@ def test_one_pass_numbers_agree_with_the_field_by_field_decoder(monkeypatch):
             except ValueError:
                 pass  # too large for ustar
     samples = []
-    for _ in range(20000):
+    for _sample in range(20000):
         buf = bytearray(rng.choice(headers))
-        for _ in range(rng.randrange(1, 5)):
+        for _damage in range(rng.randrange(1, 5)):
             buf[rng.randrange(100, 160)] = rng.choice(b"01234567 \x00\x80\xff89+-_\t")
         if rng.random() < 0.7:  # a valid checksum, so the numbers themselves are reached
             buf[148:156] = b" " * 8
