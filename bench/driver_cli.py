@@ -6,6 +6,8 @@
     driver_cli.py diff HOME ID OUT
     driver_cli.py hardlink-copy HOME ID DEST
     driver_cli.py unmount-all HOME
+    driver_cli.py scan TARBALL    (the applier's reading alone: decompress, hash, decode and check
+                                   every header, skip the data; no file system work)
 """
 
 import os
@@ -18,7 +20,26 @@ from overlay_driver.copy import copy_tree  # noqa: E402  pylint: disable=wrong-i
 from overlay_driver.store import LayerStore  # noqa: E402  pylint: disable=wrong-import-position
 
 
+def scan(tarball):
+    # imported here so that the other operations time the modules as a run loads them
+    from overlay_driver.tar_apply import clean_name  # pylint: disable=import-outside-toplevel
+    from overlay_driver.tar_stream import HashingReader, Limits, iter_entries  # pylint: disable=import-outside-toplevel
+
+    limits = Limits()
+    with open(tarball, "rb") as raw:
+        reader = HashingReader(raw)
+        try:
+            for entry in iter_entries(reader, limits):
+                clean_name(entry.name, limits)
+        finally:
+            reader.close()
+        print(reader.digest())
+
+
 def main(argv):
+    if argv[0] == "scan":
+        scan(argv[1])
+        return
     op, home = argv[0], argv[1]
     store = LayerStore(home)
     with store.locked():
