@@ -11,8 +11,8 @@ directory's mtime, so exporting the same layer twice gives the same diff_id.
 import collections
 import hashlib
 import os
-import stat
 import queue
+import stat
 import struct
 import threading
 
@@ -65,7 +65,12 @@ class HashingWriter:
 
     def _ship(self):
         if self._fill:
-            self.out.write(self._view[:self._fill])
+            view = self._view[:self._fill]
+            while view:  # a raw file may take less than it was given
+                written = self.out.write(view)
+                if written is None or written >= len(view):
+                    break
+                view = view[written:]
             self._shipped += self._fill
             self._hashing.put((self._block, self._fill))
             self._block = self._free.get()

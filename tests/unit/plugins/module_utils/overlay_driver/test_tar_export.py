@@ -90,3 +90,28 @@ def test_a_failed_export_stops_its_worker(scratch):
     with pytest.raises(FileNotFoundError):
         export_changes(tree, changes, io.BytesIO())
     assert threading.active_count() == before
+
+
+class _Trickle(io.RawIOBase):
+    """A raw file that takes at most 1,000 bytes a write, as pipes and sockets may."""
+
+    def __init__(self):
+        super().__init__()
+        self.data = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        taken = bytes(b[:1000])
+        self.data += taken
+        return len(taken)
+
+
+def test_short_writes_are_continued(scratch):
+    out = _Trickle()
+    writer = HashingWriter(out)
+    payload = random.Random(2).randbytes(HashingWriter.BLOCK + 4321)
+    writer.write(payload)
+    assert writer.close() == "sha256:" + hashlib.sha256(payload).hexdigest()
+    assert bytes(out.data) == payload
