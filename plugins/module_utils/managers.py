@@ -239,9 +239,8 @@ class InfoManager(Manager):
                     if not state["exists"]:
                         raise OverlayError("layer does not exist", layer=p["id"])
                     parent = self.store.parent_of(p["id"])
-                    changes = self.store.driver.changes(p["id"], parent)
+                    changes, result["diff_size"] = self.store.driver.changes_and_size(p["id"], parent)
                     result["changes"] = [c.as_dict() for c in changes]
-                    result["diff_size"] = self.store.driver.diff_size(p["id"], parent)
         return result
 
 

@@ -147,20 +147,31 @@ def changes_dirs(new_dir, old_dir=None):
     return changes
 
 
+def counted_size(st, seen):
+    """What one added or modified path adds to moby's ChangesSize: a non-directory's size, a
+    hardlinked inode once (seen holds the inodes already counted)."""
+    if stat.S_ISDIR(st.st_mode):
+        return 0
+    if st.st_nlink > 1:
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return 0
+        seen.add(key)
+    return st.st_size
+
+
 def changes_size(new_dir, changes):
-    """Bytes the added and modified non-directories take (moby's ChangesSize), hardlinks once."""
+    """Bytes the added and modified non-directories take (moby's ChangesSize), hardlinks once.
+
+    The walk's stat of each change is used where it has one."""
     size = 0
     seen = set()
     for change in changes:
         if change.kind == DELETE:
             continue
-        st = os.lstat(os.path.join(new_dir, change.path.lstrip("/")))
-        if stat.S_ISDIR(st.st_mode):
-            continue
-        if st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-        size += st.st_size
+        if change.entry is not None:
+            st = change.entry.stat(follow_symlinks=False)
+        else:
+            st = os.lstat(os.path.join(new_dir, change.path.lstrip("/")))
+        size += counted_size(st, seen)
     return size

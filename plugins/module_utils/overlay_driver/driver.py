@@ -417,8 +417,13 @@ class Driver:
             return changes_dirs(layer_fs, parent_fs)
 
     def diff_size(self, layer_id, parent=""):
+        return self.changes_and_size(layer_id, parent)[1]
+
+    def changes_and_size(self, layer_id, parent=""):
+        """changes() and diff_size() from one walk, for callers that report both."""
         with self.view(layer_id) as layer_fs, self.view(parent) as parent_fs:
-            return changes_size(layer_fs, changes_dirs(layer_fs, parent_fs))
+            changes = changes_dirs(layer_fs, parent_fs)
+            return changes, changes_size(layer_fs, changes)
 
     def diff(self, layer_id, parent, out):
         """Write the layer's changes against parent as a tarball to out.

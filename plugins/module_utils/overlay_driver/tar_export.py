@@ -16,7 +16,7 @@ import stat
 import struct
 import threading
 
-from .changes import DELETE
+from .changes import DELETE, counted_size
 from .ids import to_container
 
 _SKIPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
@@ -257,12 +257,7 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             path = os.path.join(layer_dir, rel)
             st = os.lstat(path)
         mode = st.st_mode
-        if not stat.S_ISDIR(mode):
-            if st.st_nlink <= 1:
-                diff_size += st.st_size
-            elif (st.st_dev, st.st_ino) not in counted:
-                counted.add((st.st_dev, st.st_ino))
-                diff_size += st.st_size
+        diff_size += counted_size(st, counted)
         if stat.S_ISSOCK(mode):
             continue  # sockets have no place in a layer tarball
         info = _Member(rel, REGTYPE, stat.S_IMODE(mode), to_container(st.st_uid, uid_maps),

@@ -182,6 +182,7 @@ def test_diff_apply(driver):
     diff_id, tar_size, changes, diff_size = driver.diff("upper", "base", out)
     assert tar_size == len(out.getvalue())
     assert driver.diff_size("upper", "base") == diff_size
+    assert driver.changes_and_size("upper", "base") == (changes, diff_size)
     assert {(c.path, c.kind) for c in changes} >= {("/file-remove.txt", DELETE), ("/var/lib", DELETE)}
 
     driver.create("applied", "base")
