@@ -2,7 +2,6 @@
 
     vm.py start NAME --image DIR --state DIR --port PORT [--disk NAME:SIZE_MB ...]
     vm.py stop NAME --state DIR
-    vm.py accel --image DIR
 
 Each VM boots the cached image's kernel with a copy-on-write overlay of its root
 image (so every instance starts fresh), user-mode networking restricted to the
@@ -117,15 +116,11 @@ def main():
     p = sub.add_parser("stop")
     p.add_argument("name")
     p.add_argument("--state", required=True)
-    p = sub.add_parser("accel")
-    p.add_argument("--image", required=True)
     args = parser.parse_args()
     if args.op == "start":
         start(args)
-    elif args.op == "stop":
-        stop(args)
     else:
-        print("kvm" if probe_kvm(args.image) else "tcg")
+        stop(args)
 
 
 if __name__ == "__main__":
