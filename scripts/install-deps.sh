@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(containers-storage btrfs-progs xfsprogs e2fsprogs zstd kmod tar util-linux python3-venv time
-          mmdebstrap qemu-system-x86 qemu-utils openssh-client rsync)
+          mmdebstrap qemu-system-x86 qemu-utils openssh-client rsync
+          docker.io docker-registry skopeo umoci apache2-utils openssl psmisc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
