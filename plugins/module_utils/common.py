@@ -6,9 +6,10 @@
 Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
 """
 
+import signal
 import traceback
 
-from .overlay_driver.errors import OverlayError
+from .overlay_driver.errors import Interrupted, OverlayError
 from .overlay_driver.store import DEFAULT_HOME
 
 _MAP_SPEC = dict(
@@ -19,8 +20,9 @@ _MAP_SPEC = dict(
 
 COMMON_ARGS = dict(
     home=dict(type="path", default=DEFAULT_HOME),
-    uid_maps=dict(type="list", elements="dict", options=_MAP_SPEC, default=[]),
-    gid_maps=dict(type="list", elements="dict", options=_MAP_SPEC, default=[]),
+    # no default: "not given" means the maps recorded with the home
+    uid_maps=dict(type="list", elements="dict", options=_MAP_SPEC),
+    gid_maps=dict(type="list", elements="dict", options=_MAP_SPEC),
 )
 
 
@@ -30,14 +32,37 @@ def argument_spec(**specific):
     return spec
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _interrupt(signum, _frame):
+    # The first signal unwinds the run; later ones must not cut short the cleanup it starts.
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def catch_signals():
+    """SIGTERM and SIGINT become an Interrupted exception: the store undoes what it half-made
+    (temp dirs, view mounts, a layer created for an apply, the temp file of a diff) and the
+    module fails with JSON instead of dying silently or printing a traceback."""
+    for sig in _SIGNALS:
+        signal.signal(sig, _interrupt)
+
+
 def run_module(module, manager_class):
     """Run the manager; every failure becomes failed/msg, never a traceback in msg."""
     # AnsibleModule adds owner, mode and *size* of any returned `path`/`dest`,
     # which would overwrite the layer sizes these modules return.
     module.add_path_info = lambda kwargs: kwargs
+    catch_signals()
     try:
         manager = manager_class(module.params, module.check_mode, module._diff)
         result = manager.run()
+    except Interrupted as e:
+        layer = module.params.get("id")
+        module.fail_json(msg="%sinterrupted by %s; what the run had half made was undone"
+                         % ("layer %s: " % layer if layer else "", e.signal_name), interrupted=e.signal_name)
     except OverlayError as e:
         fail = {"msg": e.message}
         if e.layer:

@@ -48,16 +48,21 @@ class Manager:
         if params.get("diff_id") is not None:
             validate_diff_id(params["diff_id"], params.get("id"))
 
-    def open_store(self):
-        return LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"))
+    def open_store(self, read_only=False):
+        """A check run opens the home read-only: it creates, probes and cleans nothing."""
+        return LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"),
+                          read_only=read_only or self.check_mode)
 
     def diff_of(self, before, after):
         return {"before": {k: before.get(k) for k in DIFF_KEYS}, "after": {k: after.get(k) for k in DIFF_KEYS}}
 
     def run(self):
         self.store = self.open_store()
-        with self.store.locked():
-            return self.execute()
+        try:
+            with self.store.locked():
+                return self.execute()
+        finally:
+            self.store.close()
 
     def execute(self):
         raise NotImplementedError
@@ -67,49 +72,32 @@ class Manager:
             result["diff"] = self.diff_of(before, after)
         return result
 
-    def predicted(self, before, **changes):
-        """What the state would be after a check-mode run."""
-        after = dict(before)
-        after.update(changes)
-        return after
 
 
 class LayerManager(Manager):
     def execute(self):
         return getattr(self, self.params["state"])()
 
-    def present(self):
-        layer_id, parent = self.params["id"], self.params.get("parent") or ""
-        before = self.store.state(layer_id)
-        changed = self.store.create(layer_id, parent, self.check_mode)
-        if self.check_mode and changed:
-            after = self.predicted(before, exists=True, parent=parent or None,
-                                   kind=self._predicted_kind(parent), holders=[])
-        else:
-            after = self.store.state(layer_id)
-        return self.with_diff({"changed": changed, "layer": public_state(after)}, before, after)
+    def _result(self, outcome):
+        return self.with_diff({"changed": outcome.changed, "layer": public_state(outcome.after)},
+                              outcome.before, outcome.after)
 
-    def _predicted_kind(self, parent):
-        if not parent:
-            return "root"
-        return "overlay"
+    def present(self):
+        return self._result(self.store.ensure_present(self.params["id"], self.params.get("parent") or "",
+                                                      self.check_mode))
 
     def absent(self):
-        layer_id = self.params["id"]
-        before = self.store.state(layer_id)
-        changed = self.store.remove(layer_id, self.params["force"], self.check_mode)
-        after = self.store.state(layer_id) if not (self.check_mode and changed) else \
-            self.predicted(before, exists=False, kind=None, parent=None, mounted=False, holders=[], diff_id=None)
-        return self.with_diff({"changed": changed, "layer": public_state(after)}, before, after)
+        return self._result(self.store.ensure_absent(self.params["id"], self.params["force"], self.check_mode))
 
 
 class MountManager(Manager):
     def execute(self):
         return getattr(self, self.params["state"])()
 
-    def _result(self, changed, before, after):
+    def _result(self, outcome):
+        before, after = outcome.before, outcome.after
         result = {
-            "changed": changed,
+            "changed": outcome.changed,
             "path": after["path"],
             "mounted": after["mounted"],
             "holders": after["holders"],
@@ -119,37 +107,21 @@ class MountManager(Manager):
         return self.with_diff(result, before, after)
 
     def mounted(self):
-        layer_id, holder = self.params["id"], self.params["holder"]
-        before = self.store.state(layer_id)
-        changed = self.store.mount(layer_id, holder, self.params.get("mount_label") or "", self.check_mode)
-        if self.check_mode:
-            after = self.predicted(before, holders=sorted(set(before["holders"]) | {holder}),
-                                   mounted=before["kind"] == "overlay", stale=False)
-        else:
-            after = self.store.state(layer_id)
-        return self._result(changed, before, after)
+        p = self.params
+        return self._result(self.store.ensure_mounted(p["id"], p["holder"], p.get("mount_label") or "",
+                                                      self.check_mode))
 
     def unmounted(self):
-        layer_id, holder, force = self.params["id"], self.params["holder"], self.params["force"]
-        before = self.store.state(layer_id)
-        if not before["exists"]:
-            return self._result(False, before, before)
-        changed = self.store.unmount(layer_id, holder, force, self.check_mode)
-        if self.check_mode:
-            left = [] if force else sorted(set(before["holders"]) - {holder})
-            after = self.predicted(before, holders=left, mounted=before["mounted"] and bool(left), options={})
-        else:
-            after = self.store.state(layer_id)
-        return self._result(changed, before, after)
+        p = self.params
+        return self._result(self.store.ensure_unmounted(p["id"], p["holder"], p["force"], self.check_mode))
 
 
 class ApplyDiffManager(Manager):
     def execute(self):
         p = self.params
         layer_id, parent, src = p["id"], p.get("parent") or "", p.get("src")
-        before = self.store.state(layer_id)
         if src is None:
-            return self._without_src(before)
+            return self._without_src()
         if not os.path.isfile(src):
             raise OverlayError("src is not a file on the managed host (set remote_src: false to send it "
                                "from the controller)", layer=layer_id, path=src)
@@ -157,53 +129,53 @@ class ApplyDiffManager(Manager):
         def opener():
             return open(src, "rb")
 
-        changed, result, _reason = self.store.apply_diff(layer_id, parent, opener, p.get("diff_id"),
-                                                         p["compression"], self.check_mode)
-        return self._result(changed, result, before)
+        return self._result(self.store.apply_diff(layer_id, parent, opener, p.get("diff_id"), p["compression"],
+                                                  self.check_mode))
 
-    def _without_src(self, before):
-        """Used by the action plugin: answer from the record alone when the diff is already there."""
+    def _without_src(self):
+        """Used by the action plugin: answer from the record alone when the diff is already there.
+
+        Otherwise src is needed, in check mode too: a check run verifies the tarball.
+        """
         p = self.params
         diff_id = p.get("diff_id")
-        if diff_id and before["exists"] and before["diff_id"] == diff_id:
-            if (before["parent"] or "") != (p.get("parent") or ""):
-                self.store.create(p["id"], p.get("parent") or "", check_mode=True)  # raises naming both
-            return self._result(False, None, before)
-        if diff_id and self.check_mode and not (before["exists"] and before["diff_id"]):
-            return self._result(True, None, before)
-        err = OverlayError("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
-                           layer=p["id"])
-        err.extra = {"needs_src": True}
-        raise err
+        if diff_id:
+            def opener():
+                raise _needs_src_error(p["id"], diff_id)
 
-    def _result(self, changed, applied, before):
-        if applied is not None:
-            after = self.store.state(self.params["id"])
-            out = {"changed": changed, "size": applied.size, "diff_id": applied.diff_id,
-                   "fallback": applied.fallback, "path": after["path"], "compression": applied.compression,
-                   "entries": applied.entries}
-        else:
-            if changed:  # check mode
-                after = self.predicted(before, exists=True, parent=self.params.get("parent") or None,
-                                       diff_id=self.params.get("diff_id") or "(computed on apply)")
-            else:
-                after = before
-            out = {"changed": changed, "size": before.get("size"),
-                   "diff_id": after["diff_id"], "fallback": None, "path": after["path"]}
+            outcome = self.store.apply_diff(p["id"], p.get("parent") or "", opener, diff_id,
+                                            p["compression"], check_mode=True)
+            return self._result(outcome)
+        raise _needs_src_error(p["id"], diff_id)
+
+    def _result(self, outcome):
+        after = outcome.after
+        out = {"changed": outcome.changed, "size": outcome.size, "diff_id": outcome.diff_id,
+               "fallback": outcome.fallback, "path": after["path"]}
+        if outcome.compression is not None:
+            out["compression"] = outcome.compression
+            out["entries"] = outcome.entries
         out["layer"] = public_state(after)
-        return self.with_diff(out, before, after)
+        return self.with_diff(out, outcome.before, after)
+
+
+def _needs_src_error(layer_id, diff_id):
+    err = OverlayError("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
+                    layer=layer_id)
+    err.extra = {"needs_src": True}
+    return err
 
 
 def host_status(home):
-    """Overlay support, kernel and backing filesystem, without creating or loading anything."""
+    """Overlay support, kernel and backing filesystem, without creating, probing or loading anything."""
     supported = fscheck.supports_overlay(load=False)
     probe = fscheck.existing_ancestor(home)
     backing, _magic = fscheck.backing_fs(probe)
-    problems = fscheck.backing_problems(home)
     try:
-        dtype = fscheck.supports_dtype(probe) if os.access(probe, os.W_OK) else None
+        dtype = fscheck.dtype_without_writing(probe)
     except OSError:
         dtype = None
+    problems = fscheck.backing_problems(home, dtype)
     if not supported:
         problems.insert(0, "kernel %s has no overlay filesystem: 'overlay' is not in /proc/filesystems "
                            "(modprobe overlay failed or the kernel lacks CONFIG_OVERLAY_FS)" % platform.release())
@@ -227,21 +199,30 @@ class InfoManager(Manager):
             if p.get("id"):
                 result["layer"] = None
             return result
-        self.store = self.open_store()
-        with self.store.locked():
-            layers = self.store.layers()
-            result["layers"] = [public_state(s) for s in layers]
-            result["stale"] = [s["id"] for s in layers if s["stale"]]
-            if p.get("id"):
-                state = self.store.state(p["id"])
-                result["layer"] = public_state(state)
-                if p.get("changes"):
-                    if not state["exists"]:
-                        raise OverlayError("layer does not exist", layer=p["id"])
-                    parent = self.store.parent_of(p["id"])
-                    changes, result["diff_size"] = self.store.driver.changes_and_size(p["id"], parent)
-                    result["changes"] = [c.as_dict() for c in changes]
+        self.store = self.open_store(read_only=True)
+        try:
+            with self.store.locked():
+                self._report(result)
+        finally:
+            self.store.close()
         return result
+
+    def _report(self, result):
+        """Reads only: a shared lock when the lock file exists, no cleanup, changes without mounting."""
+        p = self.params
+        layers = self.store.layers()
+        result["layers"] = [public_state(s) for s in layers]
+        result["stale"] = [s["id"] for s in layers if s["stale"]]
+        if not p.get("id"):
+            return
+        state = self.store.state(p["id"])
+        result["layer"] = public_state(state)
+        if p.get("changes"):
+            if not state["exists"]:
+                raise OverlayError("layer does not exist", layer=p["id"])
+            parent = self.store.parent_of(p["id"])
+            changes, result["diff_size"] = self.store.driver.changes_and_size(p["id"], parent)
+            result["changes"] = [c.as_dict() for c in changes]
 
 
 class DiffManager(Manager):

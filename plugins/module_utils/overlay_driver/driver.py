@@ -24,8 +24,10 @@ from . import faults, fscheck, mounts, syscalls
 from .changes import changes_dirs, changes_size
 from .copy import copy_tree
 from .errors import OverlayError
-from .ids import parse_maps, root_pair, validate_layer_id
+from .home import HomeDirs
+from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .layout import HomeLayout, make_temp_dir
+from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .tar_export import export_changes
 
 KIND_ROOT = "root"
@@ -48,26 +50,81 @@ class ApplyDiffResult:
 class Driver:
     """One layer home. Call under the home's lock when other runs may act on it (store.py does)."""
 
-    def __init__(self, home, uid_maps=None, gid_maps=None, check=True, load_module=True):
-        self.layout = HomeLayout(home)
-        self.home = self.layout.home
-        self.uid_maps = parse_maps(uid_maps, "uid_maps")
-        self.gid_maps = parse_maps(gid_maps, "gid_maps")
+    def __init__(self, home, uid_maps=None, gid_maps=None, check=True, load_module=True, writable=True):
+        """writable=False opens the home for reading: nothing is created, probed or cleaned.
+
+        uid_maps/gid_maps None means "not given": the maps recorded with the
+        home are used (identity for a new home). Maps that differ from the
+        recorded ones are refused: they decide who owns everything in the home.
+        """
+        self.writable = writable
+        self.dirs = HomeDirs(home)
+        try:
+            self._setup(uid_maps, gid_maps, check, load_module)
+        except BaseException:
+            self.dirs.close()
+            raise
+
+    def _setup(self, uid_maps, gid_maps, check, load_module):
+        dirs = self.dirs
+        self.uid_maps, self.gid_maps, recorded = self._resolve_maps(uid_maps, gid_maps)
         self.root_uid, self.root_gid = root_pair(self.uid_maps, self.gid_maps)
+        self.layout = HomeLayout(dirs.path)
+        self.home = self.layout.home
         self.backing_fs = "<unknown>"
         self.supports_dtype = None
         if check:
-            fscheck.require_overlay(load_module)
+            fscheck.require_overlay(load_module and self.writable)
             self.backing_fs = fscheck.backing_fs(fscheck.existing_ancestor(self.home))[0]
-            fscheck.require_compatible(fscheck.existing_ancestor(self.home))
-        try:
-            self._make_home()
-        except OSError as e:
-            raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
+            if self.writable:
+                fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)
+        if self.writable:
+            self._require_writable()
+            try:
+                dirs.settle(self.root_uid, self.root_gid, create=True)
+            except OSError as e:
+                if e.errno == errno.EROFS:
+                    raise OverlayError("home is read-only", path=self.home)
+                raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
+            self.layout = HomeLayout(dirs.path)
+            self.home = self.layout.home
+            if not recorded:
+                dirs.record_maps(maps_as_dicts(self.uid_maps), maps_as_dicts(self.gid_maps))
+        else:
+            dirs.settle(self.root_uid, self.root_gid, create=False)
         if check:
-            self.supports_dtype = fscheck.supports_dtype(self.home)
-            if not self.supports_dtype:
-                fscheck.require_compatible(self.home)
+            if self.writable:
+                self.supports_dtype = fscheck.supports_dtype(fd_path(dirs.tmp_fd))
+                if not self.supports_dtype:
+                    fscheck.require_compatible(self.home, dtype=False)
+            else:
+                self.supports_dtype = fscheck.dtype_without_writing(self.home)
+
+    def _resolve_maps(self, uid_maps, gid_maps):
+        """(uid maps, gid maps, whether the home has them recorded)."""
+        given = (None if uid_maps is None else parse_maps(uid_maps, "uid_maps"),
+                 None if gid_maps is None else parse_maps(gid_maps, "gid_maps"))
+        recorded = self.dirs.recorded_maps()
+        if recorded is None:
+            return given[0] or [], given[1] or [], False
+        kept = (parse_maps(recorded["uid_maps"], "recorded uid_maps"),
+                parse_maps(recorded["gid_maps"], "recorded gid_maps"))
+        for what, mine, theirs in (("uid_maps", given[0], kept[0]), ("gid_maps", given[1], kept[1])):
+            if mine is not None and maps_as_dicts(mine) != maps_as_dicts(theirs):
+                raise OverlayError("the home was set up with %s %s; this call passes %s. The maps decide who owns "
+                                   "every file in the home: leave %s out to use the recorded ones"
+                                   % (what, maps_as_dicts(theirs) or "[] (identity)", maps_as_dicts(mine) or "[]",
+                                      what), path=self.dirs.path)
+        return kept[0], kept[1], True
+
+    def _require_writable(self):
+        """A writer on a read-only home fails with that, not with the first EROFS."""
+        probe = self.dirs.path if self.dirs.exists else fscheck.existing_ancestor(self.dirs.path)
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            raise OverlayError("home is read-only", path=self.dirs.path)
+
+    def close(self):
+        self.dirs.close()
 
     def __repr__(self):
         return "Driver(%r)" % self.home
@@ -79,25 +136,15 @@ class Driver:
         os.chown(path, self.root_uid, self.root_gid)
         os.chmod(path, mode)
 
-    def _make_home(self):
-        home = self.home
-        missing = []
-        while not os.path.isdir(home):
-            missing.append(home)
-            home = os.path.dirname(home)
-        for path in reversed(missing):
-            try:
-                self._mkdir_as(path, 0o700)
-            except FileExistsError:
-                pass
-        for path in (self.layout.state, self.layout.records, self.layout.tmp):
-            try:
-                os.mkdir(path, 0o700)
-            except FileExistsError:
-                pass
-
     def _tempdir(self, purpose, layer_id):
-        return make_temp_dir(self.layout.tmp, "%s-%s-" % (purpose, layer_id))
+        """A new directory in .strata/tmp (made relative to its fd), as a path."""
+        self._require_writer()
+        name = make_temp_dir(self.dirs.tmp_fd, "%s-%s-" % (purpose, layer_id))
+        return os.path.join(self.layout.tmp, name)
+
+    def _require_writer(self):
+        if not self.writable or self.dirs.tmp_fd is None:
+            raise OverlayError("the layer home was opened for reading only", path=self.home)
 
     def status(self):
         """Seed: [["Backing Filesystem", name]]; plus d_type and the kernel."""
@@ -114,20 +161,18 @@ class Driver:
         upper/work/merged/lower-id of a layer that already got its root/ from
         apply_diff (a run killed between the two steps).
         """
+        self._require_writer()
         removed = []
-        for mount in sorted(mounts.mounts_below(self.layout.tmp), key=lambda m: -len(m.mount_point)):
+        tmp = fd_path(self.dirs.tmp_fd)
+        for mount in sorted(mounts.mounts_below(tmp), key=lambda m: -len(m.mount_point)):
             mounts.unmount(mount.mount_point, detach=True)
-        try:
-            names = os.listdir(self.layout.tmp)
-        except FileNotFoundError:
-            names = []
-        for name in names:
-            path = os.path.join(self.layout.tmp, name)
-            syscalls.remove_tree(path)
-            removed.append(path)
-        for layer_id in self.layout.layer_ids():
+        for name in os.listdir(self.dirs.tmp_fd):
+            remove_tree_at(self.dirs.tmp_fd, name)
+            removed.append(os.path.join(self.layout.tmp, name))
+        for layer_id in self.dirs.layer_ids():
             paths = self.layout.layer(layer_id)
-            if os.path.isdir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id):
+            if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id)
+                    and not mounts.mounts_below(paths.dir)):
                 self._drop_overlay_parts(paths)
                 removed.append(paths.dir + "/{upper,work,merged,lower-id}")
         return removed
@@ -135,17 +180,22 @@ class Driver:
     # -- queries ------------------------------------------------------------
 
     def exists(self, layer_id):
-        return os.path.isdir(self.layout.layer(layer_id).dir)
+        """A real directory (never a symlink) named layer_id in the home."""
+        validate_layer_id(layer_id)
+        return self.dirs.is_layer_dir(layer_id)
+
+    def layer_ids(self):
+        return self.dirs.layer_ids()
 
     def _require(self, layer_id):
         paths = self.layout.layer(layer_id)
-        if not os.path.isdir(paths.dir):
+        if not self.exists(layer_id):
             raise OverlayError("layer does not exist", layer=layer_id, path=paths.dir)
         return paths
 
     def kind(self, layer_id):
         paths = self._require(layer_id)
-        return KIND_ROOT if os.path.isdir(paths.root) else KIND_OVERLAY
+        return KIND_ROOT if _is_dir(paths.root) else KIND_OVERLAY
 
     def lower_id(self, layer_id):
         paths = self.layout.layer(layer_id)
@@ -162,7 +212,7 @@ class Driver:
     def metadata(self, layer_id):
         """Seed's GetMetadata: RootDir for root layers, Lower/Upper/Work/MergedDir for overlays."""
         paths = self._require(layer_id)
-        if os.path.isdir(paths.root):
+        if _is_dir(paths.root):
             return {"RootDir": paths.root}
         lower = self.lower_id(layer_id)
         return {
@@ -184,8 +234,21 @@ class Driver:
         """Whether a mount at merged/ is this layer's own overlay (not something mounted over it)."""
         if entry.fstype != "overlay":
             return False
-        upper = entry.options_dict().get("upperdir")
-        return upper is None or os.path.realpath(upper) == os.path.realpath(self.layout.layer(layer_id).upper)
+        options = entry.options_dict()
+        paths = self.layout.layer(layer_id)
+        upper, lower = options.get("upperdir"), options.get("lowerdir")
+        if not isinstance(lower, str):
+            return False
+        if upper is None:
+            # a root layer's read-only view: its own root/ as the only lower dir
+            return _is_dir(paths.root) and _same_path(lower, paths.root)
+        if not (isinstance(upper, str) and _same_path(upper, paths.upper)):
+            return False
+        try:
+            own_lower = self.metadata(layer_id).get("LowerDir")
+        except OverlayError:
+            return False
+        return own_lower is not None and _same_path(lower, own_lower)
 
     # -- create / remove ----------------------------------------------------
 
@@ -194,6 +257,7 @@ class Driver:
         paths = self.layout.layer(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
+        self._require_writer()
         if os.path.lexists(paths.dir):
             raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
         tmp = self._tempdir("create", layer_id)
@@ -202,13 +266,13 @@ class Driver:
             self._populate(tmp, layer_id, parent)
             faults.point("create.before-rename")
             try:
-                syscalls.rename_noreplace(tmp, paths.dir)
+                syscalls.rename_noreplace(os.path.basename(tmp), layer_id, self.dirs.tmp_fd, self.dirs.fd)
             except FileExistsError:
                 raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
             tmp = None
         finally:
             if tmp is not None:
-                syscalls.remove_tree(tmp)
+                remove_tree_at(self.dirs.tmp_fd, os.path.basename(tmp))
 
     def _populate(self, tmp, layer_id, parent):
         join = os.path.join
@@ -216,7 +280,7 @@ class Driver:
             self._mkdir_as(join(tmp, "root"), 0o755)
             return
         parent_paths = self.layout.layer(parent)
-        if not os.path.isdir(parent_paths.dir):
+        if not self.exists(parent):
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id, path=parent_paths.dir)
         try:
             root_st = os.lstat(parent_paths.root)
@@ -251,14 +315,19 @@ class Driver:
     def remove(self, layer_id):
         """Seed's Remove; refuses a mounted layer instead of failing half-way with EBUSY."""
         paths = self.layout.layer(layer_id)
-        if not os.path.lexists(paths.dir):
+        if not self.exists(layer_id):
             return False
         if self.mount_entry(layer_id) is not None:
             raise OverlayError("layer is mounted; unmount it before removing", layer=layer_id, path=paths.merged)
-        trash = self._tempdir("remove", layer_id)
-        os.rename(paths.dir, os.path.join(trash, "layer"))
+        refuse_mounts_below(paths.dir, layer_id)
+        trash = os.path.basename(self._tempdir("remove", layer_id))
+        trash_fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.tmp_fd)
+        try:
+            os.rename(layer_id, "layer", src_dir_fd=self.dirs.fd, dst_dir_fd=trash_fd)
+        finally:
+            os.close(trash_fd)
         faults.point("remove.renamed")
-        syscalls.remove_tree(trash)
+        remove_tree_at(self.dirs.tmp_fd, trash, layer_id)
         return True
 
     # -- get / put ----------------------------------------------------------
@@ -266,10 +335,10 @@ class Driver:
     def get(self, layer_id, mount_label=""):
         """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it."""
         paths = self._require(layer_id)
-        if os.path.isdir(paths.root):
+        if _is_dir(paths.root):
             return paths.root
         lower = self.metadata(layer_id)["LowerDir"]
-        if not os.path.isdir(lower):
+        if not _is_dir(lower):
             raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
         entry = self.mount_entry(layer_id)
         if entry is not None:
@@ -340,11 +409,11 @@ class Driver:
         finally:
             for mount in mounts.mounts_below(tmp):
                 mounts.unmount(mount.mount_point, detach=True)
-            syscalls.remove_tree(tmp)
+            remove_tree_at(self.dirs.tmp_fd, os.path.basename(tmp), layer_id)
 
     def _apply(self, paths, layer_id, parent_root, tmp, raw, compression, expected_diff_id, progress):
         """The seed's two paths; see apply_diff."""
-        if parent_root and os.path.isdir(parent_root) and not os.path.isdir(paths.root):
+        if parent_root and _is_dir(parent_root) and not _is_dir(paths.root):
             target = os.path.join(tmp, "root")
             copy_tree(parent_root, target, hardlink=True)
             faults.point("apply.copied")
@@ -354,7 +423,7 @@ class Driver:
             faults.point("apply.after-rename")
             self._drop_overlay_parts(paths)
             return self._result(result, False, paths.root)
-        if os.path.isdir(paths.root):
+        if _is_dir(paths.root):
             target = os.path.join(tmp, "root")
             copy_tree(paths.root, target)
             faults.point("apply.copied")
@@ -404,7 +473,7 @@ class Driver:
     @staticmethod
     def _drop_overlay_parts(paths):
         for path in (paths.upper, paths.work, paths.merged):
-            syscalls.remove_tree(path)
+            remove_tree(path, paths.id)
         try:
             os.unlink(paths.lower_id)
         except FileNotFoundError:
@@ -434,6 +503,18 @@ class Driver:
             changes = changes_dirs(layer_fs, parent_fs)
             exported = export_changes(layer_fs, changes, out, self.uid_maps, self.gid_maps)
         return exported.diff_id, exported.tar_size, changes, exported.diff_size
+
+
+def _is_dir(path):
+    """A real directory, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _same_path(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 __all__ = ["Driver", "ApplyDiffResult", "KIND_ROOT", "KIND_OVERLAY"]

@@ -42,3 +42,12 @@ class IncompatibleFS(OverlayError):
 
 class LayerFormatError(OverlayError):
     """A layer tarball that is malformed or hostile."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived. A BaseException, like KeyboardInterrupt, so that no handler
+    of ordinary errors swallows it; cleanup code (finally, except BaseException) still runs."""
+
+    def __init__(self, signal_name):
+        self.signal_name = signal_name
+        super(Interrupted, self).__init__(signal_name)

@@ -9,7 +9,9 @@ also needs d_type from the backing filesystem (xfs ftype=0, ext4 without
 filetype lack it), and cannot use an overlay as upper layer.
 """
 
+import fcntl
 import os
+import struct
 
 from . import syscalls
 from .errors import IncompatibleFS, NotSupported
@@ -106,7 +108,9 @@ def dir_reports_dtype(path):
 
 
 def supports_dtype(path):
-    """Write a probe file in path and see whether readdir reports its type."""
+    """Write a probe in path (a directory of the store's own) and see whether readdir reports its type."""
+    from .removal import remove_tree  # pylint: disable=import-outside-toplevel
+
     probe = make_temp_dir(path, ".dtype-probe-")
     try:
         with open(os.path.join(probe, "f"), "w"):
@@ -114,7 +118,44 @@ def supports_dtype(path):
         os.mkdir(os.path.join(probe, "d"))
         return dir_reports_dtype(probe)
     finally:
-        syscalls.remove_tree(probe)
+        remove_tree(probe)
+
+
+XFS_MAGIC = 0x58465342
+# _IOR('X', 100, struct xfs_fsop_geom_v1): 112 bytes, flags at offset 92
+_XFS_IOC_FSGEOMETRY_V1 = (2 << 30) | (112 << 16) | (ord("X") << 8) | 100
+_XFS_GEOM_FLAGS_FTYPE = 0x10000
+
+
+def _xfs_ftype(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        buf = fcntl.ioctl(fd, _XFS_IOC_FSGEOMETRY_V1, bytes(112))
+    finally:
+        os.close(fd)
+    return bool(struct.unpack_from("=I", buf, 92)[0] & _XFS_GEOM_FLAGS_FTYPE)
+
+
+def dtype_without_writing(path):
+    """d_type support read from what is there: xfs's geometry, else the entries of path or a
+    directory above it on the same filesystem. None when nothing tells (an empty filesystem)."""
+    path = existing_ancestor(path)
+    try:
+        if syscalls.fs_magic(path) == XFS_MAGIC:
+            return _xfs_ftype(path)
+    except OSError:
+        pass
+    dev = os.stat(path).st_dev
+    while True:
+        try:
+            if syscalls.readdir_types(path):
+                return dir_reports_dtype(path)
+        except OSError:
+            return None
+        parent = os.path.dirname(path)
+        if parent == path or os.stat(parent).st_dev != dev:
+            return None
+        path = parent
 
 
 def existing_ancestor(path):
@@ -127,15 +168,20 @@ def existing_ancestor(path):
     return path
 
 
-def backing_problems(path):
-    """Every reason the filesystem under path cannot carry layers, as messages (empty: fine)."""
+def backing_problems(path, dtype=None):
+    """Every reason the filesystem under path cannot carry layers, as messages (empty: fine).
+
+    dtype is what a probe found; None: read it without writing anything.
+    """
     probe_dir = existing_ancestor(path)
     name, magic = backing_fs(probe_dir)
     problems = []
     if magic in INCOMPATIBLE:
         problems.append("'overlay' is not supported over %s (%s is on %s)" % (name, path, name))
         return problems
-    if os.access(probe_dir, os.W_OK) and not supports_dtype(probe_dir):
+    if dtype is None:
+        dtype = dtype_without_writing(probe_dir)
+    if dtype is False:
         hint = ""
         if name == "xfs":
             hint = " (reformat with mkfs.xfs -n ftype=1)"
@@ -146,7 +192,7 @@ def backing_problems(path):
     return problems
 
 
-def require_compatible(path):
-    problems = backing_problems(path)
+def require_compatible(path, dtype=None):
+    problems = backing_problems(path, dtype)
     if problems:
         raise IncompatibleFS("; ".join(problems), path=path)

@@ -10,6 +10,7 @@ the directory fsynced: a reader sees the old record or the new, never a torn one
 
 import json
 import os
+import stat
 
 from . import faults
 from .errors import OverlayError
@@ -37,23 +38,42 @@ class LayerRecord:
         return not (self.parent or self.diff_id or self.holders or self.size is not None)
 
 
-def load_record(path, layer_id):
+def _open_nofollow(dir_fd, name, flags, mode=0o600):
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+
+
+def read_json(dir_fd, name):
+    """Parsed JSON of dir_fd/name (a symlink there is refused), None when missing."""
     try:
-        with open(path) as f:
-            data = json.load(f)
+        fd = _open_nofollow(dir_fd, name, os.O_RDONLY)
     except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        return json.loads(f.read().decode("utf-8"))
+
+
+def load_record(dir_fd, layer_id, where=""):
+    """The layer's record from the records directory fd (None: the home has no records yet)."""
+    path = os.path.join(where, layer_id + ".json")
+    if dir_fd is None:
         return LayerRecord(layer_id)
+    try:
+        data = read_json(dir_fd, layer_id + ".json")
     except (OSError, ValueError) as e:
         raise OverlayError("the layer's record cannot be read: %s" % e, layer=layer_id, path=path)
+    if data is None:
+        return LayerRecord(layer_id)
     if not isinstance(data, dict) or not isinstance(data.get("holders", []), list):
         raise OverlayError("the layer's record is not in the expected format", layer=layer_id, path=path)
     return LayerRecord(layer_id, data.get("parent"), data.get("diff_id"), data.get("size"),
                        [str(h) for h in data.get("holders", [])], exists_on_disk=True)
 
 
-def write_atomic(path, payload, mode=0o600):
-    directory = os.path.dirname(path)
-    tmp, fd = open_temp_file(directory, ".tmp-")
+def write_atomic(dir_fd, name, payload, mode=0o600):
+    """name in dir_fd replaced whole: temp (O_EXCL|O_NOFOLLOW), fsync, rename, fsync the directory."""
+    tmp, fd = open_temp_file(dir_fd, ".tmp-", mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -61,30 +81,34 @@ def write_atomic(path, payload, mode=0o600):
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         faults.point("record.written")
-        os.rename(tmp, path)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
         raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    os.fsync(dir_fd)
 
 
-def save_record(path, record):
+def save_record(dir_fd, record):
     if record.is_empty():
-        delete_record(path)
+        delete_record(dir_fd, record.layer_id)
         return
     payload = json.dumps(record.as_json(), sort_keys=True, indent=1).encode() + b"\n"
-    write_atomic(path, payload)
+    write_atomic(dir_fd, record.layer_id + ".json", payload)
 
 
-def delete_record(path):
+def delete_record(dir_fd, layer_id):
+    if dir_fd is None:
+        return
     try:
-        os.unlink(path)
+        os.unlink(layer_id + ".json", dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+
+
+def recorded_ids(dir_fd):
+    if dir_fd is None:
+        return []
+    return sorted(n[:-5] for n in os.listdir(dir_fd) if n.endswith(".json"))

@@ -30,6 +30,10 @@ def validate_diff_id(diff_id, layer_id=None):
     return diff_id
 
 
+# uid_t is 32 bits and (uid_t)-1 = 4294967295 means "leave unchanged" to chown.
+MAX_ID = 4294967294
+
+
 class IDMap:
     """One contiguous range: container ids [container_id, container_id+size) map to host ids."""
 
@@ -41,6 +45,11 @@ class IDMap:
                 raise OverlayError("id map %s must be a non-negative integer, got %r" % (name, value))
         if size == 0:
             raise OverlayError("id map size must be at least 1")
+        for name, first in (("container_id", container_id), ("host_id", host_id)):
+            if first + size - 1 > MAX_ID:
+                raise OverlayError("id map %d:%d:%d: %s + size - 1 is %d, beyond the largest id %d "
+                                   "(%d is no id: it means 'unchanged' to chown)"
+                                   % (container_id, host_id, size, name, first + size - 1, MAX_ID, MAX_ID + 1))
         self.container_id = container_id
         self.host_id = host_id
         self.size = size
@@ -69,6 +78,10 @@ def parse_maps(entries, what="uid_maps"):
         except (TypeError, ValueError):
             raise OverlayError("%s entry %r: values must be integers" % (what, entry))
     return maps
+
+
+def maps_as_dicts(maps):
+    return [m.as_dict() for m in maps]
 
 
 def to_host(container_id, maps):

@@ -58,51 +58,33 @@ class HomeLayout:
         validate_layer_id(layer_id)
         return os.path.join(self.records, layer_id + ".json")
 
-    def layer_ids(self):
-        """Every directory in home whose name is a valid layer id, sorted."""
-        try:
-            names = os.listdir(self.home)
-        except FileNotFoundError:
-            return []
-        out = []
-        for name in names:
-            try:
-                validate_layer_id(name)
-            except Exception:
-                continue
-            if os.path.isdir(os.path.join(self.home, name)) and not os.path.islink(os.path.join(self.home, name)):
-                out.append(name)
-        return sorted(out)
-
-    def recorded_ids(self):
-        try:
-            names = os.listdir(self.records)
-        except FileNotFoundError:
-            return []
-        return sorted(n[:-5] for n in names if n.endswith(".json"))
-
 
 def create_unique(directory, prefix, create):
-    """create(path) on a fresh random name in directory; returns (path, what create returned).
+    """create(name, dir_fd) on a fresh random name; returns (name or path, what create returned).
 
-    create is os.mkdir or an O_EXCL open, so a name already taken is retried,
-    never reused. This is tempfile's scheme without importing tempfile, whose
+    directory is a directory fd (the name returned is relative to it) or a
+    path. create is a mkdir or an O_EXCL|O_NOFOLLOW open, so a name already
+    taken (by anyone, also a planted symlink) is retried, never reused or
+    followed. This is tempfile's scheme without importing tempfile, whose
     dependencies would be loaded by every module run.
     """
+    dir_fd = directory if isinstance(directory, int) else None
     for _attempt in range(100):
-        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        name = prefix + os.urandom(6).hex()
+        if dir_fd is None:
+            name = os.path.join(directory, name)
         try:
-            return path, create(path)
+            return name, create(name, dir_fd)
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", os.path.join(directory, prefix))
+    raise FileExistsError(errno.EEXIST, "no free temporary name", prefix)
 
 
 def make_temp_dir(directory, prefix):
-    return create_unique(directory, prefix, lambda path: os.mkdir(path, 0o700))[0]
+    return create_unique(directory, prefix, lambda name, dir_fd: os.mkdir(name, 0o700, dir_fd=dir_fd))[0]
 
 
 def open_temp_file(directory, prefix, mode=0o600):
-    """(path, fd) of a new empty file."""
-    return create_unique(directory, prefix,
-                         lambda path: os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode))
+    """(name or path, fd) of a new empty file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return create_unique(directory, prefix, lambda name, dir_fd: os.open(name, flags, mode, dir_fd=dir_fd))

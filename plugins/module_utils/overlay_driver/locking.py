@@ -4,12 +4,16 @@
 """One lock per layer home, so concurrent runs see each other's work whole.
 
 flock on a file under <home>/.strata: the kernel drops it when a holder dies,
-so a killed run never leaves the home locked.
+so a killed run never leaves the home locked. The file is opened relative to
+the .strata directory fd with O_NOFOLLOW, so a planted symlink cannot make
+root create or truncate a file elsewhere. Readers take a shared lock on an
+existing lock file and create nothing.
 """
 
 import errno
 import fcntl
 import os
+import stat
 import time
 
 from .errors import OverlayError
@@ -18,22 +22,47 @@ DEFAULT_TIMEOUT = 600
 
 
 class HomeLock:
-    def __init__(self, path, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, path, timeout=DEFAULT_TIMEOUT, dir_fd=None, shared=False):
         self.path = path
         self.timeout = timeout
+        self.dir_fd = dir_fd
+        self.shared = shared
         self.fd = None
         self.depth = 0
 
+    def _open(self):
+        """The lock file's fd; None for a reader when there is no lock file (nobody ever wrote)."""
+        name = os.path.basename(self.path) if self.dir_fd is not None else self.path
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDONLY if self.shared else os.O_RDWR | os.O_CREAT)
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            if self.shared:
+                return None
+            raise
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EISDIR):
+                raise OverlayError("the lock is not a regular file (a symlink?); refusing it", path=self.path)
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OverlayError("the lock is not a regular file; refusing it", path=self.path)
+        return fd
+
     def acquire(self):
-        if self.fd is not None:
+        if self.depth:
             self.depth += 1
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._open()
+        if fd is None:
+            self.depth = 1
+            return self
+        operation = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = time.monotonic() + self.timeout
         delay = 0.005
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, operation | fcntl.LOCK_NB)
                 break
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
@@ -50,10 +79,10 @@ class HomeLock:
         return self
 
     def release(self):
-        if self.fd is None:
+        if not self.depth:
             return
         self.depth -= 1
-        if self.depth > 0:
+        if self.depth > 0 or self.fd is None:
             return
         fd, self.fd = self.fd, None
         try:

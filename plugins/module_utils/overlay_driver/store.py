@@ -11,15 +11,16 @@ operation holds the home's lock and first clears what killed runs left.
 """
 
 import contextlib
-import hashlib
 import os
 
 from . import faults, holders as records
+from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .mounts import read_mountinfo
+from .results import ApplyOutcome, ExportOutcome, Outcome
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
@@ -39,13 +40,23 @@ def file_digest(raw, compression="auto"):
 
 
 class LayerStore:
+    """read_only=True: a reader (overlay_info) or a check run. It creates nothing (no home, no
+    .strata, no lock file, no probe), cleans nothing, and takes a shared lock only if the lock file
+    exists; write operations then only answer in check mode."""
+
     def __init__(self, home=DEFAULT_HOME, uid_maps=None, gid_maps=None, lock_timeout=DEFAULT_TIMEOUT,
-                 check=True, load_module=True):
-        self.driver = Driver(home, uid_maps, gid_maps, check=check, load_module=load_module)
+                 check=True, load_module=True, read_only=False):
+        self.read_only = read_only
+        self.driver = Driver(home, uid_maps, gid_maps, check=check, load_module=load_module,
+                             writable=not read_only)
         self.layout = self.driver.layout
         self.home = self.driver.home
-        self._lock = HomeLock(self.layout.lock, lock_timeout)
-        self._cleaned = False
+        self._dirs = self.driver.dirs
+        self._lock = HomeLock(self.layout.lock, lock_timeout, dir_fd=self._dirs.state_fd, shared=read_only)
+        self._cleaned = read_only
+
+    def close(self):
+        self.driver.close()
 
     @contextlib.contextmanager
     def locked(self):
@@ -58,20 +69,34 @@ class LayerStore:
 
     def _prune_orphan_records(self):
         """Records of layers that are gone, and record temp files of killed writes."""
-        for layer_id in self.layout.recorded_ids():
+        fd = self._dirs.records_fd
+        for layer_id in records.recorded_ids(fd):
+            try:
+                validate_layer_id(layer_id)
+            except OverlayError:
+                continue
             if not self.driver.exists(layer_id):
-                records.delete_record(self.layout.record(layer_id))
-        for name in os.listdir(self.layout.records):
+                records.delete_record(fd, layer_id)
+        for name in os.listdir(fd):
             if name.startswith(".tmp-"):
-                os.unlink(os.path.join(self.layout.records, name))
+                os.unlink(name, dir_fd=fd)
+
+    def _require_writer(self, layer_id=None):
+        if self.read_only:
+            raise OverlayError("the layer home was opened for reading only", layer=layer_id, path=self.home)
 
     # -- records --------------------------------------------------------------
 
     def record(self, layer_id):
-        return records.load_record(self.layout.record(layer_id), layer_id)
+        validate_layer_id(layer_id)
+        return records.load_record(self._dirs.records_fd, layer_id, self.layout.records)
 
     def save(self, record):
-        records.save_record(self.layout.record(record.layer_id), record)
+        self._require_writer(record.layer_id)
+        records.save_record(self._dirs.records_fd, record)
+
+    def _delete_record(self, layer_id):
+        records.delete_record(self._dirs.records_fd, layer_id)
 
     def parent_of(self, layer_id, record=None):
         """The recorded parent; for layers made by another tool, the lower-id of an overlay."""
@@ -84,13 +109,13 @@ class LayerStore:
 
     def children_of(self, layer_id):
         out = []
-        for other in self.layout.layer_ids():
+        for other in self.driver.layer_ids():
             if other == layer_id:
                 continue
             paths = self.layout.layer(other)
             parent = self.record(other).parent
             lower = None
-            if os.path.exists(paths.lower_id) and not os.path.isdir(paths.root):
+            if os.path.lexists(paths.lower_id) and self.driver.kind(other) == KIND_OVERLAY:
                 try:
                     lower = self.driver.lower_id(other)
                 except OverlayError:
@@ -101,12 +126,16 @@ class LayerStore:
 
     # -- state ----------------------------------------------------------------
 
+    def absent_state(self, layer_id):
+        return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
+                "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
+                "size": None, "path": None, "metadata": {}, "options": {}}
+
     def state(self, layer_id, entries=None):
         """What a module reports about one layer; exists=False when it is not there."""
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
-            return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
-                    "holders": [], "stale": False, "diff_id": None, "path": None, "metadata": {}}
+            return self.absent_state(layer_id)
         entries = read_mountinfo() if entries is None else entries
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
@@ -133,7 +162,23 @@ class LayerStore:
 
     def layers(self):
         entries = read_mountinfo()
-        return [self.state(layer_id, entries) for layer_id in self.layout.layer_ids()]
+        return [self.state(layer_id, entries) for layer_id in self.driver.layer_ids()]
+
+    def _new_state(self, layer_id, parent, **changes):
+        """The state a layer created now would have (check mode's answer)."""
+        paths = self.layout.layer(layer_id)
+        kind = KIND_ROOT if not parent else KIND_OVERLAY
+        state = self.absent_state(layer_id)
+        state.update(exists=True, parent=parent or None, kind=kind,
+                     path=paths.root if kind == KIND_ROOT else paths.merged)
+        state.update(changes)
+        return state
+
+    @staticmethod
+    def _changed_state(before, **changes):
+        after = dict(before)
+        after.update(changes)
+        return after
 
     # -- operations -------------------------------------------------------------
 
@@ -143,183 +188,260 @@ class LayerStore:
             raise OverlayError("exists with parent %s, not %s" % (existing or "(none)", parent or "(none)"),
                                layer=layer_id, path=self.layout.layer(layer_id).dir)
 
-    def create(self, layer_id, parent="", check_mode=False):
-        """Present: create if missing. Returns changed."""
-        validate_layer_id(layer_id)
-        if parent:
-            validate_layer_id(parent, "parent id")
-        if self.driver.exists(layer_id):
-            self._check_parent(layer_id, parent)
-            return False
+    def _check_new_parent(self, layer_id, parent, check_mode):
         # In check mode the parent may be one an earlier task would have created.
         if parent and not check_mode and not self.driver.exists(parent):
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
                                path=self.layout.layer(parent).dir)
+
+    def ensure_present(self, layer_id, parent="", check_mode=False):
+        """Present: create if missing. Returns an Outcome."""
+        validate_layer_id(layer_id)
+        if parent:
+            validate_layer_id(parent, "parent id")
+        before = self.state(layer_id)
+        if before["exists"]:
+            self._check_parent(layer_id, parent)
+            return Outcome(False, before, before)
+        self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
-            return True
+            return Outcome(True, before, self._new_state(layer_id, parent))
+        self._require_writer(layer_id)
         self.driver.create(layer_id, parent)
         record = self.record(layer_id)
         record.parent = parent or None
         self.save(record)
-        return True
+        return Outcome(True, before, self.state(layer_id))
 
-    def remove(self, layer_id, force=False, check_mode=False):
+    def create(self, layer_id, parent="", check_mode=False):
+        """Present: create if missing. Returns changed."""
+        return self.ensure_present(layer_id, parent, check_mode).changed
+
+    def ensure_absent(self, layer_id, force=False, check_mode=False):
         """Absent: refuses while holders exist (unless force) or children depend on it."""
         validate_layer_id(layer_id)
-        if not self.driver.exists(layer_id):
-            return False
-        record = self.record(layer_id)
+        before = self.state(layer_id)
+        if not before["exists"]:
+            return Outcome(False, before, before)
         paths = self.layout.layer(layer_id)
-        if record.holders and not force:
-            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(sorted(record.holders)),
+        if before["holders"] and not force:
+            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(before["holders"]),
                                layer=layer_id, path=paths.dir)
         children = self.children_of(layer_id)
         if children:
             raise OverlayError("layers %s are built on it; remove them first" % ", ".join(children),
                                layer=layer_id, path=paths.dir)
+        after = self.absent_state(layer_id)
         if check_mode:
-            return True
+            return Outcome(True, before, after)
+        self._require_writer(layer_id)
         self.driver.put(layer_id)
         self.driver.remove(layer_id)
-        records.delete_record(self.layout.record(layer_id))
-        return True
+        self._delete_record(layer_id)
+        return Outcome(True, before, after)
 
-    def mount(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
-        """Mounted: add the holder, mount if needed. Returns changed."""
+    def remove(self, layer_id, force=False, check_mode=False):
+        return self.ensure_absent(layer_id, force, check_mode).changed
+
+    def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
+        """Mounted: add the holder, mount if needed. Returns an Outcome."""
         validate_layer_id(layer_id)
         if not holder:
             raise OverlayError("holder must be a non-empty string", layer=layer_id)
-        if not self.driver.exists(layer_id):
-            if check_mode:
-                return True  # an earlier task would have created it
+        before = self.state(layer_id)
+        if not before["exists"]:
+            if check_mode:  # an earlier task would have created it
+                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder]))
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
-        kind = self.driver.kind(layer_id)
-        needs_mount = kind == KIND_OVERLAY and not self.driver.is_mounted(layer_id)
-        if needs_mount:
+        kind = before["kind"]
+        needs_mount = kind == KIND_OVERLAY and not before["mounted"]
+        if needs_mount and before["foreign_mount"]:
             entry = self.driver.mount_entry(layer_id)
-            if entry is not None:
-                raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                                   layer=layer_id, path=self.layout.layer(layer_id).merged)
+            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
+                               layer=layer_id, path=self.layout.layer(layer_id).merged)
+        if not (changed or needs_mount):
+            return Outcome(False, before, before)
         if check_mode:
-            return changed or needs_mount
+            return Outcome(True, before, self._changed_state(
+                before, holders=sorted(record.holders | {holder}), mounted=before["mounted"] or needs_mount,
+                stale=False, unheld_mount=False))
+        self._require_writer(layer_id)
         if needs_mount:
             self.driver.get(layer_id, mount_label)
             faults.point("mount.mounted")
         if changed:
             record.holders.add(holder)
             self.save(record)
-        return changed or needs_mount
+        return Outcome(True, before, self.state(layer_id))
 
-    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False):
-        """Unmounted: drop the holder; unmount when none is left (or force). Returns changed."""
+    def mount(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
+        """Mounted: add the holder, mount if needed. Returns changed."""
+        return self.ensure_mounted(layer_id, holder, mount_label, check_mode).changed
+
+    def ensure_unmounted(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False):
+        """Unmounted: drop the holder; unmount when none is left (or force). Returns an Outcome."""
         validate_layer_id(layer_id)
-        if not self.driver.exists(layer_id):
-            return False
+        before = self.state(layer_id)
+        if not before["exists"]:
+            return Outcome(False, before, before)
         record = self.record(layer_id)
-        before = set(record.holders)
         if force:
             record.holders.clear()
         else:
             record.holders.discard(holder)
-        mounted = self.driver.is_mounted(layer_id)
-        will_unmount = mounted and not record.holders
-        changed = before != record.holders or will_unmount
-        if check_mode or not changed:
-            return changed
+        will_unmount = before["mounted"] and not record.holders
+        changed = set(before["holders"]) != record.holders or will_unmount
+        if not changed:
+            return Outcome(False, before, before)
+        if check_mode:
+            mounted = before["mounted"] and not will_unmount
+            return Outcome(True, before, self._changed_state(
+                before, holders=sorted(record.holders), mounted=mounted, options=before["options"] if mounted else {},
+                stale=before["kind"] == KIND_OVERLAY and bool(record.holders) and not mounted))
+        self._require_writer(layer_id)
         if will_unmount:
             self.driver.put(layer_id)
             faults.point("unmount.unmounted")
         self.save(record)
-        return changed
+        return Outcome(True, before, self.state(layer_id))
 
-    def restore(self, check_mode=False):
-        """Mount every stale layer again (after a reboot); returns the ids mounted."""
+    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False):
+        """Unmounted: drop the holder; unmount when none is left (or force). Returns changed."""
+        return self.ensure_unmounted(layer_id, holder, force, check_mode).changed
+
+    def restore(self, check_mode=False, failures=None):
+        """Mount every stale layer again (after a reboot); returns the ids mounted.
+
+        A layer that cannot be mounted does not stop the others: with a
+        failures list, each (id, message) is appended to it; without one, the
+        first failure is raised after every other layer was tried.
+        """
         done = []
+        errors = []
         for state in self.layers():
-            if state["stale"]:
-                if not check_mode:
+            if not state["stale"]:
+                continue
+            if not check_mode:
+                try:
                     self.driver.get(state["id"])
-                done.append(state["id"])
+                except OverlayError as e:
+                    errors.append((state["id"], e))
+                    continue
+            done.append(state["id"])
+        if failures is not None:
+            failures.extend((layer_id, e.message) for layer_id, e in errors)
+        elif errors:
+            raise errors[0][1]
         return done
 
     def apply_diff(self, layer_id, parent, opener, diff_id=None, compression="auto", check_mode=False):
-        """One diff per layer. Returns (changed, result-or-None, reason)."""
+        """One diff per layer. Returns an ApplyOutcome (unpacks as changed, applied-or-None, reason).
+
+        In check mode a diff the layer does not have yet is read and verified
+        (format, names, digest) without writing, so the outcome carries the
+        diff_id and size the real run would record, or the error it would raise.
+        """
         validate_layer_id(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
         if diff_id is not None:
             validate_diff_id(diff_id, layer_id)
-        exists = self.driver.exists(layer_id)
-        if exists:
+        before = self.state(layer_id)
+        if before["exists"]:
             self._check_parent(layer_id, parent)
-            record = self.record(layer_id)
-            if record.diff_id:
+            if before["diff_id"]:
                 if diff_id is None:
                     with opener() as raw:
                         diff_id = file_digest(raw, compression)
-                if diff_id == record.diff_id:
-                    return False, None, "already applied"
+                if diff_id == before["diff_id"]:
+                    return ApplyOutcome(False, before, before, None, "already applied", before["diff_id"],
+                                        before["size"])
                 raise OverlayError("already has diff %s applied; refusing a different diff %s"
-                                   % (record.diff_id, diff_id), layer=layer_id)
-        elif parent and not check_mode and not self.driver.exists(parent):
-            raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
-                               path=self.layout.layer(parent).dir)
+                                   % (before["diff_id"], diff_id), layer=layer_id)
+        else:
+            self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
-            return True, None, "would apply"
+            return self._verify_only(layer_id, parent, opener, diff_id, compression, before)
+        self._require_writer(layer_id)
         created = False
-        if not exists:
+        if not before["exists"]:
             self.create(layer_id, parent)
             created = True
         try:
             with opener() as raw:
                 result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
+            faults.point("apply.before-record")
+            record = self.record(layer_id)
+            record.parent = parent or None
+            record.diff_id = result.diff_id
+            record.size = result.size
+            self.save(record)
         except BaseException:
             if created:
-                self.driver.remove(layer_id)
-                records.delete_record(self.layout.record(layer_id))
+                self._undo_create(layer_id)
             raise
-        faults.point("apply.before-record")
+        return ApplyOutcome(True, before, self.state(layer_id), result, "applied", result.diff_id, result.size,
+                            result.fallback, result.compression, result.entries)
+
+    def _undo_create(self, layer_id):
+        """An apply that failed (or was interrupted) leaves no empty layer behind."""
         record = self.record(layer_id)
-        record.parent = parent or None
-        record.diff_id = result.diff_id
-        record.size = result.size
-        self.save(record)
-        return True, result, "applied"
+        if record.diff_id:
+            return
+        self.driver.put(layer_id)
+        self.driver.remove(layer_id)
+        self._delete_record(layer_id)
+
+    def _verify_only(self, layer_id, parent, opener, diff_id, compression, before):
+        from .verify import verify_layer  # pylint: disable=import-outside-toplevel
+
+        with opener() as raw:
+            verified = verify_layer(raw, compression, layer_id, diff_id)
+        kind, fallback = self._kind_after_apply(before, parent or (before["parent"] or ""))
+        base = before if before["exists"] else self._new_state(layer_id, parent)
+        paths = self.layout.layer(layer_id)
+        after = self._changed_state(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
+                                    path=paths.root if kind == KIND_ROOT else paths.merged)
+        return ApplyOutcome(True, before, after, None, "would apply", verified.diff_id, verified.size, fallback,
+                            verified.compression, verified.entries)
+
+    def _kind_after_apply(self, before, parent):
+        """(kind, fallback) the driver's apply_diff would give (see Driver._apply)."""
+        parent_kind = None
+        if parent:
+            parent_kind = self.driver.kind(parent) if self.driver.exists(parent) else KIND_ROOT
+        if parent_kind == KIND_ROOT and before["kind"] != KIND_ROOT:
+            return KIND_ROOT, False
+        if before["exists"]:
+            return before["kind"], True
+        return (KIND_ROOT, True) if not parent else (KIND_OVERLAY, True)
 
     def export_diff(self, layer_id, dest, check_mode=False):
-        """Write the layer's diff against its parent to dest, atomically; changed when dest differs."""
+        """Write the layer's diff against its parent to dest, atomically; changed when dest differs.
+
+        Returns an ExportOutcome (unpacks as changed, info). In check mode the
+        tarball is built and hashed into nothing.
+        """
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         parent = self.parent_of(layer_id)
-        dest = os.path.abspath(dest)
-        directory = os.path.dirname(dest)
-        if not os.path.isdir(directory):
-            raise OverlayError("destination directory does not exist", layer=layer_id, path=directory)
-        if os.path.realpath(dest).startswith(self.home.rstrip("/") + "/"):
-            raise OverlayError("refusing to write a diff inside the layer home", layer=layer_id, path=dest)
-        tmp = dest + ".strata-tmp"
-        try:
-            with open(tmp, "wb") as out:
+        directory, name = resolve_dest(dest, self.home, layer_id)
+        path = os.path.join(directory, name)
+        if check_mode:
+            digest, tar_size, changes, size = self.driver.diff(layer_id, parent, NullWriter())
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                same = same_content(dir_fd, name, digest)
+            finally:
+                os.close(dir_fd)
+        else:
+            with AtomicDest(directory, name) as out:
                 digest, tar_size, changes, size = self.driver.diff(layer_id, parent, out)
-            same = os.path.isfile(dest) and _sha256_file(dest) == digest
-            if same or check_mode:
-                os.unlink(tmp)
-            else:
-                os.rename(tmp, dest)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return not same, {"diff_id": digest, "size": size, "tar_size": tar_size,
-                          "changes": [c.as_dict() for c in changes], "parent": parent or None, "dest": dest}
-
-
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+                same = same_content(out.dir_fd, name, digest)
+                out.commit(keep_existing=same)
+        return ExportOutcome(not same, {"diff_id": digest, "size": size, "tar_size": tar_size,
+                                        "changes": [c.as_dict() for c in changes], "parent": parent or None,
+                                        "dest": path})

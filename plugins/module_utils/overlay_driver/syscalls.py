@@ -193,14 +193,18 @@ def exchange(path_a, path_b):
         _raise_errno("renameat2", path_b)
 
 
-def rename_noreplace(src, dst):
-    """rename that fails with EEXIST instead of replacing an (empty) directory."""
+def rename_noreplace(src, dst, src_dir_fd=None, dst_dir_fd=None):
+    """rename that fails with EEXIST instead of replacing an (empty) directory; names relative to dir fds."""
     if _renameat2 is None:
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
-        os.rename(src, dst)
-        return
-    if _renameat2(-100, _b(src), -100, _b(dst), RENAME_NOREPLACE) != 0:
+        try:
+            os.stat(dst, dir_fd=dst_dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+            return
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    src_fd = -100 if src_dir_fd is None else src_dir_fd
+    dst_fd = -100 if dst_dir_fd is None else dst_dir_fd
+    if _renameat2(src_fd, _b(src), dst_fd, _b(dst), RENAME_NOREPLACE) != 0:
         _raise_errno("renameat2", dst)
 
 
@@ -256,42 +260,7 @@ def fsync_dir(path):
 
 
 def remove_tree(path):
-    """rm -rf without recursion (deep trees overflow shutil.rmtree on 3.11) and without following links.
+    """Kept for callers of the old name: removal.remove_tree, which never crosses a mount."""
+    from .removal import remove_tree as _remove  # pylint: disable=import-outside-toplevel
 
-    A missing path is not an error. Mount points inside are refused by the
-    kernel (EBUSY), which is the safe answer.
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    # stack of (fd, iterator over names) ; a directory is removed once empty
-    stack = [(top, None, None)]
-    try:
-        while stack:
-            fd, parent_fd, name = stack[-1]
-            pushed = False
-            for entry in os.scandir(fd):
-                if entry.is_dir(follow_symlinks=False):
-                    child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                    stack.append((child, fd, entry.name))
-                    pushed = True
-                    break
-                os.unlink(entry.name, dir_fd=fd)
-            if pushed:
-                continue
-            stack.pop()
-            os.close(fd)
-            if parent_fd is not None:
-                os.rmdir(name, dir_fd=parent_fd)
-        os.rmdir(path)
-    finally:
-        for fd, _parent, _name in stack:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    _remove(path)

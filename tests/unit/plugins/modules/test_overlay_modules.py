@@ -40,9 +40,14 @@ def test_apply_diff_returns_the_seed_size_not_the_path_size(run_module, home, ta
 def test_apply_diff_without_src_answers_from_the_record(run_module, home, tarball):
     res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "remote_src": True})
     assert res["failed"] and res["needs_src"] and "src is required" in res["msg"]
+    # a check run needs the tarball too: it verifies it, and reports what the real run would
     res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "remote_src": True},
                      check_mode=True)
-    assert res["changed"] and not os.path.exists(os.path.join(home, "base"))
+    assert res["failed"] and res["needs_src"] and not os.path.exists(os.path.join(home, "base"))
+    res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "src": tarball,
+                                          "remote_src": True}, check_mode=True)
+    assert res["changed"] and res["diff_id"] == sha256(BASE) and res["size"] == len("hello\n")
+    assert not os.path.exists(os.path.join(home, "base"))
     run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
     res = run_module(overlay_apply_diff, {"id": "base", "home": home, "diff_id": sha256(BASE), "remote_src": True})
     assert res["changed"] is False and res["size"] == len("hello\n")
@@ -111,7 +116,7 @@ def test_unexpected_errors_are_reported_without_a_traceback_in_msg(run_module, h
     def boom(*_args, **_kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store.LayerStore, "create", boom)
+    monkeypatch.setattr(store.LayerStore, "ensure_present", boom)
     res = run_module(overlay_layer, {"id": "a", "home": home})
     assert res["failed"] and res["msg"] == "layer a: unexpected error: RuntimeError: disk on fire"
     assert "Traceback" in res["exception"]

@@ -1,4 +1,4 @@
-"""Layer records are written atomically and read back exactly."""
+"""Layer records are written atomically, read back exactly, and only through the records dir fd."""
 
 import json
 import os
@@ -7,33 +7,56 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.holders import (
-    LayerRecord, load_record, save_record)
+    LayerRecord, delete_record, load_record, save_record)
 
 
-def test_round_trip_and_set_semantics(tmp_path):
+@pytest.fixture
+def records(tmp_path):
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    yield fd
+    os.close(fd)
+
+
+def test_round_trip_and_set_semantics(tmp_path, records):
     path = str(tmp_path / "l.json")
     rec = LayerRecord("l", parent="p", diff_id="sha256:" + "a" * 64, size=3, holders=["b", "a", "a"])
-    save_record(path, rec)
-    back = load_record(path, "l")
+    save_record(records, rec)
+    back = load_record(records, "l")
     assert back.holders == {"a", "b"} and back.parent == "p" and back.size == 3
     assert json.load(open(path))["holders"] == ["a", "b"]
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] == []
 
 
-def test_empty_record_is_removed(tmp_path):
+def test_empty_record_is_removed(tmp_path, records):
     path = str(tmp_path / "l.json")
-    save_record(path, LayerRecord("l", holders=["a"]))
-    save_record(path, LayerRecord("l"))
+    save_record(records, LayerRecord("l", holders=["a"]))
+    save_record(records, LayerRecord("l"))
     assert not os.path.exists(path)
-    assert load_record(path, "l").holders == set()
+    assert load_record(records, "l").holders == set()
 
 
-def test_corrupt_record_is_a_clear_error(tmp_path):
+def test_corrupt_record_is_a_clear_error(tmp_path, records):
     path = tmp_path / "l.json"
     path.write_text("{not json")
     with pytest.raises(OverlayError, match="record cannot be read"):
-        load_record(str(path), "l")
+        load_record(records, "l")
     path.write_text('{"holders": "x"}')
     with pytest.raises(OverlayError, match="expected format"):
-        load_record(str(path), "l")
+        load_record(records, "l")
+
+
+def test_a_symlinked_record_is_never_followed(tmp_path, records):
+    """A record replaced by a symlink: not read through, not written through, the link itself deleted."""
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"holders": ["planted"]}')
+    os.symlink(str(outside), str(tmp_path / "l.json"))
+    with pytest.raises(OverlayError, match="record cannot be read"):
+        load_record(records, "l")
+    save_record(records, LayerRecord("l", holders=["a"]))
+    assert outside.read_text() == '{"holders": ["planted"]}'
+    assert not os.path.islink(str(tmp_path / "l.json"))
+    os.unlink(str(tmp_path / "l.json"))
+    os.symlink(str(outside), str(tmp_path / "l.json"))
+    delete_record(records, "l")
+    assert outside.exists() and not os.path.lexists(str(tmp_path / "l.json"))

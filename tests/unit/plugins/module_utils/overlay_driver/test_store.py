@@ -150,7 +150,9 @@ def test_check_mode_changes_nothing(tree):
     before = sorted(os.listdir(tree.home)), sorted(os.listdir(tree.layout.records))
     assert tree.create("new", "base", check_mode=True) is True
     assert tree.mount("app", "web", check_mode=True) is True
-    assert tree.apply_diff("other", "base", never_opened, check_mode=True)[0] is True
+    outcome = tree.apply_diff("other", "base", opener(CHILD), check_mode=True)
+    assert outcome.changed is True and outcome.diff_id == sha256(CHILD) and outcome.applied is None
+    assert outcome.after["kind"] == "root" and outcome.after["diff_id"] == sha256(CHILD)
     assert tree.remove("app", check_mode=True) is True
     assert (sorted(os.listdir(tree.home)), sorted(os.listdir(tree.layout.records))) == before
     assert not tree.state("app")["mounted"]

@@ -1,0 +1,297 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The layer home, opened once and never trusted by path.
+
+Root writes and deletes under the home, so a home that another user could
+redirect (own it, or write to it or to any directory above it) would let that
+user point root's writes and removals anywhere. The path is therefore walked
+from / one component at a time with O_NOFOLLOW, each directory checked as it
+is opened; symlinks on the way are followed only when a trusted user made
+them. A mistyped home must never become a place where cleanup deletes: `/`
+and directories holding anything but layer directories and .strata are
+refused. The bookkeeping directories are then opened relative to the home's
+fd, and must be real 0700 directories of the (remapped) root.
+"""
+
+import errno
+import json
+import os
+import stat
+
+from .errors import OverlayError
+from .holders import read_json, write_atomic
+from .ids import validate_layer_id
+from .layout import LOCK_FILE, RECORDS_DIR, STATE_DIR, TMP_DIR
+
+MAPS_FILE = "maps.json"
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_LINKS = 40
+
+
+def untrusted_reason(st, owners, groups):
+    """Why another user could change what is in this directory, or None."""
+    if st.st_uid not in owners:
+        return "it is owned by uid %d, not by root" % st.st_uid
+    if st.st_mode & stat.S_ISVTX:
+        return None
+    if st.st_mode & 0o002:
+        return "it is writable by every user"
+    if st.st_mode & 0o020 and st.st_gid not in groups:
+        return "it is writable by group %d" % st.st_gid
+    return None
+
+
+def _refuse(path, cause):
+    raise OverlayError("refusing this layer home: %s" % cause, path=path)
+
+
+def is_layer_name(name):
+    try:
+        validate_layer_id(name)
+    except OverlayError:
+        return False
+    return True
+
+
+class HomeDirs:
+    """The home's directory fds: home, .strata, .strata/layers, .strata/tmp (None while missing).
+
+    Opened in two steps: the path is walked and checked (ancestors owned by
+    root); then settle() checks the home against its (remapped) root, which
+    the id maps recorded in .strata name, and a writer creates what is
+    missing. exists is False when the home is not there (a check or
+    read-only run creates nothing); path is the resolved path then too.
+    """
+
+    def __init__(self, path):
+        self.requested = path
+        self.root_uid = self.root_gid = 0
+        self.fd = self.state_fd = self.records_fd = self.tmp_fd = None
+        self.path = os.path.abspath(path)
+        try:
+            if self.path == "/":
+                _refuse(self.path, "it is /")
+            self.fd, self.path = self._walk(self.path, False)
+            if self.fd is not None:
+                self.state_fd = self._open_state()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_state(self):
+        """.strata, opened before its owner can be checked: the maps recorded in it name the owner."""
+        try:
+            return os.open(STATE_DIR, DIR_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                _refuse(os.path.join(self.path, STATE_DIR), "it is a symlink or not a directory")
+            raise
+
+    def recorded_maps(self):
+        """The maps written with the home ({"uid_maps": [...], "gid_maps": [...]}), None if none."""
+        if self.state_fd is None:
+            return None
+        path = os.path.join(self.path, STATE_DIR, MAPS_FILE)
+        try:
+            data = read_json(self.state_fd, MAPS_FILE)
+        except (OSError, ValueError) as e:
+            raise OverlayError("the home's recorded id maps cannot be read: %s" % e, path=path)
+        if data is not None and not (isinstance(data, dict) and isinstance(data.get("uid_maps"), list)
+                                     and isinstance(data.get("gid_maps"), list)):
+            raise OverlayError("the home's recorded id maps are not in the expected format", path=path)
+        return data
+
+    def record_maps(self, uid_maps, gid_maps):
+        payload = json.dumps({"uid_maps": uid_maps, "gid_maps": gid_maps}, sort_keys=True, indent=1)
+        write_atomic(self.state_fd, MAPS_FILE, payload.encode() + b"\n", 0o600)
+
+    def settle(self, root_uid, root_gid, create):
+        """Check the home against its (remapped) root; a writer creates what is missing."""
+        self.root_uid, self.root_gid = root_uid, root_gid
+        try:
+            if self.fd is None:
+                if not create:
+                    return
+                self.fd, self.path = self._walk(self.path, True)
+                self.state_fd = self._open_state()
+            reason = untrusted_reason(os.fstat(self.fd), {0, root_uid}, {0, root_gid})
+            if reason:
+                _refuse(self.path, reason)
+            self._check_contents()
+            where = os.path.join(self.path, STATE_DIR)
+            if self.state_fd is not None:
+                self._check_private(self.state_fd, where)
+            elif create:
+                self.state_fd = self.open_private(self.fd, STATE_DIR, True, self.path)
+            if self.state_fd is not None:
+                self.records_fd = self.open_private(self.state_fd, RECORDS_DIR, create, where)
+                self.tmp_fd = self.open_private(self.state_fd, TMP_DIR, create, where)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ----------------------------------------------------------
+
+    def _walk(self, path, create):
+        """(fd of the home or None when it is missing, its resolved path)."""
+        pending = [c for c in path.split("/") if c]
+        pending.reverse()
+        fd = os.open("/", DIR_FLAGS)
+        real = []
+        links = 0
+        try:
+            self._check_ancestor(fd, "/")
+            while pending:
+                name = pending.pop()
+                if name in (".", ""):
+                    continue
+                if name == "..":
+                    if real:
+                        real.pop()
+                        parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+                        os.close(fd)
+                        fd = parent
+                    continue
+                here = "/" + "/".join(real + [name])
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    if not create:
+                        rest = [name] + list(reversed(pending))
+                        os.close(fd)
+                        fd = None
+                        return None, "/" + "/".join(real + rest)
+                    self._make(fd, name, last=not pending)
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    links += 1
+                    if links > _MAX_LINKS:
+                        _refuse(path, "too many symlinks")
+                    dir_st = os.fstat(fd)
+                    if st.st_uid not in (0, dir_st.st_uid):
+                        _refuse(here, "it is a symlink owned by uid %d" % st.st_uid)
+                    target = os.readlink(name, dir_fd=fd)
+                    if target.startswith("/"):
+                        os.close(fd)
+                        fd = None
+                        fd = os.open("/", DIR_FLAGS)
+                        real = []
+                    pending.extend(reversed([c for c in target.split("/") if c]))
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    _refuse(here, "it is not a directory")
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    _refuse(here, "cannot open it: %s" % e.strerror)
+                os.close(fd)
+                fd = child
+                real.append(name)
+                if pending:
+                    self._check_ancestor(fd, "/" + "/".join(real))
+            return fd, "/" + "/".join(real)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+
+    @staticmethod
+    def _check_ancestor(fd, path):
+        reason = untrusted_reason(os.fstat(fd), {0}, {0})
+        if reason:
+            _refuse(path, "a directory above it can be changed by another user: %s" % reason)
+
+    def _make(self, dir_fd, name, last):
+        """A missing ancestor becomes root's 0755 directory, the home the remapped root's 0700 one."""
+        try:
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            return
+        if last:
+            os.chown(name, self.root_uid, self.root_gid, dir_fd=dir_fd, follow_symlinks=False)
+        else:
+            os.chmod(name, 0o755, dir_fd=dir_fd)
+
+    def _check_contents(self):
+        for name in os.listdir(self.fd):
+            if name == STATE_DIR:
+                continue
+            try:
+                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not (is_layer_name(name) and stat.S_ISDIR(st.st_mode)):
+                _refuse(self.path, "it holds %r, which is not a layer directory (is this the right home?)" % name)
+
+    def open_private(self, parent_fd, name, create, where):
+        """A bookkeeping directory: a real directory, 0700, owned by root or the remapped root."""
+        path = os.path.join(where, name)
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                return None
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+            os.chown(name, self.root_uid, self.root_gid, dir_fd=parent_fd, follow_symlinks=False)
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                _refuse(path, "it is a symlink or not a directory")
+            raise
+        try:
+            self._check_private(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _check_private(self, fd, path):
+        st = os.fstat(fd)
+        if st.st_uid not in (0, self.root_uid) or st.st_mode & 0o077:
+            _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d)"
+                    % (stat.S_IMODE(st.st_mode), st.st_uid))
+
+    def close(self):
+        for attr in ("tmp_fd", "records_fd", "state_fd", "fd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                setattr(self, attr, None)
+                os.close(fd)
+
+    # -- reading ----------------------------------------------------------
+
+    @property
+    def exists(self):
+        return self.fd is not None
+
+    def is_layer_dir(self, layer_id):
+        if self.fd is None:
+            return False
+        try:
+            st = os.stat(layer_id, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return stat.S_ISDIR(st.st_mode)
+
+    def layer_ids(self):
+        if self.fd is None:
+            return []
+        return sorted(n for n in os.listdir(self.fd) if is_layer_name(n) and self.is_layer_dir(n))
+
+    def lock_exists(self):
+        if self.state_fd is None:
+            return False
+        try:
+            os.stat(LOCK_FILE, dir_fd=self.state_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read_only(self):
+        """Whether the home's filesystem is mounted read-only."""
+        if self.fd is None:
+            return False
+        return bool(os.statvfs(self.fd).f_flag & os.ST_RDONLY)
