@@ -27,6 +27,7 @@ from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .layout import HomeLayout, make_temp_dir
+from .overlay_view import TreeView, view_changes
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .tar_export import export_changes
 
@@ -480,28 +481,47 @@ class Driver:
             pass
 
     # -- naive diff driver ----------------------------------------------------
+    #
+    # The trees are read from the layers' directories (overlay_view.py for an
+    # overlay layer), never through a mount: reading changes nothing on the host.
+
+    def _tree(self, layer_id):
+        """The layer's tree as TreeView, None for no layer."""
+        if not layer_id:
+            return None
+        paths = self._require(layer_id)
+        if _is_dir(paths.root):
+            return TreeView([paths.root])
+        lower = self.metadata(layer_id)["LowerDir"]
+        if not _is_dir(lower):
+            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
+        return TreeView([paths.upper, lower])
+
+    def _changes(self, layer_id, parent):
+        """(changes, the directory holding the layer's own files)."""
+        new, old = self._tree(layer_id), self._tree(parent)
+        if not new.overlay and (old is None or not old.overlay):
+            return changes_dirs(new.layers[0], old.layers[0] if old else None), new.layers[0]
+        return view_changes(new, old), new.layers[0]
 
     def changes(self, layer_id, parent=""):
-        with self.view(layer_id) as layer_fs, self.view(parent) as parent_fs:
-            return changes_dirs(layer_fs, parent_fs)
+        return self._changes(layer_id, parent)[0]
 
     def diff_size(self, layer_id, parent=""):
         return self.changes_and_size(layer_id, parent)[1]
 
     def changes_and_size(self, layer_id, parent=""):
         """changes() and diff_size() from one walk, for callers that report both."""
-        with self.view(layer_id) as layer_fs, self.view(parent) as parent_fs:
-            changes = changes_dirs(layer_fs, parent_fs)
-            return changes, changes_size(layer_fs, changes)
+        changes, own = self._changes(layer_id, parent)
+        return changes, changes_size(own, changes)
 
     def diff(self, layer_id, parent, out):
         """Write the layer's changes against parent as a tarball to out.
 
         Returns (diff_id, tar bytes, changes, diff_size).
         """
-        with self.view(layer_id) as layer_fs, self.view(parent) as parent_fs:
-            changes = changes_dirs(layer_fs, parent_fs)
-            exported = export_changes(layer_fs, changes, out, self.uid_maps, self.gid_maps)
+        changes, own = self._changes(layer_id, parent)
+        exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return exported.diff_id, exported.tar_size, changes, exported.diff_size
 
 

@@ -22,7 +22,7 @@ import stat
 from .errors import OverlayError
 from .holders import read_json, write_atomic
 from .ids import validate_layer_id
-from .layout import LOCK_FILE, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .layout import LAYER_ENTRIES, LOCK_FILE, RECORDS_DIR, STATE_DIR, TMP_DIR
 
 MAPS_FILE = "maps.json"
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -216,15 +216,24 @@ class HomeDirs:
             os.chmod(name, 0o755, dir_fd=dir_fd)
 
     def _check_contents(self):
-        for name in os.listdir(self.fd):
+        """Only .strata and layer directories (the seed's five names inside, nothing else)."""
+        for name in sorted(os.listdir(self.fd)):
             if name == STATE_DIR:
                 continue
             try:
                 st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            if not (is_layer_name(name) and stat.S_ISDIR(st.st_mode)):
+            if not (is_layer_name(name) and stat.S_ISDIR(st.st_mode) and self._looks_like_layer(name)):
                 _refuse(self.path, "it holds %r, which is not a layer directory (is this the right home?)" % name)
+
+    def _looks_like_layer(self, name):
+        fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+        try:
+            inside = set(os.listdir(fd))
+        finally:
+            os.close(fd)
+        return bool(inside) and inside <= set(LAYER_ENTRIES)
 
     def open_private(self, parent_fd, name, create, where):
         """A bookkeeping directory: a real directory, 0700, owned by root or the remapped root."""

@@ -1,0 +1,103 @@
+"""Changes and diffs of overlay layers are read from upper/ and root/, never through a mount,
+and equal what the naive driver reads through the mounted layer."""
+
+import io
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import driver as driver_mod, mounts
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
+
+from layertools import TarBuilder
+
+BASE = (TarBuilder().dir("etc").file("etc/motd", "base\n").file("etc/gone", "x").dir("srv").file("srv/a", "a")
+        .file("srv/b", "b").dir("srv/sub").file("srv/sub/c", "c").dir("var").dir("var/lib").file("var/lib/db", "d")
+        .file("keep", "k").bytes())
+
+
+def _edit_through_mount(drv, layer_id):
+    merged = drv.get(layer_id)
+    try:
+        with open(os.path.join(merged, "etc/motd"), "w") as f:
+            f.write("changed\n")
+        os.unlink(os.path.join(merged, "etc/gone"))
+        shutil.rmtree(os.path.join(merged, "srv"))  # then recreated: an opaque dir in upper/
+        os.mkdir(os.path.join(merged, "srv"))
+        with open(os.path.join(merged, "srv/new"), "w") as f:
+            f.write("new")
+        shutil.rmtree(os.path.join(merged, "var/lib"))
+        os.chmod(os.path.join(merged, "keep"), 0o600)
+        os.mkdir(os.path.join(merged, "added"))
+        os.symlink("../keep", os.path.join(merged, "added/link"))
+    finally:
+        drv.put(layer_id)
+
+
+def _naive(drv, layer_id, parent_root):
+    """The changes and tarball read through a mount of the layer, as the naive driver does."""
+    merged = drv.get(layer_id)
+    try:
+        changes = changes_dirs(merged, parent_root)
+        out = io.BytesIO()
+        exported = export_changes(merged, changes, out)
+        return [(c.path, c.kind) for c in changes], exported.diff_id, exported.diff_size
+    finally:
+        drv.put(layer_id)
+
+
+@pytest.fixture
+def tree(home):
+    drv = Driver(home)
+    drv.create("base", "")
+    drv.apply_diff("base", "", io.BytesIO(BASE))
+    drv.create("app", "base")
+    _edit_through_mount(drv, "app")
+    yield drv
+    drv.close()
+
+
+def _no_mounts(monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("reading a layer must not mount anything")
+    monkeypatch.setattr(mounts, "mount_overlay", refuse)
+    monkeypatch.setattr(driver_mod.mounts, "mount_overlay", refuse)
+
+
+def test_overlay_changes_and_diff_equal_the_mounted_view_without_mounting(tree, monkeypatch):
+    root = tree.layout.layer("base").root
+    naive_changes, naive_diff_id, naive_size = _naive(tree, "app", root)
+    assert ("/srv/a", "D") in naive_changes and ("/var/lib", "D") in naive_changes  # the scenario is real
+    before = len(mounts.read_mountinfo())
+    _no_mounts(monkeypatch)
+    changes, size = tree.changes_and_size("app", "base")
+    assert [(c.path, c.kind) for c in changes] == naive_changes
+    assert size == naive_size
+    out = io.BytesIO()
+    diff_id, _tar_size, _changes, diff_size = tree.diff("app", "base", out)
+    assert diff_id == naive_diff_id and diff_size == naive_size
+    assert len(mounts.read_mountinfo()) == before
+
+
+def test_child_of_an_overlay_compared_with_its_overlay_parent(tree, monkeypatch):
+    tree.create("child", "app")  # inherits lower-id and a copy of app's upper/
+    merged = tree.get("child")
+    try:
+        os.unlink(os.path.join(merged, "srv/new"))
+        os.unlink(os.path.join(merged, "keep"))
+        with open(os.path.join(merged, "etc/child"), "w") as f:
+            f.write("child")
+    finally:
+        tree.put("child")
+    parent_merged = tree.get("app")
+    try:
+        expected = [(c.path, c.kind) for c in changes_dirs(tree.get("child"), parent_merged)]
+    finally:
+        tree.put("child")
+        tree.put("app")
+    _no_mounts(monkeypatch)
+    assert [(c.path, c.kind) for c in tree.changes("child", "app")] == expected
+    assert ("/keep", "D") in expected and ("/srv/new", "D") in expected and ("/etc/child", "A") in expected
