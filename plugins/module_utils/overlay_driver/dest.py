@@ -39,16 +39,16 @@ def resolve_dest(dest, home, layer_id=None):
         raise OverlayError("destination directory does not exist", layer=layer_id, path=directory)
     directory = os.path.realpath(directory)
     target = os.path.join(directory, name)
+    home = os.path.realpath(home).rstrip("/") + "/"
+    if (target + "/").startswith(home) or home.startswith(target + "/"):
+        raise OverlayError("refusing to write a diff inside the layer home (%s)" % home.rstrip("/"),
+                           layer=layer_id, path=target)
     try:
         st = os.lstat(target)
     except FileNotFoundError:
         st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise OverlayError("dest is a directory; it must name a file", layer=layer_id, path=target)
-    home = os.path.realpath(home).rstrip("/") + "/"
-    if (target + "/").startswith(home) or home.startswith(target + "/"):
-        raise OverlayError("refusing to write a diff inside the layer home (%s)" % home.rstrip("/"),
-                           layer=layer_id, path=target)
     return directory, name
 
 

@@ -1,0 +1,110 @@
+"""overlay_diff's dest: a random O_EXCL temp beside it, renamed over it; symlinks replaced, never
+followed; the home compared resolved; directories refused; check mode writes nothing."""
+
+import contextlib
+import io
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+from layertools import TarBuilder, snapshot
+
+BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").bytes()
+CHILD = TarBuilder().file("etc/hostname", "child\n").bytes()
+
+
+@pytest.fixture
+def tree(home):
+    store = LayerStore(home)
+    with store.locked():
+        store.apply_diff("base", "", lambda: contextlib.closing(io.BytesIO(BASE)))
+        store.apply_diff("child", "base", lambda: contextlib.closing(io.BytesIO(CHILD)))
+        yield store
+    store.close()
+
+
+@pytest.fixture
+def guarded(canary):
+    before = snapshot(canary)
+    yield canary
+    assert snapshot(canary) == before
+
+
+def planted_symlink(target, path):
+    os.symlink(target, path)
+    os.chown(path, 65534, 65534, follow_symlinks=False)
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_planted_temp_name_is_never_written_through(tree, scratch, guarded, check_mode):
+    out = os.path.join(scratch, "out")
+    os.mkdir(out)
+    os.chmod(out, 0o1777)
+    dest = os.path.join(out, "child.tar")
+    planted_symlink(os.path.join(guarded, "etc", "passwd"), dest + ".strata-tmp")
+    tree.export_diff("child", dest, check_mode=check_mode)
+    assert os.path.islink(dest + ".strata-tmp")
+    assert sorted(os.listdir(out)) == (["child.tar.strata-tmp"] if check_mode else
+                                       ["child.tar", "child.tar.strata-tmp"])
+
+
+def test_a_symlink_at_dest_is_replaced_not_followed(tree, scratch, guarded):
+    dest = os.path.join(scratch, "child.tar")
+    planted_symlink(os.path.join(guarded, "etc", "passwd"), dest)
+    changed, info = tree.export_diff("child", dest)
+    assert changed and not os.path.islink(dest) and os.path.isfile(dest)
+    assert info["dest"] == dest
+
+
+def test_the_home_is_compared_resolved(tree, scratch):
+    link = os.path.join(scratch, "home-link")
+    os.symlink(tree.home, link)
+    store = LayerStore(link)
+    record = os.path.join(tree.home, ".strata", "layers", "child.json")
+    with open(record, "rb") as f:
+        before = f.read()
+    # (the tree fixture holds the home's lock; export_diff itself takes none)
+    with pytest.raises(OverlayError, match="inside the layer home"):
+        store.export_diff("child", record)
+    with pytest.raises(OverlayError, match="inside the layer home"):
+        store.export_diff("child", os.path.join(link, "x.tar"))
+    store.close()
+    with open(record, "rb") as f:
+        assert f.read() == before
+
+
+@pytest.mark.parametrize("where, message", [
+    ("scratch", "dest is a directory"),
+    ("home", "inside the layer home"),
+    ("/", "must name a file"),
+    ("scratch/", "must name a file"),
+])
+def test_directories_the_home_and_slash_are_clear_errors(tree, scratch, where, message):
+    outdir = os.path.join(scratch, "outdir")
+    os.mkdir(outdir)
+    dest = {"scratch": outdir, "home": tree.home, "/": "/", "scratch/": outdir + "/"}[where]
+    with pytest.raises(OverlayError, match=message):
+        tree.export_diff("child", dest)
+
+
+def test_check_mode_writes_nothing_and_tells_the_real_digest(tree, scratch):
+    dest = os.path.join(scratch, "child.tar")
+    before = sorted(os.listdir(scratch))
+    changed, info = tree.export_diff("child", dest, check_mode=True)
+    assert changed and sorted(os.listdir(scratch)) == before
+    changed, real = tree.export_diff("child", dest)
+    assert changed and real["diff_id"] == info["diff_id"]
+    changed, again = tree.export_diff("child", dest, check_mode=True)
+    assert not changed and again["diff_id"] == info["diff_id"]
+
+
+def test_a_failed_export_leaves_no_temp_file(tree, scratch, monkeypatch):
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(tree.driver, "diff", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tree.export_diff("child", os.path.join(scratch, "child.tar"))
+    assert [n for n in os.listdir(scratch) if n.startswith(".strata-diff-") or n.startswith("child")] == []
