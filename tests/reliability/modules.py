@@ -13,15 +13,17 @@ REPO = os.path.realpath(list(_PKG.__path__)[0])
 PYTHONPATH = os.path.dirname(os.path.dirname(os.path.dirname(list(_PKG.__path__)[0])))
 
 
-def start(module, args, fault=None):
+def start(module, args, fault=None, env=None):
     """Start a module process; returns (Popen, argsfile)."""
     fd, argsfile = tempfile.mkstemp(prefix="strata-args-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, f)
+    extra = env
     env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     env.pop("STRATA_OVERLAY_FAULT", None)
     if fault:
         env["STRATA_OVERLAY_FAULT"] = fault
+    env.update(extra or {})
     path = os.path.join(REPO, "plugins", "modules", module + ".py")
     proc = subprocess.Popen([sys.executable, path, argsfile], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

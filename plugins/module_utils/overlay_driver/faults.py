@@ -5,14 +5,17 @@
 
 Inert unless STRATA_OVERLAY_FAULT is set in the environment of the process,
 as NAME or NAME:N; the process then kills itself with SIGKILL at the Nth time
-it passes point NAME (default the first). Reliability tests set it; nothing
-else should.
+it passes point NAME (default the first). With STRATA_OVERLAY_FAULT_WAIT set
+to a path, it creates that file instead and waits there for a signal from
+outside (SIGTERM, SIGINT). Reliability tests set them; nothing else should.
 """
 
 import os
 import signal
+import time
 
 ENV = "STRATA_OVERLAY_FAULT"
+WAIT_ENV = "STRATA_OVERLAY_FAULT_WAIT"
 _target, _sep, _nth = (os.environ.get(ENV) or "").partition(":")
 _nth = int(_nth) if _nth.isdigit() else 1
 _seen = 0
@@ -29,6 +32,7 @@ POINTS = (
     "mount.mounted",
     "unmount.unmounted",
     "record.written",
+    "diff.written",
 )
 
 
@@ -39,4 +43,10 @@ def point(name):
         return
     _seen += 1
     if _seen >= _nth:
+        ready = os.environ.get(WAIT_ENV)
+        if ready:
+            with open(ready, "w"):
+                pass
+            time.sleep(120)  # the signal the test sends interrupts this
+            return
         os.kill(os.getpid(), signal.SIGKILL)

@@ -270,10 +270,17 @@ class LayerStore:
         self._require_writer(layer_id)
         if needs_mount:
             self.driver.get(layer_id, mount_label)
-            faults.point("mount.mounted")
-        if changed:
-            record.holders.add(holder)
-            self.save(record)
+        try:
+            if needs_mount:
+                faults.point("mount.mounted")
+            if changed:
+                record.holders.add(holder)
+                self.save(record)
+        except BaseException:
+            # a mount nobody holds is not left behind by an interrupted run
+            if needs_mount and not self.record(layer_id).holders:
+                self.driver.put(layer_id)
+            raise
         return Outcome(True, before, self.state(layer_id))
 
     def mount(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
@@ -440,6 +447,7 @@ class LayerStore:
         else:
             with AtomicDest(directory, name) as out:
                 digest, tar_size, changes, size = self.driver.diff(layer_id, parent, out)
+                faults.point("diff.written")
                 same = same_content(out.dir_fd, name, digest)
                 out.commit(keep_existing=same)
         return ExportOutcome(not same, {"diff_id": digest, "size": size, "tar_size": tar_size,

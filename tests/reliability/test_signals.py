@@ -1,0 +1,122 @@
+"""SIGTERM and SIGINT sent from outside to real module processes, stopped at a known point.
+
+Each run waits at a crash point (STRATA_OVERLAY_FAULT_WAIT) until the test
+signals it. The module must fail with JSON naming the signal (no traceback),
+and leave nothing half-made: no temp dir or file, no mount nobody holds, no
+empty layer from an interrupted apply. The next run then succeeds.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+
+from layertools import TarBuilder
+import modules
+
+BASE = TarBuilder().dir("etc").file("etc/motd", "base\n").file("etc/old", "old\n").dir("srv").file("srv/a", "a").bytes()
+CHILD = TarBuilder().file("etc/motd", "child\n").whiteout("etc/old").file("new", "1").file("new2", "2").bytes()
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def ok(module, args):
+    rc, result, err = modules.run(module, args)
+    assert rc == 0, (result, err)
+    return result
+
+
+@pytest.fixture
+def s(scratch):
+    return {"home": os.path.join(scratch, "home"), "scratch": scratch,
+            "base": write(os.path.join(scratch, "base.tar"), BASE),
+            "child": write(os.path.join(scratch, "child.tar"), CHILD)}
+
+
+def interrupted(s, module, args, fault, signum):
+    """Run module until it reaches fault, send signum, return (rc, result, stderr)."""
+    ready = os.path.join(s["scratch"], "ready")
+    proc, argsfile = modules.start(module, args, fault=fault, env={"STRATA_OVERLAY_FAULT_WAIT": ready})
+    deadline = time.monotonic() + 60
+    while not os.path.exists(ready):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            rc, result, err = modules.finish(proc, argsfile)
+            raise AssertionError("the run never reached %s: %s %s %s" % (fault, rc, result, err))
+        time.sleep(0.02)
+    os.unlink(ready)
+    proc.send_signal(signum)
+    return modules.finish(proc, argsfile)
+
+
+def nothing_half_made(s):
+    home = s["home"]
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
+    mounted = [line.split()[4] for line in open("/proc/self/mountinfo") if line.split()[4].startswith(home + "/")]
+    assert mounted == []
+    assert [n for n in os.listdir(s["scratch"]) if n.startswith(".strata-diff-")] == []
+
+
+def failed_cleanly(rc, result, err, signame):
+    assert rc == 1, (rc, result, err)
+    assert result["failed"] and "interrupted by %s" % signame in result["msg"], result
+    assert "Traceback" not in err and "exception" not in result, (result, err)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_apply_of_a_new_layer_leaves_no_layer(s, signum):
+    args = {"id": "base", "home": s["home"], "src": s["base"], "remote_src": True}
+    rc, result, err = interrupted(s, "overlay_apply_diff", args, "apply.entry:2", signum)
+    failed_cleanly(rc, result, err, signal.Signals(signum).name)
+    assert not os.path.exists(os.path.join(s["home"], "base"))
+    assert ok("overlay_info", {"home": s["home"]})["layers"] == []
+    nothing_half_made(s)
+    assert ok("overlay_apply_diff", args)["changed"]
+
+
+def test_interrupted_apply_through_a_mount_unmounts_and_removes_the_layer(s):
+    ok("overlay_apply_diff", {"id": "base", "home": s["home"], "src": s["base"], "remote_src": True})
+    ok("overlay_layer", {"id": "init", "parent": "base", "home": s["home"]})
+    args = {"id": "child", "parent": "init", "home": s["home"], "src": s["child"], "remote_src": True}
+    rc, result, err = interrupted(s, "overlay_apply_diff", args, "apply.mounted", signal.SIGTERM)
+    failed_cleanly(rc, result, err, "SIGTERM")
+    assert not os.path.exists(os.path.join(s["home"], "child"))
+    nothing_half_made(s)
+    assert ok("overlay_apply_diff", args)["changed"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_diff_leaves_no_temp_file_and_nothing_mounted(s, signum):
+    ok("overlay_apply_diff", {"id": "base", "home": s["home"], "src": s["base"], "remote_src": True})
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": s["home"]})
+    mounted = ok("overlay_mount", {"id": "app", "home": s["home"], "holder": "w"})
+    with open(os.path.join(mounted["path"], "written"), "w") as f:
+        f.write("x")
+    ok("overlay_mount", {"id": "app", "home": s["home"], "holder": "w", "state": "unmounted"})
+    dest = os.path.join(s["scratch"], "app.tar")
+    args = {"id": "app", "home": s["home"], "dest": dest}
+    rc, result, err = interrupted(s, "overlay_diff", args, "diff.written", signum)
+    failed_cleanly(rc, result, err, signal.Signals(signum).name)
+    assert not os.path.exists(dest)
+    nothing_half_made(s)
+    state = ok("overlay_info", {"home": s["home"], "id": "app"})["layer"]
+    assert not state["mounted"] and state["holders"] == []
+    assert ok("overlay_diff", args)["changed"]
+
+
+def test_interrupted_mount_leaves_no_mount_without_a_holder(s):
+    ok("overlay_apply_diff", {"id": "base", "home": s["home"], "src": s["base"], "remote_src": True})
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": s["home"]})
+    args = {"id": "app", "home": s["home"], "holder": "web"}
+    rc, result, err = interrupted(s, "overlay_mount", args, "mount.mounted", signal.SIGTERM)
+    failed_cleanly(rc, result, err, "SIGTERM")
+    nothing_half_made(s)
+    result = ok("overlay_mount", args)
+    try:
+        assert result["changed"] and result["mounted"] and result["holders"] == ["web"]
+    finally:
+        ok("overlay_mount", dict(args, state="unmounted"))
