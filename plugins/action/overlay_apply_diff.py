@@ -6,7 +6,8 @@
 With diff_id given, the module is asked first without src; a layer that
 already has that diff answers from its record, and nothing is sent. Otherwise
 src goes to a temporary file on the host (like ansible.builtin.unarchive),
-which is always removed.
+which is always removed. Check mode sends it too: a check run reads and
+verifies the tarball, so it fails where the real run would.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,10 +43,6 @@ class ActionModule(ActionBase):
             probe.pop("src", None)
             answer = self._execute_module(module_name=module_name, module_args=probe, task_vars=task_vars)
             if not answer.get("needs_src") or src is None:
-                if answer.get("changed") and src is not None:  # check mode: would apply
-                    missing = self._missing_src(args, src, result)
-                    if missing:
-                        return missing
                 result.update(answer)
                 return result
         elif src is None:

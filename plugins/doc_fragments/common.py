@@ -13,19 +13,31 @@ options:
   home:
     description:
       - The layer home, the directory that holds every layer (the Go driver's C(home)).
-      - Created (mode 0700, owned by the remapped root) if missing.
+      - Created (mode 0700, owned by the remapped root) if missing; check mode and
+        M(strata.overlay.overlay_info) never create it.
       - Must be on a filesystem overlay can use as upper layer; btrfs, aufs, zfs, overlayfs and
         filesystems without d_type are refused.
+      - Opened, never trusted by path. Refused when it or any directory above it is owned by a user
+        other than root (the home itself may belong to the remapped root), or is writable by such a
+        user without the sticky bit; when a symlink on the way belongs to another user; when it is
+        C(/); and when it is an existing directory holding anything but layer directories and
+        C(.strata). C(.strata) and its C(layers/) and C(tmp/) must be 0700 directories owned by root
+        or the remapped root, and symlinks there are refused.
+      - A read-only home can be read by M(strata.overlay.overlay_info); the other modules fail with
+        C(home is read-only).
     type: path
     default: /var/lib/strata/overlay
   uid_maps:
     description:
       - User id mappings (as in C(/proc/self/uid_map)). Layer directories are owned by the host
         uid of container uid 0, and owners in layer tarballs are shifted through these maps.
-      - An owner outside the maps is an error.
+      - An owner outside the maps is an error. Each range must end at or below id 4294967294
+        (4294967295 is not an id).
+      - The maps belong to the home. They are recorded in C(<home>/.strata/maps.json) when the home is
+        first written (no maps given then means the identity), and every later call uses the recorded
+        ones. Leave this option out to use them; a call that passes different maps fails.
     type: list
     elements: dict
-    default: []
     suboptions:
       container_id:
         description: First id inside the container.
@@ -41,10 +53,9 @@ options:
         required: true
   gid_maps:
     description:
-      - Group id mappings, as O(uid_maps) for groups.
+      - Group id mappings, as O(uid_maps) for groups; recorded with the home the same way.
     type: list
     elements: dict
-    default: []
     suboptions:
       container_id:
         description: First id inside the container.
@@ -60,13 +71,18 @@ options:
         required: true
 notes:
   - Runs as root on Linux hosts whose kernel has overlayfs. Managed hosts need nothing but Python 3.
-  - Every run takes a lock on the layer home, so concurrent tasks on one host see each other's work whole.
+  - Every run takes a lock on the layer home, so concurrent tasks on one host see each other's work whole
+    (readers and check runs a shared one, and only when the lock file exists).
+  - SIGTERM or SIGINT during a run makes it fail with a message naming the signal; what the run had half
+    made (temporary files and mounts, a layer created for an interrupted apply) is removed first.
 '''
 
     ATTRIBUTES = r'''
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
+      Nothing on the host changes (no home, no C(.strata), no lock file, no probe, no cleanup of
+      leftovers), and the result shows the state the real run would produce.
     support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.

@@ -73,7 +73,6 @@ class Manager:
         return result
 
 
-
 class LayerManager(Manager):
     def execute(self):
         return getattr(self, self.params["state"])()
@@ -161,7 +160,7 @@ class ApplyDiffManager(Manager):
 
 def _needs_src_error(layer_id, diff_id):
     err = OverlayError("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
-                    layer=layer_id)
+                       layer=layer_id)
     err.extra = {"needs_src": True}
     return err
 

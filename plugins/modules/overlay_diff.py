@@ -15,7 +15,13 @@ description:
     tarball; deletions become C(.wh.<name>) whiteouts.
   - The output is reproducible (whole-second times, whiteouts dated by their directory), so exporting
     the same layer again gives the same diff_id and reports no change.
-  - O(dest) is written through a temporary file and renamed, and may not be inside the layer home.
+  - O(dest) is written to a temporary file with a random name beside it (created exclusively, never
+    through a symlink) and renamed over it. A O(dest) that is a symlink is replaced, never written
+    through. O(dest) may not be a directory, C(/), the layer home or inside it (compared with every
+    symlink resolved).
+  - Neither layer is mounted. An overlay layer's changes are read from its C(upper/) directory.
+  - In check mode the tarball is built and hashed without being written; C(changed) says whether
+    O(dest) would change and C(diff_id) is the real digest.
 options:
   id:
     description: The layer id.

@@ -14,13 +14,18 @@ description:
   - Reports whether the host can run overlay (kernel support, backing filesystem, d_type) and every
     layer in the home with its kind, parent, live mount state, holders, diff and whether it is stale.
   - With O(id) and O(changes=true), also the layer's changes against its parent and their size.
-  - Never changes a layer; a home that does not exist is reported, not created.
+  - Never writes anything, in any mode. A home that does not exist is reported, not created;
+    leftovers of killed runs are left to the next writer; the home's lock is taken shared, and only
+    when its lock file exists; a read-only home can be read.
 options:
   id:
     description: A layer to report on in detail.
     type: str
   changes:
-    description: With O(id), compute the layer's changes against its parent (mounts it briefly if needed).
+    description:
+      - With O(id), compute the layer's changes against its parent.
+      - An overlay layer's changes are read from its C(upper/) (overlay whiteouts and opaque
+        directories) and its lower C(root/), without mounting anything.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -74,7 +79,9 @@ status:
       type: str
       sample: extfs
     d_type:
-      description: Whether that filesystem reports file types in directory entries.
+      description:
+        - Whether that filesystem reports file types in directory entries, read without writing
+          (the xfs geometry, or the entries of an existing directory); null when nothing tells.
       type: bool
       sample: true
     home:
