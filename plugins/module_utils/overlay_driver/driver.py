@@ -75,9 +75,10 @@ class Driver:
         self.backing_fs = "<unknown>"
         self.supports_dtype = None
         if check:
-            fscheck.require_overlay(load_module and self.writable)
             self.backing_fs = fscheck.backing_fs(fscheck.existing_ancestor(self.home))[0]
             if self.writable:
+                # a reader loads no kernel module: what it reads needs none
+                fscheck.require_overlay(load_module)
                 fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)
         if self.writable:
             self._require_writable()

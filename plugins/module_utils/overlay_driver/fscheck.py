@@ -122,6 +122,8 @@ def supports_dtype(path):
 
 
 XFS_MAGIC = 0x58465342
+# filesystems whose readdir always reports d_type: tmpfs, ramfs, f2fs
+ALWAYS_DTYPE = (0x01021994, 0x858458F6, 0xF2F52010)
 # _IOR('X', 100, struct xfs_fsop_geom_v1): 112 bytes, flags at offset 92
 _XFS_IOC_FSGEOMETRY_V1 = (2 << 30) | (112 << 16) | (ord("X") << 8) | 100
 _XFS_GEOM_FLAGS_FTYPE = 0x10000
@@ -141,7 +143,10 @@ def dtype_without_writing(path):
     directory above it on the same filesystem. None when nothing tells (an empty filesystem)."""
     path = existing_ancestor(path)
     try:
-        if syscalls.fs_magic(path) == XFS_MAGIC:
+        magic = syscalls.fs_magic(path)
+        if magic in ALWAYS_DTYPE:
+            return True
+        if magic == XFS_MAGIC:
             return _xfs_ftype(path)
     except OSError:
         pass

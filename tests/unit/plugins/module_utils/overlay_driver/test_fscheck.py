@@ -1,6 +1,7 @@
 """Backing filesystems, on real loop-mounted filesystems of each kind."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -72,3 +73,49 @@ def test_overlay_as_backing_fs_is_refused(home):
         assert problems and "overlayfs" in problems[0]
     finally:
         driver.put("child")
+
+
+@pytest.fixture
+def xfs(scratch):
+    """Factory: a loop-mounted xfs with the given ftype, or a skip when the kernel cannot mount it."""
+    made = []
+
+    def make(ftype):
+        image = os.path.join(scratch, "xfs-%s.img" % ftype)
+        with open(image, "wb") as f:
+            f.truncate(300 << 20)
+        extra = ["-m", "crc=0"] if ftype == "0" else []
+        subprocess.run(["mkfs.xfs", "-q", "-n", "ftype=" + ftype] + extra + [image], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = os.path.join(scratch, "xfs-" + ftype)
+        os.mkdir(target)
+        if subprocess.run(["mount", "-o", "loop", image, target], stderr=subprocess.DEVNULL).returncode:
+            pytest.skip("this kernel mounts no xfs with ftype=%s (V4 filesystems; the molecule VMs do)" % ftype)
+        made.append(target)
+        return target
+
+    yield make
+    for target in made:
+        subprocess.run(["umount", target], check=False)
+
+
+@pytest.mark.parametrize("ftype, expected", [("1", True), ("0", False)])
+def test_xfs_dtype_is_read_without_writing(xfs, ftype, expected):
+    mnt = xfs(ftype)
+    before = os.listdir(mnt)
+    assert fscheck.dtype_without_writing(os.path.join(mnt, "home")) is expected
+    assert os.listdir(mnt) == before == []
+    problems = fscheck.backing_problems(os.path.join(mnt, "home"))
+    assert bool(problems) is not expected and os.listdir(mnt) == []
+
+
+def test_ext4_without_dtype_is_found_from_lost_and_found(loopfs):
+    mnt = loopfs("ext4", 64, ["-O", "^filetype,^metadata_csum"])
+    assert fscheck.dtype_without_writing(os.path.join(mnt, "home")) is False
+    assert os.listdir(mnt) == ["lost+found"]
+
+
+def test_empty_tmpfs_reports_dtype(scratch):
+    empty = os.path.join(scratch, "empty")
+    os.mkdir(empty)
+    assert fscheck.dtype_without_writing(os.path.join(empty, "home")) is True
