@@ -95,12 +95,11 @@ class Driver:
         else:
             dirs.settle(self.root_uid, self.root_gid, create=False)
         if check:
-            if self.writable:
-                self.supports_dtype = fscheck.supports_dtype(fd_path(dirs.tmp_fd))
-                if not self.supports_dtype:
-                    fscheck.require_compatible(self.home, dtype=False)
-            else:
-                self.supports_dtype = fscheck.dtype_without_writing(self.home)
+            # Read from the entries the home holds (.strata at least, once written): a probe
+            # written into tmp/ would race another run's cleanup, which holds the lock.
+            self.supports_dtype = fscheck.dtype_without_writing(self.home)
+            if self.writable and self.supports_dtype is False:
+                fscheck.require_compatible(self.home, dtype=False)
 
     def _resolve_maps(self, uid_maps, gid_maps):
         """(uid maps, gid maps, whether the home has them recorded)."""

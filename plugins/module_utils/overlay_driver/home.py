@@ -228,7 +228,10 @@ class HomeDirs:
                 _refuse(self.path, "it holds %r, which is not a layer directory (is this the right home?)" % name)
 
     def _looks_like_layer(self, name):
-        fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            return True  # removed by a concurrent run since the listing: nothing to judge
         try:
             inside = set(os.listdir(fd))
         finally:
@@ -243,9 +246,12 @@ class HomeDirs:
         except FileNotFoundError:
             if not create:
                 return None
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
-            os.chown(name, self.root_uid, self.root_gid, dir_fd=parent_fd, follow_symlinks=False)
-            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
+                os.chown(name, self.root_uid, self.root_gid, dir_fd=parent_fd, follow_symlinks=False)
+            except FileExistsError:
+                pass  # a concurrent first run made it; it is checked below like any other
+            return self.open_private(parent_fd, name, False, where)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 _refuse(path, "it is a symlink or not a directory")
