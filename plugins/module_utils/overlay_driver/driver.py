@@ -15,7 +15,6 @@ a copy and exchanged in, after its digest has been checked. Reference
 counting is not here (the seed's commit moved it out); see store.py.
 """
 
-import contextlib
 import errno
 import os
 import stat
@@ -367,20 +366,6 @@ class Driver:
                                layer=layer_id, path=paths.merged)
         mounts.unmount(paths.merged)
         return True
-
-    @contextlib.contextmanager
-    def view(self, layer_id):
-        """The layer's filesystem for reading; mounts it for the duration if it was not mounted."""
-        if not layer_id:
-            yield None
-            return
-        was_mounted = self.is_mounted(layer_id)
-        path = self.get(layer_id)
-        try:
-            yield path
-        finally:
-            if not was_mounted and path == self.layout.layer(layer_id).merged:
-                self.put(layer_id)
 
     # -- apply_diff ---------------------------------------------------------
 
