@@ -200,8 +200,9 @@ class Driver:
     def lower_id(self, layer_id):
         paths = self.layout.layer(layer_id)
         try:
-            with open(paths.lower_id) as f:
-                value = f.read()
+            fd = os.open(paths.lower_id, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                value = f.read(4096).decode("utf-8", "replace")
         except OSError as e:
             raise OverlayError("cannot read lower-id: %s" % e.strerror, layer=layer_id, path=paths.lower_id)
         try:

@@ -203,3 +203,13 @@ def test_read_only_run_on_a_symlinked_tmp_empties_nothing(home, guarded):
     with pytest.raises(OverlayError, match="symlink or not a directory"):
         with LayerStore(home).locked():
             pass
+
+
+def test_a_symlinked_lower_id_is_not_read_through(home, guarded):
+    made_home(home)
+    lower_id = os.path.join(home, "app", "lower-id")
+    os.unlink(lower_id)
+    planted_symlink(os.path.join(guarded, "etc", "passwd"), lower_id)
+    store = LayerStore(home)
+    with pytest.raises(OverlayError, match="cannot read lower-id"):
+        store.driver.lower_id("app")
