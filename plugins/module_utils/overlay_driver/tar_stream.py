@@ -377,6 +377,28 @@ def _pax_int(value, key):
 
 _NO_PAX = {}
 
+# What the system calls take: an owner of 2**32-1 is chown's "leave unchanged" (-1), times are a
+# time_t of seconds, and the kernel's dev_t has 12 bits of major and 20 of minor. Beyond these,
+# os.chown, os.utime and os.makedev raise OverflowError or silently do something else.
+MAX_ID = (1 << 32) - 2
+MIN_TIME_NS = -(1 << 63) * 1000000000
+MAX_TIME_NS = (1 << 63) * 1000000000 - 1
+MAX_DEVMAJOR = (1 << 12) - 1
+MAX_DEVMINOR = (1 << 20) - 1
+
+
+def _check_ranges(entry):
+    """Refuse numbers the system calls cannot take, naming the entry."""
+    if not (entry.uid <= MAX_ID and entry.gid <= MAX_ID):
+        raise LayerFormatError("entry %r: owner %d:%d is out of range (ids go up to %d)"
+                               % (entry.name, entry.uid, entry.gid, MAX_ID))
+    for what, ns in (("mtime", entry.mtime_ns), ("atime", entry.atime_ns)):
+        if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+            raise LayerFormatError("entry %r: %s of %d seconds is out of range" % (entry.name, what, ns // 1000000000))
+    if entry.devmajor > MAX_DEVMAJOR or entry.devminor > MAX_DEVMINOR:
+        raise LayerFormatError("entry %r: device number %d:%d is out of range (major up to %d, minor up to %d)"
+                               % (entry.name, entry.devmajor, entry.devminor, MAX_DEVMAJOR, MAX_DEVMINOR))
+
 
 class Header:
     """One decoded 512-byte tar header (ustar, GNU or v7)."""
@@ -469,8 +491,9 @@ def parse_header(buf, offset=0):
         h.devminor = _number(buf[337:345], "devminor", offset)
     else:
         h.devmajor = h.devminor = 0
-    if h.size < 0 or h.mode < 0 or h.uid < 0 or h.gid < 0:
-        raise LayerFormatError("invalid tar header at offset %d: negative size, mode or owner" % offset)
+    if h.size < 0 or h.mode < 0 or h.uid < 0 or h.gid < 0 or h.devmajor < 0 or h.devminor < 0:
+        raise LayerFormatError("invalid tar header at offset %d: negative size, mode, owner or device number"
+                               % offset)
     if h.type == tarfile.AREGTYPE and name.endswith("/"):
         h.type = tarfile.DIRTYPE
     if h.type == tarfile.DIRTYPE:
@@ -554,6 +577,10 @@ def iter_entries(reader, limits=None):
         entry.devmajor = info.devmajor
         entry.devminor = info.devminor
         entry.xattrs = {k[len("SCHILY.xattr."):]: v for k, v in pax.items() if k.startswith("SCHILY.xattr.")}
+        if (entry.uid > MAX_ID or entry.gid > MAX_ID or entry.devmajor > MAX_DEVMAJOR
+                or entry.devminor > MAX_DEVMINOR or not MIN_TIME_NS <= entry.mtime_ns <= MAX_TIME_NS
+                or not MIN_TIME_NS <= entry.atime_ns <= MAX_TIME_NS):
+            _check_ranges(entry)
         long_name = long_link = None
         local_pax = {}
         if "\x00" in entry.name or "\x00" in entry.linkname:

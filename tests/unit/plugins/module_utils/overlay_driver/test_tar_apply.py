@@ -203,6 +203,28 @@ def _bomb_entries(n):
     return tb.bytes()
 
 
+def _with_pax(headers):
+    """One empty entry carrying the given PAX records, which TarBuilder would not write."""
+    info = tarfile.TarInfo("x")
+    info.pax_headers = headers
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
+
+
+def _gnu_entry(name, kind=tarfile.REGTYPE, **attrs):
+    """One entry in GNU format, which writes numbers too large for octal as base-256."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
+
+
 GOOD = TarBuilder().file("ok", "fine").bytes()
 
 # (id, archive bytes, expected error regex or None for "safe result", check(target) for safe results)
@@ -254,17 +276,20 @@ HOSTILE = [
     ("sparse-file", None, "sparse", None),
     ("entry-bomb", _bomb_entries(60), "more than 50 entries", None),
     ("raw-dotdot-header", _name_in_header(b"../../raw"), "'..'", None),
+    # numbers beyond what chown, utime and makedev take (OverflowError, or chown's -1 "unchanged")
+    ("uid-is-chowns-unchanged", _with_pax({"uid": "4294967295"}), "'x': owner 4294967295:0 is out of range", None),
+    ("gid-beyond-32-bits-pax", _with_pax({"gid": str(1 << 64)}), "'x': owner 0:%d is out of range" % (1 << 64),
+     None),
+    ("uid-beyond-32-bits-base256", _gnu_entry("big-uid", uid=1 << 40), "'big-uid': owner .* out of range", None),
+    ("mtime-beyond-time_t-pax", _with_pax({"mtime": "1" + "0" * 25}), "'x': mtime .* out of range", None),
+    ("atime-beyond-time_t-pax", _with_pax({"atime": "-" + "9" * 30 + ".5"}), "'x': atime .* out of range", None),
+    ("mtime-beyond-time_t-base256", _gnu_entry("old", mtime=1 << 70), "'old': mtime .* out of range", None),
+    ("devmajor-beyond-dev_t", _gnu_entry("dev/big", tarfile.CHRTYPE, devmajor=4096),
+     "'dev/big': device number 4096:0 is out of range", None),
+    ("devminor-beyond-int-base256", _gnu_entry("dev/huge", tarfile.BLKTYPE, devminor=1 << 40),
+     "'dev/huge': device number .* out of range", None),
+    ("devmajor-negative-base256", _gnu_entry("dev/neg", tarfile.CHRTYPE, devmajor=-5), "negative", None),
 ]
-
-
-def _with_pax(headers):
-    """One empty entry carrying the given PAX records, which TarBuilder would not write."""
-    info = tarfile.TarInfo("x")
-    info.pax_headers = headers
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        tf.addfile(info, io.BytesIO(b""))
-    return buf.getvalue()
 
 
 SPECIAL = {
