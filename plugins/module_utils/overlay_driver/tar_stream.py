@@ -52,13 +52,31 @@ _MAGIC = (
 
 
 class Limits:
-    """Bounds that keep a hostile archive from exhausting memory or inodes."""
+    """Bounds that keep a hostile archive from exhausting memory, CPU or inodes.
 
-    def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20):
+    Metadata headers (PAX and GNU long names) are bounded per header
+    (max_meta), for all the headers before one entry together (max_entry_meta),
+    and over the archive (max_meta_total); a PAX header holds at most
+    max_pax_records records with keys of at most max_pax_key bytes, and the
+    global PAX state, which applies to every later entry, at most
+    max_global_pax bytes of the keys an entry uses.
+    """
+
+    def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20,
+                 max_entry_meta=1 << 20, max_meta_total=1 << 30, max_pax_records=4096, max_pax_key=512,
+                 max_global_pax=64 << 10):
         self.max_entries = max_entries
         self.max_name = max_name
         self.max_component = max_component
         self.max_meta = max_meta
+        self.max_entry_meta = max_entry_meta
+        self.max_meta_total = max_meta_total
+        self.max_pax_records = max_pax_records
+        self.max_pax_key = max_pax_key
+        self.max_global_pax = max_global_pax
+
+
+_DEFAULT_LIMITS = Limits()
 
 
 class _Prefixed(io.RawIOBase):
@@ -327,14 +345,24 @@ class Entry:
         return "Entry(%r, %s)" % (self.name, self.kind)
 
 
-def parse_pax(data):
-    """PAX records 'LEN key=value\\n'; values stay bytes (xattrs are binary)."""
+# The PAX keys an entry uses; everything else (comments, ctime, charset, vendor keys) is dropped
+# as it is parsed, so no header can make the state that every later entry merges grow.
+PAX_KEYS = frozenset(("path", "linkpath", "size", "uid", "gid", "mtime", "atime"))
+PAX_KEY_PREFIXES = ("SCHILY.xattr.", "GNU.sparse.")
+
+
+def parse_pax(data, limits=_DEFAULT_LIMITS):
+    """PAX records 'LEN key=value\\n' -> the keys an entry uses; values stay bytes (xattrs are binary)."""
     out = {}
     pos = 0
+    records = 0
     while pos < len(data):
-        if data[pos:].strip(b"\x00") == b"":
-            break
-        sp = data.find(b" ", pos)
+        if data[pos] == 0 and data.count(0, pos) == len(data) - pos:
+            break  # NUL padding after the last record
+        records += 1
+        if records > limits.max_pax_records:
+            raise LayerFormatError("pax header has more than %d records" % limits.max_pax_records)
+        sp = data.find(b" ", pos, pos + 21)
         if sp < 0:
             raise LayerFormatError("malformed pax header record")
         try:
@@ -344,12 +372,21 @@ def parse_pax(data):
         end = pos + length
         if length <= sp - pos + 1 or end > len(data) or data[end - 1:end] != b"\n":
             raise LayerFormatError("malformed pax header record")
-        key, eq, value = data[sp + 1:end - 1].partition(b"=")
-        if not eq:
+        eq = data.find(b"=", sp + 1, end)
+        if eq < 0:
             raise LayerFormatError("malformed pax header record")
-        out[key.decode("utf-8", "surrogateescape")] = value
+        if eq - sp - 1 > limits.max_pax_key:
+            raise LayerFormatError("pax header key of %d bytes exceeds the limit of %d"
+                                   % (eq - sp - 1, limits.max_pax_key))
+        key = data[sp + 1:eq].decode("utf-8", "surrogateescape")
+        if key in PAX_KEYS or key.startswith(PAX_KEY_PREFIXES):
+            out[key] = data[eq + 1:end - 1]
         pos = end
     return out
+
+
+def _pax_size(records):
+    return sum(len(k) + len(v) for k, v in records.items())
 
 
 def _pax_time_ns(value):
@@ -501,17 +538,31 @@ def parse_header(buf, offset=0):
     return h
 
 
+def _count_meta(limits, offset, size, entry_meta, total_meta):
+    if size > limits.max_meta:
+        raise LayerFormatError("tar metadata header of %d bytes at offset %d exceeds the limit of %d"
+                               % (size, offset, limits.max_meta))
+    if entry_meta + size > limits.max_entry_meta:
+        raise LayerFormatError("tar metadata headers before the entry at offset %d exceed %d bytes together"
+                               % (offset, limits.max_entry_meta))
+    if total_meta + size > limits.max_meta_total:
+        raise LayerFormatError("tar metadata headers exceed %d bytes in the layer (offset %d)"
+                               % (limits.max_meta_total, offset))
+
+
 def iter_entries(reader, limits=None):
     """Yield Entry objects; the caller must consume (or skip) each regular file's data.
 
     The reader is positioned at the file data when an entry is yielded; the
     generator skips whatever the caller leaves unread, then the padding.
     """
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     global_pax = {}
     long_name = long_link = None
     local_pax = {}
     count = 0
+    entry_meta = 0  # bytes of metadata headers since the last entry
+    total_meta = 0
     while True:
         buf = reader.read_exact(BLOCK, "a tar header")
         if buf.count(0) == BLOCK:
@@ -523,19 +574,23 @@ def iter_entries(reader, limits=None):
         t = info.type
         if t in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
                  tarfile.SOLARIS_XHDTYPE):
-            if size > limits.max_meta:
-                raise LayerFormatError("tar metadata header of %d bytes exceeds the limit of %d"
-                                       % (size, limits.max_meta))
+            _count_meta(limits, reader.offset - BLOCK, size, entry_meta, total_meta)
+            entry_meta += size
+            total_meta += size
             data = reader.read_exact(padded, "a tar metadata header")[:size]
             if t == tarfile.GNUTYPE_LONGNAME:
                 long_name = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             elif t == tarfile.GNUTYPE_LONGLINK:
                 long_link = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             elif t == tarfile.XGLTYPE:
-                global_pax.update(parse_pax(data))
+                global_pax.update(parse_pax(data, limits))
+                if _pax_size(global_pax) > limits.max_global_pax:
+                    raise LayerFormatError("global pax headers hold more than %d bytes of entry keys (offset %d)"
+                                           % (limits.max_global_pax, reader.offset))
             else:
-                local_pax.update(parse_pax(data))
+                local_pax.update(parse_pax(data, limits))
             continue
+        entry_meta = 0
         count += 1
         if count > limits.max_entries:
             raise LayerFormatError("the layer has more than %d entries" % limits.max_entries)

@@ -20,7 +20,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import Limits
 
-from layertools import TarBuilder, sha256, snapshot
+from layertools import TarBuilder, pax_block, sha256, snapshot
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -288,6 +288,16 @@ HOSTILE = [
      "'dev/big': device number 4096:0 is out of range", None),
     ("devminor-beyond-int-base256", _gnu_entry("dev/huge", tarfile.BLKTYPE, devminor=1 << 40),
      "'dev/huge': device number .* out of range", None),
+    # metadata bombs
+    ("pax-global-record-bomb", _gz(b"".join(pax_block({"k%d.%d" % (i, j): b"v" for j in range(5000)}, b"g")
+                                            + GOOD[:1024] for i in range(2)) + b"\x00" * 1024),
+     "pax header has more than 4096 records", None),
+    ("pax-global-xattr-pile-up", b"".join(pax_block({"SCHILY.xattr.user.k%d.%d" % (i, j): b"v" * 30
+                                                     for j in range(400)}, b"g") for i in range(10)) + GOOD,
+     "global pax headers hold more than", None),
+    ("pax-local-pile-up", b"".join(pax_block({"path": b"p" * 600000}) for _i in range(2)) + GOOD,
+     "exceed 1048576 bytes together", None),
+    ("pax-key-too-long", pax_block({"SCHILY.xattr.user." + "k" * 600: b"v"}) + GOOD, "pax header key of", None),
     ("devmajor-negative-base256", _gnu_entry("dev/neg", tarfile.CHRTYPE, devmajor=-5), "negative", None),
 ]
 
