@@ -5,8 +5,10 @@ canary directory beside it; the canary's snapshot must not change, and the
 case must end in a LayerFormatError or in a result that stays inside.
 """
 
+import bz2
 import gzip
 import io
+import lzma
 import os
 import stat
 import tarfile
@@ -288,6 +290,15 @@ HOSTILE = [
      "'dev/big': device number 4096:0 is out of range", None),
     ("devminor-beyond-int-base256", _gnu_entry("dev/huge", tarfile.BLKTYPE, devminor=1 << 40),
      "'dev/huge': device number .* out of range", None),
+    # what may follow a compressed stream
+    ("xz-trailing-junk", lzma.compress(GOOD) + b"junk", "trailing data after xz stream 1", None),
+    ("xz-padding-not-multiple-of-4", lzma.compress(GOOD) + b"\x00" * 6, "padding", None),
+    ("xz-padding-then-junk", lzma.compress(GOOD) + b"\x00" * 4 + b"\x01", "trailing data after xz", None),
+    ("xz-stream-padding", lzma.compress(GOOD) + b"\x00" * 8, None, lambda t: os.path.isfile(os.path.join(t, "ok"))),
+    ("bzip2-trailing-junk", bz2.compress(GOOD) + b"junk", "trailing data after bzip2 stream 1", None),
+    ("bzip2-stream-after-padding", bz2.compress(GOOD) + b"\x00" * 4 + bz2.compress(b"\x00" * 1024),
+     "trailing data after bzip2", None),
+    ("gzip-member-after-padding", _gz(GOOD) + b"\x00" * 4 + _gz(b"\x00" * 1024), "trailing data after gzip", None),
     # metadata bombs
     ("pax-global-record-bomb", _gz(b"".join(pax_block({"k%d.%d" % (i, j): b"v" for j in range(5000)}, b"g")
                                             + GOOD[:1024] for i in range(2)) + b"\x00" * 1024),

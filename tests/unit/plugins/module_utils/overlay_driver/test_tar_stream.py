@@ -87,6 +87,50 @@ def test_concatenated_gzip_members_are_one_stream():
     assert reader.digest() == sha256(LAYER) and len(names) == 3
 
 
+PROGRAMS = {"gzip": "gzip", "bzip2": "bzip2", "xz": "xz", "zstd": "zstd"}
+HALF = len(LAYER) // 1024 * 512
+
+# what may follow a compressed stream: (compression, tail, accepted); a tail is a function of the
+# compressor, so it can hold a further stream
+FRAMING = [
+    ("xz", lambda c: b"\x00" * 8, True),  # stream padding, in multiples of 4 as xz requires
+    ("xz", lambda c: b"\x00" * 3, False),  # xz -dc: "Compressed data is corrupt"
+    ("xz", lambda c: b"junk", False),
+    ("xz", lambda c: b"\x00" * 4 + b"junk", False),
+    ("xz", lambda c: b"\x00" * 4 + c(b"\x00" * 1024), True),  # padding, then a further stream
+    ("xz", lambda c: c(b"\x00" * 512), True),
+    ("xz", lambda c: c(b"\x00" * 512)[:-3], False),  # a truncated second stream
+    ("bzip2", lambda c: b"\x00" * 8, True),  # tar and bzip2 -dc accept NUL padding at the end
+    ("bzip2", lambda c: b"junk", False),  # bzip2 -dc only warns ("trailing garbage ignored")
+    ("bzip2", lambda c: b"\x00" * 2 + b"junk", False),
+    ("bzip2", lambda c: c(b"\x00" * 1024), True),
+    ("bzip2", lambda c: b"\x00" * 4 + c(b"\x00" * 1024), False),  # bzip2 -dc would drop that stream
+    ("gzip", lambda c: b"\x00" * 8, True),
+    ("gzip", lambda c: b"junk", False),
+    ("gzip", lambda c: c(b"\x00" * 1024), True),
+    ("gzip", lambda c: b"\x00" * 8 + c(b"\x00" * 1024), False),  # gzip -dc and tar refuse it (exit 2)
+    ("zstd", lambda c: c(b"\x00" * 1024), True),
+    ("zstd", lambda c: b"\x00" * 8, False),  # zstd -dc: "unsupported format"
+    ("zstd", lambda c: b"junk", False),
+]
+
+
+@pytest.mark.parametrize("compression,tail,accepted", FRAMING,
+                         ids=["%s-%d" % (c[0], i) for i, c in enumerate(FRAMING)])
+def test_what_may_follow_a_compressed_stream(compression, tail, accepted):
+    compress = COMPRESSORS[compression]
+    packed = compress(LAYER[:HALF]) + compress(LAYER[HALF:]) + tail(compress)
+    if not accepted:
+        with pytest.raises(LayerFormatError, match="trailing data|padding|decompress|truncated|corrupt"):
+            read_all(packed)
+        return
+    reader, names = read_all(packed)
+    expected = subprocess.run([PROGRAMS[compression], "-dc"], input=packed, stdout=subprocess.PIPE,
+                              check=True).stdout
+    assert reader.digest() == sha256(expected)  # the bytes the reference program gives
+    assert len(names) == 3
+
+
 def test_trailing_nul_padding_is_accepted_and_hashed():
     padded = LAYER + b"\x00" * 8192
     reader, _names = read_all(padded)
