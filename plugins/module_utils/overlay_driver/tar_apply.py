@@ -28,6 +28,9 @@ WHITEOUT_OPAQUE = ".wh..wh..opq"
 # metacopy xattr would change what the mount shows.
 _REFUSED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
+# user.* xattrs exist only on regular files and directories (xattr(7))
+_USER_XATTR_PREFIX = "user."
+
 _DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
 _PARENT_CACHE_MAX = 512
 
@@ -214,13 +217,15 @@ class LayerApplier:
         except OverlayError as e:
             raise LayerFormatError("entry %r: %s" % (entry.name, e.cause))
 
-    def _set_xattrs(self, target, entry):
+    def _set_xattrs(self, target, entry, follow=True, special=False):
+        """special: a symlink, device or fifo, where the kernel refuses user.* xattrs (EPERM) on every
+        filesystem. Docker's archive code ignores that EPERM; they are dropped and counted here."""
         for name, value in entry.xattrs.items():
-            if name.startswith(_REFUSED_XATTR_PREFIXES):
+            if name.startswith(_REFUSED_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
                 self.dropped_xattrs += 1
                 continue
             try:
-                os.setxattr(target, name, value)
+                os.setxattr(target, name, value, follow_symlinks=follow)
             except OSError as e:
                 raise LayerFormatError("entry %r: cannot set xattr %s: %s" % (entry.name, name, e.strerror))
 
@@ -291,6 +296,12 @@ class LayerApplier:
         elif kind == SYMLINK:
             os.symlink(entry.linkname, base, dir_fd=pfd)
             os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
+            if entry.xattrs:
+                # lsetxattr has no dir_fd form, and /proc/self/fd of an O_PATH fd of the symlink itself
+                # would be followed to its target. The parent's fd plus one name, with the last component
+                # not followed, reaches exactly this symlink: base is a single component that is
+                # neither '.' nor '..' (clean_name), and pfd does not move.
+                self._set_xattrs("/proc/self/fd/%d/%s" % (pfd, base), entry, follow=False, special=True)
             os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         elif kind == HARDLINK:
             self._link(pfd, base, entry)
@@ -303,7 +314,7 @@ class LayerApplier:
                 proc = "/proc/self/fd/%d" % fd
                 os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
                 if entry.xattrs:
-                    self._set_xattrs(proc, entry)
+                    self._set_xattrs(proc, entry, special=True)
                 os.chmod(proc, stat.S_IMODE(entry.mode))
                 os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
             finally:

@@ -74,3 +74,17 @@ def test_deep_tree_copies_without_recursion_limit(scratch):
         depth += 1
     os.close(fd)
     assert depth == 1500
+
+
+def test_symlink_xattrs_are_copied_in_both_modes(scratch):
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    os.symlink("missing", os.path.join(src, "sym"))
+    os.setxattr(os.path.join(src, "sym"), "trusted.test", b"t", follow_symlinks=False)
+    os.setxattr(os.path.join(src, "sym"), "security.test", b"s", follow_symlinks=False)
+    for hardlink in (False, True):
+        dst = os.path.join(scratch, "dst-%s" % hardlink)
+        copy_tree(src, dst, hardlink=hardlink)
+        sym = os.path.join(dst, "sym")
+        assert sorted(os.listxattr(sym, follow_symlinks=False)) == ["security.test", "trusted.test"]
+        assert os.getxattr(sym, "trusted.test", follow_symlinks=False) == b"t"

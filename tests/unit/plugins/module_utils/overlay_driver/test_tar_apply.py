@@ -126,6 +126,26 @@ def test_overlay_xattrs_from_archives_are_dropped(target):
     assert "trusted.overlay.redirect" not in os.listxattr(os.path.join(target, "d/f"))
 
 
+def test_xattrs_on_symlinks_are_applied_to_the_link_itself(target, resolver):
+    """As Docker does (lsetxattr); user.* exists only on files and directories, the kernel refuses it on
+    symlinks, devices and fifos everywhere (EPERM): dropped and counted, as Docker ignores that EPERM."""
+    link_xattrs = _xattrs(trusted__test="t", security__test="s", user__test="u", trusted__overlay__opaque="y")
+    data = (TarBuilder().file("f", "x")
+            .symlink("l", "f", pax_headers=link_xattrs)
+            .symlink("dangling", "/nowhere", pax_headers=_xattrs(trusted__test="d"))
+            .device("dev/null", pax_headers=_xattrs(user__test="u", trusted__test="dev"))
+            .bytes())
+    result = apply(target, data)
+    link = os.path.join(target, "l")
+    assert sorted(os.listxattr(link, follow_symlinks=False)) == ["security.test", "trusted.test"]
+    assert os.getxattr(link, "trusted.test", follow_symlinks=False) == b"t"
+    assert os.listxattr(os.path.join(target, "f")) == []  # not the link's target
+    assert os.getxattr(os.path.join(target, "dangling"), "trusted.test", follow_symlinks=False) == b"d"
+    assert os.getxattr(os.path.join(target, "dev/null"), "trusted.test", follow_symlinks=False) == b"dev"
+    assert result.dropped_xattrs == 3  # two user.*, one trusted.overlay.*
+    assert os.readlink(link) == "f" and os.lstat(link).st_mtime == 1700000000
+
+
 def test_hardlink_to_symlink_links_the_symlink_itself(target, resolver):
     apply(target, TarBuilder().symlink("s", "/etc/passwd").hardlink("h", "s").bytes())
     assert os.readlink(os.path.join(target, "h")) == "/etc/passwd"
@@ -203,6 +223,10 @@ def _bomb_entries(n):
     for i in range(n):
         tb.dir("d%d" % i)
     return tb.bytes()
+
+
+def _xattrs(**values):
+    return {"SCHILY.xattr." + k.replace("__", "."): v for k, v in values.items()}
 
 
 def _with_pax(headers):
@@ -290,6 +314,12 @@ HOSTILE = [
      "'dev/big': device number 4096:0 is out of range", None),
     ("devminor-beyond-int-base256", _gnu_entry("dev/huge", tarfile.BLKTYPE, devminor=1 << 40),
      "'dev/huge': device number .* out of range", None),
+    ("symlink-xattr-through-alias", TarBuilder().symlink("esc", "/").symlink(
+        "esc/canary/link", "etc/passwd", pax_headers=_xattrs(trusted__test="in")).bytes(), None,
+     lambda t: (os.getxattr(os.path.join(t, "canary/link"), "trusted.test", follow_symlinks=False) == b"in"
+                and os.listxattr(os.path.join(os.path.dirname(t), "canary/link"), follow_symlinks=False) == [])),
+    ("symlink-xattr-user-dropped", TarBuilder().symlink("l", "x", pax_headers=_xattrs(user__test="u")).bytes(), None,
+     lambda t: os.listxattr(os.path.join(t, "l"), follow_symlinks=False) == []),
     # what may follow a compressed stream
     ("xz-trailing-junk", lzma.compress(GOOD) + b"junk", "trailing data after xz stream 1", None),
     ("xz-padding-not-multiple-of-4", lzma.compress(GOOD) + b"\x00" * 6, "padding", None),

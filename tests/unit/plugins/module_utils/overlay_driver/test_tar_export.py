@@ -115,3 +115,29 @@ def test_short_writes_are_continued(scratch):
     writer.write(payload)
     assert writer.close() == "sha256:" + hashlib.sha256(payload).hexdigest()
     assert bytes(out.data) == payload
+
+
+def test_symlink_xattrs_are_exported_and_apply_back(scratch):
+    """Docker exports and applies xattrs of symlinks; overlay's own stay out of the archive."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    link = os.path.join(tree, "link")
+    os.symlink("nowhere", link)
+    os.setxattr(link, "trusted.test", b"t", follow_symlinks=False)
+    os.setxattr(link, "security.test", b"\xff\x00binary", follow_symlinks=False)
+    os.setxattr(link, "trusted.overlay.origin", b"x", follow_symlinks=False)
+    out = io.BytesIO()
+    export_changes(tree, changes_dirs(tree), out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+        member = archive.getmember("link")
+        assert member.issym()
+        assert member.pax_headers["SCHILY.xattr.trusted.test"] == "t"
+        assert "SCHILY.xattr.trusted.overlay.origin" not in member.pax_headers
+    back = os.path.join(scratch, "back")
+    os.mkdir(back)
+    LayerApplier(back).apply(io.BytesIO(out.getvalue()))
+    applied = os.path.join(back, "link")
+    assert sorted(os.listxattr(applied, follow_symlinks=False)) == ["security.test", "trusted.test"]
+    assert os.getxattr(applied, "security.test", follow_symlinks=False) == b"\xff\x00binary"
