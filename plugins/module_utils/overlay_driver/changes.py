@@ -17,6 +17,7 @@ subtrees and deletions need names and file types only, which readdir gives.
 """
 
 import os
+import re
 import stat
 
 ADD = "A"
@@ -45,7 +46,33 @@ class Change:
         return hash((self.path, self.kind))
 
     def as_dict(self):
-        return {"path": self.path, "kind": KIND_NAMES[self.kind]}
+        """What modules return: the path as text any JSON consumer takes (see escape_path)."""
+        return {"path": escape_path(self.path), "kind": KIND_NAMES[self.kind]}
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def escape_path(path):
+    """A file name as valid Unicode text: each byte that is not UTF-8 becomes the four characters
+    \\xHH (lower-case hex) and a backslash becomes two. Names are bytes on Linux and the walk reads
+    them undecoded (surrogateescape), which JSON and Ansible cannot carry; doubling the backslash keeps
+    the escaping reversible (unescape_path), so a name that really is "\\xff" stays distinct from the
+    byte 0xff. Names without a backslash or an undecodable byte, nearly all of them, are unchanged.
+    Exported tarballs keep the raw bytes."""
+    if "\\" not in path and not _UNDECODABLE.search(path):
+        return path
+    return _UNDECODABLE.sub(lambda m: "\\x%02x" % (ord(m.group()) - 0xDC00), path.replace("\\", "\\\\"))
+
+
+def unescape_path(text):
+    """escape_path reversed: the name's raw bytes."""
+    def one(match):
+        token = match.group(1)
+        return "\\" if token == "\\" else chr(0xDC00 + int(token[1:], 16))
+
+    return os.fsencode(_ESCAPE.sub(one, text))
 
 
 def _capability(path, st):

@@ -84,3 +84,38 @@ def test_a_file_turned_directory_has_all_its_children_added(scratch):
     write(os.path.join(new, "dir"), "now a file")
     assert [(c.path, c.kind) for c in changes_dirs(new, old)] == [
         ("/dir", MODIFY), ("/x", MODIFY), ("/x/inside", ADD)]
+
+
+def test_change_lists_carry_undecodable_names_as_escaped_text(scratch):
+    """Linux names are bytes; modules return the change list as JSON, which cannot carry the lone
+    surrogates a non-UTF-8 name decodes to. as_dict escapes them (\\xHH, and a backslash doubled),
+    reversibly; the exported tar keeps the raw bytes."""
+    import io
+    import json
+    import tarfile
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import (
+        escape_path, unescape_path)
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
+
+    tree = os.path.join(scratch, "t")
+    raw_names = [b"caf\xe9", b"\\xe9", b"back\\slash", "\u00fcnicode".encode(), b"plain", b"\xff\xfe\\x"]
+    os.makedirs(os.fsencode(tree) + b"/d\x80")
+    for name in raw_names:
+        with open(os.fsencode(tree) + b"/d\x80/" + name, "w") as f:
+            f.write("x")
+    changes = changes_dirs(tree)
+    returned = [c.as_dict() for c in changes]
+    text = json.dumps(returned, ensure_ascii=False).encode("utf-8")  # what fails with surrogates
+    paths = [item["path"] for item in json.loads(text)]
+    assert sorted(paths) == sorted(["/d\\x80"] + ["/d\\x80/" + p for p in (
+        "caf\\xe9", "\\\\xe9", "back\\\\slash", "\u00fcnicode", "plain", "\\xff\\xfe\\\\x")])
+    # reversible: every path gives back its raw bytes, so the two look-alike names stay distinct
+    assert sorted(unescape_path(p) for p in paths) == sorted(
+        [b"/d\x80"] + [b"/d\x80/" + n for n in raw_names])
+    assert escape_path("/usr/bin/ls") == "/usr/bin/ls"
+    out = io.BytesIO()
+    export_changes(tree, changes, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue()), encoding="utf-8", errors="surrogateescape") as archive:
+        names = sorted(os.fsencode(m.name) for m in archive.getmembers())
+    assert names == sorted([b"d\x80"] + [b"d\x80/" + n for n in raw_names])
