@@ -87,16 +87,23 @@ class LayerApplier:
     # -- resolution -------------------------------------------------------
 
     def _forget_parents(self):
-        for fd in self._parents.values():
+        for fd, _room in self._parents.values():
             os.close(fd)
         self._parents.clear()
 
     def _parent_fd(self, parts, entry_name):
         """An O_PATH fd of the directory holding parts[-1], creating missing directories."""
         key = parts[:-1]
-        fd = self._parents.get(key)
-        if fd is not None:
-            return fd
+        cached = self._parents.get(key)
+        if cached is None:
+            cached = self._open_parent(key, entry_name)
+        fd, room = cached
+        base = parts[-1]
+        if len(base) > room // 4 and len(os.fsencode(base)) > room:
+            self._too_deep(entry_name, fd)
+        return fd
+
+    def _open_parent(self, key, entry_name):
         if len(self._parents) >= _PARENT_CACHE_MAX:
             self._forget_parents()
         rel = "/".join(key) or "."
@@ -108,15 +115,51 @@ class LayerApplier:
             raise LayerFormatError("entry %r: its parent %r is not a directory" % (entry_name, rel))
         except OSError as e:
             raise LayerFormatError("entry %r: cannot resolve %r: %s" % (entry_name, rel, e.strerror))
-        self._parents[key] = fd
-        return fd
+        try:
+            room = self._room(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if room < 1:
+            try:
+                self._too_deep(entry_name, fd)
+            finally:
+                os.close(fd)
+        self._parents[key] = (fd, room)
+        return fd, room
+
+    def _room(self, fd):
+        """Bytes a name in this directory may take so that its full path stays within path_max.
+
+        A symlink in the layer can make a directory's real path longer than any name in the archive
+        (a 4000-byte name through a 4000-byte link). Linux holds such trees, but Docker, which
+        reads this home, and the path-based copies and walks of later layers cannot reach them,
+        so they are refused here. One readlink per directory looked up, none per entry."""
+        try:
+            length = len(os.readlink(b"/proc/self/fd/%d" % fd))
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                return 0
+            raise
+        return self.limits.path_max - length - 1
+
+    def _too_deep(self, entry_name, fd):
+        raise LayerFormatError("entry %r: its path in the layer is longer than the %d bytes (PATH_MAX less room for "
+                               "the layer's later copies) that Docker and the layer's copies can walk; a symlink "
+                               "in the layer leads it this deep" % (entry_name[:200], self.limits.path_max),
+                               path=self.target)
 
     def _make_parents(self, key, entry_name):
         fd = os.open(".", _DIR_OPEN | os.O_CLOEXEC, dir_fd=self.root_fd)
+        created = False
         try:
             for i in range(len(key)):
                 rel = "/".join(key[:i + 1])
                 try:
+                    if created:
+                        # below a directory made just now nothing exists yet: no lookup from the root
+                        # (which made a deep new tree quadratic)
+                        raise FileNotFoundError()
                     nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
                 except FileNotFoundError:
                     # created with the root's owner, as an implicit directory of this layer
@@ -127,7 +170,8 @@ class LayerApplier:
                                                % (entry_name, rel))
                     os.chown(key[i], self.root_uid, self.root_gid, dir_fd=fd, follow_symlinks=False)
                     self._new_dirs.add(key[:i + 1])
-                    nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+                    nfd = os.open(key[i], _DIR_OPEN | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    created = True
                 except NotADirectoryError:
                     raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
                 os.close(fd)

@@ -58,12 +58,15 @@ class Limits:
     and over the archive (max_meta_total); a PAX header holds at most
     max_pax_records records with keys of at most max_pax_key bytes, and the
     global PAX state, which applies to every later entry, at most
-    max_global_pax bytes of the keys an entry uses.
+    max_global_pax bytes of the keys an entry uses. path_max bounds the full
+    path of every entry where it is applied: PATH_MAX less the NUL and 256
+    bytes for the longer paths the layer is copied to later (a child's temp
+    directory, layer ids of up to 128 bytes).
     """
 
     def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20,
                  max_entry_meta=1 << 20, max_meta_total=1 << 30, max_pax_records=4096, max_pax_key=512,
-                 max_global_pax=64 << 10):
+                 max_global_pax=64 << 10, path_max=4096 - 1 - 256):
         self.max_entries = max_entries
         self.max_name = max_name
         self.max_component = max_component
@@ -73,6 +76,7 @@ class Limits:
         self.max_pax_records = max_pax_records
         self.max_pax_key = max_pax_key
         self.max_global_pax = max_global_pax
+        self.path_max = path_max
 
 
 _DEFAULT_LIMITS = Limits()

@@ -378,6 +378,32 @@ def test_hostile_case_count():
     assert len(HOSTILE) >= 25
 
 
+def _deeper_than_path_max_through_alias():
+    """Every name is below 4096 bytes, but through the symlink s the last file lies about 5,800
+    bytes deep: Linux holds it, Docker and path-based walks of the layer cannot reach it."""
+    deep = "d/" * 1900
+    return (TarBuilder().file("x/" + deep + "f", "deep").symlink("s", "x/" + deep)
+            .file("s/" + "d/" * 1000 + "g", "deeper").bytes())
+
+
+def test_a_tree_deeper_than_path_max_through_an_alias_is_refused(target, resolver):
+    with pytest.raises(LayerFormatError, match="'s/d/d/.*longer than the 3839 bytes .* a symlink in the layer"):
+        apply(target, _deeper_than_path_max_through_alias())
+
+
+def test_trees_within_path_max_apply_and_stay_walkable(scratch, target, resolver):
+    """The same shape within the bound applies, and the layer copies and diffs as any other."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import copy_tree
+
+    deep = "d/" * 700
+    apply(target, TarBuilder().file("x/" + deep + "f", "deep").symlink("s", "x/" + deep)
+          .file("s/" + "d/" * 600 + "g", "deeper").bytes())
+    copy_tree(target, os.path.join(scratch, "copy"), hardlink=True)
+    assert len(changes_dirs(os.path.join(scratch, "copy"), target)) == 0
+    assert len(changes_dirs(target)) == 1300 + 4
+
+
 def test_no_space_left_is_a_clear_error(loopfs):
     small = loopfs("ext4", 16)
     target = os.path.join(small, "t")
