@@ -467,6 +467,51 @@ class LayerApplier:
         return ApplyResult(size, reader.digest(), count, reader.compression, self.dropped_xattrs)
 
 
+def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits=None):
+    """Read a whole archive and refuse what apply would refuse for the archive's own sake, writing nothing.
+
+    For check mode: framing, checksums, numbers, metadata bounds, names, whiteout names, hardlink
+    names and owners outside the id maps give the same error as apply. What depends on the tree the
+    archive builds (a parent that is a file, a hardlink target that is missing or a directory, an
+    opaque whiteout of a missing directory, a path a symlink leads past PATH_MAX) needs the apply.
+    Returns an ApplyResult with apply's size, diff_id and entry count.
+    """
+    limits = limits or Limits()
+    applier = LayerApplier("/", uid_maps, gid_maps, limits)  # for _owner only: never opened
+    reader = HashingReader(raw, compression)
+    size = 0
+    count = 0
+    try:
+        for entry in iter_entries(reader, limits):
+            count += 1
+            parts = clean_name(entry.name, limits)
+            if parts and parts[0].startswith(WHITEOUT_META_PREFIX) and len(parts) > 1:
+                continue
+            if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+                base = parts[-1]
+                if (base != WHITEOUT_OPAQUE and not base.startswith(WHITEOUT_META_PREFIX)
+                        and base[len(WHITEOUT_PREFIX):] in ("", ".", "..")):
+                    raise LayerFormatError("invalid whiteout %r" % entry.name)
+                continue
+            if not parts:
+                if entry.kind != DIRECTORY:
+                    raise LayerFormatError("entry %r would replace the layer root" % entry.name)
+                applier._owner(entry)  # pylint: disable=protected-access
+                continue
+            if entry.kind == HARDLINK:
+                if not clean_name(entry.linkname, limits, "hardlink target of %r" % entry.name):
+                    raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
+            else:
+                applier._owner(entry)  # pylint: disable=protected-access
+            if entry.kind == REGULAR:
+                size += entry.size
+    except ValueError as e:
+        raise LayerFormatError("invalid entry: %s" % e)
+    finally:
+        reader.close()
+    return ApplyResult(size, reader.digest(), count, reader.compression, 0)
+
+
 def _empty_dir(dfd):
     """Remove everything inside the directory open at dfd, iteratively."""
     stack = [os.dup(dfd)]

@@ -19,7 +19,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver impo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import (
     LayerFormatError, OverlayError)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import IDMap
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import (
+    LayerApplier, verify_archive)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import Limits
 
 from layertools import TarBuilder, pax_block, sha256, snapshot
@@ -378,6 +379,37 @@ def test_hostile_archive(scratch, canary, resolver, case_id, data, error, check)
     assert snapshot(canary, times=True) == before
     assert sorted(os.listdir(scratch)) == outside_before
     assert not os.path.exists("/canary-abs") and not os.path.exists(os.path.join(os.path.dirname(scratch), "x"))
+
+
+# refused by apply only: they depend on the tree the archive builds
+TREE_DEPENDENT = {"symlink-then-write-through-relative", "symlink-loop", "hardlink-absolute-outside",
+                  "hardlink-through-symlink", "hardlink-to-directory", "hardlink-missing", "opaque-through-symlink",
+                  "opaque-missing-dir", "parent-is-file", "deep-alias-past-path-max"}
+
+
+@pytest.mark.parametrize("case_id,data,error,check", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_verify_without_writing_refuses_as_apply_does(case_id, data, error, check):
+    """Check mode's verification: the same error as apply for everything that is the archive's own."""
+    if data is None:
+        data = _special(case_id)
+    limits = Limits(max_entries=50)
+    if error is None or case_id in TREE_DEPENDENT:
+        result = verify_archive(io.BytesIO(data), limits=limits)
+        assert result.diff_id.startswith("sha256:")
+        return
+    with pytest.raises(LayerFormatError, match=error):
+        verify_archive(io.BytesIO(data), limits=limits)
+
+
+def test_verify_gives_what_apply_gives(target):
+    data = (TarBuilder().dir("etc").file("etc/a", "12345").hardlink("etc/b", "etc/a").whiteout("gone")
+            .file("big", b"x" * 3000).bytes())
+    verified = verify_archive(io.BytesIO(gzip.compress(data)))
+    applied = apply(target, gzip.compress(data))
+    assert (verified.size, verified.diff_id, verified.entries, verified.compression) == (
+        applied.size, applied.diff_id, applied.entries, applied.compression) == (3005, sha256(data), 5, "gzip")
+    with pytest.raises(LayerFormatError, match="not mapped"):
+        verify_archive(io.BytesIO(TarBuilder().file("c", uid=70000).bytes()), uid_maps=[IDMap(0, 100000, 65536)])
 
 
 def test_hostile_case_count():
