@@ -16,9 +16,12 @@ on the same filesystem, is the same file and cannot have changed. Added
 subtrees and deletions need names and file types only, which readdir gives.
 """
 
+import errno
 import os
 import re
 import stat
+
+from .errors import OverlayError
 
 ADD = "A"
 MODIFY = "C"
@@ -170,8 +173,21 @@ def _walk(new_dir, old_dir, changes):
 def changes_dirs(new_dir, old_dir=None):
     """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order."""
     changes = []
-    _walk(new_dir, old_dir, changes)
+    try:
+        _walk(new_dir, old_dir, changes)
+    except OSError as e:
+        raise_too_deep(e, "compare")
+        raise
     return changes
+
+
+def raise_too_deep(error, doing):
+    """The walks and copies go by path, as Docker's do: a tree that processes in a container made
+    deeper than PATH_MAX (the applier refuses such archives) is a clear error, not a traceback."""
+    if error.errno == errno.ENAMETOOLONG:
+        where = escape_path(os.fsdecode(error.filename or ""))
+        raise OverlayError("cannot %s the layer: a path in it is longer than PATH_MAX" % doing,
+                           path=where if len(where) < 300 else where[:300] + "...")
 
 
 def counted_size(st, seen):

@@ -15,6 +15,8 @@ import errno
 import os
 import stat
 
+from .changes import raise_too_deep
+
 _COPY_CHUNK = 1 << 30
 
 
@@ -74,6 +76,14 @@ def _set_attrs(src, dst, st, fd=None, is_symlink=False):
 
 def copy_tree(src, dst, hardlink=False):
     """Copy the contents and attributes of directory src into dst (created if missing)."""
+    try:
+        _copy_tree(src, dst, hardlink)
+    except OSError as e:
+        raise_too_deep(e, "copy")
+        raise
+
+
+def _copy_tree(src, dst, hardlink):
     root_st = os.lstat(src)
     try:
         os.mkdir(dst, 0o700)

@@ -119,3 +119,29 @@ def test_change_lists_carry_undecodable_names_as_escaped_text(scratch):
     with tarfile.open(fileobj=io.BytesIO(out.getvalue()), encoding="utf-8", errors="surrogateescape") as archive:
         names = sorted(os.fsencode(m.name) for m in archive.getmembers())
     assert names == sorted([b"d\x80"] + [b"d\x80/" + n for n in raw_names])
+
+
+def _deeper_than_path_max(path):
+    """path/ then 20 levels of 250-byte names: 5,000 bytes, made through directory fds."""
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for _level in range(20):
+            os.mkdir("n" * 250, dir_fd=fd)
+            nfd = os.open("n" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    return path
+
+
+def test_a_tree_deeper_than_path_max_is_a_clear_error(scratch):
+    """Processes in a container can make such a tree in upper/; the walk names it instead of a traceback."""
+    import pytest
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+    with pytest.raises(OverlayError, match="cannot compare the layer: a path in it is longer than PATH_MAX"):
+        changes_dirs(_deeper_than_path_max(os.path.join(scratch, "t")))
