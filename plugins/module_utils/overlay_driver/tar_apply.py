@@ -299,6 +299,8 @@ class LayerApplier:
                 pass
         base = parts[-1]
         existing = self._lstat(pfd, base)
+        if existing is not None and entry.kind == HARDLINK and self._is_link_target(entry, existing):
+            return  # a name linked to itself (tar -c f f writes that): already what the entry asks for
         if existing is not None and not (entry.kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
             # as Docker's UnpackLayer (and tar --recursive-unlink): anything but a directory kept
             # for a directory entry is removed first, a directory with everything in it
@@ -363,6 +365,20 @@ class LayerApplier:
                 os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
             finally:
                 os.close(fd)
+
+    def _is_link_target(self, entry, existing):
+        """Whether what is at the hardlink's name is the very inode its target names, as GNU tar checks
+        when link() says EEXIST; removing it first would remove the target too."""
+        try:
+            target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
+            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts) or ".", syscalls.O_PATH | os.O_NOFOLLOW)
+        except (OSError, LayerFormatError):
+            return False  # _link gives the error
+        try:
+            st = os.fstat(tfd)
+        finally:
+            os.close(tfd)
+        return (st.st_dev, st.st_ino) == (existing.st_dev, existing.st_ino)  # a directory too, as tar
 
     def _link(self, pfd, base, entry):
         """Hardlink to a path inside the target; the link shares (and never changes) the inode."""

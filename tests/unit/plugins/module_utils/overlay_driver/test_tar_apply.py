@@ -173,6 +173,10 @@ GNU_TAR_CASES = [
      .file("alias/f", "two").bytes(), ()),
     ("dir-twice-through-alias", TarBuilder().dir("d").symlink("alias", "d").dir("alias/sub", mode=0o700)
      .dir("d/sub", mode=0o751).file("d/sub/f").bytes(), ()),
+    # tar -c f f: the second entry is a hardlink of the name to itself
+    ("hardlink-to-itself", TarBuilder().file("f", "data").hardlink("f", "f").bytes(), ()),
+    ("hardlink-to-itself-through-alias", TarBuilder().dir("d").file("d/f", "data").symlink("alias", "d")
+     .hardlink("alias/f", "d/f").bytes(), ()),
     ("hardlink-over-alias-write", TarBuilder().dir("d").file("t", "target").symlink("alias", "d")
      .file("alias/h", "old").hardlink("d/h", "t").bytes(), ()),
 ]
