@@ -125,3 +125,20 @@ def deep_tree(path, depth, name="d"):
     finally:
         os.close(fd)
     return path
+
+
+def pax_block(records, kind=b"x", name="pax"):
+    """A raw PAX header (kind b"x" local, b"g" global) carrying records {key: bytes value}, exactly as given:
+    tarfile writes only one global header, at the start, and drops keys it does not know."""
+    body = b""
+    for key, value in records.items():
+        record = b" " + key.encode("utf-8", "surrogateescape") + b"=" + value + b"\n"
+        length = len(record) + 1
+        while len(str(length).encode()) + len(record) != length:
+            length += 1
+        body += str(length).encode() + record
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(body)
+    header = info.tobuf(format=tarfile.USTAR_FORMAT)
+    return header + body + b"\x00" * (-len(body) % 512)

@@ -16,8 +16,12 @@ on the same filesystem, is the same file and cannot have changed. Added
 subtrees and deletions need names and file types only, which readdir gives.
 """
 
+import errno
 import os
+import re
 import stat
+
+from .errors import OverlayError
 
 ADD = "A"
 MODIFY = "C"
@@ -45,7 +49,33 @@ class Change:
         return hash((self.path, self.kind))
 
     def as_dict(self):
-        return {"path": self.path, "kind": KIND_NAMES[self.kind]}
+        """What modules return: the path as text any JSON consumer takes (see escape_path)."""
+        return {"path": escape_path(self.path), "kind": KIND_NAMES[self.kind]}
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def escape_path(path):
+    """A file name as valid Unicode text: each byte that is not UTF-8 becomes the four characters
+    \\xHH (lower-case hex) and a backslash becomes two. Names are bytes on Linux and the walk reads
+    them undecoded (surrogateescape), which JSON and Ansible cannot carry; doubling the backslash keeps
+    the escaping reversible (unescape_path), so a name that really is "\\xff" stays distinct from the
+    byte 0xff. Names without a backslash or an undecodable byte, nearly all of them, are unchanged.
+    Exported tarballs keep the raw bytes."""
+    if "\\" not in path and not _UNDECODABLE.search(path):
+        return path
+    return _UNDECODABLE.sub(lambda m: "\\x%02x" % (ord(m.group()) - 0xDC00), path.replace("\\", "\\\\"))
+
+
+def unescape_path(text):
+    """escape_path reversed: the name's raw bytes."""
+    def one(match):
+        token = match.group(1)
+        return "\\" if token == "\\" else chr(0xDC00 + int(token[1:], 16))
+
+    return os.fsencode(_ESCAPE.sub(one, text))
 
 
 def _capability(path, st):
@@ -143,8 +173,21 @@ def _walk(new_dir, old_dir, changes):
 def changes_dirs(new_dir, old_dir=None):
     """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order."""
     changes = []
-    _walk(new_dir, old_dir, changes)
+    try:
+        _walk(new_dir, old_dir, changes)
+    except OSError as e:
+        raise_too_deep(e, "compare")
+        raise
     return changes
+
+
+def raise_too_deep(error, doing):
+    """The walks and copies go by path, as Docker's do: a tree that processes in a container made
+    deeper than PATH_MAX (the applier refuses such archives) is a clear error, not a traceback."""
+    if error.errno == errno.ENAMETOOLONG:
+        where = escape_path(os.fsdecode(error.filename or ""))
+        raise OverlayError("cannot %s the layer: a path in it is longer than PATH_MAX" % doing,
+                           path=where if len(where) < 300 else where[:300] + "...")
 
 
 def counted_size(st, seen):

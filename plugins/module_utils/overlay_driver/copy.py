@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Copy a layer tree with everything overlay and images care about (seed: copyDir).
 
-Modes, owners, times, all xattrs (security.capability, trusted.overlay.*),
-devices, fifos, sockets, symlinks, and hardlinks inside the tree stay what
-they were. With hardlink=True regular files are linked, not copied, which is
+Modes, owners, times, all xattrs (security.capability, trusted.overlay.*,
+also those of symlinks), devices, fifos, sockets, symlinks, and hardlinks
+inside the tree stay what they were. With hardlink=True regular files are linked, not copied, which is
 how a child layer shares file data with its parent's root/ (the seed's
 copyHardlink): linked files are never touched afterwards, since a metadata
 change would reach the parent through the shared inode.
@@ -14,6 +14,8 @@ change would reach the parent through the shared inode.
 import errno
 import os
 import stat
+
+from .changes import raise_too_deep
 
 _COPY_CHUNK = 1 << 30
 
@@ -64,7 +66,9 @@ def _set_attrs(src, dst, st, fd=None, is_symlink=False):
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
         return
     os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-    if not is_symlink:
+    if is_symlink:
+        _copy_xattrs(src, dst, follow=False)  # lsetxattr: Docker sets xattrs on symlinks too
+    else:
         _copy_xattrs(src, dst)
         os.chmod(dst, stat.S_IMODE(st.st_mode))
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -72,6 +76,14 @@ def _set_attrs(src, dst, st, fd=None, is_symlink=False):
 
 def copy_tree(src, dst, hardlink=False):
     """Copy the contents and attributes of directory src into dst (created if missing)."""
+    try:
+        _copy_tree(src, dst, hardlink)
+    except OSError as e:
+        raise_too_deep(e, "copy")
+        raise
+
+
+def _copy_tree(src, dst, hardlink):
     root_st = os.lstat(src)
     try:
         os.mkdir(dst, 0o700)

@@ -28,6 +28,9 @@ WHITEOUT_OPAQUE = ".wh..wh..opq"
 # metacopy xattr would change what the mount shows.
 _REFUSED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
+# user.* xattrs exist only on regular files and directories (xattr(7))
+_USER_XATTR_PREFIX = "user."
+
 _DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
 _PARENT_CACHE_MAX = 512
 
@@ -84,16 +87,23 @@ class LayerApplier:
     # -- resolution -------------------------------------------------------
 
     def _forget_parents(self):
-        for fd in self._parents.values():
+        for fd, _room in self._parents.values():
             os.close(fd)
         self._parents.clear()
 
     def _parent_fd(self, parts, entry_name):
         """An O_PATH fd of the directory holding parts[-1], creating missing directories."""
         key = parts[:-1]
-        fd = self._parents.get(key)
-        if fd is not None:
-            return fd
+        cached = self._parents.get(key)
+        if cached is None:
+            cached = self._open_parent(key, entry_name)
+        fd, room = cached
+        base = parts[-1]
+        if len(base) > room // 4 and len(os.fsencode(base)) > room:
+            self._too_deep(entry_name, fd)
+        return fd
+
+    def _open_parent(self, key, entry_name):
         if len(self._parents) >= _PARENT_CACHE_MAX:
             self._forget_parents()
         rel = "/".join(key) or "."
@@ -105,15 +115,51 @@ class LayerApplier:
             raise LayerFormatError("entry %r: its parent %r is not a directory" % (entry_name, rel))
         except OSError as e:
             raise LayerFormatError("entry %r: cannot resolve %r: %s" % (entry_name, rel, e.strerror))
-        self._parents[key] = fd
-        return fd
+        try:
+            room = self._room(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if room < 1:
+            try:
+                self._too_deep(entry_name, fd)
+            finally:
+                os.close(fd)
+        self._parents[key] = (fd, room)
+        return fd, room
+
+    def _room(self, fd):
+        """Bytes a name in this directory may take so that its full path stays within path_max.
+
+        A symlink in the layer can make a directory's real path longer than any name in the archive
+        (a 4000-byte name through a 4000-byte link). Linux holds such trees, but Docker, which
+        reads this home, and the path-based copies and walks of later layers cannot reach them,
+        so they are refused here. One readlink per directory looked up, none per entry."""
+        try:
+            length = len(os.readlink(b"/proc/self/fd/%d" % fd))
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                return 0
+            raise
+        return self.limits.path_max - length - 1
+
+    def _too_deep(self, entry_name, fd):
+        raise LayerFormatError("entry %r: its path in the layer is longer than the %d bytes (PATH_MAX less room for "
+                               "the layer's later copies) that Docker and the layer's copies can walk; a symlink "
+                               "in the layer leads it this deep" % (entry_name[:200], self.limits.path_max),
+                               path=self.target)
 
     def _make_parents(self, key, entry_name):
         fd = os.open(".", _DIR_OPEN | os.O_CLOEXEC, dir_fd=self.root_fd)
+        created = False
         try:
             for i in range(len(key)):
                 rel = "/".join(key[:i + 1])
                 try:
+                    if created:
+                        # below a directory made just now nothing exists yet: no lookup from the root
+                        # (which made a deep new tree quadratic)
+                        raise FileNotFoundError()
                     nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
                 except FileNotFoundError:
                     # created with the root's owner, as an implicit directory of this layer
@@ -124,7 +170,8 @@ class LayerApplier:
                                                % (entry_name, rel))
                     os.chown(key[i], self.root_uid, self.root_gid, dir_fd=fd, follow_symlinks=False)
                     self._new_dirs.add(key[:i + 1])
-                    nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+                    nfd = os.open(key[i], _DIR_OPEN | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    created = True
                 except NotADirectoryError:
                     raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
                 os.close(fd)
@@ -214,13 +261,15 @@ class LayerApplier:
         except OverlayError as e:
             raise LayerFormatError("entry %r: %s" % (entry.name, e.cause))
 
-    def _set_xattrs(self, target, entry):
+    def _set_xattrs(self, target, entry, follow=True, special=False):
+        """special: a symlink, device or fifo, where the kernel refuses user.* xattrs (EPERM) on every
+        filesystem. Docker's archive code ignores that EPERM; they are dropped and counted here."""
         for name, value in entry.xattrs.items():
-            if name.startswith(_REFUSED_XATTR_PREFIXES):
+            if name.startswith(_REFUSED_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
                 self.dropped_xattrs += 1
                 continue
             try:
-                os.setxattr(target, name, value)
+                os.setxattr(target, name, value, follow_symlinks=follow)
             except OSError as e:
                 raise LayerFormatError("entry %r: cannot set xattr %s: %s" % (entry.name, name, e.strerror))
 
@@ -236,19 +285,35 @@ class LayerApplier:
     # -- entries ------------------------------------------------------------
 
     def _apply_entry(self, reader, entry, parts):
-        base = parts[-1]
         pfd = self._parent_fd(parts, entry.name)
+        owner = self._owner(entry) if entry.kind != HARDLINK else None
         if parts[:-1] in self._new_dirs and parts not in self._layer_paths:
-            existing = None  # nothing can be there yet: saves a stat per entry of a new tree
-        else:
-            existing = self._lstat(pfd, base)
-        kind = entry.kind
-        if existing is not None and not (kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
+            # Nothing is expected there yet, so no stat: a new tree costs one syscall less per entry.
+            # An implicit parent made for an earlier entry, or a write through a symlinked alias of
+            # this directory, may still have put something there; creating then fails with EEXIST,
+            # before any data is read, and the general path below replaces it.
+            try:
+                self._create(reader, entry, pfd, parts, owner, None)
+                return
+            except FileExistsError:
+                pass
+        base = parts[-1]
+        existing = self._lstat(pfd, base)
+        if existing is not None and entry.kind == HARDLINK and self._is_link_target(entry, existing):
+            return  # a name linked to itself (tar -c f f writes that): already what the entry asks for
+        if existing is not None and not (entry.kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
+            # as Docker's UnpackLayer (and tar --recursive-unlink): anything but a directory kept
+            # for a directory entry is removed first, a directory with everything in it
             self._remove(pfd, base, existing)
             pfd = self._parent_fd(parts, entry.name)
             existing = None
-        owner = self._owner(entry) if kind != HARDLINK else None
+        self._create(reader, entry, pfd, parts, owner, existing)
 
+    def _create(self, reader, entry, pfd, parts, owner, existing):
+        """Make the entry at parts[-1] in pfd; the creating call comes first in every branch, so a
+        FileExistsError means nothing was read or changed."""
+        base = parts[-1]
+        kind = entry.kind
         if kind == REGULAR:
             fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=pfd)
@@ -277,6 +342,12 @@ class LayerApplier:
         elif kind == SYMLINK:
             os.symlink(entry.linkname, base, dir_fd=pfd)
             os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
+            if entry.xattrs:
+                # lsetxattr has no dir_fd form, and /proc/self/fd of an O_PATH fd of the symlink itself
+                # would be followed to its target. The parent's fd plus one name, with the last component
+                # not followed, reaches exactly this symlink: base is a single component that is
+                # neither '.' nor '..' (clean_name), and pfd does not move.
+                self._set_xattrs("/proc/self/fd/%d/%s" % (pfd, base), entry, follow=False, special=True)
             os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
         elif kind == HARDLINK:
             self._link(pfd, base, entry)
@@ -289,11 +360,25 @@ class LayerApplier:
                 proc = "/proc/self/fd/%d" % fd
                 os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
                 if entry.xattrs:
-                    self._set_xattrs(proc, entry)
+                    self._set_xattrs(proc, entry, special=True)
                 os.chmod(proc, stat.S_IMODE(entry.mode))
                 os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
             finally:
                 os.close(fd)
+
+    def _is_link_target(self, entry, existing):
+        """Whether what is at the hardlink's name is the very inode its target names, as GNU tar checks
+        when link() says EEXIST; removing it first would remove the target too."""
+        try:
+            target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
+            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts) or ".", syscalls.O_PATH | os.O_NOFOLLOW)
+        except (OSError, LayerFormatError):
+            return False  # _link gives the error
+        try:
+            st = os.fstat(tfd)
+        finally:
+            os.close(tfd)
+        return (st.st_dev, st.st_ino) == (existing.st_dev, existing.st_ino)  # a directory too, as tar
 
     def _link(self, pfd, base, entry):
         """Hardlink to a path inside the target; the link shares (and never changes) the inode."""
@@ -396,6 +481,51 @@ class LayerApplier:
             self.root_fd = None
             reader.close()
         return ApplyResult(size, reader.digest(), count, reader.compression, self.dropped_xattrs)
+
+
+def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits=None):
+    """Read a whole archive and refuse what apply would refuse for the archive's own sake, writing nothing.
+
+    For check mode: framing, checksums, numbers, metadata bounds, names, whiteout names, hardlink
+    names and owners outside the id maps give the same error as apply. What depends on the tree the
+    archive builds (a parent that is a file, a hardlink target that is missing or a directory, an
+    opaque whiteout of a missing directory, a path a symlink leads past PATH_MAX) needs the apply.
+    Returns an ApplyResult with apply's size, diff_id and entry count.
+    """
+    limits = limits or Limits()
+    applier = LayerApplier("/", uid_maps, gid_maps, limits)  # for _owner only: never opened
+    reader = HashingReader(raw, compression)
+    size = 0
+    count = 0
+    try:
+        for entry in iter_entries(reader, limits):
+            count += 1
+            parts = clean_name(entry.name, limits)
+            if parts and parts[0].startswith(WHITEOUT_META_PREFIX) and len(parts) > 1:
+                continue
+            if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+                base = parts[-1]
+                if (base != WHITEOUT_OPAQUE and not base.startswith(WHITEOUT_META_PREFIX)
+                        and base[len(WHITEOUT_PREFIX):] in ("", ".", "..")):
+                    raise LayerFormatError("invalid whiteout %r" % entry.name)
+                continue
+            if not parts:
+                if entry.kind != DIRECTORY:
+                    raise LayerFormatError("entry %r would replace the layer root" % entry.name)
+                applier._owner(entry)  # pylint: disable=protected-access
+                continue
+            if entry.kind == HARDLINK:
+                if not clean_name(entry.linkname, limits, "hardlink target of %r" % entry.name):
+                    raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
+            else:
+                applier._owner(entry)  # pylint: disable=protected-access
+            if entry.kind == REGULAR:
+                size += entry.size
+    except ValueError as e:
+        raise LayerFormatError("invalid entry: %s" % e)
+    finally:
+        reader.close()
+    return ApplyResult(size, reader.digest(), count, reader.compression, 0)
 
 
 def _empty_dir(dfd):

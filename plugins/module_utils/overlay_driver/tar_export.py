@@ -262,7 +262,7 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             continue  # sockets have no place in a layer tarball
         info = _Member(rel, REGTYPE, stat.S_IMODE(mode), to_container(st.st_uid, uid_maps),
                        to_container(st.st_gid, gid_maps), st.st_mtime_ns // 1000000000)
-        headers, binary = _xattr_headers(path) if not stat.S_ISLNK(mode) else ({}, False)
+        headers, binary = _xattr_headers(path)  # symlinks' too (llistxattr): Docker applies them
         if binary:
             headers["hdrcharset"] = "BINARY"
         info.pax_headers = headers

@@ -11,7 +11,6 @@ checksum) and requires the end-of-archive marker followed by nothing but NULs.
 """
 
 import bz2
-import gzip
 import hashlib
 import io
 import lzma
@@ -52,13 +51,35 @@ _MAGIC = (
 
 
 class Limits:
-    """Bounds that keep a hostile archive from exhausting memory or inodes."""
+    """Bounds that keep a hostile archive from exhausting memory, CPU or inodes.
 
-    def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20):
+    Metadata headers (PAX and GNU long names) are bounded per header
+    (max_meta), for all the headers before one entry together (max_entry_meta),
+    and over the archive (max_meta_total); a PAX header holds at most
+    max_pax_records records with keys of at most max_pax_key bytes, and the
+    global PAX state, which applies to every later entry, at most
+    max_global_pax bytes of the keys an entry uses. path_max bounds the full
+    path of every entry where it is applied: PATH_MAX less the NUL and 256
+    bytes for the longer paths the layer is copied to later (a child's temp
+    directory, layer ids of up to 128 bytes).
+    """
+
+    def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20,
+                 max_entry_meta=1 << 20, max_meta_total=1 << 30, max_pax_records=4096, max_pax_key=512,
+                 max_global_pax=64 << 10, path_max=4096 - 1 - 256):
         self.max_entries = max_entries
         self.max_name = max_name
         self.max_component = max_component
         self.max_meta = max_meta
+        self.max_entry_meta = max_entry_meta
+        self.max_meta_total = max_meta_total
+        self.max_pax_records = max_pax_records
+        self.max_pax_key = max_pax_key
+        self.max_global_pax = max_global_pax
+        self.path_max = path_max
+
+
+_DEFAULT_LIMITS = Limits()
 
 
 class _Prefixed(io.RawIOBase):
@@ -156,6 +177,132 @@ def _zstd_reader(raw):
                            "python zstandard module is installed on this host")
 
 
+class _GzipMember:
+    """zlib's gzip decoder (header, CRC-32 and length checked) with the lzma/bz2 decompressor interface."""
+
+    def __init__(self):
+        self._d = zlib.decompressobj(31)
+        self._tail = b""
+
+    @property
+    def needs_input(self):
+        return not self._tail
+
+    @property
+    def eof(self):
+        return self._d.eof
+
+    @property
+    def unused_data(self):
+        return self._d.unused_data
+
+    def decompress(self, data, max_length):
+        out = self._d.decompress(data or self._tail, max_length)
+        self._tail = self._d.unconsumed_tail
+        return out
+
+
+def _xz_decompressor():
+    return lzma.LZMADecompressor(lzma.FORMAT_XZ)  # not FORMAT_AUTO: .lzma is another format
+
+
+class _StrictStreams:
+    """gzip, xz or bzip2 decompressed stream by stream, strict about what follows each one.
+
+    lzma.LZMAFile and bz2.BZ2File stop silently at anything after a stream
+    that does not decompress, so junk after the data passed unnoticed, and
+    LZMAFile took xz's own stream padding for junk; gzip.GzipFile reads a
+    member after NUL padding that gzip(1) and tar refuse. As `xz -dc` does,
+    an xz stream may be followed by NUL padding in multiples of four bytes,
+    then another stream or the end; a gzip or bzip2 stream by another stream,
+    or by NUL padding up to the end (as gzip, bzip2 and tar accept). Anything
+    else is an error, so the bytes hashed are the ones the reference tools give.
+    """
+
+    def __init__(self, source, compression):
+        self._source = source
+        self._name = compression
+        if compression == "gzip":
+            self._new = _GzipMember
+            self._magic = _MAGIC[0][0]
+            self._padding_unit = 1
+            self._stream_after_padding = False
+        elif compression == "xz":
+            self._new = _xz_decompressor
+            self._magic = _MAGIC[2][0]
+            self._padding_unit = 4
+            self._stream_after_padding = True
+        else:
+            self._new = bz2.BZ2Decompressor
+            self._magic = _MAGIC[1][0]
+            self._padding_unit = 1
+            self._stream_after_padding = False
+        # zlib hands back what it did not take as a new bytes object: small input keeps that copy small
+        self._input_size = 1 << 16 if compression == "gzip" else CHUNK
+        self._decompressor = self._new()
+        self._pending = b""
+        self._streams = 1
+        self._done = False
+
+    def _input(self):
+        data, self._pending = self._pending, b""
+        return data or self._source.read(self._input_size)
+
+    def read(self, size):
+        while not self._done:
+            d = self._decompressor
+            if d is None:
+                self._next_stream()
+                continue
+            if d.needs_input:
+                data = self._input()
+                if not data:
+                    raise LayerFormatError("cannot decompress the layer (%s): stream %d ends before its end marker "
+                                           "(truncated)" % (self._name, self._streams))
+            else:
+                data = b""
+            out = d.decompress(data, size)
+            if d.eof:
+                self._pending = d.unused_data
+                self._decompressor = None
+            if out:
+                return out
+        return b""
+
+    def _next_stream(self):
+        """After a stream: padding, then another stream or the end."""
+        padding = 0
+        while True:
+            data = self._input()
+            if not data:
+                if padding % self._padding_unit:
+                    raise LayerFormatError("%d bytes of padding after %s stream %d (xz pads in multiples of 4)"
+                                           % (padding, self._name, self._streams))
+                self._done = True
+                return
+            rest = data.lstrip(b"\x00")
+            padding += len(data) - len(rest)
+            if rest:
+                break
+        if padding % self._padding_unit or (padding and not self._stream_after_padding):
+            raise LayerFormatError("trailing data after %s stream %d, past %d bytes of NUL padding"
+                                   % (self._name, self._streams, padding))
+        while len(rest) < len(self._magic):
+            more = self._source.read(CHUNK)
+            if not more:
+                break
+            rest += more
+        if not rest.startswith(self._magic):
+            raise LayerFormatError("trailing data after %s stream %d: neither padding nor another %s stream"
+                                   % (self._name, self._streams, self._name))
+        self._pending = rest
+        self._decompressor = self._new()
+        self._streams += 1
+
+    def close(self):
+        self._decompressor = None
+
+
 def open_decompressed(raw, compression="auto"):
     """A reader of uncompressed bytes, and the compression that was used."""
     if compression not in COMPRESSIONS:
@@ -166,12 +313,8 @@ def open_decompressed(raw, compression="auto"):
     source = io.BufferedReader(_Prefixed(head, raw), CHUNK)
     if compression == "none":
         return source, compression
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=source, mode="rb"), compression
-    if compression == "bzip2":
-        return bz2.BZ2File(source, "rb"), compression
-    if compression == "xz":
-        return lzma.LZMAFile(source, "rb"), compression
+    if compression in ("gzip", "bzip2", "xz"):
+        return _StrictStreams(source, compression), compression
     return _zstd_reader(source), compression
 
 
@@ -327,14 +470,24 @@ class Entry:
         return "Entry(%r, %s)" % (self.name, self.kind)
 
 
-def parse_pax(data):
-    """PAX records 'LEN key=value\\n'; values stay bytes (xattrs are binary)."""
+# The PAX keys an entry uses; everything else (comments, ctime, charset, vendor keys) is dropped
+# as it is parsed, so no header can make the state that every later entry merges grow.
+PAX_KEYS = frozenset(("path", "linkpath", "size", "uid", "gid", "mtime", "atime"))
+PAX_KEY_PREFIXES = ("SCHILY.xattr.", "GNU.sparse.")
+
+
+def parse_pax(data, limits=_DEFAULT_LIMITS):
+    """PAX records 'LEN key=value\\n' -> the keys an entry uses; values stay bytes (xattrs are binary)."""
     out = {}
     pos = 0
+    records = 0
     while pos < len(data):
-        if data[pos:].strip(b"\x00") == b"":
-            break
-        sp = data.find(b" ", pos)
+        if data[pos] == 0 and data.count(0, pos) == len(data) - pos:
+            break  # NUL padding after the last record
+        records += 1
+        if records > limits.max_pax_records:
+            raise LayerFormatError("pax header has more than %d records" % limits.max_pax_records)
+        sp = data.find(b" ", pos, pos + 21)
         if sp < 0:
             raise LayerFormatError("malformed pax header record")
         try:
@@ -344,12 +497,21 @@ def parse_pax(data):
         end = pos + length
         if length <= sp - pos + 1 or end > len(data) or data[end - 1:end] != b"\n":
             raise LayerFormatError("malformed pax header record")
-        key, eq, value = data[sp + 1:end - 1].partition(b"=")
-        if not eq:
+        eq = data.find(b"=", sp + 1, end)
+        if eq < 0:
             raise LayerFormatError("malformed pax header record")
-        out[key.decode("utf-8", "surrogateescape")] = value
+        if eq - sp - 1 > limits.max_pax_key:
+            raise LayerFormatError("pax header key of %d bytes exceeds the limit of %d"
+                                   % (eq - sp - 1, limits.max_pax_key))
+        key = data[sp + 1:eq].decode("utf-8", "surrogateescape")
+        if key in PAX_KEYS or key.startswith(PAX_KEY_PREFIXES):
+            out[key] = data[eq + 1:end - 1]
         pos = end
     return out
+
+
+def _pax_size(records):
+    return sum(len(k) + len(v) for k, v in records.items())
 
 
 def _pax_time_ns(value):
@@ -376,6 +538,28 @@ def _pax_int(value, key):
 
 
 _NO_PAX = {}
+
+# What the system calls take: an owner of 2**32-1 is chown's "leave unchanged" (-1), times are a
+# time_t of seconds, and the kernel's dev_t has 12 bits of major and 20 of minor. Beyond these,
+# os.chown, os.utime and os.makedev raise OverflowError or silently do something else.
+MAX_ID = (1 << 32) - 2
+MIN_TIME_NS = -(1 << 63) * 1000000000
+MAX_TIME_NS = (1 << 63) * 1000000000 - 1
+MAX_DEVMAJOR = (1 << 12) - 1
+MAX_DEVMINOR = (1 << 20) - 1
+
+
+def _check_ranges(entry):
+    """Refuse numbers the system calls cannot take, naming the entry."""
+    if not (entry.uid <= MAX_ID and entry.gid <= MAX_ID):
+        raise LayerFormatError("entry %r: owner %d:%d is out of range (ids go up to %d)"
+                               % (entry.name, entry.uid, entry.gid, MAX_ID))
+    for what, ns in (("mtime", entry.mtime_ns), ("atime", entry.atime_ns)):
+        if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+            raise LayerFormatError("entry %r: %s of %d seconds is out of range" % (entry.name, what, ns // 1000000000))
+    if entry.devmajor > MAX_DEVMAJOR or entry.devminor > MAX_DEVMINOR:
+        raise LayerFormatError("entry %r: device number %d:%d is out of range (major up to %d, minor up to %d)"
+                               % (entry.name, entry.devmajor, entry.devminor, MAX_DEVMAJOR, MAX_DEVMINOR))
 
 
 class Header:
@@ -469,13 +653,26 @@ def parse_header(buf, offset=0):
         h.devminor = _number(buf[337:345], "devminor", offset)
     else:
         h.devmajor = h.devminor = 0
-    if h.size < 0 or h.mode < 0 or h.uid < 0 or h.gid < 0:
-        raise LayerFormatError("invalid tar header at offset %d: negative size, mode or owner" % offset)
+    if h.size < 0 or h.mode < 0 or h.uid < 0 or h.gid < 0 or h.devmajor < 0 or h.devminor < 0:
+        raise LayerFormatError("invalid tar header at offset %d: negative size, mode, owner or device number"
+                               % offset)
     if h.type == tarfile.AREGTYPE and name.endswith("/"):
         h.type = tarfile.DIRTYPE
     if h.type == tarfile.DIRTYPE:
         h.name = name.rstrip("/")
     return h
+
+
+def _count_meta(limits, offset, size, entry_meta, total_meta):
+    if size > limits.max_meta:
+        raise LayerFormatError("tar metadata header of %d bytes at offset %d exceeds the limit of %d"
+                               % (size, offset, limits.max_meta))
+    if entry_meta + size > limits.max_entry_meta:
+        raise LayerFormatError("tar metadata headers before the entry at offset %d exceed %d bytes together"
+                               % (offset, limits.max_entry_meta))
+    if total_meta + size > limits.max_meta_total:
+        raise LayerFormatError("tar metadata headers exceed %d bytes in the layer (offset %d)"
+                               % (limits.max_meta_total, offset))
 
 
 def iter_entries(reader, limits=None):
@@ -484,11 +681,13 @@ def iter_entries(reader, limits=None):
     The reader is positioned at the file data when an entry is yielded; the
     generator skips whatever the caller leaves unread, then the padding.
     """
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     global_pax = {}
     long_name = long_link = None
     local_pax = {}
     count = 0
+    entry_meta = 0  # bytes of metadata headers since the last entry
+    total_meta = 0
     while True:
         buf = reader.read_exact(BLOCK, "a tar header")
         if buf.count(0) == BLOCK:
@@ -500,19 +699,23 @@ def iter_entries(reader, limits=None):
         t = info.type
         if t in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
                  tarfile.SOLARIS_XHDTYPE):
-            if size > limits.max_meta:
-                raise LayerFormatError("tar metadata header of %d bytes exceeds the limit of %d"
-                                       % (size, limits.max_meta))
+            _count_meta(limits, reader.offset - BLOCK, size, entry_meta, total_meta)
+            entry_meta += size
+            total_meta += size
             data = reader.read_exact(padded, "a tar metadata header")[:size]
             if t == tarfile.GNUTYPE_LONGNAME:
                 long_name = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             elif t == tarfile.GNUTYPE_LONGLINK:
                 long_link = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             elif t == tarfile.XGLTYPE:
-                global_pax.update(parse_pax(data))
+                global_pax.update(parse_pax(data, limits))
+                if _pax_size(global_pax) > limits.max_global_pax:
+                    raise LayerFormatError("global pax headers hold more than %d bytes of entry keys (offset %d)"
+                                           % (limits.max_global_pax, reader.offset))
             else:
-                local_pax.update(parse_pax(data))
+                local_pax.update(parse_pax(data, limits))
             continue
+        entry_meta = 0
         count += 1
         if count > limits.max_entries:
             raise LayerFormatError("the layer has more than %d entries" % limits.max_entries)
@@ -554,6 +757,10 @@ def iter_entries(reader, limits=None):
         entry.devmajor = info.devmajor
         entry.devminor = info.devminor
         entry.xattrs = {k[len("SCHILY.xattr."):]: v for k, v in pax.items() if k.startswith("SCHILY.xattr.")}
+        if (entry.uid > MAX_ID or entry.gid > MAX_ID or entry.devmajor > MAX_DEVMAJOR
+                or entry.devminor > MAX_DEVMINOR or not MIN_TIME_NS <= entry.mtime_ns <= MAX_TIME_NS
+                or not MIN_TIME_NS <= entry.atime_ns <= MAX_TIME_NS):
+            _check_ranges(entry)
         long_name = long_link = None
         local_pax = {}
         if "\x00" in entry.name or "\x00" in entry.linkname:

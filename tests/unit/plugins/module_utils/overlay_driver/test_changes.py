@@ -84,3 +84,64 @@ def test_a_file_turned_directory_has_all_its_children_added(scratch):
     write(os.path.join(new, "dir"), "now a file")
     assert [(c.path, c.kind) for c in changes_dirs(new, old)] == [
         ("/dir", MODIFY), ("/x", MODIFY), ("/x/inside", ADD)]
+
+
+def test_change_lists_carry_undecodable_names_as_escaped_text(scratch):
+    """Linux names are bytes; modules return the change list as JSON, which cannot carry the lone
+    surrogates a non-UTF-8 name decodes to. as_dict escapes them (\\xHH, and a backslash doubled),
+    reversibly; the exported tar keeps the raw bytes."""
+    import io
+    import json
+    import tarfile
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import (
+        escape_path, unescape_path)
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
+
+    tree = os.path.join(scratch, "t")
+    raw_names = [b"caf\xe9", b"\\xe9", b"back\\slash", "\u00fcnicode".encode(), b"plain", b"\xff\xfe\\x"]
+    os.makedirs(os.fsencode(tree) + b"/d\x80")
+    for name in raw_names:
+        with open(os.fsencode(tree) + b"/d\x80/" + name, "w") as f:
+            f.write("x")
+    changes = changes_dirs(tree)
+    returned = [c.as_dict() for c in changes]
+    text = json.dumps(returned, ensure_ascii=False).encode("utf-8")  # what fails with surrogates
+    paths = [item["path"] for item in json.loads(text)]
+    assert sorted(paths) == sorted(["/d\\x80"] + ["/d\\x80/" + p for p in (
+        "caf\\xe9", "\\\\xe9", "back\\\\slash", "\u00fcnicode", "plain", "\\xff\\xfe\\\\x")])
+    # reversible: every path gives back its raw bytes, so the two look-alike names stay distinct
+    assert sorted(unescape_path(p) for p in paths) == sorted(
+        [b"/d\x80"] + [b"/d\x80/" + n for n in raw_names])
+    assert escape_path("/usr/bin/ls") == "/usr/bin/ls"
+    out = io.BytesIO()
+    export_changes(tree, changes, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue()), encoding="utf-8", errors="surrogateescape") as archive:
+        names = sorted(os.fsencode(m.name) for m in archive.getmembers())
+    assert names == sorted([b"d\x80"] + [b"d\x80/" + n for n in raw_names])
+
+
+def _deeper_than_path_max(path):
+    """path/ then 20 levels of 250-byte names: 5,000 bytes, made through directory fds."""
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for _level in range(20):
+            os.mkdir("n" * 250, dir_fd=fd)
+            nfd = os.open("n" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    return path
+
+
+def test_a_tree_deeper_than_path_max_is_a_clear_error(scratch):
+    """Processes in a container can make such a tree in upper/; the walk names it instead of a traceback."""
+    import pytest
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+    with pytest.raises(OverlayError, match="cannot compare the layer: a path in it is longer than PATH_MAX"):
+        changes_dirs(_deeper_than_path_max(os.path.join(scratch, "t")))

@@ -74,3 +74,36 @@ def test_deep_tree_copies_without_recursion_limit(scratch):
         depth += 1
     os.close(fd)
     assert depth == 1500
+
+
+def test_symlink_xattrs_are_copied_in_both_modes(scratch):
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    os.symlink("missing", os.path.join(src, "sym"))
+    os.setxattr(os.path.join(src, "sym"), "trusted.test", b"t", follow_symlinks=False)
+    os.setxattr(os.path.join(src, "sym"), "security.test", b"s", follow_symlinks=False)
+    for hardlink in (False, True):
+        dst = os.path.join(scratch, "dst-%s" % hardlink)
+        copy_tree(src, dst, hardlink=hardlink)
+        sym = os.path.join(dst, "sym")
+        assert sorted(os.listxattr(sym, follow_symlinks=False)) == ["security.test", "trusted.test"]
+        assert os.getxattr(sym, "trusted.test", follow_symlinks=False) == b"t"
+
+
+def test_a_tree_deeper_than_path_max_is_a_clear_error(scratch):
+    import pytest
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    fd = os.open(src, os.O_RDONLY)
+    for _level in range(20):
+        os.mkdir("n" * 250, dir_fd=fd)
+        nfd = os.open("n" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.close(fd)
+    for hardlink in (False, True):
+        with pytest.raises(OverlayError, match="cannot copy the layer: a path in it is longer than PATH_MAX"):
+            copy_tree(src, os.path.join(scratch, "dst-%s" % hardlink), hardlink=hardlink)

@@ -5,8 +5,10 @@ canary directory beside it; the canary's snapshot must not change, and the
 case must end in a LayerFormatError or in a result that stays inside.
 """
 
+import bz2
 import gzip
 import io
+import lzma
 import os
 import stat
 import tarfile
@@ -17,10 +19,11 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver impo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import (
     LayerFormatError, OverlayError)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import IDMap
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import (
+    LayerApplier, verify_archive)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import Limits
 
-from layertools import TarBuilder, sha256, snapshot
+from layertools import TarBuilder, pax_block, sha256, snapshot
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -124,10 +127,76 @@ def test_overlay_xattrs_from_archives_are_dropped(target):
     assert "trusted.overlay.redirect" not in os.listxattr(os.path.join(target, "d/f"))
 
 
+def test_xattrs_on_symlinks_are_applied_to_the_link_itself(target, resolver):
+    """As Docker does (lsetxattr); user.* exists only on files and directories, the kernel refuses it on
+    symlinks, devices and fifos everywhere (EPERM): dropped and counted, as Docker ignores that EPERM."""
+    link_xattrs = _xattrs(trusted__test="t", security__test="s", user__test="u", trusted__overlay__opaque="y")
+    data = (TarBuilder().file("f", "x")
+            .symlink("l", "f", pax_headers=link_xattrs)
+            .symlink("dangling", "/nowhere", pax_headers=_xattrs(trusted__test="d"))
+            .device("dev/null", pax_headers=_xattrs(user__test="u", trusted__test="dev"))
+            .bytes())
+    result = apply(target, data)
+    link = os.path.join(target, "l")
+    assert sorted(os.listxattr(link, follow_symlinks=False)) == ["security.test", "trusted.test"]
+    assert os.getxattr(link, "trusted.test", follow_symlinks=False) == b"t"
+    assert os.listxattr(os.path.join(target, "f")) == []  # not the link's target
+    assert os.getxattr(os.path.join(target, "dangling"), "trusted.test", follow_symlinks=False) == b"d"
+    assert os.getxattr(os.path.join(target, "dev/null"), "trusted.test", follow_symlinks=False) == b"dev"
+    assert result.dropped_xattrs == 3  # two user.*, one trusted.overlay.*
+    assert os.readlink(link) == "f" and os.lstat(link).st_mtime == 1700000000
+
+
 def test_hardlink_to_symlink_links_the_symlink_itself(target, resolver):
     apply(target, TarBuilder().symlink("s", "/etc/passwd").hardlink("h", "s").bytes())
     assert os.readlink(os.path.join(target, "h")) == "/etc/passwd"
     assert os.lstat(os.path.join(target, "h")).st_ino == os.lstat(os.path.join(target, "s")).st_ino
+
+
+# -- valid archives GNU tar extracts: the same tree ----------------------------------
+
+GNU_TAR_CASES = [
+    # a directory entry after its children, below the top level
+    ("dir-after-children-depth-2", TarBuilder().file("a/b/c", "x").dir("a/b/", mode=0o700, uid=3).bytes(), ()),
+    ("dir-after-children-depth-3", TarBuilder().file("a/b/c/d", "x").dir("a/b/c", mode=0o750).dir("a/b", mode=0o711)
+     .bytes(), ()),
+    # a file replacing a directory this layer filled: plain GNU tar keeps the directory and exits 2
+    # ("Cannot open: File exists"); Docker's UnpackLayer removes it, which is tar --recursive-unlink
+    ("file-over-filled-dir-depth-2", TarBuilder().file("a/b/c", "x").file("a/b", "now a file", mode=0o600).bytes(),
+     ("--recursive-unlink",)),
+    ("symlink-over-filled-dir-depth-2", TarBuilder().file("a/b/c", "x").symlink("a/b", "c").bytes(),
+     ("--recursive-unlink",)),
+    # one file written twice, once through a symlinked alias of its directory
+    ("twice-through-alias-first", TarBuilder().dir("d").symlink("alias", "d").file("alias/f", "one")
+     .file("d/f", "two").bytes(), ()),
+    ("twice-through-alias-second", TarBuilder().dir("d").file("d/f", "one").symlink("alias", "d")
+     .file("alias/f", "two").bytes(), ()),
+    ("dir-twice-through-alias", TarBuilder().dir("d").symlink("alias", "d").dir("alias/sub", mode=0o700)
+     .dir("d/sub", mode=0o751).file("d/sub/f").bytes(), ()),
+    # tar -c f f: the second entry is a hardlink of the name to itself
+    ("hardlink-to-itself", TarBuilder().file("f", "data").hardlink("f", "f").bytes(), ()),
+    ("hardlink-to-itself-through-alias", TarBuilder().dir("d").file("d/f", "data").symlink("alias", "d")
+     .hardlink("alias/f", "d/f").bytes(), ()),
+    ("hardlink-over-alias-write", TarBuilder().dir("d").file("t", "target").symlink("alias", "d")
+     .file("alias/h", "old").hardlink("d/h", "t").bytes(), ()),
+]
+
+
+def _gnu_tar(data, dest, options):
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    os.mkdir(dest)
+    subprocess.run(["sh", "-c", 'umask 022 && exec tar -xpf - -C "$0" "$@"', dest] + list(options), input=data,
+                   check=True)
+    return dest
+
+
+@pytest.mark.parametrize("case_id,data,options", GNU_TAR_CASES, ids=[c[0] for c in GNU_TAR_CASES])
+def test_valid_archives_apply_as_gnu_tar_extracts_them(scratch, target, resolver, case_id, data, options):
+    """Type, mode, owner, content and link target of every path equal GNU tar's result."""
+    apply(target, data)
+    expected = snapshot(_gnu_tar(data, os.path.join(scratch, "tar"), options))
+    assert snapshot(target) == expected, case_id
 
 
 # -- hostile input ------------------------------------------------------------------
@@ -159,6 +228,32 @@ def _bomb_entries(n):
     for i in range(n):
         tb.dir("d%d" % i)
     return tb.bytes()
+
+
+def _xattrs(**values):
+    return {"SCHILY.xattr." + k.replace("__", "."): v for k, v in values.items()}
+
+
+def _with_pax(headers):
+    """One empty entry carrying the given PAX records, which TarBuilder would not write."""
+    info = tarfile.TarInfo("x")
+    info.pax_headers = headers
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
+
+
+def _gnu_entry(name, kind=tarfile.REGTYPE, **attrs):
+    """One entry in GNU format, which writes numbers too large for octal as base-256."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b""))
+    return buf.getvalue()
 
 
 GOOD = TarBuilder().file("ok", "fine").bytes()
@@ -212,17 +307,51 @@ HOSTILE = [
     ("sparse-file", None, "sparse", None),
     ("entry-bomb", _bomb_entries(60), "more than 50 entries", None),
     ("raw-dotdot-header", _name_in_header(b"../../raw"), "'..'", None),
+    # numbers beyond what chown, utime and makedev take (OverflowError, or chown's -1 "unchanged")
+    ("uid-is-chowns-unchanged", _with_pax({"uid": "4294967295"}), "'x': owner 4294967295:0 is out of range", None),
+    ("gid-beyond-32-bits-pax", _with_pax({"gid": str(1 << 64)}), "'x': owner 0:%d is out of range" % (1 << 64),
+     None),
+    ("uid-beyond-32-bits-base256", _gnu_entry("big-uid", uid=1 << 40), "'big-uid': owner .* out of range", None),
+    ("mtime-beyond-time_t-pax", _with_pax({"mtime": "1" + "0" * 25}), "'x': mtime .* out of range", None),
+    ("atime-beyond-time_t-pax", _with_pax({"atime": "-" + "9" * 30 + ".5"}), "'x': atime .* out of range", None),
+    ("mtime-beyond-time_t-base256", _gnu_entry("old", mtime=1 << 70), "'old': mtime .* out of range", None),
+    ("devmajor-beyond-dev_t", _gnu_entry("dev/big", tarfile.CHRTYPE, devmajor=4096),
+     "'dev/big': device number 4096:0 is out of range", None),
+    ("devminor-beyond-int-base256", _gnu_entry("dev/huge", tarfile.BLKTYPE, devminor=1 << 40),
+     "'dev/huge': device number .* out of range", None),
+    ("symlink-xattr-through-alias", TarBuilder().symlink("esc", "/").symlink(
+        "esc/canary/link", "etc/passwd", pax_headers=_xattrs(trusted__test="in")).bytes(), None,
+     lambda t: (os.getxattr(os.path.join(t, "canary/link"), "trusted.test", follow_symlinks=False) == b"in"
+                and os.listxattr(os.path.join(os.path.dirname(t), "canary/link"), follow_symlinks=False) == [])),
+    ("symlink-xattr-user-dropped", TarBuilder().symlink("l", "x", pax_headers=_xattrs(user__test="u")).bytes(), None,
+     lambda t: os.listxattr(os.path.join(t, "l"), follow_symlinks=False) == []),
+    # every name is below 4096 bytes, but through the symlink s the last file lies ~5,800 bytes deep:
+    # Linux holds it, Docker and the path-based copies and walks of the layer cannot reach it
+    ("deep-alias-past-path-max", TarBuilder().file("x/" + "d/" * 1900 + "f").symlink("s", "x/" + "d/" * 1900)
+     .file("s/" + "d/" * 1000 + "g").bytes(), "'s/d/d/.*longer than the 3839 bytes .* a symlink in the layer", None),
+    ("name-not-utf8", _name_in_header(b"caf\xe9"), None,
+     lambda t: os.listdir(os.fsencode(t)) == [b"caf\xe9"]),
+    # what may follow a compressed stream
+    ("xz-trailing-junk", lzma.compress(GOOD) + b"junk", "trailing data after xz stream 1", None),
+    ("xz-padding-not-multiple-of-4", lzma.compress(GOOD) + b"\x00" * 6, "padding", None),
+    ("xz-padding-then-junk", lzma.compress(GOOD) + b"\x00" * 4 + b"\x01", "trailing data after xz", None),
+    ("xz-stream-padding", lzma.compress(GOOD) + b"\x00" * 8, None, lambda t: os.path.isfile(os.path.join(t, "ok"))),
+    ("bzip2-trailing-junk", bz2.compress(GOOD) + b"junk", "trailing data after bzip2 stream 1", None),
+    ("bzip2-stream-after-padding", bz2.compress(GOOD) + b"\x00" * 4 + bz2.compress(b"\x00" * 1024),
+     "trailing data after bzip2", None),
+    ("gzip-member-after-padding", _gz(GOOD) + b"\x00" * 4 + _gz(b"\x00" * 1024), "trailing data after gzip", None),
+    # metadata bombs
+    ("pax-global-record-bomb", _gz(b"".join(pax_block({"k%d.%d" % (i, j): b"v" for j in range(5000)}, b"g")
+                                            + GOOD[:1024] for i in range(2)) + b"\x00" * 1024),
+     "pax header has more than 4096 records", None),
+    ("pax-global-xattr-pile-up", b"".join(pax_block({"SCHILY.xattr.user.k%d.%d" % (i, j): b"v" * 30
+                                                     for j in range(400)}, b"g") for i in range(10)) + GOOD,
+     "global pax headers hold more than", None),
+    ("pax-local-pile-up", b"".join(pax_block({"path": b"p" * 600000}) for _i in range(2)) + GOOD,
+     "exceed 1048576 bytes together", None),
+    ("pax-key-too-long", pax_block({"SCHILY.xattr.user." + "k" * 600: b"v"}) + GOOD, "pax header key of", None),
+    ("devmajor-negative-base256", _gnu_entry("dev/neg", tarfile.CHRTYPE, devmajor=-5), "negative", None),
 ]
-
-
-def _with_pax(headers):
-    """One empty entry carrying the given PAX records, which TarBuilder would not write."""
-    info = tarfile.TarInfo("x")
-    info.pax_headers = headers
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        tf.addfile(info, io.BytesIO(b""))
-    return buf.getvalue()
 
 
 SPECIAL = {
@@ -256,8 +385,52 @@ def test_hostile_archive(scratch, canary, resolver, case_id, data, error, check)
     assert not os.path.exists("/canary-abs") and not os.path.exists(os.path.join(os.path.dirname(scratch), "x"))
 
 
+# refused by apply only: they depend on the tree the archive builds
+TREE_DEPENDENT = {"symlink-then-write-through-relative", "symlink-loop", "hardlink-absolute-outside",
+                  "hardlink-through-symlink", "hardlink-to-directory", "hardlink-missing", "opaque-through-symlink",
+                  "opaque-missing-dir", "parent-is-file", "deep-alias-past-path-max"}
+
+
+@pytest.mark.parametrize("case_id,data,error,check", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_verify_without_writing_refuses_as_apply_does(case_id, data, error, check):
+    """Check mode's verification: the same error as apply for everything that is the archive's own."""
+    if data is None:
+        data = _special(case_id)
+    limits = Limits(max_entries=50)
+    if error is None or case_id in TREE_DEPENDENT:
+        result = verify_archive(io.BytesIO(data), limits=limits)
+        assert result.diff_id.startswith("sha256:")
+        return
+    with pytest.raises(LayerFormatError, match=error):
+        verify_archive(io.BytesIO(data), limits=limits)
+
+
+def test_verify_gives_what_apply_gives(target):
+    data = (TarBuilder().dir("etc").file("etc/a", "12345").hardlink("etc/b", "etc/a").whiteout("gone")
+            .file("big", b"x" * 3000).bytes())
+    verified = verify_archive(io.BytesIO(gzip.compress(data)))
+    applied = apply(target, gzip.compress(data))
+    assert (verified.size, verified.diff_id, verified.entries, verified.compression) == (
+        applied.size, applied.diff_id, applied.entries, applied.compression) == (3005, sha256(data), 5, "gzip")
+    with pytest.raises(LayerFormatError, match="not mapped"):
+        verify_archive(io.BytesIO(TarBuilder().file("c", uid=70000).bytes()), uid_maps=[IDMap(0, 100000, 65536)])
+
+
 def test_hostile_case_count():
     assert len(HOSTILE) >= 25
+
+
+def test_trees_within_path_max_apply_and_stay_walkable(scratch, target, resolver):
+    """The same shape within the bound applies, and the layer copies and diffs as any other."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import copy_tree
+
+    deep = ("d" * 20 + "/") * 100  # 2,100 bytes, and 1,470 more through the alias: near the bound
+    apply(target, TarBuilder().file("x/" + deep + "f", "deep").symlink("s", "x/" + deep)
+          .file("s/" + ("e" * 20 + "/") * 70 + "g", "deeper").bytes())
+    copy_tree(target, os.path.join(scratch, "copy"), hardlink=True)
+    assert len(changes_dirs(os.path.join(scratch, "copy"), target)) == 0
+    assert len(changes_dirs(target)) == 170 + 4
 
 
 def test_no_space_left_is_a_clear_error(loopfs):

@@ -115,3 +115,56 @@ def test_short_writes_are_continued(scratch):
     writer.write(payload)
     assert writer.close() == "sha256:" + hashlib.sha256(payload).hexdigest()
     assert bytes(out.data) == payload
+
+
+def test_symlink_xattrs_are_exported_and_apply_back(scratch):
+    """Docker exports and applies xattrs of symlinks; overlay's own stay out of the archive."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    link = os.path.join(tree, "link")
+    os.symlink("nowhere", link)
+    os.setxattr(link, "trusted.test", b"t", follow_symlinks=False)
+    os.setxattr(link, "security.test", b"\xff\x00binary", follow_symlinks=False)
+    os.setxattr(link, "trusted.overlay.origin", b"x", follow_symlinks=False)
+    out = io.BytesIO()
+    export_changes(tree, changes_dirs(tree), out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+        member = archive.getmember("link")
+        assert member.issym()
+        assert member.pax_headers["SCHILY.xattr.trusted.test"] == "t"
+        assert "SCHILY.xattr.trusted.overlay.origin" not in member.pax_headers
+    back = os.path.join(scratch, "back")
+    os.mkdir(back)
+    LayerApplier(back).apply(io.BytesIO(out.getvalue()))
+    applied = os.path.join(back, "link")
+    assert sorted(os.listxattr(applied, follow_symlinks=False)) == ["security.test", "trusted.test"]
+    assert os.getxattr(applied, "security.test", follow_symlinks=False) == b"\xff\x00binary"
+
+
+def test_symlink_xattrs_round_trip_with_gnu_tar(scratch):
+    """GNU tar --xattrs keeps them too: its archive applies with them, and it restores them from ours."""
+    import subprocess
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+
+    xattrs = ["--xattrs", "--xattrs-include=*"]
+    src = os.path.join(scratch, "src")
+    os.makedirs(src)
+    os.symlink("nowhere", os.path.join(src, "link"))
+    os.setxattr(os.path.join(src, "link"), "trusted.test", b"from-tar", follow_symlinks=False)
+    made_by_tar = subprocess.run(["tar"] + xattrs + ["-C", src, "-cf", "-", "."], stdout=subprocess.PIPE,
+                                 check=True).stdout
+    applied = os.path.join(scratch, "applied")
+    os.mkdir(applied)
+    LayerApplier(applied).apply(io.BytesIO(made_by_tar))
+    assert os.getxattr(os.path.join(applied, "link"), "trusted.test", follow_symlinks=False) == b"from-tar"
+
+    os.setxattr(os.path.join(applied, "link"), "trusted.test", b"from-export", follow_symlinks=False)
+    out = io.BytesIO()
+    export_changes(applied, changes_dirs(applied), out)
+    extracted = os.path.join(scratch, "extracted")
+    os.mkdir(extracted)
+    subprocess.run(["tar"] + xattrs + ["-xpf", "-", "-C", extracted], input=out.getvalue(), check=True)
+    assert os.getxattr(os.path.join(extracted, "link"), "trusted.test", follow_symlinks=False) == b"from-export"

@@ -12,9 +12,9 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_stream
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import LayerFormatError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import (
-    HashingReader, iter_entries, parse_pax)
+    HashingReader, Limits, iter_entries, parse_pax)
 
-from layertools import TarBuilder, sha256
+from layertools import TarBuilder, pax_block, sha256
 
 LAYER = TarBuilder().dir("etc").file("etc/os-release", "ID=debian\n" * 200).symlink("l", "etc").bytes()
 
@@ -87,6 +87,50 @@ def test_concatenated_gzip_members_are_one_stream():
     assert reader.digest() == sha256(LAYER) and len(names) == 3
 
 
+PROGRAMS = {"gzip": "gzip", "bzip2": "bzip2", "xz": "xz", "zstd": "zstd"}
+HALF = len(LAYER) // 1024 * 512
+
+# what may follow a compressed stream: (compression, tail, accepted); a tail is a function of the
+# compressor, so it can hold a further stream
+FRAMING = [
+    ("xz", lambda c: b"\x00" * 8, True),  # stream padding, in multiples of 4 as xz requires
+    ("xz", lambda c: b"\x00" * 3, False),  # xz -dc: "Compressed data is corrupt"
+    ("xz", lambda c: b"junk", False),
+    ("xz", lambda c: b"\x00" * 4 + b"junk", False),
+    ("xz", lambda c: b"\x00" * 4 + c(b"\x00" * 1024), True),  # padding, then a further stream
+    ("xz", lambda c: c(b"\x00" * 512), True),
+    ("xz", lambda c: c(b"\x00" * 512)[:-3], False),  # a truncated second stream
+    ("bzip2", lambda c: b"\x00" * 8, True),  # tar and bzip2 -dc accept NUL padding at the end
+    ("bzip2", lambda c: b"junk", False),  # bzip2 -dc only warns ("trailing garbage ignored")
+    ("bzip2", lambda c: b"\x00" * 2 + b"junk", False),
+    ("bzip2", lambda c: c(b"\x00" * 1024), True),
+    ("bzip2", lambda c: b"\x00" * 4 + c(b"\x00" * 1024), False),  # bzip2 -dc would drop that stream
+    ("gzip", lambda c: b"\x00" * 8, True),
+    ("gzip", lambda c: b"junk", False),
+    ("gzip", lambda c: c(b"\x00" * 1024), True),
+    ("gzip", lambda c: b"\x00" * 8 + c(b"\x00" * 1024), False),  # gzip -dc and tar refuse it (exit 2)
+    ("zstd", lambda c: c(b"\x00" * 1024), True),
+    ("zstd", lambda c: b"\x00" * 8, False),  # zstd -dc: "unsupported format"
+    ("zstd", lambda c: b"junk", False),
+]
+
+
+@pytest.mark.parametrize("compression,tail,accepted", FRAMING,
+                         ids=["%s-%d" % (c[0], i) for i, c in enumerate(FRAMING)])
+def test_what_may_follow_a_compressed_stream(compression, tail, accepted):
+    compress = COMPRESSORS[compression]
+    packed = compress(LAYER[:HALF]) + compress(LAYER[HALF:]) + tail(compress)
+    if not accepted:
+        with pytest.raises(LayerFormatError, match="trailing data|padding|decompress|truncated|corrupt"):
+            read_all(packed)
+        return
+    reader, names = read_all(packed)
+    expected = subprocess.run([PROGRAMS[compression], "-dc"], input=packed, stdout=subprocess.PIPE,
+                              check=True).stdout
+    assert reader.digest() == sha256(expected)  # the bytes the reference program gives
+    assert len(names) == 3
+
+
 def test_trailing_nul_padding_is_accepted_and_hashed():
     padded = LAYER + b"\x00" * 8192
     reader, _names = read_all(padded)
@@ -115,6 +159,7 @@ def test_gnu_long_names_and_pax_times():
 
 def test_parse_pax_rejects_bad_lengths():
     assert parse_pax(b"12 path=abc\n") == {"path": b"abc"}
+    assert parse_pax(b"12 path=abc\n" + b"\x00" * 100) == {"path": b"abc"}
     for bad in (b"99 path=abc\n", b"x path=abc\n", b"5 p\n", b"12 path=abcX"):
         with pytest.raises(LayerFormatError):
             parse_pax(bad)
@@ -166,3 +211,85 @@ def test_one_pass_numbers_agree_with_the_field_by_field_decoder(monkeypatch):
     monkeypatch.setattr(tar_stream, "_plain_octals", lambda buf: None)
     assert [_parsed(buf) for buf in samples] == fast
     assert sum(isinstance(r, tuple) for r in fast) > 5000  # most decode, so both paths were compared
+
+
+# -- metadata bombs: PAX and GNU headers are bounded per header, per entry and per archive ------
+
+ENTRY = TarBuilder(fmt=__import__("tarfile").USTAR_FORMAT).file("f", "x").bytes()[:1024]  # header + data block
+END = b"\x00" * 1024
+
+
+def test_pax_global_header_bomb_is_refused():
+    """The reported bomb: global headers of ~1 MiB of distinct tiny records, one per entry, as gzip
+    members of a few KB each (a few hundred of them held 272 MB and took minutes of CPU)."""
+    def member(i):
+        records = {"k%d.%d" % (i, j): b"v" for j in range(60000)}
+        return gzip.compress(pax_block(records, b"g") + ENTRY)
+
+    data = b"".join(member(i) for i in range(3)) + gzip.compress(END)
+    with pytest.raises(LayerFormatError, match="pax header has more than 4096 records"):
+        read_all(data)
+
+
+def test_pax_keeps_only_the_keys_an_entry_uses():
+    data = b"".join(b"%d %s=v\n" % (len(k) + 6, k) for k in (b"comment", b"ctime", b"hdrcharset", b"LIBARCHIVE.x"))
+    data += b"13 path=name\n" + b"29 SCHILY.xattr.user.a=value\n"
+    assert parse_pax(data) == {"path": b"name", "SCHILY.xattr.user.a": b"value"}
+    # unused keys, however many headers carry them, never reach the global state
+    records = [pax_block({"k%d.%d" % (i, j): b"v" for j in range(4000)}, b"g") + ENTRY for i in range(40)]
+    _reader, names = read_all(b"".join(records) + END)
+    assert names == [("f", "file")] * 40
+
+
+def test_global_pax_state_is_capped():
+    records = [pax_block({"SCHILY.xattr.user.k%d.%d" % (i, j): b"v" * 30 for j in range(400)}, b"g") + ENTRY
+               for i in range(10)]
+    with pytest.raises(LayerFormatError, match="global pax headers hold more than 65536 bytes"):
+        read_all(b"".join(records) + END)
+
+
+def test_metadata_headers_before_one_entry_are_capped():
+    piled = b"".join(pax_block({"path": b"p" * 600000}) for _i in range(3))
+    with pytest.raises(LayerFormatError, match="before the entry at offset .* exceed 1048576 bytes together"):
+        read_all(piled + ENTRY + END)
+    long_names = b"".join(_gnu_long_name(b"n" * 500000) for _i in range(3))
+    with pytest.raises(LayerFormatError, match="exceed 1048576 bytes together"):
+        read_all(long_names + ENTRY + END)
+
+
+def _gnu_long_name(name):
+    import tarfile
+
+    info = tarfile.TarInfo("././@LongLink")
+    info.type = tarfile.GNUTYPE_LONGNAME
+    info.size = len(name) + 1
+    return info.tobuf(format=tarfile.GNU_FORMAT) + name + b"\x00" * (-len(name) % 512 or 512)
+
+
+def test_metadata_over_the_archive_is_capped():
+    data = b"".join(pax_block({"path": b"f%d" % i}) + ENTRY for i in range(30)) + END
+    reader = HashingReader(io.BytesIO(data))
+    with pytest.raises(LayerFormatError, match="tar metadata headers exceed 200 bytes in the layer"):
+        for entry in iter_entries(reader, Limits(max_meta_total=200)):
+            reader.read_exact(entry.size, "data")
+
+
+def test_pax_keys_and_records_are_capped():
+    with pytest.raises(LayerFormatError, match="pax header key of 613 bytes exceeds the limit of 512"):
+        read_all(pax_block({"SCHILY.xattr.user." + "k" * 595: b"v"}) + ENTRY + END)
+    with pytest.raises(LayerFormatError, match="more than 4096 records"):
+        read_all(pax_block({"a%d" % i: b"" for i in range(5000)}) + ENTRY + END)
+
+
+def test_gnu_tar_posix_format_reads(scratch):
+    """GNU tar's own PAX output (atime, ctime and mtime records for every entry) is not metadata abuse."""
+    import os
+
+    tree = os.path.join(scratch, "t")
+    os.makedirs(os.path.join(tree, "d" * 120))
+    with open(os.path.join(tree, "d" * 120, "f"), "w") as f:
+        f.write("x")
+    data = subprocess.run(["tar", "--format=posix", "-C", tree, "-cf", "-", "."], stdout=subprocess.PIPE,
+                          check=True).stdout
+    _reader, names = read_all(data)
+    assert ("./" + "d" * 120 + "/f", "file") in names
