@@ -22,7 +22,7 @@ from ..errors import OverlayError
 from .auth import credentials_for
 from .digests import VerifyingReader, chain_ids
 from .docker_archive import DockerArchive
-from .errors import BlobError, ImageError
+from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .oci_layout import OciLayout
 from .reference import Reference, parse_reference
@@ -147,7 +147,7 @@ def _apply_one(store, source, descriptor, layer, parent, image, progress, index,
     where = "layer %d of %d (%s): " % (index + 1, count, layer["id"])
     try:
         store_apply(store, layer["id"], parent, opener, layer["diff_id"])
-    except (ImageError, BlobError) as e:
+    except ImageError as e:  # BlobError too
         raise e.prefix(where)
     except OverlayError as e:
         # The applier names the layer around the cause; the blob's own error says more.
