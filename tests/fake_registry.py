@@ -136,7 +136,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                              {"WWW-Authenticate": self.challenge(), "Content-Type": "application/json"})
         if self.path == "/v2/":
             return self.send(200, b"{}")
-        parts = self.path[len("/v2/"):].split("/")
+        parts = self.path.split("?", 1)[0][len("/v2/"):].split("/")
         if len(parts) >= 3 and parts[-2] == "manifests":
             repo, ref = "/".join(parts[:-2]), parts[-1]
             found = r.manifests.get((repo, ref))
