@@ -192,6 +192,11 @@ elapsed:
   returned: success
   type: float
   sample: 4.2
+sent_layers:
+  description: How many layer blobs the controller sent to the host (O(remote_src=false) with a file transport).
+  returned: when the image was read on the controller
+  type: int
+  sample: 1
 '''
 
 from ansible.module_utils.basic import AnsibleModule
