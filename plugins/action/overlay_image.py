@@ -129,8 +129,8 @@ class ActionModule(ActionBase):
                                                         for d in dirs] + remote_files)
             if "image.tar" in files:  # the archive as it is, with the operator's NAME:TAG or REF
                 suffix = reference.text[len(reference.transport) + 1 + len(reference.path):]
-                host_src = "%s:%s%s" % (reference.transport, self._connection._shell.join_path(remote_root,
-                                                                                             "image.tar"), suffix)
+                remote_archive = self._connection._shell.join_path(remote_root, "image.tar")
+                host_src = "%s:%s%s" % (reference.transport, remote_archive, suffix)
             else:
                 transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
                 host_src = "%s:%s" % (transport, remote_root)
