@@ -79,7 +79,7 @@ class ActionModule(ActionBase):
     def _host_platform(self, args):
         if args.get("platform"):
             return manifests.parse_platform(args["platform"])
-        out = self._low_level_execute_command("uname -m")
+        out = self._low_level_execute_command("uname -m", sudoable=False)
         machine = to_text(out.get("stdout", "")).strip().lower()
         arch, variant = manifests._MACHINES.get(machine, (machine, None))  # pylint: disable=protected-access
         return "linux", arch, variant
@@ -117,7 +117,8 @@ class ActionModule(ActionBase):
             dirs = sorted(set(os.path.dirname(name) for name in files) - {""})
             command = "mkdir -p -m 0700 %s" % " ".join(
                 shlex.quote(self._connection._shell.join_path(remote_root, d)) for d in [""] + dirs)
-            made = self._low_level_execute_command(command)
+            # As the connection's user, like the temp dir itself: the transfers below write as that user.
+            made = self._low_level_execute_command(command, sudoable=False)
             if made.get("rc") != 0:
                 raise OverlayError("cannot make %s on the host: %s" % (remote_root, to_text(made.get("stderr"))))
             remote_files = []
