@@ -294,3 +294,15 @@ def test_a_file_that_is_no_archive(store, scratch):
     with pytest.raises(ImageError) as e:
         stage_image(store, "oci:%s" % path)
     assert "not a directory" in e.value.message
+
+
+def test_check_mode_on_a_home_without_bookkeeping_writes_nothing(home, scratch):
+    """A home Docker wrote (layer directories, no .strata/) stays as it is in check mode."""
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    os.makedirs(os.path.join(home, "some-docker-layer", "root"))
+    params = {"src": "oci:" + layout, "home": home, "uid_maps": [], "gid_maps": [], "platform": None,
+              "registry_auth": None, "validate_certs": True, "ca_path": None}
+    result = ImageManager(params, check_mode=True).run()
+    assert [layer["changed"] for layer in result["layers"]] == [True, True]
+    assert os.listdir(home) == ["some-docker-layer"]
