@@ -26,8 +26,9 @@ from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .oci_layout import OciLayout
 from .reference import Reference, parse_reference
-from .registry import DEFAULT_TIMEOUT, Registry
 from .stream import CheckedStream
+
+DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
 
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
@@ -35,6 +36,8 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
         return OciLayout(reference)
     if reference.transport == "docker-archive":
         return DockerArchive(reference)
+    # http.client and ssl only when a registry is pulled: file transports start faster without them.
+    from .registry import Registry  # pylint: disable=import-outside-toplevel
     credentials = credentials_for(registry_auth, reference.host, reference.repository, reference.text)
     return Registry(reference, credentials, validate_certs, ca_path, timeout)
 
