@@ -66,12 +66,16 @@ class _Progress:
         self.bytes += n
 
 
-def _opener(source, descriptor, image, progress, verifiers):
+def _opener(source, descriptor, diff_id, image, progress, verifiers):
+    # An uncompressed blob's digest is its diff_id, which the applier checks before the layer becomes
+    # visible: hashing the same bytes twice would prove nothing more.
+    digest = None if descriptor.digest == diff_id and descriptor.compression == "none" else descriptor.digest
+
     @contextlib.contextmanager
     def opener():
         with source.open_blob(descriptor) as raw:
-            verifier = VerifyingReader(raw, descriptor.digest, descriptor.size, image, progress.add,
-                                       name=descriptor.path)
+            verifier = VerifyingReader(raw, digest, descriptor.size, image, progress.add,
+                                       name=descriptor.digest or descriptor.path)
             verifiers.append(verifier)
             stream = CheckedStream(verifier, descriptor.compression, image)
             try:
@@ -149,7 +153,7 @@ def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
 
 def _apply_one(store, source, descriptor, layer, parent, image, progress, index, count):
     verifiers = []
-    opener = _opener(source, descriptor, image, progress, verifiers)
+    opener = _opener(source, descriptor, layer["diff_id"], image, progress, verifiers)
     blob = descriptor.digest or descriptor.path
     where = "layer %d of %d (%s): " % (index + 1, count, layer["id"])
     try:

@@ -215,7 +215,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("top_compression", ["gzip", "zstd"])
+@pytest.mark.parametrize("top_compression", ["gzip", "zstd", "none"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tampered_layouts_fail_clearly_and_stage_nothing_of_the_bad_layer(store, home, scratch, case,
                                                                           top_compression):
@@ -229,8 +229,13 @@ def test_tampered_layouts_fail_clearly_and_stage_nothing_of_the_bad_layer(store,
     with pytest.raises(OverlayError) as e:
         stage_image(store, "oci:%s:v1" % layout)
     message = e.value.message
-    assert fragment in message
-    assert message.startswith("image oci:%s:v1" % layout) or ("image oci:%s:v1" % layout) in message
+    fragments = [fragment]
+    if top_compression == "none" and tamper is tamper_blob:
+        # An uncompressed blob's digest is its diff_id: the applier's checks say it (here the flipped
+        # byte lands in the archive's end padding).
+        fragments = ["diff_id mismatch", "trailing data after the end of the tar archive"]
+    assert any(f in message for f in fragments), message
+    assert message.startswith("image oci:%s:v1" % layout)
     assert layer_dirs(home) == ([ids[0]] if base_staged else [])
     if base_staged:
         assert "blob " in message and "layer 2 of 2" in message
