@@ -67,7 +67,7 @@ class Pushed:
 
 @pytest.fixture(scope="module")
 def pushed():
-    work = tempfile.mkdtemp(prefix="strata-images-")
+    work = tempfile.mkdtemp(prefix="strata-registry-images-")
     try:
         with registries(directory=os.path.join(work, "registries")) as regs:
             images = imagebuild.sample_images()
