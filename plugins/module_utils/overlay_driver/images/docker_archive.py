@@ -9,10 +9,15 @@ their diff_id); Docker 25 and later write an OCI layout inside the archive and
 name them blobs/sha256/<hex>, which is then also the layer's digest. There is
 no registry manifest, so manifest_digest is None; the config's digest is
 Docker's image id.
+
+A directory with the archive's files is read the same way: the action plugin
+sends only the files a host lacks, and a layer that is not there is only an
+error if it has to be staged.
 """
 
 import contextlib
 import json
+import os
 import re
 
 from . import manifests
@@ -41,7 +46,7 @@ class DockerArchive:
     def __init__(self, reference):
         self.reference = reference
         self.image = reference.text
-        self.files = open_files(reference.path, self.image, want_dir=False)
+        self.files = open_files(reference.path, self.image, want_dir=os.path.isdir(reference.path))
 
     def close(self):
         self.files.close()
@@ -99,8 +104,10 @@ class DockerArchive:
                                       path=config_name)
         layers = []
         for name in layer_names:
-            f, size = self.files.open(name)  # present and regular, and its size, before anything is staged
-            f.close()
+            size = None
+            if self.files.exists(name):
+                f, size = self.files.open(name)  # its size, before anything is staged
+                f.close()
             layers.append(manifests.Descriptor("application/vnd.docker.image.rootfs.diff.tar", _digest_in_name(name),
                                                size, compression="auto", path=name))
         return manifests.Resolved(None, config, layers)
@@ -119,7 +126,7 @@ class DockerArchive:
             f, size = self.files.open(descriptor.path)
         except ImageError as e:
             raise ImageError("layer %s: %s" % (descriptor.path, e.cause), image=self.image, blob=descriptor.digest)
-        if size != descriptor.size:
+        if descriptor.size is not None and size != descriptor.size:
             f.close()
             raise ImageError("layer %s changed size while being read" % descriptor.path, image=self.image,
                              blob=descriptor.digest)

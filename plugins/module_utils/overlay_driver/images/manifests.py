@@ -79,11 +79,12 @@ class Descriptor:
 class Resolved:
     """One image: its manifest's digest, the config's descriptor and the layers' descriptors, in order."""
 
-    def __init__(self, manifest_digest, config, layers, media_type=None):
+    def __init__(self, manifest_digest, config, layers, media_type=None, raw=None):
         self.manifest_digest = manifest_digest
         self.config = config
         self.layers = layers
         self.media_type = media_type
+        self.raw = raw  # the manifest's bytes, for the action plugin's copy of a layout
 
 
 def load_json(data, image, what, limit):
@@ -243,7 +244,7 @@ def resolve(fetch_manifest, data, declared_type, digest, wanted_platform, image)
         kind, media_type = kind_of(document, declared_type, image, "manifest %s" % digest)
         if kind == "manifest":
             config, layers = parse_manifest(document, image, digest)
-            return Resolved(digest, config, layers, media_type)
+            return Resolved(digest, config, layers, media_type, data)
         entries = parse_index(document, image, digest)
         chosen = select_platform(entries, wanted_platform, image, digest)
         if chosen.digest in seen:
