@@ -436,8 +436,8 @@ def app_layer():
 def arch_layer(arch):
     return (TarBuilder()
             .dir("etc", mtime=T0 + 300).file("etc/arch", arch + "\n")
-            .dir("usr").dir("usr/lib").dir("usr/lib/" + arch).file("usr/lib/%s/ld.so" % arch,
-                                                                    _pseudo_random(5000, arch))
+            .dir("usr").dir("usr/lib").dir("usr/lib/" + arch)
+            .file("usr/lib/%s/ld.so" % arch, _pseudo_random(5000, arch))
             .bytes())
 
 
