@@ -184,6 +184,20 @@ def test_token_is_reused_within_a_run(pushed, home):
     assert len(scopes) == len(set(scopes)), "one token per scope, reused for every blob: %s" % scopes
 
 
+@pytest.mark.parametrize("which", ["basic", "token"])
+def test_pull_with_an_auth_file(pushed, home, scratch, which):
+    """Credentials from a containers auth.json, as podman login and skopeo login write it."""
+    import base64  # pylint: disable=import-outside-toplevel
+
+    regs = pushed.regs
+    registry = getattr(regs, which)
+    auth_file = os.path.join(scratch, "auth.json")
+    with open(auth_file, "w", encoding="ascii") as f:
+        json.dump({"auths": {registry.host: {"auth": base64.b64encode(regs.creds.encode()).decode()}}}, f)
+    result = stage(pushed, home, registry.ref("base", "gzip"), auth={"auth_file": auth_file})
+    assert result["top"] == pushed.images["base"].chain_ids[-1]
+
+
 def test_the_index_picks_the_host_platform_or_the_one_asked(pushed, home, scratch):
     regs = pushed.regs
     amd64, arm64 = pushed.images["multi"].images
