@@ -395,11 +395,12 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run as root: the bench makes loop filesystems and overlay mounts")
     os.makedirs(CACHE, exist_ok=True)
+    load_at_start = os.getloadavg()[0]
     layer0, layer1, what = image_layers()
     work = tempfile.mkdtemp(prefix="strata-image-bench-", dir=CACHE)
     farm = collection_farm()
     mnt, fs_image = ext4(8)
-    results = []
+    results, sizes = [], {}
     try:
         with registries(token=False, directory=os.path.join(work, "registry")) as regs:
             layout = os.path.join(work, "layout")
@@ -434,10 +435,11 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(farm, ignore_errors=True)
     header = ("%s, %s, %d cores, Python %s; image: %s; layers %d + %d entries, %d + %d MB uncompressed; "
-              "%d MB gzip, %d MB zstd; ext4 on a loop file; %d reps"
+              "%d MB gzip, %d MB zstd; ext4 on a loop file; %d reps; load average %.1f at start, %.1f at end"
               % (datetime.date.today(), platform.release(), os.cpu_count(), platform.python_version(), what,
                  tar_entries(layer0), tar_entries(layer1), os.path.getsize(layer0) >> 20,
-                 os.path.getsize(layer1) >> 20, sizes["gzip"] >> 20, sizes["zstd"] >> 20, args.reps))
+                 os.path.getsize(layer1) >> 20, sizes.get("gzip", 0) >> 20, sizes.get("zstd", 0) >> 20, args.reps,
+                 load_at_start, os.getloadavg()[0]))
     lines = [header, "", table(results)]
     for r in results:
         if "ratio_of_medians" in r:
