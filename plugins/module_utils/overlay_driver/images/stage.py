@@ -22,7 +22,7 @@ from ..errors import OverlayError
 from .auth import credentials_for
 from .digests import VerifyingReader, chain_ids
 from .docker_archive import DockerArchive
-from .errors import BlobError, ImageError
+from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .oci_layout import OciLayout
 from .reference import Reference, parse_reference
@@ -90,8 +90,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 check_mode=False, timeout=DEFAULT_TIMEOUT):
     """Stage the image `src` (a reference string or Reference) into store.
 
-    Takes the store's lock itself. In check mode, store may be None (no home
-    yet: every layer would be staged) and only manifest and config are read.
+    Takes the store's lock itself (not in check mode, which only reads the
+    layers' records). In check mode, store may be None (no home yet: every
+    layer would be staged) and only manifest and config are read.
     Returns a dict: changed, top, layers [{id, diff_id, digest, size, changed}],
     manifest_digest, config_digest, config, bytes, elapsed.
     """
@@ -113,6 +114,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 raise ImageError("no layer store to stage into", image=image)
             for layer in layers:
                 layer["changed"] = True
+        elif check_mode:
+            # Reads only; the lock would run the store's cleanup of leftovers, which check mode must not.
+            _stage_layers(store, source, resolved, layers, image, progress, check_mode)
         else:
             with store.locked():
                 _stage_layers(store, source, resolved, layers, image, progress, check_mode)
@@ -147,7 +151,7 @@ def _apply_one(store, source, descriptor, layer, parent, image, progress, index,
     where = "layer %d of %d (%s): " % (index + 1, count, layer["id"])
     try:
         store_apply(store, layer["id"], parent, opener, layer["diff_id"])
-    except (ImageError, BlobError) as e:
+    except ImageError as e:  # BlobError too
         raise e.prefix(where)
     except OverlayError as e:
         # The applier names the layer around the cause; the blob's own error says more.
