@@ -302,10 +302,8 @@ def test_check_mode_on_a_partly_staged_home(pushed, home):
     assert _tree_stat(home) == tree
 
 
-@pytest.mark.xfail(strict=True, reason="stage_image takes the home's lock in check mode too, and LayerStore.locked() "
-                   "then clears leftovers of killed runs (driver.cleanup, orphan records): DESIGN 3 says check "
-                   "mode does no cleanup of leftovers")
 def test_check_mode_leaves_leftovers_of_killed_runs_alone(pushed, home):
+    """DESIGN 3: check mode does no cleanup of leftovers, in a home that exists too."""
     regs = pushed.regs
     stage(pushed, home, regs.basic.ref("base", "gzip"))
     leftover = os.path.join(home, ".strata", "tmp", "apply-killed-run")
