@@ -9,6 +9,7 @@ layer on strata's top layer must show exactly what containers-storage's mount
 of that image shows, entry by entry.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -20,32 +21,14 @@ import urllib.error
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
 import imagebuild
-from registry import have_tools, registries
+from registry import SERVICE, Registry, have_tools, registries
 
 pytestmark = [pytest.mark.peer, pytest.mark.skipif(have_tools() is not None, reason=str(have_tools()))]
-
-PKG = "ansible_collections.strata.overlay.plugins.module_utils.overlay_driver"
-
-
-def _stage_image():
-    try:
-        module = __import__(PKG + ".images.stage", fromlist=["stage_image"])
-    except ImportError as exc:  # the module is another branch's work until it is merged
-        pytest.skip("images.stage is not in this tree: %s" % exc)
-    return module.stage_image
-
-
-def _store(home):
-    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import (  # noqa: E501 pylint: disable=import-outside-toplevel
-        LayerStore)
-    return LayerStore(home)
-
-
-def _overlay_error():
-    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import (  # noqa: E501 pylint: disable=import-outside-toplevel
-        OverlayError)
-    return OverlayError
 
 
 # -- the registries and the images in them (once per module: pushing is the slow part) ------------
@@ -58,9 +41,9 @@ class Pushed:
         self.images = images
         self.digests = {}
 
-    def push(self, layout, name, tag, compression, registry, all_platforms=False):
+    def push(self, layout, name, tag, compression, registry, all_platforms=False, fmt=None):
         digest = imagebuild.push(self.regs, "oci:%s:%s" % (layout, name), name, tag, compression=compression,
-                                 all_platforms=all_platforms, registry=registry)
+                                 all_platforms=all_platforms, fmt=fmt, registry=registry)
         self.digests[(registry.host, name, tag)] = digest
         return digest
 
@@ -79,19 +62,23 @@ def pushed():
                     out.push(layout, name, "gzip", "gzip", registry)
                     out.push(layout, name, "zstd", "zstd", registry)
                 out.push(layout, "multi", "latest", "gzip", registry, all_platforms=True)
+                # Docker's own media types: a v2 schema 2 manifest, and a manifest list
+                out.push(layout, "base", "v2s2", "gzip", registry, fmt="v2s2")
+                out.push(layout, "multi", "v2s2", "gzip", registry, all_platforms=True, fmt="v2s2")
             yield out
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def stage(pushed, home, src, registry=None, auth="default", ca="default", **kw):
-    """stage_image as the module calls it (no store in check mode without a home), with the test registries'
-    credentials and CA."""
-    stage_image = _stage_image()
+def stage(pushed, home, src, auth="default", ca="default", **kw):
+    """stage_image as the module calls it, with the test registries' credentials and CA by default.
+
+    As the module does, check mode gets no store when the home does not exist yet.
+    """
     regs = pushed.regs
     kw.setdefault("registry_auth", regs.auth if auth == "default" else auth)
     kw.setdefault("ca_path", regs.pki.ca_crt if ca == "default" else ca)
-    store = None if kw.get("check_mode") and not os.path.isdir(home) else _store(home)
+    store = None if kw.get("check_mode") and not os.path.isdir(home) else LayerStore(home)
     return stage_image(store, src, **kw)
 
 
@@ -112,7 +99,7 @@ def assert_staged(home, result, image, manifest_digest):
     for key, value in image.runtime_config.items():
         assert result["config"].get(key) == value, key
     assert layer_dirs(home) == sorted(chain)
-    store = _store(home)
+    store = LayerStore(home)
     for layer_id, diff_id in zip(chain, image.diff_ids):
         assert store.record(layer_id).diff_id == diff_id
 
@@ -173,6 +160,26 @@ def test_pull_by_digest(pushed, home, which):
     assert any(path.endswith("/manifests/" + digest) for _m, path, _s in manifests)
 
 
+@pytest.mark.parametrize("which", ["basic", "token"])
+def test_docker_manifest_and_manifest_list(pushed, home, scratch, which):
+    registry = getattr(pushed.regs, which)
+    accept = "application/vnd.docker.distribution.manifest.v2+json"
+    with registry.v2("base/manifests/v2s2", accept=accept, token=_pull_token(pushed, registry, "base"),
+                     basic=None if which == "token" else (pushed.regs.USER, pushed.regs.PASSWORD)) as r:
+        assert r.headers["Content-Type"] == accept
+    result = stage(pushed, home, registry.ref("base", "v2s2"))
+    assert_staged(home, result, pushed.images["base"], pushed.digests[(registry.host, "base", "v2s2")])
+    arm64 = pushed.images["multi"].images[1]
+    result = stage(pushed, os.path.join(scratch, "arm64"), registry.ref("multi", "v2s2"), platform="linux/arm64/v8")
+    assert result["top"] == arm64.chain_ids[-1]
+
+
+def _pull_token(pushed, registry, repo):
+    if registry.auth != "token":
+        return None
+    return pushed.regs.tokens.issue(pushed.regs.USER, SERVICE, ["repository:%s:pull" % repo])
+
+
 def test_token_is_reused_within_a_run(pushed, home):
     regs = pushed.regs
     before = len(regs.tokens.issued)
@@ -187,8 +194,6 @@ def test_token_is_reused_within_a_run(pushed, home):
 @pytest.mark.parametrize("which", ["basic", "token"])
 def test_pull_with_an_auth_file(pushed, home, scratch, which):
     """Credentials from a containers auth.json, as podman login and skopeo login write it."""
-    import base64  # pylint: disable=import-outside-toplevel
-
     regs = pushed.regs
     registry = getattr(regs, which)
     auth_file = os.path.join(scratch, "auth.json")
@@ -217,7 +222,7 @@ def test_the_index_picks_the_host_platform_or_the_one_asked(pushed, home, scratc
 
 def test_a_platform_the_index_lacks_is_a_clear_error(pushed, home):
     regs = pushed.regs
-    with pytest.raises(_overlay_error()) as err:
+    with pytest.raises(OverlayError) as err:
         stage(pushed, home, regs.basic.ref("multi"), platform="linux/s390x")
     message = str(err.value)
     assert "linux/s390x" in message and regs.basic.host + "/multi" in message
@@ -318,7 +323,7 @@ def test_check_mode_leaves_leftovers_of_killed_runs_alone(pushed, home):
 # -- errors: clear, naming the image, nothing staged ---------------------------------------------------
 
 def _expect_error(pushed, home, src, *fragments, **kw):
-    with pytest.raises(_overlay_error()) as err:
+    with pytest.raises(OverlayError) as err:
         stage(pushed, home, src, **kw)
     message = str(err.value)
     image = src.split("://", 1)[1].split("@")[0].rsplit(":", 1)[0]
@@ -355,8 +360,6 @@ def test_untrusted_certificate_without_ca_path(pushed, home):
 
 def test_certificate_from_another_ca(pushed, home, scratch):
     """The registry presents a certificate our CA did not sign: refused although ca_path is given."""
-    from registry import Registry  # pylint: disable=import-outside-toplevel
-
     regs = pushed.regs
     key, crt = regs.pki.self_signed_server()
     rogue = Registry(regs.pki, os.path.join(scratch, "rogue"), "htpasswd", regs.users, tls_cert=crt, tls_key=key)
@@ -470,7 +473,7 @@ def _diff(ours, theirs):
 def test_peer_mount_equals_a_writable_layer_on_our_top(pushed, peer, home, which, repo, compression):
     registry = getattr(pushed.regs, which)
     result = stage(pushed, home, registry.ref(repo, compression))
-    store = _store(home)
+    store = LayerStore(home)
     with store.locked():
         store.create("rw", result["top"])
         store.mount("rw", holder="peer-test")
