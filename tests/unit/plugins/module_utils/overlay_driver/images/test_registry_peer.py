@@ -123,6 +123,15 @@ def test_registries_challenge_for_basic_and_bearer(pushed):
     assert refused.value.code == 401
 
 
+def test_a_registry_that_cannot_start_is_reported_and_leaves_no_process(pushed, scratch):
+    broken = Registry(pushed.regs.pki, os.path.join(scratch, "broken"), None,
+                      tls_cert=os.path.join(scratch, "missing.crt"), tls_key=os.path.join(scratch, "missing.key"))
+    with pytest.raises(RuntimeError) as err:
+        broken.start(timeout=10)
+    assert "exited" in str(err.value) and "missing.crt" in str(err.value)
+    assert broken.proc is None
+
+
 def test_zstd_push_is_zstd(pushed):
     regs = pushed.regs
     accept = imagebuild.OCI_MANIFEST
