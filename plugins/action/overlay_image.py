@@ -79,10 +79,8 @@ class ActionModule(ActionBase):
     def _host_platform(self, args):
         if args.get("platform"):
             return manifests.parse_platform(args["platform"])
-        out = self._low_level_execute_command("uname -m")
-        machine = to_text(out.get("stdout", "")).strip().lower()
-        arch, variant = manifests._MACHINES.get(machine, (machine, None))  # pylint: disable=protected-access
-        return "linux", arch, variant
+        out = self._low_level_execute_command("uname -m", sudoable=False)
+        return manifests.machine_platform(to_text(out.get("stdout", "")))
 
     def _held_layers(self, args, task_vars):
         """id -> diff_id of the layers the host already holds."""
@@ -117,7 +115,8 @@ class ActionModule(ActionBase):
             dirs = sorted(set(os.path.dirname(name) for name in files) - {""})
             command = "mkdir -p -m 0700 %s" % " ".join(
                 shlex.quote(self._connection._shell.join_path(remote_root, d)) for d in [""] + dirs)
-            made = self._low_level_execute_command(command)
+            # As the connection's user, like the temp dir itself: the transfers below write as that user.
+            made = self._low_level_execute_command(command, sudoable=False)
             if made.get("rc") != 0:
                 raise OverlayError("cannot make %s on the host: %s" % (remote_root, to_text(made.get("stderr"))))
             remote_files = []
@@ -129,8 +128,8 @@ class ActionModule(ActionBase):
                                                         for d in dirs] + remote_files)
             if "image.tar" in files:  # the archive as it is, with the operator's NAME:TAG or REF
                 suffix = reference.text[len(reference.transport) + 1 + len(reference.path):]
-                host_src = "%s:%s%s" % (reference.transport, self._connection._shell.join_path(remote_root,
-                                                                                             "image.tar"), suffix)
+                remote_archive = self._connection._shell.join_path(remote_root, "image.tar")
+                host_src = "%s:%s%s" % (reference.transport, remote_archive, suffix)
             else:
                 transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
                 host_src = "%s:%s" % (transport, remote_root)
