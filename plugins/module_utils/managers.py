@@ -124,7 +124,7 @@ class MountManager(Manager):
         changed = self.store.mount(layer_id, holder, self.params.get("mount_label") or "", self.check_mode)
         if self.check_mode:
             after = self.predicted(before, holders=sorted(set(before["holders"]) | {holder}),
-                                   mounted=before["kind"] == "overlay", stale=False)
+                                   mounted=before["exists"], stale=False)
         else:
             after = self.store.state(layer_id)
         return self._result(changed, before, after)

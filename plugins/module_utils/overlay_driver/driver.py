@@ -25,7 +25,7 @@ from .changes import changes_dirs, changes_size
 from .copy import copy_tree
 from .errors import OverlayError
 from .ids import parse_maps, root_pair, validate_layer_id
-from .layout import HomeLayout, make_temp_dir
+from .layout import MERGED, HomeLayout, make_temp_dir
 from .tar_export import export_changes
 
 KIND_ROOT = "root"
@@ -178,14 +178,23 @@ class Driver:
 
     def is_mounted(self, layer_id, entries=None):
         entry = self.mount_entry(layer_id, entries)
-        return entry is not None and self.owns_mount(layer_id, entry)
+        return entry is not None and self.owns_mount(layer_id, entry, entries)
 
-    def owns_mount(self, layer_id, entry):
-        """Whether a mount at merged/ is this layer's own overlay (not something mounted over it)."""
+    def owns_mount(self, layer_id, entry, entries=None):
+        """Whether a mount at merged/ is this layer's own (not something mounted over it).
+
+        An overlay layer's own mount is its overlay; a root layer's is the
+        read-only bind mount of its root/ that get(readonly_root=True) makes
+        (a writable bind of root/ is not: it is what the read-only one prevents).
+        """
+        paths = self.layout.layer(layer_id)
+        if os.path.isdir(paths.root):
+            return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
+                    and mounts.is_bind_of(entry, paths.root, entries))
         if entry.fstype != "overlay":
             return False
         upper = entry.options_dict().get("upperdir")
-        return upper is None or os.path.realpath(upper) == os.path.realpath(self.layout.layer(layer_id).upper)
+        return upper is None or os.path.realpath(upper) == os.path.realpath(paths.upper)
 
     # -- create / remove ----------------------------------------------------
 
@@ -259,24 +268,42 @@ class Driver:
         os.rename(paths.dir, os.path.join(trash, "layer"))
         faults.point("remove.renamed")
         syscalls.remove_tree(trash)
+        try:
+            os.unlink(self._made_merged_marker(layer_id))
+        except FileNotFoundError:
+            pass
         return True
 
     # -- get / put ----------------------------------------------------------
 
-    def get(self, layer_id, mount_label=""):
-        """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it."""
+    def get(self, layer_id, mount_label="", readonly_root=False):
+        """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it.
+
+        With readonly_root, a root layer is bind-mounted read-only at merged/
+        and merged/ is returned: its files are hardlinks shared with the layers
+        built on it, so the only path handed out for it must not be writable.
+        A missing merged/ is made here (Docker 20.10 removes it in Put) and
+        removed again by put().
+        """
         paths = self._require(layer_id)
-        if os.path.isdir(paths.root):
+        is_root = os.path.isdir(paths.root)
+        if is_root and not readonly_root:
             return paths.root
-        lower = self.metadata(layer_id)["LowerDir"]
-        if not os.path.isdir(lower):
-            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
+        if not is_root:
+            lower = self.metadata(layer_id)["LowerDir"]
+            if not os.path.isdir(lower):
+                raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id,
+                                   path=lower)
         entry = self.mount_entry(layer_id)
         if entry is not None:
             if self.owns_mount(layer_id, entry):
                 return paths.merged
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
+        self._make_merged(layer_id, paths)
+        if is_root:
+            mounts.bind_readonly(paths.root, paths.merged)
+            return paths.merged
         mounts.mount_overlay(paths.merged, lower, paths.upper, paths.work, mount_label)
         # Overlay in a user namespace needs work/work owned by the remapped root.
         try:
@@ -286,8 +313,62 @@ class Driver:
             raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         return paths.merged
 
+    def _made_merged_marker(self, layer_id):
+        return os.path.join(self.layout.state, "made-merged", layer_id)
+
+    def _make_merged(self, layer_id, paths):
+        """Make merged/ (0700, remapped root) when missing, relative to the layer dir, never through a symlink.
+
+        A marker in <home>/.strata/made-merged/ remembers that get() made it,
+        so that put() removes it and a home Docker wrote is left as Docker left it.
+        """
+        try:
+            dir_fd = os.open(paths.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
+        try:
+            try:
+                st = os.stat(MERGED, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise OverlayError("merged/ is not a directory", layer=layer_id, path=paths.merged)
+                return False
+            marker = self._made_merged_marker(layer_id)
+            try:
+                os.mkdir(os.path.dirname(marker), 0o700)
+            except FileExistsError:
+                pass
+            try:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                pass
+            try:
+                os.mkdir(MERGED, 0o700, dir_fd=dir_fd)
+                os.chown(MERGED, self.root_uid, self.root_gid, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError as e:
+                raise OverlayError("cannot create merged/: %s" % e.strerror, layer=layer_id, path=paths.merged)
+            return True
+        finally:
+            os.close(dir_fd)
+
+    def _drop_made_merged(self, layer_id, paths):
+        """After an unmount: remove the merged/ that get() made (Docker 20.10's Put removes it too)."""
+        marker = self._made_merged_marker(layer_id)
+        if not os.path.lexists(marker):
+            return
+        try:
+            os.rmdir(paths.merged)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
+                               path=paths.merged)
+        os.unlink(marker)
+
     def put(self, layer_id):
-        """Seed's Put: unmount merged/ if it is mounted; root layers have nothing to unmount."""
+        """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind."""
         paths = self.layout.layer(layer_id)
         entry = self.mount_entry(layer_id)
         if entry is None:
@@ -296,6 +377,8 @@ class Driver:
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
         mounts.unmount(paths.merged)
+        if self.mount_entry(layer_id) is None:
+            self._drop_made_merged(layer_id, paths)
         return True
 
     @contextlib.contextmanager

@@ -19,7 +19,7 @@ from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
-from .mounts import read_mountinfo
+from .mounts import mount_flags, read_mountinfo
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
@@ -74,10 +74,15 @@ class LayerStore:
         records.save_record(self.layout.record(record.layer_id), record)
 
     def parent_of(self, layer_id, record=None):
-        """The recorded parent; for layers made by another tool, the lower-id of an overlay."""
+        """The recorded parent, else the lower-id of an overlay.
+
+        A layer another tool made (Docker) has no recorded parent, also once a
+        holder is recorded for it: its lower-id is then the parent it can know.
+        A root layer's parent that only Docker's layer database knows is "".
+        """
         record = record or self.record(layer_id)
-        if record.exists_on_disk:
-            return record.parent or ""
+        if record.exists_on_disk and record.parent:
+            return record.parent
         if self.driver.kind(layer_id) == KIND_OVERLAY:
             return self.driver.lower_id(layer_id)
         return ""
@@ -111,9 +116,15 @@ class LayerStore:
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
-        mounted = mount is not None and self.driver.owns_mount(layer_id, mount)
+        mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
         paths = self.layout.layer(layer_id)
         holders = sorted(record.holders)
+        if not mounted:
+            options = {}
+        elif kind == KIND_ROOT:
+            options = mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
+        else:
+            options = mount.options_dict()
         return {
             "id": layer_id,
             "exists": True,
@@ -123,12 +134,13 @@ class LayerStore:
             "mounted": mounted,
             "foreign_mount": mount is not None and not mounted,
             "holders": holders,
-            "stale": kind == KIND_OVERLAY and bool(holders) and not mounted,
+            "stale": bool(holders) and not mounted,
             "unheld_mount": mounted and not holders,
             "diff_id": record.diff_id,
             "size": record.size,
-            "path": paths.root if kind == KIND_ROOT else paths.merged,
-            "options": mount.options_dict() if mounted else {},
+            # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
+            "path": paths.merged,
+            "options": options,
         }
 
     def layers(self):
@@ -195,8 +207,7 @@ class LayerStore:
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
-        kind = self.driver.kind(layer_id)
-        needs_mount = kind == KIND_OVERLAY and not self.driver.is_mounted(layer_id)
+        needs_mount = not self.driver.is_mounted(layer_id)
         if needs_mount:
             entry = self.driver.mount_entry(layer_id)
             if entry is not None:
@@ -205,7 +216,8 @@ class LayerStore:
         if check_mode:
             return changed or needs_mount
         if needs_mount:
-            self.driver.get(layer_id, mount_label)
+            # a root layer is bind-mounted read-only: its files are shared with the layers built on it
+            self.driver.get(layer_id, mount_label, readonly_root=True)
             faults.point("mount.mounted")
         if changed:
             record.holders.add(holder)
@@ -240,7 +252,7 @@ class LayerStore:
         for state in self.layers():
             if state["stale"]:
                 if not check_mode:
-                    self.driver.get(state["id"])
+                    self.driver.get(state["id"], readonly_root=True)
                 done.append(state["id"])
         return done
 
