@@ -103,7 +103,7 @@ class Dockerd:
         return self.start()
 
     def unmount_leftovers(self):
-        """Mounts a killed daemon leaves: the data-root and overlay home bound on themselves, layer mounts."""
+        """Mounts a killed daemon leaves: the data-root bound on itself, containers' layer mounts."""
         points = set()
         with open("/proc/self/mountinfo") as f:
             for line in f:
@@ -128,8 +128,8 @@ class Dockerd:
         done = subprocess.run([DOCKER, "-H", "unix://" + self.socket] + list(args), input=stdin,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         if check and done.returncode != 0:
-            raise DockerdError("docker %s failed (%d): %s" % (" ".join(args), done.returncode,
-                                                             done.stderr.decode(errors="replace").strip()))
+            error = done.stderr.decode(errors="replace").strip()
+            raise DockerdError("docker %s failed (%d): %s" % (" ".join(args), done.returncode, error))
         return done.stdout
 
     def load(self, archive_bytes):

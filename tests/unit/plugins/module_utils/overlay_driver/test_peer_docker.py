@@ -296,8 +296,8 @@ def test_docker_writes_strata_reads(dockerd, hello):  # pylint: disable=redefine
     try:
         merged = os.path.join(home, mount_id, "merged")
         assert result["changed"] and result["mounted"] and result["path"] == merged
-        assert stat.S_IMODE(os.lstat(merged).st_mode) == stat.S_IMODE(os.lstat(os.path.join(home, mount_id,
-                                                                                                 "upper")).st_mode)
+        upper = os.path.join(home, mount_id, "upper")
+        assert stat.S_IMODE(os.lstat(merged).st_mode) == stat.S_IMODE(os.lstat(upper).st_mode)
         mounted, inodes = dir_tree(merged, CAPABILITY)
         from_docker, docker_links = tar_tree(exported, CAPABILITY)
         assert differences(mounted, from_docker) == []
@@ -418,7 +418,7 @@ def test_symlink_xattrs_same_as_docker(dockerd, hello, scratch):  # pylint: disa
 
 
 def test_no_mounts_left(dockerd, scratch):  # pylint: disable=redefined-outer-name
-    """The harness's teardown: the daemon's own mounts (data-root and overlay home bound on themselves) go."""
+    """The harness's teardown: the daemon's own mounts (its data-root, bound on itself) go."""
     points = [m.mount_point for m in mounts_below(scratch)]
     assert dockerd.data_root in points
     dockerd.stop()
