@@ -308,6 +308,19 @@ def test_docker_writes_strata_reads(dockerd, hello):  # pylint: disable=redefine
         result = MountManager(dict(params, id=mount_id, state="unmounted", holder="peer-test",
                                    mount_label="", force=False)).run()
     assert result["changed"] and not result["mounted"]
+
+    # an image layer of Docker's: read-only at merged/, which it never had
+    image = dict(params, id=child["cache_id"], holder="peer-test", mount_label="", force=False)
+    result = MountManager(dict(image, state="mounted")).run()
+    try:
+        seen = os.path.join(home, child["cache_id"], "merged")
+        assert result["mounted"] and result["path"] == seen and result["options"]["ro"]
+        with open(os.path.join(seen, "etc", "motd")) as f:
+            assert f.read() == "Welcome to the child layer.\n"
+        assert not os.access(os.path.join(seen, "etc", "motd"), os.W_OK)
+    finally:
+        result = MountManager(dict(image, state="unmounted")).run()
+    assert not result["mounted"]
     assert home_snapshot(home) == before  # merged/ gone again, nothing else touched
 
     dockerd.start()

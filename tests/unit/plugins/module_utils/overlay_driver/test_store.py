@@ -301,3 +301,12 @@ def test_parent_of_a_held_foreign_layer_is_its_lower_id(tree, home):
         tree.unmount("foreign", "web")
     assert not os.path.lexists(os.path.join(layer, "merged"))
     assert tree.state("base")["parent"] is None  # a root layer's other parent is only in Docker's layerdb
+
+
+def test_force_remove_of_a_held_root_layer_unmounts_it(store, home):
+    store.apply_diff("base", "", opener(BASE))
+    store.mount("base", "x")
+    assert store.remove("base", force=True) is True
+    assert not os.path.lexists(os.path.join(home, "base"))
+    assert not any(m.mount_point.startswith(os.path.realpath(home) + "/") for m in read_mountinfo())
+    assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
