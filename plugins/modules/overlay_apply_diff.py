@@ -108,10 +108,12 @@ fallback:
   type: bool
   sample: false
 path:
-  description: Where the layer's content is seen.
+  description:
+    - The layer's C(merged/), where M(strata.overlay.overlay_mount) shows it (read-only for a layer with C(root/)).
+      Never the C(root/) the diff was applied to.
   returned: success
   type: str
-  sample: /var/lib/strata/overlay/app/root
+  sample: /var/lib/strata/overlay/app/merged
 compression:
   description: The compression found in the tarball.
   returned: when a diff was applied

@@ -16,6 +16,11 @@ description:
     naming its parent. A child of an overlay layer inherits its C(lower-id) and starts from a copy of
     its C(upper/).
   - Removal refuses a layer that holders still use (unless O(force)) and a layer other layers are built on.
+  - Layers with C(root/) are image layers and read-only, because their files are hardlinks shared with the layers
+    built on them, so writing into one would change its parent and children too. Anything that writes gets a
+    writable overlay layer of its own on top (O(parent) an image layer) and mounts that with
+    M(strata.overlay.overlay_mount). The RV(layer.path) returned here is never a C(root/).
+  - A layer home that Docker 20.10 wrote can be read and used; see C(docs/docker.md) in the collection.
 options:
   id:
     description:
@@ -83,7 +88,9 @@ layer:
       type: bool
       sample: true
     parent:
-      description: The recorded parent, or null for a base layer.
+      description:
+        - The recorded parent, else (a layer another tool made, such as Docker) the layer its C(lower-id) names.
+        - Null for a base layer, and for a C(root/) layer whose parent only Docker's own layer database knows.
       type: str
       sample: debian-base
     kind:
@@ -91,11 +98,16 @@ layer:
       type: str
       sample: overlay
     metadata:
-      description: The driver's metadata, C(RootDir) or C(LowerDir), C(UpperDir), C(WorkDir), C(MergedDir).
+      description:
+        - The driver's metadata, C(RootDir) or C(LowerDir), C(UpperDir), C(WorkDir), C(MergedDir), as Docker's
+          driver reports it. These are the layer's insides, for inspection; C(RootDir) and C(LowerDir) are image
+          layers, never to be written to. Use RV(layer.path).
       type: dict
       sample: {"LowerDir": "/var/lib/strata/overlay/debian-base/root", "MergedDir": "/var/lib/strata/overlay/web-1/merged"}
     mounted:
-      description: Whether C(merged/) is mounted now (read from C(/proc/self/mountinfo)).
+      description:
+        - Whether the layer's own mount is at C(merged/) now (read from C(/proc/self/mountinfo)), its overlay
+          or for a C(root/) layer the read-only bind mount of C(root/).
       type: bool
       sample: false
     holders:
@@ -104,7 +116,7 @@ layer:
       elements: str
       sample: [web]
     stale:
-      description: Holders are recorded but the mount is gone (after a reboot).
+      description: Holders are recorded but the mount is gone (after a reboot), for both kinds of layer.
       type: bool
       sample: false
     diff_id:
@@ -112,7 +124,11 @@ layer:
       type: str
       sample: sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945
     path:
-      description: Where the layer's content is seen, C(root/) or C(merged/).
+      description:
+        - Where the layer's tree is seen while it is mounted, C(merged/), for both kinds of layer. Writable
+          for an overlay layer, read-only for a C(root/) layer (a read-only bind mount of C(root/)).
+        - While the layer is not mounted this is where it will be seen once mounted; the directory may not
+          exist (a C(root/) layer has none, and Docker 20.10 removes it when it unmounts).
       type: str
       sample: /var/lib/strata/overlay/web-1/merged
 '''

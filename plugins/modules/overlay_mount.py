@@ -13,10 +13,15 @@ version_added: 0.1.0
 description:
   - Reference counts for layers, kept as a set of named holders per layer and persisted under the
     layer home, so they survive between tasks and reboots. The same holder taking a layer twice counts once.
-  - O(state=mounted) adds the holder and mounts the layer's overlay at C(merged/) if it is not mounted.
+  - O(state=mounted) adds the holder and mounts the layer at C(merged/) if it is not mounted, an overlay
+    layer's overlay, or for a C(root/) layer (an image layer) a read-only bind mount of its C(root/).
     A layer with holders recorded but no mount (after a reboot) is C(stale) and is mounted again.
-    A root layer needs no mount; its content is at C(root/).
-  - O(state=unmounted) drops the holder and unmounts when no holder is left (or with O(force)).
+    A missing C(merged/) is created (0700, owned by the remapped root), as Docker 20.10 does.
+  - Image layers are read-only because their files are hardlinks shared with the layers built on them.
+    Whatever writes (a service, a build step) gets a writable overlay layer of its own on top of the image
+    layers (M(strata.overlay.overlay_layer) with O(strata.overlay.overlay_layer#module:parent)) and mounts that.
+  - O(state=unmounted) drops the holder and unmounts when no holder is left (or with O(force)). A C(merged/)
+    that the mount created is removed again, so a layer home Docker 20.10 wrote is left as Docker left it.
   - Whether a layer is mounted is always read from C(/proc/self/mountinfo); a different mount at
     C(merged/) is an error.
 options:
@@ -64,6 +69,11 @@ EXAMPLES = r'''
     holder: web
     state: unmounted
 
+- name: Look at an image layer, read-only
+  strata.overlay.overlay_mount:
+    id: debian-base
+    holder: audit
+
 - name: Unmount whatever holds it
   strata.overlay.overlay_mount:
     id: web-1
@@ -73,12 +83,15 @@ EXAMPLES = r'''
 
 RETURN = r'''
 path:
-  description: Where the layer's content is seen (C(merged/), or C(root/) for a root layer).
+  description:
+    - Where the layer's tree is seen, C(merged/), for both kinds of layer. Writable for an overlay layer; for a
+      C(root/) layer a read-only bind mount of C(root/), so that nothing can change the layers that share its files.
+    - After O(state=unmounted) the same path, which no longer shows the layer (and may not exist).
   returned: when the layer exists
   type: str
   sample: /var/lib/strata/overlay/web-1/merged
 mounted:
-  description: Whether C(merged/) is mounted after the task. Always false for root layers, which need no mount.
+  description: Whether the layer's own mount is at C(merged/) after the task.
   returned: always
   type: bool
   sample: true
@@ -89,7 +102,10 @@ holders:
   elements: str
   sample: [web, backup]
 options:
-  description: The live mount's superblock options from C(/proc/self/mountinfo) (lowerdir, upperdir, workdir, ...).
+  description:
+    - The live mount's options from C(/proc/self/mountinfo), empty when not mounted. For an overlay, its superblock
+      options (lowerdir, upperdir, workdir, ...); for a C(root/) layer's bind mount, the mount's own flags
+      (C(ro), C(relatime), ...).
   returned: always
   type: dict
   sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper"}

@@ -25,7 +25,7 @@ from .copy import copy_tree
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
-from .layout import HomeLayout, make_temp_dir
+from .layout import MADE_MERGED_DIR, MERGED, HomeLayout, make_temp_dir
 from .overlay_view import TreeView, view_changes
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .tar_export import export_changes
@@ -229,21 +229,24 @@ class Driver:
 
     def is_mounted(self, layer_id, entries=None):
         entry = self.mount_entry(layer_id, entries)
-        return entry is not None and self.owns_mount(layer_id, entry)
+        return entry is not None and self.owns_mount(layer_id, entry, entries)
 
-    def owns_mount(self, layer_id, entry):
-        """Whether a mount at merged/ is this layer's own overlay (not something mounted over it)."""
+    def owns_mount(self, layer_id, entry, entries=None):
+        """Whether a mount at merged/ is this layer's own (not something mounted over it).
+
+        An overlay layer's own mount is its overlay; a root layer's is the
+        read-only bind mount of its root/ that get(readonly_root=True) makes
+        (a writable bind of root/ is not: it is what the read-only one prevents).
+        """
+        paths = self.layout.layer(layer_id)
+        if _is_dir(paths.root):
+            return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
+                    and mounts.is_bind_of(entry, paths.root, entries))
         if entry.fstype != "overlay":
             return False
         options = entry.options_dict()
-        paths = self.layout.layer(layer_id)
         upper, lower = options.get("upperdir"), options.get("lowerdir")
-        if not isinstance(lower, str):
-            return False
-        if upper is None:
-            # a root layer's read-only view: its own root/ as the only lower dir
-            return _is_dir(paths.root) and _same_path(lower, paths.root)
-        if not (isinstance(upper, str) and _same_path(upper, paths.upper)):
+        if not (isinstance(lower, str) and isinstance(upper, str) and _same_path(upper, paths.upper)):
             return False
         try:
             own_lower = self.metadata(layer_id).get("LowerDir")
@@ -329,24 +332,39 @@ class Driver:
             os.close(trash_fd)
         faults.point("remove.renamed")
         remove_tree_at(self.dirs.tmp_fd, trash, layer_id)
+        self._forget_made_merged(layer_id)
         return True
 
     # -- get / put ----------------------------------------------------------
 
-    def get(self, layer_id, mount_label=""):
-        """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it."""
+    def get(self, layer_id, mount_label="", readonly_root=False):
+        """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it.
+
+        With readonly_root, a root layer is bind-mounted read-only at merged/
+        and merged/ is returned: its files are hardlinks shared with the layers
+        built on it, so the only path handed out for it must not be writable.
+        A missing merged/ is made here (Docker 20.10 removes it in Put) and
+        removed again by put().
+        """
         paths = self._require(layer_id)
-        if _is_dir(paths.root):
+        is_root = _is_dir(paths.root)
+        if is_root and not readonly_root:
             return paths.root
-        lower = self.metadata(layer_id)["LowerDir"]
-        if not _is_dir(lower):
-            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
+        if not is_root:
+            lower = self.metadata(layer_id)["LowerDir"]
+            if not _is_dir(lower):
+                raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id,
+                                   path=lower)
         entry = self.mount_entry(layer_id)
         if entry is not None:
             if self.owns_mount(layer_id, entry):
                 return paths.merged
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
+        self._make_merged(layer_id, paths)
+        if is_root:
+            mounts.bind_readonly(paths.root, paths.merged)
+            return paths.merged
         mounts.mount_overlay(paths.merged, lower, paths.upper, paths.work, mount_label)
         # Overlay in a user namespace needs work/work owned by the remapped root.
         try:
@@ -356,8 +374,86 @@ class Driver:
             raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         return paths.merged
 
+    def _made_merged_dir(self, create):
+        """<home>/.strata/made-merged: one empty file per layer whose merged/ get() made (or None)."""
+        return self.dirs.open_private(self.dirs.state_fd, MADE_MERGED_DIR, create, self.layout.state)
+
+    def _make_merged(self, layer_id, paths):
+        """Make merged/ (0700, remapped root) when missing, relative to the layer dir, never through a symlink.
+
+        A marker in <home>/.strata/made-merged/ remembers that get() made it,
+        so that put() removes it and a home Docker wrote is left as Docker left it
+        (Docker 20.10 makes merged/ in Get and removes it in Put).
+        """
+        try:
+            dir_fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.fd)
+        except OSError as e:
+            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
+        try:
+            try:
+                st = os.stat(MERGED, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise OverlayError("merged/ is not a directory", layer=layer_id, path=paths.merged)
+                return False
+            marks = self._made_merged_dir(True)
+            try:
+                os.close(os.open(layer_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                 dir_fd=marks))
+            finally:
+                os.close(marks)
+            try:
+                os.mkdir(MERGED, 0o700, dir_fd=dir_fd)
+                os.chown(MERGED, self.root_uid, self.root_gid, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError as e:
+                raise OverlayError("cannot create merged/: %s" % e.strerror, layer=layer_id, path=paths.merged)
+            return True
+        finally:
+            os.close(dir_fd)
+
+    def _forget_made_merged(self, layer_id):
+        """Drop the marker; True when there was one."""
+        marks = self._made_merged_dir(False)
+        if marks is None:
+            return False
+        try:
+            os.unlink(layer_id, dir_fd=marks)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(marks)
+        return True
+
+    def _drop_made_merged(self, layer_id, paths):
+        """After an unmount: remove the merged/ that get() made (Docker 20.10's Put removes it too)."""
+        marks = self._made_merged_dir(False)
+        if marks is None:
+            return
+        try:
+            os.stat(layer_id, dir_fd=marks, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        finally:
+            os.close(marks)
+        try:
+            dir_fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.fd)
+        except OSError as e:
+            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
+        try:
+            os.rmdir(MERGED, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
+                               path=paths.merged)
+        finally:
+            os.close(dir_fd)
+        self._forget_made_merged(layer_id)
+
     def put(self, layer_id):
-        """Seed's Put: unmount merged/ if it is mounted; root layers have nothing to unmount."""
+        """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind."""
         paths = self.layout.layer(layer_id)
         entry = self.mount_entry(layer_id)
         if entry is None:
@@ -366,6 +462,8 @@ class Driver:
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
         mounts.unmount(paths.merged)
+        if self.mount_entry(layer_id) is None:
+            self._drop_made_merged(layer_id, paths)
         return True
 
     # -- apply_diff ---------------------------------------------------------

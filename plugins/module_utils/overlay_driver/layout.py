@@ -24,6 +24,7 @@ STATE_DIR = ".strata"
 RECORDS_DIR = "layers"
 TMP_DIR = "tmp"
 LOCK_FILE = "lock"
+MADE_MERGED_DIR = "made-merged"
 
 
 class LayerPaths:

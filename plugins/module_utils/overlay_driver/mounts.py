@@ -109,6 +109,57 @@ def mount_overlay(target, lower, upper, work, mount_label=""):
         raise OverlayError("error creating overlay mount (%s): %s" % (data, e.strerror), path=target)
 
 
+def bind_readonly(source, target):
+    """Bind source at target, then make that bind read-only.
+
+    A bind mount takes the read-only flag only on a remount (mount(2)), so
+    there is a short moment where target is a writable bind: nothing is
+    handed out before the remount succeeded, and a failed remount is undone.
+    """
+    try:
+        syscalls.mount(source, target, None, syscalls.MS_BIND)
+    except OSError as e:
+        raise OverlayError("cannot bind-mount %s: %s" % (source, e.strerror), path=target)
+    try:
+        syscalls.mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+    except OSError as e:
+        syscalls.umount(target, syscalls.MNT_DETACH)
+        raise OverlayError("cannot make the bind mount of %s read-only: %s" % (source, e.strerror), path=target)
+
+
+def is_bind_of(entry, directory, entries=None):
+    """Whether a mount entry is a bind mount of exactly directory.
+
+    The entry's root field must be directory's path inside its filesystem,
+    on the same source and filesystem type as the mount that holds directory,
+    and the mount point must show directory's own inode.
+    """
+    real = os.path.realpath(directory)
+    holding = None
+    for other in entries if entries is not None else read_mountinfo():
+        if other.mount_id == entry.mount_id:
+            continue
+        point = other.mount_point
+        if real == point or real.startswith(point.rstrip("/") + "/"):
+            if holding is None or len(point) >= len(holding.mount_point):
+                holding = other  # the deepest, and of those the topmost
+    if holding is None:
+        return False
+    expected = os.path.normpath(os.path.join(holding.root, os.path.relpath(real, holding.mount_point)))
+    if (entry.root, entry.source, entry.fstype) != (expected, holding.source, holding.fstype):
+        return False
+    try:
+        seen, want = os.stat(entry.mount_point), os.stat(real)
+    except OSError:
+        return False
+    return (seen.st_dev, seen.st_ino) == (want.st_dev, want.st_ino)
+
+
+def mount_flags(entry):
+    """The per-mount options (ro, nosuid, relatime, ...) as a dict, like options_dict()."""
+    return {opt: True for opt in entry.mount_options.split(",") if opt}
+
+
 def unmount(target, detach=False):
     try:
         syscalls.umount(target, syscalls.MNT_DETACH if detach else 0)

@@ -19,7 +19,7 @@ from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
-from .mounts import read_mountinfo
+from .mounts import mount_flags, read_mountinfo
 from .results import ApplyOutcome, ExportOutcome, Outcome
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
@@ -99,10 +99,15 @@ class LayerStore:
         records.delete_record(self._dirs.records_fd, layer_id)
 
     def parent_of(self, layer_id, record=None):
-        """The recorded parent; for layers made by another tool, the lower-id of an overlay."""
+        """The recorded parent, else the lower-id of an overlay.
+
+        A layer another tool made (Docker) has no recorded parent, also once a
+        holder is recorded for it: its lower-id is then the parent it can know.
+        A root layer's parent that only Docker's layer database knows is "".
+        """
         record = record or self.record(layer_id)
-        if record.exists_on_disk:
-            return record.parent or ""
+        if record.exists_on_disk and record.parent:
+            return record.parent
         if self.driver.kind(layer_id) == KIND_OVERLAY:
             return self.driver.lower_id(layer_id)
         return ""
@@ -140,9 +145,15 @@ class LayerStore:
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
-        mounted = mount is not None and self.driver.owns_mount(layer_id, mount)
+        mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
         paths = self.layout.layer(layer_id)
         holders = sorted(record.holders)
+        if not mounted:
+            options = {}
+        elif kind == KIND_ROOT:
+            options = mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
+        else:
+            options = mount.options_dict()
         return {
             "id": layer_id,
             "exists": True,
@@ -152,12 +163,13 @@ class LayerStore:
             "mounted": mounted,
             "foreign_mount": mount is not None and not mounted,
             "holders": holders,
-            "stale": kind == KIND_OVERLAY and bool(holders) and not mounted,
+            "stale": bool(holders) and not mounted,
             "unheld_mount": mounted and not holders,
             "diff_id": record.diff_id,
             "size": record.size,
-            "path": paths.root if kind == KIND_ROOT else paths.merged,
-            "options": mount.options_dict() if mounted else {},
+            # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
+            "path": paths.merged,
+            "options": options,
         }
 
     def layers(self):
@@ -169,8 +181,7 @@ class LayerStore:
         paths = self.layout.layer(layer_id)
         kind = KIND_ROOT if not parent else KIND_OVERLAY
         state = self.absent_state(layer_id)
-        state.update(exists=True, parent=parent or None, kind=kind,
-                     path=paths.root if kind == KIND_ROOT else paths.merged)
+        state.update(exists=True, parent=parent or None, kind=kind, path=paths.merged)
         state.update(changes)
         return state
 
@@ -255,8 +266,7 @@ class LayerStore:
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
-        kind = before["kind"]
-        needs_mount = kind == KIND_OVERLAY and not before["mounted"]
+        needs_mount = not before["mounted"]
         if needs_mount and before["foreign_mount"]:
             entry = self.driver.mount_entry(layer_id)
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
@@ -269,7 +279,8 @@ class LayerStore:
                 stale=False, unheld_mount=False))
         self._require_writer(layer_id)
         if needs_mount:
-            self.driver.get(layer_id, mount_label)
+            # a root layer is bind-mounted read-only: its files are shared with the layers built on it
+            self.driver.get(layer_id, mount_label, readonly_root=True)
         try:
             if needs_mount:
                 faults.point("mount.mounted")
@@ -306,7 +317,7 @@ class LayerStore:
             mounted = before["mounted"] and not will_unmount
             return Outcome(True, before, self._changed_state(
                 before, holders=sorted(record.holders), mounted=mounted, options=before["options"] if mounted else {},
-                stale=before["kind"] == KIND_OVERLAY and bool(record.holders) and not mounted))
+                stale=bool(record.holders) and not mounted))
         self._require_writer(layer_id)
         if will_unmount:
             self.driver.put(layer_id)
@@ -332,7 +343,7 @@ class LayerStore:
                 continue
             if not check_mode:
                 try:
-                    self.driver.get(state["id"])
+                    self.driver.get(state["id"], readonly_root=True)
                 except OverlayError as e:
                     errors.append((state["id"], e))
                     continue
@@ -410,7 +421,7 @@ class LayerStore:
         base = before if before["exists"] else self._new_state(layer_id, parent)
         paths = self.layout.layer(layer_id)
         after = self._changed_state(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
-                                    path=paths.root if kind == KIND_ROOT else paths.merged)
+                                    path=paths.merged)
         return ApplyOutcome(True, before, after, None, "would apply", verified.diff_id, verified.size, fallback,
                             verified.compression, verified.entries)
 

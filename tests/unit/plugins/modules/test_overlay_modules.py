@@ -33,7 +33,7 @@ def test_layer_present_check_real_rerun(run_module, home):
 def test_apply_diff_returns_the_seed_size_not_the_path_size(run_module, home, tarball):
     res = run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
     assert res["changed"] and res["size"] == len("hello\n") and res["diff_id"] == sha256(BASE)
-    assert res["path"] == os.path.join(home, "base", "root") and res["fallback"] is True
+    assert res["path"] == os.path.join(home, "base", "merged") and res["fallback"] is True  # never root/
     assert "uid" not in res  # the path's file attributes are not mixed in
 
 

@@ -1,6 +1,7 @@
 """The store: holders, stale mounts, one diff per layer, and check mode."""
 
 import contextlib
+import errno
 import io
 import os
 
@@ -8,6 +9,7 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import read_mountinfo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from layertools import TarBuilder, sha256
@@ -56,9 +58,10 @@ def test_apply_child_on_root_parent(tree):
     assert changed and result.fallback is False
     state = tree.state("child")
     assert state["kind"] == "root" and state["parent"] == "base"
-    with open(os.path.join(state["path"], "etc/hostname")) as f:
+    root = state["metadata"]["RootDir"]
+    with open(os.path.join(root, "etc/hostname")) as f:
         assert f.read() == "child\n"
-    assert not os.path.exists(os.path.join(state["path"], "etc/remove-me"))
+    assert not os.path.exists(os.path.join(root, "etc/remove-me"))
 
 
 def test_failed_apply_on_new_layer_leaves_nothing(store):
@@ -127,11 +130,64 @@ def test_unheld_mount_is_reported_and_unmounted_by_any_unmount(tree):
     assert not tree.state("app")["mounted"]
 
 
-def test_root_layer_needs_no_mount(tree):
+def test_root_layer_is_mounted_read_only_at_merged(tree, home):
+    root = os.path.join(home, "base", "root")
+    merged = os.path.join(home, "base", "merged")
+    assert not os.path.exists(merged)  # a root layer has no merged/ until it is mounted
+    assert tree.state("base")["path"] == merged  # never root/, mounted or not
     assert tree.mount("base", "x") is True
     state = tree.state("base")
-    assert state["mounted"] is False and state["stale"] is False and state["holders"] == ["x"]
-    assert state["path"].endswith("/base/root")
+    assert state["mounted"] is True and state["stale"] is False and state["holders"] == ["x"]
+    assert state["path"] == merged and state["options"].get("ro") is True
+    with open(os.path.join(merged, "etc", "hostname")) as f:
+        assert f.read() == "base\n"
+    with pytest.raises(OSError) as raised:
+        open(os.path.join(merged, "etc", "hostname"), "w").close()
+    assert raised.value.errno == errno.EROFS
+    assert os.stat(merged, follow_symlinks=False).st_mode & 0o7777 == 0o755  # root/'s own mode, seen through
+    assert tree.mount("base", "x") is False  # the same holder again: no change, no second mount
+    assert len([m for m in read_mountinfo() if m.mount_point == merged]) == 1
+    # the layer's own mount refuses what would change it
+    with pytest.raises(OverlayError, match="mounted"):
+        tree.driver.apply_diff("base", "", opener(CHILD))
+    with pytest.raises(OverlayError, match="still held by x"):
+        tree.remove("base")
+    assert tree.unmount("base", "x") is True
+    state = tree.state("base")
+    assert state["mounted"] is False and state["holders"] == [] and not os.path.exists(merged)
+    assert os.path.isfile(os.path.join(root, "etc", "hostname"))
+
+
+def test_root_layer_mount_is_stale_without_its_bind_and_restored(tree, home):
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.umount(merged, syscalls.MNT_DETACH)  # what a reboot does
+    state = tree.state("base")
+    assert state["stale"] is True and state["mounted"] is False
+    assert tree.restore() == ["base"]
+    assert tree.state("base")["mounted"] is True
+    tree.unmount("base", "x")
+    assert not os.path.exists(merged)
+
+
+@pytest.mark.parametrize("source", ["root", "elsewhere"])
+def test_root_layer_foreign_bind_at_merged_is_refused(tree, home, source):
+    """A writable bind of root/ is not the layer's own mount, nor is a bind of another directory."""
+    merged = os.path.join(home, "base", "merged")
+    source = os.path.join(home, "base", "root") if source == "root" else os.path.join(home, "..", "elsewhere")
+    os.makedirs(source, exist_ok=True)
+    os.mkdir(merged)
+    syscalls.mount(source, merged, None, syscalls.MS_BIND)
+    try:
+        state = tree.state("base")
+        assert state["mounted"] is False and state["foreign_mount"] is True
+        with pytest.raises(OverlayError, match="a different mount"):
+            tree.mount("base", "x")
+        with pytest.raises(OverlayError, match="a different mount"):
+            tree.driver.put("base")
+        assert tree.record("base").holders == set()
+    finally:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
 
 
 def test_remove_refuses_holders_and_children(tree):
@@ -180,3 +236,79 @@ def test_leftovers_are_cleared_by_the_next_run(home):
         pass
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
     assert s.layers() == []
+
+
+def test_missing_merged_is_made_for_the_mount_and_removed_after(tree, home):
+    """Docker 20.10 removes merged/ in Put: a home it wrote has none while nothing is mounted."""
+    merged = os.path.join(home, "app", "merged")
+    os.rmdir(merged)
+    assert tree.mount("app", "web") is True
+    assert os.path.ismount(merged)
+    with open(os.path.join(merged, "etc", "hostname")) as f:
+        assert f.read() == "base\n"
+    assert tree.unmount("app", "web") is True
+    assert not os.path.lexists(merged)  # as the other driver left it
+    changes, size = tree.driver.changes_and_size("app", "base")  # a temporary mount too
+    assert changes == [] and size == 0 and not os.path.lexists(merged)
+    assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+
+
+def test_merged_made_with_mode_and_owner_of_the_remapped_root(scratch):
+    maps = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+    store = LayerStore(os.path.join(scratch, "mapped"), maps, maps)
+    with store.locked():
+        store.apply_diff("base", "", opener(BASE))
+        store.create("app", "base")
+        merged = os.path.join(store.home, "app", "merged")
+        os.rmdir(merged)
+        assert store.driver._make_merged("app", store.layout.layer("app"))  # pylint: disable=protected-access
+        st = os.lstat(merged)
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o700, 100000, 100000)
+
+
+def test_existing_merged_stays_after_unmount(tree, home):
+    merged = os.path.join(home, "app", "merged")
+    tree.mount("app", "web")
+    tree.unmount("app", "web")
+    assert os.path.isdir(merged)  # the seed's lifetime: made by create, kept
+
+
+def test_merged_symlink_is_refused_not_followed(tree, home, canary):
+    merged = os.path.join(home, "app", "merged")
+    os.rmdir(merged)
+    os.symlink(canary, merged)
+    with pytest.raises(OverlayError, match="merged/ is not a directory") as raised:
+        tree.mount("app", "web")
+    assert "layer app" in str(raised.value)
+    assert sorted(os.listdir(canary)) == ["etc", "link"]
+    assert not any(m.mount_point.startswith(os.path.realpath(canary)) for m in read_mountinfo())
+    assert tree.record("app").holders == set()
+
+
+def test_parent_of_a_held_foreign_layer_is_its_lower_id(tree, home):
+    """A layer another tool made has no recorded parent, also after a holder was recorded for it."""
+    layer = os.path.join(home, "foreign")
+    os.mkdir(layer)
+    for name in ("upper", "work"):
+        os.mkdir(os.path.join(layer, name))
+    with open(os.path.join(layer, "lower-id"), "w") as f:
+        f.write("base")
+    assert tree.state("foreign")["parent"] == "base"
+    assert tree.mount("foreign", "web") is True
+    try:
+        state = tree.state("foreign")
+        assert state["parent"] == "base" and state["holders"] == ["web"] and state["mounted"]
+        assert tree.create("foreign", "base") is False  # the same parent: no conflict
+    finally:
+        tree.unmount("foreign", "web")
+    assert not os.path.lexists(os.path.join(layer, "merged"))
+    assert tree.state("base")["parent"] is None  # a root layer's other parent is only in Docker's layerdb
+
+
+def test_force_remove_of_a_held_root_layer_unmounts_it(store, home):
+    store.apply_diff("base", "", opener(BASE))
+    store.mount("base", "x")
+    assert store.remove("base", force=True) is True
+    assert not os.path.lexists(os.path.join(home, "base"))
+    assert not any(m.mount_point.startswith(os.path.realpath(home) + "/") for m in read_mountinfo())
+    assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
