@@ -410,7 +410,7 @@ def test_same_tarball_same_tree(dockerd, hello, scratch):  # pylint: disable=red
 
 
 def test_symlink_xattrs_same_as_docker(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
-    """Docker applies xattrs on symlinks (and its ApplyDiff copy drops them in the child); strata is to apply
+    """Docker applies xattrs on symlinks (and its ApplyDiff copy drops them in the child); strata applies
     them too, and its copy keeps them."""
     base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
     dockerd.stop()
@@ -425,8 +425,6 @@ def test_symlink_xattrs_same_as_docker(dockerd, hello, scratch):  # pylint: disa
     assert xattrs(dockerd.overlay_home, base["cache_id"]) == {"trusted.strata": b"on a symlink"}
     assert xattrs(dockerd.overlay_home, child["cache_id"]) == {}
     assert xattrs(store.home, "child") == xattrs(store.home, "base")
-    if xattrs(store.home, "base") == {}:
-        pytest.xfail("the tar applier does not apply xattrs on symlinks yet (issue 11, item 2)")
     assert xattrs(store.home, "base") == {"trusted.strata": b"on a symlink"}
 
 
