@@ -10,6 +10,7 @@ Ansible, so they are tested with plain calls.
 import os
 import platform
 
+from . import layer_tree
 from .overlay_driver import fscheck
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.ids import validate_diff_id, validate_layer_id
@@ -134,7 +135,7 @@ class MountManager(Manager):
         before = self.store.state(layer_id)
         if not before["exists"]:
             return self._result(False, before, before)
-        changed = self.store.unmount(layer_id, holder, force, self.check_mode)
+        changed = self.store.unmount(layer_id, holder, force, self.check_mode, lazy=self.params.get("lazy", False))
         if self.check_mode:
             left = [] if force else sorted(set(before["holders"]) - {holder})
             after = self.predicted(before, holders=left, mounted=before["mounted"] and bool(left), options={})
@@ -220,6 +221,13 @@ def host_status(home):
 
 class InfoManager(Manager):
     def run(self):
+        result = self._read()
+        result["tree"] = layer_tree.render(result["layers"])
+        if self.params.get("as_facts"):
+            result["ansible_facts"] = {"overlay_info": {k: v for k, v in result.items() if k != "changed"}}
+        return result
+
+    def _read(self):
         p = self.params
         status = host_status(p["home"])
         result = {"changed": False, "status": status, "layers": []}

@@ -14,13 +14,22 @@ description:
   - Reports whether the host can run overlay (kernel support, backing filesystem, d_type) and every
     layer in the home with its kind, parent, live mount state, holders, diff and whether it is stale.
   - With O(id) and O(changes=true), also the layer's changes against its parent and their size.
-  - Never changes a layer; a home that does not exist is reported, not created.
+  - Never writes anything, in any mode; a home that does not exist is reported, not created.
+  - Returns the layer tree drawn as text (RV(tree)) for people to read, and with O(as_facts=true) the whole
+    result as the fact C(overlay_info) too.
 options:
   id:
     description: A layer to report on in detail.
     type: str
   changes:
     description: With O(id), compute the layer's changes against its parent (mounts it briefly if needed).
+    type: bool
+    default: false
+  as_facts:
+    description:
+      - Also return the result (RV(status), RV(layers), RV(stale), RV(tree), and RV(layer), RV(changes) and
+        RV(diff_size) when asked for) as the host fact C(overlay_info), so later tasks and plays read it
+        without registering a variable.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -48,6 +57,14 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     var: store.stale
 
+- name: Read the store as the fact overlay_info and show its tree
+  strata.overlay.overlay_info:
+    as_facts: true
+
+- name: Show the layer tree
+  ansible.builtin.debug:
+    var: overlay_info.tree
+
 - name: What did the app layer change?
   strata.overlay.overlay_info:
     id: app
@@ -70,9 +87,12 @@ status:
       type: str
       sample: 6.1.0-28-amd64
     backing_fs:
-      description: The filesystem under the layer home (the nearest existing directory).
+      description:
+        - The filesystem under the layer home (the nearest existing directory).
+        - C(ext2), C(ext3) and C(ext4) are told apart by the type of the mount holding it (they share one
+          statfs magic); C(extfs) when that cannot be read.
       type: str
-      sample: extfs
+      sample: ext4
     d_type:
       description: Whether that filesystem reports file types in directory entries.
       type: bool
@@ -116,6 +136,26 @@ diff_size:
   returned: when O(changes=true)
   type: int
   sample: 4096
+tree:
+  description:
+    - The layers drawn as a tree, one line each, children below their parent; each line gives the id, the
+      kind, C(mounted), the holders and C(STALE) when holders are recorded but the mount is gone.
+    - A layer whose parent is not in the home is drawn as a root, with that parent named.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "base (root)"
+    - "`-- child (overlay)"
+    - "    `-- app (overlay) mounted holders: demo"
+ansible_facts:
+  description: With O(as_facts=true), the result as a fact.
+  returned: when O(as_facts=true)
+  type: dict
+  contains:
+    overlay_info:
+      description: The result of this module apart from C(changed).
+      type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -128,6 +168,7 @@ def main():
         argument_spec=argument_spec(
             id=dict(type="str"),
             changes=dict(type="bool", default=False),
+            as_facts=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

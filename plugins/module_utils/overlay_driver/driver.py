@@ -286,8 +286,11 @@ class Driver:
             raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         return paths.merged
 
-    def put(self, layer_id):
-        """Seed's Put: unmount merged/ if it is mounted; root layers have nothing to unmount."""
+    def put(self, layer_id, lazy=False):
+        """Seed's Put: unmount merged/ if it is mounted; root layers have nothing to unmount.
+
+        lazy detaches the mount (MNT_DETACH) while processes still use it.
+        """
         paths = self.layout.layer(layer_id)
         entry = self.mount_entry(layer_id)
         if entry is None:
@@ -295,7 +298,7 @@ class Driver:
         if not self.owns_mount(layer_id, entry):
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
-        mounts.unmount(paths.merged)
+        mounts.unmount(paths.merged, detach=lazy)
         return True
 
     @contextlib.contextmanager

@@ -11,7 +11,7 @@ filetype lack it), and cannot use an overlay as upper layer.
 
 import os
 
-from . import syscalls
+from . import mounts, syscalls
 from .errors import IncompatibleFS, NotSupported
 from .layout import make_temp_dir
 
@@ -53,9 +53,34 @@ INCOMPATIBLE = {
 }
 
 
+EXT_MAGIC = 0x0000EF53
+
+
+def mount_fstype(path):
+    """The fstype mountinfo gives for the mount holding path (the longest mount point above it), or None."""
+    path = os.path.realpath(path)
+    best = None
+    try:
+        entries = mounts.read_mountinfo()
+    except (OSError, ValueError, IndexError):
+        return None
+    for entry in entries:
+        point = entry.mount_point
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best.mount_point):
+                best = entry  # later lines stack on earlier ones
+    return best.fstype if best else None
+
+
 def backing_fs(path):
-    """Name of the filesystem holding path, or "<unknown>" with its magic in hex."""
+    """Name of the filesystem holding path, or "<unknown>" with its magic in hex.
+
+    ext2, ext3 and ext4 share one statfs magic; the mount's fstype tells them apart.
+    """
     magic = syscalls.fs_magic(path)
+    if magic == EXT_MAGIC:
+        fstype = mount_fstype(path)
+        return (fstype if fstype in ("ext2", "ext3", "ext4") else "extfs"), magic
     return FS_NAMES.get(magic, "<unknown 0x%x>" % magic), magic
 
 
@@ -139,7 +164,7 @@ def backing_problems(path):
         hint = ""
         if name == "xfs":
             hint = " (reformat with mkfs.xfs -n ftype=1)"
-        elif name == "extfs":
+        elif magic == EXT_MAGIC:
             hint = " (enable it with tune2fs -O filetype, or reformat)"
         problems.append("the %s filesystem under %s does not support d_type, which overlay needs%s"
                         % (name, path, hint))

@@ -212,8 +212,11 @@ class LayerStore:
             self.save(record)
         return changed or needs_mount
 
-    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False):
-        """Unmounted: drop the holder; unmount when none is left (or force). Returns changed."""
+    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
+        """Unmounted: drop the holder; unmount when none is left (or force). Returns changed.
+
+        lazy: detach the mount even while processes use it (MNT_DETACH).
+        """
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
             return False
@@ -229,7 +232,7 @@ class LayerStore:
         if check_mode or not changed:
             return changed
         if will_unmount:
-            self.driver.put(layer_id)
+            self.driver.put(layer_id, lazy=lazy)
             faults.point("unmount.unmounted")
         self.save(record)
         return changed

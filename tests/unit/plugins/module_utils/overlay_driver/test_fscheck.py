@@ -29,9 +29,19 @@ def test_tmpfs_is_accepted(scratch):
 
 def test_ext4_is_accepted(loopfs):
     mnt = loopfs("ext4", 64)
-    assert fscheck.backing_fs(mnt)[0] == "extfs"
+    assert fscheck.backing_fs(mnt)[0] == "ext4"
     assert fscheck.supports_dtype(mnt)
     Driver(os.path.join(mnt, "home"))
+
+
+@pytest.mark.parametrize("fstype", ["ext2", "ext3"])
+def test_ext2_and_ext3_are_named_for_what_they_are(loopfs, fstype):
+    """One statfs magic for the three: the name comes from the mount, also for a path deep below it."""
+    mnt = loopfs(fstype, 32)
+    deep = os.path.join(mnt, "a", "b")
+    os.makedirs(deep)
+    assert fscheck.backing_fs(deep)[0] == fstype
+    assert fscheck.mount_fstype(deep) == fstype
 
 
 def test_btrfs_is_refused_like_the_seed(loopfs):
