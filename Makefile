@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-export ANSIBLE_COLLECTIONS_PATH := $(or $(STRATA_COLLECTIONS),/tmp/strata-overlay-collections)
+export STRATA_COLLECTIONS ?= $(CURDIR)/.collections
+export ANSIBLE_COLLECTIONS_PATH := $(STRATA_COLLECTIONS)
 
 .PHONY: deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration clean
 
