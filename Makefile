@@ -6,47 +6,54 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export STRATA_COLLECTIONS ?= $(CURDIR)/.collections
 export ANSIBLE_COLLECTIONS_PATH := $(STRATA_COLLECTIONS)
 
-.PHONY: deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration clean
+.PHONY: deps test-deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration clean
 
+# deps: the venv with ansible-core only (all make demo needs); test-deps: the Debian
+# packages and the pinned tooling make test needs.
 deps:
 	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
 
 install: deps
 	@scripts/install-collection.sh >/dev/null
 
+# The demo's home, image and record live in DEMO_ROOT (default .demo, git-ignored).
+DEMO_ROOT ?= $(CURDIR)/.demo
 demo: install
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_root=$(DEMO_ROOT)
 
 demo-clean: install
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo_clean.yml
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo_clean.yml -e demo_root=$(DEMO_ROOT)
 
-unit: deps
+unit: test-deps
 	$(BIN)/pytest tests/unit
 
-reliability: deps
+reliability: test-deps
 	$(BIN)/pytest tests/reliability
 
-fuzz: deps
+fuzz: test-deps
 	STRATA_FUZZ_EXAMPLES=$${STRATA_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -s tests/reliability/test_fuzz_applier.py
 
-sanity: deps
+sanity: test-deps
 	scripts/run-sanity.sh
 
-lint: install
+lint: test-deps install
 	$(BIN)/ansible-lint
 	$(BIN)/antsibull-changelog lint
 	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
-integration: deps
+integration: test-deps
 	scripts/run-integration.sh
 
 # Molecule scenarios on QEMU VMs (Debian 12 image built once with mmdebstrap, cached in
 # /var/tmp/strata-vm). MOLECULE_SCENARIOS picks which.
 MOLECULE_SCENARIOS ?= default unsupported fleet
-molecule: install
+molecule: test-deps install
 	@set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
 
-bench: install
+bench: test-deps install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 test: unit reliability lint sanity integration molecule
