@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Send an image from the controller, but only what the host lacks.
+
+A registry is pulled by the host itself, and remote_src: true reads the file
+there: both go straight to the module. Otherwise the image is read on the
+controller (manifest and config only), the host is asked which of its layers it
+already holds (overlay_info: ids and diff_ids), and the host gets an OCI layout
+(or, for docker save, a directory of the archive's files) in a temporary
+directory with the manifest, the config and only the layer blobs it lacks; the
+module then stages from there and the directory is removed. Blobs of a layout
+directory are sent from where they are; members of an archive are copied out
+once into a controller temp directory (a transfer needs a file). Check mode
+sends no layer at all.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.digests import chain_ids
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (open_source,
+                                                                                                 read_image)
+
+_COMMON = ("home", "uid_maps", "gid_maps")
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = self._task.args.copy()
+        try:
+            remote_src = boolean(args.get("remote_src", False), strict=True)
+        except TypeError as e:
+            return dict(result, failed=True, msg="remote_src: %s" % to_text(e))
+        try:
+            reference = parse_reference(args.get("src"))
+        except OverlayError as e:
+            return dict(result, failed=True, msg=e.message)
+        if remote_src or not reference.is_file:
+            result.update(self._execute_module(module_name=self._task.action, module_args=args, task_vars=task_vars))
+            return result
+        try:
+            local = self._find_needle("files", reference.path)
+        except AnsibleError as e:
+            return dict(result, failed=True, msg="image %s: %s not found on the controller: %s"
+                        % (reference.text, reference.path, to_text(e)))
+        workdir = tempfile.mkdtemp(prefix="strata-image-")
+        try:
+            return self._send_and_stage(result, args, reference, local, workdir, task_vars)
+        except OverlayError as e:
+            return dict(result, failed=True, msg=e.message)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- the controller's side ----------------------------------------------------
+
+    def _host_platform(self, args):
+        if args.get("platform"):
+            return manifests.parse_platform(args["platform"])
+        out = self._low_level_execute_command("uname -m")
+        machine = to_text(out.get("stdout", "")).strip().lower()
+        arch, variant = manifests._MACHINES.get(machine, (machine, None))  # pylint: disable=protected-access
+        return "linux", arch, variant
+
+    def _held_layers(self, args, task_vars):
+        """id -> diff_id of the layers the host already holds."""
+        probe = {k: args[k] for k in _COMMON if k in args}
+        answer = self._execute_module(module_name="strata.overlay.overlay_info", module_args=probe,
+                                      task_vars=task_vars)
+        if answer.get("failed"):
+            raise OverlayError("cannot list the host's layers: %s" % answer.get("msg"))
+        return {layer["id"]: layer.get("diff_id") for layer in answer.get("layers") or []}
+
+    def _send_and_stage(self, result, args, reference, local, workdir, task_vars):
+        local_ref = reference.with_path(local)
+        with open_source(local_ref) as source:
+            wanted = self._host_platform(args) if reference.transport != "docker-archive" else None
+            resolved, diff_ids, _config = read_image(source, wanted, reference.text)
+            config_bytes = source.read_config(resolved.config)
+            held = self._held_layers(args, task_vars)
+            ids = [c.split(":", 1)[1] for c in chain_ids(diff_ids)]
+            needed = [i for i, layer_id in enumerate(ids) if held.get(layer_id) != diff_ids[i]]
+            if self._task.check_mode:
+                needed = []
+            files = self._collect(reference, local, source, resolved, config_bytes, needed, workdir)
+
+        tmpdir = self._connection._shell.tmpdir
+        if tmpdir is None:
+            tmpdir = self._make_tmp_path()
+        remote_root = self._connection._shell.join_path(tmpdir, "image")
+        try:
+            dirs = sorted(set(os.path.dirname(name) for name in files) - {""})
+            command = "mkdir -p -m 0700 %s" % " ".join(
+                shlex.quote(self._connection._shell.join_path(remote_root, d)) for d in [""] + dirs)
+            made = self._low_level_execute_command(command)
+            if made.get("rc") != 0:
+                raise OverlayError("cannot make %s on the host: %s" % (remote_root, to_text(made.get("stderr"))))
+            remote_files = []
+            for name, path in sorted(files.items()):
+                remote = self._connection._shell.join_path(remote_root, name)
+                self._transfer_file(path, remote)
+                remote_files.append(remote)
+            self._fixup_perms2([tmpdir, remote_root] + [self._connection._shell.join_path(remote_root, d)
+                                                        for d in dirs] + remote_files)
+            transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
+            module_args = dict(args, src="%s:%s" % (transport, remote_root), remote_src=True)
+            answer = self._execute_module(module_name=self._task.action, module_args=module_args,
+                                          task_vars=task_vars)
+        finally:
+            self._remove_tmp_path(tmpdir)
+        if isinstance(answer.get("msg"), str):
+            answer["msg"] = answer["msg"].replace("%s:%s" % (transport, remote_root), reference.text)
+        answer["sent_layers"] = len(needed)
+        result.update(answer)
+        return result
+
+    def _collect(self, reference, local, source, resolved, config_bytes, needed, workdir):
+        """name -> local file of what the host gets."""
+        files = {}
+
+        def write(name, data):
+            path = os.path.join(workdir, name.replace("/", "_"))
+            with open(path, "wb") as f:
+                f.write(data)
+            files[name] = path
+
+        if reference.transport == "docker-archive":
+            config_name = resolved.config.path
+            layers = [d.path for d in resolved.layers]
+            write("manifest.json", json.dumps([{"Config": config_name, "Layers": layers}]).encode())
+            write(config_name, config_bytes)
+            for i in needed:
+                files[layers[i]] = self._member(source, resolved.layers[i], workdir, i)
+            return files
+        write("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+        index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": [{
+            "mediaType": resolved.media_type, "digest": resolved.manifest_digest, "size": len(resolved.raw)}]}
+        write("index.json", json.dumps(index).encode())
+        write(_blob(resolved.manifest_digest), resolved.raw)
+        write(_blob(resolved.config.digest), config_bytes)
+        for i in needed:
+            descriptor = resolved.layers[i]
+            if reference.transport == "oci":
+                files[_blob(descriptor.digest)] = self._in_layout(local, descriptor.digest)
+            else:
+                files[_blob(descriptor.digest)] = self._member(source, descriptor, workdir, i)
+        return files
+
+    @staticmethod
+    def _in_layout(local, digest):
+        path = os.path.join(local, _blob(digest))
+        if not os.path.isfile(to_bytes(path)):
+            raise OverlayError("layer blob %s is missing from the layout" % digest, path=path)
+        return path
+
+    @staticmethod
+    def _member(source, descriptor, workdir, index):
+        path = os.path.join(workdir, "layer-%d" % index)
+        with source.open_blob(descriptor) as raw, open(path, "wb") as out:
+            shutil.copyfileobj(raw, out, 1 << 20)
+        return path
+
+
+def _blob(digest):
+    return "blobs/sha256/" + digest.split(":", 1)[1]

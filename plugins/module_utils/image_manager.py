@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""overlay_image's behaviour: stage an image's layers, report them, and the layer list before/after.
+
+Kept apart from managers.py: images bring a registry client and manifests,
+which no other module needs.
+"""
+
+import os
+
+from .overlay_driver.images.errors import ImageError
+from .overlay_driver.images.reference import parse_reference
+from .overlay_driver.images.stage import stage_image
+from .overlay_driver.store import LayerStore
+
+LAYER_KEYS = ("id", "diff_id", "digest", "size", "changed")
+
+
+class ImageManager:
+    def __init__(self, params, check_mode=False, diff=False):
+        self.params = params
+        self.check_mode = check_mode
+        self.diff = diff
+        self.reference = parse_reference(params["src"])
+        self.registry_auth = params.get("registry_auth") or {}  # not used by file transports
+
+    def open_store(self):
+        """None in check mode when the home does not exist yet: check mode creates nothing."""
+        home = self.params["home"]
+        if self.check_mode and not os.path.isdir(home):
+            return None
+        return LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
+
+    def run(self):
+        p = self.params
+        if self.reference.is_file and not os.path.exists(self.reference.path):
+            raise ImageError("it does not exist on the managed host (set remote_src: false to send it from the "
+                             "controller)", image=self.reference.text, path=self.reference.path)
+        store = self.open_store()
+        staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
+                             validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
+                             check_mode=self.check_mode)
+        layers = [{k: layer[k] for k in LAYER_KEYS} for layer in staged["layers"]]
+        result = {
+            "changed": staged["changed"],
+            "top": staged["top"],
+            "layers": layers,
+            "manifest_digest": staged["manifest_digest"],
+            "config_digest": staged["config_digest"],
+            "config": staged["config"],
+            "bytes": staged["bytes"],
+            "elapsed": staged["elapsed"],
+        }
+        if self.diff:
+            before = [layer["id"] for layer in staged["layers"] if layer["present"]]
+            after = [layer["id"] for layer in staged["layers"]]
+            result["diff"] = {"before": {"image": self.reference.text, "layers": before},
+                              "after": {"image": self.reference.text, "layers": after}}
+        return result

@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Named files of an image on disk: a directory (an OCI layout) or a tar archive (oci-archive, docker save).
+
+Files inside a directory are opened from the directory's fd, component by
+component with O_NOFOLLOW, and must be regular files: a layout another user
+can write cannot point us at a FIFO (a hang) or elsewhere on the host.
+Archive members are only read, never extracted.
+"""
+
+import os
+import stat
+import tarfile
+
+from .errors import ImageError
+
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@")
+
+
+def _clean(name, image):
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." or not set(p) <= _NAME_OK for p in parts):
+        raise ImageError("refusing the file name %r" % name, image=image)
+    return parts
+
+
+class DirFiles:
+    def __init__(self, path, image):
+        self.path = path
+        self.image = image
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise ImageError("cannot open the layout directory: %s" % e.strerror, image=image, path=path)
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def open(self, name):
+        """(binary file object, size) of a regular file below the directory."""
+        parts = _clean(name, self.image)
+        fd = os.dup(self._fd)
+        try:
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+                try:
+                    nfd = os.open(part, flags, dir_fd=fd)
+                except OSError as e:
+                    raise ImageError("%s: %s" % (name, e.strerror), image=self.image,
+                                     path=os.path.join(self.path, name))
+                os.close(fd)
+                fd = nfd
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageError("%s is not a regular file" % name, image=self.image, path=os.path.join(self.path, name))
+            os.set_blocking(fd, True)
+            f = os.fdopen(fd, "rb")
+            fd = None
+            return f, st.st_size
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def exists(self, name):
+        try:
+            f, _size = self.open(name)
+        except ImageError:
+            return False
+        f.close()
+        return True
+
+
+class TarFiles:
+    def __init__(self, path, image):
+        self.path = path
+        self.image = image
+        try:
+            self._tar = tarfile.open(path, "r:*")
+            members = self._tar.getmembers()
+        except (OSError, tarfile.TarError, EOFError) as e:
+            raise ImageError("cannot read the archive: %s" % e, image=image, path=path)
+        self._members = {}
+        for member in members:
+            key = "/".join(p for p in member.name.split("/") if p not in ("", "."))
+            self._members[key] = member  # as tar: the last entry of a name wins
+
+    def close(self):
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+
+    def open(self, name):
+        key = "/".join(_clean(name, self.image))
+        member = self._members.get(key)
+        if member is None:
+            raise ImageError("%s is not in the archive" % name, image=self.image, path=self.path)
+        if not member.isreg():
+            raise ImageError("%s is not a regular file in the archive" % name, image=self.image, path=self.path)
+        return self._tar.extractfile(member), member.size
+
+    def exists(self, name):
+        key = "/".join(_clean(name, self.image))
+        member = self._members.get(key)
+        return member is not None and member.isreg()
+
+
+def read_small(files, name, limit, what):
+    f, size = files.open(name)
+    with f:
+        if size > limit:
+            raise ImageError("%s (%s) is %d bytes, more than the %d accepted" % (what, name, size, limit),
+                             image=files.image, path=files.path)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError("%s (%s) is larger than the %d bytes accepted" % (what, name, limit), image=files.image,
+                         path=files.path)
+    return data
+
+
+def open_files(path, image, want_dir):
+    if want_dir:
+        if not os.path.isdir(path):
+            raise ImageError("not a directory (an OCI layout is a directory; use oci-archive: for a tar)",
+                             image=image, path=path)
+        return DirFiles(path, image)
+    if not os.path.isfile(path):
+        raise ImageError("not a file on this host", image=image, path=path)
+    return TarFiles(path, image)

@@ -1,0 +1,149 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Image references in the transport syntax of skopeo and podman (containers-transports(5)).
+
+oci:PATH[:REF], oci-archive:PATH[:REF], docker-archive:PATH[:NAME:TAG|:@INDEX] and
+docker://HOST[:PORT]/REPO[:TAG|@DIGEST]. Operators already write these, so the
+same strings work here.
+"""
+
+import re
+
+from .digests import parse_digest
+from .errors import ImageError
+
+TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker")
+FILE_TRANSPORTS = ("oci", "oci-archive", "docker-archive")
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REPO_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                   r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+# OCI annotation org.opencontainers.image.ref.name: a tag or a fuller name.
+_OCI_REF = re.compile(r"^[A-Za-z0-9._:@/+-]{1,255}$")
+
+
+class Reference:
+    """A parsed reference; `text` is what the operator wrote, used in every error."""
+
+    def __init__(self, transport, text, path=None, ref=None, host=None, repository=None, tag=None,
+                 digest=None, index=None):
+        self.transport = transport
+        self.text = text
+        self.path = path
+        self.ref = ref
+        self.host = host
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+        self.index = index
+
+    @property
+    def is_file(self):
+        return self.transport in FILE_TRANSPORTS
+
+    def with_path(self, path):
+        """The same reference to a copy of the file elsewhere (the action plugin's transfer)."""
+        return Reference(self.transport, self.text, path, self.ref, self.host, self.repository, self.tag,
+                         self.digest, self.index)
+
+    def __repr__(self):
+        return "Reference(%r)" % self.text
+
+
+def parse_reference(text):
+    if not isinstance(text, str) or not text:
+        raise ImageError("src must be an image reference such as oci:PATH[:REF], oci-archive:PATH[:REF], "
+                         "docker-archive:PATH[:NAME:TAG] or docker://HOST/REPO[:TAG|@DIGEST]")
+    if "\x00" in text or "\n" in text:
+        raise ImageError("src %r contains a NUL or newline" % text)
+    transport, sep, rest = text.partition(":")
+    if not sep or transport not in TRANSPORTS:
+        raise ImageError("src %r: unknown transport %r (one of %s)" % (text, transport, ", ".join(
+            t + ":" for t in TRANSPORTS)))
+    if transport == "docker":
+        return _parse_docker(text, rest)
+    if not rest:
+        raise ImageError("src %r: a path is required after %s:" % (text, transport))
+    if transport in ("oci", "oci-archive"):
+        return _parse_oci(transport, text, rest)
+    return _parse_docker_archive(text, rest)
+
+
+def _parse_oci(transport, text, rest):
+    # As skopeo: the path ends at the first ':'; what follows is the ref (may itself hold ':').
+    path, sep, ref = rest.partition(":")
+    if not path:
+        raise ImageError("src %r: a path is required after %s:" % (text, transport))
+    if sep and not ref:
+        raise ImageError("src %r: empty reference after the path" % text)
+    if ref and not _OCI_REF.match(ref):
+        raise ImageError("src %r: invalid reference %r" % (text, ref))
+    return Reference(transport, text, path=path, ref=ref or None)
+
+
+def _parse_docker_archive(text, rest):
+    path, sep, ref = rest.partition(":")
+    if not path:
+        raise ImageError("src %r: a path is required after docker-archive:" % text)
+    if not sep:
+        return Reference("docker-archive", text, path=path)
+    if ref.startswith("@"):
+        if not ref[1:].isdigit():
+            raise ImageError("src %r: @INDEX must be a number" % text)
+        return Reference("docker-archive", text, path=path, index=int(ref[1:]))
+    name, tag = _split_tag(ref)
+    if not name or tag is None:
+        raise ImageError("src %r: after the path comes NAME:TAG or @INDEX" % text)
+    if not _TAG.match(tag):
+        raise ImageError("src %r: invalid tag %r" % (text, tag))
+    return Reference("docker-archive", text, path=path, ref="%s:%s" % (name, tag))
+
+
+def _split_tag(name):
+    """Split REPO:TAG where REPO may hold HOST:PORT (a ':' after the last '/' is the tag's)."""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:]
+    return name, None
+
+
+def _parse_docker(text, rest):
+    if not rest.startswith("//"):
+        raise ImageError("src %r: write docker://HOST/REPO[:TAG|@DIGEST]" % text)
+    name = rest[2:]
+    digest = None
+    if "@" in name:
+        name, digest = name.split("@", 1)
+        parse_digest(digest, image=text, what="the reference's digest")
+    name, tag = _split_tag(name)
+    if tag is not None and not _TAG.match(tag):
+        raise ImageError("src %r: invalid tag %r" % (text, tag))
+    first, slash, remainder = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        host, repository = first, remainder
+    else:
+        host, repository = DOCKER_HUB, name
+    if not _HOST.match(host):
+        raise ImageError("src %r: invalid registry host %r" % (text, host))
+    if host in (DOCKER_HUB, "index.docker.io"):
+        host = DOCKER_HUB
+        if "/" not in repository:
+            repository = "library/" + repository
+    components = repository.split("/")
+    if not repository or len(repository) > 255 or not all(_REPO_COMPONENT.match(c) for c in components):
+        raise ImageError("src %r: invalid repository name %r (lowercase components separated by '/')"
+                         % (text, repository))
+    if tag is None and digest is None:
+        tag = "latest"
+    return Reference("docker", text, host=host, repository=repository, tag=tag, digest=digest)
+
+
+def api_host(host):
+    """Where the registry's API answers (Docker Hub's name is not its API host)."""
+    return DOCKER_HUB_API if host == DOCKER_HUB else host

@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A registry client for pulls (OCI distribution API), on http.client alone.
+
+The host pulls by itself, so this is the only network code on a managed host:
+- /v2/ is probed once; its 401 challenge decides Basic or Bearer. Tokens are
+  fetched per repository scope and reused until they expire; a 401 for a
+  request that carried a fresh token is an error, never a retry loop.
+- Redirects (blob storage) are followed a bounded number of times, and the
+  Authorization header goes only to the origin it was meant for.
+- TLS is verified unless validate_certs is false (then an https failure falls
+  back to plain http, as Docker does for insecure registries).
+- Manifests and tokens are read with size limits; every socket has a timeout.
+Errors name the image, the blob and the cause, never a credential.
+"""
+
+import contextlib
+import http.client
+import json
+import socket
+import ssl
+import time
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+from . import manifests
+from .challenge import parse_challenges, pick
+from .digests import sha256_bytes, verify_bytes
+from .errors import BlobError, ImageError
+from .reference import api_host
+
+DEFAULT_TIMEOUT = 60
+MAX_REDIRECTS = 5
+MAX_TOKEN = 1 << 20
+MAX_ERROR_BODY = 4096
+USER_AGENT = "strata.overlay"
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def make_ssl_context(validate_certs=True, ca_path=None):
+    if not validate_certs:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context()
+    if ca_path:
+        try:
+            if ca_path.endswith("/") or not _is_file(ca_path):
+                context.load_verify_locations(capath=ca_path)
+            else:
+                context.load_verify_locations(cafile=ca_path)
+        except (OSError, ssl.SSLError) as e:
+            raise ImageError("cannot load the CA bundle ca_path: %s" % e, path=ca_path)
+    return context
+
+
+def _is_file(path):
+    import os  # pylint: disable=import-outside-toplevel
+    return os.path.isfile(path)
+
+
+def _origin(url):
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class Registry:
+    def __init__(self, reference, credentials=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
+        self.reference = reference
+        self.image = reference.text
+        self.netloc = api_host(reference.host)
+        self.repository = reference.repository
+        self.credentials = credentials
+        self.validate_certs = validate_certs
+        self.timeout = timeout
+        self.context = make_ssl_context(validate_certs, ca_path)
+        self.scheme = "https"
+        self.challenge = None
+        self._probed = False
+        self._token = None
+        self._token_expires = 0.0
+        self.token_requests = 0
+        self.bytes_fetched = 0
+
+    def close(self):
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- transport ------------------------------------------------------------
+
+    def _base(self):
+        return "%s://%s" % (self.scheme, self.netloc)
+
+    def _error(self, cause, blob=None):
+        return ImageError(self._redact(cause), image=self.image, blob=blob)
+
+    def _redact(self, text):
+        if self.credentials is not None and self.credentials.password:
+            text = text.replace(self.credentials.password, "********")
+        return text
+
+    def _connect(self, scheme, host, port):
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, context=self.context, timeout=self.timeout)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def _send(self, url, headers, blob=None):
+        """GET url, following redirects; Authorization stays with the first URL's origin."""
+        origin = _origin(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise self._error("refusing to follow a redirect to %s" % url, blob)
+            here = _origin(url)
+            if origin[0] == "https" and here[0] == "http" and self.validate_certs:
+                raise self._error("refusing a redirect from https to plain http (%s)" % url, blob)
+            sent = dict(headers)
+            if here != origin:
+                sent.pop("Authorization", None)
+            path = parts.path or "/"
+            if parts.query:
+                path += "?" + parts.query
+            conn = self._connect(here[0], here[1], here[2])
+            try:
+                conn.request("GET", path, headers=sent)
+                resp = conn.getresponse()
+            except ssl.SSLCertVerificationError as e:
+                conn.close()
+                raise self._error("the TLS certificate of %s does not verify: %s (set ca_path to the CA that signed "
+                                  "it)" % (here[1], e.verify_message or e), blob)
+            except ssl.SSLError as e:
+                conn.close()
+                raise self._error("TLS with %s:%d failed: %s" % (here[1], here[2], e), blob)
+            except socket.timeout:
+                conn.close()
+                raise self._error("%s:%d did not answer within %ss" % (here[1], here[2], self.timeout), blob)
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise self._error("cannot reach %s:%d: %s" % (here[1], here[2], e), blob)
+            if resp.status in _REDIRECTS:
+                location = resp.getheader("Location")
+                self._drain(resp)
+                conn.close()
+                if not location:
+                    raise self._error("redirect %d without a Location" % resp.status, blob)
+                url = urljoin(url, location)
+                continue
+            return resp, conn
+        raise self._error("more than %d redirects, last to %s (a redirect loop?)" % (MAX_REDIRECTS, url), blob)
+
+    @staticmethod
+    def _drain(resp):
+        try:
+            return resp.read(MAX_ERROR_BODY)
+        except (OSError, http.client.HTTPException):
+            return b""
+
+    def _status_error(self, resp, what, blob=None):
+        body = self._drain(resp)
+        detail = ""
+        try:
+            errors = json.loads(body.decode("utf-8")).get("errors") or []
+            detail = "; ".join("%s: %s" % (e.get("code"), e.get("message")) for e in errors if isinstance(e, dict))
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            pass
+        text = "%s: the registry answered %d %s" % (what, resp.status, resp.reason)
+        if detail:
+            text += " (%s)" % detail[:300]
+        return self._error(text, blob)
+
+    # -- authentication ---------------------------------------------------------
+
+    def _probe(self):
+        if self._probed:
+            return
+        try:
+            resp, conn = self._send(self._base() + "/v2/", {"User-Agent": USER_AGENT})
+        except ImageError:
+            if self.validate_certs or self.scheme != "https":
+                raise
+            self.scheme = "http"  # an insecure registry, as Docker allows with verification off
+            resp, conn = self._send(self._base() + "/v2/", {"User-Agent": USER_AGENT})
+        try:
+            if resp.status == 401:
+                self.challenge = pick(parse_challenges(resp.getheader("WWW-Authenticate")))
+                if self.challenge is None:
+                    raise self._error("the registry wants authentication with a scheme other than Basic or Bearer "
+                                      "(%s)" % resp.getheader("WWW-Authenticate"))
+            elif resp.status != 200:
+                raise self._status_error(resp, "%s/v2/ is not a registry API" % self._base())
+            self._drain(resp)
+        finally:
+            conn.close()
+        self._probed = True
+
+    def _authorization(self):
+        if self.challenge is None:
+            return None
+        if self.challenge.scheme == "basic":
+            if self.credentials is None:
+                raise self._error("the registry requires credentials (Basic) and registry_auth gives none")
+            return self.credentials.basic()
+        if self._token is None or time.monotonic() >= self._token_expires:
+            self._fetch_token()
+        return "Bearer " + self._token
+
+    def _fetch_token(self):
+        params = self.challenge.params
+        realm = params.get("realm")
+        if not realm:
+            raise self._error("the Bearer challenge names no realm")
+        scheme = urlsplit(realm).scheme
+        if scheme not in ("https", "http") or (scheme == "http" and self.validate_certs and self.scheme == "https"):
+            raise self._error("refusing the token realm %s (not https)" % realm)
+        query = {"scope": "repository:%s:pull" % self.repository}
+        if params.get("service"):
+            query["service"] = params["service"]
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        headers = {"User-Agent": USER_AGENT}
+        if self.credentials is not None:
+            headers["Authorization"] = self.credentials.basic()
+        resp, conn = self._send(url, headers)
+        self.token_requests += 1
+        try:
+            if resp.status in (401, 403):
+                self._drain(resp)
+                if self.credentials is None:
+                    raise self._error("the token server %s refused an anonymous pull token (%d): registry_auth "
+                                      "needs credentials" % (urlsplit(realm).netloc, resp.status))
+                raise self._error("the token server %s refused the credentials of %s (%d)"
+                                  % (urlsplit(realm).netloc, self.credentials.username, resp.status))
+            if resp.status != 200:
+                raise self._status_error(resp, "token request to %s" % urlsplit(realm).netloc)
+            body = resp.read(MAX_TOKEN + 1)
+        except (OSError, http.client.HTTPException) as e:
+            raise self._error("reading the token from %s failed: %s" % (urlsplit(realm).netloc, e))
+        finally:
+            conn.close()
+        if len(body) > MAX_TOKEN:
+            raise self._error("the token answer is larger than %d bytes" % MAX_TOKEN)
+        try:
+            answer = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise self._error("the token server's answer is not JSON")
+        token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+            raise self._error("the token server's answer holds no token")
+        expires_in = answer.get("expires_in")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 60:
+            expires_in = 60  # the distribution spec's minimum
+        self._token = token
+        self._token_expires = time.monotonic() + expires_in - 5
+
+    def _get(self, path, accept=None, blob=None):
+        """An authorized GET of a registry path; the response and its connection (the caller closes it)."""
+        self._probe()
+        for attempt in (1, 2):
+            headers = {"User-Agent": USER_AGENT}
+            if accept:
+                headers["Accept"] = ", ".join(accept)
+            authorization = self._authorization()
+            if authorization:
+                headers["Authorization"] = authorization
+            resp, conn = self._send(self._base() + path, headers, blob)
+            if resp.status != 401:
+                return resp, conn
+            challenge = pick(parse_challenges(resp.getheader("WWW-Authenticate")))
+            self._drain(resp)
+            conn.close()
+            if authorization is None and attempt == 1 and challenge is not None:
+                self.challenge = challenge  # /v2/ was open, this repository is not
+                continue
+            if authorization is not None and authorization.startswith("Bearer"):
+                raise self._error("the registry answered 401 to a request carrying the token its token server just "
+                                  "issued (no pull access to %s?)" % self.repository, blob)
+            if authorization is not None:
+                raise self._error("the registry refused the credentials of %s (401)" % self.credentials.username,
+                                  blob)
+            raise self._error("the registry requires authentication (401)", blob)
+        raise self._error("the registry requires authentication (401)", blob)
+
+    # -- the source interface ---------------------------------------------------
+
+    def _manifest(self, reference, blob=None):
+        path = "/v2/%s/manifests/%s" % (self.repository, quote(reference, safe=":@"))
+        resp, conn = self._get(path, manifests.ACCEPT, blob)
+        try:
+            if resp.status == 404:
+                self._drain(resp)
+                raise self._error("manifest %s not found in %s (404)" % (reference, self.repository), blob)
+            if resp.status != 200:
+                raise self._status_error(resp, "manifest %s" % reference, blob)
+            length = resp.getheader("Content-Length")
+            if length and length.isdigit() and int(length) > manifests.MAX_MANIFEST:
+                raise self._error("manifest %s is %s bytes, more than the %d accepted"
+                                  % (reference, length, manifests.MAX_MANIFEST), blob)
+            try:
+                data = resp.read(manifests.MAX_MANIFEST + 1)
+            except socket.timeout:
+                raise self._error("reading manifest %s timed out" % reference, blob)
+            except (OSError, http.client.HTTPException) as e:
+                raise self._error("reading manifest %s failed: %s" % (reference, e), blob)
+            if len(data) > manifests.MAX_MANIFEST:
+                raise self._error("manifest %s is larger than the %d bytes accepted"
+                                  % (reference, manifests.MAX_MANIFEST), blob)
+            media_type = (resp.getheader("Content-Type") or "").split(";")[0].strip()
+            return data, media_type, resp.getheader("Docker-Content-Digest")
+        finally:
+            conn.close()
+
+    def resolve(self, wanted_platform):
+        wanted = self.reference.digest or self.reference.tag
+        data, media_type, header_digest = self._manifest(wanted)
+        digest = sha256_bytes(data)
+        if self.reference.digest and digest != self.reference.digest:
+            raise BlobError("the registry's manifest has digest %s, not the one pulled by" % digest, image=self.image,
+                            blob=self.reference.digest)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise BlobError("Docker-Content-Digest says %s, the manifest's content has %s" % (header_digest, digest),
+                            image=self.image, blob=header_digest)
+
+        def fetch(descriptor):
+            return self._manifest(descriptor.digest, descriptor.digest)[0]
+
+        return manifests.resolve(fetch, data, media_type, digest, wanted_platform, self.image)
+
+    def read_config(self, descriptor):
+        with self.open_blob(descriptor) as resp:
+            try:
+                data = resp.read(manifests.MAX_CONFIG + 1)
+            except socket.timeout:
+                raise self._error("reading the config timed out", descriptor.digest)
+            except (OSError, http.client.HTTPException) as e:
+                raise self._error("reading the config failed: %s" % e, descriptor.digest)
+        return verify_bytes(data, descriptor.digest, descriptor.size, self.image, "config")
+
+    @contextlib.contextmanager
+    def open_blob(self, descriptor):
+        resp, conn = self._get("/v2/%s/blobs/%s" % (self.repository, descriptor.digest), blob=descriptor.digest)
+        try:
+            if resp.status == 404:
+                self._drain(resp)
+                raise self._error("blob not found in %s (404)" % self.repository, descriptor.digest)
+            if resp.status != 200:
+                raise self._status_error(resp, "blob", descriptor.digest)
+            length = resp.getheader("Content-Length")
+            if length and length.isdigit() and descriptor.size is not None and int(length) != descriptor.size:
+                raise BlobError("the registry sends %s bytes, the descriptor says %d" % (length, descriptor.size),
+                                image=self.image, blob=descriptor.digest)
+            yield resp
+        finally:
+            conn.close()

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Stage an image into a LayerStore: one layer per image layer, named by its ChainID.
+
+The manifest and config are read first (outside the home's lock: a slow
+registry should not hold up other runs on the host), then under the lock each
+layer that is not already there with its diff_id is streamed from its source,
+verified and applied on its parent. Layers already present are not fetched,
+so staging an image again reads only its manifest and config.
+
+A failure stops at the layer that failed: that layer is not created, and the
+layers before it stay. They are complete and content-addressed (a ChainID
+names exactly that stack of diffs), so keeping them is safe and makes the
+next attempt resume where this one stopped.
+"""
+
+import contextlib
+import time
+
+from ..errors import OverlayError
+from .auth import credentials_for
+from .digests import VerifyingReader, chain_ids
+from .docker_archive import DockerArchive
+from .errors import ImageError
+from .manifests import parse_config, parse_platform
+from .oci_layout import OciLayout
+from .reference import Reference, parse_reference
+from .registry import DEFAULT_TIMEOUT, Registry
+from .stream import CheckedStream
+
+
+def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
+    if reference.transport in ("oci", "oci-archive"):
+        return OciLayout(reference)
+    if reference.transport == "docker-archive":
+        return DockerArchive(reference)
+    credentials = credentials_for(registry_auth, reference.host, reference.repository, reference.text)
+    return Registry(reference, credentials, validate_certs, ca_path, timeout)
+
+
+# -- the store, in one place (its apply_diff's return shape may change) ----------
+
+def store_apply(store, layer_id, parent, opener, diff_id):
+    """Apply one verified layer stream; True when the layer was created."""
+    outcome = store.apply_diff(layer_id, parent, opener, diff_id, "none", False)
+    if isinstance(outcome, tuple):
+        return bool(outcome[0])
+    return bool(getattr(outcome, "changed", outcome))
+
+
+def store_has(store, layer_id, diff_id):
+    """The layer is there, holding exactly this diff (its ChainID then names the same stack)."""
+    state = store.state(layer_id)
+    return bool(state["exists"]) and state.get("diff_id") == diff_id
+
+
+class _Progress:
+    def __init__(self):
+        self.bytes = 0
+
+    def add(self, n):
+        self.bytes += n
+
+
+def _opener(source, descriptor, image, progress, verifiers):
+    @contextlib.contextmanager
+    def opener():
+        with source.open_blob(descriptor) as raw:
+            verifier = VerifyingReader(raw, descriptor.digest, descriptor.size, image, progress.add,
+                                       name=descriptor.path)
+            verifiers.append(verifier)
+            stream = CheckedStream(verifier, descriptor.compression, image)
+            try:
+                yield stream
+            finally:
+                stream.close()
+    return opener
+
+
+def read_image(source, wanted_platform, image):
+    """Manifest and config: what the image is, before anything is staged."""
+    resolved = source.resolve(wanted_platform)
+    config_bytes = source.read_config(resolved.config)
+    diff_ids, run_config = parse_config(config_bytes, image, resolved.config.digest, len(resolved.layers))
+    return resolved, diff_ids, run_config
+
+
+def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
+                check_mode=False, timeout=DEFAULT_TIMEOUT):
+    """Stage the image `src` (a reference string or Reference) into store.
+
+    Takes the store's lock itself. In check mode, store may be None (no home
+    yet: every layer would be staged) and only manifest and config are read.
+    Returns a dict: changed, top, layers [{id, diff_id, digest, size, changed}],
+    manifest_digest, config_digest, config, bytes, elapsed.
+    """
+    started = time.monotonic()
+    reference = src if isinstance(src, Reference) else parse_reference(src)
+    image = reference.text
+    wanted = parse_platform(platform, image)
+    progress = _Progress()
+    with open_source(reference, registry_auth, validate_certs, ca_path, timeout) as source:
+        resolved, diff_ids, run_config = read_image(source, wanted, image)
+        ids = chain_ids(diff_ids)
+        layers = []
+        for i, descriptor in enumerate(resolved.layers):
+            layers.append({"id": ids[i][len("sha256:"):], "diff_id": diff_ids[i],
+                           "digest": descriptor.digest or diff_ids[i], "size": descriptor.size,
+                           "media_type": descriptor.media_type, "present": False, "changed": False})
+        if store is None:
+            if not check_mode:
+                raise ImageError("no layer store to stage into", image=image)
+            for layer in layers:
+                layer["changed"] = True
+        else:
+            with store.locked():
+                _stage_layers(store, source, resolved, layers, image, progress, check_mode)
+    return {
+        "changed": any(layer["changed"] for layer in layers),
+        "top": layers[-1]["id"],
+        "layers": layers,
+        "manifest_digest": resolved.manifest_digest,
+        "config_digest": resolved.config.digest,
+        "config": run_config,
+        "bytes": progress.bytes,
+        "elapsed": round(time.monotonic() - started, 3),
+    }
+
+
+def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
+    parent = ""
+    for i, layer in enumerate(layers):
+        descriptor = resolved.layers[i]
+        layer["present"] = store_has(store, layer["id"], layer["diff_id"])
+        if not layer["present"]:
+            layer["changed"] = True
+            if not check_mode:
+                _apply_one(store, source, descriptor, layer, parent, image, progress, i, len(layers))
+        parent = layer["id"]
+
+
+def _apply_one(store, source, descriptor, layer, parent, image, progress, index, count):
+    verifiers = []
+    opener = _opener(source, descriptor, image, progress, verifiers)
+    blob = descriptor.digest or descriptor.path
+    where = "layer %d of %d (%s): " % (index + 1, count, layer["id"])
+    try:
+        store_apply(store, layer["id"], parent, opener, layer["diff_id"])
+    except ImageError as e:  # BlobError too
+        raise e.prefix(where)
+    except OverlayError as e:
+        # The applier names the layer around the cause; the blob's own error says more.
+        for verifier in verifiers:
+            if verifier.error is not None:
+                raise verifier.error.prefix(where)
+        cause = e.cause if e.layer == layer["id"] else e.message
+        raise ImageError(where + cause, image=image, blob=blob, path=e.path)

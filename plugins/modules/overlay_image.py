@@ -1,0 +1,222 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: overlay_image
+short_description: Stage an OCI or Docker image's layers as a chain of layers
+version_added: 0.2.0
+description:
+  - Stages the layers of an image, in order, each on the one before, from an OCI image layout, an
+    OCI archive, a C(docker save) archive or a registry.
+  - Each layer's id is the hex of its ChainID (image-spec), so layers shared by images are stored once and
+    staging an image again changes nothing and reads only its manifest and config.
+  - Every blob is verified while it streams, its size and digest against the manifest and the uncompressed
+    tar against the config's diff_id, before its layer becomes visible.
+  - A failure leaves the layers of the image that were completed before it (they are whole and named by
+    their content, so the next run resumes there); the failing layer is not created.
+  - Accepted are OCI and Docker v2 schema 2 manifests and indexes, with layers as tar, tar+gzip or tar+zstd.
+    Docker schema 1 manifests, foreign (non-distributable) layers and unknown media types are errors.
+options:
+  src:
+    description:
+      - The image, in the transport syntax of skopeo and podman.
+      - V(oci:PATH[:REF]), an OCI image layout directory; REF picks the image by its
+        C(org.opencontainers.image.ref.name) annotation.
+      - V(oci-archive:PATH[:REF]), a tar of an OCI image layout.
+      - V(docker-archive:PATH[:NAME:TAG]) or V(docker-archive:PATH:@INDEX), a C(docker save) archive.
+      - V(docker://HOST[:PORT]/REPO[:TAG|@DIGEST]), a registry (OCI distribution API); a name without a host
+        is on Docker Hub. The default tag is C(latest).
+    type: str
+    required: true
+  remote_src:
+    description:
+      - For the file transports. V(false) reads PATH on the controller and sends the host only what it lacks
+        (the manifest, the config and the layers it does not have yet), into a temporary directory that is
+        always removed. V(true) reads PATH on the managed host.
+      - A registry is always pulled by the managed host itself; the controller is never in the data path.
+    type: bool
+    default: false
+  platform:
+    description:
+      - V(os/arch[/variant]) of the image to pick from an index (a multi-platform image), for example
+        V(linux/arm64) or V(linux/arm/v7).
+      - Default is the managed host's own platform.
+    type: str
+  registry_auth:
+    description:
+      - Credentials for a registry. Basic and Bearer-token authentication are both handled, as the registry's
+        challenge asks.
+      - Never shown in results or errors.
+    type: dict
+    suboptions:
+      username:
+        description: The user name.
+        type: str
+      password:
+        description: The password or access token.
+        type: str
+      auth_file:
+        description:
+          - A containers C(auth.json) or Docker C(config.json) on the managed host; the entry for the registry
+            (or its most specific C(host/namespace) entry) is used. Credential helpers are not run.
+        type: path
+  validate_certs:
+    description:
+      - Verify the registry's TLS certificate.
+      - With V(false), a registry that does not speak TLS is also reached over plain HTTP.
+    type: bool
+    default: true
+  ca_path:
+    description: A CA bundle (file) or directory of CA certificates on the managed host, trusted in addition to the
+      system's for the registry.
+    type: path
+extends_documentation_fragment:
+  - strata.overlay.common
+  - strata.overlay.common.attributes
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the task can be executed on the
+      controller.
+    support: full
+  check_mode:
+    support: full
+    details: Reads the manifest and the config only and reports which layers would be staged.
+  diff_mode:
+    support: full
+    details: Shows the image's layers present before and after.
+notes:
+  - Layers are read and applied as they stream, never stored twice; zstd layers need the C(zstd) program or the
+    Python C(zstandard) module on the host.
+  - Manifests are limited to 4 MiB, configs to 8 MiB, images to 1000 layers. Network operations time out after
+    60 seconds without progress.
+seealso:
+  - module: strata.overlay.overlay_apply_diff
+  - module: strata.overlay.overlay_layer
+author:
+  - Strata Overlay maintainers (@strata-overlay)
+'''
+
+EXAMPLES = r'''
+- name: Stage an image from a registry, pulled by the host itself
+  strata.overlay.overlay_image:
+    src: docker://registry.example.com:5000/base/debian:12
+    registry_auth:
+      username: puller
+      password: "{{ vault_registry_password }}"
+    ca_path: /etc/pki/registry-ca.pem
+  register: image
+
+- name: A writable layer on top of it
+  strata.overlay.overlay_layer:
+    id: web
+    parent: "{{ image.top }}"
+
+- name: Stage an OCI layout from the controller, sending only the layers the host lacks
+  strata.overlay.overlay_image:
+    src: oci:images/app:v1
+
+- name: Stage a docker save archive already on the host
+  strata.overlay.overlay_image:
+    src: docker-archive:/srv/images/app.tar:example/app:1.2
+    remote_src: true
+
+- name: The arm64 image of a multi-platform image, with credentials from an auth file
+  strata.overlay.overlay_image:
+    src: docker://ghcr.io/example/tool@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b
+    platform: linux/arm64
+    registry_auth:
+      auth_file: /root/.config/containers/auth.json
+'''
+
+RETURN = r'''
+top:
+  description: The id of the image's last layer, the parent for a writable layer on top of the image.
+  returned: success
+  type: str
+  sample: 6f5cab0baaf199b9d876f5edcb27880aed80ead0f9698033be47189680842809
+layers:
+  description: The image's layers, base first.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The layer id, the hex of its ChainID.
+      type: str
+      sample: f73ce02f4e6986aa6a4a405e813307cc2d674744279f6b201a119fbd1d7ff432
+    diff_id:
+      description: The digest of the uncompressed layer tar, from the image config.
+      type: str
+      sample: sha256:f73ce02f4e6986aa6a4a405e813307cc2d674744279f6b201a119fbd1d7ff432
+    digest:
+      description: The digest of the layer blob as the manifest names it (the diff_id for a legacy C(docker save)
+        layer, which has no other).
+      type: str
+      sample: sha256:dbc1872c86d78ea35075a731a393254154fd7063dba7c8e6d96edf1726edf273
+    size:
+      description: The blob's size in bytes.
+      type: int
+      sample: 31457280
+    changed:
+      description: Whether this run staged the layer (would stage it, in check mode).
+      type: bool
+      sample: true
+manifest_digest:
+  description: The digest of the image manifest that was staged (after index selection); null for a
+    C(docker save) archive, which has no manifest.
+  returned: success
+  type: str
+  sample: sha256:51c1361bd07960acaa0cc30123486bcc400801b990e3a18c9bfaa5ee30fc728f
+config_digest:
+  description: The digest of the image config (Docker's image id).
+  returned: success
+  type: str
+  sample: sha256:efdc64415e1f78319e15686b993a10f8c041cc86c07c24f6a2d58b6fafb446de
+config:
+  description: The image config's C(config) object (Env, Entrypoint, Cmd, WorkingDir, User, Labels, ...).
+  returned: success
+  type: dict
+  sample: {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/app/run.sh"], "WorkingDir": "/app"}
+bytes:
+  description: Bytes of layer blobs read by this run.
+  returned: success
+  type: int
+  sample: 31457280
+elapsed:
+  description: Seconds the staging took on the host.
+  returned: success
+  type: float
+  sample: 4.2
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            src=dict(type="str", required=True),
+            remote_src=dict(type="bool", default=False),
+            platform=dict(type="str"),
+            registry_auth=dict(type="dict", no_log=False, options=dict(
+                username=dict(type="str"),
+                password=dict(type="str", no_log=True),
+                auth_file=dict(type="path"),
+            )),
+            validate_certs=dict(type="bool", default=True),
+            ca_path=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, ImageManager)
+
+
+if __name__ == "__main__":
+    main()

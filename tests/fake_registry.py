@@ -1,0 +1,169 @@
+"""A registry that can lie: http.server on 127.0.0.1 in a thread, TLS with a CA made for the test.
+
+It speaks enough of the distribution API for pulls (/v2/, manifests, blobs,
+Basic and Bearer auth with a token endpoint) and each test can replace any
+answer to make it lie: wrong bytes, endless redirects, stalls, 401s.
+"""
+
+import base64
+import http.server
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+
+
+def make_ca(directory):
+    """A CA and a server certificate for 127.0.0.1 signed by it; (ca.pem, cert.pem, key.pem)."""
+    ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
+    key, csr, cert = (os.path.join(directory, n) for n in ("server.key", "server.csr", "server.pem"))
+    ext = os.path.join(directory, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run = lambda *a: subprocess.run(a, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+        "-subj", "/CN=strata test CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+        "-days", "2", "-extfile", ext)
+    return ca, cert, key
+
+
+class FakeRegistry:
+    """State and behaviour; the handler asks it what to answer."""
+
+    def __init__(self, auth=None, users=None, tls=None):
+        self.auth = auth            # None, "basic" or "bearer"
+        self.users = users or {}    # user -> password
+        self.manifests = {}         # (repo, tag-or-digest) -> (bytes, media type)
+        self.blobs = {}             # digest -> bytes
+        self.requests = []          # (path, headers dict)
+        self.tokens = set()
+        self.token_requests = 0
+        self.override = {}          # path prefix -> callable(handler) that answers instead
+        self.tls = tls
+        self.server = None
+        self.thread = None
+
+    # -- content --------------------------------------------------------------
+
+    def push(self, repo, image, tag="v1"):
+        """All blobs of an image.Image, and its manifest under tag and digest."""
+        self.blobs.update(image.blobs.blobs)
+        data = image.blobs.blobs[image.manifest["digest"]]
+        for ref in (tag, image.manifest["digest"]):
+            self.manifests[(repo, ref)] = (data, image.manifest["mediaType"])
+
+    def put_manifest(self, repo, ref, data, media_type):
+        self.manifests[(repo, ref)] = (data, media_type)
+
+    # -- serving --------------------------------------------------------------
+
+    @property
+    def base(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.server.server_address[1])
+
+    @property
+    def netloc(self):
+        return "127.0.0.1:%d" % self.server.server_address[1]
+
+    def start(self):
+        registry = self
+
+        class Handler(_Handler):
+            pass
+        Handler.registry = registry
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls[0], self.tls[1])
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    registry = None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def send(self, status, body=b"", headers=None):
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if "Content-Length" not in (headers or {}):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def challenge(self):
+        r = self.registry
+        if r.auth == "basic":
+            return 'Basic realm="fake"'
+        return 'Bearer realm="%s/token",service="fake-registry"' % r.base
+
+    def authorized(self):
+        r = self.registry
+        header = self.headers.get("Authorization") or ""
+        if r.auth is None:
+            return True
+        if r.auth == "basic":
+            return header in [_basic(u, p) for u, p in r.users.items()]
+        return header.startswith("Bearer ") and header[7:] in r.tokens
+
+    def do_GET(self):  # noqa: N802
+        r = self.registry
+        r.requests.append((self.path, dict(self.headers)))
+        for prefix, answer in r.override.items():
+            if self.path.startswith(prefix):
+                return answer(self)
+        if self.path.startswith("/token"):
+            return self.token()
+        if not self.authorized():
+            return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                             {"WWW-Authenticate": self.challenge(), "Content-Type": "application/json"})
+        if self.path == "/v2/":
+            return self.send(200, b"{}")
+        parts = self.path[len("/v2/"):].split("/")
+        if len(parts) >= 3 and parts[-2] == "manifests":
+            repo, ref = "/".join(parts[:-2]), parts[-1]
+            found = r.manifests.get((repo, ref))
+            if found is None:
+                return self.send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
+            data, media_type = found
+            return self.send(200, data, {"Content-Type": media_type})
+        if len(parts) >= 3 and parts[-2] == "blobs":
+            data = r.blobs.get(parts[-1])
+            if data is None:
+                return self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
+            return self.send(200, data, {"Content-Type": "application/octet-stream"})
+        return self.send(404)
+
+    def token(self):
+        r = self.registry
+        r.token_requests += 1
+        header = self.headers.get("Authorization")
+        if header is None and r.users:
+            return self.send(401, b"{}", {"WWW-Authenticate": 'Basic realm="token"'})
+        if header is not None and header not in [_basic(u, p) for u, p in r.users.items()]:
+            return self.send(401, b'{"details":"incorrect username or password"}')
+        token = "tok-%d-%f" % (r.token_requests, time.time())
+        r.tokens.add(token)
+        return self.send(200, json.dumps({"token": token, "expires_in": 300}).encode(),
+                         {"Content-Type": "application/json"})
+
+
+def _basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()

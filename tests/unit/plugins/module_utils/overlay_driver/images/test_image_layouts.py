@@ -1,0 +1,236 @@
+"""Staging from OCI layouts, OCI archives and docker save archives into a real store, and tampered copies."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+from imagetools import Image, mkimages, sha256
+
+
+@pytest.fixture
+def store(home):
+    return LayerStore(home)
+
+
+def layer_dirs(home):
+    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
+
+
+def read(home, layer_id, name):
+    with open(os.path.join(home, layer_id, "root", name), "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none", ["none", "zstd"]])
+def test_oci_layout_stages_a_chain_and_again_reads_nothing(store, home, scratch, compression):
+    image = Image(compression=compression)
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    result = stage_image(store, "oci:%s:v1" % layout)
+    assert result["changed"]
+    assert [layer["id"] for layer in result["layers"]] == image.ids
+    assert result["top"] == image.ids[1]
+    assert [layer["diff_id"] for layer in result["layers"]] == image.diff_ids
+    assert result["manifest_digest"] == image.manifest["digest"]
+    assert result["config"]["WorkingDir"] == "/app"
+    assert result["bytes"] == sum(layer["size"] for layer in result["layers"])
+    assert read(home, image.ids[1], "app/run.sh") == b"#!/bin/sh\nexec /bin/hello\n"
+    assert not os.path.exists(os.path.join(home, image.ids[1], "root", "var", "old"))  # the whiteout
+    assert read(home, image.ids[0], "var/old") == b"old\n"
+    assert store.state(image.ids[1])["parent"] == image.ids[0]
+    # Again, with the layer blobs gone: only manifest and config are read.
+    for layer in image.doc["layers"]:
+        os.unlink(image.blob_path(layout, layer["digest"]))
+    again = stage_image(store, "oci:%s" % layout)
+    assert not again["changed"] and again["bytes"] == 0
+    assert [layer["changed"] for layer in again["layers"]] == [False, False]
+
+
+def test_oci_archive_and_both_docker_archive_layouts(store, home, scratch):
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    mkimages.tar_directory(layout, os.path.join(scratch, "image.oci.tar"))
+    result = stage_image(store, "oci-archive:%s/image.oci.tar:v1" % scratch)
+    assert result["changed"] and result["top"] == image.ids[1]
+    store.remove(image.ids[1])
+    facts = mkimages.write_docker_archive(os.path.join(scratch, "legacy.tar"), image.tars)
+    result = stage_image(store, "docker-archive:%s/legacy.tar:strata/test:1" % scratch)
+    assert [layer["changed"] for layer in result["layers"]] == [False, True]
+    assert result["manifest_digest"] is None
+    assert result["config_digest"] == facts["config_digest"]
+    assert result["layers"][1]["digest"] == image.diff_ids[1]
+    store.remove(image.ids[1])
+    mkimages.write_docker_archive(os.path.join(scratch, "d25.tar"), image.tars, oci_style=True)
+    result = stage_image(store, "docker-archive:%s/d25.tar:docker.io/strata/test:1" % scratch)
+    assert [layer["changed"] for layer in result["layers"]] == [False, True]
+    assert read(home, image.ids[1], "app/run.sh").startswith(b"#!/bin/sh")
+    with pytest.raises(ImageError) as e:
+        stage_image(store, "docker-archive:%s/d25.tar:other/name:2" % scratch)
+    assert "no image tagged other/name:2" in e.value.message
+
+
+def test_check_mode_reads_manifest_and_config_only(home, scratch):
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    for layer in image.doc["layers"]:
+        os.unlink(image.blob_path(layout, layer["digest"]))
+    params = {"src": "oci:" + layout, "home": home, "uid_maps": [], "gid_maps": [], "platform": None,
+              "registry_auth": None, "validate_certs": True, "ca_path": None}
+    result = ImageManager(params, check_mode=True, diff=True).run()
+    assert result["changed"] and [layer["changed"] for layer in result["layers"]] == [True, True]
+    assert result["diff"] == {"before": {"image": "oci:" + layout, "layers": []},
+                              "after": {"image": "oci:" + layout, "layers": image.ids}}
+    assert not os.path.exists(home)
+
+
+def tamper_blob(image, layout):
+    path = image.blob_path(layout, image.layer_digest(1))
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def tamper_excess(image, layout):
+    with open(image.blob_path(layout, image.layer_digest(1)), "ab") as f:
+        f.write(b"\0" * 512)
+
+
+def tamper_truncate(image, layout):
+    path = image.blob_path(layout, image.layer_digest(1))
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-10])
+
+
+def tamper_symlink(image, layout):
+    path = image.blob_path(layout, image.layer_digest(1))
+    shutil.move(path, path + ".real")
+    os.symlink(os.path.basename(path) + ".real", path)
+
+
+def tamper_fifo(image, layout):
+    path = image.blob_path(layout, image.layer_digest(1))
+    os.unlink(path)
+    os.mkfifo(path)
+
+
+def tamper_missing(image, layout):
+    os.unlink(image.blob_path(layout, image.layer_digest(1)))
+
+
+def tamper_diff_id(image, layout):
+    config = image.config_doc()
+    config["rootfs"]["diff_ids"][1] = sha256(b"something else")
+    image.replace_config(config)
+    image.write_layout(layout)
+
+
+def _rewrite_layers(image, layout, change):
+    doc = json.loads(json.dumps(image.doc))
+    change(doc)
+    image.rewrite(doc)
+    image.write_layout(layout)
+
+
+def tamper_foreign(image, layout):
+    def change(doc):
+        doc["layers"][1]["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    _rewrite_layers(image, layout, change)
+
+
+def tamper_unknown_type(image, layout):
+    def change(doc):
+        doc["layers"][1]["mediaType"] = "application/x-squashfs"
+    _rewrite_layers(image, layout, change)
+
+
+def tamper_schema1(image, layout):
+    data = json.dumps({"schemaVersion": 1, "name": "x", "tag": "v1", "fsLayers": [], "history": []}).encode()
+    image.manifest = image.blobs.add(data, manifests.SCHEMA1[1])
+    image.write_layout(layout)
+
+
+def tamper_more_diff_ids(image, layout):
+    config = image.config_doc()
+    config["rootfs"]["diff_ids"].append(sha256(b"extra"))
+    image.replace_config(config)
+    image.write_layout(layout)
+
+
+def tamper_fewer_diff_ids(image, layout):
+    config = image.config_doc()
+    config["rootfs"]["diff_ids"].pop()
+    image.replace_config(config)
+    image.write_layout(layout)
+
+
+def tamper_huge_manifest(image, layout):
+    doc = dict(image.doc, annotations={"pad": "x" * (manifests.MAX_MANIFEST + 10)})
+    image.rewrite(doc)
+    image.write_layout(layout)
+
+
+def tamper_config_bytes(image, layout):
+    path = image.blob_path(layout, image.doc["config"]["digest"])
+    data = open(path, "rb").read()
+    open(path, "wb").write(data.replace(b"/app", b"/xyz"))
+
+
+# name -> (tamper, fragment of the message, whether the base layer is staged before the failure)
+CASES = {
+    "blob bytes do not match the digest": (tamper_blob, "content has digest", True),
+    "blob longer than its descriptor": (tamper_excess, "more bytes than the", True),
+    "blob shorter than its descriptor": (tamper_truncate, "truncated", True),
+    "blob is a symlink": (tamper_symlink, "Too many levels of symbolic links", True),
+    "blob is a fifo": (tamper_fifo, "is not a regular file", True),
+    "blob missing": (tamper_missing, "missing from the layout", True),
+    "config diff_id does not match the layer": (tamper_diff_id, "diff_id mismatch", True),
+    "foreign layer": (tamper_foreign, "foreign (non-distributable)", False),
+    "unknown layer media type": (tamper_unknown_type, "unsupported media type 'application/x-squashfs'", False),
+    "schema 1 manifest": (tamper_schema1, "schema 1", False),
+    "more diff_ids than layers": (tamper_more_diff_ids, "lists 3 diff_ids for the manifest's 2 layers", False),
+    "fewer diff_ids than layers": (tamper_fewer_diff_ids, "lists 1 diff_ids for the manifest's 2 layers", False),
+    "manifest larger than the limit": (tamper_huge_manifest, "more than the 4194304 accepted", False),
+    "config bytes do not match its digest": (tamper_config_bytes, "content has digest", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tampered_layouts_fail_clearly_and_stage_nothing_of_the_bad_layer(store, home, scratch, case):
+    tamper, fragment, base_staged = CASES[case]
+    image = Image(compression=["gzip", "zstd"])
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    ids = list(image.ids)
+    tamper(image, layout)
+    with pytest.raises(OverlayError) as e:
+        stage_image(store, "oci:%s:v1" % layout)
+    message = e.value.message
+    assert fragment in message
+    assert message.startswith("image oci:%s:v1" % layout) or ("image oci:%s:v1" % layout) in message
+    assert layer_dirs(home) == ([ids[0]] if base_staged else [])
+    if base_staged:
+        assert "blob " in message and "layer 2 of 2" in message
+        assert read(home, ids[0], "etc/os-release") == b"ID=strata\n"
+    assert not os.listdir(os.path.join(home, ".strata", "tmp")) if os.path.isdir(home) else True
+
+
+def test_layout_ref_and_many_images(store, scratch):
+    one, two = Image(), Image(tars=[mkimages.layer_tar([("x", b"x", 0o644)])])
+    for digest, data in two.blobs.blobs.items():
+        one.blobs.blobs[digest] = data
+    entry = dict(two.manifest, annotations={"org.opencontainers.image.ref.name": "v2"})
+    layout = one.write_layout(os.path.join(scratch, "layout"), extra_entries=[entry])
+    assert stage_image(store, "oci:%s:v2" % layout)["top"] == two.ids[0]
+    with pytest.raises(ImageError) as e:
+        stage_image(store, "oci:%s" % layout)
+    assert "index.json lists 2 images; name one with oci:PATH:REF" in e.value.message
+    with pytest.raises(ImageError) as e:
+        stage_image(store, "oci:%s:v3" % layout)
+    assert "no image named 'v3' in index.json (it has v1, v2)" in e.value.message
