@@ -122,7 +122,7 @@ recap remove-again good "ok=[0-9]+ +changed=0 .*failed=0"
 # the demo, in a scratch root, twice
 play demo strata.overlay.demo -e demo_root="$scratch/demo" || { echo "demo failed"; exit 1; }
 grep -q "etc/motd: Welcome to the child layer." "$scratch/demo.log"
-grep -q '`-- child (overlay)' "$scratch/demo.log"
+grep -q '`-- web (overlay) mounted holders: demo' "$scratch/demo.log"
 play demo-again strata.overlay.demo -e demo_root="$scratch/demo"
 recap demo-again localhost "ok=[0-9]+ +changed=0 .*failed=0"
 play demo-clean strata.overlay.demo_clean -e demo_root="$scratch/demo"
