@@ -216,6 +216,7 @@ def host_status(home):
         "home": home,
         "home_exists": os.path.isdir(home),
         "problems": problems,
+        "zstd": fscheck.zstd_support(),
     }
 
 

@@ -105,6 +105,24 @@ status:
       description: Whether the layer home exists.
       type: bool
       sample: true
+    zstd:
+      description:
+        - Whether zstd-compressed layers can be read on this host, which needs the C(zstd) program or the
+          Python C(zstandard) module (either); the other compressions need nothing.
+      type: dict
+      contains:
+        program:
+          description: The path of the C(zstd) program, empty when there is none.
+          type: str
+          sample: /usr/bin/zstd
+        module:
+          description: Whether the C(zstandard) module can be imported by the module's Python.
+          type: bool
+          sample: false
+        supported:
+          description: Either is there.
+          type: bool
+          sample: true
     problems:
       description: Each reason overlay cannot be used here, one message per problem.
       type: list

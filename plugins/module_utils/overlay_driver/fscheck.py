@@ -175,3 +175,16 @@ def require_compatible(path):
     problems = backing_problems(path)
     if problems:
         raise IncompatibleFS("; ".join(problems), path=path)
+
+
+def zstd_support():
+    """Whether zstd layers can be read here: the zstd program or the zstandard module (either will do)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    program = shutil.which("zstd") or ""
+    try:
+        module = importlib.util.find_spec("zstandard") is not None
+    except (ImportError, ValueError):
+        module = False
+    return {"program": program, "module": module, "supported": bool(program) or module}

@@ -82,3 +82,11 @@ def test_overlay_as_backing_fs_is_refused(home):
         assert problems and "overlayfs" in problems[0]
     finally:
         driver.put("child")
+
+
+def test_zstd_support_is_the_program_or_the_module(monkeypatch, tmp_path):
+    found = fscheck.zstd_support()
+    assert found["supported"] == (bool(found["program"]) or found["module"])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    without_program = fscheck.zstd_support()
+    assert without_program["program"] == "" and without_program["supported"] == without_program["module"]
