@@ -43,6 +43,7 @@ lint: test-deps install
 	$(BIN)/ansible-lint
 	$(BIN)/antsibull-changelog lint
 	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
 integration: test-deps
 	scripts/run-integration.sh

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 root=${STRATA_COLLECTIONS:-$PWD/.collections}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-.venv/bin/ansible-galaxy collection build --force --output-path "$out" . >/dev/null
+venv=${VENV:-$PWD/.venv}
+"$venv/bin/ansible-galaxy" collection build --force --output-path "$out" . >/dev/null
 rm -rf "$root/ansible_collections/strata/overlay"
-.venv/bin/ansible-galaxy collection install --force -p "$root" "$out"/strata-overlay-*.tar.gz >/dev/null 2>&1
+"$venv/bin/ansible-galaxy" collection install --force -p "$root" "$out"/strata-overlay-*.tar.gz >/dev/null 2>&1
 git -C "$root/ansible_collections/strata/overlay" init -q
 echo "$root"

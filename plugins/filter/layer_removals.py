@@ -18,7 +18,7 @@ description:
     a holder that is not released in the same run, or with a layer built on it that stays, is a problem,
     unless the entry has C(force=true) (every holder is then dropped).
   - With O(prune=true), what the record names and the declaration no longer does goes too. Only what the
-    record names can go: a layer or holder the role did not stage (made by hand, by a module task, by Docker or
+    record names can go; a layer or holder the role did not stage (made by hand, by a module task, by Docker or
     another tool) is never touched. A pruned layer stays, without failing the run, while a holder the role did
     not record holds it or a layer that stays is built on it.
 options:

@@ -14,7 +14,7 @@ description:
     tree before changing anything. An empty list means the tree can be staged.
   - Problems are invalid or duplicate ids, a parent declared after its child, a parent that is
     neither declared earlier nor already on the host, and a layer that is its own parent.
-  - An image entry (C({id, image})) is a writable layer on the image's top layer: it takes no C(parent) and
+  - An image entry (C({id, image})) is a writable layer on the image's top layer; it takes no C(parent) and
     no C(src), and it may be the parent of later entries.
   - An entry with C(state=absent) only needs a valid id; it cannot be the parent of an entry declared present.
 options:

@@ -24,6 +24,7 @@ all:
     ansible_python_interpreter: "{{ ansible_playbook_python }}"
     overlay_preflight_persist: false
     overlay_restore_at_boot: false
+    overlay_layers_state_dir: $scratch/role-state
   children:
     local:
       hosts:
@@ -93,8 +94,8 @@ if grep -Eq "^good +:" "$scratch/stage-serial.log"; then echo "serial run went o
 play stage-all strata.overlay.stage -e overlay_target='bad:good' && { echo "stage-all should fail for bad"; exit 1; }
 recap stage-all good "ok=[0-9]+ +changed=0 .*failed=0"
 # tags
-ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" strata.overlay.unmount --list-tags | grep -q "TASK TAGS: \[unmount\]"
-ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" strata.overlay.remove --list-tags | grep -q "TASK TAGS: \[remove\]"
+ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" strata.overlay.unmount --list-tags | grep -q "TAGS: \[unmount\]"
+ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" strata.overlay.remove --list-tags | grep -q "TAGS: \[remove\]"
 
 # lazy: a process working inside the mount keeps it busy; the message names it, lazy detaches it
 play mount-busy strata.overlay.mount -e overlay_target=good -e '{"overlay_mounts": [{"id": "app", "holder": "web"}]}'
