@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export STRATA_COLLECTIONS ?= $(CURDIR)/.collections
 export ANSIBLE_COLLECTIONS_PATH := $(STRATA_COLLECTIONS)
 
-.PHONY: deps test-deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration clean
+.PHONY: deps test-deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration compat clean
 
 # deps: the venv with ansible-core only (all make demo needs); test-deps: the Debian
 # packages and the pinned tooling make test needs.
@@ -36,8 +36,11 @@ reliability: test-deps
 fuzz: test-deps
 	STRATA_FUZZ_EXAMPLES=$${STRATA_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -s tests/reliability/test_fuzz_applier.py
 
+# On the installed collection (what users get), then on every tracked file of the
+# checkout (bench/, molecule/, scripts/ too), as contributors run it.
 sanity: test-deps
 	scripts/run-sanity.sh
+	scripts/run-sanity.sh --source
 
 lint: test-deps install
 	$(BIN)/ansible-lint
@@ -57,7 +60,19 @@ molecule: test-deps install
 bench: test-deps install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-test: unit reliability lint sanity integration molecule
+# The other supported ansible-core releases, each in its own venv (.venv-<version>) on
+# Python 3.11: units, sanity and the integration targets, the versions side by side
+# (logs in tests/output/compat-<version>.log). 2.19 is what the targets above use.
+COMPAT_VERSIONS ?= 2.17 2.18
+compat: test-deps
+	@mkdir -p tests/output; pids=""; \
+	for v in $(COMPAT_VERSIONS); do \
+	  echo "== ansible-core $$v: units, sanity, integration (tests/output/compat-$$v.log)"; \
+	  scripts/run-compat.sh $$v > tests/output/compat-$$v.log 2>&1 & pids="$$pids $$!"; \
+	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	for v in $(COMPAT_VERSIONS); do echo "== ansible-core $$v"; tail -n 4 tests/output/compat-$$v.log; done; exit $$rc
+
+test: unit reliability lint sanity integration compat molecule
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/output
+	rm -rf $(VENV) .venv-* .collections .collections-* .demo .pytest_cache tests/output

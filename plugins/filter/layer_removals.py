@@ -159,8 +159,8 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
     problems = ["overlay_mounts[%d]: state %r (present or absent)" % (n, _state(m))
                 for n, m in enumerate(mounts) if _state(m) not in ("present", "absent")]
     problems += ["layer %s is declared absent but %s (release its holders with state: absent mount entries or "
-                "set force: true; declare the layers built on it absent too)" % (i, r)
-                for i, r in sorted(blocked.items()) if i in absent]
+                 "set force: true; declare the layers built on it absent too)" % (i, r)
+                 for i, r in sorted(blocked.items()) if i in absent]
     kept = [{"id": i, "reason": r + ", which this role did not stage" if r.startswith("still held") else r}
             for i, r in sorted(blocked.items()) if i not in absent]
     going = candidates - set(blocked)

@@ -23,13 +23,13 @@ EXISTING = host(("base", None, ()), ("mid", "base", ()), ("top", "mid", ["web"])
 
 def test_without_prune_only_absent_entries_go():
     plan = removals([{"id": "base"}, {"id": "keep", "parent": "base"}],
-                          existing=EXISTING, record={"layers": ["mid", "top"]})
+                    existing=EXISTING, record={"layers": ["mid", "top"]})
     assert plan == {"mounts": [], "layers": [], "kept": [], "problems": []}
 
 
 def test_absent_entries_go_leaf_first_with_their_released_holders():
     plan = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent"}],
-                          mounts=[{"id": "top", "holder": "web", "state": "absent"}], existing=EXISTING)
+                    mounts=[{"id": "top", "holder": "web", "state": "absent"}], existing=EXISTING)
     assert plan == {"mounts": [{"id": "top", "holder": "web"}],
                     "layers": [{"id": "top", "force": False}, {"id": "mid", "force": False}],
                     "kept": [], "problems": []}
@@ -44,7 +44,7 @@ def test_absent_layers_still_held_or_built_on_are_problems_unless_forced():
         "entries or set force: true; declare the layers built on it absent too)",
     ]
     forced = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent", "force": True}],
-                            existing=EXISTING)
+                      existing=EXISTING)
     assert forced["problems"] == [] and forced["layers"] == [{"id": "top", "force": True},
                                                              {"id": "mid", "force": False}]
 
@@ -52,7 +52,7 @@ def test_absent_layers_still_held_or_built_on_are_problems_unless_forced():
 def test_prune_removes_what_the_role_staged_and_the_declaration_dropped():
     record = {"layers": ["base", "mid", "top", "keep"], "mounts": [{"id": "top", "holder": "web"}]}
     plan = removals([{"id": "base"}, {"id": "keep", "parent": "base"}], existing=EXISTING,
-                          record=record, prune=True)
+                    record=record, prune=True)
     assert plan == {"mounts": [{"id": "top", "holder": "web"}],
                     "layers": [{"id": "top", "force": False}, {"id": "mid", "force": False}],
                     "kept": [], "problems": []}
@@ -70,7 +70,7 @@ def test_prune_leaves_what_the_role_did_not_stage():
 def test_prune_keeps_declared_mounts_and_ignores_what_is_gone():
     record = {"layers": ["a", "vanished"], "mounts": [{"id": "a", "holder": "web"}, {"id": "a"}]}
     plan = removals([{"id": "a"}], mounts=[{"id": "a", "holder": "web"}],
-                          existing=host(("a", None, ["web", "ansible"])), record=record, prune=True)
+                    existing=host(("a", None, ["web", "ansible"])), record=record, prune=True)
     assert plan == {"mounts": [{"id": "a", "holder": "ansible"}], "layers": [], "kept": [], "problems": []}
 
 

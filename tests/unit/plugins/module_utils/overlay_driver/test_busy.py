@@ -2,7 +2,6 @@
 
 import contextlib
 import io
-import mmap
 import os
 import subprocess
 import sys
