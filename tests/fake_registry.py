@@ -22,7 +22,9 @@ def make_ca(directory):
     ext = os.path.join(directory, "ext.cnf")
     with open(ext, "w") as f:
         f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-    run = lambda *a: subprocess.run(a, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa
+
+    def run(*argv):
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
         "-subj", "/CN=strata test CA")
     run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
@@ -136,7 +138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                              {"WWW-Authenticate": self.challenge(), "Content-Type": "application/json"})
         if self.path == "/v2/":
             return self.send(200, b"{}")
-        parts = self.path[len("/v2/"):].split("/")
+        parts = self.path.split("?", 1)[0][len("/v2/"):].split("/")
         if len(parts) >= 3 and parts[-2] == "manifests":
             repo, ref = "/".join(parts[:-2]), parts[-1]
             found = r.manifests.get((repo, ref))

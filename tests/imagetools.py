@@ -37,8 +37,8 @@ class Image:
     def rewrite(self, doc):
         """A new manifest for doc; its descriptor."""
         self.doc = doc
-        self.manifest = self.blobs.add(json.dumps(doc, sort_keys=True).encode(), doc.get("mediaType",
-                                                                                        mkimages.OCI_MANIFEST))
+        media_type = doc.get("mediaType", mkimages.OCI_MANIFEST)
+        self.manifest = self.blobs.add(json.dumps(doc, sort_keys=True).encode(), media_type)
         return self.manifest
 
     def replace_config(self, config_doc):

@@ -10,9 +10,10 @@ already holds (overlay_info: ids and diff_ids), and the host gets an OCI layout
 (or, for docker save, a directory of the archive's files) in a temporary
 directory with the manifest, the config and only the layer blobs it lacks; the
 module then stages from there and the directory is removed. Blobs of a layout
-directory are sent from where they are; members of an archive are copied out
-once into a controller temp directory (a transfer needs a file). Check mode
-sends no layer at all.
+directory are sent from where they are. An archive whose missing layers are
+most of it (a first staging) is sent as it is, so it is read once; otherwise
+the missing members are copied out into a controller temp directory first (a
+transfer needs a file). Check mode sends no layer at all.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,6 +38,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
                                                                                                  read_image)
 
 _COMMON = ("home", "uid_maps", "gid_maps")
+# An archive is sent whole when the layers the host has are at most this share of those it lacks.
+WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
 
 
 class ActionModule(ActionBase):
@@ -76,7 +79,7 @@ class ActionModule(ActionBase):
     def _host_platform(self, args):
         if args.get("platform"):
             return manifests.parse_platform(args["platform"])
-        out = self._low_level_execute_command("uname -m")
+        out = self._low_level_execute_command("uname -m", sudoable=False)
         machine = to_text(out.get("stdout", "")).strip().lower()
         arch, variant = manifests._MACHINES.get(machine, (machine, None))  # pylint: disable=protected-access
         return "linux", arch, variant
@@ -101,7 +104,10 @@ class ActionModule(ActionBase):
             needed = [i for i, layer_id in enumerate(ids) if held.get(layer_id) != diff_ids[i]]
             if self._task.check_mode:
                 needed = []
-            files = self._collect(reference, local, source, resolved, config_bytes, needed, workdir)
+            if self._whole_archive(reference, resolved, needed):
+                files = {"image.tar": local}
+            else:
+                files = self._collect(reference, local, source, resolved, config_bytes, needed, workdir)
 
         tmpdir = self._connection._shell.tmpdir
         if tmpdir is None:
@@ -111,7 +117,8 @@ class ActionModule(ActionBase):
             dirs = sorted(set(os.path.dirname(name) for name in files) - {""})
             command = "mkdir -p -m 0700 %s" % " ".join(
                 shlex.quote(self._connection._shell.join_path(remote_root, d)) for d in [""] + dirs)
-            made = self._low_level_execute_command(command)
+            # As the connection's user, like the temp dir itself: the transfers below write as that user.
+            made = self._low_level_execute_command(command, sudoable=False)
             if made.get("rc") != 0:
                 raise OverlayError("cannot make %s on the host: %s" % (remote_root, to_text(made.get("stderr"))))
             remote_files = []
@@ -121,17 +128,37 @@ class ActionModule(ActionBase):
                 remote_files.append(remote)
             self._fixup_perms2([tmpdir, remote_root] + [self._connection._shell.join_path(remote_root, d)
                                                         for d in dirs] + remote_files)
-            transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
-            module_args = dict(args, src="%s:%s" % (transport, remote_root), remote_src=True)
+            if "image.tar" in files:  # the archive as it is, with the operator's NAME:TAG or REF
+                suffix = reference.text[len(reference.transport) + 1 + len(reference.path):]
+                remote_archive = self._connection._shell.join_path(remote_root, "image.tar")
+                host_src = "%s:%s%s" % (reference.transport, remote_archive, suffix)
+            else:
+                transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
+                host_src = "%s:%s" % (transport, remote_root)
+            module_args = dict(args, src=host_src, remote_src=True)
             answer = self._execute_module(module_name=self._task.action, module_args=module_args,
                                           task_vars=task_vars)
         finally:
             self._remove_tmp_path(tmpdir)
         if isinstance(answer.get("msg"), str):
-            answer["msg"] = answer["msg"].replace("%s:%s" % (transport, remote_root), reference.text)
+            answer["msg"] = answer["msg"].replace(host_src, reference.text).replace(remote_root, reference.path)
         answer["sent_layers"] = len(needed)
+        answer["sent_whole_archive"] = "image.tar" in files
         result.update(answer)
         return result
+
+    @staticmethod
+    def _whole_archive(reference, resolved, needed):
+        """Send an archive as it is when the host needs (nearly) all of its layers: the file is then read once.
+
+        Copying members out reads them twice; sending layers the host has costs their bytes again. Whole,
+        when the layers the host already has are at most a quarter of those it lacks.
+        """
+        if reference.transport not in ("oci-archive", "docker-archive") or not needed:
+            return False
+        sizes = [layer.size or 0 for layer in resolved.layers]
+        wanted = sum(sizes[i] for i in needed)
+        return sum(sizes) - wanted <= wanted * WHOLE_ARCHIVE_SKIPPED_SHARE
 
     def _collect(self, reference, local, source, resolved, config_bytes, needed, workdir):
         """name -> local file of what the host gets."""

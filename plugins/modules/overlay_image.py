@@ -192,6 +192,17 @@ elapsed:
   returned: success
   type: float
   sample: 4.2
+sent_layers:
+  description: How many layer blobs the controller sent to the host (O(remote_src=false) with a file transport).
+  returned: when the image was read on the controller
+  type: int
+  sample: 1
+sent_whole_archive:
+  description: Whether an archive was sent as it is because the host lacked most of it (read once), rather than
+    the missing layers copied out of it.
+  returned: when the image was read on the controller
+  type: bool
+  sample: false
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -12,30 +12,29 @@ becomes visible.
 from ..errors import LayerFormatError, OverlayError
 
 
-def _message(image, blob, cause):
-    parts = []
-    if image:
-        parts.append("image %s" % image)
-    if blob:
-        parts.append("blob %s" % blob)
-    if parts:
-        return "%s: %s" % (", ".join(parts), cause)
-    return cause
-
-
 class ImageError(OverlayError):
     """A reference, manifest, config or transport that cannot be used."""
 
     def __init__(self, cause, image=None, blob=None, layer=None, path=None):
         self.image = image
         self.blob = blob
-        self.reason = cause
-        super(ImageError, self).__init__(_message(image, blob, cause), layer=layer, path=path)
+        super(ImageError, self).__init__(cause, layer=layer, path=path)
+
+    @property
+    def message(self):
+        """image, blob, layer, path: cause (the image first: it is what the task named)."""
+        parts = []
+        for label, value in (("image", self.image), ("blob", self.blob), ("layer", self.layer),
+                             ("path", self.path)):
+            if value:
+                parts.append("%s %s" % (label, value))
+        if parts:
+            return "%s: %s" % (", ".join(parts), self.cause)
+        return str(self.cause)
 
     def prefix(self, text):
-        """Say where in the image it happened, keeping image and blob first."""
-        self.reason = text + self.reason
-        self.cause = _message(self.image, self.blob, self.reason)
+        """Say where in the image it happened."""
+        self.cause = text + self.cause
         self.args = (self.message,)
         return self
 

@@ -18,6 +18,7 @@ Errors name the image, the blob and the cause, never a credential.
 import contextlib
 import http.client
 import json
+import os
 import socket
 import ssl
 import time
@@ -37,7 +38,7 @@ USER_AGENT = "strata.overlay"
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def make_ssl_context(validate_certs=True, ca_path=None):
+def make_ssl_context(validate_certs=True, ca_path=None, image=None):
     if not validate_certs:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
@@ -46,18 +47,16 @@ def make_ssl_context(validate_certs=True, ca_path=None):
     context = ssl.create_default_context()
     if ca_path:
         try:
-            if ca_path.endswith("/") or not _is_file(ca_path):
+            if os.path.isdir(ca_path):
                 context.load_verify_locations(capath=ca_path)
-            else:
+            elif os.path.isfile(ca_path):
                 context.load_verify_locations(cafile=ca_path)
+            else:
+                raise ImageError("cannot load the CA bundle ca_path: no such file or directory", image=image,
+                                 path=ca_path)
         except (OSError, ssl.SSLError) as e:
-            raise ImageError("cannot load the CA bundle ca_path: %s" % e, path=ca_path)
+            raise ImageError("cannot load the CA bundle ca_path: %s" % e, image=image, path=ca_path)
     return context
-
-
-def _is_file(path):
-    import os  # pylint: disable=import-outside-toplevel
-    return os.path.isfile(path)
 
 
 def _origin(url):
@@ -75,7 +74,7 @@ class Registry:
         self.credentials = credentials
         self.validate_certs = validate_certs
         self.timeout = timeout
-        self.context = make_ssl_context(validate_certs, ca_path)
+        self.context = make_ssl_context(validate_certs, ca_path, self.image)
         self.scheme = "https"
         self.challenge = None
         self._probed = False

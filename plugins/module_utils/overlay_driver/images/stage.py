@@ -90,8 +90,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 check_mode=False, timeout=DEFAULT_TIMEOUT):
     """Stage the image `src` (a reference string or Reference) into store.
 
-    Takes the store's lock itself. In check mode, store may be None (no home
-    yet: every layer would be staged) and only manifest and config are read.
+    Takes the store's lock itself (not in check mode, which only reads the
+    layers' records). In check mode, store may be None (no home yet: every
+    layer would be staged) and only manifest and config are read.
     Returns a dict: changed, top, layers [{id, diff_id, digest, size, changed}],
     manifest_digest, config_digest, config, bytes, elapsed.
     """
@@ -113,6 +114,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 raise ImageError("no layer store to stage into", image=image)
             for layer in layers:
                 layer["changed"] = True
+        elif check_mode:
+            # Reads only; the lock would run the store's cleanup of leftovers, which check mode must not.
+            _stage_layers(store, source, resolved, layers, image, progress, check_mode)
         else:
             with store.locked():
                 _stage_layers(store, source, resolved, layers, image, progress, check_mode)

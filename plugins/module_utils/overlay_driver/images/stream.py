@@ -10,9 +10,15 @@ that order for every compression: a decompressor that reads its input from a
 thread (zstd) could otherwise swallow the blob's error and end cleanly.
 """
 
+import queue
+import threading
+
 from ..errors import LayerFormatError
 from ..tar_stream import open_decompressed
 from .errors import BlobError
+
+CHUNK = 1 << 20
+AHEAD = 4
 
 
 class _Quiet:
@@ -28,11 +34,68 @@ class _Quiet:
             return b""
 
 
+class _ReadAhead:
+    """The blob read, counted and hashed in a thread of its own, at most AHEAD chunks ahead.
+
+    Network or disk reads and the compressed digest then overlap with
+    decompression and the applier's work (hashlib, zlib and sockets release
+    the GIL), and memory stays bounded.
+    """
+
+    def __init__(self, source):
+        self._source = source
+        self._queue = queue.Queue(AHEAD)
+        self._stop = threading.Event()
+        self._buf = b""
+        self._done = False
+        self.failed = None
+        self._thread = threading.Thread(target=self._run, name="blob-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                data = self._source.read(CHUNK)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as e:  # pylint: disable=broad-except
+            self.failed = e  # (the verifier's own errors never get here: _Quiet turns them into EOF)
+            self._put(b"")
+
+    def _put(self, data):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(data, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n=-1):
+        if not self._buf:
+            if self._done:
+                return b""
+            self._buf = self._queue.get()
+            if not self._buf:
+                self._done = True
+                return b""
+        if n is None or n < 0 or n >= len(self._buf):
+            data, self._buf = self._buf, b""
+            return data
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def close(self):
+        """Stop without waiting: a read blocked on the network ends when its connection is closed."""
+        self._stop.set()
+
+
 class CheckedStream:
     def __init__(self, verifier, compression, image=None):
         self._verifier = verifier
         self.image = image
-        self._f, self.compression = open_decompressed(_Quiet(verifier), compression)
+        self._ahead = _ReadAhead(_Quiet(verifier))
+        self._f, self.compression = open_decompressed(self._ahead, compression)
 
     def _blob_error(self):
         return self._verifier.error
@@ -50,10 +113,14 @@ class CheckedStream:
         if not data:
             if self._verifier.error is not None:
                 raise self._verifier.error
+            if self._ahead.failed is not None:
+                raise BlobError("reading failed after %d bytes: %s" % (self._verifier.read_bytes, self._ahead.failed),
+                                image=self.image, blob=self._verifier.digest or self._verifier.name)
             self._verifier.finish()
         return data
 
     def close(self):
+        self._ahead.close()
         try:
             self._f.close()
         except Exception:  # a half-read stream's close must not mask the real error  pylint: disable=broad-except

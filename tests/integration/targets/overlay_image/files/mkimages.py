@@ -70,7 +70,7 @@ def image_config(diff_ids, arch="amd64", env=None):
         "config": {"Env": env or ["PATH=/usr/bin:/bin"], "Cmd": ["/app/run.sh"], "WorkingDir": "/app",
                    "Labels": {"org.example.name": "strata-test"}},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "mkimages"} for _ in diff_ids],
+        "history": [{"created_by": "mkimages %d" % i} for i in range(len(diff_ids))],
     }, sort_keys=True).encode()
 
 

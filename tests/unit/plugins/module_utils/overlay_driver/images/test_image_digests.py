@@ -113,3 +113,20 @@ def test_checked_stream_reports_the_blob_error_not_the_decompressor_symptom(comp
     with pytest.raises(BlobError) as e:
         read_all(bad, 4096)
     assert "more bytes" in e.value.message
+
+
+def test_checked_stream_reports_a_source_that_breaks():
+    class Broken:
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, n):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("disk on fire")
+            return b"x" * 10
+    stream = CheckedStream(VerifyingReader(Broken(), digest(b"x" * 100), 100, image="img"), "none", image="img")
+    with pytest.raises(BlobError) as e:
+        read_all(stream, 4)
+    assert "reading failed after 10 bytes: disk on fire" in e.value.message
+    stream.close()

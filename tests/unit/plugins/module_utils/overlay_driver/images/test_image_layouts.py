@@ -1,5 +1,6 @@
 """Staging from OCI layouts, OCI archives and docker save archives into a real store, and tampered copies."""
 
+import gzip
 import json
 import os
 import shutil
@@ -98,6 +99,15 @@ def tamper_blob(image, layout):
     open(path, "wb").write(bytes(data))
 
 
+def tamper_recompressed(image, layout):
+    """The same tar compressed with another header time: same size, a valid layer with the right diff_id,
+    so only the blob's digest can tell."""
+    path = image.blob_path(layout, image.layer_digest(1))
+    data = gzip.compress(image.tars[1], mtime=12345)
+    assert len(data) == os.path.getsize(path) and data != open(path, "rb").read()
+    open(path, "wb").write(data)
+
+
 def tamper_excess(image, layout):
     with open(image.blob_path(layout, image.layer_digest(1)), "ab") as f:
         f.write(b"\0" * 512)
@@ -186,6 +196,7 @@ def tamper_config_bytes(image, layout):
 # name -> (tamper, fragment of the message, whether the base layer is staged before the failure)
 CASES = {
     "blob bytes do not match the digest": (tamper_blob, "content has digest", True),
+    "blob recompressed: right content, wrong digest": (tamper_recompressed, "content has digest", True),
     "blob longer than its descriptor": (tamper_excess, "more bytes than the", True),
     "blob shorter than its descriptor": (tamper_truncate, "truncated", True),
     "blob is a symlink": (tamper_symlink, "Too many levels of symbolic links", True),
@@ -202,10 +213,14 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("top_compression", ["gzip", "zstd"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_tampered_layouts_fail_clearly_and_stage_nothing_of_the_bad_layer(store, home, scratch, case):
+def test_tampered_layouts_fail_clearly_and_stage_nothing_of_the_bad_layer(store, home, scratch, case,
+                                                                          top_compression):
     tamper, fragment, base_staged = CASES[case]
-    image = Image(compression=["gzip", "zstd"])
+    if tamper is tamper_recompressed and top_compression != "gzip":
+        pytest.skip("recompressing keeps the size only with gzip")
+    image = Image(compression=["gzip", top_compression])
     layout = image.write_layout(os.path.join(scratch, "layout"))
     ids = list(image.ids)
     tamper(image, layout)

@@ -1,0 +1,275 @@
+"""Pulling from a registry that can lie: a real HTTP(S) server on 127.0.0.1, a real store on tmpfs."""
+
+import base64
+import json
+import os
+import tempfile
+import time
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+from fake_registry import FakeRegistry, make_ca
+from imagetools import Image, sha256
+
+PASSWORD = "pa55-w0rd-never-shown"
+
+
+@pytest.fixture(scope="session")
+def pki():
+    directory = tempfile.mkdtemp(prefix="strata-pki-")
+    yield make_ca(directory)
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
+
+
+@pytest.fixture
+def registry(pki):
+    servers = []
+
+    def start(auth="bearer", tls=True):
+        server = FakeRegistry(auth=auth, users={"puller": PASSWORD}, tls=(pki[1], pki[2]) if tls else None).start()
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def store(home):
+    return LayerStore(home)
+
+
+def layer_dirs(home):
+    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
+
+
+def pull(store, server, pki, ref="strata/app:v1", auth=None, **kw):
+    kw.setdefault("ca_path", pki[0])
+    if auth is None:
+        auth = {"username": "puller", "password": PASSWORD}
+    return stage_image(store, "docker://%s/%s" % (server.netloc, ref), registry_auth=auth, **kw)
+
+
+def fails(store, server, pki, fragment, **kw):
+    with pytest.raises(ImageError) as e:
+        pull(store, server, pki, **kw)
+    message = e.value.message
+    assert fragment in message
+    assert message.startswith("image docker://%s/" % server.netloc)
+    assert PASSWORD not in message and base64.b64encode(("puller:" + PASSWORD).encode()).decode() not in message
+    return message
+
+
+@pytest.mark.parametrize("auth", ["bearer", "basic", None])
+def test_pull_stages_and_pulls_again_with_only_the_manifest(registry, store, home, pki, auth):
+    server = registry(auth)
+    image = Image(compression=["gzip", "zstd"])
+    server.push("strata/app", image)
+    result = pull(store, server, pki)
+    assert result["changed"] and result["top"] == image.ids[1]
+    assert result["manifest_digest"] == image.manifest["digest"]
+    with open(os.path.join(home, image.ids[1], "root", "app", "run.sh"), "rb") as f:
+        assert f.read() == b"#!/bin/sh\nexec /bin/hello\n"
+    if auth == "bearer":
+        assert server.token_requests == 1  # one token for the probe's challenge, reused for every blob
+    del server.requests[:]
+    again = pull(store, server, pki)
+    assert not again["changed"] and again["bytes"] == 0
+    paths = [path for path, _headers in server.requests]
+    assert not any("/blobs/" in p and image.layer_digest(0).split(":")[1] in p for p in paths)
+    assert not any(image.layer_digest(1) in p for p in paths)
+    assert sum("/manifests/" in p for p in paths) == 1
+
+
+def test_pull_by_digest_and_accept_header(registry, store, pki):
+    server = registry()
+    image = Image()
+    server.push("strata/app", image)
+    result = pull(store, server, pki, ref="strata/app@" + image.manifest["digest"])
+    assert result["top"] == image.ids[1]
+    accept = [h.get("Accept") for p, h in server.requests if "/manifests/" in p][0]
+    for media_type in manifests.ACCEPT:
+        assert media_type in accept
+
+
+def test_a_multi_platform_index(registry, store, pki):
+    server = registry()
+    amd, arm = Image(arch="amd64"), Image(tars=Image().tars[:1], arch="arm64")
+    server.push("strata/app", amd, tag="amd")
+    server.push("strata/app", arm, tag="arm")
+    entries = [dict(arm.manifest, platform={"os": "linux", "architecture": "arm64", "variant": "v8"}),
+               dict(amd.manifest, platform={"os": "linux", "architecture": "amd64"})]
+    index = json.dumps({"schemaVersion": 2, "mediaType": manifests.DOCKER_LIST, "manifests": entries}).encode()
+    server.put_manifest("strata/app", "multi", index, manifests.DOCKER_LIST)
+    result = pull(store, server, pki, ref="strata/app:multi", platform="linux/arm64", check_mode=True)
+    assert result["manifest_digest"] == arm.manifest["digest"]
+    assert pull(store, server, pki, ref="strata/app:multi", platform="linux/amd64")["top"] == amd.ids[1]
+
+
+def test_auth_file_in_docker_config_format(registry, store, pki, scratch):
+    server = registry("basic")
+    server.push("strata/app", Image())
+    path = os.path.join(scratch, "config.json")
+    entry = {"auth": base64.b64encode(("puller:" + PASSWORD).encode()).decode()}
+    with open(path, "w") as f:
+        json.dump({"auths": {"https://%s" % server.netloc: {"auth": "d3Jvbmc6d3Jvbmc="},
+                             "%s/strata" % server.netloc: entry}}, f)
+    assert pull(store, server, pki, auth={"auth_file": path})["changed"]
+
+
+# -- lies ----------------------------------------------------------------------------
+
+
+def test_wrong_credentials(registry, store, home, pki):
+    server = registry("bearer")
+    server.push("strata/app", Image())
+    fails(store, server, pki, "the token server 127.0.0.1:%d refused the credentials of puller (401)"
+          % server.server.server_address[1], auth={"username": "puller", "password": PASSWORD + "x"})
+    basic = registry("basic")
+    basic.push("strata/app", Image())
+    fails(store, basic, pki, "the registry refused the credentials of puller (401)",
+          auth={"username": "puller", "password": PASSWORD + "x"})
+    fails(store, basic, pki, "requires credentials (Basic) and registry_auth gives none", auth={})
+    assert layer_dirs(home) == []
+
+
+def test_a_401_after_a_valid_token(registry, store, home, pki):
+    server = registry("bearer")
+    image = Image()
+    server.push("strata/app", image)
+
+    def refuse(handler):
+        handler.send(401, b"{}", {"WWW-Authenticate": handler.challenge()})
+    server.override["/v2/strata/app/blobs/" + image.layer_digest(1)] = refuse
+    message = fails(store, server, pki, "answered 401 to a request carrying the token")
+    assert "blob " + image.layer_digest(1) in message
+    assert layer_dirs(home) == [image.ids[0]]  # the layer before stays, complete
+
+
+def test_a_certificate_that_does_not_verify(registry, store, home, pki):
+    server = registry()
+    server.push("strata/app", Image())
+    fails(store, server, pki, "the TLS certificate of 127.0.0.1 does not verify", ca_path=None)
+    fails(store, server, pki, "cannot load the CA bundle", ca_path="/nonexistent/ca.pem")
+    assert layer_dirs(home) == []
+    # Verification off reaches it anyway.
+    assert pull(store, server, pki, ca_path=None, validate_certs=False)["changed"]
+
+
+def test_plain_http_only_when_verification_is_off(registry, store, pki):
+    server = registry(None, tls=False)
+    server.push("strata/app", Image())
+    fails(store, server, pki, "TLS with 127.0.0.1:%d failed" % server.server.server_address[1])
+    assert pull(store, server, pki, validate_certs=False)["changed"]
+
+
+def test_a_blob_that_lies(registry, store, home, pki):
+    server = registry()
+    image = Image()
+    server.push("strata/app", image)
+    blob = bytearray(server.blobs[image.layer_digest(1)])
+    blob[-20] ^= 0xFF
+    server.blobs[image.layer_digest(1)] = bytes(blob)
+    message = fails(store, server, pki, "content has digest")
+    assert "blob %s: layer 2 of 2" % image.layer_digest(1) in message
+    assert layer_dirs(home) == [image.ids[0]]
+
+
+def test_a_stall_mid_blob_times_out(registry, store, home, pki):
+    server = registry()
+    image = Image()
+    server.push("strata/app", image)
+    data = server.blobs[image.layer_digest(1)]
+
+    def stall(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data[:len(data) // 2])
+        handler.wfile.flush()
+        time.sleep(3)
+    server.override["/v2/strata/app/blobs/" + image.layer_digest(1)] = stall
+    started = time.monotonic()
+    fails(store, server, pki, "stalled after", timeout=1)
+    assert time.monotonic() - started < 3
+    assert layer_dirs(home) == [image.ids[0]]
+
+
+def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
+    server = registry()
+    storage = registry(None)
+    image = Image()
+    server.push("strata/app", image)
+    storage.blobs.update(image.blobs.blobs)
+
+    def to_storage(handler):
+        digest = handler.path.rsplit("/", 1)[1]
+        handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s?sig=1" % (storage.base, digest)})
+    server.override["/v2/strata/app/blobs/"] = to_storage
+    assert pull(store, server, pki)["changed"]
+    assert storage.requests and all("Authorization" not in h for _p, h in storage.requests)
+    assert any("Authorization" in h for p, h in server.requests if "/blobs/" in p)
+    store.remove(image.ids[1])
+    store.remove(image.ids[0])
+
+    def loop(handler):
+        handler.send(302, b"", {"Location": handler.path})
+    server.override["/v2/strata/app/blobs/"] = loop
+    fails(store, server, pki, "more than 5 redirects")
+    assert layer_dirs(home) == []
+
+
+def test_a_manifest_larger_than_the_limit(registry, store, pki):
+    server = registry()
+    server.put_manifest("strata/app", "v1", b"{" + b" " * (manifests.MAX_MANIFEST + 1) + b"}", manifests.OCI_MANIFEST)
+    fails(store, server, pki, "is %d bytes, more than the" % (manifests.MAX_MANIFEST + 3))
+
+    def no_length(handler):  # chunked-like: no Content-Length, the body never ends early
+        handler.send_response(200)
+        handler.send_header("Content-Type", manifests.OCI_MANIFEST)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(b"{" + b" " * (manifests.MAX_MANIFEST + 100))
+        handler.close_connection = True
+    server.override["/v2/strata/app/manifests/"] = no_length
+    fails(store, server, pki, "larger than the %d bytes accepted" % manifests.MAX_MANIFEST)
+
+
+def test_schema1_an_index_pointing_to_itself_and_a_lying_digest_header(registry, store, home, pki):
+    server = registry()
+    image = Image()
+    server.push("strata/app", image)
+    schema1 = json.dumps({"schemaVersion": 1, "name": "strata/app", "tag": "old", "fsLayers": []}).encode()
+    server.put_manifest("strata/app", "old", schema1, manifests.SCHEMA1[1])
+    fails(store, server, pki, "schema 1", ref="strata/app:old")
+    entry = dict(image.manifest, platform={"os": "linux", "architecture": "amd64"})
+    index = json.dumps({"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": [entry]}).encode()
+    server.put_manifest("strata/app", "self", index, manifests.OCI_INDEX)
+    server.put_manifest("strata/app", image.manifest["digest"], index, manifests.OCI_INDEX)  # the lie
+    fails(store, server, pki, "blob %s" % image.manifest["digest"], ref="strata/app:self")
+
+    def wrong_header(handler):
+        data = image.blobs.blobs[image.manifest["digest"]]
+        handler.send(200, data, {"Content-Type": manifests.OCI_MANIFEST, "Docker-Content-Digest": sha256(b"x")})
+    server.override["/v2/strata/app/manifests/v1"] = wrong_header
+    fails(store, server, pki, "Docker-Content-Digest says")
+    assert layer_dirs(home) == []
+
+
+def test_foreign_layers_from_a_registry(registry, store, home, pki):
+    server = registry()
+    image = Image()
+    doc = json.loads(json.dumps(image.doc))
+    doc["layers"][0]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    doc["layers"][0]["urls"] = ["https://example.com/layer"]
+    image.rewrite(doc)
+    server.push("strata/app", image)
+    fails(store, server, pki, "foreign (non-distributable)")
+    assert layer_dirs(home) == []
