@@ -24,7 +24,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements.sha256" 2>/dev/n
   "$venv/bin/pip" install -q --disable-pip-version-check "$core" -r requirements-compat.txt
   echo "$want" > "$venv/.requirements.sha256"
 fi
-"$venv/bin/ansible" --version | head -1
+"$venv/bin/python" -c "from ansible.release import __version__; print(\"ansible-core\", __version__)"
 
 export STRATA_COLLECTIONS=$PWD/.collections-$version
 export ANSIBLE_COLLECTIONS_PATH=$STRATA_COLLECTIONS

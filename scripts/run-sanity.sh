@@ -12,7 +12,7 @@ repo=$PWD
 venv=${VENV:-$repo/.venv}
 cache="$HOME/.ansible/test/cache"
 mkdir -p "$cache"
-for version in 24_2 25_0 25_1 25_2 25_3; do
+for version in 23_1_2 24_2 25_0 25_1 25_2 25_3; do  # 2.17 wants 23.1.2, 2.18 24.2, 2.19 25.x
   [ -f "$cache/get_pip_$version.py" ] || cp scripts/ansible-test-get-pip.py "$cache/get_pip_$version.py"
 done
 if [ "${1:-}" = --source ]; then
