@@ -80,9 +80,7 @@ class ActionModule(ActionBase):
         if args.get("platform"):
             return manifests.parse_platform(args["platform"])
         out = self._low_level_execute_command("uname -m", sudoable=False)
-        machine = to_text(out.get("stdout", "")).strip().lower()
-        arch, variant = manifests._MACHINES.get(machine, (machine, None))  # pylint: disable=protected-access
-        return "linux", arch, variant
+        return manifests.machine_platform(to_text(out.get("stdout", "")))
 
     def _held_layers(self, args, task_vars):
         """id -> diff_id of the layers the host already holds."""

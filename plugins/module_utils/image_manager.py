@@ -12,6 +12,7 @@ import os
 from .overlay_driver.images.errors import ImageError
 from .overlay_driver.images.reference import parse_reference
 from .overlay_driver.images.stage import stage_image
+from .overlay_driver.layout import HomeLayout
 from .overlay_driver.store import LayerStore
 
 LAYER_KEYS = ("id", "diff_id", "digest", "size", "changed")
@@ -26,9 +27,10 @@ class ImageManager:
         self.registry_auth = params.get("registry_auth") or {}  # not used by file transports
 
     def open_store(self):
-        """None in check mode when the home does not exist yet: check mode creates nothing."""
+        """None in check mode when the home holds no layer records yet (missing, or only Docker's own):
+        every layer would be staged, and check mode must not create the home or its bookkeeping."""
         home = self.params["home"]
-        if self.check_mode and not os.path.isdir(home):
+        if self.check_mode and not os.path.isdir(HomeLayout(home).records):
             return None
         return LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
 

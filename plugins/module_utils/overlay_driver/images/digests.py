@@ -10,10 +10,8 @@ not match fails inside the layer's apply, before anything becomes visible.
 """
 
 import hashlib
-import http.client
 import re
 import socket
-import ssl
 
 from .errors import BlobError, ImageError
 
@@ -103,12 +101,10 @@ class VerifyingReader:
             data = self._raw.read(n)
         except (socket.timeout, TimeoutError):
             self._fail("reading stalled after %d bytes (timed out)" % self.read_bytes)
-        except ssl.SSLError as e:
-            self._fail("TLS error after %d bytes: %s" % (self.read_bytes, e))
-        except (OSError, EOFError) as e:
-            self._fail("reading failed after %d bytes: %s" % (self.read_bytes, e))
-        except (ValueError, http.client.HTTPException) as e:  # IncompleteRead and friends
-            self._fail("reading failed after %d bytes: %s" % (self.read_bytes, e))
+        except BlobError:
+            raise
+        except Exception as e:  # OSError, ssl.SSLError, http.client.IncompleteRead, ...  pylint: disable=broad-except
+            self._fail("reading failed after %d bytes: %s: %s" % (self.read_bytes, type(e).__name__, e))
         if data is None:
             data = b""
         if data:

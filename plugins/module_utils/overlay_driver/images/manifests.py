@@ -177,10 +177,15 @@ def parse_index(document, image, digest):
     return [parse_descriptor(m, image, "entry %d of index %s" % (i, digest)) for i, m in enumerate(raw)]
 
 
-def host_platform():
-    machine = host_platform_module.machine().lower()
+def machine_platform(machine):
+    """(os, arch, variant) of a Linux machine as `uname -m` names it."""
+    machine = machine.strip().lower()
     arch, variant = _MACHINES.get(machine, (machine, None))
     return "linux", arch, variant
+
+
+def host_platform():
+    return machine_platform(host_platform_module.machine())
 
 
 def parse_platform(text, image=None):

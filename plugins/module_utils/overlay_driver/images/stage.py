@@ -26,8 +26,9 @@ from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .oci_layout import OciLayout
 from .reference import Reference, parse_reference
-from .registry import DEFAULT_TIMEOUT, Registry
 from .stream import CheckedStream
+
+DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
 
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
@@ -35,6 +36,8 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
         return OciLayout(reference)
     if reference.transport == "docker-archive":
         return DockerArchive(reference)
+    # http.client and ssl only when a registry is pulled: file transports start faster without them.
+    from .registry import Registry  # pylint: disable=import-outside-toplevel
     credentials = credentials_for(registry_auth, reference.host, reference.repository, reference.text)
     return Registry(reference, credentials, validate_certs, ca_path, timeout)
 
@@ -63,12 +66,16 @@ class _Progress:
         self.bytes += n
 
 
-def _opener(source, descriptor, image, progress, verifiers):
+def _opener(source, descriptor, diff_id, image, progress, verifiers):
+    # An uncompressed blob's digest is its diff_id, which the applier checks before the layer becomes
+    # visible: hashing the same bytes twice would prove nothing more.
+    digest = None if descriptor.digest == diff_id and descriptor.compression == "none" else descriptor.digest
+
     @contextlib.contextmanager
     def opener():
         with source.open_blob(descriptor) as raw:
-            verifier = VerifyingReader(raw, descriptor.digest, descriptor.size, image, progress.add,
-                                       name=descriptor.path)
+            verifier = VerifyingReader(raw, digest, descriptor.size, image, progress.add,
+                                       name=descriptor.digest or descriptor.path)
             verifiers.append(verifier)
             stream = CheckedStream(verifier, descriptor.compression, image)
             try:
@@ -146,7 +153,7 @@ def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
 
 def _apply_one(store, source, descriptor, layer, parent, image, progress, index, count):
     verifiers = []
-    opener = _opener(source, descriptor, image, progress, verifiers)
+    opener = _opener(source, descriptor, layer["diff_id"], image, progress, verifiers)
     blob = descriptor.digest or descriptor.path
     where = "layer %d of %d (%s): " % (index + 1, count, layer["id"])
     try:

@@ -178,7 +178,16 @@ def main(out):
         data[len(data) // 2] ^= 0xFF
         f.seek(0)
         f.write(data)
+    # One image per platform, listed at the top of index.json (no ref names).
+    multi = Blobs()
+    amd = build_image(multi, tars, "gzip", "amd64")
+    arm_tars = [layer_tar([("arch", b"arm64\n", 0o644)])]
+    arm = build_image(multi, arm_tars, "gzip", "arm64")
+    amd["platform"] = {"os": "linux", "architecture": "amd64"}
+    arm["platform"] = {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    write_layout(os.path.join(out, "multi"), multi, [arm, amd])
     print(json.dumps({"diff_ids": facts["diff_ids"], "ids": chain_ids(facts["diff_ids"]),
+                      "arm_ids": chain_ids([sha256(t) for t in arm_tars]), "amd_manifest": amd["digest"],
                       "manifest_digest": manifest["digest"], "bad_blob": second,
                       "config_digest": facts["config_digest"]}))
 

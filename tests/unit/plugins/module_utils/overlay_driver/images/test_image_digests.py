@@ -128,5 +128,5 @@ def test_checked_stream_reports_a_source_that_breaks():
     stream = CheckedStream(VerifyingReader(Broken(), digest(b"x" * 100), 100, image="img"), "none", image="img")
     with pytest.raises(BlobError) as e:
         read_all(stream, 4)
-    assert "reading failed after 10 bytes: disk on fire" in e.value.message
+    assert "reading failed after 10 bytes: RuntimeError: disk on fire" in e.value.message
     stream.close()

@@ -163,3 +163,10 @@ def test_platform_syntax():
 
 def test_mkimages_writes_what_the_parser_reads():
     assert mkimages.LAYER_TYPES["zstd"] in manifests.LAYER_TYPES
+
+
+def test_machine_names():
+    assert manifests.machine_platform("x86_64\n") == ("linux", "amd64", None)
+    assert manifests.machine_platform("aarch64") == ("linux", "arm64", "v8")
+    assert manifests.machine_platform("armv7l") == ("linux", "arm", "v7")
+    assert manifests.machine_platform("mips64") == ("linux", "mips64", None)

@@ -273,3 +273,27 @@ def test_foreign_layers_from_a_registry(registry, store, home, pki):
     server.push("strata/app", image)
     fails(store, server, pki, "foreign (non-distributable)")
     assert layer_dirs(home) == []
+
+
+def test_a_registry_that_never_answers_and_one_that_errs(registry, store, home, pki):
+    server = registry()
+    image = Image()
+    server.push("strata/app", image)
+
+    def silent(handler):
+        time.sleep(3)
+    server.override["/v2/"] = silent
+    started = time.monotonic()
+    fails(store, server, pki, "did not answer within 1s", timeout=1)
+    assert time.monotonic() - started < 3
+    del server.override["/v2/"]
+
+    def broken(handler):
+        handler.send(500, b'{"errors":[{"code":"UNKNOWN","message":"storage is on fire"}]}')
+    server.override["/v2/strata/app/blobs/" + image.doc["config"]["digest"]] = broken
+    fails(store, server, pki, "the registry answered 500 Internal Server Error (UNKNOWN: storage is on fire)")
+    del server.override["/v2/strata/app/blobs/" + image.doc["config"]["digest"]]
+    del server.blobs[image.layer_digest(0)]
+    message = fails(store, server, pki, "blob not found in strata/app (404)")
+    assert "blob %s" % image.layer_digest(0) in message and "layer 1 of 2" in message
+    assert layer_dirs(home) == []
