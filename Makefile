@@ -3,52 +3,76 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-export ANSIBLE_COLLECTIONS_PATH := $(or $(STRATA_COLLECTIONS),/tmp/strata-overlay-collections)
+export STRATA_COLLECTIONS ?= $(CURDIR)/.collections
+export ANSIBLE_COLLECTIONS_PATH := $(STRATA_COLLECTIONS)
 
-.PHONY: deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration clean
+.PHONY: deps test-deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration compat clean
 
+# deps: the venv with ansible-core only (all make demo needs); test-deps: the Debian
+# packages and the pinned tooling make test needs.
 deps:
 	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
 
 install: deps
 	@scripts/install-collection.sh >/dev/null
 
+# The demo's home, image and record live in DEMO_ROOT (default .demo, git-ignored).
+DEMO_ROOT ?= $(CURDIR)/.demo
 demo: install
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo.yml -e demo_root=$(DEMO_ROOT)
 
 demo-clean: install
-	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo_clean.yml
+	$(BIN)/ansible-playbook -i playbooks/inventory/localhost.yml playbooks/demo_clean.yml -e demo_root=$(DEMO_ROOT)
 
-unit: deps
+unit: test-deps
 	$(BIN)/pytest tests/unit
 
-reliability: deps
+reliability: test-deps
 	$(BIN)/pytest tests/reliability
 
-fuzz: deps
+fuzz: test-deps
 	STRATA_FUZZ_EXAMPLES=$${STRATA_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -s tests/reliability/test_fuzz_applier.py
 
-sanity: deps
+# On the installed collection (what users get), then on every tracked file of the
+# checkout (bench/, molecule/, scripts/ too), as contributors run it.
+sanity: test-deps
 	scripts/run-sanity.sh
+	scripts/run-sanity.sh --source
 
-lint: install
+lint: test-deps install
 	$(BIN)/ansible-lint
 	$(BIN)/antsibull-changelog lint
 	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
-integration: deps
+integration: test-deps
 	scripts/run-integration.sh
 
 # Molecule scenarios on QEMU VMs (Debian 12 image built once with mmdebstrap, cached in
 # /var/tmp/strata-vm). MOLECULE_SCENARIOS picks which.
 MOLECULE_SCENARIOS ?= default unsupported fleet
-molecule: install
+molecule: test-deps install
 	@set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule test -s $$s"; $(BIN)/molecule test -s $$s; done
 
-bench: install
+bench: test-deps install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-test: unit reliability lint sanity integration molecule
+# The other supported ansible-core releases, each in its own venv (.venv-<version>) on
+# Python 3.11: units, sanity and the integration targets, the versions side by side
+# (logs in tests/output/compat-<version>.log). 2.19 is what the targets above use.
+COMPAT_VERSIONS ?= 2.17 2.18
+compat: test-deps
+	@mkdir -p tests/output; pids=""; \
+	for v in $(COMPAT_VERSIONS); do \
+	  echo "== ansible-core $$v: units, sanity, integration (tests/output/compat-$$v.log)"; \
+	  scripts/run-compat.sh $$v > tests/output/compat-$$v.log 2>&1 & pids="$$pids $$!"; \
+	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	for v in $(COMPAT_VERSIONS); do echo "== ansible-core $$v"; tail -n 4 tests/output/compat-$$v.log; done; exit $$rc
+
+test: unit reliability lint sanity integration compat molecule
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/output
+	rm -rf $(VENV) .venv-* .collections .collections-* .demo .pytest_cache tests/output

@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -99,7 +98,7 @@ def big_layer(size_mb):
             chunk = os.urandom(1 << 20)
             for i in range(size_mb // 100):
                 with open(os.path.join(src, "blob-%d" % i), "wb") as f:
-                    for _ in range(100):
+                    for _chunk_no in range(100):
                         f.write(chunk)
             sh("tar", "-cf", path + ".tmp", "-C", src, ".")
             os.rename(path + ".tmp", path)
@@ -139,7 +138,7 @@ def measure(cmd, setup=None, env=None):
 def compare(name, ours, theirs, reps):
     """ours/theirs: (cmd, setup) pairs or None; alternate, then medians and pairwise ratios."""
     rows = {"ours": [], "theirs": []}
-    for _ in range(reps):
+    for _rep in range(reps):
         rows["ours"].append(measure(*ours))
         if theirs:
             rows["theirs"].append(measure(*theirs))
@@ -242,8 +241,8 @@ class Bench:
         sh(*DRIVER, "apply", home, "base", "", base)
         sh(*DRIVER, "create", home, "app", "base")
         digest = "sha256:" + file_sha256(base)
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.environ.get("STRATA_COLLECTIONS",
-                                                                      "/tmp/strata-overlay-collections"))
+        collections = os.environ.get("STRATA_COLLECTIONS", os.path.join(os.path.dirname(HERE), ".collections"))
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections)
         playbook = os.path.join(HERE, "tasks.yml")
         bindir = os.path.dirname(sys.executable)
 

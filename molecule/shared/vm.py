@@ -30,7 +30,7 @@ def probe_kvm(image):
            os.path.join(image, "vmlinuz"), "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"]
     try:
         out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20,
-                             stdin=subprocess.DEVNULL).stdout
+                             stdin=subprocess.DEVNULL, check=False).stdout
     except subprocess.TimeoutExpired:
         return False
     return b"Kernel panic" in out or b"VFS" in out
@@ -87,7 +87,7 @@ def stop(args):
         with open(base + ".pid") as f:
             pid = int(f.read().strip())
         os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
+        for _attempt in range(50):
             os.kill(pid, 0)
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)

@@ -13,8 +13,8 @@ options:
   home:
     description:
       - The layer home, the directory that holds every layer (the Go driver's C(home)).
-      - Created (mode 0700, owned by the remapped root) if missing; check mode and
-        M(strata.overlay.overlay_info) never create it.
+      - Created (mode 0700, owned by the remapped root) if missing by the modules that write layers;
+        M(strata.overlay.overlay_info) and check mode never create it.
       - Must be on a filesystem overlay can use as upper layer; btrfs, aufs, zfs, overlayfs and
         filesystems without d_type are refused.
       - Opened, never trusted by path. Refused when it or any directory above it is owned by a user

@@ -10,6 +10,7 @@ Ansible, so they are tested with plain calls.
 import os
 import platform
 
+from . import layer_tree
 from .overlay_driver import fscheck
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.ids import validate_diff_id, validate_layer_id
@@ -112,7 +113,8 @@ class MountManager(Manager):
 
     def unmounted(self):
         p = self.params
-        return self._result(self.store.ensure_unmounted(p["id"], p["holder"], p["force"], self.check_mode))
+        return self._result(self.store.ensure_unmounted(p["id"], p["holder"], p["force"], self.check_mode,
+                                                        lazy=p.get("lazy", False)))
 
 
 class ApplyDiffManager(Manager):
@@ -186,11 +188,19 @@ def host_status(home):
         "home": home,
         "home_exists": os.path.isdir(home),
         "problems": problems,
+        "zstd": fscheck.zstd_support(),
     }
 
 
 class InfoManager(Manager):
     def run(self):
+        result = self._read()
+        result["tree"] = layer_tree.render(result["layers"])
+        if self.params.get("as_facts"):
+            result["ansible_facts"] = {"overlay_info": {k: v for k, v in result.items() if k != "changed"}}
+        return result
+
+    def _read(self):
         p = self.params
         status = host_status(p["home"])
         result = {"changed": False, "status": status, "layers": []}

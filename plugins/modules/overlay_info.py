@@ -17,6 +17,8 @@ description:
   - Never writes anything, in any mode. A home that does not exist is reported, not created;
     leftovers of killed runs are left to the next writer; the home's lock is taken shared, and only
     when its lock file exists; a read-only home can be read.
+  - Returns the layer tree drawn as text (RV(tree)) for people to read, and with O(as_facts=true) the whole
+    result as the fact C(overlay_info) too.
 options:
   id:
     description: A layer to report on in detail.
@@ -26,6 +28,13 @@ options:
       - With O(id), compute the layer's changes against its parent.
       - An overlay layer's changes are read from its C(upper/) (overlay whiteouts and opaque
         directories) and its lower C(root/), without mounting anything.
+    type: bool
+    default: false
+  as_facts:
+    description:
+      - Also return the result (RV(status), RV(layers), RV(stale), RV(tree), and RV(layer), RV(changes) and
+        RV(diff_size) when asked for) as the host fact C(overlay_info), so later tasks and plays read it
+        without registering a variable.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -53,6 +62,14 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     var: store.stale
 
+- name: Read the store as the fact overlay_info and show its tree
+  strata.overlay.overlay_info:
+    as_facts: true
+
+- name: Show the layer tree
+  ansible.builtin.debug:
+    var: overlay_info.tree
+
 - name: What did the app layer change?
   strata.overlay.overlay_info:
     id: app
@@ -75,9 +92,12 @@ status:
       type: str
       sample: 6.1.0-28-amd64
     backing_fs:
-      description: The filesystem under the layer home (the nearest existing directory).
+      description:
+        - The filesystem under the layer home (the nearest existing directory).
+        - C(ext2), C(ext3) and C(ext4) are told apart by the type of the mount holding it (they share one
+          statfs magic); C(extfs) when that cannot be read.
       type: str
-      sample: extfs
+      sample: ext4
     d_type:
       description:
         - Whether that filesystem reports file types in directory entries, read without writing
@@ -92,6 +112,24 @@ status:
       description: Whether the layer home exists.
       type: bool
       sample: true
+    zstd:
+      description:
+        - Whether zstd-compressed layers can be read on this host, which needs the C(zstd) program or the
+          Python C(zstandard) module (either); the other compressions need nothing.
+      type: dict
+      contains:
+        program:
+          description: The path of the C(zstd) program, empty when there is none.
+          type: str
+          sample: /usr/bin/zstd
+        module:
+          description: Whether the C(zstandard) module can be imported by the module's Python.
+          type: bool
+          sample: false
+        supported:
+          description: Either is there.
+          type: bool
+          sample: true
     problems:
       description: Each reason overlay cannot be used here, one message per problem.
       type: list
@@ -123,6 +161,26 @@ diff_size:
   returned: when O(changes=true)
   type: int
   sample: 4096
+tree:
+  description:
+    - The layers drawn as a tree, one line each, children below their parent; each line gives the id, the
+      kind, C(mounted), the holders and C(STALE) when holders are recorded but the mount is gone.
+    - A layer whose parent is not in the home is drawn as a root, with that parent named.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "base (root)"
+    - "`-- child (overlay)"
+    - "    `-- app (overlay) mounted holders: demo"
+ansible_facts:
+  description: With O(as_facts=true), the result as a fact.
+  returned: when O(as_facts=true)
+  type: dict
+  contains:
+    overlay_info:
+      description: The result of this module apart from C(changed).
+      type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -135,6 +193,7 @@ def main():
         argument_spec=argument_spec(
             id=dict(type="str"),
             changes=dict(type="bool", default=False),
+            as_facts=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

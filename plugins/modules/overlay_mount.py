@@ -24,6 +24,9 @@ description:
     that the mount created is removed again, so a layer home Docker 20.10 wrote is left as Docker left it.
   - Whether a layer is mounted is always read from C(/proc/self/mountinfo); a different mount at
     C(merged/) is an error.
+  - An unmount that the kernel refuses because the mount is busy fails with a message naming each
+    process that holds it (pid, command line, and whether through its working directory, root,
+    executable, an open file descriptor or a mapped file), as C(fuser -m) would list them.
 options:
   id:
     description: The layer id.
@@ -45,6 +48,13 @@ options:
     default: ''
   force:
     description: With O(state=unmounted), drop every holder and unmount.
+    type: bool
+    default: false
+  lazy:
+    description:
+      - With O(state=unmounted), detach the mount even while processes use it (C(umount -l), C(MNT_DETACH)).
+        The path disappears at once; the kernel releases the overlay when the last process lets go.
+      - Processes that still use it keep seeing the layer's files and may go on writing to its upper directory.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -79,6 +89,13 @@ EXAMPLES = r'''
     id: web-1
     state: unmounted
     force: true
+
+- name: Detach it although a process still works inside it
+  strata.overlay.overlay_mount:
+    id: web-1
+    state: unmounted
+    force: true
+    lazy: true
 '''
 
 RETURN = r'''
@@ -128,6 +145,7 @@ def main():
             holder=dict(type="str", default="ansible"),
             mount_label=dict(type="str", default=""),
             force=dict(type="bool", default=False),
+            lazy=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -452,8 +452,11 @@ class Driver:
             os.close(dir_fd)
         self._forget_made_merged(layer_id)
 
-    def put(self, layer_id):
-        """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind."""
+    def put(self, layer_id, lazy=False):
+        """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind.
+
+        lazy detaches the mount (MNT_DETACH) while processes still use it.
+        """
         paths = self.layout.layer(layer_id)
         entry = self.mount_entry(layer_id)
         if entry is None:
@@ -461,7 +464,7 @@ class Driver:
         if not self.owns_mount(layer_id, entry):
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
-        mounts.unmount(paths.merged)
+        mounts.unmount(paths.merged, detach=lazy)
         if self.mount_entry(layer_id) is None:
             self._drop_made_merged(layer_id, paths)
         return True

@@ -13,7 +13,7 @@ import fcntl
 import os
 import struct
 
-from . import syscalls
+from . import mounts, syscalls
 from .errors import IncompatibleFS, NotSupported
 from .layout import make_temp_dir
 
@@ -55,9 +55,34 @@ INCOMPATIBLE = {
 }
 
 
+EXT_MAGIC = 0x0000EF53
+
+
+def mount_fstype(path):
+    """The fstype mountinfo gives for the mount holding path (the longest mount point above it), or None."""
+    path = os.path.realpath(path)
+    best = None
+    try:
+        entries = mounts.read_mountinfo()
+    except (OSError, ValueError, IndexError):
+        return None
+    for entry in entries:
+        point = entry.mount_point
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best.mount_point):
+                best = entry  # later lines stack on earlier ones
+    return best.fstype if best else None
+
+
 def backing_fs(path):
-    """Name of the filesystem holding path, or "<unknown>" with its magic in hex."""
+    """Name of the filesystem holding path, or "<unknown>" with its magic in hex.
+
+    ext2, ext3 and ext4 share one statfs magic; the mount's fstype tells them apart.
+    """
     magic = syscalls.fs_magic(path)
+    if magic == EXT_MAGIC:
+        fstype = mount_fstype(path)
+        return (fstype if fstype in ("ext2", "ext3", "ext4") else "extfs"), magic
     return FS_NAMES.get(magic, "<unknown 0x%x>" % magic), magic
 
 
@@ -190,7 +215,7 @@ def backing_problems(path, dtype=None):
         hint = ""
         if name == "xfs":
             hint = " (reformat with mkfs.xfs -n ftype=1)"
-        elif name == "extfs":
+        elif magic == EXT_MAGIC:
             hint = " (enable it with tune2fs -O filetype, or reformat)"
         problems.append("the %s filesystem under %s does not support d_type, which overlay needs%s"
                         % (name, path, hint))
@@ -201,3 +226,16 @@ def require_compatible(path, dtype=None):
     problems = backing_problems(path, dtype)
     if problems:
         raise IncompatibleFS("; ".join(problems), path=path)
+
+
+def zstd_support():
+    """Whether zstd layers can be read here: the zstd program or the zstandard module (either will do)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    program = shutil.which("zstd") or ""
+    try:
+        module = importlib.util.find_spec("zstandard") is not None
+    except (ImportError, ValueError):
+        module = False
+    return {"program": program, "module": module, "supported": bool(program) or module}

@@ -7,9 +7,10 @@ Every Ansible task is a new process and mounts outlive processes, so no
 answer about what is mounted is ever cached.
 """
 
+import errno
 import os
 
-from . import syscalls
+from . import busy, syscalls
 from .errors import OverlayError
 
 
@@ -161,7 +162,13 @@ def mount_flags(entry):
 
 
 def unmount(target, detach=False):
+    """umount2; MNT_DETACH when detach. A busy mount's error names the processes holding it."""
     try:
         syscalls.umount(target, syscalls.MNT_DETACH if detach else 0)
     except OSError as e:
+        if e.errno == errno.EBUSY:
+            raise OverlayError("cannot unmount: %s, %s (lazy: true detaches it now and the kernel "
+                               "unmounts it once they let go)"
+                               % (e.strerror, busy.describe(busy.processes_using(os.path.realpath(target)))),
+                               path=target)
         raise OverlayError("cannot unmount: %s" % e.strerror, path=target)

@@ -298,8 +298,11 @@ class LayerStore:
         """Mounted: add the holder, mount if needed. Returns changed."""
         return self.ensure_mounted(layer_id, holder, mount_label, check_mode).changed
 
-    def ensure_unmounted(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False):
-        """Unmounted: drop the holder; unmount when none is left (or force). Returns an Outcome."""
+    def ensure_unmounted(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
+        """Unmounted: drop the holder; unmount when none is left (or force). Returns an Outcome.
+
+        lazy: detach the mount even while processes use it (MNT_DETACH).
+        """
         validate_layer_id(layer_id)
         before = self.state(layer_id)
         if not before["exists"]:
@@ -320,14 +323,14 @@ class LayerStore:
                 stale=bool(record.holders) and not mounted))
         self._require_writer(layer_id)
         if will_unmount:
-            self.driver.put(layer_id)
+            self.driver.put(layer_id, lazy=lazy)
             faults.point("unmount.unmounted")
         self.save(record)
         return Outcome(True, before, self.state(layer_id))
 
-    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False):
+    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
         """Unmounted: drop the holder; unmount when none is left (or force). Returns changed."""
-        return self.ensure_unmounted(layer_id, holder, force, check_mode).changed
+        return self.ensure_unmounted(layer_id, holder, force, check_mode, lazy).changed
 
     def restore(self, check_mode=False, failures=None):
         """Mount every stale layer again (after a reboot); returns the ids mounted.

@@ -24,6 +24,7 @@ all:
     ansible_python_interpreter: "{{ ansible_playbook_python }}"
     overlay_preflight_persist: false
     overlay_restore_at_boot: false
+    overlay_layers_state_dir: $scratch/role-state
   children:
     local:
       hosts:
@@ -84,9 +85,45 @@ play unmount-force strata.overlay.unmount -e overlay_target=good -e overlay_forc
 recap unmount-force good "ok=1 +changed=1 "
 if grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo; then echo "force left app mounted"; exit 1; fi
 
+# rolling runs: one host at a time, stop at the first failure: bad goes first and good is never reached
+play stage-serial strata.overlay.stage -e overlay_target='bad:good' -e overlay_serial=1 \
+  -e overlay_max_fail_percentage=0 -e overlay_throttle=1 && { echo "stage-serial should fail"; exit 1; }
+recap stage-serial bad ".*failed=1"
+if grep -Eq "^good +:" "$scratch/stage-serial.log"; then echo "serial run went on after bad failed"; exit 1; fi
+# without them (the defaults) every host is tried: good goes on after bad failed
+play stage-all strata.overlay.stage -e overlay_target='bad:good' && { echo "stage-all should fail for bad"; exit 1; }
+recap stage-all good "ok=[0-9]+ +changed=0 .*failed=0"
+# tags
+ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" strata.overlay.unmount --list-tags | grep -q "TAGS: \[unmount\]"
+ANSIBLE_NOCOLOR=1 ansible-playbook -i "$scratch/inventory.yml" strata.overlay.remove --list-tags | grep -q "TAGS: \[remove\]"
+
+# lazy: a process working inside the mount keeps it busy; the message names it, lazy detaches it
+play mount-busy strata.overlay.mount -e overlay_target=good -e '{"overlay_mounts": [{"id": "app", "holder": "web"}]}'
+( cd "$scratch/good/home/app/merged" && exec sleep 120 ) &
+busy_pid=$!
+sleep 1
+play unmount-busy strata.overlay.unmount -e overlay_target=good -e '{"overlay_mounts": [{"id": "app", "holder": "web"}]}' \
+  && { kill $busy_pid; echo "a busy unmount succeeded"; exit 1; }
+grep -q "pid $busy_pid (sleep 120: cwd)" "$scratch/unmount-busy.log" || { kill $busy_pid; echo "busy holder not named"; exit 1; }
+play unmount-lazy strata.overlay.unmount -e overlay_target=good -e overlay_lazy=true \
+  -e '{"overlay_mounts": [{"id": "app", "holder": "web"}]}' || { kill $busy_pid; exit 1; }
+kill $busy_pid; wait $busy_pid 2>/dev/null || true
+if grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo; then echo "lazy left app mounted"; exit 1; fi
+
+# remove: check mode removes nothing and says what would go; the real run removes the declared tree
+play remove-check strata.overlay.remove -e overlay_target=good --check --diff
+grep -q "would remove layer app" "$scratch/remove-check.log"
+[ -d "$scratch/good/home/app" ]
+play remove strata.overlay.remove -e overlay_target=good
+grep -q "removed \['app', 'base'\]" "$scratch/remove.log"
+[ ! -e "$scratch/good/home/app" ] && [ ! -e "$scratch/good/home/base" ]
+play remove-again strata.overlay.remove -e overlay_target=good
+recap remove-again good "ok=[0-9]+ +changed=0 .*failed=0"
+
 # the demo, in a scratch root, twice
 play demo strata.overlay.demo -e demo_root="$scratch/demo" || { echo "demo failed"; exit 1; }
 grep -q "etc/motd: Welcome to the child layer." "$scratch/demo.log"
+grep -q '`-- web (overlay) mounted holders: demo' "$scratch/demo.log"
 play demo-again strata.overlay.demo -e demo_root="$scratch/demo"
 recap demo-again localhost "ok=[0-9]+ +changed=0 .*failed=0"
 play demo-clean strata.overlay.demo_clean -e demo_root="$scratch/demo"

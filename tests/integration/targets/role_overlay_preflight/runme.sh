@@ -53,7 +53,8 @@ for mode in "--check" ""; do
   grep -q "'overlay' is not supported over btrfs ($scratch/btrfs/home is on btrfs)" "$scratch/out.log"
   grep -q "does not support d_type, which overlay needs (enable it with tune2fs -O filetype, or reformat)" "$scratch/out.log"
   grep -q "on_tmpfs.*backing=tmpfs supported=True" "$scratch/out.log"
-  grep -q "on_ext4.*backing=extfs supported=True" "$scratch/out.log"
+  grep -q "on_ext4.*backing=ext4 supported=True" "$scratch/out.log"
+  grep -q "zstd layers: the zstd program at /usr/bin/zstd" "$scratch/out.log"
 done
 # nothing was created by the refusals
 [ ! -e "$scratch/btrfs/home" ] && [ ! -e "$scratch/nodtype/home" ]

@@ -38,3 +38,25 @@ def test_every_problem_is_named():
 def test_not_a_list():
     with pytest.raises(AnsibleFilterError):
         layer_tree_problems({"id": "x"})
+
+
+def test_image_entries_are_parents_and_take_no_parent_or_src():
+    tree = [{"id": "web", "image": "oci:/srv/images/web:1"}, {"id": "cfg", "parent": "web"}]
+    assert layer_tree_problems(tree) == []
+    assert layer_tree_problems([{"id": "web", "image": "oci:x", "parent": "base", "src": "a.tar"}],
+                               existing=["base"]) == [
+        "overlay_layers[0]: layer web is an image entry: parent cannot be given (the layer is made on the "
+        "image's top layer)",
+        "overlay_layers[0]: layer web is an image entry: src cannot be given (the layer is made on the "
+        "image's top layer)",
+    ]
+
+
+def test_absent_entries_need_only_an_id_and_parent_nothing():
+    tree = [{"id": "old", "state": "absent"}, {"id": "base"}, {"id": "app", "parent": "old"},
+            {"id": "base", "state": "absent"}, {"id": "x", "state": "gone"}]
+    assert layer_tree_problems(tree, existing=["old"]) == [
+        "overlay_layers[2]: parent old of layer app is declared absent",
+        "overlay_layers[3]: layer base is declared twice",
+        "overlay_layers[4]: layer x has state 'gone' (present or absent)",
+    ]

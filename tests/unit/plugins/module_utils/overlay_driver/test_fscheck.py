@@ -30,9 +30,19 @@ def test_tmpfs_is_accepted(scratch):
 
 def test_ext4_is_accepted(loopfs):
     mnt = loopfs("ext4", 64)
-    assert fscheck.backing_fs(mnt)[0] == "extfs"
+    assert fscheck.backing_fs(mnt)[0] == "ext4"
     assert fscheck.supports_dtype(mnt)
     Driver(os.path.join(mnt, "home"))
+
+
+@pytest.mark.parametrize("fstype", ["ext2", "ext3"])
+def test_ext2_and_ext3_are_named_for_what_they_are(loopfs, fstype):
+    """One statfs magic for the three: the name comes from the mount, also for a path deep below it."""
+    mnt = loopfs(fstype, 32)
+    deep = os.path.join(mnt, "a", "b")
+    os.makedirs(deep)
+    assert fscheck.backing_fs(deep)[0] == fstype
+    assert fscheck.mount_fstype(deep) == fstype
 
 
 def test_btrfs_is_refused_like_the_seed(loopfs):
@@ -119,3 +129,11 @@ def test_empty_tmpfs_reports_dtype(scratch):
     empty = os.path.join(scratch, "empty")
     os.mkdir(empty)
     assert fscheck.dtype_without_writing(os.path.join(empty, "home")) is True
+
+
+def test_zstd_support_is_the_program_or_the_module(monkeypatch, tmp_path):
+    found = fscheck.zstd_support()
+    assert found["supported"] == (bool(found["program"]) or found["module"])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    without_program = fscheck.zstd_support()
+    assert without_program["program"] == "" and without_program["supported"] == without_program["module"]

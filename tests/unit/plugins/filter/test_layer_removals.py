@@ -1,0 +1,100 @@
+"""What the overlay_layers role removes: declared absent entries, and with prune only what it staged."""
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.strata.overlay.plugins.filter.layer_removals import layer_removals
+
+
+def removals(*args, **kwargs):
+    plan = layer_removals(*args, **kwargs)
+    del plan["stage"], plan["keep_mounted"]
+    return plan
+
+
+def host(*layers):
+    return [{"id": i, "parent": p, "holders": list(h)} for i, p, h in layers]
+
+
+EXISTING = host(("base", None, ()), ("mid", "base", ()), ("top", "mid", ["web"]), ("keep", "base", ()),
+                ("manual", None, ()))
+
+
+def test_without_prune_only_absent_entries_go():
+    plan = removals([{"id": "base"}, {"id": "keep", "parent": "base"}],
+                    existing=EXISTING, record={"layers": ["mid", "top"]})
+    assert plan == {"mounts": [], "layers": [], "kept": [], "problems": []}
+
+
+def test_absent_entries_go_leaf_first_with_their_released_holders():
+    plan = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent"}],
+                    mounts=[{"id": "top", "holder": "web", "state": "absent"}], existing=EXISTING)
+    assert plan == {"mounts": [{"id": "top", "holder": "web"}],
+                    "layers": [{"id": "top", "force": False}, {"id": "mid", "force": False}],
+                    "kept": [], "problems": []}
+
+
+def test_absent_layers_still_held_or_built_on_are_problems_unless_forced():
+    plan = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent"}], existing=EXISTING)
+    assert plan["layers"] == [] and plan["problems"] == [
+        "layer mid is declared absent but layer top is built on it (release its holders with state: absent mount "
+        "entries or set force: true; declare the layers built on it absent too)",
+        "layer top is declared absent but still held by web (release its holders with state: absent mount "
+        "entries or set force: true; declare the layers built on it absent too)",
+    ]
+    forced = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent", "force": True}],
+                      existing=EXISTING)
+    assert forced["problems"] == [] and forced["layers"] == [{"id": "top", "force": True},
+                                                             {"id": "mid", "force": False}]
+
+
+def test_prune_removes_what_the_role_staged_and_the_declaration_dropped():
+    record = {"layers": ["base", "mid", "top", "keep"], "mounts": [{"id": "top", "holder": "web"}]}
+    plan = removals([{"id": "base"}, {"id": "keep", "parent": "base"}], existing=EXISTING,
+                    record=record, prune=True)
+    assert plan == {"mounts": [{"id": "top", "holder": "web"}],
+                    "layers": [{"id": "top", "force": False}, {"id": "mid", "force": False}],
+                    "kept": [], "problems": []}
+
+
+def test_prune_leaves_what_the_role_did_not_stage():
+    record = {"layers": ["a", "b"], "mounts": [{"id": "a", "holder": "web"}]}
+    existing = host(("a", None, ["web", "by-hand"]), ("b", "a", ()), ("c", "b", ()))
+    plan = removals([], existing=existing, record=record, prune=True)
+    assert plan["mounts"] == [{"id": "a", "holder": "web"}] and plan["layers"] == [] and plan["problems"] == []
+    assert plan["kept"] == [{"id": "a", "reason": "still held by by-hand, which this role did not stage"},
+                            {"id": "b", "reason": "layer c is built on it"}]
+
+
+def test_prune_keeps_declared_mounts_and_ignores_what_is_gone():
+    record = {"layers": ["a", "vanished"], "mounts": [{"id": "a", "holder": "web"}, {"id": "a"}]}
+    plan = removals([{"id": "a"}], mounts=[{"id": "a", "holder": "web"}],
+                    existing=host(("a", None, ["web", "ansible"])), record=record, prune=True)
+    assert plan == {"mounts": [{"id": "a", "holder": "ansible"}], "layers": [], "kept": [], "problems": []}
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(AnsibleFilterError, match="record as a dict"):
+        layer_removals([], record=["a"])
+    with pytest.raises(AnsibleFilterError, match="lists of layer and mount entries"):
+        layer_removals("a")
+
+
+def test_present_entries_in_order_and_mounts_with_their_default_holder():
+    plan = layer_removals([{"id": "b"}, {"id": "x", "state": "absent"}, {"id": "a", "state": "present"}],
+                          mounts=[{"id": "a"}, {"id": "b", "holder": "web", "state": "absent"}])
+    assert plan["stage"] == [{"id": "b"}, {"id": "a", "state": "present"}]
+    assert plan["keep_mounted"] == [{"id": "a", "holder": "ansible"}]
+
+
+def test_mount_entry_has_no_nulls_in_check_mode():
+    from ansible_collections.strata.overlay.plugins.filter.mount_entry import mount_entry
+    real = {"overlay_mount": {"id": "app", "holder": "web"}, "path": "/h/app/merged", "mounted": True,
+            "changed": True, "layer": {"exists": True}}
+    assert mount_entry(real, "/h") == {"id": "app", "holder": "web", "path": "/h/app/merged", "mounted": True}
+    check = {"overlay_mount": {"id": "app", "holder": "web"}, "path": None, "mounted": False, "changed": True,
+             "layer": {"exists": False}}
+    assert mount_entry(check, "/h") == {"id": "app", "holder": "web", "path": "/h/app/merged", "mounted": True}
+    with pytest.raises(AnsibleFilterError):
+        mount_entry({"path": "/x"}, "/h")
