@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import imagebuild  # noqa: E402 pylint: disable=wrong-import-position
 from registry import registries  # noqa: E402 pylint: disable=wrong-import-position
-from run import CACHE, big_layer, compare, cs_cleanup, measure, sh, table  # noqa: E402 pylint: disable=wrong-import-position
+from run import CACHE, big_layer, compare, cs_cleanup, sh, table  # noqa: E402 pylint: disable=wrong-import-position
 
 VM_CACHE = "/var/tmp/strata-vm"
 GENERATOR = "debian-like v2: 7000+3000 files, ~150 MB, seed 12"
@@ -141,7 +141,7 @@ class _TreeWriter:
 
 
 def _sizes(rng, count, total):
-    raw = [min(rng.lognormvariate(8.6, 1.7), 8 << 20) for _ in range(count)]
+    raw = [min(rng.lognormvariate(8.6, 1.7), 8 << 20) for _index in range(count)]
     scale = total / sum(raw)
     return [max(0, int(s * scale)) for s in raw]
 
@@ -153,9 +153,9 @@ def generate_tree(out):
         return first, second
     os.makedirs(out, exist_ok=True)
     rng = random.Random(12)
-    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz_") for _ in range(rng.randrange(2, 12)))
-             for _ in range(400)]
-    text = b" ".join(rng.choice(words) for _ in range(1 << 20))[:16 << 20]
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz_") for _char in range(rng.randrange(2, 12)))
+             for _word in range(400)]
+    text = b" ".join(rng.choice(words) for _count in range(1 << 20))[:16 << 20]
     pools = (rng.randbytes(16 << 20), text)
     tops = ["bin", "etc", "lib", "sbin", "usr/bin", "usr/sbin", "usr/lib/x86_64-linux-gnu", "usr/share/doc",
             "usr/share/locale", "usr/share/man/man1", "usr/share/zoneinfo", "var/lib/dpkg/info", "var/cache/debconf"]
@@ -217,7 +217,7 @@ def image_layers():
 
 def tar_entries(path):
     with tarfile.open(path) as tar:
-        return sum(1 for _ in tar)
+        return sum(1 for _member in tar)
 
 
 # -- running the two sides -----------------------------------------------------------------------
