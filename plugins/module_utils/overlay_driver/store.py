@@ -381,6 +381,7 @@ class LayerStore:
                                         before["size"])
                 raise OverlayError("already has diff %s applied; refusing a different diff %s"
                                    % (before["diff_id"], diff_id), layer=layer_id)
+            self._refuse_children(layer_id)
         else:
             self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
@@ -405,6 +406,20 @@ class LayerStore:
             raise
         return ApplyOutcome(True, before, self.state(layer_id), result, "applied", result.diff_id, result.size,
                             result.fallback, result.compression, result.entries)
+
+    def _refuse_children(self, layer_id):
+        """A diff goes into a layer before anything is built on it.
+
+        Applying to a root layer exchanges its root/, which its overlay children
+        use as lowerdir: a mounted child would list nothing (its lowerdir deleted
+        under it) and an unmounted one would change without a diff of its own,
+        while children built by apply_diff (hardlink copies) would not see it.
+        """
+        children = self.children_of(layer_id)
+        if children:
+            raise OverlayError("layers %s are built on it; a diff is applied to a layer before anything is built on "
+                               "it (remove them first, or apply the diff to a new layer on top)"
+                               % ", ".join(sorted(children)), layer=layer_id, path=self.layout.layer(layer_id).dir)
 
     def _undo_create(self, layer_id):
         """An apply that failed (or was interrupted) leaves no empty layer behind."""

@@ -312,3 +312,33 @@ def test_force_remove_of_a_held_root_layer_unmounts_it(store, home):
     assert not os.path.lexists(os.path.join(home, "base"))
     assert not any(m.mount_point.startswith(os.path.realpath(home) + "/") for m in read_mountinfo())
     assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+
+
+@pytest.mark.parametrize("mount_child", [True, False])
+def test_apply_diff_refused_while_layers_are_built_on_it(store, home, mount_child):
+    """A diff applied to an empty base would replace the root/ its children's overlays use as lowerdir.
+
+    A mounted child then lists nothing (its lowerdir was deleted under it) and an
+    unmounted one silently changes: refused, in check mode too, and nothing moves.
+    """
+    store.create("empty", "")
+    store.create("kid", "empty")
+    merged = os.path.join(home, "kid", "merged")
+    if mount_child:
+        store.mount("kid", "svc")
+        with open(os.path.join(merged, "mine"), "w") as f:
+            f.write("kid\n")
+    try:
+        for check_mode in (True, False):
+            with pytest.raises(OverlayError, match="layers kid are built on it") as raised:
+                store.apply_diff("empty", "", opener(BASE), check_mode=check_mode)
+            assert raised.value.layer == "empty"
+        assert os.listdir(os.path.join(home, "empty", "root")) == []
+        assert store.state("empty")["diff_id"] is None
+        if mount_child:
+            assert sorted(os.listdir(merged)) == ["mine"]
+    finally:
+        store.unmount("kid", "svc", force=True)
+    # once nothing is built on it, the diff goes in
+    store.remove("kid")
+    assert store.apply_diff("empty", "", opener(BASE)).changed is True
