@@ -254,6 +254,22 @@ class Driver:
             return False
         return own_lower is not None and _same_path(lower, own_lower)
 
+    def foreign_mount_error(self, layer_id, entry):
+        """The error for a mount at merged/ that is not the layer's own, saying what it is when that is known.
+
+        A writable bind of the layer's own root/ (its read-only bind remounted
+        read-write, or one planted there) exposes files shared, as hardlinks,
+        with the layers built on it: the operator must see that, not only "tmpfs".
+        """
+        paths = self.layout.layer(layer_id)
+        cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
+        if (_is_dir(paths.root) and entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is not True
+                and mounts.is_bind_of(entry, paths.root)):
+            cause += (": a writable bind mount of this layer's own root/ (remounted read-write, or mounted there "
+                      "by hand). Writes through it change this image layer and the layers built on it; unmount it "
+                      "(umount %s) and mount the layer again, which makes it read-only" % paths.merged)
+        return OverlayError(cause, layer=layer_id, path=paths.merged)
+
     # -- create / remove ----------------------------------------------------
 
     def create(self, layer_id, parent="", mount_label=""):
@@ -359,8 +375,7 @@ class Driver:
         if entry is not None:
             if self.owns_mount(layer_id, entry):
                 return paths.merged
-            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                               layer=layer_id, path=paths.merged)
+            raise self.foreign_mount_error(layer_id, entry)
         self._make_merged(layer_id, paths)
         if is_root:
             mounts.bind_readonly(paths.root, paths.merged)
@@ -462,8 +477,7 @@ class Driver:
         if entry is None:
             return False
         if not self.owns_mount(layer_id, entry):
-            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                               layer=layer_id, path=paths.merged)
+            raise self.foreign_mount_error(layer_id, entry)
         mounts.unmount(paths.merged, detach=lazy)
         if self.mount_entry(layer_id) is None:
             self._drop_made_merged(layer_id, paths)

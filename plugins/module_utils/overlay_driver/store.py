@@ -268,9 +268,7 @@ class LayerStore:
         changed = holder not in record.holders
         needs_mount = not before["mounted"]
         if needs_mount and before["foreign_mount"]:
-            entry = self.driver.mount_entry(layer_id)
-            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                               layer=layer_id, path=self.layout.layer(layer_id).merged)
+            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
         if not (changed or needs_mount):
             return Outcome(False, before, before)
         if check_mode:

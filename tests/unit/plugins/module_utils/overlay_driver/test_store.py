@@ -342,3 +342,23 @@ def test_apply_diff_refused_while_layers_are_built_on_it(store, home, mount_chil
     # once nothing is built on it, the diff goes in
     store.remove("kid")
     assert store.apply_diff("empty", "", opener(BASE)).changed is True
+
+
+def test_read_only_bind_remounted_writable_is_named_as_such(tree, home):
+    """An operator remounts the layer's read-only bind read-write: strata says what is there and how to fix it."""
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.mount(None, merged, None, syscalls.MS_REMOUNT | syscalls.MS_BIND)
+    try:
+        state = tree.state("base")
+        assert state["mounted"] is False and state["foreign_mount"] is True
+        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.driver.put("base")):
+            with pytest.raises(OverlayError, match="a different mount .* writable bind mount of this layer's own "
+                                                   "root/.*umount %s" % merged):
+                attempt()
+        assert tree.record("base").holders == {"x"}
+    finally:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
+    tree.mount("base", "x")  # repaired: read-only again
+    assert tree.state("base")["options"].get("ro") is True
+    tree.unmount("base", "x")
