@@ -461,8 +461,11 @@ class Driver:
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
-                               path=paths.merged)
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
+                                   path=paths.merged)
+            # Written into while the mount was gone (after a reboot, or an umount behind our back):
+            # someone's files, kept. The unmount itself is done; that merged/ is no longer ours to remove.
         finally:
             os.close(dir_fd)
         self._forget_made_merged(layer_id)

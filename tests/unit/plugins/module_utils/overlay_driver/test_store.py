@@ -362,3 +362,25 @@ def test_read_only_bind_remounted_writable_is_named_as_such(tree, home):
     tree.mount("base", "x")  # repaired: read-only again
     assert tree.state("base")["options"].get("ro") is True
     tree.unmount("base", "x")
+
+
+def test_files_written_into_a_stale_merged_are_kept_and_the_unmount_succeeds(tree, home):
+    """While the mount is gone (a reboot, an umount behind strata's back) merged/ is a plain directory that
+    something may write into. The unmount that follows the repair keeps those files, and does not fail
+    after having unmounted."""
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.umount(merged, syscalls.MNT_DETACH)
+    with open(os.path.join(merged, "written-while-stale"), "w") as f:
+        f.write("keep me\n")
+    assert tree.mount("base", "x") is True  # repaired
+    assert tree.unmount("base", "x") is True
+    state = tree.state("base")
+    assert state["mounted"] is False and state["holders"] == [] and state["stale"] is False
+    with open(os.path.join(merged, "written-while-stale")) as f:
+        assert f.read() == "keep me\n"
+    assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+    # merged/ is no longer one the mount made: the next mount and unmount leave it (and its file) alone
+    tree.mount("base", "x")
+    tree.unmount("base", "x")
+    assert os.listdir(merged) == ["written-while-stale"]
