@@ -175,7 +175,27 @@ class Driver:
                     and not mounts.mounts_below(paths.dir)):
                 self._drop_overlay_parts(paths)
                 removed.append(paths.dir + "/{upper,work,merged,lower-id}")
+        removed.extend(self._prune_made_merged())
         return removed
+
+    def _prune_made_merged(self):
+        """Markers of layers that are gone (Docker removed a layer strata had mounted).
+
+        A layer made later under that id would otherwise lose, at its first
+        unmount, the merged/ its creation made.
+        """
+        marks = self._made_merged_dir(False)
+        if marks is None:
+            return []
+        pruned = []
+        try:
+            for name in os.listdir(marks):
+                if not self.dirs.is_layer_dir(name):
+                    os.unlink(name, dir_fd=marks)
+                    pruned.append(os.path.join(self.layout.state, MADE_MERGED_DIR, name))
+        finally:
+            os.close(marks)
+        return pruned
 
     # -- queries ------------------------------------------------------------
 

@@ -4,6 +4,7 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 
 import pytest
 
@@ -384,3 +385,28 @@ def test_files_written_into_a_stale_merged_are_kept_and_the_unmount_succeeds(tre
     tree.mount("base", "x")
     tree.unmount("base", "x")
     assert os.listdir(merged) == ["written-while-stale"]
+
+
+def test_marker_of_a_layer_removed_by_another_tool_is_pruned(home):
+    """Docker removes an image or container layer that strata mounted (docker rmi unmounts it): the marker
+    saying "the mount made merged/" must go with it, or a layer made later under that id loses the merged/
+    its creation made, at its first unmount."""
+    store = LayerStore(home)
+    with store.locked():
+        store.apply_diff("base", "", opener(BASE))
+        store.create("app", "base")
+        os.rmdir(os.path.join(home, "app", "merged"))  # as Docker leaves a container layer
+        store.mount("app", "x")
+    merged = os.path.join(home, "app", "merged")
+    syscalls.umount(merged, syscalls.MNT_DETACH)  # what the other tool does before removing the layer
+    store.close()
+    shutil.rmtree(os.path.join(home, "app"))
+    store = LayerStore(home)
+    with store.locked():
+        assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+        store.create("app", "base")
+        assert os.path.isdir(merged)  # the seed's layout: made by create
+        store.mount("app", "y")
+        store.unmount("app", "y")
+        assert os.path.isdir(merged)
+    store.close()
