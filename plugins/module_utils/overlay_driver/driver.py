@@ -251,17 +251,18 @@ class Driver:
         entry = self.mount_entry(layer_id, entries)
         return entry is not None and self.owns_mount(layer_id, entry, entries)
 
-    def owns_mount(self, layer_id, entry, entries=None):
+    def owns_mount(self, layer_id, entry, entries=None, covered=False):
         """Whether a mount at merged/ is this layer's own (not something mounted over it).
 
         An overlay layer's own mount is its overlay; a root layer's is the
         read-only bind mount of its root/ that get(readonly_root=True) makes
         (a writable bind of root/ is not: it is what the read-only one prevents).
+        covered: entry is below another mount at merged/, so its inode cannot be seen there.
         """
         paths = self.layout.layer(layer_id)
         if _is_dir(paths.root):
             return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
-                    and mounts.is_bind_of(entry, paths.root, entries))
+                    and mounts.is_bind_of(entry, paths.root, entries, covered))
         if entry.fstype != "overlay":
             return False
         options = entry.options_dict()
@@ -283,6 +284,12 @@ class Driver:
         """
         paths = self.layout.layer(layer_id)
         cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
+        entries = mounts.read_mountinfo()
+        point = os.path.realpath(paths.merged)
+        below = [e for e in entries if e.mount_point == point and e.mount_id != entry.mount_id]
+        if any(self.owns_mount(layer_id, e, entries, covered=True) for e in below):
+            return OverlayError(cause + ", mounted over the layer's own mount and hiding it; unmount it (umount %s) "
+                                "and strata sees its own mount again" % paths.merged, layer=layer_id, path=paths.merged)
         if (_is_dir(paths.root) and entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is not True
                 and mounts.is_bind_of(entry, paths.root)):
             cause += (": a writable bind mount of this layer's own root/ (remounted read-write, or mounted there "

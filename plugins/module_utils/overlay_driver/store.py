@@ -314,6 +314,10 @@ class LayerStore:
         changed = set(before["holders"]) != record.holders or will_unmount
         if not changed:
             return Outcome(False, before, before)
+        if before["foreign_mount"] and not record.holders:
+            # the last holder would go while another mount sits at merged/ (over the layer's own one,
+            # or its root/ bound writable): nobody would hold, or see, what is left mounted
+            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
         if check_mode:
             mounted = before["mounted"] and not will_unmount
             return Outcome(True, before, self._changed_state(

@@ -353,7 +353,8 @@ def test_read_only_bind_remounted_writable_is_named_as_such(tree, home):
     try:
         state = tree.state("base")
         assert state["mounted"] is False and state["foreign_mount"] is True
-        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.driver.put("base")):
+        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.driver.put("base"),
+                        lambda: tree.unmount("base", "x"), lambda: tree.unmount("base", force=True)):
             with pytest.raises(OverlayError, match="a different mount .* writable bind mount of this layer's own "
                                                    "root/.*umount %s" % merged):
                 attempt()
@@ -410,3 +411,20 @@ def test_marker_of_a_layer_removed_by_another_tool_is_pruned(home):
         store.unmount("app", "y")
         assert os.path.isdir(merged)
     store.close()
+
+
+def test_mount_stacked_over_the_layers_own_mount_is_named(tree, home):
+    """Something mounted over a layer's mount hides it: the error says the layer's own mount is below."""
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.mount("tmpfs", merged, "tmpfs", 0, "size=1m")
+    try:
+        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.unmount("base", "x")):
+            with pytest.raises(OverlayError, match="a different mount .* over the layer's own mount.*umount %s"
+                                                   % merged):
+                attempt()
+        assert tree.record("base").holders == {"x"}  # the last holder is not dropped over a mount it cannot see
+    finally:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
+    assert tree.state("base")["mounted"] is True
+    tree.unmount("base", "x")
