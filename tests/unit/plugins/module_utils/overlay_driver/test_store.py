@@ -428,3 +428,12 @@ def test_mount_stacked_over_the_layers_own_mount_is_named(tree, home):
         syscalls.umount(merged, syscalls.MNT_DETACH)
     assert tree.state("base")["mounted"] is True
     tree.unmount("base", "x")
+
+
+def test_check_mode_mount_of_a_layer_an_earlier_task_creates_reports_it_mounted(store, home):
+    """A check run of a play that creates a layer and mounts it answers what the real run does."""
+    outcome = store.ensure_mounted("later", "web", check_mode=True)
+    assert outcome.changed is True
+    assert outcome.after["mounted"] is True and outcome.after["holders"] == ["web"]
+    assert outcome.after["path"] == os.path.join(home, "later", "merged")
+    assert not store.driver.exists("later")
