@@ -23,6 +23,9 @@ description:
     checked against O(diff_id). A failure leaves the layer as it was (and removes a layer this task created).
   - One diff per layer. The same diff again reports no change without extracting anything; with
     O(diff_id) given, without even reading O(src). A different diff is an error.
+  - A diff goes into a layer before anything is built on it. While other layers have it as parent, applying
+    a diff to it is an error, as it would change the tree under them (a mounted child would see its lower
+    layer vanish).
   - In check mode a diff the layer does not have yet is read and verified as the real run reads it
     (format, names, whiteouts, digest) without writing anything, so the check run fails where the real
     run would and returns the real O(diff_id) and size. O(src) is sent from the controller for that.

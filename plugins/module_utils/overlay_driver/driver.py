@@ -175,7 +175,27 @@ class Driver:
                     and not mounts.mounts_below(paths.dir)):
                 self._drop_overlay_parts(paths)
                 removed.append(paths.dir + "/{upper,work,merged,lower-id}")
+        removed.extend(self._prune_made_merged())
         return removed
+
+    def _prune_made_merged(self):
+        """Markers of layers that are gone (Docker removed a layer strata had mounted).
+
+        A layer made later under that id would otherwise lose, at its first
+        unmount, the merged/ its creation made.
+        """
+        marks = self._made_merged_dir(False)
+        if marks is None:
+            return []
+        pruned = []
+        try:
+            for name in os.listdir(marks):
+                if not self.dirs.is_layer_dir(name):
+                    os.unlink(name, dir_fd=marks)
+                    pruned.append(os.path.join(self.layout.state, MADE_MERGED_DIR, name))
+        finally:
+            os.close(marks)
+        return pruned
 
     # -- queries ------------------------------------------------------------
 
@@ -231,17 +251,18 @@ class Driver:
         entry = self.mount_entry(layer_id, entries)
         return entry is not None and self.owns_mount(layer_id, entry, entries)
 
-    def owns_mount(self, layer_id, entry, entries=None):
+    def owns_mount(self, layer_id, entry, entries=None, covered=False):
         """Whether a mount at merged/ is this layer's own (not something mounted over it).
 
         An overlay layer's own mount is its overlay; a root layer's is the
         read-only bind mount of its root/ that get(readonly_root=True) makes
         (a writable bind of root/ is not: it is what the read-only one prevents).
+        covered: entry is below another mount at merged/, so its inode cannot be seen there.
         """
         paths = self.layout.layer(layer_id)
         if _is_dir(paths.root):
             return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
-                    and mounts.is_bind_of(entry, paths.root, entries))
+                    and mounts.is_bind_of(entry, paths.root, entries, covered))
         if entry.fstype != "overlay":
             return False
         options = entry.options_dict()
@@ -253,6 +274,28 @@ class Driver:
         except OverlayError:
             return False
         return own_lower is not None and _same_path(lower, own_lower)
+
+    def foreign_mount_error(self, layer_id, entry):
+        """The error for a mount at merged/ that is not the layer's own, saying what it is when that is known.
+
+        A writable bind of the layer's own root/ (its read-only bind remounted
+        read-write, or one planted there) exposes files shared, as hardlinks,
+        with the layers built on it: the operator must see that, not only "tmpfs".
+        """
+        paths = self.layout.layer(layer_id)
+        cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
+        entries = mounts.read_mountinfo()
+        point = os.path.realpath(paths.merged)
+        below = [e for e in entries if e.mount_point == point and e.mount_id != entry.mount_id]
+        if any(self.owns_mount(layer_id, e, entries, covered=True) for e in below):
+            return OverlayError(cause + ", mounted over the layer's own mount and hiding it; unmount it (umount %s) "
+                                "and strata sees its own mount again" % paths.merged, layer=layer_id, path=paths.merged)
+        if (_is_dir(paths.root) and entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is not True
+                and mounts.is_bind_of(entry, paths.root)):
+            cause += (": a writable bind mount of this layer's own root/ (remounted read-write, or mounted there "
+                      "by hand). Writes through it change this image layer and the layers built on it; unmount it "
+                      "(umount %s) and mount the layer again, which makes it read-only" % paths.merged)
+        return OverlayError(cause, layer=layer_id, path=paths.merged)
 
     # -- create / remove ----------------------------------------------------
 
@@ -359,8 +402,7 @@ class Driver:
         if entry is not None:
             if self.owns_mount(layer_id, entry):
                 return paths.merged
-            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                               layer=layer_id, path=paths.merged)
+            raise self.foreign_mount_error(layer_id, entry)
         self._make_merged(layer_id, paths)
         if is_root:
             mounts.bind_readonly(paths.root, paths.merged)
@@ -446,8 +488,11 @@ class Driver:
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
-                               path=paths.merged)
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
+                                   path=paths.merged)
+            # Written into while the mount was gone (after a reboot, or an umount behind our back):
+            # someone's files, kept. The unmount itself is done; that merged/ is no longer ours to remove.
         finally:
             os.close(dir_fd)
         self._forget_made_merged(layer_id)
@@ -462,8 +507,7 @@ class Driver:
         if entry is None:
             return False
         if not self.owns_mount(layer_id, entry):
-            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                               layer=layer_id, path=paths.merged)
+            raise self.foreign_mount_error(layer_id, entry)
         mounts.unmount(paths.merged, detach=lazy)
         if self.mount_entry(layer_id) is None:
             self._drop_made_merged(layer_id, paths)

@@ -128,12 +128,13 @@ def bind_readonly(source, target):
         raise OverlayError("cannot make the bind mount of %s read-only: %s" % (source, e.strerror), path=target)
 
 
-def is_bind_of(entry, directory, entries=None):
+def is_bind_of(entry, directory, entries=None, covered=False):
     """Whether a mount entry is a bind mount of exactly directory.
 
     The entry's root field must be directory's path inside its filesystem,
     on the same source and filesystem type as the mount that holds directory,
-    and the mount point must show directory's own inode.
+    and the mount point must show directory's own inode (unless covered: a
+    mount stacked on it shows its own).
     """
     real = os.path.realpath(directory)
     holding = None
@@ -149,6 +150,8 @@ def is_bind_of(entry, directory, entries=None):
     expected = os.path.normpath(os.path.join(holding.root, os.path.relpath(real, holding.mount_point)))
     if (entry.root, entry.source, entry.fstype) != (expected, holding.source, holding.fstype):
         return False
+    if covered:
+        return True
     try:
         seen, want = os.stat(entry.mount_point), os.stat(real)
     except OSError:

@@ -262,15 +262,13 @@ class LayerStore:
         before = self.state(layer_id)
         if not before["exists"]:
             if check_mode:  # an earlier task would have created it
-                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder]))
+                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True))
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
         needs_mount = not before["mounted"]
         if needs_mount and before["foreign_mount"]:
-            entry = self.driver.mount_entry(layer_id)
-            raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
-                               layer=layer_id, path=self.layout.layer(layer_id).merged)
+            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
         if not (changed or needs_mount):
             return Outcome(False, before, before)
         if check_mode:
@@ -316,6 +314,10 @@ class LayerStore:
         changed = set(before["holders"]) != record.holders or will_unmount
         if not changed:
             return Outcome(False, before, before)
+        if before["foreign_mount"] and not record.holders:
+            # the last holder would go while another mount sits at merged/ (over the layer's own one,
+            # or its root/ bound writable): nobody would hold, or see, what is left mounted
+            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
         if check_mode:
             mounted = before["mounted"] and not will_unmount
             return Outcome(True, before, self._changed_state(
@@ -381,6 +383,7 @@ class LayerStore:
                                         before["size"])
                 raise OverlayError("already has diff %s applied; refusing a different diff %s"
                                    % (before["diff_id"], diff_id), layer=layer_id)
+            self._refuse_children(layer_id)
         else:
             self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
@@ -405,6 +408,20 @@ class LayerStore:
             raise
         return ApplyOutcome(True, before, self.state(layer_id), result, "applied", result.diff_id, result.size,
                             result.fallback, result.compression, result.entries)
+
+    def _refuse_children(self, layer_id):
+        """A diff goes into a layer before anything is built on it.
+
+        Applying to a root layer exchanges its root/, which its overlay children
+        use as lowerdir: a mounted child would list nothing (its lowerdir deleted
+        under it) and an unmounted one would change without a diff of its own,
+        while children built by apply_diff (hardlink copies) would not see it.
+        """
+        children = self.children_of(layer_id)
+        if children:
+            raise OverlayError("layers %s are built on it; a diff is applied to a layer before anything is built on "
+                               "it (remove them first, or apply the diff to a new layer on top)"
+                               % ", ".join(sorted(children)), layer=layer_id, path=self.layout.layer(layer_id).dir)
 
     def _undo_create(self, layer_id):
         """An apply that failed (or was interrupted) leaves no empty layer behind."""

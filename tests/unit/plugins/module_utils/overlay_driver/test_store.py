@@ -4,6 +4,7 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 
 import pytest
 
@@ -312,3 +313,127 @@ def test_force_remove_of_a_held_root_layer_unmounts_it(store, home):
     assert not os.path.lexists(os.path.join(home, "base"))
     assert not any(m.mount_point.startswith(os.path.realpath(home) + "/") for m in read_mountinfo())
     assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+
+
+@pytest.mark.parametrize("mount_child", [True, False])
+def test_apply_diff_refused_while_layers_are_built_on_it(store, home, mount_child):
+    """A diff applied to an empty base would replace the root/ its children's overlays use as lowerdir.
+
+    A mounted child then lists nothing (its lowerdir was deleted under it) and an
+    unmounted one silently changes: refused, in check mode too, and nothing moves.
+    """
+    store.create("empty", "")
+    store.create("kid", "empty")
+    merged = os.path.join(home, "kid", "merged")
+    if mount_child:
+        store.mount("kid", "svc")
+        with open(os.path.join(merged, "mine"), "w") as f:
+            f.write("kid\n")
+    try:
+        for check_mode in (True, False):
+            with pytest.raises(OverlayError, match="layers kid are built on it") as raised:
+                store.apply_diff("empty", "", opener(BASE), check_mode=check_mode)
+            assert raised.value.layer == "empty"
+        assert os.listdir(os.path.join(home, "empty", "root")) == []
+        assert store.state("empty")["diff_id"] is None
+        if mount_child:
+            assert sorted(os.listdir(merged)) == ["mine"]
+    finally:
+        store.unmount("kid", "svc", force=True)
+    # once nothing is built on it, the diff goes in
+    store.remove("kid")
+    assert store.apply_diff("empty", "", opener(BASE)).changed is True
+
+
+def test_read_only_bind_remounted_writable_is_named_as_such(tree, home):
+    """An operator remounts the layer's read-only bind read-write: strata says what is there and how to fix it."""
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.mount(None, merged, None, syscalls.MS_REMOUNT | syscalls.MS_BIND)
+    try:
+        state = tree.state("base")
+        assert state["mounted"] is False and state["foreign_mount"] is True
+        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.driver.put("base"),
+                        lambda: tree.unmount("base", "x"), lambda: tree.unmount("base", force=True)):
+            with pytest.raises(OverlayError, match="a different mount .* writable bind mount of this layer's own "
+                                                   "root/.*umount %s" % merged):
+                attempt()
+        assert tree.record("base").holders == {"x"}
+    finally:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
+    tree.mount("base", "x")  # repaired: read-only again
+    assert tree.state("base")["options"].get("ro") is True
+    tree.unmount("base", "x")
+
+
+def test_files_written_into_a_stale_merged_are_kept_and_the_unmount_succeeds(tree, home):
+    """While the mount is gone (a reboot, an umount behind strata's back) merged/ is a plain directory that
+    something may write into. The unmount that follows the repair keeps those files, and does not fail
+    after having unmounted."""
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.umount(merged, syscalls.MNT_DETACH)
+    with open(os.path.join(merged, "written-while-stale"), "w") as f:
+        f.write("keep me\n")
+    assert tree.mount("base", "x") is True  # repaired
+    assert tree.unmount("base", "x") is True
+    state = tree.state("base")
+    assert state["mounted"] is False and state["holders"] == [] and state["stale"] is False
+    with open(os.path.join(merged, "written-while-stale")) as f:
+        assert f.read() == "keep me\n"
+    assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+    # merged/ is no longer one the mount made: the next mount and unmount leave it (and its file) alone
+    tree.mount("base", "x")
+    tree.unmount("base", "x")
+    assert os.listdir(merged) == ["written-while-stale"]
+
+
+def test_marker_of_a_layer_removed_by_another_tool_is_pruned(home):
+    """Docker removes an image or container layer that strata mounted (docker rmi unmounts it): the marker
+    saying "the mount made merged/" must go with it, or a layer made later under that id loses the merged/
+    its creation made, at its first unmount."""
+    store = LayerStore(home)
+    with store.locked():
+        store.apply_diff("base", "", opener(BASE))
+        store.create("app", "base")
+        os.rmdir(os.path.join(home, "app", "merged"))  # as Docker leaves a container layer
+        store.mount("app", "x")
+    merged = os.path.join(home, "app", "merged")
+    syscalls.umount(merged, syscalls.MNT_DETACH)  # what the other tool does before removing the layer
+    store.close()
+    shutil.rmtree(os.path.join(home, "app"))
+    store = LayerStore(home)
+    with store.locked():
+        assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+        store.create("app", "base")
+        assert os.path.isdir(merged)  # the seed's layout: made by create
+        store.mount("app", "y")
+        store.unmount("app", "y")
+        assert os.path.isdir(merged)
+    store.close()
+
+
+def test_mount_stacked_over_the_layers_own_mount_is_named(tree, home):
+    """Something mounted over a layer's mount hides it: the error says the layer's own mount is below."""
+    merged = os.path.join(home, "base", "merged")
+    tree.mount("base", "x")
+    syscalls.mount("tmpfs", merged, "tmpfs", 0, "size=1m")
+    try:
+        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.unmount("base", "x")):
+            with pytest.raises(OverlayError, match="a different mount .* over the layer's own mount.*umount %s"
+                                                   % merged):
+                attempt()
+        assert tree.record("base").holders == {"x"}  # the last holder is not dropped over a mount it cannot see
+    finally:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
+    assert tree.state("base")["mounted"] is True
+    tree.unmount("base", "x")
+
+
+def test_check_mode_mount_of_a_layer_an_earlier_task_creates_reports_it_mounted(store, home):
+    """A check run of a play that creates a layer and mounts it answers what the real run does."""
+    outcome = store.ensure_mounted("later", "web", check_mode=True)
+    assert outcome.changed is True
+    assert outcome.after["mounted"] is True and outcome.after["holders"] == ["web"]
+    assert outcome.after["path"] == os.path.join(home, "later", "merged")
+    assert not store.driver.exists("later")
