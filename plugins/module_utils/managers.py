@@ -19,6 +19,21 @@ from .overlay_driver.store import LayerStore
 DIFF_KEYS = ("exists", "kind", "parent", "mounted", "holders", "diff_id")
 
 
+# Paths into an image layer's root/: its files are hardlinks shared with the layers built on it,
+# so no module hands them out (the driver's metadata keeps them for callers of the driver).
+IMAGE_LAYER_PATHS = ("RootDir", "LowerDir")
+
+
+def public_metadata(state):
+    """The driver's metadata without paths into a root/; a root layer is seen at its read-only merged/."""
+    metadata = {k: v for k, v in state["metadata"].items() if k not in IMAGE_LAYER_PATHS}
+    if "RootDir" in state["metadata"]:
+        metadata["MergedDir"] = state["path"]
+    if "LowerDir" in state["metadata"]:
+        metadata["LowerId"] = os.path.basename(os.path.dirname(state["metadata"]["LowerDir"]))
+    return metadata
+
+
 def public_state(state):
     """A layer's state as modules return it."""
     return {
@@ -26,7 +41,7 @@ def public_state(state):
         "exists": state["exists"],
         "parent": state["parent"],
         "kind": state["kind"],
-        "metadata": state["metadata"],
+        "metadata": public_metadata(state),
         "mounted": state["mounted"],
         "holders": state["holders"],
         "stale": state["stale"],

@@ -99,11 +99,13 @@ layer:
       sample: overlay
     metadata:
       description:
-        - The driver's metadata, C(RootDir) or C(LowerDir), C(UpperDir), C(WorkDir), C(MergedDir), as Docker's
-          driver reports it. These are the layer's insides, for inspection; C(RootDir) and C(LowerDir) are image
-          layers, never to be written to. Use RV(layer.path).
+        - The driver's metadata as Docker's driver reports it (C(UpperDir), C(WorkDir), C(MergedDir)), without
+          the paths into an image layer's C(root/) (C(RootDir), C(LowerDir)): those files are shared with the
+          layers built on it and are never handed out. C(LowerId) names the layer whose C(root/) is the lower
+          directory; a C(root) layer has only C(MergedDir), where it is mounted read-only. Use RV(layer.path).
       type: dict
-      sample: {"LowerDir": "/var/lib/strata/overlay/debian-base/root", "MergedDir": "/var/lib/strata/overlay/web-1/merged"}
+      sample: {"LowerId": "debian-base", "UpperDir": "/var/lib/strata/overlay/web-1/upper",
+               "WorkDir": "/var/lib/strata/overlay/web-1/work", "MergedDir": "/var/lib/strata/overlay/web-1/merged"}
     mounted:
       description:
         - Whether the layer's own mount is at C(merged/) now (read from C(/proc/self/mountinfo)), its overlay

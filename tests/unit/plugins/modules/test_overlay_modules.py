@@ -120,3 +120,31 @@ def test_unexpected_errors_are_reported_without_a_traceback_in_msg(run_module, h
     res = run_module(overlay_layer, {"id": "a", "home": home})
     assert res["failed"] and res["msg"] == "layer a: unexpected error: RuntimeError: disk on fire"
     assert "Traceback" in res["exception"]
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_no_module_returns_a_path_into_a_root(run_module, home, tarball):
+    """Image layers are immutable: every path a module hands out avoids root/, also in metadata."""
+    results = [run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True}),
+               run_module(overlay_layer, {"id": "app", "parent": "base", "home": home}),
+               run_module(overlay_layer, {"id": "base", "home": home})]
+    mounted = run_module(overlay_mount, {"id": "base", "home": home})
+    try:
+        results += [mounted, run_module(overlay_info, {"home": home, "id": "base"})]
+        root = os.path.join(home, "base", "root")
+        leaks = [s for res in results for s in _strings(res) if s.startswith(root)]
+        assert leaks == []
+        assert results[1]["layer"]["metadata"]["LowerId"] == "base"
+        assert results[2]["layer"]["metadata"] == {"MergedDir": os.path.join(home, "base", "merged")}
+    finally:
+        run_module(overlay_mount, {"id": "base", "home": home, "state": "unmounted"})
