@@ -66,7 +66,7 @@ def _parse(data, config_digest, layer_count):
     """(diff_ids, config object) of a well-formed entry for config_digest, else None."""
     try:
         entry = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(entry, dict) or entry.get("version") != FORMAT_VERSION:
         return None

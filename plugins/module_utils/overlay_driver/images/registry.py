@@ -168,7 +168,7 @@ class Registry:
         try:
             errors = json.loads(body.decode("utf-8")).get("errors") or []
             detail = "; ".join("%s: %s" % (e.get("code"), e.get("message")) for e in errors if isinstance(e, dict))
-        except (ValueError, AttributeError, UnicodeDecodeError):
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
             pass
         text = "%s: the registry answered %d %s" % (what, resp.status, resp.reason)
         if detail:
@@ -247,7 +247,7 @@ class Registry:
             raise self._error("the token answer is larger than %d bytes" % MAX_TOKEN)
         try:
             answer = json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise self._error("the token server's answer is not JSON")
         token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
