@@ -102,8 +102,17 @@ class Registry:
         return ImageError(self._redact(cause), image=self.image, blob=blob)
 
     def _redact(self, text):
-        if self.credentials is not None and self.credentials.password:
-            text = text.replace(self.credentials.password, "********")
+        """No secret in a message, also as a registry may quote it back: the password, the base64 of
+        user:password a Basic header carries, and the bearer token."""
+        secrets = []
+        if self.credentials is not None:
+            secrets.append(self.credentials.basic().split(" ", 1)[1])
+            if self.credentials.password:
+                secrets.append(self.credentials.password)
+        if self._token:
+            secrets.append(self._token)
+        for secret in secrets:
+            text = text.replace(secret, "********")
         return text
 
     def _connect(self, scheme, host, port):
