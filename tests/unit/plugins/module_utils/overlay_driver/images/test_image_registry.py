@@ -333,3 +333,23 @@ def test_json_nesting_too_deep_from_a_registry(registry, store, home, pki, where
         server.override["/token"] = lambda handler: handler.send(200, deep, {"Content-Type": "application/json"})
         fails(store, server, pki, "the token server's answer is not JSON")
     assert layer_dirs(home) == []
+
+
+@pytest.mark.parametrize("location", ["file:///etc/shadow", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/x",
+                                      "data:text/plain,x", "http:///nohost", "PLAIN_HTTP"])
+def test_redirects_to_other_schemes_and_downgrades_are_refused(registry, store, home, pki, location):
+    server = registry("basic")
+    plain = registry(None, tls=False)
+    image = Image()
+    server.push("strata/app", image)
+    plain.blobs.update(image.blobs.blobs)
+    if location == "PLAIN_HTTP":
+        location = plain.base + "/v2/s/blobs/" + image.layer_digest(0)
+
+    def away(handler):
+        handler.send(302, b"", {"Location": location})
+    server.override["/v2/strata/app/blobs/" + image.layer_digest(0)] = away
+    message = fails(store, server, pki, "refusing")
+    assert "layer 1 of 2" in message
+    assert plain.requests == [], "nothing was sent to the plain-http host, credentials least of all"
+    assert layer_dirs(home) == []
