@@ -1,4 +1,4 @@
-"""Image metadata that is valid JSON only in name: nesting deep enough to exhaust Python's parser.
+"""Hostile image metadata: JSON nesting deep enough to exhaust Python's parser, names that leave the image.
 
 json.loads raises RecursionError (not ValueError) on a document nesting some
 thousand levels, which fits easily in a 4 MiB manifest or an 8 MiB config.
@@ -88,3 +88,45 @@ def test_a_remembered_config_nesting_deeply_is_ignored(home, scratch):
     assert not again["changed"] and again["config"]["WorkingDir"] == "/app"
     with open(entry, "rb") as f:
         assert json.load(f)["config_digest"] == image.doc["config"]["digest"], "rewritten"
+
+
+# -- names that leave the image: a docker save manifest.json naming ../, a layout's blobs/ outside it ----------
+
+@pytest.mark.parametrize("what", ["Config", "Layers"])
+@pytest.mark.parametrize("shape", ["tar", "directory"])
+def test_a_docker_archive_naming_paths_outside_it(home, scratch, what, shape):
+    image = Image()
+    archive = os.path.join(scratch, "saved.tar")
+    mkimages.write_docker_archive(archive, image.tars)
+    directory = os.path.join(scratch, "saved")
+    with tarfile.open(archive) as tar:
+        tar.extractall(directory)  # the test's own archive
+        names = tar.getnames()
+    with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as f:
+        entries = json.load(f)
+    # a file beside the archive that a ../ name would reach
+    outside = os.path.join(scratch, "outside.json")
+    with open(outside, "w", encoding="utf-8") as f:
+        f.write("{}")
+    if what == "Config":
+        entries[0]["Config"] = "../outside.json"
+    else:
+        entries[0]["Layers"][0] = "../" + entries[0]["Layers"][0]
+    with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(entries, f)
+    if shape == "tar":
+        with tarfile.open(archive, "w") as tar:
+            for name in names:
+                tar.add(os.path.join(directory, name), name, recursive=False)
+        src = "docker-archive:%s" % archive
+    else:
+        src = "docker-archive:%s" % directory
+    refused(home, src, "refusing the file name")
+
+
+def test_a_layout_whose_blobs_directory_is_a_symlink_elsewhere(home, scratch):
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    os.rename(os.path.join(layout, "blobs"), os.path.join(scratch, "elsewhere"))
+    os.symlink(os.path.join(scratch, "elsewhere"), os.path.join(layout, "blobs"))
+    refused(home, "oci:%s:v1" % layout, "blobs is a symlink or not a directory")
