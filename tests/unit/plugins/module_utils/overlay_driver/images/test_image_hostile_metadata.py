@@ -8,6 +8,8 @@ a traceback, and nothing of the image may be staged.
 
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 
 import pytest
@@ -130,3 +132,19 @@ def test_a_layout_whose_blobs_directory_is_a_symlink_elsewhere(home, scratch):
     os.rename(os.path.join(layout, "blobs"), os.path.join(scratch, "elsewhere"))
     os.symlink(os.path.join(scratch, "elsewhere"), os.path.join(layout, "blobs"))
     refused(home, "oci:%s:v1" % layout, "blobs is a symlink or not a directory")
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="needs the zstd program")
+def test_a_zstd_layer_asking_for_a_2_gib_window(home, scratch):
+    """A memory bomb: a few bytes whose frame header demands a 2 GiB decoding window. Refused by the
+    decompressor's memory limit, as a clear error; the layer is not created, nothing is left in tmp/."""
+    image = Image(compression="none")
+    bomb = subprocess.run(["zstd", "--long=31", "-c"], input=image.tars[0], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, check=True).stdout
+    doc = json.loads(json.dumps(image.doc))
+    doc["layers"][0] = image.blobs.add(bomb, "application/vnd.oci.image.layer.v1.tar+zstd")
+    image.rewrite(doc)
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    message = refused(home, "oci:%s:v1" % layout, "zstd stream is corrupt or truncated")
+    assert "layer 1 of 2" in message and "Window size larger than maximum" in message
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
