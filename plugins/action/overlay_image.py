@@ -89,7 +89,10 @@ class ActionModule(ActionBase):
         answer = self._execute_module(module_name="strata.overlay.overlay_info", module_args=probe,
                                       task_vars=task_vars)
         if answer.get("failed"):
-            raise OverlayError("cannot list the host's layers: %s" % answer.get("msg"))
+            # A module that did not even start (no Python there, a bad interpreter) says why only on stderr.
+            stderr = to_text(answer.get("module_stderr") or "").strip()
+            detail = " (%s)" % stderr.splitlines()[0][:300] if stderr else ""
+            raise OverlayError("cannot list the host's layers: %s%s" % (answer.get("msg"), detail))
         return {layer["id"]: layer.get("diff_id") for layer in answer.get("layers") or []}
 
     def _send_and_stage(self, result, args, reference, local, workdir, task_vars):

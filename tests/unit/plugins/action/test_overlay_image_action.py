@@ -51,3 +51,17 @@ def test_a_blob_that_is_a_symlink_is_never_sent(layout, scratch, where):
     assert "cannot be sent" in e.value.message
     assert ("symbolic links" if where == "blob" else "blobs/sha256 is a symlink") in e.value.message
     assert digest in e.value.message
+
+
+def test_a_host_whose_module_cannot_start_says_why():
+    """What Ansible answers when the host's Python cannot run a module (seen with a stale pyenv shim): msg says
+    only that the result was not JSON, the reason is on stderr, and the task's error must carry it."""
+    action = object.__new__(ActionModule)
+    answer = {"failed": True, "rc": 127, "module_stdout": "",
+              "module_stderr": "pyenv: python3.13: command not found\n\nThe `python3.13' command exists in ...\n",
+              "msg": "Module result deserialization failed: No start of json char found"}
+    action._execute_module = lambda **_kw: answer  # pylint: disable=protected-access
+    with pytest.raises(OverlayError) as e:
+        action._held_layers({"home": "/srv/layers"}, {})  # pylint: disable=protected-access
+    assert "cannot list the host's layers" in e.value.message
+    assert "pyenv: python3.13: command not found" in e.value.message
