@@ -26,13 +26,14 @@ import shutil
 import tempfile
 
 from ansible.errors import AnsibleError
-from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.digests import chain_ids
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (open_source,
                                                                                                  read_image)
@@ -88,7 +89,10 @@ class ActionModule(ActionBase):
         answer = self._execute_module(module_name="strata.overlay.overlay_info", module_args=probe,
                                       task_vars=task_vars)
         if answer.get("failed"):
-            raise OverlayError("cannot list the host's layers: %s" % answer.get("msg"))
+            # A module that did not even start (no Python there, a bad interpreter) says why only on stderr.
+            stderr = to_text(answer.get("module_stderr") or "").strip()
+            detail = " (%s)" % stderr.splitlines()[0][:300] if stderr else ""
+            raise OverlayError("cannot list the host's layers: %s%s" % (answer.get("msg"), detail))
         return {layer["id"]: layer.get("diff_id") for layer in answer.get("layers") or []}
 
     def _send_and_stage(self, result, args, reference, local, workdir, task_vars):
@@ -185,17 +189,27 @@ class ActionModule(ActionBase):
         for i in needed:
             descriptor = resolved.layers[i]
             if reference.transport == "oci":
-                files[_blob(descriptor.digest)] = self._in_layout(local, descriptor.digest)
+                files[_blob(descriptor.digest)] = self._in_layout(source, local, descriptor.digest)
             else:
                 files[_blob(descriptor.digest)] = self._member(source, descriptor, workdir, i)
         return files
 
     @staticmethod
-    def _in_layout(local, digest):
-        path = os.path.join(local, _blob(digest))
-        if not os.path.isfile(to_bytes(path)):
-            raise OverlayError("layer blob %s is missing from the layout" % digest, path=path)
-        return path
+    def _in_layout(source, local, digest):
+        """The path of a layer blob to send, once it is known to be a regular file inside the layout.
+
+        The transfer reads it by path, so a blob that is a symlink (to /etc/shadow, to a key elsewhere
+        on the controller) would send that file to the host before its digest could refuse it: it is
+        opened as the module opens it, component by component with O_NOFOLLOW, and refused the same way.
+        """
+        name = _blob(digest)
+        try:
+            blob, _size = source.files.open(name)
+        except OverlayError as e:
+            raise ImageError("the layer blob cannot be sent to the host: %s" % e.cause, image=source.image, blob=digest,
+                             path=os.path.join(local, name))
+        blob.close()
+        return os.path.join(local, name)
 
     @staticmethod
     def _member(source, descriptor, workdir, index):

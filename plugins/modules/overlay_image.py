@@ -14,7 +14,8 @@ description:
   - Stages the layers of an image, in order, each on the one before, from an OCI image layout, an
     OCI archive, a C(docker save) archive or a registry.
   - Each layer's id is the hex of its ChainID (image-spec), so layers shared by images are stored once and
-    staging an image again changes nothing and reads only its manifest and config.
+    staging an image again changes nothing and reads only its manifest (the home remembers each staged
+    image's config under C(.strata/images), used only while every layer it names is there with its diff_id).
   - Every blob is verified while it streams, its size and digest against the manifest and the uncompressed
     tar against the config's diff_id, before its layer becomes visible.
   - A failure leaves the layers of the image that were completed before it (they are whole and named by

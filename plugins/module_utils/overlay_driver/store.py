@@ -261,8 +261,8 @@ class LayerStore:
             raise OverlayError("holder must be a non-empty string", layer=layer_id)
         before = self.state(layer_id)
         if not before["exists"]:
-            if check_mode:  # an earlier task would have created it
-                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True))
+            if check_mode:  # an earlier task would have created it; its parent and kind are that task's to say
+                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True, kind=None))
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders

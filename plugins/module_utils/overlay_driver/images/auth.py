@@ -85,7 +85,7 @@ def from_auth_file(path, host, repository, image):
         raise ImageError("auth_file is larger than %d bytes" % MAX_AUTH_FILE, image=image, path=path)
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ImageError("auth_file is not valid JSON", image=image, path=path)
     auths = document.get("auths") if isinstance(document, dict) else None
     if auths is None:

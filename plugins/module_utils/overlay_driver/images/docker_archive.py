@@ -64,6 +64,9 @@ class DockerArchive:
             entries = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise ImageError("manifest.json is not valid JSON: %s" % e, image=self.image, path=self.files.path)
+        except RecursionError:
+            raise ImageError("manifest.json nests its JSON too deeply to be read", image=self.image,
+                             path=self.files.path)
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise ImageError("manifest.json is not a list of images", image=self.image, path=self.files.path)
         ref, index = self.reference.ref, self.reference.index

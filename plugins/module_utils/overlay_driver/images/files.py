@@ -9,6 +9,7 @@ can write cannot point us at a FIFO (a hang) or elsewhere on the host.
 Archive members are only read, never extracted.
 """
 
+import errno
 import os
 import stat
 import tarfile
@@ -50,7 +51,10 @@ class DirFiles:
                 try:
                     nfd = os.open(part, flags, dir_fd=fd)
                 except OSError as e:
-                    raise ImageError("%s: %s" % (name, e.strerror), image=self.image,
+                    cause = e.strerror
+                    if not last and e.errno == errno.ENOTDIR:
+                        cause = "%s is a symlink or not a directory" % "/".join(parts[:i + 1])
+                    raise ImageError("%s: %s" % (name, cause), image=self.image,
                                      path=os.path.join(self.path, name))
                 os.close(fd)
                 fd = nfd

@@ -94,6 +94,8 @@ def load_json(data, image, what, limit):
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ImageError("%s is not valid JSON: %s" % (what, e), image=image)
+    except RecursionError:
+        raise ImageError("%s nests its JSON too deeply to be read" % what, image=image)
     if not isinstance(value, dict):
         raise ImageError("%s is not a JSON object" % what, image=image)
     return value

@@ -39,7 +39,12 @@ class OciLayout:
         return False
 
     def _read_blob(self, descriptor, limit, what):
-        data = read_small(self.files, blob_path(descriptor.digest), limit, what)
+        try:
+            data = read_small(self.files, blob_path(descriptor.digest), limit, what)
+        except ImageError as e:
+            if e.cause.startswith(what):
+                raise
+            raise e.prefix("the %s: " % what)
         return verify_bytes(data, descriptor.digest, descriptor.size, self.image, what)
 
     def _check_layout(self):

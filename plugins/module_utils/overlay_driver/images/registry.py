@@ -102,8 +102,17 @@ class Registry:
         return ImageError(self._redact(cause), image=self.image, blob=blob)
 
     def _redact(self, text):
-        if self.credentials is not None and self.credentials.password:
-            text = text.replace(self.credentials.password, "********")
+        """No secret in a message, also as a registry may quote it back: the password, the base64 of
+        user:password a Basic header carries, and the bearer token."""
+        secrets = []
+        if self.credentials is not None:
+            secrets.append(self.credentials.basic().split(" ", 1)[1])
+            if self.credentials.password:
+                secrets.append(self.credentials.password)
+        if self._token:
+            secrets.append(self._token)
+        for secret in secrets:
+            text = text.replace(secret, "********")
         return text
 
     def _connect(self, scheme, host, port):
@@ -168,7 +177,7 @@ class Registry:
         try:
             errors = json.loads(body.decode("utf-8")).get("errors") or []
             detail = "; ".join("%s: %s" % (e.get("code"), e.get("message")) for e in errors if isinstance(e, dict))
-        except (ValueError, AttributeError, UnicodeDecodeError):
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
             pass
         text = "%s: the registry answered %d %s" % (what, resp.status, resp.reason)
         if detail:
@@ -247,7 +256,7 @@ class Registry:
             raise self._error("the token answer is larger than %d bytes" % MAX_TOKEN)
         try:
             answer = json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise self._error("the token server's answer is not JSON")
         token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):

@@ -7,7 +7,8 @@ The manifest and config are read first (outside the home's lock: a slow
 registry should not hold up other runs on the host), then under the lock each
 layer that is not already there with its diff_id is streamed from its source,
 verified and applied on its parent. Layers already present are not fetched,
-so staging an image again reads only its manifest and config.
+and the home remembers each staged image's config (config_cache.py), so
+staging an image again reads only its manifest.
 
 A failure stops at the layer that failed: that layer is not created, and the
 layers before it stay. They are complete and content-addressed (a ChainID
@@ -19,6 +20,7 @@ import contextlib
 import time
 
 from ..errors import OverlayError
+from . import config_cache
 from .auth import credentials_for
 from .digests import VerifyingReader, chain_ids
 from .docker_archive import DockerArchive
@@ -85,12 +87,45 @@ def _opener(source, descriptor, diff_id, image, progress, verifiers):
     return opener
 
 
+def _read_config(source, resolved, image):
+    config_bytes = source.read_config(resolved.config)
+    return parse_config(config_bytes, image, resolved.config.digest, len(resolved.layers))
+
+
 def read_image(source, wanted_platform, image):
     """Manifest and config: what the image is, before anything is staged."""
     resolved = source.resolve(wanted_platform)
-    config_bytes = source.read_config(resolved.config)
-    diff_ids, run_config = parse_config(config_bytes, image, resolved.config.digest, len(resolved.layers))
+    diff_ids, run_config = _read_config(source, resolved, image)
     return resolved, diff_ids, run_config
+
+
+def remembered_config(store, resolved):
+    """(diff_ids, config object) the home remembers for this config, if every layer they name is there.
+
+    The check is the one staging makes anyway (each ChainID exists with its diff_id), so an entry
+    that is stale, tampered with or written for other layers only costs the config request it
+    would have saved.
+    """
+    if store is None:
+        return None
+    remembered = config_cache.lookup(store, resolved.config.digest, len(resolved.layers))
+    if remembered is None:
+        return None
+    diff_ids = remembered[0]
+    for chain_id, diff_id in zip(chain_ids(diff_ids), diff_ids):
+        if not store_has(store, chain_id[len("sha256:"):], diff_id):
+            return None
+    return remembered
+
+
+def _read_image_with(source, store, wanted_platform, image):
+    """read_image, without the config request when the home remembers the config; and whether it did."""
+    resolved = source.resolve(wanted_platform)
+    remembered = remembered_config(store, resolved)
+    if remembered is not None:
+        return resolved, remembered[0], remembered[1], True
+    diff_ids, run_config = _read_config(source, resolved, image)
+    return resolved, diff_ids, run_config, False
 
 
 def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
@@ -109,7 +144,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     wanted = parse_platform(platform, image)
     progress = _Progress()
     with open_source(reference, registry_auth, validate_certs, ca_path, timeout) as source:
-        resolved, diff_ids, run_config = read_image(source, wanted, image)
+        resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)
         ids = chain_ids(diff_ids)
         layers = []
         for i, descriptor in enumerate(resolved.layers):
@@ -127,6 +162,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
         else:
             with store.locked():
                 _stage_layers(store, source, resolved, layers, image, progress, check_mode)
+                if not remembered:
+                    config_cache.remember(store, resolved.config.digest, diff_ids, run_config)
     return {
         "changed": any(layer["changed"] for layer in layers),
         "top": layers[-1]["id"],

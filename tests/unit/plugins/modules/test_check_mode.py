@@ -140,3 +140,14 @@ def test_info_on_a_read_only_home_and_a_writer_refused(run_module, home, tarball
     finally:
         syscalls.mount("none", fs, None, 32)  # MS_REMOUNT, read-write again
     assert snapshot(home) is not None
+
+
+def test_check_mount_of_a_layer_an_earlier_task_would_create(run_module, home):
+    """A role in check mode creates a layer (on an image's top) and then mounts it: the mount's diff must
+    say mounted, and not invent a kind or parent the creating task decides (it said kind root, mounted false)."""
+    res = run_module(overlay_mount, {"id": "app", "holder": "svc", "home": home}, check_mode=True, diff=True)
+    assert res["changed"]
+    after = res["diff"]["after"]
+    assert after["exists"] is True and after["holders"] == ["svc"] and after["mounted"] is True
+    assert after["kind"] is None and after["parent"] is None
+    assert not os.path.exists(home)

@@ -297,3 +297,59 @@ def test_a_registry_that_never_answers_and_one_that_errs(registry, store, home, 
     message = fails(store, server, pki, "blob not found in strata/app (404)")
     assert "blob %s" % image.layer_digest(0) in message and "layer 1 of 2" in message
     assert layer_dirs(home) == []
+
+
+@pytest.mark.parametrize("auth", ["basic", "bearer"])
+def test_a_registry_echoing_the_credentials_into_its_error(registry, store, home, pki, auth):
+    """The error detail a registry sends is quoted in the message: an Authorization header echoed there
+    (Basic: base64 of user:password; Bearer: the token) must not reach the task's output and logs."""
+    server = registry(auth)
+    image = Image()
+    server.push("strata/app", image)
+    echoed = []
+
+    def echo(handler):
+        header = handler.headers.get("Authorization") or ""
+        echoed.append(header)
+        body = {"errors": [{"code": "DENIED", "message": "you sent %s, i.e. %s" % (header, header.split(" ")[-1])}]}
+        handler.send(403, json.dumps(body).encode())
+    server.override["/v2/strata/app/manifests/"] = echo
+    message = fails(store, server, pki, "the registry answered 403")
+    assert echoed and echoed[0].split(" ")[-1] not in message
+    assert "********" in message
+    assert layer_dirs(home) == []
+
+
+@pytest.mark.parametrize("where", ["error", "token"])
+def test_json_nesting_too_deep_from_a_registry(registry, store, home, pki, where):
+    """json.loads raises RecursionError on deep nesting: a clear error, never an unexpected one."""
+    server = registry("bearer")
+    server.push("strata/app", Image())
+    deep = b"[" * 2000 + b"]" * 2000
+    if where == "error":
+        server.override["/v2/strata/app/manifests/"] = lambda handler: handler.send(500, deep)
+        fails(store, server, pki, "the registry answered 500")
+    else:
+        server.override["/token"] = lambda handler: handler.send(200, deep, {"Content-Type": "application/json"})
+        fails(store, server, pki, "the token server's answer is not JSON")
+    assert layer_dirs(home) == []
+
+
+@pytest.mark.parametrize("location", ["file:///etc/shadow", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/x",
+                                      "data:text/plain,x", "http:///nohost", "PLAIN_HTTP"])
+def test_redirects_to_other_schemes_and_downgrades_are_refused(registry, store, home, pki, location):
+    server = registry("basic")
+    plain = registry(None, tls=False)
+    image = Image()
+    server.push("strata/app", image)
+    plain.blobs.update(image.blobs.blobs)
+    if location == "PLAIN_HTTP":
+        location = plain.base + "/v2/s/blobs/" + image.layer_digest(0)
+
+    def away(handler):
+        handler.send(302, b"", {"Location": location})
+    server.override["/v2/strata/app/blobs/" + image.layer_digest(0)] = away
+    message = fails(store, server, pki, "refusing")
+    assert "layer 1 of 2" in message
+    assert plain.requests == [], "nothing was sent to the plain-http host, credentials least of all"
+    assert layer_dirs(home) == []

@@ -280,9 +280,6 @@ def test_staging_again_is_unchanged_and_fetches_no_layer(pushed, home, which):
     assert _tree_stat(home) == tree
 
 
-@pytest.mark.xfail(strict=True, reason="stage_image reads the config blob again on every run to learn the "
-                   "diff_ids; issue 12 asks that staging the same image again downloads only the manifest "
-                   "(e.g. remember config digest -> ChainIDs in the home's bookkeeping)")
 @pytest.mark.parametrize("which", ["basic", "token"])
 def test_staging_again_downloads_only_the_manifest(pushed, home, which):
     """Issue 12: the same image again is changed: false and downloads only the manifest (not the config)."""
