@@ -464,7 +464,10 @@ class Driver:
         if not self.owns_mount(layer_id, entry):
             raise OverlayError("a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source),
                                layer=layer_id, path=paths.merged)
-        mounts.unmount(paths.merged, detach=lazy)
+        try:
+            mounts.unmount(paths.merged, detach=lazy)
+        except OverlayError as e:  # the operator asked about a layer, not a path
+            raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:
             self._drop_made_merged(layer_id, paths)
         return True
