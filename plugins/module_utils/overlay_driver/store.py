@@ -262,7 +262,7 @@ class LayerStore:
         before = self.state(layer_id)
         if not before["exists"]:
             if check_mode:  # an earlier task would have created it
-                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder]))
+                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True))
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
