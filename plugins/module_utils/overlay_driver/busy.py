@@ -124,7 +124,7 @@ def describe(processes):
     if not processes:
         return "no process found holding it (a mount below it or a kernel user such as a loop device or " \
                "an open namespace may)"
-    shown = ["pid %d (%s: %s)" % (p["pid"], p["command"][:80], ", ".join(p["uses"]))
+    shown = ["pid %d (%s: %s)" % (p["pid"], " ".join(p["command"].split())[:80], ", ".join(p["uses"]))
              for p in processes[:_MAX_REPORTED]]
     more = len(processes) - len(shown)
     return "held by %s%s" % ("; ".join(shown), " and %d more" % more if more > 0 else "")

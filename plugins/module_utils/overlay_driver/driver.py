@@ -508,7 +508,10 @@ class Driver:
             return False
         if not self.owns_mount(layer_id, entry):
             raise self.foreign_mount_error(layer_id, entry)
-        mounts.unmount(paths.merged, detach=lazy)
+        try:
+            mounts.unmount(paths.merged, detach=lazy)
+        except OverlayError as e:  # the operator asked about a layer, not a path
+            raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:
             self._drop_made_merged(layer_id, paths)
         return True

@@ -120,6 +120,27 @@ grep -q "removed \['app', 'base'\]" "$scratch/remove.log"
 play remove-again strata.overlay.remove -e overlay_target=good
 recap remove-again good "ok=[0-9]+ +changed=0 .*failed=0"
 
+# the declaration as extra vars (-e @tree.yml): remove takes it too, and a stage play
+# after a remove play in the same run stages again (remove leaves no declaration behind)
+cat > "$scratch/tree.yml" <<TREE
+overlay_layers:
+  - {id: base, src: $scratch/base.tar.gz}
+  - {id: app, parent: base}
+overlay_mounts:
+  - {id: app, holder: web}
+TREE
+printf -- '- import_playbook: strata.overlay.remove\n- import_playbook: strata.overlay.stage\n' > "$scratch/restage.yml"
+play stage-extra strata.overlay.stage -e overlay_target=good -e @"$scratch/tree.yml"
+grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo
+play remove-extra strata.overlay.remove -e overlay_target=good -e @"$scratch/tree.yml"
+grep -q "removed \['app', 'base'\]" "$scratch/remove-extra.log" || { echo "remove ignored the extra vars"; exit 1; }
+[ ! -e "$scratch/good/home/app" ] && [ ! -e "$scratch/good/home/base" ]
+play restage "$scratch/restage.yml" -e overlay_target=good -e @"$scratch/tree.yml"
+[ -d "$scratch/good/home/base/root/etc" ] || { echo "stage after remove staged nothing"; exit 1; }
+grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo
+play remove-extra-again strata.overlay.remove -e overlay_target=good -e @"$scratch/tree.yml"
+[ ! -e "$scratch/good/home/app" ]
+
 # the demo, in a scratch root, twice
 play demo strata.overlay.demo -e demo_root="$scratch/demo" || { echo "demo failed"; exit 1; }
 grep -q "etc/motd: Welcome to the child layer." "$scratch/demo.log"

@@ -50,6 +50,13 @@ def test_check_runs_on_a_missing_home_create_nothing(run_module, home, scratch, 
     assert sorted(os.listdir(scratch)) == before
 
 
+def test_check_mount_of_a_layer_an_earlier_task_creates_says_mounted(run_module, home):
+    """The real run mounts it, so check mode's answer is mounted, as for an existing layer."""
+    res = run_module(overlay_mount, {"id": "app", "holder": "web", "home": home}, check_mode=True)
+    assert res["changed"] and res["mounted"] and res["layer"]["mounted"] and res["holders"] == ["web"]
+    assert not os.path.exists(home)
+
+
 def test_check_apply_fails_where_the_real_run_fails(run_module, home, tarballs):
     _good, truncated = tarballs
     args = {"id": "base", "home": home, "src": truncated, "remote_src": True}

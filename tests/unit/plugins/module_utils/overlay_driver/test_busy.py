@@ -63,6 +63,20 @@ def test_open_fd_and_mmap_are_named(mounted):
             store.unmount("app", "web")
 
 
+def test_busy_unmount_names_the_layer(mounted):
+    store, merged = mounted
+    with child(merged):
+        with pytest.raises(OverlayError) as err:
+            store.unmount("app", "web")
+    assert err.value.layer == "app" and err.value.path == merged
+    assert str(err.value).startswith("layer app, path %s: cannot unmount" % merged)
+
+
+def test_a_multiline_command_is_one_line_in_the_message():
+    procs = [{"pid": 7, "command": "python3 -c \nimport time\n  time.sleep(60)", "uses": ["cwd"]}]
+    assert busy.describe(procs) == "held by pid 7 (python3 -c import time time.sleep(60): cwd)"
+
+
 def test_lazy_detaches_a_busy_mount(mounted):
     store, merged = mounted
     with child(merged):
