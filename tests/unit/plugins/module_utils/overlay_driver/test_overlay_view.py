@@ -101,3 +101,50 @@ def test_child_of_an_overlay_compared_with_its_overlay_parent(tree, monkeypatch)
     _no_mounts(monkeypatch)
     assert [(c.path, c.kind) for c in tree.changes("child", "app")] == expected
     assert ("/keep", "D") in expected and ("/srv/new", "D") in expected and ("/etc/child", "A") in expected
+
+
+def test_a_lower_symlink_under_an_upper_directory_is_not_followed(home, canary, monkeypatch):
+    """upper/a is a directory (made while the lower had no a), the lower root/a a symlink to a host
+    directory (a diff applied to the parent afterwards). Overlay shows only upper/a there; reading the
+    layer must not list, report or export the host directory's files."""
+    drv = Driver(home)
+    try:
+        drv.create("base", "")
+        drv.create("app", "base")
+        merged = drv.get("app")
+        try:
+            os.mkdir(os.path.join(merged, "a"))
+            with open(os.path.join(merged, "a", "mine"), "w") as f:
+                f.write("mine")
+        finally:
+            drv.put("app")
+        drv.apply_diff("base", "", io.BytesIO(TarBuilder().symlink("a", os.path.join(canary, "etc")).bytes()))
+        naive_changes, naive_diff_id, _size = _naive(drv, "app", drv.layout.layer("base").root)
+        assert naive_changes == [("/a", "C"), ("/a/mine", "A")]
+        _no_mounts(monkeypatch)
+        changes, _size = drv.changes_and_size("app", "base")
+        assert [(c.path, c.kind) for c in changes] == naive_changes
+        out = io.BytesIO()
+        diff_id = drv.diff("app", "base", out)[0]
+        assert diff_id == naive_diff_id and b"root:x:0:0" not in out.getvalue()
+    finally:
+        drv.close()
+
+
+def test_a_lower_tree_under_an_opaque_upper_directory_stays_hidden_at_every_depth(tree, monkeypatch):
+    """srv/ removed and made again with srv/sub/ inside: upper/srv is opaque, upper/srv/sub is not
+    (nothing was deleted there), and the lower srv/sub/c must not come back through it."""
+    merged = tree.get("app")
+    try:
+        os.mkdir(os.path.join(merged, "srv/sub"))
+        with open(os.path.join(merged, "srv/sub/n"), "w") as f:
+            f.write("n")
+    finally:
+        tree.put("app")
+    naive_changes, naive_diff_id, naive_size = _naive(tree, "app", tree.layout.layer("base").root)
+    assert ("/srv/sub/c", "D") in naive_changes  # the scenario is real
+    _no_mounts(monkeypatch)
+    changes, size = tree.changes_and_size("app", "base")
+    assert [(c.path, c.kind) for c in changes] == naive_changes and size == naive_size
+    out = io.BytesIO()
+    assert tree.diff("app", "base", out)[0] == naive_diff_id
