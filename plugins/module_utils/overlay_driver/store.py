@@ -381,6 +381,11 @@ class LayerStore:
                                         before["size"])
                 raise OverlayError("already has diff %s applied; refusing a different diff %s"
                                    % (before["diff_id"], diff_id), layer=layer_id)
+            children = self.children_of(layer_id)
+            if children:
+                raise OverlayError("layers %s are built on it; a diff applied now would change the tree they were "
+                                   "made and written against" % ", ".join(children), layer=layer_id,
+                                   path=self.layout.layer(layer_id).dir)
         else:
             self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:

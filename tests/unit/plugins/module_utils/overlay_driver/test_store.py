@@ -312,3 +312,15 @@ def test_force_remove_of_a_held_root_layer_unmounts_it(store, home):
     assert not os.path.lexists(os.path.join(home, "base"))
     assert not any(m.mount_point.startswith(os.path.realpath(home) + "/") for m in read_mountinfo())
     assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_diff_is_refused_on_a_layer_others_are_built_on(store, check_mode):
+    """base made empty, app built on it, then a diff for base: it would change, under app, the lower
+    tree app was made and written against (a symlink where app's upper has a directory, files app
+    deleted coming back). Docker never applies a diff to a layer with children; neither does this."""
+    store.create("base", "")
+    store.create("app", "base")
+    with pytest.raises(OverlayError, match="layers app are built on it"):
+        store.apply_diff("base", "", opener(BASE), check_mode=check_mode)
+    assert os.listdir(store.layout.layer("base").root) == [] and store.state("base")["diff_id"] is None
