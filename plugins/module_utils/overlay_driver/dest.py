@@ -126,9 +126,12 @@ def resolve_dest(dest, home, layer_id=None):
 
 
 def same_content(dir_fd, name, digest):
-    """Whether dir_fd/name is a regular file (not followed) whose sha256 is digest."""
+    """Whether dir_fd/name is a regular file (not followed) whose sha256 is digest.
+
+    O_NONBLOCK: a FIFO planted at dest would otherwise block the open, with the home's lock held.
+    """
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as f:
