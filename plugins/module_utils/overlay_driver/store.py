@@ -341,7 +341,13 @@ class LayerStore:
         """
         done = []
         errors = []
-        for state in self.layers():
+        entries = read_mountinfo()
+        for layer_id in self.driver.layer_ids():
+            try:
+                state = self.state(layer_id, entries)
+            except OverlayError as e:  # a damaged record keeps only its own layer down
+                errors.append((layer_id, e))
+                continue
             if not state["stale"]:
                 continue
             if not check_mode:
