@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import driver as driver_mod, mounts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
 
 from layertools import TarBuilder
@@ -148,3 +149,26 @@ def test_a_lower_tree_under_an_opaque_upper_directory_stays_hidden_at_every_dept
     assert [(c.path, c.kind) for c in changes] == naive_changes and size == naive_size
     out = io.BytesIO()
     assert tree.diff("app", "base", out)[0] == naive_diff_id
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_listing_is_not_read_through(home, canary):
+    """A process inside the mounted layer renames upper/a away and puts a symlink to a host
+    directory in its place between the listing and the export: root must not read the host file
+    that has the listed name."""
+    drv = Driver(home)
+    try:
+        drv.create("base", "")
+        drv.create("app", "base")
+        upper = drv.layout.layer("app").upper
+        os.mkdir(os.path.join(upper, "a"))
+        with open(os.path.join(upper, "a", "passwd"), "w") as f:
+            f.write("layer's own\n")
+        changes, own = drv._changes("app", "base")  # pylint: disable=protected-access
+        os.rename(os.path.join(upper, "a"), os.path.join(upper, "a.old"))
+        os.symlink(os.path.join(canary, "etc"), os.path.join(upper, "a"))
+        out = io.BytesIO()
+        with pytest.raises(OverlayError, match="cannot read it for the tarball"):
+            export_changes(own, changes, out)
+        assert b"root:x:0:0" not in out.getvalue()
+    finally:
+        drv.close()
