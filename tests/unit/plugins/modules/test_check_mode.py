@@ -142,8 +142,8 @@ def test_info_on_a_read_only_home_and_a_writer_refused(run_module, home, tarball
     assert snapshot(home) is not None
 
 
-def test_a_check_run_of_a_writer_fails_on_a_read_only_home_as_the_real_run_does(run_module, home, tarballs, scratch,
-                                                                                  tmp_path):
+def test_a_check_run_of_a_writer_fails_on_a_read_only_home_as_the_real_run_does(
+        run_module, home, tarballs, scratch, tmp_path):
     """Every writer's real run fails with "home is read-only" there (also when it would change
     nothing); a check run answering changed would promise what the real run cannot do."""
     del scratch
