@@ -30,9 +30,18 @@ class ImageManager:
         """None in check mode when the home holds no layer records yet (missing, or only Docker's own):
         every layer would be staged, and check mode must not create the home or its bookkeeping."""
         home = self.params["home"]
-        if self.check_mode and not os.path.isdir(HomeLayout(home).records):
+        if not self.check_mode:
+            return LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
+        if not os.path.isdir(HomeLayout(home).records):
             return None
-        return LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
+        # read-only: a writer's store would record maps, load overlay and clear leftovers
+        store = LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"), read_only=True)
+        try:
+            store.driver.require_writable()  # the real run fails on a read-only home
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def run(self):
         p = self.params

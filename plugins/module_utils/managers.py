@@ -65,9 +65,19 @@ class Manager:
             validate_diff_id(params["diff_id"], params.get("id"))
 
     def open_store(self, read_only=False):
-        """A check run opens the home read-only: it creates, probes and cleans nothing."""
-        return LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"),
-                          read_only=read_only or self.check_mode)
+        """A check run opens the home read-only: it creates, probes and cleans nothing.
+
+        A writer's check run still fails on a read-only home, as its real run does.
+        """
+        store = LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"),
+                           read_only=read_only or self.check_mode)
+        if self.check_mode and not read_only:
+            try:
+                store.driver.require_writable()
+            except BaseException:
+                store.close()
+                raise
+        return store
 
     def diff_of(self, before, after):
         return {"before": {k: before.get(k) for k in DIFF_KEYS}, "after": {k: after.get(k) for k in DIFF_KEYS}}

@@ -6,8 +6,13 @@
 The data goes to a temp file created beside dest with a random name,
 O_EXCL|O_NOFOLLOW (a planted file or symlink there is never reused or
 followed), and is renamed over dest, relative to the directory's fd: a dest
-that is a symlink is replaced, never written through. Paths are compared
-resolved, so a symlinked home cannot make dest land inside it.
+that is a symlink is replaced, never written through. The directory is
+opened by walking its path from / one component at a time with O_NOFOLLOW:
+a symlink on the way is followed only when root made it in a directory no
+other user can change, because a symlink another user planted (in /tmp, or in
+a directory they own) would send root's file into a directory of their
+choosing. Paths are compared resolved, so a symlinked home cannot make dest
+land inside it.
 """
 
 import hashlib
@@ -15,9 +20,12 @@ import os
 import stat
 
 from .errors import OverlayError
+from .home import untrusted_reason
 from .layout import open_temp_file
 
 TEMP_PREFIX = ".strata-diff-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_LINKS = 40
 
 
 class NullWriter:
@@ -28,34 +36,102 @@ class NullWriter:
         return len(data)
 
 
+def open_directory(path, layer_id=None):
+    """(fd, resolved path) of an existing directory, never through a symlink another user planted."""
+    pending = [c for c in path.split("/") if c]
+    pending.reverse()
+    fd = os.open("/", _DIR_FLAGS)
+    real = []
+    links = 0
+    try:
+        while pending:
+            name = pending.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if real:
+                    real.pop()
+                    parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = parent
+                continue
+            here = "/" + "/".join(real + [name])
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise OverlayError("destination directory does not exist", layer=layer_id, path=path)
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OverlayError("too many symlinks in the destination's path", layer=layer_id, path=path)
+                if st.st_uid != 0:
+                    raise OverlayError("refusing to follow %s, a symlink owned by uid %d, to the destination"
+                                       % (here, st.st_uid), layer=layer_id, path=path)
+                reason = untrusted_reason(os.fstat(fd), {0}, {0})
+                if reason:
+                    raise OverlayError("refusing to follow the symlink %s: its directory can be changed by another"
+                                       " user (%s)" % (here, reason), layer=layer_id, path=path)
+                target = os.readlink(name, dir_fd=fd)
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = None
+                    fd = os.open("/", _DIR_FLAGS)
+                    real = []
+                pending.extend(reversed([c for c in target.split("/") if c]))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise OverlayError("%s is not a directory" % here, layer=layer_id, path=path)
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                # swapped for a symlink since the stat: refused like one
+                raise OverlayError("cannot open %s: %s" % (here, e.strerror), layer=layer_id, path=path)
+            os.close(fd)
+            fd = child
+            real.append(name)
+        return fd, "/" + "/".join(real)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+
+
 def resolve_dest(dest, home, layer_id=None):
-    """(directory, name) of dest, resolved; refuses /, directories, and anything in the home."""
+    """(directory fd, resolved directory, name) of dest; refuses /, directories, and anything in the home.
+
+    The caller closes the fd; every later step acts relative to it.
+    """
     given = dest
     dest = os.path.abspath(dest)
     directory, name = os.path.split(dest)
     if not name or dest == "/" or given.endswith("/"):
         raise OverlayError("dest must name a file, not a directory", layer=layer_id, path=given)
-    if not os.path.isdir(directory):
-        raise OverlayError("destination directory does not exist", layer=layer_id, path=directory)
-    directory = os.path.realpath(directory)
-    target = os.path.join(directory, name)
-    home = os.path.realpath(home).rstrip("/") + "/"
-    if (target + "/").startswith(home) or home.startswith(target + "/"):
-        raise OverlayError("refusing to write a diff inside the layer home (%s)" % home.rstrip("/"),
-                           layer=layer_id, path=target)
+    dir_fd, directory = open_directory(directory, layer_id)
     try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        st = None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise OverlayError("dest is a directory; it must name a file", layer=layer_id, path=target)
-    return directory, name
+        target = os.path.join(directory, name)
+        home = os.path.realpath(home).rstrip("/") + "/"
+        if (target + "/").startswith(home) or home.startswith(target + "/"):
+            raise OverlayError("refusing to write a diff inside the layer home (%s)" % home.rstrip("/"),
+                               layer=layer_id, path=target)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise OverlayError("dest is a directory; it must name a file", layer=layer_id, path=target)
+    except BaseException:
+        os.close(dir_fd)
+        raise
+    return dir_fd, directory, name
 
 
 def same_content(dir_fd, name, digest):
-    """Whether dir_fd/name is a regular file (not followed) whose sha256 is digest."""
+    """Whether dir_fd/name is a regular file (not followed) whose sha256 is digest.
+
+    O_NONBLOCK: a FIFO planted at dest would otherwise block the open, with the home's lock held.
+    """
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as f:
@@ -68,14 +144,15 @@ def same_content(dir_fd, name, digest):
 
 
 class AtomicDest:
-    """with AtomicDest(directory, name) as out: write to out; commit() renames it over dest.
+    """with AtomicDest(dir_fd, name) as out: write to out; commit() renames it over dest.
 
-    Leaving the block without commit() (an error, a signal) removes the temp file.
+    Leaving the block without commit() (an error, a signal) removes the temp file. The
+    directory fd stays the caller's.
     """
 
-    def __init__(self, directory, name):
+    def __init__(self, dir_fd, name):
         self.name = name
-        self.dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dir_fd = dir_fd
         self.tmp = None
         self.file = None
 
@@ -84,7 +161,7 @@ class AtomicDest:
             self.tmp, fd = open_temp_file(self.dir_fd, TEMP_PREFIX, 0o644)
             self.file = os.fdopen(fd, "wb")
         except BaseException:
-            os.close(self.dir_fd)
+            self.tmp = None
             raise
         return self
 
@@ -110,11 +187,10 @@ class AtomicDest:
         try:
             if self.file is not None and not self.file.closed:
                 self.file.close()
+        finally:
             if self.tmp is not None:
                 try:
                     os.unlink(self.tmp, dir_fd=self.dir_fd)
                 except FileNotFoundError:
                     pass
-        finally:
-            os.close(self.dir_fd)
         return False

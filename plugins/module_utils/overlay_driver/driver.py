@@ -80,7 +80,7 @@ class Driver:
                 fscheck.require_overlay(load_module)
                 fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)
         if self.writable:
-            self._require_writable()
+            self.require_writable()
             try:
                 dirs.settle(self.root_uid, self.root_gid, create=True)
             except OSError as e:
@@ -117,8 +117,11 @@ class Driver:
                                       what), path=self.dirs.path)
         return kept[0], kept[1], True
 
-    def _require_writable(self):
-        """A writer on a read-only home fails with that, not with the first EROFS."""
+    def require_writable(self):
+        """A writer on a read-only home fails with that, not with the first EROFS.
+
+        A check run of a writer calls it too: the real run would fail here.
+        """
         probe = self.dirs.path if self.dirs.exists else fscheck.existing_ancestor(self.dirs.path)
         if os.statvfs(probe).f_flag & os.ST_RDONLY:
             raise OverlayError("home is read-only", path=self.dirs.path)

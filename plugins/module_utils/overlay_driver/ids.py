@@ -77,7 +77,19 @@ def parse_maps(entries, what="uid_maps"):
             maps.append(IDMap(int(entry["container_id"]), int(entry["host_id"]), int(entry["size"])))
         except (TypeError, ValueError):
             raise OverlayError("%s entry %r: values must be integers" % (what, entry))
+    _refuse_overlaps(maps, what)
     return maps
+
+
+def _refuse_overlaps(maps, what):
+    """Ranges that share ids on either side give an id two owners (the kernel refuses such a uid_map)."""
+    for side in ("container", "host"):
+        ranges = sorted(((getattr(m, side + "_id"), m) for m in maps), key=lambda r: r[0])
+        for (first, a), (second, b) in zip(ranges, ranges[1:]):
+            if second < first + a.size:
+                raise OverlayError("%s ranges %d:%d:%d and %d:%d:%d overlap on the %s side"
+                                   % (what, a.container_id, a.host_id, a.size, b.container_id, b.host_id, b.size,
+                                      side))
 
 
 def maps_as_dicts(maps):

@@ -28,13 +28,42 @@ class TreeView:
     def __init__(self, layers):
         self.layers = list(layers)
         self.overlay = len(self.layers) > 1
+        self._stacks = {"": self.layers}
+
+    def _stack(self, rel):
+        """The directories that make up the directory rel, top first, as overlay's lookup finds them.
+
+        A layer takes part only where rel is a real directory in it (found by lstat, level by
+        level), and the layers below stop at a whiteout, at a name that is not a directory, and
+        after an opaque directory: a lower symlink under an upper directory is never followed
+        (overlay ignores it; following it would read the host), and a lower tree under an opaque
+        upper directory stays hidden at every depth.
+        """
+        stack = self._stacks.get(rel)
+        if stack is not None:
+            return stack
+        parent, _sep, name = rel.rpartition("/")
+        stack = []
+        for above in self._stack(parent):
+            path = os.path.join(above, name)
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break  # a whiteout or a file: nothing below it takes part
+            stack.append(path)
+            if self.overlay and _is_opaque(path):
+                break
+        self._stacks[rel] = stack
+        return stack
 
     def listing(self, rel):
         """name -> os.DirEntry of the topmost real entry, for the directory rel ("" is the top)."""
         out = {}
         hidden = set()
-        for top in self.layers:
-            path = os.path.join(top, rel) if rel else top
+        stack = self._stack(rel)
+        for path in stack:
             try:
                 it = os.scandir(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -48,7 +77,7 @@ class TreeView:
                         hidden.add(name)
                         continue
                     out[name] = entry
-            if self.overlay and _is_opaque(path):
+            if self.overlay and rel == "" and _is_opaque(path):
                 break
         return out
 

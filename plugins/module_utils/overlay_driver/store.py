@@ -343,7 +343,13 @@ class LayerStore:
         """
         done = []
         errors = []
-        for state in self.layers():
+        entries = read_mountinfo()
+        for layer_id in self.driver.layer_ids():
+            try:
+                state = self.state(layer_id, entries)
+            except OverlayError as e:  # a damaged record keeps only its own layer down
+                errors.append((layer_id, e))
+                continue
             if not state["stale"]:
                 continue
             if not check_mode:
@@ -466,21 +472,20 @@ class LayerStore:
         if not self.driver.exists(layer_id):
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         parent = self.parent_of(layer_id)
-        directory, name = resolve_dest(dest, self.home, layer_id)
+        dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
         path = os.path.join(directory, name)
-        if check_mode:
-            digest, tar_size, changes, size = self.driver.diff(layer_id, parent, NullWriter())
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
+        try:
+            if check_mode:
+                digest, tar_size, changes, size = self.driver.diff(layer_id, parent, NullWriter())
                 same = same_content(dir_fd, name, digest)
-            finally:
-                os.close(dir_fd)
-        else:
-            with AtomicDest(directory, name) as out:
-                digest, tar_size, changes, size = self.driver.diff(layer_id, parent, out)
-                faults.point("diff.written")
-                same = same_content(out.dir_fd, name, digest)
-                out.commit(keep_existing=same)
+            else:
+                with AtomicDest(dir_fd, name) as out:
+                    digest, tar_size, changes, size = self.driver.diff(layer_id, parent, out)
+                    faults.point("diff.written")
+                    same = same_content(dir_fd, name, digest)
+                    out.commit(keep_existing=same)
+        finally:
+            os.close(dir_fd)
         return ExportOutcome(not same, {"diff_id": digest, "size": size, "tar_size": tar_size,
                                         "changes": [c.as_dict() for c in changes], "parent": parent or None,
                                         "dest": path})

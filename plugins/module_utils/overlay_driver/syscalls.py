@@ -139,6 +139,23 @@ def open_in_root(root_fd, relpath, flags, mode=0):
     return _open_in_root_walk(root_fd, relpath, flags, mode)
 
 
+def open_no_symlinks(path, flags):
+    """Open an absolute path that holds no symlink at all (a path under a resolved layer home).
+
+    A directory of a layer that a process inside the mounted layer swapped for a symlink after
+    the tree was listed makes this fail (ELOOP) instead of sending root's read elsewhere.
+    Without openat2, only the last component is guarded (O_NOFOLLOW).
+    """
+    if openat2_available():
+        while True:
+            try:
+                return _openat2_raw(-100, _b(path), flags, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+            except OSError as e:
+                if e.errno != errno.EAGAIN:  # a concurrent rename raced the lookup
+                    raise
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
 _MAX_SYMLINKS = 40
 
 

@@ -16,7 +16,9 @@ import stat
 import struct
 import threading
 
+from . import syscalls
 from .changes import DELETE, counted_size
+from .errors import OverlayError
 from .ids import to_container
 
 _SKIPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
@@ -204,7 +206,11 @@ def _write_entry(writer, member, path=None):
     writer.write(member.header())
     if path is None or not member.size:
         return
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = syscalls.open_no_symlinks(path, os.O_RDONLY)
+    except OSError as e:
+        raise OverlayError("cannot read it for the tarball: %s (a directory on its path was replaced by a symlink "
+                           "while the diff was written?)" % e.strerror, path=path)
     try:
         if not writer.copy_from(fd, member.size):
             raise OSError("%s shrank while it was exported" % path)

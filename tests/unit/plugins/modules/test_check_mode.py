@@ -158,3 +158,31 @@ def test_check_mount_of_a_layer_an_earlier_task_would_create(run_module, home):
     assert after["exists"] is True and after["holders"] == ["svc"] and after["mounted"] is True
     assert after["kind"] is None and after["parent"] is None
     assert not os.path.exists(home)
+
+
+def test_a_check_run_of_a_writer_fails_on_a_read_only_home_as_the_real_run_does(
+        run_module, home, tarballs, scratch, tmp_path):
+    """Every writer's real run fails with "home is read-only" there (also when it would change
+    nothing); a check run answering changed would promise what the real run cannot do."""
+    del scratch
+    run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarballs[0], "remote_src": True})
+    run_module(overlay_layer, {"id": "app", "parent": "base", "home": home})
+    out = str(tmp_path / "app.tar")
+    calls = [(overlay_layer, {"id": "new", "parent": "base"}), (overlay_layer, {"id": "app", "parent": "base"}),
+             (overlay_mount, {"id": "app", "holder": "w"}),
+             (overlay_apply_diff, {"id": "other", "src": tarballs[0], "remote_src": True}),
+             (overlay_diff, {"id": "app", "dest": out})]
+    fs = os.path.dirname(home)
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+    syscalls.mount("none", fs, None, 32 | 1)  # MS_REMOUNT | MS_RDONLY
+    try:
+        before = tree_of(home)
+        for module, args in calls:
+            args = dict(args, home=home)
+            real = run_module(module, args)
+            check = run_module(module, args, check_mode=True)
+            assert real.get("failed") and "home is read-only" in real["msg"], (module.__name__, real)
+            assert check.get("failed") and check["msg"] == real["msg"], (module.__name__, check)
+        assert tree_of(home) == before
+    finally:
+        syscalls.mount("none", fs, None, 32)  # MS_REMOUNT, read-write again

@@ -4,6 +4,8 @@ followed; the home compared resolved; directories refused; check mode writes not
 import contextlib
 import io
 import os
+import signal
+import stat
 
 import pytest
 
@@ -108,3 +110,53 @@ def test_a_failed_export_leaves_no_temp_file(tree, scratch, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         tree.export_diff("child", os.path.join(scratch, "child.tar"))
     assert [n for n in os.listdir(scratch) if n.startswith(".strata-diff-") or n.startswith("child")] == []
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("sticky", [True, False])
+def test_a_planted_symlink_in_dests_directory_path_is_refused(tree, scratch, guarded, check_mode, sticky):
+    """A directory of dest's path that another user made a symlink (in /tmp, or in a directory they
+    own) must not send root's write into a directory of root's choosing: it is refused, not followed."""
+    out = os.path.join(scratch, "out")
+    os.mkdir(out)
+    if sticky:
+        os.chmod(out, 0o1777)
+    else:
+        os.chown(out, 65534, 65534)
+    planted_symlink(os.path.join(guarded, "etc"), os.path.join(out, "exports"))
+    with pytest.raises(OverlayError, match="symlink owned by uid 65534"):
+        tree.export_diff("child", os.path.join(out, "exports", "child.tar"), check_mode=check_mode)
+    assert sorted(os.listdir(out)) == ["exports"]
+
+
+def test_a_root_symlink_in_a_root_directory_is_followed(tree, scratch):
+    real = os.path.join(scratch, "real")
+    os.mkdir(real)
+    os.symlink("real", os.path.join(scratch, "exports"))
+    changed, info = tree.export_diff("child", os.path.join(scratch, "exports", "child.tar"))
+    assert changed and info["dest"] == os.path.join(real, "child.tar")
+    assert os.path.isfile(os.path.join(real, "child.tar"))
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_planted_fifo_at_dest_does_not_hang_the_run(tree, scratch, check_mode):
+    """Comparing dest with the new tarball opened a FIFO another user planted there for reading,
+    which blocks until a writer comes: the run hung holding the home's lock."""
+    out = os.path.join(scratch, "out")
+    os.mkdir(out)
+    os.chmod(out, 0o1777)
+    dest = os.path.join(out, "child.tar")
+    os.mkfifo(dest)
+    os.chown(dest, 65534, 65534)
+
+    def hung(*_args):
+        raise AssertionError("export_diff blocked on the FIFO")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        changed, _info = tree.export_diff("child", dest, check_mode=check_mode)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert changed
+    assert stat.S_ISFIFO(os.lstat(dest).st_mode) if check_mode else stat.S_ISREG(os.lstat(dest).st_mode)

@@ -39,3 +39,21 @@ def test_maps():
 def test_bad_maps(bad):
     with pytest.raises(OverlayError):
         parse_maps(bad)
+
+
+@pytest.mark.parametrize("maps, side", [
+    ([(0, 100000, 65536), (0, 200000, 10)], "container"),        # container 0 mapped twice
+    ([(0, 100000, 65536), (100, 300000, 10)], "container"),      # 100..109 inside the first range
+    ([(0, 100000, 10), (10, 100005, 10)], "host"),               # host 100005..100009 twice
+])
+def test_overlapping_ranges_are_refused(maps, side):
+    """An id both ranges map has two owners on one side, and files applied under one map would be
+    read back under the other. The kernel refuses such a uid_map; so do the maps of a home."""
+    with pytest.raises(OverlayError, match="overlap on the %s side" % side):
+        parse_maps([{"container_id": c, "host_id": h, "size": s} for c, h, s in maps])
+
+
+def test_adjacent_ranges_are_fine():
+    maps = parse_maps([{"container_id": 0, "host_id": 100000, "size": 10},
+                       {"container_id": 10, "host_id": 100010, "size": 10}])
+    assert to_host(10, maps) == 100010

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import driver as driver_mod, mounts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
 
 from layertools import TarBuilder
@@ -101,3 +102,73 @@ def test_child_of_an_overlay_compared_with_its_overlay_parent(tree, monkeypatch)
     _no_mounts(monkeypatch)
     assert [(c.path, c.kind) for c in tree.changes("child", "app")] == expected
     assert ("/keep", "D") in expected and ("/srv/new", "D") in expected and ("/etc/child", "A") in expected
+
+
+def test_a_lower_symlink_under_an_upper_directory_is_not_followed(home, canary, monkeypatch):
+    """upper/a is a directory (made while the lower had no a), the lower root/a a symlink to a host
+    directory (a diff applied to the parent afterwards). Overlay shows only upper/a there; reading the
+    layer must not list, report or export the host directory's files."""
+    drv = Driver(home)
+    try:
+        drv.create("base", "")
+        drv.create("app", "base")
+        merged = drv.get("app")
+        try:
+            os.mkdir(os.path.join(merged, "a"))
+            with open(os.path.join(merged, "a", "mine"), "w") as f:
+                f.write("mine")
+        finally:
+            drv.put("app")
+        drv.apply_diff("base", "", io.BytesIO(TarBuilder().symlink("a", os.path.join(canary, "etc")).bytes()))
+        naive_changes, naive_diff_id, _size = _naive(drv, "app", drv.layout.layer("base").root)
+        assert naive_changes == [("/a", "C"), ("/a/mine", "A")]
+        _no_mounts(monkeypatch)
+        changes, _size = drv.changes_and_size("app", "base")
+        assert [(c.path, c.kind) for c in changes] == naive_changes
+        out = io.BytesIO()
+        diff_id = drv.diff("app", "base", out)[0]
+        assert diff_id == naive_diff_id and b"root:x:0:0" not in out.getvalue()
+    finally:
+        drv.close()
+
+
+def test_a_lower_tree_under_an_opaque_upper_directory_stays_hidden_at_every_depth(tree, monkeypatch):
+    """srv/ removed and made again with srv/sub/ inside: upper/srv is opaque, upper/srv/sub is not
+    (nothing was deleted there), and the lower srv/sub/c must not come back through it."""
+    merged = tree.get("app")
+    try:
+        os.mkdir(os.path.join(merged, "srv/sub"))
+        with open(os.path.join(merged, "srv/sub/n"), "w") as f:
+            f.write("n")
+    finally:
+        tree.put("app")
+    naive_changes, naive_diff_id, naive_size = _naive(tree, "app", tree.layout.layer("base").root)
+    assert ("/srv/sub/c", "D") in naive_changes  # the scenario is real
+    _no_mounts(monkeypatch)
+    changes, size = tree.changes_and_size("app", "base")
+    assert [(c.path, c.kind) for c in changes] == naive_changes and size == naive_size
+    out = io.BytesIO()
+    assert tree.diff("app", "base", out)[0] == naive_diff_id
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_listing_is_not_read_through(home, canary):
+    """A process inside the mounted layer renames upper/a away and puts a symlink to a host
+    directory in its place between the listing and the export: root must not read the host file
+    that has the listed name."""
+    drv = Driver(home)
+    try:
+        drv.create("base", "")
+        drv.create("app", "base")
+        upper = drv.layout.layer("app").upper
+        os.mkdir(os.path.join(upper, "a"))
+        with open(os.path.join(upper, "a", "passwd"), "w") as f:
+            f.write("layer's own\n")
+        changes, own = drv._changes("app", "base")  # pylint: disable=protected-access
+        os.rename(os.path.join(upper, "a"), os.path.join(upper, "a.old"))
+        os.symlink(os.path.join(canary, "etc"), os.path.join(upper, "a"))
+        out = io.BytesIO()
+        with pytest.raises(OverlayError, match="cannot read it for the tarball"):
+            export_changes(own, changes, out)
+        assert b"root:x:0:0" not in out.getvalue()
+    finally:
+        drv.close()

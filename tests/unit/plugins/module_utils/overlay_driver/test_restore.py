@@ -30,3 +30,34 @@ def test_restore_reports_a_broken_home(scratch, capsys):
         pass
     assert restore.main(["--home", bad + "/home"]) == 1
     assert "strata-overlay-restore:" in capsys.readouterr().err
+
+
+def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, capsys):
+    """At boot, one damaged record (a crash mid-write on a filesystem without ordered data, a hand
+    edit) stopped the restore before any layer was mounted. Every other layer is mounted; the
+    program exits non-zero naming the damaged one."""
+    store = LayerStore(home)
+    with store.locked():
+        store.create("base")
+        for layer_id in ("a", "b", "c"):
+            store.create(layer_id, "base")
+            store.mount(layer_id, "web")
+            store.driver.put(layer_id)
+    paths = {layer_id: store.state(layer_id)["path"] for layer_id in ("a", "c")}
+    store.close()
+    with open(home + "/.strata/layers/b.json", "w") as f:
+        f.write("{not json")
+    try:
+        assert restore.main(["--home", home]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "mounted a\nmounted c\n"
+        assert "cannot mount b:" in captured.err and "record cannot be read" in captured.err
+        reader = LayerStore(home, read_only=True)
+        assert reader.state("a")["mounted"] and reader.state("c")["mounted"]
+        reader.close()
+    finally:
+        for merged in paths.values():
+            try:
+                syscalls.umount(merged)
+            except OSError:
+                pass

@@ -437,3 +437,15 @@ def test_check_mode_mount_of_a_layer_an_earlier_task_creates_reports_it_mounted(
     assert outcome.after["mounted"] is True and outcome.after["holders"] == ["web"]
     assert outcome.after["path"] == os.path.join(home, "later", "merged")
     assert not store.driver.exists("later")
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_diff_is_refused_on_a_layer_others_are_built_on(store, check_mode):
+    """base made empty, app built on it, then a diff for base: it would change, under app, the lower
+    tree app was made and written against (a symlink where app's upper has a directory, files app
+    deleted coming back). Docker never applies a diff to a layer with children; neither does this."""
+    store.create("base", "")
+    store.create("app", "base")
+    with pytest.raises(OverlayError, match="layers app are built on it"):
+        store.apply_diff("base", "", opener(BASE), check_mode=check_mode)
+    assert os.listdir(store.layout.layer("base").root) == [] and store.state("base")["diff_id"] is None

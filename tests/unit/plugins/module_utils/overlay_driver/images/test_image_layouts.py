@@ -311,3 +311,28 @@ def test_check_mode_on_a_home_without_bookkeeping_writes_nothing(home, scratch):
     result = ImageManager(params, check_mode=True).run()
     assert [layer["changed"] for layer in result["layers"]] == [True, True]
     assert os.listdir(home) == ["some-docker-layer"]
+
+
+def test_check_mode_on_a_home_with_bookkeeping_changes_nothing(home, scratch):
+    """A home with records, leftovers of a killed run, an orphan record and no recorded maps (written
+    before maps were recorded): a check run leaves every one of them as it was."""
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    store = LayerStore(home)
+    with store.locked():
+        store.create("other", "")
+    store.close()
+    state = os.path.join(home, ".strata")
+    os.unlink(os.path.join(state, "maps.json"))
+    os.mkdir(os.path.join(state, "tmp", "leftover"))
+    with open(os.path.join(state, "layers", "ghost.json"), "w") as f:
+        f.write("{}")
+
+    def listing():
+        return sorted((top, sorted(dirs), sorted(files)) for top, dirs, files in os.walk(home))
+    before = listing()
+    params = {"src": "oci:" + layout, "home": home, "uid_maps": None, "gid_maps": None, "platform": None,
+              "registry_auth": None, "validate_certs": True, "ca_path": None}
+    result = ImageManager(params, check_mode=True).run()
+    assert [layer["changed"] for layer in result["layers"]] == [True, True]
+    assert listing() == before
