@@ -100,7 +100,7 @@ layer:
     metadata:
       description:
         - The driver's metadata as Docker's driver reports it (C(UpperDir), C(WorkDir), C(MergedDir)), without
-          the paths into an image layer's C(root/) (C(RootDir), C(LowerDir)): those files are shared with the
+          the paths into an image layer's C(root/) (C(RootDir), C(LowerDir)), whose files are shared with the
           layers built on it and are never handed out. C(LowerId) names the layer whose C(root/) is the lower
           directory; a C(root) layer has only C(MergedDir), where it is mounted read-only. Use RV(layer.path).
       type: dict
