@@ -442,7 +442,7 @@ class LayerStore:
         from .verify import verify_layer  # pylint: disable=import-outside-toplevel
 
         with opener() as raw:
-            verified = verify_layer(raw, compression, layer_id, diff_id)
+            verified = verify_layer(raw, compression, layer_id, diff_id, self.driver.uid_maps, self.driver.gid_maps)
         kind, fallback = self._kind_after_apply(before, parent or (before["parent"] or ""))
         base = before if before["exists"] else self._new_state(layer_id, parent)
         paths = self.layout.layer(layer_id)

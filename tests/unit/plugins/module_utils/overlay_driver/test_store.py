@@ -449,3 +449,19 @@ def test_a_diff_is_refused_on_a_layer_others_are_built_on(store, check_mode):
     with pytest.raises(OverlayError, match="layers app are built on it"):
         store.apply_diff("base", "", opener(BASE), check_mode=check_mode)
     assert os.listdir(store.layout.layer("base").root) == [] and store.state("base")["diff_id"] is None
+
+
+def test_check_apply_refuses_an_owner_outside_the_maps_as_the_real_run_does(home):
+    """Check mode reads the tarball as the applier does, id maps included: it fails where the real run fails."""
+    maps = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+    data = TarBuilder().file("c", uid=70000).bytes()
+    store = LayerStore(home, maps, maps)
+    try:
+        with store.locked():
+            for check_mode in (True, False):
+                with pytest.raises(OverlayError, match="container id 70000 is not mapped") as raised:
+                    store.apply_diff("base", "", opener(data), check_mode=check_mode)
+                assert raised.value.layer == "base"
+            assert not store.driver.exists("base")
+    finally:
+        store.close()
