@@ -26,6 +26,7 @@ import tarfile
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager, MountManager
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import mounts_below
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -426,6 +427,36 @@ def test_symlink_xattrs_same_as_docker(dockerd, hello, scratch):  # pylint: disa
     assert xattrs(dockerd.overlay_home, child["cache_id"]) == {}
     assert xattrs(store.home, "child") == xattrs(store.home, "base")
     assert xattrs(store.home, "base") == {"trusted.strata": b"on a symlink"}
+
+
+def test_docker_save_is_a_source_for_overlay_image(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
+    """`docker save` of Docker 20.10 stages with docker-archive:, each layer under Docker's own ChainID, and
+    the top layer's tree is the one strata builds from the same tarballs (test_same_tarball_same_tree
+    compares that one with Docker's)."""
+    base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
+    archive = os.path.join(scratch, "saved.tar")
+    dockerd.docker("save", "-o", archive, IMAGE)
+    dockerd.stop()
+    store = LayerStore(os.path.join(scratch, "staged"))
+    try:
+        staged = stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE))
+        assert staged["changed"] is True
+        assert [layer["id"] for layer in staged["layers"]] == [base["chain_id"].split(":")[-1],
+                                                               child["chain_id"].split(":")[-1]]
+        assert [layer["diff_id"] for layer in staged["layers"]] == [base["diff_id"], child["diff_id"]]
+        assert staged["top"] == child["chain_id"].split(":")[-1]
+        assert stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE))["changed"] is False
+    finally:
+        store.close()
+    own = LayerStore(os.path.join(scratch, "applied"))
+    with own.locked():
+        own.apply_diff("base", "", lambda: io.BytesIO(base_tar), base["diff_id"])
+        own.apply_diff("child", "base", lambda: io.BytesIO(child_tar), child["diff_id"])
+    own.close()
+    staged_tree, staged_inodes = dir_tree(os.path.join(store.home, staged["top"], "root"))
+    own_tree, own_inodes = dir_tree(os.path.join(own.home, "child", "root"))
+    assert differences(own_tree, staged_tree, {".": ("mtime",)}) == []
+    assert link_groups(own_tree, own_inodes) == link_groups(staged_tree, staged_inodes) == LINKS
 
 
 def test_no_mounts_left(dockerd, scratch):  # pylint: disable=redefined-outer-name
