@@ -21,7 +21,7 @@ import stat
 
 from .errors import OverlayError
 from .home import untrusted_reason
-from .layout import open_temp_file
+from .layout import open_regular, open_temp_file
 
 TEMP_PREFIX = ".strata-diff-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -130,13 +130,10 @@ def same_content(dir_fd, name, digest):
 
     O_NONBLOCK: a FIFO planted at dest would otherwise block the open, with the home's lock held.
     """
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
+    f = open_regular(dir_fd, name)
+    if f is None:
         return False
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return False
+    with f:
         h = hashlib.sha256()
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)

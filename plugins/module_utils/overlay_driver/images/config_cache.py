@@ -19,11 +19,10 @@ in the directory, fsync, rename.
 
 import json
 import os
-import stat
 
 from ..errors import OverlayError
 from ..holders import write_atomic
-from ..layout import STATE_DIR
+from ..layout import STATE_DIR, open_regular
 from .digests import parse_digest
 from .errors import ImageError
 from .manifests import MAX_CONFIG, MAX_LAYERS
@@ -51,13 +50,10 @@ def _open_dir(dirs, create):
 
 
 def _read_bounded(dir_fd, name):
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
+    f = open_regular(dir_fd, name)
+    if f is None:
         return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
+    with f:
         data = f.read(MAX_ENTRY + 1)
     return data if len(data) <= MAX_ENTRY else None
 
