@@ -302,7 +302,7 @@ class Driver:
 
     # -- create / remove ----------------------------------------------------
 
-    def create(self, layer_id, parent="", mount_label=""):
+    def create(self, layer_id, parent=""):
         """Seed's Create, built in a temp dir and renamed into place."""
         paths = self.layout.layer(layer_id)
         if parent:

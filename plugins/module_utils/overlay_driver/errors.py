@@ -28,9 +28,6 @@ class OverlayError(Exception):
             return "%s: %s" % (", ".join(parts), self.cause)
         return str(self.cause)
 
-    def as_dict(self):
-        return {"msg": self.message, "layer": self.layer, "path": self.path}
-
 
 class NotSupported(OverlayError):
     """The host cannot run overlay at all (seed: graphdriver.ErrNotSupported)."""

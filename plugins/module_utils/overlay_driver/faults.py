@@ -20,22 +20,6 @@ _target, _sep, _nth = (os.environ.get(ENV) or "").partition(":")
 _nth = int(_nth) if _nth.isdigit() else 1
 _seen = 0
 
-POINTS = (
-    "create.before-rename",
-    "apply.copied",
-    "apply.entry",
-    "apply.mounted",
-    "apply.before-rename",
-    "apply.after-rename",
-    "apply.before-record",
-    "remove.renamed",
-    "mount.mounted",
-    "unmount.unmounted",
-    "record.written",
-    "diff.written",
-)
-
-
 def point(name):
     """Die here if the environment asks for it."""
     global _seen

@@ -20,7 +20,7 @@ import os
 import stat
 
 from .errors import OverlayError
-from .holders import read_json, write_atomic
+from .records import read_json, write_atomic
 from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, LOCK_FILE, RECORDS_DIR, STATE_DIR, TMP_DIR
 

@@ -55,9 +55,6 @@ class MountEntry:
             out[key] = _unescape(value) if _sep else True
         return out
 
-    def as_dict(self):
-        return {"mount_point": self.mount_point, "fstype": self.fstype, "source": self.source,
-                "mount_options": self.mount_options, "options": self.options_dict()}
 
 
 def read_mountinfo(path="/proc/self/mountinfo"):

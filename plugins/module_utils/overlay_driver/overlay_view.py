@@ -18,8 +18,7 @@ import os
 import stat
 
 from .changes import ADD, DELETE, MODIFY, Change, stat_different
-
-OPAQUE_XATTR = "trusted.overlay.opaque"
+from .whiteouts import OPAQUE_XATTR, is_overlay_whiteout
 
 
 class TreeView:
@@ -85,8 +84,7 @@ class TreeView:
 def _is_whiteout(entry):
     if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False) or entry.is_symlink():
         return False
-    st = entry.stat(follow_symlinks=False)
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    return is_overlay_whiteout(entry.stat(follow_symlinks=False))
 
 
 def _is_opaque(path):

@@ -13,7 +13,7 @@ operation holds the home's lock and first clears what killed runs left.
 import contextlib
 import os
 
-from . import faults, holders as records
+from . import faults, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError

@@ -21,10 +21,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # that got it after the syscall table unification.
 SYS_OPENAT2 = 437
 
-RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 RENAME_NOREPLACE = 1
@@ -267,20 +265,3 @@ def readdir_types(path):
     finally:
         _libc.closedir(d)
     return out
-
-
-# --- small helpers ---------------------------------------------------------
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_tree(path):
-    """Kept for callers of the old name: removal.remove_tree, which never crosses a mount."""
-    from .removal import remove_tree as _remove  # pylint: disable=import-outside-toplevel
-
-    _remove(path)

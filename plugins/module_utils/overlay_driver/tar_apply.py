@@ -14,19 +14,11 @@ import errno
 import os
 import stat
 
-from . import faults, syscalls
+from . import faults, syscalls, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .ids import to_host
 from .tar_stream import (BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
                          HashingReader, Limits, iter_entries)
-
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-
-# Overlay's own metadata must never come from an archive: a forged redirect or
-# metacopy xattr would change what the mount shows.
-_REFUSED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 # user.* xattrs exist only on regular files and directories (xattr(7))
 _USER_XATTR_PREFIX = "user."
@@ -265,7 +257,7 @@ class LayerApplier:
         """special: a symlink, device or fifo, where the kernel refuses user.* xattrs (EPERM) on every
         filesystem. Docker's archive code ignores that EPERM; they are dropped and counted here."""
         for name, value in entry.xattrs.items():
-            if name.startswith(_REFUSED_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
+            if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
                 self.dropped_xattrs += 1
                 continue
             try:
@@ -400,12 +392,12 @@ class LayerApplier:
     def _whiteout(self, parts, entry):
         base = parts[-1]
         dir_parts = parts[:-1]
-        if base == WHITEOUT_OPAQUE:
+        if base == whiteouts.OPAQUE:
             self._prune_opaque(dir_parts, entry.name)
             return
-        if base.startswith(WHITEOUT_META_PREFIX):
+        if base.startswith(whiteouts.META_PREFIX):
             return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content
-        name = base[len(WHITEOUT_PREFIX):]
+        name = base[len(whiteouts.PREFIX):]
         if name in ("", ".", ".."):
             raise LayerFormatError("invalid whiteout %r" % entry.name)
         rel = "/".join(dir_parts) or "."
@@ -444,9 +436,9 @@ class LayerApplier:
             for entry in iter_entries(reader, self.limits):
                 count += 1
                 parts = clean_name(entry.name, self.limits)
-                if parts and parts[0].startswith(WHITEOUT_META_PREFIX) and len(parts) > 1:
+                if parts and parts[0].startswith(whiteouts.META_PREFIX) and len(parts) > 1:
                     continue  # inside aufs bookkeeping directories
-                if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+                if parts and parts[-1].startswith(whiteouts.PREFIX):
                     self._whiteout(parts, entry)
                 elif not parts:
                     if entry.kind != DIRECTORY:
@@ -501,12 +493,12 @@ def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits
         for entry in iter_entries(reader, limits):
             count += 1
             parts = clean_name(entry.name, limits)
-            if parts and parts[0].startswith(WHITEOUT_META_PREFIX) and len(parts) > 1:
+            if parts and parts[0].startswith(whiteouts.META_PREFIX) and len(parts) > 1:
                 continue
-            if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+            if parts and parts[-1].startswith(whiteouts.PREFIX):
                 base = parts[-1]
-                if (base != WHITEOUT_OPAQUE and not base.startswith(WHITEOUT_META_PREFIX)
-                        and base[len(WHITEOUT_PREFIX):] in ("", ".", "..")):
+                if (base != whiteouts.OPAQUE and not base.startswith(whiteouts.META_PREFIX)
+                        and base[len(whiteouts.PREFIX):] in ("", ".", "..")):
                     raise LayerFormatError("invalid whiteout %r" % entry.name)
                 continue
             if not parts:

@@ -16,12 +16,10 @@ import stat
 import struct
 import threading
 
-from . import syscalls
+from . import syscalls, whiteouts
 from .changes import DELETE, counted_size
 from .errors import OverlayError
 from .ids import to_container
-
-_SKIPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 
 class HashingWriter:
@@ -130,7 +128,7 @@ def _xattr_headers(path):
     except OSError:
         return headers, binary
     for name in sorted(names):
-        if name.startswith(_SKIPPED_XATTR_PREFIXES):
+        if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES):
             continue
         try:
             value = os.getxattr(path, name, follow_symlinks=False)
@@ -253,7 +251,7 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
                     whiteout_mtimes[parent] = os.lstat(os.path.join(layer_dir, parent)).st_mtime_ns // 1000000000
                 except OSError:
                     whiteout_mtimes[parent] = 0
-            _write_entry(writer, _Member(os.path.join(parent, ".wh." + base), REGTYPE,
+            _write_entry(writer, _Member(os.path.join(parent, whiteouts.whiteout_name(base)), REGTYPE,
                                          mtime=whiteout_mtimes[parent]))
             continue
         if change.entry is not None:

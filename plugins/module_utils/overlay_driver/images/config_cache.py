@@ -21,7 +21,7 @@ import json
 import os
 
 from ..errors import OverlayError
-from ..holders import write_atomic
+from ..records import write_atomic
 from ..layout import STATE_DIR, open_regular
 from .digests import parse_digest
 from .errors import ImageError

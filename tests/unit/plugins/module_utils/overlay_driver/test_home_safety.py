@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import removal, syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -183,11 +183,11 @@ def test_recursive_removal_never_crosses_a_mount_or_a_filesystem(scratch, guarde
         f.write("keep")
     try:
         with pytest.raises(OverlayError, match="is mounted inside"):
-            syscalls.remove_tree(victim)
+            removal.remove_tree(victim)
         assert os.path.exists(os.path.join(victim, "sub", "mnt", "precious"))
     finally:
         syscalls.umount(os.path.join(victim, "sub", "mnt"))
-    syscalls.remove_tree(victim)
+    removal.remove_tree(victim)
     assert not os.path.exists(victim)
 
 

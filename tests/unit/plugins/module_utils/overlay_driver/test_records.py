@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.holders import (
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.records import (
     LayerRecord, delete_record, load_record, save_record)
 
 
