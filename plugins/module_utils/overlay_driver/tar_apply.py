@@ -16,9 +16,9 @@ import stat
 
 from . import faults, syscalls, whiteouts
 from .errors import LayerFormatError, OverlayError
+from .hashing_reader import HashingReader
 from .ids import to_host
-from .tar_stream import (BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
-                         HashingReader, Limits, iter_entries)
+from .tar_headers import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, Limits, iter_entries
 
 # user.* xattrs exist only on regular files and directories (xattr(7))
 _USER_XATTR_PREFIX = "user."

@@ -21,7 +21,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import IDMap
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import (
     LayerApplier, verify_archive)
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import Limits
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_headers import Limits
 
 from layertools import TarBuilder, pax_block, sha256, snapshot
 
