@@ -605,8 +605,7 @@ class Driver:
 
     @staticmethod
     def _result(applied, fallback, path):
-        return ApplyDiffResult(applied.size, applied.diff_id, fallback, path, applied.entries,
-                               applied.compression, applied.dropped_xattrs)
+        return ApplyDiffResult(applied.size, applied.diff_id, fallback, path, applied.entries, applied.compression)
 
     @staticmethod
     def _drop_overlay_parts(paths):

@@ -18,6 +18,7 @@ from . import faults, syscalls, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .hashing_reader import HashingReader
 from .ids import to_host
+from .results import ArchiveResult
 from .tar_headers import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, Limits, iter_entries
 
 # user.* xattrs exist only on regular files and directories (xattr(7))
@@ -25,17 +26,6 @@ _USER_XATTR_PREFIX = "user."
 
 _DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
 _PARENT_CACHE_MAX = 512
-
-
-class ApplyResult:
-    __slots__ = ("size", "diff_id", "entries", "compression", "dropped_xattrs")
-
-    def __init__(self, size, diff_id, entries, compression, dropped_xattrs):
-        self.size = size
-        self.diff_id = diff_id
-        self.entries = entries
-        self.compression = compression
-        self.dropped_xattrs = dropped_xattrs
 
 
 def clean_name(name, limits, what="entry"):
@@ -74,7 +64,6 @@ class LayerApplier:
         self._layer_dirs = set()  # ancestors of those
         self._new_dirs = set()  # directories this run created, empty but for what it put there
         self._dir_times = []
-        self.dropped_xattrs = 0
 
     # -- resolution -------------------------------------------------------
 
@@ -255,10 +244,9 @@ class LayerApplier:
 
     def _set_xattrs(self, target, entry, follow=True, special=False):
         """special: a symlink, device or fifo, where the kernel refuses user.* xattrs (EPERM) on every
-        filesystem. Docker's archive code ignores that EPERM; they are dropped and counted here."""
+        filesystem. Docker's archive code ignores that EPERM; they are dropped here, with overlay's own."""
         for name, value in entry.xattrs.items():
             if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
-                self.dropped_xattrs += 1
                 continue
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)
@@ -427,7 +415,7 @@ class LayerApplier:
                 os.close(fd)
 
     def apply(self, raw, compression="auto", progress=None):
-        """Apply the archive read from raw; returns ApplyResult (size as the seed counts it)."""
+        """Apply the archive read from raw; returns its ArchiveResult."""
         reader = HashingReader(raw, compression)
         self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         size = 0
@@ -472,7 +460,7 @@ class LayerApplier:
             os.close(self.root_fd)
             self.root_fd = None
             reader.close()
-        return ApplyResult(size, reader.digest(), count, reader.compression, self.dropped_xattrs)
+        return ArchiveResult(size, reader.digest(), count, reader.compression)
 
 
 def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits=None):
@@ -482,7 +470,7 @@ def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits
     names and owners outside the id maps give the same error as apply. What depends on the tree the
     archive builds (a parent that is a file, a hardlink target that is missing or a directory, an
     opaque whiteout of a missing directory, a path a symlink leads past PATH_MAX) needs the apply.
-    Returns an ApplyResult with apply's size, diff_id and entry count.
+    Returns the ArchiveResult apply would.
     """
     limits = limits or Limits()
     applier = LayerApplier("/", uid_maps, gid_maps, limits)  # for _owner only: never opened
@@ -517,7 +505,7 @@ def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits
         raise LayerFormatError("invalid entry: %s" % e)
     finally:
         reader.close()
-    return ApplyResult(size, reader.digest(), count, reader.compression, 0)
+    return ArchiveResult(size, reader.digest(), count, reader.compression)
 
 
 def _empty_dir(dfd):
