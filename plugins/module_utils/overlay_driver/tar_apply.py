@@ -18,6 +18,7 @@ from . import faults, syscalls, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .hashing_reader import HashingReader
 from .ids import to_host
+from .removal import remove_tree_at
 from .results import ArchiveResult
 from .tar_headers import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, Limits, iter_entries
 
@@ -168,17 +169,10 @@ class LayerApplier:
         except FileNotFoundError:
             return None
 
-    def _remove(self, pfd, base, st):
-        """Remove one name; cached parent fds may now point at detached directories."""
-        if stat.S_ISDIR(st.st_mode):
-            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                _empty_dir(fd)
-            finally:
-                os.close(fd)
-            os.rmdir(base, dir_fd=pfd)
-        else:
-            os.unlink(base, dir_fd=pfd)
+    def _remove(self, pfd, base):
+        """Remove one name, a directory with everything in it; cached parent fds may now point at
+        detached directories."""
+        remove_tree_at(pfd, base)
         self._forget_parents()
         self._new_dirs.clear()
 
@@ -212,22 +206,12 @@ class LayerApplier:
                 try:
                     for name in os.listdir(fd):
                         child = parts + (name,)
-                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                        if child in self._layer_paths or child in self._layer_dirs:
-                            if stat.S_ISDIR(st.st_mode):
-                                cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                              dir_fd=fd)
-                                stack.append((cfd, child))
-                            continue
-                        if stat.S_ISDIR(st.st_mode):
-                            cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                            try:
-                                _empty_dir(cfd)
-                            finally:
-                                os.close(cfd)
-                            os.rmdir(name, dir_fd=fd)
-                        else:
-                            os.unlink(name, dir_fd=fd)
+                        if child not in self._layer_paths and child not in self._layer_dirs:
+                            remove_tree_at(fd, name)
+                        elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                            cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                          dir_fd=fd)
+                            stack.append((cfd, child))
                 finally:
                     os.close(fd)
         finally:
@@ -284,7 +268,7 @@ class LayerApplier:
         if existing is not None and not (entry.kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
             # as Docker's UnpackLayer (and tar --recursive-unlink): anything but a directory kept
             # for a directory entry is removed first, a directory with everything in it
-            self._remove(pfd, base, existing)
+            self._remove(pfd, base)
             pfd = self._parent_fd(parts, entry.name)
             existing = None
         self._create(reader, entry, pfd, parts, owner, existing)
@@ -394,9 +378,8 @@ class LayerApplier:
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing below to hide
         try:
-            st = self._lstat(pfd, name)
-            if st is not None:
-                self._remove(pfd, name, st)
+            if self._lstat(pfd, name) is not None:
+                self._remove(pfd, name)
         finally:
             os.close(pfd)
         gone = dir_parts + (name,)
@@ -507,30 +490,3 @@ def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits
         reader.close()
     return ArchiveResult(size, reader.digest(), count, reader.compression)
 
-
-def _empty_dir(dfd):
-    """Remove everything inside the directory open at dfd, iteratively."""
-    stack = [os.dup(dfd)]
-    try:
-        while stack:
-            fd = stack[-1]
-            descended = False
-            for name in os.listdir(fd):
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    try:
-                        os.rmdir(name, dir_fd=fd)
-                    except OSError as e:
-                        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                            raise
-                        stack.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                             dir_fd=fd))
-                        descended = True
-                        break
-                else:
-                    os.unlink(name, dir_fd=fd)
-            if not descended:
-                os.close(stack.pop())
-    finally:
-        for fd in stack:
-            os.close(fd)

@@ -11,6 +11,7 @@ import io
 import lzma
 import os
 import stat
+import subprocess
 import tarfile
 
 import pytest
@@ -93,6 +94,26 @@ def test_opaque_marker_keeps_this_layers_children_in_any_order(target, resolver)
     # marker before the children
     apply(target, TarBuilder().opaque("d").file("d/after", "a").bytes())
     assert os.listdir(os.path.join(target, "d")) == ["after"]
+
+
+@pytest.mark.parametrize("layer", [TarBuilder().whiteout("d").bytes(), TarBuilder().opaque("top").bytes(),
+                                   TarBuilder().file("d", "a file now").bytes()], ids=["whiteout", "opaque", "replaced"])
+def test_removal_stops_at_a_mount_inside(target, scratch, layer):
+    """What a layer removes is removed as removal.py removes: never into a mount below it."""
+    source = os.path.join(scratch, "source")
+    os.makedirs(source)
+    with open(os.path.join(source, "keep"), "w") as f:
+        f.write("k")
+    for d in ("d/m", "top/d/m"):
+        os.makedirs(os.path.join(target, d))
+    mount = os.path.join(target, "top/d/m") if b".wh..wh..opq" in layer else os.path.join(target, "d/m")
+    subprocess.run(["mount", "--bind", source, mount], check=True)
+    try:
+        with pytest.raises(OverlayError, match="is mounted inside"):
+            apply(target, layer)
+    finally:
+        subprocess.run(["umount", mount], check=True)
+    assert os.listdir(source) == ["keep"]
 
 
 def test_duplicate_entries_last_one_wins(target, resolver):
