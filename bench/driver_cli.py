@@ -23,7 +23,8 @@ from overlay_driver.store import LayerStore  # noqa: E402  pylint: disable=wrong
 def scan(tarball):
     # imported here so that the other operations time the modules as a run loads them
     from overlay_driver.tar_apply import clean_name  # pylint: disable=import-outside-toplevel
-    from overlay_driver.tar_stream import HashingReader, Limits, iter_entries  # pylint: disable=import-outside-toplevel
+    from overlay_driver.hashing_reader import HashingReader  # pylint: disable=import-outside-toplevel
+    from overlay_driver.tar_headers import Limits, iter_entries  # pylint: disable=import-outside-toplevel
 
     limits = Limits()
     with open(tarball, "rb") as raw:

@@ -136,7 +136,7 @@ layer:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import COMPRESSIONS
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.decompress import COMPRESSIONS
 
 
 def main():

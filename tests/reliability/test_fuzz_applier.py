@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import Limits
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_headers import Limits
 
 from layertools import pax_block, snapshot
 

@@ -592,21 +592,14 @@ class Driver:
     def _apply_into(self, target, raw, compression, expected_diff_id, layer_id, progress):
         # imported here: the applier and its decompressors are only loaded by runs that apply
         from .tar_apply import LayerApplier  # pylint: disable=import-outside-toplevel
+        from .verify import read_layer  # pylint: disable=import-outside-toplevel
 
         applier = LayerApplier(target, self.uid_maps, self.gid_maps)
-        try:
-            result = applier.apply(raw, compression, progress)
-        except OverlayError as e:
-            raise OverlayError(e.cause, layer=layer_id, path=e.path)
-        if expected_diff_id and result.diff_id != expected_diff_id:
-            raise OverlayError("diff_id mismatch: expected %s, the layer is %s" % (expected_diff_id, result.diff_id),
-                               layer=layer_id)
-        return result
+        return read_layer(lambda: applier.apply(raw, compression, progress), layer_id, expected_diff_id)
 
     @staticmethod
     def _result(applied, fallback, path):
-        return ApplyDiffResult(applied.size, applied.diff_id, fallback, path, applied.entries,
-                               applied.compression, applied.dropped_xattrs)
+        return ApplyDiffResult(applied.size, applied.diff_id, fallback, path, applied.entries, applied.compression)
 
     @staticmethod
     def _drop_overlay_parts(paths):

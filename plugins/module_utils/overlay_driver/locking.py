@@ -22,13 +22,17 @@ DEFAULT_TIMEOUT = 600
 
 
 class HomeLock:
+    """The lock file at path (relative to dir_fd when given), taken re-entrantly: only the outermost
+    acquire locks and only its release unlocks."""
+
+    fd = None  # the lock file's while it is locked
+    depth = 0  # acquires not yet released
+
     def __init__(self, path, timeout=DEFAULT_TIMEOUT, dir_fd=None, shared=False):
         self.path = path
         self.timeout = timeout
         self.dir_fd = dir_fd
         self.shared = shared
-        self.fd = None
-        self.depth = 0
 
     def _open(self):
         """The lock file's fd; None for a reader when there is no lock file (nobody ever wrote)."""

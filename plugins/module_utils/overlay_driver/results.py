@@ -60,3 +60,16 @@ class ExportOutcome(Outcome):
 
     def __iter__(self):
         return iter((self.changed, self.info))
+
+
+class ArchiveResult:
+    """A layer tarball read to its end, applied or only verified: the bytes of its regular files (size as
+    the seed counts it), its diff_id, its number of entries and the compression it came in."""
+
+    __slots__ = ("size", "diff_id", "entries", "compression")
+
+    def __init__(self, size, diff_id, entries, compression):
+        self.size = size
+        self.diff_id = diff_id
+        self.entries = entries
+        self.compression = compression

@@ -28,7 +28,7 @@ DEFAULT_HOLDER = "ansible"
 
 def file_digest(raw, compression="auto"):
     """diff_id of a layer without applying it: sha256 of its uncompressed bytes."""
-    from .tar_stream import HashingReader  # pylint: disable=import-outside-toplevel
+    from .hashing_reader import HashingReader  # pylint: disable=import-outside-toplevel
 
     reader = HashingReader(raw, compression)
     try:

@@ -8,6 +8,10 @@ the equivalent walk), so no symlink, '..' or absolute name in the archive can
 make a write land outside it. Whiteouts follow the image-layer convention:
 '.wh.<name>' deletes <name>, '.wh..wh..opq' hides everything in its directory
 that this layer did not itself put there, whatever the order of entries.
+
+Applying and check mode's verification read an archive in the same walk
+(ArchiveWalk), so they refuse the same archives with the same errors and count
+the same size; LayerApplier writes each entry, the check only looks at it.
 """
 
 import errno
@@ -16,26 +20,17 @@ import stat
 
 from . import faults, syscalls, whiteouts
 from .errors import LayerFormatError, OverlayError
-from .ids import to_host
-from .tar_stream import (BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
-                         HashingReader, Limits, iter_entries)
+from .hashing_reader import HashingReader
+from .ids import root_pair, to_host
+from .removal import remove_tree_at
+from .results import ArchiveResult
+from .tar_headers import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, Limits, iter_entries
 
 # user.* xattrs exist only on regular files and directories (xattr(7))
 _USER_XATTR_PREFIX = "user."
 
 _DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
 _PARENT_CACHE_MAX = 512
-
-
-class ApplyResult:
-    __slots__ = ("size", "diff_id", "entries", "compression", "dropped_xattrs")
-
-    def __init__(self, size, diff_id, entries, compression, dropped_xattrs):
-        self.size = size
-        self.diff_id = diff_id
-        self.entries = entries
-        self.compression = compression
-        self.dropped_xattrs = dropped_xattrs
 
 
 def clean_name(name, limits, what="entry"):
@@ -58,23 +53,181 @@ def clean_name(name, limits, what="entry"):
     return parts
 
 
-class LayerApplier:
-    """One application of one archive to one target directory."""
+class ArchiveWalk:
+    """One pass over a layer tarball: names cleaned, aufs bookkeeping skipped, whiteouts told apart,
+    the root entry checked, the bytes of regular files counted; a subclass says what each entry does."""
 
-    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None):
-        self.target = target
+    def __init__(self, uid_maps=None, gid_maps=None, limits=None):
         self.uid_maps = uid_maps or []
         self.gid_maps = gid_maps or []
         self.limits = limits or Limits()
-        self.root_uid = to_host(0, self.uid_maps)
-        self.root_gid = to_host(0, self.gid_maps)
+        # implicit directories get the root's owner: an unmapped root fails apply and check alike
+        self.root_uid, self.root_gid = root_pair(self.uid_maps, self.gid_maps)
+
+    def _walk(self, raw, compression):
+        """Take every entry of the archive read from raw; its ArchiveResult."""
+        reader = HashingReader(raw, compression)
+        size = 0
+        count = 0
+        try:
+            for entry in iter_entries(reader, self.limits):
+                count += 1
+                parts = clean_name(entry.name, self.limits)
+                if parts and parts[0].startswith(whiteouts.META_PREFIX) and len(parts) > 1:
+                    continue  # inside aufs bookkeeping directories
+                size += self._take(reader, entry, parts)
+                self._taken(count)
+        except ValueError as e:  # embedded NUL and similar in names
+            raise LayerFormatError("invalid entry: %s" % e)
+        finally:
+            reader.close()
+        return ArchiveResult(size, reader.digest(), count, reader.compression)
+
+    def _take(self, reader, entry, parts):
+        """One entry, by what its name says it is; the bytes it adds to the layer's size."""
+        if parts and parts[-1].startswith(whiteouts.PREFIX):
+            self._take_whiteout(parts, entry)
+        elif not parts:
+            self._take_root(entry)
+        else:
+            self._put(reader, entry, parts)
+            return entry.size if entry.kind == REGULAR else 0
+        return 0
+
+    def _take_whiteout(self, parts, entry):
+        base = parts[-1]
+        if base == whiteouts.OPAQUE:
+            self._opaque(parts[:-1], entry)
+            return
+        if base.startswith(whiteouts.META_PREFIX):
+            return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content
+        name = base[len(whiteouts.PREFIX):]
+        if name in ("", ".", ".."):
+            raise LayerFormatError("invalid whiteout %r" % entry.name)
+        self._hide(parts[:-1], name)
+
+    def _take_root(self, entry):
+        if entry.kind != DIRECTORY:
+            raise LayerFormatError("entry %r would replace the layer root" % entry.name)
+        self._root(entry)
+
+    def _owner(self, entry):
+        try:
+            return to_host(entry.uid, self.uid_maps), to_host(entry.gid, self.gid_maps)
+        except OverlayError as e:
+            raise LayerFormatError("entry %r: %s" % (entry.name, e.cause))
+
+    def _link_target(self, entry):
+        """A hardlink's target as components; never the root."""
+        target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
+        if not target_parts:
+            raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
+        return target_parts
+
+    # -- what each entry does -------------------------------------------------
+
+    def _opaque(self, dir_parts, entry):
+        """'.wh..wh..opq' in dir_parts."""
+        raise NotImplementedError
+
+    def _hide(self, dir_parts, name):
+        """'.wh.<name>' in dir_parts."""
+        raise NotImplementedError
+
+    def _root(self, entry):
+        """The entry for the layer root, a directory."""
+        raise NotImplementedError
+
+    def _put(self, reader, entry, parts):
+        """Any other entry, at parts."""
+        raise NotImplementedError
+
+    def _taken(self, count):
+        """After each entry but aufs bookkeeping."""
+
+
+class LayerApplier(ArchiveWalk):
+    """One application of one archive to one target directory."""
+
+    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None):
+        super(LayerApplier, self).__init__(uid_maps, gid_maps, limits)
+        self.target = target
         self.root_fd = None
+        self._progress = None
         self._parents = {}
         self._layer_paths = set()  # what this layer itself put in place
         self._layer_dirs = set()  # ancestors of those
         self._new_dirs = set()  # directories this run created, empty but for what it put there
         self._dir_times = []
-        self.dropped_xattrs = 0
+
+    def apply(self, raw, compression="auto", progress=None):
+        """Apply the archive read from raw; its ArchiveResult. progress(entries so far) after each entry."""
+        self._progress = progress
+        self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            result = self._walk(raw, compression)
+            self._set_dir_times()
+        finally:
+            self._forget_parents()
+            os.close(self.root_fd)
+            self.root_fd = None
+        return result
+
+    # -- the walk's steps -----------------------------------------------------
+
+    def _put(self, reader, entry, parts):
+        try:
+            self._apply_entry(reader, entry, parts)
+        except LayerFormatError:
+            raise
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OverlayError("no space left applying entry %r" % entry.name, path=self.target)
+            raise LayerFormatError("entry %r: %s" % (entry.name, e.strerror or e))
+        self._mark(parts)
+
+    def _root(self, entry):
+        self._finish_dir(self.root_fd, ".", (), entry, self._owner(entry))
+
+    def _hide(self, dir_parts, name):
+        try:
+            pfd = syscalls.open_in_root(self.root_fd, "/".join(dir_parts) or ".", _DIR_OPEN)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing below to hide
+        try:
+            if self._lstat(pfd, name) is not None:
+                self._remove(pfd, name)
+        finally:
+            os.close(pfd)
+        self._layer_paths.discard(dir_parts + (name,))
+
+    def _opaque(self, dir_parts, entry):
+        """Remove everything under dir_parts that this layer did not write."""
+        top = self._open_opaque_dir(dir_parts, entry.name)
+        self._forget_parents()
+        stack = [(top, dir_parts)]
+        try:
+            while stack:
+                fd, parts = stack.pop()
+                try:
+                    for name in os.listdir(fd):
+                        child = parts + (name,)
+                        if child not in self._layer_paths and child not in self._layer_dirs:
+                            remove_tree_at(fd, name)
+                        elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                            cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                          dir_fd=fd)
+                            stack.append((cfd, child))
+                finally:
+                    os.close(fd)
+        finally:
+            for fd, _parts in stack:
+                os.close(fd)
+
+    def _taken(self, count):
+        faults.point("apply.entry")
+        if self._progress is not None:
+            self._progress(count)
 
     # -- resolution -------------------------------------------------------
 
@@ -142,35 +295,55 @@ class LayerApplier:
                                path=self.target)
 
     def _make_parents(self, key, entry_name):
+        """The directory key, opened from the root down, its missing directories created."""
         fd = os.open(".", _DIR_OPEN | os.O_CLOEXEC, dir_fd=self.root_fd)
         created = False
         try:
             for i in range(len(key)):
-                rel = "/".join(key[:i + 1])
-                try:
-                    if created:
-                        # below a directory made just now nothing exists yet: no lookup from the root
-                        # (which made a deep new tree quadratic)
-                        raise FileNotFoundError()
-                    nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
-                except FileNotFoundError:
-                    # created with the root's owner, as an implicit directory of this layer
-                    try:
-                        os.mkdir(key[i], 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        raise LayerFormatError("entry %r: %r is not a directory (or a symlink to a missing one)"
-                                               % (entry_name, rel))
-                    os.chown(key[i], self.root_uid, self.root_gid, dir_fd=fd, follow_symlinks=False)
-                    self._new_dirs.add(key[:i + 1])
-                    nfd = os.open(key[i], _DIR_OPEN | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                # below a directory made just now nothing exists yet: no lookup from the root
+                # (which made a deep new tree quadratic)
+                nfd = None if created else self._open_existing(key[:i + 1], entry_name)
+                if nfd is None:
+                    nfd = self._make_implicit_dir(fd, key[:i + 1], entry_name)
                     created = True
-                except NotADirectoryError:
-                    raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
                 os.close(fd)
                 fd = nfd
             return fd
         except BaseException:
             os.close(fd)
+            raise
+
+    def _open_existing(self, dir_parts, entry_name):
+        """The directory at dir_parts, None when there is nothing there."""
+        rel = "/".join(dir_parts)
+        try:
+            return syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            raise LayerFormatError("entry %r: %r is not a directory" % (entry_name, rel))
+
+    def _make_implicit_dir(self, pfd, dir_parts, entry_name):
+        """dir_parts[-1] made in pfd with the root's owner, as an implicit directory of this layer; opened."""
+        name = dir_parts[-1]
+        try:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+        except FileExistsError:
+            raise LayerFormatError("entry %r: %r is not a directory (or a symlink to a missing one)"
+                                   % (entry_name, "/".join(dir_parts)))
+        os.chown(name, self.root_uid, self.root_gid, dir_fd=pfd, follow_symlinks=False)
+        self._new_dirs.add(dir_parts)
+        return os.open(name, _DIR_OPEN | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+
+    def _open_opaque_dir(self, dir_parts, entry_name):
+        rel = "/".join(dir_parts) or "."
+        try:
+            return syscalls.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise LayerFormatError("opaque whiteout %r for a directory that does not exist" % entry_name)
+        except (NotADirectoryError, OSError) as e:
+            if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+                raise LayerFormatError("opaque whiteout %r: %r is not a directory" % (entry_name, rel))
             raise
 
     def _lstat(self, pfd, base):
@@ -179,17 +352,10 @@ class LayerApplier:
         except FileNotFoundError:
             return None
 
-    def _remove(self, pfd, base, st):
-        """Remove one name; cached parent fds may now point at detached directories."""
-        if stat.S_ISDIR(st.st_mode):
-            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                _empty_dir(fd)
-            finally:
-                os.close(fd)
-            os.rmdir(base, dir_fd=pfd)
-        else:
-            os.unlink(base, dir_fd=pfd)
+    def _remove(self, pfd, base):
+        """Remove one name, a directory with everything in it; cached parent fds may now point at
+        detached directories."""
+        remove_tree_at(pfd, base)
         self._forget_parents()
         self._new_dirs.clear()
 
@@ -204,61 +370,13 @@ class LayerApplier:
                 break
             ancestor = ancestor[:-1]
 
-    def _prune_opaque(self, dir_parts, entry_name):
-        """Remove everything under dir_parts that this layer did not write."""
-        rel = "/".join(dir_parts) or "."
-        try:
-            top = syscalls.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            raise LayerFormatError("opaque whiteout %r for a directory that does not exist" % entry_name)
-        except (NotADirectoryError, OSError) as e:
-            if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
-                raise LayerFormatError("opaque whiteout %r: %r is not a directory" % (entry_name, rel))
-            raise
-        self._forget_parents()
-        stack = [(top, dir_parts)]
-        try:
-            while stack:
-                fd, parts = stack.pop()
-                try:
-                    for name in os.listdir(fd):
-                        child = parts + (name,)
-                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                        if child in self._layer_paths or child in self._layer_dirs:
-                            if stat.S_ISDIR(st.st_mode):
-                                cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                              dir_fd=fd)
-                                stack.append((cfd, child))
-                            continue
-                        if stat.S_ISDIR(st.st_mode):
-                            cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-                            try:
-                                _empty_dir(cfd)
-                            finally:
-                                os.close(cfd)
-                            os.rmdir(name, dir_fd=fd)
-                        else:
-                            os.unlink(name, dir_fd=fd)
-                finally:
-                    os.close(fd)
-        finally:
-            for fd, _parts in stack:
-                os.close(fd)
-
     # -- attributes ---------------------------------------------------------
-
-    def _owner(self, entry):
-        try:
-            return to_host(entry.uid, self.uid_maps), to_host(entry.gid, self.gid_maps)
-        except OverlayError as e:
-            raise LayerFormatError("entry %r: %s" % (entry.name, e.cause))
 
     def _set_xattrs(self, target, entry, follow=True, special=False):
         """special: a symlink, device or fifo, where the kernel refuses user.* xattrs (EPERM) on every
-        filesystem. Docker's archive code ignores that EPERM; they are dropped and counted here."""
+        filesystem. Docker's archive code ignores that EPERM; they are dropped here, with overlay's own."""
         for name, value in entry.xattrs.items():
             if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
-                self.dropped_xattrs += 1
                 continue
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow)
@@ -274,145 +392,14 @@ class LayerApplier:
         if set_times:
             os.utime(fd, ns=(entry.atime_ns, entry.mtime_ns))
 
-    # -- entries ------------------------------------------------------------
-
-    def _apply_entry(self, reader, entry, parts):
-        pfd = self._parent_fd(parts, entry.name)
-        owner = self._owner(entry) if entry.kind != HARDLINK else None
-        if parts[:-1] in self._new_dirs and parts not in self._layer_paths:
-            # Nothing is expected there yet, so no stat: a new tree costs one syscall less per entry.
-            # An implicit parent made for an earlier entry, or a write through a symlinked alias of
-            # this directory, may still have put something there; creating then fails with EEXIST,
-            # before any data is read, and the general path below replaces it.
-            try:
-                self._create(reader, entry, pfd, parts, owner, None)
-                return
-            except FileExistsError:
-                pass
-        base = parts[-1]
-        existing = self._lstat(pfd, base)
-        if existing is not None and entry.kind == HARDLINK and self._is_link_target(entry, existing):
-            return  # a name linked to itself (tar -c f f writes that): already what the entry asks for
-        if existing is not None and not (entry.kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
-            # as Docker's UnpackLayer (and tar --recursive-unlink): anything but a directory kept
-            # for a directory entry is removed first, a directory with everything in it
-            self._remove(pfd, base, existing)
-            pfd = self._parent_fd(parts, entry.name)
-            existing = None
-        self._create(reader, entry, pfd, parts, owner, existing)
-
-    def _create(self, reader, entry, pfd, parts, owner, existing):
-        """Make the entry at parts[-1] in pfd; the creating call comes first in every branch, so a
-        FileExistsError means nothing was read or changed."""
-        base = parts[-1]
-        kind = entry.kind
-        if kind == REGULAR:
-            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=pfd)
-            try:
-                left = entry.size
-                while left:
-                    view = reader.read_view(left)
-                    if not view:
-                        raise LayerFormatError("the layer ends inside the data of %r: truncated" % entry.name)
-                    left -= len(view)
-                    while view:
-                        view = view[os.write(fd, view):]
-                self._finish_fd(fd, entry, owner)
-            finally:
-                os.close(fd)
-        elif kind == DIRECTORY:
-            if existing is None:
-                os.mkdir(base, 0o700, dir_fd=pfd)
-                self._new_dirs.add(parts)
-            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                self._finish_fd(fd, entry, owner, set_times=False)
-            finally:
-                os.close(fd)
-            self._dir_times.append((parts, entry.atime_ns, entry.mtime_ns))
-        elif kind == SYMLINK:
-            os.symlink(entry.linkname, base, dir_fd=pfd)
-            os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
-            if entry.xattrs:
-                # lsetxattr has no dir_fd form, and /proc/self/fd of an O_PATH fd of the symlink itself
-                # would be followed to its target. The parent's fd plus one name, with the last component
-                # not followed, reaches exactly this symlink: base is a single component that is
-                # neither '.' nor '..' (clean_name), and pfd does not move.
-                self._set_xattrs("/proc/self/fd/%d/%s" % (pfd, base), entry, follow=False, special=True)
-            os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
-        elif kind == HARDLINK:
-            self._link(pfd, base, entry)
-        else:
-            fmt = {CHAR: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK, FIFO: stat.S_IFIFO}[kind]
-            dev = os.makedev(entry.devmajor, entry.devminor) if kind != FIFO else 0
-            os.mknod(base, fmt | 0o600, dev, dir_fd=pfd)
-            fd = os.open(base, syscalls.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                proc = "/proc/self/fd/%d" % fd
-                os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
-                if entry.xattrs:
-                    self._set_xattrs(proc, entry, special=True)
-                os.chmod(proc, stat.S_IMODE(entry.mode))
-                os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
-            finally:
-                os.close(fd)
-
-    def _is_link_target(self, entry, existing):
-        """Whether what is at the hardlink's name is the very inode its target names, as GNU tar checks
-        when link() says EEXIST; removing it first would remove the target too."""
+    def _finish_dir(self, pfd, name, parts, entry, owner):
+        """A directory's owner, xattrs and mode now; its times once nothing more is written inside."""
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
-            target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
-            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts) or ".", syscalls.O_PATH | os.O_NOFOLLOW)
-        except (OSError, LayerFormatError):
-            return False  # _link gives the error
-        try:
-            st = os.fstat(tfd)
+            self._finish_fd(fd, entry, owner, set_times=False)
         finally:
-            os.close(tfd)
-        return (st.st_dev, st.st_ino) == (existing.st_dev, existing.st_ino)  # a directory too, as tar
-
-    def _link(self, pfd, base, entry):
-        """Hardlink to a path inside the target; the link shares (and never changes) the inode."""
-        target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
-        if not target_parts:
-            raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
-        try:
-            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts), syscalls.O_PATH | os.O_NOFOLLOW)
-        except OSError as e:
-            raise LayerFormatError("hardlink %r -> %r: target not in the layer: %s"
-                                   % (entry.name, entry.linkname, e.strerror))
-        try:
-            if stat.S_ISDIR(os.fstat(tfd).st_mode):
-                raise LayerFormatError("hardlink %r -> %r: target is a directory" % (entry.name, entry.linkname))
-            os.link("/proc/self/fd/%d" % tfd, base, dst_dir_fd=pfd, follow_symlinks=True)
-        finally:
-            os.close(tfd)
-
-    def _whiteout(self, parts, entry):
-        base = parts[-1]
-        dir_parts = parts[:-1]
-        if base == whiteouts.OPAQUE:
-            self._prune_opaque(dir_parts, entry.name)
-            return
-        if base.startswith(whiteouts.META_PREFIX):
-            return  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content
-        name = base[len(whiteouts.PREFIX):]
-        if name in ("", ".", ".."):
-            raise LayerFormatError("invalid whiteout %r" % entry.name)
-        rel = "/".join(dir_parts) or "."
-        try:
-            pfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
-        except (FileNotFoundError, NotADirectoryError):
-            return  # nothing below to hide
-        try:
-            st = self._lstat(pfd, name)
-            if st is not None:
-                self._remove(pfd, name, st)
-        finally:
-            os.close(pfd)
-        gone = dir_parts + (name,)
-        self._layer_paths.discard(gone)
+            os.close(fd)
+        self._dir_times.append((parts, entry.atime_ns, entry.mtime_ns))
 
     def _set_dir_times(self):
         for parts, atime, mtime in reversed(self._dir_times):
@@ -426,53 +413,162 @@ class LayerApplier:
             finally:
                 os.close(fd)
 
-    def apply(self, raw, compression="auto", progress=None):
-        """Apply the archive read from raw; returns ApplyResult (size as the seed counts it)."""
-        reader = HashingReader(raw, compression)
-        self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        size = 0
-        count = 0
+    # -- entries ------------------------------------------------------------
+
+    def _apply_entry(self, reader, entry, parts):
+        pfd = self._parent_fd(parts, entry.name)
+        owner = self._owner(entry) if entry.kind != HARDLINK else None
+        if not self._created_in_new_dir(reader, entry, pfd, parts, owner):
+            self._replace(reader, entry, pfd, parts, owner)
+
+    def _created_in_new_dir(self, reader, entry, pfd, parts, owner):
+        """Whether the entry was made in a directory this run created, where nothing is expected yet.
+
+        No stat there: a new tree costs one syscall less per entry. An implicit parent made for an
+        earlier entry, or a write through a symlinked alias of this directory, may still have put
+        something there; creating then fails with EEXIST, before any data is read, and _replace
+        follows."""
+        if parts[:-1] not in self._new_dirs or parts in self._layer_paths:
+            return False
         try:
-            for entry in iter_entries(reader, self.limits):
-                count += 1
-                parts = clean_name(entry.name, self.limits)
-                if parts and parts[0].startswith(whiteouts.META_PREFIX) and len(parts) > 1:
-                    continue  # inside aufs bookkeeping directories
-                if parts and parts[-1].startswith(whiteouts.PREFIX):
-                    self._whiteout(parts, entry)
-                elif not parts:
-                    if entry.kind != DIRECTORY:
-                        raise LayerFormatError("entry %r would replace the layer root" % entry.name)
-                    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.root_fd)
-                    try:
-                        self._finish_fd(fd, entry, self._owner(entry), set_times=False)
-                    finally:
-                        os.close(fd)
-                    self._dir_times.append(((), entry.atime_ns, entry.mtime_ns))
-                else:
-                    try:
-                        self._apply_entry(reader, entry, parts)
-                    except LayerFormatError:
-                        raise
-                    except OSError as e:
-                        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise OverlayError("no space left applying entry %r" % entry.name, path=self.target)
-                        raise LayerFormatError("entry %r: %s" % (entry.name, e.strerror or e))
-                    self._mark(parts)
-                    if entry.kind == REGULAR:
-                        size += entry.size
-                faults.point("apply.entry")
-                if progress is not None:
-                    progress(count)
-            self._set_dir_times()
-        except ValueError as e:  # embedded NUL and similar in names
-            raise LayerFormatError("invalid entry: %s" % e)
+            self._create(reader, entry, pfd, parts, owner, None)
+        except FileExistsError:
+            return False
+        return True
+
+    def _replace(self, reader, entry, pfd, parts, owner):
+        """Make the entry in place of whatever is at its name."""
+        base = parts[-1]
+        existing = self._lstat(pfd, base)
+        if existing is not None and entry.kind == HARDLINK and self._is_link_target(entry, existing):
+            return  # a name linked to itself (tar -c f f writes that): already what the entry asks for
+        if existing is not None and not (entry.kind == DIRECTORY and stat.S_ISDIR(existing.st_mode)):
+            # as Docker's UnpackLayer (and tar --recursive-unlink): anything but a directory kept
+            # for a directory entry is removed first, a directory with everything in it
+            self._remove(pfd, base)
+            pfd = self._parent_fd(parts, entry.name)
+            existing = None
+        self._create(reader, entry, pfd, parts, owner, existing)
+
+    def _create(self, reader, entry, pfd, parts, owner, existing):
+        """Make the entry at parts[-1] in pfd; every maker calls the creating system call first, so a
+        FileExistsError means nothing was read or changed."""
+        kind = entry.kind
+        if kind == REGULAR:
+            self._create_file(reader, entry, pfd, parts[-1], owner)
+        elif kind == DIRECTORY:
+            self._create_dir(entry, pfd, parts, owner, existing)
+        elif kind == SYMLINK:
+            self._create_symlink(entry, pfd, parts[-1], owner)
+        elif kind == HARDLINK:
+            self._link(pfd, parts[-1], entry)
+        else:
+            self._create_node(entry, pfd, parts[-1], owner)
+
+    def _create_file(self, reader, entry, pfd, base, owner):
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        try:
+            _write_data(reader, entry, fd)
+            self._finish_fd(fd, entry, owner)
         finally:
-            self._forget_parents()
-            os.close(self.root_fd)
-            self.root_fd = None
-            reader.close()
-        return ApplyResult(size, reader.digest(), count, reader.compression, self.dropped_xattrs)
+            os.close(fd)
+
+    def _create_dir(self, entry, pfd, parts, owner, existing):
+        if existing is None:
+            os.mkdir(parts[-1], 0o700, dir_fd=pfd)
+            self._new_dirs.add(parts)
+        self._finish_dir(pfd, parts[-1], parts, entry, owner)
+
+    def _create_symlink(self, entry, pfd, base, owner):
+        os.symlink(entry.linkname, base, dir_fd=pfd)
+        os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
+        if entry.xattrs:
+            # lsetxattr has no dir_fd form, and /proc/self/fd of an O_PATH fd of the symlink itself
+            # would be followed to its target. The parent's fd plus one name, with the last component
+            # not followed, reaches exactly this symlink: base is a single component that is
+            # neither '.' nor '..' (clean_name), and pfd does not move.
+            self._set_xattrs("/proc/self/fd/%d/%s" % (pfd, base), entry, follow=False, special=True)
+        os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _create_node(self, entry, pfd, base, owner):
+        """A device or a fifo."""
+        fmt = {CHAR: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK, FIFO: stat.S_IFIFO}[entry.kind]
+        dev = os.makedev(entry.devmajor, entry.devminor) if entry.kind != FIFO else 0
+        os.mknod(base, fmt | 0o600, dev, dir_fd=pfd)
+        fd = os.open(base, syscalls.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            proc = "/proc/self/fd/%d" % fd
+            os.chown(base, owner[0], owner[1], dir_fd=pfd, follow_symlinks=False)
+            if entry.xattrs:
+                self._set_xattrs(proc, entry, special=True)
+            os.chmod(proc, stat.S_IMODE(entry.mode))
+            os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(fd)
+
+    def _is_link_target(self, entry, existing):
+        """Whether what is at the hardlink's name is the very inode its target names, as GNU tar checks
+        when link() says EEXIST; removing it first would remove the target too."""
+        try:
+            tfd = self._open_link_target(entry)
+        except (OSError, LayerFormatError):
+            return False  # _link gives the error
+        try:
+            st = os.fstat(tfd)
+        finally:
+            os.close(tfd)
+        return (st.st_dev, st.st_ino) == (existing.st_dev, existing.st_ino)  # a directory too, as tar
+
+    def _open_link_target(self, entry):
+        return syscalls.open_in_root(self.root_fd, "/".join(self._link_target(entry)), syscalls.O_PATH | os.O_NOFOLLOW)
+
+    def _link(self, pfd, base, entry):
+        """Hardlink to a path inside the target; the link shares (and never changes) the inode."""
+        try:
+            tfd = self._open_link_target(entry)
+        except OSError as e:
+            raise LayerFormatError("hardlink %r -> %r: target not in the layer: %s"
+                                   % (entry.name, entry.linkname, e.strerror))
+        try:
+            if stat.S_ISDIR(os.fstat(tfd).st_mode):
+                raise LayerFormatError("hardlink %r -> %r: target is a directory" % (entry.name, entry.linkname))
+            os.link("/proc/self/fd/%d" % tfd, base, dst_dir_fd=pfd, follow_symlinks=True)
+        finally:
+            os.close(tfd)
+
+
+def _write_data(reader, entry, fd):
+    """The entry's data, from the reader's chunks to fd without a copy."""
+    left = entry.size
+    while left:
+        view = reader.read_view(left)
+        if not view:
+            raise LayerFormatError("the layer ends inside the data of %r: truncated" % entry.name)
+        left -= len(view)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+class _ArchiveCheck(ArchiveWalk):
+    """The walk with nothing written: each entry is only checked for what apply would refuse."""
+
+    def check(self, raw, compression):
+        return self._walk(raw, compression)
+
+    def _put(self, reader, entry, parts):
+        if entry.kind == HARDLINK:
+            self._link_target(entry)
+        else:
+            self._owner(entry)
+
+    def _root(self, entry):
+        self._owner(entry)
+
+    def _hide(self, dir_parts, name):
+        pass
+
+    def _opaque(self, dir_parts, entry):
+        pass
 
 
 def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits=None):
@@ -482,67 +578,6 @@ def verify_archive(raw, compression="auto", uid_maps=None, gid_maps=None, limits
     names and owners outside the id maps give the same error as apply. What depends on the tree the
     archive builds (a parent that is a file, a hardlink target that is missing or a directory, an
     opaque whiteout of a missing directory, a path a symlink leads past PATH_MAX) needs the apply.
-    Returns an ApplyResult with apply's size, diff_id and entry count.
+    Returns the ArchiveResult apply would.
     """
-    limits = limits or Limits()
-    applier = LayerApplier("/", uid_maps, gid_maps, limits)  # for _owner only: never opened
-    reader = HashingReader(raw, compression)
-    size = 0
-    count = 0
-    try:
-        for entry in iter_entries(reader, limits):
-            count += 1
-            parts = clean_name(entry.name, limits)
-            if parts and parts[0].startswith(whiteouts.META_PREFIX) and len(parts) > 1:
-                continue
-            if parts and parts[-1].startswith(whiteouts.PREFIX):
-                base = parts[-1]
-                if (base != whiteouts.OPAQUE and not base.startswith(whiteouts.META_PREFIX)
-                        and base[len(whiteouts.PREFIX):] in ("", ".", "..")):
-                    raise LayerFormatError("invalid whiteout %r" % entry.name)
-                continue
-            if not parts:
-                if entry.kind != DIRECTORY:
-                    raise LayerFormatError("entry %r would replace the layer root" % entry.name)
-                applier._owner(entry)  # pylint: disable=protected-access
-                continue
-            if entry.kind == HARDLINK:
-                if not clean_name(entry.linkname, limits, "hardlink target of %r" % entry.name):
-                    raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
-            else:
-                applier._owner(entry)  # pylint: disable=protected-access
-            if entry.kind == REGULAR:
-                size += entry.size
-    except ValueError as e:
-        raise LayerFormatError("invalid entry: %s" % e)
-    finally:
-        reader.close()
-    return ApplyResult(size, reader.digest(), count, reader.compression, 0)
-
-
-def _empty_dir(dfd):
-    """Remove everything inside the directory open at dfd, iteratively."""
-    stack = [os.dup(dfd)]
-    try:
-        while stack:
-            fd = stack[-1]
-            descended = False
-            for name in os.listdir(fd):
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    try:
-                        os.rmdir(name, dir_fd=fd)
-                    except OSError as e:
-                        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                            raise
-                        stack.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                             dir_fd=fd))
-                        descended = True
-                        break
-                else:
-                    os.unlink(name, dir_fd=fd)
-            if not descended:
-                os.close(stack.pop())
-    finally:
-        for fd in stack:
-            os.close(fd)
+    return _ArchiveCheck(uid_maps, gid_maps, limits).check(raw, compression)

@@ -156,12 +156,11 @@ class _Member:
     __slots__ = ("name", "mode", "uid", "gid", "size", "mtime", "type", "linkname", "devmajor", "devminor",
                  "pax_headers")
 
-    def __init__(self, name, kind, mode=0o644, uid=0, gid=0, mtime=0):
+    def __init__(self, name, kind, mode=0o644, owner=(0, 0), mtime=0):
         self.name = name
         self.type = kind
         self.mode = mode
-        self.uid = uid
-        self.gid = gid
+        self.uid, self.gid = owner
         self.mtime = mtime
         self.size = 0
         self.linkname = ""
@@ -264,8 +263,8 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
         diff_size += counted_size(st, counted)
         if stat.S_ISSOCK(mode):
             continue  # sockets have no place in a layer tarball
-        info = _Member(rel, REGTYPE, stat.S_IMODE(mode), to_container(st.st_uid, uid_maps),
-                       to_container(st.st_gid, gid_maps), st.st_mtime_ns // 1000000000)
+        owner = (to_container(st.st_uid, uid_maps), to_container(st.st_gid, gid_maps))
+        info = _Member(rel, REGTYPE, stat.S_IMODE(mode), owner, st.st_mtime_ns // 1000000000)
         headers, binary = _xattr_headers(path)  # symlinks' too (llistxattr): Docker applies them
         if binary:
             headers["hdrcharset"] = "BINARY"

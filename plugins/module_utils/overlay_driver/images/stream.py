@@ -14,7 +14,7 @@ import queue
 import threading
 
 from ..errors import LayerFormatError
-from ..tar_stream import open_decompressed
+from ..decompress import open_decompressed
 from .errors import BlobError
 
 CHUNK = 1 << 20
