@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from . import faults, syscalls, whiteouts
+from . import faults, syscalls, walk, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .ids import to_host
 from .tar_stream import (BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK,
@@ -100,7 +100,7 @@ class LayerApplier:
             self._forget_parents()
         rel = "/".join(key) or "."
         try:
-            fd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+            fd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
         except FileNotFoundError:
             fd = self._make_parents(key, entry_name)
         except NotADirectoryError:
@@ -152,7 +152,7 @@ class LayerApplier:
                         # below a directory made just now nothing exists yet: no lookup from the root
                         # (which made a deep new tree quadratic)
                         raise FileNotFoundError()
-                    nfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+                    nfd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
                 except FileNotFoundError:
                     # created with the root's owner, as an implicit directory of this layer
                     try:
@@ -208,7 +208,7 @@ class LayerApplier:
         """Remove everything under dir_parts that this layer did not write."""
         rel = "/".join(dir_parts) or "."
         try:
-            top = syscalls.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            top = walk.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise LayerFormatError("opaque whiteout %r for a directory that does not exist" % entry_name)
         except (NotADirectoryError, OSError) as e:
@@ -363,7 +363,7 @@ class LayerApplier:
         when link() says EEXIST; removing it first would remove the target too."""
         try:
             target_parts = clean_name(entry.linkname, self.limits, "hardlink target of %r" % entry.name)
-            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts) or ".", syscalls.O_PATH | os.O_NOFOLLOW)
+            tfd = walk.open_in_root(self.root_fd, "/".join(target_parts) or ".", syscalls.O_PATH | os.O_NOFOLLOW)
         except (OSError, LayerFormatError):
             return False  # _link gives the error
         try:
@@ -378,7 +378,7 @@ class LayerApplier:
         if not target_parts:
             raise LayerFormatError("hardlink %r points at the layer root" % entry.name)
         try:
-            tfd = syscalls.open_in_root(self.root_fd, "/".join(target_parts), syscalls.O_PATH | os.O_NOFOLLOW)
+            tfd = walk.open_in_root(self.root_fd, "/".join(target_parts), syscalls.O_PATH | os.O_NOFOLLOW)
         except OSError as e:
             raise LayerFormatError("hardlink %r -> %r: target not in the layer: %s"
                                    % (entry.name, entry.linkname, e.strerror))
@@ -402,7 +402,7 @@ class LayerApplier:
             raise LayerFormatError("invalid whiteout %r" % entry.name)
         rel = "/".join(dir_parts) or "."
         try:
-            pfd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+            pfd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing below to hide
         try:
@@ -417,7 +417,7 @@ class LayerApplier:
     def _set_dir_times(self):
         for parts, atime, mtime in reversed(self._dir_times):
             try:
-                fd = syscalls.open_in_root(self.root_fd, "/".join(parts) or ".",
+                fd = walk.open_in_root(self.root_fd, "/".join(parts) or ".",
                                            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             except OSError:
                 continue  # replaced or removed later in the archive

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Opening a directory by walking its path from /, never trusting a symlink by its path.
+"""Opening a path by directory fd, never trusting a symlink by its path.
 
 Root writes under the layer home and writes diffs to a dest; a symlink or a
 directory another user could change on the way would send those writes
@@ -11,10 +11,18 @@ symlink is followed only when the caller's policy trusts it. The walk itself
 is one: what a missing name, a symlink and each opened directory mean, and
 how a refusal is worded, differ between the home (home.py) and a diff's dest
 (dest.py), which each say so in a PathWalk subclass.
+
+Inside a layer every symlink is the layer's own and is followed, but clamped
+to the layer's root as if it were / (open_in_root): openat2(RESOLVE_IN_ROOT)
+where the kernel has it, elsewhere the same resolution walked by hand, so both
+give the same answer.
 """
 
+import errno
 import os
 import stat
+
+from . import syscalls
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINKS = 40
@@ -121,3 +129,75 @@ class PathWalk:
 def _replace(old_fd, new_fd):
     os.close(old_fd)
     return new_fd
+
+
+# --- inside a root -----------------------------------------------------------
+
+def _openat2(dirfd, path, flags, resolve, mode=0):
+    """openat2, again when a concurrent rename raced the lookup (EAGAIN)."""
+    while True:
+        try:
+            return syscalls.openat2(dirfd, path, flags, resolve | syscalls.RESOLVE_NO_MAGICLINKS, mode)
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+
+
+def open_in_root(root_fd, relpath, flags, mode=0):
+    """Open relpath as if root_fd were "/": symlinks and ".." never leave it."""
+    relpath = os.fsencode(relpath or ".")
+    if syscalls.openat2_available():
+        return _openat2(root_fd, relpath, flags, syscalls.RESOLVE_IN_ROOT, mode)
+    return _walk_in_root(root_fd, relpath, flags, mode)
+
+
+def open_no_symlinks(path, flags):
+    """Open an absolute path that holds no symlink at all (a path under a resolved layer home).
+
+    A directory of a layer that a process inside the mounted layer swapped for a symlink after
+    the tree was listed makes this fail (ELOOP) instead of sending root's read elsewhere.
+    Without openat2, only the last component is guarded (O_NOFOLLOW).
+    """
+    if syscalls.openat2_available():
+        return _openat2(-100, os.fsencode(path), flags, syscalls.RESOLVE_NO_SYMLINKS)
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _walk_in_root(root_fd, relpath, flags, mode):
+    """open_in_root without openat2: each component by dir fd, symlinks resolved by hand and clamped."""
+    pending = [c for c in relpath.split(b"/") if c and c != b"."]
+    pending.reverse()
+    stack = []  # fds of the directories walked below the root
+    followed = 0
+    try:
+        while pending:
+            name = pending.pop()
+            cur = stack[-1] if stack else root_fd
+            if name == b"..":
+                if stack:
+                    os.close(stack.pop())
+                continue
+            last = not pending
+            try:
+                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+            except FileNotFoundError:
+                if last:
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+                raise
+            if stat.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
+                followed += 1
+                if followed > MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(relpath))
+                target = os.fsencode(os.readlink(name, dir_fd=cur))
+                if target.startswith(b"/"):
+                    while stack:
+                        os.close(stack.pop())
+                pending.extend(reversed([c for c in target.split(b"/") if c and c != b"."]))
+                continue
+            if last:
+                return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+            stack.append(os.open(name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
+        return os.open(b".", flags | os.O_CLOEXEC, mode, dir_fd=stack[-1] if stack else root_fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
