@@ -8,12 +8,16 @@ modified when mode, owner, rdev or security.capability differ, and for
 non-directories also when size or mtime differ; a directory that holds any
 change is itself reported modified, before its children.
 
-The walk reads both trees one directory pair at a time and stats only what it
-must compare. A layer built by apply_diff is a hardlink copy of its parent's
-root/, so most of its files are the parent's very inodes: a non-directory
-whose inode number (from readdir, no stat) is the parent's at the same path,
-on the same filesystem, is the same file and cannot have changed. Added
-subtrees and deletions need names and file types only, which readdir gives.
+Both trees are TreeViews (overlay_view.py): a plain tree is the view of one
+directory, an overlay layer's is its upper/ over the lower root/ read without
+a mount, so one walk serves both. The walk reads both trees one directory
+pair at a time and stats only what it must compare. A layer built by
+apply_diff is a hardlink copy of its parent's root/, so most of its files are
+the parent's very inodes: a non-directory whose inode number (from readdir,
+no stat) is the parent's at the same path, on the same filesystem, is the
+same file and cannot have changed; in two overlay views, a file of a lower
+layer both share is one path. Added subtrees and deletions need names and
+file types only, which readdir gives.
 """
 
 import errno
@@ -22,6 +26,7 @@ import re
 import stat
 
 from .errors import OverlayError
+from .overlay_view import TreeView
 
 ADD = "A"
 MODIFY = "C"
@@ -78,15 +83,6 @@ def unescape_path(text):
     return os.fsencode(_ESCAPE.sub(one, text))
 
 
-def _capability(path, st):
-    if stat.S_ISLNK(st.st_mode):
-        return None
-    try:
-        return os.getxattr(path, "security.capability", follow_symlinks=False)
-    except OSError:
-        return None
-
-
 def _same_time(a_ns, b_ns):
     a_sec, a_nsec = divmod(a_ns, 1000000000)
     b_sec, b_nsec = divmod(b_ns, 1000000000)
@@ -102,83 +98,107 @@ def stat_different(old, new):
     return not _same_time(old.st_mtime_ns, new.st_mtime_ns) or old.st_size != new.st_size
 
 
-def _modified(old_entry, new_entry):
-    old = old_entry.stat(follow_symlinks=False)
-    new = new_entry.stat(follow_symlinks=False)
-    if stat_different(old, new):
-        return True
-    return _capability(old_entry.path, old) != _capability(new_entry.path, new)
+def _capability(entry, st):
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    try:
+        return os.getxattr(entry.path, "security.capability", follow_symlinks=False)
+    except OSError:
+        return None
 
 
-def _listing(path):
-    with os.scandir(path) as it:
-        return {entry.name: entry for entry in it}
+def _modified(old, new):
+    old_st = old.stat(follow_symlinks=False)
+    new_st = new.stat(follow_symlinks=False)
+    return stat_different(old_st, new_st) or _capability(old, old_st) != _capability(new, new_st)
 
 
-class _Dir:
-    """A directory of the new tree being compared with its counterpart (None: nothing to compare)."""
+class _Frame:
+    """A directory of the new tree being compared with its counterpart (old_view None: nothing to compare)."""
 
-    __slots__ = ("path", "entry", "base", "added", "size_at_entry", "names", "new_children", "old_children")
+    __slots__ = ("rel", "entry", "added", "size_at_entry", "new_children", "old_children", "names")
 
-    def __init__(self, new_path, old_path, path, added, size_at_entry, entry=None):
-        self.path = path
+    def __init__(self, new_view, old_view, rel, added, size_at_entry, entry=None):
+        self.rel = rel
         self.entry = entry
-        self.base = "/" if path == "/" else path + "/"
         self.added = added
         self.size_at_entry = size_at_entry
-        self.new_children = _listing(new_path)
-        self.old_children = _listing(old_path) if old_path is not None else {}
+        self.new_children = new_view.listing(rel)
+        self.old_children = old_view.listing(rel) if old_view is not None else {}
         self.names = iter(sorted(self.new_children))
 
 
-def _walk(new_dir, old_dir, changes):
-    """moby's FileInfo.addChanges over the two trees, with an explicit stack for deep trees."""
-    same_fs = old_dir is not None and os.lstat(new_dir).st_dev == os.lstat(old_dir).st_dev
-    stack = [_Dir(new_dir, old_dir, "/", False, 0)]
+def _walk(new_view, old_view, same_file):
+    """moby's FileInfo.addChanges over two TreeViews, with an explicit stack for deep trees.
+
+    same_file(old, new) says when two non-directories are one file, which cannot have changed.
+    """
+    changes = []
+    stack = [_Frame(new_view, old_view, "", False, 0)]
     while stack:
         frame = stack[-1]
-        base = frame.base
+        prefix = frame.rel + "/" if frame.rel else ""
         descend = None
         old_children = frame.old_children
         for name in frame.names:
             new = frame.new_children[name]
             old = old_children.pop(name, None)
-            path = base + name
+            rel = prefix + name
             new_is_dir = new.is_dir(follow_symlinks=False)
             if old is None:
-                changes.append(Change(path, ADD, new))
+                changes.append(Change("/" + rel, ADD, new))
                 if new_is_dir:
-                    descend = _Dir(new.path, None, path, True, len(changes), new)
+                    descend = _Frame(new_view, None, rel, True, len(changes), new)
                     break
                 continue
-            if same_fs and not new_is_dir and new.inode() == old.inode():
-                continue  # the parent's own inode: nothing about it can differ
+            if not new_is_dir and same_file(old, new):
+                continue
             added = _modified(old, new)
             if added:
-                changes.append(Change(path, MODIFY, new))
+                changes.append(Change("/" + rel, MODIFY, new))
             if new_is_dir:
-                old_path = old.path if old.is_dir(follow_symlinks=False) else None
-                descend = _Dir(new.path, old_path, path, added, len(changes), new)
+                descend = _Frame(new_view, old_view if old.is_dir(follow_symlinks=False) else None, rel, added,
+                                 len(changes), new)
                 break
         if descend is not None:
             stack.append(descend)
             continue
         stack.pop()
         for name in sorted(old_children):
-            changes.append(Change(base + name, DELETE))
-        if len(changes) > frame.size_at_entry and not frame.added and frame.path != "/":
-            changes.insert(frame.size_at_entry, Change(frame.path, MODIFY, frame.entry))
+            changes.append(Change("/" + prefix + name, DELETE))
+        if len(changes) > frame.size_at_entry and not frame.added and frame.rel:
+            changes.insert(frame.size_at_entry, Change("/" + frame.rel, MODIFY, frame.entry))
+    return changes
+
+
+def _same_inode(old, new):
+    """The parent's own inode (readdir's number, no stat): nothing about it can differ."""
+    return new.inode() == old.inode()
+
+
+def _never_same(_old, _new):
+    return False
+
+
+def _same_path(old, new):
+    """The very same file of a shared lower layer."""
+    return new.path == old.path
 
 
 def changes_dirs(new_dir, old_dir=None):
     """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order."""
-    changes = []
     try:
-        _walk(new_dir, old_dir, changes)
+        same_fs = old_dir is not None and os.lstat(new_dir).st_dev == os.lstat(old_dir).st_dev
+        return _walk(TreeView([new_dir]), TreeView([old_dir]) if old_dir is not None else None,
+                     _same_inode if same_fs else _never_same)
     except OSError as e:
         raise_too_deep(e, "compare")
         raise
-    return changes
+
+
+def view_changes(new_view, old_view=None):
+    """Changes that turn old_view (None: an empty tree) into new_view, in tree order (as changes_dirs)."""
+    return _walk(new_view, old_view, _same_path)
 
 
 def raise_too_deep(error, doing):

@@ -20,12 +20,10 @@ import os
 import stat
 
 from .errors import OverlayError
-from .home import untrusted_reason
 from .layout import open_regular, open_temp_file
+from .walk import PathWalk, untrusted_reason
 
 TEMP_PREFIX = ".strata-diff-"
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_LINKS = 40
 
 
 class NullWriter:
@@ -36,64 +34,41 @@ class NullWriter:
         return len(data)
 
 
+class _DestWalk(PathWalk):
+    """dest's directory: it must exist; a symlink on the way is followed only when root made it in a
+    directory no other user can change."""
+
+    def __init__(self, path, layer_id):
+        PathWalk.__init__(self, path)
+        self.layer_id = layer_id
+
+    def _fail(self, message):
+        raise OverlayError(message, layer=self.layer_id, path=self.path)
+
+    def missing(self, dir_fd, name, last):
+        self._fail("destination directory does not exist")
+
+    def check_link(self, dir_fd, st, where):
+        if st.st_uid != 0:
+            self._fail("refusing to follow %s, a symlink owned by uid %d, to the destination" % (where, st.st_uid))
+        reason = untrusted_reason(os.fstat(dir_fd), {0}, {0})
+        if reason:
+            self._fail("refusing to follow the symlink %s: its directory can be changed by another user (%s)"
+                       % (where, reason))
+
+    def too_many_links(self):
+        self._fail("too many symlinks in the destination's path")
+
+    def not_a_directory(self, where):
+        self._fail("%s is not a directory" % where)
+
+    def cannot_open(self, where, error):
+        self._fail("cannot open %s: %s" % (where, error.strerror))
+
+
 def open_directory(path, layer_id=None):
     """(fd, resolved path) of an existing directory, never through a symlink another user planted."""
-    pending = [c for c in path.split("/") if c]
-    pending.reverse()
-    fd = os.open("/", _DIR_FLAGS)
-    real = []
-    links = 0
-    try:
-        while pending:
-            name = pending.pop()
-            if name == ".":
-                continue
-            if name == "..":
-                if real:
-                    real.pop()
-                    parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
-                    os.close(fd)
-                    fd = parent
-                continue
-            here = "/" + "/".join(real + [name])
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                raise OverlayError("destination directory does not exist", layer=layer_id, path=path)
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise OverlayError("too many symlinks in the destination's path", layer=layer_id, path=path)
-                if st.st_uid != 0:
-                    raise OverlayError("refusing to follow %s, a symlink owned by uid %d, to the destination"
-                                       % (here, st.st_uid), layer=layer_id, path=path)
-                reason = untrusted_reason(os.fstat(fd), {0}, {0})
-                if reason:
-                    raise OverlayError("refusing to follow the symlink %s: its directory can be changed by another"
-                                       " user (%s)" % (here, reason), layer=layer_id, path=path)
-                target = os.readlink(name, dir_fd=fd)
-                if target.startswith("/"):
-                    os.close(fd)
-                    fd = None
-                    fd = os.open("/", _DIR_FLAGS)
-                    real = []
-                pending.extend(reversed([c for c in target.split("/") if c]))
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise OverlayError("%s is not a directory" % here, layer=layer_id, path=path)
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except OSError as e:
-                # swapped for a symlink since the stat: refused like one
-                raise OverlayError("cannot open %s: %s" % (here, e.strerror), layer=layer_id, path=path)
-            os.close(fd)
-            fd = child
-            real.append(name)
-        return fd, "/" + "/".join(real)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        raise
+    return _DestWalk(path, layer_id).open()
 
 
 def resolve_dest(dest, home, layer_id=None):

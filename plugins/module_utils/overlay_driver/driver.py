@@ -20,13 +20,13 @@ import os
 import stat
 
 from . import faults, fscheck, mounts, syscalls
-from .changes import changes_dirs, changes_size
+from .changes import changes_dirs, changes_size, view_changes
 from .copy import copy_tree
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .layout import MADE_MERGED_DIR, MERGED, HomeLayout, make_temp_dir
-from .overlay_view import TreeView, view_changes
+from .overlay_view import TreeView
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .tar_export import export_changes
 

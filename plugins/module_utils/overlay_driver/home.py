@@ -23,27 +23,48 @@ from .errors import OverlayError
 from .records import read_json, write_atomic
 from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, LOCK_FILE, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_LINKS = 40
-
-
-def untrusted_reason(st, owners, groups):
-    """Why another user could change what is in this directory, or None."""
-    if st.st_uid not in owners:
-        return "it is owned by uid %d, not by root" % st.st_uid
-    if st.st_mode & stat.S_ISVTX:
-        return None
-    if st.st_mode & 0o002:
-        return "it is writable by every user"
-    if st.st_mode & 0o020 and st.st_gid not in groups:
-        return "it is writable by group %d" % st.st_gid
-    return None
 
 
 def _refuse(path, cause):
     raise OverlayError("refusing this layer home: %s" % cause, path=path)
+
+
+class _HomeWalk(PathWalk):
+    """The home's path: every directory above it root's, a symlink on it made by root or by the owner
+    of its directory; make(dir_fd, name, last) creates a missing component (None: it stays missing)."""
+
+    def __init__(self, path, make):
+        PathWalk.__init__(self, path)
+        self.make = make
+
+    def entered(self, fd, where, last):
+        if last:
+            return  # the home itself is checked against its (remapped) root by settle()
+        reason = untrusted_reason(os.fstat(fd), {0}, {0})
+        if reason:
+            _refuse(where, "a directory above it can be changed by another user: %s" % reason)
+
+    def missing(self, dir_fd, name, last):
+        if self.make is None:
+            return False
+        self.make(dir_fd, name, last)
+        return True
+
+    def check_link(self, dir_fd, st, where):
+        if st.st_uid not in (0, os.fstat(dir_fd).st_uid):
+            _refuse(where, "it is a symlink owned by uid %d" % st.st_uid)
+
+    def too_many_links(self):
+        _refuse(self.path, "too many symlinks")
+
+    def not_a_directory(self, where):
+        _refuse(where, "it is not a directory")
+
+    def cannot_open(self, where, error):
+        _refuse(where, "cannot open it: %s" % error.strerror)
 
 
 def is_layer_name(name):
@@ -72,7 +93,7 @@ class HomeDirs:
         try:
             if self.path == "/":
                 _refuse(self.path, "it is /")
-            self.fd, self.path = self._walk(self.path, False)
+            self.fd, self.path = _HomeWalk(self.path, None).open()
             if self.fd is not None:
                 self.state_fd = self._open_state()
         except BaseException:
@@ -115,7 +136,7 @@ class HomeDirs:
             if self.fd is None:
                 if not create:
                     return
-                self.fd, self.path = self._walk(self.path, True)
+                self.fd, self.path = _HomeWalk(self.path, self._make).open()
                 self.state_fd = self._open_state()
             reason = untrusted_reason(os.fstat(self.fd), {0, root_uid}, {0, root_gid})
             if reason:
@@ -134,75 +155,6 @@ class HomeDirs:
             raise
 
     # -- opening ----------------------------------------------------------
-
-    def _walk(self, path, create):
-        """(fd of the home or None when it is missing, its resolved path)."""
-        pending = [c for c in path.split("/") if c]
-        pending.reverse()
-        fd = os.open("/", DIR_FLAGS)
-        real = []
-        links = 0
-        try:
-            self._check_ancestor(fd, "/")
-            while pending:
-                name = pending.pop()
-                if name in (".", ""):
-                    continue
-                if name == "..":
-                    if real:
-                        real.pop()
-                        parent = os.open("..", DIR_FLAGS, dir_fd=fd)
-                        os.close(fd)
-                        fd = parent
-                    continue
-                here = "/" + "/".join(real + [name])
-                try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    if not create:
-                        rest = [name] + list(reversed(pending))
-                        os.close(fd)
-                        fd = None
-                        return None, "/" + "/".join(real + rest)
-                    self._make(fd, name, last=not pending)
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > _MAX_LINKS:
-                        _refuse(path, "too many symlinks")
-                    dir_st = os.fstat(fd)
-                    if st.st_uid not in (0, dir_st.st_uid):
-                        _refuse(here, "it is a symlink owned by uid %d" % st.st_uid)
-                    target = os.readlink(name, dir_fd=fd)
-                    if target.startswith("/"):
-                        os.close(fd)
-                        fd = None
-                        fd = os.open("/", DIR_FLAGS)
-                        real = []
-                    pending.extend(reversed([c for c in target.split("/") if c]))
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    _refuse(here, "it is not a directory")
-                try:
-                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
-                except OSError as e:
-                    _refuse(here, "cannot open it: %s" % e.strerror)
-                os.close(fd)
-                fd = child
-                real.append(name)
-                if pending:
-                    self._check_ancestor(fd, "/" + "/".join(real))
-            return fd, "/" + "/".join(real)
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            raise
-
-    @staticmethod
-    def _check_ancestor(fd, path):
-        reason = untrusted_reason(os.fstat(fd), {0}, {0})
-        if reason:
-            _refuse(path, "a directory above it can be changed by another user: %s" % reason)
 
     def _make(self, dir_fd, name, last):
         """A missing ancestor becomes root's 0755 directory, the home the remapped root's 0700 one."""

@@ -96,24 +96,25 @@ def maps_as_dicts(maps):
     return [m.as_dict() for m in maps]
 
 
+def _translate(value, maps, side, other):
+    """value on the side ("container" or "host") of maps, seen from the other side."""
+    if not maps:
+        return value
+    for m in maps:
+        first = getattr(m, side + "_id")
+        if first <= value < first + m.size:
+            return getattr(m, other + "_id") + value - first
+    raise OverlayError("%s id %d is not mapped by %r" % (side, value, maps))
+
+
 def to_host(container_id, maps):
     """Map a container id to the host; identity without maps; outside the maps is an error."""
-    if not maps:
-        return container_id
-    for m in maps:
-        if m.container_id <= container_id < m.container_id + m.size:
-            return m.host_id + container_id - m.container_id
-    raise OverlayError("container id %d is not mapped by %r" % (container_id, maps))
+    return _translate(container_id, maps, "container", "host")
 
 
 def to_container(host_id, maps):
     """The inverse of to_host, used when exporting a diff from remapped files."""
-    if not maps:
-        return host_id
-    for m in maps:
-        if m.host_id <= host_id < m.host_id + m.size:
-            return m.container_id + host_id - m.host_id
-    raise OverlayError("host id %d is not mapped by %r" % (host_id, maps))
+    return _translate(host_id, maps, "host", "container")
 
 
 def root_pair(uid_maps, gid_maps):

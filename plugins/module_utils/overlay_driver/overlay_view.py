@@ -8,16 +8,15 @@ processes see, and one a killed run would leave behind. Overlay's own rules
 give the merged tree from upper/ and the lower root/: an entry of an upper
 directory hides the lower one of the same name, a character device 0/0 is a
 whiteout (the name is gone), a directory with trusted.overlay.opaque=y hides
-everything below it in the lower layers. The changes are then computed the
-way changes.py computes them between two real trees (moby's ChangesDirs), so
-both give the same answer; every changed entry is a real file in upper/ or
-root/, which the exporter reads.
+everything below it in the lower layers. A plain tree is the view of one
+directory, read as it is. changes.py walks two views the way moby's
+ChangesDirs walks two real trees, so both give the same answer; every changed
+entry is a real file in upper/ or root/, which the exporter reads.
 """
 
 import os
 import stat
 
-from .changes import ADD, DELETE, MODIFY, Change, stat_different
 from .whiteouts import OPAQUE_XATTR, is_overlay_whiteout
 
 
@@ -41,6 +40,8 @@ class TreeView:
         stack = self._stacks.get(rel)
         if stack is not None:
             return stack
+        if not self.overlay:
+            return [os.path.join(self.layers[0], rel)]  # nothing below it to hide
         parent, _sep, name = rel.rpartition("/")
         stack = []
         for above in self._stack(parent):
@@ -52,13 +53,16 @@ class TreeView:
             if not stat.S_ISDIR(st.st_mode):
                 break  # a whiteout or a file: nothing below it takes part
             stack.append(path)
-            if self.overlay and _is_opaque(path):
+            if _is_opaque(path):
                 break
         self._stacks[rel] = stack
         return stack
 
     def listing(self, rel):
         """name -> os.DirEntry of the topmost real entry, for the directory rel ("" is the top)."""
+        if not self.overlay:  # a directory gone since its parent was listed is an error, as in any walk
+            with os.scandir(self._stack(rel)[0]) as it:
+                return {entry.name: entry for entry in it}
         out = {}
         hidden = set()
         stack = self._stack(rel)
@@ -72,11 +76,11 @@ class TreeView:
                     name = entry.name
                     if name in out or name in hidden:
                         continue
-                    if self.overlay and _is_whiteout(entry):
+                    if _is_whiteout(entry):
                         hidden.add(name)
                         continue
                     out[name] = entry
-            if self.overlay and rel == "" and _is_opaque(path):
+            if rel == "" and _is_opaque(path):
                 break
         return out
 
@@ -92,72 +96,3 @@ def _is_opaque(path):
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
-
-
-def _capability(entry, st):
-    if stat.S_ISLNK(st.st_mode):
-        return None
-    try:
-        return os.getxattr(entry.path, "security.capability", follow_symlinks=False)
-    except OSError:
-        return None
-
-
-def _modified(old, new):
-    old_st = old.stat(follow_symlinks=False)
-    new_st = new.stat(follow_symlinks=False)
-    return stat_different(old_st, new_st) or _capability(old, old_st) != _capability(new, new_st)
-
-
-class _Frame:
-    __slots__ = ("rel", "path", "entry", "added", "size_at_entry", "new_children", "old_children", "names")
-
-    def __init__(self, new_view, old_view, rel, added, size_at_entry, entry=None):
-        self.rel = rel
-        self.path = "/" + rel
-        self.entry = entry
-        self.added = added
-        self.size_at_entry = size_at_entry
-        self.new_children = new_view.listing(rel)
-        self.old_children = old_view.listing(rel) if old_view is not None else {}
-        self.names = iter(sorted(self.new_children))
-
-
-def view_changes(new_view, old_view=None):
-    """Changes that turn old_view (None: an empty tree) into new_view, in tree order (as changes_dirs)."""
-    changes = []
-    stack = [_Frame(new_view, old_view, "", False, 0)]
-    while stack:
-        frame = stack[-1]
-        prefix = frame.rel + "/" if frame.rel else ""
-        descend = None
-        old_children = frame.old_children
-        for name in frame.names:
-            new = frame.new_children[name]
-            old = old_children.pop(name, None)
-            rel = prefix + name
-            new_is_dir = new.is_dir(follow_symlinks=False)
-            if old is None:
-                changes.append(Change("/" + rel, ADD, new))
-                if new_is_dir:
-                    descend = _Frame(new_view, None, rel, True, len(changes), new)
-                    break
-                continue
-            if not new_is_dir and new.path == old.path:
-                continue  # the very same file of a shared lower layer
-            added = _modified(old, new)
-            if added:
-                changes.append(Change("/" + rel, MODIFY, new))
-            if new_is_dir:
-                descend = _Frame(new_view, old_view if old.is_dir(follow_symlinks=False) else None, rel, added,
-                                 len(changes), new)
-                break
-        if descend is not None:
-            stack.append(descend)
-            continue
-        stack.pop()
-        for name in sorted(old_children):
-            changes.append(Change("/" + prefix + name, DELETE))
-        if len(changes) > frame.size_at_entry and not frame.added and frame.rel:
-            changes.insert(frame.size_at_entry, Change(frame.path, MODIFY, frame.entry))
-    return changes

@@ -15,8 +15,7 @@ import stat
 
 from .errors import OverlayError
 from .mounts import mounts_below
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+from .walk import DIR_FLAGS
 
 
 def fd_path(fd):
@@ -42,7 +41,7 @@ def remove_tree_at(dir_fd, name, layer=None):
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dir_fd)
         return
-    top = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    top = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     try:
         path = fd_path(top)
         refuse_mounts_below(path, layer)
@@ -55,7 +54,7 @@ def remove_tree_at(dir_fd, name, layer=None):
 def remove_tree(path, layer=None):
     """remove_tree_at for a path whose parent is trusted (under the layer home)."""
     parent, name = os.path.split(os.path.abspath(path))
-    pfd = os.open(parent or "/", _DIR_FLAGS)
+    pfd = os.open(parent or "/", DIR_FLAGS)
     try:
         remove_tree_at(pfd, name, layer)
     finally:
@@ -70,7 +69,7 @@ def _empty(top, dev, path, layer):
             pushed = False
             for entry in os.scandir(fd):
                 if entry.is_dir(follow_symlinks=False):
-                    child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
                     if os.fstat(child).st_dev != dev:
                         os.close(child)
                         raise OverlayError("%s is on another filesystem; refusing to remove across it"

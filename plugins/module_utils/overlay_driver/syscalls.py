@@ -3,15 +3,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Linux system calls Python's os module lacks, through ctypes.
 
-mount/umount2, statfs (for the filesystem magic), openat2 (to resolve names
-inside a root whatever its symlinks say), renameat2 (atomic exchange) and a
-raw readdir (to see whether a filesystem reports d_type).
+mount/umount2, statfs (for the filesystem magic), openat2 (walk.py resolves
+names inside a root with it, whatever their symlinks say), renameat2 (atomic
+exchange) and a raw readdir (to see whether a filesystem reports d_type).
+Thin wrappers only: what to do with them is the callers'.
 """
 
 import ctypes
 import errno
 import os
-import stat
 
 # The interpreter's own symbols include libc's. ctypes.util.find_library would
 # run ldconfig in a subprocess on every import: 25 ms of every module run.
@@ -98,7 +98,7 @@ def openat2_available():
             _openat2_works = False
         else:
             try:
-                fd = _openat2_raw(-100, b"/", os.O_PATH | os.O_DIRECTORY, 0)
+                fd = openat2(-100, b"/", os.O_PATH | os.O_DIRECTORY, 0)
                 os.close(fd)
                 _openat2_works = True
             except OSError as e:
@@ -108,7 +108,8 @@ def openat2_available():
     return _openat2_works
 
 
-def _openat2_raw(dirfd, path, flags, resolve, mode=0):
+def openat2(dirfd, path, flags, resolve, mode=0):
+    """openat2(2) with O_CLOEXEC; dirfd -100 is AT_FDCWD, path is bytes."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
     fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(path),
                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
@@ -116,84 +117,6 @@ def _openat2_raw(dirfd, path, flags, resolve, mode=0):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fsdecode(path))
     return fd
-
-
-def open_in_root(root_fd, relpath, flags, mode=0):
-    """Open relpath as if root_fd were "/": symlinks and ".." never leave it.
-
-    Uses openat2(RESOLVE_IN_ROOT) where the kernel has it; elsewhere walks
-    the path one component at a time, resolving symlinks by hand with the
-    same clamping, so both give the same answer.
-    """
-    relpath = _b(relpath) or b"."
-    if openat2_available():
-        while True:
-            try:
-                return _openat2_raw(root_fd, relpath, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, mode)
-            except OSError as e:
-                # openat2 gives EAGAIN when a concurrent rename raced the lookup.
-                if e.errno != errno.EAGAIN:
-                    raise
-    return _open_in_root_walk(root_fd, relpath, flags, mode)
-
-
-def open_no_symlinks(path, flags):
-    """Open an absolute path that holds no symlink at all (a path under a resolved layer home).
-
-    A directory of a layer that a process inside the mounted layer swapped for a symlink after
-    the tree was listed makes this fail (ELOOP) instead of sending root's read elsewhere.
-    Without openat2, only the last component is guarded (O_NOFOLLOW).
-    """
-    if openat2_available():
-        while True:
-            try:
-                return _openat2_raw(-100, _b(path), flags, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
-            except OSError as e:
-                if e.errno != errno.EAGAIN:  # a concurrent rename raced the lookup
-                    raise
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-_MAX_SYMLINKS = 40
-
-
-def _open_in_root_walk(root_fd, relpath, flags, mode):
-    pending = [c for c in relpath.split(b"/") if c and c != b"."]
-    pending.reverse()
-    stack = []  # fds of the directories walked below the root
-    followed = 0
-    try:
-        while pending:
-            name = pending.pop()
-            cur = stack[-1] if stack else root_fd
-            if name == b"..":
-                if stack:
-                    os.close(stack.pop())
-                continue
-            last = not pending
-            try:
-                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
-            except FileNotFoundError:
-                if last:
-                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
-                raise
-            if stat.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
-                followed += 1
-                if followed > _MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(relpath))
-                target = os.fsencode(os.readlink(name, dir_fd=cur))
-                if target.startswith(b"/"):
-                    while stack:
-                        os.close(stack.pop())
-                pending.extend(reversed([c for c in target.split(b"/") if c and c != b"."]))
-                continue
-            if last:
-                return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
-            stack.append(os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
-        return os.open(b".", flags | os.O_CLOEXEC, mode, dir_fd=stack[-1] if stack else root_fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
 
 
 # --- renameat2 -------------------------------------------------------------

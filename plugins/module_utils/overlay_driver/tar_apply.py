@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 
-from . import faults, syscalls, whiteouts
+from . import faults, syscalls, walk, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .hashing_reader import HashingReader
 from .ids import root_pair, to_host
@@ -191,7 +191,7 @@ class LayerApplier(ArchiveWalk):
 
     def _hide(self, dir_parts, name):
         try:
-            pfd = syscalls.open_in_root(self.root_fd, "/".join(dir_parts) or ".", _DIR_OPEN)
+            pfd = walk.open_in_root(self.root_fd, "/".join(dir_parts) or ".", _DIR_OPEN)
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing below to hide
         try:
@@ -253,7 +253,7 @@ class LayerApplier(ArchiveWalk):
             self._forget_parents()
         rel = "/".join(key) or "."
         try:
-            fd = syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+            fd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
         except FileNotFoundError:
             fd = self._make_parents(key, entry_name)
         except NotADirectoryError:
@@ -317,7 +317,7 @@ class LayerApplier(ArchiveWalk):
         """The directory at dir_parts, None when there is nothing there."""
         rel = "/".join(dir_parts)
         try:
-            return syscalls.open_in_root(self.root_fd, rel, _DIR_OPEN)
+            return walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
         except FileNotFoundError:
             return None
         except NotADirectoryError:
@@ -338,7 +338,7 @@ class LayerApplier(ArchiveWalk):
     def _open_opaque_dir(self, dir_parts, entry_name):
         rel = "/".join(dir_parts) or "."
         try:
-            return syscalls.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            return walk.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise LayerFormatError("opaque whiteout %r for a directory that does not exist" % entry_name)
         except (NotADirectoryError, OSError) as e:
@@ -404,7 +404,7 @@ class LayerApplier(ArchiveWalk):
     def _set_dir_times(self):
         for parts, atime, mtime in reversed(self._dir_times):
             try:
-                fd = syscalls.open_in_root(self.root_fd, "/".join(parts) or ".",
+                fd = walk.open_in_root(self.root_fd, "/".join(parts) or ".",
                                            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             except OSError:
                 continue  # replaced or removed later in the archive
@@ -520,7 +520,7 @@ class LayerApplier(ArchiveWalk):
         return (st.st_dev, st.st_ino) == (existing.st_dev, existing.st_ino)  # a directory too, as tar
 
     def _open_link_target(self, entry):
-        return syscalls.open_in_root(self.root_fd, "/".join(self._link_target(entry)), syscalls.O_PATH | os.O_NOFOLLOW)
+        return walk.open_in_root(self.root_fd, "/".join(self._link_target(entry)), syscalls.O_PATH | os.O_NOFOLLOW)
 
     def _link(self, pfd, base, entry):
         """Hardlink to a path inside the target; the link shares (and never changes) the inode."""

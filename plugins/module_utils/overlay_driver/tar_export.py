@@ -16,7 +16,7 @@ import stat
 import struct
 import threading
 
-from . import syscalls, whiteouts
+from . import walk, whiteouts
 from .changes import DELETE, counted_size
 from .errors import OverlayError
 from .ids import to_container
@@ -204,7 +204,7 @@ def _write_entry(writer, member, path=None):
     if path is None or not member.size:
         return
     try:
-        fd = syscalls.open_no_symlinks(path, os.O_RDONLY)
+        fd = walk.open_no_symlinks(path, os.O_RDONLY)
     except OSError as e:
         raise OverlayError("cannot read it for the tarball: %s (a directory on its path was replaced by a symlink "
                            "while the diff was written?)" % e.strerror, path=path)

@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Opening a path by directory fd, never trusting a symlink by its path.
+
+Root writes under the layer home and writes diffs to a dest; a symlink or a
+directory another user could change on the way would send those writes
+anywhere. So the path is walked one component at a time by directory fd with
+O_NOFOLLOW (a name swapped for a symlink since its stat fails to open), and a
+symlink is followed only when the caller's policy trusts it. The walk itself
+is one: what a missing name, a symlink and each opened directory mean, and
+how a refusal is worded, differ between the home (home.py) and a diff's dest
+(dest.py), which each say so in a PathWalk subclass.
+
+Inside a layer every symlink is the layer's own and is followed, but clamped
+to the layer's root as if it were / (open_in_root): openat2(RESOLVE_IN_ROOT)
+where the kernel has it, elsewhere the same resolution walked by hand, so both
+give the same answer.
+"""
+
+import errno
+import os
+import stat
+
+from . import syscalls
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40
+
+
+def untrusted_reason(st, owners, groups):
+    """Why another user could change what is in this directory, or None."""
+    if st.st_uid not in owners:
+        return "it is owned by uid %d, not by root" % st.st_uid
+    if st.st_mode & stat.S_ISVTX:
+        return None
+    if st.st_mode & 0o002:
+        return "it is writable by every user"
+    if st.st_mode & 0o020 and st.st_gid not in groups:
+        return "it is writable by group %d" % st.st_gid
+    return None
+
+
+class PathWalk:
+    """open() walks self.path; the hooks below are the caller's policy and wording.
+
+    Each refusal hook raises; missing() returns whether it made the name (the
+    walk goes on) or not (the walk ends: the path is missing).
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    def entered(self, fd, where, last):
+        """Called with / and with every directory opened on the way (last: the walk's target)."""
+
+    def missing(self, dir_fd, name, last):
+        return False
+
+    def check_link(self, dir_fd, st, where):
+        """Raise unless the symlink where (lstat st, in the directory dir_fd) may be followed."""
+        raise NotImplementedError
+
+    def too_many_links(self):
+        raise NotImplementedError
+
+    def not_a_directory(self, where):
+        raise NotImplementedError
+
+    def cannot_open(self, where, error):
+        raise NotImplementedError
+
+    def open(self):
+        """(fd of the directory or None when it is missing, its resolved path)."""
+        pending = [c for c in self.path.split("/") if c]
+        pending.reverse()
+        fd = os.open("/", DIR_FLAGS)
+        real = []
+        links = 0
+        try:
+            self.entered(fd, "/", not pending)
+            while pending:
+                name = pending.pop()
+                if name == ".":
+                    continue
+                if name == "..":
+                    if real:
+                        real.pop()
+                        fd = _replace(fd, os.open("..", DIR_FLAGS, dir_fd=fd))
+                    continue
+                where = "/" + "/".join(real + [name])
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    if not self.missing(fd, name, not pending):
+                        os.close(fd)
+                        fd = None
+                        return None, "/" + "/".join(real + [name] + pending[::-1])
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    links += 1
+                    if links > MAX_LINKS:
+                        self.too_many_links()
+                    self.check_link(fd, st, where)
+                    target = os.readlink(name, dir_fd=fd)
+                    if target.startswith("/"):
+                        os.close(fd)
+                        fd = None
+                        fd = os.open("/", DIR_FLAGS)
+                        real = []
+                    pending.extend(reversed([c for c in target.split("/") if c]))
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    self.not_a_directory(where)
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    self.cannot_open(where, e)  # swapped for a symlink since the stat: refused like one
+                fd = _replace(fd, child)
+                real.append(name)
+                self.entered(fd, where, not pending)
+            return fd, "/" + "/".join(real)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+
+
+def _replace(old_fd, new_fd):
+    os.close(old_fd)
+    return new_fd
+
+
+# --- inside a root -----------------------------------------------------------
+
+def _openat2(dirfd, path, flags, resolve, mode=0):
+    """openat2, again when a concurrent rename raced the lookup (EAGAIN)."""
+    while True:
+        try:
+            return syscalls.openat2(dirfd, path, flags, resolve | syscalls.RESOLVE_NO_MAGICLINKS, mode)
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+
+
+def open_in_root(root_fd, relpath, flags, mode=0):
+    """Open relpath as if root_fd were "/": symlinks and ".." never leave it."""
+    relpath = os.fsencode(relpath or ".")
+    if syscalls.openat2_available():
+        return _openat2(root_fd, relpath, flags, syscalls.RESOLVE_IN_ROOT, mode)
+    return _walk_in_root(root_fd, relpath, flags, mode)
+
+
+def open_no_symlinks(path, flags):
+    """Open an absolute path that holds no symlink at all (a path under a resolved layer home).
+
+    A directory of a layer that a process inside the mounted layer swapped for a symlink after
+    the tree was listed makes this fail (ELOOP) instead of sending root's read elsewhere.
+    Without openat2, only the last component is guarded (O_NOFOLLOW).
+    """
+    if syscalls.openat2_available():
+        return _openat2(-100, os.fsencode(path), flags, syscalls.RESOLVE_NO_SYMLINKS)
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _walk_in_root(root_fd, relpath, flags, mode):
+    """open_in_root without openat2: each component by dir fd, symlinks resolved by hand and clamped."""
+    pending = [c for c in relpath.split(b"/") if c and c != b"."]
+    pending.reverse()
+    stack = []  # fds of the directories walked below the root
+    followed = 0
+    try:
+        while pending:
+            name = pending.pop()
+            cur = stack[-1] if stack else root_fd
+            if name == b"..":
+                if stack:
+                    os.close(stack.pop())
+                continue
+            last = not pending
+            try:
+                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+            except FileNotFoundError:
+                if last:
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+                raise
+            if stat.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
+                followed += 1
+                if followed > MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(relpath))
+                target = os.fsencode(os.readlink(name, dir_fd=cur))
+                if target.startswith(b"/"):
+                    while stack:
+                        os.close(stack.pop())
+                pending.extend(reversed([c for c in target.split(b"/") if c and c != b"."]))
+                continue
+            if last:
+                return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+            stack.append(os.open(name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
+        return os.open(b".", flags | os.O_CLOEXEC, mode, dir_fd=stack[-1] if stack else root_fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
