@@ -63,18 +63,16 @@ options:
     type: str
     choices: [auto, none, gzip, bzip2, xz, zstd]
     default: auto
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the task can be executed on the controller.
     support: full
 seealso:
   - module: strata.overlay.overlay_diff
+    description: Exports a layer's changes as the tarball this module applies.
   - module: strata.overlay.overlay_layer
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Creates or removes a layer without a diff.
 '''
 
 EXAMPLES = r'''
@@ -128,7 +126,8 @@ entries:
   type: int
   sample: 10302
 layer:
-  description: The layer's state after the task, as returned by M(strata.overlay.overlay_layer).
+  description: The layer the diff went into, after the task, with the diff recorded as its C(diff_id) (in the shape
+    M(strata.overlay.overlay_layer) returns).
   returned: success
   type: dict
 '''

@@ -31,13 +31,10 @@ options:
     description: The tarball to write on the managed host.
     type: path
     required: true
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 seealso:
   - module: strata.overlay.overlay_apply_diff
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Applies the exported tarball to a layer, on this host or another.
 '''
 
 EXAMPLES = r'''

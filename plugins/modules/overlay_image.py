@@ -76,9 +76,7 @@ options:
     description: A CA bundle (file) or directory of CA certificates on the managed host, trusted in addition to the
       system's for the registry.
     type: path
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the task can be executed on the
@@ -97,9 +95,9 @@ notes:
     60 seconds without progress.
 seealso:
   - module: strata.overlay.overlay_apply_diff
+    description: Applies one layer tarball that is not part of an image.
   - module: strata.overlay.overlay_layer
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Creates the writable layer on top of the image, with RV(top) as its parent.
 '''
 
 EXAMPLES = r'''

@@ -45,14 +45,12 @@ options:
       - With O(state=absent), remove the layer even while holders are recorded (it is unmounted first).
     type: bool
     default: false
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 seealso:
   - module: strata.overlay.overlay_apply_diff
+    description: Fills a new layer from a layer tarball, creating it with its parent first.
   - module: strata.overlay.overlay_mount
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Mounts the layer at C(merged/) for a named holder; a writable layer is written there.
 '''
 
 EXAMPLES = r'''

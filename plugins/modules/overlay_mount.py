@@ -57,14 +57,12 @@ options:
       - Processes that still use it keep seeing the layer's files and may go on writing to its upper directory.
     type: bool
     default: false
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 seealso:
   - module: strata.overlay.overlay_layer
+    description: Creates the writable overlay layer to mount on top of image layers.
   - module: strata.overlay.overlay_info
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Lists every layer with its holders and mount, and which are stale after a reboot.
 '''
 
 EXAMPLES = r'''
@@ -127,7 +125,8 @@ options:
   type: dict
   sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper"}
 layer:
-  description: The layer's state after the task, as returned by M(strata.overlay.overlay_layer).
+  description: The rest of what is known of the layer after the task (its kind, parent, diff_id, metadata and
+    whether it is stale), in the shape M(strata.overlay.overlay_layer) returns it.
   returned: always
   type: dict
 '''
