@@ -133,23 +133,16 @@ layer:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
+                                                                            one_of, run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import COMPRESSIONS
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            parent=dict(type="str", default=""),
-            src=dict(type="path"),
-            remote_src=dict(type="bool", default=False),
-            diff_id=dict(type="str"),
-            compression=dict(type="str", choices=list(COMPRESSIONS), default="auto"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        id=LAYER_ID, parent=PARENT_ID, src=dict(type="path"), remote_src=flag(), diff_id=dict(type="str"),
+        compression=one_of(*COMPRESSIONS)), supports_check_mode=True)
     run_module(module, ApplyDiffManager)
 
 

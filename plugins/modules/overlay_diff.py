@@ -88,18 +88,13 @@ dest:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import LAYER_ID, argument_spec, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            dest=dict(type="path", required=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(id=LAYER_ID, dest=dict(type="path", required=True)),
+                           supports_check_mode=True)
     run_module(module, DiffManager)
 
 

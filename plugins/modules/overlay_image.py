@@ -205,26 +205,16 @@ sent_whole_archive:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            src=dict(type="str", required=True),
-            remote_src=dict(type="bool", default=False),
-            platform=dict(type="str"),
-            registry_auth=dict(type="dict", no_log=False, options=dict(
-                username=dict(type="str"),
-                password=dict(type="str", no_log=True),
-                auth_file=dict(type="path"),
-            )),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        src=dict(type="str", required=True), remote_src=flag(), platform=dict(type="str"),
+        registry_auth=dict(type="dict", no_log=False, options=dict(
+            username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
+        validate_certs=flag(True), ca_path=dict(type="path")), supports_check_mode=True)
     run_module(module, ImageManager)
 
 

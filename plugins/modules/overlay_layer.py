@@ -134,20 +134,14 @@ layer:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
+                                                                            one_of, run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            parent=dict(type="str", default=""),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        id=LAYER_ID, parent=PARENT_ID, state=one_of("present", "absent"), force=flag()), supports_check_mode=True)
     run_module(module, LayerManager)
 
 

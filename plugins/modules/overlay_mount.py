@@ -132,22 +132,15 @@ layer:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, argument_spec, flag, one_of,
+                                                                            run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.managers import MountManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            state=dict(type="str", choices=["mounted", "unmounted"], default="mounted"),
-            holder=dict(type="str", default="ansible"),
-            mount_label=dict(type="str", default=""),
-            force=dict(type="bool", default=False),
-            lazy=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        id=LAYER_ID, state=one_of("mounted", "unmounted"), holder=dict(type="str", default="ansible"),
+        mount_label=dict(type="str", default=""), force=flag(), lazy=flag()), supports_check_mode=True)
     run_module(module, MountManager)
 
 
