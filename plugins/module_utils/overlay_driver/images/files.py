@@ -45,6 +45,8 @@ class _Files:
 
 
 class DirFiles(_Files):
+    """A directory (an OCI layout, the files of a docker save archive); the handle is its fd."""
+
     def __init__(self, path, image):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -95,6 +97,8 @@ class DirFiles(_Files):
 
 
 class TarFiles(_Files):
+    """A tar archive (oci-archive, docker save), only read; the handle is its TarFile."""
+
     def __init__(self, path, image):
         try:
             tar = tarfile.open(path, "r:*")
