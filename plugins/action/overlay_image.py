@@ -37,6 +37,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
                                                                                                  read_image)
 from ansible_collections.strata.overlay.plugins.plugin_utils.source_action import SourceAction
 
+# The options of module_utils/common.py COMMON_ARGS, which is not imported here: it brings the whole driver
+# (system calls included) onto the controller.
 _COMMON = ("home", "uid_maps", "gid_maps")
 # An archive is sent whole when the layers the host has are at most this share of those it lacks.
 WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
