@@ -15,25 +15,15 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.action import ActionBase
+
+from ansible_collections.strata.overlay.plugins.plugin_utils.source_action import SourceAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(SourceAction):
 
-    TRANSFERS_FILES = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        args = self._task.args.copy()
-        module_name = self._task.action
-        try:
-            remote_src = boolean(args.get("remote_src", False), strict=True)
-        except TypeError as e:
-            return dict(result, failed=True, msg="remote_src: %s" % to_text(e))
+    def _run_with_src(self, result, args, remote_src, task_vars):
         if remote_src:
-            result.update(self._execute_module(module_name=module_name, module_args=args, task_vars=task_vars))
+            result.update(self._run_module(args, task_vars))
             return result
 
         src = args.get("src")
@@ -41,35 +31,21 @@ class ActionModule(ActionBase):
             # Ask first: a layer that already has this diff needs nothing from the controller.
             probe = dict(args, remote_src=True)
             probe.pop("src", None)
-            answer = self._execute_module(module_name=module_name, module_args=probe, task_vars=task_vars)
+            answer = self._run_module(probe, task_vars)
             if not answer.get("needs_src") or src is None:
                 result.update(answer)
                 return result
         elif src is None:
             return dict(result, failed=True, msg="src is required (or diff_id of a diff the layer already has)")
-        missing = self._missing_src(args, src, result)
-        if missing:
-            return missing
-        local = self._find_needle("files", src)
-
-        tmpdir = self._connection._shell.tmpdir
-        if tmpdir is None:
-            tmpdir = self._make_tmp_path()
-        remote = self._connection._shell.join_path(tmpdir, "layer.tar")
         try:
-            self._transfer_file(local, remote)
-            self._fixup_perms2((tmpdir, remote))
-            module_args = dict(args, src=remote, remote_src=True)
-            result.update(self._execute_module(module_name=module_name, module_args=module_args,
-                                               task_vars=task_vars))
-        finally:
-            self._remove_tmp_path(tmpdir)
-        return result
-
-    def _missing_src(self, args, src, result):
-        try:
-            self._find_needle("files", src)
+            local = self._find_needle("files", src)
         except AnsibleError as e:
             return dict(result, failed=True, msg="layer %s: src %s not found on the controller: %s"
                         % (args.get("id"), src, to_text(e)))
-        return None
+
+        with self._host_tmpdir() as tmpdir:
+            remote = self._connection._shell.join_path(tmpdir, "layer.tar")
+            self._transfer_file(local, remote)
+            self._fixup_perms2((tmpdir, remote))
+            result.update(self._run_module(dict(args, src=remote, remote_src=True), task_vars))
+        return result

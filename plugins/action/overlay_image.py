@@ -27,8 +27,6 @@ import tempfile
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
@@ -37,30 +35,24 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (open_source,
                                                                                                  read_image)
+from ansible_collections.strata.overlay.plugins.plugin_utils.source_action import SourceAction
 
+# The options of module_utils/common.py COMMON_ARGS, which is not imported here: it brings the whole driver
+# (system calls included) onto the controller.
 _COMMON = ("home", "uid_maps", "gid_maps")
 # An archive is sent whole when the layers the host has are at most this share of those it lacks.
 WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
 
 
-class ActionModule(ActionBase):
+class ActionModule(SourceAction):
 
-    TRANSFERS_FILES = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        args = self._task.args.copy()
-        try:
-            remote_src = boolean(args.get("remote_src", False), strict=True)
-        except TypeError as e:
-            return dict(result, failed=True, msg="remote_src: %s" % to_text(e))
+    def _run_with_src(self, result, args, remote_src, task_vars):
         try:
             reference = parse_reference(args.get("src"))
         except OverlayError as e:
             return dict(result, failed=True, msg=e.message)
         if remote_src or not reference.is_file:
-            result.update(self._execute_module(module_name=self._task.action, module_args=args, task_vars=task_vars))
+            result.update(self._run_module(args, task_vars))
             return result
         try:
             local = self._find_needle("files", reference.path)
@@ -111,11 +103,8 @@ class ActionModule(ActionBase):
             else:
                 files = self._collect(reference, local, source, resolved, config_bytes, needed, workdir)
 
-        tmpdir = self._connection._shell.tmpdir
-        if tmpdir is None:
-            tmpdir = self._make_tmp_path()
-        remote_root = self._connection._shell.join_path(tmpdir, "image")
-        try:
+        with self._host_tmpdir() as tmpdir:
+            remote_root = self._connection._shell.join_path(tmpdir, "image")
             dirs = sorted(set(os.path.dirname(name) for name in files) - {""})
             command = "mkdir -p -m 0700 %s" % " ".join(
                 shlex.quote(self._connection._shell.join_path(remote_root, d)) for d in [""] + dirs)
@@ -137,11 +126,7 @@ class ActionModule(ActionBase):
             else:
                 transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
                 host_src = "%s:%s" % (transport, remote_root)
-            module_args = dict(args, src=host_src, remote_src=True)
-            answer = self._execute_module(module_name=self._task.action, module_args=module_args,
-                                          task_vars=task_vars)
-        finally:
-            self._remove_tmp_path(tmpdir)
+            answer = self._run_module(dict(args, src=host_src, remote_src=True), task_vars)
         if isinstance(answer.get("msg"), str):
             answer["msg"] = answer["msg"].replace(host_src, reference.text).replace(remote_root, reference.path)
         answer["sent_layers"] = len(needed)

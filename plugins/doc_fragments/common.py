@@ -6,6 +6,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
+# What every strata.overlay module shares: the layer home and its id maps, the notes on root, locking and
+# signals, the attributes (check and diff mode) and the authors. Modules add their own options and say
+# where their check_mode and diff_mode support differs.
 class ModuleDocFragment(object):
 
     DOCUMENTATION = r'''
@@ -38,7 +41,7 @@ options:
         ones. Leave this option out to use them; a call that passes different maps fails.
     type: list
     elements: dict
-    suboptions:
+    suboptions: &id_range
       container_id:
         description: First id inside the container.
         type: int
@@ -56,28 +59,15 @@ options:
       - Group id mappings, as O(uid_maps) for groups; recorded with the home the same way.
     type: list
     elements: dict
-    suboptions:
-      container_id:
-        description: First id inside the container.
-        type: int
-        required: true
-      host_id:
-        description: First id on the host.
-        type: int
-        required: true
-      size:
-        description: Number of ids in the range.
-        type: int
-        required: true
+    suboptions: *id_range
 notes:
   - Runs as root on Linux hosts whose kernel has overlayfs. Managed hosts need nothing but Python 3.
   - Every run takes a lock on the layer home, so concurrent tasks on one host see each other's work whole
     (readers and check runs a shared one, and only when the lock file exists).
   - SIGTERM or SIGINT during a run makes it fail with a message naming the signal; what the run had half
     made (temporary files and mounts, a layer created for an interrupted apply) is removed first.
-'''
-
-    ATTRIBUTES = r'''
+author:
+  - Strata Overlay maintainers (@strata-overlay)
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

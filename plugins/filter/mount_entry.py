@@ -7,7 +7,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 name: mount_entry
-short_description: One declared mount as the overlay_layers role reports it
+short_description: Turn an overlay_mount loop result into the mount the overlay_layers role reports
 version_added: 0.1.0
 description:
   - Turns one loop result of M(strata.overlay.overlay_mount) (the loop variable C(overlay_mount) holding

@@ -26,7 +26,23 @@ COMMON_ARGS = dict(
 )
 
 
+# Options that mean the same in every module that takes them.
+LAYER_ID = dict(type="str", required=True)
+PARENT_ID = dict(type="str", default="")  # empty: a base layer
+
+
+def flag(default=False):
+    """A bool option, off unless said otherwise."""
+    return dict(type="bool", default=default)
+
+
+def one_of(*choices):
+    """A str option among choices, the first by default (state: what the module makes so)."""
+    return dict(type="str", choices=list(choices), default=choices[0])
+
+
 def argument_spec(**specific):
+    """A module's own options with the common ones (home and its id maps)."""
     spec = dict(COMMON_ARGS)
     spec.update(specific)
     return spec

@@ -63,18 +63,16 @@ options:
     type: str
     choices: [auto, none, gzip, bzip2, xz, zstd]
     default: auto
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the task can be executed on the controller.
     support: full
 seealso:
   - module: strata.overlay.overlay_diff
+    description: Exports a layer's changes as the tarball this module applies.
   - module: strata.overlay.overlay_layer
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Creates or removes a layer without a diff.
 '''
 
 EXAMPLES = r'''
@@ -128,29 +126,23 @@ entries:
   type: int
   sample: 10302
 layer:
-  description: The layer's state after the task, as returned by M(strata.overlay.overlay_layer).
+  description: The layer the diff went into, after the task, with the diff recorded as its C(diff_id) (in the shape
+    M(strata.overlay.overlay_layer) returns).
   returned: success
   type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
+                                                                            one_of, run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.decompress import COMPRESSIONS
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            parent=dict(type="str", default=""),
-            src=dict(type="path"),
-            remote_src=dict(type="bool", default=False),
-            diff_id=dict(type="str"),
-            compression=dict(type="str", choices=list(COMPRESSIONS), default="auto"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        id=LAYER_ID, parent=PARENT_ID, src=dict(type="path"), remote_src=flag(), diff_id=dict(type="str"),
+        compression=one_of(*COMPRESSIONS)), supports_check_mode=True)
     run_module(module, ApplyDiffManager)
 
 

@@ -31,13 +31,10 @@ options:
     description: The tarball to write on the managed host.
     type: path
     required: true
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 seealso:
   - module: strata.overlay.overlay_apply_diff
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Applies the exported tarball to a layer, on this host or another.
 '''
 
 EXAMPLES = r'''
@@ -91,18 +88,13 @@ dest:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import LAYER_ID, argument_spec, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            dest=dict(type="path", required=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(id=LAYER_ID, dest=dict(type="path", required=True)),
+                           supports_check_mode=True)
     run_module(module, DiffManager)
 
 

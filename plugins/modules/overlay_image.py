@@ -76,9 +76,7 @@ options:
     description: A CA bundle (file) or directory of CA certificates on the managed host, trusted in addition to the
       system's for the registry.
     type: path
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the task can be executed on the
@@ -97,9 +95,9 @@ notes:
     60 seconds without progress.
 seealso:
   - module: strata.overlay.overlay_apply_diff
+    description: Applies one layer tarball that is not part of an image.
   - module: strata.overlay.overlay_layer
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Creates the writable layer on top of the image, with RV(top) as its parent.
 '''
 
 EXAMPLES = r'''
@@ -207,26 +205,16 @@ sent_whole_archive:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            src=dict(type="str", required=True),
-            remote_src=dict(type="bool", default=False),
-            platform=dict(type="str"),
-            registry_auth=dict(type="dict", no_log=False, options=dict(
-                username=dict(type="str"),
-                password=dict(type="str", no_log=True),
-                auth_file=dict(type="path"),
-            )),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        src=dict(type="str", required=True), remote_src=flag(), platform=dict(type="str"),
+        registry_auth=dict(type="dict", no_log=False, options=dict(
+            username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
+        validate_certs=flag(True), ca_path=dict(type="path")), supports_check_mode=True)
     run_module(module, ImageManager)
 
 

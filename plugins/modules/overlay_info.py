@@ -8,7 +8,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: overlay_info
-short_description: Report overlay support and the layers of a layer home
+short_description: Report whether the host can run overlay, and the layers of a layer home
 version_added: 0.1.0
 description:
   - Reports whether the host can run overlay (kernel support, backing filesystem, d_type) and every
@@ -37,9 +37,7 @@ options:
         without registering a variable.
     type: bool
     default: false
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 attributes:
   check_mode:
     support: full
@@ -49,8 +47,7 @@ attributes:
     details: Reads only; there is nothing to diff.
 seealso:
   - module: strata.overlay.overlay_mount
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Mounts a stale layer again for its holder, or releases it.
 '''
 
 EXAMPLES = r'''
@@ -184,19 +181,13 @@ ansible_facts:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str"),
-            changes=dict(type="bool", default=False),
-            as_facts=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(id=dict(type="str"), changes=flag(), as_facts=flag()),
+                           supports_check_mode=True)
     run_module(module, InfoManager)
 
 

@@ -45,14 +45,12 @@ options:
       - With O(state=absent), remove the layer even while holders are recorded (it is unmounted first).
     type: bool
     default: false
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 seealso:
   - module: strata.overlay.overlay_apply_diff
+    description: Fills a new layer from a layer tarball, creating it with its parent first.
   - module: strata.overlay.overlay_mount
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Mounts the layer at C(merged/) for a named holder; a writable layer is written there.
 '''
 
 EXAMPLES = r'''
@@ -136,20 +134,14 @@ layer:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
+                                                                            one_of, run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            parent=dict(type="str", default=""),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        id=LAYER_ID, parent=PARENT_ID, state=one_of("present", "absent"), force=flag()), supports_check_mode=True)
     run_module(module, LayerManager)
 
 

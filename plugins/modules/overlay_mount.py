@@ -57,14 +57,12 @@ options:
       - Processes that still use it keep seeing the layer's files and may go on writing to its upper directory.
     type: bool
     default: false
-extends_documentation_fragment:
-  - strata.overlay.common
-  - strata.overlay.common.attributes
+extends_documentation_fragment: strata.overlay.common
 seealso:
   - module: strata.overlay.overlay_layer
+    description: Creates the writable overlay layer to mount on top of image layers.
   - module: strata.overlay.overlay_info
-author:
-  - Strata Overlay maintainers (@strata-overlay)
+    description: Lists every layer with its holders and mount, and which are stale after a reboot.
 '''
 
 EXAMPLES = r'''
@@ -127,28 +125,22 @@ options:
   type: dict
   sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper"}
 layer:
-  description: The layer's state after the task, as returned by M(strata.overlay.overlay_layer).
+  description: The rest of what is known of the layer after the task (its kind, parent, diff_id, metadata and
+    whether it is stale), in the shape M(strata.overlay.overlay_layer) returns it.
   returned: always
   type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, argument_spec, flag, one_of,
+                                                                            run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.managers import MountManager
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            id=dict(type="str", required=True),
-            state=dict(type="str", choices=["mounted", "unmounted"], default="mounted"),
-            holder=dict(type="str", default="ansible"),
-            mount_label=dict(type="str", default=""),
-            force=dict(type="bool", default=False),
-            lazy=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(
+        id=LAYER_ID, state=one_of("mounted", "unmounted"), holder=dict(type="str", default="ansible"),
+        mount_label=dict(type="str", default=""), force=flag(), lazy=flag()), supports_check_mode=True)
     run_module(module, MountManager)
 
 

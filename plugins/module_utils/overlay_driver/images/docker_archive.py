@@ -23,7 +23,8 @@ import re
 from . import manifests
 from .digests import verify_bytes
 from .errors import ImageError
-from .files import open_files, read_small
+from .files import read_small
+from .source import FileSource
 
 _HEX_JSON = re.compile(r"^([0-9a-f]{64})\.json$")
 _BLOB = re.compile(r"^(?:\./)?blobs/sha256/([0-9a-f]{64})$")
@@ -42,21 +43,9 @@ def _normalize_tag(name):
     return name
 
 
-class DockerArchive:
+class DockerArchive(FileSource):
     def __init__(self, reference):
-        self.reference = reference
-        self.image = reference.text
-        self.files = open_files(reference.path, self.image, want_dir=os.path.isdir(reference.path))
-
-    def close(self):
-        self.files.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
+        super().__init__(reference, want_dir=os.path.isdir(reference.path))
 
     def _entry(self):
         data = read_small(self.files, "manifest.json", MAX_MANIFEST_JSON, "manifest.json")

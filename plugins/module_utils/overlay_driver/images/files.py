@@ -26,24 +26,42 @@ def _clean(name, image):
     return parts
 
 
-class DirFiles:
-    def __init__(self, path, image):
+class _Files:
+    """The files of one image: path and image name every error; close() releases what is held open, once."""
+
+    def __init__(self, path, image, handle):
         self.path = path
         self.image = image
-        try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            raise ImageError("cannot open the layout directory: %s" % e.strerror, image=image, path=path)
+        self._handle = handle
 
     def close(self):
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._release(handle)
+
+    @staticmethod
+    def _release(handle):
+        raise NotImplementedError
+
+
+class DirFiles(_Files):
+    """A directory (an OCI layout, the files of a docker save archive); the handle is its fd."""
+
+    def __init__(self, path, image):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise ImageError("cannot open the layout directory: %s" % e.strerror, image=image, path=path)
+        super().__init__(path, image, fd)
+
+    @staticmethod
+    def _release(handle):
+        os.close(handle)
 
     def open(self, name):
         """(binary file object, size) of a regular file below the directory."""
         parts = _clean(name, self.image)
-        fd = os.dup(self._fd)
+        fd = os.dup(self._handle)
         try:
             for i, part in enumerate(parts):
                 last = i == len(parts) - 1
@@ -78,24 +96,24 @@ class DirFiles:
         return True
 
 
-class TarFiles:
+class TarFiles(_Files):
+    """A tar archive (oci-archive, docker save), only read; the handle is its TarFile."""
+
     def __init__(self, path, image):
-        self.path = path
-        self.image = image
         try:
-            self._tar = tarfile.open(path, "r:*")
-            members = self._tar.getmembers()
+            tar = tarfile.open(path, "r:*")
+            members = tar.getmembers()
         except (OSError, tarfile.TarError, EOFError) as e:
             raise ImageError("cannot read the archive: %s" % e, image=image, path=path)
+        super().__init__(path, image, tar)
         self._members = {}
         for member in members:
             key = "/".join(p for p in member.name.split("/") if p not in ("", "."))
             self._members[key] = member  # as tar: the last entry of a name wins
 
-    def close(self):
-        if self._tar is not None:
-            self._tar.close()
-            self._tar = None
+    @staticmethod
+    def _release(handle):
+        handle.close()
 
     def open(self, name):
         key = "/".join(_clean(name, self.image))
@@ -104,7 +122,7 @@ class TarFiles:
             raise ImageError("%s is not in the archive" % name, image=self.image, path=self.path)
         if not member.isreg():
             raise ImageError("%s is not a regular file in the archive" % name, image=self.image, path=self.path)
-        return self._tar.extractfile(member), member.size
+        return self._handle.extractfile(member), member.size
 
     def exists(self, name):
         key = "/".join(_clean(name, self.image))

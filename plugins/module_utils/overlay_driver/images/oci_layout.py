@@ -12,7 +12,8 @@ import contextlib
 from . import manifests
 from .digests import hex_of, verify_bytes
 from .errors import ImageError
-from .files import open_files, read_small
+from .files import read_small
+from .source import FileSource
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -22,21 +23,9 @@ def blob_path(digest):
     return "blobs/%s/%s" % (algorithm, hexpart)
 
 
-class OciLayout:
+class OciLayout(FileSource):
     def __init__(self, reference):
-        self.reference = reference
-        self.image = reference.text
-        self.files = open_files(reference.path, self.image, want_dir=reference.transport == "oci")
-
-    def close(self):
-        self.files.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
+        super().__init__(reference, want_dir=reference.transport == "oci")
 
     def _read_blob(self, descriptor, limit, what):
         try:

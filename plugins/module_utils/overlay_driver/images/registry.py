@@ -29,6 +29,7 @@ from .challenge import parse_challenges, pick
 from .digests import sha256_bytes, verify_bytes
 from .errors import BlobError, ImageError
 from .reference import api_host
+from .source import ImageSource
 
 DEFAULT_TIMEOUT = 60
 MAX_REDIRECTS = 5
@@ -65,10 +66,9 @@ def _origin(url):
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-class Registry:
+class Registry(ImageSource):
     def __init__(self, reference, credentials=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
-        self.reference = reference
-        self.image = reference.text
+        super().__init__(reference)
         self.netloc = api_host(reference.host)
         self.repository = reference.repository
         self.credentials = credentials
@@ -82,16 +82,6 @@ class Registry:
         self._token_expires = 0.0
         self.token_requests = 0
         self.bytes_fetched = 0
-
-    def close(self):
-        return None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     # -- transport ------------------------------------------------------------
 

@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every image source is, whatever its transport: the image it reads and a context that closes it.
+
+A source (oci_layout.py, docker_archive.py, registry.py) answers resolve(),
+read_config(), open_blob() and has_blob(); stage.py and the action plugin use
+it in a `with` block. The sources read from files (a layout directory or a tar)
+hold those files open until the block ends; a registry holds nothing between
+requests.
+"""
+
+from .files import open_files
+
+
+class ImageSource:
+    def __init__(self, reference):
+        self.reference = reference
+        self.image = reference.text  # how every message names the image
+
+    def close(self):
+        """Release what the source holds open; nothing, unless it reads files."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class FileSource(ImageSource):
+    """A source whose blobs are named files of a directory (want_dir) or of a tar archive."""
+
+    def __init__(self, reference, want_dir):
+        super().__init__(reference)
+        self.files = open_files(reference.path, self.image, want_dir=want_dir)
+
+    def close(self):
+        self.files.close()
