@@ -9,7 +9,7 @@ Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
 import signal
 import traceback
 
-from .overlay_driver.errors import Interrupted, OverlayError
+from .overlay_driver.errors import Interrupted, NeedsSource, OverlayError
 from .overlay_driver.store import DEFAULT_HOME
 
 _MAP_SPEC = dict(
@@ -69,7 +69,8 @@ def run_module(module, manager_class):
             fail["layer_id"] = e.layer
         if e.path:
             fail["path"] = e.path
-        fail.update(getattr(e, "extra", None) or {})
+        if isinstance(e, NeedsSource):
+            fail["needs_src"] = True  # read by the action plugin: send src and ask again
         module.fail_json(**fail)
     except Exception as e:  # pylint: disable=broad-except
         layer = module.params.get("id")

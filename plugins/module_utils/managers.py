@@ -12,7 +12,7 @@ import platform
 
 from . import layer_tree
 from .overlay_driver import fscheck
-from .overlay_driver.errors import OverlayError
+from .overlay_driver.errors import NeedsSource, OverlayError
 from .overlay_driver.ids import validate_diff_id, validate_layer_id
 from .overlay_driver.store import LayerStore
 
@@ -165,14 +165,11 @@ class ApplyDiffManager(Manager):
         """
         p = self.params
         diff_id = p.get("diff_id")
-        if diff_id:
-            def opener():
-                raise _needs_src_error(p["id"], diff_id)
-
-            outcome = self.store.apply_diff(p["id"], p.get("parent") or "", opener, diff_id,
-                                            p["compression"], check_mode=True)
-            return self._result(outcome)
-        raise _needs_src_error(p["id"], diff_id)
+        outcome = self.store.find_applied(p["id"], p.get("parent") or "", diff_id) if diff_id else None
+        if outcome is None:
+            raise NeedsSource("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
+                              layer=p["id"])
+        return self._result(outcome)
 
     def _result(self, outcome):
         after = outcome.after
@@ -183,13 +180,6 @@ class ApplyDiffManager(Manager):
             out["entries"] = outcome.entries
         out["layer"] = public_state(after)
         return self.with_diff(out, outcome.before, after)
-
-
-def _needs_src_error(layer_id, diff_id):
-    err = OverlayError("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
-                       layer=layer_id)
-    err.extra = {"needs_src": True}
-    return err
 
 
 def host_status(home):

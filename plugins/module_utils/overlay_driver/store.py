@@ -372,26 +372,14 @@ class LayerStore:
         (format, names, digest) without writing, so the outcome carries the
         diff_id and size the real run would record, or the error it would raise.
         """
-        validate_layer_id(layer_id)
-        if parent:
-            validate_layer_id(parent, "parent id")
-        if diff_id is not None:
-            validate_diff_id(diff_id, layer_id)
-        before = self.state(layer_id)
+        before = self._apply_target(layer_id, parent, diff_id, check_mode)
+        if before["diff_id"]:
+            if diff_id is None:
+                with opener() as raw:
+                    diff_id = file_digest(raw, compression)
+            return self._same_diff(layer_id, before, diff_id)
         if before["exists"]:
-            self._check_parent(layer_id, parent)
-            if before["diff_id"]:
-                if diff_id is None:
-                    with opener() as raw:
-                        diff_id = file_digest(raw, compression)
-                if diff_id == before["diff_id"]:
-                    return ApplyOutcome(False, before, before, None, "already applied", before["diff_id"],
-                                        before["size"])
-                raise OverlayError("already has diff %s applied; refusing a different diff %s"
-                                   % (before["diff_id"], diff_id), layer=layer_id)
             self._refuse_children(layer_id)
-        else:
-            self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
             return self._verify_only(layer_id, parent, opener, diff_id, compression, before)
         self._require_writer(layer_id)
@@ -414,6 +402,41 @@ class LayerStore:
             raise
         return ApplyOutcome(True, before, self.state(layer_id), result, "applied", result.diff_id, result.size,
                             result.fallback, result.compression, result.entries)
+
+    def find_applied(self, layer_id, parent, diff_id):
+        """apply_diff's outcome when the layer already has diff_id, answered from its record
+        without reading the diff; None when the diff is still to be applied.
+
+        Raises what apply_diff would refuse the diff with before reading it.
+        """
+        before = self._apply_target(layer_id, parent, diff_id, check_mode=True)
+        if before["diff_id"]:
+            return self._same_diff(layer_id, before, diff_id)
+        if before["exists"]:
+            self._refuse_children(layer_id)
+        return None
+
+    def _apply_target(self, layer_id, parent, diff_id, check_mode):
+        """The layer's state before an apply, once its ids and its parent are checked."""
+        validate_layer_id(layer_id)
+        if parent:
+            validate_layer_id(parent, "parent id")
+        if diff_id is not None:
+            validate_diff_id(diff_id, layer_id)
+        before = self.state(layer_id)
+        if before["exists"]:
+            self._check_parent(layer_id, parent)
+        else:
+            self._check_new_parent(layer_id, parent, check_mode)
+        return before
+
+    @staticmethod
+    def _same_diff(layer_id, before, diff_id):
+        """One diff per layer: the one it has again is no change, another one is refused."""
+        if diff_id == before["diff_id"]:
+            return ApplyOutcome(False, before, before, None, "already applied", before["diff_id"], before["size"])
+        raise OverlayError("already has diff %s applied; refusing a different diff %s"
+                           % (before["diff_id"], diff_id), layer=layer_id)
 
     def _refuse_children(self, layer_id):
         """A diff goes into a layer before anything is built on it.

@@ -54,7 +54,16 @@ def test_apply_creates_then_is_idempotent_without_reading(store):
         store.apply_diff("base", "", opener(CHILD))
 
 
-def test_apply_child_on_root_parent(tree):
+def test_find_applied_answers_from_the_record(tree):
+    assert tree.find_applied("new", "base", sha256(CHILD)) is None  # to be applied: src is needed
+    outcome = tree.find_applied("base", "", sha256(BASE))
+    assert outcome.changed is False and outcome.diff_id == sha256(BASE) and outcome.after["id"] == "base"
+    with pytest.raises(OverlayError, match="refusing a different diff"):
+        tree.find_applied("base", "", sha256(CHILD))
+    tree.create("kid", "app")
+    with pytest.raises(OverlayError, match="built on it"):
+        tree.find_applied("app", "base", sha256(CHILD))
+
     changed, result, _reason = tree.apply_diff("child", "base", opener(CHILD))
     assert changed and result.fallback is False
     state = tree.state("child")
