@@ -251,10 +251,11 @@ class InfoManager(Manager):
 
 class DiffManager(Manager):
     def execute(self):
-        changed, info = self.store.export_diff(self.params["id"], self.params["dest"], self.check_mode)
-        result = {"changed": changed}
-        result.update(info)
+        outcome = self.store.export_diff(self.params["id"], self.params["dest"], self.check_mode)
+        diff = outcome.diff
+        result = {"changed": outcome.changed, "diff_id": diff.diff_id, "size": diff.size, "tar_size": diff.tar_size,
+                  "changes": [c.as_dict() for c in diff.changes], "parent": outcome.parent, "dest": outcome.dest}
         if self.diff:
-            result["diff"] = {"before": {"dest": info["dest"], "diff_id": None if changed else info["diff_id"]},
-                              "after": {"dest": info["dest"], "diff_id": info["diff_id"]}}
+            result["diff"] = {"before": {"dest": outcome.dest, "diff_id": None if outcome.changed else diff.diff_id},
+                              "after": {"dest": outcome.dest, "diff_id": diff.diff_id}}
         return result

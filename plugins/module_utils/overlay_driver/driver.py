@@ -28,23 +28,11 @@ from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .layout import MADE_MERGED_DIR, MERGED, HomeLayout, make_temp_dir
 from .overlay_view import TreeView, view_changes
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
+from .results import ApplyDiffResult, DiffResult
 from .tar_export import export_changes
 
 KIND_ROOT = "root"
 KIND_OVERLAY = "overlay"
-
-
-class ApplyDiffResult:
-    __slots__ = ("size", "diff_id", "fallback", "path", "entries", "compression", "dropped_xattrs")
-
-    def __init__(self, size, diff_id, fallback, path, entries=0, compression="none", dropped_xattrs=0):
-        self.size = size
-        self.diff_id = diff_id
-        self.fallback = fallback
-        self.path = path
-        self.entries = entries
-        self.compression = compression
-        self.dropped_xattrs = dropped_xattrs
 
 
 class Driver:
@@ -560,7 +548,7 @@ class Driver:
             syscalls.rename_noreplace(target, paths.root)
             faults.point("apply.after-rename")
             self._drop_overlay_parts(paths)
-            return self._result(result, False, paths.root)
+            return self._result(result, False)
         if _is_dir(paths.root):
             target = os.path.join(tmp, "root")
             copy_tree(paths.root, target)
@@ -568,7 +556,7 @@ class Driver:
             result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
             syscalls.exchange(target, paths.root)
-            return self._result(result, True, paths.root)
+            return self._result(result, True)
         return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
 
     def _apply_through_mount(self, paths, layer_id, tmp, raw, compression, expected_diff_id, progress):
@@ -587,7 +575,7 @@ class Driver:
             mounts.unmount(merged)
         faults.point("apply.before-rename")
         syscalls.exchange(upper, paths.upper)
-        return self._result(result, True, paths.merged)
+        return self._result(result, True)
 
     def _apply_into(self, target, raw, compression, expected_diff_id, layer_id, progress):
         # imported here: the applier and its decompressors are only loaded by runs that apply
@@ -604,9 +592,8 @@ class Driver:
         return result
 
     @staticmethod
-    def _result(applied, fallback, path):
-        return ApplyDiffResult(applied.size, applied.diff_id, fallback, path, applied.entries,
-                               applied.compression, applied.dropped_xattrs)
+    def _result(applied, fallback):
+        return ApplyDiffResult(applied.size, applied.diff_id, fallback, applied.entries, applied.compression)
 
     @staticmethod
     def _drop_overlay_parts(paths):
@@ -655,11 +642,11 @@ class Driver:
     def diff(self, layer_id, parent, out):
         """Write the layer's changes against parent as a tarball to out.
 
-        Returns (diff_id, tar bytes, changes, diff_size).
+        Returns a DiffResult.
         """
         changes, own = self._changes(layer_id, parent)
         exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
-        return exported.diff_id, exported.tar_size, changes, exported.diff_size
+        return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
 
 def _is_dir(path):
@@ -674,4 +661,4 @@ def _same_path(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-__all__ = ["Driver", "ApplyDiffResult", "KIND_ROOT", "KIND_OVERLAY"]
+__all__ = ["Driver", "KIND_ROOT", "KIND_OVERLAY"]

@@ -1,16 +1,44 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a store operation did, or in check mode would do.
+"""What a driver or store operation did, or in check mode would do: one small type per operation.
 
 The store alone knows what a real run would leave behind, so it returns the
 layer's state after the operation (predicted in check mode) and callers
-report that instead of guessing it again.
+report that instead of guessing it again. Managers only translate these
+into module results.
 """
 
 
+class ApplyDiffResult:
+    """Driver.apply_diff: the diff's digest and size (as the seed's ApplyDiff returns it), whether the
+    naive fallback applied it, how many entries it had and how it was compressed."""
+
+    __slots__ = ("size", "diff_id", "fallback", "entries", "compression")
+
+    def __init__(self, size, diff_id, fallback, entries=0, compression="none"):
+        self.size = size
+        self.diff_id = diff_id
+        self.fallback = fallback
+        self.entries = entries
+        self.compression = compression
+
+
+class DiffResult:
+    """Driver.diff: the tarball's diff_id and bytes, the changes it holds and their size (diff_size)."""
+
+    __slots__ = ("diff_id", "tar_size", "changes", "size")
+
+    def __init__(self, diff_id, tar_size, changes, size):
+        self.diff_id = diff_id
+        self.tar_size = tar_size
+        self.changes = changes
+        self.size = size
+
+
 class Outcome:
-    """changed, and the layer's state (as LayerStore.state returns it) before and after."""
+    """ensure_present, ensure_absent, ensure_mounted, ensure_unmounted: changed, and the layer's
+    state (as LayerStore.state returns it) before and after."""
 
     __slots__ = ("changed", "before", "after")
 
@@ -19,44 +47,34 @@ class Outcome:
         self.before = before
         self.after = after
 
-    def __bool__(self):
-        return bool(self.changed)
-
 
 class ApplyOutcome(Outcome):
-    """apply_diff: also what was (or would be) applied.
+    """apply_diff: also the diff the layer holds after it.
 
-    Unpacks as the older (changed, applied, reason) triple; applied is the
-    driver's ApplyDiffResult after a real apply, None otherwise. diff_id and
-    size are the layer's whatever happened: computed by a check run, recorded
-    when the diff was already there.
+    diff_id and size are the layer's whatever happened: applied, computed by a
+    check run, or recorded when the diff was already there. fallback,
+    compression and entries are known only when the diff was read (None otherwise).
     """
 
-    __slots__ = ("applied", "reason", "diff_id", "size", "fallback", "compression", "entries")
+    __slots__ = ("diff_id", "size", "fallback", "compression", "entries")
 
-    def __init__(self, changed, before, after, applied=None, reason="", diff_id=None, size=None,
-                 fallback=None, compression=None, entries=None):
+    def __init__(self, changed, before, after, diff_id, size, fallback=None, compression=None, entries=None):
         super(ApplyOutcome, self).__init__(changed, before, after)
-        self.applied = applied
-        self.reason = reason
         self.diff_id = diff_id
         self.size = size
         self.fallback = fallback
         self.compression = compression
         self.entries = entries
 
-    def __iter__(self):
-        return iter((self.changed, self.applied, self.reason))
 
+class ExportOutcome:
+    """export_diff: changed when dest did not hold this tarball yet; the diff written (a DiffResult),
+    the parent it is taken against and dest's path."""
 
-class ExportOutcome(Outcome):
-    """export_diff: the tarball's digest and sizes, the changes, and dest. Unpacks as (changed, info dict)."""
+    __slots__ = ("changed", "diff", "parent", "dest")
 
-    __slots__ = ("info",)
-
-    def __init__(self, changed, info):
-        super(ExportOutcome, self).__init__(changed, None, None)
-        self.info = info
-
-    def __iter__(self):
-        return iter((self.changed, self.info))
+    def __init__(self, changed, diff, parent, dest):
+        self.changed = changed
+        self.diff = diff
+        self.parent = parent
+        self.dest = dest

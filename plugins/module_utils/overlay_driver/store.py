@@ -217,16 +217,15 @@ class LayerStore:
         self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
             return Outcome(True, before, self._new_state(layer_id, parent))
+        self._create(layer_id, parent)
+        return Outcome(True, before, self.state(layer_id))
+
+    def _create(self, layer_id, parent):
         self._require_writer(layer_id)
         self.driver.create(layer_id, parent)
         record = self.record(layer_id)
         record.parent = parent or None
         self.save(record)
-        return Outcome(True, before, self.state(layer_id))
-
-    def create(self, layer_id, parent="", check_mode=False):
-        """Present: create if missing. Returns changed."""
-        return self.ensure_present(layer_id, parent, check_mode).changed
 
     def ensure_absent(self, layer_id, force=False, check_mode=False):
         """Absent: refuses while holders exist (unless force) or children depend on it."""
@@ -250,9 +249,6 @@ class LayerStore:
         self.driver.remove(layer_id)
         self._delete_record(layer_id)
         return Outcome(True, before, after)
-
-    def remove(self, layer_id, force=False, check_mode=False):
-        return self.ensure_absent(layer_id, force, check_mode).changed
 
     def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
         """Mounted: add the holder, mount if needed. Returns an Outcome."""
@@ -292,10 +288,6 @@ class LayerStore:
             raise
         return Outcome(True, before, self.state(layer_id))
 
-    def mount(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
-        """Mounted: add the holder, mount if needed. Returns changed."""
-        return self.ensure_mounted(layer_id, holder, mount_label, check_mode).changed
-
     def ensure_unmounted(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
         """Unmounted: drop the holder; unmount when none is left (or force). Returns an Outcome.
 
@@ -330,10 +322,6 @@ class LayerStore:
         self.save(record)
         return Outcome(True, before, self.state(layer_id))
 
-    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
-        """Unmounted: drop the holder; unmount when none is left (or force). Returns changed."""
-        return self.ensure_unmounted(layer_id, holder, force, check_mode, lazy).changed
-
     def restore(self, check_mode=False, failures=None):
         """Mount every stale layer again (after a reboot); returns the ids mounted.
 
@@ -366,7 +354,7 @@ class LayerStore:
         return done
 
     def apply_diff(self, layer_id, parent, opener, diff_id=None, compression="auto", check_mode=False):
-        """One diff per layer. Returns an ApplyOutcome (unpacks as changed, applied-or-None, reason).
+        """One diff per layer. Returns an ApplyOutcome.
 
         In check mode a diff the layer does not have yet is read and verified
         (format, names, digest) without writing, so the outcome carries the
@@ -383,10 +371,9 @@ class LayerStore:
         if check_mode:
             return self._verify_only(layer_id, parent, opener, diff_id, compression, before)
         self._require_writer(layer_id)
-        created = False
-        if not before["exists"]:
-            self.create(layer_id, parent)
-            created = True
+        created = not before["exists"]
+        if created:
+            self._create(layer_id, parent)
         try:
             with opener() as raw:
                 result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
@@ -400,8 +387,8 @@ class LayerStore:
             if created:
                 self._undo_create(layer_id)
             raise
-        return ApplyOutcome(True, before, self.state(layer_id), result, "applied", result.diff_id, result.size,
-                            result.fallback, result.compression, result.entries)
+        return ApplyOutcome(True, before, self.state(layer_id), result.diff_id, result.size, result.fallback,
+                            result.compression, result.entries)
 
     def find_applied(self, layer_id, parent, diff_id):
         """apply_diff's outcome when the layer already has diff_id, answered from its record
@@ -434,7 +421,7 @@ class LayerStore:
     def _same_diff(layer_id, before, diff_id):
         """One diff per layer: the one it has again is no change, another one is refused."""
         if diff_id == before["diff_id"]:
-            return ApplyOutcome(False, before, before, None, "already applied", before["diff_id"], before["size"])
+            return ApplyOutcome(False, before, before, before["diff_id"], before["size"])
         raise OverlayError("already has diff %s applied; refusing a different diff %s"
                            % (before["diff_id"], diff_id), layer=layer_id)
 
@@ -471,8 +458,8 @@ class LayerStore:
         paths = self.layout.layer(layer_id)
         after = self._changed_state(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
                                     path=paths.merged)
-        return ApplyOutcome(True, before, after, None, "would apply", verified.diff_id, verified.size, fallback,
-                            verified.compression, verified.entries)
+        return ApplyOutcome(True, before, after, verified.diff_id, verified.size, fallback, verified.compression,
+                            verified.entries)
 
     def _kind_after_apply(self, before, parent):
         """(kind, fallback) the driver's apply_diff would give (see Driver._apply)."""
@@ -488,8 +475,8 @@ class LayerStore:
     def export_diff(self, layer_id, dest, check_mode=False):
         """Write the layer's diff against its parent to dest, atomically; changed when dest differs.
 
-        Returns an ExportOutcome (unpacks as changed, info). In check mode the
-        tarball is built and hashed into nothing.
+        Returns an ExportOutcome. In check mode the tarball is built and
+        hashed into nothing.
         """
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
@@ -499,16 +486,14 @@ class LayerStore:
         path = os.path.join(directory, name)
         try:
             if check_mode:
-                digest, tar_size, changes, size = self.driver.diff(layer_id, parent, NullWriter())
-                same = same_content(dir_fd, name, digest)
+                diff = self.driver.diff(layer_id, parent, NullWriter())
+                same = same_content(dir_fd, name, diff.diff_id)
             else:
                 with AtomicDest(dir_fd, name) as out:
-                    digest, tar_size, changes, size = self.driver.diff(layer_id, parent, out)
+                    diff = self.driver.diff(layer_id, parent, out)
                     faults.point("diff.written")
-                    same = same_content(dir_fd, name, digest)
+                    same = same_content(dir_fd, name, diff.diff_id)
                     out.commit(keep_existing=same)
         finally:
             os.close(dir_fd)
-        return ExportOutcome(not same, {"diff_id": digest, "size": size, "tar_size": tar_size,
-                                        "changes": [c.as_dict() for c in changes], "parent": parent or None,
-                                        "dest": path})
+        return ExportOutcome(not same, diff, parent or None, path)
