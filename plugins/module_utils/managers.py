@@ -8,7 +8,6 @@ Ansible, so they are tested with plain calls.
 """
 
 import os
-import platform
 
 from . import layer_tree
 from .overlay_driver import fscheck
@@ -182,31 +181,6 @@ class ApplyDiffManager(Manager):
         return self.with_diff(out, outcome.before, after)
 
 
-def host_status(home):
-    """Overlay support, kernel and backing filesystem, without creating, probing or loading anything."""
-    supported = fscheck.supports_overlay(load=False)
-    probe = fscheck.existing_ancestor(home)
-    backing, _magic = fscheck.backing_fs(probe)
-    try:
-        dtype = fscheck.dtype_without_writing(probe)
-    except OSError:
-        dtype = None
-    problems = fscheck.backing_problems(home, dtype)
-    if not supported:
-        problems.insert(0, "kernel %s has no overlay filesystem: 'overlay' is not in /proc/filesystems "
-                           "(modprobe overlay failed or the kernel lacks CONFIG_OVERLAY_FS)" % platform.release())
-    return {
-        "overlay_supported": supported,
-        "kernel": platform.release(),
-        "backing_fs": backing,
-        "d_type": dtype,
-        "home": home,
-        "home_exists": os.path.isdir(home),
-        "problems": problems,
-        "zstd": fscheck.zstd_support(),
-    }
-
-
 class InfoManager(Manager):
     def run(self):
         result = self._read()
@@ -217,7 +191,7 @@ class InfoManager(Manager):
 
     def _read(self):
         p = self.params
-        status = host_status(p["home"])
+        status = fscheck.host_status(p["home"])
         result = {"changed": False, "status": status, "layers": []}
         if not status["home_exists"]:
             if p.get("id"):

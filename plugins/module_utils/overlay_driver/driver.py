@@ -54,39 +54,43 @@ class Driver:
             raise
 
     def _setup(self, uid_maps, gid_maps, check, load_module):
-        dirs = self.dirs
         self.uid_maps, self.gid_maps, recorded = self._resolve_maps(uid_maps, gid_maps)
         self.root_uid, self.root_gid = root_pair(self.uid_maps, self.gid_maps)
-        self.layout = HomeLayout(dirs.path)
-        self.home = self.layout.home
-        self.backing_fs = "<unknown>"
-        self.supports_dtype = None
+        self._read_layout()
+        # a reader checks nothing: what it reads needs no overlay module and no d_type
+        check = check and self.writable
         if check:
-            self.backing_fs = fscheck.backing_fs(fscheck.existing_ancestor(self.home))[0]
-            if self.writable:
-                # a reader loads no kernel module: what it reads needs none
-                fscheck.require_overlay(load_module)
-                fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)
+            fscheck.require_overlay(load_module)
+            fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)  # d_type: below
         if self.writable:
-            self.require_writable()
-            try:
-                dirs.settle(self.root_uid, self.root_gid, create=True)
-            except OSError as e:
-                if e.errno == errno.EROFS:
-                    raise OverlayError("home is read-only", path=self.home)
-                raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
-            self.layout = HomeLayout(dirs.path)
-            self.home = self.layout.home
-            if not recorded:
-                dirs.record_maps(maps_as_dicts(self.uid_maps), maps_as_dicts(self.gid_maps))
+            self._settle_writable(recorded)
         else:
-            dirs.settle(self.root_uid, self.root_gid, create=False)
+            self.dirs.settle(self.root_uid, self.root_gid, create=False)
         if check:
-            # Read from the entries the home holds (.strata at least, once written): a probe
-            # written into tmp/ would race another run's cleanup, which holds the lock.
-            self.supports_dtype = fscheck.dtype_without_writing(self.home)
-            if self.writable and self.supports_dtype is False:
-                fscheck.require_compatible(self.home, dtype=False)
+            self._require_dtype()
+
+    def _read_layout(self):
+        self.layout = HomeLayout(self.dirs.path)
+        self.home = self.layout.home
+
+    def _settle_writable(self, recorded):
+        """Create the home (or take it as it is), and record its maps the first time."""
+        self.require_writable()
+        try:
+            self.dirs.settle(self.root_uid, self.root_gid, create=True)
+        except OSError as e:
+            if e.errno == errno.EROFS:
+                raise OverlayError("home is read-only", path=self.home)
+            raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
+        self._read_layout()
+        if not recorded:
+            self.dirs.record_maps(maps_as_dicts(self.uid_maps), maps_as_dicts(self.gid_maps))
+
+    def _require_dtype(self):
+        """d_type, read once from the entries the home holds (.strata at least, once written):
+        a probe written into tmp/ would race another run's cleanup, which holds the lock."""
+        if fscheck.dtype_without_writing(self.home) is False:
+            fscheck.require_compatible(self.home, dtype=False)
 
     def _resolve_maps(self, uid_maps, gid_maps):
         """(uid maps, gid maps, whether the home has them recorded)."""
@@ -138,12 +142,8 @@ class Driver:
             raise OverlayError("the layer home was opened for reading only", path=self.home)
 
     def status(self):
-        """Seed: [["Backing Filesystem", name]]; plus d_type and the kernel."""
-        return [
-            ["Backing Filesystem", self.backing_fs],
-            ["Supports d_type", str(self.supports_dtype).lower()],
-            ["Kernel", os.uname().release],
-        ]
+        """Seed's Status (backing filesystem, d_type): the host's, as overlay_info reports it."""
+        return fscheck.host_status(self.home)
 
     def cleanup(self):
         """Remove what killed runs left behind; no layer changes.
