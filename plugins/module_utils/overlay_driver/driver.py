@@ -155,15 +155,16 @@ class Driver:
         self._require_writer()
         removed = []
         tmp = fd_path(self.dirs.tmp_fd)
-        for mount in sorted(mounts.mounts_below(tmp), key=lambda m: -len(m.mount_point)):
+        entries = mounts.read_mountinfo()  # what is under tmp/ is not under any layer: read once for both
+        for mount in sorted(mounts.mounts_below(tmp, entries), key=lambda m: -len(m.mount_point)):
             mounts.unmount(mount.mount_point, detach=True)
         for name in os.listdir(self.dirs.tmp_fd):
             remove_tree_at(self.dirs.tmp_fd, name)
             removed.append(os.path.join(self.layout.tmp, name))
         for layer_id in self.dirs.layer_ids():
             paths = self.layout.layer(layer_id)
-            if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id)
-                    and not mounts.mounts_below(paths.dir)):
+            if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id, entries)
+                    and not mounts.mounts_below(paths.dir, entries)):
                 self._drop_overlay_parts(paths)
                 removed.append(paths.dir + "/{upper,work,merged,lower-id}")
         removed.extend(self._prune_made_merged())
@@ -266,7 +267,7 @@ class Driver:
             return False
         return own_lower is not None and _same_path(lower, own_lower)
 
-    def foreign_mount_error(self, layer_id, entry):
+    def foreign_mount_error(self, layer_id, entry, entries=None):
         """The error for a mount at merged/ that is not the layer's own, saying what it is when that is known.
 
         A writable bind of the layer's own root/ (its read-only bind remounted
@@ -275,14 +276,14 @@ class Driver:
         """
         paths = self.layout.layer(layer_id)
         cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
-        entries = mounts.read_mountinfo()
+        entries = mounts.read_mountinfo() if entries is None else entries
         point = os.path.realpath(paths.merged)
         below = [e for e in entries if e.mount_point == point and e.mount_id != entry.mount_id]
         if any(self.owns_mount(layer_id, e, entries, covered=True) for e in below):
             return OverlayError(cause + ", mounted over the layer's own mount and hiding it; unmount it (umount %s) "
                                 "and strata sees its own mount again" % paths.merged, layer=layer_id, path=paths.merged)
         if (_is_dir(paths.root) and entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is not True
-                and mounts.is_bind_of(entry, paths.root)):
+                and mounts.is_bind_of(entry, paths.root, entries)):
             cause += (": a writable bind mount of this layer's own root/ (remounted read-write, or mounted there "
                       "by hand). Writes through it change this image layer and the layers built on it; unmount it "
                       "(umount %s) and mount the layer again, which makes it read-only" % paths.merged)
@@ -371,14 +372,14 @@ class Driver:
 
     # -- get / put ----------------------------------------------------------
 
-    def get(self, layer_id, mount_label="", readonly_root=False):
+    def get(self, layer_id, mount_label="", readonly_root=False, entries=None):
         """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it.
 
         With readonly_root, a root layer is bind-mounted read-only at merged/
         and merged/ is returned: its files are hardlinks shared with the layers
         built on it, so the only path handed out for it must not be writable.
         A missing merged/ is made here (Docker 20.10 removes it in Put) and
-        removed again by put().
+        removed again by put(). entries: mountinfo as the caller just read it.
         """
         paths = self._require(layer_id)
         is_root = _is_dir(paths.root)
@@ -389,11 +390,11 @@ class Driver:
             if not _is_dir(lower):
                 raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id,
                                    path=lower)
-        entry = self.mount_entry(layer_id)
+        entry = self.mount_entry(layer_id, entries)
         if entry is not None:
-            if self.owns_mount(layer_id, entry):
+            if self.owns_mount(layer_id, entry, entries):
                 return paths.merged
-            raise self.foreign_mount_error(layer_id, entry)
+            raise self.foreign_mount_error(layer_id, entry, entries)
         self._make_merged(layer_id, paths)
         if is_root:
             mounts.bind_readonly(paths.root, paths.merged)
@@ -488,24 +489,24 @@ class Driver:
             os.close(dir_fd)
         self._forget_made_merged(layer_id)
 
-    def put(self, layer_id, lazy=False):
+    def put(self, layer_id, lazy=False, entries=None):
         """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind.
 
         lazy detaches the mount (MNT_DETACH) while processes still use it.
+        entries: mountinfo as the caller just read it.
         """
         paths = self.layout.layer(layer_id)
-        entry = self.mount_entry(layer_id)
+        entry = self.mount_entry(layer_id, entries)
         if entry is None:
-            return False
-        if not self.owns_mount(layer_id, entry):
-            raise self.foreign_mount_error(layer_id, entry)
+            return
+        if not self.owns_mount(layer_id, entry, entries):
+            raise self.foreign_mount_error(layer_id, entry, entries)
         try:
             mounts.unmount(paths.merged, detach=lazy)
         except OverlayError as e:  # the operator asked about a layer, not a path
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:
             self._drop_made_merged(layer_id, paths)
-        return True
 
     # -- apply_diff ---------------------------------------------------------
 

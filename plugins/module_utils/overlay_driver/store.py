@@ -13,13 +13,12 @@ operation holds the home's lock and first clears what killed runs left.
 import contextlib
 import os
 
-from . import faults, records
+from . import faults, mounts, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
-from .mounts import mount_flags, read_mountinfo
 from .results import ApplyOutcome, ExportOutcome, Outcome
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
@@ -141,7 +140,7 @@ class LayerStore:
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
             return self.absent_state(layer_id)
-        entries = read_mountinfo() if entries is None else entries
+        entries = mounts.read_mountinfo() if entries is None else entries
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
@@ -151,7 +150,7 @@ class LayerStore:
         if not mounted:
             options = {}
         elif kind == KIND_ROOT:
-            options = mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
+            options = mounts.mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
         else:
             options = mount.options_dict()
         return {
@@ -173,7 +172,7 @@ class LayerStore:
         }
 
     def layers(self):
-        entries = read_mountinfo()
+        entries = mounts.read_mountinfo()
         return [self.state(layer_id, entries) for layer_id in self.driver.layer_ids()]
 
     def _new_state(self, layer_id, parent, **changes):
@@ -255,7 +254,8 @@ class LayerStore:
         validate_layer_id(layer_id)
         if not holder:
             raise OverlayError("holder must be a non-empty string", layer=layer_id)
-        before = self.state(layer_id)
+        entries = mounts.read_mountinfo()
+        before = self.state(layer_id, entries)
         if not before["exists"]:
             if check_mode:  # an earlier task would have created it; its parent and kind are that task's to say
                 return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True, kind=None))
@@ -264,7 +264,7 @@ class LayerStore:
         changed = holder not in record.holders
         needs_mount = not before["mounted"]
         if needs_mount and before["foreign_mount"]:
-            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
+            raise self._foreign_mount_error(layer_id, entries)
         if not (changed or needs_mount):
             return Outcome(False, before, before)
         if check_mode:
@@ -274,7 +274,7 @@ class LayerStore:
         self._require_writer(layer_id)
         if needs_mount:
             # a root layer is bind-mounted read-only: its files are shared with the layers built on it
-            self.driver.get(layer_id, mount_label, readonly_root=True)
+            self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries)
         try:
             if needs_mount:
                 faults.point("mount.mounted")
@@ -294,7 +294,8 @@ class LayerStore:
         lazy: detach the mount even while processes use it (MNT_DETACH).
         """
         validate_layer_id(layer_id)
-        before = self.state(layer_id)
+        entries = mounts.read_mountinfo()
+        before = self.state(layer_id, entries)
         if not before["exists"]:
             return Outcome(False, before, before)
         record = self.record(layer_id)
@@ -309,7 +310,7 @@ class LayerStore:
         if before["foreign_mount"] and not record.holders:
             # the last holder would go while another mount sits at merged/ (over the layer's own one,
             # or its root/ bound writable): nobody would hold, or see, what is left mounted
-            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
+            raise self._foreign_mount_error(layer_id, entries)
         if check_mode:
             mounted = before["mounted"] and not will_unmount
             return Outcome(True, before, self._changed_state(
@@ -317,10 +318,13 @@ class LayerStore:
                 stale=bool(record.holders) and not mounted))
         self._require_writer(layer_id)
         if will_unmount:
-            self.driver.put(layer_id, lazy=lazy)
+            self.driver.put(layer_id, lazy=lazy, entries=entries)
             faults.point("unmount.unmounted")
         self.save(record)
         return Outcome(True, before, self.state(layer_id))
+
+    def _foreign_mount_error(self, layer_id, entries):
+        return self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id, entries), entries)
 
     def restore(self, check_mode=False, failures=None):
         """Mount every stale layer again (after a reboot); returns the ids mounted.
@@ -331,7 +335,7 @@ class LayerStore:
         """
         done = []
         errors = []
-        entries = read_mountinfo()
+        entries = mounts.read_mountinfo()
         for layer_id in self.driver.layer_ids():
             try:
                 state = self.state(layer_id, entries)
@@ -342,7 +346,7 @@ class LayerStore:
                 continue
             if not check_mode:
                 try:
-                    self.driver.get(state["id"], readonly_root=True)
+                    self.driver.get(state["id"], readonly_root=True, entries=entries)
                 except OverlayError as e:
                     errors.append((state["id"], e))
                     continue

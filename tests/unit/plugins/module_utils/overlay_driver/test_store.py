@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts, syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import read_mountinfo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
@@ -475,3 +475,20 @@ def test_check_apply_refuses_an_owner_outside_the_maps_as_the_real_run_does(home
             assert not store.driver.exists("base")
     finally:
         store.close()
+
+
+def counting_mountinfo_reads(monkeypatch):
+    reads = []
+    real = mounts.read_mountinfo
+    monkeypatch.setattr(mounts, "read_mountinfo", lambda *args: reads.append(args) or real(*args))
+    return reads
+
+
+@pytest.mark.parametrize("layer_id", ["app", "base"])
+def test_mount_and_unmount_read_mountinfo_once_per_step(tree, monkeypatch, layer_id):
+    reads = counting_mountinfo_reads(monkeypatch)
+    tree.ensure_mounted(layer_id, "web")
+    assert len(reads) == 2  # the state before, and after
+    del reads[:]
+    tree.ensure_unmounted(layer_id, "web")
+    assert len(reads) == 3  # before, whether a mount is left below the one unmounted, after
