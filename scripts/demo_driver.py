@@ -41,7 +41,7 @@ def main():
         with store.locked():
             for layer_id, parent, data in (("base", "", base), ("child", "base", child)):
                 outcome = store.apply_diff(layer_id, parent, lambda d=data: io.BytesIO(d))
-                print("%-6s changed=%s diff_id=%s" % (layer_id, outcome.changed, outcome.diff_id))
+                print("%-6s changed=%s diff_id=%s" % (layer_id, outcome.changed, outcome.diff.diff_id))
             store.ensure_present("app", "child")
             store.ensure_mounted("app", "demo")
             state = store.state("app")

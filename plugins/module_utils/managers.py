@@ -172,11 +172,12 @@ class ApplyDiffManager(Manager):
 
     def _result(self, outcome):
         after = outcome.after
-        out = {"changed": outcome.changed, "size": outcome.size, "diff_id": outcome.diff_id,
-               "fallback": outcome.fallback, "path": after["path"]}
-        if outcome.compression is not None:
-            out["compression"] = outcome.compression
-            out["entries"] = outcome.entries
+        diff = outcome.diff
+        out = {"changed": outcome.changed, "size": diff.size, "diff_id": diff.diff_id, "fallback": diff.fallback,
+               "path": after["path"]}
+        if diff.compression is not None:
+            out["compression"] = diff.compression
+            out["entries"] = diff.entries
         out["layer"] = public_state(after)
         return self.with_diff(out, outcome.before, after)
 

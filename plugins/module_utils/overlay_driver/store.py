@@ -19,7 +19,7 @@ from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
-from .results import ApplyOutcome, ExportOutcome, Outcome
+from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
@@ -391,8 +391,7 @@ class LayerStore:
             if created:
                 self._undo_create(layer_id)
             raise
-        return ApplyOutcome(True, before, self.state(layer_id), result.diff_id, result.size, result.fallback,
-                            result.compression, result.entries)
+        return ApplyOutcome(True, before, self.state(layer_id), result)
 
     def find_applied(self, layer_id, parent, diff_id):
         """apply_diff's outcome when the layer already has diff_id, answered from its record
@@ -425,7 +424,7 @@ class LayerStore:
     def _same_diff(layer_id, before, diff_id):
         """One diff per layer: the one it has again is no change, another one is refused."""
         if diff_id == before["diff_id"]:
-            return ApplyOutcome(False, before, before, before["diff_id"], before["size"])
+            return ApplyOutcome(False, before, before, ApplyDiffResult(before["size"], before["diff_id"]))
         raise OverlayError("already has diff %s applied; refusing a different diff %s"
                            % (before["diff_id"], diff_id), layer=layer_id)
 
@@ -462,8 +461,8 @@ class LayerStore:
         paths = self.layout.layer(layer_id)
         after = self._changed_state(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
                                     path=paths.merged)
-        return ApplyOutcome(True, before, after, verified.diff_id, verified.size, fallback, verified.compression,
-                            verified.entries)
+        return ApplyOutcome(True, before, after, ApplyDiffResult(verified.size, verified.diff_id, fallback,
+                                                                 verified.entries, verified.compression))
 
     def _kind_after_apply(self, before, parent):
         """(kind, fallback) the driver's apply_diff would give (see Driver._apply)."""

@@ -43,10 +43,10 @@ def tree(store):
 
 def test_apply_creates_then_is_idempotent_without_reading(store):
     outcome = store.apply_diff("base", "", opener(BASE), diff_id=sha256(BASE))
-    assert outcome.changed and outcome.diff_id == sha256(BASE) and outcome.fallback
+    assert outcome.changed and outcome.diff.diff_id == sha256(BASE) and outcome.diff.fallback
     assert store.state("base")["diff_id"] == sha256(BASE)
     outcome = store.apply_diff("base", "", never_opened, diff_id=sha256(BASE))
-    assert outcome.changed is False and outcome.fallback is None and outcome.diff_id == sha256(BASE)
+    assert outcome.changed is False and outcome.diff.fallback is None and outcome.diff.diff_id == sha256(BASE)
     # without diff_id the source is hashed, not extracted
     assert store.apply_diff("base", "", opener(BASE)).changed is False
     with pytest.raises(OverlayError, match="already has diff .* refusing a different diff"):
@@ -56,7 +56,7 @@ def test_apply_creates_then_is_idempotent_without_reading(store):
 def test_find_applied_answers_from_the_record(tree):
     assert tree.find_applied("new", "base", sha256(CHILD)) is None  # to be applied: src is needed
     outcome = tree.find_applied("base", "", sha256(BASE))
-    assert outcome.changed is False and outcome.diff_id == sha256(BASE) and outcome.after["id"] == "base"
+    assert outcome.changed is False and outcome.diff.diff_id == sha256(BASE) and outcome.after["id"] == "base"
     with pytest.raises(OverlayError, match="refusing a different diff"):
         tree.find_applied("base", "", sha256(CHILD))
     tree.ensure_present("kid", "app")
@@ -66,7 +66,7 @@ def test_find_applied_answers_from_the_record(tree):
 
 def test_apply_child_on_root_parent(tree):
     outcome = tree.apply_diff("child", "base", opener(CHILD))
-    assert outcome.changed and outcome.fallback is False
+    assert outcome.changed and outcome.diff.fallback is False
     state = tree.state("child")
     assert state["kind"] == "root" and state["parent"] == "base"
     root = state["metadata"]["RootDir"]
@@ -218,7 +218,7 @@ def test_check_mode_changes_nothing(tree):
     assert tree.ensure_present("new", "base", check_mode=True).changed is True
     assert tree.ensure_mounted("app", "web", check_mode=True).changed is True
     outcome = tree.apply_diff("other", "base", opener(CHILD), check_mode=True)
-    assert outcome.changed is True and outcome.diff_id == sha256(CHILD)
+    assert outcome.changed is True and outcome.diff.diff_id == sha256(CHILD)
     assert outcome.after["kind"] == "root" and outcome.after["diff_id"] == sha256(CHILD)
     assert tree.ensure_absent("app", check_mode=True).changed is True
     assert (sorted(os.listdir(tree.home)), sorted(os.listdir(tree.layout.records))) == before
