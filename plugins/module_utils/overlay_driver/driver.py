@@ -25,7 +25,8 @@ from .copy import copy_tree
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
-from .layout import MADE_MERGED_DIR, MERGED, HomeLayout, make_temp_dir
+from .layout import HomeLayout, make_temp_dir
+from .made_merged import MadeMerged
 from .overlay_view import TreeView, view_changes
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .results import ApplyDiffResult, DiffResult
@@ -68,6 +69,7 @@ class Driver:
             self.dirs.settle(self.root_uid, self.root_gid, create=False)
         if check:
             self._require_dtype()
+        self.made_merged = MadeMerged(self.dirs, self.layout.state, self.root_uid, self.root_gid)
 
     def _read_layout(self):
         self.layout = HomeLayout(self.dirs.path)
@@ -167,27 +169,8 @@ class Driver:
                     and not mounts.mounts_below(paths.dir, entries)):
                 self._drop_overlay_parts(paths)
                 removed.append(paths.dir + "/{upper,work,merged,lower-id}")
-        removed.extend(self._prune_made_merged())
+        removed.extend(self.made_merged.prune())
         return removed
-
-    def _prune_made_merged(self):
-        """Markers of layers that are gone (Docker removed a layer strata had mounted).
-
-        A layer made later under that id would otherwise lose, at its first
-        unmount, the merged/ its creation made.
-        """
-        marks = self._made_merged_dir(False)
-        if marks is None:
-            return []
-        pruned = []
-        try:
-            for name in os.listdir(marks):
-                if not self.dirs.is_layer_dir(name):
-                    os.unlink(name, dir_fd=marks)
-                    pruned.append(os.path.join(self.layout.state, MADE_MERGED_DIR, name))
-        finally:
-            os.close(marks)
-        return pruned
 
     # -- queries ------------------------------------------------------------
 
@@ -367,7 +350,7 @@ class Driver:
             os.close(trash_fd)
         faults.point("remove.renamed")
         remove_tree_at(self.dirs.tmp_fd, trash, layer_id)
-        self._forget_made_merged(layer_id)
+        self.made_merged.forget(layer_id)
         return True
 
     # -- get / put ----------------------------------------------------------
@@ -395,7 +378,7 @@ class Driver:
             if self.owns_mount(layer_id, entry, entries):
                 return paths.merged
             raise self.foreign_mount_error(layer_id, entry, entries)
-        self._make_merged(layer_id, paths)
+        self.made_merged.make(layer_id, paths)
         if is_root:
             mounts.bind_readonly(paths.root, paths.merged)
             return paths.merged
@@ -407,87 +390,6 @@ class Driver:
             mounts.unmount(paths.merged)
             raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         return paths.merged
-
-    def _made_merged_dir(self, create):
-        """<home>/.strata/made-merged: one empty file per layer whose merged/ get() made (or None)."""
-        return self.dirs.open_private(self.dirs.state_fd, MADE_MERGED_DIR, create, self.layout.state)
-
-    def _make_merged(self, layer_id, paths):
-        """Make merged/ (0700, remapped root) when missing, relative to the layer dir, never through a symlink.
-
-        A marker in <home>/.strata/made-merged/ remembers that get() made it,
-        so that put() removes it and a home Docker wrote is left as Docker left it
-        (Docker 20.10 makes merged/ in Get and removes it in Put).
-        """
-        try:
-            dir_fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.fd)
-        except OSError as e:
-            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
-        try:
-            try:
-                st = os.stat(MERGED, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if not stat.S_ISDIR(st.st_mode):
-                    raise OverlayError("merged/ is not a directory", layer=layer_id, path=paths.merged)
-                return False
-            marks = self._made_merged_dir(True)
-            try:
-                os.close(os.open(layer_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                                 dir_fd=marks))
-            finally:
-                os.close(marks)
-            try:
-                os.mkdir(MERGED, 0o700, dir_fd=dir_fd)
-                os.chown(MERGED, self.root_uid, self.root_gid, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError as e:
-                raise OverlayError("cannot create merged/: %s" % e.strerror, layer=layer_id, path=paths.merged)
-            return True
-        finally:
-            os.close(dir_fd)
-
-    def _forget_made_merged(self, layer_id):
-        """Drop the marker; True when there was one."""
-        marks = self._made_merged_dir(False)
-        if marks is None:
-            return False
-        try:
-            os.unlink(layer_id, dir_fd=marks)
-        except FileNotFoundError:
-            return False
-        finally:
-            os.close(marks)
-        return True
-
-    def _drop_made_merged(self, layer_id, paths):
-        """After an unmount: remove the merged/ that get() made (Docker 20.10's Put removes it too)."""
-        marks = self._made_merged_dir(False)
-        if marks is None:
-            return
-        try:
-            os.stat(layer_id, dir_fd=marks, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        finally:
-            os.close(marks)
-        try:
-            dir_fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.fd)
-        except OSError as e:
-            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
-        try:
-            os.rmdir(MERGED, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
-                                   path=paths.merged)
-            # Written into while the mount was gone (after a reboot, or an umount behind our back):
-            # someone's files, kept. The unmount itself is done; that merged/ is no longer ours to remove.
-        finally:
-            os.close(dir_fd)
-        self._forget_made_merged(layer_id)
 
     def put(self, layer_id, lazy=False, entries=None):
         """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind.
@@ -506,7 +408,7 @@ class Driver:
         except OverlayError as e:  # the operator asked about a layer, not a path
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:
-            self._drop_made_merged(layer_id, paths)
+            self.made_merged.drop(layer_id, paths)
 
     # -- apply_diff ---------------------------------------------------------
 

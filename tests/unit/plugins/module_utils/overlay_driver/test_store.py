@@ -272,7 +272,7 @@ def test_merged_made_with_mode_and_owner_of_the_remapped_root(scratch):
         store.ensure_present("app", "base")
         merged = os.path.join(store.home, "app", "merged")
         os.rmdir(merged)
-        assert store.driver._make_merged("app", store.layout.layer("app"))  # pylint: disable=protected-access
+        assert store.driver.made_merged.make("app", store.layout.layer("app"))
         st = os.lstat(merged)
         assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o700, 100000, 100000)
 
