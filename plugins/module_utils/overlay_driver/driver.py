@@ -25,6 +25,7 @@ from .copy import copy_tree
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
+from .layer_mounts import LayerMount
 from .layout import HomeLayout, make_temp_dir
 from .made_merged import MadeMerged
 from .overlay_view import TreeView, view_changes
@@ -226,51 +227,23 @@ class Driver:
         entry = self.mount_entry(layer_id, entries)
         return entry is not None and self.owns_mount(layer_id, entry, entries)
 
-    def owns_mount(self, layer_id, entry, entries=None, covered=False):
-        """Whether a mount at merged/ is this layer's own (not something mounted over it).
-
-        An overlay layer's own mount is its overlay; a root layer's is the
-        read-only bind mount of its root/ that get(readonly_root=True) makes
-        (a writable bind of root/ is not: it is what the read-only one prevents).
-        covered: entry is below another mount at merged/, so its inode cannot be seen there.
-        """
-        paths = self.layout.layer(layer_id)
-        if _is_dir(paths.root):
-            return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
-                    and mounts.is_bind_of(entry, paths.root, entries, covered))
-        if entry.fstype != "overlay":
-            return False
-        options = entry.options_dict()
-        upper, lower = options.get("upperdir"), options.get("lowerdir")
-        if not (isinstance(lower, str) and isinstance(upper, str) and _same_path(upper, paths.upper)):
-            return False
-        try:
-            own_lower = self.metadata(layer_id).get("LowerDir")
-        except OverlayError:
-            return False
-        return own_lower is not None and _same_path(lower, own_lower)
+    def owns_mount(self, layer_id, entry, entries=None):
+        """Whether a mount at merged/ is this layer's own (see layer_mounts.py)."""
+        return self._mount(layer_id).owns(entry, entries)
 
     def foreign_mount_error(self, layer_id, entry, entries=None):
-        """The error for a mount at merged/ that is not the layer's own, saying what it is when that is known.
+        """The error for a mount at merged/ that is not the layer's own, saying what it is."""
+        return self._mount(layer_id).foreign_error(entry, entries)
 
-        A writable bind of the layer's own root/ (its read-only bind remounted
-        read-write, or one planted there) exposes files shared, as hardlinks,
-        with the layers built on it: the operator must see that, not only "tmpfs".
-        """
+    def _mount(self, layer_id):
         paths = self.layout.layer(layer_id)
-        cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
-        entries = mounts.read_mountinfo() if entries is None else entries
-        point = os.path.realpath(paths.merged)
-        below = [e for e in entries if e.mount_point == point and e.mount_id != entry.mount_id]
-        if any(self.owns_mount(layer_id, e, entries, covered=True) for e in below):
-            return OverlayError(cause + ", mounted over the layer's own mount and hiding it; unmount it (umount %s) "
-                                "and strata sees its own mount again" % paths.merged, layer=layer_id, path=paths.merged)
-        if (_is_dir(paths.root) and entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is not True
-                and mounts.is_bind_of(entry, paths.root, entries)):
-            cause += (": a writable bind mount of this layer's own root/ (remounted read-write, or mounted there "
-                      "by hand). Writes through it change this image layer and the layers built on it; unmount it "
-                      "(umount %s) and mount the layer again, which makes it read-only" % paths.merged)
-        return OverlayError(cause, layer=layer_id, path=paths.merged)
+        return LayerMount(layer_id, paths, _is_dir(paths.root), lambda: self._own_lower(layer_id))
+
+    def _own_lower(self, layer_id):
+        try:
+            return self.metadata(layer_id).get("LowerDir")
+        except OverlayError:
+            return None
 
     # -- create / remove ----------------------------------------------------
 
@@ -558,10 +531,6 @@ def _is_dir(path):
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:
         return False
-
-
-def _same_path(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 __all__ = ["Driver", "KIND_ROOT", "KIND_OVERLAY"]
