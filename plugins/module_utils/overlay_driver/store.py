@@ -13,7 +13,7 @@ operation holds the home's lock and first clears what killed runs left.
 import contextlib
 import os
 
-from . import faults, mounts, records
+from . import faults, layer_state, mounts, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
@@ -130,65 +130,25 @@ class LayerStore:
 
     # -- state ----------------------------------------------------------------
 
-    def absent_state(self, layer_id):
-        return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
-                "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
-                "size": None, "path": None, "metadata": {}, "options": {}}
-
     def state(self, layer_id, entries=None):
         """What a module reports about one layer; exists=False when it is not there."""
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
-            return self.absent_state(layer_id)
+            return layer_state.absent(layer_id)
         entries = mounts.read_mountinfo() if entries is None else entries
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
         mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
-        paths = self.layout.layer(layer_id)
-        holders = sorted(record.holders)
-        if not mounted:
-            options = {}
-        elif kind == KIND_ROOT:
-            options = mounts.mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
-        else:
-            options = mount.options_dict()
-        return {
-            "id": layer_id,
-            "exists": True,
-            "parent": self.parent_of(layer_id, record) or None,
-            "kind": kind,
-            "metadata": self.driver.metadata(layer_id),
-            "mounted": mounted,
-            "foreign_mount": mount is not None and not mounted,
-            "holders": holders,
-            "stale": bool(holders) and not mounted,
-            "unheld_mount": mounted and not holders,
-            "diff_id": record.diff_id,
-            "size": record.size,
-            # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
-            "path": paths.merged,
-            "options": options,
-        }
+        return layer_state.present(layer_id, kind, self.parent_of(layer_id, record), self.driver.metadata(layer_id),
+                                   record, mount, mounted, self._merged(layer_id))
+
+    def _merged(self, layer_id):
+        return self.layout.layer(layer_id).merged
 
     def layers(self):
         entries = mounts.read_mountinfo()
         return [self.state(layer_id, entries) for layer_id in self.driver.layer_ids()]
-
-    def _new_state(self, layer_id, parent, **changes):
-        """The state a layer created now would have (check mode's answer)."""
-        paths = self.layout.layer(layer_id)
-        kind = KIND_ROOT if not parent else KIND_OVERLAY
-        state = self.absent_state(layer_id)
-        state.update(exists=True, parent=parent or None, kind=kind, path=paths.merged)
-        state.update(changes)
-        return state
-
-    @staticmethod
-    def _changed_state(before, **changes):
-        after = dict(before)
-        after.update(changes)
-        return after
 
     # -- operations -------------------------------------------------------------
 
@@ -215,7 +175,7 @@ class LayerStore:
             return Outcome(False, before, before)
         self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
-            return Outcome(True, before, self._new_state(layer_id, parent))
+            return Outcome(True, before, layer_state.new(layer_id, parent, self._merged(layer_id)))
         self._create(layer_id, parent)
         return Outcome(True, before, self.state(layer_id))
 
@@ -240,7 +200,7 @@ class LayerStore:
         if children:
             raise OverlayError("layers %s are built on it; remove them first" % ", ".join(children),
                                layer=layer_id, path=paths.dir)
-        after = self.absent_state(layer_id)
+        after = layer_state.absent(layer_id)
         if check_mode:
             return Outcome(True, before, after)
         self._require_writer(layer_id)
@@ -258,7 +218,8 @@ class LayerStore:
         before = self.state(layer_id, entries)
         if not before["exists"]:
             if check_mode:  # an earlier task would have created it; its parent and kind are that task's to say
-                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True, kind=None))
+                return Outcome(True, before, layer_state.new(layer_id, "", self._merged(layer_id), holders=[holder],
+                                                             mounted=True, kind=None))
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
@@ -268,7 +229,7 @@ class LayerStore:
         if not (changed or needs_mount):
             return Outcome(False, before, before)
         if check_mode:
-            return Outcome(True, before, self._changed_state(
+            return Outcome(True, before, layer_state.changed(
                 before, holders=sorted(record.holders | {holder}), mounted=before["mounted"] or needs_mount,
                 stale=False, unheld_mount=False))
         self._require_writer(layer_id)
@@ -313,7 +274,7 @@ class LayerStore:
             raise self._foreign_mount_error(layer_id, entries)
         if check_mode:
             mounted = before["mounted"] and not will_unmount
-            return Outcome(True, before, self._changed_state(
+            return Outcome(True, before, layer_state.changed(
                 before, holders=sorted(record.holders), mounted=mounted, options=before["options"] if mounted else {},
                 stale=bool(record.holders) and not mounted))
         self._require_writer(layer_id)
@@ -457,10 +418,9 @@ class LayerStore:
         with opener() as raw:
             verified = verify_layer(raw, compression, layer_id, diff_id, self.driver.uid_maps, self.driver.gid_maps)
         kind, fallback = self._kind_after_apply(before, parent or (before["parent"] or ""))
-        base = before if before["exists"] else self._new_state(layer_id, parent)
-        paths = self.layout.layer(layer_id)
-        after = self._changed_state(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
-                                    path=paths.merged)
+        base = before if before["exists"] else layer_state.new(layer_id, parent, self._merged(layer_id))
+        after = layer_state.changed(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
+                                    path=self._merged(layer_id))
         return ApplyOutcome(True, before, after, ApplyDiffResult(verified.size, verified.diff_id, fallback,
                                                                  verified.entries, verified.compression))
 
