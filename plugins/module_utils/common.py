@@ -51,10 +51,10 @@ def catch_signals():
 
 
 def run_module(module, manager_class):
-    """Run the manager; every failure becomes failed/msg, never a traceback in msg."""
-    # AnsibleModule adds owner, mode and *size* of any returned `path`/`dest`,
-    # which would overwrite the layer sizes these modules return.
-    module.add_path_info = lambda kwargs: kwargs
+    """Run the manager; every failure becomes failed/msg, never a traceback in msg.
+
+    A module that returns `path` or `dest` beside `size` is a LayerModule (layer_module.py).
+    """
     catch_signals()
     try:
         manager = manager_class(module.params, module.check_mode, module._diff)

@@ -133,14 +133,14 @@ layer:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_stream import COMPRESSIONS
 
 
 def main():
-    module = AnsibleModule(
+    module = LayerModule(
         argument_spec=argument_spec(
             id=dict(type="str", required=True),
             parent=dict(type="str", default=""),

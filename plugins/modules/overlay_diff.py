@@ -90,13 +90,13 @@ dest:
   sample: /srv/export/app.tar
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
 
 
 def main():
-    module = AnsibleModule(
+    module = LayerModule(
         argument_spec=argument_spec(
             id=dict(type="str", required=True),
             dest=dict(type="path", required=True),

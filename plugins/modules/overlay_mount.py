@@ -132,13 +132,13 @@ layer:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import MountManager
 
 
 def main():
-    module = AnsibleModule(
+    module = LayerModule(
         argument_spec=argument_spec(
             id=dict(type="str", required=True),
             state=dict(type="str", choices=["mounted", "unmounted"], default="mounted"),
