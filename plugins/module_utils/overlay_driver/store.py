@@ -192,22 +192,28 @@ class LayerStore:
         before = self.state(layer_id)
         if not before["exists"]:
             return Outcome(False, before, before)
+        self._refuse_removal(layer_id, before["holders"], force)
+        after = layer_state.absent(layer_id)
+        if not check_mode:
+            self._require_writer(layer_id)
+            self._remove(layer_id)
+        return Outcome(True, before, after)
+
+    def _refuse_removal(self, layer_id, holders, force):
+        """A held layer goes only with force; a layer others are built on, never."""
         paths = self.layout.layer(layer_id)
-        if before["holders"] and not force:
-            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(before["holders"]),
+        if holders and not force:
+            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(holders),
                                layer=layer_id, path=paths.dir)
         children = self.children_of(layer_id)
         if children:
             raise OverlayError("layers %s are built on it; remove them first" % ", ".join(children),
                                layer=layer_id, path=paths.dir)
-        after = layer_state.absent(layer_id)
-        if check_mode:
-            return Outcome(True, before, after)
-        self._require_writer(layer_id)
+
+    def _remove(self, layer_id):
         self.driver.put(layer_id)
         self.driver.remove(layer_id)
         self._delete_record(layer_id)
-        return Outcome(True, before, after)
 
     def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
         """Mounted: add the holder, mount if needed. Returns an Outcome."""
@@ -233,21 +239,26 @@ class LayerStore:
                 before, holders=sorted(record.holders | {holder}), mounted=before["mounted"] or needs_mount,
                 stale=False, unheld_mount=False))
         self._require_writer(layer_id)
+        self._mount_and_hold(record, holder if changed else None, needs_mount, mount_label, entries)
+        return Outcome(True, before, self.state(layer_id))
+
+    def _mount_and_hold(self, record, holder, needs_mount, mount_label, entries):
+        """Mount (when needs_mount), then record holder (when not None); a mount nobody holds is not
+        left behind by an interrupted run."""
+        layer_id = record.layer_id
         if needs_mount:
             # a root layer is bind-mounted read-only: its files are shared with the layers built on it
             self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries)
         try:
             if needs_mount:
                 faults.point("mount.mounted")
-            if changed:
+            if holder is not None:
                 record.holders.add(holder)
                 self.save(record)
         except BaseException:
-            # a mount nobody holds is not left behind by an interrupted run
             if needs_mount and not self.record(layer_id).holders:
                 self.driver.put(layer_id)
             raise
-        return Outcome(True, before, self.state(layer_id))
 
     def ensure_unmounted(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
         """Unmounted: drop the holder; unmount when none is left (or force). Returns an Outcome.
@@ -278,11 +289,15 @@ class LayerStore:
                 before, holders=sorted(record.holders), mounted=mounted, options=before["options"] if mounted else {},
                 stale=bool(record.holders) and not mounted))
         self._require_writer(layer_id)
+        self._release(record, will_unmount, lazy, entries)
+        return Outcome(True, before, self.state(layer_id))
+
+    def _release(self, record, will_unmount, lazy, entries):
+        """Unmount (when the last holder goes), then record the holders left."""
         if will_unmount:
-            self.driver.put(layer_id, lazy=lazy, entries=entries)
+            self.driver.put(record.layer_id, lazy=lazy, entries=entries)
             faults.point("unmount.unmounted")
         self.save(record)
-        return Outcome(True, before, self.state(layer_id))
 
     def _foreign_mount_error(self, layer_id, entries):
         return self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id, entries), entries)
@@ -298,25 +313,24 @@ class LayerStore:
         errors = []
         entries = mounts.read_mountinfo()
         for layer_id in self.driver.layer_ids():
-            try:
-                state = self.state(layer_id, entries)
-            except OverlayError as e:  # a damaged record keeps only its own layer down
+            try:  # a damaged record, or a mount that fails, keeps only its own layer down
+                if self._restore_one(layer_id, entries, check_mode):
+                    done.append(layer_id)
+            except OverlayError as e:
                 errors.append((layer_id, e))
-                continue
-            if not state["stale"]:
-                continue
-            if not check_mode:
-                try:
-                    self.driver.get(state["id"], readonly_root=True, entries=entries)
-                except OverlayError as e:
-                    errors.append((state["id"], e))
-                    continue
-            done.append(state["id"])
         if failures is not None:
             failures.extend((layer_id, e.message) for layer_id, e in errors)
         elif errors:
             raise errors[0][1]
         return done
+
+    def _restore_one(self, layer_id, entries, check_mode):
+        """Mount a stale layer again; True when it was stale."""
+        if not self.state(layer_id, entries)["stale"]:
+            return False
+        if not check_mode:
+            self.driver.get(layer_id, readonly_root=True, entries=entries)
+        return True
 
     def apply_diff(self, layer_id, parent, opener, diff_id=None, compression="auto", check_mode=False):
         """One diff per layer. Returns an ApplyOutcome.
@@ -340,19 +354,23 @@ class LayerStore:
         if created:
             self._create(layer_id, parent)
         try:
-            with opener() as raw:
-                result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
-            faults.point("apply.before-record")
-            record = self.record(layer_id)
-            record.parent = parent or None
-            record.diff_id = result.diff_id
-            record.size = result.size
-            self.save(record)
+            result = self._apply_and_record(layer_id, parent, opener, diff_id, compression)
         except BaseException:
             if created:
                 self._undo_create(layer_id)
             raise
         return ApplyOutcome(True, before, self.state(layer_id), result)
+
+    def _apply_and_record(self, layer_id, parent, opener, diff_id, compression):
+        with opener() as raw:
+            result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
+        faults.point("apply.before-record")
+        record = self.record(layer_id)
+        record.parent = parent or None
+        record.diff_id = result.diff_id
+        record.size = result.size
+        self.save(record)
+        return result
 
     def find_applied(self, layer_id, parent, diff_id):
         """apply_diff's outcome when the layer already has diff_id, answered from its record
@@ -405,12 +423,8 @@ class LayerStore:
 
     def _undo_create(self, layer_id):
         """An apply that failed (or was interrupted) leaves no empty layer behind."""
-        record = self.record(layer_id)
-        if record.diff_id:
-            return
-        self.driver.put(layer_id)
-        self.driver.remove(layer_id)
-        self._delete_record(layer_id)
+        if not self.record(layer_id).diff_id:
+            self._remove(layer_id)
 
     def _verify_only(self, layer_id, parent, opener, diff_id, compression, before):
         from .verify import verify_layer  # pylint: disable=import-outside-toplevel
@@ -446,17 +460,20 @@ class LayerStore:
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         parent = self.parent_of(layer_id)
         dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
-        path = os.path.join(directory, name)
         try:
-            if check_mode:
-                diff = self.driver.diff(layer_id, parent, NullWriter())
-                same = same_content(dir_fd, name, diff.diff_id)
-            else:
-                with AtomicDest(dir_fd, name) as out:
-                    diff = self.driver.diff(layer_id, parent, out)
-                    faults.point("diff.written")
-                    same = same_content(dir_fd, name, diff.diff_id)
-                    out.commit(keep_existing=same)
+            diff, same = self._write_diff(layer_id, parent, dir_fd, name, check_mode)
         finally:
             os.close(dir_fd)
-        return ExportOutcome(not same, diff, parent or None, path)
+        return ExportOutcome(not same, diff, parent or None, os.path.join(directory, name))
+
+    def _write_diff(self, layer_id, parent, dir_fd, name, check_mode):
+        """(the DiffResult, whether dest held that tarball already); a check run writes into nothing."""
+        if check_mode:
+            diff = self.driver.diff(layer_id, parent, NullWriter())
+            return diff, same_content(dir_fd, name, diff.diff_id)
+        with AtomicDest(dir_fd, name) as out:
+            diff = self.driver.diff(layer_id, parent, out)
+            faults.point("diff.written")
+            same = same_content(dir_fd, name, diff.diff_id)
+            out.commit(keep_existing=same)
+        return diff, same
