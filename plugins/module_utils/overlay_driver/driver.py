@@ -156,21 +156,29 @@ class Driver:
         apply_diff (a run killed between the two steps).
         """
         self._require_writer()
+        entries = mounts.read_mountinfo()  # what is under tmp/ is not under any layer: read once for both
+        return self._clear_tmp(entries) + self._finish_applies(entries) + self.made_merged.prune()
+
+    def _clear_tmp(self, entries):
+        """Every temp dir, unmounting what is mounted inside first (deepest first)."""
         removed = []
         tmp = fd_path(self.dirs.tmp_fd)
-        entries = mounts.read_mountinfo()  # what is under tmp/ is not under any layer: read once for both
         for mount in sorted(mounts.mounts_below(tmp, entries), key=lambda m: -len(m.mount_point)):
             mounts.unmount(mount.mount_point, detach=True)
         for name in os.listdir(self.dirs.tmp_fd):
             remove_tree_at(self.dirs.tmp_fd, name)
             removed.append(os.path.join(self.layout.tmp, name))
+        return removed
+
+    def _finish_applies(self, entries):
+        """Drop the overlay parts of layers that got their root/ from apply_diff (a run killed between)."""
+        removed = []
         for layer_id in self.dirs.layer_ids():
             paths = self.layout.layer(layer_id)
             if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id, entries)
                     and not mounts.mounts_below(paths.dir, entries)):
                 self._drop_overlay_parts(paths)
                 removed.append(paths.dir + "/{upper,work,merged,lower-id}")
-        removed.extend(self.made_merged.prune())
         return removed
 
     # -- queries ------------------------------------------------------------
@@ -282,9 +290,7 @@ class Driver:
         except FileNotFoundError:
             root_st = None
         if root_st is not None:
-            self._mkdir_as(join(tmp, "upper"), stat.S_IMODE(root_st.st_mode))
-            self._mkdir_as(join(tmp, "work"), 0o700)
-            self._mkdir_as(join(tmp, "merged"), 0o700)
+            self._make_overlay_dirs(tmp, stat.S_IMODE(root_st.st_mode))
             self._write_lower_id(join(tmp, "lower-id"), parent)
             return
         lower = self.lower_id(parent)
@@ -294,10 +300,14 @@ class Driver:
         except OSError as e:
             raise OverlayError("parent has neither root/ nor upper/: %s" % e.strerror, layer=parent,
                                path=parent_paths.upper)
-        self._mkdir_as(join(tmp, "upper"), stat.S_IMODE(upper_st.st_mode))
-        self._mkdir_as(join(tmp, "work"), 0o700)
-        self._mkdir_as(join(tmp, "merged"), 0o700)
+        self._make_overlay_dirs(tmp, stat.S_IMODE(upper_st.st_mode))
         copy_tree(parent_paths.upper, join(tmp, "upper"))
+
+    def _make_overlay_dirs(self, tmp, upper_mode):
+        """upper/ (the mode of what it lies on), work/ and merged/ (0700) of a new overlay layer."""
+        self._mkdir_as(os.path.join(tmp, "upper"), upper_mode)
+        self._mkdir_as(os.path.join(tmp, "work"), 0o700)
+        self._mkdir_as(os.path.join(tmp, "merged"), 0o700)
 
     @staticmethod
     def _write_lower_id(path, lower):
@@ -341,20 +351,33 @@ class Driver:
         is_root = _is_dir(paths.root)
         if is_root and not readonly_root:
             return paths.root
-        if not is_root:
-            lower = self.metadata(layer_id)["LowerDir"]
-            if not _is_dir(lower):
-                raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id,
-                                   path=lower)
-        entry = self.mount_entry(layer_id, entries)
-        if entry is not None:
-            if self.owns_mount(layer_id, entry, entries):
-                return paths.merged
-            raise self.foreign_mount_error(layer_id, entry, entries)
+        lower = None if is_root else self._lower_root(layer_id)
+        if self._own_mount_there(layer_id, entries):
+            return paths.merged
         self.made_merged.make(layer_id, paths)
         if is_root:
             mounts.bind_readonly(paths.root, paths.merged)
-            return paths.merged
+        else:
+            self._mount_overlay(layer_id, paths, lower, mount_label)
+        return paths.merged
+
+    def _lower_root(self, layer_id):
+        """An overlay layer's lowerdir: its lower layer's root/, which must be there."""
+        lower = self.metadata(layer_id)["LowerDir"]
+        if not _is_dir(lower):
+            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
+        return lower
+
+    def _own_mount_there(self, layer_id, entries):
+        """True when the layer's own mount is at merged/, False when nothing is; a foreign mount is an error."""
+        entry = self.mount_entry(layer_id, entries)
+        if entry is None:
+            return False
+        if not self.owns_mount(layer_id, entry, entries):
+            raise self.foreign_mount_error(layer_id, entry, entries)
+        return True
+
+    def _mount_overlay(self, layer_id, paths, lower, mount_label):
         mounts.mount_overlay(paths.merged, lower, paths.upper, paths.work, mount_label)
         # Overlay in a user namespace needs work/work owned by the remapped root.
         try:
@@ -362,7 +385,6 @@ class Driver:
         except OSError as e:
             mounts.unmount(paths.merged)
             raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
-        return paths.merged
 
     def put(self, layer_id, lazy=False, entries=None):
         """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind.
@@ -371,11 +393,8 @@ class Driver:
         entries: mountinfo as the caller just read it.
         """
         paths = self.layout.layer(layer_id)
-        entry = self.mount_entry(layer_id, entries)
-        if entry is None:
+        if not self._own_mount_there(layer_id, entries):
             return
-        if not self.owns_mount(layer_id, entry, entries):
-            raise self.foreign_mount_error(layer_id, entry, entries)
         try:
             mounts.unmount(paths.merged, detach=lazy)
         except OverlayError as e:  # the operator asked about a layer, not a path
@@ -492,10 +511,7 @@ class Driver:
         paths = self._require(layer_id)
         if _is_dir(paths.root):
             return TreeView([paths.root])
-        lower = self.metadata(layer_id)["LowerDir"]
-        if not _is_dir(lower):
-            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
-        return TreeView([paths.upper, lower])
+        return TreeView([paths.upper, self._lower_root(layer_id)])
 
     def _changes(self, layer_id, parent):
         """(changes, the directory holding the layer's own files)."""
