@@ -58,3 +58,15 @@ def changed(before, **changes):
     after = dict(before)
     after.update(changes)
     return after
+
+
+def held(before, holders):
+    """The state after a holder took the layer (check mode's answer): mounted, and held."""
+    return changed(before, holders=sorted(holders), mounted=True, stale=False, unheld_mount=False)
+
+
+def released(before, holders, will_unmount):
+    """The state after holders let go (check mode's answer): mounted until the last one goes."""
+    mounted = before["mounted"] and not will_unmount
+    return changed(before, holders=sorted(holders), mounted=mounted, options=before["options"] if mounted else {},
+                   stale=bool(holders) and not mounted)

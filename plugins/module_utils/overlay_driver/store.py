@@ -235,9 +235,7 @@ class LayerStore:
         if not (changed or needs_mount):
             return Outcome(False, before, before)
         if check_mode:
-            return Outcome(True, before, layer_state.changed(
-                before, holders=sorted(record.holders | {holder}), mounted=before["mounted"] or needs_mount,
-                stale=False, unheld_mount=False))
+            return Outcome(True, before, layer_state.held(before, record.holders | {holder}))
         self._require_writer(layer_id)
         self._mount_and_hold(record, holder if changed else None, needs_mount, mount_label, entries)
         return Outcome(True, before, self.state(layer_id))
@@ -276,18 +274,14 @@ class LayerStore:
         else:
             record.holders.discard(holder)
         will_unmount = before["mounted"] and not record.holders
-        changed = set(before["holders"]) != record.holders or will_unmount
-        if not changed:
+        if set(before["holders"]) == record.holders and not will_unmount:
             return Outcome(False, before, before)
         if before["foreign_mount"] and not record.holders:
             # the last holder would go while another mount sits at merged/ (over the layer's own one,
             # or its root/ bound writable): nobody would hold, or see, what is left mounted
             raise self._foreign_mount_error(layer_id, entries)
         if check_mode:
-            mounted = before["mounted"] and not will_unmount
-            return Outcome(True, before, layer_state.changed(
-                before, holders=sorted(record.holders), mounted=mounted, options=before["options"] if mounted else {},
-                stale=bool(record.holders) and not mounted))
+            return Outcome(True, before, layer_state.released(before, record.holders, will_unmount))
         self._require_writer(layer_id)
         self._release(record, will_unmount, lazy, entries)
         return Outcome(True, before, self.state(layer_id))
@@ -477,3 +471,4 @@ class LayerStore:
             same = same_content(dir_fd, name, diff.diff_id)
             out.commit(keep_existing=same)
         return diff, same
+

@@ -22,3 +22,13 @@ def test_changed_leaves_the_state_before_as_it_was():
     before = layer_state.absent("app")
     after = layer_state.changed(before, holders=["web"])
     assert before["holders"] == [] and after["holders"] == ["web"]
+
+
+def test_held_and_released_predict_the_mount():
+    before = layer_state.changed(layer_state.new("app", "base", "/h/app/merged"), holders=["web"], stale=True)
+    held = layer_state.held(before, {"web", "db"})
+    assert held["mounted"] and held["holders"] == ["db", "web"] and not held["stale"]
+    mounted = dict(held, options={"lowerdir": "/h/base/root"})
+    assert layer_state.released(mounted, {"db"}, False)["options"] == {"lowerdir": "/h/base/root"}
+    gone = layer_state.released(mounted, set(), True)
+    assert not gone["mounted"] and gone["options"] == {} and not gone["stale"]
