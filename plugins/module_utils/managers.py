@@ -68,15 +68,10 @@ class Manager:
 
         A writer's check run still fails on a read-only home, as its real run does.
         """
-        store = LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"),
-                           read_only=read_only or self.check_mode)
+        home, uid_maps, gid_maps = self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps")
         if self.check_mode and not read_only:
-            try:
-                store.driver.require_writable()
-            except BaseException:
-                store.close()
-                raise
-        return store
+            return LayerStore.for_check_run(home, uid_maps, gid_maps)
+        return LayerStore(home, uid_maps, gid_maps, read_only=read_only or self.check_mode)
 
     def diff_of(self, before, after):
         return {"before": {k: before.get(k) for k in DIFF_KEYS}, "after": {k: after.get(k) for k in DIFF_KEYS}}

@@ -54,6 +54,18 @@ class LayerStore:
         self._lock = HomeLock(self.layout.lock, lock_timeout, dir_fd=self._dirs.state_fd, shared=read_only)
         self._cleaned = read_only
 
+    @classmethod
+    def for_check_run(cls, home, uid_maps=None, gid_maps=None):
+        """A writer's check run: the home opened for reading (it creates, probes and cleans nothing),
+        failing on a read-only home as the real run would."""
+        store = cls(home, uid_maps, gid_maps, read_only=True)
+        try:
+            store.driver.require_writable()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
     def close(self):
         self.driver.close()
 
