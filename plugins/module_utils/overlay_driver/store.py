@@ -483,4 +483,3 @@ class LayerStore:
             same = same_content(dir_fd, name, diff.diff_id)
             out.commit(keep_existing=same)
         return diff, same
-
