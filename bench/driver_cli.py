@@ -48,9 +48,9 @@ def main(argv):
             layer_id, parent, tarball = argv[2], argv[3], argv[4]
             store.apply_diff(layer_id, parent, lambda: open(tarball, "rb"))
         elif op == "create":
-            store.create(argv[2], argv[3])
+            store.ensure_present(argv[2], argv[3])
         elif op == "remove":
-            store.remove(argv[2], force=True)
+            store.ensure_absent(argv[2], force=True)
         elif op == "diff":
             with open(argv[3], "wb") as out:
                 store.driver.diff(argv[2], store.parent_of(argv[2]), out)
@@ -59,7 +59,7 @@ def main(argv):
         elif op == "unmount-all":
             for state in store.layers():
                 if state["mounted"]:
-                    store.unmount(state["id"], force=True)
+                    store.ensure_unmounted(state["id"], force=True)
         else:
             raise SystemExit("unknown operation %s" % op)
 

@@ -40,10 +40,10 @@ def main():
     try:
         with store.locked():
             for layer_id, parent, data in (("base", "", base), ("child", "base", child)):
-                changed, result, _reason = store.apply_diff(layer_id, parent, lambda d=data: io.BytesIO(d))
-                print("%-6s changed=%s diff_id=%s" % (layer_id, changed, result.diff_id if result else "-"))
-            store.create("app", "child")
-            store.mount("app", "demo")
+                outcome = store.apply_diff(layer_id, parent, lambda d=data: io.BytesIO(d))
+                print("%-6s changed=%s diff_id=%s" % (layer_id, outcome.changed, outcome.diff.diff_id))
+            store.ensure_present("app", "child")
+            store.ensure_mounted("app", "demo")
             state = store.state("app")
             print("mounted %s at %s" % (state["id"], state["path"]))
             for dirpath, _dirs, files in sorted(os.walk(state["path"])):
@@ -51,12 +51,12 @@ def main():
                     path = os.path.join(dirpath, name)
                     with open(path) as f:
                         print("  /%s: %s" % (os.path.relpath(path, state["path"]), f.read().strip()))
-            store.unmount("app", "demo")
+            store.ensure_unmounted("app", "demo")
     finally:
         if scratch:
             with store.locked():
                 for layer_id in ("app", "child", "base"):
-                    store.remove(layer_id, force=True)
+                    store.ensure_absent(layer_id, force=True)
             shutil.rmtree(scratch)
 
 

@@ -9,7 +9,7 @@ Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
 import signal
 import traceback
 
-from .overlay_driver.errors import Interrupted, OverlayError
+from .overlay_driver.errors import Interrupted, NeedsSource, OverlayError
 from .overlay_driver.store import DEFAULT_HOME
 
 _MAP_SPEC = dict(
@@ -67,10 +67,10 @@ def catch_signals():
 
 
 def run_module(module, manager_class):
-    """Run the manager; every failure becomes failed/msg, never a traceback in msg."""
-    # AnsibleModule adds owner, mode and *size* of any returned `path`/`dest`,
-    # which would overwrite the layer sizes these modules return.
-    module.add_path_info = lambda kwargs: kwargs
+    """Run the manager; every failure becomes failed/msg, never a traceback in msg.
+
+    A module that returns `path` or `dest` beside `size` is a LayerModule (layer_module.py).
+    """
     catch_signals()
     try:
         manager = manager_class(module.params, module.check_mode, module._diff)
@@ -85,7 +85,8 @@ def run_module(module, manager_class):
             fail["layer_id"] = e.layer
         if e.path:
             fail["path"] = e.path
-        fail.update(getattr(e, "extra", None) or {})
+        if isinstance(e, NeedsSource):
+            fail["needs_src"] = True  # read by the action plugin: send src and ask again
         module.fail_json(**fail)
     except Exception as e:  # pylint: disable=broad-except
         layer = module.params.get("id")

@@ -35,13 +35,7 @@ class ImageManager:
         if not os.path.isdir(HomeLayout(home).records):
             return None
         # read-only: a writer's store would record maps, load overlay and clear leftovers
-        store = LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"), read_only=True)
-        try:
-            store.driver.require_writable()  # the real run fails on a read-only home
-        except BaseException:
-            store.close()
-            raise
-        return store
+        return LayerStore.for_check_run(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
 
     def run(self):
         p = self.params

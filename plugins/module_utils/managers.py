@@ -8,11 +8,10 @@ Ansible, so they are tested with plain calls.
 """
 
 import os
-import platform
 
 from . import layer_tree
 from .overlay_driver import fscheck
-from .overlay_driver.errors import OverlayError
+from .overlay_driver.errors import NeedsSource, OverlayError
 from .overlay_driver.ids import validate_diff_id, validate_layer_id
 from .overlay_driver.store import LayerStore
 
@@ -69,15 +68,10 @@ class Manager:
 
         A writer's check run still fails on a read-only home, as its real run does.
         """
-        store = LayerStore(self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps"),
-                           read_only=read_only or self.check_mode)
+        home, uid_maps, gid_maps = self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps")
         if self.check_mode and not read_only:
-            try:
-                store.driver.require_writable()
-            except BaseException:
-                store.close()
-                raise
-        return store
+            return LayerStore.for_check_run(home, uid_maps, gid_maps)
+        return LayerStore(home, uid_maps, gid_maps, read_only=read_only or self.check_mode)
 
     def diff_of(self, before, after):
         return {"before": {k: before.get(k) for k in DIFF_KEYS}, "after": {k: after.get(k) for k in DIFF_KEYS}}
@@ -165,56 +159,22 @@ class ApplyDiffManager(Manager):
         """
         p = self.params
         diff_id = p.get("diff_id")
-        if diff_id:
-            def opener():
-                raise _needs_src_error(p["id"], diff_id)
-
-            outcome = self.store.apply_diff(p["id"], p.get("parent") or "", opener, diff_id,
-                                            p["compression"], check_mode=True)
-            return self._result(outcome)
-        raise _needs_src_error(p["id"], diff_id)
+        outcome = self.store.find_applied(p["id"], p.get("parent") or "", diff_id) if diff_id else None
+        if outcome is None:
+            raise NeedsSource("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
+                              layer=p["id"])
+        return self._result(outcome)
 
     def _result(self, outcome):
         after = outcome.after
-        out = {"changed": outcome.changed, "size": outcome.size, "diff_id": outcome.diff_id,
-               "fallback": outcome.fallback, "path": after["path"]}
-        if outcome.compression is not None:
-            out["compression"] = outcome.compression
-            out["entries"] = outcome.entries
+        diff = outcome.diff
+        out = {"changed": outcome.changed, "size": diff.size, "diff_id": diff.diff_id, "fallback": diff.fallback,
+               "path": after["path"]}
+        if diff.compression is not None:
+            out["compression"] = diff.compression
+            out["entries"] = diff.entries
         out["layer"] = public_state(after)
         return self.with_diff(out, outcome.before, after)
-
-
-def _needs_src_error(layer_id, diff_id):
-    err = OverlayError("src is required: the layer does not have diff %s yet" % (diff_id or "(unknown)"),
-                       layer=layer_id)
-    err.extra = {"needs_src": True}
-    return err
-
-
-def host_status(home):
-    """Overlay support, kernel and backing filesystem, without creating, probing or loading anything."""
-    supported = fscheck.supports_overlay(load=False)
-    probe = fscheck.existing_ancestor(home)
-    backing, _magic = fscheck.backing_fs(probe)
-    try:
-        dtype = fscheck.dtype_without_writing(probe)
-    except OSError:
-        dtype = None
-    problems = fscheck.backing_problems(home, dtype)
-    if not supported:
-        problems.insert(0, "kernel %s has no overlay filesystem: 'overlay' is not in /proc/filesystems "
-                           "(modprobe overlay failed or the kernel lacks CONFIG_OVERLAY_FS)" % platform.release())
-    return {
-        "overlay_supported": supported,
-        "kernel": platform.release(),
-        "backing_fs": backing,
-        "d_type": dtype,
-        "home": home,
-        "home_exists": os.path.isdir(home),
-        "problems": problems,
-        "zstd": fscheck.zstd_support(),
-    }
 
 
 class InfoManager(Manager):
@@ -227,7 +187,7 @@ class InfoManager(Manager):
 
     def _read(self):
         p = self.params
-        status = host_status(p["home"])
+        status = fscheck.host_status(p["home"])
         result = {"changed": False, "status": status, "layers": []}
         if not status["home_exists"]:
             if p.get("id"):
@@ -261,10 +221,11 @@ class InfoManager(Manager):
 
 class DiffManager(Manager):
     def execute(self):
-        changed, info = self.store.export_diff(self.params["id"], self.params["dest"], self.check_mode)
-        result = {"changed": changed}
-        result.update(info)
+        outcome = self.store.export_diff(self.params["id"], self.params["dest"], self.check_mode)
+        diff = outcome.diff
+        result = {"changed": outcome.changed, "diff_id": diff.diff_id, "size": diff.size, "tar_size": diff.tar_size,
+                  "changes": [c.as_dict() for c in diff.changes], "parent": outcome.parent, "dest": outcome.dest}
         if self.diff:
-            result["diff"] = {"before": {"dest": info["dest"], "diff_id": None if changed else info["diff_id"]},
-                              "after": {"dest": info["dest"], "diff_id": info["diff_id"]}}
+            result["diff"] = {"before": {"dest": outcome.dest, "diff_id": None if outcome.changed else diff.diff_id},
+                              "after": {"dest": outcome.dest, "diff_id": diff.diff_id}}
         return result

@@ -132,15 +132,15 @@ layer:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
                                                                             one_of, run_module)
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.decompress import COMPRESSIONS
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(
+    module = LayerModule(argument_spec=argument_spec(
         id=LAYER_ID, parent=PARENT_ID, src=dict(type="path"), remote_src=flag(), diff_id=dict(type="str"),
         compression=one_of(*COMPRESSIONS)), supports_check_mode=True)
     run_module(module, ApplyDiffManager)

@@ -87,14 +87,14 @@ dest:
   sample: /srv/export/app.tar
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import LAYER_ID, argument_spec, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(id=LAYER_ID, dest=dict(type="path", required=True)),
-                           supports_check_mode=True)
+    module = LayerModule(argument_spec=argument_spec(id=LAYER_ID, dest=dict(type="path", required=True)),
+                         supports_check_mode=True)
     run_module(module, DiffManager)
 
 

@@ -131,14 +131,14 @@ layer:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, argument_spec, flag, one_of,
                                                                             run_module)
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import MountManager
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(
+    module = LayerModule(argument_spec=argument_spec(
         id=LAYER_ID, state=one_of("mounted", "unmounted"), holder=dict(type="str", default="ansible"),
         mount_label=dict(type="str", default=""), force=flag(), lazy=flag()), supports_check_mode=True)
     run_module(module, MountManager)

@@ -25,26 +25,16 @@ from .copy import copy_tree
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
-from .layout import MADE_MERGED_DIR, MERGED, HomeLayout, make_temp_dir
+from .layer_mounts import LayerMount
+from .layout import HomeLayout, make_temp_dir
+from .made_merged import MadeMerged
 from .overlay_view import TreeView
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
+from .results import ApplyDiffResult, DiffResult
 from .tar_export import export_changes
 
 KIND_ROOT = "root"
 KIND_OVERLAY = "overlay"
-
-
-class ApplyDiffResult:
-    __slots__ = ("size", "diff_id", "fallback", "path", "entries", "compression", "dropped_xattrs")
-
-    def __init__(self, size, diff_id, fallback, path, entries=0, compression="none", dropped_xattrs=0):
-        self.size = size
-        self.diff_id = diff_id
-        self.fallback = fallback
-        self.path = path
-        self.entries = entries
-        self.compression = compression
-        self.dropped_xattrs = dropped_xattrs
 
 
 class Driver:
@@ -66,39 +56,44 @@ class Driver:
             raise
 
     def _setup(self, uid_maps, gid_maps, check, load_module):
-        dirs = self.dirs
         self.uid_maps, self.gid_maps, recorded = self._resolve_maps(uid_maps, gid_maps)
         self.root_uid, self.root_gid = root_pair(self.uid_maps, self.gid_maps)
-        self.layout = HomeLayout(dirs.path)
-        self.home = self.layout.home
-        self.backing_fs = "<unknown>"
-        self.supports_dtype = None
+        self._read_layout()
+        # a reader checks nothing: what it reads needs no overlay module and no d_type
+        check = check and self.writable
         if check:
-            self.backing_fs = fscheck.backing_fs(fscheck.existing_ancestor(self.home))[0]
-            if self.writable:
-                # a reader loads no kernel module: what it reads needs none
-                fscheck.require_overlay(load_module)
-                fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)
+            fscheck.require_overlay(load_module)
+            fscheck.require_compatible(fscheck.existing_ancestor(self.home), dtype=True)  # d_type: below
         if self.writable:
-            self.require_writable()
-            try:
-                dirs.settle(self.root_uid, self.root_gid, create=True)
-            except OSError as e:
-                if e.errno == errno.EROFS:
-                    raise OverlayError("home is read-only", path=self.home)
-                raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
-            self.layout = HomeLayout(dirs.path)
-            self.home = self.layout.home
-            if not recorded:
-                dirs.record_maps(maps_as_dicts(self.uid_maps), maps_as_dicts(self.gid_maps))
+            self._settle_writable(recorded)
         else:
-            dirs.settle(self.root_uid, self.root_gid, create=False)
+            self.dirs.settle(self.root_uid, self.root_gid, create=False)
         if check:
-            # Read from the entries the home holds (.strata at least, once written): a probe
-            # written into tmp/ would race another run's cleanup, which holds the lock.
-            self.supports_dtype = fscheck.dtype_without_writing(self.home)
-            if self.writable and self.supports_dtype is False:
-                fscheck.require_compatible(self.home, dtype=False)
+            self._require_dtype()
+        self.made_merged = MadeMerged(self.dirs, self.layout.state, self.root_uid, self.root_gid)
+
+    def _read_layout(self):
+        self.layout = HomeLayout(self.dirs.path)
+        self.home = self.layout.home
+
+    def _settle_writable(self, recorded):
+        """Create the home (or take it as it is), and record its maps the first time."""
+        self.require_writable()
+        try:
+            self.dirs.settle(self.root_uid, self.root_gid, create=True)
+        except OSError as e:
+            if e.errno == errno.EROFS:
+                raise OverlayError("home is read-only", path=self.home)
+            raise OverlayError("cannot create the layer home: %s" % e.strerror, path=e.filename or self.home)
+        self._read_layout()
+        if not recorded:
+            self.dirs.record_maps(maps_as_dicts(self.uid_maps), maps_as_dicts(self.gid_maps))
+
+    def _require_dtype(self):
+        """d_type, read once from the entries the home holds (.strata at least, once written):
+        a probe written into tmp/ would race another run's cleanup, which holds the lock."""
+        if fscheck.dtype_without_writing(self.home) is False:
+            fscheck.require_compatible(self.home, dtype=False)
 
     def _resolve_maps(self, uid_maps, gid_maps):
         """(uid maps, gid maps, whether the home has them recorded)."""
@@ -150,12 +145,8 @@ class Driver:
             raise OverlayError("the layer home was opened for reading only", path=self.home)
 
     def status(self):
-        """Seed: [["Backing Filesystem", name]]; plus d_type and the kernel."""
-        return [
-            ["Backing Filesystem", self.backing_fs],
-            ["Supports d_type", str(self.supports_dtype).lower()],
-            ["Kernel", os.uname().release],
-        ]
+        """Seed's Status (backing filesystem, d_type): the host's, as overlay_info reports it."""
+        return fscheck.host_status(self.home)
 
     def cleanup(self):
         """Remove what killed runs left behind; no layer changes.
@@ -165,40 +156,30 @@ class Driver:
         apply_diff (a run killed between the two steps).
         """
         self._require_writer()
+        entries = mounts.read_mountinfo()  # what is under tmp/ is not under any layer: read once for both
+        return self._clear_tmp(entries) + self._finish_applies(entries) + self.made_merged.prune()
+
+    def _clear_tmp(self, entries):
+        """Every temp dir, unmounting what is mounted inside first (deepest first)."""
         removed = []
         tmp = fd_path(self.dirs.tmp_fd)
-        for mount in sorted(mounts.mounts_below(tmp), key=lambda m: -len(m.mount_point)):
+        for mount in sorted(mounts.mounts_below(tmp, entries), key=lambda m: -len(m.mount_point)):
             mounts.unmount(mount.mount_point, detach=True)
         for name in os.listdir(self.dirs.tmp_fd):
             remove_tree_at(self.dirs.tmp_fd, name)
             removed.append(os.path.join(self.layout.tmp, name))
-        for layer_id in self.dirs.layer_ids():
-            paths = self.layout.layer(layer_id)
-            if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id)
-                    and not mounts.mounts_below(paths.dir)):
-                self._drop_overlay_parts(paths)
-                removed.append(paths.dir + "/{upper,work,merged,lower-id}")
-        removed.extend(self._prune_made_merged())
         return removed
 
-    def _prune_made_merged(self):
-        """Markers of layers that are gone (Docker removed a layer strata had mounted).
-
-        A layer made later under that id would otherwise lose, at its first
-        unmount, the merged/ its creation made.
-        """
-        marks = self._made_merged_dir(False)
-        if marks is None:
-            return []
-        pruned = []
-        try:
-            for name in os.listdir(marks):
-                if not self.dirs.is_layer_dir(name):
-                    os.unlink(name, dir_fd=marks)
-                    pruned.append(os.path.join(self.layout.state, MADE_MERGED_DIR, name))
-        finally:
-            os.close(marks)
-        return pruned
+    def _finish_applies(self, entries):
+        """Drop the overlay parts of layers that got their root/ from apply_diff (a run killed between)."""
+        removed = []
+        for layer_id in self.dirs.layer_ids():
+            paths = self.layout.layer(layer_id)
+            if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id, entries)
+                    and not mounts.mounts_below(paths.dir, entries)):
+                self._drop_overlay_parts(paths)
+                removed.append(paths.dir + "/{upper,work,merged,lower-id}")
+        return removed
 
     # -- queries ------------------------------------------------------------
 
@@ -254,51 +235,23 @@ class Driver:
         entry = self.mount_entry(layer_id, entries)
         return entry is not None and self.owns_mount(layer_id, entry, entries)
 
-    def owns_mount(self, layer_id, entry, entries=None, covered=False):
-        """Whether a mount at merged/ is this layer's own (not something mounted over it).
+    def owns_mount(self, layer_id, entry, entries=None):
+        """Whether a mount at merged/ is this layer's own (see layer_mounts.py)."""
+        return self._mount(layer_id).owns(entry, entries)
 
-        An overlay layer's own mount is its overlay; a root layer's is the
-        read-only bind mount of its root/ that get(readonly_root=True) makes
-        (a writable bind of root/ is not: it is what the read-only one prevents).
-        covered: entry is below another mount at merged/, so its inode cannot be seen there.
-        """
+    def foreign_mount_error(self, layer_id, entry, entries=None):
+        """The error for a mount at merged/ that is not the layer's own, saying what it is."""
+        return self._mount(layer_id).foreign_error(entry, entries)
+
+    def _mount(self, layer_id):
         paths = self.layout.layer(layer_id)
-        if _is_dir(paths.root):
-            return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
-                    and mounts.is_bind_of(entry, paths.root, entries, covered))
-        if entry.fstype != "overlay":
-            return False
-        options = entry.options_dict()
-        upper, lower = options.get("upperdir"), options.get("lowerdir")
-        if not (isinstance(lower, str) and isinstance(upper, str) and _same_path(upper, paths.upper)):
-            return False
+        return LayerMount(layer_id, paths, _is_dir(paths.root), lambda: self._own_lower(layer_id))
+
+    def _own_lower(self, layer_id):
         try:
-            own_lower = self.metadata(layer_id).get("LowerDir")
+            return self.metadata(layer_id).get("LowerDir")
         except OverlayError:
-            return False
-        return own_lower is not None and _same_path(lower, own_lower)
-
-    def foreign_mount_error(self, layer_id, entry):
-        """The error for a mount at merged/ that is not the layer's own, saying what it is when that is known.
-
-        A writable bind of the layer's own root/ (its read-only bind remounted
-        read-write, or one planted there) exposes files shared, as hardlinks,
-        with the layers built on it: the operator must see that, not only "tmpfs".
-        """
-        paths = self.layout.layer(layer_id)
-        cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
-        entries = mounts.read_mountinfo()
-        point = os.path.realpath(paths.merged)
-        below = [e for e in entries if e.mount_point == point and e.mount_id != entry.mount_id]
-        if any(self.owns_mount(layer_id, e, entries, covered=True) for e in below):
-            return OverlayError(cause + ", mounted over the layer's own mount and hiding it; unmount it (umount %s) "
-                                "and strata sees its own mount again" % paths.merged, layer=layer_id, path=paths.merged)
-        if (_is_dir(paths.root) and entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is not True
-                and mounts.is_bind_of(entry, paths.root)):
-            cause += (": a writable bind mount of this layer's own root/ (remounted read-write, or mounted there "
-                      "by hand). Writes through it change this image layer and the layers built on it; unmount it "
-                      "(umount %s) and mount the layer again, which makes it read-only" % paths.merged)
-        return OverlayError(cause, layer=layer_id, path=paths.merged)
+            return None
 
     # -- create / remove ----------------------------------------------------
 
@@ -337,9 +290,7 @@ class Driver:
         except FileNotFoundError:
             root_st = None
         if root_st is not None:
-            self._mkdir_as(join(tmp, "upper"), stat.S_IMODE(root_st.st_mode))
-            self._mkdir_as(join(tmp, "work"), 0o700)
-            self._mkdir_as(join(tmp, "merged"), 0o700)
+            self._make_overlay_dirs(tmp, stat.S_IMODE(root_st.st_mode))
             self._write_lower_id(join(tmp, "lower-id"), parent)
             return
         lower = self.lower_id(parent)
@@ -349,10 +300,14 @@ class Driver:
         except OSError as e:
             raise OverlayError("parent has neither root/ nor upper/: %s" % e.strerror, layer=parent,
                                path=parent_paths.upper)
-        self._mkdir_as(join(tmp, "upper"), stat.S_IMODE(upper_st.st_mode))
-        self._mkdir_as(join(tmp, "work"), 0o700)
-        self._mkdir_as(join(tmp, "merged"), 0o700)
+        self._make_overlay_dirs(tmp, stat.S_IMODE(upper_st.st_mode))
         copy_tree(parent_paths.upper, join(tmp, "upper"))
+
+    def _make_overlay_dirs(self, tmp, upper_mode):
+        """upper/ (the mode of what it lies on), work/ and merged/ (0700) of a new overlay layer."""
+        self._mkdir_as(os.path.join(tmp, "upper"), upper_mode)
+        self._mkdir_as(os.path.join(tmp, "work"), 0o700)
+        self._mkdir_as(os.path.join(tmp, "merged"), 0o700)
 
     @staticmethod
     def _write_lower_id(path, lower):
@@ -378,38 +333,51 @@ class Driver:
             os.close(trash_fd)
         faults.point("remove.renamed")
         remove_tree_at(self.dirs.tmp_fd, trash, layer_id)
-        self._forget_made_merged(layer_id)
+        self.made_merged.forget(layer_id)
         return True
 
     # -- get / put ----------------------------------------------------------
 
-    def get(self, layer_id, mount_label="", readonly_root=False):
+    def get(self, layer_id, mount_label="", readonly_root=False, entries=None):
         """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it.
 
         With readonly_root, a root layer is bind-mounted read-only at merged/
         and merged/ is returned: its files are hardlinks shared with the layers
         built on it, so the only path handed out for it must not be writable.
         A missing merged/ is made here (Docker 20.10 removes it in Put) and
-        removed again by put().
+        removed again by put(). entries: mountinfo as the caller just read it.
         """
         paths = self._require(layer_id)
         is_root = _is_dir(paths.root)
         if is_root and not readonly_root:
             return paths.root
-        if not is_root:
-            lower = self.metadata(layer_id)["LowerDir"]
-            if not _is_dir(lower):
-                raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id,
-                                   path=lower)
-        entry = self.mount_entry(layer_id)
-        if entry is not None:
-            if self.owns_mount(layer_id, entry):
-                return paths.merged
-            raise self.foreign_mount_error(layer_id, entry)
-        self._make_merged(layer_id, paths)
+        lower = None if is_root else self._lower_root(layer_id)
+        if self._own_mount_there(layer_id, entries):
+            return paths.merged
+        self.made_merged.make(layer_id, paths)
         if is_root:
             mounts.bind_readonly(paths.root, paths.merged)
-            return paths.merged
+        else:
+            self._mount_overlay(layer_id, paths, lower, mount_label)
+        return paths.merged
+
+    def _lower_root(self, layer_id):
+        """An overlay layer's lowerdir: its lower layer's root/, which must be there."""
+        lower = self.metadata(layer_id)["LowerDir"]
+        if not _is_dir(lower):
+            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
+        return lower
+
+    def _own_mount_there(self, layer_id, entries):
+        """True when the layer's own mount is at merged/, False when nothing is; a foreign mount is an error."""
+        entry = self.mount_entry(layer_id, entries)
+        if entry is None:
+            return False
+        if not self.owns_mount(layer_id, entry, entries):
+            raise self.foreign_mount_error(layer_id, entry, entries)
+        return True
+
+    def _mount_overlay(self, layer_id, paths, lower, mount_label):
         mounts.mount_overlay(paths.merged, lower, paths.upper, paths.work, mount_label)
         # Overlay in a user namespace needs work/work owned by the remapped root.
         try:
@@ -417,107 +385,22 @@ class Driver:
         except OSError as e:
             mounts.unmount(paths.merged)
             raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
-        return paths.merged
 
-    def _made_merged_dir(self, create):
-        """<home>/.strata/made-merged: one empty file per layer whose merged/ get() made (or None)."""
-        return self.dirs.open_private(self.dirs.state_fd, MADE_MERGED_DIR, create, self.layout.state)
-
-    def _make_merged(self, layer_id, paths):
-        """Make merged/ (0700, remapped root) when missing, relative to the layer dir, never through a symlink.
-
-        A marker in <home>/.strata/made-merged/ remembers that get() made it,
-        so that put() removes it and a home Docker wrote is left as Docker left it
-        (Docker 20.10 makes merged/ in Get and removes it in Put).
-        """
-        try:
-            dir_fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.fd)
-        except OSError as e:
-            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
-        try:
-            try:
-                st = os.stat(MERGED, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if not stat.S_ISDIR(st.st_mode):
-                    raise OverlayError("merged/ is not a directory", layer=layer_id, path=paths.merged)
-                return False
-            marks = self._made_merged_dir(True)
-            try:
-                os.close(os.open(layer_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                                 dir_fd=marks))
-            finally:
-                os.close(marks)
-            try:
-                os.mkdir(MERGED, 0o700, dir_fd=dir_fd)
-                os.chown(MERGED, self.root_uid, self.root_gid, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError as e:
-                raise OverlayError("cannot create merged/: %s" % e.strerror, layer=layer_id, path=paths.merged)
-            return True
-        finally:
-            os.close(dir_fd)
-
-    def _forget_made_merged(self, layer_id):
-        """Drop the marker; True when there was one."""
-        marks = self._made_merged_dir(False)
-        if marks is None:
-            return False
-        try:
-            os.unlink(layer_id, dir_fd=marks)
-        except FileNotFoundError:
-            return False
-        finally:
-            os.close(marks)
-        return True
-
-    def _drop_made_merged(self, layer_id, paths):
-        """After an unmount: remove the merged/ that get() made (Docker 20.10's Put removes it too)."""
-        marks = self._made_merged_dir(False)
-        if marks is None:
-            return
-        try:
-            os.stat(layer_id, dir_fd=marks, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        finally:
-            os.close(marks)
-        try:
-            dir_fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.fd)
-        except OSError as e:
-            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
-        try:
-            os.rmdir(MERGED, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
-                                   path=paths.merged)
-            # Written into while the mount was gone (after a reboot, or an umount behind our back):
-            # someone's files, kept. The unmount itself is done; that merged/ is no longer ours to remove.
-        finally:
-            os.close(dir_fd)
-        self._forget_made_merged(layer_id)
-
-    def put(self, layer_id, lazy=False):
+    def put(self, layer_id, lazy=False, entries=None):
         """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind.
 
         lazy detaches the mount (MNT_DETACH) while processes still use it.
+        entries: mountinfo as the caller just read it.
         """
         paths = self.layout.layer(layer_id)
-        entry = self.mount_entry(layer_id)
-        if entry is None:
-            return False
-        if not self.owns_mount(layer_id, entry):
-            raise self.foreign_mount_error(layer_id, entry)
+        if not self._own_mount_there(layer_id, entries):
+            return
         try:
             mounts.unmount(paths.merged, detach=lazy)
         except OverlayError as e:  # the operator asked about a layer, not a path
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:
-            self._drop_made_merged(layer_id, paths)
-        return True
+            self.made_merged.drop(layer_id, paths)
 
     # -- apply_diff ---------------------------------------------------------
 
@@ -560,7 +443,7 @@ class Driver:
             syscalls.rename_noreplace(target, paths.root)
             faults.point("apply.after-rename")
             self._drop_overlay_parts(paths)
-            return self._result(result, False, paths.root)
+            return self._result(result, False)
         if _is_dir(paths.root):
             target = os.path.join(tmp, "root")
             copy_tree(paths.root, target)
@@ -568,7 +451,7 @@ class Driver:
             result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
             syscalls.exchange(target, paths.root)
-            return self._result(result, True, paths.root)
+            return self._result(result, True)
         return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
 
     def _apply_through_mount(self, paths, layer_id, tmp, raw, compression, expected_diff_id, progress):
@@ -587,7 +470,7 @@ class Driver:
             mounts.unmount(merged)
         faults.point("apply.before-rename")
         syscalls.exchange(upper, paths.upper)
-        return self._result(result, True, paths.merged)
+        return self._result(result, True)
 
     def _apply_into(self, target, raw, compression, expected_diff_id, layer_id, progress):
         # imported here: the applier and its decompressors are only loaded by runs that apply
@@ -598,8 +481,8 @@ class Driver:
         return read_layer(lambda: applier.apply(raw, compression, progress), layer_id, expected_diff_id)
 
     @staticmethod
-    def _result(applied, fallback, path):
-        return ApplyDiffResult(applied.size, applied.diff_id, fallback, path, applied.entries, applied.compression)
+    def _result(applied, fallback):
+        return ApplyDiffResult(applied.size, applied.diff_id, applied.entries, applied.compression, fallback)
 
     @staticmethod
     def _drop_overlay_parts(paths):
@@ -622,10 +505,7 @@ class Driver:
         paths = self._require(layer_id)
         if _is_dir(paths.root):
             return TreeView([paths.root])
-        lower = self.metadata(layer_id)["LowerDir"]
-        if not _is_dir(lower):
-            raise OverlayError("lower layer %s has no root/" % self.lower_id(layer_id), layer=layer_id, path=lower)
-        return TreeView([paths.upper, lower])
+        return TreeView([paths.upper, self._lower_root(layer_id)])
 
     def _changes(self, layer_id, parent):
         """(changes, the directory holding the layer's own files)."""
@@ -648,11 +528,11 @@ class Driver:
     def diff(self, layer_id, parent, out):
         """Write the layer's changes against parent as a tarball to out.
 
-        Returns (diff_id, tar bytes, changes, diff_size).
+        Returns a DiffResult.
         """
         changes, own = self._changes(layer_id, parent)
         exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
-        return exported.diff_id, exported.tar_size, changes, exported.diff_size
+        return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
 
 def _is_dir(path):
@@ -663,8 +543,4 @@ def _is_dir(path):
         return False
 
 
-def _same_path(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-__all__ = ["Driver", "ApplyDiffResult", "KIND_ROOT", "KIND_OVERLAY"]
+__all__ = ["Driver", "KIND_ROOT", "KIND_OVERLAY"]

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One error type, so callers can turn any failure into a clean message."""
+"""One error family, so callers can turn any failure into a clean message; a subtype says what a caller can do."""
 
 
 class OverlayError(Exception):
@@ -39,6 +39,13 @@ class IncompatibleFS(OverlayError):
 
 class LayerFormatError(OverlayError):
     """A layer tarball that is malformed or hostile."""
+
+
+class NeedsSource(OverlayError):
+    """overlay_apply_diff was asked without src and the layer does not have the diff yet.
+
+    The module fails with needs_src: true, which tells the action plugin to send src and ask again.
+    """
 
 
 class Interrupted(BaseException):

@@ -20,6 +20,7 @@ _target, _sep, _nth = (os.environ.get(ENV) or "").partition(":")
 _nth = int(_nth) if _nth.isdigit() else 1
 _seen = 0
 
+
 def point(name):
     """Die here if the environment asks for it."""
     global _seen

@@ -116,11 +116,15 @@ def supports_overlay(load=True):
     return overlay_in_proc()
 
 
+def missing_overlay():
+    """The one message for a kernel without overlay, raised by writers and listed by host_status."""
+    return ("kernel %s has no overlay filesystem: 'overlay' is not in /proc/filesystems "
+            "(modprobe overlay failed or the kernel lacks CONFIG_OVERLAY_FS)" % os.uname().release)
+
+
 def require_overlay(load=True):
     if not supports_overlay(load):
-        raise NotSupported("'overlay' not found as a supported filesystem on this host "
-                           "(kernel %s): load the overlay module or use a kernel with overlay support"
-                           % os.uname().release)
+        raise NotSupported(missing_overlay())
 
 
 def dir_reports_dtype(path):
@@ -205,21 +209,23 @@ def backing_problems(path, dtype=None):
     """
     probe_dir = existing_ancestor(path)
     name, magic = backing_fs(probe_dir)
-    problems = []
-    if magic in INCOMPATIBLE:
-        problems.append("'overlay' is not supported over %s (%s is on %s)" % (name, path, name))
-        return problems
-    if dtype is None:
+    if dtype is None and magic not in INCOMPATIBLE:
         dtype = dtype_without_writing(probe_dir)
-    if dtype is False:
-        hint = ""
-        if name == "xfs":
-            hint = " (reformat with mkfs.xfs -n ftype=1)"
-        elif magic == EXT_MAGIC:
-            hint = " (enable it with tune2fs -O filetype, or reformat)"
-        problems.append("the %s filesystem under %s does not support d_type, which overlay needs%s"
-                        % (name, path, hint))
-    return problems
+    return fs_problems(path, name, magic, dtype)
+
+
+def fs_problems(path, name, magic, dtype):
+    """backing_problems from what was already read: the filesystem's name and magic, and d_type (None: unknown)."""
+    if magic in INCOMPATIBLE:
+        return ["'overlay' is not supported over %s (%s is on %s)" % (name, path, name)]
+    if dtype is not False:
+        return []
+    hint = ""
+    if name == "xfs":
+        hint = " (reformat with mkfs.xfs -n ftype=1)"
+    elif magic == EXT_MAGIC:
+        hint = " (enable it with tune2fs -O filetype, or reformat)"
+    return ["the %s filesystem under %s does not support d_type, which overlay needs%s" % (name, path, hint)]
 
 
 def require_compatible(path, dtype=None):
@@ -239,3 +245,30 @@ def zstd_support():
     except (ImportError, ValueError):
         module = False
     return {"program": program, "module": module, "supported": bool(program) or module}
+
+
+def host_status(home):
+    """Overlay support, kernel and backing filesystem, without creating, probing or loading anything.
+
+    Each fact is read once: the filesystem and its d_type here feed the problems listed.
+    """
+    supported = supports_overlay(load=False)
+    probe = existing_ancestor(home)
+    backing, magic = backing_fs(probe)
+    try:
+        dtype = dtype_without_writing(probe)
+    except OSError:
+        dtype = None
+    problems = fs_problems(home, backing, magic, dtype)
+    if not supported:
+        problems.insert(0, missing_overlay())
+    return {
+        "overlay_supported": supported,
+        "kernel": os.uname().release,
+        "backing_fs": backing,
+        "d_type": dtype,
+        "home": home,
+        "home_exists": os.path.isdir(home),
+        "problems": problems,
+        "zstd": zstd_support(),
+    }

@@ -56,7 +56,6 @@ class MountEntry:
         return out
 
 
-
 def read_mountinfo(path="/proc/self/mountinfo"):
     with open(path) as f:
         return [MountEntry(line) for line in f if line.strip()]

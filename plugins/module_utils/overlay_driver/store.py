@@ -13,14 +13,13 @@ operation holds the home's lock and first clears what killed runs left.
 import contextlib
 import os
 
-from . import faults, records
+from . import faults, layer_state, mounts, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import KIND_OVERLAY, KIND_ROOT, Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
 from .locking import DEFAULT_TIMEOUT, HomeLock
-from .mounts import mount_flags, read_mountinfo
-from .results import ApplyOutcome, ExportOutcome, Outcome
+from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
@@ -54,6 +53,18 @@ class LayerStore:
         self._dirs = self.driver.dirs
         self._lock = HomeLock(self.layout.lock, lock_timeout, dir_fd=self._dirs.state_fd, shared=read_only)
         self._cleaned = read_only
+
+    @classmethod
+    def for_check_run(cls, home, uid_maps=None, gid_maps=None):
+        """A writer's check run: the home opened for reading (it creates, probes and cleans nothing),
+        failing on a read-only home as the real run would."""
+        store = cls(home, uid_maps, gid_maps, read_only=True)
+        try:
+            store.driver.require_writable()
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self):
         self.driver.close()
@@ -131,65 +142,25 @@ class LayerStore:
 
     # -- state ----------------------------------------------------------------
 
-    def absent_state(self, layer_id):
-        return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
-                "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
-                "size": None, "path": None, "metadata": {}, "options": {}}
-
     def state(self, layer_id, entries=None):
         """What a module reports about one layer; exists=False when it is not there."""
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
-            return self.absent_state(layer_id)
-        entries = read_mountinfo() if entries is None else entries
+            return layer_state.absent(layer_id)
+        entries = mounts.read_mountinfo() if entries is None else entries
         record = self.record(layer_id)
         kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
         mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
-        paths = self.layout.layer(layer_id)
-        holders = sorted(record.holders)
-        if not mounted:
-            options = {}
-        elif kind == KIND_ROOT:
-            options = mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
-        else:
-            options = mount.options_dict()
-        return {
-            "id": layer_id,
-            "exists": True,
-            "parent": self.parent_of(layer_id, record) or None,
-            "kind": kind,
-            "metadata": self.driver.metadata(layer_id),
-            "mounted": mounted,
-            "foreign_mount": mount is not None and not mounted,
-            "holders": holders,
-            "stale": bool(holders) and not mounted,
-            "unheld_mount": mounted and not holders,
-            "diff_id": record.diff_id,
-            "size": record.size,
-            # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
-            "path": paths.merged,
-            "options": options,
-        }
+        return layer_state.present(layer_id, kind, self.parent_of(layer_id, record), self.driver.metadata(layer_id),
+                                   record, mount, mounted, self._merged(layer_id))
+
+    def _merged(self, layer_id):
+        return self.layout.layer(layer_id).merged
 
     def layers(self):
-        entries = read_mountinfo()
+        entries = mounts.read_mountinfo()
         return [self.state(layer_id, entries) for layer_id in self.driver.layer_ids()]
-
-    def _new_state(self, layer_id, parent, **changes):
-        """The state a layer created now would have (check mode's answer)."""
-        paths = self.layout.layer(layer_id)
-        kind = KIND_ROOT if not parent else KIND_OVERLAY
-        state = self.absent_state(layer_id)
-        state.update(exists=True, parent=parent or None, kind=kind, path=paths.merged)
-        state.update(changes)
-        return state
-
-    @staticmethod
-    def _changed_state(before, **changes):
-        after = dict(before)
-        after.update(changes)
-        return after
 
     # -- operations -------------------------------------------------------------
 
@@ -216,17 +187,16 @@ class LayerStore:
             return Outcome(False, before, before)
         self._check_new_parent(layer_id, parent, check_mode)
         if check_mode:
-            return Outcome(True, before, self._new_state(layer_id, parent))
+            return Outcome(True, before, layer_state.new(layer_id, parent, self._merged(layer_id)))
+        self._create(layer_id, parent)
+        return Outcome(True, before, self.state(layer_id))
+
+    def _create(self, layer_id, parent):
         self._require_writer(layer_id)
         self.driver.create(layer_id, parent)
         record = self.record(layer_id)
         record.parent = parent or None
         self.save(record)
-        return Outcome(True, before, self.state(layer_id))
-
-    def create(self, layer_id, parent="", check_mode=False):
-        """Present: create if missing. Returns changed."""
-        return self.ensure_present(layer_id, parent, check_mode).changed
 
     def ensure_absent(self, layer_id, force=False, check_mode=False):
         """Absent: refuses while holders exist (unless force) or children depend on it."""
@@ -234,67 +204,71 @@ class LayerStore:
         before = self.state(layer_id)
         if not before["exists"]:
             return Outcome(False, before, before)
+        self._refuse_removal(layer_id, before["holders"], force)
+        after = layer_state.absent(layer_id)
+        if not check_mode:
+            self._require_writer(layer_id)
+            self._remove(layer_id)
+        return Outcome(True, before, after)
+
+    def _refuse_removal(self, layer_id, holders, force):
+        """A held layer goes only with force; a layer others are built on, never."""
         paths = self.layout.layer(layer_id)
-        if before["holders"] and not force:
-            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(before["holders"]),
+        if holders and not force:
+            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(holders),
                                layer=layer_id, path=paths.dir)
         children = self.children_of(layer_id)
         if children:
             raise OverlayError("layers %s are built on it; remove them first" % ", ".join(children),
                                layer=layer_id, path=paths.dir)
-        after = self.absent_state(layer_id)
-        if check_mode:
-            return Outcome(True, before, after)
-        self._require_writer(layer_id)
+
+    def _remove(self, layer_id):
         self.driver.put(layer_id)
         self.driver.remove(layer_id)
         self._delete_record(layer_id)
-        return Outcome(True, before, after)
-
-    def remove(self, layer_id, force=False, check_mode=False):
-        return self.ensure_absent(layer_id, force, check_mode).changed
 
     def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
         """Mounted: add the holder, mount if needed. Returns an Outcome."""
         validate_layer_id(layer_id)
         if not holder:
             raise OverlayError("holder must be a non-empty string", layer=layer_id)
-        before = self.state(layer_id)
+        entries = mounts.read_mountinfo()
+        before = self.state(layer_id, entries)
         if not before["exists"]:
             if check_mode:  # an earlier task would have created it; its parent and kind are that task's to say
-                return Outcome(True, before, self._new_state(layer_id, "", holders=[holder], mounted=True, kind=None))
+                return Outcome(True, before, layer_state.new(layer_id, "", self._merged(layer_id), holders=[holder],
+                                                             mounted=True, kind=None))
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         record = self.record(layer_id)
         changed = holder not in record.holders
         needs_mount = not before["mounted"]
         if needs_mount and before["foreign_mount"]:
-            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
+            raise self._foreign_mount_error(layer_id, entries)
         if not (changed or needs_mount):
             return Outcome(False, before, before)
         if check_mode:
-            return Outcome(True, before, self._changed_state(
-                before, holders=sorted(record.holders | {holder}), mounted=before["mounted"] or needs_mount,
-                stale=False, unheld_mount=False))
+            return Outcome(True, before, layer_state.held(before, record.holders | {holder}))
         self._require_writer(layer_id)
+        self._mount_and_hold(record, holder if changed else None, needs_mount, mount_label, entries)
+        return Outcome(True, before, self.state(layer_id))
+
+    def _mount_and_hold(self, record, holder, needs_mount, mount_label, entries):
+        """Mount (when needs_mount), then record holder (when not None); a mount nobody holds is not
+        left behind by an interrupted run."""
+        layer_id = record.layer_id
         if needs_mount:
             # a root layer is bind-mounted read-only: its files are shared with the layers built on it
-            self.driver.get(layer_id, mount_label, readonly_root=True)
+            self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries)
         try:
             if needs_mount:
                 faults.point("mount.mounted")
-            if changed:
+            if holder is not None:
                 record.holders.add(holder)
                 self.save(record)
         except BaseException:
-            # a mount nobody holds is not left behind by an interrupted run
             if needs_mount and not self.record(layer_id).holders:
                 self.driver.put(layer_id)
             raise
-        return Outcome(True, before, self.state(layer_id))
-
-    def mount(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
-        """Mounted: add the holder, mount if needed. Returns changed."""
-        return self.ensure_mounted(layer_id, holder, mount_label, check_mode).changed
 
     def ensure_unmounted(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
         """Unmounted: drop the holder; unmount when none is left (or force). Returns an Outcome.
@@ -302,7 +276,8 @@ class LayerStore:
         lazy: detach the mount even while processes use it (MNT_DETACH).
         """
         validate_layer_id(layer_id)
-        before = self.state(layer_id)
+        entries = mounts.read_mountinfo()
+        before = self.state(layer_id, entries)
         if not before["exists"]:
             return Outcome(False, before, before)
         record = self.record(layer_id)
@@ -311,28 +286,27 @@ class LayerStore:
         else:
             record.holders.discard(holder)
         will_unmount = before["mounted"] and not record.holders
-        changed = set(before["holders"]) != record.holders or will_unmount
-        if not changed:
+        if set(before["holders"]) == record.holders and not will_unmount:
             return Outcome(False, before, before)
         if before["foreign_mount"] and not record.holders:
             # the last holder would go while another mount sits at merged/ (over the layer's own one,
             # or its root/ bound writable): nobody would hold, or see, what is left mounted
-            raise self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id))
+            raise self._foreign_mount_error(layer_id, entries)
         if check_mode:
-            mounted = before["mounted"] and not will_unmount
-            return Outcome(True, before, self._changed_state(
-                before, holders=sorted(record.holders), mounted=mounted, options=before["options"] if mounted else {},
-                stale=bool(record.holders) and not mounted))
+            return Outcome(True, before, layer_state.released(before, record.holders, will_unmount))
         self._require_writer(layer_id)
-        if will_unmount:
-            self.driver.put(layer_id, lazy=lazy)
-            faults.point("unmount.unmounted")
-        self.save(record)
+        self._release(record, will_unmount, lazy, entries)
         return Outcome(True, before, self.state(layer_id))
 
-    def unmount(self, layer_id, holder=DEFAULT_HOLDER, force=False, check_mode=False, lazy=False):
-        """Unmounted: drop the holder; unmount when none is left (or force). Returns changed."""
-        return self.ensure_unmounted(layer_id, holder, force, check_mode, lazy).changed
+    def _release(self, record, will_unmount, lazy, entries):
+        """Unmount (when the last holder goes), then record the holders left."""
+        if will_unmount:
+            self.driver.put(record.layer_id, lazy=lazy, entries=entries)
+            faults.point("unmount.unmounted")
+        self.save(record)
+
+    def _foreign_mount_error(self, layer_id, entries):
+        return self.driver.foreign_mount_error(layer_id, self.driver.mount_entry(layer_id, entries), entries)
 
     def restore(self, check_mode=False, failures=None):
         """Mount every stale layer again (after a reboot); returns the ids mounted.
@@ -343,35 +317,82 @@ class LayerStore:
         """
         done = []
         errors = []
-        entries = read_mountinfo()
+        entries = mounts.read_mountinfo()
         for layer_id in self.driver.layer_ids():
-            try:
-                state = self.state(layer_id, entries)
-            except OverlayError as e:  # a damaged record keeps only its own layer down
+            try:  # a damaged record, or a mount that fails, keeps only its own layer down
+                if self._restore_one(layer_id, entries, check_mode):
+                    done.append(layer_id)
+            except OverlayError as e:
                 errors.append((layer_id, e))
-                continue
-            if not state["stale"]:
-                continue
-            if not check_mode:
-                try:
-                    self.driver.get(state["id"], readonly_root=True)
-                except OverlayError as e:
-                    errors.append((state["id"], e))
-                    continue
-            done.append(state["id"])
         if failures is not None:
             failures.extend((layer_id, e.message) for layer_id, e in errors)
         elif errors:
             raise errors[0][1]
         return done
 
+    def _restore_one(self, layer_id, entries, check_mode):
+        """Mount a stale layer again; True when it was stale."""
+        if not self.state(layer_id, entries)["stale"]:
+            return False
+        if not check_mode:
+            self.driver.get(layer_id, readonly_root=True, entries=entries)
+        return True
+
     def apply_diff(self, layer_id, parent, opener, diff_id=None, compression="auto", check_mode=False):
-        """One diff per layer. Returns an ApplyOutcome (unpacks as changed, applied-or-None, reason).
+        """One diff per layer. Returns an ApplyOutcome.
 
         In check mode a diff the layer does not have yet is read and verified
         (format, names, digest) without writing, so the outcome carries the
         diff_id and size the real run would record, or the error it would raise.
         """
+        before = self._apply_target(layer_id, parent, diff_id, check_mode)
+        if before["diff_id"]:
+            if diff_id is None:
+                with opener() as raw:
+                    diff_id = file_digest(raw, compression)
+            return self._same_diff(layer_id, before, diff_id)
+        if before["exists"]:
+            self._refuse_children(layer_id)
+        if check_mode:
+            return self._verify_only(layer_id, parent, opener, diff_id, compression, before)
+        self._require_writer(layer_id)
+        created = not before["exists"]
+        if created:
+            self._create(layer_id, parent)
+        try:
+            result = self._apply_and_record(layer_id, parent, opener, diff_id, compression)
+        except BaseException:
+            if created:
+                self._undo_create(layer_id)
+            raise
+        return ApplyOutcome(True, before, self.state(layer_id), result)
+
+    def _apply_and_record(self, layer_id, parent, opener, diff_id, compression):
+        with opener() as raw:
+            result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
+        faults.point("apply.before-record")
+        record = self.record(layer_id)
+        record.parent = parent or None
+        record.diff_id = result.diff_id
+        record.size = result.size
+        self.save(record)
+        return result
+
+    def find_applied(self, layer_id, parent, diff_id):
+        """apply_diff's outcome when the layer already has diff_id, answered from its record
+        without reading the diff; None when the diff is still to be applied.
+
+        Raises what apply_diff would refuse the diff with before reading it.
+        """
+        before = self._apply_target(layer_id, parent, diff_id, check_mode=True)
+        if before["diff_id"]:
+            return self._same_diff(layer_id, before, diff_id)
+        if before["exists"]:
+            self._refuse_children(layer_id)
+        return None
+
+    def _apply_target(self, layer_id, parent, diff_id, check_mode):
+        """The layer's state before an apply, once its ids and its parent are checked."""
         validate_layer_id(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
@@ -380,40 +401,17 @@ class LayerStore:
         before = self.state(layer_id)
         if before["exists"]:
             self._check_parent(layer_id, parent)
-            if before["diff_id"]:
-                if diff_id is None:
-                    with opener() as raw:
-                        diff_id = file_digest(raw, compression)
-                if diff_id == before["diff_id"]:
-                    return ApplyOutcome(False, before, before, None, "already applied", before["diff_id"],
-                                        before["size"])
-                raise OverlayError("already has diff %s applied; refusing a different diff %s"
-                                   % (before["diff_id"], diff_id), layer=layer_id)
-            self._refuse_children(layer_id)
         else:
             self._check_new_parent(layer_id, parent, check_mode)
-        if check_mode:
-            return self._verify_only(layer_id, parent, opener, diff_id, compression, before)
-        self._require_writer(layer_id)
-        created = False
-        if not before["exists"]:
-            self.create(layer_id, parent)
-            created = True
-        try:
-            with opener() as raw:
-                result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
-            faults.point("apply.before-record")
-            record = self.record(layer_id)
-            record.parent = parent or None
-            record.diff_id = result.diff_id
-            record.size = result.size
-            self.save(record)
-        except BaseException:
-            if created:
-                self._undo_create(layer_id)
-            raise
-        return ApplyOutcome(True, before, self.state(layer_id), result, "applied", result.diff_id, result.size,
-                            result.fallback, result.compression, result.entries)
+        return before
+
+    @staticmethod
+    def _same_diff(layer_id, before, diff_id):
+        """One diff per layer: the one it has again is no change, another one is refused."""
+        if diff_id == before["diff_id"]:
+            return ApplyOutcome(False, before, before, ApplyDiffResult(before["size"], before["diff_id"]))
+        raise OverlayError("already has diff %s applied; refusing a different diff %s"
+                           % (before["diff_id"], diff_id), layer=layer_id)
 
     def _refuse_children(self, layer_id):
         """A diff goes into a layer before anything is built on it.
@@ -431,12 +429,8 @@ class LayerStore:
 
     def _undo_create(self, layer_id):
         """An apply that failed (or was interrupted) leaves no empty layer behind."""
-        record = self.record(layer_id)
-        if record.diff_id:
-            return
-        self.driver.put(layer_id)
-        self.driver.remove(layer_id)
-        self._delete_record(layer_id)
+        if not self.record(layer_id).diff_id:
+            self._remove(layer_id)
 
     def _verify_only(self, layer_id, parent, opener, diff_id, compression, before):
         from .verify import verify_layer  # pylint: disable=import-outside-toplevel
@@ -444,12 +438,11 @@ class LayerStore:
         with opener() as raw:
             verified = verify_layer(raw, compression, layer_id, diff_id, self.driver.uid_maps, self.driver.gid_maps)
         kind, fallback = self._kind_after_apply(before, parent or (before["parent"] or ""))
-        base = before if before["exists"] else self._new_state(layer_id, parent)
-        paths = self.layout.layer(layer_id)
-        after = self._changed_state(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
-                                    path=paths.merged)
-        return ApplyOutcome(True, before, after, None, "would apply", verified.diff_id, verified.size, fallback,
-                            verified.compression, verified.entries)
+        base = before if before["exists"] else layer_state.new(layer_id, parent, self._merged(layer_id))
+        after = layer_state.changed(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
+                                    path=self._merged(layer_id))
+        return ApplyOutcome(True, before, after, ApplyDiffResult(verified.size, verified.diff_id, verified.entries,
+                                                                 verified.compression, fallback))
 
     def _kind_after_apply(self, before, parent):
         """(kind, fallback) the driver's apply_diff would give (see Driver._apply)."""
@@ -465,27 +458,28 @@ class LayerStore:
     def export_diff(self, layer_id, dest, check_mode=False):
         """Write the layer's diff against its parent to dest, atomically; changed when dest differs.
 
-        Returns an ExportOutcome (unpacks as changed, info). In check mode the
-        tarball is built and hashed into nothing.
+        Returns an ExportOutcome. In check mode the tarball is built and
+        hashed into nothing.
         """
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
             raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
         parent = self.parent_of(layer_id)
         dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
-        path = os.path.join(directory, name)
         try:
-            if check_mode:
-                digest, tar_size, changes, size = self.driver.diff(layer_id, parent, NullWriter())
-                same = same_content(dir_fd, name, digest)
-            else:
-                with AtomicDest(dir_fd, name) as out:
-                    digest, tar_size, changes, size = self.driver.diff(layer_id, parent, out)
-                    faults.point("diff.written")
-                    same = same_content(dir_fd, name, digest)
-                    out.commit(keep_existing=same)
+            diff, same = self._write_diff(layer_id, parent, dir_fd, name, check_mode)
         finally:
             os.close(dir_fd)
-        return ExportOutcome(not same, {"diff_id": digest, "size": size, "tar_size": tar_size,
-                                        "changes": [c.as_dict() for c in changes], "parent": parent or None,
-                                        "dest": path})
+        return ExportOutcome(not same, diff, parent or None, os.path.join(directory, name))
+
+    def _write_diff(self, layer_id, parent, dir_fd, name, check_mode):
+        """(the DiffResult, whether dest held that tarball already); a check run writes into nothing."""
+        if check_mode:
+            diff = self.driver.diff(layer_id, parent, NullWriter())
+            return diff, same_content(dir_fd, name, diff.diff_id)
+        with AtomicDest(dir_fd, name) as out:
+            diff = self.driver.diff(layer_id, parent, out)
+            faults.point("diff.written")
+            same = same_content(dir_fd, name, diff.diff_id)
+            out.commit(keep_existing=same)
+        return diff, same

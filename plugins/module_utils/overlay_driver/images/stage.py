@@ -44,14 +44,11 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
     return Registry(reference, credentials, validate_certs, ca_path, timeout)
 
 
-# -- the store, in one place (its apply_diff's return shape may change) ----------
+# -- the store, in one place ----------
 
 def store_apply(store, layer_id, parent, opener, diff_id):
     """Apply one verified layer stream; True when the layer was created."""
-    outcome = store.apply_diff(layer_id, parent, opener, diff_id, "none", False)
-    if isinstance(outcome, tuple):
-        return bool(outcome[0])
-    return bool(getattr(outcome, "changed", outcome))
+    return store.apply_diff(layer_id, parent, opener, diff_id, "none", False).changed
 
 
 def store_has(store, layer_id, diff_id):

@@ -22,8 +22,8 @@ def mounted(home):
     store = LayerStore(home)
     with store.locked():
         store.apply_diff("base", "", lambda: contextlib.closing(io.BytesIO(BASE)))
-        store.create("app", "base")
-        store.mount("app", "web")
+        store.ensure_present("app", "base")
+        store.ensure_mounted("app", "web")
         yield store, os.path.join(home, "app", "merged")
 
 
@@ -45,7 +45,7 @@ def test_busy_unmount_names_the_process_and_its_cwd(mounted):
     store, merged = mounted
     with child(merged) as proc:
         with pytest.raises(OverlayError) as err:
-            store.unmount("app", "web")
+            store.ensure_unmounted("app", "web")
         msg = str(err.value)
         assert "Device or resource busy" in msg and "pid %d (sleep 60: cwd)" % proc.pid in msg
         assert "lazy: true" in msg and merged in msg
@@ -60,14 +60,14 @@ def test_open_fd_and_mmap_are_named(mounted):
         found = [p for p in busy.processes_using(merged) if p["pid"] == proc.pid]
         assert found and found[0]["uses"] == ["open fd", "mmap"]
         with pytest.raises(OverlayError, match="open fd, mmap"):
-            store.unmount("app", "web")
+            store.ensure_unmounted("app", "web")
 
 
 def test_busy_unmount_names_the_layer(mounted):
     store, merged = mounted
     with child(merged):
         with pytest.raises(OverlayError) as err:
-            store.unmount("app", "web")
+            store.ensure_unmounted("app", "web")
     assert err.value.layer == "app" and err.value.path == merged
     assert str(err.value).startswith("layer app, path %s: cannot unmount" % merged)
 
@@ -80,7 +80,7 @@ def test_a_multiline_command_is_one_line_in_the_message():
 def test_lazy_detaches_a_busy_mount(mounted):
     store, merged = mounted
     with child(merged):
-        assert store.unmount("app", "web", lazy=True) is True
+        assert store.ensure_unmounted("app", "web", lazy=True).changed is True
         assert not store.driver.is_mounted("app") and mounts.mount_at(merged) is None
         assert store.record("app").holders == set()
 

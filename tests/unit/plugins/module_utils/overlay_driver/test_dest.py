@@ -56,9 +56,9 @@ def test_a_planted_temp_name_is_never_written_through(tree, scratch, guarded, ch
 def test_a_symlink_at_dest_is_replaced_not_followed(tree, scratch, guarded):
     dest = os.path.join(scratch, "child.tar")
     planted_symlink(os.path.join(guarded, "etc", "passwd"), dest)
-    changed, info = tree.export_diff("child", dest)
-    assert changed and not os.path.islink(dest) and os.path.isfile(dest)
-    assert info["dest"] == dest
+    outcome = tree.export_diff("child", dest)
+    assert outcome.changed and not os.path.islink(dest) and os.path.isfile(dest)
+    assert outcome.dest == dest
 
 
 def test_the_home_is_compared_resolved(tree, scratch):
@@ -95,12 +95,12 @@ def test_directories_the_home_and_slash_are_clear_errors(tree, scratch, where, m
 def test_check_mode_writes_nothing_and_tells_the_real_digest(tree, scratch):
     dest = os.path.join(scratch, "child.tar")
     before = sorted(os.listdir(scratch))
-    changed, info = tree.export_diff("child", dest, check_mode=True)
-    assert changed and sorted(os.listdir(scratch)) == before
-    changed, real = tree.export_diff("child", dest)
-    assert changed and real["diff_id"] == info["diff_id"]
-    changed, again = tree.export_diff("child", dest, check_mode=True)
-    assert not changed and again["diff_id"] == info["diff_id"]
+    check = tree.export_diff("child", dest, check_mode=True)
+    assert check.changed and sorted(os.listdir(scratch)) == before
+    real = tree.export_diff("child", dest)
+    assert real.changed and real.diff.diff_id == check.diff.diff_id
+    again = tree.export_diff("child", dest, check_mode=True)
+    assert not again.changed and again.diff.diff_id == check.diff.diff_id
 
 
 def test_a_failed_export_leaves_no_temp_file(tree, scratch, monkeypatch):
@@ -133,8 +133,8 @@ def test_a_root_symlink_in_a_root_directory_is_followed(tree, scratch):
     real = os.path.join(scratch, "real")
     os.mkdir(real)
     os.symlink("real", os.path.join(scratch, "exports"))
-    changed, info = tree.export_diff("child", os.path.join(scratch, "exports", "child.tar"))
-    assert changed and info["dest"] == os.path.join(real, "child.tar")
+    outcome = tree.export_diff("child", os.path.join(scratch, "exports", "child.tar"))
+    assert outcome.changed and outcome.dest == os.path.join(real, "child.tar")
     assert os.path.isfile(os.path.join(real, "child.tar"))
 
 
@@ -154,7 +154,7 @@ def test_a_planted_fifo_at_dest_does_not_hang_the_run(tree, scratch, check_mode)
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(20)
     try:
-        changed, _info = tree.export_diff("child", dest, check_mode=check_mode)
+        changed = tree.export_diff("child", dest, check_mode=check_mode).changed
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

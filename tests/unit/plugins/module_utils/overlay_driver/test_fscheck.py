@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fscheck, syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import IncompatibleFS
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import IncompatibleFS, NotSupported
 
 
 def test_overlay_is_supported_here():
@@ -137,3 +137,45 @@ def test_zstd_support_is_the_program_or_the_module(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     without_program = fscheck.zstd_support()
     assert without_program["program"] == "" and without_program["supported"] == without_program["module"]
+
+
+def counting(monkeypatch, name):
+    """Count the calls of fscheck.<name> (the driver and fscheck itself look it up there)."""
+    calls = []
+    real = getattr(fscheck, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fscheck, name, wrapper)
+    return calls
+
+
+def test_host_status_reads_each_fact_once(home, monkeypatch):
+    probes, backings = counting(monkeypatch, "dtype_without_writing"), counting(monkeypatch, "backing_fs")
+    status = fscheck.host_status(home)
+    assert (status["backing_fs"], status["d_type"], status["problems"]) == ("tmpfs", True, [])
+    assert status["overlay_supported"] is True and status["home_exists"] is False
+    assert status["kernel"] == os.uname().release
+    assert len(probes) == 1 and len(backings) == 1
+
+
+def test_a_missing_overlay_has_one_message(home, monkeypatch):
+    monkeypatch.setattr(fscheck, "overlay_in_proc", lambda *args: False)
+    monkeypatch.setattr(fscheck, "load_overlay_module", lambda: False)
+    status = fscheck.host_status(home)
+    assert status["overlay_supported"] is False
+    assert status["problems"] == [fscheck.missing_overlay()]
+    with pytest.raises(NotSupported) as raised:
+        fscheck.require_overlay()
+    assert raised.value.message == fscheck.missing_overlay()
+    assert "has no overlay filesystem" in fscheck.missing_overlay()
+
+
+def test_a_writer_probes_dtype_once_and_a_reader_not_at_all(home, monkeypatch):
+    probes = counting(monkeypatch, "dtype_without_writing")
+    Driver(home).close()
+    assert len(probes) == 1
+    Driver(home, writable=False).close()
+    assert len(probes) == 1

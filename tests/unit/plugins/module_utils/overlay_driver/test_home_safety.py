@@ -35,8 +35,8 @@ def planted_symlink(target, path):
 def made_home(home):
     store = LayerStore(home)
     with store.locked():
-        store.create("base")
-        store.create("app", "base")
+        store.ensure_present("base")
+        store.ensure_present("app", "base")
     store.close()
     return home
 
@@ -161,14 +161,14 @@ def test_removing_a_layer_with_a_bind_mount_inside_is_refused_first(home, guarde
     made_home(home)
     store = LayerStore(home)
     with store.locked():
-        store.create("solo")
+        store.ensure_present("solo")
     target = os.path.join(home, "solo", "root", "data")
     os.mkdir(target)
     syscalls.mount(os.path.join(guarded, "etc"), target, None, 4096)  # MS_BIND
     try:
         with store.locked():
             with pytest.raises(OverlayError, match=r"%s is mounted inside .*refusing to remove" % target):
-                store.remove("solo")
+                store.ensure_absent("solo")
         assert os.path.isdir(os.path.join(home, "solo", "root", "data"))
         assert store.state("solo")["exists"]
     finally:

@@ -53,10 +53,10 @@ def test_random_plantings_never_reach_outside(scratch, canary, seed):
     home = os.path.join(parent, "home")
     store = LayerStore(home)
     with store.locked():
-        store.create("base")
-        store.create("app", "base")
-        store.mount("app", "web")
-        store.unmount("app", "web")
+        store.ensure_present("base")
+        store.ensure_present("app", "base")
+        store.ensure_mounted("app", "web")
+        store.ensure_unmounted("app", "web")
     store.close()
     before = snapshot(canary)
     planted = [plant(rng, home, canary) for _n in range(rng.randint(1, 3))]
@@ -66,10 +66,10 @@ def test_random_plantings_never_reach_outside(scratch, canary, seed):
             try:
                 with s.locked():
                     s.layers()
-                    s.create("new", "base", check_mode=read_only)
-                    s.mount("app", "w", check_mode=read_only)
-                    s.unmount("app", "w", check_mode=read_only)
-                    s.remove("new", check_mode=read_only)
+                    s.ensure_present("new", "base", check_mode=read_only)
+                    s.ensure_mounted("app", "w", check_mode=read_only)
+                    s.ensure_unmounted("app", "w", check_mode=read_only)
+                    s.ensure_absent("new", check_mode=read_only)
                     s.driver.changes("app", "base")
             finally:
                 s.close()

@@ -37,7 +37,7 @@ def test_maps_are_recorded_with_the_home_and_used_when_none_are_given(home):
     store = LayerStore(home)  # no maps given: the recorded ones
     assert (store.driver.root_uid, store.driver.root_gid) == (100000, 100000)
     with store.locked():
-        store.create("base")
+        store.ensure_present("base")
     assert os.stat(os.path.join(home, "base", "root")).st_uid == 100000
     with pytest.raises(OverlayError, match="the home was set up with uid_maps"):
         LayerStore(home, [], [])
@@ -53,7 +53,7 @@ def test_read_only_home_is_readable_and_refuses_writers(scratch):
         home = os.path.join(fs, "home")
         store = LayerStore(home)
         with store.locked():
-            store.create("base")
+            store.ensure_present("base")
         store.close()
         syscalls.mount("tmpfs", fs, "tmpfs", MS_REMOUNT | MS_RDONLY, "size=16m")
         with pytest.raises(OverlayError, match="home is read-only"):
@@ -63,7 +63,7 @@ def test_read_only_home_is_readable_and_refuses_writers(scratch):
         reader = LayerStore(home, read_only=True)
         with reader.locked():
             assert [s["id"] for s in reader.layers()] == ["base"]
-            assert reader.create("app", "base", check_mode=True) is True
+            assert reader.ensure_present("app", "base", check_mode=True).changed is True
     finally:
         syscalls.umount(fs, syscalls.MNT_DETACH)
 
@@ -71,8 +71,8 @@ def test_read_only_home_is_readable_and_refuses_writers(scratch):
 def test_a_read_only_overlay_of_other_dirs_at_merged_is_not_the_layers_own(home, scratch):
     store = LayerStore(home)
     with store.locked():
-        store.create("base")
-        store.create("app", "base")
+        store.ensure_present("base")
+        store.ensure_present("app", "base")
     lower_a, lower_b = os.path.join(scratch, "a"), os.path.join(scratch, "b")
     os.mkdir(lower_a)
     os.mkdir(lower_b)
@@ -83,7 +83,7 @@ def test_a_read_only_overlay_of_other_dirs_at_merged_is_not_the_layers_own(home,
             state = store.state("app")
             assert state["mounted"] is False and state["foreign_mount"] is True
             with pytest.raises(OverlayError, match="a different mount"):
-                store.mount("app", "web")
+                store.ensure_mounted("app", "web")
             with pytest.raises(OverlayError, match="a different mount"):
                 store.driver.put("app")
         assert store.driver.mount_entry("app") is not None  # still there: never unmounted as ours
@@ -94,10 +94,10 @@ def test_a_read_only_overlay_of_other_dirs_at_merged_is_not_the_layers_own(home,
 def test_restore_mounts_every_layer_it_can_then_fails_listing_the_others(home, capsys):
     store = LayerStore(home)
     with store.locked():
-        store.create("base")
+        store.ensure_present("base")
         for layer_id in ("one", "broken", "two"):
-            store.create(layer_id, "base")
-            store.mount(layer_id, "web")
+            store.ensure_present(layer_id, "base")
+            store.ensure_mounted(layer_id, "web")
     for layer_id in ("one", "broken", "two"):
         syscalls.umount(store.layout.layer(layer_id).merged)
     broken = store.layout.layer("broken").merged

@@ -78,8 +78,8 @@ def test_overlay_changes_and_diff_equal_the_mounted_view_without_mounting(tree, 
     assert [(c.path, c.kind) for c in changes] == naive_changes
     assert size == naive_size
     out = io.BytesIO()
-    diff_id, _tar_size, _changes, diff_size = tree.diff("app", "base", out)
-    assert diff_id == naive_diff_id and diff_size == naive_size
+    diff = tree.diff("app", "base", out)
+    assert diff.diff_id == naive_diff_id and diff.size == naive_size
     assert len(mounts.read_mountinfo()) == before
 
 
@@ -126,7 +126,7 @@ def test_a_lower_symlink_under_an_upper_directory_is_not_followed(home, canary, 
         changes, _size = drv.changes_and_size("app", "base")
         assert [(c.path, c.kind) for c in changes] == naive_changes
         out = io.BytesIO()
-        diff_id = drv.diff("app", "base", out)[0]
+        diff_id = drv.diff("app", "base", out).diff_id
         assert diff_id == naive_diff_id and b"root:x:0:0" not in out.getvalue()
     finally:
         drv.close()
@@ -148,7 +148,7 @@ def test_a_lower_tree_under_an_opaque_upper_directory_stays_hidden_at_every_dept
     changes, size = tree.changes_and_size("app", "base")
     assert [(c.path, c.kind) for c in changes] == naive_changes and size == naive_size
     out = io.BytesIO()
-    assert tree.diff("app", "base", out)[0] == naive_diff_id
+    assert tree.diff("app", "base", out).diff_id == naive_diff_id
 
 
 def test_a_directory_swapped_for_a_symlink_after_the_listing_is_not_read_through(home, canary):

@@ -7,10 +7,10 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 def test_restore_mounts_stale_layers_only(home, capsys):
     store = LayerStore(home)
     with store.locked():
-        store.create("base")
-        store.create("held", "base")
-        store.create("free", "base")
-        store.mount("held", "web")
+        store.ensure_present("base")
+        store.ensure_present("held", "base")
+        store.ensure_present("free", "base")
+        store.ensure_mounted("held", "web")
         merged = store.state("held")["path"]
     syscalls.umount(merged)
     assert restore.main(["--home", home, "--check"]) == 0
@@ -38,10 +38,10 @@ def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, cap
     program exits non-zero naming the damaged one."""
     store = LayerStore(home)
     with store.locked():
-        store.create("base")
+        store.ensure_present("base")
         for layer_id in ("a", "b", "c"):
-            store.create(layer_id, "base")
-            store.mount(layer_id, "web")
+            store.ensure_present(layer_id, "base")
+            store.ensure_mounted(layer_id, "web")
             store.driver.put(layer_id)
     paths = {layer_id: store.state(layer_id)["path"] for layer_id in ("a", "c")}
     store.close()

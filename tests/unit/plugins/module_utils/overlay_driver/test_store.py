@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts, syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import read_mountinfo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
@@ -37,26 +37,36 @@ def store(home):
 @pytest.fixture
 def tree(store):
     store.apply_diff("base", "", opener(BASE))
-    store.create("app", "base")
+    store.ensure_present("app", "base")
     return store
 
 
 def test_apply_creates_then_is_idempotent_without_reading(store):
-    changed, result, _reason = store.apply_diff("base", "", opener(BASE), diff_id=sha256(BASE))
-    assert changed and result.diff_id == sha256(BASE) and result.fallback
+    outcome = store.apply_diff("base", "", opener(BASE), diff_id=sha256(BASE))
+    assert outcome.changed and outcome.diff.diff_id == sha256(BASE) and outcome.diff.fallback
     assert store.state("base")["diff_id"] == sha256(BASE)
-    changed, result, _reason = store.apply_diff("base", "", never_opened, diff_id=sha256(BASE))
-    assert changed is False and result is None
+    outcome = store.apply_diff("base", "", never_opened, diff_id=sha256(BASE))
+    assert outcome.changed is False and outcome.diff.fallback is None and outcome.diff.diff_id == sha256(BASE)
     # without diff_id the source is hashed, not extracted
-    changed, _result, _reason = store.apply_diff("base", "", opener(BASE))
-    assert changed is False
+    assert store.apply_diff("base", "", opener(BASE)).changed is False
     with pytest.raises(OverlayError, match="already has diff .* refusing a different diff"):
         store.apply_diff("base", "", opener(CHILD))
 
 
+def test_find_applied_answers_from_the_record(tree):
+    assert tree.find_applied("new", "base", sha256(CHILD)) is None  # to be applied: src is needed
+    outcome = tree.find_applied("base", "", sha256(BASE))
+    assert outcome.changed is False and outcome.diff.diff_id == sha256(BASE) and outcome.after["id"] == "base"
+    with pytest.raises(OverlayError, match="refusing a different diff"):
+        tree.find_applied("base", "", sha256(CHILD))
+    tree.ensure_present("kid", "app")
+    with pytest.raises(OverlayError, match="built on it"):
+        tree.find_applied("app", "base", sha256(CHILD))
+
+
 def test_apply_child_on_root_parent(tree):
-    changed, result, _reason = tree.apply_diff("child", "base", opener(CHILD))
-    assert changed and result.fallback is False
+    outcome = tree.apply_diff("child", "base", opener(CHILD))
+    assert outcome.changed and outcome.diff.fallback is False
     state = tree.state("child")
     assert state["kind"] == "root" and state["parent"] == "base"
     root = state["metadata"]["RootDir"]
@@ -80,54 +90,54 @@ def test_bad_diff_id_format_is_refused_first(store):
 
 def test_parent_mismatch_names_both(tree):
     with pytest.raises(OverlayError, match="exists with parent base, not other"):
-        tree.create("app", "other")
+        tree.ensure_present("app", "other")
     with pytest.raises(OverlayError, match=r"exists with parent base, not \(none\)"):
-        tree.create("app", "")
-    assert tree.create("app", "base") is False
+        tree.ensure_present("app", "")
+    assert tree.ensure_present("app", "base").changed is False
 
 
 def test_holders_are_a_set_and_the_last_one_unmounts(tree):
-    assert tree.mount("app", "web") is True
+    assert tree.ensure_mounted("app", "web").changed is True
     state = tree.state("app")
     assert state["mounted"] and state["holders"] == ["web"]
     assert state["options"]["upperdir"].endswith("/app/upper")
-    assert tree.mount("app", "web") is False
-    assert tree.mount("app", "db") is True
+    assert tree.ensure_mounted("app", "web").changed is False
+    assert tree.ensure_mounted("app", "db").changed is True
     assert tree.state("app")["holders"] == ["db", "web"]
-    assert tree.unmount("app", "web") is True
+    assert tree.ensure_unmounted("app", "web").changed is True
     assert tree.state("app")["mounted"] is True
-    assert tree.unmount("app", "web") is False
-    assert tree.unmount("app", "db") is True
+    assert tree.ensure_unmounted("app", "web").changed is False
+    assert tree.ensure_unmounted("app", "db").changed is True
     state = tree.state("app")
     assert not state["mounted"] and state["holders"] == []
 
 
 def test_force_unmount_drops_every_holder(tree):
-    tree.mount("app", "a")
-    tree.mount("app", "b")
-    assert tree.unmount("app", "a", force=True) is True
+    tree.ensure_mounted("app", "a")
+    tree.ensure_mounted("app", "b")
+    assert tree.ensure_unmounted("app", "a", force=True).changed is True
     assert tree.state("app")["holders"] == [] and not tree.state("app")["mounted"]
 
 
 def test_stale_after_mount_vanished_and_repaired(tree):
-    tree.mount("app", "web")
+    tree.ensure_mounted("app", "web")
     merged = tree.state("app")["path"]
     syscalls.umount(merged)  # what a reboot does
     state = tree.state("app")
     assert state["stale"] is True and state["holders"] == ["web"]
-    assert tree.mount("app", "web") is True  # repaired although the holder was known
+    assert tree.ensure_mounted("app", "web").changed is True  # repaired although the holder was known
     assert tree.state("app")["stale"] is False
     syscalls.umount(merged)
     assert tree.restore() == ["app"]
     assert tree.state("app")["mounted"]
-    tree.unmount("app", "web")
+    tree.ensure_unmounted("app", "web")
 
 
 def test_unheld_mount_is_reported_and_unmounted_by_any_unmount(tree):
     tree.driver.get("app")  # mounted by someone else, outside the store
     state = tree.state("app")
     assert state["unheld_mount"] is True
-    assert tree.unmount("app", "whoever") is True
+    assert tree.ensure_unmounted("app", "whoever").changed is True
     assert not tree.state("app")["mounted"]
 
 
@@ -136,7 +146,7 @@ def test_root_layer_is_mounted_read_only_at_merged(tree, home):
     merged = os.path.join(home, "base", "merged")
     assert not os.path.exists(merged)  # a root layer has no merged/ until it is mounted
     assert tree.state("base")["path"] == merged  # never root/, mounted or not
-    assert tree.mount("base", "x") is True
+    assert tree.ensure_mounted("base", "x").changed is True
     state = tree.state("base")
     assert state["mounted"] is True and state["stale"] is False and state["holders"] == ["x"]
     assert state["path"] == merged and state["options"].get("ro") is True
@@ -146,14 +156,14 @@ def test_root_layer_is_mounted_read_only_at_merged(tree, home):
         open(os.path.join(merged, "etc", "hostname"), "w").close()
     assert raised.value.errno == errno.EROFS
     assert os.stat(merged, follow_symlinks=False).st_mode & 0o7777 == 0o755  # root/'s own mode, seen through
-    assert tree.mount("base", "x") is False  # the same holder again: no change, no second mount
+    assert tree.ensure_mounted("base", "x").changed is False  # the same holder again: no change, no second mount
     assert len([m for m in read_mountinfo() if m.mount_point == merged]) == 1
     # the layer's own mount refuses what would change it
     with pytest.raises(OverlayError, match="mounted"):
         tree.driver.apply_diff("base", "", opener(CHILD))
     with pytest.raises(OverlayError, match="still held by x"):
-        tree.remove("base")
-    assert tree.unmount("base", "x") is True
+        tree.ensure_absent("base")
+    assert tree.ensure_unmounted("base", "x").changed is True
     state = tree.state("base")
     assert state["mounted"] is False and state["holders"] == [] and not os.path.exists(merged)
     assert os.path.isfile(os.path.join(root, "etc", "hostname"))
@@ -161,13 +171,13 @@ def test_root_layer_is_mounted_read_only_at_merged(tree, home):
 
 def test_root_layer_mount_is_stale_without_its_bind_and_restored(tree, home):
     merged = os.path.join(home, "base", "merged")
-    tree.mount("base", "x")
+    tree.ensure_mounted("base", "x")
     syscalls.umount(merged, syscalls.MNT_DETACH)  # what a reboot does
     state = tree.state("base")
     assert state["stale"] is True and state["mounted"] is False
     assert tree.restore() == ["base"]
     assert tree.state("base")["mounted"] is True
-    tree.unmount("base", "x")
+    tree.ensure_unmounted("base", "x")
     assert not os.path.exists(merged)
 
 
@@ -183,7 +193,7 @@ def test_root_layer_foreign_bind_at_merged_is_refused(tree, home, source):
         state = tree.state("base")
         assert state["mounted"] is False and state["foreign_mount"] is True
         with pytest.raises(OverlayError, match="a different mount"):
-            tree.mount("base", "x")
+            tree.ensure_mounted("base", "x")
         with pytest.raises(OverlayError, match="a different mount"):
             tree.driver.put("base")
         assert tree.record("base").holders == set()
@@ -192,25 +202,25 @@ def test_root_layer_foreign_bind_at_merged_is_refused(tree, home, source):
 
 
 def test_remove_refuses_holders_and_children(tree):
-    tree.mount("app", "web")
+    tree.ensure_mounted("app", "web")
     with pytest.raises(OverlayError, match="still held by web"):
-        tree.remove("app")
+        tree.ensure_absent("app")
     with pytest.raises(OverlayError, match="layers app are built on it"):
-        tree.remove("base", force=True)
-    assert tree.remove("app", force=True) is True
+        tree.ensure_absent("base", force=True)
+    assert tree.ensure_absent("app", force=True).changed is True
     assert tree.state("app")["exists"] is False
     assert not os.path.exists(tree.layout.record("app"))
-    assert tree.remove("app") is False
+    assert tree.ensure_absent("app").changed is False
 
 
 def test_check_mode_changes_nothing(tree):
     before = sorted(os.listdir(tree.home)), sorted(os.listdir(tree.layout.records))
-    assert tree.create("new", "base", check_mode=True) is True
-    assert tree.mount("app", "web", check_mode=True) is True
+    assert tree.ensure_present("new", "base", check_mode=True).changed is True
+    assert tree.ensure_mounted("app", "web", check_mode=True).changed is True
     outcome = tree.apply_diff("other", "base", opener(CHILD), check_mode=True)
-    assert outcome.changed is True and outcome.diff_id == sha256(CHILD) and outcome.applied is None
+    assert outcome.changed is True and outcome.diff.diff_id == sha256(CHILD)
     assert outcome.after["kind"] == "root" and outcome.after["diff_id"] == sha256(CHILD)
-    assert tree.remove("app", check_mode=True) is True
+    assert tree.ensure_absent("app", check_mode=True).changed is True
     assert (sorted(os.listdir(tree.home)), sorted(os.listdir(tree.layout.records))) == before
     assert not tree.state("app")["mounted"]
 
@@ -218,13 +228,13 @@ def test_check_mode_changes_nothing(tree):
 def test_export_diff_is_atomic_and_idempotent(tree, scratch):
     tree.apply_diff("child", "base", opener(CHILD))
     dest = os.path.join(scratch, "child.tar")
-    changed, info = tree.export_diff("child", dest)
-    assert changed and info["parent"] == "base"
-    assert {(c["path"], c["kind"]) for c in info["changes"]} == {
+    outcome = tree.export_diff("child", dest)
+    assert outcome.changed and outcome.parent == "base"
+    assert {(c.as_dict()["path"], c.as_dict()["kind"]) for c in outcome.diff.changes} == {
         ("/etc", "modify"), ("/etc/hostname", "modify"), ("/etc/remove-me", "delete")}
-    assert info["size"] == len("child\n")
-    changed, again = tree.export_diff("child", dest)
-    assert changed is False and again["diff_id"] == info["diff_id"]
+    assert outcome.diff.size == len("child\n")
+    again = tree.export_diff("child", dest)
+    assert again.changed is False and again.diff.diff_id == outcome.diff.diff_id
     assert [n for n in os.listdir(scratch) if "strata-tmp" in n] == []
     with pytest.raises(OverlayError, match="inside the layer home"):
         tree.export_diff("child", os.path.join(tree.home, "x.tar"))
@@ -243,11 +253,11 @@ def test_missing_merged_is_made_for_the_mount_and_removed_after(tree, home):
     """Docker 20.10 removes merged/ in Put: a home it wrote has none while nothing is mounted."""
     merged = os.path.join(home, "app", "merged")
     os.rmdir(merged)
-    assert tree.mount("app", "web") is True
+    assert tree.ensure_mounted("app", "web").changed is True
     assert os.path.ismount(merged)
     with open(os.path.join(merged, "etc", "hostname")) as f:
         assert f.read() == "base\n"
-    assert tree.unmount("app", "web") is True
+    assert tree.ensure_unmounted("app", "web").changed is True
     assert not os.path.lexists(merged)  # as the other driver left it
     changes, size = tree.driver.changes_and_size("app", "base")  # a temporary mount too
     assert changes == [] and size == 0 and not os.path.lexists(merged)
@@ -259,18 +269,18 @@ def test_merged_made_with_mode_and_owner_of_the_remapped_root(scratch):
     store = LayerStore(os.path.join(scratch, "mapped"), maps, maps)
     with store.locked():
         store.apply_diff("base", "", opener(BASE))
-        store.create("app", "base")
+        store.ensure_present("app", "base")
         merged = os.path.join(store.home, "app", "merged")
         os.rmdir(merged)
-        assert store.driver._make_merged("app", store.layout.layer("app"))  # pylint: disable=protected-access
+        assert store.driver.made_merged.make("app", store.layout.layer("app"))
         st = os.lstat(merged)
         assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o700, 100000, 100000)
 
 
 def test_existing_merged_stays_after_unmount(tree, home):
     merged = os.path.join(home, "app", "merged")
-    tree.mount("app", "web")
-    tree.unmount("app", "web")
+    tree.ensure_mounted("app", "web")
+    tree.ensure_unmounted("app", "web")
     assert os.path.isdir(merged)  # the seed's lifetime: made by create, kept
 
 
@@ -279,7 +289,7 @@ def test_merged_symlink_is_refused_not_followed(tree, home, canary):
     os.rmdir(merged)
     os.symlink(canary, merged)
     with pytest.raises(OverlayError, match="merged/ is not a directory") as raised:
-        tree.mount("app", "web")
+        tree.ensure_mounted("app", "web")
     assert "layer app" in str(raised.value)
     assert sorted(os.listdir(canary)) == ["etc", "link"]
     assert not any(m.mount_point.startswith(os.path.realpath(canary)) for m in read_mountinfo())
@@ -295,21 +305,21 @@ def test_parent_of_a_held_foreign_layer_is_its_lower_id(tree, home):
     with open(os.path.join(layer, "lower-id"), "w") as f:
         f.write("base")
     assert tree.state("foreign")["parent"] == "base"
-    assert tree.mount("foreign", "web") is True
+    assert tree.ensure_mounted("foreign", "web").changed is True
     try:
         state = tree.state("foreign")
         assert state["parent"] == "base" and state["holders"] == ["web"] and state["mounted"]
-        assert tree.create("foreign", "base") is False  # the same parent: no conflict
+        assert tree.ensure_present("foreign", "base").changed is False  # the same parent: no conflict
     finally:
-        tree.unmount("foreign", "web")
+        tree.ensure_unmounted("foreign", "web")
     assert not os.path.lexists(os.path.join(layer, "merged"))
     assert tree.state("base")["parent"] is None  # a root layer's other parent is only in Docker's layerdb
 
 
 def test_force_remove_of_a_held_root_layer_unmounts_it(store, home):
     store.apply_diff("base", "", opener(BASE))
-    store.mount("base", "x")
-    assert store.remove("base", force=True) is True
+    store.ensure_mounted("base", "x")
+    assert store.ensure_absent("base", force=True).changed is True
     assert not os.path.lexists(os.path.join(home, "base"))
     assert not any(m.mount_point.startswith(os.path.realpath(home) + "/") for m in read_mountinfo())
     assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
@@ -322,11 +332,11 @@ def test_apply_diff_refused_while_layers_are_built_on_it(store, home, mount_chil
     A mounted child then lists nothing (its lowerdir was deleted under it) and an
     unmounted one silently changes: refused, in check mode too, and nothing moves.
     """
-    store.create("empty", "")
-    store.create("kid", "empty")
+    store.ensure_present("empty", "")
+    store.ensure_present("kid", "empty")
     merged = os.path.join(home, "kid", "merged")
     if mount_child:
-        store.mount("kid", "svc")
+        store.ensure_mounted("kid", "svc")
         with open(os.path.join(merged, "mine"), "w") as f:
             f.write("kid\n")
     try:
@@ -339,31 +349,31 @@ def test_apply_diff_refused_while_layers_are_built_on_it(store, home, mount_chil
         if mount_child:
             assert sorted(os.listdir(merged)) == ["mine"]
     finally:
-        store.unmount("kid", "svc", force=True)
+        store.ensure_unmounted("kid", "svc", force=True)
     # once nothing is built on it, the diff goes in
-    store.remove("kid")
+    store.ensure_absent("kid")
     assert store.apply_diff("empty", "", opener(BASE)).changed is True
 
 
 def test_read_only_bind_remounted_writable_is_named_as_such(tree, home):
     """An operator remounts the layer's read-only bind read-write: strata says what is there and how to fix it."""
     merged = os.path.join(home, "base", "merged")
-    tree.mount("base", "x")
+    tree.ensure_mounted("base", "x")
     syscalls.mount(None, merged, None, syscalls.MS_REMOUNT | syscalls.MS_BIND)
     try:
         state = tree.state("base")
         assert state["mounted"] is False and state["foreign_mount"] is True
-        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.driver.put("base"),
-                        lambda: tree.unmount("base", "x"), lambda: tree.unmount("base", force=True)):
+        for attempt in (lambda: tree.ensure_mounted("base", "y"), lambda: tree.driver.put("base"),
+                        lambda: tree.ensure_unmounted("base", "x"), lambda: tree.ensure_unmounted("base", force=True)):
             with pytest.raises(OverlayError, match="a different mount .* writable bind mount of this layer's own "
                                                    "root/.*umount %s" % merged):
                 attempt()
         assert tree.record("base").holders == {"x"}
     finally:
         syscalls.umount(merged, syscalls.MNT_DETACH)
-    tree.mount("base", "x")  # repaired: read-only again
+    tree.ensure_mounted("base", "x")  # repaired: read-only again
     assert tree.state("base")["options"].get("ro") is True
-    tree.unmount("base", "x")
+    tree.ensure_unmounted("base", "x")
 
 
 def test_files_written_into_a_stale_merged_are_kept_and_the_unmount_succeeds(tree, home):
@@ -371,20 +381,20 @@ def test_files_written_into_a_stale_merged_are_kept_and_the_unmount_succeeds(tre
     something may write into. The unmount that follows the repair keeps those files, and does not fail
     after having unmounted."""
     merged = os.path.join(home, "base", "merged")
-    tree.mount("base", "x")
+    tree.ensure_mounted("base", "x")
     syscalls.umount(merged, syscalls.MNT_DETACH)
     with open(os.path.join(merged, "written-while-stale"), "w") as f:
         f.write("keep me\n")
-    assert tree.mount("base", "x") is True  # repaired
-    assert tree.unmount("base", "x") is True
+    assert tree.ensure_mounted("base", "x").changed is True  # repaired
+    assert tree.ensure_unmounted("base", "x").changed is True
     state = tree.state("base")
     assert state["mounted"] is False and state["holders"] == [] and state["stale"] is False
     with open(os.path.join(merged, "written-while-stale")) as f:
         assert f.read() == "keep me\n"
     assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
     # merged/ is no longer one the mount made: the next mount and unmount leave it (and its file) alone
-    tree.mount("base", "x")
-    tree.unmount("base", "x")
+    tree.ensure_mounted("base", "x")
+    tree.ensure_unmounted("base", "x")
     assert os.listdir(merged) == ["written-while-stale"]
 
 
@@ -395,9 +405,9 @@ def test_marker_of_a_layer_removed_by_another_tool_is_pruned(home):
     store = LayerStore(home)
     with store.locked():
         store.apply_diff("base", "", opener(BASE))
-        store.create("app", "base")
+        store.ensure_present("app", "base")
         os.rmdir(os.path.join(home, "app", "merged"))  # as Docker leaves a container layer
-        store.mount("app", "x")
+        store.ensure_mounted("app", "x")
     merged = os.path.join(home, "app", "merged")
     syscalls.umount(merged, syscalls.MNT_DETACH)  # what the other tool does before removing the layer
     store.close()
@@ -405,10 +415,10 @@ def test_marker_of_a_layer_removed_by_another_tool_is_pruned(home):
     store = LayerStore(home)
     with store.locked():
         assert os.listdir(os.path.join(home, ".strata", "made-merged")) == []
-        store.create("app", "base")
+        store.ensure_present("app", "base")
         assert os.path.isdir(merged)  # the seed's layout: made by create
-        store.mount("app", "y")
-        store.unmount("app", "y")
+        store.ensure_mounted("app", "y")
+        store.ensure_unmounted("app", "y")
         assert os.path.isdir(merged)
     store.close()
 
@@ -416,10 +426,10 @@ def test_marker_of_a_layer_removed_by_another_tool_is_pruned(home):
 def test_mount_stacked_over_the_layers_own_mount_is_named(tree, home):
     """Something mounted over a layer's mount hides it: the error says the layer's own mount is below."""
     merged = os.path.join(home, "base", "merged")
-    tree.mount("base", "x")
+    tree.ensure_mounted("base", "x")
     syscalls.mount("tmpfs", merged, "tmpfs", 0, "size=1m")
     try:
-        for attempt in (lambda: tree.mount("base", "y"), lambda: tree.unmount("base", "x")):
+        for attempt in (lambda: tree.ensure_mounted("base", "y"), lambda: tree.ensure_unmounted("base", "x")):
             with pytest.raises(OverlayError, match="a different mount .* over the layer's own mount.*umount %s"
                                                    % merged):
                 attempt()
@@ -427,7 +437,7 @@ def test_mount_stacked_over_the_layers_own_mount_is_named(tree, home):
     finally:
         syscalls.umount(merged, syscalls.MNT_DETACH)
     assert tree.state("base")["mounted"] is True
-    tree.unmount("base", "x")
+    tree.ensure_unmounted("base", "x")
 
 
 def test_check_mode_mount_of_a_layer_an_earlier_task_creates_reports_it_mounted(store, home):
@@ -444,8 +454,8 @@ def test_a_diff_is_refused_on_a_layer_others_are_built_on(store, check_mode):
     """base made empty, app built on it, then a diff for base: it would change, under app, the lower
     tree app was made and written against (a symlink where app's upper has a directory, files app
     deleted coming back). Docker never applies a diff to a layer with children; neither does this."""
-    store.create("base", "")
-    store.create("app", "base")
+    store.ensure_present("base", "")
+    store.ensure_present("app", "base")
     with pytest.raises(OverlayError, match="layers app are built on it"):
         store.apply_diff("base", "", opener(BASE), check_mode=check_mode)
     assert os.listdir(store.layout.layer("base").root) == [] and store.state("base")["diff_id"] is None
@@ -465,3 +475,20 @@ def test_check_apply_refuses_an_owner_outside_the_maps_as_the_real_run_does(home
             assert not store.driver.exists("base")
     finally:
         store.close()
+
+
+def counting_mountinfo_reads(monkeypatch):
+    reads = []
+    real = mounts.read_mountinfo
+    monkeypatch.setattr(mounts, "read_mountinfo", lambda *args: reads.append(args) or real(*args))
+    return reads
+
+
+@pytest.mark.parametrize("layer_id", ["app", "base"])
+def test_mount_and_unmount_read_mountinfo_once_per_step(tree, monkeypatch, layer_id):
+    reads = counting_mountinfo_reads(monkeypatch)
+    tree.ensure_mounted(layer_id, "web")
+    assert len(reads) == 2  # the state before, and after
+    del reads[:]
+    tree.ensure_unmounted(layer_id, "web")
+    assert len(reads) == 3  # before, whether a mount is left below the one unmounted, after

@@ -92,7 +92,7 @@ def test_a_damaged_entry_is_ignored_and_rewritten(store, home, scratch, damage):
 
 def test_an_entry_whose_layers_are_gone_is_not_used(store, home, scratch):
     image, layout, _first, (config, saved) = staged_then_config_gone(store, home, scratch)
-    store.remove(image.ids[1])
+    store.ensure_absent(image.ids[1])
     with pytest.raises(ImageError) as e:
         stage_image(store, "oci:%s:v1" % layout)
     assert "the config: " in e.value.message

@@ -63,14 +63,14 @@ def test_oci_archive_and_both_docker_archive_layouts(store, home, scratch):
     mkimages.tar_directory(layout, os.path.join(scratch, "image.oci.tar"))
     result = stage_image(store, "oci-archive:%s/image.oci.tar:v1" % scratch)
     assert result["changed"] and result["top"] == image.ids[1]
-    store.remove(image.ids[1])
+    store.ensure_absent(image.ids[1])
     facts = mkimages.write_docker_archive(os.path.join(scratch, "legacy.tar"), image.tars)
     result = stage_image(store, "docker-archive:%s/legacy.tar:strata/test:1" % scratch)
     assert [layer["changed"] for layer in result["layers"]] == [False, True]
     assert result["manifest_digest"] is None
     assert result["config_digest"] == facts["config_digest"]
     assert result["layers"][1]["digest"] == image.diff_ids[1]
-    store.remove(image.ids[1])
+    store.ensure_absent(image.ids[1])
     mkimages.write_docker_archive(os.path.join(scratch, "d25.tar"), image.tars, oci_style=True)
     result = stage_image(store, "docker-archive:%s/d25.tar:docker.io/strata/test:1" % scratch)
     assert [layer["changed"] for layer in result["layers"]] == [False, True]
@@ -320,7 +320,7 @@ def test_check_mode_on_a_home_with_bookkeeping_changes_nothing(home, scratch):
     layout = image.write_layout(os.path.join(scratch, "layout"))
     store = LayerStore(home)
     with store.locked():
-        store.create("other", "")
+        store.ensure_present("other", "")
     store.close()
     state = os.path.join(home, ".strata")
     os.unlink(os.path.join(state, "maps.json"))

@@ -216,8 +216,8 @@ def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
     assert pull(store, server, pki)["changed"]
     assert storage.requests and all("Authorization" not in h for _p, h in storage.requests)
     assert any("Authorization" in h for p, h in server.requests if "/blobs/" in p)
-    store.remove(image.ids[1])
-    store.remove(image.ids[0])
+    store.ensure_absent(image.ids[1])
+    store.ensure_absent(image.ids[0])
 
     def loop(handler):
         handler.send(302, b"", {"Location": handler.path})

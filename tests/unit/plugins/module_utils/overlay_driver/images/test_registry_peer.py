@@ -481,8 +481,8 @@ def test_peer_mount_equals_a_writable_layer_on_our_top(pushed, peer, home, which
     result = stage(pushed, home, registry.ref(repo, compression))
     store = LayerStore(home)
     with store.locked():
-        store.create("rw", result["top"])
-        store.mount("rw", holder="peer-test")
+        store.ensure_present("rw", result["top"])
+        store.ensure_mounted("rw", holder="peer-test")
     ours = full_view(store.state("rw")["path"])
 
     image = peer.pull(registry, repo, compression)
@@ -492,7 +492,7 @@ def test_peer_mount_equals_a_writable_layer_on_our_top(pushed, peer, home, which
     finally:
         peer("unmount", container)
         with store.locked():
-            store.unmount("rw", holder="peer-test")
+            store.ensure_unmounted("rw", holder="peer-test")
 
     assert ours[0] == theirs[0], _diff(ours[0], theirs[0])
     assert ours[1] == theirs[1], "hard link groups"

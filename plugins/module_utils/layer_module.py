@@ -1,0 +1,24 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The AnsibleModule of the modules that return a layer's `path` (or a tarball's `dest`) beside its `size`.
+
+AnsibleModule.exit_json and fail_json pass the result through add_path_info,
+which, for a returned `path` (else `dest`) that exists, adds the uid, gid,
+owner, group, mode, state, secontext and *size* of that file (ansible-core
+2.17 to 2.19 alike). Here `path` is a layer's merged/ directory and `size` the
+size of the layer's diff, both at the top level of the result as DESIGN.md
+fixes for overlay_apply_diff (and `dest` beside `size` for overlay_diff); the
+file stats would overwrite the size and add keys these modules do not return.
+A subclass that returns its results as they are is the supported way to say
+so: AnsibleModule itself, and any other module, is left as it is.
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+class LayerModule(AnsibleModule):
+    """AnsibleModule whose results are returned as the manager made them, without file stats."""
+
+    def add_path_info(self, kwargs):
+        return kwargs

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A layer's state as the store reports it: one dict shape, whether the layer is there or not.
+
+The store gathers the facts (record, kind, the mount at merged/) and these
+functions shape them; a check run predicts the state after an operation with
+new() and changed() from the same shape, so real and check runs report alike.
+"""
+
+from . import mounts
+from .driver import KIND_OVERLAY, KIND_ROOT
+
+
+def absent(layer_id):
+    return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
+            "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
+            "size": None, "path": None, "metadata": {}, "options": {}}
+
+
+def present(layer_id, kind, parent, metadata, record, mount, mounted, merged):
+    """A layer that is there. mount: the entry at merged/ (or None); mounted: it is the layer's own."""
+    holders = sorted(record.holders)
+    if not mounted:
+        options = {}
+    elif kind == KIND_ROOT:
+        options = mounts.mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
+    else:
+        options = mount.options_dict()
+    return {
+        "id": layer_id,
+        "exists": True,
+        "parent": parent or None,
+        "kind": kind,
+        "metadata": metadata,
+        "mounted": mounted,
+        "foreign_mount": mount is not None and not mounted,
+        "holders": holders,
+        "stale": bool(holders) and not mounted,
+        "unheld_mount": mounted and not holders,
+        "diff_id": record.diff_id,
+        "size": record.size,
+        # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
+        "path": merged,
+        "options": options,
+    }
+
+
+def new(layer_id, parent, merged, **changes):
+    """The state a layer created now would have (check mode's answer)."""
+    state = absent(layer_id)
+    state.update(exists=True, parent=parent or None, kind=KIND_OVERLAY if parent else KIND_ROOT, path=merged)
+    state.update(changes)
+    return state
+
+
+def changed(before, **changes):
+    after = dict(before)
+    after.update(changes)
+    return after
+
+
+def held(before, holders):
+    """The state after a holder took the layer (check mode's answer): mounted, and held."""
+    return changed(before, holders=sorted(holders), mounted=True, stale=False, unheld_mount=False)
+
+
+def released(before, holders, will_unmount):
+    """The state after holders let go (check mode's answer): mounted until the last one goes."""
+    mounted = before["mounted"] and not will_unmount
+    return changed(before, holders=sorted(holders), mounted=mounted, options=before["options"] if mounted else {},
+                   stale=bool(holders) and not mounted)

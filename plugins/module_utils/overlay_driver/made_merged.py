@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The merged/ directories the driver made for a mount, so that unmounting removes them again.
+
+Docker 20.10's driver makes merged/ in Get and removes it in Put, so a home it
+wrote has none while nothing is mounted. get() makes a missing merged/ and
+leaves a marker in <home>/.strata/made-merged/; put() removes that merged/
+(and only that one), so a home Docker wrote is left as Docker left it.
+Everything is done relative to directory fds, never through a symlink.
+"""
+
+import errno
+import os
+import stat
+
+from .errors import OverlayError
+from .layout import MADE_MERGED_DIR, MERGED
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class MadeMerged:
+    """The markers of one home: dirs is its HomeDirs, state its .strata path (for messages)."""
+
+    def __init__(self, dirs, state, root_uid, root_gid):
+        self.dirs = dirs
+        self.state = state
+        self.root_uid = root_uid
+        self.root_gid = root_gid
+
+    def _marks(self, create):
+        """<home>/.strata/made-merged: one empty file per layer whose merged/ get() made (or None)."""
+        return self.dirs.open_private(self.dirs.state_fd, MADE_MERGED_DIR, create, self.state)
+
+    def _open_layer(self, layer_id, paths):
+        try:
+            return os.open(layer_id, _DIR_FLAGS, dir_fd=self.dirs.fd)
+        except OSError as e:
+            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
+
+    def make(self, layer_id, paths):
+        """Make merged/ (0700, remapped root) when missing, relative to the layer dir, with its marker.
+
+        True when it was made; False when it was there.
+        """
+        dir_fd = self._open_layer(layer_id, paths)
+        try:
+            try:
+                st = os.stat(MERGED, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise OverlayError("merged/ is not a directory", layer=layer_id, path=paths.merged)
+                return False
+            self._mark(layer_id)
+            try:
+                os.mkdir(MERGED, 0o700, dir_fd=dir_fd)
+                os.chown(MERGED, self.root_uid, self.root_gid, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError as e:
+                raise OverlayError("cannot create merged/: %s" % e.strerror, layer=layer_id, path=paths.merged)
+            return True
+        finally:
+            os.close(dir_fd)
+
+    def _mark(self, layer_id):
+        marks = self._marks(True)
+        try:
+            os.close(os.open(layer_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=marks))
+        finally:
+            os.close(marks)
+
+    def _marked(self, layer_id):
+        marks = self._marks(False)
+        if marks is None:
+            return False
+        try:
+            os.stat(layer_id, dir_fd=marks, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(marks)
+        return True
+
+    def forget(self, layer_id):
+        """Drop the marker; True when there was one."""
+        marks = self._marks(False)
+        if marks is None:
+            return False
+        try:
+            os.unlink(layer_id, dir_fd=marks)
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(marks)
+        return True
+
+    def drop(self, layer_id, paths):
+        """After an unmount: remove the merged/ that get() made (Docker 20.10's Put removes it too)."""
+        if not self._marked(layer_id):
+            return
+        dir_fd = self._open_layer(layer_id, paths)
+        try:
+            os.rmdir(MERGED, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OverlayError("cannot remove the merged/ made for the mount: %s" % e.strerror, layer=layer_id,
+                                   path=paths.merged)
+            # Written into while the mount was gone (after a reboot, or an umount behind our back):
+            # someone's files, kept. The unmount itself is done; that merged/ is no longer ours to remove.
+        finally:
+            os.close(dir_fd)
+        self.forget(layer_id)
+
+    def prune(self):
+        """Markers of layers that are gone (Docker removed a layer strata had mounted); their paths.
+
+        A layer made later under that id would otherwise lose, at its first
+        unmount, the merged/ its creation made.
+        """
+        marks = self._marks(False)
+        if marks is None:
+            return []
+        pruned = []
+        try:
+            for name in os.listdir(marks):
+                if not self.dirs.is_layer_dir(name):
+                    os.unlink(name, dir_fd=marks)
+                    pruned.append(os.path.join(self.state, MADE_MERGED_DIR, name))
+        finally:
+            os.close(marks)
+        return pruned
