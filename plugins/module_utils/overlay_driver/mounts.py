@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Mounts, read live from /proc/self/mountinfo on every call.
+"""Mounts, read live from /proc/self/mountinfo: once per step of a run, never kept between runs.
 
 Every Ansible task is a new process and mounts outlive processes, so no
 answer about what is mounted is ever cached.
