@@ -46,20 +46,20 @@ class ImageManager:
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              check_mode=self.check_mode)
-        layers = [{k: layer[k] for k in LAYER_KEYS} for layer in staged["layers"]]
+        layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {
-            "changed": staged["changed"],
-            "top": staged["top"],
+            "changed": staged.changed,
+            "top": staged.top,
             "layers": layers,
-            "manifest_digest": staged["manifest_digest"],
-            "config_digest": staged["config_digest"],
-            "config": staged["config"],
-            "bytes": staged["bytes"],
-            "elapsed": staged["elapsed"],
+            "manifest_digest": staged.manifest_digest,
+            "config_digest": staged.config_digest,
+            "config": staged.config,
+            "bytes": staged.bytes,
+            "elapsed": staged.elapsed,
         }
         if self.diff:
-            before = [layer["id"] for layer in staged["layers"] if layer["present"]]
-            after = [layer["id"] for layer in staged["layers"]]
+            before = [layer.id for layer in staged.layers if layer.present]
+            after = [layer.id for layer in staged.layers]
             result["diff"] = {"before": {"image": self.reference.text, "layers": before},
                               "after": {"image": self.reference.text, "layers": after}}
         return result

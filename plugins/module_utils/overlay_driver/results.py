@@ -75,3 +75,36 @@ class ExportOutcome:
     diff: DiffResult
     parent: typing.Optional[str]
     dest: str
+
+
+@dataclasses.dataclass
+class StagedLayer:
+    """One layer of a staged image: id, its name in the store (the ChainID's hex); its diff_id; digest,
+    the blob's (its diff_id when the source names none); size, the blob's compressed bytes (None when a
+    docker archive lacks the blob); the blob's media_type; present, when the store held it already;
+    changed, when this run staged it (a check run: would stage it)."""
+
+    id: str
+    diff_id: str
+    digest: str
+    size: typing.Optional[int]
+    media_type: str
+    present: bool = False
+    changed: bool = False
+
+
+@dataclasses.dataclass
+class StagedImage:
+    """stage_image (images/stage.py): changed when any layer was (would be) staged; top, the last layer's
+    id; layers, StagedLayer bottom first; the manifest's digest (None for a docker archive) and the
+    config's; config, the run settings it holds; bytes, the compressed bytes fetched;
+    elapsed, the seconds it took."""
+
+    changed: bool
+    top: str
+    layers: typing.List[StagedLayer]
+    manifest_digest: typing.Optional[str]
+    config_digest: str
+    config: dict
+    bytes: int
+    elapsed: float

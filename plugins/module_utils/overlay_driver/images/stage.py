@@ -20,6 +20,7 @@ import contextlib
 import time
 
 from ..errors import OverlayError
+from ..results import StagedImage, StagedLayer
 from . import config_cache
 from .auth import credentials_for
 from .digests import VerifyingReader, chain_ids
@@ -132,8 +133,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     Takes the store's lock itself (not in check mode, which only reads the
     layers' records). In check mode, store may be None (no home yet: every
     layer would be staged) and only manifest and config are read.
-    Returns a dict: changed, top, layers [{id, diff_id, digest, size, changed}],
-    manifest_digest, config_digest, config, bytes, elapsed.
+    Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
     reference = src if isinstance(src, Reference) else parse_reference(src)
@@ -145,14 +145,13 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
         ids = chain_ids(diff_ids)
         layers = []
         for i, descriptor in enumerate(resolved.layers):
-            layers.append({"id": ids[i][len("sha256:"):], "diff_id": diff_ids[i],
-                           "digest": descriptor.digest or diff_ids[i], "size": descriptor.size,
-                           "media_type": descriptor.media_type, "present": False, "changed": False})
+            layers.append(StagedLayer(ids[i][len("sha256:"):], diff_ids[i], descriptor.digest or diff_ids[i],
+                                      descriptor.size, descriptor.media_type))
         if store is None:
             if not check_mode:
                 raise ImageError("no layer store to stage into", image=image)
             for layer in layers:
-                layer["changed"] = True
+                layer.changed = True
         elif check_mode:
             # Reads only; the lock would run the store's cleanup of leftovers, which check mode must not.
             _stage_layers(store, source, resolved, layers, image, progress, check_mode)
@@ -161,37 +160,30 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 _stage_layers(store, source, resolved, layers, image, progress, check_mode)
                 if not remembered:
                     config_cache.remember(store, resolved.config.digest, diff_ids, run_config)
-    return {
-        "changed": any(layer["changed"] for layer in layers),
-        "top": layers[-1]["id"],
-        "layers": layers,
-        "manifest_digest": resolved.manifest_digest,
-        "config_digest": resolved.config.digest,
-        "config": run_config,
-        "bytes": progress.bytes,
-        "elapsed": round(time.monotonic() - started, 3),
-    }
+    return StagedImage(changed=any(layer.changed for layer in layers), top=layers[-1].id, layers=layers,
+                       manifest_digest=resolved.manifest_digest, config_digest=resolved.config.digest,
+                       config=run_config, bytes=progress.bytes, elapsed=round(time.monotonic() - started, 3))
 
 
 def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
     parent = ""
     for i, layer in enumerate(layers):
         descriptor = resolved.layers[i]
-        layer["present"] = store_has(store, layer["id"], layer["diff_id"])
-        if not layer["present"]:
-            layer["changed"] = True
+        layer.present = store_has(store, layer.id, layer.diff_id)
+        if not layer.present:
+            layer.changed = True
             if not check_mode:
                 _apply_one(store, source, descriptor, layer, parent, image, progress, i, len(layers))
-        parent = layer["id"]
+        parent = layer.id
 
 
 def _apply_one(store, source, descriptor, layer, parent, image, progress, index, count):
     verifiers = []
-    opener = _opener(source, descriptor, layer["diff_id"], image, progress, verifiers)
+    opener = _opener(source, descriptor, layer.diff_id, image, progress, verifiers)
     blob = descriptor.digest or descriptor.path
-    where = "layer %d of %d (%s): " % (index + 1, count, layer["id"])
+    where = "layer %d of %d (%s): " % (index + 1, count, layer.id)
     try:
-        store_apply(store, layer["id"], parent, opener, layer["diff_id"])
+        store_apply(store, layer.id, parent, opener, layer.diff_id)
     except ImageError as e:  # BlobError too
         raise e.prefix(where)
     except OverlayError as e:
@@ -199,5 +191,5 @@ def _apply_one(store, source, descriptor, layer, parent, image, progress, index,
         for verifier in verifiers:
             if verifier.error is not None:
                 raise verifier.error.prefix(where)
-        cause = e.cause if e.layer == layer["id"] else e.message
+        cause = e.cause if e.layer == layer.id else e.message
         raise ImageError(where + cause, image=image, blob=blob, path=e.path)

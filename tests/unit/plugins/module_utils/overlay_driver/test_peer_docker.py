@@ -440,12 +440,12 @@ def test_docker_save_is_a_source_for_overlay_image(dockerd, hello, scratch):  # 
     store = LayerStore(os.path.join(scratch, "staged"))
     try:
         staged = stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE))
-        assert staged["changed"] is True
-        assert [layer["id"] for layer in staged["layers"]] == [base["chain_id"].split(":")[-1],
-                                                               child["chain_id"].split(":")[-1]]
-        assert [layer["diff_id"] for layer in staged["layers"]] == [base["diff_id"], child["diff_id"]]
-        assert staged["top"] == child["chain_id"].split(":")[-1]
-        assert stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE))["changed"] is False
+        assert staged.changed is True
+        assert [layer.id for layer in staged.layers] == [base["chain_id"].split(":")[-1],
+                                                         child["chain_id"].split(":")[-1]]
+        assert [layer.diff_id for layer in staged.layers] == [base["diff_id"], child["diff_id"]]
+        assert staged.top == child["chain_id"].split(":")[-1]
+        assert stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE)).changed is False
     finally:
         store.close()
     own = LayerStore(os.path.join(scratch, "applied"))
@@ -453,7 +453,7 @@ def test_docker_save_is_a_source_for_overlay_image(dockerd, hello, scratch):  # 
         own.apply_diff("base", "", lambda: io.BytesIO(base_tar), base["diff_id"])
         own.apply_diff("child", "base", lambda: io.BytesIO(child_tar), child["diff_id"])
     own.close()
-    staged_tree, staged_inodes = dir_tree(os.path.join(store.home, staged["top"], "root"))
+    staged_tree, staged_inodes = dir_tree(os.path.join(store.home, staged.top, "root"))
     own_tree, own_inodes = dir_tree(os.path.join(own.home, "child", "root"))
     assert differences(own_tree, staged_tree, {".": ("mtime",)}) == []
     assert link_groups(own_tree, own_inodes) == link_groups(staged_tree, staged_inodes) == LINKS

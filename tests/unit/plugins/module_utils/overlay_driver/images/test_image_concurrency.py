@@ -20,7 +20,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(stage_module.__file__), *[".
 
 def _stage(home, src, out):
     try:
-        out.put(stage_image(LayerStore(home), src)["layers"])
+        out.put(stage_image(LayerStore(home), src).layers)
     except Exception as e:  # pylint: disable=broad-except
         out.put(repr(e))
 
@@ -38,9 +38,9 @@ def test_two_runs_of_images_sharing_a_base(home, scratch):
     for p in procs:
         p.join(60)
     assert all(isinstance(r, list) for r in results), results
-    base_changed = [r[0]["changed"] for r in results]
+    base_changed = [r[0].changed for r in results]
     assert sorted(base_changed) == [False, True]  # one run staged the shared base, the other found it
-    assert all(r[1]["changed"] for r in results)
+    assert all(r[1].changed for r in results)
     assert sorted(n for n in os.listdir(home) if not n.startswith(".")) == sorted({one.ids[0], one.ids[1], two.ids[1]})
 
 
@@ -87,7 +87,7 @@ def test_a_run_killed_mid_blob_leaves_nothing_half_made(home):
         del server.requests[:]
         store = LayerStore(home)
         result = stage_image(store, src, validate_certs=False)
-        assert [layer["changed"] for layer in result["layers"]] == [False, True]
+        assert [layer.changed for layer in result.layers] == [False, True]
         assert not any(image.layer_digest(0) in p for p, _h in server.requests)
         assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
         with open(os.path.join(home, image.ids[1], "root", "app", "run.sh"), "rb") as f:

@@ -30,7 +30,7 @@ def staged_then_config_gone(store, home, scratch):
     image = Image()
     layout = image.write_layout(os.path.join(scratch, "layout"))
     first = stage_image(store, "oci:%s:v1" % layout)
-    assert first["changed"]
+    assert first.changed
     config = image.blob_path(layout, image.doc["config"]["digest"])
     with open(config, "rb") as f:
         saved = f.read()
@@ -43,10 +43,10 @@ def test_staging_again_needs_no_config(store, home, scratch):
     st = os.stat(entry_path(home, image))
     assert oct(st.st_mode & 0o777) == "0o600"
     again = stage_image(store, "oci:%s:v1" % layout)
-    assert not again["changed"]
-    assert again["config"] == first["config"] and again["config"]["WorkingDir"] == "/app"
-    assert again["config_digest"] == first["config_digest"]
-    assert [layer["id"] for layer in again["layers"]] == image.ids
+    assert not again.changed
+    assert again.config == first.config and again.config["WorkingDir"] == "/app"
+    assert again.config_digest == first.config_digest
+    assert [layer.id for layer in again.layers] == image.ids
 
 
 @pytest.mark.parametrize("damage", ["garbage", "other-digest", "short", "bad-diff-id", "symlink", "fifo"])
@@ -81,7 +81,7 @@ def test_a_damaged_entry_is_ignored_and_rewritten(store, home, scratch, damage):
     with open(config, "wb") as f:
         f.write(saved)
     again = stage_image(store, "oci:%s:v1" % layout)
-    assert not again["changed"] and again["config"] == first["config"]
+    assert not again.changed and again.config == first.config
     assert not os.path.islink(path), "the entry replaces what was planted, never writes through it"
     if damage == "symlink":
         with open(os.path.join(scratch, "planted.json"), encoding="utf-8") as f:
@@ -99,7 +99,7 @@ def test_an_entry_whose_layers_are_gone_is_not_used(store, home, scratch):
     with open(config, "wb") as f:
         f.write(saved)
     again = stage_image(store, "oci:%s:v1" % layout)
-    assert [layer["changed"] for layer in again["layers"]] == [False, True]
+    assert [layer.changed for layer in again.layers] == [False, True]
 
 
 def test_an_entry_naming_other_diff_ids_is_not_used(store, home, scratch):
@@ -127,11 +127,11 @@ def test_check_mode_writes_no_entry(home, scratch):
         pass  # the home and its bookkeeping exist, no image in it
     before = sorted(os.listdir(os.path.join(home, ".strata")))
     result = stage_image(store, "oci:%s:v1" % layout, check_mode=True)
-    assert result["changed"]
+    assert result.changed
     assert sorted(os.listdir(os.path.join(home, ".strata"))) == before
     assert not os.path.exists(os.path.join(home, ".strata", "images"))
     stage_image(store, "oci:%s:v1" % layout)
     os.unlink(entry_path(home, image))
     again = stage_image(store, "oci:%s:v1" % layout, check_mode=True)
-    assert not again["changed"]
+    assert not again.changed
     assert not os.path.exists(entry_path(home, image)), "check mode rewrites no entry either"

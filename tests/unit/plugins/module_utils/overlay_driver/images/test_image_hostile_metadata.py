@@ -87,7 +87,7 @@ def test_a_remembered_config_nesting_deeply_is_ignored(home, scratch):
     with open(entry, "wb") as f:
         f.write(DEEP)
     again = stage_image(store, "oci:%s:v1" % layout)
-    assert not again["changed"] and again["config"]["WorkingDir"] == "/app"
+    assert not again.changed and again.config["WorkingDir"] == "/app"
     with open(entry, "rb") as f:
         assert json.load(f)["config_digest"] == image.doc["config"]["digest"], "rewritten"
 

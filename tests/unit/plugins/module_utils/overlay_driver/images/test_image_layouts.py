@@ -38,13 +38,13 @@ def test_oci_layout_stages_a_chain_and_again_reads_nothing(store, home, scratch,
     image = Image(compression=compression)
     layout = image.write_layout(os.path.join(scratch, "layout"))
     result = stage_image(store, "oci:%s:v1" % layout)
-    assert result["changed"]
-    assert [layer["id"] for layer in result["layers"]] == image.ids
-    assert result["top"] == image.ids[1]
-    assert [layer["diff_id"] for layer in result["layers"]] == image.diff_ids
-    assert result["manifest_digest"] == image.manifest["digest"]
-    assert result["config"]["WorkingDir"] == "/app"
-    assert result["bytes"] == sum(layer["size"] for layer in result["layers"])
+    assert result.changed
+    assert [layer.id for layer in result.layers] == image.ids
+    assert result.top == image.ids[1]
+    assert [layer.diff_id for layer in result.layers] == image.diff_ids
+    assert result.manifest_digest == image.manifest["digest"]
+    assert result.config["WorkingDir"] == "/app"
+    assert result.bytes == sum(layer.size for layer in result.layers)
     assert read(home, image.ids[1], "app/run.sh") == b"#!/bin/sh\nexec /bin/hello\n"
     assert not os.path.exists(os.path.join(home, image.ids[1], "root", "var", "old"))  # the whiteout
     assert read(home, image.ids[0], "var/old") == b"old\n"
@@ -53,8 +53,8 @@ def test_oci_layout_stages_a_chain_and_again_reads_nothing(store, home, scratch,
     for layer in image.doc["layers"]:
         os.unlink(image.blob_path(layout, layer["digest"]))
     again = stage_image(store, "oci:%s" % layout)
-    assert not again["changed"] and again["bytes"] == 0
-    assert [layer["changed"] for layer in again["layers"]] == [False, False]
+    assert not again.changed and again.bytes == 0
+    assert [layer.changed for layer in again.layers] == [False, False]
 
 
 def test_oci_archive_and_both_docker_archive_layouts(store, home, scratch):
@@ -62,18 +62,18 @@ def test_oci_archive_and_both_docker_archive_layouts(store, home, scratch):
     layout = image.write_layout(os.path.join(scratch, "layout"))
     mkimages.tar_directory(layout, os.path.join(scratch, "image.oci.tar"))
     result = stage_image(store, "oci-archive:%s/image.oci.tar:v1" % scratch)
-    assert result["changed"] and result["top"] == image.ids[1]
+    assert result.changed and result.top == image.ids[1]
     store.ensure_absent(image.ids[1])
     facts = mkimages.write_docker_archive(os.path.join(scratch, "legacy.tar"), image.tars)
     result = stage_image(store, "docker-archive:%s/legacy.tar:strata/test:1" % scratch)
-    assert [layer["changed"] for layer in result["layers"]] == [False, True]
-    assert result["manifest_digest"] is None
-    assert result["config_digest"] == facts["config_digest"]
-    assert result["layers"][1]["digest"] == image.diff_ids[1]
+    assert [layer.changed for layer in result.layers] == [False, True]
+    assert result.manifest_digest is None
+    assert result.config_digest == facts["config_digest"]
+    assert result.layers[1].digest == image.diff_ids[1]
     store.ensure_absent(image.ids[1])
     mkimages.write_docker_archive(os.path.join(scratch, "d25.tar"), image.tars, oci_style=True)
     result = stage_image(store, "docker-archive:%s/d25.tar:docker.io/strata/test:1" % scratch)
-    assert [layer["changed"] for layer in result["layers"]] == [False, True]
+    assert [layer.changed for layer in result.layers] == [False, True]
     assert read(home, image.ids[1], "app/run.sh").startswith(b"#!/bin/sh")
     with pytest.raises(ImageError) as e:
         stage_image(store, "docker-archive:%s/d25.tar:other/name:2" % scratch)
@@ -249,7 +249,7 @@ def test_layout_ref_and_many_images(store, scratch):
         one.blobs.blobs[digest] = data
     entry = dict(two.manifest, annotations={"org.opencontainers.image.ref.name": "v2"})
     layout = one.write_layout(os.path.join(scratch, "layout"), extra_entries=[entry])
-    assert stage_image(store, "oci:%s:v2" % layout)["top"] == two.ids[0]
+    assert stage_image(store, "oci:%s:v2" % layout).top == two.ids[0]
     with pytest.raises(ImageError) as e:
         stage_image(store, "oci:%s" % layout)
     assert "index.json lists 2 images; name one with oci:PATH:REF" in e.value.message
@@ -280,8 +280,8 @@ def test_docker_archive_with_two_images(store, scratch):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-    assert stage_image(store, "docker-archive:%s:@1" % both, check_mode=True)["top"] == two.ids[0]
-    assert stage_image(store, "docker-archive:%s:example/one:1" % both)["top"] == one.ids[1]
+    assert stage_image(store, "docker-archive:%s:@1" % both, check_mode=True).top == two.ids[0]
+    assert stage_image(store, "docker-archive:%s:example/one:1" % both).top == one.ids[1]
     for wrong, fragment in (("", "holds 2 images; name one"), (":@2", "there is no @2")):
         with pytest.raises(ImageError) as e:
             stage_image(store, "docker-archive:%s%s" % (both, wrong))

@@ -73,15 +73,15 @@ def test_pull_stages_and_pulls_again_with_only_the_manifest(registry, store, hom
     image = Image(compression=["gzip", "zstd"])
     server.push("strata/app", image)
     result = pull(store, server, pki)
-    assert result["changed"] and result["top"] == image.ids[1]
-    assert result["manifest_digest"] == image.manifest["digest"]
+    assert result.changed and result.top == image.ids[1]
+    assert result.manifest_digest == image.manifest["digest"]
     with open(os.path.join(home, image.ids[1], "root", "app", "run.sh"), "rb") as f:
         assert f.read() == b"#!/bin/sh\nexec /bin/hello\n"
     if auth == "bearer":
         assert server.token_requests == 1  # one token for the probe's challenge, reused for every blob
     del server.requests[:]
     again = pull(store, server, pki)
-    assert not again["changed"] and again["bytes"] == 0
+    assert not again.changed and again.bytes == 0
     paths = [path for path, _headers in server.requests]
     assert not any("/blobs/" in p and image.layer_digest(0).split(":")[1] in p for p in paths)
     assert not any(image.layer_digest(1) in p for p in paths)
@@ -93,7 +93,7 @@ def test_pull_by_digest_and_accept_header(registry, store, pki):
     image = Image()
     server.push("strata/app", image)
     result = pull(store, server, pki, ref="strata/app@" + image.manifest["digest"])
-    assert result["top"] == image.ids[1]
+    assert result.top == image.ids[1]
     accept = [h.get("Accept") for p, h in server.requests if "/manifests/" in p][0]
     for media_type in manifests.ACCEPT:
         assert media_type in accept
@@ -109,8 +109,8 @@ def test_a_multi_platform_index(registry, store, pki):
     index = json.dumps({"schemaVersion": 2, "mediaType": manifests.DOCKER_LIST, "manifests": entries}).encode()
     server.put_manifest("strata/app", "multi", index, manifests.DOCKER_LIST)
     result = pull(store, server, pki, ref="strata/app:multi", platform="linux/arm64", check_mode=True)
-    assert result["manifest_digest"] == arm.manifest["digest"]
-    assert pull(store, server, pki, ref="strata/app:multi", platform="linux/amd64")["top"] == amd.ids[1]
+    assert result.manifest_digest == arm.manifest["digest"]
+    assert pull(store, server, pki, ref="strata/app:multi", platform="linux/amd64").top == amd.ids[1]
 
 
 def test_auth_file_in_docker_config_format(registry, store, pki, scratch):
@@ -121,7 +121,7 @@ def test_auth_file_in_docker_config_format(registry, store, pki, scratch):
     with open(path, "w") as f:
         json.dump({"auths": {"https://%s" % server.netloc: {"auth": "d3Jvbmc6d3Jvbmc="},
                              "%s/strata" % server.netloc: entry}}, f)
-    assert pull(store, server, pki, auth={"auth_file": path})["changed"]
+    assert pull(store, server, pki, auth={"auth_file": path}).changed
 
 
 # -- lies ----------------------------------------------------------------------------
@@ -160,14 +160,14 @@ def test_a_certificate_that_does_not_verify(registry, store, home, pki):
     fails(store, server, pki, "cannot load the CA bundle", ca_path="/nonexistent/ca.pem")
     assert layer_dirs(home) == []
     # Verification off reaches it anyway.
-    assert pull(store, server, pki, ca_path=None, validate_certs=False)["changed"]
+    assert pull(store, server, pki, ca_path=None, validate_certs=False).changed
 
 
 def test_plain_http_only_when_verification_is_off(registry, store, pki):
     server = registry(None, tls=False)
     server.push("strata/app", Image())
     fails(store, server, pki, "TLS with 127.0.0.1:%d failed" % server.server.server_address[1])
-    assert pull(store, server, pki, validate_certs=False)["changed"]
+    assert pull(store, server, pki, validate_certs=False).changed
 
 
 def test_a_blob_that_lies(registry, store, home, pki):
@@ -213,7 +213,7 @@ def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
         digest = handler.path.rsplit("/", 1)[1]
         handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s?sig=1" % (storage.base, digest)})
     server.override["/v2/strata/app/blobs/"] = to_storage
-    assert pull(store, server, pki)["changed"]
+    assert pull(store, server, pki).changed
     assert storage.requests and all("Authorization" not in h for _p, h in storage.requests)
     assert any("Authorization" in h for p, h in server.requests if "/blobs/" in p)
     store.ensure_absent(image.ids[1])

@@ -41,7 +41,7 @@ def test_skopeo_archives_stage_the_same_layers(scratch, transport):
     second = LayerStore(os.path.join(scratch, "from-archive"))
     want = stage_image(first, "oci:%s:v1" % layout)
     got = stage_image(second, dest)
-    assert got["top"] == want["top"] == image.ids[-1]
-    assert [layer["diff_id"] for layer in got["layers"]] == image.diff_ids
-    assert tree(os.path.join(second.home, got["top"], "root")) == tree(os.path.join(first.home, want["top"], "root"))
-    assert not stage_image(second, dest)["changed"]
+    assert got.top == want.top == image.ids[-1]
+    assert [layer.diff_id for layer in got.layers] == image.diff_ids
+    assert tree(os.path.join(second.home, got.top, "root")) == tree(os.path.join(first.home, want.top, "root"))
+    assert not stage_image(second, dest).changed

@@ -90,14 +90,14 @@ def layer_dirs(home):
 
 def assert_staged(home, result, image, manifest_digest):
     chain = image.chain_ids
-    assert [layer["id"] for layer in result["layers"]] == chain
-    assert [layer["diff_id"] for layer in result["layers"]] == image.diff_ids
-    assert result["top"] == chain[-1]
-    assert result["manifest_digest"] == manifest_digest
-    for layer in result["layers"]:
-        assert layer["digest"].startswith("sha256:") and layer["size"] > 0
+    assert [layer.id for layer in result.layers] == chain
+    assert [layer.diff_id for layer in result.layers] == image.diff_ids
+    assert result.top == chain[-1]
+    assert result.manifest_digest == manifest_digest
+    for layer in result.layers:
+        assert layer.digest.startswith("sha256:") and layer.size > 0
     for key, value in image.runtime_config.items():
-        assert result["config"].get(key) == value, key
+        assert result.config.get(key) == value, key
     assert layer_dirs(home) == sorted(chain)
     store = LayerStore(home)
     for layer_id, diff_id in zip(chain, image.diff_ids):
@@ -152,8 +152,8 @@ def test_pull_by_tag(pushed, home, which, compression):
     registry = getattr(pushed.regs, which)
     mark = registry.log_mark()
     result = stage(pushed, home, registry.ref("base", compression))
-    assert result["changed"] is True
-    assert all(layer["changed"] for layer in result["layers"])
+    assert result.changed is True
+    assert all(layer.changed for layer in result.layers)
     assert_staged(home, result, pushed.images["base"], pushed.digests[(registry.host, "base", compression)])
     assert len(registry.blob_gets(mark)) == 3  # two layers and the config, each once
 
@@ -180,7 +180,7 @@ def test_docker_manifest_and_manifest_list(pushed, home, scratch, which):
     assert_staged(home, result, pushed.images["base"], pushed.digests[(registry.host, "base", "v2s2")])
     arm64 = pushed.images["multi"].images[1]
     result = stage(pushed, os.path.join(scratch, "arm64"), registry.ref("multi", "v2s2"), platform="linux/arm64/v8")
-    assert result["top"] == arm64.chain_ids[-1]
+    assert result.top == arm64.chain_ids[-1]
 
 
 def _pull_token(pushed, registry, repo):
@@ -209,7 +209,7 @@ def test_pull_with_an_auth_file(pushed, home, scratch, which):
     with open(auth_file, "w", encoding="ascii") as f:
         json.dump({"auths": {registry.host: {"auth": base64.b64encode(regs.creds.encode()).decode()}}}, f)
     result = stage(pushed, home, registry.ref("base", "gzip"), auth={"auth_file": auth_file})
-    assert result["top"] == pushed.images["base"].chain_ids[-1]
+    assert result.top == pushed.images["base"].chain_ids[-1]
 
 
 def test_the_index_picks_the_host_platform_or_the_one_asked(pushed, home, scratch):
@@ -217,13 +217,13 @@ def test_the_index_picks_the_host_platform_or_the_one_asked(pushed, home, scratc
     amd64, arm64 = pushed.images["multi"].images
     assert os.uname().machine == "x86_64", "the default platform of this test is linux/amd64"
     result = stage(pushed, home, regs.basic.ref("multi"))
-    assert result["top"] == amd64.chain_ids[-1]
-    with open(os.path.join(home, result["top"], "root", "etc", "arch"), encoding="ascii") as f:
+    assert result.top == amd64.chain_ids[-1]
+    with open(os.path.join(home, result.top, "root", "etc", "arch"), encoding="ascii") as f:
         assert f.read() == "amd64\n"
     other = os.path.join(scratch, "home-arm64")
     result = stage(pushed, other, regs.token.ref("multi"), platform="linux/arm64")
-    assert result["top"] == arm64.chain_ids[-1]
-    with open(os.path.join(other, result["top"], "root", "etc", "arch"), encoding="ascii") as f:
+    assert result.top == arm64.chain_ids[-1]
+    with open(os.path.join(other, result.top, "root", "etc", "arch"), encoding="ascii") as f:
         assert f.read() == "arm64\n"
     # The base layer is the same in both platforms' images: the same ChainID.
     assert amd64.chain_ids[0] == arm64.chain_ids[0]
@@ -244,13 +244,13 @@ def test_shared_base_is_stored_once_and_fetched_once(pushed, home):
     stage(pushed, home, regs.basic.ref("base", "gzip"))
     mark = regs.basic.log_mark()
     result = stage(pushed, home, regs.basic.ref("app", "gzip"))
-    assert result["changed"] is True
-    assert [layer["changed"] for layer in result["layers"]] == [False, False, True]
+    assert result.changed is True
+    assert [layer.changed for layer in result.layers] == [False, False, True]
     assert layer_dirs(home) == sorted(app.chain_ids)
     assert app.chain_ids[:2] == base.chain_ids
     fetched = {path.rsplit("/", 1)[1] for _m, path, _s in regs.basic.blob_gets(mark)}
-    gz_layers = set(l_["digest"] for l_ in result["layers"])
-    assert fetched & gz_layers == {result["layers"][2]["digest"]}, "only the app's own layer is fetched"
+    gz_layers = set(l_.digest for l_ in result.layers)
+    assert fetched & gz_layers == {result.layers[2].digest}, "only the app's own layer is fetched"
 
 
 def test_same_diff_ids_in_another_compression_fetch_no_layer(pushed, home):
@@ -258,8 +258,8 @@ def test_same_diff_ids_in_another_compression_fetch_no_layer(pushed, home):
     stage(pushed, home, regs.basic.ref("base", "gzip"))
     mark = regs.basic.log_mark()
     result = stage(pushed, home, regs.basic.ref("base", "zstd"))
-    assert result["changed"] is False
-    layer_digests = {layer["digest"] for layer in result["layers"]}
+    assert result.changed is False
+    layer_digests = {layer.digest for layer in result.layers}
     fetched = {path.rsplit("/", 1)[1] for _m, path, _s in regs.basic.blob_gets(mark)}
     assert not fetched & layer_digests
 
@@ -271,10 +271,10 @@ def test_staging_again_is_unchanged_and_fetches_no_layer(pushed, home, which):
     tree = _tree_stat(home)
     mark = registry.log_mark()
     again = stage(pushed, home, registry.ref("app", "gzip"))
-    assert again["changed"] is False
-    assert [layer["changed"] for layer in again["layers"]] == [False, False, False]
-    assert again["top"] == first["top"] and again["manifest_digest"] == first["manifest_digest"]
-    layer_digests = {layer["digest"] for layer in first["layers"]}
+    assert again.changed is False
+    assert [layer.changed for layer in again.layers] == [False, False, False]
+    assert again.top == first.top and again.manifest_digest == first.manifest_digest
+    layer_digests = {layer.digest for layer in first.layers}
     fetched = {path.rsplit("/", 1)[1] for _m, path, _s in registry.blob_gets(mark)}
     assert not fetched & layer_digests, "no layer blob is fetched again"
     assert _tree_stat(home) == tree
@@ -294,11 +294,11 @@ def test_check_mode_stages_nothing_and_fetches_no_layer(pushed, home):
     regs = pushed.regs
     mark = regs.basic.log_mark()
     result = stage(pushed, home, regs.basic.ref("app", "gzip"), check_mode=True)
-    assert result["changed"] is True
-    assert [layer["id"] for layer in result["layers"]] == pushed.images["app"].chain_ids
-    assert all(layer["changed"] for layer in result["layers"])
+    assert result.changed is True
+    assert [layer.id for layer in result.layers] == pushed.images["app"].chain_ids
+    assert all(layer.changed for layer in result.layers)
     assert not os.path.exists(home), "check mode creates no home"
-    layer_digests = {layer["digest"] for layer in result["layers"]}
+    layer_digests = {layer.digest for layer in result.layers}
     fetched = {path.rsplit("/", 1)[1] for _m, path, _s in regs.basic.blob_gets(mark)}
     assert not fetched & layer_digests, "check mode fetches manifests and config only"
 
@@ -308,8 +308,8 @@ def test_check_mode_on_a_partly_staged_home(pushed, home):
     stage(pushed, home, regs.basic.ref("base", "gzip"))
     tree = _tree_stat(home)
     result = stage(pushed, home, regs.basic.ref("app", "gzip"), check_mode=True)
-    assert result["changed"] is True
-    assert [layer["changed"] for layer in result["layers"]] == [False, False, True]
+    assert result.changed is True
+    assert [layer.changed for layer in result.layers] == [False, False, True]
     assert _tree_stat(home) == tree
 
 
@@ -379,7 +379,7 @@ def test_certificate_from_another_ca(pushed, home, scratch):
 def test_validate_certs_false_accepts_the_untrusted_certificate(pushed, home):
     regs = pushed.regs
     result = stage(pushed, home, regs.basic.ref("base", "gzip"), ca=None, validate_certs=False)
-    assert result["top"] == pushed.images["base"].chain_ids[-1]
+    assert result.top == pushed.images["base"].chain_ids[-1]
 
 
 def test_unknown_tag_is_a_clear_error(pushed, home):
@@ -481,7 +481,7 @@ def test_peer_mount_equals_a_writable_layer_on_our_top(pushed, peer, home, which
     result = stage(pushed, home, registry.ref(repo, compression))
     store = LayerStore(home)
     with store.locked():
-        store.ensure_present("rw", result["top"])
+        store.ensure_present("rw", result.top)
         store.ensure_mounted("rw", holder="peer-test")
     ours = full_view(store.state("rw")["path"])
 
