@@ -142,3 +142,19 @@ def pax_block(records, kind=b"x", name="pax"):
     info.size = len(body)
     header = info.tobuf(format=tarfile.USTAR_FORMAT)
     return header + body + b"\x00" * (-len(body) % 512)
+
+
+def read_all(data, compression="auto"):
+    """Read a layer tarball as the applier does, into nothing: (the reader, [(name, kind)])."""
+    # imported here: the collection is importable once conftest has run, and most users of this file need no driver
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.hashing_reader import HashingReader
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_headers import iter_entries
+
+    reader = HashingReader(io.BytesIO(data), compression)
+    names = []
+    for entry in iter_entries(reader):
+        names.append((entry.name, entry.kind))
+        if entry.size:
+            reader.read_exact(entry.size, "data")
+    return reader, names

@@ -2,7 +2,6 @@
 
 import bz2
 import gzip
-import io
 import lzma
 import shutil
 import subprocess
@@ -11,10 +10,8 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.decompress import detect_compression
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import LayerFormatError
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.hashing_reader import HashingReader
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_headers import iter_entries
 
-from layertools import TarBuilder, sha256
+from layertools import TarBuilder, read_all, sha256
 
 LAYER = TarBuilder().dir("etc").file("etc/os-release", "ID=debian\n" * 200).symlink("l", "etc").bytes()
 
@@ -30,16 +27,6 @@ COMPRESSORS = {
     "xz": lzma.compress,
     "zstd": zstd,
 }
-
-
-def read_all(data, compression="auto"):
-    reader = HashingReader(io.BytesIO(data), compression)
-    names = []
-    for entry in iter_entries(reader):
-        names.append((entry.name, entry.kind))
-        if entry.size:
-            reader.read_exact(entry.size, "data")
-    return reader, names
 
 
 @pytest.mark.parametrize("compression", sorted(COMPRESSORS))

@@ -11,17 +11,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.hashing_reader import HashingReader
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_headers import Limits, iter_entries, parse_pax
 
-from layertools import TarBuilder, pax_block
-
-
-def read_all(data, compression="auto"):
-    reader = HashingReader(io.BytesIO(data), compression)
-    names = []
-    for entry in iter_entries(reader):
-        names.append((entry.name, entry.kind))
-        if entry.size:
-            reader.read_exact(entry.size, "data")
-    return reader, names
+from layertools import TarBuilder, pax_block, read_all
 
 
 def test_gnu_long_names_and_pax_times():
