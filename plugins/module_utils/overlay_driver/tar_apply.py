@@ -405,7 +405,7 @@ class LayerApplier(ArchiveWalk):
         for parts, atime, mtime in reversed(self._dir_times):
             try:
                 fd = walk.open_in_root(self.root_fd, "/".join(parts) or ".",
-                                           os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             except OSError:
                 continue  # replaced or removed later in the archive
             try:
