@@ -148,3 +148,17 @@ def test_no_module_returns_a_path_into_a_root(run_module, home, tarball):
         assert results[2]["layer"]["metadata"] == {"MergedDir": os.path.join(home, "base", "merged")}
     finally:
         run_module(overlay_mount, {"id": "base", "home": home, "state": "unmounted"})
+
+
+def test_a_failure_naming_a_path_carries_no_file_stats(run_module, home):
+    """AnsibleModule adds a returned path's owner, mode, state and size to failures too: the path an
+    error names is the file the failure is about, not the task's result."""
+    run_module(overlay_layer, {"id": "a", "home": home})
+    mounted = run_module(overlay_mount, {"id": "a", "home": home, "holder": "web"})
+    try:
+        res = run_module(overlay_layer, {"id": "a", "home": home, "state": "absent"})
+        assert res["failed"] and "still held by web" in res["msg"] and res["path"] == os.path.join(home, "a")
+        assert not {"uid", "owner", "mode", "state", "size"} & set(res)
+    finally:
+        run_module(overlay_mount, {"id": "a", "home": home, "holder": "web", "state": "unmounted"})
+    assert mounted["changed"]
