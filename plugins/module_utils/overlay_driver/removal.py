@@ -14,7 +14,7 @@ import os
 import stat
 
 from .errors import OverlayError
-from .mounts import mounts_below
+from .mounts import mounts_below, read_mountinfo
 from .walk import DIR_FLAGS
 
 
@@ -24,8 +24,13 @@ def fd_path(fd):
 
 
 def refuse_mounts_below(path, layer=None, what="remove"):
-    """Raise naming the first mount found at or below path."""
-    below = mounts_below(path)
+    """Raise naming the first mount found at or below path.
+
+    One on path itself counts: opening path enters it, so the walk below would empty what is mounted there.
+    """
+    real = os.path.realpath(path)
+    entries = read_mountinfo()
+    below = [e for e in entries if e.mount_point == real] + mounts_below(real, entries)
     if below:
         raise OverlayError("%s is mounted inside (%s from %s); refusing to %s it"
                            % (below[0].mount_point, below[0].fstype, below[0].source, what),

@@ -116,6 +116,30 @@ def test_removal_stops_at_a_mount_inside(target, scratch, layer):
     assert os.listdir(source) == ["keep"]
 
 
+@pytest.mark.parametrize("how", ["bind", "tmpfs"])
+@pytest.mark.parametrize("layer", [TarBuilder().whiteout("d").bytes(), TarBuilder().opaque("top").bytes(),
+                                   TarBuilder().file("d", "a file now").bytes()], ids=["whiteout", "opaque", "replaced"])
+def test_removal_stops_at_a_mount_on_the_removed_name(target, scratch, layer, how):
+    """A mount on the very directory a layer removes is refused too, not emptied before rmdir fails."""
+    source = os.path.join(scratch, "source")
+    os.makedirs(source)
+    os.makedirs(os.path.join(target, "top"))
+    mount = os.path.join(target, "top/d") if b".wh..wh..opq" in layer else os.path.join(target, "d")
+    os.makedirs(mount)
+    if how == "bind":
+        subprocess.run(["mount", "--bind", source, mount], check=True)
+    else:
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", mount], check=True)
+    try:
+        with open(os.path.join(mount, "keep"), "w") as f:
+            f.write("k")
+        with pytest.raises(OverlayError, match="is mounted inside"):
+            apply(target, layer)
+        assert os.listdir(mount) == ["keep"]
+    finally:
+        subprocess.run(["umount", mount], check=True)
+
+
 def test_duplicate_entries_last_one_wins(target, resolver):
     apply(target, TarBuilder().file("f", "first").file("f", "second").dir("d").file("d/x").file("d", "now a file").bytes())
     with open(os.path.join(target, "f")) as f:
