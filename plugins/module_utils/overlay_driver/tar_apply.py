@@ -190,10 +190,14 @@ class LayerApplier(ArchiveWalk):
         self._finish_dir(self.root_fd, ".", (), entry, self._owner(entry))
 
     def _hide(self, dir_parts, name):
+        rel = "/".join(dir_parts) or "."
         try:
-            pfd = walk.open_in_root(self.root_fd, "/".join(dir_parts) or ".", _DIR_OPEN)
+            pfd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing below to hide
+        except OSError as e:  # a symlink loop of the layer's own, say
+            raise LayerFormatError("whiteout %r: cannot resolve %r: %s"
+                                   % ("/".join(dir_parts + (whiteouts.whiteout_name(name),)), rel, e.strerror))
         try:
             if self._lstat(pfd, name) is not None:
                 self._remove(pfd, name)

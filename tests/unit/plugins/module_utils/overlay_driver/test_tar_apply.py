@@ -140,6 +140,12 @@ def test_removal_stops_at_a_mount_on_the_removed_name(target, scratch, layer, ho
         subprocess.run(["umount", mount], check=True)
 
 
+def test_a_whiteout_below_a_symlink_loop_is_a_clear_error(target, resolver):
+    """The layer's own symlink loop on a whiteout's directory is the archive's fault, said as such."""
+    with pytest.raises(LayerFormatError, match=r"whiteout 'a/\.wh\.x': cannot resolve 'a'"):
+        apply(target, TarBuilder().symlink("a", "a").whiteout("a/x").bytes())
+
+
 def test_duplicate_entries_last_one_wins(target, resolver):
     apply(target, TarBuilder().file("f", "first").file("f", "second").dir("d").file("d/x").file("d", "now a file").bytes())
     with open(os.path.join(target, "f")) as f:
