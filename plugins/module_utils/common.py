@@ -69,7 +69,7 @@ def catch_signals():
 def run_module(module, manager_class):
     """Run the manager; every failure becomes failed/msg, never a traceback in msg.
 
-    A module that returns `path` or `dest` beside `size` is a LayerModule (layer_module.py).
+    module is a LayerModule (layer_module.py): a failure names the error's path without its file stats.
     """
     catch_signals()
     try:

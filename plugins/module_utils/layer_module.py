@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The AnsibleModule of the modules that return a layer's `path` (or a tarball's `dest`) beside its `size`.
+"""The AnsibleModule of every module here: results and failures returned as run_module made them.
 
 AnsibleModule.exit_json and fail_json pass the result through add_path_info,
 which, for a returned `path` (else `dest`) that exists, adds the uid, gid,
@@ -10,6 +10,8 @@ owner, group, mode, state, secontext and *size* of that file (ansible-core
 size of the layer's diff, both at the top level of the result as DESIGN.md
 fixes for overlay_apply_diff (and `dest` beside `size` for overlay_diff); the
 file stats would overwrite the size and add keys these modules do not return.
+Every module's failure may name a `path` too (run_module puts the error's path
+there): the file the error is about, whose stats are no part of the failure.
 A subclass that returns its results as they are is the supported way to say
 so: AnsibleModule itself, and any other module, is left as it is.
 """

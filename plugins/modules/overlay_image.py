@@ -204,13 +204,13 @@ sent_whole_archive:
   sample: false
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(
+    module = LayerModule(argument_spec=argument_spec(
         src=dict(type="str", required=True), remote_src=flag(), platform=dict(type="str"),
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),

@@ -180,14 +180,14 @@ ansible_facts:
       type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(id=dict(type="str"), changes=flag(), as_facts=flag()),
-                           supports_check_mode=True)
+    module = LayerModule(argument_spec=argument_spec(id=dict(type="str"), changes=flag(), as_facts=flag()),
+                         supports_check_mode=True)
     run_module(module, InfoManager)
 
 

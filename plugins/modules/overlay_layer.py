@@ -133,14 +133,14 @@ layer:
       sample: /var/lib/strata/overlay/web-1/merged
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
                                                                             one_of, run_module)
+from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(
+    module = LayerModule(argument_spec=argument_spec(
         id=LAYER_ID, parent=PARENT_ID, state=one_of("present", "absent"), force=flag()), supports_check_mode=True)
     run_module(module, LayerManager)
 

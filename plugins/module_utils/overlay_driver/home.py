@@ -22,7 +22,7 @@ import stat
 from .errors import OverlayError
 from .records import read_json, write_atomic
 from .ids import validate_layer_id
-from .layout import LAYER_ENTRIES, LOCK_FILE, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .layout import LAYER_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
 from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"
@@ -247,15 +247,6 @@ class HomeDirs:
         if self.fd is None:
             return []
         return sorted(n for n in os.listdir(self.fd) if is_layer_name(n) and self.is_layer_dir(n))
-
-    def lock_exists(self):
-        if self.state_fd is None:
-            return False
-        try:
-            os.stat(LOCK_FILE, dir_fd=self.state_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        return True
 
     def read_only(self):
         """Whether the home's filesystem is mounted read-only."""

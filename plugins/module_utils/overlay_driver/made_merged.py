@@ -16,8 +16,7 @@ import stat
 
 from .errors import OverlayError
 from .layout import MADE_MERGED_DIR, MERGED
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+from .walk import DIR_FLAGS
 
 
 class MadeMerged:
@@ -35,7 +34,7 @@ class MadeMerged:
 
     def _open_layer(self, layer_id, paths):
         try:
-            return os.open(layer_id, _DIR_FLAGS, dir_fd=self.dirs.fd)
+            return os.open(layer_id, DIR_FLAGS, dir_fd=self.dirs.fd)
         except OSError as e:
             raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id, path=paths.dir)
 

@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Mounts, read live from /proc/self/mountinfo: once per step of a run, never kept between runs.
+"""Mounts, read live from /proc/self/mountinfo.
 
 Every Ansible task is a new process and mounts outlive processes, so no
-answer about what is mounted is ever cached.
+answer about what is mounted is kept beyond one step of one run: a function
+given `entries` uses what its caller read for that step (under the home's
+lock), one given none reads mountinfo again.
 """
 
 import errno

@@ -14,7 +14,7 @@ import os
 import stat
 
 from .errors import OverlayError
-from .mounts import mounts_below
+from .mounts import mounts_below, read_mountinfo
 from .walk import DIR_FLAGS
 
 
@@ -23,17 +23,25 @@ def fd_path(fd):
     return os.readlink("/proc/self/fd/%d" % fd)
 
 
-def refuse_mounts_below(path, layer=None, what="remove"):
-    """Raise naming the first mount found at or below path."""
-    below = mounts_below(path)
+def refuse_mounts_below(path, layer=None, what="remove", entries=None):
+    """Raise naming the first mount found at or below path (entries: mountinfo as the caller read it).
+
+    One on path itself counts: opening path enters it, so the walk below would empty what is mounted there.
+    """
+    real = os.path.realpath(path)
+    entries = read_mountinfo() if entries is None else entries
+    below = [e for e in entries if e.mount_point == real] + mounts_below(real, entries)
     if below:
         raise OverlayError("%s is mounted inside (%s from %s); refusing to %s it"
                            % (below[0].mount_point, below[0].fstype, below[0].source, what),
                            layer=layer, path=path)
 
 
-def remove_tree_at(dir_fd, name, layer=None):
-    """Remove dir_fd/name and everything below it; a missing name is no error."""
+def remove_tree_at(dir_fd, name, layer=None, entries=None):
+    """Remove dir_fd/name and everything below it; a missing name is no error.
+
+    entries: mountinfo as the caller read it (an applier removing many directories reads it once).
+    """
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -44,7 +52,7 @@ def remove_tree_at(dir_fd, name, layer=None):
     top = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
     try:
         path = fd_path(top)
-        refuse_mounts_below(path, layer)
+        refuse_mounts_below(path, layer, entries=entries)
         _empty(top, os.fstat(top).st_dev, path, layer)
     finally:
         os.close(top)

@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 
-from . import faults, syscalls, walk, whiteouts
+from . import faults, mounts, syscalls, walk, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .hashing_reader import HashingReader
 from .ids import root_pair, to_host
@@ -159,10 +159,12 @@ class LayerApplier(ArchiveWalk):
         self._layer_dirs = set()  # ancestors of those
         self._new_dirs = set()  # directories this run created, empty but for what it put there
         self._dir_times = []
+        self._mounts = None  # mountinfo, read at the first removal of this run
 
     def apply(self, raw, compression="auto", progress=None):
         """Apply the archive read from raw; its ArchiveResult. progress(entries so far) after each entry."""
         self._progress = progress
+        self._mounts = None
         self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             result = self._walk(raw, compression)
@@ -190,10 +192,14 @@ class LayerApplier(ArchiveWalk):
         self._finish_dir(self.root_fd, ".", (), entry, self._owner(entry))
 
     def _hide(self, dir_parts, name):
+        rel = "/".join(dir_parts) or "."
         try:
-            pfd = walk.open_in_root(self.root_fd, "/".join(dir_parts) or ".", _DIR_OPEN)
+            pfd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing below to hide
+        except OSError as e:  # a symlink loop of the layer's own, say
+            raise LayerFormatError("whiteout %r: cannot resolve %r: %s"
+                                   % ("/".join(dir_parts + (whiteouts.whiteout_name(name),)), rel, e.strerror))
         try:
             if self._lstat(pfd, name) is not None:
                 self._remove(pfd, name)
@@ -213,7 +219,7 @@ class LayerApplier(ArchiveWalk):
                     for name in os.listdir(fd):
                         child = parts + (name,)
                         if child not in self._layer_paths and child not in self._layer_dirs:
-                            remove_tree_at(fd, name)
+                            remove_tree_at(fd, name, entries=self._mount_entries())
                         elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                             cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                           dir_fd=fd)
@@ -355,9 +361,15 @@ class LayerApplier(ArchiveWalk):
     def _remove(self, pfd, base):
         """Remove one name, a directory with everything in it; cached parent fds may now point at
         detached directories."""
-        remove_tree_at(pfd, base)
+        remove_tree_at(pfd, base, entries=self._mount_entries())
         self._forget_parents()
         self._new_dirs.clear()
+
+    def _mount_entries(self):
+        """Mountinfo, read once per run: nothing this run does mounts or unmounts in the target."""
+        if self._mounts is None:
+            self._mounts = mounts.read_mountinfo()
+        return self._mounts
 
     # -- bookkeeping for opaque directories -------------------------------
 

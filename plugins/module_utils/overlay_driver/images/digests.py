@@ -126,10 +126,6 @@ class VerifyingReader:
             self._fail("content has digest %s, not the %s it is addressed by" % (actual, self.digest))
         self.verified = True
 
-    @property
-    def actual_digest(self):
-        return "sha256:" + self._hash.hexdigest()
-
     def finish(self):
         """Read what is left (nothing, for a sound blob) and verify; for consumers that stop early."""
         while self.read(1 << 16):

@@ -97,9 +97,6 @@ class CheckedStream:
         self._ahead = _ReadAhead(_Quiet(verifier))
         self._f, self.compression = open_decompressed(self._ahead, compression)
 
-    def _blob_error(self):
-        return self._verifier.error
-
     def read(self, n=-1):
         try:
             data = self._f.read(n)

@@ -36,6 +36,7 @@ def run_module(monkeypatch):
         raise ModuleExit(kwargs, False)
 
     def fail_json(self, **kwargs):
+        self.add_path_info(kwargs)  # as AnsibleModule does for failures too
         kwargs["failed"] = True
         raise ModuleExit(kwargs, True)
 

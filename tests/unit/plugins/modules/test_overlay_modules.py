@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ansible_collections.strata.overlay.plugins.modules import (
-    overlay_apply_diff, overlay_diff, overlay_info, overlay_layer, overlay_mount)
+    overlay_apply_diff, overlay_diff, overlay_image, overlay_info, overlay_layer, overlay_mount)
 
 from layertools import TarBuilder, sha256
 
@@ -148,3 +148,32 @@ def test_no_module_returns_a_path_into_a_root(run_module, home, tarball):
         assert results[2]["layer"]["metadata"] == {"MergedDir": os.path.join(home, "base", "merged")}
     finally:
         run_module(overlay_mount, {"id": "base", "home": home, "state": "unmounted"})
+
+
+def test_a_failure_naming_a_path_carries_no_file_stats(run_module, home):
+    """AnsibleModule adds a returned path's owner, mode, state and size to failures too: the path an
+    error names is the file the failure is about, not the task's result."""
+    run_module(overlay_layer, {"id": "a", "home": home})
+    mounted = run_module(overlay_mount, {"id": "a", "home": home, "holder": "web"})
+    try:
+        res = run_module(overlay_layer, {"id": "a", "home": home, "state": "absent"})
+        assert res["failed"] and "still held by web" in res["msg"] and res["path"] == os.path.join(home, "a")
+        assert not {"uid", "owner", "mode", "state", "size"} & set(res)
+    finally:
+        run_module(overlay_mount, {"id": "a", "home": home, "holder": "web", "state": "unmounted"})
+    assert mounted["changed"]
+
+
+@pytest.mark.parametrize("module,args", [
+    (overlay_layer, {"id": "a"}), (overlay_mount, {"id": "a"}), (overlay_apply_diff, {"id": "a", "remote_src": True}),
+    (overlay_diff, {"id": "a", "dest": "/nonexistent/a.tar"}), (overlay_info, {}),
+    (overlay_image, {"src": "oci:LAYOUT", "remote_src": True})], ids=lambda v: getattr(v, "__name__", "").rsplit(".")[-1])
+def test_no_failure_carries_the_file_stats_of_the_path_it_names(run_module, home, scratch, module, args):
+    """A foreign home (and an image layout that is none) fails every module naming an existing path."""
+    os.makedirs(home)
+    os.chown(home, 65534, 65534)
+    layout = os.path.join(scratch, "layout")
+    os.makedirs(layout)
+    res = run_module(module, dict(args, home=home, **({"src": "oci:" + layout} if module is overlay_image else {})))
+    assert res["failed"] and res["path"] in (home, layout), res
+    assert not {"uid", "owner", "mode", "state", "size"} & set(res)

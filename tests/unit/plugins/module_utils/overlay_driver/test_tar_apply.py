@@ -116,6 +116,52 @@ def test_removal_stops_at_a_mount_inside(target, scratch, layer):
     assert os.listdir(source) == ["keep"]
 
 
+@pytest.mark.parametrize("how", ["bind", "tmpfs"])
+@pytest.mark.parametrize("layer", [TarBuilder().whiteout("d").bytes(), TarBuilder().opaque("top").bytes(),
+                                   TarBuilder().file("d", "a file now").bytes()], ids=["whiteout", "opaque", "replaced"])
+def test_removal_stops_at_a_mount_on_the_removed_name(target, scratch, layer, how):
+    """A mount on the very directory a layer removes is refused too, not emptied before rmdir fails."""
+    source = os.path.join(scratch, "source")
+    os.makedirs(source)
+    os.makedirs(os.path.join(target, "top"))
+    mount = os.path.join(target, "top/d") if b".wh..wh..opq" in layer else os.path.join(target, "d")
+    os.makedirs(mount)
+    if how == "bind":
+        subprocess.run(["mount", "--bind", source, mount], check=True)
+    else:
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", mount], check=True)
+    try:
+        with open(os.path.join(mount, "keep"), "w") as f:
+            f.write("k")
+        with pytest.raises(OverlayError, match="is mounted inside"):
+            apply(target, layer)
+        assert os.listdir(mount) == ["keep"]
+    finally:
+        subprocess.run(["umount", mount], check=True)
+
+
+def test_mountinfo_is_read_once_per_apply_however_much_it_removes(target, monkeypatch):
+    """Every removed directory is checked for mounts, against one reading of mountinfo: on a host with many
+    mounts a layer that deletes many directories would otherwise read it once per directory."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts, removal
+
+    for name in ("a", "b", "c", "top/x", "top/y", "r"):
+        os.makedirs(os.path.join(target, name, "sub"))
+    reads = []
+    real = mounts.read_mountinfo
+    for module in (mounts, removal):
+        monkeypatch.setattr(module, "read_mountinfo", lambda *a: reads.append(1) or real(*a), raising=False)
+    apply(target, TarBuilder().whiteout("a").whiteout("b").whiteout("c").opaque("top").file("r", "now a file").bytes())
+    assert sorted(os.listdir(target)) == ["r", "top"] and os.listdir(os.path.join(target, "top")) == []
+    assert len(reads) == 1
+
+
+def test_a_whiteout_below_a_symlink_loop_is_a_clear_error(target, resolver):
+    """The layer's own symlink loop on a whiteout's directory is the archive's fault, said as such."""
+    with pytest.raises(LayerFormatError, match=r"whiteout 'a/\.wh\.x': cannot resolve 'a'"):
+        apply(target, TarBuilder().symlink("a", "a").whiteout("a/x").bytes())
+
+
 def test_duplicate_entries_last_one_wins(target, resolver):
     apply(target, TarBuilder().file("f", "first").file("f", "second").dir("d").file("d/x").file("d", "now a file").bytes())
     with open(os.path.join(target, "f")) as f:
