@@ -145,8 +145,17 @@ class Driver:
             raise OverlayError("the layer home was opened for reading only", path=self.home)
 
     def status(self):
-        """Seed's Status (backing filesystem, d_type): the host's, as overlay_info reports it."""
-        return fscheck.host_status(self.home)
+        """Seed's Status, [["Backing Filesystem", name], ...], plus d_type and the kernel.
+
+        Read by fscheck.host_status, the one reading of these facts, which
+        overlay_info reports whole; this is its seed-shaped view.
+        """
+        facts = fscheck.host_status(self.home)
+        return [
+            ["Backing Filesystem", facts["backing_fs"]],
+            ["Supports d_type", str(facts["d_type"]).lower()],
+            ["Kernel", facts["kernel"]],
+        ]
 
     def cleanup(self):
         """Remove what killed runs left behind; no layer changes.
