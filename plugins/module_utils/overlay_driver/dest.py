@@ -20,7 +20,8 @@ import os
 import stat
 
 from .errors import OverlayError
-from .layout import open_regular, open_temp_file
+from .layout import open_temp_file
+from .state_files import open_regular
 from .walk import PathWalk, untrusted_reason
 
 TEMP_PREFIX = ".strata-diff-"

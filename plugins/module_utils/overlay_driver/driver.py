@@ -19,22 +19,19 @@ import errno
 import os
 import stat
 
-from . import faults, fscheck, mounts, syscalls
+from . import faults, fscheck, mounts, syscalls, walk
 from .changes import changes_dirs, changes_size, view_changes
 from .copy import copy_tree
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .layer_mounts import LayerMount
-from .layout import HomeLayout, make_temp_dir
+from .layout import KIND_OVERLAY, KIND_ROOT, HomeLayout, make_temp_dir
 from .made_merged import MadeMerged
 from .overlay_view import TreeView
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .results import ApplyDiffResult, DiffResult
 from .tar_export import export_changes
-
-KIND_ROOT = "root"
-KIND_OVERLAY = "overlay"
 
 
 class Driver:
@@ -335,7 +332,7 @@ class Driver:
             raise OverlayError("layer is mounted; unmount it before removing", layer=layer_id, path=paths.merged)
         refuse_mounts_below(paths.dir, layer_id)
         trash = os.path.basename(self._tempdir("remove", layer_id))
-        trash_fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.dirs.tmp_fd)
+        trash_fd = os.open(trash, walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
         try:
             os.rename(layer_id, "layer", src_dir_fd=self.dirs.fd, dst_dir_fd=trash_fd)
         finally:
@@ -552,4 +549,4 @@ def _is_dir(path):
         return False
 
 
-__all__ = ["Driver", "KIND_ROOT", "KIND_OVERLAY"]
+__all__ = ["Driver"]

@@ -15,7 +15,6 @@ import struct
 
 from . import mounts, syscalls
 from .errors import IncompatibleFS, NotSupported
-from .layout import make_temp_dir
 
 FS_NAMES = {
     0x61756673: "aufs",
@@ -134,20 +133,6 @@ def dir_reports_dtype(path):
     """
     entries = syscalls.readdir_types(path)
     return all(t != syscalls.DT_UNKNOWN for _name, t in entries)
-
-
-def supports_dtype(path):
-    """Write a probe in path (a directory of the store's own) and see whether readdir reports its type."""
-    from .removal import remove_tree  # pylint: disable=import-outside-toplevel
-
-    probe = make_temp_dir(path, ".dtype-probe-")
-    try:
-        with open(os.path.join(probe, "f"), "w"):
-            pass
-        os.mkdir(os.path.join(probe, "d"))
-        return dir_reports_dtype(probe)
-    finally:
-        remove_tree(probe)
 
 
 XFS_MAGIC = 0x58465342

@@ -156,3 +156,14 @@ class HashingReader:
             self._f.close()
         except Exception:  # closing a half-read stream must not mask the real error  pylint: disable=broad-except
             pass
+
+
+def file_digest(raw, compression="auto"):
+    """diff_id of a layer without applying it: sha256 of its uncompressed bytes."""
+    reader = HashingReader(raw, compression)
+    try:
+        while reader.read(1 << 20):
+            pass
+    finally:
+        reader.close()
+    return reader.digest()

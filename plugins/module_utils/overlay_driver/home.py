@@ -20,9 +20,9 @@ import os
 import stat
 
 from .errors import OverlayError
-from .records import read_json, write_atomic
 from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .state_files import read_json, write_atomic
 from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"

@@ -9,7 +9,7 @@ new() and changed() from the same shape, so real and check runs report alike.
 """
 
 from . import mounts
-from .driver import KIND_OVERLAY, KIND_ROOT
+from .layout import KIND_OVERLAY, KIND_ROOT
 
 
 def absent(layer_id):

@@ -10,7 +10,6 @@ valid layer id can take, so the seed's driver would read the same layers.
 
 import errno
 import os
-import stat
 
 from .ids import validate_layer_id
 
@@ -20,6 +19,10 @@ WORK = "work"
 MERGED = "merged"
 LOWER_ID = "lower-id"
 LAYER_ENTRIES = (ROOT, UPPER, WORK, MERGED, LOWER_ID)
+
+# the two kinds of layer: a plain root/ tree, or an overlay (upper/ over a lower layer's root/)
+KIND_ROOT = "root"
+KIND_OVERLAY = "overlay"
 
 STATE_DIR = ".strata"
 RECORDS_DIR = "layers"
@@ -90,19 +93,3 @@ def open_temp_file(directory, prefix, mode=0o600):
     """(name or path, fd) of a new empty file."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     return create_unique(directory, prefix, lambda name, dir_fd: os.open(name, flags, mode, dir_fd=dir_fd))
-
-
-def open_regular(dir_fd, name):
-    """dir_fd/name opened for reading when it is a regular file, else None (missing, a symlink, a FIFO, ...).
-
-    Never follows a symlink, and O_NONBLOCK: a FIFO planted there would otherwise block the open.
-    """
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return None
-    f = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
-        return None
-    return f

@@ -4,17 +4,15 @@
 """Per-layer records: named holders (the seed's reference counts, moved out of
 the driver and made persistent), the recorded parent and the applied diff.
 
-A record is JSON written to a temp file, fsynced, renamed over the old one and
-the directory fsynced: a reader sees the old record or the new, never a torn one.
+A record is JSON replaced whole (state_files.write_atomic): a reader sees the
+old record or the new, never a torn one.
 """
 
 import json
 import os
-import stat
 
-from . import faults
 from .errors import OverlayError
-from .layout import open_temp_file
+from .state_files import read_json, write_atomic
 
 FORMAT_VERSION = 1
 
@@ -38,22 +36,6 @@ class LayerRecord:
         return not (self.parent or self.diff_id or self.holders or self.size is not None)
 
 
-def _open_nofollow(dir_fd, name, flags, mode=0o600):
-    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
-
-
-def read_json(dir_fd, name):
-    """Parsed JSON of dir_fd/name (a symlink there is refused), None when missing."""
-    try:
-        fd = _open_nofollow(dir_fd, name, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ValueError("not a regular file")
-        return json.loads(f.read().decode("utf-8"))
-
-
 def load_record(dir_fd, layer_id, where=""):
     """The layer's record from the records directory fd (None: the home has no records yet)."""
     path = os.path.join(where, layer_id + ".json")
@@ -69,26 +51,6 @@ def load_record(dir_fd, layer_id, where=""):
         raise OverlayError("the layer's record is not in the expected format", layer=layer_id, path=path)
     return LayerRecord(layer_id, data.get("parent"), data.get("diff_id"), data.get("size"),
                        [str(h) for h in data.get("holders", [])], exists_on_disk=True)
-
-
-def write_atomic(dir_fd, name, payload, mode=0o600):
-    """name in dir_fd replaced whole: temp (O_EXCL|O_NOFOLLOW), fsync, rename, fsync the directory."""
-    tmp, fd = open_temp_file(dir_fd, ".tmp-", mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        faults.point("record.written")
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise
-    os.fsync(dir_fd)
 
 
 def save_record(dir_fd, record):

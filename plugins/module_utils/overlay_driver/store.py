@@ -15,27 +15,15 @@ import os
 
 from . import faults, layer_state, mounts, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
-from .driver import KIND_OVERLAY, KIND_ROOT, Driver
+from .driver import Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_layer_id
+from .layout import KIND_OVERLAY, KIND_ROOT
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
-
-
-def file_digest(raw, compression="auto"):
-    """diff_id of a layer without applying it: sha256 of its uncompressed bytes."""
-    from .hashing_reader import HashingReader  # pylint: disable=import-outside-toplevel
-
-    reader = HashingReader(raw, compression)
-    try:
-        while reader.read(1 << 20):
-            pass
-    finally:
-        reader.close()
-    return reader.digest()
 
 
 class LayerStore:
@@ -348,6 +336,9 @@ class LayerStore:
         before = self._apply_target(layer_id, parent, diff_id, check_mode)
         if before["diff_id"]:
             if diff_id is None:
+                # imported here: the decompressors are only loaded by runs that read a tarball
+                from .hashing_reader import file_digest  # pylint: disable=import-outside-toplevel
+
                 with opener() as raw:
                     diff_id = file_digest(raw, compression)
             return self._same_diff(layer_id, before, diff_id)

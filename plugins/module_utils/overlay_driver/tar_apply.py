@@ -221,8 +221,7 @@ class LayerApplier(ArchiveWalk):
                         if child not in self._layer_paths and child not in self._layer_dirs:
                             remove_tree_at(fd, name, entries=self._mount_entries())
                         elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                            cfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                          dir_fd=fd)
+                            cfd = os.open(name, walk.DIR_FLAGS, dir_fd=fd)
                             stack.append((cfd, child))
                 finally:
                     os.close(fd)
@@ -344,7 +343,7 @@ class LayerApplier(ArchiveWalk):
     def _open_opaque_dir(self, dir_parts, entry_name):
         rel = "/".join(dir_parts) or "."
         try:
-            return walk.open_in_root(self.root_fd, rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            return walk.open_in_root(self.root_fd, rel, walk.DIR_FLAGS)
         except FileNotFoundError:
             raise LayerFormatError("opaque whiteout %r for a directory that does not exist" % entry_name)
         except (NotADirectoryError, OSError) as e:
@@ -406,7 +405,7 @@ class LayerApplier(ArchiveWalk):
 
     def _finish_dir(self, pfd, name, parts, entry, owner):
         """A directory's owner, xattrs and mode now; its times once nothing more is written inside."""
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        fd = os.open(name, walk.DIR_FLAGS, dir_fd=pfd)
         try:
             self._finish_fd(fd, entry, owner, set_times=False)
         finally:
@@ -416,8 +415,7 @@ class LayerApplier(ArchiveWalk):
     def _set_dir_times(self):
         for parts, atime, mtime in reversed(self._dir_times):
             try:
-                fd = walk.open_in_root(self.root_fd, "/".join(parts) or ".",
-                                       os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                fd = walk.open_in_root(self.root_fd, "/".join(parts) or ".", walk.DIR_FLAGS)
             except OSError:
                 continue  # replaced or removed later in the archive
             try:

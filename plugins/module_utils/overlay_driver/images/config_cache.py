@@ -21,8 +21,8 @@ import json
 import os
 
 from ..errors import OverlayError
-from ..records import write_atomic
-from ..layout import STATE_DIR, open_regular
+from ..layout import STATE_DIR
+from ..state_files import open_regular, write_atomic
 from .digests import parse_digest
 from .errors import ImageError
 from .manifests import MAX_CONFIG, MAX_LAYERS

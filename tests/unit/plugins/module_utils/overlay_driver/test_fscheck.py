@@ -31,7 +31,7 @@ def test_tmpfs_is_accepted(scratch):
 def test_ext4_is_accepted(loopfs):
     mnt = loopfs("ext4", 64)
     assert fscheck.backing_fs(mnt)[0] == "ext4"
-    assert fscheck.supports_dtype(mnt)
+    assert fscheck.dtype_without_writing(mnt)
     Driver(os.path.join(mnt, "home"))
 
 
@@ -59,7 +59,7 @@ def test_filesystem_without_dtype_is_refused(loopfs):
     mnt = loopfs("ext4", 64, ["-O", "^filetype,^metadata_csum"])
     os.mkdir(os.path.join(mnt, "d"))
     assert not fscheck.dir_reports_dtype(mnt)
-    assert not fscheck.supports_dtype(mnt)
+    assert not fscheck.dtype_without_writing(mnt)
     with pytest.raises(IncompatibleFS, match="does not support d_type"):
         Driver(os.path.join(mnt, "home"))
 

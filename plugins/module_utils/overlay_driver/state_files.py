@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The small files the home keeps (layer records, maps.json, the image config cache), by directory fd.
+
+They are read without following a symlink or blocking on a FIFO, and
+replaced whole: a reader sees the old file or the new one, never a torn one,
+and never a file someone planted in its place.
+"""
+
+import json
+import os
+import stat
+
+from . import faults
+from .layout import open_temp_file
+
+
+def open_regular(dir_fd, name):
+    """dir_fd/name opened for reading when it is a regular file, else None (missing, a symlink, a FIFO, ...).
+
+    Never follows a symlink, and O_NONBLOCK: a FIFO planted there would otherwise block the open.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        return None
+    return f
+
+
+def read_json(dir_fd, name):
+    """Parsed JSON of dir_fd/name, None when missing; ValueError when it is not a regular file or not JSON."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        return json.loads(f.read().decode("utf-8"))
+
+
+def write_atomic(dir_fd, name, payload, mode=0o600):
+    """name in dir_fd replaced whole: temp (O_EXCL|O_NOFOLLOW), fsync, rename, fsync the directory."""
+    tmp, fd = open_temp_file(dir_fd, ".tmp-", mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        faults.point("record.written")
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    os.fsync(dir_fd)
