@@ -78,6 +78,14 @@ def home(scratch):
 
 
 @pytest.fixture
+def tmp_dir_fd(tmp_path):
+    """A directory fd on pytest's tmp_path, for the code that works relative to one."""
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
 def canary(scratch):
     """A directory beside the home that no operation may touch; checked by snapshot."""
     path = os.path.join(scratch, "canary")

@@ -11,10 +11,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.reco
 
 
 @pytest.fixture
-def records(tmp_path):
-    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
-    yield fd
-    os.close(fd)
+def records(tmp_dir_fd):
+    return tmp_dir_fd
 
 
 def test_round_trip_and_set_semantics(tmp_path, records):

@@ -8,44 +8,37 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import state_files
 
 
-@pytest.fixture
-def dir_fd(tmp_path):
-    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
-    yield fd
-    os.close(fd)
-
-
-def test_write_atomic_replaces_whole_and_leaves_no_temp(tmp_path, dir_fd):
-    state_files.write_atomic(dir_fd, "a.json", b'{"v": 1}\n')
-    state_files.write_atomic(dir_fd, "a.json", b'{"v": 2}\n', 0o640)
-    assert state_files.read_json(dir_fd, "a.json") == {"v": 2}
+def test_write_atomic_replaces_whole_and_leaves_no_temp(tmp_path, tmp_dir_fd):
+    state_files.write_atomic(tmp_dir_fd, "a.json", b'{"v": 1}\n')
+    state_files.write_atomic(tmp_dir_fd, "a.json", b'{"v": 2}\n', 0o640)
+    assert state_files.read_json(tmp_dir_fd, "a.json") == {"v": 2}
     assert os.listdir(str(tmp_path)) == ["a.json"]
     assert os.stat(str(tmp_path / "a.json")).st_mode & 0o777 == 0o640
 
 
-def test_write_atomic_replaces_a_planted_symlink_and_never_writes_through_it(tmp_path, dir_fd):
+def test_write_atomic_replaces_a_planted_symlink_and_never_writes_through_it(tmp_path, tmp_dir_fd):
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
     os.symlink(str(victim), str(tmp_path / "a.json"))
-    state_files.write_atomic(dir_fd, "a.json", b"{}\n")
+    state_files.write_atomic(tmp_dir_fd, "a.json", b"{}\n")
     assert victim.read_bytes() == b"keep"
     assert not os.path.islink(str(tmp_path / "a.json"))
 
 
-def test_readers_refuse_a_symlink_and_do_not_block_on_a_fifo(tmp_path, dir_fd):
+def test_readers_refuse_a_symlink_and_do_not_block_on_a_fifo(tmp_path, tmp_dir_fd):
     (tmp_path / "real.json").write_bytes(b"{}")
     os.symlink("real.json", str(tmp_path / "link.json"))
     os.mkfifo(str(tmp_path / "fifo.json"))
-    assert state_files.read_json(dir_fd, "missing.json") is None
-    assert state_files.open_regular(dir_fd, "link.json") is None
+    assert state_files.read_json(tmp_dir_fd, "missing.json") is None
+    assert state_files.open_regular(tmp_dir_fd, "link.json") is None
     with pytest.raises(OSError):
-        state_files.read_json(dir_fd, "link.json")
+        state_files.read_json(tmp_dir_fd, "link.json")
     done = []
 
     def read_fifo():
-        assert state_files.open_regular(dir_fd, "fifo.json") is None
+        assert state_files.open_regular(tmp_dir_fd, "fifo.json") is None
         with pytest.raises(ValueError, match="not a regular file"):
-            state_files.read_json(dir_fd, "fifo.json")
+            state_files.read_json(tmp_dir_fd, "fifo.json")
         done.append(True)
 
     reader = threading.Thread(target=read_fifo, daemon=True)
