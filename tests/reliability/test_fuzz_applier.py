@@ -154,15 +154,19 @@ FUZZ_ROOT = None
 COUNTS = {"cases": 0, "applied": 0, "refused": 0}
 
 
-def test_fuzz(scratch):
-    """Runs the property inside a tmpfs of its own, so 'outside' is fully observable."""
+def run_in_fuzz_root(scratch, prop):
+    """Runs a property inside a tmpfs of its own, so 'outside' is fully observable."""
     global FUZZ_ROOT
     FUZZ_ROOT = os.path.join(scratch, "fuzz")
     os.mkdir(FUZZ_ROOT)
     try:
-        test_applier_never_escapes()
+        prop()
     finally:
         FUZZ_ROOT = None
+
+
+def test_fuzz(scratch):
+    run_in_fuzz_root(scratch, test_applier_never_escapes)
     print("fuzz: %(cases)d archives, %(applied)d applied, %(refused)d refused with the applier's error" % COUNTS)
     assert COUNTS["cases"] >= EXAMPLES // 2
     assert COUNTS["applied"] and COUNTS["refused"]  # both sides of the applier were exercised
@@ -258,13 +262,7 @@ TAR_COUNTS = {"both": 0, "applier": 0, "tar": 0, "neither": 0}
 
 
 def test_fuzz_against_gnu_tar(scratch):
-    global FUZZ_ROOT
-    FUZZ_ROOT = os.path.join(scratch, "fuzz")
-    os.mkdir(FUZZ_ROOT)
-    try:
-        test_applies_as_gnu_tar()
-    finally:
-        FUZZ_ROOT = None
+    run_in_fuzz_root(scratch, test_applies_as_gnu_tar)
     print("against GNU tar: %(both)d extracted by both with the same tree, %(applier)d only applied "
           "(tar reported an error), %(neither)d refused by both" % TAR_COUNTS)
     assert TAR_COUNTS["both"] >= TAR_EXAMPLES // 4

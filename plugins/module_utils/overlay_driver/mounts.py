@@ -73,10 +73,12 @@ def mount_at(path, entries=None):
     return found
 
 
-def mounts_below(path, entries=None):
-    path = os.path.realpath(path).rstrip("/") + "/"
+def mounts_below(path, entries=None, including_path=False):
+    """Mounts below path; including_path: a mount on path itself too (opening path enters that one)."""
+    real = os.path.realpath(path)
+    below = real.rstrip("/") + "/"
     return [e for e in (entries if entries is not None else read_mountinfo())
-            if e.mount_point.startswith(path)]
+            if e.mount_point.startswith(below) or (including_path and e.mount_point == real)]
 
 
 def selinux_enabled():

@@ -14,7 +14,7 @@ import os
 import stat
 
 from .errors import OverlayError
-from .mounts import mounts_below, read_mountinfo
+from .mounts import mounts_below
 from .walk import DIR_FLAGS
 
 
@@ -28,9 +28,7 @@ def refuse_mounts_below(path, layer=None, what="remove", entries=None):
 
     One on path itself counts: opening path enters it, so the walk below would empty what is mounted there.
     """
-    real = os.path.realpath(path)
-    entries = read_mountinfo() if entries is None else entries
-    below = [e for e in entries if e.mount_point == real] + mounts_below(real, entries)
+    below = mounts_below(path, entries, including_path=True)
     if below:
         raise OverlayError("%s is mounted inside (%s from %s); refusing to %s it"
                            % (below[0].mount_point, below[0].fstype, below[0].source, what),

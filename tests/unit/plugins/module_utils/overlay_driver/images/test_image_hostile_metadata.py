@@ -58,13 +58,18 @@ def test_an_index_or_manifest_nesting_deeply(home, scratch, which):
     refused(home, "oci:%s:v1" % layout, "nests its JSON too deeply")
 
 
-def test_a_docker_archive_manifest_nesting_deeply(home, scratch):
-    image = Image()
+def saved_image(scratch):
+    """(archive, the directory it is extracted to, its member names) of a `docker save` of a test image."""
     archive = os.path.join(scratch, "saved.tar")
-    mkimages.write_docker_archive(archive, image.tars)
+    mkimages.write_docker_archive(archive, Image().tars)
     directory = os.path.join(scratch, "saved")
     with tarfile.open(archive) as tar:
         tar.extractall(directory)  # the test's own archive
+        return archive, directory, tar.getnames()
+
+
+def test_a_docker_archive_manifest_nesting_deeply(home, scratch):
+    _archive, directory, _names = saved_image(scratch)
     with open(os.path.join(directory, "manifest.json"), "wb") as f:
         f.write(DEEP)
     refused(home, "docker-archive:%s" % directory, "manifest.json nests its JSON too deeply")
@@ -97,13 +102,7 @@ def test_a_remembered_config_nesting_deeply_is_ignored(home, scratch):
 @pytest.mark.parametrize("what", ["Config", "Layers"])
 @pytest.mark.parametrize("shape", ["tar", "directory"])
 def test_a_docker_archive_naming_paths_outside_it(home, scratch, what, shape):
-    image = Image()
-    archive = os.path.join(scratch, "saved.tar")
-    mkimages.write_docker_archive(archive, image.tars)
-    directory = os.path.join(scratch, "saved")
-    with tarfile.open(archive) as tar:
-        tar.extractall(directory)  # the test's own archive
-        names = tar.getnames()
+    archive, directory, names = saved_image(scratch)
     with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as f:
         entries = json.load(f)
     # a file beside the archive that a ../ name would reach
