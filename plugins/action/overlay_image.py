@@ -32,6 +32,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.digests import chain_ids
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.files import member_name
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (open_source,
                                                                                                  read_image)
@@ -98,10 +99,11 @@ class ActionModule(SourceAction):
             needed = [i for i, layer_id in enumerate(ids) if held.get(layer_id) != diff_ids[i]]
             if self._task.check_mode:
                 needed = []
-            if self._whole_archive(reference, resolved, needed):
+            if os.path.isfile(local) and self._whole_archive(reference, resolved, needed):
                 files = {"image.tar": local}
-            else:
+            else:  # a directory docker-archive too: member by member
                 files = self._collect(reference, local, source, resolved, config_bytes, needed, workdir)
+        _check_member_names(files, reference.text)
 
         with self._host_tmpdir() as tmpdir:
             remote_root = self._connection._shell.join_path(tmpdir, "image")
@@ -158,8 +160,8 @@ class ActionModule(SourceAction):
             files[name] = path
 
         if reference.transport == "docker-archive":
-            config_name = resolved.config.path
-            layers = [d.path for d in resolved.layers]
+            config_name = member_name(resolved.config.path, reference.text)
+            layers = [member_name(d.path, reference.text) for d in resolved.layers]
             write("manifest.json", json.dumps([{"Config": config_name, "Layers": layers}]).encode())
             write(config_name, config_bytes)
             for i in needed:
@@ -202,6 +204,18 @@ class ActionModule(SourceAction):
         with source.open_blob(descriptor) as raw, open(path, "wb") as out:
             shutil.copyfileobj(raw, out, 1 << 20)
         return path
+
+
+def _check_member_names(files, image):
+    """Refuse, before anything is sent, a name that is not its own normalized member name.
+
+    Each name becomes a path below the temporary directory made on the host: an
+    absolute name or one with `..` (from a hostile manifest.json) would put the
+    file anywhere on the host, as the connection's user or root.
+    """
+    for name in files:
+        if member_name(name, image) != name:
+            raise ImageError("refusing the file name %r: not a normalized member name" % name, image=image)
 
 
 def _blob(digest):

@@ -23,7 +23,7 @@ import re
 from . import manifests
 from .digests import verify_bytes
 from .errors import ImageError
-from .files import read_small
+from .files import member_name, read_small
 from .source import FileSource
 
 _HEX_JSON = re.compile(r"^([0-9a-f]{64})\.json$")
@@ -87,6 +87,9 @@ class DockerArchive(FileSource):
         if len(layer_names) > manifests.MAX_LAYERS:
             raise ImageError("manifest.json lists %d layers, more than the %d accepted"
                              % (len(layer_names), manifests.MAX_LAYERS), image=self.image)
+        # Member names, never paths: checked and normalized here, before anything reads or sends them.
+        config_name = member_name(config_name, self.image)
+        layer_names = [member_name(n, self.image) for n in layer_names]
         for source in (entry.get("LayerSources") or {}).values():
             media_type = source.get("mediaType") if isinstance(source, dict) else None
             if media_type in manifests.FOREIGN_LAYER_TYPES:

@@ -19,11 +19,29 @@ from .errors import ImageError
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@")
 
 
-def _clean(name, image):
+def member_name(name, image):
+    """The normalized form of a name an image gives for one of its files, or an ImageError.
+
+    Every name read from an image (manifest.json's Config and Layers, a layout's
+    blobs) names a member of that image, never a path: it is relative, has no
+    `..` and no NUL, and only the characters image tools write. Both sides use
+    this one check: the module to read the member, the action plugin to decide
+    where in its own temporary directory the member goes on the host.
+    """
+    if not isinstance(name, str) or not name:
+        raise ImageError("refusing the file name %r: not a name" % (name,), image=image)
+    if name.startswith("/"):
+        raise ImageError("refusing the file name %r: absolute, not a member of the image" % name, image=image)
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if not parts or any(p == ".." or not set(p) <= _NAME_OK for p in parts):
-        raise ImageError("refusing the file name %r" % name, image=image)
-    return parts
+    if not parts or any(p == ".." for p in parts):
+        raise ImageError("refusing the file name %r: it leaves the image" % name, image=image)
+    if any(not set(p) <= _NAME_OK for p in parts):  # NUL, control characters, backslashes, ...
+        raise ImageError("refusing the file name %r: a character image tools do not write" % name, image=image)
+    return "/".join(parts)
+
+
+def _clean(name, image):
+    return member_name(name, image).split("/")
 
 
 class _Files:

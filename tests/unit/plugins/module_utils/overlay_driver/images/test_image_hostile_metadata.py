@@ -99,9 +99,14 @@ def test_a_remembered_config_nesting_deeply_is_ignored(home, scratch):
 
 # -- names that leave the image: a docker save manifest.json naming ../, a layout's blobs/ outside it ----------
 
+# Each class of name that is not a member: leaving by .., absolute, .. after a normal start, NUL, a backslash.
+OUTSIDE = {"dotdot": "../", "absolute": "/", "double-slash": "//", "hidden-dotdot": "a/../../", "nul": "\x00/"}
+
+
 @pytest.mark.parametrize("what", ["Config", "Layers"])
 @pytest.mark.parametrize("shape", ["tar", "directory"])
-def test_a_docker_archive_naming_paths_outside_it(home, scratch, what, shape):
+@pytest.mark.parametrize("prefix", list(OUTSIDE.values()), ids=list(OUTSIDE))
+def test_a_docker_archive_naming_paths_outside_it(home, scratch, what, shape, prefix):
     archive, directory, names = saved_image(scratch)
     with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as f:
         entries = json.load(f)
@@ -110,9 +115,9 @@ def test_a_docker_archive_naming_paths_outside_it(home, scratch, what, shape):
     with open(outside, "w", encoding="utf-8") as f:
         f.write("{}")
     if what == "Config":
-        entries[0]["Config"] = "../outside.json"
+        entries[0]["Config"] = prefix + "outside.json"
     else:
-        entries[0]["Layers"][0] = "../" + entries[0]["Layers"][0]
+        entries[0]["Layers"][0] = prefix + entries[0]["Layers"][0]
     with open(os.path.join(directory, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(entries, f)
     if shape == "tar":
