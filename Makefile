@@ -34,7 +34,7 @@ reliability: test-deps
 	$(BIN)/pytest tests/reliability
 
 fuzz: test-deps
-	STRATA_FUZZ_EXAMPLES=$${STRATA_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -s tests/reliability/test_fuzz_applier.py
+	STRATA_HYPOTHESIS_PROFILE=$${STRATA_HYPOTHESIS_PROFILE:-random} STRATA_FUZZ_EXAMPLES=$${STRATA_FUZZ_EXAMPLES:-5000} $(BIN)/pytest -s tests/reliability/test_fuzz_applier.py
 
 # On the installed collection (what users get), then on every tracked file of the
 # checkout (bench/, molecule/, scripts/ too), as contributors run it.

@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 import pytest
+from hypothesis import settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +35,14 @@ def _collection_root():
     sys.path.insert(0, root)
     return root
 
+
+# Property tests run the same examples on every run and every machine, so a failure is a
+# property that broke, never a draw: "derandomized" (the default) derives the examples
+# from each test's source and keeps no example database. `make fuzz` explores with
+# STRATA_HYPOTHESIS_PROFILE=random.
+settings.register_profile("derandomized", derandomize=True, database=None)
+settings.register_profile("random", derandomize=False)
+settings.load_profile(os.environ.get("STRATA_HYPOTHESIS_PROFILE", "derandomized"))
 
 COLLECTIONS_ROOT = _collection_root()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # layertools
