@@ -22,6 +22,11 @@ def _label(layer):
     return " ".join(parts)
 
 
+def missing_home(home):
+    """The one line drawn for a home that is not there (a mistyped path shows as such)."""
+    return "no layer home at %s (it does not exist)" % home
+
+
 def render(layers):
     """Lines drawing layers (dicts with id, parent, kind, mounted, holders, stale) as a forest.
 

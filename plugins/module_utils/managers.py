@@ -12,6 +12,7 @@ import os
 from . import layer_tree
 from .overlay_driver import fscheck
 from .overlay_driver.errors import NeedsSource, OverlayError
+from .overlay_driver.home import HomeDirs
 from .overlay_driver.ids import validate_diff_id, validate_layer_id
 from .overlay_driver.store import LayerStore
 
@@ -49,8 +50,24 @@ def public_state(state):
     }
 
 
+def home_exists(home):
+    """Whether the layer home is there; its path is walked and checked as every open of it is."""
+    dirs = HomeDirs(home)
+    try:
+        return dirs.exists
+    finally:
+        dirs.close()
+
+
 class Manager:
-    """Validates ids first, opens the store under its lock, reports diff before/after."""
+    """Validates ids first, opens the store under its lock, reports diff before/after.
+
+    Only managers that create layers create a missing home (creates_home): a mistyped home given to
+    an unmount, a removal or a mount must not appear as a new directory. The others open a missing
+    home for reading, which creates nothing, and find no layer in it.
+    """
+
+    creates_home = False
 
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
@@ -71,6 +88,8 @@ class Manager:
         home, uid_maps, gid_maps = self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps")
         if self.check_mode and not read_only:
             return LayerStore.for_check_run(home, uid_maps, gid_maps)
+        if not (read_only or self.creates_home or home_exists(home)):
+            read_only = True  # a missing home stays missing: there is no layer in it to act on
         return LayerStore(home, uid_maps, gid_maps, read_only=read_only or self.check_mode)
 
     def diff_of(self, before, after):
@@ -94,6 +113,10 @@ class Manager:
 
 
 class LayerManager(Manager):
+    def __init__(self, params, check_mode=False, diff=False):
+        Manager.__init__(self, params, check_mode, diff)
+        self.creates_home = params.get("state", "present") == "present"
+
     def execute(self):
         return getattr(self, self.params["state"])()
 
@@ -137,6 +160,8 @@ class MountManager(Manager):
 
 
 class ApplyDiffManager(Manager):
+    creates_home = True
+
     def execute(self):
         p = self.params
         layer_id, parent, src = p["id"], p.get("parent") or "", p.get("src")
@@ -180,7 +205,11 @@ class ApplyDiffManager(Manager):
 class InfoManager(Manager):
     def run(self):
         result = self._read()
-        result["tree"] = layer_tree.render(result["layers"])
+        result["exists"] = result["status"]["home_exists"]
+        if result["exists"]:
+            result["tree"] = layer_tree.render(result["layers"])
+        else:
+            result["tree"] = [layer_tree.missing_home(result["status"]["home"])]
         if self.params.get("as_facts"):
             result["ansible_facts"] = {"overlay_info": {k: v for k, v in result.items() if k != "changed"}}
         return result
@@ -213,7 +242,7 @@ class InfoManager(Manager):
         result["layer"] = public_state(state)
         if p.get("changes"):
             if not state["exists"]:
-                raise OverlayError("layer does not exist", layer=p["id"])
+                raise self.store.missing_layer(p["id"])
             parent = self.store.parent_of(p["id"])
             changes, result["diff_size"] = self.store.driver.changes_and_size(p["id"], parent)
             result["changes"] = [c.as_dict() for c in changes]

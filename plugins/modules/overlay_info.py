@@ -143,6 +143,13 @@ stale:
   type: list
   elements: str
   sample: [web-1]
+exists:
+  description:
+    - Whether the layer home exists. A missing home is reported, never created (a mistyped O(home) shows
+      here and in RV(tree)).
+  returned: always
+  type: bool
+  sample: true
 layer:
   description: The layer named by O(id).
   returned: when O(id) is given
@@ -163,6 +170,7 @@ tree:
     - The layers drawn as a tree, one line each, children below their parent; each line gives the id, the
       kind, C(mounted), the holders and C(STALE) when holders are recorded but the mount is gone.
     - A layer whose parent is not in the home is drawn as a root, with that parent named.
+    - A home that does not exist is one line saying so, C(no layer home at <home> (it does not exist)).
   returned: always
   type: list
   elements: str

@@ -143,6 +143,13 @@ class LayerStore:
         return layer_state.present(layer_id, kind, self.parent_of(layer_id, record), self.driver.metadata(layer_id),
                                    record, mount, mounted, self._merged(layer_id))
 
+    def missing_layer(self, layer_id):
+        """The error for a layer that is not there; a home that is not there either is named."""
+        if not self._dirs.exists:
+            return OverlayError("the layer home %s does not exist (nothing was created)" % self.home,
+                                layer=layer_id, path=self.home)
+        return OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
+
     def _merged(self, layer_id):
         return self.layout.layer(layer_id).merged
 
@@ -226,7 +233,7 @@ class LayerStore:
             if check_mode:  # an earlier task would have created it; its parent and kind are that task's to say
                 return Outcome(True, before, layer_state.new(layer_id, "", self._merged(layer_id), holders=[holder],
                                                              mounted=True, kind=None))
-            raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
+            raise self.missing_layer(layer_id)
         record = self.record(layer_id)
         changed = holder not in record.holders
         needs_mount = not before["mounted"]
@@ -454,7 +461,7 @@ class LayerStore:
         """
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
-            raise OverlayError("layer does not exist", layer=layer_id, path=self.layout.layer(layer_id).dir)
+            raise self.missing_layer(layer_id)
         parent = self.parent_of(layer_id)
         dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
         try:

@@ -35,8 +35,30 @@ def test_info_draws_the_tree_and_returns_facts(run_module, tree):
 def test_info_on_a_missing_home_creates_nothing(run_module, scratch):
     home = os.path.join(scratch, "nothing", "home")
     res = run_module(overlay_info, {"home": home, "as_facts": True})
-    assert res["tree"] == [] and res["ansible_facts"]["overlay_info"]["status"]["home_exists"] is False
+    assert res["tree"] == ["no layer home at %s (it does not exist)" % home] and res["exists"] is False
+    assert res["ansible_facts"]["overlay_info"]["status"]["home_exists"] is False
+    assert res["ansible_facts"]["overlay_info"]["exists"] is False
     assert not os.path.exists(os.path.join(scratch, "nothing"))
+
+
+@pytest.mark.parametrize("module,args", [
+    (overlay_mount, {"id": "app", "holder": "web", "state": "unmounted"}),
+    (overlay_mount, {"id": "app", "state": "unmounted", "force": True}),
+    (overlay_layer, {"id": "app", "state": "absent"}),
+    (overlay_layer, {"id": "app", "state": "absent", "force": True}),
+], ids=["unmount", "unmount-force", "absent", "absent-force"])
+def test_release_and_removal_on_a_missing_home_are_ok_and_create_nothing(run_module, scratch, module, args):
+    home = os.path.join(scratch, "typo", "home")
+    res = run_module(module, dict(args, home=home), diff=True)
+    assert "failed" not in res and res["changed"] is False
+    assert not os.path.lexists(os.path.join(scratch, "typo"))
+
+
+def test_mount_in_a_missing_home_fails_naming_it_and_creates_nothing(run_module, scratch):
+    home = os.path.join(scratch, "typo", "home")
+    res = run_module(overlay_mount, {"id": "app", "holder": "web", "home": home})
+    assert res["failed"] and home in res["msg"] and "does not exist" in res["msg"]
+    assert not os.path.lexists(os.path.join(scratch, "typo"))
 
 
 def test_busy_unmount_fails_naming_the_process_then_lazy_detaches(run_module, tree):
