@@ -7,7 +7,9 @@ Removal runs as root on directories other users may have touched, so it
 works on directory fds opened O_NOFOLLOW, never follows a symlink, and never
 descends into another filesystem or a mount point: a bind mount inside a
 layer would otherwise have its source emptied. It is iterative because deep
-trees overflow a recursive walk (shutil.rmtree on 3.11).
+trees overflow a recursive walk (shutil.rmtree on 3.11), and keeps a bounded
+number of directories open (walk.DirStack) because they run a module out of
+descriptors: whatever depth the applier accepts, removal removes.
 """
 
 import os
@@ -15,7 +17,7 @@ import stat
 
 from .errors import OverlayError
 from .mounts import mounts_below
-from .walk import DIR_FLAGS
+from .walk import DIR_FLAGS, DirStack
 
 
 def fd_path(fd):
@@ -68,29 +70,30 @@ def remove_tree(path, layer=None):
 
 
 def _empty(top, dev, path, layer):
-    stack = [(top, None, None)]
+    """Remove everything below the directory top, depth first, with a bounded number of fds open."""
+    dirs = DirStack(top)
     try:
-        while stack:
-            fd, parent_fd, name = stack[-1]
-            pushed = False
-            for entry in os.scandir(fd):
-                if entry.is_dir(follow_symlinks=False):
-                    child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
-                    if os.fstat(child).st_dev != dev:
-                        os.close(child)
-                        raise OverlayError("%s is on another filesystem; refusing to remove across it"
-                                           % entry.name, layer=layer, path=path)
-                    stack.append((child, fd, entry.name))
-                    pushed = True
-                    break
-                os.unlink(entry.name, dir_fd=fd)
-            if pushed:
+        while True:
+            subdir = _unlink_until_a_directory(dirs.top)
+            if subdir is not None:
+                if dirs.push(subdir).st_dev != dev:
+                    raise OverlayError("%s is on another filesystem; refusing to remove across it"
+                                       % subdir, layer=layer, path=path)
                 continue
-            stack.pop()
-            if parent_fd is not None:
-                os.close(fd)
-                os.rmdir(name, dir_fd=parent_fd)
+            if not dirs.depth:
+                return
+            name = dirs.pop()
+            os.rmdir(name, dir_fd=dirs.top)
     finally:
-        for fd, parent_fd, _name in stack:
-            if parent_fd is not None:
-                os.close(fd)
+        dirs.close()
+
+
+def _unlink_until_a_directory(fd):
+    """Unlink the non-directories of fd until its first directory, whose name is returned (None: it
+    is empty now)."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                return entry.name
+            os.unlink(entry.name, dir_fd=fd)
+    return None

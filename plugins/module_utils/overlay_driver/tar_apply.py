@@ -208,26 +208,32 @@ class LayerApplier(ArchiveWalk):
         self._layer_paths.discard(dir_parts + (name,))
 
     def _opaque(self, dir_parts, entry):
-        """Remove everything under dir_parts that this layer did not write."""
+        """Remove everything under dir_parts that this layer did not write.
+
+        Depth first through walk.DirStack, one listing per open level: a directory with thousands
+        of this layer's own subdirectories, or a chain of them thousands deep, needs no more
+        descriptors than a flat one."""
         top = self._open_opaque_dir(dir_parts, entry.name)
         self._forget_parents()
-        stack = [(top, dir_parts)]
         try:
-            while stack:
-                fd, parts = stack.pop()
-                try:
-                    for name in os.listdir(fd):
-                        child = parts + (name,)
-                        if child not in self._layer_paths and child not in self._layer_dirs:
-                            remove_tree_at(fd, name, entries=self._mount_entries())
-                        elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                            cfd = os.open(name, walk.DIR_FLAGS, dir_fd=fd)
-                            stack.append((cfd, child))
-                finally:
-                    os.close(fd)
+            with walk.DirStack(top) as dirs:
+                pending = [(dir_parts, os.listdir(top))]
+                while pending:
+                    parts, names = pending[-1]
+                    if not names:
+                        pending.pop()
+                        if dirs.depth:
+                            dirs.pop()
+                        continue
+                    name = names.pop()
+                    child = parts + (name,)
+                    if child not in self._layer_paths and child not in self._layer_dirs:
+                        remove_tree_at(dirs.top, name, entries=self._mount_entries())
+                    elif stat.S_ISDIR(os.stat(name, dir_fd=dirs.top, follow_symlinks=False).st_mode):
+                        dirs.push(name)
+                        pending.append((child, os.listdir(dirs.top)))
         finally:
-            for fd, _parts in stack:
-                os.close(fd)
+            os.close(top)
 
     def _taken(self, count):
         faults.point("apply.entry")

@@ -131,6 +131,104 @@ def _replace(old_fd, new_fd):
     return new_fd
 
 
+# --- a bounded stack of directory fds ------------------------------------------
+
+DIR_STACK_KEEP = 32
+
+
+class DirStack:
+    """A chain of directories opened one below the other, holding at most `keep` fds open.
+
+    A walk that keeps one fd per level runs out of descriptors (1024 for an SSH
+    login, so for a module) long before it runs out of depth: the applier
+    accepts trees nearly 2,000 levels deep, and what it accepts must be
+    walkable and removable. So only the deepest `keep` levels stay open. Each
+    level records its (st_dev, st_ino); a level whose fd was closed is opened
+    again, when the walk comes back up to it, as ".." of the level below and
+    must be the same directory: one that another user moved meanwhile is an
+    error, never a walk somewhere else. The base fd is the caller's and is
+    never closed here.
+    """
+
+    def __init__(self, base_fd, keep=DIR_STACK_KEEP):
+        st = os.fstat(base_fd)
+        self._keep = max(keep, 1)
+        self._levels = [[base_fd, None, st.st_dev, st.st_ino, DIR_FLAGS]]  # fd (None: closed), name, dev, ino, flags
+        self._closed = 1  # levels 1.._closed-1 have their fd closed
+
+    @property
+    def depth(self):
+        """Levels below the base (0: at the base)."""
+        return len(self._levels) - 1
+
+    @property
+    def top(self):
+        """The fd of the deepest directory."""
+        return self._levels[-1][0]
+
+    def names(self):
+        """The names walked below the base, outermost first."""
+        return [level[1] for level in self._levels[1:]]
+
+    def push(self, name, flags=DIR_FLAGS):
+        """Open the directory name in the top one (never following a symlink) and make it the top;
+        returns its fstat."""
+        fd = os.open(name, flags | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.top)
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._levels.append([fd, name, st.st_dev, st.st_ino, flags])
+        if len(self._levels) - self._closed > self._keep:
+            level = self._levels[self._closed]
+            os.close(level[0])
+            level[0] = None
+            self._closed += 1
+        return st
+
+    def pop(self):
+        """Close the top directory and return its name; its parent becomes the top, opened again
+        (and checked to be the directory recorded) if its fd had been closed."""
+        if len(self._levels) < 2:
+            raise IndexError("pop from the base of a DirStack")
+        fd, name = self._levels[-1][:2]
+        try:
+            parent = self._levels[-2]
+            if parent[0] is None:
+                parent[0] = self._reopen_parent(fd, parent)
+                self._closed -= 1
+        finally:
+            os.close(fd)
+            self._levels.pop()
+        return name
+
+    def _reopen_parent(self, child_fd, parent):
+        fd = os.open("..", parent[4] | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=child_fd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (parent[2], parent[3]):
+            os.close(fd)
+            raise OSError(errno.ESTALE, "directory %r was moved during the walk" % "/".join(self.names()))
+        return fd
+
+    def clear(self):
+        """Back to the base, closing everything opened below it."""
+        while len(self._levels) > 1:
+            fd = self._levels.pop()[0]
+            if fd is not None:
+                os.close(fd)
+        self._closed = 1
+
+    def close(self):
+        self.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # --- inside a root -----------------------------------------------------------
 
 def _openat2(dirfd, path, flags, resolve, mode=0):
@@ -164,40 +262,37 @@ def open_no_symlinks(path, flags):
 
 
 def _walk_in_root(root_fd, relpath, flags, mode):
-    """open_in_root without openat2: each component by dir fd, symlinks resolved by hand and clamped."""
+    """open_in_root without openat2: each component by dir fd, symlinks resolved by hand and clamped.
+
+    The directories walked are a DirStack: a path nearly PATH_MAX long of one-letter names holds
+    a bounded number of fds, and ".." goes back to the directory the walk came through."""
     pending = [c for c in relpath.split(b"/") if c and c != b"."]
     pending.reverse()
-    stack = []  # fds of the directories walked below the root
     followed = 0
-    try:
+    with DirStack(root_fd) as dirs:
         while pending:
             name = pending.pop()
-            cur = stack[-1] if stack else root_fd
             if name == b"..":
-                if stack:
-                    os.close(stack.pop())
+                if dirs.depth:
+                    dirs.pop()
                 continue
             last = not pending
             try:
-                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+                st = os.stat(name, dir_fd=dirs.top, follow_symlinks=False)
             except FileNotFoundError:
                 if last:
-                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
+                    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dirs.top)
                 raise
             if stat.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
                 followed += 1
                 if followed > MAX_LINKS:
                     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(relpath))
-                target = os.fsencode(os.readlink(name, dir_fd=cur))
+                target = os.fsencode(os.readlink(name, dir_fd=dirs.top))
                 if target.startswith(b"/"):
-                    while stack:
-                        os.close(stack.pop())
+                    dirs.clear()
                 pending.extend(reversed([c for c in target.split(b"/") if c and c != b"."]))
                 continue
             if last:
-                return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
-            stack.append(os.open(name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
-        return os.open(b".", flags | os.O_CLOEXEC, mode, dir_fd=stack[-1] if stack else root_fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
+                return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dirs.top)
+            dirs.push(name, syscalls.O_PATH)
+        return os.open(b".", flags | os.O_CLOEXEC, mode, dir_fd=dirs.top)
