@@ -158,3 +158,35 @@ def read_all(data, compression="auto"):
         if entry.size:
             reader.read_exact(entry.size, "data")
     return reader, names
+
+
+def run_as(uid, gid, step):
+    """step() in a forked child that is uid:gid only (no supplementary groups, no capabilities): what an
+    unprivileged user can do, for real. Returns step's result (anything picklable), or raises
+    the child's exception as AssertionError with its text."""
+    import pickle  # pylint: disable=import-outside-toplevel
+    import traceback  # pylint: disable=import-outside-toplevel
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            payload = ("ok", step())
+        except BaseException:  # pylint: disable=broad-except
+            payload = ("error", traceback.format_exc())
+        try:
+            os.write(write, pickle.dumps(payload))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        raise AssertionError("the step as uid %d failed:\n%s" % (uid, value))
+    return value

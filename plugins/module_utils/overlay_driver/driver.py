@@ -21,7 +21,7 @@ import stat
 
 from . import faults, fscheck, mounts, syscalls, walk
 from .changes import changes_dirs, changes_size, view_changes
-from .copy import copy_tree
+from .copy import copy_tree_at
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
@@ -126,10 +126,15 @@ class Driver:
 
     # -- home ---------------------------------------------------------------
 
-    def _mkdir_as(self, path, mode):
-        os.mkdir(path, 0o700)
-        os.chown(path, self.root_uid, self.root_gid)
-        os.chmod(path, mode)
+    def _mkdir_as(self, dir_fd, name, mode):
+        """dir_fd/name made, then given to the remapped root with mode, on its own fd (never by path)."""
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        fd = os.open(name, walk.DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            os.fchown(fd, self.root_uid, self.root_gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def _tempdir(self, purpose, layer_id):
         """A new directory in .strata/tmp (made relative to its fd), as a path."""
@@ -269,55 +274,103 @@ class Driver:
         self._require_writer()
         if os.path.lexists(paths.dir):
             raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
-        tmp = self._tempdir("create", layer_id)
+        tmp = os.path.basename(self._tempdir("create", layer_id))
         try:
-            os.chown(tmp, self.root_uid, self.root_gid)
-            self._populate(tmp, layer_id, parent)
+            # built in root's .strata/tmp, out of the remapped root's reach; the finished
+            # directory is given to it (by fd) only just before the rename makes it a layer
+            tmp_fd = os.open(tmp, walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
+            try:
+                self._populate(tmp_fd, layer_id, parent)
+                os.fchown(tmp_fd, self.root_uid, self.root_gid)
+            finally:
+                os.close(tmp_fd)
             faults.point("create.before-rename")
             try:
-                syscalls.rename_noreplace(os.path.basename(tmp), layer_id, self.dirs.tmp_fd, self.dirs.fd)
+                syscalls.rename_noreplace(tmp, layer_id, self.dirs.tmp_fd, self.dirs.fd)
             except FileExistsError:
                 raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
             tmp = None
         finally:
             if tmp is not None:
-                remove_tree_at(self.dirs.tmp_fd, os.path.basename(tmp))
+                remove_tree_at(self.dirs.tmp_fd, tmp)
 
-    def _populate(self, tmp, layer_id, parent):
-        join = os.path.join
+    def _populate(self, tmp_fd, layer_id, parent):
+        """The new layer's entries in tmp_fd. The parent's directory belongs to the remapped root (and
+        to what runs in its mount), so it is read by fd, never through a name it could swap."""
         if not parent:
-            self._mkdir_as(join(tmp, "root"), 0o755)
+            self._mkdir_as(tmp_fd, "root", 0o755)
             return
         parent_paths = self.layout.layer(parent)
         if not self.exists(parent):
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id, path=parent_paths.dir)
+        parent_fd = self._open_layer_dir(parent)
         try:
-            root_st = os.lstat(parent_paths.root)
-        except FileNotFoundError:
-            root_st = None
-        if root_st is not None:
-            self._make_overlay_dirs(tmp, stat.S_IMODE(root_st.st_mode))
-            self._write_lower_id(join(tmp, "lower-id"), parent)
-            return
-        lower = self.lower_id(parent)
-        self._write_lower_id(join(tmp, "lower-id"), lower)
-        try:
-            upper_st = os.lstat(parent_paths.upper)
-        except OSError as e:
-            raise OverlayError("parent has neither root/ nor upper/: %s" % e.strerror, layer=parent,
-                               path=parent_paths.upper)
-        self._make_overlay_dirs(tmp, stat.S_IMODE(upper_st.st_mode))
-        copy_tree(parent_paths.upper, join(tmp, "upper"))
+            root_st = _lstat_at(parent_fd, "root")
+            if root_st is not None and stat.S_ISDIR(root_st.st_mode):
+                self._make_overlay_dirs(tmp_fd, stat.S_IMODE(root_st.st_mode))
+                self._write_lower_id(tmp_fd, parent)
+                return
+            lower = self.lower_id(parent)
+            self._write_lower_id(tmp_fd, lower)
+            try:
+                upper_fd = os.open("upper", walk.DIR_FLAGS | os.O_NONBLOCK, dir_fd=parent_fd)
+            except OSError as e:
+                raise OverlayError("parent has neither root/ nor upper/ (as a directory): %s" % e.strerror,
+                                   layer=parent, path=parent_paths.upper)
+            try:
+                self._make_overlay_dirs(tmp_fd, stat.S_IMODE(os.fstat(upper_fd).st_mode))
+                dst_fd = os.open("upper", walk.DIR_FLAGS, dir_fd=tmp_fd)
+                try:
+                    copy_tree_at(upper_fd, dst_fd, where=parent_paths.upper)
+                finally:
+                    os.close(dst_fd)
+            finally:
+                os.close(upper_fd)
+        finally:
+            os.close(parent_fd)
 
-    def _make_overlay_dirs(self, tmp, upper_mode):
+    def _open_layer_dir(self, layer_id):
+        try:
+            return os.open(layer_id, walk.DIR_FLAGS, dir_fd=self.dirs.fd)
+        except OSError as e:
+            raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id,
+                               path=self.layout.layer(layer_id).dir)
+
+    def _copy_from_layer(self, src, dst, hardlink=False):
+        """copy_tree of a layer's root/ or upper/ (a LayerPaths path) into dst, a new path in root's tmp.
+
+        The layer's directory is opened from the home's fd: its owner (the remapped root) could
+        have swapped any name on the way for a symlink.
+        """
+        layer_dir, name = os.path.split(src)
+        layer_fd = self._open_layer_dir(os.path.basename(layer_dir))
+        try:
+            try:
+                src_fd = os.open(name, walk.DIR_FLAGS | os.O_NONBLOCK, dir_fd=layer_fd)
+            except OSError as e:
+                raise OverlayError("cannot open it to copy it: %s" % e.strerror, path=src)
+        finally:
+            os.close(layer_fd)
+        try:
+            os.mkdir(dst, 0o700)
+            dst_fd = os.open(dst, walk.DIR_FLAGS)
+            try:
+                copy_tree_at(src_fd, dst_fd, hardlink, where=src)
+            finally:
+                os.close(dst_fd)
+        finally:
+            os.close(src_fd)
+
+    def _make_overlay_dirs(self, dir_fd, upper_mode):
         """upper/ (the mode of what it lies on), work/ and merged/ (0700) of a new overlay layer."""
-        self._mkdir_as(os.path.join(tmp, "upper"), upper_mode)
-        self._mkdir_as(os.path.join(tmp, "work"), 0o700)
-        self._mkdir_as(os.path.join(tmp, "merged"), 0o700)
+        self._mkdir_as(dir_fd, "upper", upper_mode)
+        self._mkdir_as(dir_fd, "work", 0o700)
+        self._mkdir_as(dir_fd, "merged", 0o700)
 
     @staticmethod
-    def _write_lower_id(path, lower):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    def _write_lower_id(dir_fd, lower):
+        fd = os.open("lower-id", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                     dir_fd=dir_fd)
         try:
             os.write(fd, lower.encode())
         finally:
@@ -442,7 +495,7 @@ class Driver:
         """The seed's two paths; see apply_diff."""
         if parent_root and _is_dir(parent_root) and not _is_dir(paths.root):
             target = os.path.join(tmp, "root")
-            copy_tree(parent_root, target, hardlink=True)
+            self._copy_from_layer(parent_root, target, hardlink=True)
             faults.point("apply.copied")
             result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
@@ -452,7 +505,7 @@ class Driver:
             return self._result(result, False)
         if _is_dir(paths.root):
             target = os.path.join(tmp, "root")
-            copy_tree(paths.root, target)
+            self._copy_from_layer(paths.root, target)
             faults.point("apply.copied")
             result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
@@ -465,9 +518,13 @@ class Driver:
         upper = os.path.join(tmp, "upper")
         work = os.path.join(tmp, "work")
         merged = os.path.join(tmp, "merged")
-        copy_tree(paths.upper, upper)
-        self._mkdir_as(work, 0o700)
-        self._mkdir_as(merged, 0o700)
+        self._copy_from_layer(paths.upper, upper)
+        tmp_fd = os.open(tmp, walk.DIR_FLAGS)  # in root's .strata/tmp
+        try:
+            self._mkdir_as(tmp_fd, "work", 0o700)
+            self._mkdir_as(tmp_fd, "merged", 0o700)
+        finally:
+            os.close(tmp_fd)
         mounts.mount_overlay(merged, lower, upper, work)
         try:
             faults.point("apply.mounted")
@@ -539,6 +596,13 @@ class Driver:
         changes, own = self._changes(layer_id, parent)
         exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
+
+
+def _lstat_at(dir_fd, name):
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def _is_dir(path):

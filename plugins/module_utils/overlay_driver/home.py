@@ -11,7 +11,16 @@ is opened; symlinks on the way are followed only when a trusted user made
 them. A mistyped home must never become a place where cleanup deletes: `/`
 and directories holding anything but layer directories and .strata are
 refused. The bookkeeping directories are then opened relative to the home's
-fd, and must be real 0700 directories of the (remapped) root.
+fd, and must be real 0700 directories of real root.
+
+With id maps the home and the layer directories belong to the remapped root
+(the seed's layout), and on most hosts some user can act as that uid
+(/etc/subuid gives it away). So nothing root keeps for itself lives where that
+uid can write: .strata and everything in it (records, maps, the lock, temp
+dirs of layers being built) is root's 0700, and a writer repairs a .strata
+that an earlier version gave to the remapped root. The recorded maps decide
+who owns everything, so they are believed only from a file root owns and
+nobody else can write.
 """
 
 import errno
@@ -67,6 +76,13 @@ class _HomeWalk(PathWalk):
         _refuse(where, "cannot open it: %s" % error.strerror)
 
 
+def _require_root_only(st):
+    """For read_json: a file root owns and only root can write."""
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise ValueError("it must be root's and writable by root only (it is %o, uid %d); if you trust its "
+                         "contents, chown it to root and chmod it 0600" % (stat.S_IMODE(st.st_mode), st.st_uid))
+
+
 def is_layer_name(name):
     try:
         validate_layer_id(name)
@@ -88,6 +104,7 @@ class HomeDirs:
     def __init__(self, path):
         self.requested = path
         self.root_uid = self.root_gid = 0
+        self.maps_recorded = False  # recorded_maps() found root's maps.json
         self.fd = self.state_fd = self.records_fd = self.tmp_fd = None
         self.path = os.path.abspath(path)
         try:
@@ -112,17 +129,23 @@ class HomeDirs:
             raise
 
     def recorded_maps(self):
-        """The maps written with the home ({"uid_maps": [...], "gid_maps": [...]}), None if none."""
+        """The maps written with the home ({"uid_maps": [...], "gid_maps": [...]}), None if none.
+
+        Only a file of root's that nobody else can write is believed: whoever
+        could write it could hand root's files to any uid.
+        """
+        self.maps_recorded = False
         if self.state_fd is None:
             return None
         path = os.path.join(self.path, STATE_DIR, MAPS_FILE)
         try:
-            data = read_json(self.state_fd, MAPS_FILE)
+            data = read_json(self.state_fd, MAPS_FILE, check=_require_root_only)
         except (OSError, ValueError) as e:
             raise OverlayError("the home's recorded id maps cannot be read: %s" % e, path=path)
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("uid_maps"), list)
                                      and isinstance(data.get("gid_maps"), list)):
             raise OverlayError("the home's recorded id maps are not in the expected format", path=path)
+        self.maps_recorded = data is not None
         return data
 
     def record_maps(self, uid_maps, gid_maps):
@@ -144,7 +167,12 @@ class HomeDirs:
             self._check_contents()
             where = os.path.join(self.path, STATE_DIR)
             if self.state_fd is not None:
-                self._check_private(self.state_fd, where)
+                # .strata itself is taken back only with root's own maps.json in it: one that the
+                # remapped root made in its home (before any writer did) holds no file of root's
+                if create and not self.maps_recorded and os.fstat(self.state_fd).st_uid != 0:
+                    _refuse(where, "it must be a 0700 directory owned by root (it is uid %d, and holds no id "
+                            "maps of root's)" % os.fstat(self.state_fd).st_uid)
+                self._check_private(self.state_fd, where, repair=create)
             elif create:
                 self.state_fd = self.open_private(self.fd, STATE_DIR, True, self.path)
             if self.state_fd is not None:
@@ -191,7 +219,7 @@ class HomeDirs:
         return bool(inside) and inside <= set(LAYER_ENTRIES)
 
     def open_private(self, parent_fd, name, create, where):
-        """A bookkeeping directory: a real directory, 0700, owned by root or the remapped root."""
+        """A bookkeeping directory: a real directory of root's, 0700 (made so, or repaired, by a writer)."""
         path = os.path.join(where, name)
         try:
             fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
@@ -199,27 +227,32 @@ class HomeDirs:
             if not create:
                 return None
             try:
-                os.mkdir(name, 0o700, dir_fd=parent_fd)
-                os.chown(name, self.root_uid, self.root_gid, dir_fd=parent_fd, follow_symlinks=False)
+                os.mkdir(name, 0o700, dir_fd=parent_fd)  # root's: this process makes it
             except FileExistsError:
                 pass  # a concurrent first run made it; it is checked below like any other
-            return self.open_private(parent_fd, name, False, where)
+            return self.open_private(parent_fd, name, create, where)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 _refuse(path, "it is a symlink or not a directory")
             raise
         try:
-            self._check_private(fd, path)
+            self._check_private(fd, path, repair=create)
         except BaseException:
             os.close(fd)
             raise
         return fd
 
-    def _check_private(self, fd, path):
+    def _check_private(self, fd, path, repair=False):
+        """Root's 0700. One of the remapped root's 0700 (as earlier versions made them) is read as it is,
+        and a writer (repair) takes it back for root, on the fd it opened; anything else is refused."""
         st = os.fstat(fd)
-        if st.st_uid not in (0, self.root_uid) or st.st_mode & 0o077:
+        if st.st_uid == 0 and not st.st_mode & 0o077:
+            return
+        if st.st_uid != self.root_uid or st.st_mode & 0o077:
             _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d)"
                     % (stat.S_IMODE(st.st_mode), st.st_uid))
+        if repair:
+            os.fchown(fd, 0, 0)
 
     def close(self):
         for attr in ("tmp_fd", "records_fd", "state_fd", "fd"):

@@ -32,15 +32,21 @@ def open_regular(dir_fd, name):
     return f
 
 
-def read_json(dir_fd, name):
-    """Parsed JSON of dir_fd/name, None when missing; ValueError when it is not a regular file or not JSON."""
+def read_json(dir_fd, name, check=None):
+    """Parsed JSON of dir_fd/name, None when missing; ValueError when it is not a regular file or not JSON.
+
+    check(stat of the open file) may raise ValueError too: whose file is believed.
+    """
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
+        if check is not None:
+            check(st)
         return json.loads(f.read().decode("utf-8"))
 
 

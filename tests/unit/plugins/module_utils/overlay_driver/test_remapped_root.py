@@ -1,0 +1,161 @@
+"""With id maps the remapped root is a user (on most hosts /etc/subuid gives its range to someone):
+it owns the home and the layer directories, as in the seed, but nothing root keeps for itself.
+
+The attacker's steps run in a forked child that is really that uid (layertools.run_as).
+"""
+
+import errno
+import json
+import os
+import stat
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+from layertools import run_as
+
+REMAPPED = 100000
+MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
+PRIVATE = (".strata", ".strata/tmp", ".strata/layers")
+
+
+@pytest.fixture
+def driver(home):
+    d = Driver(home, uid_maps=MAPS, gid_maps=MAPS)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def _reopen(home):
+    return Driver(home, uid_maps=MAPS, gid_maps=MAPS)
+
+
+def test_bookkeeping_is_roots_own_and_out_of_the_remapped_roots_reach(home, driver):
+    driver.create("base")
+    driver.create("app", "base")
+    for name in PRIVATE:
+        st = os.lstat(os.path.join(home, name))
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o700), name
+    assert os.lstat(os.path.join(home, ".strata", "maps.json")).st_uid == 0
+    # the seed's layout stays: the home and the layers belong to the remapped root
+    assert os.lstat(home).st_uid == REMAPPED
+    assert os.lstat(os.path.join(home, "app")).st_uid == REMAPPED
+    assert os.lstat(os.path.join(home, "app", "upper")).st_uid == REMAPPED
+
+    def look_inside():
+        try:
+            os.listdir(os.path.join(home, ".strata"))
+        except PermissionError:
+            return "refused"
+        return "listed"
+
+    assert run_as(REMAPPED, REMAPPED, look_inside) == "refused"
+
+
+def test_a_layer_being_built_is_roots_until_it_is_renamed_into_place(home, driver, monkeypatch):
+    """The temp directory of create() is in root's .strata/tmp: the remapped root cannot reach it to
+    swap a directory in it for a symlink (which made root chown and chmod what the link names)."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import faults
+
+    driver.create("base")
+    seen = []
+
+    def at(name):
+        if name == "create.before-rename":
+            tmp = os.path.join(home, ".strata", "tmp")
+            [building] = os.listdir(tmp)
+
+            def reach():
+                try:
+                    os.listdir(os.path.join(tmp, building, "upper"))
+                except PermissionError:
+                    return "refused"
+                return "reached"
+
+            seen.append(run_as(REMAPPED, REMAPPED, reach))
+
+    monkeypatch.setattr(faults, "point", at)
+    driver.create("app", "base")
+    assert seen == ["refused"]
+    assert os.lstat(os.path.join(home, "app")).st_uid == REMAPPED
+
+
+def test_an_earlier_versions_bookkeeping_of_the_remapped_root_is_taken_back_by_a_writer(home, driver):
+    driver.create("base")
+    driver.close()
+    for name in PRIVATE:
+        os.chown(os.path.join(home, name), REMAPPED, REMAPPED)
+    reader = Driver(home, writable=False)  # a reader reads it as it is and changes nothing
+    reader.close()
+    assert os.lstat(os.path.join(home, ".strata")).st_uid == REMAPPED
+    _reopen(home).close()
+    for name in PRIVATE:
+        assert os.lstat(os.path.join(home, name)).st_uid == 0, name
+
+
+def test_a_strata_the_remapped_root_made_in_its_home_is_refused(home):
+    """A home Docker wrote belongs to the remapped root and has no .strata yet: that user can make one
+    first, with records of its own. No maps.json of root's is in it, so it is never taken for root's."""
+    os.mkdir(home, 0o700)
+    os.chown(home, REMAPPED, REMAPPED)
+
+    def plant_strata():
+        os.mkdir(os.path.join(home, ".strata"), 0o700)
+        os.mkdir(os.path.join(home, ".strata", "layers"), 0o700)
+        with open(os.path.join(home, ".strata", "layers", "base.json"), "w") as f:
+            json.dump({"holders": ["forged"]}, f)
+
+    run_as(REMAPPED, REMAPPED, plant_strata)
+    with pytest.raises(OverlayError, match="0700 directory owned by root"):
+        _reopen(home)
+    assert os.lstat(os.path.join(home, ".strata")).st_uid == REMAPPED
+
+
+@pytest.mark.parametrize("how", ["owner", "mode"])
+def test_recorded_maps_are_believed_only_from_roots_own_file(home, driver, how):
+    driver.create("base")
+    driver.close()
+    maps = os.path.join(home, ".strata", "maps.json")
+    if how == "owner":
+        os.chown(maps, REMAPPED, REMAPPED)
+    else:
+        os.chmod(maps, 0o666)
+    with pytest.raises(OverlayError, match="recorded id maps cannot be read: it must be root's"):
+        _reopen(home)
+    with pytest.raises(OverlayError, match="recorded id maps cannot be read"):
+        Driver(home, writable=False)
+
+
+def test_a_new_layers_directories_are_made_and_given_away_by_fd(home, driver):
+    driver.create("base")
+    driver.create("app", "base")
+    for name in ("upper", "work", "merged"):
+        st = os.lstat(os.path.join(home, "app", name))
+        assert (st.st_uid, st.st_gid) == (REMAPPED, REMAPPED), name
+    assert stat.S_IMODE(os.lstat(os.path.join(home, "app", "work")).st_mode) == 0o700
+    assert os.lstat(os.path.join(home, "base", "root")).st_uid == REMAPPED
+
+
+def test_the_remapped_root_cannot_open_the_lock(home, driver):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    driver.close()
+    store = LayerStore(home, uid_maps=MAPS, gid_maps=MAPS)
+    try:
+        with store.locked():
+            store.ensure_present("base")
+    finally:
+        store.close()
+
+    def take_lock():
+        try:
+            os.open(os.path.join(home, ".strata", "lock"), os.O_RDONLY)
+        except OSError as e:
+            return errno.errorcode[e.errno]
+        return "opened"
+
+    assert run_as(REMAPPED, REMAPPED, take_lock) == "EACCES"
