@@ -11,8 +11,9 @@ opened by walking its path from / one component at a time with O_NOFOLLOW:
 a symlink on the way is followed only when root made it in a directory no
 other user can change, because a symlink another user planted (in /tmp, or in
 a directory they own) would send root's file into a directory of their
-choosing. Paths are compared resolved, so a symlinked home cannot make dest
-land inside it.
+choosing. Paths are compared resolved, and directories by device and inode,
+so neither a symlinked home nor a bind-mount alias of it can make dest land
+inside it.
 """
 
 import hashlib
@@ -22,7 +23,7 @@ import stat
 from .errors import OverlayError
 from .layout import open_temp_file
 from .state_files import open_regular
-from .walk import PathWalk, untrusted_reason
+from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
 TEMP_PREFIX = ".strata-diff-"
 
@@ -86,7 +87,7 @@ def resolve_dest(dest, home, layer_id=None):
     try:
         target = os.path.join(directory, name)
         home = os.path.realpath(home).rstrip("/") + "/"
-        if (target + "/").startswith(home) or home.startswith(target + "/"):
+        if (target + "/").startswith(home) or home.startswith(target + "/") or _below(dir_fd, home):
             raise OverlayError("refusing to write a diff inside the layer home (%s)" % home.rstrip("/"),
                                layer=layer_id, path=target)
         try:
@@ -99,6 +100,33 @@ def resolve_dest(dest, home, layer_id=None):
         os.close(dir_fd)
         raise
     return dir_fd, directory, name
+
+
+def _below(dir_fd, home):
+    """Whether the directory dir_fd is home or inside it, by device and inode: a bind-mount alias
+    of the home (or of a directory in it) names it by a path no text comparison catches.
+
+    Walks up by ".." from dir_fd, one fd at a time, to the root."""
+    try:
+        st = os.stat(home)
+    except OSError:
+        return False
+    want = (st.st_dev, st.st_ino)
+    fd = os.dup(dir_fd)
+    try:
+        here = os.fstat(fd)
+        while True:
+            if (here.st_dev, here.st_ino) == want:
+                return True
+            up = os.open("..", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            above = os.fstat(fd)
+            if (above.st_dev, above.st_ino) == (here.st_dev, here.st_ino):
+                return False  # "/" is its own parent
+            here = above
+    finally:
+        os.close(fd)
 
 
 def same_content(dir_fd, name, digest):

@@ -454,8 +454,10 @@ class Driver:
         paths = self.layout.layer(layer_id)
         if not self._own_mount_there(layer_id, entries):
             return
+        # where mountinfo has it: the home may be named here through a bind-mount alias of the one it was mounted in
+        entry = self.mount_entry(layer_id, entries)
         try:
-            mounts.unmount(paths.merged, detach=lazy)
+            mounts.unmount(entry.mount_point if entry is not None else paths.merged, detach=lazy)
         except OverlayError as e:  # the operator asked about a layer, not a path
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:

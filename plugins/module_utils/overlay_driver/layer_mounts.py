@@ -11,6 +11,7 @@ error so that the operator sees what it is.
 """
 
 import os
+import stat
 
 from . import mounts
 from .errors import OverlayError
@@ -54,8 +55,7 @@ class LayerMount:
         merged = self.paths.merged
         cause = "a different mount (%s from %s) is at merged/" % (entry.fstype, entry.source)
         entries = mounts.read_mountinfo() if entries is None else entries
-        point = os.path.realpath(merged)
-        below = [e for e in entries if e.mount_point == point and e.mount_id != entry.mount_id]
+        below = [e for e in mounts.mounts_at(merged, entries) if e.mount_id != entry.mount_id]
         if any(self.owns(e, entries, covered=True) for e in below):
             return OverlayError(cause + ", mounted over the layer's own mount and hiding it; unmount it (umount %s) "
                                 "and strata sees its own mount again" % merged, layer=self.layer_id, path=merged)
@@ -68,4 +68,11 @@ class LayerMount:
 
 
 def _same_path(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
+    """Whether two paths name one directory: by device and inode, so that the layer's directories
+    named through a bind-mount alias of the home are its own, and never by following a symlink
+    planted at the last name."""
+    try:
+        sa, sb = os.stat(a, follow_symlinks=False), os.stat(b, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISDIR(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

@@ -33,19 +33,22 @@ def _unescape(field):
 
 
 class MountEntry:
-    __slots__ = ("mount_id", "parent_id", "root", "mount_point", "mount_options", "fstype", "source", "super_options")
+    __slots__ = ("mount_id", "parent_id", "device", "root", "mount_point", "mount_options", "fstype", "source",
+                 "super_options", "_point_location")
 
     def __init__(self, line):
         fields = line.split()
         sep = fields.index("-")
         self.mount_id = int(fields[0])
         self.parent_id = int(fields[1])
+        self.device = fields[2]  # major:minor of the filesystem, as st_dev
         self.root = _unescape(fields[3])
         self.mount_point = _unescape(fields[4])
         self.mount_options = fields[5]
         self.fstype = fields[sep + 1]
         self.source = _unescape(fields[sep + 2]) if len(fields) > sep + 2 else ""
         self.super_options = fields[sep + 3] if len(fields) > sep + 3 else ""
+        self._point_location = None
 
     def options_dict(self):
         """Super-block options (lowerdir, upperdir, workdir, ...) as a dict."""
@@ -64,21 +67,109 @@ def read_mountinfo(path="/proc/self/mountinfo"):
 
 
 def mount_at(path, entries=None):
-    """The topmost mount whose mount point is exactly path, or None."""
-    path = os.path.realpath(path)
-    found = None
-    for entry in entries if entries is not None else read_mountinfo():
-        if entry.mount_point == path:
-            found = entry  # later lines stack on earlier ones
+    """The topmost mount on the directory path, or None (see mounts_at)."""
+    found = mounts_at(path, entries)
+    return found[-1] if found else None
+
+
+def mounts_at(path, entries=None):
+    """Every mount on the directory path, in mountinfo order (later ones stack on earlier ones).
+
+    The directory is matched by where it is in its filesystem, not by the text
+    of its path: a bind mount of a directory above it (an alias of the layer
+    home) names the same directory by another path, and a mount made through
+    one name must be found through the other.
+    """
+    entries = entries if entries is not None else read_mountinfo()
+    real = os.path.realpath(path)
+    where = _location(path, entries)
+    by_id = {e.mount_id: e for e in entries}
+    found, ids = [], set()
+    for entry in entries:
+        parent = by_id.get(entry.parent_id)
+        stacked = entry.parent_id in ids and parent is not None and entry.mount_point == parent.mount_point
+        if stacked or entry.mount_point == real or (where is not None and _mount_point_location(entry, by_id) == where):
+            found.append(entry)
+            ids.add(entry.mount_id)
     return found
 
 
 def mounts_below(path, entries=None, including_path=False):
-    """Mounts below path; including_path: a mount on path itself too (opening path enters that one)."""
+    """Mounts below path; including_path: a mount on path itself too (opening path enters that one).
+
+    Below by filesystem location as well as by path text (see mounts_at), and
+    every mount stacked on or nested in one below.
+    """
+    entries = entries if entries is not None else read_mountinfo()
     real = os.path.realpath(path)
     below = real.rstrip("/") + "/"
-    return [e for e in (entries if entries is not None else read_mountinfo())
-            if e.mount_point.startswith(below) or (including_path and e.mount_point == real)]
+    where = _location(path, entries)
+    by_id = {e.mount_id: e for e in entries}
+    ids = set()
+    for entry in entries:
+        point = _mount_point_location(entry, by_id)
+        if (entry.mount_point.startswith(below) or (including_path and entry.mount_point == real)
+                or (where is not None and point[0] == where[0]
+                    and (point[1].startswith(where[1].rstrip("/") + "/") or (including_path and point == where)))):
+            ids.add(entry.mount_id)
+    grew = True
+    while grew:  # what is mounted inside a mount below path is below it too
+        grew = False
+        for entry in entries:
+            if entry.mount_id not in ids and entry.parent_id in ids:
+                ids.add(entry.mount_id)
+                grew = True
+    return [e for e in entries if e.mount_id in ids]
+
+
+def _fdinfo_mount_id(fd):
+    with open("/proc/self/fdinfo/%d" % fd) as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    return None
+
+
+def _location(path, entries):
+    """(device, path inside that filesystem) of the directory entry path names, or None when it
+    cannot be opened or its mount is not in entries.
+
+    The parent directory is opened (never path itself: opening a mount point enters what is
+    mounted there) and the kernel says which mount that fd is on (fdinfo's mnt_id), so
+    symlinks and bind-mount aliases on the way all come to the same answer.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        fd = os.open(parent or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        mount_id = _fdinfo_mount_id(fd)
+        seen = os.readlink("/proc/self/fd/%d" % fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    entry = next((e for e in entries if e.mount_id == mount_id), None)
+    if entry is None or not seen.startswith("/"):
+        return None
+    inside = os.path.relpath(seen, entry.mount_point)
+    if inside.startswith(".."):
+        return None
+    return entry.device, os.path.normpath(os.path.join(entry.root, inside, name))
+
+
+def _mount_point_location(entry, by_id):
+    """(device, path inside that filesystem) of the directory entry is mounted on (kept on the entry:
+    an applier asks for every directory it removes, with one reading of mountinfo)."""
+    if entry._point_location is None:
+        parent = by_id.get(entry.parent_id)
+        if parent is None or parent is entry:
+            entry._point_location = (None, entry.mount_point)
+        else:
+            inside = os.path.relpath(entry.mount_point, parent.mount_point)
+            entry._point_location = (parent.device, os.path.normpath(os.path.join(parent.root, inside)))
+    return entry._point_location
 
 
 def selinux_enabled():
