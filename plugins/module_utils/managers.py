@@ -13,7 +13,7 @@ from . import layer_tree
 from .overlay_driver import fscheck
 from .overlay_driver.errors import NeedsSource, OverlayError
 from .overlay_driver.home import HomeDirs
-from .overlay_driver.ids import validate_diff_id, validate_layer_id
+from .overlay_driver.ids import validate_diff_id, validate_holder, validate_layer_id
 from .overlay_driver.store import LayerStore
 
 DIFF_KEYS = ("exists", "kind", "parent", "mounted", "holders", "diff_id")
@@ -79,6 +79,8 @@ class Manager:
                 validate_layer_id(params[key], "layer id" if key == "id" else "parent id")
         if params.get("diff_id") is not None:
             validate_diff_id(params["diff_id"], params.get("id"))
+        if "holder" in params:
+            validate_holder(params["holder"], params.get("id"))
 
     def open_store(self, read_only=False):
         """A check run opens the home read-only: it creates, probes and cleans nothing.

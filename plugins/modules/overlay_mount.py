@@ -38,7 +38,10 @@ options:
     choices: [mounted, unmounted]
     default: mounted
   holder:
-    description: The name this hold is recorded under, for example the service using the layer.
+    description:
+      - The name this hold is recorded under, for example the service using the layer.
+      - Printable characters only (no newline, tab or other control character), at most 256 of them;
+        any other name is refused before the home is touched.
     type: str
     default: ansible
   mount_label:

@@ -30,6 +30,25 @@ def validate_diff_id(diff_id, layer_id=None):
     return diff_id
 
 
+MAX_HOLDER_LENGTH = 256
+
+
+def validate_holder(holder, layer_id=None):
+    """A holder names who keeps a layer mounted; it is printed in lists, trees and messages.
+
+    Printable only (no newline, tab or other control character that could forge a line
+    of the layer tree or of a log), not blank, at most MAX_HOLDER_LENGTH characters.
+    """
+    if not isinstance(holder, str) or not holder.strip():
+        raise OverlayError("holder must be a non-empty string, got %r" % (holder,), layer=layer_id)
+    if len(holder) > MAX_HOLDER_LENGTH:
+        raise OverlayError("holder %r... is %d characters long; at most %d are allowed"
+                           % (holder[:32], len(holder), MAX_HOLDER_LENGTH), layer=layer_id)
+    if not holder.isprintable():
+        raise OverlayError("holder %r contains a control or non-printable character" % (holder,), layer=layer_id)
+    return holder
+
+
 # uid_t is 32 bits and (uid_t)-1 = 4294967295 means "leave unchanged" to chown.
 MAX_ID = 4294967294
 

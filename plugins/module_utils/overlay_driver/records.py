@@ -12,6 +12,7 @@ import json
 import os
 
 from .errors import OverlayError
+from .ids import validate_diff_id, validate_holder, validate_layer_id
 from .state_files import read_json, write_atomic
 
 FORMAT_VERSION = 1
@@ -47,10 +48,52 @@ def load_record(dir_fd, layer_id, where=""):
         raise OverlayError("the layer's record cannot be read: %s" % e, layer=layer_id, path=path)
     if data is None:
         return LayerRecord(layer_id)
-    if not isinstance(data, dict) or not isinstance(data.get("holders", []), list):
-        raise OverlayError("the layer's record is not in the expected format", layer=layer_id, path=path)
-    return LayerRecord(layer_id, data.get("parent"), data.get("diff_id"), data.get("size"),
-                       [str(h) for h in data.get("holders", [])], exists_on_disk=True)
+    fields = _checked_fields(data, layer_id, path)
+    return LayerRecord(layer_id, fields["parent"], fields["diff_id"], fields["size"], fields["holders"],
+                       exists_on_disk=True)
+
+
+def _checked_fields(data, layer_id, path):
+    """The record's fields, each of the type and shape this module writes.
+
+    A record is a file in the home, so it may have been edited or damaged: a field of
+    another type (a dict for a parent, a string for the holders) would otherwise reach
+    path joins, comparisons and output as something no caller expects.
+    """
+    def bad(what):
+        return OverlayError("the layer's record is not in the expected format: %s" % what, layer=layer_id, path=path)
+
+    if not isinstance(data, dict):
+        raise bad("a JSON object is expected, found %s" % type(data).__name__)
+    version = data.get("version", FORMAT_VERSION)
+    if type(version) is not int or version != FORMAT_VERSION:  # pylint: disable=unidiomatic-typecheck
+        raise bad("version %r is not %d" % (version, FORMAT_VERSION))
+    if data.get("id", layer_id) != layer_id:
+        raise bad("it names layer %r" % (data["id"],))
+    parent = data.get("parent")
+    if parent is not None and parent != "":  # "" as None: a base layer
+        try:
+            validate_layer_id(parent, "parent id")
+        except OverlayError as e:
+            raise bad("parent: %s" % e.cause)
+    diff_id = data.get("diff_id")
+    if diff_id is not None:
+        try:
+            validate_diff_id(diff_id)
+        except OverlayError as e:
+            raise bad(e.cause)
+    size = data.get("size")
+    if size is not None and (type(size) is not int or size < 0):  # pylint: disable=unidiomatic-typecheck
+        raise bad("size must be a non-negative integer, found %r" % (size,))
+    holders = data.get("holders", [])
+    if not isinstance(holders, list):
+        raise bad("holders must be a list, found %s" % type(holders).__name__)
+    for holder in holders:
+        try:
+            validate_holder(holder)
+        except OverlayError as e:
+            raise bad(e.cause)
+    return {"parent": parent, "diff_id": diff_id, "size": size, "holders": holders}
 
 
 def save_record(dir_fd, record):

@@ -17,7 +17,7 @@ from . import faults, layer_state, mounts, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import Driver
 from .errors import OverlayError
-from .ids import validate_diff_id, validate_layer_id
+from .ids import validate_diff_id, validate_holder, validate_layer_id
 from .layout import KIND_OVERLAY, KIND_ROOT
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
@@ -225,8 +225,7 @@ class LayerStore:
     def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
         """Mounted: add the holder, mount if needed. Returns an Outcome."""
         validate_layer_id(layer_id)
-        if not holder:
-            raise OverlayError("holder must be a non-empty string", layer=layer_id)
+        validate_holder(holder, layer_id)
         entries = mounts.read_mountinfo()
         before = self.state(layer_id, entries)
         if not before["exists"]:
@@ -271,6 +270,7 @@ class LayerStore:
         lazy: detach the mount even while processes use it (MNT_DETACH).
         """
         validate_layer_id(layer_id)
+        validate_holder(holder, layer_id)
         entries = mounts.read_mountinfo()
         before = self.state(layer_id, entries)
         if not before["exists"]:

@@ -1,7 +1,13 @@
 """Managers: plain calls with a module's params, reading the host once per run."""
 
+import os
+
+import pytest
+
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager, LayerManager, MountManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fscheck, mounts
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 
 def test_overlay_info_probes_d_type_once(home, monkeypatch):
@@ -25,3 +31,22 @@ def test_overlay_mount_reads_mountinfo_three_times(home, monkeypatch):
     assert result["mounted"] and result["changed"]
     assert len(reads) == 3  # the run's cleanup, the state before, the state after
     MountManager(dict(params, state="unmounted")).run()
+
+
+def test_a_holder_with_a_newline_is_refused_before_the_home_is_touched(home):
+    for state in ("mounted", "unmounted"):
+        with pytest.raises(OverlayError, match="control or non-printable") as raised:
+            MountManager({"home": home, "id": "app", "state": state, "holder": "web\nforged", "force": False})
+        assert raised.value.layer == "app"
+    assert not os.path.exists(home)
+
+
+def test_a_holder_with_a_newline_is_refused_by_the_store_too(home):
+    LayerManager({"home": home, "id": "app", "state": "present", "force": False}).run()
+    store = LayerStore(home)
+    try:
+        with pytest.raises(OverlayError, match="control or non-printable"):
+            store.ensure_mounted("app", "web\nforged")
+        assert store.record("app").holders == set()
+    finally:
+        store.close()

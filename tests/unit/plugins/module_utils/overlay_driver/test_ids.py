@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import (
-    IDMap, parse_maps, root_pair, to_container, to_host, validate_layer_id)
+    IDMap, parse_maps, root_pair, to_container, to_host, validate_holder, validate_layer_id)
 
 
 @pytest.mark.parametrize("good", ["a", "A0", "sha256.abc-def_1", "x" * 128, "0"])
@@ -57,3 +57,17 @@ def test_adjacent_ranges_are_fine():
     maps = parse_maps([{"container_id": 0, "host_id": 100000, "size": 10},
                        {"container_id": 10, "host_id": 100010, "size": 10}])
     assert to_host(10, maps) == 100010
+
+
+@pytest.mark.parametrize("good", ["ansible", "web-1", "svc:db@host", "名前", "a b", "x" * 256])
+def test_valid_holders(good):
+    assert validate_holder(good) == good
+
+
+@pytest.mark.parametrize("bad,says", [
+    ("web\nbase  (held by root)", "control"), ("a\rb", "control"), ("a\tb", "control"), ("\x1b[2Jx", "control"),
+    ("a\x00b", "control"), ("a\u2028b", "control"), ("a\x85b", "control"), ("x" * 257, "257 characters"),
+    ("", "non-empty"), ("   ", "non-empty"), (None, "non-empty"), (3, "non-empty")])
+def test_holders_that_could_forge_output_are_refused(bad, says):
+    with pytest.raises(OverlayError, match=says):
+        validate_holder(bad, "app")

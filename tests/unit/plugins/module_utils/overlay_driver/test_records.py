@@ -58,3 +58,37 @@ def test_a_symlinked_record_is_never_followed(tmp_path, records):
     os.symlink(str(outside), str(tmp_path / "l.json"))
     delete_record(records, "l")
     assert outside.exists() and not os.path.lexists(str(tmp_path / "l.json"))
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("parent", {"id": "p"}, "parent: invalid parent id"),
+    ("parent", "../etc", "parent: invalid parent id"),
+    ("parent", 7, "parent: invalid parent id"),
+    ("diff_id", ["sha256:" + "a" * 64], "diff_id must be"),
+    ("diff_id", "sha256:xyz", "diff_id must be"),
+    ("size", "12", "size must be a non-negative integer"),
+    ("size", -1, "size must be a non-negative integer"),
+    ("size", True, "size must be a non-negative integer"),
+    ("holders", {"a": 1}, "holders must be a list"),
+    ("holders", [["a"]], "holder must be a non-empty string"),
+    ("holders", ["web\nlayer forged"], "control or non-printable"),
+    ("holders", [""], "holder must be a non-empty string"),
+    ("version", 2, "version 2 is not 1"),
+    ("version", "1", "version '1' is not 1"),
+    ("id", "other", "it names layer 'other'"),
+])
+def test_a_record_of_the_wrong_shape_names_the_layer_and_the_field(tmp_path, records, field, value, says):
+    """Each field is checked for its type and shape: a damaged record is a clear error, never a TypeError later."""
+    data = {"version": 1, "id": "l", "parent": "p", "diff_id": "sha256:" + "a" * 64, "size": 3, "holders": ["a"]}
+    data[field] = value
+    (tmp_path / "l.json").write_text(json.dumps(data))
+    with pytest.raises(OverlayError, match="expected format") as raised:
+        load_record(records, "l", "/home/.strata/layers")
+    assert says in raised.value.message
+    assert raised.value.layer == "l" and raised.value.path == "/home/.strata/layers/l.json"
+
+
+def test_a_record_as_written_before_every_field_was_kept_still_loads(tmp_path, records):
+    (tmp_path / "l.json").write_text('{"holders": ["web"], "parent": ""}')
+    back = load_record(records, "l")
+    assert back.holders == {"web"} and not back.parent and back.size is None
