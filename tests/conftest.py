@@ -69,9 +69,15 @@ def _require_root():
 
 @pytest.fixture
 def scratch():
-    """A tmpfs of its own: the test's world. Unmounted with everything on it afterwards."""
+    """A tmpfs of its own: the test's world. Unmounted with everything on it afterwards.
+
+    It is mounted one level inside a private directory, so that what an escape would write
+    beside it (`../x`) lands where no other process writes and the test can look for it."""
     syscalls = _driver("syscalls")
-    path = tempfile.mkdtemp(prefix="strata-test-")
+    parent = tempfile.mkdtemp(prefix="strata-test-")
+    os.chmod(parent, 0o755)  # tests act as other users inside
+    path = os.path.join(parent, "w")
+    os.mkdir(path)
     syscalls.mount("tmpfs", path, "tmpfs", 0, "mode=0755,size=2g")
     try:
         yield path
@@ -79,6 +85,7 @@ def scratch():
         _unmount_below(path)
         syscalls.umount(path, syscalls.MNT_DETACH)
         os.rmdir(path)
+        shutil.rmtree(parent)
 
 
 @pytest.fixture
