@@ -19,6 +19,8 @@ def _label(layer):
         parts.append("holders: %s" % ", ".join(holders))
     if layer.get("stale"):
         parts.append("STALE: held but not mounted")
+    if layer.get("problem"):
+        parts.append("DAMAGED: %s" % layer["problem"])
     return " ".join(parts)
 
 

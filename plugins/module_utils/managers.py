@@ -47,6 +47,7 @@ def public_state(state):
         "stale": state["stale"],
         "diff_id": state["diff_id"],
         "path": state["path"],
+        "problem": state.get("problem"),
     }
 
 
@@ -238,6 +239,7 @@ class InfoManager(Manager):
         layers = self.store.layers()
         result["layers"] = [public_state(s) for s in layers]
         result["stale"] = [s["id"] for s in layers if s["stale"]]
+        result["damaged"] = [s["id"] for s in layers if s["problem"]]
         if not p.get("id"):
             return
         state = self.store.state(p["id"])
@@ -245,6 +247,7 @@ class InfoManager(Manager):
         if p.get("changes"):
             if not state["exists"]:
                 raise self.store.missing_layer(p["id"])
+            self.store.require_sound(state)
             parent = self.store.parent_of(p["id"])
             changes, result["diff_size"] = self.store.driver.changes_and_size(p["id"], parent)
             result["changes"] = [c.as_dict() for c in changes]

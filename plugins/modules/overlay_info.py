@@ -133,7 +133,9 @@ status:
       elements: str
       sample: []
 layers:
-  description: Every layer in the home, each as M(strata.overlay.overlay_layer) returns it.
+  description:
+    - Every layer in the home, each as M(strata.overlay.overlay_layer) returns it.
+    - C(problem) is null for a usable layer, else what is wrong with it (see RV(damaged)).
   returned: always
   type: list
   elements: dict
@@ -150,6 +152,17 @@ exists:
   returned: always
   type: bool
   sample: true
+damaged:
+  description:
+    - Ids of layers that are there but cannot be used, each listed in RV(layers) with its C(problem) (a layer
+      directory with neither C(root/) nor C(upper/), an unreadable C(lower-id), a record that does not parse or
+      has the wrong shape). The other layers work as before; operations that need a damaged layer fail naming
+      it, and M(strata.overlay.overlay_layer) with O(strata.overlay.overlay_layer#module:state=absent) and
+      O(strata.overlay.overlay_layer#module:force=true) removes it.
+  returned: when the home exists
+  type: list
+  elements: str
+  sample: []
 layer:
   description: The layer named by O(id).
   returned: when O(id) is given
@@ -168,7 +181,8 @@ diff_size:
 tree:
   description:
     - The layers drawn as a tree, one line each, children below their parent; each line gives the id, the
-      kind, C(mounted), the holders and C(STALE) when holders are recorded but the mount is gone.
+      kind, C(mounted), the holders, C(STALE) when holders are recorded but the mount is gone and C(DAMAGED)
+      with the problem of a layer that cannot be used.
     - A layer whose parent is not in the home is drawn as a root, with that parent named.
     - A home that does not exist is one line saying so, C(no layer home at <home> (it does not exist)).
   returned: always

@@ -43,6 +43,7 @@ options:
   force:
     description:
       - With O(state=absent), remove the layer even while holders are recorded (it is unmounted first).
+      - A damaged layer (see RV(layer.problem)) is removed only with O(force=true): its holders may be unknown.
     type: bool
     default: false
 extends_documentation_fragment: strata.overlay.common
@@ -131,6 +132,13 @@ layer:
           exist (a C(root/) layer has none, and Docker 20.10 removes it when it unmounts).
       type: str
       sample: /var/lib/strata/overlay/web-1/merged
+    problem:
+      description:
+        - Null for a usable layer. Otherwise what is wrong with it (a layer directory with neither C(root/) nor
+          C(upper/), an unreadable C(lower-id), a record that does not parse or has the wrong shape); every
+          operation that needs the layer fails naming it, and O(state=absent) with O(force=true) removes it.
+      type: str
+      sample: null
 '''
 
 from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,

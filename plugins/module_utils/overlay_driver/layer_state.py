@@ -15,7 +15,7 @@ from .layout import KIND_OVERLAY, KIND_ROOT
 def absent(layer_id):
     return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
             "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
-            "size": None, "path": None, "metadata": {}, "options": {}}
+            "size": None, "path": None, "metadata": {}, "options": {}, "problem": None}
 
 
 def present(layer_id, kind, parent, metadata, record, mount, mounted, merged):
@@ -43,7 +43,22 @@ def present(layer_id, kind, parent, metadata, record, mount, mounted, merged):
         # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
         "path": merged,
         "options": options,
+        "problem": None,
     }
+
+
+def damaged(layer_id, problem, parent, record, mount, merged):
+    """A layer that is there but cannot be used (see damage.py); record is None when it cannot be read.
+
+    What can still be known is reported (its parent, holders, a mount at
+    merged/); kind is None: a layer without root/ or upper/ is neither.
+    """
+    state = absent(layer_id)
+    holders = sorted(record.holders) if record is not None else []
+    state.update(exists=True, parent=parent or None, holders=holders, foreign_mount=mount is not None,
+                 diff_id=record.diff_id if record is not None else None,
+                 size=record.size if record is not None else None, path=merged, problem=problem)
+    return state
 
 
 def new(layer_id, parent, merged, **changes):

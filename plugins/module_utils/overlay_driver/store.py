@@ -13,7 +13,7 @@ operation holds the home's lock and first clears what killed runs left.
 import contextlib
 import os
 
-from . import faults, layer_state, mounts, records
+from . import damage, faults, layer_state, mounts, records
 from .dest import AtomicDest, NullWriter, resolve_dest, same_content
 from .driver import Driver
 from .errors import OverlayError
@@ -117,7 +117,10 @@ class LayerStore:
             if other == layer_id:
                 continue
             paths = self.layout.layer(other)
-            parent = self.record(other).parent
+            try:
+                parent = self.record(other).parent
+            except OverlayError:  # a damaged record: its lower-id may still say what it is built on
+                parent = None
             lower = None
             if os.path.lexists(paths.lower_id) and self.driver.kind(other) == KIND_OVERLAY:
                 try:
@@ -136,9 +139,17 @@ class LayerStore:
         if not self.driver.exists(layer_id):
             return layer_state.absent(layer_id)
         entries = mounts.read_mountinfo() if entries is None else entries
-        record = self.record(layer_id)
-        kind = self.driver.kind(layer_id)
         mount = self.driver.mount_entry(layer_id, entries)
+        try:
+            record = self.record(layer_id)
+        except OverlayError as e:
+            return layer_state.damaged(layer_id, e.cause, self._lower_or_none(layer_id), None, mount,
+                                       self._merged(layer_id))
+        problem = damage.structural_problem(self.driver, layer_id)
+        if problem:
+            return layer_state.damaged(layer_id, problem, record.parent or self._lower_or_none(layer_id), record,
+                                       mount, self._merged(layer_id))
+        kind = self.driver.kind(layer_id)
         mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
         return layer_state.present(layer_id, kind, self.parent_of(layer_id, record), self.driver.metadata(layer_id),
                                    record, mount, mounted, self._merged(layer_id))
@@ -152,6 +163,19 @@ class LayerStore:
 
     def _merged(self, layer_id):
         return self.layout.layer(layer_id).merged
+
+    def _lower_or_none(self, layer_id):
+        try:
+            return self.driver.lower_id(layer_id)
+        except OverlayError:
+            return None
+
+    def require_sound(self, state):
+        """A damaged layer (state["problem"]) is refused by every operation that needs it, naming it and
+        the way out; the rest of the home works as before."""
+        if state.get("problem"):
+            raise OverlayError("the layer is damaged: %s (state=absent with force=true removes it)"
+                               % state["problem"], layer=state["id"], path=self.layout.layer(state["id"]).dir)
 
     def layers(self):
         entries = mounts.read_mountinfo()
@@ -167,7 +191,14 @@ class LayerStore:
 
     def _check_new_parent(self, layer_id, parent, check_mode):
         # In check mode the parent may be one an earlier task would have created.
-        if parent and not check_mode and not self.driver.exists(parent):
+        if not parent:
+            return
+        if self.driver.exists(parent):
+            problem = self.state(parent)["problem"]
+            if problem:
+                raise OverlayError("parent layer %s is damaged: %s" % (parent, problem), layer=layer_id,
+                                   path=self.layout.layer(parent).dir)
+        elif not check_mode:
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
                                path=self.layout.layer(parent).dir)
 
@@ -178,6 +209,7 @@ class LayerStore:
             validate_layer_id(parent, "parent id")
         before = self.state(layer_id)
         if before["exists"]:
+            self.require_sound(before)
             self._check_parent(layer_id, parent)
             return Outcome(False, before, before)
         self._check_new_parent(layer_id, parent, check_mode)
@@ -194,11 +226,16 @@ class LayerStore:
         self.save(record)
 
     def ensure_absent(self, layer_id, force=False, check_mode=False):
-        """Absent: refuses while holders exist (unless force) or children depend on it."""
+        """Absent: refuses while holders exist (unless force) or children depend on it.
+
+        A damaged layer goes with force too: its holders may be unknown (a record that cannot be read).
+        """
         validate_layer_id(layer_id)
         before = self.state(layer_id)
         if not before["exists"]:
             return Outcome(False, before, before)
+        if not force:
+            self.require_sound(before)
         self._refuse_removal(layer_id, before["holders"], force)
         after = layer_state.absent(layer_id)
         if not check_mode:
@@ -233,6 +270,7 @@ class LayerStore:
                 return Outcome(True, before, layer_state.new(layer_id, "", self._merged(layer_id), holders=[holder],
                                                              mounted=True, kind=None))
             raise self.missing_layer(layer_id)
+        self.require_sound(before)
         record = self.record(layer_id)
         changed = holder not in record.holders
         needs_mount = not before["mounted"]
@@ -275,6 +313,7 @@ class LayerStore:
         before = self.state(layer_id, entries)
         if not before["exists"]:
             return Outcome(False, before, before)
+        self.require_sound(before)
         record = self.record(layer_id)
         if force:
             record.holders.clear()
@@ -326,8 +365,11 @@ class LayerStore:
         return done
 
     def _restore_one(self, layer_id, entries, check_mode):
-        """Mount a stale layer again; True when it was stale."""
-        if not self.state(layer_id, entries)["stale"]:
+        """Mount a stale layer again; True when it was stale. A damaged layer is reported, not skipped."""
+        state = self.state(layer_id, entries)
+        if state["problem"]:
+            raise OverlayError(state["problem"], layer=layer_id, path=self.layout.layer(layer_id).dir)
+        if not state["stale"]:
             return False
         if not check_mode:
             self.driver.get(layer_id, readonly_root=True, entries=entries)
@@ -398,6 +440,7 @@ class LayerStore:
             validate_diff_id(diff_id, layer_id)
         before = self.state(layer_id)
         if before["exists"]:
+            self.require_sound(before)
             self._check_parent(layer_id, parent)
         else:
             self._check_new_parent(layer_id, parent, check_mode)
@@ -462,6 +505,7 @@ class LayerStore:
         validate_layer_id(layer_id)
         if not self.driver.exists(layer_id):
             raise self.missing_layer(layer_id)
+        self.require_sound(self.state(layer_id))
         parent = self.parent_of(layer_id)
         dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
         try:

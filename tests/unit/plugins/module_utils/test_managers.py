@@ -50,3 +50,17 @@ def test_a_holder_with_a_newline_is_refused_by_the_store_too(home):
         assert store.record("app").holders == set()
     finally:
         store.close()
+
+
+def test_overlay_info_lists_a_damaged_layer_with_its_problem(home):
+    """A record that does not parse made overlay_info fail for the whole home."""
+    for layer_id, parent in (("base", ""), ("app", "base"), ("broken", "base")):
+        LayerManager({"home": home, "id": layer_id, "parent": parent, "state": "present", "force": False}).run()
+    with open(home + "/.strata/layers/app.json", "w") as f:
+        f.write('{"holders": "web"}')
+    result = InfoManager({"home": home}).run()
+    by_id = {layer["id"]: layer for layer in result["layers"]}
+    assert "expected format" in by_id["app"]["problem"] and by_id["app"]["parent"] == "base"
+    assert by_id["base"]["problem"] is None and result["damaged"] == ["app"]
+    assert any(line.startswith("|-- app (?) DAMAGED: ") for line in result["tree"])
+    assert "|-- broken (overlay)" in result["tree"] or "`-- broken (overlay)" in result["tree"]

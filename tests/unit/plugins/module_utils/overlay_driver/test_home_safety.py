@@ -148,8 +148,7 @@ def test_symlinked_record_is_neither_read_nor_followed(home, guarded):
     os.unlink(record)
     planted_symlink(os.path.join(guarded, "etc", "passwd"), record)
     store = LayerStore(home)
-    with pytest.raises(OverlayError, match="record cannot be read"):
-        store.state("app")
+    assert "record cannot be read" in store.state("app")["problem"]
     os.unlink(record)
     planted_symlink(os.path.join(guarded, "etc", "passwd"), os.path.join(home, ".strata", "layers", "gone.json"))
     with LayerStore(home).locked():  # prunes the orphan record: the link, not its target
@@ -213,3 +212,20 @@ def test_a_symlinked_lower_id_is_not_read_through(home, guarded):
     store = LayerStore(home)
     with pytest.raises(OverlayError, match="cannot read lower-id"):
         store.driver.lower_id("app")
+
+
+def test_a_damaged_layer_is_a_layer_but_foreign_contents_still_refuse_the_home(home, guarded):
+    """A layer directory missing root/ and upper/ is that layer's problem, not a reason to refuse the home;
+    a layer-named directory holding anything else still is (is this the right home?)."""
+    made_home(home)
+    os.rmdir(os.path.join(home, "app", "upper"))
+    with LayerStore(home).locked() as store:
+        assert "neither root/ nor upper/" in store.state("app")["problem"]
+    with open(os.path.join(home, "app", "notes.txt"), "w") as f:
+        f.write("mine\n")
+    refused(home, "holds 'app', which is not a layer directory")
+    refused(home, "holds 'app', which is not a layer directory", read_only=True)
+    os.unlink(os.path.join(home, "app", "notes.txt"))
+    with open(os.path.join(home, "README"), "w") as f:
+        f.write("mine\n")
+    refused(home, "holds 'README', which is not a layer directory")

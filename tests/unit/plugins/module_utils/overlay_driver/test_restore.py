@@ -1,5 +1,7 @@
 """The boot unit's restore program mounts held layers again and nothing else."""
 
+import os
+
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import restore, syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -55,6 +57,34 @@ def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, cap
         reader = LayerStore(home, read_only=True)
         assert reader.state("a")["mounted"] and reader.state("c")["mounted"]
         reader.close()
+    finally:
+        for merged in paths.values():
+            try:
+                syscalls.umount(merged)
+            except OSError:
+                pass
+
+
+def test_a_layer_without_root_or_upper_keeps_no_other_layer_down(home, capsys):
+    """A held layer whose directories are gone is reported by name; every other held layer is mounted."""
+    store = LayerStore(home)
+    with store.locked():
+        store.ensure_present("base")
+        for layer_id in ("a", "b", "c"):
+            store.ensure_present(layer_id, "base")
+            store.ensure_mounted(layer_id, "web")
+            store.driver.put(layer_id)
+    paths = {layer_id: store.state(layer_id)["path"] for layer_id in ("a", "c")}
+    store.close()
+    os.rmdir(os.path.join(home, "b", "upper"))
+    try:
+        assert restore.main(["--home", home, "--check"]) == 1
+        assert capsys.readouterr().out == "would mount a\nwould mount c\n"
+        assert restore.main(["--home", home]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "mounted a\nmounted c\n"
+        assert "cannot mount b:" in captured.err and "neither root/ nor upper/" in captured.err
+        assert "1 layer(s) not mounted: b" in captured.err
     finally:
         for merged in paths.values():
             try:

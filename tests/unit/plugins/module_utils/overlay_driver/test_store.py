@@ -492,3 +492,108 @@ def test_mount_and_unmount_read_mountinfo_once_per_step(tree, monkeypatch, layer
     del reads[:]
     tree.ensure_unmounted(layer_id, "web")
     assert len(reads) == 3  # before, whether a mount is left below the one unmounted, after
+
+
+def damage(home, layer_id, how):
+    """Damage a layer as a crash, a disk error or a hand edit would."""
+    layer = os.path.join(home, layer_id)
+    if how == "no root or upper":
+        for name in ("root", "upper"):
+            if os.path.isdir(os.path.join(layer, name)):
+                shutil.rmtree(os.path.join(layer, name))
+    elif how == "lower-id unreadable":
+        with open(os.path.join(layer, "lower-id"), "w") as f:
+            f.write("../../etc\n")
+    else:
+        with open(os.path.join(home, ".strata", "layers", layer_id + ".json"), "w") as f:
+            f.write({"record not JSON": "{not json", "record of the wrong shape": '{"holders": "web"}'}[how])
+
+
+DAMAGES = ["no root or upper", "lower-id unreadable", "record not JSON", "record of the wrong shape"]
+
+
+@pytest.fixture
+def damaged_home(home):
+    """base <- app (held: web) and base <- broken (held: web); broken then damaged by the test."""
+    store = LayerStore(home)
+    with store.locked():
+        store.apply_diff("base", "", opener(BASE))
+        for layer_id in ("app", "broken"):
+            store.ensure_present(layer_id, "base")
+            store.ensure_mounted(layer_id, "web")
+            store.driver.put(layer_id)
+    store.close()
+    return home
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_layer_is_listed_with_its_problem_and_the_rest_works(damaged_home, how):
+    """One layer without root/ and upper/, or with a record that does not parse, made listing the home
+    fail, and with it every module run on the home. It is now that layer's problem."""
+    damage(damaged_home, "broken", how)
+    store = LayerStore(damaged_home)
+    try:
+        with store.locked():
+            by_id = {s["id"]: s for s in store.layers()}
+            assert sorted(by_id) == ["app", "base", "broken"]
+            assert by_id["broken"]["exists"] and by_id["broken"]["problem"]
+            assert by_id["app"]["problem"] is None and by_id["base"]["problem"] is None
+            assert by_id["app"]["stale"]
+            assert store.ensure_mounted("app", "web").after["mounted"]
+            assert store.ensure_present("other", "base").changed
+            assert store.ensure_unmounted("app", "web").changed
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_writers_that_need_a_damaged_layer_fail_naming_it(damaged_home, how):
+    damage(damaged_home, "broken", how)
+    store = LayerStore(damaged_home)
+    try:
+        with store.locked():
+            for attempt in (lambda: store.ensure_mounted("broken", "web"),
+                            lambda: store.ensure_unmounted("broken", "web"),
+                            lambda: store.ensure_present("broken", "base"),
+                            lambda: store.apply_diff("broken", "base", opener(CHILD)),
+                            lambda: store.ensure_absent("broken")):
+                with pytest.raises(OverlayError, match="layer broken.*damaged.*force=true"):
+                    attempt()
+            if how != "no root or upper":  # a layer that still has its upper/ can be a parent's name only
+                return
+            with pytest.raises(OverlayError, match="layer child.*parent layer broken is damaged"):
+                store.ensure_present("child", "broken")
+            assert not store.driver.exists("child")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_absent_with_force_removes_a_damaged_layer(damaged_home, how):
+    damage(damaged_home, "broken", how)
+    store = LayerStore(damaged_home)
+    try:
+        with store.locked():
+            assert store.ensure_absent("broken", force=True, check_mode=True).changed
+            assert store.driver.exists("broken")
+            outcome = store.ensure_absent("broken", force=True)
+            assert outcome.changed and not outcome.after["exists"]
+            assert not os.path.lexists(os.path.join(damaged_home, "broken"))
+            assert not os.path.lexists(os.path.join(damaged_home, ".strata", "layers", "broken.json"))
+            assert [s["id"] for s in store.layers()] == ["app", "base"]
+    finally:
+        store.close()
+
+
+def test_a_damaged_layer_built_on_a_layer_still_keeps_its_parent(damaged_home):
+    """A child whose record cannot be read still names its parent by lower-id: the parent is not removable."""
+    damage(damaged_home, "broken", "record not JSON")
+    store = LayerStore(damaged_home)
+    try:
+        with store.locked():
+            assert store.state("broken")["parent"] == "base"
+            store.ensure_absent("app", force=True)
+            with pytest.raises(OverlayError, match="layers broken are built on it"):
+                store.ensure_absent("base", force=True)
+    finally:
+        store.close()

@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What is wrong with one layer directory, said in a sentence, so that the damage stays that layer's problem.
+
+A layer whose root/ and upper/ are both gone (a half-finished hand clean-up,
+a disk error), or an overlay whose lower-id cannot be read, cannot be
+mounted, applied to or built on. Reporting it as a `problem` of that layer,
+instead of raising while listing the home, keeps every other layer usable
+and lets `state=absent force=true` remove it.
+"""
+
+import os
+import stat
+
+from .errors import OverlayError
+from .layout import LOWER_ID, ROOT, UPPER
+
+
+def _is_dir(path):
+    """A real directory, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def structural_problem(driver, layer_id):
+    """None for a layer the driver can use, else why it cannot (root/ and upper/ missing, lower-id unreadable)."""
+    paths = driver.layout.layer(layer_id)
+    if _is_dir(paths.root):
+        return None
+    if not _is_dir(paths.upper):
+        return "the layer directory has neither %s/ nor %s/ (damaged or half removed)" % (ROOT, UPPER)
+    try:
+        driver.lower_id(layer_id)
+    except OverlayError as e:
+        return "an overlay layer whose %s is unusable: %s" % (LOWER_ID, e.cause)
+    return None
