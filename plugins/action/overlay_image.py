@@ -48,6 +48,9 @@ WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
 class ActionModule(SourceAction):
 
     def _run_with_src(self, result, args, remote_src, task_vars):
+        if args.get("state") == "absent":  # the image is found by its record in the home: nothing is read or sent
+            result.update(self._run_module(args, task_vars))
+            return result
         try:
             reference = parse_reference(args.get("src"))
         except OverlayError as e:
@@ -128,7 +131,8 @@ class ActionModule(SourceAction):
             else:
                 transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
                 host_src = "%s:%s" % (transport, remote_root)
-            answer = self._run_module(dict(args, src=host_src, remote_src=True), task_vars)
+            recorded = args.get("record_as") or reference.text  # recorded as the task named it, not the copy
+            answer = self._run_module(dict(args, src=host_src, remote_src=True, record_as=recorded), task_vars)
         if isinstance(answer.get("msg"), str):
             answer["msg"] = answer["msg"].replace(host_src, reference.text).replace(remote_root, reference.path)
         answer["sent_layers"] = len(needed)

@@ -9,7 +9,12 @@ which no other module needs.
 
 import os
 
+from .managers import home_exists
+from .overlay_driver.errors import OverlayError
+from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_text
+from .overlay_driver.image_removal import remove_image
 from .overlay_driver.images.errors import ImageError
+from .overlay_driver.images.manifests import parse_platform
 from .overlay_driver.images.reference import parse_reference
 from .overlay_driver.images.stage import stage_image
 from .overlay_driver.layout import HomeLayout
@@ -23,7 +28,9 @@ class ImageManager:
         self.params = params
         self.check_mode = check_mode
         self.diff = diff
-        self.reference = parse_reference(params["src"])
+        self.absent = params.get("state") == "absent"
+        # absent finds the image by its recorded reference or digest, which need not parse as a source
+        self.reference = None if self.absent else parse_reference(params["src"])
         self.registry_auth = params.get("registry_auth") or {}  # not used by file transports
 
     def open_store(self):
@@ -38,6 +45,8 @@ class ImageManager:
         return LayerStore.for_check_run(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
 
     def run(self):
+        if self.absent:
+            return self.remove()
         p = self.params
         if self.reference.is_file and not os.path.exists(self.reference.path):
             raise ImageError("it does not exist on the managed host (set remote_src: false to send it from the "
@@ -46,9 +55,10 @@ class ImageManager:
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              check_mode=self.check_mode)
+        recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {
-            "changed": staged.changed,
+            "changed": staged.changed or recorded,
             "top": staged.top,
             "layers": layers,
             "manifest_digest": staged.manifest_digest,
@@ -62,4 +72,50 @@ class ImageManager:
             after = [layer.id for layer in staged.layers]
             result["diff"] = {"before": {"image": self.reference.text, "layers": before},
                               "after": {"image": self.reference.text, "layers": after}}
+        return result
+
+    def _record(self, store, staged):
+        """Record the staged image with the home (what state=absent finds); True when the record is new
+        or changed. A check run only tells whether it would write."""
+        p = self.params
+        record = ImageRecord(p.get("record_as") or p["src"], staged.manifest_digest, staged.config_digest,
+                             platform_text(parse_platform(p.get("platform"), p["src"])),
+                             [layer.id for layer in staged.layers])
+        if store is None:
+            return True
+        records = ImageRecords(store.driver.dirs)
+        if self.check_mode:
+            return records.would_change(record)
+        with store.locked():
+            for layer in staged.layers:
+                if not store.driver.exists(layer.id):
+                    raise OverlayError("layer %s of the image was removed while it was staged; stage it again"
+                                       % layer.id, layer=layer.id, path=store.home)
+            return records.save(record)
+
+    def remove(self):
+        """state=absent: the image's layers that nothing else needs go; the rest is listed with the reason."""
+        p = self.params
+        home = p["home"]
+        if not home_exists(home):  # a missing home holds no image, and stays missing
+            return self._removal_result(None)
+        if self.check_mode:
+            store = LayerStore.for_check_run(home, p.get("uid_maps"), p.get("gid_maps"))
+        else:
+            store = LayerStore(home, p.get("uid_maps"), p.get("gid_maps"))
+        try:
+            return self._removal_result(remove_image(store, p["src"], self.check_mode))
+        finally:
+            store.close()
+
+    def _removal_result(self, removal):
+        if removal is None:
+            result = {"changed": False, "images": [], "removed": [], "kept": []}
+        else:
+            result = {"changed": removal.changed, "images": removal.images, "removed": removal.removed,
+                      "kept": removal.kept}
+        if self.diff:
+            kept = [k["id"] for k in result["kept"]]
+            result["diff"] = {"before": {"image": self.params["src"], "layers": result["removed"] + kept},
+                              "after": {"image": self.params["src"], "layers": kept}}
         return result

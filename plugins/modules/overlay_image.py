@@ -22,7 +22,28 @@ description:
     their content, so the next run resumes there); the failing layer is not created.
   - Accepted are OCI and Docker v2 schema 2 manifests and indexes, with layers as tar, tar+gzip or tar+zstd.
     Docker schema 1 manifests, foreign (non-distributable) layers and unknown media types are errors.
+  - Every image staged is recorded with the home (C(.strata/image-records)): its reference, manifest digest,
+    platform and the ChainIDs of its layers. O(state=absent) uses these records to remove an image.
 options:
+  state:
+    description:
+      - V(present) stages the image and records it with the home.
+      - V(absent) removes the image recorded under O(src), which is then the reference it was staged from or
+        its manifest (or config) digest. Each of its layers goes unless another recorded image uses it, a
+        holder holds it, or a layer that stays is built on it (a writable layer on the image); those stay and
+        are listed in RV(kept) with the reason. The image's record goes too. Nothing is read from the source.
+      - An image that is not recorded, or a home that does not exist, is V(ok) and unchanged.
+    type: str
+    choices: [present, absent]
+    default: present
+    version_added: 0.2.0
+  record_as:
+    description:
+      - The reference the image is recorded under (what O(state=absent) finds it by); default O(src).
+      - The action plugin sets it to the task's O(src) when it sends an image from the controller, where the
+        module stages from a temporary copy.
+    type: str
+    version_added: 0.2.0
   src:
     description:
       - The image, in the transport syntax of skopeo and podman.
@@ -84,10 +105,12 @@ attributes:
     support: full
   check_mode:
     support: full
-    details: Reads the manifest and the config only and reports which layers would be staged.
+    details:
+      - Reads the manifest and the config only and reports which layers would be staged.
+      - With O(state=absent), reports which layers would be removed and which kept, and removes nothing.
   diff_mode:
     support: full
-    details: Shows the image's layers present before and after.
+    details: Shows the image's layers present before and after (with O(state=absent), those that stay).
 notes:
   - Layers are read and applied as they stream, never stored twice; zstd layers need the C(zstd) program or the
     Python C(zstandard) module on the host.
@@ -124,6 +147,17 @@ EXAMPLES = r'''
     src: docker-archive:/srv/images/app.tar:example/app:1.2
     remote_src: true
 
+- name: Remove the image staged from oci:images/app:v1, keeping the layers other images or layers need
+  strata.overlay.overlay_image:
+    src: oci:images/app:v1
+    state: absent
+  register: removed
+
+- name: Remove an image by its manifest digest
+  strata.overlay.overlay_image:
+    src: sha256:51c1361bd07960acaa0cc30123486bcc400801b990e3a18c9bfaa5ee30fc728f
+    state: absent
+
 - name: The arm64 image of a multi-platform image, with credentials from an auth file
   strata.overlay.overlay_image:
     src: docker://ghcr.io/example/tool@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b
@@ -133,9 +167,28 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+images:
+  description: With O(state=absent), the recorded images O(src) named (each C(reference), C(manifest_digest),
+    C(config_digest), C(platform) and C(layers), the ChainIDs bottom first).
+  returned: when O(state=absent)
+  type: list
+  elements: dict
+removed:
+  description: With O(state=absent), the ids of the image layers removed (would be, in check mode), top first.
+  returned: when O(state=absent)
+  type: list
+  elements: str
+  sample: [6f5cab0baaf199b9d876f5edcb27880aed80ead0f9698033be47189680842809]
+kept:
+  description: With O(state=absent), the image's layers that stay, each C({id, reason}); the reason is another
+    image that uses it, the holders that hold it, or the layers built on it.
+  returned: when O(state=absent)
+  type: list
+  elements: dict
+  sample: [{"id": "f73ce02f4e6986aa6a4a405e813307cc2d674744279f6b201a119fbd1d7ff432", "reason": "layer web is built on it"}]
 top:
   description: The id of the image's last layer, the parent for a writable layer on top of the image.
-  returned: success
+  returned: when O(state=present)
   type: str
   sample: 6f5cab0baaf199b9d876f5edcb27880aed80ead0f9698033be47189680842809
 layers:
@@ -204,14 +257,15 @@ sent_whole_archive:
   sample: false
 '''
 
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, one_of, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 
 
 def main():
     module = LayerModule(argument_spec=argument_spec(
-        src=dict(type="str", required=True), remote_src=flag(), platform=dict(type="str"),
+        src=dict(type="str", required=True), remote_src=flag(), state=one_of("present", "absent"),
+        record_as=dict(type="str"), platform=dict(type="str"),
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
         validate_certs=flag(True), ca_path=dict(type="path")), supports_check_mode=True)

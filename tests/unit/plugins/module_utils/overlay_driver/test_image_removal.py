@@ -1,0 +1,129 @@
+"""overlay_image state=absent: an image's layers go unless another image, a holder or a layer that stays needs them.
+
+Real OCI layouts staged into a real home; removal by the same src, by the recorded
+reference and by the manifest digest; check mode and diff mode predict the real run.
+"""
+
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager, MountManager
+
+from imagebuild import Image, write_oci_layout
+from layertools import TarBuilder
+
+BASE = TarBuilder().dir("etc").file("etc/os-release", "ID=test\n").bytes()
+LIB = TarBuilder().dir("usr").file("usr/lib.so", "lib\n").bytes()
+APP = TarBuilder().file("app", "app\n").bytes()
+TOOL = TarBuilder().file("tool", "tool\n").bytes()
+
+
+@pytest.fixture
+def layout(scratch):
+    """An OCI layout with app (base, lib, app) and tool (base, lib, tool): they share two layers."""
+    path = os.path.join(scratch, "layout")
+    os.mkdir(path)
+    app, tool = Image([BASE, LIB, APP]), Image([BASE, LIB, TOOL])
+    digests = write_oci_layout(path, {"app": app, "tool": tool})
+    return {"path": path, "app": app, "tool": tool, "digests": digests}
+
+
+def image(home, src, state="present", check_mode=False, diff=False, **extra):
+    params = {"home": home, "src": src, "state": state, "remote_src": True, "platform": "linux/amd64",
+              "registry_auth": None, "validate_certs": True, "ca_path": None}
+    params.update(extra)
+    return ImageManager(params, check_mode=check_mode, diff=diff).run()
+
+
+def layers_in(home):
+    return sorted(n for n in os.listdir(home) if not n.startswith("."))
+
+
+def test_staging_records_the_image_with_the_home(home, layout):
+    src = "oci:%s:app" % layout["path"]
+    staged = image(home, src)
+    records = os.path.join(home, ".strata", "image-records")
+    names = os.listdir(records)
+    assert len(names) == 1
+    st = os.stat(os.path.join(records, names[0]))
+    assert st.st_uid == 0 and st.st_mode & 0o777 == 0o600 and os.stat(records).st_mode & 0o777 == 0o700
+    import json
+    with open(os.path.join(records, names[0]), encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["reference"] == src and record["manifest_digest"] == staged["manifest_digest"]
+    assert record["platform"] == "linux/amd64" and record["layers"] == layout["app"].chain_ids
+    assert record["config_digest"] == staged["config_digest"]
+    assert image(home, src)["changed"] is False  # staging again: the same record, no change
+
+
+def test_absent_by_the_same_src_removes_the_layers_no_other_image_needs(home, layout):
+    app, tool = "oci:%s:app" % layout["path"], "oci:%s:tool" % layout["path"]
+    image(home, app)
+    image(home, tool)
+    assert len(layers_in(home)) == 4
+    result = image(home, app, state="absent")
+    app_ids, tool_ids = layout["app"].chain_ids, layout["tool"].chain_ids
+    assert result["changed"] is True and result["removed"] == [app_ids[2]]
+    assert result["kept"] == [{"id": app_ids[1], "reason": "image %s uses it" % tool},
+                              {"id": app_ids[0], "reason": "image %s uses it" % tool}]
+    assert layers_in(home) == sorted(tool_ids)
+    again = image(home, app, state="absent")
+    assert again == {"changed": False, "images": [], "removed": [], "kept": []}
+    last = image(home, tool, state="absent")
+    assert last["removed"] == list(reversed(tool_ids)) and last["kept"] == []
+    assert layers_in(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
+
+
+def test_absent_by_manifest_digest(home, layout):
+    staged = image(home, "oci:%s:app" % layout["path"])
+    result = image(home, staged["manifest_digest"], state="absent")
+    assert result["changed"] and len(result["removed"]) == 3 and layers_in(home) == []
+    assert result["images"][0]["reference"] == "oci:%s:app" % layout["path"]
+
+
+def test_absent_by_the_reference_recorded_as_when_the_action_sent_a_copy(home, layout):
+    image(home, "oci:%s:app" % layout["path"], record_as="oci:images/app:app")
+    result = image(home, "oci:images/app:app", state="absent")
+    assert len(result["removed"]) == 3 and layers_in(home) == []
+
+
+def test_a_writable_layer_and_a_holder_keep_what_they_need(home, layout):
+    src = "oci:%s:app" % layout["path"]
+    ids = layout["app"].chain_ids
+    top = image(home, src)["top"]
+    LayerManager({"home": home, "id": "web", "parent": top, "state": "present", "force": False}).run()
+    MountManager({"home": home, "id": ids[0], "holder": "inspect", "mount_label": "", "force": False,
+                  "state": "mounted"}).run()
+    try:
+        check = image(home, src, state="absent", check_mode=True, diff=True)
+        result = image(home, src, state="absent", diff=True)
+        assert check == result
+        assert result["removed"] == [] and result["changed"] is True  # the record goes
+        assert result["kept"] == [{"id": ids[2], "reason": "layer web is built on it"},
+                                  {"id": ids[1], "reason": "layer %s is built on it" % ids[2]},
+                                  {"id": ids[0], "reason": "held by inspect"}]
+        assert result["diff"]["before"]["layers"] == result["diff"]["after"]["layers"] == [ids[2], ids[1], ids[0]]
+        assert sorted(layers_in(home)) == sorted(ids + ["web"])
+    finally:
+        MountManager({"home": home, "id": ids[0], "holder": "inspect", "mount_label": "", "force": True,
+                      "state": "unmounted"}).run()
+
+
+def test_check_mode_shows_what_would_go_and_changes_nothing(home, layout):
+    src = "oci:%s:app" % layout["path"]
+    image(home, src)
+    before = sorted(os.listdir(os.path.join(home, ".strata", "image-records")))
+    check = image(home, src, state="absent", check_mode=True, diff=True)
+    assert check["changed"] and check["removed"] == list(reversed(layout["app"].chain_ids))
+    assert check["diff"]["after"]["layers"] == []
+    assert len(layers_in(home)) == 3 and sorted(os.listdir(os.path.join(home, ".strata", "image-records"))) == before
+
+
+def test_absent_on_a_missing_home_creates_nothing(scratch):
+    home = os.path.join(scratch, "typo", "home")
+    for check_mode in (True, False):
+        result = image(home, "oci:/nowhere:app", state="absent", check_mode=check_mode)
+        assert result == {"changed": False, "images": [], "removed": [], "kept": []}
+    assert not os.path.lexists(os.path.join(scratch, "typo"))

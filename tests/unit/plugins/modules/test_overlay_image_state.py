@@ -1,0 +1,24 @@
+"""overlay_image's state option through the module: stage, then remove by the same src."""
+
+import os
+
+from ansible_collections.strata.overlay.plugins.modules import overlay_image
+
+from imagebuild import Image, write_oci_layout
+from layertools import TarBuilder
+
+
+def test_stage_then_absent_by_the_same_src_leaves_no_layer(run_module, home, scratch):
+    layout = os.path.join(scratch, "layout")
+    os.mkdir(layout)
+    write_oci_layout(layout, {"v1": Image([TarBuilder().file("a", "a\n").bytes(), TarBuilder().file("b", "b\n").bytes()])})
+    src = "oci:%s:v1" % layout
+    staged = run_module(overlay_image, {"home": home, "src": src, "remote_src": True, "platform": "linux/amd64"})
+    assert staged["changed"] and "failed" not in staged
+    check = run_module(overlay_image, {"home": home, "src": src, "state": "absent"}, check_mode=True, diff=True)
+    assert check["changed"] and len(check["removed"]) == 2 and check["diff"]["after"]["layers"] == []
+    gone = run_module(overlay_image, {"home": home, "src": src, "state": "absent"})
+    assert gone["removed"] == check["removed"] and gone["kept"] == [] and gone["images"][0]["reference"] == src
+    assert sorted(os.listdir(home)) == [".strata"]
+    again = run_module(overlay_image, {"home": home, "src": src, "state": "absent"})
+    assert again["changed"] is False
