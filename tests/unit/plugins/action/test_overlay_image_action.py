@@ -181,4 +181,14 @@ def test_a_directory_docker_archive_is_sent_member_by_member_into_the_temp_dir(s
     layers_sent = [r for r in seen["sent"] if r.endswith("layer.tar")]
     assert len(layers_sent) == (0 if check_mode else len(Image().tars))
     module_args = [a for m, a in seen["modules"] if m == "strata.overlay.overlay_image"]
-    assert module_args == [{"src": "docker-archive:" + root.rstrip("/"), "remote_src": True}]
+    assert module_args == [{"src": "docker-archive:" + root.rstrip("/"), "remote_src": True,
+                            "record_as": "docker-archive:saved"}]  # recorded as the task named it
+
+
+def test_absent_runs_the_module_with_the_task_args_and_sends_nothing(scratch):
+    """state=absent finds the image by its record on the host: nothing is read on the controller, nothing sent."""
+    action, seen = recording_action(os.path.join(scratch, "nothing-here"), False)
+    args = {"src": "sha256:" + "ab" * 32, "state": "absent"}
+    result = action._run_with_src({}, dict(args), False, {})  # pylint: disable=protected-access
+    assert not result.get("failed"), result
+    assert not seen["sent"] and seen["modules"] == [("strata.overlay.overlay_image", args)]
