@@ -599,6 +599,80 @@ class Driver:
         exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
+    # -- a new layer with its diff, in one step ----------------------------------
+
+    def create_applied(self, layer_id, parent, raw, compression="auto", expected_diff_id=None, progress=None,
+                       before_rename=None):
+        """create then apply_diff, visible only once the diff is in: one rename of a directory built in tmp.
+
+        Done as two steps, a run killed between them or in the middle of the
+        apply leaves a layer of that id that is empty or partial; an image
+        names its layers by ChainID, a promise of their content, so no later
+        run may find such a layer. Here the layer directory is made in
+        .strata/tmp, the diff applied there by the seed's two paths (a
+        hardlink copy of a parent's root/, else through a mount of the new
+        overlay layer, work dir and mount point in a second temp dir) and,
+        once verified, the directory is renamed to its id. before_rename(result)
+        runs between the two (the store records the layer there: a record
+        without its directory is pruned by the next writer). Returns the
+        ApplyDiffResult.
+        """
+        paths = self.layout.layer(layer_id)
+        if parent:
+            validate_layer_id(parent, "parent id")
+            if not self.exists(parent):
+                raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
+                                   path=self.layout.layer(parent).dir)
+        self._require_writer()
+        if os.path.lexists(paths.dir):
+            raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
+        temps = [self._tempdir("create", layer_id)]
+        tmp = temps[0]
+        try:
+            os.chown(tmp, self.root_uid, self.root_gid)
+            parent_root = self.layout.layer(parent).root if parent else None
+            if not parent or _is_dir(parent_root):
+                target = os.path.join(tmp, "root")
+                if parent:
+                    copy_tree(parent_root, target, hardlink=True)
+                else:
+                    self._mkdir_as(target, 0o755)
+                faults.point("apply.copied")
+                applied = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+                result = self._result(applied, not parent)
+            else:
+                self._populate(tmp, layer_id, parent)
+                temps.append(self._tempdir("apply", layer_id))
+                work, merged = os.path.join(temps[1], "work"), os.path.join(temps[1], "merged")
+                self._mkdir_as(work, 0o700)
+                self._mkdir_as(merged, 0o700)
+                mounts.mount_overlay(merged, self._lower_root(parent), os.path.join(tmp, "upper"), work)
+                try:
+                    faults.point("apply.mounted")
+                    applied = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
+                finally:
+                    mounts.unmount(merged)
+                result = self._result(applied, True)
+            if before_rename is not None:
+                before_rename(result)
+            faults.point("create.before-rename")
+            try:
+                syscalls.rename_noreplace(os.path.basename(tmp), layer_id, self.dirs.tmp_fd, self.dirs.fd)
+            except FileExistsError:
+                raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
+            temps.pop(0)
+            return result
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OverlayError("no space left on the layer home's filesystem while applying the diff",
+                                   layer=layer_id, path=self.home)
+            raise
+        finally:
+            for left in temps:
+                for mount in mounts.mounts_below(left):
+                    mounts.unmount(mount.mount_point, detach=True)
+                remove_tree_at(self.dirs.tmp_fd, os.path.basename(left), layer_id)
+
 
 def _lstat_at(dir_fd, name):
     try:

@@ -5,8 +5,9 @@
 
 The manifest and config are read first (outside the home's lock: a slow
 registry should not hold up other runs on the host), then under the lock each
-layer that is not already there with its diff_id is streamed from its source,
-verified and applied on its parent. Layers already present are not fetched,
+layer that is not already there (with its diff_id, on its parent) is streamed
+from its source, verified and applied on its parent in the home's tmp, and
+renamed into place complete. Layers already present are not fetched,
 and the home remembers each staged image's config (config_cache.py), so
 staging an image again reads only its manifest.
 
@@ -48,14 +49,53 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
 # -- the store, in one place ----------
 
 def store_apply(store, layer_id, parent, opener, diff_id):
-    """Apply one verified layer stream; True when the layer was created."""
-    return store.apply_diff(layer_id, parent, opener, diff_id, "none", False).changed
+    """Create the layer with its verified stream applied; it appears complete or not at all.
+
+    The driver builds it in the home's tmp and renames it into place once the
+    diff_id is checked (Driver.create_applied); its record is written just
+    before that rename. A run killed anywhere leaves no layer of this ChainID,
+    only temp files and perhaps a record without a layer, which the next
+    writer removes.
+    """
+    def record(result):
+        entry = store.record(layer_id)
+        entry.parent = parent or None
+        entry.diff_id = result.diff_id
+        entry.size = result.size
+        entry.holders = set()
+        store.save(entry)
+
+    with opener() as raw:
+        store.driver.create_applied(layer_id, parent, raw, "none", diff_id, before_rename=record)
+    return True
 
 
-def store_has(store, layer_id, diff_id):
-    """The layer is there, holding exactly this diff (its ChainID then names the same stack)."""
+def store_has(store, layer_id, diff_id, parent):
+    """The layer is there, holding exactly this diff on exactly this parent.
+
+    A ChainID names a stack of diffs, so a layer of that id is the image's
+    layer only when its record says so for the diff and for the parent (whose
+    own check, one layer down, covers the rest of the chain). A layer made
+    by hand under that id, or on another parent, is not the image's layer.
+    """
     state = store.state(layer_id)
-    return bool(state["exists"]) and state.get("diff_id") == diff_id
+    return bool(state["exists"]) and state.get("diff_id") == diff_id and (state["parent"] or "") == (parent or "")
+
+
+def _refuse_impostor(store, state, diff_id, parent, image, where):
+    """A layer of this ChainID that is not the image's layer (another diff, no diff, another parent) is an
+    error naming what it holds: applying over it, or trusting it, would stage something else."""
+    if not state["exists"]:
+        return
+    has_diff, has_parent = state.get("diff_id"), state["parent"] or ""
+    if (has_diff, has_parent) == (diff_id, parent or ""):
+        return
+    raise ImageError("%sa layer of this id exists but is not this image's layer: it holds %s on %s, the image's "
+                     "layer is diff %s on %s (remove it with overlay_layer state=absent to stage the image)"
+                     % (where, "diff %s" % has_diff if has_diff else "no diff",
+                        "parent %s" % has_parent if has_parent else "no parent",
+                        diff_id, "parent %s" % parent if parent else "no parent"),
+                     image=image, path=store.layout.layer(state["id"]).dir)
 
 
 class _Progress:
@@ -110,9 +150,11 @@ def remembered_config(store, resolved):
     if remembered is None:
         return None
     diff_ids = remembered[0]
+    parent = ""
     for chain_id, diff_id in zip(chain_ids(diff_ids), diff_ids):
-        if not store_has(store, chain_id[len("sha256:"):], diff_id):
+        if not store_has(store, chain_id[len("sha256:"):], diff_id, parent):
             return None
+        parent = chain_id[len("sha256:"):]
     return remembered
 
 
@@ -169,7 +211,10 @@ def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
     parent = ""
     for i, layer in enumerate(layers):
         descriptor = resolved.layers[i]
-        layer.present = store_has(store, layer.id, layer.diff_id)
+        state = store.state(layer.id)
+        _refuse_impostor(store, state, layer.diff_id, parent, image,
+                         "layer %d of %d (%s): " % (i + 1, len(layers), layer.id))
+        layer.present = state["exists"]
         if not layer.present:
             layer.changed = True
             if not check_mode:

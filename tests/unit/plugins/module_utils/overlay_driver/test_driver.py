@@ -390,3 +390,51 @@ def test_status_is_the_seeds_shape_of_the_hosts(driver):
     status = dict(driver.status())
     assert (status["Backing Filesystem"], status["Supports d_type"]) == ("tmpfs", "true")
     assert status["Kernel"] == os.uname().release
+
+
+# -- create_applied: a new layer with its diff, renamed into place once complete -------------------------
+
+DIFF = TarBuilder().dir("etc").file("etc/motd", "hello\n").file("new", "n").bytes()
+
+
+@pytest.mark.parametrize("parent_kind", ["none", "root", "overlay"])
+def test_create_applied_is_create_then_apply_diff_in_one_step(driver, home, parent_kind):
+    """The same layer as create + apply_diff: kind, files, and for an overlay parent lower-id and upper/."""
+    parent = ""
+    if parent_kind != "none":
+        driver.create("base", "")
+        driver.apply_diff("base", "", io.BytesIO(TarBuilder().dir("etc").file("etc/os", "x").bytes()))
+        parent = "base"
+    if parent_kind == "overlay":
+        driver.create("init", "base")
+        parent = "init"
+    driver.create("two-step", parent)
+    two_step = driver.apply_diff("two-step", parent, io.BytesIO(DIFF))
+    one_step = driver.create_applied("one-step", parent, io.BytesIO(DIFF))
+    assert (one_step.diff_id, one_step.size, one_step.fallback) == (two_step.diff_id, two_step.size,
+                                                                   two_step.fallback)
+    assert driver.kind("one-step") == driver.kind("two-step")
+    assert sorted(os.listdir(os.path.join(home, "one-step"))) == sorted(os.listdir(os.path.join(home, "two-step")))
+    try:
+        assert snapshot(driver.get("one-step")) == snapshot(driver.get("two-step"))
+    finally:
+        driver.put("one-step")
+        driver.put("two-step")
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
+
+
+@pytest.mark.parametrize("parent_kind", ["none", "overlay"])
+def test_create_applied_that_fails_leaves_no_layer(driver, home, parent_kind):
+    """A diff whose diff_id is wrong (or a stream cut short) leaves no directory of that id and nothing in tmp."""
+    parent = ""
+    if parent_kind == "overlay":
+        driver.create("base", "")
+        driver.create("init", "base")
+        parent = "init"
+    called = []
+    with pytest.raises(OverlayError):
+        driver.create_applied("new", parent, io.BytesIO(DIFF), expected_diff_id="sha256:" + "0" * 64,
+                              before_rename=called.append)
+    assert not os.path.lexists(os.path.join(home, "new")) and called == []
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
+    assert not mounts.mounts_below(home)

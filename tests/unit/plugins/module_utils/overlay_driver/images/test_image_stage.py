@@ -1,0 +1,78 @@
+"""A layer named by a ChainID is the image's layer only if it holds that diff on that parent.
+
+A ChainID names a stack of diffs. A layer made by hand under that id (empty,
+with files of its own, or with the right diff on another parent) is not the
+image's layer: staging refuses it, naming what it holds, and changes nothing.
+"""
+
+import io
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+from imagetools import Image
+from layertools import TarBuilder, snapshot
+
+IMAGE = Image(compression="none")
+OTHER = TarBuilder().dir("other").file("other/file", "not the image's base\n").bytes()
+
+
+def opener(data):
+    return lambda: io.BytesIO(data)
+
+
+def impostor(store, shape):
+    """Make the image's top layer id by hand; returns the id."""
+    top = IMAGE.ids[1]
+    if shape == "same-diff-other-parent":
+        store.apply_diff("other", "", opener(OTHER))
+        store.apply_diff(top, "other", opener(IMAGE.tars[1]), IMAGE.diff_ids[1])
+    elif shape == "no-diff-right-parent":
+        store.apply_diff(IMAGE.ids[0], "", opener(IMAGE.tars[0]), IMAGE.diff_ids[0])
+        store.ensure_present(top, IMAGE.ids[0])
+    elif shape == "other-diff-right-parent":
+        store.apply_diff(IMAGE.ids[0], "", opener(IMAGE.tars[0]), IMAGE.diff_ids[0])
+        store.apply_diff(top, IMAGE.ids[0], opener(OTHER))
+    return top
+
+
+def home_view(home):
+    return {n: snapshot(os.path.join(home, n)) for n in sorted(os.listdir(home)) if not n.startswith(".")}
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+@pytest.mark.parametrize("shape", ["same-diff-other-parent", "no-diff-right-parent", "other-diff-right-parent"])
+def test_a_layer_made_by_hand_under_a_chain_id_is_refused(home, scratch, shape, check_mode):
+    layout = IMAGE.write_layout(os.path.join(scratch, "layout"))
+    store = LayerStore(home)
+    with store.locked():
+        top = impostor(store, shape)
+    before = home_view(home)
+    target = LayerStore.for_check_run(home) if check_mode else store
+    with pytest.raises(ImageError) as e:
+        stage_image(target, "oci:%s:v1" % layout, check_mode=check_mode)
+    message = e.value.message
+    assert "layer 2 of 2 (%s)" % top in message and "is not this image's layer" in message
+    assert "diff %s on parent %s" % (IMAGE.diff_ids[1], IMAGE.ids[0]) in message
+    after = home_view(home)
+    if IMAGE.ids[0] not in before and not check_mode:
+        after.pop(IMAGE.ids[0])  # the layers below the refused one are the image's, and stay
+    assert after == before
+
+
+def test_a_staged_layer_replaced_by_one_on_another_parent_is_not_trusted_again(home, scratch):
+    """The home remembers the image's config; the replaced layer still fails the check that memory makes."""
+    layout = IMAGE.write_layout(os.path.join(scratch, "layout"))
+    store = LayerStore(home)
+    stage_image(store, "oci:%s:v1" % layout)
+    with store.locked():
+        store.ensure_absent(IMAGE.ids[1])
+        store.apply_diff("other", "", opener(OTHER))
+        store.apply_diff(IMAGE.ids[1], "other", opener(IMAGE.tars[1]), IMAGE.diff_ids[1])
+    with pytest.raises(ImageError) as e:
+        stage_image(store, "oci:%s:v1" % layout)
+    assert "holds diff %s on parent other" % IMAGE.diff_ids[1] in e.value.message
