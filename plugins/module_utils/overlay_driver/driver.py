@@ -626,38 +626,21 @@ class Driver:
         self._require_writer()
         if os.path.lexists(paths.dir):
             raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
-        temps = [self._tempdir("create", layer_id)]
-        tmp = temps[0]
+        temps = [os.path.basename(self._tempdir("create", layer_id))]
         try:
-            os.chown(tmp, self.root_uid, self.root_gid)
-            parent_root = self.layout.layer(parent).root if parent else None
-            if not parent or _is_dir(parent_root):
-                target = os.path.join(tmp, "root")
-                if parent:
-                    copy_tree(parent_root, target, hardlink=True)
-                else:
-                    self._mkdir_as(target, 0o755)
-                faults.point("apply.copied")
-                applied = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
-                result = self._result(applied, not parent)
-            else:
-                self._populate(tmp, layer_id, parent)
-                temps.append(self._tempdir("apply", layer_id))
-                work, merged = os.path.join(temps[1], "work"), os.path.join(temps[1], "merged")
-                self._mkdir_as(work, 0o700)
-                self._mkdir_as(merged, 0o700)
-                mounts.mount_overlay(merged, self._lower_root(parent), os.path.join(tmp, "upper"), work)
-                try:
-                    faults.point("apply.mounted")
-                    applied = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
-                finally:
-                    mounts.unmount(merged)
-                result = self._result(applied, True)
-            if before_rename is not None:
-                before_rename(result)
+            # built in root's .strata/tmp and given to the remapped root (by fd) just before the rename, as create
+            tmp_fd = os.open(temps[0], walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
+            try:
+                result = self._build_applied(tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id,
+                                             progress)
+                if before_rename is not None:
+                    before_rename(result)
+                os.fchown(tmp_fd, self.root_uid, self.root_gid)
+            finally:
+                os.close(tmp_fd)
             faults.point("create.before-rename")
             try:
-                syscalls.rename_noreplace(os.path.basename(tmp), layer_id, self.dirs.tmp_fd, self.dirs.fd)
+                syscalls.rename_noreplace(temps[0], layer_id, self.dirs.tmp_fd, self.dirs.fd)
             except FileExistsError:
                 raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
             temps.pop(0)
@@ -669,10 +652,39 @@ class Driver:
             raise
         finally:
             for left in temps:
-                for mount in mounts.mounts_below(left):
+                for mount in mounts.mounts_below(os.path.join(self.layout.tmp, left)):
                     mounts.unmount(mount.mount_point, detach=True)
-                remove_tree_at(self.dirs.tmp_fd, os.path.basename(left), layer_id)
+                remove_tree_at(self.dirs.tmp_fd, left, layer_id)
 
+    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
+        """create_applied's layer directory (temps[0], open as tmp_fd) with the diff in; its ApplyDiffResult."""
+        tmp = os.path.join(self.layout.tmp, temps[0])
+        parent_root = self.layout.layer(parent).root if parent else None
+        if not parent or _is_dir(parent_root):
+            target = os.path.join(tmp, "root")
+            if parent:
+                self._copy_from_layer(parent_root, target, hardlink=True)
+            else:
+                self._mkdir_as(tmp_fd, "root", 0o755)
+            faults.point("apply.copied")
+            applied = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+            return self._result(applied, not parent)
+        self._populate(tmp_fd, layer_id, parent)
+        temps.append(os.path.basename(self._tempdir("apply", layer_id)))
+        apply_fd = os.open(temps[1], walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
+        try:
+            self._mkdir_as(apply_fd, "work", 0o700)
+            self._mkdir_as(apply_fd, "merged", 0o700)
+        finally:
+            os.close(apply_fd)
+        work, merged = (os.path.join(self.layout.tmp, temps[1], name) for name in ("work", "merged"))
+        mounts.mount_overlay(merged, self._lower_root(parent), os.path.join(tmp, "upper"), work)
+        try:
+            faults.point("apply.mounted")
+            applied = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
+        finally:
+            mounts.unmount(merged)
+        return self._result(applied, True)
 
 def _lstat_at(dir_fd, name):
     try:

@@ -438,3 +438,28 @@ def test_create_applied_that_fails_leaves_no_layer(driver, home, parent_kind):
     assert not os.path.lexists(os.path.join(home, "new")) and called == []
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
     assert not mounts.mounts_below(home)
+
+
+@pytest.mark.parametrize("parent_kind", ["none", "root", "overlay"])
+def test_create_applied_under_maps_owns_as_create_then_apply_diff(home, parent_kind):
+    """Under id maps the new layer's directories belong to the remapped root exactly as the two steps make them."""
+    maps = [{"container_id": 0, "host_id": 300000, "size": 65536}]
+    driver = Driver(home, maps, maps)
+    parent = ""
+    if parent_kind != "none":
+        driver.create("base", "")
+        driver.apply_diff("base", "", io.BytesIO(TarBuilder().dir("etc").file("etc/os", "x").bytes()))
+        parent = "base"
+    if parent_kind == "overlay":
+        driver.create("init", "base")
+        parent = "init"
+    driver.create("two-step", parent)
+    driver.apply_diff("two-step", parent, io.BytesIO(DIFF))
+    driver.create_applied("one-step", parent, io.BytesIO(DIFF))
+
+    def owners(layer_id):
+        top = os.path.join(home, layer_id)
+        return {name: (lambda st: (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))(os.lstat(os.path.join(top, name)))
+                for name in ["."] + os.listdir(top)}
+    assert owners("one-step") == owners("two-step")
+    assert owners("one-step")["."][0] == 300000
