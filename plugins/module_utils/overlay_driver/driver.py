@@ -26,6 +26,7 @@ from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .layer_mounts import LayerMount
+from .mount_records import MountRecords
 from .layout import KIND_OVERLAY, KIND_ROOT, HomeLayout, make_temp_dir
 from .made_merged import MadeMerged
 from .overlay_view import TreeView
@@ -68,6 +69,7 @@ class Driver:
         if check:
             self._require_dtype()
         self.made_merged = MadeMerged(self.dirs, self.layout.state, self.root_uid, self.root_gid)
+        self.mount_records = MountRecords(self.dirs, self.layout.state)
 
     def _read_layout(self):
         self.layout = HomeLayout(self.dirs.path)
@@ -256,7 +258,19 @@ class Driver:
 
     def _mount(self, layer_id):
         paths = self.layout.layer(layer_id)
-        return LayerMount(layer_id, paths, _is_dir(paths.root), lambda: self._own_lower(layer_id))
+        return LayerMount(layer_id, paths, _is_dir(paths.root), lambda: self._own_lower(layer_id),
+                          lambda: self.mount_records.source(layer_id))
+
+    def mount_options(self, layer_id, entry):
+        """The options of the layer's own overlay as the operator knows them: the recorded directories,
+        not the /proc/self/fd paths the mount was made with."""
+        options = entry.options_dict()
+        record = self.mount_records.read(layer_id)
+        if record is not None and record.get("source") == entry.source:
+            for key in ("lowerdir", "upperdir", "workdir"):
+                if isinstance(record.get(key), str):
+                    options[key] = record[key]
+        return options
 
     def _own_lower(self, layer_id):
         try:
@@ -415,7 +429,7 @@ class Driver:
             return paths.merged
         self.made_merged.make(layer_id, paths)
         if is_root:
-            mounts.bind_readonly(paths.root, paths.merged)
+            self._bind_root(layer_id, paths)
         else:
             self._mount_overlay(layer_id, paths, lower, mount_label)
         return paths.merged
@@ -436,14 +450,70 @@ class Driver:
             raise self.foreign_mount_error(layer_id, entry, entries)
         return True
 
-    def _mount_overlay(self, layer_id, paths, lower, mount_label):
-        mounts.mount_overlay(paths.merged, lower, paths.upper, paths.work, mount_label)
-        # Overlay in a user namespace needs work/work owned by the remapped root.
+    # The layer directory belongs to the remapped root, and to what runs in the layer's mount: any
+    # name in it may have become a symlink. So every directory a mount names is opened here without
+    # following one, checked on its fd, and the mount is given the fds, never the paths.
+
+    def _open_part(self, layer_fd, name, layer_id, path):
+        """layer_fd/name as an O_PATH fd: a real directory on the home's filesystem."""
         try:
-            os.chown(os.path.join(paths.work, "work"), self.root_uid, self.root_gid)
+            fd = os.open(name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=layer_fd)
         except OSError as e:
-            mounts.unmount(paths.merged)
-            raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise OverlayError("%s/ is not a directory (a symlink?); refusing to mount it" % name,
+                                   layer=layer_id, path=path)
+            raise OverlayError("cannot open %s/: %s" % (name, e.strerror), layer=layer_id, path=path)
+        if os.fstat(fd).st_dev != os.fstat(self.dirs.fd).st_dev:
+            os.close(fd)
+            raise OverlayError("%s/ is on another filesystem than the home (something is mounted there); refusing "
+                               "to mount it" % name, layer=layer_id, path=path)
+        return fd
+
+    def _bind_root(self, layer_id, paths):
+        layer_fd = self._open_layer_dir(layer_id)
+        try:
+            root_fd = self._open_part(layer_fd, "root", layer_id, paths.root)
+            try:
+                mounts.bind_readonly(root_fd, layer_fd, "merged", where=paths.merged)
+            finally:
+                os.close(root_fd)
+        finally:
+            os.close(layer_fd)
+
+    def _mount_overlay(self, layer_id, paths, lower, mount_label):
+        lower_id = self.lower_id(layer_id)
+        fds = []
+        try:
+            fds.append(self._open_layer_dir(lower_id))
+            lower_fd = self._open_part(fds[-1], "root", layer_id, lower)
+            fds.append(lower_fd)
+            fds.append(self._open_layer_dir(layer_id))
+            layer_fd = fds[-1]
+            upper_fd, work_fd, merged_fd = [self._open_part(layer_fd, name, layer_id, path) for name, path in
+                                            (("upper", paths.upper), ("work", paths.work),
+                                             ("merged", paths.merged))]
+            fds.extend((upper_fd, work_fd, merged_fd))
+            shown = {"lowerdir": lower, "upperdir": paths.upper, "workdir": paths.work}
+            token = self.mount_records.new(layer_id, shown)
+            mounts.mount_overlay(merged_fd, lower_fd, upper_fd, work_fd, token, mount_label, where=paths.merged,
+                                 shown=mounts.overlay_options(lower, paths.upper, paths.work))
+            # Overlay in a user namespace needs work/work owned by the remapped root: given by fd,
+            # since a name in work/ can be a symlink by now.
+            try:
+                self._chown_dir_at(work_fd, "work")
+            except OSError as e:
+                mounts.unmount(paths.merged)
+                raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _chown_dir_at(self, dir_fd, name):
+        fd = os.open(name, walk.DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            os.fchown(fd, self.root_uid, self.root_gid)
+        finally:
+            os.close(fd)
 
     def put(self, layer_id, lazy=False, entries=None):
         """Seed's Put: unmount merged/ if this layer's own mount is there; a root layer unmounts its bind.
@@ -462,6 +532,7 @@ class Driver:
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:
             self.made_merged.drop(layer_id, paths)
+            self.mount_records.forget(layer_id)
 
     # -- apply_diff ---------------------------------------------------------
 
@@ -527,7 +598,17 @@ class Driver:
             self._mkdir_as(tmp_fd, "merged", 0o700)
         finally:
             os.close(tmp_fd)
-        mounts.mount_overlay(merged, lower, upper, work)
+        fds = []
+        try:
+            fds.append(self._open_layer_dir(self.lower_id(layer_id)))
+            fds.append(self._open_part(fds[0], "root", layer_id, lower))
+            fds.extend(os.open(path, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                       for path in (upper, work, merged))  # root's own, in .strata/tmp
+            mounts.mount_overlay(fds[4], fds[1], fds[2], fds[3], "strata-apply", where=merged,
+                                 shown=mounts.overlay_options(lower, upper, work))
+        finally:
+            for fd in fds:
+                os.close(fd)
         try:
             faults.point("apply.mounted")
             result = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)

@@ -8,12 +8,19 @@ on its lower layer's root/, or for a root layer the read-only bind of its
 root/. Anything else (a tmpfs, a writable bind of root/, a mount stacked over
 the own one) is foreign: never unmounted as the layer's, and named in the
 error so that the operator sees what it is.
+
+An overlay the driver made is recognised by its source, the token recorded
+in root's .strata (mount_records.py): its options name /proc/self/fd paths.
+One made before overlays were mounted by fd is recognised by its upperdir and
+lowerdir, as then, and only while it is writable: a read-only overlay of the
+layer's own directories is something mounted by hand.
 """
 
 import os
 import stat
 
 from . import mounts
+from .mount_records import is_token
 from .errors import OverlayError
 
 
@@ -21,11 +28,13 @@ class LayerMount:
     """One layer's merged/. root_layer: the layer has root/; own_lower: returns the overlay's own
     lowerdir (None when it cannot be read), asked only when an overlay's upperdir is the layer's."""
 
-    def __init__(self, layer_id, paths, root_layer, own_lower):
+    def __init__(self, layer_id, paths, root_layer, own_lower, own_source=lambda: None):
+        """own_source: returns the source token recorded for the layer's mount (None when none)."""
         self.layer_id = layer_id
         self.paths = paths
         self.root_layer = root_layer
         self.own_lower = own_lower
+        self.own_source = own_source
 
     def owns(self, entry, entries=None, covered=False):
         """Whether a mount at merged/ is this layer's own (not something mounted over it).
@@ -37,6 +46,11 @@ class LayerMount:
             return (entry.fstype != "overlay" and mounts.mount_flags(entry).get("ro") is True
                     and mounts.is_bind_of(entry, self.paths.root, entries, covered))
         if entry.fstype != "overlay":
+            return False
+        if is_token(entry.source):
+            recorded = self.own_source()
+            return recorded is not None and entry.source == recorded
+        if mounts.mount_flags(entry).get("ro") is True:
             return False
         options = entry.options_dict()
         upper, lower = options.get("upperdir"), options.get("lowerdir")

@@ -18,15 +18,19 @@ def absent(layer_id):
             "size": None, "path": None, "metadata": {}, "options": {}, "problem": None}
 
 
-def present(layer_id, kind, parent, metadata, record, mount, mounted, merged):
-    """A layer that is there. mount: the entry at merged/ (or None); mounted: it is the layer's own."""
+def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, overlay_options=None):
+    """A layer that is there. mount: the entry at merged/ (or None); mounted: it is the layer's own.
+
+    overlay_options: the overlay's options with the directories it was made of (the driver's
+    mount_options), instead of the /proc/self/fd paths mountinfo shows.
+    """
     holders = sorted(record.holders)
     if not mounted:
         options = {}
     elif kind == KIND_ROOT:
         options = mounts.mount_flags(mount)  # a bind: its own flags (ro) say what matters, not the superblock's
     else:
-        options = mount.options_dict()
+        options = overlay_options if overlay_options is not None else mount.options_dict()
     return {
         "id": layer_id,
         "exists": True,

@@ -29,6 +29,7 @@ RECORDS_DIR = "layers"
 TMP_DIR = "tmp"
 LOCK_FILE = "lock"
 MADE_MERGED_DIR = "made-merged"
+MOUNTS_DIR = "mounts"
 
 
 class LayerPaths:

@@ -184,6 +184,11 @@ def format_mount_label(options, mount_label):
     return "%s,%s" % (options, context) if options else context
 
 
+def fd_path(fd):
+    """The /proc/self/fd path of an fd: what the mount calls are given instead of a directory's path."""
+    return "/proc/self/fd/%d" % fd
+
+
 def overlay_options(lower, upper, work):
     for p in (lower, upper, work):
         if any(c in p for c in ",:\\\n"):
@@ -191,32 +196,54 @@ def overlay_options(lower, upper, work):
     return "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work)
 
 
-def mount_overlay(target, lower, upper, work, mount_label=""):
-    data = overlay_options(lower, upper, work)
+def mount_overlay(target_fd, lower_fd, upper_fd, work_fd, source="overlay", mount_label="", where=None, shown=None):
+    """Mount an overlay of directories opened (and checked) by the caller, on the directory target_fd.
+
+    The mount data names /proc/self/fd/N, never a path, so that nobody can swap a
+    directory for a symlink between the caller's check and the mount. mountinfo
+    then shows those fd paths: source (a token the caller records) says whose
+    mount it is. where and shown (the real lowerdir/upperdir/workdir) are for errors.
+    """
+    data = overlay_options(fd_path(lower_fd), fd_path(upper_fd), fd_path(work_fd))
     if mount_label and selinux_enabled():
         data = format_mount_label(data, mount_label)
     try:
-        syscalls.mount("overlay", target, "overlay", 0, data)
+        syscalls.mount(source, fd_path(target_fd), "overlay", 0, data)
     except OSError as e:
-        raise OverlayError("error creating overlay mount (%s): %s" % (data, e.strerror), path=target)
+        raise OverlayError("error creating overlay mount (%s): %s" % (shown or data, e.strerror), path=where)
 
 
-def bind_readonly(source, target):
-    """Bind source at target, then make that bind read-only.
+def bind_readonly(source_fd, target_dir_fd, target_name, where=None):
+    """Bind the directory source_fd at target_name in target_dir_fd, then make that bind read-only.
 
-    A bind mount takes the read-only flag only on a remount (mount(2)), so
-    there is a short moment where target is a writable bind: nothing is
-    handed out before the remount succeeded, and a failed remount is undone.
+    Both are directories opened by the caller: the bind names their fds, and the
+    remount names the bind's root, opened again by name (a mount point cannot be
+    renamed) and checked to be the source. A bind mount takes the read-only flag
+    only on a remount (mount(2)), so there is a short moment where target is a
+    writable bind: nothing is handed out before the remount succeeded, and a
+    failed remount is undone.
     """
+    flags = syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    target_fd = os.open(target_name, flags, dir_fd=target_dir_fd)
     try:
-        syscalls.mount(source, target, None, syscalls.MS_BIND)
-    except OSError as e:
-        raise OverlayError("cannot bind-mount %s: %s" % (source, e.strerror), path=target)
+        try:
+            syscalls.mount(fd_path(source_fd), fd_path(target_fd), None, syscalls.MS_BIND)
+        except OSError as e:
+            raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
+    finally:
+        os.close(target_fd)
+    bound = os.open(target_name, flags, dir_fd=target_dir_fd)
     try:
-        syscalls.mount(None, target, None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
-    except OSError as e:
-        syscalls.umount(target, syscalls.MNT_DETACH)
-        raise OverlayError("cannot make the bind mount of %s read-only: %s" % (source, e.strerror), path=target)
+        want, seen = os.fstat(source_fd), os.fstat(bound)
+        try:
+            if (want.st_dev, want.st_ino) != (seen.st_dev, seen.st_ino):
+                raise OSError(errno.ESTALE, "the bind mount is not where it was made")
+            syscalls.mount(None, fd_path(bound), None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+        except OSError as e:
+            syscalls.umount(fd_path(bound), syscalls.MNT_DETACH)
+            raise OverlayError("cannot make the bind mount read-only: %s" % e.strerror, path=where)
+    finally:
+        os.close(bound)
 
 
 def is_bind_of(entry, directory, entries=None, covered=False):
@@ -256,9 +283,10 @@ def mount_flags(entry):
 
 
 def unmount(target, detach=False):
-    """umount2; MNT_DETACH when detach. A busy mount's error names the processes holding it."""
+    """umount2, never through a symlink; MNT_DETACH when detach. A busy mount's error names the processes
+    holding it."""
     try:
-        syscalls.umount(target, syscalls.MNT_DETACH if detach else 0)
+        syscalls.umount(target, (syscalls.MNT_DETACH if detach else 0) | syscalls.UMOUNT_NOFOLLOW)
     except OSError as e:
         if e.errno == errno.EBUSY:
             raise OverlayError("cannot unmount: %s, %s (lazy: true detaches it now and the kernel "

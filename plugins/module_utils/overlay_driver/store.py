@@ -151,8 +151,9 @@ class LayerStore:
                                        mount, self._merged(layer_id))
         kind = self.driver.kind(layer_id)
         mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
+        options = self.driver.mount_options(layer_id, mount) if mounted else None
         return layer_state.present(layer_id, kind, self.parent_of(layer_id, record), self.driver.metadata(layer_id),
-                                   record, mount, mounted, self._merged(layer_id))
+                                   record, mount, mounted, self._merged(layer_id), options)
 
     def missing_layer(self, layer_id):
         """The error for a layer that is not there; a home that is not there either is named."""

@@ -92,7 +92,8 @@ def test_create_snap(driver, umask0):
     assert driver.is_mounted("Snap")
     entry = mounts.mount_at(path)
     assert entry.fstype == "overlay"
-    assert entry.options_dict()["lowerdir"] == os.path.join(driver.home, "Base", "root")
+    assert entry.source.startswith("strata-")  # the token recorded for the mount, which names fds
+    assert driver.mount_options("Snap", entry)["lowerdir"] == os.path.join(driver.home, "Base", "root")
     verify_base(path)
     # A second get is the same mount, not a second one.
     assert driver.get("Snap") == path

@@ -20,18 +20,54 @@ def driver(home):
 
 def layer_mount(driver, layer_id, lower=None):
     paths = driver.layout.layer(layer_id)
-    return LayerMount(layer_id, paths, os.path.isdir(paths.root), lambda: lower)
+    return LayerMount(layer_id, paths, os.path.isdir(paths.root), lambda: lower,
+                      lambda: driver.mount_records.source(layer_id))
 
 
-def test_own_overlay_needs_its_own_lower(driver):
+def mount_by_paths(driver, layer_id, flags=0):
+    """An overlay of the layer's own directories named by path, as earlier versions (or a hand) made it."""
+    paths = driver.layout.layer(layer_id)
+    data = mounts.overlay_options(driver.layout.layer("base").root, paths.upper, paths.work)
+    syscalls.mount("overlay", paths.merged, "overlay", flags, data)
+    return paths.merged
+
+
+def test_own_overlay_is_the_one_with_the_recorded_source(driver):
     merged = driver.get("app")
+    try:
+        entry = mounts.mount_at(merged)
+        assert entry.source.startswith("strata-")
+        assert layer_mount(driver, "app").owns(entry)
+        record = driver.mount_records.read("app")
+        assert record["upperdir"] == driver.layout.layer("app").upper
+        driver.mount_records.new("app", record)  # another token recorded: this mount is no longer provably ours
+        assert not layer_mount(driver, "app").owns(entry)
+    finally:
+        syscalls.umount(merged)
+
+
+def test_an_overlay_made_by_path_needs_its_own_lower(driver):
+    merged = mount_by_paths(driver, "app")
     try:
         entry = mounts.mount_at(merged)
         assert layer_mount(driver, "app", driver.layout.layer("base").root).owns(entry)
         assert not layer_mount(driver, "app", None).owns(entry)  # a lower-id that cannot be read: not provably ours
         assert not layer_mount(driver, "app", driver.layout.layer("app").upper).owns(entry)
     finally:
-        driver.put("app")
+        syscalls.umount(merged)
+
+
+def test_a_read_only_overlay_of_the_layers_own_dirs_is_foreign(driver):
+    """Mounted by hand: the driver never makes an overlay layer's mount read-only, so it is not the layer's."""
+    merged = mount_by_paths(driver, "app", syscalls.MS_RDONLY)
+    try:
+        entry = mounts.mount_at(merged)
+        assert not layer_mount(driver, "app", driver.layout.layer("base").root).owns(entry)
+        assert not driver.is_mounted("app")
+        with pytest.raises(Exception, match="a different mount"):
+            driver.get("app")
+    finally:
+        syscalls.umount(merged)
 
 
 def test_root_layer_owns_only_its_read_only_bind(driver):

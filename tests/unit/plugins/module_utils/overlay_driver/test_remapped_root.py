@@ -159,3 +159,92 @@ def test_the_remapped_root_cannot_open_the_lock(home, driver):
         return "opened"
 
     assert run_as(REMAPPED, REMAPPED, take_lock) == "EACCES"
+
+
+# -- mounts name directories opened and checked at mount time ------------------
+
+
+@pytest.fixture
+def secret(scratch):
+    """A root-only directory outside the home, with a root-only file in it."""
+    path = os.path.join(scratch, "secret")
+    os.mkdir(path, 0o700)
+    with open(os.path.join(path, "shadow"), "w") as f:
+        f.write("root only\n")
+    os.chmod(os.path.join(path, "shadow"), 0o600)
+    return path
+
+
+def _swap_for_symlink(path, target):
+    def swap():
+        os.rmdir(path)  # empty, and the remapped root's
+        os.symlink(target, path)
+    return swap
+
+
+@pytest.mark.parametrize("name", ["upper", "work"])
+def test_an_overlay_dir_swapped_for_a_symlink_is_never_mounted(home, driver, secret, name):
+    """The remapped root swaps app/upper (or work) for a symlink to a root-only directory: mounted, a
+    copy-up would write into it."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
+
+    driver.create("base")
+    driver.create("app", "base")
+    run_as(REMAPPED, REMAPPED, _swap_for_symlink(os.path.join(home, "app", name), secret))
+    with pytest.raises(OverlayError, match=r"%s/ is not a directory \(a symlink\?\); refusing to mount it" % name):
+        driver.get("app")
+    assert mounts.mount_at(os.path.join(home, "app", "merged")) is None
+    assert sorted(os.listdir(secret)) == ["shadow"]
+    assert os.lstat(secret).st_uid == 0
+
+
+def test_a_lower_root_swapped_for_a_symlink_is_never_mounted(home, driver, secret):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
+
+    driver.create("base")
+    driver.create("app", "base")
+    run_as(REMAPPED, REMAPPED, _swap_for_symlink(os.path.join(home, "base", "root"), secret))
+    with pytest.raises(OverlayError):
+        driver.get("app")
+    assert mounts.mount_at(os.path.join(home, "app", "merged")) is None
+
+
+def test_work_work_swapped_after_the_mount_is_never_chowned_through(home, driver, scratch, monkeypatch):
+    """After the mount, work/work is given to the remapped root; by then it may be that user's symlink
+    to a root file, which a chown by path would give away."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import driver as driver_mod
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
+
+    victim = os.path.join(scratch, "victim")
+    with open(victim, "w") as f:
+        f.write("root's\n")
+    os.chmod(victim, 0o600)
+    driver.create("base")
+    driver.create("app", "base")
+    work = os.path.join(home, "app", "work")
+    real_mount = mounts.mount_overlay
+
+    def mount_then_swap(*args, **kwargs):
+        real_mount(*args, **kwargs)
+
+        def swap():
+            os.rename(os.path.join(work, "work"), os.path.join(work, "old"))
+            os.symlink(victim, os.path.join(work, "work"))
+        run_as(REMAPPED, REMAPPED, swap)
+
+    monkeypatch.setattr(driver_mod.mounts, "mount_overlay", mount_then_swap)
+    with pytest.raises(OverlayError, match="cannot chown work/work"):
+        driver.get("app")
+    st = os.stat(victim)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600)
+    assert mounts.mount_at(os.path.join(home, "app", "merged")) is None
+
+
+def test_a_root_layers_bind_names_its_root_opened_at_mount_time(home, driver, secret):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
+
+    driver.create("base")
+    run_as(REMAPPED, REMAPPED, _swap_for_symlink(os.path.join(home, "base", "root"), secret))
+    with pytest.raises(OverlayError):
+        driver.get("base", readonly_root=True)
+    assert mounts.mount_at(os.path.join(home, "base", "merged")) is None

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which overlay at a layer's merged/ the driver made: a token as the mount's source, recorded by root.
+
+The driver mounts directories it opened and checked, by /proc/self/fd/N (a
+path would be resolved again by the kernel, after the layer's owner could
+have swapped it for a symlink), so mountinfo shows fd paths, not the layer's
+directories. The mount's source is therefore a fresh token, "strata-<hex>",
+written first to <home>/.strata/mounts/<id> (root's, 0700): the mount at
+merged/ whose source is the token recorded for the layer is its own, and a
+mount made by hand with the layer's directories is not. The record also
+keeps the real lowerdir/upperdir/workdir, which the modules report.
+"""
+
+import json
+import os
+
+from .layout import MOUNTS_DIR
+from .state_files import read_json, write_atomic
+
+TOKEN_PREFIX = "strata-"
+
+
+class MountRecords:
+    """The records of one home: dirs is its HomeDirs, state its .strata path (for messages)."""
+
+    def __init__(self, dirs, state):
+        self.dirs = dirs
+        self.state = state
+
+    def _dir(self, create):
+        if self.dirs.state_fd is None:
+            return None
+        return self.dirs.open_private(self.dirs.state_fd, MOUNTS_DIR, create, self.state)
+
+    def new(self, layer_id, options):
+        """A fresh source token for the mount about to be made, recorded with its options first."""
+        token = TOKEN_PREFIX + os.urandom(12).hex()
+        record = dict(options, source=token)
+        fd = self._dir(True)
+        try:
+            write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
+        finally:
+            os.close(fd)
+        return token
+
+    def read(self, layer_id):
+        """The layer's record ({"source", "lowerdir", "upperdir", "workdir"}), None if none or unreadable."""
+        fd = self._dir(False)
+        if fd is None:
+            return None
+        try:
+            data = read_json(fd, layer_id)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+        return data if isinstance(data, dict) and isinstance(data.get("source"), str) else None
+
+    def source(self, layer_id):
+        record = self.read(layer_id)
+        return record["source"] if record else None
+
+    def forget(self, layer_id):
+        fd = self._dir(False)
+        if fd is None:
+            return
+        try:
+            os.unlink(layer_id, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def is_token(source):
+    return source.startswith(TOKEN_PREFIX)
