@@ -392,8 +392,6 @@ class LayerStore:
                 with opener() as raw:
                     diff_id = file_digest(raw, compression)
             return self._same_diff(layer_id, before, diff_id)
-        if before["exists"]:
-            self._refuse_children(layer_id)
         if check_mode:
             return self._verify_only(layer_id, parent, opener, diff_id, compression, before)
         self._require_writer(layer_id)
@@ -428,12 +426,14 @@ class LayerStore:
         before = self._apply_target(layer_id, parent, diff_id, check_mode=True)
         if before["diff_id"]:
             return self._same_diff(layer_id, before, diff_id)
-        if before["exists"]:
-            self._refuse_children(layer_id)
         return None
 
     def _apply_target(self, layer_id, parent, diff_id, check_mode):
-        """The layer's state before an apply, once its ids and its parent are checked."""
+        """The layer's state before an apply, once its ids, its children and its parent are checked.
+
+        Children first: a layer others are built on takes no diff whatever parent the call names, and
+        that, not a parent the call left out, is what the operator needs to hear.
+        """
         validate_layer_id(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
@@ -442,6 +442,8 @@ class LayerStore:
         before = self.state(layer_id)
         if before["exists"]:
             self.require_sound(before)
+            if not before["diff_id"]:
+                self._refuse_children(layer_id)
             self._check_parent(layer_id, parent)
         else:
             self._check_new_parent(layer_id, parent, check_mode)

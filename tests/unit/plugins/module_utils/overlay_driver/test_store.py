@@ -597,3 +597,19 @@ def test_a_damaged_layer_built_on_a_layer_still_keeps_its_parent(damaged_home):
                 store.ensure_absent("base", force=True)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_diff_for_a_layer_with_children_says_so_whatever_parent_the_call_names(store, check_mode):
+    """overlay_apply_diff on app (built on base, with child on top) without naming base complained that app
+    has parent base, not none; fixing that only led to the real refusal. The children are named first."""
+    store.ensure_present("base", "")
+    store.ensure_present("app", "base")
+    store.ensure_present("child", "app")
+    for parent in ("", "other"):
+        with pytest.raises(OverlayError, match="layer app.*layers child are built on it") as raised:
+            store.apply_diff("app", parent, opener(CHILD), check_mode=check_mode)
+        assert "exists with parent" not in str(raised.value)
+        with pytest.raises(OverlayError, match="layers child are built on it"):
+            store.find_applied("app", parent, sha256(CHILD))
+    assert store.state("app")["diff_id"] is None
