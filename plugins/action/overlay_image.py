@@ -48,6 +48,11 @@ WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
 class ActionModule(SourceAction):
 
     def _run_with_src(self, result, args, remote_src, task_vars):
+        if "name" in args:  # the module's alias of src: the controller reads the image by either name
+            if "src" in args:
+                return dict(result, failed=True, msg="give the image as src or as name, not both")
+            args = dict(args)
+            args["src"] = args.pop("name")
         if args.get("state") == "absent":  # the image is found by its record in the home: nothing is read or sent
             result.update(self._run_module(args, task_vars))
             return result

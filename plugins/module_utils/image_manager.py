@@ -21,6 +21,20 @@ from .overlay_driver.layout import HomeLayout
 from .overlay_driver.store import LayerStore
 
 LAYER_KEYS = ("id", "diff_id", "digest", "size", "changed")
+CREDENTIAL_KEYS = ("username", "password", "auth_file")
+
+
+def registry_credentials(params):
+    """registry_auth, or the same keys given at the top level as community.docker's modules take them.
+
+    Both at once is refused: which one would win is not something a playbook should have to know.
+    """
+    nested = {k: v for k, v in (params.get("registry_auth") or {}).items() if v is not None}
+    top = {k: params[k] for k in CREDENTIAL_KEYS if params.get(k) is not None}
+    if nested and top:
+        raise ImageError("give registry credentials either in registry_auth or as username, password and "
+                         "auth_file, not both", image=params.get("src"))
+    return nested or top
 
 
 class ImageManager:
@@ -31,7 +45,7 @@ class ImageManager:
         self.absent = params.get("state") == "absent"
         # absent finds the image by its recorded reference or digest, which need not parse as a source
         self.reference = None if self.absent else parse_reference(params["src"])
-        self.registry_auth = params.get("registry_auth") or {}  # not used by file transports
+        self.registry_auth = registry_credentials(params)  # not used by file transports
 
     def open_store(self):
         """None in check mode when the home holds no layer records yet (missing, or only Docker's own):
@@ -66,6 +80,9 @@ class ImageManager:
             "config": staged.config,
             "bytes": staged.bytes,
             "elapsed": staged.elapsed,
+            # the names the role reports per image: what was fetched, and how long it took
+            "fetched_bytes": staged.bytes,
+            "seconds": staged.elapsed,
         }
         if self.diff:
             before = [layer.id for layer in staged.layers if layer.present]

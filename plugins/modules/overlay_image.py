@@ -53,8 +53,10 @@ options:
       - V(docker-archive:PATH[:NAME:TAG]) or V(docker-archive:PATH:@INDEX), a C(docker save) archive.
       - V(docker://HOST[:PORT]/REPO[:TAG|@DIGEST]), a registry (OCI distribution API); a name without a host
         is on Docker Hub. The default tag is C(latest).
+      - O(name) is an alias, as community.docker spells the image.
     type: str
     required: true
+    aliases: [name]
   remote_src:
     description:
       - For the file transports. V(false) reads PATH on the controller and sends the host only what it lacks
@@ -87,6 +89,18 @@ options:
           - A containers C(auth.json) or Docker C(config.json) on the managed host; the entry for the registry
             (or its most specific C(host/namespace) entry) is used. Credential helpers are not run.
         type: path
+  username:
+    description:
+      - The registry user name, as community.docker's modules take it; the same as O(registry_auth.username).
+      - Give the credentials either here or in O(registry_auth), not both.
+    type: str
+  password:
+    description: The password or access token for O(username); the same as O(registry_auth.password).
+    type: str
+  auth_file:
+    description: A containers C(auth.json) or Docker C(config.json) on the managed host; the same as
+      O(registry_auth.auth_file).
+    type: path
   validate_certs:
     description:
       - Verify the registry's TLS certificate.
@@ -244,6 +258,16 @@ elapsed:
   returned: success
   type: float
   sample: 4.2
+fetched_bytes:
+  description: Bytes of layer blobs fetched by this run (the same as RV(bytes)); 0 when every layer was there.
+  returned: success
+  type: int
+  sample: 31457280
+seconds:
+  description: Seconds the staging took on the host (the same as RV(elapsed)).
+  returned: success
+  type: float
+  sample: 4.2
 sent_layers:
   description: How many layer blobs the controller sent to the host (O(remote_src=false) with a file transport).
   returned: when the image was read on the controller
@@ -264,10 +288,11 @@ from ansible_collections.strata.overlay.plugins.module_utils.layer_module import
 
 def main():
     module = LayerModule(argument_spec=argument_spec(
-        src=dict(type="str", required=True), remote_src=flag(), state=one_of("present", "absent"),
+        src=dict(type="str", required=True, aliases=["name"]), remote_src=flag(), state=one_of("present", "absent"),
         record_as=dict(type="str"), platform=dict(type="str"),
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
+        username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
         validate_certs=flag(True), ca_path=dict(type="path")), supports_check_mode=True)
     run_module(module, ImageManager)
 

@@ -43,7 +43,7 @@ options:
   force:
     description:
       - With O(state=absent), remove the layer even while holders are recorded (it is unmounted first).
-      - A damaged layer (see RV(layer.problem)) is removed only with O(force=true): its holders may be unknown.
+      - A damaged layer (see RV(layer.problem)) is removed only with O(force=true), since its holders may be unknown.
     type: bool
     default: false
 extends_documentation_fragment: strata.overlay.common

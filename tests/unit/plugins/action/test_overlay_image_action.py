@@ -192,3 +192,17 @@ def test_absent_runs_the_module_with_the_task_args_and_sends_nothing(scratch):
     result = action._run_with_src({}, dict(args), False, {})  # pylint: disable=protected-access
     assert not result.get("failed"), result
     assert not seen["sent"] and seen["modules"] == [("strata.overlay.overlay_image", args)]
+
+
+def test_name_is_read_as_src_on_the_controller_too(scratch):
+    """overlay_image accepts name (community.docker's spelling) as an alias of src; the action read only src
+    and so sent nothing and handed the host the controller's path."""
+    directory = saved_directory(scratch)
+    action, seen = recording_action(directory, False)
+    result = action._run_with_src({}, {"name": "docker-archive:saved"}, False, {})  # pylint: disable=protected-access
+    assert not result.get("failed"), result
+    module_args = [a for m, a in seen["modules"] if m == "strata.overlay.overlay_image"]
+    assert len(module_args) == 1 and "name" not in module_args[0]
+    assert module_args[0]["src"].startswith("docker-archive:" + _Shell.tmpdir)
+    both = action._run_with_src({}, {"name": "docker-archive:saved", "src": "docker-archive:saved"}, False, {})  # pylint: disable=protected-access
+    assert both["failed"] and "not both" in both["msg"]

@@ -177,3 +177,33 @@ def test_no_failure_carries_the_file_stats_of_the_path_it_names(run_module, home
     res = run_module(module, dict(args, home=home, **({"src": "oci:" + layout} if module is overlay_image else {})))
     assert res["failed"] and res["path"] in (home, layout), res
     assert not {"uid", "owner", "mode", "state", "size"} & set(res)
+
+
+def test_overlay_image_takes_name_and_reports_what_it_fetched(run_module, home, scratch):
+    """name is src as community.docker spells it; fetched_bytes and seconds are what the role reports per image."""
+    from imagetools import Image  # pylint: disable=import-outside-toplevel
+
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    res = run_module(overlay_image, {"name": "oci:%s:v1" % layout, "remote_src": True, "home": home})
+    assert res["changed"] and not res.get("failed"), res
+    assert res["fetched_bytes"] == res["bytes"] > 0 and res["seconds"] == res["elapsed"] >= 0
+    again = run_module(overlay_image, {"name": "oci:%s:v1" % layout, "remote_src": True, "home": home})
+    assert not again["changed"] and again["fetched_bytes"] == 0
+
+
+def test_overlay_image_takes_community_docker_credentials_at_the_top_level(run_module, home):
+    from ansible_collections.strata.overlay.plugins.module_utils.image_manager import (  # pylint: disable=import-outside-toplevel
+        registry_credentials)
+
+    assert registry_credentials({"src": "docker://r/x", "username": "u", "password": "p"}) == {
+        "username": "u", "password": "p"}
+    assert registry_credentials({"src": "docker://r/x", "auth_file": "/a.json", "registry_auth": None}) == {
+        "auth_file": "/a.json"}
+    assert registry_credentials({"src": "docker://r/x", "registry_auth": {"username": "u", "password": "p",
+                                                                          "auth_file": None}}) == {
+        "username": "u", "password": "p"}
+    res = run_module(overlay_image, {"src": "docker://127.0.0.1:1/x", "home": home, "username": "u",
+                                     "password": "secret", "registry_auth": {"username": "v", "password": "w"}})
+    assert res["failed"] and "not both" in res["msg"] and "secret" not in res["msg"]
+    assert not os.path.exists(home)
