@@ -22,7 +22,7 @@ description:
     their content, so the next run resumes there); the failing layer is not created.
   - Accepted are OCI and Docker v2 schema 2 manifests and indexes, with layers as tar, tar+gzip or tar+zstd.
     Docker schema 1 manifests, foreign (non-distributable) layers and unknown media types are errors.
-  - Every image staged is recorded with the home (C(.strata/image-records)): its reference, manifest digest,
+  - Every image staged is recorded with the home (C(.strata/image-records)), with its reference, manifest digest,
     platform and the ChainIDs of its layers. O(state=absent) uses these records to remove an image.
 options:
   state:
