@@ -508,6 +508,21 @@ class Driver:
             for fd in fds:
                 os.close(fd)
 
+    def _mount_temp_overlay(self, layer_id, lower_id, lower, upper, work, merged):
+        """An overlay in root's .strata/tmp (upper, work, merged are there) on the layer lower_id's root/
+        (lower, its path), which is opened from the home's fd like every layer directory a mount names."""
+        fds = []
+        try:
+            fds.append(self._open_layer_dir(lower_id))
+            fds.append(self._open_part(fds[0], "root", layer_id, lower))
+            fds.extend(os.open(path, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                       for path in (upper, work, merged))
+            mounts.mount_overlay(fds[4], fds[1], fds[2], fds[3], "strata-apply", where=merged,
+                                 shown=mounts.overlay_options(lower, upper, work))
+        finally:
+            for fd in fds:
+                os.close(fd)
+
     def _chown_dir_at(self, dir_fd, name):
         fd = os.open(name, walk.DIR_FLAGS, dir_fd=dir_fd)
         try:
@@ -598,17 +613,7 @@ class Driver:
             self._mkdir_as(tmp_fd, "merged", 0o700)
         finally:
             os.close(tmp_fd)
-        fds = []
-        try:
-            fds.append(self._open_layer_dir(self.lower_id(layer_id)))
-            fds.append(self._open_part(fds[0], "root", layer_id, lower))
-            fds.extend(os.open(path, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                       for path in (upper, work, merged))  # root's own, in .strata/tmp
-            mounts.mount_overlay(fds[4], fds[1], fds[2], fds[3], "strata-apply", where=merged,
-                                 shown=mounts.overlay_options(lower, upper, work))
-        finally:
-            for fd in fds:
-                os.close(fd)
+        self._mount_temp_overlay(layer_id, self.lower_id(layer_id), lower, upper, work, merged)
         try:
             faults.point("apply.mounted")
             result = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
@@ -759,13 +764,15 @@ class Driver:
         finally:
             os.close(apply_fd)
         work, merged = (os.path.join(self.layout.tmp, temps[1], name) for name in ("work", "merged"))
-        mounts.mount_overlay(merged, self._lower_root(parent), os.path.join(tmp, "upper"), work)
+        self._mount_temp_overlay(layer_id, self.lower_id(parent), self._lower_root(parent),
+                                 os.path.join(tmp, "upper"), work, merged)
         try:
             faults.point("apply.mounted")
             applied = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
         finally:
             mounts.unmount(merged)
         return self._result(applied, True)
+
 
 def _lstat_at(dir_fd, name):
     try:
