@@ -57,11 +57,22 @@ def alias(request, scratch, mounted_home):
 
 
 def overlays_on(upper):
-    """The overlay mounts whose upperdir is the directory upper, however either is named."""
+    """The overlay mounts whose upperdir is the directory upper, however either is named.
+
+    The driver's overlays name /proc/self/fd paths and carry a strata- source token: those are the
+    ones on a merged/ of the same layer anywhere in the test's world (the home or its alias).
+    """
     want = os.stat(upper)
+    layer_dir = os.path.dirname(upper)
+    world = os.path.dirname(os.path.dirname(layer_dir))
+    tail = "/%s/merged" % os.path.basename(layer_dir)
     out = []
     for entry in mounts.read_mountinfo():
         if entry.fstype != "overlay":
+            continue
+        if entry.source.startswith("strata-"):
+            if entry.mount_point.startswith(world + "/") and entry.mount_point.endswith(tail):
+                out.append(entry)
             continue
         named = entry.options_dict().get("upperdir")
         try:
