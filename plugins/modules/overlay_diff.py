@@ -15,10 +15,15 @@ description:
     tarball; deletions become C(.wh.<name>) whiteouts.
   - The output is reproducible (whole-second times, whiteouts dated by their directory), so exporting
     the same layer again gives the same diff_id and reports no change.
-  - O(dest) is written to a temporary file with a random name beside it (created exclusively, never
-    through a symlink) and renamed over it. A O(dest) that is a symlink is replaced, never written
-    through. O(dest) may not be a directory, C(/), the layer home or inside it (compared with every
-    symlink resolved).
+  - O(dest) is written to an unnamed file in its directory (C(O_TMPFILE); where the filesystem has
+    none, a temporary file with a random name created exclusively, never through a symlink), then
+    given a temporary name and renamed over O(dest). A O(dest) that is a symlink is replaced, never
+    written through. An interrupted run leaves no temporary file behind.
+  - After the rename O(dest) must be the file written, in the directory that is still at its path;
+    when another user who can write there swapped either in between, the task fails instead of
+    reporting success.
+  - O(dest) may not be a directory, C(/), the layer home or inside it (compared with every symlink
+    resolved, and by device and inode, so a bind-mount alias of the home is refused too).
   - Neither layer is mounted. An overlay layer's changes are read from its C(upper/) directory.
   - In check mode the tarball is built and hashed without being written; C(changed) says whether
     O(dest) would change and C(diff_id) is the real digest.

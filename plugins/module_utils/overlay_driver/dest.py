@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Writing a file as root to a path another user may be able to touch.
 
-The data goes to a temp file created beside dest with a random name,
-O_EXCL|O_NOFOLLOW (a planted file or symlink there is never reused or
-followed), and is renamed over dest, relative to the directory's fd: a dest
-that is a symlink is replaced, never written through. The directory is
+The data goes to an unnamed file in dest's directory (O_TMPFILE; elsewhere a
+temp file with a random name, O_EXCL|O_NOFOLLOW, so a planted file or symlink
+is never reused or followed), linked under a temp name and renamed over dest,
+relative to the directory's fd, then checked to be there: a dest that is a
+symlink is replaced, never written through (AtomicDest). The directory is
 opened by walking its path from / one component at a time with O_NOFOLLOW:
 a symlink on the way is followed only when root made it in a directory no
 other user can change, because a symlink another user planted (in /tmp, or in
@@ -16,12 +17,13 @@ so neither a symlinked home nor a bind-mount alias of it can make dest land
 inside it.
 """
 
+import errno
 import hashlib
 import os
 import stat
 
 from .errors import OverlayError
-from .layout import open_temp_file
+from .layout import create_unique, open_temp_file
 from .state_files import open_regular
 from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
@@ -145,24 +147,37 @@ def same_content(dir_fd, name, digest):
 
 
 class AtomicDest:
-    """with AtomicDest(dir_fd, name) as out: write to out; commit() renames it over dest.
+    """with AtomicDest(dir_fd, name) as out: write to out; commit() puts it at dest.
 
-    Leaving the block without commit() (an error, a signal) removes the temp file. The
-    directory fd stays the caller's.
+    The data goes to an unnamed file in dest's directory (O_TMPFILE): nobody
+    can reach it by name while it is written, and a run killed before commit
+    leaves nothing behind. commit() links it under a random temp name and
+    renames that over dest, both relative to the directory's fd. A user who
+    can write in that directory could still swap the temp name in between, so
+    dest is checked afterwards to be this very file (device and inode), and
+    the directory to still be the one at its path: a swap is a failure, never
+    a success reported for a file that is not there. Filesystems without
+    O_TMPFILE get a named temp file made with O_EXCL|O_NOFOLLOW, checked the
+    same way. Leaving the block without commit() (an error, a signal) removes
+    any temp name. The directory fd stays the caller's.
     """
 
-    def __init__(self, dir_fd, name):
+    def __init__(self, dir_fd, name, directory=None, layer_id=None):
         self.name = name
         self.dir_fd = dir_fd
+        self.directory = directory
+        self.layer_id = layer_id
         self.tmp = None
         self.file = None
 
     def __enter__(self):
         try:
-            self.tmp, fd = open_temp_file(self.dir_fd, TEMP_PREFIX, 0o644)
+            fd = _open_unnamed(self.dir_fd)
+            if fd is None:
+                self.tmp, fd = open_temp_file(self.dir_fd, TEMP_PREFIX, 0o644)
             self.file = os.fdopen(fd, "wb")
         except BaseException:
-            self.tmp = None
+            self._drop_temp()
             raise
         return self
 
@@ -173,25 +188,77 @@ class AtomicDest:
         self.file.flush()
 
     def commit(self, keep_existing=False):
-        """Rename the temp file over dest (or drop it when keep_existing: dest already has it)."""
+        """Put the file at dest (or drop it when keep_existing: dest already has it)."""
         self.file.flush()
         os.fsync(self.file.fileno())
-        self.file.close()
         if keep_existing:
-            os.unlink(self.tmp, dir_fd=self.dir_fd)
-        else:
+            self.file.close()
+            self._drop_temp()
+            return
+        if self.tmp is None:
+            self.tmp = self._link_temp()
+        try:
             os.rename(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-            os.fsync(self.dir_fd)
+        except OSError as e:
+            if e.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                self._fail("dest became a directory while the diff was written; it must name a file")
+            raise
         self.tmp = None
+        self._check_in_place()
+        os.fsync(self.dir_fd)
+        self.file.close()
+
+    def _link_temp(self):
+        """Give the unnamed file a random temp name in dest's directory."""
+        source = "/proc/self/fd/%d" % self.file.fileno()
+        return create_unique(self.dir_fd, TEMP_PREFIX,
+                             lambda name, dir_fd: os.link(source, name, dst_dir_fd=dir_fd, follow_symlinks=True))[0]
+
+    def _check_in_place(self):
+        """dest is this file, in the directory that is at its path: else another user swapped one of them."""
+        mine = os.fstat(self.file.fileno())
+        try:
+            there = os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            there = None
+        if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            self._fail("dest was replaced while the diff was renamed into place (another user can change "
+                       "its directory: %s)" % (untrusted_reason(os.fstat(self.dir_fd), {0}, {0}) or "it was swapped"))
+        if self.directory is not None:
+            fd, _resolved = open_directory(self.directory, self.layer_id)
+            try:
+                now, held = os.fstat(fd), os.fstat(self.dir_fd)
+            finally:
+                os.close(fd)
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                self._fail("dest's directory was moved or replaced while the diff was written")
+
+    def _fail(self, message):
+        path = os.path.join(self.directory, self.name) if self.directory else self.name
+        raise OverlayError(message, layer=self.layer_id, path=path)
+
+    def _drop_temp(self):
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp, dir_fd=self.dir_fd)
+            except FileNotFoundError:
+                pass
+            self.tmp = None
 
     def __exit__(self, *exc):
         try:
             if self.file is not None and not self.file.closed:
                 self.file.close()
         finally:
-            if self.tmp is not None:
-                try:
-                    os.unlink(self.tmp, dir_fd=self.dir_fd)
-                except FileNotFoundError:
-                    pass
+            self._drop_temp()
         return False
+
+
+def _open_unnamed(dir_fd):
+    """An O_TMPFILE file in the directory dir_fd, or None where the filesystem has none."""
+    try:
+        return os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise

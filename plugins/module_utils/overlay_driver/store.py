@@ -512,17 +512,17 @@ class LayerStore:
         parent = self.parent_of(layer_id)
         dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
         try:
-            diff, same = self._write_diff(layer_id, parent, dir_fd, name, check_mode)
+            diff, same = self._write_diff(layer_id, parent, dir_fd, directory, name, check_mode)
         finally:
             os.close(dir_fd)
         return ExportOutcome(not same, diff, parent or None, os.path.join(directory, name))
 
-    def _write_diff(self, layer_id, parent, dir_fd, name, check_mode):
+    def _write_diff(self, layer_id, parent, dir_fd, directory, name, check_mode):
         """(the DiffResult, whether dest held that tarball already); a check run writes into nothing."""
         if check_mode:
             diff = self.driver.diff(layer_id, parent, NullWriter())
             return diff, same_content(dir_fd, name, diff.diff_id)
-        with AtomicDest(dir_fd, name) as out:
+        with AtomicDest(dir_fd, name, directory, layer_id) as out:
             diff = self.driver.diff(layer_id, parent, out)
             faults.point("diff.written")
             same = same_content(dir_fd, name, diff.diff_id)

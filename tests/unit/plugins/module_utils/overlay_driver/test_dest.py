@@ -6,9 +6,12 @@ import io
 import os
 import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import dest as dest_module
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -160,3 +163,77 @@ def test_a_planted_fifo_at_dest_does_not_hang_the_run(tree, scratch, check_mode)
         signal.signal(signal.SIGALRM, previous)
     assert changed
     assert stat.S_ISFIFO(os.lstat(dest).st_mode) if check_mode else stat.S_ISREG(os.lstat(dest).st_mode)
+
+
+class _RaceBeforeRename:
+    """dest.py's os, with an attacker acting just before the temp file is renamed over dest: the
+    moment a user who can write in dest's directory (or above it) has to swap something."""
+
+    def __init__(self, attack):
+        self._attack = attack
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def rename(self, src, dst, **kw):
+        if isinstance(src, str) and src.startswith(dest_module.TEMP_PREFIX):
+            self._attack(src, kw.get("src_dir_fd"))
+        return os.rename(src, dst, **kw)
+
+
+@pytest.fixture
+def users_dir(scratch):
+    """A directory another user owns, in one they own too."""
+    top = os.path.join(scratch, "user")
+    out = os.path.join(top, "out")
+    os.makedirs(out)
+    os.chown(top, 65534, 65534)
+    os.chown(out, 65534, 65534)
+    return out
+
+
+def test_a_temp_name_swapped_before_the_rename_fails_instead_of_reporting_success(tree, users_dir, guarded,
+                                                                                   monkeypatch):
+    def swap(tmp, dir_fd):
+        os.rename(tmp, "stolen", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        planted_symlink(os.path.join(guarded, "etc", "passwd"), os.path.join(users_dir, tmp))
+    monkeypatch.setattr(dest_module, "os", _RaceBeforeRename(swap))
+    with pytest.raises(OverlayError, match="dest was replaced while the diff was renamed into place"):
+        tree.export_diff("child", os.path.join(users_dir, "child.tar"))
+
+
+def test_a_directory_swapped_for_a_symlink_before_the_rename_fails(tree, users_dir, guarded, monkeypatch):
+    def move_directory(_tmp, _dir_fd):
+        os.rename(users_dir, users_dir + ".old")
+        planted_symlink(os.path.join(guarded, "etc"), users_dir)
+    monkeypatch.setattr(dest_module, "os", _RaceBeforeRename(move_directory))
+    with pytest.raises(OverlayError, match="symlink owned by uid 65534|moved or replaced"):
+        tree.export_diff("child", os.path.join(users_dir, "child.tar"))
+
+
+def test_a_dest_that_became_a_directory_is_a_clear_error(tree, scratch, monkeypatch):
+    dest = os.path.join(scratch, "child.tar")
+
+    def make_directory(_tmp, _dir_fd):
+        os.makedirs(os.path.join(dest, "inside"))
+    monkeypatch.setattr(dest_module, "os", _RaceBeforeRename(make_directory))
+    with pytest.raises(OverlayError, match="dest became a directory"):
+        tree.export_diff("child", dest)
+    assert [n for n in os.listdir(scratch) if n.startswith(dest_module.TEMP_PREFIX)] == []
+
+
+def test_an_export_killed_while_writing_leaves_no_temp_file(home, scratch):
+    store = LayerStore(home)
+    with store.locked():
+        store.apply_diff("base", "", lambda: contextlib.closing(io.BytesIO(BASE)))
+        store.apply_diff("child", "base", lambda: contextlib.closing(io.BytesIO(CHILD)))
+    store.close()
+    code = ("import sys; sys.path[:0] = %r\n"
+            "from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore\n"
+            "s = LayerStore(%r)\n"
+            "with s.locked():\n"
+            "    s.export_diff('child', %r)\n") % ([p for p in sys.path if p], home, os.path.join(scratch, "child.tar"))
+    env = dict(os.environ, STRATA_OVERLAY_FAULT="diff.written")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert [n for n in os.listdir(scratch) if n.startswith(dest_module.TEMP_PREFIX) or n == "child.tar"] == []
