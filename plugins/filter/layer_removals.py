@@ -28,7 +28,9 @@ options:
     elements: dict
     required: true
   mounts:
-    description: The declared mounts, each C({id, holder, state}).
+    description:
+      - The declared mounts, each C({id, holder, state}); C(state) is V(present) or V(absent), or as
+        M(strata.overlay.overlay_mount) says it, V(mounted) or V(unmounted).
     type: list
     elements: dict
     default: []
@@ -95,6 +97,15 @@ def _state(entry):
     return entry.get("state") or "present"
 
 
+# overlay_mount's words for a mount entry's state, accepted beside present/absent
+_MOUNT_STATES = {"mounted": "present", "unmounted": "absent"}
+
+
+def _mount_state(entry):
+    state = _state(entry)
+    return _MOUNT_STATES.get(state, state)
+
+
 def _mount_key(mount):
     return (mount.get("id"), mount.get("holder") or "ansible")
 
@@ -126,10 +137,10 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
     layers = [entry for entry in layers if isinstance(entry, dict)]
     mounts = [entry for entry in mounts or [] if isinstance(entry, dict)]
     present_ids = {e.get("id") for e in layers if _state(e) == "present"}
-    present_mounts = {_mount_key(m) for m in mounts if _state(m) == "present"}
+    present_mounts = {_mount_key(m) for m in mounts if _mount_state(m) == "present"}
     absent = {e.get("id"): bool(e.get("force")) for e in layers if _state(e) == "absent" and e.get("id") in on_host}
 
-    release = {_mount_key(m) for m in mounts if _state(m) == "absent"}
+    release = {_mount_key(m) for m in mounts if _mount_state(m) == "absent"}
     if prune:
         release |= {_mount_key(m) for m in record.get("mounts") or [] if _mount_key(m) not in present_mounts}
     release = {(i, h) for i, h in release if i in on_host and h in (on_host[i].get("holders") or [])}
@@ -156,8 +167,8 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
                 blocked[layer_id] = "layer %s is built on it" % ", ".join(sorted(staying))
                 changed = True
 
-    problems = ["overlay_mounts[%d]: state %r (present or absent)" % (n, _state(m))
-                for n, m in enumerate(mounts) if _state(m) not in ("present", "absent")]
+    problems = ["overlay_mounts[%d]: state %r (present or mounted, absent or unmounted)" % (n, _state(m))
+                for n, m in enumerate(mounts) if _mount_state(m) not in ("present", "absent")]
     problems += ["layer %s is declared absent but %s (release its holders with state: absent mount entries or "
                  "set force: true; declare the layers built on it absent too)" % (i, r)
                  for i, r in sorted(blocked.items()) if i in absent]
@@ -167,7 +178,7 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
     return {
         "stage": [e for e in layers if _state(e) == "present"],
         "keep_mounted": [{"id": m.get("id"), "holder": m.get("holder") or "ansible"}
-                         for m in mounts if _state(m) == "present"],
+                         for m in mounts if _mount_state(m) == "present"],
         "mounts": [{"id": i, "holder": h} for i, h in sorted(release)],
         "layers": [{"id": i, "force": absent.get(i, False)} for i in _leaf_first(going, children)],
         "kept": kept,

@@ -60,6 +60,11 @@ def home_exists(home):
         dirs.close()
 
 
+def released(outcome):
+    """The holders an operation dropped: the one let go, or every one a force took away."""
+    return sorted(set(outcome.before["holders"]) - set(outcome.after["holders"]))
+
+
 class Manager:
     """Validates ids first, opens the store under its lock, reports diff before/after.
 
@@ -124,8 +129,8 @@ class LayerManager(Manager):
         return getattr(self, self.params["state"])()
 
     def _result(self, outcome):
-        return self.with_diff({"changed": outcome.changed, "layer": public_state(outcome.after)},
-                              outcome.before, outcome.after)
+        return self.with_diff({"changed": outcome.changed, "layer": public_state(outcome.after),
+                               "released": released(outcome)}, outcome.before, outcome.after)
 
     def present(self):
         return self._result(self.store.ensure_present(self.params["id"], self.params.get("parent") or "",
@@ -136,8 +141,11 @@ class LayerManager(Manager):
 
 
 class MountManager(Manager):
+    # the role's overlay_mounts entries say present/absent; both spellings mean the same in both places
+    STATES = {"mounted": "mounted", "present": "mounted", "unmounted": "unmounted", "absent": "unmounted"}
+
     def execute(self):
-        return getattr(self, self.params["state"])()
+        return getattr(self, self.STATES[self.params["state"]])()
 
     def _result(self, outcome):
         before, after = outcome.before, outcome.after
@@ -148,6 +156,7 @@ class MountManager(Manager):
             "holders": after["holders"],
             "options": after.get("options", {}),
             "layer": public_state(after),
+            "released": released(outcome),
         }
         return self.with_diff(result, before, after)
 

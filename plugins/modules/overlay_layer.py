@@ -73,6 +73,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+released:
+  description: The holders a removal with O(force=true) dropped (in check mode, would drop); empty otherwise.
+  returned: always
+  type: list
+  elements: str
+  sample: [web]
 layer:
   description: The layer after the task (in check mode, as it would be).
   returned: always

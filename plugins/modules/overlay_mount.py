@@ -33,9 +33,12 @@ options:
     type: str
     required: true
   state:
-    description: Whether the holder holds the layer mounted.
+    description:
+      - Whether the holder holds the layer mounted.
+      - V(present) is the same as V(mounted) and V(absent) the same as V(unmounted), the words the
+        C(overlay_mounts) entries of the overlay_layers role take; both spellings are accepted in both places.
     type: str
-    choices: [mounted, unmounted]
+    choices: [mounted, unmounted, present, absent]
     default: mounted
   holder:
     description:
@@ -119,6 +122,14 @@ holders:
   type: list
   elements: str
   sample: [web, backup]
+released:
+  description:
+    - The holders this task dropped (in check mode, would drop) - with O(force=true) every holder that was recorded,
+      otherwise O(holder) when it held the layer. Empty with O(state=mounted).
+  returned: always
+  type: list
+  elements: str
+  sample: [web, backup]
 options:
   description:
     - The live mount's options from C(/proc/self/mountinfo), empty when not mounted. For an overlay, its superblock
@@ -142,7 +153,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.managers import Mou
 
 def main():
     module = LayerModule(argument_spec=argument_spec(
-        id=LAYER_ID, state=one_of("mounted", "unmounted"), holder=dict(type="str", default="ansible"),
+        id=LAYER_ID, state=one_of("mounted", "unmounted", "present", "absent"), holder=dict(type="str", default="ansible"),
         mount_label=dict(type="str", default=""), force=flag(), lazy=flag()), supports_check_mode=True)
     run_module(module, MountManager)
 

@@ -98,3 +98,14 @@ def test_mount_entry_has_no_nulls_in_check_mode():
     assert mount_entry(check, "/h") == {"id": "app", "holder": "web", "path": "/h/app/merged", "mounted": True}
     with pytest.raises(AnsibleFilterError):
         mount_entry({"path": "/x"}, "/h")
+
+
+def test_mount_entries_take_overlay_mounts_words_too():
+    """overlay_mount says mounted/unmounted, the role's entries said present/absent and refused the module's words."""
+    plan = layer_removals([], mounts=[{"id": "top", "holder": "web", "state": "unmounted"},
+                                      {"id": "keep", "holder": "db", "state": "mounted"}], existing=EXISTING)
+    assert plan["problems"] == []
+    assert plan["mounts"] == [{"id": "top", "holder": "web"}]
+    assert plan["keep_mounted"] == [{"id": "keep", "holder": "db"}]
+    plan = layer_removals([], mounts=[{"id": "top", "state": "gone"}], existing=EXISTING)
+    assert plan["problems"] == ["overlay_mounts[0]: state 'gone' (present or mounted, absent or unmounted)"]

@@ -207,3 +207,33 @@ def test_overlay_image_takes_community_docker_credentials_at_the_top_level(run_m
                                      "password": "secret", "registry_auth": {"username": "v", "password": "w"}})
     assert res["failed"] and "not both" in res["msg"] and "secret" not in res["msg"]
     assert not os.path.exists(home)
+
+
+def test_overlay_mount_takes_the_roles_state_words_too(run_module, home):
+    """present and absent, as the role's overlay_mounts entries say them, are mounted and unmounted."""
+    run_module(overlay_layer, {"id": "base", "home": home})
+    run_module(overlay_layer, {"id": "app", "parent": "base", "home": home})
+    try:
+        res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "present"})
+        assert res["changed"] and res["mounted"] and res["holders"] == ["web"]
+        assert not run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "mounted"})["changed"]
+    finally:
+        res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "absent"})
+    assert res["changed"] and not res["mounted"] and res["holders"] == []
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_released_lists_the_holders_force_dropped(run_module, home, check_mode):
+    run_module(overlay_layer, {"id": "base", "home": home})
+    run_module(overlay_layer, {"id": "app", "parent": "base", "home": home})
+    for holder in ("web", "backup"):
+        assert run_module(overlay_mount, {"id": "app", "home": home, "holder": holder})["released"] == []
+    res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted", "force": True},
+                     check_mode=check_mode)
+    assert res["changed"] and res["released"] == ["backup", "web"]
+    if check_mode:
+        res = run_module(overlay_layer, {"id": "app", "home": home, "state": "absent", "force": True}, check_mode=True)
+        assert res["changed"] and res["released"] == ["backup", "web"]
+        run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted", "force": True})
+    res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted"})
+    assert not res["changed"] and res["released"] == []
