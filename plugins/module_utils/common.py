@@ -9,7 +9,7 @@ Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
 import signal
 import traceback
 
-from .overlay_driver.errors import Interrupted, NeedsSource, OverlayError
+from .overlay_driver.errors import Interrupted, NeedsSource, OverlayError, host_error
 from .overlay_driver.store import DEFAULT_HOME
 
 _MAP_SPEC = dict(
@@ -66,6 +66,20 @@ def catch_signals():
         signal.signal(sig, _interrupt)
 
 
+def _fail(module, error):
+    """An OverlayError as the module's failure: msg, and the layer, path and errno it names."""
+    fail = {"msg": error.message}
+    if error.layer:
+        fail["layer_id"] = error.layer
+    if error.path:
+        fail["path"] = error.path
+    if getattr(error, "errno_name", None):
+        fail["errno"] = error.errno_name
+    if isinstance(error, NeedsSource):
+        fail["needs_src"] = True  # read by the action plugin: send src and ask again
+    module.fail_json(**fail)
+
+
 def run_module(module, manager_class):
     """Run the manager; every failure becomes failed/msg, never a traceback in msg.
 
@@ -80,16 +94,12 @@ def run_module(module, manager_class):
         module.fail_json(msg="%sinterrupted by %s; what the run had half made was undone"
                          % ("layer %s: " % layer if layer else "", e.signal_name), interrupted=e.signal_name)
     except OverlayError as e:
-        fail = {"msg": e.message}
-        if e.layer:
-            fail["layer_id"] = e.layer
-        if e.path:
-            fail["path"] = e.path
-        if isinstance(e, NeedsSource):
-            fail["needs_src"] = True  # read by the action plugin: send src and ask again
-        module.fail_json(**fail)
+        _fail(module, e)
     except Exception as e:  # pylint: disable=broad-except
         layer = module.params.get("id")
+        named = host_error(e, layer, module.params.get("home"))
+        if named is not None:
+            _fail(module, named)
         prefix = "layer %s: " % layer if layer else ""
         module.fail_json(msg="%sunexpected error: %s: %s" % (prefix, type(e).__name__, e),
                          exception=traceback.format_exc())

@@ -92,6 +92,8 @@ dest:
   sample: /srv/export/app.tar
 '''
 
+# first: a signal while the rest is imported still ends in JSON
+from ansible_collections.strata.overlay.plugins.module_utils import early_signals  # noqa: F401 pylint: disable=W0611
 from ansible_collections.strata.overlay.plugins.module_utils.common import LAYER_ID, argument_spec, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager

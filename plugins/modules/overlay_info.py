@@ -202,6 +202,8 @@ ansible_facts:
       type: dict
 '''
 
+# first: a signal while the rest is imported still ends in JSON
+from ansible_collections.strata.overlay.plugins.module_utils import early_signals  # noqa: F401 pylint: disable=W0611
 from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, flag, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager

@@ -147,6 +147,8 @@ layer:
       sample: null
 '''
 
+# first: a signal while the rest is imported still ends in JSON
+from ansible_collections.strata.overlay.plugins.module_utils import early_signals  # noqa: F401 pylint: disable=W0611
 from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYER_ID, PARENT_ID, argument_spec, flag,
                                                                             one_of, run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule

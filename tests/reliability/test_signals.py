@@ -120,3 +120,17 @@ def test_interrupted_mount_leaves_no_mount_without_a_holder(s):
         assert result["changed"] and result["mounted"] and result["holders"] == ["web"]
     finally:
         ok("overlay_mount", dict(args, state="unmounted"))
+
+
+@pytest.mark.parametrize("module", ["overlay_layer", "overlay_mount", "overlay_apply_diff", "overlay_diff",
+                                    "overlay_info", "overlay_image"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_module_starts_is_a_json_failure(s, module, signum):
+    """Stopped before Ansible and the store are imported (the first quarter second): JSON, not rc -15."""
+    args = {"id": "app", "home": s["home"]}
+    rc, result, err = interrupted(s, module, args, "module.start", signum)
+    name = signal.Signals(signum).name
+    assert rc == 1, (rc, result, err)
+    assert result == {"failed": True, "changed": False, "interrupted": name,
+                      "msg": "interrupted by %s while the module was starting; nothing was changed" % name}, err
+    assert not os.path.exists(s["home"])

@@ -222,9 +222,18 @@ class LayerStore:
     def _create(self, layer_id, parent):
         self._require_writer(layer_id)
         self.driver.create(layer_id, parent)
-        record = self.record(layer_id)
-        record.parent = parent or None
-        self.save(record)
+        try:
+            record = self.record(layer_id)
+            record.parent = parent or None
+            self.save(record)
+        except BaseException:
+            # a layer whose parent could not be recorded (no space, a read-only records directory,
+            # a signal) is not left behind: the next run creates it whole
+            try:
+                self.driver.remove(layer_id)
+            except OSError:
+                pass  # the error that stopped the record is the one to report
+            raise
 
     def ensure_absent(self, layer_id, force=False, check_mode=False):
         """Absent: refuses while holders exist (unless force) or children depend on it.

@@ -1,0 +1,121 @@
+"""Failures of the host and of the home's own files end as a clear message, never "unexpected error".
+
+Real module processes on real filesystems: a tmpfs that is full, an ext4 part of which turned
+read-only while statvfs on the home still says writable (as after ext4's emergency remount,
+which the home's check can only see later), a record edited by hand.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+import modules
+from layertools import TarBuilder
+
+
+def ok(module, args):
+    rc, result, err = modules.run(module, args)
+    assert rc == 0, (result, err)
+    return result
+
+
+def failed_clearly(module, args, *says):
+    rc, result, err = modules.run(module, args)
+    assert rc == 1 and result["failed"], (rc, result, err)
+    assert "unexpected error" not in result["msg"] and "exception" not in result and "Traceback" not in err, result
+    for text in says:
+        assert text in result["msg"], result
+    return result
+
+
+@pytest.fixture
+def small_tmpfs():
+    """A 1 MB tmpfs of its own, to be filled."""
+    path = tempfile.mkdtemp(prefix="strata-full-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+        os.rmdir(path)
+
+
+def fill(directory):
+    fd = os.open(os.path.join(directory, "filler"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == 28
+    finally:
+        os.close(fd)
+
+
+def state_of(home):
+    return sorted(os.listdir(home)), sorted(os.listdir(os.path.join(home, ".strata", "layers")))
+
+
+@pytest.mark.parametrize("module,args", [
+    ("overlay_layer", {"id": "app", "parent": "base"}),
+    ("overlay_mount", {"id": "base", "holder": "web"}),
+])
+def test_no_space_outside_apply_names_the_errno_and_the_home(small_tmpfs, module, args):
+    home = os.path.join(small_tmpfs, "home")
+    ok("overlay_layer", {"id": "base", "home": home})
+    ok("overlay_mount", {"id": "base", "home": home, "holder": "first"})  # a record to keep
+    before = state_of(home)
+    fill(small_tmpfs)
+    result = failed_clearly(module, dict(args, home=home), "ENOSPC", "free space on that filesystem")
+    assert result["errno"] == "ENOSPC" and result["path"] == home and result["layer_id"] == args["id"]
+    assert state_of(home) == before
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
+    os.unlink(os.path.join(small_tmpfs, "filler"))
+    ok(module, dict(args, home=home))
+    ok("overlay_mount", {"id": "base", "home": home, "force": True, "state": "unmounted"})
+
+
+@pytest.mark.parametrize("part", ["layers", "tmp"])
+def test_a_read_only_part_of_an_ext4_home_names_erofs(loopfs, part):
+    """statvfs on the home says writable, the write fails with EROFS: that is the message."""
+    home = os.path.join(loopfs("ext4", 32), "home")
+    ok("overlay_layer", {"id": "base", "home": home})
+    sub = os.path.join(home, ".strata", part)
+    subprocess.run(["mount", "--bind", sub, sub], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", sub], check=True)
+    try:
+        assert not os.statvfs(home).f_flag & os.ST_RDONLY
+        result = failed_clearly("overlay_layer", {"id": "app", "parent": "base", "home": home},
+                                "EROFS", "read-only", "layer app, path %s" % home)
+        assert result["errno"] == "EROFS"
+    finally:
+        subprocess.run(["umount", sub], check=True)
+    assert sorted(os.listdir(home)) == [".strata", "base"]
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": home})
+
+
+@pytest.mark.parametrize("record", [
+    {"version": 1, "id": "app", "parent": {"id": "base"}, "holders": []},
+    {"version": 1, "id": "app", "parent": "base", "holders": "web"},
+    {"version": 1, "id": "app", "parent": "base", "holders": ["web\nbase (held by root)"]},
+    {"version": 1, "id": "app", "parent": "base", "size": "3", "holders": []},
+])
+def test_a_damaged_record_is_that_layers_clear_problem(scratch, record):
+    home = os.path.join(scratch, "home")
+    tar = os.path.join(scratch, "base.tar")
+    with open(tar, "wb") as f:
+        f.write(TarBuilder().file("etc/motd", "hi\n").bytes())
+    ok("overlay_apply_diff", {"id": "base", "home": home, "src": tar, "remote_src": True})
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": home})
+    with open(os.path.join(home, ".strata", "layers", "app.json"), "w") as f:
+        json.dump(record, f)
+    for module, args in (("overlay_info", {"home": home}), ("overlay_mount", {"id": "app", "home": home}),
+                         ("overlay_layer", {"id": "app", "parent": "base", "home": home})):
+        result = failed_clearly(module, args, "layer app", "record is not in the expected format")
+        assert result["path"] == os.path.join(home, ".strata", "layers", "app.json")
+    with open(os.path.join(home, ".strata", "layers", "app.json"), "w") as f:
+        json.dump({"version": 1, "id": "app", "parent": "base", "holders": []}, f)
+    assert ok("overlay_mount", {"id": "app", "home": home})["mounted"]
+    ok("overlay_mount", {"id": "app", "home": home, "state": "unmounted"})
