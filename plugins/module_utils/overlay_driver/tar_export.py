@@ -173,13 +173,63 @@ class _Member:
     def _pax_header(self):
         import tarfile  # pylint: disable=import-outside-toplevel  # only for the rare PAX entry
 
-        info = tarfile.TarInfo(self.name)
+        info = _pax_info_class()(self.name)
         info.type, info.mode, info.uid, info.gid = self.type, self.mode, self.uid, self.gid
         info.size, info.mtime, info.linkname = self.size, self.mtime, self.linkname
         info.devmajor, info.devminor = self.devmajor, self.devminor
         info.pax_headers = dict(self.pax_headers or {})
         info.uname = info.gname = ""
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def pax_record(key, value):
+    """One PAX record, b"<length> <key>=<value>\n", the length counting its own digits."""
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length = len(str(length)) + len(body)
+    return str(length).encode("ascii") + body
+
+
+_PAX_INFO = []
+
+
+def _pax_info_class():
+    """tarfile.TarInfo whose PAX records keep what is not UTF-8 as its bytes.
+
+    tarfile encodes PAX keys strictly as UTF-8, so an xattr whose name is not UTF-8 (Linux
+    allows any bytes) stopped the export with a UnicodeEncodeError. Go's archive/tar, which
+    Docker and containers-storage use, writes such keys as their bytes; so does this, and the
+    applier reads them back to the same name. Built on first use: tarfile is imported only
+    for the rare entry that needs PAX records.
+    """
+    if _PAX_INFO:
+        return _PAX_INFO[0]
+    import tarfile  # pylint: disable=import-outside-toplevel
+
+    class PaxInfo(tarfile.TarInfo):
+        @classmethod
+        def _create_pax_generic_header(cls, pax_headers, type, encoding):  # pylint: disable=redefined-builtin
+            fields = {key: value for key, value in pax_headers.items() if key != "hdrcharset"}
+            binary = any(not _is_utf8_text(v) for v in fields.values())
+            records = pax_record(b"hdrcharset", b"BINARY") if binary else b""
+            for key, value in fields.items():
+                records += pax_record(key.encode("utf-8", "surrogateescape"),
+                                      value.encode("utf-8", "surrogateescape"))
+            header = {"name": "././@PaxHeader", "type": type, "size": len(records), "magic": tarfile.POSIX_MAGIC}
+            return cls._create_header(header, tarfile.USTAR_FORMAT, "ascii", "replace") + \
+                cls._create_payload(records)
+
+    _PAX_INFO.append(PaxInfo)
+    return PaxInfo
+
+
+def _is_utf8_text(value):
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _ustar(info):

@@ -168,3 +168,28 @@ def test_symlink_xattrs_round_trip_with_gnu_tar(scratch):
     os.mkdir(extracted)
     subprocess.run(["tar"] + xattrs + ["-xpf", "-", "-C", extracted], input=out.getvalue(), check=True)
     assert os.getxattr(os.path.join(extracted, "link"), "trusted.test", follow_symlinks=False) == b"from-export"
+
+
+def test_an_xattr_name_that_is_not_utf8_is_exported_as_its_bytes(scratch):
+    """Go's archive/tar writes PAX keys as bytes; so does the export, and the applier restores the same name."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    names = {b"trusted.caf\xe9": b"latin-1 name", b"user.\xff\xfe": b"\xff binary value", b"user.plain": b"ok"}
+    with open(os.path.join(tree, "file"), "w") as f:
+        f.write("x")
+    for name, value in names.items():
+        os.setxattr(os.path.join(tree, "file").encode(), name, value)
+    out = io.BytesIO()
+    export_changes(tree, changes_dirs(tree), out)
+    data = out.getvalue()
+    assert b" SCHILY.xattr.trusted.caf\xe9=latin-1 name\n" in data
+    assert b" SCHILY.xattr.user.\xff\xfe=\xff binary value\n" in data
+    back = os.path.join(scratch, "back")
+    os.mkdir(back)
+    LayerApplier(back).apply(io.BytesIO(data))
+    applied = os.path.join(back, "file").encode()
+    assert {os.fsencode(n): os.getxattr(applied, n) for n in os.listxattr(applied)} == names
+    with open(os.path.join(back, "file")) as f:
+        assert f.read() == "x"
