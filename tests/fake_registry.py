@@ -45,6 +45,8 @@ class FakeRegistry:
         self.tokens = set()
         self.token_requests = 0
         self.override = {}          # path prefix -> callable(handler) that answers instead
+        self.trickle = {}           # digest -> seconds between the bytes of that blob (a registry that dawdles)
+        self.trickle_hook = None    # called (in the server's thread) once the first trickled byte is sent
         self.tls = tls
         self.server = None
         self.thread = None
@@ -150,8 +152,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             data = r.blobs.get(parts[-1])
             if data is None:
                 return self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
+            if parts[-1] in r.trickle:
+                return self.trickle_blob(data, r.trickle[parts[-1]])
             return self.send(200, data, {"Content-Type": "application/octet-stream"})
         return self.send(404)
+
+    def trickle_blob(self, data, delay):
+        """The blob one byte at a time, `delay` seconds apart, until it is sent or the client goes away."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        for i in range(len(data)):
+            try:
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+            if i == 0 and self.registry.trickle_hook is not None:
+                self.registry.trickle_hook()
+            time.sleep(delay)
 
     def token(self):
         r = self.registry

@@ -46,6 +46,21 @@ class ImageManager:
         # absent finds the image by its recorded reference or digest, which need not parse as a source
         self.reference = None if self.absent else parse_reference(params["src"])
         self.registry_auth = registry_credentials(params)  # not used by file transports
+        self.stage_bounds = self.bounds()  # checked before the home is touched
+
+    def bounds(self):
+        """The deadlines (and limits) the task sets, as stage_image takes them; what it leaves out keeps the
+        default. Refused before anything is read when they are not positive."""
+        out = {}
+        for name in ("blob_deadline", "image_deadline"):
+            value = self.params.get(name)
+            if value is None:
+                continue
+            if value <= 0:
+                raise ImageError("%s must be a positive number of seconds, not %s" % (name, value),
+                                 image=self.params.get("src"))
+            out[name] = value
+        return out
 
     def open_store(self):
         """None in check mode when the home holds no layer records yet (missing, or only Docker's own):
@@ -68,7 +83,7 @@ class ImageManager:
         store = self.open_store()
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
-                             check_mode=self.check_mode)
+                             check_mode=self.check_mode, **self.stage_bounds)
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {

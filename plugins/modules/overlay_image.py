@@ -111,6 +111,22 @@ options:
     description: A CA bundle (file) or directory of CA certificates on the managed host, trusted in addition to the
       system's for the registry.
     type: path
+  blob_deadline:
+    description:
+      - Seconds a registry may take to send one blob (a layer, the config, a manifest), however steadily its
+        bytes arrive; past it the pull fails naming the blob. A layer blob is downloaded before the home's
+        lock is taken, so a slow registry never holds up other tasks on the host.
+      - The file transports read local files and are not bounded by it.
+    type: int
+    default: 3600
+    version_added: 0.2.0
+  image_deadline:
+    description:
+      - Seconds a registry pull of the whole image (manifests, config and every layer blob) may take; past it
+        the pull fails. The layers completed before stay (see the description).
+    type: int
+    default: 10800
+    version_added: 0.2.0
 extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
@@ -129,7 +145,7 @@ notes:
   - Layers are read and applied as they stream, never stored twice; zstd layers need the C(zstd) program or the
     Python C(zstandard) module on the host.
   - Manifests are limited to 4 MiB, configs to 8 MiB, images to 1000 layers. Network operations time out after
-    60 seconds without progress.
+    60 seconds without progress, and each blob and the whole pull after O(blob_deadline) and O(image_deadline).
 seealso:
   - module: strata.overlay.overlay_apply_diff
     description: Applies one layer tarball that is not part of an image.
@@ -295,7 +311,9 @@ def main():
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
         username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
-        validate_certs=flag(True), ca_path=dict(type="path")), supports_check_mode=True)
+        validate_certs=flag(True), ca_path=dict(type="path"),
+        blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800)),
+        supports_check_mode=True)
     run_module(module, ImageManager)
 
 

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 from . import manifests
 from .challenge import parse_challenges, pick
 from .digests import sha256_bytes, verify_bytes
+from .download import DeadlineResponse
 from .errors import BlobError, ImageError
 from .reference import api_host
 from .source import ImageSource
@@ -67,6 +68,8 @@ def _origin(url):
 
 
 class Registry(ImageSource):
+    remote = True
+
     def __init__(self, reference, credentials=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
         super().__init__(reference)
         self.netloc = api_host(reference.host)
@@ -82,6 +85,7 @@ class Registry(ImageSource):
         self._token_expires = 0.0
         self.token_requests = 0
         self.bytes_fetched = 0
+        self.deadlines = None  # download.Deadlines: how long a blob, and the whole image, may take
 
     # -- transport ------------------------------------------------------------
 
@@ -287,6 +291,12 @@ class Registry(ImageSource):
 
     # -- the source interface ---------------------------------------------------
 
+    def _bounded(self, resp, conn, blob):
+        """resp, read within the deadlines when there are any (a registry can send one byte at a time)."""
+        if self.deadlines is None:
+            return resp
+        return DeadlineResponse(resp, conn.sock, self.deadlines.for_blob(), self.timeout, self.image, blob)
+
     def _manifest(self, reference, blob=None):
         path = "/v2/%s/manifests/%s" % (self.repository, quote(reference, safe=":@"))
         resp, conn = self._get(path, manifests.ACCEPT, blob)
@@ -301,7 +311,7 @@ class Registry(ImageSource):
                 raise self._error("manifest %s is %s bytes, more than the %d accepted"
                                   % (reference, length, manifests.MAX_MANIFEST), blob)
             try:
-                data = resp.read(manifests.MAX_MANIFEST + 1)
+                data = self._bounded(resp, conn, blob).read(manifests.MAX_MANIFEST + 1)
             except socket.timeout:
                 raise self._error("reading manifest %s timed out" % reference, blob)
             except (OSError, http.client.HTTPException) as e:
@@ -353,6 +363,6 @@ class Registry(ImageSource):
             if length and length.isdigit() and descriptor.size is not None and int(length) != descriptor.size:
                 raise BlobError("the registry sends %s bytes, the descriptor says %d" % (length, descriptor.size),
                                 image=self.image, blob=descriptor.digest)
-            yield resp
+            yield self._bounded(resp, conn, descriptor.digest)
         finally:
             conn.close()

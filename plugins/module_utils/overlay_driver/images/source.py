@@ -14,6 +14,8 @@ from .files import open_files
 
 
 class ImageSource:
+    remote = False  # True for a registry: its blobs are downloaded before the home's lock is taken
+
     def __init__(self, reference):
         self.reference = reference
         self.image = reference.text  # how every message names the image

@@ -26,6 +26,7 @@ from . import config_cache
 from .auth import credentials_for
 from .digests import VerifyingReader, chain_ids
 from .docker_archive import DockerArchive
+from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, Downloaded, download
 from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .oci_layout import OciLayout
@@ -169,12 +170,16 @@ def _read_image_with(source, store, wanted_platform, image):
 
 
 def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
-                check_mode=False, timeout=DEFAULT_TIMEOUT):
+                check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
+                image_deadline=DEFAULT_IMAGE_DEADLINE):
     """Stage the image `src` (a reference string or Reference) into store.
 
-    Takes the store's lock itself (not in check mode, which only reads the
-    layers' records). In check mode, store may be None (no home yet: every
-    layer would be staged) and only manifest and config are read.
+    Takes the store's lock itself, per layer and never while a registry
+    sends a blob (not in check mode, which only reads the layers' records).
+    In check mode, store may be None (no home yet: every layer would be
+    staged) and only manifest and config are read. A registry's answers are
+    bounded by blob_deadline (each blob, manifests and config included) and
+    image_deadline (all of them), in seconds.
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -183,6 +188,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     wanted = parse_platform(platform, image)
     progress = _Progress()
     with open_source(reference, registry_auth, validate_certs, ca_path, timeout) as source:
+        if source.remote:
+            source.deadlines = Deadlines(blob_deadline, image_deadline, started)
         resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)
         ids = chain_ids(diff_ids)
         layers = []
@@ -194,39 +201,74 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 raise ImageError("no layer store to stage into", image=image)
             for layer in layers:
                 layer.changed = True
-        elif check_mode:
-            # Reads only; the lock would run the store's cleanup of leftovers, which check mode must not.
-            _stage_layers(store, source, resolved, layers, image, progress, check_mode)
         else:
-            with store.locked():
-                _stage_layers(store, source, resolved, layers, image, progress, check_mode)
-                if not remembered:
+            _stage_layers(store, source, resolved, layers, image, progress, check_mode)
+            if not check_mode and not remembered:
+                with store.locked():
                     config_cache.remember(store, resolved.config.digest, diff_ids, run_config)
     return StagedImage(changed=any(layer.changed for layer in layers), top=layers[-1].id, layers=layers,
                        manifest_digest=resolved.manifest_digest, config_digest=resolved.config.digest,
                        config=run_config, bytes=progress.bytes, elapsed=round(time.monotonic() - started, 3))
 
 
+def _locked_unless_check(store, check_mode):
+    # A check run reads only; the lock would run the store's cleanup of leftovers, which check mode must not.
+    return contextlib.nullcontext() if check_mode else store.locked()
+
+
 def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
     parent = ""
     for i, layer in enumerate(layers):
-        descriptor = resolved.layers[i]
-        state = store.state(layer.id)
-        _refuse_impostor(store, state, layer.diff_id, parent, image,
-                         "layer %d of %d (%s): " % (i + 1, len(layers), layer.id))
-        layer.present = state["exists"]
+        where = "layer %d of %d (%s): " % (i + 1, len(layers), layer.id)
+        with _locked_unless_check(store, check_mode):
+            _check_layer(store, layer, parent, image, where)
         if not layer.present:
             layer.changed = True
             if not check_mode:
-                _apply_one(store, source, descriptor, layer, parent, image, progress, i, len(layers))
+                _fetch_and_apply(store, source, resolved.layers[i], layer, parent, image, progress, where)
         parent = layer.id
 
 
-def _apply_one(store, source, descriptor, layer, parent, image, progress, index, count):
+def _check_layer(store, layer, parent, image, where):
+    """layer.present, once a layer of its id is known to be the image's (or absent)."""
+    state = store.state(layer.id)
+    _refuse_impostor(store, state, layer.diff_id, parent, image, where)
+    layer.present = state["exists"]
+
+
+def _fetch_and_apply(store, source, descriptor, layer, parent, image, progress, where):
+    """Download the blob first when a registry sends it (no lock held), then apply it under the lock."""
+    with _fetched(store, source, descriptor, image, progress, where) as (blob_source, apply_progress):
+        with store.locked():
+            _check_layer(store, layer, parent, image, where)  # another run may have staged it meanwhile
+            if layer.present:
+                layer.changed = False
+                return
+            _apply_one(store, blob_source, descriptor, layer, parent, image, apply_progress, where)
+
+
+@contextlib.contextmanager
+def _fetched(store, source, descriptor, image, progress, where):
+    """(source to apply from, progress to count on): a registry's blob downloaded and verified into an unnamed
+    file of the home's tmp; a file source as it is (read under the lock: a local read, at disk speed)."""
+    if not source.remote:
+        yield source, progress
+        return
+    try:
+        f = download(source, descriptor, store.driver.dirs.tmp_fd, image, progress.add)
+    except ImageError as e:  # BlobError too
+        raise e.prefix(where)
+    except OSError as e:
+        raise ImageError("%scannot keep the downloaded blob in the home's tmp: %s" % (where, e.strerror),
+                         image=image, blob=descriptor.digest, path=store.layout.tmp)
+    with f:
+        yield Downloaded(f), _Progress()  # its bytes were counted as they arrived
+
+
+def _apply_one(store, source, descriptor, layer, parent, image, progress, where):
     verifiers = []
     opener = _opener(source, descriptor, layer.diff_id, image, progress, verifiers)
     blob = descriptor.digest or descriptor.path
-    where = "layer %d of %d (%s): " % (index + 1, count, layer.id)
     try:
         store_apply(store, layer.id, parent, opener, layer.diff_id)
     except ImageError as e:  # BlobError too
