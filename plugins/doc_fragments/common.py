@@ -22,7 +22,8 @@ options:
         filesystems without d_type are refused.
       - Opened, never trusted by path. Refused when it or any directory above it is owned by a user
         other than root (the home itself may belong to the remapped root), or is writable by such a
-        user without the sticky bit; when a symlink on the way belongs to another user; when it is
+        user without the sticky bit, through its mode bits or through a POSIX ACL entry (within the
+        ACL's mask); when a symlink on the way belongs to another user; when it is
         C(/); and when it is an existing directory holding anything but layer directories and
         C(.strata). C(.strata) and its C(layers/) and C(tmp/) must be 0700 directories owned by root
         or the remapped root, and symlinks there are refused.

@@ -55,7 +55,7 @@ class _DestWalk(PathWalk):
     def check_link(self, dir_fd, st, where):
         if st.st_uid != 0:
             self._fail("refusing to follow %s, a symlink owned by uid %d, to the destination" % (where, st.st_uid))
-        reason = untrusted_reason(os.fstat(dir_fd), {0}, {0})
+        reason = untrusted_reason(os.fstat(dir_fd), {0}, {0}, dir_fd)
         if reason:
             self._fail("refusing to follow the symlink %s: its directory can be changed by another user (%s)"
                        % (where, reason))

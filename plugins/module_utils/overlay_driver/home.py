@@ -52,7 +52,7 @@ class _HomeWalk(PathWalk):
     def entered(self, fd, where, last):
         if last:
             return  # the home itself is checked against its (remapped) root by settle()
-        reason = untrusted_reason(os.fstat(fd), {0}, {0})
+        reason = untrusted_reason(os.fstat(fd), {0}, {0}, fd)
         if reason:
             _refuse(where, "a directory above it can be changed by another user: %s" % reason)
 
@@ -161,7 +161,7 @@ class HomeDirs:
                     return
                 self.fd, self.path = _HomeWalk(self.path, self._make).open()
                 self.state_fd = self._open_state()
-            reason = untrusted_reason(os.fstat(self.fd), {0, root_uid}, {0, root_gid})
+            reason = untrusted_reason(os.fstat(self.fd), {0, root_uid}, {0, root_gid}, self.fd)
             if reason:
                 _refuse(self.path, reason)
             self._check_contents()

@@ -28,17 +28,62 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINKS = 40
 
 
-def untrusted_reason(st, owners, groups):
-    """Why another user could change what is in this directory, or None."""
+ACL_XATTR = "system.posix_acl_access"
+_ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK = 0x02, 0x04, 0x08, 0x10
+_ACL_WRITE = 0x02
+
+
+def untrusted_reason(st, owners, groups, fd=None):
+    """Why another user could change what is in this directory, or None.
+
+    fd: the directory, open; its POSIX ACL is read too, because an ACL entry can give a user or a
+    group write access that the mode bits do not show (with an ACL, the group bits are its mask).
+    """
     if st.st_uid not in owners:
         return "it is owned by uid %d, not by root" % st.st_uid
     if st.st_mode & stat.S_ISVTX:
         return None
     if st.st_mode & 0o002:
         return "it is writable by every user"
-    if st.st_mode & 0o020 and st.st_gid not in groups:
-        return "it is writable by group %d" % st.st_gid
+    acl = read_acl(fd) if fd is not None else None
+    if not acl:
+        if st.st_mode & 0o020 and st.st_gid not in groups:
+            return "it is writable by group %d" % st.st_gid
+        return None
+    mask = next((perm for tag, perm, _id in acl if tag == _ACL_MASK), 0o7)
+    for tag, perm, qualifier in acl:
+        if not perm & mask & _ACL_WRITE:
+            continue
+        if tag == _ACL_USER and qualifier not in owners:
+            return "it is writable by uid %d through an ACL entry" % qualifier
+        if tag == _ACL_GROUP and qualifier not in groups:
+            return "it is writable by group %d through an ACL entry" % qualifier
+        if tag == _ACL_GROUP_OBJ and st.st_gid not in groups:
+            return "it is writable by group %d" % st.st_gid
     return None
+
+
+def read_acl(fd):
+    """The entries (tag, permission bits, uid or gid) of an open file's access ACL; [] when it has
+    none beyond its mode bits or the filesystem keeps none."""
+    try:
+        try:
+            raw = os.getxattr(fd, ACL_XATTR)
+        except OSError as e:
+            if e.errno != errno.EBADF:  # an O_PATH fd takes no fgetxattr; its /proc link does
+                raise
+            raw = os.getxattr("/proc/self/fd/%d" % fd, ACL_XATTR)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOTSUP):
+            return []
+        raise
+    entries = []
+    for offset in range(4, len(raw) - 7, 8):  # after the version: u16 tag, u16 perm, u32 id
+        tag = int.from_bytes(raw[offset:offset + 2], "little")
+        perm = int.from_bytes(raw[offset + 2:offset + 4], "little")
+        qualifier = int.from_bytes(raw[offset + 4:offset + 8], "little")
+        entries.append((tag, perm, qualifier))
+    return entries
 
 
 class PathWalk:

@@ -229,3 +229,39 @@ def test_a_damaged_layer_is_a_layer_but_foreign_contents_still_refuse_the_home(h
     with open(os.path.join(home, "README"), "w") as f:
         f.write("mine\n")
     refused(home, "holds 'README', which is not a layer directory")
+
+@pytest.fixture(params=["tmpfs", "ext4"])
+def acl_fs(request, scratch, loopfs):
+    """A directory on a filesystem that keeps POSIX ACLs: the test's tmpfs, or a real ext4."""
+    return scratch if request.param == "tmpfs" else loopfs("ext4", 64)
+
+
+@pytest.mark.parametrize("entry,cause", [
+    ("u:65534:rwx", "writable by uid 65534 through an ACL entry"),
+    ("g:65534:rwx", "writable by group 65534 through an ACL entry"),
+    ("g::rwx", "writable by group 4242"),
+])
+def test_an_ancestor_writable_through_an_acl_is_refused(acl_fs, guarded, entry, cause):
+    """Mode 0755 and owned by root, but an ACL entry lets another user (or group) change it."""
+    shared = os.path.join(acl_fs, "shared")
+    os.mkdir(shared, 0o755)
+    os.chown(shared, 0, 4242)
+    subprocess.run(["setfacl", "-m", entry, shared], check=True)
+    refused(os.path.join(shared, "home"), cause)
+    assert os.listdir(shared) == []
+
+
+def test_the_acl_mask_limits_what_an_entry_grants(acl_fs, guarded):
+    shared = os.path.join(acl_fs, "shared")
+    os.mkdir(shared, 0o755)
+    subprocess.run(["setfacl", "-m", "u:65534:rwx,u:0:rwx,m::r-x", shared], check=True)
+    store = LayerStore(os.path.join(shared, "home"))
+    with store.locked():
+        store.ensure_present("base")
+    store.close()
+
+
+def test_the_home_itself_writable_through_an_acl_is_refused(home, guarded):
+    made_home(home)
+    subprocess.run(["setfacl", "-m", "u:65534:rwx", home], check=True)
+    refused(home, "writable by uid 65534 through an ACL entry")

@@ -79,3 +79,98 @@ def test_random_plantings_never_reach_outside(scratch, canary, seed):
     mounted = [line.split()[4] for line in open("/proc/self/mountinfo") if home in line.split()[4]]
     for point in mounted:
         subprocess.run(["umount", point], check=False)
+
+
+ACL_SPOTS = ["..", ".", ".strata", ".strata/layers", ".strata/tmp"]
+ACL_ENTRIES = ["u:%d:rwx" % NOBODY, "g:%d:rwx" % NOBODY, "u:%d:rwx,m::r-x" % NOBODY]
+
+
+def plant_acl(rng, home):
+    """An ACL entry giving another user write access (or, behind a mask, none) to a directory."""
+    spot, entry = rng.choice(ACL_SPOTS), rng.choice(ACL_ENTRIES)
+    subprocess.run(["setfacl", "-m", entry, os.path.normpath(os.path.join(home, spot))], check=True)
+    return spot, entry
+
+
+def live_overlays(upper):
+    want = os.stat(upper)
+    out = []
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        if "overlay" not in fields:
+            continue
+        for option in fields[-1].split(","):
+            if option.startswith("upperdir="):
+                try:
+                    st = os.stat(option[len("upperdir="):])
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                    out.append(fields[4])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_aliases_and_acls_never_reach_outside_nor_under_a_live_mount(scratch, canary, seed):
+    """Two classes: the home named through a bind-mount alias (of itself or of its parent) while a
+    layer is mounted through its own path, and ACL entries giving another user write access."""
+    rng = random.Random(seed)
+    parent = os.path.join(scratch, "parent")
+    os.mkdir(parent)
+    home = os.path.join(parent, "home")
+    store = LayerStore(home)
+    with store.locked():
+        store.ensure_present("base")
+        store.ensure_present("app", "base")
+        store.ensure_mounted("app", "web")
+    store.close()
+    upper = os.path.join(home, "app", "upper")
+    with open(os.path.join(home, "app", "merged", "live"), "w") as f:
+        f.write("live\n")
+    before = snapshot(canary)
+    aliased = rng.choice([None, "home", "parent"])
+    named = home
+    if aliased is not None:
+        alias = os.path.join(scratch, "alias")
+        os.mkdir(alias)
+        subprocess.run(["mount", "--bind", home if aliased == "home" else parent, alias], check=True)
+        subprocess.run(["mount", "--make-private", alias], check=True)
+        named = alias if aliased == "home" else os.path.join(alias, "home")
+    acl = plant_acl(rng, home) if aliased is None or rng.random() < 0.5 else None
+    granted = acl is not None and "m::" not in acl[1] and acl[0] in ("..", ".")
+    ops = rng.sample(["mount", "unmount", "absent", "diff", "new"], 3)
+    failed = None
+    try:
+        s = LayerStore(named)
+        try:
+            with s.locked():
+                for op in ops:
+                    if op == "mount":
+                        s.ensure_mounted("app", "other")
+                    elif op == "unmount":
+                        s.ensure_unmounted("app", "web")
+                    elif op == "absent":
+                        s.ensure_absent("app", force=True)
+                    elif op == "diff":
+                        s.export_diff("app", os.path.join(named, "app.tar"))
+                    else:
+                        s.ensure_present("new", "base")
+        finally:
+            s.close()
+    except OverlayError as e:
+        failed = e
+    case = (aliased, acl, ops, failed)
+    assert snapshot(canary) == before, case
+    if granted:
+        assert failed is not None and "ACL" in str(failed), case
+    assert not os.path.exists(os.path.join(home, "app.tar")), case
+    if os.path.isdir(upper):
+        assert len(live_overlays(upper)) <= 1, case
+        if live_overlays(upper):
+            with open(os.path.join(upper, "live")) as f:
+                assert f.read() == "live\n", case
+    else:
+        assert not os.path.exists(os.path.join(home, "app")), case
+    for entry in sorted((line.split() for line in open("/proc/self/mountinfo")), key=lambda f: -int(f[0])):
+        if entry[4].startswith(scratch + "/"):
+            subprocess.run(["umount", "-l", entry[4]], check=False)
