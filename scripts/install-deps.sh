@@ -12,7 +12,7 @@ test_deps=false
 if $test_deps; then
   packages=(containers-storage btrfs-progs xfsprogs e2fsprogs zstd kmod tar util-linux python3-venv time
             mmdebstrap qemu-system-x86 qemu-utils openssh-client rsync
-            docker.io docker-registry skopeo umoci apache2-utils openssl psmisc)
+            docker.io docker-registry skopeo umoci apache2-utils openssl psmisc acl)
   missing=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
