@@ -223,7 +223,7 @@ class AtomicDest:
             there = None
         if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
             self._fail("dest was replaced while the diff was renamed into place (another user can change "
-                       "its directory: %s)" % (untrusted_reason(os.fstat(self.dir_fd), {0}, {0}) or "it was swapped"))
+                       "its directory: %s)" % (untrusted_reason(os.fstat(self.dir_fd), {0}, {0}, self.dir_fd) or "it was swapped"))
         if self.directory is not None:
             fd, _resolved = open_directory(self.directory, self.layer_id)
             try:

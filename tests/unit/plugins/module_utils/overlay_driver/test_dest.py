@@ -237,3 +237,14 @@ def test_an_export_killed_while_writing_leaves_no_temp_file(home, scratch):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert [n for n in os.listdir(scratch) if n.startswith(dest_module.TEMP_PREFIX) or n == "child.tar"] == []
+
+
+def test_a_root_symlink_in_a_directory_others_can_write_through_an_acl_is_refused(tree, scratch, guarded):
+    """Root made the symlink, but an ACL entry lets another user replace it: it is not followed."""
+    shared = os.path.join(scratch, "shared")
+    os.mkdir(shared, 0o755)
+    subprocess.run(["setfacl", "-m", "u:65534:rwx", shared], check=True)
+    os.symlink(os.path.join(guarded, "etc"), os.path.join(shared, "exports"))
+    with pytest.raises(OverlayError, match="writable by uid 65534 through an ACL entry"):
+        tree.export_diff("child", os.path.join(shared, "exports", "child.tar"))
+    assert sorted(os.listdir(shared)) == ["exports"]

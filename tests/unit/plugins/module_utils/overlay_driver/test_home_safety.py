@@ -230,6 +230,7 @@ def test_a_damaged_layer_is_a_layer_but_foreign_contents_still_refuse_the_home(h
         f.write("mine\n")
     refused(home, "holds 'README', which is not a layer directory")
 
+
 @pytest.fixture(params=["tmpfs", "ext4"])
 def acl_fs(request, scratch, loopfs):
     """A directory on a filesystem that keeps POSIX ACLs: the test's tmpfs, or a real ext4."""
