@@ -1,0 +1,16 @@
+"""overlay_home through the module: a home removed whole, then ok and unchanged."""
+
+import os
+
+from ansible_collections.strata.overlay.plugins.modules import overlay_home, overlay_layer, overlay_mount
+
+
+def test_absent_removes_the_home_after_its_last_holder_is_released(run_module, home):
+    run_module(overlay_layer, {"id": "base", "home": home})
+    run_module(overlay_mount, {"id": "base", "home": home, "holder": "web"})
+    refused = run_module(overlay_home, {"home": home, "state": "absent"})
+    assert refused["failed"] and "layer base is held by web" in refused["msg"] and os.path.isdir(home)
+    run_module(overlay_mount, {"id": "base", "home": home, "holder": "web", "state": "unmounted"})
+    gone = run_module(overlay_home, {"home": home}, diff=True)
+    assert gone["changed"] and gone["removed"] == ["base"] and not os.path.lexists(home)
+    assert run_module(overlay_home, {"home": home})["changed"] is False
