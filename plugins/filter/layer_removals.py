@@ -18,7 +18,8 @@ description:
     a holder that is not released in the same run, or with a layer built on it that stays, is a problem,
     unless the entry has C(force=true) (every holder is then dropped).
   - With O(prune=true), what the record names and the declaration no longer does goes too. Only what the
-    record names can go; a layer or holder the role did not stage (made by hand, by a module task, by Docker or
+    record names can go, and a layer only while the home holds the very directory the role made (the inode
+    the record names; a layer of the same name made since stays); a layer or holder the role did not stage (made by hand, by a module task, by Docker or
     another tool) is never touched. A pruned layer stays, without failing the run, while a holder the role did
     not record holds it or a layer that stays is built on it.
 options:
@@ -35,12 +36,16 @@ options:
     elements: dict
     default: []
   existing:
-    description: The layers on the host, as M(strata.overlay.overlay_info) returns them (C(id), C(parent), C(holders)).
+    description: The layers on the host, as M(strata.overlay.overlay_info) returns them (C(id), C(parent), C(holders),
+      C(inode)).
     type: list
     elements: dict
     default: []
   record:
-    description: The role's record, C({layers, mounts}), of what it staged earlier on this host for this home.
+    description:
+      - The role's record, C({layers, mounts, images}), of what it staged earlier on this host for this home
+        (C(layers) as C({id, inode})).
+      - A record of another shape is refused, never iterated.
     type: dict
     default: {}
   prune:
@@ -78,6 +83,14 @@ _value:
       elements: dict
     layers:
       description: The layers to remove, children before their parents, each C({id, force}).
+      type: list
+      elements: dict
+    images:
+      description:
+        - The images to remove once the layers are gone, each C({image, platform}), by
+          M(strata.overlay.overlay_image) with C(state=absent) (which keeps the layers other images, holders or
+          layers need) - those of image entries declared absent and, with O(prune=true), those the record names
+          that no entry declares any more.
       type: list
       elements: dict
     kept:
@@ -127,12 +140,70 @@ def _leaf_first(going, children):
     return order
 
 
+def _record_problem(record):
+    """Why the role's record cannot be believed (None when it has the expected shape)."""
+    if not isinstance(record, dict):
+        return "it is a %s, not a mapping" % type(record).__name__
+    for key in ("layers", "mounts", "images"):
+        if not isinstance(record.get(key, []), list):
+            return "%s is not a list" % key
+    for entry in record.get("layers", []):
+        if isinstance(entry, str):
+            continue  # written by an earlier release, without the layer's inode
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str) and isinstance(entry.get("inode"), int)
+                and not isinstance(entry.get("inode"), bool)):
+            return "a layers entry is not {id, inode}: %r" % (entry,)
+    for entry in record.get("mounts", []):
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str)):
+            return "a mounts entry is not {id, holder}: %r" % (entry,)
+    for entry in record.get("images", []):
+        if not (isinstance(entry, dict) and isinstance(entry.get("image"), str) and entry["image"]):
+            return "an images entry is not {id, image, platform}: %r" % (entry,)
+    return None
+
+
+def check_record(record):
+    """The role's record, refused whole (never iterated) when it is not of the shape the role writes."""
+    record = record or {}
+    problem = _record_problem(record)
+    if problem:
+        raise AnsibleFilterError("the overlay_layers role's record of this home is not in the expected format (%s); "
+                                 "refusing to prune from it: check it, or remove it to start a new record" % problem)
+    return record
+
+
+def _image_key(entry):
+    return (entry.get("image"), entry.get("platform") or "")
+
+
+def _own_layers(record, on_host, present_ids):
+    """(the recorded layers the role may prune, kept [{id, reason}] of the others it recorded).
+
+    A layer goes only when the home still holds the very directory the role made: the same inode it
+    recorded. A layer of the same name made since (by hand, or by another tool) stays.
+    """
+    going, kept = set(), []
+    for entry in record.get("layers") or []:
+        layer_id = entry if isinstance(entry, str) else entry["id"]
+        if layer_id in present_ids or layer_id not in on_host:
+            continue
+        if isinstance(entry, str):
+            kept.append({"id": layer_id, "reason": "recorded without its inode by an earlier release of this role, so "
+                                                   "it cannot be told from a layer made since; declare it absent"})
+        elif on_host[layer_id].get("inode") != entry["inode"]:
+            kept.append({"id": layer_id, "reason": "made again since this role staged it (another inode), so not "
+                                                   "this role's to remove"})
+        else:
+            going.add(layer_id)
+    return going, kept
+
+
 def layer_removals(layers, mounts=None, existing=None, record=None, prune=False):
     if not isinstance(layers, list) or not isinstance(mounts or [], list):
         raise AnsibleFilterError("layer_removals expects lists of layer and mount entries")
-    record = record or {}
-    if not isinstance(record, dict):
+    if record is not None and not isinstance(record, dict):
         raise AnsibleFilterError("layer_removals expects the role's record as a dict, got %s" % type(record).__name__)
+    record = check_record(record)
     on_host = {layer["id"]: layer for layer in existing or []}
     layers = [entry for entry in layers if isinstance(entry, dict)]
     mounts = [entry for entry in mounts or [] if isinstance(entry, dict)]
@@ -146,8 +217,10 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
     release = {(i, h) for i, h in release if i in on_host and h in (on_host[i].get("holders") or [])}
 
     candidates = set(absent)
+    not_ours = []
     if prune:
-        candidates |= {i for i in record.get("layers") or [] if i not in present_ids and i in on_host}
+        own, not_ours = _own_layers(record, on_host, present_ids)
+        candidates |= own
     children = {}
     for layer in on_host.values():
         if layer.get("parent"):
@@ -174,6 +247,7 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
                  for i, r in sorted(blocked.items()) if i in absent]
     kept = [{"id": i, "reason": r + ", which this role did not stage" if r.startswith("still held") else r}
             for i, r in sorted(blocked.items()) if i not in absent]
+    kept = sorted(kept + not_ours, key=lambda k: k["id"])
     going = candidates - set(blocked)
     return {
         "stage": [e for e in layers if _state(e) == "present"],
@@ -181,9 +255,24 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
                          for m in mounts if _mount_state(m) == "present"],
         "mounts": [{"id": i, "holder": h} for i, h in sorted(release)],
         "layers": [{"id": i, "force": absent.get(i, False)} for i in _leaf_first(going, children)],
+        "images": _image_removals(layers, record, prune),
         "kept": kept,
         "problems": problems,
     }
+
+
+def _image_removals(layers, record, prune):
+    """The images to remove after the layers, each {image, platform}: those of image entries declared absent, and
+    with prune those the role staged whose entries are no longer declared (overlay_image keeps what others need)."""
+    present = {_image_key(e) for e in layers if _state(e) == "present" and e.get("image")}
+    going = [_image_key(e) for e in layers if _state(e) == "absent" and e.get("image")]
+    if prune:
+        going += [_image_key(e) for e in record.get("images") or []]
+    out = []
+    for key in going:
+        if key not in present and key not in out:
+            out.append(key)
+    return [{"image": image, "platform": platform} for image, platform in out]
 
 
 class FilterModule(object):

@@ -242,11 +242,19 @@ class InfoManager(Manager):
             self.store.close()
         return result
 
+    def _inode(self, layer_id):
+        """The inode of the layer's directory: a layer removed and made again (by anyone) has another one, which
+        is how the overlay_layers role tells a layer it staged from one of the same name made since."""
+        try:
+            return os.stat(layer_id, dir_fd=self.store.driver.dirs.fd, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            return None
+
     def _report(self, result):
         """Reads only: a shared lock when the lock file exists, no cleanup, changes without mounting."""
         p = self.params
         layers = self.store.layers()
-        result["layers"] = [public_state(s) for s in layers]
+        result["layers"] = [dict(public_state(s), inode=self._inode(s["id"])) for s in layers]
         result["stale"] = [s["id"] for s in layers if s["stale"]]
         result["damaged"] = [s["id"] for s in layers if s["problem"]]
         if not p.get("id"):

@@ -136,6 +136,8 @@ layers:
   description:
     - Every layer in the home, each as M(strata.overlay.overlay_layer) returns it.
     - C(problem) is null for a usable layer, else what is wrong with it (see RV(damaged)).
+    - C(inode) is the inode number of the layer's directory; a layer removed and made again under the same id
+      has another one (the C(strata.overlay.overlay_layers) role's prune checks it).
   returned: always
   type: list
   elements: dict

@@ -10,11 +10,22 @@ from ansible_collections.strata.overlay.plugins.filter.layer_removals import lay
 def removals(*args, **kwargs):
     plan = layer_removals(*args, **kwargs)
     del plan["stage"], plan["keep_mounted"]
+    assert plan.pop("images") == []
     return plan
 
 
+def inode(layer_id):
+    """The inode a layer's directory has in these tests' homes (its id's letters, summed)."""
+    return sum(map(ord, layer_id))
+
+
 def host(*layers):
-    return [{"id": i, "parent": p, "holders": list(h)} for i, p, h in layers]
+    return [{"id": i, "parent": p, "holders": list(h), "inode": inode(i)} for i, p, h in layers]
+
+
+def staged(*ids):
+    """The role's record entries of layers it made."""
+    return [{"id": i, "inode": inode(i)} for i in ids]
 
 
 EXISTING = host(("base", None, ()), ("mid", "base", ()), ("top", "mid", ["web"]), ("keep", "base", ()),
@@ -23,7 +34,7 @@ EXISTING = host(("base", None, ()), ("mid", "base", ()), ("top", "mid", ["web"])
 
 def test_without_prune_only_absent_entries_go():
     plan = removals([{"id": "base"}, {"id": "keep", "parent": "base"}],
-                    existing=EXISTING, record={"layers": ["mid", "top"]})
+                    existing=EXISTING, record={"layers": staged("mid", "top")})
     assert plan == {"mounts": [], "layers": [], "kept": [], "problems": []}
 
 
@@ -50,7 +61,7 @@ def test_absent_layers_still_held_or_built_on_are_problems_unless_forced():
 
 
 def test_prune_removes_what_the_role_staged_and_the_declaration_dropped():
-    record = {"layers": ["base", "mid", "top", "keep"], "mounts": [{"id": "top", "holder": "web"}]}
+    record = {"layers": staged("base", "mid", "top", "keep"), "mounts": [{"id": "top", "holder": "web"}]}
     plan = removals([{"id": "base"}, {"id": "keep", "parent": "base"}], existing=EXISTING,
                     record=record, prune=True)
     assert plan == {"mounts": [{"id": "top", "holder": "web"}],
@@ -59,7 +70,7 @@ def test_prune_removes_what_the_role_staged_and_the_declaration_dropped():
 
 
 def test_prune_leaves_what_the_role_did_not_stage():
-    record = {"layers": ["a", "b"], "mounts": [{"id": "a", "holder": "web"}]}
+    record = {"layers": staged("a", "b"), "mounts": [{"id": "a", "holder": "web"}]}
     existing = host(("a", None, ["web", "by-hand"]), ("b", "a", ()), ("c", "b", ()))
     plan = removals([], existing=existing, record=record, prune=True)
     assert plan["mounts"] == [{"id": "a", "holder": "web"}] and plan["layers"] == [] and plan["problems"] == []
@@ -68,7 +79,7 @@ def test_prune_leaves_what_the_role_did_not_stage():
 
 
 def test_prune_keeps_declared_mounts_and_ignores_what_is_gone():
-    record = {"layers": ["a", "vanished"], "mounts": [{"id": "a", "holder": "web"}, {"id": "a"}]}
+    record = {"layers": staged("a", "vanished"), "mounts": [{"id": "a", "holder": "web"}, {"id": "a"}]}
     plan = removals([{"id": "a"}], mounts=[{"id": "a", "holder": "web"}],
                     existing=host(("a", None, ["web", "ansible"])), record=record, prune=True)
     assert plan == {"mounts": [{"id": "a", "holder": "ansible"}], "layers": [], "kept": [], "problems": []}
@@ -109,3 +120,36 @@ def test_mount_entries_take_overlay_mounts_words_too():
     assert plan["keep_mounted"] == [{"id": "keep", "holder": "db"}]
     plan = layer_removals([], mounts=[{"id": "top", "state": "gone"}], existing=EXISTING)
     assert plan["problems"] == ["overlay_mounts[0]: state 'gone' (present or mounted, absent or unmounted)"]
+
+
+def test_prune_keeps_a_layer_made_again_since_or_recorded_without_its_inode():
+    existing = host(("a", None, ()), ("b", None, ()), ("c", None, ()))
+    record = {"layers": [{"id": "a", "inode": inode("a")}, {"id": "b", "inode": 1}, "c"]}
+    plan = removals([], existing=existing, record=record, prune=True)
+    assert plan["layers"] == [{"id": "a", "force": False}]
+    assert [k["id"] for k in plan["kept"]] == ["b", "c"]
+    assert "made again since this role staged it" in plan["kept"][0]["reason"]
+    assert "without its inode" in plan["kept"][1]["reason"]
+
+
+@pytest.mark.parametrize("record,message", [
+    ({"layers": "abc"}, "layers is not a list"),
+    ({"layers": [{"id": "a"}]}, "not {id, inode}"),
+    ({"layers": [{"id": "a", "inode": True}]}, "not {id, inode}"),
+    ({"mounts": ["a"]}, "not {id, holder}"),
+    ({"images": [{"image": ""}]}, "not {id, image, platform}"),
+], ids=["layers-string", "no-inode", "bool-inode", "mount-string", "empty-image"])
+def test_a_record_of_the_wrong_shape_is_refused_not_iterated(record, message):
+    with pytest.raises(AnsibleFilterError, match="not in the expected format") as error:
+        layer_removals([], existing=host(("a", None, ())), record=record, prune=True)
+    assert message in str(error.value)
+
+
+def test_image_entries_declared_absent_or_pruned_remove_their_images():
+    layers = [{"id": "web", "image": "oci:/i:v1", "state": "absent"}, {"id": "db", "image": "oci:/i:v2"}]
+    record = {"images": [{"id": "old", "image": "oci:/i:v0", "platform": ""},
+                         {"id": "db", "image": "oci:/i:v2", "platform": ""}]}
+    plan = layer_removals(layers, existing=host(("web", None, ())), record=record, prune=True)
+    assert plan["layers"] == [{"id": "web", "force": False}]
+    assert plan["images"] == [{"image": "oci:/i:v1", "platform": ""}, {"image": "oci:/i:v0", "platform": ""}]
+    assert layer_removals(layers, existing=[], record=record)["images"] == [{"image": "oci:/i:v1", "platform": ""}]
