@@ -22,6 +22,7 @@ from . import faults, mounts, syscalls, walk, whiteouts
 from .errors import LayerFormatError, OverlayError
 from .hashing_reader import HashingReader
 from .ids import root_pair, to_host
+from .xattr_ids import remap_xattrs
 from .removal import remove_tree_at
 from .results import ArchiveResult
 from .tar_headers import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, Limits, iter_entries
@@ -391,8 +392,9 @@ class LayerApplier(ArchiveWalk):
 
     def _set_xattrs(self, target, entry, follow=True, special=False):
         """special: a symlink, device or fifo, where the kernel refuses user.* xattrs (EPERM) on every
-        filesystem. Docker's archive code ignores that EPERM; they are dropped here, with overlay's own."""
-        for name, value in entry.xattrs.items():
+        filesystem. Docker's archive code ignores that EPERM; they are dropped here, with overlay's own.
+        Under maps, the ids in capabilities and ACLs are mapped as the owners are (xattr_ids)."""
+        for name, value in remap_xattrs(entry.xattrs, self.uid_maps, self.gid_maps).items():
             if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES) or (special and name.startswith(_USER_XATTR_PREFIX)):
                 continue
             try:

@@ -20,6 +20,7 @@ from . import walk, whiteouts
 from .changes import DELETE, counted_size
 from .errors import OverlayError
 from .ids import to_container
+from .xattr_ids import remap_value
 
 
 class HashingWriter:
@@ -120,7 +121,8 @@ class HashingWriter:
         self._worker.join()
 
 
-def _xattr_headers(path):
+def _xattr_headers(path, uid_maps=None, gid_maps=None):
+    """The PAX records of path's xattrs (overlay's own left out); ids in them seen from the container."""
     headers = {}
     binary = False
     try:
@@ -134,6 +136,10 @@ def _xattr_headers(path):
             value = os.getxattr(path, name, follow_symlinks=False)
         except OSError:
             continue
+        if uid_maps or gid_maps:
+            value = remap_value(name, value, uid_maps, gid_maps, to_host_side=False)
+            if value is None:
+                continue
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
@@ -315,7 +321,8 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             continue  # sockets have no place in a layer tarball
         owner = (to_container(st.st_uid, uid_maps), to_container(st.st_gid, gid_maps))
         info = _Member(rel, REGTYPE, stat.S_IMODE(mode), owner, st.st_mtime_ns // 1000000000)
-        headers, binary = _xattr_headers(path)  # symlinks' too (llistxattr): Docker applies them
+        # symlinks' too (llistxattr): Docker applies them
+        headers, binary = _xattr_headers(path, uid_maps, gid_maps)
         if binary:
             headers["hdrcharset"] = "BINARY"
         info.pax_headers = headers

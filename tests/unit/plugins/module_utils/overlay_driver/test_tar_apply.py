@@ -507,3 +507,55 @@ def test_no_space_left_is_a_clear_error(loopfs):
     data = TarBuilder().file("big", b"\x01" * (40 << 20)).bytes()
     with pytest.raises(OverlayError, match="no space left"):
         apply(target, data)
+
+
+def test_maps_remap_capability_rootids_and_acl_ids_on_a_real_filesystem(target):
+    """Under maps, a v3 capability's rootid and ACL user/group ids are those of the remapped files;
+    a v2 capability is kept; an xattr naming an id outside the maps is dropped; export maps them back."""
+    import struct  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
+
+    uid_maps, gid_maps = [IDMap(0, 100000, 65536)], [IDMap(0, 200000, 65536)]
+    v2 = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+
+    def v3(rootid):
+        return struct.pack("<IIIIII", 0x03000001, 1 << 13, 0, 0, 0, rootid)
+
+    def acl(user, group):
+        entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, user), (0x04, 4, 0xFFFFFFFF), (0x08, 4, group),
+                   (0x10, 4, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)]  # mask: the group bits of 0644
+        return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+    layer = (TarBuilder()
+             .file("ping", b"x", mode=0o755, xattrs={"security.capability": v3(0)})
+             .file("arping", b"x", mode=0o755, xattrs={"security.capability": v2})
+             .file("outside", b"x", mode=0o755, xattrs={"security.capability": v3(70000)})
+             .file("shared", b"x", xattrs={"system.posix_acl_access": acl(1000, 50)})
+             .file("foreign", b"x", xattrs={"system.posix_acl_access": acl(70000, 50), "user.kept": b"k"})
+             .bytes())
+    apply(target, layer, uid_maps=uid_maps, gid_maps=gid_maps)
+
+    def xattr(name, key):
+        try:
+            return os.getxattr(os.path.join(target, name), key)
+        except OSError:
+            return None
+
+    assert xattr("ping", "security.capability") == v3(100000)
+    assert xattr("arping", "security.capability") == v2
+    assert xattr("outside", "security.capability") is None
+    assert xattr("shared", "system.posix_acl_access") == acl(101000, 200050)
+    assert xattr("foreign", "system.posix_acl_access") is None and xattr("foreign", "user.kept") == b"k"
+
+    out = io.BytesIO()
+    export_changes(target, changes_dirs(target), out, uid_maps, gid_maps)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+        def exported(name, key):
+            value = archive.getmember(name).pax_headers.get("SCHILY.xattr." + key)
+            return None if value is None else value.encode("utf-8", "surrogateescape")
+
+        assert exported("ping", "security.capability") == v3(0)
+        assert exported("arping", "security.capability") == v2
+        assert exported("shared", "system.posix_acl_access") == acl(1000, 50)
