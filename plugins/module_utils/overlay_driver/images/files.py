@@ -114,38 +114,78 @@ class DirFiles(_Files):
         return True
 
 
+# An image archive holds a few members per layer (and at most manifests.MAX_LAYERS layers): far more is no
+# image, and the index of its names is kept in memory.
+MAX_ARCHIVE_MEMBERS = 65536
+# Longer than any name an image tool writes (blobs/sha256/<64 hex> and the like); not indexed.
+MAX_MEMBER_NAME = 1024
+
+
 class TarFiles(_Files):
-    """A tar archive (oci-archive, docker save), only read; the handle is its TarFile."""
+    """A tar archive (oci-archive, docker save), only read; the handle is its TarFile.
+
+    Its index is streamed: one member at a time, keeping per name only
+    (regular?, data offset, size) of names that are member names, never
+    tarfile's list of every TarInfo (1.5 million members cost 900 MB that
+    way), and an archive of more than MAX_ARCHIVE_MEMBERS members is refused.
+    """
 
     def __init__(self, path, image):
         try:
             tar = tarfile.open(path, "r:*")
-            members = tar.getmembers()
         except (OSError, tarfile.TarError, EOFError) as e:
             raise ImageError("cannot read the archive: %s" % e, image=image, path=path)
         super().__init__(path, image, tar)
-        self._members = {}
-        for member in members:
-            key = "/".join(p for p in member.name.split("/") if p not in ("", "."))
-            self._members[key] = member  # as tar: the last entry of a name wins
+        try:
+            self._members = self._index(tar)
+        except BaseException:
+            self.close()
+            raise
+
+    def _index(self, tar):
+        index = {}
+        count = 0
+        while True:
+            try:
+                member = tar.next()
+            except (OSError, tarfile.TarError, EOFError) as e:
+                raise ImageError("cannot read the archive: %s" % e, image=self.image, path=self.path)
+            if member is None:
+                return index
+            tar.members = []  # tarfile keeps every TarInfo it reads; the index below is all that is needed
+            count += 1
+            if count > MAX_ARCHIVE_MEMBERS:
+                raise ImageError("the archive has more than %d members; an image archive holds a few per layer"
+                                 % MAX_ARCHIVE_MEMBERS, image=self.image, path=self.path)
+            if len(member.name) > MAX_MEMBER_NAME:
+                continue
+            try:
+                key = member_name(member.name, self.image)
+            except ImageError:
+                continue  # no lookup can name it
+            index[key] = (member.isreg(), member.offset_data, member.size)  # as tar: the last entry of a name wins
 
     @staticmethod
     def _release(handle):
         handle.close()
 
+    def _lookup(self, name):
+        return self._members.get("/".join(_clean(name, self.image)))
+
     def open(self, name):
-        key = "/".join(_clean(name, self.image))
-        member = self._members.get(key)
-        if member is None:
+        found = self._lookup(name)
+        if found is None:
             raise ImageError("%s is not in the archive" % name, image=self.image, path=self.path)
-        if not member.isreg():
+        regular, offset, size = found
+        if not regular:
             raise ImageError("%s is not a regular file in the archive" % name, image=self.image, path=self.path)
-        return self._handle.extractfile(member), member.size
+        info = tarfile.TarInfo(name)
+        info.type, info.offset_data, info.size = tarfile.REGTYPE, offset, size
+        return self._handle.extractfile(info), size
 
     def exists(self, name):
-        key = "/".join(_clean(name, self.image))
-        member = self._members.get(key)
-        return member is not None and member.isreg()
+        found = self._lookup(name)
+        return found is not None and found[0]
 
 
 def read_small(files, name, limit, what):
