@@ -83,7 +83,7 @@ def test_info_on_an_existing_home_says_it_exists(home):
 
 
 def test_writers_that_create_layers_create_the_home(missing):
-    home, _ = missing
+    home = missing[0]
     LayerManager({"home": home, "id": "base", "state": "present", "force": False}).run()
     assert os.path.isdir(os.path.join(home, "base"))
 

@@ -412,8 +412,8 @@ def test_create_applied_is_create_then_apply_diff_in_one_step(driver, home, pare
     driver.create("two-step", parent)
     two_step = driver.apply_diff("two-step", parent, io.BytesIO(DIFF))
     one_step = driver.create_applied("one-step", parent, io.BytesIO(DIFF))
-    assert (one_step.diff_id, one_step.size, one_step.fallback) == (two_step.diff_id, two_step.size,
-                                                                   two_step.fallback)
+    assert (one_step.diff_id, one_step.size, one_step.fallback) == (
+        two_step.diff_id, two_step.size, two_step.fallback)
     assert driver.kind("one-step") == driver.kind("two-step")
     assert sorted(os.listdir(os.path.join(home, "one-step"))) == sorted(os.listdir(os.path.join(home, "two-step")))
     try:
@@ -460,7 +460,10 @@ def test_create_applied_under_maps_owns_as_create_then_apply_diff(home, parent_k
 
     def owners(layer_id):
         top = os.path.join(home, layer_id)
-        return {name: (lambda st: (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))(os.lstat(os.path.join(top, name)))
-                for name in ["."] + os.listdir(top)}
+        found = {}
+        for name in ["."] + os.listdir(top):
+            st = os.lstat(os.path.join(top, name))
+            found[name] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+        return found
     assert owners("one-step") == owners("two-step")
     assert owners("one-step")["."][0] == 300000
