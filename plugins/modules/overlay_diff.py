@@ -18,7 +18,9 @@ description:
   - O(dest) is written to an unnamed file in its directory (C(O_TMPFILE); where the filesystem has
     none, a temporary file with a random name created exclusively, never through a symlink), then
     given a temporary name and renamed over O(dest). A O(dest) that is a symlink is replaced, never
-    written through. An interrupted run leaves no temporary file behind.
+    written through. An interrupted run leaves no temporary file behind, and a run removes the
+    C(.strata-diff-*) files of killed runs in the directory of O(dest) (root's regular files that
+    no live run holds); check mode removes nothing.
   - After the rename O(dest) must be the file written, in the directory that is still at its path;
     when another user who can write there swapped either in between, the task fails instead of
     reporting success.

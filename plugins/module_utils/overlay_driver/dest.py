@@ -18,6 +18,7 @@ inside it.
 """
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -146,6 +147,42 @@ def same_content(dir_fd, name, digest):
     return "sha256:" + h.hexdigest() == digest
 
 
+def remove_leftovers(dir_fd):
+    """Remove the temp files that killed runs left in dest's directory; returns their names.
+
+    Only root's regular files named like ours go, and only when no live run holds them: every
+    writer keeps an flock on its temp file until it is renamed over dest, so a name whose file
+    can be locked belongs to a run that is gone (also one of a version that took no lock). Each
+    is opened without following or blocking, checked on the fd, and unlinked only while the name
+    still is that file.
+    """
+    removed = []
+    with os.scandir(dir_fd) as entries:
+        names = [e.name for e in entries if e.name.startswith(TEMP_PREFIX) and e.is_file(follow_symlinks=False)]
+    for name in names:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            continue  # gone, or not ours to open
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != 0:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run's, about to be renamed
+            there = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(name, dir_fd=dir_fd)
+                removed.append(name)
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
 class AtomicDest:
     """with AtomicDest(dir_fd, name) as out: write to out; commit() puts it at dest.
 
@@ -176,6 +213,7 @@ class AtomicDest:
             if fd is None:
                 self.tmp, fd = open_temp_file(self.dir_fd, TEMP_PREFIX, 0o644)
             self.file = os.fdopen(fd, "wb")
+            fcntl.flock(fd, fcntl.LOCK_EX)  # while it is held, remove_leftovers knows the temp name is a live run's
         except BaseException:
             self._drop_temp()
             raise

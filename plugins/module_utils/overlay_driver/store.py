@@ -14,7 +14,7 @@ import contextlib
 import os
 
 from . import damage, faults, layer_state, mounts, records
-from .dest import AtomicDest, NullWriter, resolve_dest, same_content
+from .dest import AtomicDest, NullWriter, remove_leftovers, resolve_dest, same_content
 from .driver import Driver
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_holder, validate_layer_id
@@ -531,6 +531,7 @@ class LayerStore:
         if check_mode:
             diff = self.driver.diff(layer_id, parent, NullWriter())
             return diff, same_content(dir_fd, name, diff.diff_id)
+        remove_leftovers(dir_fd)
         with AtomicDest(dir_fd, name, directory, layer_id) as out:
             diff = self.driver.diff(layer_id, parent, out)
             faults.point("diff.written")

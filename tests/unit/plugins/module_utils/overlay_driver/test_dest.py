@@ -2,6 +2,7 @@
 followed; the home compared resolved; directories refused; check mode writes nothing."""
 
 import contextlib
+import fcntl
 import io
 import os
 import signal
@@ -248,3 +249,27 @@ def test_a_root_symlink_in_a_directory_others_can_write_through_an_acl_is_refuse
     with pytest.raises(OverlayError, match="writable by uid 65534 through an ACL entry"):
         tree.export_diff("child", os.path.join(shared, "exports", "child.tar"))
     assert sorted(os.listdir(shared)) == ["exports"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_temp_files_of_killed_runs_are_removed_by_the_next_run_and_nothing_else(tree, scratch, check_mode):
+    """A killed run's temp file (root's, regular, locked by nobody) goes; a live run's (locked), another
+    user's file and a symlink of that name stay; check mode removes nothing."""
+    def made(name, uid=0):
+        path = os.path.join(scratch, dest_module.TEMP_PREFIX + name)
+        with open(path, "w") as f:
+            f.write("partial tarball\n")
+        os.chown(path, uid, uid)
+        return path
+
+    killed = made("0badc0ffee00")
+    live = made("11ve11ve11ve")
+    theirs = made("7he1r5000000", uid=65534)
+    link = os.path.join(scratch, dest_module.TEMP_PREFIX + "5y3b011c0000")
+    os.symlink(killed, link)
+    with open(live) as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        tree.export_diff("child", os.path.join(scratch, "child.tar"), check_mode=check_mode)
+    left = sorted(n for n in os.listdir(scratch) if n.startswith(dest_module.TEMP_PREFIX))
+    expected = [live, theirs, link] + ([killed] if check_mode else [])
+    assert left == sorted(os.path.basename(p) for p in expected)
