@@ -52,6 +52,10 @@ options:
     description: Also remove what the record names and the declaration no longer does.
     type: bool
     default: false
+  force:
+    description: The C(force) of an absent layer entry that gives none (the role's C(overlay_force)).
+    type: bool
+    default: false
 author:
   - Strata Overlay maintainers (@strata-overlay)
 '''
@@ -198,7 +202,7 @@ def _own_layers(record, on_host, present_ids):
     return going, kept
 
 
-def layer_removals(layers, mounts=None, existing=None, record=None, prune=False):
+def layer_removals(layers, mounts=None, existing=None, record=None, prune=False, force=False):
     if not isinstance(layers, list) or not isinstance(mounts or [], list):
         raise AnsibleFilterError("layer_removals expects lists of layer and mount entries")
     if record is not None and not isinstance(record, dict):
@@ -209,7 +213,8 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
     mounts = [entry for entry in mounts or [] if isinstance(entry, dict)]
     present_ids = {e.get("id") for e in layers if _state(e) == "present"}
     present_mounts = {_mount_key(m) for m in mounts if _mount_state(m) == "present"}
-    absent = {e.get("id"): bool(e.get("force")) for e in layers if _state(e) == "absent" and e.get("id") in on_host}
+    absent = {e.get("id"): bool(e.get("force", force)) for e in layers
+              if _state(e) == "absent" and e.get("id") in on_host}
 
     release = {_mount_key(m) for m in mounts if _mount_state(m) == "absent"}
     if prune:
@@ -243,8 +248,8 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False)
     problems = ["overlay_mounts[%d]: state %r (present or mounted, absent or unmounted)" % (n, _state(m))
                 for n, m in enumerate(mounts) if _mount_state(m) not in ("present", "absent")]
     problems += ["layer %s is declared absent but %s (release its holders with state: absent mount entries or "
-                 "set force: true; declare the layers built on it absent too)" % (i, r)
-                 for i, r in sorted(blocked.items()) if i in absent]
+                 "set force: true on the entry or overlay_force: true; declare the layers built on it absent too)"
+                 % (i, r) for i, r in sorted(blocked.items()) if i in absent]
     kept = [{"id": i, "reason": r + ", which this role did not stage" if r.startswith("still held") else r}
             for i, r in sorted(blocked.items()) if i not in absent]
     kept = sorted(kept + not_ours, key=lambda k: k["id"])

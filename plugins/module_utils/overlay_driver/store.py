@@ -175,7 +175,7 @@ class LayerStore:
         """A damaged layer (state["problem"]) is refused by every operation that needs it, naming it and
         the way out; the rest of the home works as before."""
         if state.get("problem"):
-            raise OverlayError("the layer is damaged: %s (state=absent with force=true removes it)"
+            raise OverlayError("the layer is damaged: %s (state: absent with force: true removes it)"
                                % state["problem"], layer=state["id"], path=self.layout.layer(state["id"]).dir)
 
     def layers(self):
@@ -257,7 +257,7 @@ class LayerStore:
         """A held layer goes only with force; a layer others are built on, never."""
         paths = self.layout.layer(layer_id)
         if holders and not force:
-            raise OverlayError("still held by %s (use force to remove anyway)" % ", ".join(holders),
+            raise OverlayError("still held by %s (force: true removes it anyway)" % ", ".join(holders),
                                layer=layer_id, path=paths.dir)
         children = self.children_of(layer_id)
         if children:

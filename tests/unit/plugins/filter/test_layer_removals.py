@@ -50,9 +50,9 @@ def test_absent_layers_still_held_or_built_on_are_problems_unless_forced():
     plan = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent"}], existing=EXISTING)
     assert plan["layers"] == [] and plan["problems"] == [
         "layer mid is declared absent but layer top is built on it (release its holders with state: absent mount "
-        "entries or set force: true; declare the layers built on it absent too)",
+        "entries or set force: true on the entry or overlay_force: true; declare the layers built on it absent too)",
         "layer top is declared absent but still held by web (release its holders with state: absent mount "
-        "entries or set force: true; declare the layers built on it absent too)",
+        "entries or set force: true on the entry or overlay_force: true; declare the layers built on it absent too)",
     ]
     forced = removals([{"id": "mid", "state": "absent"}, {"id": "top", "state": "absent", "force": True}],
                       existing=EXISTING)

@@ -557,7 +557,7 @@ def test_writers_that_need_a_damaged_layer_fail_naming_it(damaged_home, how):
                             lambda: store.ensure_present("broken", "base"),
                             lambda: store.apply_diff("broken", "base", opener(CHILD)),
                             lambda: store.ensure_absent("broken")):
-                with pytest.raises(OverlayError, match="layer broken.*damaged.*force=true"):
+                with pytest.raises(OverlayError, match="layer broken.*damaged.*force: true"):
                     attempt()
             if how != "no root or upper":  # a layer that still has its upper/ can be a parent's name only
                 return
