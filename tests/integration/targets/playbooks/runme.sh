@@ -141,6 +141,34 @@ grep -q " $scratch/good/home/app/merged " /proc/self/mountinfo
 play remove-extra-again strata.overlay.remove -e overlay_target=good -e @"$scratch/tree.yml"
 [ ! -e "$scratch/good/home/app" ]
 
+# teardown to nothing: a tree with an image entry (image layers read-only below, a writable
+# layer on top), mounted; remove with overlay_remove_home takes the holders, the layers, the
+# image's layers (by its record in the home), the home with all of .strata and the role's record
+"${ANSIBLE_TEST_PYTHON_INTERPRETER:-python3}" "$here/../overlay_image/files/mkimages.py" "$scratch/img" > /dev/null
+cat > "$scratch/imgtree.yml" <<TREE
+overlay_layers:
+  - {id: base, src: $scratch/base.tar.gz}
+  - {id: app, parent: base}
+  - {id: web, image: "oci:$scratch/img/layout:v1", remote_src: true}
+overlay_mounts:
+  - {id: app, holder: web}
+  - {id: web, holder: web}
+TREE
+play stage-image strata.overlay.stage -e overlay_target=good -e @"$scratch/imgtree.yml"
+grep -q " $scratch/good/home/web/merged " /proc/self/mountinfo
+[ -n "$(ls -A "$scratch/good/home/.strata/image-records")" ] || { echo "the image was not recorded"; exit 1; }
+play teardown-check strata.overlay.remove -e overlay_target=good -e @"$scratch/imgtree.yml" -e overlay_remove_home=true --check
+grep -q "would remove the layer home $scratch/good/home" "$scratch/teardown-check.log"
+[ -d "$scratch/good/home/web" ]
+play teardown strata.overlay.remove -e overlay_target=good -e @"$scratch/imgtree.yml" -e overlay_remove_home=true
+grep -q "the home $scratch/good/home removed" "$scratch/teardown.log" || { echo "teardown left the home"; exit 1; }
+[ ! -e "$scratch/good/home" ] || { echo "teardown left $(ls -A "$scratch/good/home")"; exit 1; }
+if grep -rlq "$scratch/good/home" "$scratch/role-state" 2>/dev/null; then echo "teardown left the role's record"; exit 1; fi
+if grep -q " $scratch/good/home" /proc/self/mountinfo; then echo "teardown left a mount"; exit 1; fi
+play teardown-again strata.overlay.remove -e overlay_target=good -e @"$scratch/imgtree.yml" -e overlay_remove_home=true
+recap teardown-again good "ok=[0-9]+ +changed=0 .*failed=0"
+[ ! -e "$scratch/good/home" ] || { echo "a teardown of nothing made the home"; exit 1; }
+
 # the demo, in a scratch root, twice
 play demo strata.overlay.demo -e demo_root="$scratch/demo" || { echo "demo failed"; exit 1; }
 grep -q "etc/motd: Welcome to the child layer." "$scratch/demo.log"
