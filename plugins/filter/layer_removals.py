@@ -78,7 +78,8 @@ _value:
       type: list
       elements: dict
     keep_mounted:
-      description: The mounts declared present, each C({id, holder}) (holder C(ansible) when not given).
+      description: The mounts declared present, each C({id, holder}) (holder C(ansible) when not given), with
+        C(mount_options) when the entry gives them.
       type: list
       elements: dict
     mounts:
@@ -108,6 +109,14 @@ _value:
 '''
 
 from ansible.errors import AnsibleFilterError
+
+
+def _kept_mount(mount):
+    """A mount declared present as overlay_mount takes it; mount_options only when declared (else the default)."""
+    kept = {"id": mount.get("id"), "holder": mount.get("holder") or "ansible"}
+    if mount.get("mount_options") is not None:
+        kept["mount_options"] = mount["mount_options"]
+    return kept
 
 
 def _state(entry):
@@ -256,8 +265,7 @@ def layer_removals(layers, mounts=None, existing=None, record=None, prune=False,
     going = candidates - set(blocked)
     return {
         "stage": [e for e in layers if _state(e) == "present"],
-        "keep_mounted": [{"id": m.get("id"), "holder": m.get("holder") or "ansible"}
-                         for m in mounts if _mount_state(m) == "present"],
+        "keep_mounted": [_kept_mount(m) for m in mounts if _mount_state(m) == "present"],
         "mounts": [{"id": i, "holder": h} for i, h in sorted(release)],
         "layers": [{"id": i, "force": absent.get(i, False)} for i in _leaf_first(going, children)],
         "images": _image_removals(layers, record, prune),

@@ -155,6 +155,7 @@ class MountManager(Manager):
             "mounted": after["mounted"],
             "holders": after["holders"],
             "options": after.get("options", {}),
+            "mount_options": after.get("mount_options", []),
             "layer": public_state(after),
             "released": released(outcome),
         }
@@ -163,7 +164,7 @@ class MountManager(Manager):
     def mounted(self):
         p = self.params
         return self._result(self.store.ensure_mounted(p["id"], p["holder"], p.get("mount_label") or "",
-                                                      self.check_mode))
+                                                      self.check_mode, mount_options=p.get("mount_options")))
 
     def unmounted(self):
         p = self.params

@@ -47,6 +47,20 @@ options:
         any other name is refused before the home is touched.
     type: str
     default: ansible
+  mount_options:
+    description:
+      - Mount flags for the layer's mount, out of V(nosuid), V(nodev) and V(noexec); V([]) mounts without any.
+      - Left out, the options recorded with the layer hold (those it was last mounted with), and for a layer
+        mounted the first time the careful default applies. A writable (overlay) layer whose chain comes from
+        an image, that is a layer staged by M(strata.overlay.overlay_image) is one of its parents, is mounted
+        V(nosuid,nodev), because an image is untrusted input and its setuid binaries and device nodes would
+        otherwise work on the host. Every other layer is mounted without them.
+      - The options are recorded with the layer, so that the boot unit and O(state=mounted) after a reboot
+        mount it the same way. A layer already mounted with other options fails; unmount it (every holder)
+        to change them.
+    type: list
+    elements: str
+    choices: [nosuid, nodev, noexec]
   mount_label:
     description:
       - An SELinux context for the mount (the C(context=) option), used when SELinux is enabled on the host.
@@ -138,6 +152,12 @@ options:
   returned: always
   type: dict
   sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper"}
+mount_options:
+  description: The mount flags out of V(nosuid), V(nodev) and V(noexec) the live mount has, empty when not mounted.
+  returned: always
+  type: list
+  elements: str
+  sample: [nodev, nosuid]
 layer:
   description: The rest of what is known of the layer after the task (its kind, parent, diff_id, metadata and
     whether it is stale), in the shape M(strata.overlay.overlay_layer) returns it.
@@ -156,7 +176,9 @@ from ansible_collections.strata.overlay.plugins.module_utils.managers import Mou
 def main():
     module = LayerModule(argument_spec=argument_spec(
         id=LAYER_ID, state=one_of("mounted", "unmounted", "present", "absent"), holder=dict(type="str", default="ansible"),
-        mount_label=dict(type="str", default=""), force=flag(), lazy=flag()), supports_check_mode=True)
+        mount_label=dict(type="str", default=""), force=flag(), lazy=flag(),
+        mount_options=dict(type="list", elements="str", choices=["nosuid", "nodev", "noexec"])),
+        supports_check_mode=True)
     run_module(module, MountManager)
 
 

@@ -411,7 +411,7 @@ class Driver:
 
     # -- get / put ----------------------------------------------------------
 
-    def get(self, layer_id, mount_label="", readonly_root=False, entries=None):
+    def get(self, layer_id, mount_label="", readonly_root=False, entries=None, flags=0):
         """Seed's Get: root/ for root layers, otherwise mount merged/ (if not already) and return it.
 
         With readonly_root, a root layer is bind-mounted read-only at merged/
@@ -419,6 +419,7 @@ class Driver:
         built on it, so the only path handed out for it must not be writable.
         A missing merged/ is made here (Docker 20.10 removes it in Put) and
         removed again by put(). entries: mountinfo as the caller just read it.
+        flags: mount flags of mount_options (nosuid, nodev, noexec) for a new mount.
         """
         paths = self._require(layer_id)
         is_root = _is_dir(paths.root)
@@ -429,9 +430,9 @@ class Driver:
             return paths.merged
         self.made_merged.make(layer_id, paths)
         if is_root:
-            self._bind_root(layer_id, paths)
+            self._bind_root(layer_id, paths, flags)
         else:
-            self._mount_overlay(layer_id, paths, lower, mount_label)
+            self._mount_overlay(layer_id, paths, lower, mount_label, flags)
         return paths.merged
 
     def _lower_root(self, layer_id):
@@ -469,18 +470,18 @@ class Driver:
                                "to mount it" % name, layer=layer_id, path=path)
         return fd
 
-    def _bind_root(self, layer_id, paths):
+    def _bind_root(self, layer_id, paths, flags=0):
         layer_fd = self._open_layer_dir(layer_id)
         try:
             root_fd = self._open_part(layer_fd, "root", layer_id, paths.root)
             try:
-                mounts.bind_readonly(root_fd, layer_fd, "merged", where=paths.merged)
+                mounts.bind_readonly(root_fd, layer_fd, "merged", where=paths.merged, flags=flags)
             finally:
                 os.close(root_fd)
         finally:
             os.close(layer_fd)
 
-    def _mount_overlay(self, layer_id, paths, lower, mount_label):
+    def _mount_overlay(self, layer_id, paths, lower, mount_label, flags=0):
         lower_id = self.lower_id(layer_id)
         fds = []
         try:
@@ -496,7 +497,7 @@ class Driver:
             shown = {"lowerdir": lower, "upperdir": paths.upper, "workdir": paths.work}
             token = self.mount_records.new(layer_id, shown)
             mounts.mount_overlay(merged_fd, lower_fd, upper_fd, work_fd, token, mount_label, where=paths.merged,
-                                 shown=mounts.overlay_options(lower, paths.upper, paths.work))
+                                 shown=mounts.overlay_options(lower, paths.upper, paths.work), flags=flags)
             # Overlay in a user namespace needs work/work owned by the remapped root: given by fd,
             # since a name in work/ can be a symlink by now.
             try:

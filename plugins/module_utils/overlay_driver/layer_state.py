@@ -8,14 +8,14 @@ functions shape them; a check run predicts the state after an operation with
 new() and changed() from the same shape, so real and check runs report alike.
 """
 
-from . import mounts
+from . import mount_options, mounts
 from .layout import KIND_OVERLAY, KIND_ROOT
 
 
 def absent(layer_id):
     return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
             "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
-            "size": None, "path": None, "metadata": {}, "options": {}, "problem": None}
+            "size": None, "path": None, "metadata": {}, "options": {}, "mount_options": [], "problem": None}
 
 
 def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, overlay_options=None):
@@ -47,6 +47,7 @@ def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, ov
         # merged/ for both kinds, never root/: a root layer is seen there read-only while mounted
         "path": merged,
         "options": options,
+        "mount_options": mount_options.live(mount) if mounted else [],  # nosuid, nodev, noexec: per mount
         "problem": None,
     }
 
@@ -88,4 +89,5 @@ def released(before, holders, will_unmount):
     """The state after holders let go (check mode's answer): mounted until the last one goes."""
     mounted = before["mounted"] and not will_unmount
     return changed(before, holders=sorted(holders), mounted=mounted, options=before["options"] if mounted else {},
+                   mount_options=before.get("mount_options", []) if mounted else [],
                    stale=bool(holders) and not mounted)

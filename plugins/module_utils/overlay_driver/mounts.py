@@ -196,24 +196,26 @@ def overlay_options(lower, upper, work):
     return "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work)
 
 
-def mount_overlay(target_fd, lower_fd, upper_fd, work_fd, source="overlay", mount_label="", where=None, shown=None):
+def mount_overlay(target_fd, lower_fd, upper_fd, work_fd, source="overlay", mount_label="", where=None, shown=None,
+                  flags=0):
     """Mount an overlay of directories opened (and checked) by the caller, on the directory target_fd.
 
     The mount data names /proc/self/fd/N, never a path, so that nobody can swap a
     directory for a symlink between the caller's check and the mount. mountinfo
     then shows those fd paths: source (a token the caller records) says whose
     mount it is. where and shown (the real lowerdir/upperdir/workdir) are for errors.
+    flags: MS_NOSUID, MS_NODEV, MS_NOEXEC (mount_options.flags).
     """
     data = overlay_options(fd_path(lower_fd), fd_path(upper_fd), fd_path(work_fd))
     if mount_label and selinux_enabled():
         data = format_mount_label(data, mount_label)
     try:
-        syscalls.mount(source, fd_path(target_fd), "overlay", 0, data)
+        syscalls.mount(source, fd_path(target_fd), "overlay", flags, data)
     except OSError as e:
         raise OverlayError("error creating overlay mount (%s): %s" % (shown or data, e.strerror), path=where)
 
 
-def bind_readonly(source_fd, target_dir_fd, target_name, where=None):
+def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
     """Bind the directory source_fd at target_name in target_dir_fd, then make that bind read-only.
 
     Both are directories opened by the caller: the bind names their fds, and the
@@ -238,7 +240,8 @@ def bind_readonly(source_fd, target_dir_fd, target_name, where=None):
         try:
             if (want.st_dev, want.st_ino) != (seen.st_dev, seen.st_ino):
                 raise OSError(errno.ESTALE, "the bind mount is not where it was made")
-            syscalls.mount(None, fd_path(bound), None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY)
+            syscalls.mount(None, fd_path(bound), None,
+                           syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY | flags)
         except OSError as e:
             syscalls.umount(fd_path(bound), syscalls.MNT_DETACH)
             raise OverlayError("cannot make the bind mount read-only: %s" % e.strerror, path=where)

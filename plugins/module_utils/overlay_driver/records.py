@@ -11,6 +11,7 @@ old record or the new, never a torn one.
 import json
 import os
 
+from . import mount_options
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_holder, validate_layer_id
 from .state_files import read_json, write_atomic
@@ -19,10 +20,12 @@ FORMAT_VERSION = 1
 
 
 class LayerRecord:
-    __slots__ = ("layer_id", "parent", "diff_id", "size", "holders", "exists_on_disk")
+    __slots__ = ("layer_id", "parent", "diff_id", "size", "holders", "exists_on_disk", "mount_options")
 
-    def __init__(self, layer_id, parent=None, diff_id=None, size=None, holders=(), exists_on_disk=False):
+    def __init__(self, layer_id, parent=None, diff_id=None, size=None, holders=(), exists_on_disk=False,
+                 mount_options=None):
         self.layer_id = layer_id
+        self.mount_options = mount_options  # as the layer was mounted for its holders (None: not said)
         self.parent = parent
         self.diff_id = diff_id
         self.size = size
@@ -30,8 +33,11 @@ class LayerRecord:
         self.exists_on_disk = exists_on_disk
 
     def as_json(self):
-        return {"version": FORMAT_VERSION, "id": self.layer_id, "parent": self.parent,
+        data = {"version": FORMAT_VERSION, "id": self.layer_id, "parent": self.parent,
                 "diff_id": self.diff_id, "size": self.size, "holders": sorted(self.holders)}
+        if self.mount_options is not None:
+            data["mount_options"] = list(self.mount_options)
+        return data
 
     def is_empty(self):
         return not (self.parent or self.diff_id or self.holders or self.size is not None)
@@ -50,7 +56,7 @@ def load_record(dir_fd, layer_id, where=""):
         return LayerRecord(layer_id)
     fields = _checked_fields(data, layer_id, path)
     return LayerRecord(layer_id, fields["parent"], fields["diff_id"], fields["size"], fields["holders"],
-                       exists_on_disk=True)
+                       exists_on_disk=True, mount_options=fields["mount_options"])
 
 
 def _checked_fields(data, layer_id, path):
@@ -93,7 +99,11 @@ def _checked_fields(data, layer_id, path):
             validate_holder(holder)
         except OverlayError as e:
             raise bad(e.cause)
-    return {"parent": parent, "diff_id": diff_id, "size": size, "holders": holders}
+    try:
+        options = mount_options.validate(data.get("mount_options"), what="mount_options")
+    except OverlayError as e:
+        raise bad(e.cause)
+    return {"parent": parent, "diff_id": diff_id, "size": size, "holders": holders, "mount_options": options}
 
 
 def save_record(dir_fd, record):

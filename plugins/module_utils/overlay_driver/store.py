@@ -12,11 +12,14 @@ operation holds the home's lock and first clears what killed runs left.
 
 import contextlib
 import os
+import re
 
 from . import damage, faults, layer_state, mounts, records
+from . import mount_options as mount_options_mod
 from .dest import AtomicDest, NullWriter, remove_leftovers, resolve_dest, same_content
 from .driver import Driver
 from .errors import OverlayError
+from .image_records import ImageRecords
 from .ids import validate_diff_id, validate_holder, validate_layer_id
 from .layout import KIND_OVERLAY, KIND_ROOT
 from .locking import DEFAULT_TIMEOUT, HomeLock
@@ -25,6 +28,8 @@ from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
 
+
+_CHAIN_ID = re.compile(r"^[0-9a-f]{64}$")  # how overlay_image names the layers it stages
 
 class LayerStore:
     """read_only=True: a reader (overlay_info) or a check run. It creates nothing (no home, no
@@ -269,10 +274,15 @@ class LayerStore:
         self.driver.remove(layer_id)
         self._delete_record(layer_id)
 
-    def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False):
-        """Mounted: add the holder, mount if needed. Returns an Outcome."""
+    def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False, mount_options=None):
+        """Mounted: add the holder, mount if needed. Returns an Outcome.
+
+        mount_options (nosuid, nodev, noexec): None means the layer's recorded ones, else the
+        careful default (mount_options.default); a layer already mounted with others fails.
+        """
         validate_layer_id(layer_id)
         validate_holder(holder, layer_id)
+        wanted = mount_options_mod.validate(mount_options, layer_id)
         entries = mounts.read_mountinfo()
         before = self.state(layer_id, entries)
         if not before["exists"]:
@@ -286,26 +296,72 @@ class LayerStore:
         needs_mount = not before["mounted"]
         if needs_mount and before["foreign_mount"]:
             raise self._foreign_mount_error(layer_id, entries)
+        if not needs_mount and wanted is not None:
+            self._require_mounted_with(layer_id, wanted, entries)
         if not (changed or needs_mount):
             return Outcome(False, before, before)
+        options = wanted if wanted is not None else self.mount_options_of(layer_id, record, before["kind"])
         if check_mode:
-            return Outcome(True, before, layer_state.held(before, record.holders | {holder}))
+            after = layer_state.held(before, record.holders | {holder})
+            if needs_mount:
+                after["mount_options"] = list(options)
+            return Outcome(True, before, after)
         self._require_writer(layer_id)
-        self._mount_and_hold(record, holder if changed else None, needs_mount, mount_label, entries)
+        self._mount_and_hold(record, holder if changed else None, needs_mount, mount_label, entries,
+                             options if needs_mount else None)
         return Outcome(True, before, self.state(layer_id))
 
-    def _mount_and_hold(self, record, holder, needs_mount, mount_label, entries):
-        """Mount (when needs_mount), then record holder (when not None); a mount nobody holds is not
-        left behind by an interrupted run."""
+    def mount_options_of(self, layer_id, record, kind):
+        """The options a mount of the layer gets when the task names none: those recorded with it,
+        else nosuid,nodev for a writable layer whose chain comes from an image."""
+        if record.mount_options is not None:
+            return record.mount_options
+        return mount_options_mod.default(kind == KIND_OVERLAY, self._chain_from_image(layer_id, record))
+
+    def _chain_from_image(self, layer_id, record):
+        """Whether the layer or one below it was staged from an image: recorded with the home by
+        overlay_image, or named as overlay_image names its layers (a ChainID's hex)."""
+        staged = set()
+        try:
+            for image in ImageRecords(self.driver.dirs).all():
+                staged.update(image.layers)
+        except OverlayError:
+            return True  # image records that cannot be read: assume the worst
+        seen = set()
+        current = layer_id
+        while current and current not in seen and len(seen) < 1024:
+            if current in staged or _CHAIN_ID.match(current):
+                return True
+            seen.add(current)
+            try:
+                current = self.parent_of(current, record if current == layer_id else None)
+            except OverlayError:
+                return True  # a chain that cannot be followed: assume the worst
+        return False
+
+    def _require_mounted_with(self, layer_id, wanted, entries):
+        entry = self.driver.mount_entry(layer_id, entries)
+        live = mount_options_mod.live(entry) if entry is not None else []
+        if live != wanted:
+            raise OverlayError("mounted with mount_options %s; this task asks for %s. Unmount it (every holder) "
+                               "to mount it with other options" % (live or "[]", wanted or "[]"),
+                               layer=layer_id, path=self._merged(layer_id))
+
+    def _mount_and_hold(self, record, holder, needs_mount, mount_label, entries, options=None):
+        """Mount (when needs_mount, with options), then record holder (when not None) and the options;
+        a mount nobody holds is not left behind by an interrupted run."""
         layer_id = record.layer_id
         if needs_mount:
             # a root layer is bind-mounted read-only: its files are shared with the layers built on it
-            self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries)
+            self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries,
+                            flags=mount_options_mod.flags(options))
         try:
             if needs_mount:
                 faults.point("mount.mounted")
+                record.mount_options = list(options or [])
             if holder is not None:
                 record.holders.add(holder)
+            if holder is not None or (needs_mount and record.holders):
                 self.save(record)
         except BaseException:
             if needs_mount and not self.record(layer_id).holders:
@@ -382,7 +438,9 @@ class LayerStore:
         if not state["stale"]:
             return False
         if not check_mode:
-            self.driver.get(layer_id, readonly_root=True, entries=entries)
+            record = self.record(layer_id)
+            options = self.mount_options_of(layer_id, record, state["kind"])
+            self.driver.get(layer_id, readonly_root=True, entries=entries, flags=mount_options_mod.flags(options))
         return True
 
     def apply_diff(self, layer_id, parent, opener, diff_id=None, compression="auto", check_mode=False):

@@ -153,3 +153,12 @@ def test_image_entries_declared_absent_or_pruned_remove_their_images():
     assert plan["layers"] == [{"id": "web", "force": False}]
     assert plan["images"] == [{"image": "oci:/i:v1", "platform": ""}, {"image": "oci:/i:v0", "platform": ""}]
     assert layer_removals(layers, existing=[], record=record)["images"] == [{"image": "oci:/i:v1", "platform": ""}]
+
+
+def test_declared_mount_options_are_passed_on_and_left_out_when_not_declared():
+    plan = layer_removals([{"id": "a"}, {"id": "b"}],
+                          mounts=[{"id": "a", "mount_options": []}, {"id": "b", "mount_options": ["noexec"]},
+                                  {"id": "b", "holder": "db"}])
+    assert plan["keep_mounted"] == [{"id": "a", "holder": "ansible", "mount_options": []},
+                                    {"id": "b", "holder": "ansible", "mount_options": ["noexec"]},
+                                    {"id": "b", "holder": "db"}]
