@@ -190,3 +190,17 @@ def run_as(uid, gid, step):
     if kind == "error":
         raise AssertionError("the step as uid %d failed:\n%s" % (uid, value))
     return value
+
+
+def run_isolated(code, timeout=120):
+    """Python code in a child process with this one's import path, killed after timeout seconds.
+
+    For steps that used to block for ever (an open() of a FIFO): a hang fails the test with
+    TimeoutExpired instead of blocking the suite. Returns the CompletedProcess (text output).
+    """
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)

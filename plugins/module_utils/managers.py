@@ -14,6 +14,7 @@ from .overlay_driver import fscheck
 from .overlay_driver.errors import NeedsSource, OverlayError
 from .overlay_driver.home import HomeDirs
 from .overlay_driver.ids import validate_diff_id, validate_holder, validate_layer_id
+from .overlay_driver.regular_files import open_regular
 from .overlay_driver.store import LayerStore
 
 DIFF_KEYS = ("exists", "kind", "parent", "mounted", "holders", "diff_id")
@@ -185,7 +186,10 @@ class ApplyDiffManager(Manager):
                                "from the controller)", layer=layer_id, path=src)
 
         def opener():
-            return open(src, "rb")
+            try:
+                return open_regular(src)  # a FIFO put there since never blocks the run, which holds the lock
+            except OSError as e:
+                raise OverlayError("cannot read src: %s" % e.strerror, layer=layer_id, path=src)
 
         return self._result(self.store.apply_diff(layer_id, parent, opener, p.get("diff_id"), p["compression"],
                                                   self.check_mode))

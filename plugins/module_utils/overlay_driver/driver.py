@@ -30,6 +30,7 @@ from .mount_records import MountRecords
 from .layout import KIND_OVERLAY, KIND_ROOT, HomeLayout, make_temp_dir
 from .made_merged import MadeMerged
 from .overlay_view import TreeView
+from .regular_files import require_regular
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .results import ApplyDiffResult, DiffResult
 from .tar_export import export_changes
@@ -215,10 +216,18 @@ class Driver:
         return KIND_ROOT if _is_dir(paths.root) else KIND_OVERLAY
 
     def lower_id(self, layer_id):
+        """The layer's lower-id, read by fd from the layer's directory: its owner (the remapped root, or
+        what runs in the layer) may have made it a symlink or a FIFO, which must neither be followed
+        nor block the run."""
         paths = self.layout.layer(layer_id)
         try:
-            fd = os.open(paths.lower_id, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            layer_fd = os.open(layer_id, walk.DIR_FLAGS, dir_fd=self.dirs.fd)
+            try:
+                fd = os.open("lower-id", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=layer_fd)
+            finally:
+                os.close(layer_fd)
             with os.fdopen(fd, "rb") as f:
+                require_regular(fd, paths.lower_id)
                 value = f.read(4096).decode("utf-8", "replace")
         except OSError as e:
             raise OverlayError("cannot read lower-id: %s" % e.strerror, layer=layer_id, path=paths.lower_id)

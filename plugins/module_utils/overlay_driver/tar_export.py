@@ -20,6 +20,7 @@ from . import walk, whiteouts
 from .changes import DELETE, counted_size
 from .errors import OverlayError
 from .ids import to_container
+from .regular_files import require_regular
 from .xattr_ids import remap_value
 
 
@@ -260,11 +261,18 @@ def _write_entry(writer, member, path=None):
     if path is None or not member.size:
         return
     try:
-        fd = walk.open_no_symlinks(path, os.O_RDONLY)
+        # O_NONBLOCK and the type on the fd: a FIFO swapped in by what runs in the layer never blocks
+        fd = walk.open_no_symlinks(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise OverlayError("cannot read it for the tarball: %s (a directory on its path was replaced by a symlink "
                            "while the diff was written?)" % e.strerror, path=path)
     try:
+        try:
+            require_regular(fd, path)
+        except OSError as e:
+            raise OverlayError("cannot read it for the tarball: it changed while the diff was written (%s)"
+                               % e.strerror, path=path)
+        os.set_blocking(fd, True)
         if not writer.copy_from(fd, member.size):
             raise OSError("%s shrank while it was exported" % path)
     finally:

@@ -14,6 +14,7 @@ import os
 import stat
 import tarfile
 
+from ..regular_files import open_regular
 from .errors import ImageError
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@")
@@ -132,10 +133,18 @@ class TarFiles(_Files):
 
     def __init__(self, path, image):
         try:
-            tar = tarfile.open(path, "r:*")
+            f = open_regular(path)  # never a FIFO's blocking open
+        except OSError as e:
+            raise ImageError("cannot read the archive: %s" % e.strerror, image=image, path=path)
+        try:
+            tar = tarfile.open(fileobj=f, mode="r:*")
         except (OSError, tarfile.TarError, EOFError) as e:
+            f.close()
             raise ImageError("cannot read the archive: %s" % e, image=image, path=path)
-        super().__init__(path, image, tar)
+        except BaseException:
+            f.close()
+            raise
+        super().__init__(path, image, (tar, f))
         try:
             self._members = self._index(tar)
         except BaseException:
@@ -167,7 +176,11 @@ class TarFiles(_Files):
 
     @staticmethod
     def _release(handle):
-        handle.close()
+        tar, f = handle
+        try:
+            tar.close()  # given a file object, tarfile leaves it open
+        finally:
+            f.close()
 
     def _lookup(self, name):
         return self._members.get("/".join(_clean(name, self.image)))
@@ -181,7 +194,7 @@ class TarFiles(_Files):
             raise ImageError("%s is not a regular file in the archive" % name, image=self.image, path=self.path)
         info = tarfile.TarInfo(name)
         info.type, info.offset_data, info.size = tarfile.REGTYPE, offset, size
-        return self._handle.extractfile(info), size
+        return self._handle[0].extractfile(info), size
 
     def exists(self, name):
         found = self._lookup(name)

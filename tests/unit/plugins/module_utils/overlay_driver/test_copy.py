@@ -5,7 +5,9 @@ import stat
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import copy_tree
 
-from layertools import deep_tree, snapshot
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+from layertools import deep_tree, run_isolated, snapshot
 
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12
 
@@ -114,3 +116,95 @@ def test_a_tree_deeper_than_path_max_is_copied_whole(scratch):
         with open(os.open("leaf", os.O_RDONLY, dir_fd=fd)) as f:
             assert f.read() == "deep"
         os.close(fd)
+
+
+# -- a source that changes while it is copied (a mounted layer's upper/, written by what runs in it) --
+
+SWAP_SETUP = """
+import os, sys
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import copy_tree
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+src, dst = %r, %r
+real_open = os.open
+swapped = []
+
+def racing_open(path, *args, **kwargs):
+    if os.path.basename(path) == "victim" and not swapped:
+        swapped.append(path)
+        os.unlink(os.path.join(src, "victim"))
+        %s
+    return real_open(path, *args, **kwargs)
+
+os.open = racing_open
+try:
+    copy_tree(src, dst)
+except OverlayError as e:
+    print("refused:", e.message)
+else:
+    print("copied")
+"""
+
+
+def _victim_tree(scratch):
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    with open(os.path.join(src, "victim"), "w") as f:
+        f.write("a regular file\n")
+    return src
+
+
+def test_a_file_swapped_for_a_fifo_while_copied_is_refused_without_blocking(scratch):
+    """The open of a FIFO with no writer blocks for ever (under the home's lock): the type is checked on
+    an O_PATH fd first, which opens nothing."""
+    src = _victim_tree(scratch)
+    code = SWAP_SETUP % (src, os.path.join(scratch, "dst"), 'os.mkfifo(os.path.join(src, "victim"))')
+    done = run_isolated(code, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "a regular file became a FIFO" in done.stdout, done.stdout
+    assert os.path.join(src, "victim") in done.stdout
+
+
+def test_a_file_vanishing_mid_copy_is_a_clear_error(scratch):
+    src = _victim_tree(scratch)
+    done = run_isolated(SWAP_SETUP % (src, os.path.join(scratch, "dst"), "pass"), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "vanished while the tree was copied" in done.stdout, done.stdout
+
+
+def test_a_directory_swapped_for_a_symlink_while_copied_never_copies_what_it_names(scratch, monkeypatch):
+    """Between listing sub/ and reading it, sub/ becomes a symlink to a root-only directory."""
+    src = os.path.join(scratch, "src")
+    os.makedirs(os.path.join(src, "sub"))
+    with open(os.path.join(src, "sub", "own"), "w") as f:
+        f.write("the layer's\n")
+    secret = os.path.join(scratch, "secret")
+    os.mkdir(secret, 0o700)
+    with open(os.path.join(secret, "shadow"), "w") as f:
+        f.write("root only\n")
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(path, *args, **kwargs):
+        if os.path.basename(path) == "sub" and not os.path.islink(os.path.join(src, "sub")):
+            os.rename(os.path.join(src, "sub"), os.path.join(src, "moved"))
+            os.symlink(secret, os.path.join(src, "sub"))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    dst = os.path.join(scratch, "dst")
+    try:
+        copy_tree(src, dst)
+    except OverlayError:
+        pass  # refusing is safe too
+    monkeypatch.undo()
+    copied = [name for _dir, _dirs, files in os.walk(dst) for name in files]
+    assert "shadow" not in copied
+
+
+def test_a_fifo_in_the_tree_is_made_again_never_opened(scratch):
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    os.mkfifo(os.path.join(src, "pipe"))
+    done = run_isolated("from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.copy import "
+                        "copy_tree\ncopy_tree(%r, %r)\n" % (src, os.path.join(scratch, "dst")), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(os.lstat(os.path.join(scratch, "dst", "pipe")).st_mode)

@@ -248,3 +248,30 @@ def test_a_root_layers_bind_names_its_root_opened_at_mount_time(home, driver, se
     with pytest.raises(OverlayError):
         driver.get("base", readonly_root=True)
     assert mounts.mount_at(os.path.join(home, "base", "merged")) is None
+
+
+def test_a_lower_id_the_remapped_root_made_a_fifo_never_blocks(home, driver):
+    from layertools import run_isolated
+
+    driver.create("base")
+    driver.create("app", "base")
+    driver.close()
+
+    def make_fifo():
+        path = os.path.join(home, "app", "lower-id")
+        os.unlink(path)  # lower-id is root's, but the layer directory is the remapped root's
+        os.mkfifo(path)
+
+    run_as(REMAPPED, REMAPPED, make_fifo)
+    code = """
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+d = Driver(%r, writable=False)
+try:
+    d.metadata("app")
+except OverlayError as e:
+    print("refused:", e.message)
+""" % home
+    done = run_isolated(code, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "cannot read lower-id: it is a FIFO" in done.stdout, done.stdout

@@ -193,3 +193,40 @@ def test_an_xattr_name_that_is_not_utf8_is_exported_as_its_bytes(scratch):
     assert {os.fsencode(n): os.getxattr(applied, n) for n in os.listxattr(applied)} == names
     with open(os.path.join(back, "file")) as f:
         assert f.read() == "x"
+
+
+def test_a_file_swapped_for_a_fifo_during_export_is_refused_without_blocking(scratch):
+    """What runs in a mounted layer swaps a changed file for a FIFO between the change walk and its read."""
+    from layertools import run_isolated
+
+    old, new = os.path.join(scratch, "old"), os.path.join(scratch, "new")
+    os.mkdir(old)
+    os.mkdir(new)
+    with open(os.path.join(new, "victim"), "w") as f:
+        f.write("added\n")
+    code = """
+import io, os
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import walk
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
+new, old = %r, %r
+changes = changes_dirs(new, old)
+real_open = walk.open_no_symlinks
+
+def racing_open(path, flags):  # between the exporter's lstat (a regular file) and its open
+    os.unlink(os.path.join(new, "victim"))
+    os.mkfifo(os.path.join(new, "victim"))
+    return real_open(path, flags)
+
+walk.open_no_symlinks = racing_open
+try:
+    export_changes(new, changes, io.BytesIO())
+except OverlayError as e:
+    print("refused:", e.message)
+else:
+    print("exported")
+""" % (new, old)
+    done = run_isolated(code, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "it is a FIFO, not a regular file" in done.stdout, done.stdout

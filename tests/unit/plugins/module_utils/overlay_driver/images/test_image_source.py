@@ -50,3 +50,22 @@ def test_a_source_without_files_has_nothing_to_close():
     with ImageSource(reference) as source:
         assert source.image == reference.text
     source.close()
+
+
+def test_an_archive_that_is_a_fifo_is_refused_without_blocking(scratch):
+    """remote_src reads the archive on the host, under the home's lock: a FIFO put there must not block."""
+    from layertools import run_isolated
+
+    fifo = os.path.join(scratch, "image.tar")
+    os.mkfifo(fifo)
+    code = """
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.files import TarFiles
+try:
+    TarFiles(%r, "docker-archive:x")
+except ImageError as e:
+    print("refused:", e.message)
+""" % fifo
+    done = run_isolated(code, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "it is a FIFO, not a regular file" in done.stdout, done.stdout
