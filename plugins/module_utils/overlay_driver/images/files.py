@@ -144,7 +144,8 @@ class TarFiles(_Files):
         except BaseException:
             f.close()
             raise
-        super().__init__(path, image, (tar, f))
+        self._file = f  # given a file object, tarfile leaves it open: close() does
+        super().__init__(path, image, tar)
         try:
             self._members = self._index(tar)
         except BaseException:
@@ -176,11 +177,15 @@ class TarFiles(_Files):
 
     @staticmethod
     def _release(handle):
-        tar, f = handle
+        handle.close()
+
+    def close(self):
         try:
-            tar.close()  # given a file object, tarfile leaves it open
+            super().close()
         finally:
-            f.close()
+            f, self._file = self._file, None
+            if f is not None:
+                f.close()
 
     def _lookup(self, name):
         return self._members.get("/".join(_clean(name, self.image)))
@@ -194,7 +199,7 @@ class TarFiles(_Files):
             raise ImageError("%s is not a regular file in the archive" % name, image=self.image, path=self.path)
         info = tarfile.TarInfo(name)
         info.type, info.offset_data, info.size = tarfile.REGTYPE, offset, size
-        return self._handle[0].extractfile(info), size
+        return self._handle.extractfile(info), size
 
     def exists(self, name):
         found = self._lookup(name)
