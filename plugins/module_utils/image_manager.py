@@ -52,12 +52,13 @@ class ImageManager:
         """The deadlines (and limits) the task sets, as stage_image takes them; what it leaves out keeps the
         default. Refused before anything is read when they are not positive."""
         out = {}
-        for name in ("blob_deadline", "image_deadline"):
+        for name, unit in (("blob_deadline", "seconds"), ("image_deadline", "seconds"), ("max_layer_size", "bytes"),
+                           ("max_image_size", "bytes")):
             value = self.params.get(name)
             if value is None:
                 continue
             if value <= 0:
-                raise ImageError("%s must be a positive number of seconds, not %s" % (name, value),
+                raise ImageError("%s must be a positive number of %s, not %s" % (name, unit, value),
                                  image=self.params.get("src"))
             out[name] = value
         return out
@@ -83,7 +84,7 @@ class ImageManager:
         store = self.open_store()
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
-                             check_mode=self.check_mode, **self.stage_bounds)
+                             check_mode=self.check_mode, home=p["home"], **self.stage_bounds)
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {

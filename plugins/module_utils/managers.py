@@ -10,7 +10,8 @@ Ansible, so they are tested with plain calls.
 import os
 
 from . import layer_tree
-from .overlay_driver import fscheck
+from .overlay_driver import fscheck, space
+from .overlay_driver.tar_headers import Limits
 from .overlay_driver.errors import NeedsSource, OverlayError
 from .overlay_driver.home import HomeDirs
 from .overlay_driver.ids import validate_diff_id, validate_holder, validate_layer_id
@@ -176,6 +177,15 @@ class MountManager(Manager):
 class ApplyDiffManager(Manager):
     creates_home = True
 
+    def __init__(self, params, check_mode=False, diff=False):
+        super().__init__(params, check_mode, diff)
+        # The applier's bounds for this task, checked before the home is touched: max_layer_size on the
+        # uncompressed tar stream.
+        max_size = params.get("max_layer_size")
+        max_size = space.DEFAULT_MAX_LAYER_SIZE if max_size is None else space.check_size_limit(max_size,
+                                                                                               "max_layer_size")
+        self.layer_limits = Limits(max_bytes=max_size, max_bytes_name="max_layer_size")
+
     def execute(self):
         p = self.params
         layer_id, parent, src = p["id"], p.get("parent") or "", p.get("src")
@@ -184,6 +194,9 @@ class ApplyDiffManager(Manager):
         if not os.path.isfile(src):
             raise OverlayError("src is not a file on the managed host (set remote_src: false to send it "
                                "from the controller)", layer=layer_id, path=src)
+        self.store.driver.layer_limits = self.layer_limits
+        # a layer takes at least its tarball's bytes once applied
+        space.require_free(p["home"], os.path.getsize(src), "the diff (%s)" % src, layer_id)
 
         def opener():
             try:

@@ -63,6 +63,16 @@ options:
     type: str
     choices: [auto, none, gzip, bzip2, xz, zstd]
     default: auto
+  max_layer_size:
+    description:
+      - The most bytes the uncompressed tarball may hold (default 64 GiB). A few MB of gzip can expand to
+        any size; the diff is refused once it would pass this bound, before those bytes are written, and the
+        layer stays as it was. Check mode refuses it the same way.
+      - Before anything is written, the home's filesystem must also have at least the tarball's own size
+        free.
+    type: int
+    default: 68719476736
+    version_added: 0.2.0
 extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
@@ -144,7 +154,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.deco
 def main():
     module = LayerModule(argument_spec=argument_spec(
         id=LAYER_ID, parent=PARENT_ID, src=dict(type="path"), remote_src=flag(), diff_id=dict(type="str"),
-        compression=one_of(*COMPRESSIONS)), supports_check_mode=True)
+        compression=one_of(*COMPRESSIONS), max_layer_size=dict(type="int", default=64 << 30)),
+        supports_check_mode=True)
     run_module(module, ApplyDiffManager)
 
 

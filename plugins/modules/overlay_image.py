@@ -127,6 +127,23 @@ options:
     type: int
     default: 10800
     version_added: 0.2.0
+  max_layer_size:
+    description:
+      - The most bytes one layer's uncompressed tar may hold (default 64 GiB). A small compressed blob can
+        expand to any size; a layer is refused once it would pass this bound, before those bytes are
+        written, and is not created.
+      - Before a layer is fetched, the home's filesystem must have its compressed size free (twice that for
+        a registry blob, which is downloaded into the home's C(.strata/tmp) first).
+    type: int
+    default: 68719476736
+    version_added: 0.2.0
+  max_image_size:
+    description:
+      - The most bytes the uncompressed layers that one run stages may hold together (default 256 GiB); the
+        layer that would pass it is refused as for O(max_layer_size). Layers already in the home do not count.
+    type: int
+    default: 274877906944
+    version_added: 0.2.0
 extends_documentation_fragment: strata.overlay.common
 attributes:
   action:
@@ -312,7 +329,8 @@ def main():
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
         username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
         validate_certs=flag(True), ca_path=dict(type="path"),
-        blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800)),
+        blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800),
+        max_layer_size=dict(type="int", default=64 << 30), max_image_size=dict(type="int", default=256 << 30)),
         supports_check_mode=True)
     run_module(module, ImageManager)
 

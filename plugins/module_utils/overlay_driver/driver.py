@@ -39,6 +39,9 @@ from .tar_export import export_changes
 class Driver:
     """One layer home. Call under the home's lock when other runs may act on it (store.py does)."""
 
+    # tar_headers.Limits for the diffs applied (max_layer_size and the like); None: the defaults, no size bound
+    layer_limits = None
+
     def __init__(self, home, uid_maps=None, gid_maps=None, check=True, load_module=True, writable=True):
         """writable=False opens the home for reading: nothing is created, probed or cleaned.
 
@@ -638,7 +641,7 @@ class Driver:
         from .tar_apply import LayerApplier  # pylint: disable=import-outside-toplevel
         from .verify import read_layer  # pylint: disable=import-outside-toplevel
 
-        applier = LayerApplier(target, self.uid_maps, self.gid_maps)
+        applier = LayerApplier(target, self.uid_maps, self.gid_maps, self.layer_limits)
         return read_layer(lambda: applier.apply(raw, compression, progress), layer_id, expected_diff_id)
 
     @staticmethod

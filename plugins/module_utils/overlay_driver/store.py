@@ -547,7 +547,8 @@ class LayerStore:
         from .verify import verify_layer  # pylint: disable=import-outside-toplevel
 
         with opener() as raw:
-            verified = verify_layer(raw, compression, layer_id, diff_id, self.driver.uid_maps, self.driver.gid_maps)
+            verified = verify_layer(raw, compression, layer_id, diff_id, self.driver.uid_maps, self.driver.gid_maps,
+                                    self.driver.layer_limits)
         kind, fallback = self._kind_after_apply(before, parent or (before["parent"] or ""))
         base = before if before["exists"] else layer_state.new(layer_id, parent, self._merged(layer_id))
         after = layer_state.changed(base, diff_id=verified.diff_id, size=verified.size, kind=kind,

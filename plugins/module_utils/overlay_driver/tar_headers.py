@@ -40,7 +40,9 @@ class Limits:
     and over the archive (max_meta_total); a PAX header holds at most
     max_pax_records records with keys of at most max_pax_key bytes, and the
     global PAX state, which applies to every later entry, at most
-    max_global_pax bytes of the keys an entry uses. path_max bounds the full
+    max_global_pax bytes of the keys an entry uses; max_bytes bounds the
+    uncompressed tar stream (checked before an entry's data is read, so
+    nothing past the bound is written). path_max bounds the full
     path of every entry where it is applied: PATH_MAX less the NUL and 256
     bytes for the longer paths the layer is copied to later (a child's temp
     directory, layer ids of up to 128 bytes).
@@ -48,7 +50,7 @@ class Limits:
 
     def __init__(self, max_entries=4000000, max_name=4096, max_component=255, max_meta=1 << 20,
                  max_entry_meta=1 << 20, max_meta_total=1 << 30, max_pax_records=4096, max_pax_key=512,
-                 max_global_pax=64 << 10, path_max=4096 - 1 - 256):
+                 max_global_pax=64 << 10, path_max=4096 - 1 - 256, max_bytes=None, max_bytes_name="max_layer_size"):
         self.max_entries = max_entries
         self.max_name = max_name
         self.max_component = max_component
@@ -59,6 +61,9 @@ class Limits:
         self.max_pax_key = max_pax_key
         self.max_global_pax = max_global_pax
         self.path_max = path_max
+        # The uncompressed bytes of the tar stream (None: no bound): a few MB of gzip can expand to any size.
+        self.max_bytes = max_bytes
+        self.max_bytes_name = max_bytes_name  # the option that set it, for the message
 
 
 _DEFAULT_LIMITS = Limits()
@@ -277,6 +282,14 @@ def _count_meta(limits, offset, size, entry_meta, total_meta):
                                % (limits.max_meta_total, offset))
 
 
+def _check_bytes(limits, end, name):
+    """Refuse, before reading it, what would take the tar stream past limits.max_bytes."""
+    if limits.max_bytes is not None and end > limits.max_bytes:
+        raise LayerFormatError("the layer expands past %s (%d bytes uncompressed)%s"
+                               % (limits.max_bytes_name, limits.max_bytes,
+                                  " at entry %r" % name if name is not None else ""))
+
+
 def iter_entries(reader, limits=None):
     """Yield Entry objects; the caller must consume (or skip) each regular file's data.
 
@@ -301,6 +314,7 @@ def iter_entries(reader, limits=None):
         t = info.type
         if t in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
                  tarfile.SOLARIS_XHDTYPE):
+            _check_bytes(limits, reader.offset + padded, None)
             _count_meta(limits, reader.offset - BLOCK, size, entry_meta, total_meta)
             entry_meta += size
             total_meta += size
@@ -350,6 +364,7 @@ def iter_entries(reader, limits=None):
         if kind != REGULAR:
             # header-only types carry no data, whatever their size field says
             size = padded = 0
+        _check_bytes(limits, reader.offset + padded, entry.name)
         entry.size = size
         entry.mode = info.mode
         entry.uid = _pax_int(pax["uid"], "uid") if "uid" in pax else info.uid

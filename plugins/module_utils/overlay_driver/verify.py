@@ -25,9 +25,10 @@ def read_layer(read, layer_id=None, expected_diff_id=None):
     return result
 
 
-def verify_layer(raw, compression="auto", layer_id=None, expected_diff_id=None, uid_maps=None, gid_maps=None):
-    """The applier's result (size, diff_id, entries, compression) for the tarball read from raw."""
+def verify_layer(raw, compression="auto", layer_id=None, expected_diff_id=None, uid_maps=None, gid_maps=None,
+                 limits=None):
+    """The applier's result (size, diff_id, entries, compression) for the tarball read from raw, within limits."""
     # imported here: the applier and its decompressors are only loaded by runs that read a tarball
     from .tar_apply import verify_archive  # pylint: disable=import-outside-toplevel
 
-    return read_layer(lambda: verify_archive(raw, compression, uid_maps, gid_maps), layer_id, expected_diff_id)
+    return read_layer(lambda: verify_archive(raw, compression, uid_maps, gid_maps, limits), layer_id, expected_diff_id)

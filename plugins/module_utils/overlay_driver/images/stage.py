@@ -20,7 +20,9 @@ next attempt resume where this one stopped.
 import contextlib
 import time
 
+from .. import space
 from ..errors import OverlayError
+from ..tar_headers import Limits
 from ..results import StagedImage, StagedLayer
 from . import config_cache
 from .auth import credentials_for
@@ -102,9 +104,28 @@ def _refuse_impostor(store, state, diff_id, parent, image, where):
 class _Progress:
     def __init__(self):
         self.bytes = 0
+        self.uncompressed = 0  # of the layers applied so far
 
     def add(self, n):
         self.bytes += n
+
+
+class _Uncounted:
+    """progress for a blob read again from its download: no bytes fetched, its uncompressed bytes still spent."""
+
+    def __init__(self, progress):
+        self._progress = progress
+
+    def add(self, n):
+        del n
+
+    @property
+    def uncompressed(self):
+        return self._progress.uncompressed
+
+    @uncompressed.setter
+    def uncompressed(self, value):
+        self._progress.uncompressed = value
 
 
 def _opener(source, descriptor, diff_id, image, progress, verifiers):
@@ -120,10 +141,23 @@ def _opener(source, descriptor, diff_id, image, progress, verifiers):
             verifiers.append(verifier)
             stream = CheckedStream(verifier, descriptor.compression, image)
             try:
-                yield stream
+                yield _Counted(stream, progress)
             finally:
                 stream.close()
     return opener
+
+
+class _Counted:
+    """The decompressed stream, its bytes counted (progress.uncompressed): what the image's size limit spends."""
+
+    def __init__(self, stream, progress):
+        self._stream = stream
+        self._progress = progress
+
+    def read(self, n=-1):
+        data = self._stream.read(n)
+        self._progress.uncompressed += len(data)
+        return data
 
 
 def _read_config(source, resolved, image):
@@ -171,15 +205,21 @@ def _read_image_with(source, store, wanted_platform, image):
 
 def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
                 check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
-                image_deadline=DEFAULT_IMAGE_DEADLINE):
+                image_deadline=DEFAULT_IMAGE_DEADLINE, max_layer_size=space.DEFAULT_MAX_LAYER_SIZE,
+                max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None):
     """Stage the image `src` (a reference string or Reference) into store.
 
     Takes the store's lock itself, per layer and never while a registry
     sends a blob (not in check mode, which only reads the layers' records).
     In check mode, store may be None (no home yet: every layer would be
-    staged) and only manifest and config are read. A registry's answers are
+    staged; home, if given, is where the free space is checked) and only
+    manifest and config are read. A registry's answers are
     bounded by blob_deadline (each blob, manifests and config included) and
-    image_deadline (all of them), in seconds.
+    image_deadline (all of them), in seconds. Each layer's uncompressed tar
+    may hold max_layer_size bytes, and the layers this run stages together
+    max_image_size; a layer needs its compressed size free on the home's
+    filesystem (twice for a registry blob, which waits in tmp) before it
+    is fetched.
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -187,6 +227,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     image = reference.text
     wanted = parse_platform(platform, image)
     progress = _Progress()
+    sizes = (space.check_size_limit(max_layer_size, "max_layer_size"),
+             space.check_size_limit(max_image_size, "max_image_size"))
     with open_source(reference, registry_auth, validate_certs, ca_path, timeout) as source:
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
@@ -199,10 +241,13 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
         if store is None:
             if not check_mode:
                 raise ImageError("no layer store to stage into", image=image)
-            for layer in layers:
+            for i, layer in enumerate(layers):
                 layer.changed = True
+                if home is not None:
+                    _require_space(home, source, resolved.layers[i], image,
+                                   "layer %d of %d (%s): " % (i + 1, len(layers), layer.id))
         else:
-            _stage_layers(store, source, resolved, layers, image, progress, check_mode)
+            _stage_layers(store, source, resolved, layers, image, progress, check_mode, sizes)
             if not check_mode and not remembered:
                 with store.locked():
                     config_cache.remember(store, resolved.config.digest, diff_ids, run_config)
@@ -216,7 +261,7 @@ def _locked_unless_check(store, check_mode):
     return contextlib.nullcontext() if check_mode else store.locked()
 
 
-def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
+def _stage_layers(store, source, resolved, layers, image, progress, check_mode, sizes):
     parent = ""
     for i, layer in enumerate(layers):
         where = "layer %d of %d (%s): " % (i + 1, len(layers), layer.id)
@@ -224,9 +269,39 @@ def _stage_layers(store, source, resolved, layers, image, progress, check_mode):
             _check_layer(store, layer, parent, image, where)
         if not layer.present:
             layer.changed = True
+            _require_space(store.home, source, resolved.layers[i], image, where)
             if not check_mode:
-                _fetch_and_apply(store, source, resolved.layers[i], layer, parent, image, progress, where)
+                with _size_limits(store, progress, sizes):
+                    _fetch_and_apply(store, source, resolved.layers[i], layer, parent, image, progress, where)
         parent = layer.id
+
+
+def _require_space(home, source, descriptor, image, where):
+    """The layer's compressed size free on the home's filesystem (twice for a registry blob: it waits in tmp)."""
+    if not descriptor.size:
+        return
+    needed = descriptor.size * (2 if source.remote else 1)
+    try:
+        space.require_free(home, needed, "the layer (a blob of %d bytes)" % descriptor.size)
+    except OverlayError as e:
+        raise ImageError(where + e.cause, image=image, blob=descriptor.digest or descriptor.path, path=home)
+
+
+@contextlib.contextmanager
+def _size_limits(store, progress, sizes):
+    """The applier's bound for the next layer: max_layer_size, or what max_image_size leaves, if less."""
+    max_layer, max_image = sizes
+    left = max_image - progress.uncompressed
+    if left < max_layer:
+        limits = Limits(max_bytes=max(left, 0), max_bytes_name="max_image_size (%d bytes, %d of them in the layers "
+                        "staged before this one)" % (max_image, progress.uncompressed))
+    else:
+        limits = Limits(max_bytes=max_layer, max_bytes_name="max_layer_size")
+    before, store.driver.layer_limits = store.driver.layer_limits, limits
+    try:
+        yield
+    finally:
+        store.driver.layer_limits = before
 
 
 def _check_layer(store, layer, parent, image, where):
@@ -262,7 +337,7 @@ def _fetched(store, source, descriptor, image, progress, where):
         raise ImageError("%scannot keep the downloaded blob in the home's tmp: %s" % (where, e.strerror),
                          image=image, blob=descriptor.digest, path=store.layout.tmp)
     with f:
-        yield Downloaded(f), _Progress()  # its bytes were counted as they arrived
+        yield Downloaded(f), _Uncounted(progress)  # its bytes were counted as they arrived
 
 
 def _apply_one(store, source, descriptor, layer, parent, image, progress, where):

@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Free space on the home's filesystem, checked before a layer is written.
+
+A layer needs at least the bytes of its (compressed) tarball once applied,
+and a registry blob needs them again while it waits in tmp. Refusing up
+front, with both numbers, beats an ENOSPC half-way through a large layer
+that also starves everything else on that filesystem while it lasts.
+"""
+
+import os
+
+from .errors import OverlayError
+
+# Size limits for the modules' max_layer_size / max_image_size options: uncompressed bytes.
+DEFAULT_MAX_LAYER_SIZE = 64 << 30
+DEFAULT_MAX_IMAGE_SIZE = 256 << 30
+
+
+def free_bytes(path):
+    """Bytes an unprivileged writer could still use on path's filesystem; None when path cannot be read."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def require_free(path, needed, what, layer=None):
+    """Refuse when path's filesystem has fewer than `needed` bytes available (a missing path is not checked:
+    the writer that creates it fails clearly if it cannot)."""
+    free = free_bytes(path)
+    if needed and free is not None and needed > free:
+        raise OverlayError("not enough free space: %s needs at least %d bytes, the home's filesystem has %d free"
+                           % (what, needed, free), layer=layer, path=path)
+
+
+def check_size_limit(value, name):
+    """A size limit option as given: a positive number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise OverlayError("%s must be a positive number of bytes, not %r" % (name, value))
+    return value
