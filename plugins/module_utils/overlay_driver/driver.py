@@ -36,6 +36,12 @@ from .results import ApplyDiffResult, DiffResult
 from .tar_export import export_changes
 
 
+# A directory that is still being filled while it is removed: what a lazy unmount leaves behind
+# (the mount lives on, detached, while processes use it, and they write into the layer's upper/).
+_STILL_WRITTEN = ("the layer is gone from the home, but not all of its files could be deleted: a process still "
+                  "writes into them (ENOTEMPTY), most likely through a mount that a lazy unmount detached and that "
+                  "lives on while processes use it. Stop that process; a later run deletes what is left here")
+
 class Driver:
     """One layer home. Call under the home's lock when other runs may act on it (store.py does)."""
 
@@ -177,13 +183,22 @@ class Driver:
         return self._clear_tmp(entries) + self._finish_applies(entries) + self.made_merged.prune()
 
     def _clear_tmp(self, entries):
-        """Every temp dir, unmounting what is mounted inside first (deepest first)."""
+        """Every temp dir, unmounting what is mounted inside first (deepest first).
+
+        One that a process still fills (a removed layer it writes into through a mount
+        detached by a lazy unmount) stays for a later run: it must not fail every writer.
+        """
         removed = []
         tmp = fd_path(self.dirs.tmp_fd)
         for mount in sorted(mounts.mounts_below(tmp, entries), key=lambda m: -len(m.mount_point)):
             mounts.unmount(mount.mount_point, detach=True)
         for name in os.listdir(self.dirs.tmp_fd):
-            remove_tree_at(self.dirs.tmp_fd, name)
+            try:
+                remove_tree_at(self.dirs.tmp_fd, name)
+            except OSError as e:
+                if e.errno != errno.ENOTEMPTY:
+                    raise
+                continue
             removed.append(os.path.join(self.layout.tmp, name))
         return removed
 
@@ -417,7 +432,13 @@ class Driver:
         finally:
             os.close(trash_fd)
         faults.point("remove.renamed")
-        remove_tree_at(self.dirs.tmp_fd, trash, layer_id)
+        try:
+            remove_tree_at(self.dirs.tmp_fd, trash, layer_id)
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY:
+                raise
+            self.made_merged.forget(layer_id)
+            raise OverlayError(_STILL_WRITTEN, layer=layer_id, path=os.path.join(self.layout.tmp, trash))
         self.made_merged.forget(layer_id)
         return True
 

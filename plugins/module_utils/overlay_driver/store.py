@@ -271,8 +271,11 @@ class LayerStore:
 
     def _remove(self, layer_id):
         self.driver.put(layer_id)
-        self.driver.remove(layer_id)
-        self._delete_record(layer_id)
+        try:
+            self.driver.remove(layer_id)
+        finally:
+            if not self.driver.exists(layer_id):  # out of the home, even if its files were not all deleted
+                self._delete_record(layer_id)
 
     def ensure_mounted(self, layer_id, holder=DEFAULT_HOLDER, mount_label="", check_mode=False, mount_options=None):
         """Mounted: add the holder, mount if needed. Returns an Outcome.
