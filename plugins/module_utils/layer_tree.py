@@ -10,8 +10,23 @@ callback plugin.
 """
 
 
+def _size(size):
+    """Bytes as people read them: 1023 B, 4.0 KiB, 29.1 MiB."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return "%d B" % size if unit == "B" else "%.1f %s" % (value, unit)
+
+
 def _label(layer):
     parts = [layer["id"], "(%s)" % (layer.get("kind") or "?")]
+    images = layer.get("images") or []
+    if images:
+        parts.append("image: %s" % ", ".join(images))
+    if isinstance(layer.get("size"), int):
+        parts.append(_size(layer["size"]))
     if layer.get("mounted"):
         parts.append("mounted")
     holders = layer.get("holders") or []

@@ -9,7 +9,7 @@ Ansible, so they are tested with plain calls.
 
 import os
 
-from . import layer_tree
+from . import layer_images, layer_tree
 from .overlay_driver import fscheck, space
 from .overlay_driver.tar_headers import Limits
 from .overlay_driver.errors import NeedsSource, OverlayError
@@ -272,7 +272,9 @@ class InfoManager(Manager):
         """Reads only: a shared lock when the lock file exists, no cleanup, changes without mounting."""
         p = self.params
         layers = self.store.layers()
-        result["layers"] = [dict(public_state(s), inode=self._inode(s["id"])) for s in layers]
+        result["layers"] = [dict(public_state(s), inode=self._inode(s["id"]), size=s["size"]) for s in layers]
+        records, result["images_problem"] = layer_images.read_records(self.store.driver.dirs)
+        result["images"] = layer_images.annotate(result["layers"], records)
         result["stale"] = [s["id"] for s in layers if s["stale"]]
         result["damaged"] = [s["id"] for s in layers if s["problem"]]
         if not p.get("id"):

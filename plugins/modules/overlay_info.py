@@ -136,11 +136,28 @@ layers:
   description:
     - Every layer in the home, each as M(strata.overlay.overlay_layer) returns it.
     - C(problem) is null for a usable layer, else what is wrong with it (see RV(damaged)).
+    - C(images) lists the references of the staged images (see RV(images)) the layer belongs to, empty for a
+      layer no recorded image names; C(size) is the bytes of the diff applied to it (null when none was).
     - C(inode) is the inode number of the layer's directory; a layer removed and made again under the same id
       has another one (the C(strata.overlay.overlay_layers) role's prune checks it).
   returned: always
   type: list
   elements: dict
+images:
+  description:
+    - The images M(strata.overlay.overlay_image) staged into the home, from its records, each with its
+      C(reference), C(digest), C(platform), C(layers) (ChainID hex, bottom first), C(present) (every layer is
+      there) and C(size) (the bytes of its layers that are there).
+  returned: when the home exists
+  type: list
+  elements: dict
+  sample: [{"reference": "docker://registry.example/debian:12", "digest": "sha256:0123...", "platform": "linux/amd64",
+            "layers": ["3f2a..."], "present": true, "size": 123456789}]
+images_problem:
+  description: Why the image records cannot be read (null when they can); the layers are listed all the same.
+  returned: when the home exists
+  type: str
+  sample: null
 stale:
   description: Ids of layers with holders recorded but no mount.
   returned: when the home exists
@@ -183,8 +200,8 @@ diff_size:
 tree:
   description:
     - The layers drawn as a tree, one line each, children below their parent; each line gives the id, the
-      kind, C(mounted), the holders, C(STALE) when holders are recorded but the mount is gone and C(DAMAGED)
-      with the problem of a layer that cannot be used.
+      kind, the references of the images it belongs to, its size, C(mounted), the holders, C(STALE) when holders
+      are recorded but the mount is gone and C(DAMAGED) with the problem of a layer that cannot be used.
     - A layer whose parent is not in the home is drawn as a root, with that parent named.
     - A home that does not exist is one line saying so, C(no layer home at <home> (it does not exist)).
   returned: always

@@ -36,3 +36,15 @@ def test_a_cycle_of_records_is_drawn_once():
 
 def test_empty_home():
     assert render([]) == []
+
+
+def test_an_image_layer_is_drawn_with_its_images_and_its_size():
+    chain = "a" * 64
+    lines = render([
+        {"id": chain, "parent": None, "kind": "root", "images": ["docker://r/debian:12", "oci:/srv/d:12"],
+         "size": 30512345},
+        {"id": "app", "parent": chain, "kind": "overlay", "images": [], "size": None},
+        {"id": "small", "parent": None, "kind": "root", "images": [], "size": 1000}])
+    assert lines == [chain + " (root) image: docker://r/debian:12, oci:/srv/d:12 29.1 MiB",
+                     "`-- app (overlay)",
+                     "small (root) 1000 B"]

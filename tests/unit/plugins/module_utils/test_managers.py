@@ -64,3 +64,27 @@ def test_overlay_info_lists_a_damaged_layer_with_its_problem(home):
     assert by_id["base"]["problem"] is None and result["damaged"] == ["app"]
     assert any(line.startswith("|-- app (?) DAMAGED: ") for line in result["tree"])
     assert "|-- broken (overlay)" in result["tree"] or "`-- broken (overlay)" in result["tree"]
+
+
+def test_overlay_info_names_image_layers_by_their_images_and_shows_sizes(home, scratch):
+    """Image layers are ChainIDs; the tree and the facts said nothing of which image brought them, nor how big."""
+    from imagetools import Image  # pylint: disable=import-outside-toplevel
+    from ansible_collections.strata.overlay.plugins.module_utils.image_manager import (  # pylint: disable=import-outside-toplevel
+        ImageManager)
+
+    refs = ["oci:%s:v1" % Image().write_layout(scratch + "/" + name) for name in ("layout", "copy")]
+    staged = [ImageManager({"home": home, "src": ref, "state": "present"}).run() for ref in refs]
+    LayerManager({"home": home, "id": "app", "parent": staged[0]["top"], "state": "present", "force": False}).run()
+    result = InfoManager({"home": home, "as_facts": True}).run()
+    by_id = {layer["id"]: layer for layer in result["layers"]}
+    chain = [layer["id"] for layer in staged[0]["layers"]]
+    for layer_id in chain:
+        assert by_id[layer_id]["images"] == sorted(refs)
+        assert by_id[layer_id]["size"] >= 0
+    assert by_id["app"]["images"] == [] and by_id["app"]["size"] is None
+    assert [i["reference"] for i in result["images"]] == sorted(refs) and result["images_problem"] is None
+    assert result["images"][0]["layers"] == chain and result["images"][0]["present"]
+    assert result["images"][0]["size"] == sum(by_id[i]["size"] for i in chain) > 0
+    top_line = [line for line in result["tree"] if chain[-1] in line][0]
+    assert "image: %s, %s" % tuple(sorted(refs)) in top_line and "B" in top_line.split("image:")[1]
+    assert result["ansible_facts"]["overlay_info"]["images"] == result["images"]
