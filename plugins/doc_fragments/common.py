@@ -61,6 +61,18 @@ options:
     type: list
     elements: dict
     suboptions: *id_range
+  layout:
+    description:
+      - The on-disk layout of the layer home. C(overlay) is the layout of Docker's legacy C(overlay)
+        driver, the one this collection has always written.
+      - The layout belongs to the home. It is recorded in C(<home>/.strata/layout.json) when the home is
+        first written; a home without that record (written by an older version, or by Docker) is in the
+        layout its layer directories are in. Leave this option out to use the home's layout; a call that
+        names another layout fails. A new home gets C(overlay) when it is left out.
+      - The layer id C(l) is reserved in every layout (Docker's C(overlay2) layout keeps its short links
+        in C(<home>/l)). A home in the C(overlay2) layout is refused by this version.
+    type: str
+    choices: [overlay]
 notes:
   - Runs as root on Linux hosts whose kernel has overlayfs. Managed hosts need nothing but Python 3.
   - Every run takes a lock on the layer home, so concurrent tasks on one host see each other's work whole

@@ -9,6 +9,7 @@ Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
 import signal
 import traceback
 
+from .overlay_driver.drivers import available_layouts
 from .overlay_driver.errors import Interrupted, NeedsSource, OverlayError, host_error
 from .overlay_driver.store import DEFAULT_HOME
 
@@ -23,6 +24,8 @@ COMMON_ARGS = dict(
     # no default: "not given" means the maps recorded with the home
     uid_maps=dict(type="list", elements="dict", options=_MAP_SPEC),
     gid_maps=dict(type="list", elements="dict", options=_MAP_SPEC),
+    # no default either: "not given" means the layout recorded with the home (overlay for a new one)
+    layout=dict(type="str", choices=available_layouts()),
 )
 
 

@@ -68,11 +68,13 @@ class ImageManager:
         every layer would be staged, and check mode must not create the home or its bookkeeping."""
         home = self.params["home"]
         if not self.check_mode:
-            return LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
+            return LayerStore(home, self.params.get("uid_maps"), self.params.get("gid_maps"),
+                              layout=self.params.get("layout"))
         if not os.path.isdir(HomeLayout(home).records):
             return None
         # read-only: a writer's store would record maps, load overlay and clear leftovers
-        return LayerStore.for_check_run(home, self.params.get("uid_maps"), self.params.get("gid_maps"))
+        return LayerStore.for_check_run(home, self.params.get("uid_maps"), self.params.get("gid_maps"),
+                                         layout=self.params.get("layout"))
 
     def run(self):
         if self.absent:
@@ -133,9 +135,9 @@ class ImageManager:
         if not home_exists(home):  # a missing home holds no image, and stays missing
             return self._removal_result(None)
         if self.check_mode:
-            store = LayerStore.for_check_run(home, p.get("uid_maps"), p.get("gid_maps"))
+            store = LayerStore.for_check_run(home, p.get("uid_maps"), p.get("gid_maps"), layout=p.get("layout"))
         else:
-            store = LayerStore(home, p.get("uid_maps"), p.get("gid_maps"))
+            store = LayerStore(home, p.get("uid_maps"), p.get("gid_maps"), layout=p.get("layout"))
         try:
             return self._removal_result(remove_image(store, p["src"], self.check_mode))
         finally:

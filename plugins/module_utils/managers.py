@@ -21,19 +21,10 @@ from .overlay_driver.store import LayerStore
 DIFF_KEYS = ("exists", "kind", "parent", "mounted", "holders", "diff_id")
 
 
-# Paths into an image layer's root/: its files are hardlinks shared with the layers built on it,
-# so no module hands them out (the driver's metadata keeps them for callers of the driver).
-IMAGE_LAYER_PATHS = ("RootDir", "LowerDir")
-
-
 def public_metadata(state):
-    """The driver's metadata without paths into a root/; a root layer is seen at its read-only merged/."""
-    metadata = {k: v for k, v in state["metadata"].items() if k not in IMAGE_LAYER_PATHS}
-    if "RootDir" in state["metadata"]:
-        metadata["MergedDir"] = state["path"]
-    if "LowerDir" in state["metadata"]:
-        metadata["LowerId"] = os.path.basename(os.path.dirname(state["metadata"]["LowerDir"]))
-    return metadata
+    """The metadata a module hands out, as the layer's driver made it (Driver.public_metadata): no
+    path into an image layer, whose files are shared with the layers built on it."""
+    return dict(state.get("public_metadata") or {})
 
 
 def public_state(state):
@@ -96,11 +87,12 @@ class Manager:
         A writer's check run still fails on a read-only home, as its real run does.
         """
         home, uid_maps, gid_maps = self.params["home"], self.params.get("uid_maps"), self.params.get("gid_maps")
+        layout = self.params.get("layout")
         if self.check_mode and not read_only:
-            return LayerStore.for_check_run(home, uid_maps, gid_maps)
+            return LayerStore.for_check_run(home, uid_maps, gid_maps, layout=layout)
         if not (read_only or self.creates_home or home_exists(home)):
             read_only = True  # a missing home stays missing: there is no layer in it to act on
-        return LayerStore(home, uid_maps, gid_maps, read_only=read_only or self.check_mode)
+        return LayerStore(home, uid_maps, gid_maps, read_only=read_only or self.check_mode, layout=layout)
 
     def diff_of(self, before, after):
         return {"before": {k: before.get(k) for k in DIFF_KEYS}, "after": {k: after.get(k) for k in DIFF_KEYS}}

@@ -48,15 +48,20 @@ class Driver:
     # tar_headers.Limits for the diffs applied (max_layer_size and the like); None: the defaults, no size bound
     layer_limits = None
 
-    def __init__(self, home, uid_maps=None, gid_maps=None, check=True, load_module=True, writable=True):
+    # the name a home records for this driver's layout (drivers.py chooses the driver by it)
+    LAYOUT = "overlay"
+
+    def __init__(self, home, uid_maps=None, gid_maps=None, check=True, load_module=True, writable=True, dirs=None):
         """writable=False opens the home for reading: nothing is created, probed or cleaned.
 
         uid_maps/gid_maps None means "not given": the maps recorded with the
         home are used (identity for a new home). Maps that differ from the
         recorded ones are refused: they decide who owns everything in the home.
+        dirs: the home's HomeDirs when the caller opened it already (drivers.py,
+        which read its layout there); the driver closes it.
         """
         self.writable = writable
-        self.dirs = HomeDirs(home)
+        self.dirs = dirs if dirs is not None else HomeDirs(home)
         try:
             self._setup(uid_maps, gid_maps, check, load_module)
         except BaseException:
@@ -97,6 +102,8 @@ class Driver:
         self._read_layout()
         if not recorded:
             self.dirs.record_maps(maps_as_dicts(self.uid_maps), maps_as_dicts(self.gid_maps))
+        if self.dirs.recorded_layout() is None:
+            self.dirs.record_layout(self.LAYOUT)
 
     def _require_dtype(self):
         """d_type, read once from the entries the home holds (.strata at least, once written):
@@ -253,6 +260,44 @@ class Driver:
             return validate_layer_id(value.strip(), "lower-id")
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=paths.lower_id)
+
+    def lower_layer(self, layer_id):
+        """The id of the layer this one's directories name as the one below it (an overlay's lower-id),
+        None for a root layer. OverlayError when it cannot be read (a damaged layer).
+
+        The parent a layer another tool made can be known by (store.parent_of), and what makes a
+        layer a child of another on disk (store.children_of): each layout says it in its own files.
+        """
+        if self.kind(layer_id) == KIND_ROOT:
+            return None
+        return self.lower_id(layer_id)
+
+    def kind_after_apply(self, exists, kind, parent):
+        """(kind, fallback) this driver's apply_diff gives a layer of that kind (if it exists) on parent.
+
+        A check run predicts with it what _apply decides: a diff onto a parent
+        with root/ makes a root layer by a hardlink copy (no fallback); an
+        existing layer keeps its kind and takes the diff by the naive path.
+        """
+        parent_kind = None
+        if parent:
+            parent_kind = self.kind(parent) if self.exists(parent) else KIND_ROOT
+        if parent_kind == KIND_ROOT and kind != KIND_ROOT:
+            return KIND_ROOT, False
+        if exists:
+            return kind, True
+        return (KIND_ROOT, True) if not parent else (KIND_OVERLAY, True)
+
+    def public_metadata(self, layer_id):
+        """The metadata a module may hand out: no path into a root/ (its files are hardlinks shared with
+        the layers built on it), a root layer seen at its read-only merged/, the layer below by id."""
+        paths = self._require(layer_id)
+        metadata = self.metadata(layer_id)
+        if "RootDir" in metadata:
+            return {"MergedDir": paths.merged}
+        out = {k: v for k, v in metadata.items() if k != "LowerDir"}
+        out["LowerId"] = self.lower_id(layer_id)
+        return out
 
     def metadata(self, layer_id):
         """Seed's GetMetadata: RootDir for root layers, Lower/Upper/Work/MergedDir for overlays."""

@@ -35,6 +35,7 @@ from .state_files import read_json, write_atomic
 from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"
+LAYOUT_FILE = "layout.json"
 
 
 def _refuse(path, cause):
@@ -151,6 +152,29 @@ class HomeDirs:
     def record_maps(self, uid_maps, gid_maps):
         payload = json.dumps({"uid_maps": uid_maps, "gid_maps": gid_maps}, sort_keys=True, indent=1)
         write_atomic(self.state_fd, MAPS_FILE, payload.encode() + b"\n", 0o600)
+
+    def recorded_layout(self):
+        """The layout written with the home ("overlay", "overlay2"), None if none was recorded.
+
+        Believed only from root's own file, as the maps are: the layout decides which driver
+        reads and writes every layer directory.
+        """
+        if self.state_fd is None:
+            return None
+        path = os.path.join(self.path, STATE_DIR, LAYOUT_FILE)
+        try:
+            data = read_json(self.state_fd, LAYOUT_FILE, check=_require_root_only)
+        except (OSError, ValueError) as e:
+            raise OverlayError("the home's recorded layout cannot be read: %s" % e, path=path)
+        if data is None:
+            return None
+        if not (isinstance(data, dict) and isinstance(data.get("layout"), str)):
+            raise OverlayError("the home's recorded layout is not in the expected format", path=path)
+        return data["layout"]
+
+    def record_layout(self, layout):
+        payload = json.dumps({"layout": layout}, sort_keys=True, indent=1)
+        write_atomic(self.state_fd, LAYOUT_FILE, payload.encode() + b"\n", 0o600)
 
     def settle(self, root_uid, root_gid, create):
         """Check the home against its (remapped) root; a writer creates what is missing."""

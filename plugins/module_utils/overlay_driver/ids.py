@@ -14,11 +14,18 @@ from .errors import OverlayError
 LAYER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _LAYER_ID = re.compile(LAYER_ID_PATTERN)
 
+# Names the pattern allows that a layout keeps for itself under the home: the overlay2 layout
+# (Docker's) holds its short links in <home>/l/, so no layer may be called that in either layout,
+# or a home could not change hands between them.
+RESERVED_IDS = {"l": "the overlay2 layout keeps its short links in <home>/l"}
+
 
 def validate_layer_id(layer_id, what="layer id"):
-    """Reject anything that is not a single, plain path component."""
+    """Reject anything that is not a single, plain path component, or that a layout reserves."""
     if not isinstance(layer_id, str) or not _LAYER_ID.match(layer_id) or layer_id.endswith("\n"):
         raise OverlayError("invalid %s %r: it must match %s" % (what, layer_id, LAYER_ID_PATTERN))
+    if layer_id in RESERVED_IDS:
+        raise OverlayError("invalid %s %r: the name is reserved (%s)" % (what, layer_id, RESERVED_IDS[layer_id]))
     return layer_id
 
 

@@ -15,14 +15,17 @@ from .layout import KIND_OVERLAY, KIND_ROOT
 def absent(layer_id):
     return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
             "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
-            "size": None, "path": None, "metadata": {}, "options": {}, "mount_options": [], "problem": None}
+            "size": None, "path": None, "metadata": {}, "public_metadata": {}, "options": {}, "mount_options": [],
+            "problem": None}
 
 
-def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, overlay_options=None):
+def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, overlay_options=None,
+            public_metadata=None):
     """A layer that is there. mount: the entry at merged/ (or None); mounted: it is the layer's own.
 
     overlay_options: the overlay's options with the directories it was made of (the driver's
-    mount_options), instead of the /proc/self/fd paths mountinfo shows.
+    mount_options), instead of the /proc/self/fd paths mountinfo shows. public_metadata: the
+    metadata modules hand out (the driver's public_metadata: no path into an image layer).
     """
     holders = sorted(record.holders)
     if not mounted:
@@ -37,6 +40,7 @@ def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, ov
         "parent": parent or None,
         "kind": kind,
         "metadata": metadata,
+        "public_metadata": public_metadata if public_metadata is not None else {},
         "mounted": mounted,
         "foreign_mount": mount is not None and not mounted,
         "holders": holders,

@@ -17,11 +17,11 @@ import re
 from . import damage, faults, layer_state, mounts, records
 from . import mount_options as mount_options_mod
 from .dest import AtomicDest, NullWriter, remove_leftovers, resolve_dest, same_content
-from .driver import Driver
+from .drivers import open_driver
 from .errors import OverlayError
 from .image_records import ImageRecords
 from .ids import validate_diff_id, validate_holder, validate_layer_id
-from .layout import KIND_OVERLAY, KIND_ROOT
+from .layout import KIND_OVERLAY
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 
@@ -37,10 +37,11 @@ class LayerStore:
     exists; write operations then only answer in check mode."""
 
     def __init__(self, home=DEFAULT_HOME, uid_maps=None, gid_maps=None, lock_timeout=DEFAULT_TIMEOUT,
-                 check=True, load_module=True, read_only=False):
+                 check=True, load_module=True, read_only=False, layout=None):
+        """layout: the layout a new home is written in; None (not given) takes the home's (drivers.py)."""
         self.read_only = read_only
-        self.driver = Driver(home, uid_maps, gid_maps, check=check, load_module=load_module,
-                             writable=not read_only)
+        self.driver = open_driver(home, layout, uid_maps, gid_maps, check=check, load_module=load_module,
+                                  writable=not read_only)
         self.layout = self.driver.layout
         self.home = self.driver.home
         self._dirs = self.driver.dirs
@@ -48,10 +49,10 @@ class LayerStore:
         self._cleaned = read_only
 
     @classmethod
-    def for_check_run(cls, home, uid_maps=None, gid_maps=None):
+    def for_check_run(cls, home, uid_maps=None, gid_maps=None, layout=None):
         """A writer's check run: the home opened for reading (it creates, probes and cleans nothing),
         failing on a read-only home as the real run would."""
-        store = cls(home, uid_maps, gid_maps, read_only=True)
+        store = cls(home, uid_maps, gid_maps, read_only=True, layout=layout)
         try:
             store.driver.require_writable()
         except BaseException:
@@ -103,36 +104,28 @@ class LayerStore:
         records.delete_record(self._dirs.records_fd, layer_id)
 
     def parent_of(self, layer_id, record=None):
-        """The recorded parent, else the lower-id of an overlay.
+        """The recorded parent, else the layer below as the layer's directories name it.
 
         A layer another tool made (Docker) has no recorded parent, also once a
-        holder is recorded for it: its lower-id is then the parent it can know.
-        A root layer's parent that only Docker's layer database knows is "".
+        holder is recorded for it: the layer its files name (an overlay's
+        lower-id) is then the parent it can know. A root layer's parent that
+        only Docker's layer database knows is "".
         """
         record = record or self.record(layer_id)
         if record.exists_on_disk and record.parent:
             return record.parent
-        if self.driver.kind(layer_id) == KIND_OVERLAY:
-            return self.driver.lower_id(layer_id)
-        return ""
+        return self.driver.lower_layer(layer_id) or ""
 
     def children_of(self, layer_id):
         out = []
         for other in self.driver.layer_ids():
             if other == layer_id:
                 continue
-            paths = self.layout.layer(other)
             try:
                 parent = self.record(other).parent
-            except OverlayError:  # a damaged record: its lower-id may still say what it is built on
+            except OverlayError:  # a damaged record: its directories may still say what it is built on
                 parent = None
-            lower = None
-            if os.path.lexists(paths.lower_id) and self.driver.kind(other) == KIND_OVERLAY:
-                try:
-                    lower = self.driver.lower_id(other)
-                except OverlayError:
-                    lower = None
-            if parent == layer_id or lower == layer_id:
+            if parent == layer_id or self._lower_or_none(other) == layer_id:
                 out.append(other)
         return out
 
@@ -158,7 +151,8 @@ class LayerStore:
         mounted = mount is not None and self.driver.owns_mount(layer_id, mount, entries)
         options = self.driver.mount_options(layer_id, mount) if mounted else None
         return layer_state.present(layer_id, kind, self.parent_of(layer_id, record), self.driver.metadata(layer_id),
-                                   record, mount, mounted, self._merged(layer_id), options)
+                                   record, mount, mounted, self._merged(layer_id), options,
+                                   public_metadata=self.driver.public_metadata(layer_id))
 
     def missing_layer(self, layer_id):
         """The error for a layer that is not there; a home that is not there either is named."""
@@ -172,7 +166,7 @@ class LayerStore:
 
     def _lower_or_none(self, layer_id):
         try:
-            return self.driver.lower_id(layer_id)
+            return self.driver.lower_layer(layer_id)
         except OverlayError:
             return None
 
@@ -552,23 +546,13 @@ class LayerStore:
         with opener() as raw:
             verified = verify_layer(raw, compression, layer_id, diff_id, self.driver.uid_maps, self.driver.gid_maps,
                                     self.driver.layer_limits)
-        kind, fallback = self._kind_after_apply(before, parent or (before["parent"] or ""))
+        kind, fallback = self.driver.kind_after_apply(before["exists"], before["kind"],
+                                                      parent or (before["parent"] or ""))
         base = before if before["exists"] else layer_state.new(layer_id, parent, self._merged(layer_id))
         after = layer_state.changed(base, diff_id=verified.diff_id, size=verified.size, kind=kind,
                                     path=self._merged(layer_id))
         return ApplyOutcome(True, before, after, ApplyDiffResult(verified.size, verified.diff_id, verified.entries,
                                                                  verified.compression, fallback))
-
-    def _kind_after_apply(self, before, parent):
-        """(kind, fallback) the driver's apply_diff would give (see Driver._apply)."""
-        parent_kind = None
-        if parent:
-            parent_kind = self.driver.kind(parent) if self.driver.exists(parent) else KIND_ROOT
-        if parent_kind == KIND_ROOT and before["kind"] != KIND_ROOT:
-            return KIND_ROOT, False
-        if before["exists"]:
-            return before["kind"], True
-        return (KIND_ROOT, True) if not parent else (KIND_OVERLAY, True)
 
     def export_diff(self, layer_id, dest, check_mode=False):
         """Write the layer's diff against its parent to dest, atomically; changed when dest differs.

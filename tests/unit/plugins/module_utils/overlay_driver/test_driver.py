@@ -318,6 +318,38 @@ def test_metadata(driver):
         driver.metadata("nope")
 
 
+def test_what_the_layer_below_is_and_what_modules_may_see_are_the_drivers_to_say(driver):
+    """The store and the managers ask the driver, not the seed's files: another layout names them otherwise."""
+    driver.create("base", "")
+    driver.create("child", "base")
+    driver.create("grandchild", "child")  # inherits the child's lower-id
+    assert driver.lower_layer("base") is None
+    assert driver.lower_layer("child") == driver.lower_layer("grandchild") == "base"
+    assert driver.public_metadata("base") == {"MergedDir": os.path.join(driver.home, "base", "merged")}
+    assert driver.public_metadata("child") == {"LowerId": "base",
+                                               "UpperDir": os.path.join(driver.home, "child", "upper"),
+                                               "WorkDir": os.path.join(driver.home, "child", "work"),
+                                               "MergedDir": os.path.join(driver.home, "child", "merged")}
+    os.unlink(os.path.join(driver.home, "child", "lower-id"))
+    with pytest.raises(OverlayError, match="cannot read lower-id"):
+        driver.lower_layer("child")
+
+
+@pytest.mark.parametrize("exists, kind, parent, expected", [
+    (False, None, "", ("root", True)),                  # a base layer: the diff goes into its new root/
+    (False, None, "base", ("root", False)),             # onto a parent with root/: a hardlink copy
+    (False, None, "child", ("overlay", True)),          # onto an overlay: the naive path
+    (False, None, "planned", ("root", False)),          # a parent an earlier task would create: a base
+    (True, "overlay", "child", ("overlay", True)),
+    (True, "overlay", "base", ("root", False)),
+    (True, "root", "", ("root", True)),
+])
+def test_kind_after_apply_predicts_what_apply_diff_makes(driver, exists, kind, parent, expected):
+    driver.create("base", "")
+    driver.create("child", "base")
+    assert driver.kind_after_apply(exists, kind, parent) == expected
+
+
 def test_create_refuses_existing_and_missing_parent(driver):
     driver.create("a", "")
     with pytest.raises(OverlayError, match="already exists"):

@@ -18,6 +18,14 @@ def test_invalid_ids(bad):
         validate_layer_id(bad)
 
 
+@pytest.mark.parametrize("what", ["layer id", "parent id"])
+def test_l_is_reserved_for_the_overlay2_short_links(what):
+    """<home>/l/ holds overlay2's short links: a layer called l would collide with them."""
+    with pytest.raises(OverlayError, match="invalid %s 'l': the name is reserved .*<home>/l" % what):
+        validate_layer_id("l", what)
+    assert validate_layer_id("L") == "L" and validate_layer_id("l1") == "l1"
+
+
 def test_maps():
     maps = parse_maps([{"container_id": 0, "host_id": 100000, "size": 1000},
                        {"container_id": 1000, "host_id": 5000, "size": 1}])
