@@ -74,7 +74,7 @@ class ImageManager:
             return None
         # read-only: a writer's store would record maps, load overlay and clear leftovers
         return LayerStore.for_check_run(home, self.params.get("uid_maps"), self.params.get("gid_maps"),
-                                         layout=self.params.get("layout"))
+                                        layout=self.params.get("layout"))
 
     def run(self):
         if self.absent:

@@ -174,8 +174,10 @@ class ApplyDiffManager(Manager):
         # The applier's bounds for this task, checked before the home is touched: max_layer_size on the
         # uncompressed tar stream.
         max_size = params.get("max_layer_size")
-        max_size = space.DEFAULT_MAX_LAYER_SIZE if max_size is None else space.check_size_limit(max_size,
-                                                                                               "max_layer_size")
+        if max_size is None:
+            max_size = space.DEFAULT_MAX_LAYER_SIZE
+        else:
+            max_size = space.check_size_limit(max_size, "max_layer_size")
         self.layer_limits = Limits(max_bytes=max_size, max_bytes_name="max_layer_size")
 
     def execute(self):

@@ -42,6 +42,7 @@ _STILL_WRITTEN = ("the layer is gone from the home, but not all of its files cou
                   "writes into them (ENOTEMPTY), most likely through a mount that a lazy unmount detached and that "
                   "lives on while processes use it. Stop that process; a later run deletes what is left here")
 
+
 class Driver:
     """One layer home. Call under the home's lock when other runs may act on it (store.py does)."""
 

@@ -31,6 +31,7 @@ DEFAULT_HOLDER = "ansible"
 
 _CHAIN_ID = re.compile(r"^[0-9a-f]{64}$")  # how overlay_image names the layers it stages
 
+
 class LayerStore:
     """read_only=True: a reader (overlay_info) or a check run. It creates nothing (no home, no
     .strata, no lock file, no probe), cleans nothing, and takes a shared lock only if the lock file

@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.modules import overlay_apply_diff, overlay_image
 
-from imagetools import Image, mkimages
+from imagetools import Image
 
 MiB = 1 << 20
 
@@ -103,8 +103,8 @@ def small_home(scratch):
 
 
 @pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
-def test_a_layer_larger_than_the_free_space_is_refused_before_it_is_fetched(run_module, small_home, scratch,
-                                                                           check_mode):
+def test_a_layer_larger_than_the_free_space_is_refused_before_it_is_fetched(
+        run_module, small_home, scratch, check_mode):
     noise = os.urandom(6 * MiB)  # incompressible: 6 MiB of blob on a 4 MiB filesystem
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
