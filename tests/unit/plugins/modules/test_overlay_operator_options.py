@@ -26,7 +26,7 @@ def tree(run_module, home, scratch):
 
 def test_info_draws_the_tree_and_returns_facts(run_module, tree):
     res = run_module(overlay_info, {"home": tree, "as_facts": True}, check_mode=True)
-    assert res["tree"] == ["base (root)", "`-- app (overlay) mounted holders: web"]
+    assert res["tree"] == ["base (root) 6 B", "`-- app (overlay) mounted holders: web"]  # base: etc/motd, 6 bytes
     facts = res["ansible_facts"]["overlay_info"]
     assert facts["tree"] == res["tree"] and facts["layers"] == res["layers"] and "changed" not in facts
     assert "ansible_facts" not in run_module(overlay_info, {"home": tree})
