@@ -7,7 +7,10 @@ Every name is resolved inside the target with openat2(RESOLVE_IN_ROOT) (or
 the equivalent walk), so no symlink, '..' or absolute name in the archive can
 make a write land outside it. Whiteouts follow the image-layer convention:
 '.wh.<name>' deletes <name>, '.wh..wh..opq' hides everything in its directory
-that this layer did not itself put there, whatever the order of entries.
+that this layer did not itself put there, whatever the order of entries. That
+is the DELETE format, for a target holding the parent's tree; in the OVERLAY
+format (a target that is a layer's own diff/) they become overlay's 0/0
+devices and opaque xattrs instead, and nothing in the target is deleted.
 
 Applying and check mode's verification read an archive in the same walk
 (ArchiveWalk), so they refuse the same archives with the same errors and count
@@ -148,10 +151,18 @@ class ArchiveWalk:
 
 
 class LayerApplier(ArchiveWalk):
-    """One application of one archive to one target directory."""
+    """One application of one archive to one target directory.
 
-    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None):
+    whiteout_format: whiteouts.DELETE (the target holds the lower layers' files: whiteouts delete
+    them) or whiteouts.OVERLAY (the target is a layer's own directory under an overlay mount:
+    whiteouts are written in overlay's form, as Docker's overlay2 driver applies a diff).
+    """
+
+    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None, whiteout_format=whiteouts.DELETE):
         super(LayerApplier, self).__init__(uid_maps, gid_maps, limits)
+        if whiteout_format not in whiteouts.FORMATS:
+            raise ValueError("unknown whiteout format %r" % (whiteout_format,))
+        self.whiteout_format = whiteout_format
         self.target = target
         self.root_fd = None
         self._progress = None
@@ -193,6 +204,9 @@ class LayerApplier(ArchiveWalk):
         self._finish_dir(self.root_fd, ".", (), entry, self._owner(entry))
 
     def _hide(self, dir_parts, name):
+        if self.whiteout_format == whiteouts.OVERLAY:
+            self._hide_in_overlay(dir_parts, name)
+            return
         rel = "/".join(dir_parts) or "."
         try:
             pfd = walk.open_in_root(self.root_fd, rel, _DIR_OPEN)
@@ -208,12 +222,38 @@ class LayerApplier(ArchiveWalk):
             os.close(pfd)
         self._layer_paths.discard(dir_parts + (name,))
 
+    def _hide_in_overlay(self, dir_parts, name):
+        """Overlay's whiteout at dir_parts/name, its directories made as for any entry (Docker's unpack
+        makes the parent too). Whatever this layer put at the name before goes: the whiteout hides it
+        as the DELETE format deletes it; an entry of that name later in the archive replaces the
+        device. Owned by the layer's root, whatever the tarball says the whiteout's owner is: it is
+        a marker, not a file, and check mode's verification does not map its owner either."""
+        parts = dir_parts + (name,)
+        entry_name = "/".join(dir_parts + (whiteouts.whiteout_name(name),))
+        pfd = self._parent_fd(parts, entry_name)
+        if self._lstat(pfd, name) is not None:
+            self._remove(pfd, name)
+            pfd = self._parent_fd(parts, entry_name)
+        try:
+            whiteouts.make_overlay_whiteout(pfd, name, self.root_uid, self.root_gid)
+        except OSError as e:
+            raise LayerFormatError("whiteout %r: %s" % (entry_name, e.strerror))
+        self._layer_paths.discard(parts)
+
     def _opaque(self, dir_parts, entry):
-        """Remove everything under dir_parts that this layer did not write.
+        """Remove everything under dir_parts that this layer did not write (OVERLAY: mark it opaque).
 
         Depth first through walk.DirStack, one listing per open level: a directory with thousands
         of this layer's own subdirectories, or a chain of them thousands deep, needs no more
         descriptors than a flat one."""
+        if self.whiteout_format == whiteouts.OVERLAY:
+            # only this layer's own entries are here: overlay hides the lower ones, whatever the order
+            pfd = self._parent_fd(dir_parts + (whiteouts.OPAQUE,), entry.name)
+            try:
+                whiteouts.mark_opaque(pfd)
+            except OSError as e:
+                raise LayerFormatError("opaque whiteout %r: %s" % (entry.name, e.strerror))
+            return
         top = self._open_opaque_dir(dir_parts, entry.name)
         self._forget_parents()
         try:

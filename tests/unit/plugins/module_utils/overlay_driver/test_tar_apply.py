@@ -16,7 +16,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls, whiteouts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import (
     LayerFormatError, OverlayError)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import IDMap
@@ -559,3 +559,119 @@ def test_maps_remap_capability_rootids_and_acl_ids_on_a_real_filesystem(target):
         assert exported("ping", "security.capability") == v3(0)
         assert exported("arping", "security.capability") == v2
         assert exported("shared", "system.posix_acl_access") == acl(1000, 50)
+
+
+# -- the overlay whiteout format (a layer's own diff/ under an overlay mount) ------------------
+
+LOWER = (TarBuilder()
+         .dir("etc", mode=0o755).file("etc/a", "a").file("etc/b", "b").file("etc/keep", "k")
+         .dir("d", mode=0o750, uid=3, gid=4).file("d/old1", "1").dir("d/sub").file("d/sub/old2", "2")
+         .dir("e", mode=0o755).file("e/f", "f")
+         .bytes())
+# the same layer in every order the convention allows: whiteouts before and after the layer's own entries
+CHILD = (TarBuilder()
+         .dir("etc", mode=0o755).whiteout("etc/a").file("etc/new", "n")
+         .file("etc/b", "replaced").whiteout("etc/b")           # written, then whited out: gone
+         .whiteout("etc/keep").file("etc/keep", "again")         # whited out, then written: the new one
+         .dir("d", mode=0o750, uid=3, gid=4).file("d/mine", "m").opaque("d").dir("d/sub2").file("d/sub2/x", "x")
+         .dir("e", mode=0o755).whiteout("e/missing")
+         .bytes())
+
+
+@pytest.fixture
+def overlay_mount(scratch):
+    """mount(lower, upper) -> merged: a real overlay of two directories, unmounted afterwards."""
+    made = []
+
+    def mount(lower, upper):
+        work, merged = os.path.join(scratch, "work"), os.path.join(scratch, "merged")
+        os.mkdir(work)
+        os.mkdir(merged)
+        syscalls.mount("overlay", merged, "overlay", 0, "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work))
+        made.append(merged)
+        return merged
+
+    try:
+        yield mount
+    finally:
+        for merged in made:
+            syscalls.umount(merged, syscalls.MNT_DETACH)
+
+
+def test_overlay_format_writes_overlays_own_whiteouts_and_deletes_nothing(scratch, resolver):
+    diff = os.path.join(scratch, "diff")
+    os.mkdir(diff)
+    apply(diff, CHILD, whiteout_format=whiteouts.OVERLAY)
+    for name in ("etc/a", "etc/b", "e/missing"):
+        st = os.lstat(os.path.join(diff, name))
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and stat.S_IMODE(st.st_mode) == 0, name
+        assert (st.st_uid, st.st_gid) == (0, 0)
+    assert os.getxattr(os.path.join(diff, "d"), whiteouts.OPAQUE_XATTR) == b"y"
+    with open(os.path.join(diff, "etc", "keep")) as f:
+        assert f.read() == "again"
+    assert sorted(os.listdir(os.path.join(diff, "d"))) == ["mine", "sub2"]  # the layer's own, whatever the order
+    assert not any(n.startswith(".wh.") for _d, dirs, files in os.walk(diff) for n in dirs + files)
+    for name in ("etc", "d"):  # not opaque unless the archive says so
+        if name != "d":
+            with pytest.raises(OSError):
+                os.getxattr(os.path.join(diff, name), whiteouts.OPAQUE_XATTR)
+
+
+def test_overlay_format_mounted_over_the_lower_layer_shows_what_delete_format_makes(scratch, overlay_mount, resolver):
+    """The two formats are one convention: the child in overlay's form over its parent is, mounted,
+    the tree the seed's layout gets by applying the child onto a copy of the parent."""
+    lower, upper, whole = (os.path.join(scratch, n) for n in ("lower", "upper", "whole"))
+    for path in (lower, upper, whole):
+        os.mkdir(path)
+    apply(lower, LOWER)
+    apply(whole, LOWER)
+    apply(whole, CHILD)
+    apply(upper, CHILD, whiteout_format=whiteouts.OVERLAY)
+    merged = overlay_mount(lower, upper)
+    assert snapshot(merged) == snapshot(whole)
+    assert "a" not in os.listdir(os.path.join(merged, "etc")) and "old1" not in os.listdir(os.path.join(merged, "d"))
+
+
+def test_overlay_format_whiteout_owner_is_the_layers_root_under_maps(scratch):
+    diff = os.path.join(scratch, "diff")
+    os.mkdir(diff)
+    maps = [IDMap(0, 100000, 65536)]
+    apply(diff, TarBuilder().dir("etc").whiteout("etc/a").opaque("etc").bytes(), uid_maps=maps, gid_maps=maps,
+          whiteout_format=whiteouts.OVERLAY)
+    st = os.lstat(os.path.join(diff, "etc", "a"))
+    assert stat.S_ISCHR(st.st_mode) and (st.st_uid, st.st_gid) == (100000, 100000)
+    assert os.getxattr(os.path.join(diff, "etc"), whiteouts.OPAQUE_XATTR) == b"y"
+
+
+def test_overlay_format_opaque_root_and_implied_parents_as_dockers_unpack(scratch, resolver):
+    """An opaque whiteout at the top marks diff/ itself; a whiteout in a directory the archive did not
+    list gets that directory made (0755, the layer's root), as Docker's unpack makes a missing parent."""
+    diff = os.path.join(scratch, "diff")
+    os.mkdir(diff)
+    apply(diff, TarBuilder().opaque("").whiteout("usr/lib/x").bytes(), whiteout_format=whiteouts.OVERLAY)
+    assert os.getxattr(diff, whiteouts.OPAQUE_XATTR) == b"y"
+    st = os.lstat(os.path.join(diff, "usr", "lib"))
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
+    assert stat.S_ISCHR(os.lstat(os.path.join(diff, "usr", "lib", "x")).st_mode)
+
+
+def test_overlay_format_whiteouts_stay_inside_the_target(scratch, canary, resolver):
+    diff = os.path.join(scratch, "diff")
+    os.mkdir(diff)
+    before = snapshot(canary)
+    for data in (TarBuilder().symlink("esc", "../" + os.path.basename(canary)).whiteout("esc/etc/passwd").bytes(),
+                 TarBuilder().symlink("abs", canary).opaque("abs/etc").bytes(),
+                 TarBuilder().symlink("up", "..").whiteout("up/canary").opaque("up").bytes()):
+        try:  # a clear error, or a whiteout made inside the target: never beside it
+            apply(diff, data, whiteout_format=whiteouts.OVERLAY)
+        except LayerFormatError:
+            pass
+        assert snapshot(canary) == before
+        with pytest.raises(OSError):
+            os.getxattr(os.path.dirname(diff), whiteouts.OPAQUE_XATTR)
+        assert sorted(os.listdir(os.path.dirname(diff))) == ["canary", "diff"]
+
+
+def test_an_unknown_whiteout_format_is_refused(target):
+    with pytest.raises(ValueError, match="unknown whiteout format"):
+        LayerApplier(target, whiteout_format="aufs")
