@@ -52,9 +52,15 @@ names = st.lists(st.sampled_from(COMPONENTS), min_size=1, max_size=5).map("/".jo
     st.sampled_from(COMPONENTS).map(lambda c: "a/" + DEEP + "/" + c)
 PAX_KEYS = ["uid", "gid", "mtime", "atime", "size", "path", "linkpath", "comment", "SCHILY.xattr.trusted.test",
             "SCHILY.xattr.user.test", "SCHILY.xattr.security.test", "SCHILY.xattr.trusted.overlay.opaque",
+            "SCHILY.xattr.user.caf\udce9", "SCHILY.xattr.trusted.\udcff", "SCHILY.xattr.security.capability",
+            "SCHILY.xattr.system.posix_acl_access", "SCHILY.xattr.system.posix_acl_default",
             "GNU.sparse.major", "k" * 600]
 PAX_VALUES = [b"", b"0", b"-1", b"1.5", b"4294967295", b"4294967294", b"1" + b"0" * 25, b"-" + b"9" * 30, b"a",
-              b"\xff\x00", b"../canary", b"a/b", b"y"]
+              b"\xff\x00", b"../canary", b"a/b", b"y",
+              # a v3 capability (rootid 0) and a POSIX ACL naming user 1000: ids the applier maps under maps
+              b"\x01\x00\x00\x03" + b"\x00" * 20,
+              b"\x02\x00\x00\x00\x01\x00\x06\x00\xff\xff\xff\xff\x02\x00\x04\x00\xe8\x03\x00\x00"
+              b"\x04\x00\x04\x00\xff\xff\xff\xff\x10\x00\x04\x00\xff\xff\xff\xff\x20\x00\x04\x00\xff\xff\xff\xff"]
 pax = st.dictionaries(st.sampled_from(PAX_KEYS), st.sampled_from(PAX_VALUES), max_size=4)
 # (name, type, link target, data, mode, uid, attrs: base-256 numbers and PAX records)
 entry = st.tuples(names, st.sampled_from(TYPES), st.sampled_from(TARGETS), st.binary(max_size=64),

@@ -723,6 +723,8 @@ class Driver:
             os.unlink(paths.lower_id)
         except FileNotFoundError:
             pass
+        except IsADirectoryError:  # made a directory by the layer's owner: it goes the same way
+            remove_tree(paths.lower_id, paths.id)
 
     # -- naive diff driver ----------------------------------------------------
     #

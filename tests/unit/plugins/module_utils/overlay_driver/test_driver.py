@@ -419,6 +419,15 @@ def test_cleanup_removes_leftovers_of_killed_runs(driver):
     assert not mounts.mounts_below(os.path.join(driver.home, ".strata"))
 
 
+def test_cleanup_removes_a_directory_planted_as_a_root_layers_lower_id(driver):
+    """The layer's owner made lower-id a directory beside root/: cleanup removes it, never failing every writer."""
+    driver.create("base", "")
+    planted = os.path.join(driver.home, "base", "lower-id")
+    os.makedirs(os.path.join(planted, "sub"))
+    driver.cleanup()
+    assert sorted(os.listdir(os.path.join(driver.home, "base"))) == ["root"]
+
+
 def test_status_is_the_seeds_shape_of_the_hosts(driver):
     status = dict(driver.status())
     assert (status["Backing Filesystem"], status["Supports d_type"]) == ("tmpfs", "true")

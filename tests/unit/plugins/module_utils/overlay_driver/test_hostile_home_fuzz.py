@@ -14,8 +14,15 @@ from layertools import snapshot
 
 NOBODY = 65534
 SPOTS = [".strata", ".strata/tmp", ".strata/layers", ".strata/lock", ".strata/maps.json",
-         ".strata/layers/base.json", ".strata/layers/ghost.json", ".strata/tmp/apply-x-1", "base", "base/root",
+         ".strata/layers/base.json", ".strata/layers/app.json", ".strata/layers/ghost.json", ".strata/tmp/apply-x-1",
+         "base", "base/root",
          "base/lower-id", "app", "app/upper", "app/lower-id", "app/merged", "ghost", ".."]
+
+
+BAD_RECORDS = ['{"parent": {"id": "base"}}', '{"parent": "../../canary"}', '{"holders": "web"}',
+               '{"holders": ["web\\nbase (held)"]}', '{"holders": [{"a": 1}]}', '{"size": "12"}', '{"size": -1}',
+               '{"diff_id": ["sha256:x"]}', '{"version": 9}', '{"id": "other"}', '{"mount_options": ["suid"]}',
+               '{"mount_options": "nosuid"}', '[]', '"x"', '{"holders": [' + '"h",' * 3 + '1]}']
 
 
 def plant(rng, home, canary):
@@ -29,7 +36,7 @@ def plant(rng, home, canary):
         subprocess.run(["rm", "-rf", path], check=True)
     if not os.path.isdir(os.path.dirname(path)):
         return None
-    kind = rng.choice(["link-dir", "link-file", "file", "dir", "dir-open"])
+    kind = rng.choice(["link-dir", "link-file", "file", "dir", "dir-open", "bad-record"])
     if kind == "link-dir":
         os.symlink(os.path.join(canary, "etc"), path)
     elif kind == "link-file":
@@ -37,6 +44,9 @@ def plant(rng, home, canary):
     elif kind == "file":
         with open(path, "w") as f:
             f.write('{"holders": ["x"], "diff_id": "sha256:%s"}' % ("0" * 64))
+    elif kind == "bad-record":  # a file of the right name whose fields have the wrong shape
+        with open(path, "w") as f:
+            f.write(rng.choice(BAD_RECORDS))
     else:
         os.mkdir(path)
         if kind == "dir-open":
