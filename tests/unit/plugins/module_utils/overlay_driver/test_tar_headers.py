@@ -162,3 +162,25 @@ def test_gnu_tar_posix_format_reads(scratch):
                           check=True).stdout
     _reader, names = read_all(data)
     assert ("./" + "d" * 120 + "/f", "file") in names
+
+
+def test_max_bytes_refuses_an_entry_before_its_data_is_read():
+    """The bound is on the uncompressed stream, checked at each header: the entry that would pass it is refused
+    before a byte of its data is read (so the applier never writes it), whatever the compression made of it."""
+    data = TarBuilder().file("small", "x" * 100).file("big", "\0" * 200000).file("after", "y").bytes()
+    squeezed = gzip.compress(data)
+    assert len(squeezed) < 5000
+    reader = HashingReader(io.BytesIO(squeezed), "auto")
+    seen = []
+    with pytest.raises(LayerFormatError) as e:
+        for entry in iter_entries(reader, Limits(max_bytes=100000, max_bytes_name="max_layer_size")):
+            seen.append(entry.name)
+            reader.read_exact(entry.size, "data")
+    assert seen == ["small"]
+    assert "expands past max_layer_size (100000 bytes uncompressed) at entry 'big'" in str(e.value)
+    assert reader.offset < 100000
+    # the same stream within a bound it fits
+    reader = HashingReader(io.BytesIO(squeezed), "auto")
+    names = [entry.name for entry in iter_entries(reader, Limits(max_bytes=len(data))) if
+             reader.read_exact(entry.size, "data") is not None]
+    assert names == ["small", "big", "after"]
