@@ -19,7 +19,7 @@ import errno
 import os
 import stat
 
-from . import faults, fscheck, mounts, syscalls, walk
+from . import damage, faults, fscheck, mounts, syscalls, walk
 from .changes import changes_dirs, changes_size, view_changes
 from .copy import copy_tree_at
 from .errors import OverlayError
@@ -261,6 +261,11 @@ class Driver:
             return validate_layer_id(value.strip(), "lower-id")
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=paths.lower_id)
+
+    def layer_problem(self, layer_id):
+        """Why this layer's directories cannot be used, None when they can (see damage.py): each layout says it
+        of its own files, as it says what is below a layer."""
+        return damage.structural_problem(self, layer_id)
 
     def lower_layer(self, layer_id):
         """The id of the layer this one's directories name as the one below it (an overlay's lower-id),

@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 
-from . import damage, faults, layer_state, mounts, records
+from . import faults, layer_state, mounts, records
 from . import mount_options as mount_options_mod
 from .dest import AtomicDest, NullWriter, remove_leftovers, resolve_dest, same_content
 from .drivers import open_driver
@@ -144,7 +144,7 @@ class LayerStore:
         except OverlayError as e:
             return layer_state.damaged(layer_id, e.cause, self._lower_or_none(layer_id), None, mount,
                                        self._merged(layer_id))
-        problem = damage.structural_problem(self.driver, layer_id)
+        problem = self.driver.layer_problem(layer_id)
         if problem:
             return layer_state.damaged(layer_id, problem, record.parent or self._lower_or_none(layer_id), record,
                                        mount, self._merged(layer_id))
