@@ -90,7 +90,10 @@ class ImageManager:
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {
-            "changed": staged.changed or recorded,
+            # a new record of layers already there is bookkeeping, as the config cache is: staging the same
+            # layers under another reference stays a no-op, and `recorded` says that the record was written
+            "changed": staged.changed,
+            "recorded": recorded,
             "top": staged.top,
             "layers": layers,
             "manifest_digest": staged.manifest_digest,
@@ -111,7 +114,7 @@ class ImageManager:
 
     def _record(self, store, staged):
         """Record the staged image with the home (what state=absent finds); True when the record is new
-        or changed. A check run only tells whether it would write."""
+        or changed (would be, in check mode)."""
         p = self.params
         record = ImageRecord(p.get("record_as") or p["src"], staged.manifest_digest, staged.config_digest,
                              platform_text(parse_platform(p.get("platform"), p["src"])),

@@ -265,6 +265,14 @@ layers:
       description: Whether this run staged the layer (would stage it, in check mode).
       type: bool
       sample: true
+recorded:
+  description:
+    - Whether this run wrote the image's record in the home (a first staging, or the same layers staged under
+      another reference or platform); would write, in check mode. Not a change by itself - RV(changed) says
+      whether a layer was staged.
+  returned: when O(state=present)
+  type: bool
+  sample: true
 manifest_digest:
   description: The digest of the image manifest that was staged (after index selection); null for a
     C(docker save) archive, which has no manifest.

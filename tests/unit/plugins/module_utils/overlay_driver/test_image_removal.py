@@ -55,7 +55,18 @@ def test_staging_records_the_image_with_the_home(home, layout):
     assert record["reference"] == src and record["manifest_digest"] == staged["manifest_digest"]
     assert record["platform"] == "linux/amd64" and record["layers"] == layout["app"].chain_ids
     assert record["config_digest"] == staged["config_digest"]
-    assert image(home, src)["changed"] is False  # staging again: the same record, no change
+    again = image(home, src)
+    assert again["changed"] is False and again["recorded"] is False  # staging again: the same record, no change
+
+
+def test_the_same_layers_under_another_reference_are_recorded_but_no_change(home, layout):
+    write_oci_layout(layout["path"], {"again": layout["app"]})
+    first, other = "oci:%s:app" % layout["path"], "oci:%s:again" % layout["path"]
+    assert image(home, first)["recorded"] is True
+    staged = image(home, other)
+    assert staged["changed"] is False and staged["recorded"] is True
+    result = image(home, first, state="absent")
+    assert result["removed"] == [] and {k["reason"] for k in result["kept"]} == {"image %s uses it" % other}
 
 
 def test_absent_by_the_same_src_removes_the_layers_no_other_image_needs(home, layout):
