@@ -65,18 +65,23 @@ class HomeLayout:
         return os.path.join(self.records, layer_id + ".json")
 
 
-def create_unique(directory, prefix, create):
+def random_suffix():
+    return os.urandom(6).hex()
+
+
+def create_unique(directory, prefix, create, names=random_suffix):
     """create(name, dir_fd) on a fresh random name; returns (name or path, what create returned).
 
     directory is a directory fd (the name returned is relative to it) or a
-    path. create is a mkdir or an O_EXCL|O_NOFOLLOW open, so a name already
-    taken (by anyone, also a planted symlink) is retried, never reused or
-    followed. This is tempfile's scheme without importing tempfile, whose
-    dependencies would be loaded by every module run.
+    path. create is a mkdir, a symlink or an O_EXCL|O_NOFOLLOW open, so a name
+    already taken (by anyone, also a planted symlink) is retried, never reused
+    or followed. names() gives the random part of each try (short_links.py:
+    Docker's link ids). This is tempfile's scheme without importing tempfile,
+    whose dependencies would be loaded by every module run.
     """
     dir_fd = directory if isinstance(directory, int) else None
     for _attempt in range(100):
-        name = prefix + os.urandom(6).hex()
+        name = prefix + names()
         if dir_fd is None:
             name = os.path.join(directory, name)
         try:

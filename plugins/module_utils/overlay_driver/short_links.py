@@ -1,0 +1,223 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""<home>/l/: the overlay2 layout's short links, and the link and lower files that name them.
+
+Docker's overlay2 driver stacks up to 128 lower layers in one mount. Their
+paths would not fit in the page the kernel takes as mount data, so every
+layer has a short link l/<LINK> -> ../<id>/diff (LINK: 26 characters, also
+written in <id>/link), a child lists the links of the layers below it in
+<id>/lower (l/<LINK>:l/<LINK>:..., nearest first), and the mount is made from
+inside the home with those relative names. Only this file knows that shape.
+
+Everything is done by directory fd: the links are made without following a
+name someone planted (a taken name is retried, never reused), and what a link,
+a link file or a lower file says is checked before it is believed: a link
+must point at ../<valid layer id>/diff and nowhere else.
+"""
+
+import base64
+import errno
+import os
+import re
+import stat
+
+from .errors import OverlayError
+from .ids import validate_layer_id
+from .layout import create_unique
+from .mounts import format_mount_label
+from .walk import DIR_FLAGS
+
+LINK_DIR = "l"
+LINK_FILE = "link"
+LOWER_FILE = "lower"
+DIFF_DIR = "diff"
+
+LINK_LENGTH = 26  # Docker's idLength
+MAX_DEPTH = 128  # Docker's maxDepth: the lowers one mount stacks
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+_LINK_ID = re.compile(r"^[A-Z0-9]{%d}$" % LINK_LENGTH)
+_MAX_FILE = 2 * (len(LINK_DIR) + 2 + LINK_LENGTH) * MAX_DEPTH  # a lower file is never longer than this
+
+
+def new_link_id():
+    """26 characters of base32 (A-Z, 2-7) from 17 random bytes, as Docker's generateID makes them."""
+    return base64.b32encode(os.urandom(17)).decode("ascii")[:LINK_LENGTH]
+
+
+def validate_link_id(value, what="link id"):
+    if not isinstance(value, str) or not _LINK_ID.match(value):
+        raise OverlayError("invalid %s %r: it must be %d characters A-Z and 0-9" % (what, value, LINK_LENGTH))
+    return value
+
+
+def link_target(layer_id):
+    """What l/<LINK> points at: the layer's diff/, relative to l/."""
+    return "../%s/%s" % (validate_layer_id(layer_id), DIFF_DIR)
+
+
+def open_link_dir(home_fd, create=False, uid=0, gid=0):
+    """<home>/l opened (a real directory, never a symlink); made 0700 for uid:gid when create. None when
+    missing and not create."""
+    try:
+        return os.open(LINK_DIR, DIR_FLAGS, dir_fd=home_fd)
+    except FileNotFoundError:
+        if not create:
+            return None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OverlayError("%s is a symlink or not a directory" % LINK_DIR)
+        raise
+    try:
+        os.mkdir(LINK_DIR, 0o700, dir_fd=home_fd)
+    except FileExistsError:
+        pass  # made by a concurrent first writer: opened and checked below like any other
+    fd = os.open(LINK_DIR, DIR_FLAGS, dir_fd=home_fd)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def make_link(link_fd, layer_id):
+    """A new l/<LINK> -> ../<layer_id>/diff on a fresh LINK; returns LINK.
+
+    symlink() fails on any name that exists (a planted file or link too), which is retried with
+    another LINK, never replaced or followed.
+    """
+    target = link_target(layer_id)
+    name, _ = create_unique(link_fd, "", lambda name, dir_fd: os.symlink(target, name, dir_fd=dir_fd),
+                            names=new_link_id)
+    return name
+
+
+def resolve_link(link_fd, link_id):
+    """The layer id that l/<link_id> points at; OverlayError when it is missing or points elsewhere."""
+    validate_link_id(link_id)
+    try:
+        target = os.readlink(link_id, dir_fd=link_fd)
+    except OSError as e:
+        raise OverlayError("short link %s/%s cannot be read: %s" % (LINK_DIR, link_id, e.strerror))
+    parts = target.split("/")
+    if len(parts) != 3 or parts[0] != ".." or parts[2] != DIFF_DIR:
+        raise OverlayError("short link %s/%s points at %r, not at a layer's %s/" % (LINK_DIR, link_id, target,
+                                                                                    DIFF_DIR))
+    try:
+        return validate_layer_id(parts[1], "layer id in short link %s/%s" % (LINK_DIR, link_id))
+    except OverlayError as e:
+        raise OverlayError(e.cause)
+
+
+def remove_link(link_fd, link_id):
+    """l/<link_id> gone if it is there and is a symlink (nothing else of that name is touched)."""
+    validate_link_id(link_id)
+    try:
+        st = os.stat(link_id, dir_fd=link_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        os.unlink(link_id, dir_fd=link_fd)
+
+
+def _write_new(dir_fd, name, text, mode=0o644):
+    """dir_fd/name created (O_EXCL|O_NOFOLLOW: never through a name that is there) holding text."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode("ascii"))
+        os.fchmod(f.fileno(), mode)
+
+
+def _read_small(dir_fd, name):
+    """The text of dir_fd/name, a regular file read without following a link or blocking on a FIFO;
+    None when it is missing."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OverlayError("%s cannot be read: %s" % (name, e.strerror))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # checked on the fd, before fdopen (which refuses a directory)
+        os.close(fd)
+        raise OverlayError("%s is not a regular file" % name)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(_MAX_FILE + 1)
+    if len(data) > _MAX_FILE:
+        raise OverlayError("%s is longer than any %s file can be" % (name, name))
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise OverlayError("%s is not ASCII" % name)
+
+
+def write_link_file(layer_fd, link_id):
+    _write_new(layer_fd, LINK_FILE, validate_link_id(link_id))
+
+
+def read_link_file(layer_fd):
+    """The layer's LINK from its link file; OverlayError when it is missing or not a link id."""
+    text = _read_small(layer_fd, LINK_FILE)
+    if text is None:
+        raise OverlayError("the layer has no %s file" % LINK_FILE)
+    return validate_link_id(text.strip(), "link id in the %s file" % LINK_FILE)
+
+
+def parse_lower(text):
+    """The link ids of a lower file's l/<LINK>:l/<LINK>:..., nearest first."""
+    links = []
+    for item in text.strip().split(":"):
+        if not item.startswith(LINK_DIR + "/"):
+            raise OverlayError("%s entry %r is not %s/<LINK>" % (LOWER_FILE, item, LINK_DIR))
+        links.append(validate_link_id(item[len(LINK_DIR) + 1:], "link id in the %s file" % LOWER_FILE))
+    if len(links) > MAX_DEPTH:
+        raise OverlayError("%s names %d layers; a mount stacks at most %d" % (LOWER_FILE, len(links), MAX_DEPTH))
+    return links
+
+
+def format_lower(links):
+    return ":".join("%s/%s" % (LINK_DIR, validate_link_id(link)) for link in links)
+
+
+def read_lower(layer_fd):
+    """The link ids below the layer, nearest first; [] for a base layer (no lower file)."""
+    text = _read_small(layer_fd, LOWER_FILE)
+    return [] if text is None else parse_lower(text)
+
+
+def write_lower(layer_fd, links):
+    if links:
+        _write_new(layer_fd, LOWER_FILE, format_lower(links))
+
+
+def child_lower(parent_link, parent_lower, layer_id=None):
+    """The lower list of a child of a layer (its link, then its own lowers), refused past Docker's depth.
+
+    Docker's getLower: the parent's diff/ is the nearest lower, and a chain
+    one mount cannot stack is refused before anything of the child is made.
+    """
+    links = [validate_link_id(parent_link)] + list(parent_lower)
+    if len(links) > MAX_DEPTH:
+        raise OverlayError("a layer on this parent would stack %d lower layers; an overlay2 mount stacks at most %d "
+                           "(Docker's limit)" % (len(links), MAX_DEPTH), layer=layer_id)
+    return links
+
+
+def mount_data(links, upper, work, label="", layer_id=None):
+    """The overlay's mount data with relative names, for a mount made from inside the home (chdir to
+    it, or a /proc/self/fd path of the home): lowerdir=l/A:l/B,upperdir=<id>/diff,workdir=<id>/work.
+
+    Refused when it would not fit in a page, the kernel's limit for mount data (Docker checks the same).
+    """
+    data = format_mount_label("lowerdir=%s,upperdir=%s,workdir=%s" % (format_lower(links), upper, work), label)
+    if len(data.encode()) >= PAGE_SIZE:
+        raise OverlayError("the mount data of %d lower layers is %d bytes, over the kernel's page of %d"
+                           % (len(links), len(data.encode()), PAGE_SIZE), layer=layer_id)
+    return data
+
+
+__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "child_lower", "make_link", "mount_data",
+           "new_link_id", "open_link_dir", "parse_lower", "read_link_file", "read_lower", "remove_link",
+           "resolve_link", "validate_link_id", "write_link_file", "write_lower"]
