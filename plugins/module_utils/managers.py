@@ -10,11 +10,11 @@ Ansible, so they are tested with plain calls.
 import os
 
 from . import layer_images, layer_tree
-from .overlay_driver import fscheck, space
+from .overlay_driver import fscheck, space, subids
 from .overlay_driver.tar_headers import Limits
 from .overlay_driver.errors import NeedsSource, OverlayError
 from .overlay_driver.home import HomeDirs
-from .overlay_driver.ids import validate_diff_id, validate_holder, validate_layer_id
+from .overlay_driver.ids import parse_maps, validate_diff_id, validate_holder, validate_layer_id
 from .overlay_driver.regular_files import open_regular
 from .overlay_driver.store import LayerStore
 
@@ -245,14 +245,24 @@ class InfoManager(Manager):
         if not status["home_exists"]:
             if p.get("id"):
                 result["layer"] = None
+            self._warn_maps(result, parse_maps(p.get("uid_maps"), "uid_maps"),
+                            parse_maps(p.get("gid_maps"), "gid_maps"))
             return result
         self.store = self.open_store(read_only=True)
         try:
+            self._warn_maps(result, self.store.driver.uid_maps, self.store.driver.gid_maps)
             with self.store.locked():
                 self._report(result)
         finally:
             self.store.close()
         return result
+
+    @staticmethod
+    def _warn_maps(result, uid_maps, gid_maps):
+        """The home's maps (recorded, or given for a home not there yet) against /etc/subuid and /etc/subgid."""
+        result["map_warnings"] = subids.map_warnings(uid_maps, gid_maps)
+        if result["map_warnings"]:
+            result["warnings"] = list(result["map_warnings"])
 
     def _inode(self, layer_id):
         """The inode of the layer's directory: a layer removed and made again (by anyone) has another one, which

@@ -132,6 +132,16 @@ status:
       type: list
       elements: str
       sample: []
+map_warnings:
+  description:
+    - One message per id map range (the home's recorded maps, or O(uid_maps)/O(gid_maps) for a home not there
+      yet) that shares host ids with a range C(/etc/subuid) or C(/etc/subgid) gives to a user. That user can act
+      as those ids (as the remapped root, which owns the layer directories), so give the maps a range no user
+      has. The same messages are shown as warnings.
+  returned: always
+  type: list
+  elements: str
+  sample: ["uid_maps 0:100000:65536 shares host ids 100000-165535 with alice's range 100000:65536 in /etc/subuid: ..."]
 layers:
   description:
     - Every layer in the home, each as M(strata.overlay.overlay_layer) returns it.

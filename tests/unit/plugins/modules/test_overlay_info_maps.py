@@ -1,0 +1,38 @@
+"""overlay_info warns about id maps that overlap a user's subordinate ids (temp files, never the host's)."""
+
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import subids as subids_mod
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+from ansible_collections.strata.overlay.plugins.modules import overlay_info
+
+DEBIAN = "alice:100000:65536\nbob:165536:65536\n"
+
+
+@pytest.fixture
+def subids(tmp_path, monkeypatch):
+    """/etc/subuid and /etc/subgid as temp files holding Debian's first two users."""
+    for name, attr in (("subuid", "SUBUID"), ("subgid", "SUBGID")):
+        path = tmp_path / name
+        path.write_text(DEBIAN)
+        monkeypatch.setattr(subids_mod, attr, str(path))
+
+
+def test_overlay_info_returns_and_warns_the_overlaps(home, subids, run_module):
+    given = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+    missing = run_module(overlay_info, {"home": home, "uid_maps": given, "gid_maps": given})
+    assert len(missing["map_warnings"]) == 2 and missing["warnings"] == missing["map_warnings"]
+    store = LayerStore(home, given, given)
+    with store.locked():
+        store.ensure_present("base")
+    store.close()
+    recorded = run_module(overlay_info, {"home": home})  # the home's recorded maps, not given again
+    assert recorded["map_warnings"] == missing["map_warnings"]
+    assert os.path.isdir(os.path.join(home, "base"))
+
+
+def test_overlay_info_without_maps_warns_nothing(home, subids, run_module):
+    result = run_module(overlay_info, {"home": home})
+    assert result["map_warnings"] == [] and "warnings" not in result
