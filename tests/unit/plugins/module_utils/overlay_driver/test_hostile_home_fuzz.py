@@ -10,7 +10,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import snapshot
+from layertools import run_as, run_isolated, snapshot
 
 NOBODY = 65534
 SPOTS = [".strata", ".strata/tmp", ".strata/layers", ".strata/lock", ".strata/maps.json",
@@ -184,3 +184,124 @@ def test_aliases_and_acls_never_reach_outside_nor_under_a_live_mount(scratch, ca
     for entry in sorted((line.split() for line in open("/proc/self/mountinfo")), key=lambda f: -int(f[0])):
         if entry[4].startswith(scratch + "/"):
             subprocess.run(["umount", "-l", entry[4]], check=False)
+
+
+# -- the home owned by the remapped root: it plants what it likes in the home and the layers ----------
+
+REMAPPED = 100000
+REMAPPED_MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
+REMAPPED_SPOTS = ["app/upper", "app/work", "app/merged", "app/lower-id", "app/upper/d", "app/upper/d/f",
+                  "app/upper/f", "base/root", "base/root/etc", "ghost", ".strata", ".strata-x"]
+
+REMAPPED_RUN = """
+import io, os, sys
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+home, ops = %r, %r
+for op in ops:
+    try:
+        s = LayerStore(home, read_only=op == "info")
+        try:
+            with s.locked():
+                if op == "info":
+                    s.layers()
+                elif op == "new":
+                    s.ensure_present("new", "app")
+                elif op == "mount":
+                    s.ensure_mounted("app", "other")
+                elif op == "unmount":
+                    s.ensure_unmounted("app", "web", force=True)
+                elif op == "absent":
+                    s.ensure_absent("new", force=True)
+                elif op == "changes":
+                    s.driver.changes("app", "base")
+                else:
+                    s.export_diff("app", os.path.join(%r, "app.tar"))
+        finally:
+            s.close()
+        print(op, "ok")
+    except OverlayError as e:
+        print(op, "refused:", e.message)
+"""
+
+
+def plant_as_remapped(rng, home, canary, secret):
+    """One planting in the home by the remapped root itself (a real uid 100000 process)."""
+    spot = rng.choice(REMAPPED_SPOTS)
+    kind = rng.choice(["link-dir", "link-file", "link-secret", "fifo", "file", "dir"])
+    path = os.path.join(home, spot)
+
+    def plant():
+        if os.path.isdir(path) and not os.path.islink(path):
+            try:
+                subprocess.run(["rm", "-rf", path], check=True, capture_output=True)
+            except subprocess.CalledProcessError:
+                return "cannot remove"
+        elif os.path.lexists(path):
+            try:
+                os.unlink(path)
+            except OSError as e:
+                return "cannot remove: %s" % e.strerror
+        try:
+            if kind == "link-dir":
+                os.symlink(os.path.join(canary, "etc"), path)
+            elif kind == "link-file":
+                os.symlink(os.path.join(canary, "etc", "passwd"), path)
+            elif kind == "link-secret":
+                os.symlink(secret, path)
+            elif kind == "fifo":
+                os.mkfifo(path)
+            elif kind == "file":
+                with open(path, "w") as f:
+                    f.write("planted\n")
+            else:
+                os.mkdir(path)
+        except OSError as e:
+            return "cannot plant: %s" % e.strerror
+        return "planted"
+
+    return "%s %s: %s" % (kind, spot, run_as(REMAPPED, REMAPPED, plant))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_remapped_roots_plantings_never_reach_root_only_files(scratch, canary, seed):
+    """Under maps the home and the layer directories are the remapped root's (the seed's layout), and
+    some user can act as it: whatever it plants there (symlinks to root's files, FIFOs), no run chowns,
+    chmods or writes through it, copies a root-only file into a layer, mounts what it names, or hangs."""
+    rng = random.Random(seed)
+    home = os.path.join(scratch, "home")
+    secret = os.path.join(scratch, "secret")
+    os.mkdir(secret, 0o700)
+    with open(os.path.join(secret, "shadow"), "w") as f:
+        f.write("root only\n")
+    store = LayerStore(home, REMAPPED_MAPS, REMAPPED_MAPS)
+    with store.locked():
+        store.ensure_present("base")
+        store.ensure_present("app", "base")
+        store.ensure_mounted("app", "web")
+        for name in ("d", "f"):
+            path = os.path.join(home, "app", "merged", name)
+            if name == "d":
+                os.mkdir(path)
+            else:
+                with open(path, "w"):
+                    pass
+        store.ensure_unmounted("app", "web")
+        if rng.random() < 0.5:
+            store.ensure_mounted("app", "web")
+    store.close()
+    before, secret_before = snapshot(canary), snapshot(secret)
+    planted = [plant_as_remapped(rng, home, canary, secret) for _n in range(rng.randint(1, 3))]
+    ops = rng.sample(["info", "new", "mount", "unmount", "absent", "changes", "diff"], 4)
+    done = run_isolated(REMAPPED_RUN % (home, ops, scratch), timeout=120)
+    case = (planted, ops, done.stdout, done.stderr[-2000:])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, case
+    assert snapshot(canary) == before, case
+    assert snapshot(secret) == secret_before, case
+    for dirpath, _dirs, files in os.walk(home):
+        assert "shadow" not in files, (dirpath, case)
+    for entry in sorted((line.split() for line in open("/proc/self/mountinfo")), key=lambda f: -int(f[0])):
+        point = entry[4]
+        assert not point.startswith(canary) and not point.startswith(secret), case
+        if point.startswith(scratch + "/"):
+            subprocess.run(["umount", "-l", point], check=False)
