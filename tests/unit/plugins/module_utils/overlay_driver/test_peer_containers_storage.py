@@ -9,6 +9,7 @@ exported diff, applied by `containers-storage applydiff`, must give our tree.
 import io
 import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -147,3 +148,32 @@ def test_our_diff_applied_by_the_peer_equals_our_layer(peer, home, scratch):
     finally:
         driver.put("child")
         peer("unmount", child_id)
+
+
+def test_a_diff_applied_in_the_overlay_format_equals_the_peers_diff_dir(peer, scratch):
+    """containers-storage's overlay driver (overlay2's shape) keeps a layer's own changes in diff/, its
+    whiteouts as 0/0 devices and opaque xattrs: the applier's overlay format must write the same tree."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import whiteouts
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_apply import LayerApplier
+
+    child = (TarBuilder()
+             .dir("etc", mode=0o755).whiteout("etc/shadow").file("etc/hostname", "child\n", mtime=1650000000)
+             .dir("opt", mode=0o755).dir("opt/app", mode=0o755).opaque("opt/app").file("opt/app/new", "new")
+             .dir("usr", mode=0o755).dir("usr/share", mode=0o755).whiteout("usr/share/doc")
+             .bytes())
+    paths = {}
+    for name, data in (("base.tar", base_layer()), ("child.tar", child)):
+        paths[name] = os.path.join(scratch, name)
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    base_id = peer("import-layer", "-f", paths["base.tar"]).decode().split()[-1]
+    child_id = peer("import-layer", "-f", paths["child.tar"], base_id).decode().split()[-1]
+    theirs = os.path.join(peer.graph, "overlay", child_id, "diff")
+    ours = os.path.join(scratch, "ours-diff")
+    os.mkdir(ours)
+    with open(paths["child.tar"], "rb") as f:
+        LayerApplier(ours, whiteout_format=whiteouts.OVERLAY).apply(f)
+    keys = ("security.capability", "user.test", whiteouts.OPAQUE_XATTR)
+    assert snapshot(ours, times=True, xattrs=keys) == snapshot(theirs, times=True, xattrs=keys)
+    assert stat.S_ISCHR(os.lstat(os.path.join(theirs, "usr", "share", "doc")).st_mode)  # the peer wrote a device too
+    assert os.getxattr(os.path.join(ours, "opt", "app"), whiteouts.OPAQUE_XATTR) == b"y"
