@@ -161,8 +161,11 @@ attributes:
 notes:
   - Layers are read and applied as they stream, never stored twice; zstd layers need the C(zstd) program or the
     Python C(zstandard) module on the host.
-  - Manifests are limited to 4 MiB, configs to 8 MiB, images to 1000 layers. Network operations time out after
+  - Manifests are limited to 4 MiB, configs to 8 MiB, manifests to 1000 layers. Network operations time out after
     60 seconds without progress, and each blob and the whole pull after O(blob_deadline) and O(image_deadline).
+  - An image of more than 125 layers is refused before anything is written, as Docker refuses it. Each layer of
+    the C(overlay) layout holds a hardlink copy of the whole tree below it, so a deep image of tiny layers would
+    cost the home far more than the image's size.
 seealso:
   - module: strata.overlay.overlay_apply_diff
     description: Applies one layer tarball that is not part of an image.

@@ -37,6 +37,12 @@ from .stream import CheckedStream
 
 DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
 
+# Docker's layer store refuses a chain deeper than this (maxLayerDepth in moby's layer_store.go), and an
+# overlay2 mount stacks at most 128 lowers (short_links.MAX_DEPTH), so a writable layer on such an image's
+# top still mounts. In the seed's overlay layout it also bounds what an image can make the home pay: every
+# layer there holds a hardlink copy of the whole tree below it.
+MAX_IMAGE_LAYERS = 125
+
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
     if reference.transport in ("oci", "oci-archive"):
@@ -233,6 +239,10 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
         resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)
+        if len(diff_ids) > MAX_IMAGE_LAYERS:
+            raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
+                             "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),
+                             image=image)
         ids = chain_ids(diff_ids)
         layers = []
         for i, descriptor in enumerate(resolved.layers):

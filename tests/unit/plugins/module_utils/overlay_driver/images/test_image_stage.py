@@ -76,3 +76,27 @@ def test_a_staged_layer_replaced_by_one_on_another_parent_is_not_trusted_again(h
     with pytest.raises(ImageError) as e:
         stage_image(store, "oci:%s:v1" % layout)
     assert "holds diff %s on parent other" % IMAGE.diff_ids[1] in e.value.message
+
+
+def tiny_layers(n):
+    return [TarBuilder().file("layer-%03d" % i, str(i)).bytes() for i in range(n)]
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_an_image_deeper_than_dockers_125_layers_is_refused_before_anything_is_written(home, scratch, check_mode):
+    """126 tiny layers would cost the seed's layout a copy of the whole tree per layer; Docker refuses them."""
+    layout = Image(tars=tiny_layers(126), compression="none").write_layout(os.path.join(scratch, "deep"))
+    store = LayerStore(home)
+    before = sorted(os.listdir(home))
+    target = LayerStore.for_check_run(home) if check_mode else store
+    with pytest.raises(ImageError, match="the image has 126 layers; at most 125 are staged"):
+        stage_image(target, "oci:%s:v1" % layout, check_mode=check_mode)
+    assert sorted(os.listdir(home)) == before
+    assert os.listdir(os.path.join(home, ".strata", "layers")) == []
+
+
+def test_an_image_of_125_layers_is_staged(home, scratch):
+    image = Image(tars=tiny_layers(125), compression="none")
+    layout = image.write_layout(os.path.join(scratch, "deep"))
+    staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
+    assert len(staged.layers) == 125 and staged.top == image.ids[-1]
