@@ -672,7 +672,7 @@ class Driver:
             faults.point("apply.copied")
             result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
-            syscalls.rename_noreplace(target, paths.root)
+            self._move_into_layer(tmp, "root", layer_id, exchange=False)
             faults.point("apply.after-rename")
             self._drop_overlay_parts(paths)
             return self._result(result, False)
@@ -682,7 +682,7 @@ class Driver:
             faults.point("apply.copied")
             result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
-            syscalls.exchange(target, paths.root)
+            self._move_into_layer(tmp, "root", layer_id, exchange=True)
             return self._result(result, True)
         return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
 
@@ -705,8 +705,27 @@ class Driver:
         finally:
             mounts.unmount(merged)
         faults.point("apply.before-rename")
-        syscalls.exchange(upper, paths.upper)
+        self._move_into_layer(tmp, "upper", layer_id, exchange=True)
         return self._result(result, True)
+
+    def _move_into_layer(self, tmp, name, layer_id, exchange):
+        """tmp/name (root's, in .strata/tmp) renamed to the layer's name, or exchanged with it, by fds.
+
+        The layer's directory is opened from the home's fd without following a symlink: the home
+        belongs to the remapped root, which could swap the layer's name for a symlink to, say, /
+        and have root's own /root exchanged into tmp (and removed with it)."""
+        tmp_fd = os.open(tmp, walk.DIR_FLAGS)
+        try:
+            layer_fd = self._open_layer_dir(layer_id)
+            try:
+                if exchange:
+                    syscalls.exchange(name, name, tmp_fd, layer_fd)
+                else:
+                    syscalls.rename_noreplace(name, name, tmp_fd, layer_fd)
+            finally:
+                os.close(layer_fd)
+        finally:
+            os.close(tmp_fd)
 
     def _apply_into(self, target, raw, compression, expected_diff_id, layer_id, progress):
         # imported here: the applier and its decompressors are only loaded by runs that apply

@@ -130,11 +130,15 @@ if _renameat2 is not None:
     _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
 
 
-def exchange(path_a, path_b):
-    """Swap two paths atomically (RENAME_EXCHANGE): readers see one or the other, never neither."""
+def exchange(path_a, path_b, dir_fd_a=None, dir_fd_b=None):
+    """Swap two paths atomically (RENAME_EXCHANGE): readers see one or the other, never neither.
+
+    Names are relative to the dir fds when given."""
     if _renameat2 is None:
         raise OSError(errno.ENOSYS, "renameat2 is not available in this C library")
-    if _renameat2(-100, _b(path_a), -100, _b(path_b), RENAME_EXCHANGE) != 0:
+    fd_a = -100 if dir_fd_a is None else dir_fd_a
+    fd_b = -100 if dir_fd_b is None else dir_fd_b
+    if _renameat2(fd_a, _b(path_a), fd_b, _b(path_b), RENAME_EXCHANGE) != 0:
         _raise_errno("renameat2", path_b)
 
 

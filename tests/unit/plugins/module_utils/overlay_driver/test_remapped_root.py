@@ -275,3 +275,34 @@ except OverlayError as e:
     done = run_isolated(code, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "refused:" in done.stdout and "cannot read lower-id: it is a FIFO" in done.stdout, done.stdout
+
+
+def test_a_layer_name_swapped_for_a_symlink_before_the_exchange_is_never_followed(home, driver, scratch,
+                                                                                    monkeypatch):
+    """The remapped root owns the home: between apply_diff's checks and its exchange it renames the layer
+    and puts a symlink in its place, to a directory holding a root-only root/. Exchanged by path, that
+    root/ would be moved into tmp and removed with it."""
+    import io
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import faults
+
+    from layertools import TarBuilder
+
+    decoy = os.path.join(scratch, "decoy")
+    os.makedirs(os.path.join(decoy, "root"), 0o700)
+    with open(os.path.join(decoy, "root", "keep"), "w") as f:
+        f.write("root's own\n")
+    driver.create("app")
+
+    def at(name):
+        if name == "apply.before-rename":
+            def swap():
+                os.rename(os.path.join(home, "app"), os.path.join(home, "moved"))
+                os.symlink(decoy, os.path.join(home, "app"))
+            run_as(REMAPPED, REMAPPED, swap)
+
+    monkeypatch.setattr(faults, "point", at)
+    with pytest.raises(OverlayError, match="cannot open the layer directory"):
+        driver.apply_diff("app", "", io.BytesIO(TarBuilder().file("new", "x\n").bytes()))
+    with open(os.path.join(decoy, "root", "keep")) as f:
+        assert f.read() == "root's own\n"
