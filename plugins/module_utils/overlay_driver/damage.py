@@ -4,7 +4,8 @@
 """What is wrong with one layer directory, said in a sentence, so that the damage stays that layer's problem.
 
 A layer whose root/ and upper/ are both gone (a half-finished hand clean-up,
-a disk error), or an overlay whose lower-id cannot be read, cannot be
+a disk error), or an overlay whose lower-id cannot be read or names no root
+layer (itself, a missing layer, another overlay), cannot be
 mounted, applied to or built on. Reporting it as a `problem` of that layer,
 instead of raising while listing the home, keeps every other layer usable
 and lets `state=absent force=true` remove it.
@@ -33,7 +34,28 @@ def structural_problem(driver, layer_id):
     if not _is_dir(paths.upper):
         return "the layer directory has neither %s/ nor %s/ (damaged or half removed)" % (ROOT, UPPER)
     try:
-        driver.lower_id(layer_id)
+        lower = driver.lower_id(layer_id)
     except OverlayError as e:
         return "an overlay layer whose %s is unusable: %s" % (LOWER_ID, e.cause)
+    problem = lower_problem(driver, layer_id, lower)
+    if problem:
+        return "an overlay layer whose %s is unusable: %s" % (LOWER_ID, problem)
+    return None
+
+
+def lower_problem(driver, layer_id, lower):
+    """None when lower (what layer_id's lower-id says) can be below an overlay of this layout, else why not.
+
+    An overlay of the seed's layout is one root layer's root/ with the layer's
+    upper/ above it: a lower-id naming the layer itself, a layer that is not
+    there, or another overlay (two overlays naming each other among them) is
+    damage of this layer, never a child of the layer it names, so that layer
+    stays removable and this one is refused with the way out.
+    """
+    if lower == layer_id:
+        return "it names the layer itself"
+    if not driver.exists(lower):
+        return "it names %s, which is not a layer of this home" % lower
+    if not _is_dir(driver.layout.layer(lower).root):
+        return "it names %s, which is not a root layer (an overlay's lower must be one)" % lower
     return None

@@ -269,14 +269,20 @@ class Driver:
 
     def lower_layer(self, layer_id):
         """The id of the layer this one's directories name as the one below it (an overlay's lower-id),
-        None for a root layer. OverlayError when it cannot be read (a damaged layer).
+        None for a root layer. OverlayError when it cannot be read or names no root layer (a damaged layer,
+        which is then no layer's child).
 
         The parent a layer another tool made can be known by (store.parent_of), and what makes a
         layer a child of another on disk (store.children_of): each layout says it in its own files.
         """
         if self.kind(layer_id) == KIND_ROOT:
             return None
-        return self.lower_id(layer_id)
+        lower = self.lower_id(layer_id)
+        problem = damage.lower_problem(self, layer_id, lower)
+        if problem:
+            raise OverlayError("lower-id is unusable: %s" % problem, layer=layer_id,
+                               path=self.layout.layer(layer_id).lower_id)
+        return lower
 
     def kind_after_apply(self, exists, kind, parent):
         """(kind, fallback) this driver's apply_diff gives a layer of that kind (if it exists) on parent.

@@ -504,12 +504,18 @@ def damage(home, layer_id, how):
     elif how == "lower-id unreadable":
         with open(os.path.join(layer, "lower-id"), "w") as f:
             f.write("../../etc\n")
+    elif how in LOWER_IDS:
+        with open(os.path.join(layer, "lower-id"), "w") as f:
+            f.write(LOWER_IDS[how] + "\n")
     else:
         with open(os.path.join(home, ".strata", "layers", layer_id + ".json"), "w") as f:
             f.write({"record not JSON": "{not json", "record of the wrong shape": '{"holders": "web"}'}[how])
 
 
-DAMAGES = ["no root or upper", "lower-id unreadable", "record not JSON", "record of the wrong shape"]
+# lower-ids that read well but name no root layer: the layer itself, a layer not there, an overlay layer
+LOWER_IDS = {"lower-id naming itself": "broken", "lower-id naming no layer": "gone",
+             "lower-id naming an overlay": "app"}
+DAMAGES = ["no root or upper", "lower-id unreadable", "record not JSON", "record of the wrong shape"] + list(LOWER_IDS)
 
 
 @pytest.fixture
@@ -559,7 +565,7 @@ def test_writers_that_need_a_damaged_layer_fail_naming_it(damaged_home, how):
                             lambda: store.ensure_absent("broken")):
                 with pytest.raises(OverlayError, match="layer broken.*damaged.*force: true"):
                     attempt()
-            if how != "no root or upper":  # a layer that still has its upper/ can be a parent's name only
+            if how != "no root or upper" and how not in LOWER_IDS:  # a sound overlay can be a parent's name
                 return
             with pytest.raises(OverlayError, match="layer child.*parent layer broken is damaged"):
                 store.ensure_present("child", "broken")
@@ -581,6 +587,31 @@ def test_absent_with_force_removes_a_damaged_layer(damaged_home, how):
             assert not os.path.lexists(os.path.join(damaged_home, "broken"))
             assert not os.path.lexists(os.path.join(damaged_home, ".strata", "layers", "broken.json"))
             assert [s["id"] for s in store.layers()] == ["app", "base"]
+    finally:
+        store.close()
+
+
+def test_two_overlays_naming_each_other_are_both_damaged_and_each_removable(damaged_home):
+    """app's and broken's lower-ids naming each other made neither damaged: mounts failed on "no root/",
+    children could be made on them, and neither could be removed, even with force, each being built on
+    the other. Each is now damaged, and state=absent with force removes each of the pair."""
+    damage(damaged_home, "app", "lower-id naming an overlay")
+    with open(os.path.join(damaged_home, "app", "lower-id"), "w") as f:
+        f.write("broken\n")
+    damage(damaged_home, "broken", "lower-id naming an overlay")
+    store = LayerStore(damaged_home)
+    try:
+        with store.locked():
+            by_id = {s["id"]: s for s in store.layers()}
+            assert "not a root layer" in by_id["app"]["problem"] and "not a root layer" in by_id["broken"]["problem"]
+            assert by_id["base"]["problem"] is None
+            with pytest.raises(OverlayError, match="layer app.*damaged.*force: true"):
+                store.ensure_mounted("app", "other")
+            with pytest.raises(OverlayError, match="parent layer app is damaged"):
+                store.ensure_present("child", "app")
+            assert store.ensure_absent("app", force=True).changed
+            assert store.ensure_absent("broken", force=True).changed
+            assert [s["id"] for s in store.layers()] == ["base"]
     finally:
         store.close()
 
