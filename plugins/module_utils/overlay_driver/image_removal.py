@@ -13,8 +13,12 @@ top layer down, each of its layers that
 - and no layer that stays is built on,
 
 and lists every other one as kept, with the reason. The image's record goes
-last, so a run killed half way is finished by the next one. A check run
-answers the same from what it reads, and removes nothing.
+last, so a run killed half way is finished by the next one, and only once none
+of its layers is kept by a holder or a layer built on it: the record is what
+names those layers as the image's, so the same state=absent removes them once
+what kept them is gone. Layers kept only because another image lists them are
+that image's record's to name. A check run answers the same from what it
+reads, and removes nothing.
 """
 
 import dataclasses
@@ -27,7 +31,7 @@ from .image_records import ImageRecords
 class ImageRemoval:
     """What removing an image did (check mode: would do). images: the records it matched, as dicts;
     removed: layer ids, top first; kept: [{id, reason}] of the image's layers still in the home;
-    changed: a layer or a record went."""
+    changed: a layer or a record went (a record stays while a holder or a layer on it keeps a layer)."""
 
     changed: bool
     images: typing.List[dict]
@@ -54,11 +58,13 @@ def _needed_by_others(records):
 
 
 def plan_removal(store, wanted):
-    """(matched records, layer ids to remove top first, kept [{id, reason}]), from one reading of the home."""
+    """(matched records, layer ids to remove top first, kept [{id, reason}], whether the records stay),
+    from one reading of the home. The records stay while a layer is kept for a reason no other record
+    names (a holder, a layer built on it)."""
     records = ImageRecords(store.driver.dirs).all()
     matched = [r for r in records if r.matches(wanted)]
     others = _needed_by_others([r for r in records if not r.matches(wanted)])
-    going, kept = [], []
+    going, kept, records_stay = [], [], False
     for layer_id in _by_depth(matched):
         if not store.driver.exists(layer_id):
             continue  # gone already (removed by hand, or by a run killed before the record went)
@@ -72,11 +78,12 @@ def plan_removal(store, wanted):
                 reason = "held by %s" % ", ".join(holders)
             elif staying:
                 reason = "layer %s is built on it" % ", ".join(staying)
+            records_stay = records_stay or bool(reason)
         if reason:
             kept.append({"id": layer_id, "reason": reason})
         else:
             going.append(layer_id)
-    return matched, going, kept
+    return matched, going, kept, records_stay
 
 
 def remove_image(store, wanted, check_mode=False):
@@ -93,13 +100,14 @@ def remove_image(store, wanted, check_mode=False):
 
 
 def _remove(store, wanted, check_mode):
-    matched, going, kept = plan_removal(store, wanted)
+    matched, going, kept, records_stay = plan_removal(store, wanted)
     if not check_mode:
         for layer_id in going:
             store.ensure_absent(layer_id)
-        records = ImageRecords(store.driver.dirs)
-        for record in matched:
-            records.delete(record)
+        if not records_stay:
+            records = ImageRecords(store.driver.dirs)
+            for record in matched:
+                records.delete(record)
     images = [{"reference": r.reference, "manifest_digest": r.manifest_digest, "config_digest": r.config_digest,
                "platform": r.platform, "layers": list(r.layers)} for r in matched]
-    return ImageRemoval(bool(matched or going), images, going, kept)
+    return ImageRemoval(bool(going or (matched and not records_stay)), images, going, kept)

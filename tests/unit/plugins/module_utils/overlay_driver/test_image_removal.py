@@ -111,7 +111,7 @@ def test_a_writable_layer_and_a_holder_keep_what_they_need(home, layout):
         check = image(home, src, state="absent", check_mode=True, diff=True)
         result = image(home, src, state="absent", diff=True)
         assert check == result
-        assert result["removed"] == [] and result["changed"] is True  # the record goes
+        assert result["removed"] == [] and result["changed"] is False  # nothing went: the record stays
         assert result["kept"] == [{"id": ids[2], "reason": "layer web is built on it"},
                                   {"id": ids[1], "reason": "layer %s is built on it" % ids[2]},
                                   {"id": ids[0], "reason": "held by inspect"}]
@@ -120,6 +120,27 @@ def test_a_writable_layer_and_a_holder_keep_what_they_need(home, layout):
     finally:
         MountManager({"home": home, "id": ids[0], "holder": "inspect", "mount_label": "", "force": True,
                       "state": "unmounted"}).run()
+
+
+def test_the_record_stays_while_a_layer_is_kept_so_the_same_absent_removes_them_later(home, layout):
+    """A writable layer on the image keeps its layers; the record must outlive them, or nothing names them."""
+    app, tool = "oci:%s:app" % layout["path"], "oci:%s:tool" % layout["path"]
+    ids = layout["app"].chain_ids
+    top = image(home, app)["top"]
+    image(home, tool)
+    LayerManager({"home": home, "id": "web", "parent": top, "state": "present", "force": False}).run()
+    kept = image(home, app, state="absent")
+    assert kept["changed"] is False and kept["removed"] == [] and kept["images"][0]["reference"] == app
+    assert image(home, app, state="absent") == kept  # again: still nothing to do, still recorded
+    gone = image(home, tool, state="absent")  # tool's own layer goes; the shared ones stay for app
+    assert gone["removed"] == [layout["tool"].chain_ids[2]] and gone["kept"] == [
+        {"id": ids[1], "reason": "image %s uses it" % app}, {"id": ids[0], "reason": "image %s uses it" % app}]
+    LayerManager({"home": home, "id": "web", "state": "absent", "force": False}).run()
+    check = image(home, app, state="absent", check_mode=True)
+    result = image(home, app, state="absent")
+    assert check == result and result["changed"] is True and result["removed"] == list(reversed(ids))
+    assert layers_in(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
+    assert image(home, app, state="absent") == {"changed": False, "images": [], "removed": [], "kept": []}
 
 
 def test_check_mode_shows_what_would_go_and_changes_nothing(home, layout):
