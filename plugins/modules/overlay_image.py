@@ -32,7 +32,7 @@ options:
         its manifest (or config) digest. Each of its layers goes unless another recorded image uses it, a
         holder holds it, or a layer that stays is built on it (a writable layer on the image); those stay and
         are listed in RV(kept) with the reason. The image's record goes too, unless a holder or a layer built on
-        it keeps one of its layers: then the record stays, so the same O(state=absent) removes those layers once
+        it keeps one of its layers; then the record stays, so the same O(state=absent) removes those layers once
         they are free. Nothing is read from the source.
       - An image that is not recorded, or a home that does not exist, is V(ok) and unchanged.
     type: str
