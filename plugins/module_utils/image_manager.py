@@ -18,6 +18,7 @@ from .overlay_driver.images.manifests import parse_platform
 from .overlay_driver.images.reference import parse_reference
 from .overlay_driver.images.stage import stage_image
 from .overlay_driver.layout import HomeLayout
+from .overlay_driver import space
 from .overlay_driver.store import LayerStore
 
 LAYER_KEYS = ("id", "diff_id", "digest", "size", "changed")
@@ -57,6 +58,11 @@ class ImageManager:
             value = self.params.get(name)
             if value is None:
                 continue
+            if unit == "bytes":
+                try:
+                    value = space.parse_size(value, name)  # "10M", "1.5GiB" as well as bytes
+                except OverlayError as e:
+                    raise ImageError(e.cause, image=self.params.get("src"))
             if value <= 0:
                 raise ImageError("%s must be a positive number of %s, not %s" % (name, unit, value),
                                  image=self.params.get("src"))

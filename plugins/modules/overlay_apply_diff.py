@@ -70,7 +70,8 @@ options:
         layer stays as it was. Check mode refuses it the same way.
       - Before anything is written, the home's filesystem must also have at least the tarball's own size
         free.
-    type: int
+      - Bytes as an integer, or a size such as V(10M), V(64G) or V(1.5GiB) (K, M, G, T are powers of 1024).
+    type: raw
     default: 68719476736
     version_added: 0.2.0
 extends_documentation_fragment: strata.overlay.common
@@ -154,7 +155,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.deco
 def main():
     module = LayerModule(argument_spec=argument_spec(
         id=LAYER_ID, parent=PARENT_ID, src=dict(type="path"), remote_src=flag(), diff_id=dict(type="str"),
-        compression=one_of(*COMPRESSIONS), max_layer_size=dict(type="int", default=64 << 30)),
+        compression=one_of(*COMPRESSIONS), max_layer_size=dict(type="raw", default=64 << 30)),
         supports_check_mode=True)
     run_module(module, ApplyDiffManager)
 

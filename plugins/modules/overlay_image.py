@@ -136,14 +136,16 @@ options:
         written, and is not created.
       - Before a layer is fetched, the home's filesystem must have its compressed size free (twice that for
         a registry blob, which is downloaded into the home's C(.strata/tmp) first).
-    type: int
+      - Bytes as an integer, or a size such as V(10M), V(64G) or V(1.5GiB) (K, M, G, T are powers of 1024).
+    type: raw
     default: 68719476736
     version_added: 0.2.0
   max_image_size:
     description:
       - The most bytes the uncompressed layers that one run stages may hold together (default 256 GiB); the
         layer that would pass it is refused as for O(max_layer_size). Layers already in the home do not count.
-    type: int
+      - Bytes as an integer, or a size such as V(10M), V(64G) or V(1.5GiB) (K, M, G, T are powers of 1024).
+    type: raw
     default: 274877906944
     version_added: 0.2.0
 extends_documentation_fragment: strata.overlay.common
@@ -343,7 +345,7 @@ def main():
         username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
         validate_certs=flag(True), ca_path=dict(type="path"),
         blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800),
-        max_layer_size=dict(type="int", default=64 << 30), max_image_size=dict(type="int", default=256 << 30)),
+        max_layer_size=dict(type="raw", default=64 << 30), max_image_size=dict(type="raw", default=256 << 30)),
         supports_check_mode=True)
     run_module(module, ImageManager)
 

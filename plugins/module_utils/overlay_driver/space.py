@@ -10,6 +10,8 @@ that also starves everything else on that filesystem while it lasts.
 """
 
 import os
+import re
+from decimal import Decimal, InvalidOperation
 
 from .errors import OverlayError
 
@@ -36,8 +38,33 @@ def require_free(path, needed, what, layer=None):
                            % (what, needed, free), layer=layer, path=path)
 
 
+# A human size as Ansible's human_to_bytes reads it (K, M, G... are powers of 1024, "B" optional), plus the
+# IEC spelling (KiB, MiB, GiB...) people also write: "10M", "64G", "1.5GiB", "512 KB". A bare number is bytes.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([KMGTPEZY])(?:i?B)?|(B))?\s*$", re.IGNORECASE)
+_POWERS = "KMGTPEZY"
+
+
+def parse_size(value, name):
+    """A size option's value in bytes: an int, a digit string, or a human size ("10M", "1.5GiB"); a fraction
+    of a byte rounds down. Anything else is refused naming the option, before anything is touched."""
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise OverlayError("%s must be a number of bytes or a size such as 10M, 64G or 1.5GiB, not %r" % (name, value))
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation:
+        raise OverlayError("%s must be a number of bytes or a size such as 10M, 64G or 1.5GiB, not %r" % (name, value))
+    unit = (match.group(2) or "").upper()
+    return int(number * (1024 ** (_POWERS.index(unit) + 1) if unit else 1))
+
+
 def check_size_limit(value, name):
-    """A size limit option as given: a positive number of bytes."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """A size limit option as given: a positive number of bytes, or a human size that comes to one."""
+    size = parse_size(value, name)
+    if size <= 0:
         raise OverlayError("%s must be a positive number of bytes, not %r" % (name, value))
-    return value
+    return size

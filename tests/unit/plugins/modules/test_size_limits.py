@@ -125,3 +125,29 @@ def test_a_layer_larger_than_the_free_space_is_refused_before_it_is_fetched(
                      check_mode=check_mode)
     assert res["failed"] and "layer 1 of 1" in res["msg"] and "not enough free space" in res["msg"]
     assert layer_dirs(small_home) == []
+
+
+@pytest.mark.parametrize("size", ["8M", "8MiB", "8 MB", "0.0078125G", "8388608"])
+def test_a_size_limit_may_be_written_as_a_human_size(run_module, home, scratch, size):
+    bomb = os.path.join(scratch, "bomb.tar.gz")
+    with open(bomb, "wb") as f:
+        f.write(gzip.compress(zeros_tar(16), 9))
+    res = run_module(overlay_apply_diff, {"id": "app", "home": home, "src": bomb, "remote_src": True,
+                                          "max_layer_size": size})
+    assert res["failed"] and "expands past max_layer_size (%d bytes uncompressed)" % (8 * MiB) in res["msg"]
+    image = Image(tars=[zeros_tar(6, "one"), zeros_tar(6, "two")])
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    res = run_module(overlay_image, dict(src="oci:%s:v1" % layout, home=home, remote_src=True,
+                                         max_layer_size="1.5GiB", max_image_size="10M"))
+    assert res["failed"] and "expands past max_image_size" in res["msg"] and "layer 2 of 2" in res["msg"]
+
+
+@pytest.mark.parametrize("size", ["10Q", "M", "ten", "-1M", "0M", [1]])
+def test_a_size_limit_that_is_not_a_size_is_refused_naming_the_option(run_module, home, size):
+    res = run_module(overlay_apply_diff, {"id": "app", "home": home, "src": "/nonexistent", "remote_src": True,
+                                          "max_layer_size": size})
+    assert res["failed"] and "max_layer_size must be a" in res["msg"]
+    res = run_module(overlay_image, {"src": "oci:/nonexistent", "home": home, "remote_src": True,
+                                     "max_image_size": size})
+    assert res["failed"] and "max_image_size must be a" in res["msg"]
+    assert not os.path.exists(home)
