@@ -47,6 +47,9 @@ class FakeRegistry:
         self.override = {}          # path prefix -> callable(handler) that answers instead
         self.trickle = {}           # digest -> seconds between the bytes of that blob (a registry that dawdles)
         self.trickle_hook = None    # called (in the server's thread) once the first trickled byte is sent
+        # the same for the other answers: "ping" (/v2/), "token", "manifest" -> (part, seconds between bytes),
+        # part "headers" (status line and headers), "body" (a 200's body) or "error" (a 500's body)
+        self.trickle_answers = {}
         self.tls = tls
         self.server = None
         self.thread = None
@@ -133,6 +136,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for prefix, answer in r.override.items():
             if self.path.startswith(prefix):
                 return answer(self)
+        kind = ("token" if self.path.startswith("/token") else "ping" if self.path == "/v2/"
+                else "manifest" if "/manifests/" in self.path else None)
+        if kind in r.trickle_answers and (kind == "token" or self.authorized()):
+            return self.trickle_answer(*r.trickle_answers[kind])
         if self.path.startswith("/token"):
             return self.token()
         if not self.authorized():
@@ -172,6 +179,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if i == 0 and self.registry.trickle_hook is not None:
                 self.registry.trickle_hook()
             time.sleep(delay)
+
+    def trickle_answer(self, part, delay):
+        """An answer sent one byte at a time, `delay` seconds apart: its headers, or the body of a 200 or a 500
+        (an error body the client reads for its message), until the client goes away."""
+        if part == "headers":
+            head = (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"x" * 60) for i in range(90))
+                    + b"Content-Length: 2\r\n\r\n{}")
+        else:
+            head = (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+                    % (b"200 OK" if part == "body" else b"500 Internal Server Error"))
+        body = b"" if part == "headers" else b" " * 1000000
+        try:
+            if part != "headers":
+                self.wfile.write(head)
+                head = b""
+            data = head + body
+            for i in range(len(data)):
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                if i == 0 and self.registry.trickle_hook is not None:
+                    self.registry.trickle_hook()
+                time.sleep(delay)
+        except OSError:
+            return
+        finally:
+            self.close_connection = True
 
     def token(self):
         r = self.registry

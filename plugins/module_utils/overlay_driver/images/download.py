@@ -16,6 +16,7 @@ then is the lock taken and the file applied.
 
 import contextlib
 import errno
+import io
 import os
 import socket
 import time
@@ -46,16 +47,100 @@ class _BlobDeadline:
         self._deadlines = deadlines
         self._blob_at = blob_at
 
-    def remaining(self, read_bytes, image=None, blob=None):
-        """Seconds left; a BlobError naming the deadline that passed when none are."""
+    def remaining(self, read_bytes, image=None, blob=None, what=None):
+        """Seconds left; a BlobError naming the deadline that passed when none are (and `what` did not arrive
+        in time, when it is not the blob itself: "the answer to /v2/")."""
         now = time.monotonic()
         if now >= self._deadlines.image_at:
-            raise BlobError("the image did not arrive within image_deadline (%ss); %d bytes of this blob read"
-                            % (self._deadlines.image_seconds, read_bytes), image=image, blob=blob)
+            raise BlobError("the image did not arrive within image_deadline (%ss); %d bytes of %s read"
+                            % (self._deadlines.image_seconds, read_bytes, what or "this blob"), image=image, blob=blob)
         if now >= self._blob_at:
-            raise BlobError("did not arrive within blob_deadline (%ss); %d bytes read"
-                            % (self._deadlines.blob_seconds, read_bytes), image=image, blob=blob)
+            raise BlobError("%sdid not arrive within blob_deadline (%ss); %d bytes read"
+                            % (what + " " if what else "", self._deadlines.blob_seconds, read_bytes), image=image,
+                            blob=blob)
         return min(self._deadlines.image_at, self._blob_at) - now
+
+
+class DeadlineSocket:
+    """A connected socket whose every read, status line and headers included, ends by a deadline.
+
+    http.client reads the status line and headers through sock.makefile(), one
+    recv at a time with the socket's timeout each: a registry that sends a
+    byte of its headers (or of a body read with read(n), or of an error body)
+    every few seconds never trips that timeout. Here each recv waits at most
+    the timeout or what is left of the deadline, whichever is shorter, and
+    fails with the deadline's own error once it has passed. Everything else
+    (sendall, settimeout, close) is the socket's.
+    """
+
+    def __init__(self, sock, deadline, io_timeout, image=None, blob=None, what=None):
+        self._sock = sock
+        self._deadline = deadline
+        self._io_timeout = io_timeout
+        self._image = image
+        self._blob = blob
+        self._what = what
+        self.read_bytes = 0
+        self._streams = 0      # makefile() streams still open: the socket stays open for them
+        self._closing = False
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def _remaining(self):
+        return self._deadline.remaining(self.read_bytes, self._image, self._blob, self._what)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        self._sock.settimeout(max(0.01, min(self._io_timeout, self._remaining())))
+        try:
+            got = self._sock.recv_into(buffer, nbytes, flags)
+        except (socket.timeout, TimeoutError):
+            self._remaining()  # the deadline's own error when that is what passed
+            raise
+        self.read_bytes += got
+        return got
+
+    def recv(self, bufsize, flags=0):
+        buffer = bytearray(bufsize)
+        got = self.recv_into(buffer, bufsize, flags)
+        return bytes(buffer[:got])
+
+    def makefile(self, mode="r", buffering=None, **_kwargs):
+        if mode != "rb":
+            raise ValueError("a DeadlineSocket reads only in binary")
+        self._streams += 1
+        return io.BufferedReader(_DeadlineRaw(self), buffering or io.DEFAULT_BUFFER_SIZE)
+
+    def close(self):
+        """Closed once no stream of makefile() is open either (http.client closes the connection's socket
+        while the response it hands on is still to be read), as socket.socket does."""
+        self._closing = True
+        if self._streams == 0:
+            self._sock.close()
+
+    def _stream_closed(self):
+        self._streams -= 1
+        if self._closing and self._streams == 0:
+            self._sock.close()
+
+
+class _DeadlineRaw(io.RawIOBase):
+    """The raw stream under DeadlineSocket.makefile()."""
+
+    def __init__(self, sock):
+        super().__init__()
+        self._sock = sock
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        return self._sock.recv_into(b)
+
+    def close(self):
+        if not self.closed:
+            super().close()
+            self._sock._stream_closed()  # pylint: disable=protected-access
 
 
 class DeadlineResponse:

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 from . import manifests
 from .challenge import parse_challenges, pick
 from .digests import sha256_bytes, verify_bytes
-from .download import DeadlineResponse
+from .download import DeadlineResponse, DeadlineSocket
 from .errors import BlobError, ImageError
 from .reference import api_host
 from .source import ImageSource
@@ -117,6 +117,8 @@ class Registry(ImageSource):
     def _send(self, url, headers, blob=None):
         """GET url, following redirects; Authorization stays with the first URL's origin."""
         origin = _origin(url)
+        # every read of the answers, headers and error bodies included, within the deadlines when there are any
+        deadline = self.deadlines.for_blob() if self.deadlines is not None else None
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -132,8 +134,15 @@ class Registry(ImageSource):
                 path += "?" + parts.query
             conn = self._connect(here[0], here[1], here[2])
             try:
+                if deadline is not None:
+                    conn.connect()
+                    conn.sock = DeadlineSocket(conn.sock, deadline, self.timeout, self.image, blob,
+                                               None if blob else "the answer to GET %s" % parts.path)
                 conn.request("GET", path, headers=sent)
                 resp = conn.getresponse()
+            except ImageError:
+                conn.close()  # a deadline passed while the answer's status line or headers came
+                raise
             except ssl.SSLCertVerificationError as e:
                 conn.close()
                 raise self._error("the TLS certificate of %s does not verify: %s (set ca_path to the CA that signed "
@@ -185,6 +194,8 @@ class Registry(ImageSource):
             return
         try:
             resp, conn = self._send(self._base() + "/v2/", {"User-Agent": USER_AGENT})
+        except BlobError:
+            raise  # a deadline that passed: plain http would not make it any faster
         except ImageError:
             if self.validate_certs or self.scheme != "https":
                 raise

@@ -91,3 +91,26 @@ def test_a_deadline_that_is_not_positive_is_refused_before_the_home_is_touched(h
         ImageManager(params)
     assert "%s must be a positive number of seconds" % name in e.value.message
     assert not os.path.exists(home)
+
+
+@pytest.mark.parametrize("part", ["headers", "body", "error"])
+@pytest.mark.parametrize("kind", ["ping", "token", "manifest"])
+def test_a_trickling_answer_other_than_a_blob_ends_at_the_deadline(pki, home, kind, part):
+    """The /v2/ probe, the token endpoint and the manifest: their status lines, headers, bodies and error bodies
+    are all read within blob_deadline, and before the home's lock is taken."""
+    server = FakeRegistry(tls=(pki[1], pki[2]), auth="bearer" if kind == "token" else None).start()
+    try:
+        image = Image()
+        server.push("strata/app", image)
+        server.trickle_answers[kind] = (part, 0.2)
+        store = LayerStore(home)
+        free = []
+        server.trickle_hook = lambda: free.append(lock_is_free(store))
+        with pytest.raises(ImageError) as e:
+            stage_image(store, "docker://%s/strata/app:v1" % server.netloc, ca_path=pki[0], blob_deadline=1,
+                        image_deadline=3600)
+    finally:
+        server.stop()
+    assert "did not arrive within blob_deadline (1s)" in e.value.message
+    assert free == [True], "the home's lock was held while the registry sent its answer"
+    assert layer_dirs(home) == []
