@@ -198,7 +198,14 @@ def changes_dirs(new_dir, old_dir=None):
 
 def view_changes(new_view, old_view=None):
     """Changes that turn old_view (None: an empty tree) into new_view, in tree order (as changes_dirs)."""
-    return _walk(new_view, old_view, _same_path)
+    try:
+        return _walk(new_view, old_view, _same_path)
+    except OSError as e:
+        raise_too_deep(e, "compare")
+        raise
+
+
+PATH_MAX = 4096
 
 
 def raise_too_deep(error, doing):
@@ -206,8 +213,9 @@ def raise_too_deep(error, doing):
     deeper than PATH_MAX (the applier refuses such archives) is a clear error, not a traceback."""
     if error.errno == errno.ENAMETOOLONG:
         where = escape_path(os.fsdecode(error.filename or ""))
-        raise OverlayError("cannot %s the layer: a path in it is longer than PATH_MAX" % doing,
-                           path=where if len(where) < 300 else where[:300] + "...")
+        raise OverlayError("cannot %s the layer: a path in it is longer than PATH_MAX (%d bytes), the most a "
+                           "walk by path can reach (apply_diff refuses such paths in a tarball too)"
+                           % (doing, PATH_MAX), path=where if len(where) < 160 else "%s... (%d bytes)" % (where[:160], len(where)))
 
 
 def counted_size(st, seen):

@@ -17,7 +17,7 @@ import struct
 import threading
 
 from . import walk, whiteouts
-from .changes import DELETE, counted_size
+from .changes import DELETE, counted_size, raise_too_deep
 from .errors import OverlayError
 from .ids import to_container
 from .regular_files import require_regular
@@ -293,7 +293,11 @@ def export_changes(layer_dir, changes, out, uid_maps=None, gid_maps=None):
     """
     writer = HashingWriter(out)
     try:
-        diff_size = _export(writer, layer_dir, changes, uid_maps, gid_maps)
+        try:
+            diff_size = _export(writer, layer_dir, changes, uid_maps, gid_maps)
+        except OSError as e:
+            raise_too_deep(e, "export")
+            raise
     except BaseException:
         writer.abandon()
         raise

@@ -508,3 +508,31 @@ def test_create_applied_under_maps_owns_as_create_then_apply_diff(home, parent_k
         return found
     assert owners("one-step") == owners("two-step")
     assert owners("one-step")["."][0] == 300000
+
+
+def _deeper_than_path_max(top):
+    """20 levels of 250-byte names under top (5,000 bytes), made through directory fds, as a process in the
+    layer makes them through its mount."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _level in range(20):
+            os.mkdir("n" * 250, dir_fd=fd)
+            nfd = os.open("n" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.close(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_an_overlay_layer_deeper_than_path_max_is_a_clear_error_for_changes_and_diff(driver):
+    """overlay_info changes and overlay_diff walk the layer's upper/ over its lower root/ by path: a tree deeper
+    than PATH_MAX fails naming that limit, not with an unexpected OSError."""
+    create_base(driver, "base")
+    driver.create("app", "base")
+    _deeper_than_path_max(os.path.join(driver.home, "app", "upper"))
+    for call in (lambda: driver.changes("app", "base"), lambda: driver.changes_and_size("app", "base"),
+                 lambda: driver.diff("app", "base", io.BytesIO())):
+        with pytest.raises(OverlayError) as e:
+            call()
+        assert "a path in it is longer than PATH_MAX (4096 bytes)" in str(e.value)

@@ -230,3 +230,13 @@ else:
     done = run_isolated(code, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "refused:" in done.stdout and "it is a FIFO, not a regular file" in done.stdout, done.stdout
+
+
+def test_a_change_deeper_than_path_max_is_a_clear_error(scratch):
+    """The export reads each change by path: one past PATH_MAX names that limit, not an unexpected OSError."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import ADD, Change
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+    out = io.BytesIO()
+    with pytest.raises(OverlayError, match=r"cannot export the layer: a path in it is longer than PATH_MAX \(4096"):
+        export_changes(scratch, [Change("/" + "/".join(["n" * 250] * 20), ADD)], out)
