@@ -251,11 +251,20 @@ class InfoManager(Manager):
         self.store = self.open_store(read_only=True)
         try:
             self._warn_maps(result, self.store.driver.uid_maps, self.store.driver.gid_maps)
+            self._warn_strays(result, self.store.driver.dirs)
             with self.store.locked():
                 self._report(result)
         finally:
             self.store.close()
         return result
+
+    @staticmethod
+    def _warn_strays(result, dirs):
+        """Names the remapped root left in the home that are no layer: not fatal (it can write there), but said."""
+        for name in dirs.strays:
+            result.setdefault("warnings", []).append(
+                "the layer home %s holds %r, which is not a layer directory (made by the remapped root, uid %d); "
+                "remove it" % (dirs.path, name, dirs.root_uid))
 
     @staticmethod
     def _warn_maps(result, uid_maps, gid_maps):

@@ -15,7 +15,8 @@ import os
 import stat
 
 from .errors import OverlayError
-from .layout import LOWER_ID, ROOT, UPPER
+from .layout import LAYER_ENTRIES, LOWER_ID, MERGED, ROOT, UPPER, WORK
+from .walk import DIR_FLAGS
 
 
 def _is_dir(path):
@@ -26,9 +27,44 @@ def _is_dir(path):
         return False
 
 
+_DIRS = (ROOT, UPPER, WORK, MERGED)
+
+
+def entries_problem(dirs_fd, layer_id):
+    """None when the layer's directory holds only a layer's names, each of its type, else what is off.
+
+    Under id maps the remapped root owns the layer directory, and what runs in
+    the layer acts as it: a name it adds or an entry it swaps for a symlink is
+    this layer's damage. Read by fd, never following a link.
+    """
+    try:
+        fd = os.open(layer_id, DIR_FLAGS, dir_fd=dirs_fd)
+    except OSError:
+        return None  # gone, or swapped itself: the home's checks and is_layer_dir say it
+    try:
+        for name in sorted(os.listdir(fd)):
+            if name not in LAYER_ENTRIES:
+                return "the layer directory holds %r, which is not part of a layer" % name
+            try:
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                continue
+            if name in _DIRS and not stat.S_ISDIR(mode):
+                return "its %s is a symlink or not a directory" % name
+            if name == LOWER_ID and not stat.S_ISREG(mode):
+                return "its %s is a symlink or not a regular file" % name
+    finally:
+        os.close(fd)
+    return None
+
+
 def structural_problem(driver, layer_id):
-    """None for a layer the driver can use, else why it cannot (root/ and upper/ missing, lower-id unreadable)."""
+    """None for a layer the driver can use, else why it cannot (an entry not a layer's or of the wrong type,
+    root/ and upper/ missing, lower-id unreadable or naming no root layer)."""
     paths = driver.layout.layer(layer_id)
+    problem = entries_problem(driver.dirs.fd, layer_id)
+    if problem:
+        return problem
     if _is_dir(paths.root):
         return None
     if not _is_dir(paths.upper):

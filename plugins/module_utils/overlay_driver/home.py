@@ -106,6 +106,7 @@ class HomeDirs:
         self.requested = path
         self.root_uid = self.root_gid = 0
         self.maps_recorded = False  # recorded_maps() found root's maps.json
+        self.strays = []  # names in the home the remapped root left that are no layer (settle)
         self.fd = self.state_fd = self.records_fd = self.tmp_fd = None
         self.path = os.path.abspath(path)
         try:
@@ -220,7 +221,19 @@ class HomeDirs:
             os.chmod(name, 0o755, dir_fd=dir_fd)
 
     def _check_contents(self):
-        """Only .strata and layer directories (the seed's five names inside, nothing else)."""
+        """Only .strata and layer directories, so that a home named by mistake (/var/lib) is refused.
+
+        A directory with a layer's name holding at least one of a layer's names
+        is a layer: what else is in it, or a swapped entry, is that layer's
+        damage (damage.py), never the home's. Under id maps the remapped root
+        owns the home and the layer directories, and what runs in a layer acts
+        as it: a name it left in the home (a stray) is reported (self.strays),
+        not fatal, unless such names outnumber the layers of a home that holds
+        no .strata of root's (then this is plainly not a layer home). Anything
+        else not shaped like a layer (root's, another user's) is refused.
+        """
+        self.strays = []
+        layers = 0
         for name in sorted(os.listdir(self.fd)):
             if name == STATE_DIR:
                 continue
@@ -228,10 +241,23 @@ class HomeDirs:
                 st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            if not (is_layer_name(name) and stat.S_ISDIR(st.st_mode) and self._looks_like_layer(name)):
+            if is_layer_name(name) and stat.S_ISDIR(st.st_mode) and self._looks_like_layer(name):
+                layers += 1
+            elif self.root_uid != 0 and st.st_uid == self.root_uid:
+                if not (is_layer_name(name) and stat.S_ISDIR(st.st_mode)):
+                    self.strays.append(name)  # a directory with a layer's name is listed as a damaged layer
+            else:
                 _refuse(self.path, "it holds %r, which is not a layer directory (is this the right home?)" % name)
+        if len(self.strays) > layers and not self._has_own_state():
+            _refuse(self.path, "it holds %s, which are not layer directories, and fewer layers (is this the right "
+                    "home?)" % ", ".join(repr(n) for n in self.strays))
+
+    def _has_own_state(self):
+        """A .strata of root's: this process's kind made the home (the remapped root cannot make one)."""
+        return self.state_fd is not None and os.fstat(self.state_fd).st_uid == 0
 
     def _looks_like_layer(self, name):
+        """Holds one of a layer's names at least (what else is in it is the layer's damage)."""
         try:
             fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
         except FileNotFoundError:
@@ -240,7 +266,7 @@ class HomeDirs:
             inside = set(os.listdir(fd))
         finally:
             os.close(fd)
-        return bool(inside) and inside <= set(LAYER_ENTRIES)
+        return bool(inside & set(LAYER_ENTRIES))
 
     def open_private(self, parent_fd, name, create, where):
         """A bookkeeping directory: a real directory of root's, 0700 (made so, or repaired, by a writer)."""

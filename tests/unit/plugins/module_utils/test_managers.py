@@ -88,3 +88,17 @@ def test_overlay_info_names_image_layers_by_their_images_and_shows_sizes(home, s
     top_line = [line for line in result["tree"] if chain[-1] in line][0]
     assert "image: %s, %s" % tuple(sorted(refs)) in top_line and "B" in top_line.split("image:")[1]
     assert result["ansible_facts"]["overlay_info"]["images"] == result["images"]
+
+
+def test_overlay_info_warns_of_a_stray_name_the_remapped_root_left_in_the_home(home):
+    """A stray of the remapped root's in the home used to refuse every module; overlay_info now works and says it."""
+    from layertools import run_as
+
+    maps = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+    LayerManager({"home": home, "id": "base", "state": "present", "force": False, "uid_maps": maps,
+                  "gid_maps": maps}).run()
+    run_as(100000, 100000, lambda: open(os.path.join(home, "stray"), "w").close())
+    result = InfoManager({"home": home}).run()
+    assert [s["id"] for s in result["layers"]] == ["base"]
+    assert any("holds 'stray', which is not a layer directory (made by the remapped root, uid 100000)" in w
+               for w in result["warnings"])

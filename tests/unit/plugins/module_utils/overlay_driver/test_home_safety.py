@@ -215,20 +215,26 @@ def test_a_symlinked_lower_id_is_not_read_through(home, guarded):
 
 
 def test_a_damaged_layer_is_a_layer_but_foreign_contents_still_refuse_the_home(home, guarded):
-    """A layer directory missing root/ and upper/ is that layer's problem, not a reason to refuse the home;
-    a layer-named directory holding anything else still is (is this the right home?)."""
+    """A layer directory missing root/ and upper/, or holding a name no layer has, is that layer's problem,
+    not a reason to refuse the home; a file of root's in the home, or a layer-named directory holding none
+    of a layer's names, still is (is this the right home?)."""
     made_home(home)
     os.rmdir(os.path.join(home, "app", "upper"))
     with LayerStore(home).locked() as store:
         assert "neither root/ nor upper/" in store.state("app")["problem"]
     with open(os.path.join(home, "app", "notes.txt"), "w") as f:
         f.write("mine\n")
-    refused(home, "holds 'app', which is not a layer directory")
-    refused(home, "holds 'app', which is not a layer directory", read_only=True)
+    with LayerStore(home).locked() as store:
+        assert "holds 'notes.txt', which is not part of a layer" in store.state("app")["problem"]
+        assert store.state("base")["problem"] is None
     os.unlink(os.path.join(home, "app", "notes.txt"))
     with open(os.path.join(home, "README"), "w") as f:
         f.write("mine\n")
     refused(home, "holds 'README', which is not a layer directory")
+    refused(home, "holds 'README', which is not a layer directory", read_only=True)
+    os.unlink(os.path.join(home, "README"))
+    os.makedirs(os.path.join(home, "docs", "notes"))
+    refused(home, "holds 'docs', which is not a layer directory")
 
 
 @pytest.fixture(params=["tmpfs", "ext4"])

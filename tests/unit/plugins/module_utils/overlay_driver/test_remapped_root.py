@@ -277,8 +277,7 @@ except OverlayError as e:
     assert "refused:" in done.stdout and "cannot read lower-id: it is a FIFO" in done.stdout, done.stdout
 
 
-def test_a_layer_name_swapped_for_a_symlink_before_the_exchange_is_never_followed(home, driver, scratch,
-                                                                                    monkeypatch):
+def test_a_layer_name_swapped_for_a_symlink_before_the_exchange_is_never_followed(home, driver, scratch, monkeypatch):
     """The remapped root owns the home: between apply_diff's checks and its exchange it renames the layer
     and puts a symlink in its place, to a directory holding a root-only root/. Exchanged by path, that
     root/ would be moved into tmp and removed with it."""
@@ -306,3 +305,95 @@ def test_a_layer_name_swapped_for_a_symlink_before_the_exchange_is_never_followe
         driver.apply_diff("app", "", io.BytesIO(TarBuilder().file("new", "x\n").bytes()))
     with open(os.path.join(decoy, "root", "keep")) as f:
         assert f.read() == "root's own\n"
+
+
+def _as_remapped_root(step):
+    run_as(REMAPPED, REMAPPED, step)
+
+
+def _mapped_store(home):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+    return LayerStore(home, uid_maps=MAPS, gid_maps=MAPS)
+
+
+@pytest.fixture
+def mapped_home(home, driver):
+    driver.create("base")
+    driver.create("app", "base")
+    driver.create("svc", "base")
+    return home
+
+
+def _touch(path):
+    return lambda: open(path, "w").close()
+
+
+def _swap(path):
+    def swap():
+        os.rename(path, path + ".old")
+        os.symlink("/etc", path)
+    return swap
+
+
+@pytest.mark.parametrize("how", ["stray in the layer", "merged swapped", "work swapped", "upper swapped",
+                                 "lower-id swapped"])
+def test_what_the_remapped_root_does_in_a_layer_directory_is_that_layers_damage(mapped_home, how):
+    """The remapped root owns the layer directories: one name it added to app/ (or an entry of app/ it swapped
+    for a symlink) made every module on the whole home fail "is this the right home?". It is app's problem:
+    listed with it, refused naming it, removed with force; the other layers work."""
+    app = os.path.join(mapped_home, "app")
+    if how == "stray in the layer":
+        _as_remapped_root(_touch(os.path.join(app, "stray")))
+    else:
+        _as_remapped_root(_swap(os.path.join(app, how.split()[0])))
+    store = _mapped_store(mapped_home)
+    try:
+        with store.locked():
+            by_id = {s["id"]: s for s in store.layers()}
+            assert by_id["app"]["problem"] and by_id["svc"]["problem"] is None and by_id["base"]["problem"] is None
+            with pytest.raises(OverlayError, match="layer app.*damaged.*force: true"):
+                store.ensure_mounted("app", "x")
+            assert store.ensure_mounted("svc", "x").after["mounted"]
+            assert store.ensure_unmounted("svc", "x").changed
+            assert store.ensure_present("new", "base").changed
+            assert store.ensure_absent("app", force=True).changed
+            assert sorted(store.driver.layer_ids()) == ["base", "new", "svc"]
+            assert os.path.isdir("/etc") and os.lstat("/etc").st_uid == 0
+    finally:
+        store.close()
+
+
+def test_a_stray_name_of_the_remapped_root_in_the_home_is_reported_not_fatal(mapped_home):
+    """touch <home>/stray as the remapped root refused the whole home. It is named in HomeDirs.strays (which
+    overlay_info warns about) and every layer works; root's own file there is still refused."""
+    _as_remapped_root(_touch(os.path.join(mapped_home, "stray")))
+    store = _mapped_store(mapped_home)
+    try:
+        with store.locked():
+            assert store.driver.dirs.strays == ["stray"]
+            assert all(s["problem"] is None for s in store.layers())
+            assert store.ensure_mounted("svc", "x").after["mounted"]
+            assert store.ensure_unmounted("svc", "x").changed
+    finally:
+        store.close()
+    os.unlink(os.path.join(mapped_home, "stray"))
+    open(os.path.join(mapped_home, "roots"), "w").close()
+    with pytest.raises(OverlayError, match="holds 'roots', which is not a layer directory"):
+        _mapped_store(mapped_home)
+
+
+def test_a_directory_of_the_remapped_roots_that_is_mostly_not_layers_is_refused(scratch):
+    """Without root's .strata in it, a directory whose names are mostly not layers (a container's root
+    filesystem owned by the remapped root, named as the home by mistake) is still not taken for a home."""
+    rootfs = os.path.join(scratch, "rootfs")
+    os.mkdir(rootfs, 0o700)
+    for name in ("bin", "etc", "usr"):
+        open(os.path.join(rootfs, name + ".txt"), "w").close()
+    os.mkdir(os.path.join(rootfs, "app"))
+    os.mkdir(os.path.join(rootfs, "app", "upper"))
+    for dirpath, dirnames, filenames in os.walk(rootfs):
+        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            os.lchown(name, REMAPPED, REMAPPED)
+    with pytest.raises(OverlayError, match="which are not layer directories, and fewer layers"):
+        Driver(rootfs, uid_maps=MAPS, gid_maps=MAPS)
+    assert sorted(os.listdir(rootfs)) == ["app", "bin.txt", "etc.txt", "usr.txt"]

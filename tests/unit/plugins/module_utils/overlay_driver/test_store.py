@@ -288,7 +288,7 @@ def test_merged_symlink_is_refused_not_followed(tree, home, canary):
     merged = os.path.join(home, "app", "merged")
     os.rmdir(merged)
     os.symlink(canary, merged)
-    with pytest.raises(OverlayError, match="merged/ is not a directory") as raised:
+    with pytest.raises(OverlayError, match="damaged: its merged is a symlink or not a directory") as raised:
         tree.ensure_mounted("app", "web")
     assert "layer app" in str(raised.value)
     assert sorted(os.listdir(canary)) == ["etc", "link"]
