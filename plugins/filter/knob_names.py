@@ -55,6 +55,8 @@ DEFAULT_KNOBS = {"force": "overlay_force", "lazy": "overlay_lazy"}
 
 def _renamed(message, knobs):
     for option, variable in knobs.items():
+        # a module that already names the role's variable beside its option: once renamed, once is enough
+        message = re.sub(r", %s: (true|false) with the overlay_layers role\b" % re.escape(variable), "", message)
         message = re.sub(r"(?<![\w.])%s: (true|false)\b" % re.escape(option), variable + r": \1", message)
     return message
 

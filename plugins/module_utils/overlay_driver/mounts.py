@@ -292,8 +292,9 @@ def unmount(target, detach=False):
         syscalls.umount(target, (syscalls.MNT_DETACH if detach else 0) | syscalls.UMOUNT_NOFOLLOW)
     except OSError as e:
         if e.errno == errno.EBUSY:
-            raise OverlayError("cannot unmount: %s, %s (lazy: true detaches it now and the kernel "
-                               "unmounts it once they let go)"
+            # the role's per-item failure line shows this message as it is: it names the role's variable too
+            raise OverlayError("cannot unmount: %s, %s (lazy: true detaches it now, overlay_lazy: true with the "
+                               "overlay_layers role, and the kernel unmounts it once they let go)"
                                % (e.strerror, busy.describe(busy.processes_using(os.path.realpath(target)))),
                                path=target)
         raise OverlayError("cannot unmount: %s" % e.strerror, path=target)

@@ -33,3 +33,12 @@ def test_only_the_option_words_change():
     assert knob_names({"msg": "force: true"}, {"force": "remove_force"}) == "remove_force: true"
     with pytest.raises(AnsibleFilterError):
         knob_names("force: true")
+
+
+def test_a_message_that_already_names_the_roles_variable_names_it_once():
+    """The busy unmount names overlay_lazy beside lazy for the role's per-item failure line; renamed, it is said once."""
+    msg = ("cannot unmount: target is busy, pid 7 (sleep) cwd (lazy: true detaches it now, overlay_lazy: true with "
+           "the overlay_layers role, and the kernel unmounts it once they let go)")
+    assert knob_names({"failed": True, "msg": msg}) == (
+        "cannot unmount: target is busy, pid 7 (sleep) cwd (overlay_lazy: true detaches it now, and the kernel "
+        "unmounts it once they let go)")

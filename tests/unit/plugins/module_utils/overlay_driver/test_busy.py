@@ -49,6 +49,8 @@ def test_busy_unmount_names_the_process_and_its_cwd(mounted):
         msg = str(err.value)
         assert "Device or resource busy" in msg and "pid %d (sleep 60: cwd)" % proc.pid in msg
         assert "lazy: true" in msg and merged in msg
+        # the overlay_layers role shows this line per item before its own message: it names the role's variable
+        assert "overlay_lazy: true with the overlay_layers role" in msg
         assert store.driver.is_mounted("app") and store.record("app").holders == {"web"}
 
 
