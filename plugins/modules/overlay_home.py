@@ -16,6 +16,8 @@ description:
     directory itself). Nothing of C(.strata) stays.
   - It is refused, before anything is removed, while a layer has holders or is mounted, or anything else is
     mounted inside the home; release the holders first (M(strata.overlay.overlay_mount) O(state=unmounted)).
+    A mount the collection did not make (at a layer's C(merged/) or anywhere inside) is named with the
+    C(umount) that removes it, since overlay_mount never unmounts a mount that is not its own.
   - The home is checked as every module checks it, so a directory that holds anything not shaped like a
     layer (a mistyped O(home)) is refused and left as it is.
   - A home that does not exist is V(ok) and unchanged, and nothing is created.

@@ -25,24 +25,42 @@ from .walk import DIR_FLAGS
 
 def in_use(store, entries):
     """What keeps the home: one string per held or mounted layer, and per other mount inside it."""
-    reasons = []
+    held, foreign = _in_use(store, entries)
+    return held + foreign
+
+
+def _in_use(store, entries):
+    """(held or mounted by strata, mounts strata did not make): the first go with overlay_mount
+    state=unmounted, the others only by unmounting them, which strata never does for a mount not its own."""
+    held, foreign = [], []
     for state in store.layers():
         if state["holders"]:
-            reasons.append("layer %s is held by %s" % (state["id"], ", ".join(state["holders"])))
-        elif state["mounted"] or state.get("foreign_mount"):
-            reasons.append("layer %s is mounted" % state["id"])
-    if not reasons:
+            held.append("layer %s is held by %s" % (state["id"], ", ".join(state["holders"])))
+        elif state["mounted"]:
+            held.append("layer %s is mounted" % state["id"])
+        elif state.get("foreign_mount"):
+            error = store.driver.foreign_mount_error(state["id"], store.driver.mount_entry(state["id"], entries),
+                                                     entries)
+            merged = store.driver.layout.layer(state["id"]).merged
+            text = error.cause
+            if "umount %s" % merged not in text:
+                text += ", which strata did not mount and does not unmount; unmount it (umount %s)" % merged
+            foreign.append("layer %s: %s" % (state["id"], text))
+    if not held and not foreign:
         for entry in mounts.mounts_below(store.home, entries):
-            reasons.append("%s is mounted inside it" % entry.mount_point)
-    return reasons
+            foreign.append("%s is mounted inside it, which strata did not mount and does not unmount; unmount it "
+                           "(umount %s)" % (entry.mount_point, entry.mount_point))
+    return held, foreign
 
 
 def refuse_in_use(store, entries):
-    reasons = in_use(store, entries)
-    if reasons:
+    held, foreign = _in_use(store, entries)
+    if held:
         raise OverlayError("the layer home is still in use: %s; release the holders first (overlay_mount "
-                           "state=unmounted, or the unmount playbook with overlay_force)" % "; ".join(reasons),
+                           "state=unmounted, or the unmount playbook with overlay_force)" % "; ".join(held + foreign),
                            path=store.home)
+    if foreign:
+        raise OverlayError("the layer home is still in use: %s" % "; ".join(foreign), path=store.home)
 
 
 def remove_home(store):

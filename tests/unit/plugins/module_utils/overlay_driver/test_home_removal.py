@@ -82,6 +82,26 @@ def test_absent_is_refused_while_something_else_is_mounted_inside(home, scratch)
         syscalls.umount(target, syscalls.MNT_DETACH)
 
 
+def test_a_foreign_mount_on_merged_is_named_with_its_unmount_not_as_a_holder_to_release(home):
+    """overlay_mount cannot release a mount strata did not make: the refusal says what it is and how it goes."""
+    layer(home, "base")
+    merged = os.path.join(home, "base", "merged")
+    os.mkdir(merged)
+    syscalls.mount("tmpfs", merged, "tmpfs", 0, "size=1m")
+    try:
+        for check_mode in (True, False):
+            with pytest.raises(OverlayError) as error:
+                home_state(home, check_mode=check_mode)
+            message = str(error.value)
+            assert "a different mount (tmpfs from tmpfs) is at merged/" in message
+            assert "umount %s" % merged in message
+            assert "release the holders" not in message and "overlay_mount" not in message
+        assert mounts.mounts_below(home)
+    finally:
+        syscalls.umount(merged, syscalls.MNT_DETACH)
+    assert home_state(home)["removed"] == ["base"]
+
+
 def test_a_directory_that_is_not_a_layer_home_is_refused_and_left_whole(scratch):
     wrong = os.path.join(scratch, "etc")
     os.makedirs(os.path.join(wrong, "ssh"))
