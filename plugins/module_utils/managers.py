@@ -198,8 +198,23 @@ class ApplyDiffManager(Manager):
             except OSError as e:
                 raise OverlayError("cannot read src: %s" % e.strerror, layer=layer_id, path=src)
 
-        return self._result(self.store.apply_diff(layer_id, parent, opener, p.get("diff_id"), p["compression"],
-                                                  self.check_mode))
+        outcome = self.store.apply_diff(layer_id, parent, opener, p.get("diff_id"), p["compression"], self.check_mode)
+        if self.check_mode and outcome.changed:
+            self._require_room_for(outcome.diff.size, layer_id)
+        return self._result(outcome)
+
+    def _require_room_for(self, size, layer_id):
+        """Check mode read the whole diff: fail, as the real run would fill the filesystem and fail, when what
+        it unpacks to exceeds the free space of the home's filesystem (of its nearest existing ancestor while
+        the home does not exist yet)."""
+        path = self.params["home"]
+        while not os.path.isdir(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        free = space.free_bytes(path)
+        if size and free is not None and size > free:
+            raise OverlayError("not enough free space: the diff unpacks to %d bytes, the home's filesystem has %d "
+                               "free%s" % (size, free, space.no_space_advice(self.layer_limits)),
+                               layer=layer_id, path=self.params["home"])
 
     def _without_src(self):
         """Used by the action plugin: answer from the record alone when the diff is already there.

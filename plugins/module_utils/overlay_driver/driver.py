@@ -33,6 +33,7 @@ from .overlay_view import TreeView
 from .regular_files import require_regular
 from .removal import fd_path, refuse_mounts_below, remove_tree, remove_tree_at
 from .results import ApplyDiffResult, DiffResult
+from .space import no_space_advice
 from .tar_export import export_changes
 
 
@@ -662,8 +663,8 @@ class Driver:
             return self._apply(paths, layer_id, parent_root, tmp, raw, compression, expected_diff_id, progress)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OverlayError("no space left on the layer home's filesystem while applying the diff",
-                                   layer=layer_id, path=self.home)
+                raise OverlayError("no space left on the layer home's filesystem while applying the diff%s"
+                                   % no_space_advice(self.layer_limits), layer=layer_id, path=self.home)
             raise
         finally:
             for mount in mounts.mounts_below(tmp):
@@ -845,8 +846,8 @@ class Driver:
             return result
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OverlayError("no space left on the layer home's filesystem while applying the diff",
-                                   layer=layer_id, path=self.home)
+                raise OverlayError("no space left on the layer home's filesystem while applying the diff%s"
+                                   % no_space_advice(self.layer_limits), layer=layer_id, path=self.home)
             raise
         finally:
             for left in temps:

@@ -68,3 +68,14 @@ def check_size_limit(value, name):
     if size <= 0:
         raise OverlayError("%s must be a positive number of bytes, not %r" % (name, value))
     return size
+
+
+def no_space_advice(limits):
+    """What to do when a layer filled the filesystem while it was applied. The free-space check before the
+    apply sees only the (compressed) tarball, so a layer that unpacks far past it is bounded only by the
+    size limit option that set limits.max_bytes (max_layer_size, or max_image_size for an image): name it."""
+    name = getattr(limits, "max_bytes_name", None) or "max_layer_size"
+    now = getattr(limits, "max_bytes", None)
+    return ("; the layer unpacks to more than the filesystem has free (the free-space check before the apply sees "
+            "only the compressed tarball): free space, or set %s%s below the free space so such a layer is refused "
+            "before it fills the filesystem" % (name, " (now %d bytes uncompressed)" % now if now else ""))

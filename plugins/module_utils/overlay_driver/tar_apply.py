@@ -28,6 +28,7 @@ from .ids import root_pair, to_host
 from .xattr_ids import remap_xattrs
 from .removal import remove_tree_at
 from .results import ArchiveResult
+from .space import no_space_advice
 from .tar_headers import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, Limits, iter_entries
 
 # user.* xattrs exist only on regular files and directories (xattr(7))
@@ -196,7 +197,8 @@ class LayerApplier(ArchiveWalk):
             raise
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OverlayError("no space left applying entry %r" % entry.name, path=self.target)
+                raise OverlayError("no space left applying entry %r%s" % (entry.name, no_space_advice(self.limits)),
+                                   path=self.target)
             raise LayerFormatError("entry %r: %s" % (entry.name, e.strerror or e))
         self._mark(parts)
 

@@ -151,3 +151,20 @@ def test_a_size_limit_that_is_not_a_size_is_refused_naming_the_option(run_module
                                      "max_image_size": size})
     assert res["failed"] and "max_image_size must be a" in res["msg"]
     assert not os.path.exists(home)
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_a_gzip_that_unpacks_past_the_free_space_fails_naming_max_layer_size(
+        run_module, small_home, scratch, check_mode):
+    """The free-space check before the apply sees only the small gzip: the run fails as the disk fills, the
+    check run by the size it read. Both name max_layer_size, the option that bounds what a layer may unpack to."""
+    bomb = os.path.join(scratch, "bomb.tar.gz")
+    with open(bomb, "wb") as f:
+        f.write(gzip.compress(zeros_tar(16), 9))  # 16 MiB of zeros on a 4 MiB filesystem
+    os.makedirs(small_home)
+    res = run_module(overlay_apply_diff, {"id": "app", "home": small_home, "src": bomb, "remote_src": True},
+                     check_mode=check_mode)
+    assert res["failed"] and "max_layer_size" in res["msg"], res
+    assert ("no space left" if not check_mode else "not enough free space") in res["msg"]
+    assert layer_dirs(small_home) == []
+    nothing_left(small_home)
