@@ -175,6 +175,11 @@ grep -q "etc/motd: Welcome to the child layer." "$scratch/demo.log"
 grep -q '`-- web (overlay) mounted holders: demo' "$scratch/demo.log"
 play demo-again strata.overlay.demo -e demo_root="$scratch/demo"
 recap demo-again localhost "ok=[0-9]+ +changed=0 .*failed=0"
+# a preview of the teardown: the holders are not really released in check mode, so the home's removal is shown
+play demo-clean-check strata.overlay.demo_clean -e demo_root="$scratch/demo" --check
+recap demo-clean-check localhost "ok=[0-9]+ +changed=[0-9]+ .*failed=0"
+grep -q "would remove $scratch/demo/home whole" "$scratch/demo-clean-check.log"
+[ -d "$scratch/demo/home/web" ] && grep -q "$scratch/demo/home/web/merged" /proc/self/mountinfo
 play demo-clean strata.overlay.demo_clean -e demo_root="$scratch/demo"
 [ ! -e "$scratch/demo" ]
 echo "playbooks: all checks passed"
