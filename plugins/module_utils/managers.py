@@ -157,8 +157,16 @@ class MountManager(Manager):
 
     def mounted(self):
         p = self.params
-        return self._result(self.store.ensure_mounted(p["id"], p["holder"], p.get("mount_label") or "",
-                                                      self.check_mode, mount_options=p.get("mount_options")))
+        outcome = self.store.ensure_mounted(p["id"], p["holder"], p.get("mount_label") or "", self.check_mode,
+                                            mount_options=p.get("mount_options"))
+        result = self._result(outcome)
+        if self.check_mode and not outcome.before["exists"]:
+            # check mode answers as if an earlier task of the run made the layer (its check run made
+            # nothing); the real run fails when none does, so say what the answer assumed
+            result["warnings"] = ["layer %s does not exist%s: check mode assumes an earlier task creates it; the "
+                                  "real run fails if none does" % (p["id"], "" if home_exists(p["home"]) else
+                                                                   ", nor does the home %s" % p["home"])]
+        return result
 
     def unmounted(self):
         p = self.params

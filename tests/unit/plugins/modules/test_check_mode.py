@@ -55,6 +55,8 @@ def test_check_mount_of_a_layer_an_earlier_task_creates_says_mounted(run_module,
     res = run_module(overlay_mount, {"id": "app", "holder": "web", "home": home}, check_mode=True)
     assert res["changed"] and res["mounted"] and res["layer"]["mounted"] and res["holders"] == ["web"]
     assert not os.path.exists(home)
+    # the real run fails when no earlier task creates it: the check run says what it assumed
+    assert any("layer app does not exist" in w and "the real run fails" in w for w in res.get("warnings", [])), res
 
 
 def test_check_apply_fails_where_the_real_run_fails(run_module, home, tarballs):
