@@ -15,10 +15,13 @@ def test_the_holders_mount_is_back_after_the_reboot(host):
     mount = host.mount_point(MERGED)
     assert mount.exists
     assert mount.filesystem == "overlay"
-    options = dict(opt.partition("=")[::2] for opt in mount.options)
-    assert options["lowerdir"] == HOME + "/child/root"
-    assert options["upperdir"] == HOME + "/app/upper"
-    assert options["workdir"] == HOME + "/app/work"
+    # The overlay names the directories by the fds the driver opened and checked, so its
+    # source is the token the driver recorded for the layer, with the real directories.
+    record = json.loads(host.file(HOME + "/.strata/mounts/app").content_string)
+    assert mount.device == record["source"] and record["source"].startswith("strata-")
+    assert record["lowerdir"] == HOME + "/child/root"
+    assert record["upperdir"] == HOME + "/app/upper"
+    assert record["workdir"] == HOME + "/app/work"
     unit = host.service("strata-overlay-restore@var-lib-strata-overlay.service")
     assert unit.is_enabled
 
