@@ -90,8 +90,8 @@ def make_link(link_fd, layer_id):
     another LINK, never replaced or followed.
     """
     target = link_target(layer_id)
-    name, _ = create_unique(link_fd, "", lambda name, dir_fd: os.symlink(target, name, dir_fd=dir_fd),
-                            names=new_link_id)
+    name = create_unique(link_fd, "", lambda name, dir_fd: os.symlink(target, name, dir_fd=dir_fd),
+                         names=new_link_id)[0]
     return name
 
 

@@ -37,7 +37,7 @@ def layer(home_fd, layer_id):
 
 
 def test_link_ids_are_dockers_shape():
-    ids = {short_links.new_link_id() for _ in range(200)}
+    ids = {short_links.new_link_id() for _attempt in range(200)}
     assert len(ids) == 200
     for link in ids:
         assert len(link) == 26 and short_links.validate_link_id(link) == link

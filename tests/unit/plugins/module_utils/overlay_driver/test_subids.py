@@ -37,8 +37,9 @@ def test_the_debian_first_users_range_is_warned_about_on_both_sides(subids):
 def test_a_partial_overlap_names_the_shared_ids_and_each_user(subids):
     subuid, subgid = subids(DEBIAN, "")
     found = map_warnings(maps((0, 160000, 10000)), maps((0, 160000, 10000)), subuid, subgid)
-    assert [w.split(" with ")[0] for w in found] == ["uid_maps 0:160000:10000 shares host ids 160000-165535",
-                                                      "uid_maps 0:160000:10000 shares host ids 165536-169999"]
+    assert [w.split(" with ")[0] for w in found] == [
+        "uid_maps 0:160000:10000 shares host ids 160000-165535",
+        "uid_maps 0:160000:10000 shares host ids 165536-169999"]
     assert "alice's" in found[0] and "bob's" in found[1]
 
 
