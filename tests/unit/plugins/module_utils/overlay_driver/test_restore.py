@@ -34,10 +34,9 @@ def test_restore_reports_a_broken_home(scratch, capsys):
     assert "strata-overlay-restore:" in capsys.readouterr().err
 
 
-def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, capsys):
-    """At boot, one damaged record (a crash mid-write on a filesystem without ordered data, a hand
-    edit) stopped the restore before any layer was mounted. Every other layer is mounted; the
-    program exits non-zero naming the damaged one."""
+def hold_three_layers(home):
+    """Layers a, b and c each mounted, then unmounted by the driver alone so the records still say mounted (as after a
+    reboot); returns the merged paths of a and c."""
     store = LayerStore(home)
     with store.locked():
         store.ensure_present("base")
@@ -47,6 +46,14 @@ def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, cap
             store.driver.put(layer_id)
     paths = {layer_id: store.state(layer_id)["path"] for layer_id in ("a", "c")}
     store.close()
+    return paths
+
+
+def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, capsys):
+    """At boot, one damaged record (a crash mid-write on a filesystem without ordered data, a hand
+    edit) stopped the restore before any layer was mounted. Every other layer is mounted; the
+    program exits non-zero naming the damaged one."""
+    paths = hold_three_layers(home)
     with open(home + "/.strata/layers/b.json", "w") as f:
         f.write("{not json")
     try:
@@ -67,15 +74,7 @@ def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, cap
 
 def test_a_layer_without_root_or_upper_keeps_no_other_layer_down(home, capsys):
     """A held layer whose directories are gone is reported by name; every other held layer is mounted."""
-    store = LayerStore(home)
-    with store.locked():
-        store.ensure_present("base")
-        for layer_id in ("a", "b", "c"):
-            store.ensure_present(layer_id, "base")
-            store.ensure_mounted(layer_id, "web")
-            store.driver.put(layer_id)
-    paths = {layer_id: store.state(layer_id)["path"] for layer_id in ("a", "c")}
-    store.close()
+    paths = hold_three_layers(home)
     os.rmdir(os.path.join(home, "b", "upper"))
     try:
         assert restore.main(["--home", home, "--check"]) == 1
