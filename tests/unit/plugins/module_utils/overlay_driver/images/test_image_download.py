@@ -7,7 +7,6 @@ writers of the home go on meanwhile.
 """
 
 import os
-import tempfile
 
 import pytest
 
@@ -18,17 +17,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.locking import HomeLock
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from fake_registry import FakeRegistry, make_ca
+from fake_registry import FakeRegistry
 from imagetools import Image
-
-
-@pytest.fixture(scope="module")
-def pki():
-    directory = tempfile.mkdtemp(prefix="strata-pki-")
-    yield make_ca(directory)
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
 
 
 @pytest.fixture

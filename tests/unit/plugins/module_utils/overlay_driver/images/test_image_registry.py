@@ -3,7 +3,6 @@
 import base64
 import json
 import os
-import tempfile
 import time
 
 import pytest
@@ -13,19 +12,10 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from fake_registry import FakeRegistry, make_ca
+from fake_registry import FakeRegistry
 from imagetools import Image, sha256
 
 PASSWORD = "pa55-w0rd-never-shown"
-
-
-@pytest.fixture(scope="session")
-def pki():
-    directory = tempfile.mkdtemp(prefix="strata-pki-")
-    yield make_ca(directory)
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
 
 
 @pytest.fixture
