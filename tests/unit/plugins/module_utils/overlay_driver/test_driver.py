@@ -439,17 +439,22 @@ def test_status_is_the_seeds_shape_of_the_hosts(driver):
 DIFF = TarBuilder().dir("etc").file("etc/motd", "hello\n").file("new", "n").bytes()
 
 
+def make_parent(driver, parent_kind):
+    """The parent id a create_applied test builds on: "" for none, a root layer with a file, or an overlay on it."""
+    if parent_kind == "none":
+        return ""
+    driver.create("base", "")
+    driver.apply_diff("base", "", io.BytesIO(TarBuilder().dir("etc").file("etc/os", "x").bytes()))
+    if parent_kind == "root":
+        return "base"
+    driver.create("init", "base")
+    return "init"
+
+
 @pytest.mark.parametrize("parent_kind", ["none", "root", "overlay"])
 def test_create_applied_is_create_then_apply_diff_in_one_step(driver, home, parent_kind):
     """The same layer as create + apply_diff: kind, files, and for an overlay parent lower-id and upper/."""
-    parent = ""
-    if parent_kind != "none":
-        driver.create("base", "")
-        driver.apply_diff("base", "", io.BytesIO(TarBuilder().dir("etc").file("etc/os", "x").bytes()))
-        parent = "base"
-    if parent_kind == "overlay":
-        driver.create("init", "base")
-        parent = "init"
+    parent = make_parent(driver, parent_kind)
     driver.create("two-step", parent)
     two_step = driver.apply_diff("two-step", parent, io.BytesIO(DIFF))
     one_step = driver.create_applied("one-step", parent, io.BytesIO(DIFF))
@@ -487,14 +492,7 @@ def test_create_applied_under_maps_owns_as_create_then_apply_diff(home, parent_k
     """Under id maps the new layer's directories belong to the remapped root exactly as the two steps make them."""
     maps = [{"container_id": 0, "host_id": 300000, "size": 65536}]
     driver = Driver(home, maps, maps)
-    parent = ""
-    if parent_kind != "none":
-        driver.create("base", "")
-        driver.apply_diff("base", "", io.BytesIO(TarBuilder().dir("etc").file("etc/os", "x").bytes()))
-        parent = "base"
-    if parent_kind == "overlay":
-        driver.create("init", "base")
-        parent = "init"
+    parent = make_parent(driver, parent_kind)
     driver.create("two-step", parent)
     driver.apply_diff("two-step", parent, io.BytesIO(DIFF))
     driver.create_applied("one-step", parent, io.BytesIO(DIFF))
