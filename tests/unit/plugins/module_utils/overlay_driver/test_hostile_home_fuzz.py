@@ -55,19 +55,26 @@ def plant(rng, home, canary):
     return "%s %s" % (kind, spot)
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_random_plantings_never_reach_outside(scratch, canary, seed):
-    rng = random.Random(seed)
-    parent = os.path.join(scratch, "parent")
-    os.mkdir(parent)
-    home = os.path.join(parent, "home")
+def make_home_with_app(scratch, keep_mounted):
+    """A home at scratch/parent/home holding base and app on it; app has been mounted once and, unless
+    keep_mounted, unmounted again. Returns the home's path."""
+    home = os.path.join(scratch, "parent", "home")
+    os.mkdir(os.path.dirname(home))
     store = LayerStore(home)
     with store.locked():
         store.ensure_present("base")
         store.ensure_present("app", "base")
         store.ensure_mounted("app", "web")
-        store.ensure_unmounted("app", "web")
+        if not keep_mounted:
+            store.ensure_unmounted("app", "web")
     store.close()
+    return home
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_plantings_never_reach_outside(scratch, canary, seed):
+    rng = random.Random(seed)
+    home = make_home_with_app(scratch, keep_mounted=False)
     before = snapshot(canary)
     planted = [plant(rng, home, canary) for _n in range(rng.randint(1, 3))]
     for read_only in (True, False):
@@ -125,15 +132,7 @@ def test_aliases_and_acls_never_reach_outside_nor_under_a_live_mount(scratch, ca
     """Two classes: the home named through a bind-mount alias (of itself or of its parent) while a
     layer is mounted through its own path, and ACL entries giving another user write access."""
     rng = random.Random(seed)
-    parent = os.path.join(scratch, "parent")
-    os.mkdir(parent)
-    home = os.path.join(parent, "home")
-    store = LayerStore(home)
-    with store.locked():
-        store.ensure_present("base")
-        store.ensure_present("app", "base")
-        store.ensure_mounted("app", "web")
-    store.close()
+    home = make_home_with_app(scratch, keep_mounted=True)
     upper = os.path.join(home, "app", "upper")
     with open(os.path.join(home, "app", "merged", "live"), "w") as f:
         f.write("live\n")
@@ -143,7 +142,7 @@ def test_aliases_and_acls_never_reach_outside_nor_under_a_live_mount(scratch, ca
     if aliased is not None:
         alias = os.path.join(scratch, "alias")
         os.mkdir(alias)
-        subprocess.run(["mount", "--bind", home if aliased == "home" else parent, alias], check=True)
+        subprocess.run(["mount", "--bind", home if aliased == "home" else os.path.dirname(home), alias], check=True)
         subprocess.run(["mount", "--make-private", alias], check=True)
         named = alias if aliased == "home" else os.path.join(alias, "home")
     acl = plant_acl(rng, home) if aliased is None or rng.random() < 0.5 else None
