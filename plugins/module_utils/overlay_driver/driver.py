@@ -460,6 +460,13 @@ class Driver:
         finally:
             os.close(src_fd)
 
+    def _raise_if_out_of_space(self, e, layer_id):
+        """An apply that filled the home's filesystem (or quota) is reported as that, with what bounds a layer's
+        size; any other OSError is left for the caller to raise as it is."""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OverlayError("no space left on the layer home's filesystem while applying the diff%s"
+                               % no_space_advice(self.layer_limits), layer=layer_id, path=self.home)
+
     def _make_overlay_dirs(self, dir_fd, upper_mode):
         """upper/ (the mode of what it lies on), work/ and merged/ (0700) of a new overlay layer."""
         self._mkdir_as(dir_fd, "upper", upper_mode)
@@ -662,9 +669,7 @@ class Driver:
         try:
             return self._apply(paths, layer_id, parent_root, tmp, raw, compression, expected_diff_id, progress)
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OverlayError("no space left on the layer home's filesystem while applying the diff%s"
-                                   % no_space_advice(self.layer_limits), layer=layer_id, path=self.home)
+            self._raise_if_out_of_space(e, layer_id)
             raise
         finally:
             for mount in mounts.mounts_below(tmp):
@@ -845,9 +850,7 @@ class Driver:
             temps.pop(0)
             return result
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OverlayError("no space left on the layer home's filesystem while applying the diff%s"
-                                   % no_space_advice(self.layer_limits), layer=layer_id, path=self.home)
+            self._raise_if_out_of_space(e, layer_id)
             raise
         finally:
             for left in temps:
