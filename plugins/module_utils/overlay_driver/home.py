@@ -130,6 +130,15 @@ class HomeDirs:
                 _refuse(os.path.join(self.path, STATE_DIR), "it is a symlink or not a directory")
             raise
 
+    def _read_root_record(self, name, what):
+        """(data, path) of the record file name in .strata, data None if there is none. Only a file of root's
+        that nobody else can write is believed: what it says decides who owns, and how to read, every layer."""
+        path = os.path.join(self.path, STATE_DIR, name)
+        try:
+            return read_json(self.state_fd, name, check=_require_root_only), path
+        except (OSError, ValueError) as e:
+            raise OverlayError("the home's recorded %s cannot be read: %s" % (what, e), path=path)
+
     def recorded_maps(self):
         """The maps written with the home ({"uid_maps": [...], "gid_maps": [...]}), None if none.
 
@@ -139,11 +148,7 @@ class HomeDirs:
         self.maps_recorded = False
         if self.state_fd is None:
             return None
-        path = os.path.join(self.path, STATE_DIR, MAPS_FILE)
-        try:
-            data = read_json(self.state_fd, MAPS_FILE, check=_require_root_only)
-        except (OSError, ValueError) as e:
-            raise OverlayError("the home's recorded id maps cannot be read: %s" % e, path=path)
+        data, path = self._read_root_record(MAPS_FILE, "id maps")
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("uid_maps"), list)
                                      and isinstance(data.get("gid_maps"), list)):
             raise OverlayError("the home's recorded id maps are not in the expected format", path=path)
@@ -162,11 +167,7 @@ class HomeDirs:
         """
         if self.state_fd is None:
             return None
-        path = os.path.join(self.path, STATE_DIR, LAYOUT_FILE)
-        try:
-            data = read_json(self.state_fd, LAYOUT_FILE, check=_require_root_only)
-        except (OSError, ValueError) as e:
-            raise OverlayError("the home's recorded layout cannot be read: %s" % e, path=path)
+        data, path = self._read_root_record(LAYOUT_FILE, "layout")
         if data is None:
             return None
         if not (isinstance(data, dict) and isinstance(data.get("layout"), str)):
