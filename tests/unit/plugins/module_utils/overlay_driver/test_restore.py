@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import restore, syscalls
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -34,9 +36,10 @@ def test_restore_reports_a_broken_home(scratch, capsys):
     assert "strata-overlay-restore:" in capsys.readouterr().err
 
 
-def hold_three_layers(home):
+@pytest.fixture
+def three_held_layers(home):
     """Layers a, b and c each mounted, then unmounted by the driver alone so the records still say mounted (as after a
-    reboot); returns the merged paths of a and c."""
+    reboot); yields the merged paths of a and c, and unmounts them afterwards."""
     store = LayerStore(home)
     with store.locked():
         store.ensure_present("base")
@@ -46,47 +49,40 @@ def hold_three_layers(home):
             store.driver.put(layer_id)
     paths = {layer_id: store.state(layer_id)["path"] for layer_id in ("a", "c")}
     store.close()
-    return paths
+    try:
+        yield paths
+    finally:
+        for merged in paths.values():
+            try:
+                syscalls.umount(merged)
+            except OSError:
+                pass
 
 
+@pytest.mark.usefixtures("three_held_layers")
 def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, capsys):
     """At boot, one damaged record (a crash mid-write on a filesystem without ordered data, a hand
     edit) stopped the restore before any layer was mounted. Every other layer is mounted; the
     program exits non-zero naming the damaged one."""
-    paths = hold_three_layers(home)
     with open(home + "/.strata/layers/b.json", "w") as f:
         f.write("{not json")
-    try:
-        assert restore.main(["--home", home]) == 1
-        captured = capsys.readouterr()
-        assert captured.out == "mounted a\nmounted c\n"
-        assert "cannot mount b:" in captured.err and "record cannot be read" in captured.err
-        reader = LayerStore(home, read_only=True)
-        assert reader.state("a")["mounted"] and reader.state("c")["mounted"]
-        reader.close()
-    finally:
-        for merged in paths.values():
-            try:
-                syscalls.umount(merged)
-            except OSError:
-                pass
+    assert restore.main(["--home", home]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "mounted a\nmounted c\n"
+    assert "cannot mount b:" in captured.err and "record cannot be read" in captured.err
+    reader = LayerStore(home, read_only=True)
+    assert reader.state("a")["mounted"] and reader.state("c")["mounted"]
+    reader.close()
 
 
+@pytest.mark.usefixtures("three_held_layers")
 def test_a_layer_without_root_or_upper_keeps_no_other_layer_down(home, capsys):
     """A held layer whose directories are gone is reported by name; every other held layer is mounted."""
-    paths = hold_three_layers(home)
     os.rmdir(os.path.join(home, "b", "upper"))
-    try:
-        assert restore.main(["--home", home, "--check"]) == 1
-        assert capsys.readouterr().out == "would mount a\nwould mount c\n"
-        assert restore.main(["--home", home]) == 1
-        captured = capsys.readouterr()
-        assert captured.out == "mounted a\nmounted c\n"
-        assert "cannot mount b:" in captured.err and "neither root/ nor upper/" in captured.err
-        assert "1 layer(s) not mounted: b" in captured.err
-    finally:
-        for merged in paths.values():
-            try:
-                syscalls.umount(merged)
-            except OSError:
-                pass
+    assert restore.main(["--home", home, "--check"]) == 1
+    assert capsys.readouterr().out == "would mount a\nwould mount c\n"
+    assert restore.main(["--home", home]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "mounted a\nmounted c\n"
+    assert "cannot mount b:" in captured.err and "neither root/ nor upper/" in captured.err
+    assert "1 layer(s) not mounted: b" in captured.err
