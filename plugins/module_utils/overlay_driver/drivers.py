@@ -17,7 +17,7 @@ import stat
 
 from .driver import Driver
 from .errors import OverlayError
-from .home import HomeDirs, is_layer_name
+from .home import HomeDirs, home_entries, is_layer_name
 from .layout import STATE_DIR
 from .walk import DIR_FLAGS
 
@@ -59,13 +59,7 @@ def layout_on_disk(dirs):
     """
     if dirs.fd is None:
         return None
-    for name in sorted(os.listdir(dirs.fd)):
-        if name == STATE_DIR:
-            continue
-        try:
-            st = os.stat(name, dir_fd=dirs.fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
+    for name, st in home_entries(dirs.fd):
         if not stat.S_ISDIR(st.st_mode):
             continue
         if name == "l":

@@ -84,6 +84,19 @@ def _require_root_only(st):
                          "contents, chown it to root and chmod it 0600" % (stat.S_IMODE(st.st_mode), st.st_uid))
 
 
+def home_entries(home_fd):
+    """(name, lstat) of each entry of the home but .strata, in name order, read by the home's fd. An entry
+    removed since the listing (a concurrent run removing a layer) is skipped: there is nothing left to judge."""
+    for name in sorted(os.listdir(home_fd)):
+        if name == STATE_DIR:
+            continue
+        try:
+            st = os.stat(name, dir_fd=home_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        yield name, st
+
+
 def is_layer_name(name):
     try:
         validate_layer_id(name)
@@ -235,13 +248,7 @@ class HomeDirs:
         """
         self.strays = []
         layers = 0
-        for name in sorted(os.listdir(self.fd)):
-            if name == STATE_DIR:
-                continue
-            try:
-                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+        for name, st in home_entries(self.fd):
             if is_layer_name(name) and stat.S_ISDIR(st.st_mode) and self._looks_like_layer(name):
                 layers += 1
             elif self.root_uid != 0 and st.st_uid == self.root_uid:
