@@ -275,7 +275,7 @@ layers:
 recorded:
   description:
     - Whether this run wrote the image's record in the home (a first staging, or the same layers staged under
-      another reference or platform); would write, in check mode. Not a change by itself - RV(changed) says
+      another reference or platform); would write, in check mode. Not a change by itself - the task's C(changed) says
       whether a layer was staged.
   returned: when O(state=present)
   type: bool
