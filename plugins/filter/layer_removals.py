@@ -37,14 +37,14 @@ options:
     default: []
   existing:
     description: The layers on the host, as M(strata.overlay.overlay_info) returns them (C(id), C(parent), C(holders),
-      C(inode)).
+      C(inode), C(generation)).
     type: list
     elements: dict
     default: []
   record:
     description:
       - The role's record, C({layers, mounts, images}), of what it staged earlier on this host for this home
-        (C(layers) as C({id, inode})).
+        (C(layers) as C({id, inode, generation})).
       - A record of another shape is refused, never iterated.
     type: dict
     default: {}
@@ -163,9 +163,9 @@ def _record_problem(record):
     for entry in record.get("layers", []):
         if isinstance(entry, str):
             continue  # written by an earlier release, without the layer's inode
-        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str) and isinstance(entry.get("inode"), int)
-                and not isinstance(entry.get("inode"), bool)):
-            return "a layers entry is not {id, inode}: %r" % (entry,)
+        if not (isinstance(entry, dict) and isinstance(entry.get("id"), str) and _is_int(entry.get("inode"))
+                and (entry.get("generation") is None or _is_int(entry["generation"]))):
+            return "a layers entry is not {id, inode, generation}: %r" % (entry,)
     for entry in record.get("mounts", []):
         if not (isinstance(entry, dict) and isinstance(entry.get("id"), str)):
             return "a mounts entry is not {id, holder}: %r" % (entry,)
@@ -173,6 +173,18 @@ def _record_problem(record):
         if not (isinstance(entry, dict) and isinstance(entry.get("image"), str) and entry["image"]):
             return "an images entry is not {id, image, platform}: %r" % (entry,)
     return None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def made_again(layer, entry):
+    """Whether the home's layer is another directory than the one the role recorded: another inode, or the
+    same inode number given out again (ext4 does so at once) with another generation."""
+    if layer.get("inode") != entry["inode"]:
+        return True
+    return entry.get("generation") is not None and layer.get("generation") != entry["generation"]
 
 
 def check_record(record):
@@ -203,7 +215,7 @@ def _own_layers(record, on_host, present_ids):
         if isinstance(entry, str):
             kept.append({"id": layer_id, "reason": "recorded without its inode by an earlier release of this role, so "
                                                    "it cannot be told from a layer made since; declare it absent"})
-        elif on_host[layer_id].get("inode") != entry["inode"]:
+        elif made_again(on_host[layer_id], entry):
             kept.append({"id": layer_id, "reason": "made again since this role staged it (another inode), so not "
                                                    "this role's to remove"})
         else:

@@ -34,7 +34,7 @@ options:
     elements: dict
     required: true
   after:
-    description: The layers after the run, as M(strata.overlay.overlay_info) returns them (with C(inode)).
+    description: The layers after the run, as M(strata.overlay.overlay_info) returns them (with C(inode) and C(generation)).
     type: list
     elements: dict
     required: true
@@ -60,11 +60,11 @@ EXAMPLES = r'''
 
 RETURN = r'''
 _value:
-  description: The record, C({home, layers, mounts, images}); C(layers) as C({id, inode}).
+  description: The record, C({home, layers, mounts, images}); C(layers) as C({id, inode, generation}).
   type: dict
 '''
 
-from ansible_collections.strata.overlay.plugins.filter.layer_removals import check_record
+from ansible_collections.strata.overlay.plugins.filter.layer_removals import check_record, made_again
 
 
 def _mount_key(mount):
@@ -80,14 +80,14 @@ def role_record(previous, home, before, after, plan, images=None):
     for entry in previous.get("layers") or []:
         if isinstance(entry, str):
             continue  # an earlier release's entry cannot be checked against the home; it is not carried over
-        if entry["id"] in now and entry["id"] not in removed and now[entry["id"]].get("inode") == entry["inode"]:
-            layers.append({"id": entry["id"], "inode": entry["inode"]})
+        if entry["id"] in now and entry["id"] not in removed and not made_again(now[entry["id"]], entry):
+            layers.append({"id": entry["id"], "inode": entry["inode"], "generation": entry.get("generation")})
     recorded = {entry["id"] for entry in layers}
     for entry in plan.get("stage") or []:
         layer_id = entry.get("id")
         if layer_id in before_ids or layer_id in recorded or layer_id not in now or now[layer_id].get("inode") is None:
             continue
-        layers.append({"id": layer_id, "inode": now[layer_id]["inode"]})
+        layers.append({"id": layer_id, "inode": now[layer_id]["inode"], "generation": now[layer_id].get("generation")})
         recorded.add(layer_id)
 
     released = {_mount_key(m) for m in plan.get("mounts") or []}

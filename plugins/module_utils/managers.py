@@ -7,7 +7,9 @@ Managers take the module's params, check_mode and diff flags and nothing from
 Ansible, so they are tested with plain calls.
 """
 
+import fcntl
 import os
+import struct
 
 from . import layer_images, layer_tree
 from .overlay_driver import fscheck, space, subids
@@ -56,6 +58,9 @@ def home_exists(home):
 def released(outcome):
     """The holders an operation dropped: the one let go, or every one a force took away."""
     return sorted(set(outcome.before["holders"]) - set(outcome.after["holders"]))
+
+
+_FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): the kernel writes an int
 
 
 class Manager:
@@ -304,11 +309,30 @@ class InfoManager(Manager):
         except FileNotFoundError:
             return None
 
+    def _generation(self, layer_id):
+        """The generation of the layer's directory (FS_IOC_GETVERSION), None where the filesystem keeps none.
+
+        ext4 gives a freed inode number out again at once, so a layer removed and made again can have the
+        same inode; its generation differs (ext4, xfs, btrfs). tmpfs keeps none, nor reuses numbers at once.
+        """
+        try:
+            fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                         dir_fd=self.store.driver.dirs.fd)
+        except OSError:
+            return None
+        try:
+            return struct.unpack("I", fcntl.ioctl(fd, _FS_IOC_GETVERSION, b"\0" * 8)[:4])[0]
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def _report(self, result):
         """Reads only: a shared lock when the lock file exists, no cleanup, changes without mounting."""
         p = self.params
         layers = self.store.layers()
-        result["layers"] = [dict(public_state(s), inode=self._inode(s["id"]), size=s["size"]) for s in layers]
+        result["layers"] = [dict(public_state(s), inode=self._inode(s["id"]), generation=self._generation(s["id"]),
+                                 size=s["size"]) for s in layers]
         records, result["images_problem"] = layer_images.read_records(self.store.driver.dirs)
         result["images"] = layer_images.annotate(result["layers"], records)
         result["stale"] = [s["id"] for s in layers if s["stale"]]

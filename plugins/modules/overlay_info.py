@@ -148,8 +148,9 @@ layers:
     - C(problem) is null for a usable layer, else what is wrong with it (see RV(damaged)).
     - C(images) lists the references of the staged images (see RV(images)) the layer belongs to, empty for a
       layer no recorded image names; C(size) is the bytes of the diff applied to it (null when none was).
-    - C(inode) is the inode number of the layer's directory; a layer removed and made again under the same id
-      has another one (the C(strata.overlay.overlay_layers) role's prune checks it).
+    - C(inode) is the inode number of the layer's directory, and C(generation) its generation (null where the
+      filesystem keeps none, as tmpfs); a layer removed and made again under the same id has another inode, or
+      the same inode number with another generation (the C(strata.overlay.overlay_layers) role's prune checks both).
   returned: always
   type: list
   elements: dict

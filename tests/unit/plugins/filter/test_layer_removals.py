@@ -122,6 +122,19 @@ def test_mount_entries_take_overlay_mounts_words_too():
     assert plan["problems"] == ["overlay_mounts[0]: state 'gone' (present or mounted, absent or unmounted)"]
 
 
+def test_prune_keeps_a_layer_made_again_on_the_same_inode_number_with_another_generation():
+    """ext4 gives a freed inode number out again at once: the generation tells the directories apart."""
+    existing = host(("a", None, ()), ("b", None, ()), ("c", None, ()))
+    for layer, generation in zip(existing, (2, 5, None)):
+        layer["generation"] = generation
+    record = {"layers": [{"id": "a", "inode": inode("a"), "generation": 1},
+                         {"id": "b", "inode": inode("b"), "generation": 5},
+                         {"id": "c", "inode": inode("c"), "generation": None}]}
+    plan = removals([], existing=existing, record=record, prune=True)
+    assert sorted(entry["id"] for entry in plan["layers"]) == ["b", "c"]
+    assert [entry["id"] for entry in plan["kept"]] == ["a"] and "made again" in plan["kept"][0]["reason"]
+
+
 def test_prune_keeps_a_layer_made_again_since_or_recorded_without_its_inode():
     existing = host(("a", None, ()), ("b", None, ()), ("c", None, ()))
     record = {"layers": [{"id": "a", "inode": inode("a")}, {"id": "b", "inode": 1}, "c"]}
@@ -134,11 +147,12 @@ def test_prune_keeps_a_layer_made_again_since_or_recorded_without_its_inode():
 
 @pytest.mark.parametrize("record,message", [
     ({"layers": "abc"}, "layers is not a list"),
-    ({"layers": [{"id": "a"}]}, "not {id, inode}"),
-    ({"layers": [{"id": "a", "inode": True}]}, "not {id, inode}"),
+    ({"layers": [{"id": "a"}]}, "not {id, inode, generation}"),
+    ({"layers": [{"id": "a", "inode": True}]}, "not {id, inode, generation}"),
+    ({"layers": [{"id": "a", "inode": 1, "generation": "x"}]}, "not {id, inode, generation}"),
     ({"mounts": ["a"]}, "not {id, holder}"),
     ({"images": [{"image": ""}]}, "not {id, image, platform}"),
-], ids=["layers-string", "no-inode", "bool-inode", "mount-string", "empty-image"])
+], ids=["layers-string", "no-inode", "bool-inode", "string-generation", "mount-string", "empty-image"])
 def test_a_record_of_the_wrong_shape_is_refused_not_iterated(record, message):
     with pytest.raises(AnsibleFilterError, match="not in the expected format") as error:
         layer_removals([], existing=host(("a", None, ())), record=record, prune=True)

@@ -20,7 +20,8 @@ def test_only_layers_this_run_made_are_recorded_with_their_inode():
     after = info(("base", 10), ("app", 11), ("web", 12))
     record = role_record({}, "/h", before, after, PLAN,
                          images=[{"id": "web", "image": "oci:/i:v1", "platform": "", "changed": True}])
-    assert record == {"home": "/h", "layers": [{"id": "app", "inode": 11}, {"id": "web", "inode": 12}],
+    assert record == {"home": "/h", "layers": [{"id": "app", "inode": 11, "generation": None},
+                                               {"id": "web", "inode": 12, "generation": None}],
                       "mounts": [{"id": "app", "holder": "demo"}],
                       "images": [{"id": "web", "image": "oci:/i:v1", "platform": ""}]}
 
@@ -33,6 +34,15 @@ def test_a_recorded_layer_made_again_since_or_removed_is_dropped():
                          dict(PLAN, images=[{"image": "oci:/i:v1", "platform": ""}]),
                          images=[{"id": "web", "image": "oci:/i:v1", "platform": "", "changed": False}])
     assert record["layers"] == [] and record["images"] == []
+
+
+def test_a_recorded_layer_on_the_same_inode_number_with_another_generation_is_dropped():
+    previous = {"layers": [{"id": "app", "inode": 11, "generation": 1}], "mounts": [], "images": []}
+    after = [dict(layer, generation=2) for layer in info(("base", 10), ("app", 11))]
+    record = role_record(previous, "/h", after, after, dict(PLAN, stage=[]))
+    assert record["layers"] == []
+    same = role_record(previous, "/h", after, [dict(after[0]), dict(after[1], generation=1)], dict(PLAN, stage=[]))
+    assert same["layers"] == [{"id": "app", "inode": 11, "generation": 1}]
 
 
 def test_an_image_already_staged_by_something_else_is_not_recorded():
