@@ -5,8 +5,8 @@
 
 The host pulls by itself, so this is the only network code on a managed host:
 - /v2/ is probed once; its 401 challenge decides Basic or Bearer. Tokens are
-  fetched per repository scope and reused until they expire; a 401 for a
-  request that carried a fresh token is an error, never a retry loop.
+  fetched per repository scope and reused until they expire; a token the
+  registry stops accepting is fetched again once, never in a loop.
 - Redirects (blob storage) are followed a bounded number of times, and the
   Authorization header goes only to the origin it was meant for.
 - TLS is verified unless validate_certs is false (then an https failure falls
@@ -272,13 +272,19 @@ class Registry(ImageSource):
         self._token = token
         self._token_expires = time.monotonic() + expires_in - 5
 
-    def _get(self, path, accept=None, blob=None):
-        """An authorized GET of a registry path; the response and its connection (the caller closes it)."""
+    def _get(self, path, accept=None, blob=None, extra=None):
+        """An authorized GET of a registry path; the response and its connection (the caller closes it).
+
+        A Bearer token the registry stops accepting (it expired early, or was revoked) is dropped and the
+        challenge of that 401 is answered again, once: a registry that refuses the new token too has not
+        granted pull access, and saying so beats asking for tokens in a loop."""
         self._probe()
-        for attempt in (1, 2):
+        refreshed = False
+        for _attempt in range(3):
             headers = {"User-Agent": USER_AGENT}
             if accept:
                 headers["Accept"] = ", ".join(accept)
+            headers.update(extra or {})
             authorization = self._authorization()
             if authorization:
                 headers["Authorization"] = authorization
@@ -288,12 +294,19 @@ class Registry(ImageSource):
             challenge = pick(parse_challenges(resp.getheader("WWW-Authenticate")))
             self._drain(resp)
             conn.close()
-            if authorization is None and attempt == 1 and challenge is not None:
+            if authorization is None and challenge is not None and self.challenge is None:
                 self.challenge = challenge  # /v2/ was open, this repository is not
                 continue
             if authorization is not None and authorization.startswith("Bearer"):
-                raise self._error("the registry answered 401 to a request carrying the token its token server just "
-                                  "issued (no pull access to %s?)" % self.repository, blob)
+                if not refreshed:
+                    refreshed = True
+                    self._token = None  # refused: fetch another, for the challenge this 401 carries
+                    if challenge is not None and challenge.scheme == "bearer":
+                        self.challenge = challenge
+                    continue
+                raise self._error("the registry answered 401 to a request carrying the token its token server "
+                                  "issued, and again to a new token fetched after that refusal (no pull access to "
+                                  "%s?)" % self.repository, blob)
             if authorization is not None:
                 raise self._error("the registry refused the credentials of %s (401)" % self.credentials.username,
                                   blob)

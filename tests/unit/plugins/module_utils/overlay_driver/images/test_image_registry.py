@@ -138,9 +138,30 @@ def test_a_401_after_a_valid_token(registry, store, home, pki):
     def refuse(handler):
         handler.send(401, b"{}", {"WWW-Authenticate": handler.challenge()})
     server.override["/v2/strata/app/blobs/" + image.layer_digest(1)] = refuse
-    message = fails(store, server, pki, "answered 401 to a request carrying the token")
+    message = fails(store, server, pki, "answered 401 to a request carrying the token its token server issued, "
+                    "and again to a new token fetched after that refusal (no pull access to strata/app?)")
+    assert "just issued" not in message
+    assert server.token_requests == 2  # the first token, and one refresh: never a loop
     assert "blob " + image.layer_digest(1) in message
     assert layer_dirs(home) == [image.ids[0]]  # the layer before stays, complete
+
+
+def test_a_token_the_registry_stops_accepting_mid_pull_is_fetched_again(registry, store, home, pki):
+    """A token revoked (or expired early) between two blobs: the 401 is answered with a new token, once."""
+    server = registry("bearer")
+    image = Image()
+    server.push("strata/app", image)
+    path = "/v2/strata/app/blobs/" + image.layer_digest(1)
+
+    def revoke(handler):
+        server.tokens.clear()
+        del server.override[path]
+        handler.do_GET()
+    server.override[path] = revoke
+    result = pull(store, server, pki)
+    assert result.changed and result.top == image.ids[1]
+    assert server.token_requests == 2
+    assert layer_dirs(home) == sorted(image.ids)
 
 
 def test_a_certificate_that_does_not_verify(registry, store, home, pki):
