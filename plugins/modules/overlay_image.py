@@ -72,6 +72,10 @@ options:
       - V(os/arch[/variant]) of the image to pick from an index (a multi-platform image), for example
         V(linux/arm64) or V(linux/arm/v7).
       - Default is the managed host's own platform.
+      - Read as containerd reads it. Names are normalized (V(linux/arm) is V(linux/arm/v7), V(linux/arm64) is
+        V(linux/arm64/v8), V(linux/amd64/v1) is V(linux/amd64)), in the index too, and the closest platform the
+        asked one runs is picked (V(linux/arm/v7) takes V(linux/arm/v6) when the index has no v7; V(linux/amd64)
+        takes V(linux/386)).
     type: str
   registry_auth:
     description:

@@ -13,6 +13,7 @@ Manifests and configs are read whole, so they have size limits.
 import json
 import platform as host_platform_module
 
+from . import platforms
 from .digests import parse_digest, sha256_bytes, verify_bytes
 from .errors import ImageError
 
@@ -211,28 +212,16 @@ def _platform_text(p):
 
 
 def select_platform(entries, wanted, image, index_digest):
-    """The entry for os/arch[/variant]. A wanted variant must match; else the host's default variant
-    (v8 on arm64) is preferred, then an entry without variant, then any."""
-    want_os, want_arch, want_variant = wanted
-    candidates = [e for e in entries
-                  if e.platform and e.platform.get("os") == want_os and e.platform.get("architecture") == want_arch]
-    if want_variant is not None:
-        exact = [e for e in candidates if e.platform.get("variant") == want_variant]
-        if exact:
-            candidates = exact
-        elif want_arch == "arm64" and want_variant == "v8":
-            candidates = [e for e in candidates if not e.platform.get("variant")] or candidates
-        else:
-            candidates = []
-    else:
-        plain = [e for e in candidates if not e.platform.get("variant")]
-        candidates = plain or candidates
-    if not candidates:
+    """The entry for os/arch[/variant], as containerd picks it (platforms.py): names normalized on both
+    sides, the closest compatible platform first, the index's order among equals."""
+    chosen = platforms.best_entry(entries, wanted)
+    if chosen is None:
         offered = ", ".join(sorted(_platform_text(e.platform) for e in entries)) or "nothing"
+        want_os, want_arch, want_variant = wanted
         wanted_text = "%s/%s%s" % (want_os, want_arch, "/" + want_variant if want_variant else "")
         raise ImageError("index %s has no image for platform %s (it offers %s)" % (index_digest, wanted_text, offered),
                          image=image)
-    return candidates[0]
+    return chosen
 
 
 def resolve(fetch_manifest, data, declared_type, digest, wanted_platform, image):
