@@ -15,7 +15,6 @@ a copy and exchanged in, after its digest has been checked. Reference
 counting is not here (the seed's commit moved it out); see store.py.
 """
 
-import errno
 import os
 import stat
 
