@@ -1,10 +1,14 @@
 """A private Docker 20.10 daemon for tests: started and stopped by the test, no systemd.
 
 Docker 20.10 is the last release with the legacy `overlay` graph driver, the
-one whose layer home this collection writes. Each daemon gets its own
-data-root, exec-root, pidfile and socket under a directory of the test, runs
-with `--storage-driver overlay` and no network setup, and is talked to with
+one whose layer home this collection writes by default, and it writes the
+`overlay2` layout the way the collection's overlay2 homes are written. Each
+daemon gets its own data-root, exec-root, pidfile and socket under a directory
+of the test, runs with `--storage-driver overlay` (or the `storage_driver`
+given: `overlay2`) and no network setup, and is talked to with
 `/usr/bin/docker -H unix://...` (a newer CLI may come first on PATH).
+
+What each driver writes is described in docs/docker.md ("overlay2 as Docker 20.10 writes it").
 
 Side effects outside that directory, which dockerd makes whatever its flags:
 `/etc/docker/key.json` (created once, reused), `/run/docker/` and
@@ -34,15 +38,20 @@ MISSING = None if os.access(DOCKERD, os.X_OK) and os.access(DOCKER, os.X_OK) els
 
 requires_dockerd = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
+STORAGE_DRIVERS = ("overlay", "overlay2")
+
 
 class DockerdError(Exception):
     pass
 
 
 class Dockerd:
-    """One private dockerd. All its state is below `directory`."""
+    """One private dockerd. All its state is below `directory`; its graph driver is `storage_driver`."""
 
-    def __init__(self, directory, data_root=None):
+    def __init__(self, directory, data_root=None, storage_driver="overlay"):
+        if storage_driver not in STORAGE_DRIVERS:
+            raise ValueError("storage_driver must be one of %s, not %r" % (STORAGE_DRIVERS, storage_driver))
+        self.storage_driver = storage_driver
         self.directory = os.path.abspath(directory)
         self.data_root = os.path.abspath(data_root) if data_root else os.path.join(self.directory, "data-root")
         self.exec_root = os.path.join(self.directory, "exec-root")
@@ -53,8 +62,13 @@ class Dockerd:
 
     @property
     def overlay_home(self):
-        """The graph driver's layer home: `<data-root>/overlay`."""
-        return os.path.join(self.data_root, "overlay")
+        """The graph driver's layer home: `<data-root>/overlay` or `<data-root>/overlay2`."""
+        return os.path.join(self.data_root, self.storage_driver)
+
+    @property
+    def image_root(self):
+        """Docker's image store for this driver: `<data-root>/image/<driver>` (layerdb, imagedb)."""
+        return os.path.join(self.data_root, "image", self.storage_driver)
 
     def start(self, timeout=60):
         """Start the daemon and wait until it answers; raise with the log's tail when it does not."""
@@ -62,7 +76,7 @@ class Dockerd:
             raise DockerdError("dockerd is already running (pid %d)" % self.process.pid)
         os.makedirs(self.directory, exist_ok=True)
         cmd = [DOCKERD, "--data-root", self.data_root, "--exec-root", self.exec_root, "--pidfile", self.pidfile,
-               "-H", "unix://" + self.socket, "--storage-driver", "overlay", "--iptables=false", "--ip-masq=false",
+               "-H", "unix://" + self.socket, "--storage-driver", self.storage_driver, "--iptables=false", "--ip-masq=false",
                "--ip6tables=false", "--bridge=none", "--userland-proxy=false"]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -76,9 +90,9 @@ class Dockerd:
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False)
             if probe.returncode == 0:
                 driver = probe.stdout.decode().strip()
-                if driver != "overlay":
+                if driver != self.storage_driver:
                     self.stop()
-                    raise DockerdError("dockerd runs the %r storage driver, not overlay" % driver)
+                    raise DockerdError("dockerd runs the %r storage driver, not %s" % (driver, self.storage_driver))
                 return self
             if time.monotonic() > deadline:
                 self.stop()
@@ -143,8 +157,8 @@ class Dockerd:
     # -- Docker's own records -----------------------------------------------------
 
     def layerdb(self):
-        """Image layers by chain id: {chain_id: {cache_id, diff_id, parent}} from <data-root>/image/overlay/layerdb."""
-        root = os.path.join(self.data_root, "image", "overlay", "layerdb", "sha256")
+        """Image layers by chain id: {chain_id: {cache_id, diff_id, parent}} from <image root>/layerdb."""
+        root = os.path.join(self.image_root, "layerdb", "sha256")
         out = {}
         for name in os.listdir(root):
             entry = os.path.join(root, name)
@@ -161,7 +175,7 @@ class Dockerd:
     def container_layers(self, container):
         """(mount id, init id) of a container's read-write layer: its layer dirs are <home>/<mount id>[-init]."""
         full = self.docker("inspect", "--format", "{{.Id}}", container).decode().strip()
-        mounts = os.path.join(self.data_root, "image", "overlay", "layerdb", "mounts", full)
+        mounts = os.path.join(self.image_root, "layerdb", "mounts", full)
         with open(os.path.join(mounts, "mount-id")) as f:
             mount_id = f.read().strip()
         with open(os.path.join(mounts, "init-id")) as f:
@@ -212,11 +226,14 @@ def save_archive(layers, repo_tag, config=None):
 
 
 @pytest.fixture
-def dockerd(scratch):
-    """A started private dockerd whose data-root is on the test's scratch tmpfs; stopped afterwards."""
+def dockerd(scratch, request):
+    """A started private dockerd whose data-root is on the test's scratch tmpfs; stopped afterwards.
+
+    Its graph driver is `overlay` unless the test is parametrized indirectly with another
+    (`@pytest.mark.parametrize("dockerd", ["overlay2"], indirect=True)`)."""
     if MISSING:
         pytest.skip(MISSING)
-    daemon = Dockerd(os.path.join(scratch, "docker"))
+    daemon = Dockerd(os.path.join(scratch, "docker"), storage_driver=getattr(request, "param", "overlay"))
     try:
         daemon.start()
         yield daemon

@@ -4,6 +4,10 @@ A diff made by `containers-storage diff` (overlay whiteouts turned into .wh.
 entries by its own exporter) is applied by our driver; the result must equal
 containers-storage's own mount of that layer. And the other way round: our
 exported diff, applied by `containers-storage applydiff`, must give our tree.
+Both run for each layout. containers-storage's overlay driver is overlay2-shaped
+(l/, diff/, link, lower): in the overlay2 layout the same layer tarballs must
+also give the same diff/ of every layer, whiteout devices and opaque xattrs
+included.
 """
 
 import io
@@ -14,7 +18,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import (LAYOUTS, available_layouts,
+                                                                                        open_driver)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from layertools import TarBuilder, snapshot
 
@@ -36,6 +42,14 @@ class Peer:
     def shutdown(self):
         subprocess.run(["containers-storage", "-g", self.graph, "-R", self.run, "-s", "overlay", "shutdown"],
                        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.skipif(
+    name not in available_layouts(), reason="no driver for the %s layout is registered in drivers.py" % name))
+    for name in LAYOUTS])
+def layout(request):
+    """Each layout strata writes, against the one peer."""
+    return request.param
 
 
 @pytest.fixture
@@ -69,7 +83,7 @@ def view_of(path):
     return snapshot(path, times=True)
 
 
-def test_peer_diff_applied_by_us_equals_peer_mount(peer, home, scratch):
+def test_peer_diff_applied_by_us_equals_peer_mount(peer, home, scratch, layout):
     base_tar = os.path.join(scratch, "base.tar")
     with open(base_tar, "wb") as f:
         f.write(base_layer())
@@ -101,7 +115,7 @@ def test_peer_diff_applied_by_us_equals_peer_mount(peer, home, scratch):
         names = [n for n in f.read().split(b"\x00") if b".wh." in n]
     assert any(b".wh..wh..opq" in n for n in names), "the peer exported an opaque directory"
 
-    driver = Driver(home)
+    driver = open_driver(home, layout)
     driver.create("base", "")
     with open(base_tar, "rb") as f:
         driver.apply_diff("base", "", f)
@@ -120,8 +134,8 @@ def test_peer_diff_applied_by_us_equals_peer_mount(peer, home, scratch):
     assert int(peer("diffsize", child_id).decode().strip()) == result.size + len("/nonexistent")
 
 
-def test_our_diff_applied_by_the_peer_equals_our_layer(peer, home, scratch):
-    driver = Driver(home)
+def test_our_diff_applied_by_the_peer_equals_our_layer(peer, home, scratch, layout):
+    driver = open_driver(home, layout)
     driver.create("base", "")
     driver.apply_diff("base", "", io.BytesIO(base_layer()))
     driver.create("child", "base")
@@ -177,3 +191,57 @@ def test_a_diff_applied_in_the_overlay_format_equals_the_peers_diff_dir(peer, sc
     assert snapshot(ours, times=True, xattrs=keys) == snapshot(theirs, times=True, xattrs=keys)
     assert stat.S_ISCHR(os.lstat(os.path.join(theirs, "usr", "share", "doc")).st_mode)  # the peer wrote a device too
     assert os.getxattr(os.path.join(ours, "opt", "app"), whiteouts.OPAQUE_XATTR) == b"y"
+
+
+def test_same_tarballs_same_diff_dirs_as_the_peer(peer, home, scratch):
+    """overlay2: the layer tarballs applied by the store give each layer the diff/ containers-storage's
+    overlay driver gives it: the same entries, modes, owners, times, contents, whiteouts as 0/0 devices and
+    opaque directories by trusted.overlay.opaque, and the same merged tree."""
+    if "overlay2" not in available_layouts():
+        pytest.skip("no driver for the overlay2 layout is registered in drivers.py")
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import whiteouts
+
+    child = (TarBuilder()
+             .dir("etc", mode=0o755).whiteout("etc/shadow").file("etc/hostname", "child\n", mtime=1650000000)
+             .dir("opt", mode=0o755).dir("opt/app", mode=0o755).opaque("opt/app").file("opt/app/new", "new")
+             .dir("usr", mode=0o755).dir("usr/share", mode=0o755).whiteout("usr/share/doc")
+             .bytes())
+    grandchild = (TarBuilder()
+                  .dir("opt", mode=0o755).whiteout("opt/app").dir("var", mode=0o755).dir("var/lib", mode=0o755)
+                  .opaque("var/lib").file("var/lib/fresh", "fresh", mode=0o600, uid=7, gid=7)
+                  .bytes())
+    tars = [("base", base_layer()), ("child", child), ("grandchild", grandchild)]
+    theirs, parent = {}, ""
+    for name, data in tars:
+        path = os.path.join(scratch, name + ".tar")
+        with open(path, "wb") as f:
+            f.write(data)
+        theirs[name] = peer("import-layer", "-f", path, *([parent] if parent else [])).decode().split()[-1]
+        parent = theirs[name]
+    store = LayerStore(home, layout="overlay2")
+    try:
+        with store.locked():
+            parent = ""
+            for name, data in tars:
+                store.apply_diff(name, parent, lambda data=data: io.BytesIO(data))
+                parent = name
+    finally:
+        store.close()
+    keys = ("security.capability", "user.test", whiteouts.OPAQUE_XATTR)
+    for name, _data in tars:
+        ours = snapshot(os.path.join(home, name, "diff"), times=True, xattrs=keys)
+        reference = snapshot(os.path.join(peer.graph, "overlay", theirs[name], "diff"), times=True, xattrs=keys)
+        for rel, item in reference.items():  # a whiteout device is made, not applied: its time is the apply's
+            if stat.S_ISCHR(item["mode"]) and item["rdev"] == (0, 0) and rel in ours:
+                item["mtime"] = ours[rel].get("mtime")
+        assert ours == reference, "%s: diff/ differs from the peer's" % name
+    assert stat.S_ISCHR(os.lstat(os.path.join(home, "grandchild", "diff", "opt", "app")).st_mode)
+    assert os.getxattr(os.path.join(home, "grandchild", "diff", "var", "lib"), whiteouts.OPAQUE_XATTR) == b"y"
+
+    driver = open_driver(home)
+    try:
+        reference = view_of(peer("mount", theirs["grandchild"]).decode().strip())
+        assert view_of(driver.get("grandchild")) == reference
+    finally:
+        driver.put("grandchild")
+        peer("unmount", theirs["grandchild"])

@@ -1,6 +1,8 @@
-"""Docker 20.10, whose legacy overlay driver wrote the layout this collection writes, as a peer, both ways.
+"""Docker 20.10, whose overlay and overlay2 drivers wrote the layouts this collection writes, as a peer, both ways.
 
-A private dockerd (tests/dockerd.py) loads a two-layer image built here as a
+Every test runs once per layout, against a private dockerd (tests/dockerd.py)
+with that storage driver: `overlay` (the seed's layout) and `overlay2` (what
+Docker 20.10's overlay2 driver writes: docs/docker.md). The daemon loads a two-layer image built here as a
 `docker save` archive: every kind of entry a layer can hold in the base (dirs,
 files with modes and owners, setuid, xattrs, symlinks with xattrs, hardlinks, a
 fifo, a char device), and a child that modifies, deletes (whiteout) and
@@ -12,7 +14,9 @@ replaces a directory's content (opaque dir).
   as Docker left it: Docker starts again and uses it.
 - strata writes, Docker reads: the image's layers rebuilt by strata under
   Docker's cache-ids; Docker creates, exports and runs a container on them.
-- Same tarball, same tree: Docker's root/ and strata's root/, entry by entry.
+- Same tarball, same tree: Docker's root/ (overlay) or diff/ (overlay2) and
+  strata's, entry by entry; in overlay2 every layer dir has the shape Docker
+  gives it (l/, link, lower, committed, work/, modes).
 """
 
 import hashlib
@@ -26,14 +30,28 @@ import tarfile
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager, MountManager
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import available_layouts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import mounts_below
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from dockerd import Dockerd, dockerd, save_archive  # noqa: F401  pylint: disable=unused-import
+from dockerd import STORAGE_DRIVERS, Dockerd, dockerd, save_archive  # noqa: F401  pylint: disable=unused-import
 from layertools import TarBuilder
 
-pytestmark = [pytest.mark.peer]
+
+def _layout_param(layout):
+    missing = layout not in available_layouts()
+    return pytest.param(layout, id=layout, marks=pytest.mark.skipif(
+        missing, reason="no driver for the %s layout is registered in drivers.py" % layout))
+
+
+# every test here runs against a dockerd of each storage driver, the layout strata reads and writes the same
+pytestmark = [pytest.mark.peer,
+              pytest.mark.parametrize("dockerd", [_layout_param(name) for name in STORAGE_DRIVERS], indirect=True)]
+
+# Where a layer keeps its files: the seed's image layers a whole root/ (containers' upper/), overlay2 its own diff/
+OWN_DIR = {"overlay": "root", "overlay2": "diff"}
+UPPER_DIR = {"overlay": "upper", "overlay2": "diff"}
 
 IMAGE = "strata-peer:test"
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12  # cap_net_raw, as ping has it
@@ -225,9 +243,10 @@ def differences(left, right, ignore=()):
     return out
 
 
-def init_made(home, init_id):
-    """Paths Docker's -init layer writes (its upper/), computed, with what differs between containers: mtime."""
-    upper = os.path.join(home, init_id, "upper")
+def init_made(daemon, init_id):
+    """Paths Docker's -init layer writes (its upper/ or diff/), computed, with what differs between containers:
+    mtime."""
+    upper = os.path.join(daemon.overlay_home, init_id, UPPER_DIR[daemon.storage_driver])
     made = {".": ("mtime",)}
     for dirpath, dirnames, filenames in os.walk(upper):
         for name in dirnames + filenames:
@@ -268,28 +287,38 @@ def home_snapshot(home):
 
 
 def test_docker_writes_strata_reads(dockerd, hello):  # pylint: disable=redefined-outer-name
+    layout = dockerd.storage_driver
     _base, _child, (base, child), _argv = load_image(dockerd, hello)
     container = dockerd.docker("create", "--network", "none", IMAGE).decode().strip()
     exported = dockerd.export(container)
     mount_id, init_id = dockerd.container_layers(container)
     home = dockerd.overlay_home
     assert not os.path.lexists(os.path.join(home, mount_id, "merged"))  # Docker 20.10 removed it in Put
+    made = init_made(dockerd, init_id)
     dockerd.stop()
     before = home_snapshot(home)
 
     params = {"home": home, "uid_maps": [], "gid_maps": []}
-    info = InfoManager(dict(params, id=mount_id, changes=True)).run()
+    # the layer whose changes are what the -init layer wrote: in overlay the container's (its upper/ starts
+    # as a copy of the -init layer's), in overlay2 the -init layer's own diff/
+    changed = {"overlay": mount_id, "overlay2": init_id}[layout]
+    info = InfoManager(dict(params, id=changed, changes=True)).run()
     layers = {layer["id"]: layer for layer in info["layers"]}
+    # strata's layer ids are Docker's cache-ids
     assert set(layers) == {base["cache_id"], child["cache_id"], init_id, mount_id}
-    assert layers[base["cache_id"]]["kind"] == "root" and layers[base["cache_id"]]["parent"] is None
-    # the child's parent is only in Docker's layerdb (its root/ is a full copy): unknown
-    assert layers[child["cache_id"]]["kind"] == "root" and layers[child["cache_id"]]["parent"] is None
-    # the container's layers name the image's top in lower-id; Docker's -init parent is only in its layerdb
-    assert layers[init_id]["kind"] == "overlay" and layers[init_id]["parent"] == child["cache_id"]
-    assert layers[mount_id]["kind"] == "overlay" and layers[mount_id]["parent"] == child["cache_id"]
+    if layout == "overlay":
+        assert layers[base["cache_id"]]["kind"] == "root" and layers[base["cache_id"]]["parent"] is None
+        # the child's parent is only in Docker's layerdb (its root/ is a full copy): unknown
+        assert layers[child["cache_id"]]["kind"] == "root" and layers[child["cache_id"]]["parent"] is None
+        # the container's layers name the image's top in lower-id; Docker's -init parent is only in its layerdb
+        assert layers[init_id]["kind"] == "overlay" and layers[init_id]["parent"] == child["cache_id"]
+        assert layers[mount_id]["kind"] == "overlay" and layers[mount_id]["parent"] == child["cache_id"]
+    else:
+        # overlay2's lower file names every layer below, nearest first: every parent is known
+        assert [layers[i]["parent"] for i in (base["cache_id"], child["cache_id"], init_id, mount_id)] == [
+            None, base["cache_id"], child["cache_id"], init_id]
     assert not any(layer["mounted"] or layer["holders"] for layer in layers.values())
-    # changes against the image's top: what the -init layer wrote, read without Docker
-    made = init_made(home, init_id)
+    # changes against the parent: what the -init layer wrote, read without Docker
     assert {c["path"].lstrip("/") for c in info["changes"]} == set(made) - {"."}
 
     result = MountManager(dict(params, id=mount_id, state="mounted", holder="peer-test",
@@ -297,7 +326,7 @@ def test_docker_writes_strata_reads(dockerd, hello):  # pylint: disable=redefine
     try:
         merged = os.path.join(home, mount_id, "merged")
         assert result["changed"] and result["mounted"] and result["path"] == merged
-        upper = os.path.join(home, mount_id, "upper")
+        upper = os.path.join(home, mount_id, UPPER_DIR[layout])
         assert stat.S_IMODE(os.lstat(merged).st_mode) == stat.S_IMODE(os.lstat(upper).st_mode)
         mounted, inodes = dir_tree(merged, CAPABILITY)
         from_docker, docker_links = tar_tree(exported, CAPABILITY)
@@ -318,6 +347,8 @@ def test_docker_writes_strata_reads(dockerd, hello):  # pylint: disable=redefine
         assert result["mounted"] and result["path"] == seen and result["options"]["ro"]
         with open(os.path.join(seen, "etc", "motd")) as f:
             assert f.read() == "Welcome to the child layer.\n"
+        assert not os.path.lexists(os.path.join(seen, "etc", "legacy.conf"))  # the child's whiteout
+        assert sorted(os.listdir(os.path.join(seen, "srv", "www"))) == ["index.html"]  # its opaque dir
         assert not os.access(os.path.join(seen, "etc", "motd"), os.W_OK)
     finally:
         result = MountManager(dict(image, state="unmounted")).run()
@@ -331,37 +362,76 @@ def test_docker_writes_strata_reads(dockerd, hello):  # pylint: disable=redefine
     assert not os.path.lexists(os.path.join(home, mount_id, "merged"))
 
 
-def test_strata_writes_docker_reads(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
+def graft(daemon, data_root, store, pairs):
+    """Docker's image layers in a copy of its data-root replaced by strata's: pairs of (Docker's layerdb entry,
+    strata's layer id). Each strata layer dir moves in (in overlay2 with its short link l/<LINK>), Docker's goes
+    (with its link), and where strata's id is not Docker's cache-id, the layerdb's cache-id names strata's."""
+    layout = daemon.storage_driver
+    home = os.path.join(data_root, layout)
+    for docker_layer, strata_id in pairs:
+        cache_id = docker_layer["cache_id"]
+        if layout == "overlay2":
+            with open(os.path.join(home, cache_id, "link")) as f:
+                os.unlink(os.path.join(home, "l", f.read().strip()))
+        shutil.rmtree(os.path.join(home, cache_id))
+        os.rename(os.path.join(store.home, strata_id), os.path.join(home, strata_id))
+        if layout == "overlay2":
+            with open(os.path.join(home, strata_id, "link")) as f:
+                link = f.read().strip()
+            os.rename(os.path.join(store.home, "l", link), os.path.join(home, "l", link))
+        if strata_id != cache_id:
+            entry = os.path.join(data_root, "image", layout, "layerdb", "sha256",
+                                 docker_layer["chain_id"].split(":", 1)[1])
+            with open(os.path.join(entry, "cache-id"), "w") as f:
+                f.write(strata_id)
+
+
+@pytest.mark.parametrize("source", ["apply_diff", "overlay_image"])
+def test_strata_writes_docker_reads(dockerd, hello, scratch, source):  # pylint: disable=redefined-outer-name
+    """strata's layers, from the layer tarballs by apply_diff under Docker's cache-ids or from `docker save`
+    by overlay_image under their ChainIDs, in place of Docker's: Docker creates, exports and runs containers."""
+    layout = dockerd.storage_driver
     base_tar, child_tar, (base, child), argv = load_image(dockerd, hello)
+    archive = os.path.join(scratch, "saved.tar")
+    dockerd.docker("save", "-o", archive, IMAGE)
     own = dockerd.docker("create", "--network", "none", IMAGE).decode().strip()
     own_export = dockerd.export(own)
     _mount_id, own_init = dockerd.container_layers(own)
+    ignore = init_made(dockerd, own_init)
+    dockerd.docker("rm", own)  # its layers' lowers are Docker's own image layers, replaced below
     dockerd.stop()
 
-    # a copy of Docker's home whose image layers are strata's, built from the same tarballs
     copy_root = os.path.join(scratch, "docker-copy")
     subprocess.run(["cp", "-a", dockerd.data_root, copy_root], check=True)
-    store = LayerStore(os.path.join(scratch, "strata-home"))
-    with store.locked():
-        store.apply_diff(base["cache_id"], "", lambda: io.BytesIO(base_tar), base["diff_id"])
-        store.apply_diff(child["cache_id"], base["cache_id"], lambda: io.BytesIO(child_tar), child["diff_id"])
-    for layer in (base, child):
-        shutil.rmtree(os.path.join(copy_root, "overlay", layer["cache_id"]))
-        os.rename(os.path.join(store.home, layer["cache_id"]), os.path.join(copy_root, "overlay", layer["cache_id"]))
+    store = LayerStore(os.path.join(scratch, "strata-home"), layout=layout)
+    try:
+        if source == "apply_diff":
+            with store.locked():
+                store.apply_diff(base["cache_id"], "", lambda: io.BytesIO(base_tar), base["diff_id"])
+                store.apply_diff(child["cache_id"], base["cache_id"], lambda: io.BytesIO(child_tar),
+                                 child["diff_id"])
+            ids = [base["cache_id"], child["cache_id"]]
+        else:
+            ids = [layer.id for layer in stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE)).layers]
+            assert ids == [base["chain_id"].split(":")[-1], child["chain_id"].split(":")[-1]]
+    finally:
+        store.close()
+    graft(dockerd, copy_root, store, zip((base, child), ids))
 
-    other = Dockerd(os.path.join(scratch, "docker-on-strata"), data_root=copy_root)
+    other = Dockerd(os.path.join(scratch, "docker-on-strata"), data_root=copy_root, storage_driver=layout)
     try:
         other.start()
         theirs = other.docker("create", "--network", "none", IMAGE).decode().strip()
         their_export = other.export(theirs)
         _mount_id, their_init = other.container_layers(theirs)
-        ignore = dict(init_made(other.overlay_home, their_init), **init_made(dockerd.overlay_home, own_init))
+        ignore.update(init_made(other, their_init))
         on_docker, docker_links = tar_tree(own_export)
         on_strata, strata_links = tar_tree(their_export)
         assert differences(on_docker, on_strata, ignore) == cap_lost_by_docker()
         assert docker_links == strata_links == LINKS
         assert on_strata["usr/bin/ping"]["xattrs"] == on_docker["usr/bin/ping"]["xattrs"] == {
             "security.capability": CAP}
+        assert "etc/legacy.conf" not in on_strata and "srv/www/old.html" not in on_strata
         assert other.docker("start", "-a", theirs).decode() == "Welcome to the child layer.\n"
         ran = other.docker("run", "--rm", "--network", "none", IMAGE, "/bin/hello", *argv, "/srv/www/index.html",
                            "/opt/app/data").decode()
@@ -370,74 +440,143 @@ def test_strata_writes_docker_reads(dockerd, hello, scratch):  # pylint: disable
         other.stop()
 
 
-def test_same_tarball_same_tree(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
-    """Entry by entry: type, mode, owner, size, content, link target, rdev, mtime, every xattr, hardlinks,
-    and which of the child's files are the parent's own inodes."""
-    base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
-    dockerd.stop()
-    store = LayerStore(os.path.join(scratch, "strata-home"))
+def apply_both(store, base_tar, child_tar, base, child):
     with store.locked():
         store.apply_diff("base", "", lambda: io.BytesIO(base_tar), base["diff_id"])
         store.apply_diff("child", "base", lambda: io.BytesIO(child_tar), child["diff_id"])
+    store.close()
+
+
+def test_same_tarball_same_tree(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
+    """Entry by entry: type, mode, owner, size, content, link target, rdev, mtime, every xattr, hardlinks;
+    in overlay which of the child's files are the parent's own inodes, in overlay2 the child's diff/ alone
+    with its whiteout device and opaque directory."""
+    layout = dockerd.storage_driver
+    base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
+    dockerd.stop()
+    store = LayerStore(os.path.join(scratch, "strata-home"), layout=layout)
+    apply_both(store, base_tar, child_tar, base, child)
     trees = {}
     for who, home, ids in (("docker", dockerd.overlay_home, (base["cache_id"], child["cache_id"])),
                            ("strata", store.home, ("base", "child"))):
         for name, layer_id in zip(("base", "child"), ids):
-            trees[who, name] = dir_tree(os.path.join(home, layer_id, "root"))
-    assert len(trees["docker", "base"][0]) == 28 and len(trees["docker", "child"][0]) == 27
-    # the layer's own root/ is not in the tarball: its mtime is the time of the apply.
+            trees[who, name] = dir_tree(os.path.join(home, layer_id, OWN_DIR[layout]))
+    # the layer's own root/ or diff/ is not in the tarball: its mtime is the time of the apply.
     # Symlinks' xattrs: test_symlink_xattrs_same_as_docker.
     ignore = {".": ("mtime",)}
     ignore.update({rel: ("xattrs",) for rel, item in trees["docker", "base"][0].items() if item["type"] == "symlink"})
-    expected = {
-        "base": cap_lost_by_docker(),
-        # Docker's ApplyDiff copy keeps only security.capability and trusted.overlay.opaque of what it
-        # copies rather than links (directories, symlinks, devices, fifos); strata's copy keeps them all
-        "child": ["opt/app: xattrs {} != {'user.dir': b'on a directory'}"] + cap_lost_by_docker(),
-    }
+    if layout == "overlay":
+        assert len(trees["docker", "base"][0]) == 28 and len(trees["docker", "child"][0]) == 27
+        expected = {
+            "base": cap_lost_by_docker(),
+            # Docker's ApplyDiff copy keeps only security.capability and trusted.overlay.opaque of what it
+            # copies rather than links (directories, symlinks, devices, fifos); strata's copy keeps them all
+            "child": ["opt/app: xattrs {} != {'user.dir': b'on a directory'}"] + cap_lost_by_docker(),
+        }
+    else:
+        assert len(trees["docker", "base"][0]) == 28
+        # the child's own changes only: whiteouts as overlayfs's 0/0 devices, the opaque dir by its xattr
+        assert sorted(trees["docker", "child"][0]) == ["etc", "etc/legacy.conf", "etc/motd", "srv", "srv/www",
+                                                      "srv/www/index.html", "usr", "usr/bin", "usr/bin/tool"]
+        for who in ("docker", "strata"):
+            entries = trees[who, "child"][0]
+            assert entries["etc/legacy.conf"]["type"] == "char" and entries["etc/legacy.conf"]["rdev"] == (0, 0)
+            assert entries["srv/www"]["xattrs"] == {"trusted.overlay.opaque": b"y"}
+        expected = {"base": cap_lost_by_docker(), "child": []}
+        ignore["etc/legacy.conf"] = ("mtime",)  # a whiteout device is made, not applied: its time is the apply's
     for name in ("base", "child"):
         docker_entries, docker_inodes = trees["docker", name]
         strata_entries, strata_inodes = trees["strata", name]
         assert differences(docker_entries, strata_entries, ignore) == expected[name], \
-            "%s layer: Docker's root/ and strata's differ" % name
-        assert link_groups(docker_entries, docker_inodes) == link_groups(strata_entries, strata_inodes) == LINKS
-    shared = {}
-    for who in ("docker", "strata"):
-        parent_inodes, child_inodes = trees[who, "base"][1], trees[who, "child"][1]
-        shared[who] = {rel for rel, key in child_inodes.items() if parent_inodes.get(rel) == key}
-    assert shared["docker"] == shared["strata"]
-    assert shared["docker"] == {rel for rel, item in trees["docker", "child"][0].items() if item["type"] == "file"
-                                } - {"etc/motd", "srv/www/index.html", "usr/bin/tool"}
+            "%s layer: Docker's %s/ and strata's differ" % (name, OWN_DIR[layout])
+        assert link_groups(docker_entries, docker_inodes) == link_groups(strata_entries, strata_inodes) == (
+            LINKS if name == "base" or layout == "overlay" else set())
+    if layout == "overlay":
+        shared = {}
+        for who in ("docker", "strata"):
+            parent_inodes, child_inodes = trees[who, "base"][1], trees[who, "child"][1]
+            shared[who] = {rel for rel, key in child_inodes.items() if parent_inodes.get(rel) == key}
+        assert shared["docker"] == shared["strata"]
+        assert shared["docker"] == {rel for rel, item in trees["docker", "child"][0].items()
+                                    if item["type"] == "file"} - {"etc/motd", "srv/www/index.html", "usr/bin/tool"}
+
+
+def layer_shape(home, layer_id):
+    """A layer directory as Docker's overlay2 writes it, all but the ids: its mode, and each entry beside diff/
+    with type and mode; link and lower files by their form, work/ by its mode (the kernel fills it)."""
+    path = os.path.join(home, layer_id)
+    shape = {".": stat.filemode(os.lstat(path).st_mode)}
+    for name in sorted(os.listdir(path)):
+        st = os.lstat(os.path.join(path, name))
+        shape[name] = stat.filemode(st.st_mode)
+        if name in ("link", "lower", "committed"):
+            with open(os.path.join(path, name)) as f:
+                text = f.read()
+            shape[name] += " " + ("".join("L" if c.isalnum() else c for c in text))
+    return shape
+
+
+def test_overlay2_layer_dirs_have_dockers_shape(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
+    """The layout of docs/docker.md, as Docker 20.10's overlay2 writes it for a loaded image: l/ 0700
+    with LINK -> ../<id>/diff, layer dirs 0710, link 0644 (26 chars), lower 0644 (l/<LINK>:...), committed 0600
+    in a layer that has a child, work/ 0700 in a layer with a lower; and strata writes the same."""
+    if dockerd.storage_driver == "overlay":
+        pytest.skip("the seed's layout keeps the seed's modes (0700 layer dirs, 0644 lower-id)")
+    base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
+    dockerd.stop()
+    store = LayerStore(os.path.join(scratch, "strata-home"), layout="overlay2")
+    apply_both(store, base_tar, child_tar, base, child)
+    link = "-rw-r--r-- " + "L" * 26
+    expected = {
+        "base": {".": "drwx--x---", "committed": "-rw------- ", "diff": "drwxr-xr-x", "link": link},
+        "child": {".": "drwx--x---", "diff": "drwxr-xr-x", "link": link, "lower": "-rw-r--r-- L/" + "L" * 26,
+                  "work": "drwx------"},
+    }
+    for who, home, ids in (("docker", dockerd.overlay_home, (base["cache_id"], child["cache_id"])),
+                           ("strata", store.home, ("base", "child"))):
+        assert stat.filemode(os.lstat(os.path.join(home, "l")).st_mode) == "drwx------", who
+        assert {name: layer_shape(home, layer_id) for name, layer_id in zip(("base", "child"), ids)} == expected, who
+        for layer_id in ids:
+            with open(os.path.join(home, layer_id, "link")) as f:
+                assert os.readlink(os.path.join(home, "l", f.read())) == "../%s/diff" % layer_id, who
+        with open(os.path.join(home, ids[1], "lower")) as f, open(os.path.join(home, ids[0], "link")) as g:
+            assert f.read() == "l/" + g.read(), who
+        assert sorted(os.listdir(os.path.join(home, "l"))) == sorted(
+            open(os.path.join(home, layer_id, "link")).read() for layer_id in ids), who
 
 
 def test_symlink_xattrs_same_as_docker(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
-    """Docker applies xattrs on symlinks (and its ApplyDiff copy drops them in the child); strata applies
-    them too, and its copy keeps them."""
+    """Docker applies xattrs on symlinks (and its overlay ApplyDiff copy drops them in the child); strata
+    applies them too, and its copy keeps them. In overlay2 nothing is copied: the child has no such link."""
+    layout = dockerd.storage_driver
     base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
     dockerd.stop()
-    store = LayerStore(os.path.join(scratch, "strata-home"))
-    with store.locked():
-        store.apply_diff("base", "", lambda: io.BytesIO(base_tar), base["diff_id"])
-        store.apply_diff("child", "base", lambda: io.BytesIO(child_tar), child["diff_id"])
+    store = LayerStore(os.path.join(scratch, "strata-home"), layout=layout)
+    apply_both(store, base_tar, child_tar, base, child)
     link = "usr/bin/pong"
 
     def xattrs(home, layer_id):
-        return _xattrs(os.path.join(home, layer_id, "root", link), None)
+        path = os.path.join(home, layer_id, OWN_DIR[layout], link)
+        return _xattrs(path, None) if os.path.lexists(path) else None
     assert xattrs(dockerd.overlay_home, base["cache_id"]) == {"trusted.strata": b"on a symlink"}
-    assert xattrs(dockerd.overlay_home, child["cache_id"]) == {}
-    assert xattrs(store.home, "child") == xattrs(store.home, "base")
     assert xattrs(store.home, "base") == {"trusted.strata": b"on a symlink"}
+    if layout == "overlay":
+        assert xattrs(dockerd.overlay_home, child["cache_id"]) == {}
+        assert xattrs(store.home, "child") == xattrs(store.home, "base")
+    else:
+        assert xattrs(dockerd.overlay_home, child["cache_id"]) is None and xattrs(store.home, "child") is None
 
 
 def test_docker_save_is_a_source_for_overlay_image(dockerd, hello, scratch):  # pylint: disable=redefined-outer-name
     """`docker save` of Docker 20.10 stages with docker-archive:, each layer under Docker's own ChainID, and
-    the top layer's tree is the one strata builds from the same tarballs (test_same_tarball_same_tree
+    each layer's tree is the one strata builds from the same tarballs (test_same_tarball_same_tree
     compares that one with Docker's)."""
+    layout = dockerd.storage_driver
     base_tar, child_tar, (base, child), _argv = load_image(dockerd, hello)
     archive = os.path.join(scratch, "saved.tar")
     dockerd.docker("save", "-o", archive, IMAGE)
     dockerd.stop()
-    store = LayerStore(os.path.join(scratch, "staged"))
+    store = LayerStore(os.path.join(scratch, "staged"), layout=layout)
     try:
         staged = stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE))
         assert staged.changed is True
@@ -448,15 +587,14 @@ def test_docker_save_is_a_source_for_overlay_image(dockerd, hello, scratch):  # 
         assert stage_image(store, "docker-archive:%s:%s" % (archive, IMAGE)).changed is False
     finally:
         store.close()
-    own = LayerStore(os.path.join(scratch, "applied"))
-    with own.locked():
-        own.apply_diff("base", "", lambda: io.BytesIO(base_tar), base["diff_id"])
-        own.apply_diff("child", "base", lambda: io.BytesIO(child_tar), child["diff_id"])
-    own.close()
-    staged_tree, staged_inodes = dir_tree(os.path.join(store.home, staged.top, "root"))
-    own_tree, own_inodes = dir_tree(os.path.join(own.home, "child", "root"))
-    assert differences(own_tree, staged_tree, {".": ("mtime",)}) == []
-    assert link_groups(own_tree, own_inodes) == link_groups(staged_tree, staged_inodes) == LINKS
+    own = LayerStore(os.path.join(scratch, "applied"), layout=layout)
+    apply_both(own, base_tar, child_tar, base, child)
+    for own_id, staged_layer in zip(("base", "child"), staged.layers):
+        staged_tree, staged_inodes = dir_tree(os.path.join(store.home, staged_layer.id, OWN_DIR[layout]))
+        own_tree, own_inodes = dir_tree(os.path.join(own.home, own_id, OWN_DIR[layout]))
+        assert differences(own_tree, staged_tree, {".": ("mtime",)}) == []
+        assert link_groups(own_tree, own_inodes) == link_groups(staged_tree, staged_inodes)
+    assert link_groups(own_tree, own_inodes) == (LINKS if layout == "overlay" else set())
 
 
 def test_no_mounts_left(dockerd, scratch):  # pylint: disable=redefined-outer-name
