@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export STRATA_COLLECTIONS ?= $(CURDIR)/.collections
 export ANSIBLE_COLLECTIONS_PATH := $(STRATA_COLLECTIONS)
 
-.PHONY: deps test-deps install demo demo-clean bench test unit reliability fuzz molecule sanity lint changelog integration compat clean
+.PHONY: deps test-deps install demo demo-clean bench bench-fleet test unit reliability fuzz molecule sanity lint changelog integration compat clean
 
 # deps: the venv with ansible-core only (all make demo needs); test-deps: the Debian
 # packages and the pinned tooling make test needs.
@@ -59,6 +59,10 @@ molecule: test-deps install
 
 bench: test-deps install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The fleet playbooks over SSH to N local sshd ports, against stat playbooks (docs/performance.md).
+bench-fleet: test-deps install
+	$(BIN)/python bench/fleet.py $(BENCH_ARGS)
 
 # The other supported ansible-core releases, each in its own venv (.venv-<version>) on
 # Python 3.11: units, sanity and the integration targets, the versions side by side
