@@ -21,17 +21,21 @@ from .changes import DELETE, counted_size, raise_too_deep
 from .errors import OverlayError
 from .ids import to_container
 from .regular_files import require_regular
+from .syscalls import O_PATH
 from .xattr_ids import remap_value
 
 
 class HashingWriter:
-    """Writes the archive to out in 1 MiB blocks and hashes them on a worker thread.
+    """Writes the archive to out in 1 MiB blocks, hashing and writing them on a worker thread.
 
     Headers and small files are gathered into the block being filled, and file
     data is read straight into it, so a layer of many small files costs a
-    handful of large writes. The worker hashes a block while the caller fills
-    and writes the next (hashlib and write both release the GIL); blocks go
-    back to a small pool once hashed, which bounds the memory.
+    handful of large writes. The worker hashes and writes a block while the
+    caller fills the next (hashlib and write both release the GIL, so on a
+    second core this costs the caller nothing); blocks go back to a small pool
+    once written, which bounds the memory. A write that fails is raised to the
+    caller at its next block or at close; the worker keeps returning blocks so
+    the caller never waits for ever.
     """
 
     BLOCK = 1 << 20
@@ -41,6 +45,7 @@ class HashingWriter:
         self.out = out
         self.hash = hashlib.sha256()
         self._shipped = 0
+        self._error = None
         self._free = queue.Queue()
         for _block in range(self.BLOCKS):
             self._free.put(bytearray(self.BLOCK))
@@ -61,18 +66,30 @@ class HashingWriter:
             if item is None:
                 return
             block, length = item
-            with memoryview(block) as view:
-                self.hash.update(view[:length])
-            self._free.put(block)
+            try:
+                if self._error is None:
+                    with memoryview(block) as view:
+                        self.hash.update(view[:length])
+                        self._write_out(view[:length])
+            except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
+                self._error = e
+            finally:
+                self._free.put(block)
+
+    def _write_out(self, view):
+        while view:  # a raw file may take less than it was given
+            written = self.out.write(view)
+            if written is None or written >= len(view):
+                break
+            view = view[written:]
+
+    def _raise_error(self):
+        if self._error is not None:
+            raise self._error
 
     def _ship(self):
+        self._raise_error()
         if self._fill:
-            view = self._view[:self._fill]
-            while view:  # a raw file may take less than it was given
-                written = self.out.write(view)
-                if written is None or written >= len(view):
-                    break
-                view = view[written:]
             self._shipped += self._fill
             self._hashing.put((self._block, self._fill))
             self._block = self._free.get()
@@ -108,10 +125,13 @@ class HashingWriter:
         return True
 
     def close(self):
-        """Write what is left, wait for the hash, and return the diff_id."""
-        self._ship()
-        self._hashing.put(None)
-        self._worker.join()
+        """Write what is left, wait for the worker, and return the diff_id."""
+        try:
+            self._ship()
+        finally:
+            self._hashing.put(None)
+            self._worker.join()
+        self._raise_error()
         flush = getattr(self.out, "flush", None)
         if flush:
             flush()
@@ -122,19 +142,23 @@ class HashingWriter:
         self._worker.join()
 
 
-def _xattr_headers(path, uid_maps=None, gid_maps=None):
-    """The PAX records of path's xattrs (overlay's own left out); ids in them seen from the container."""
+def _xattr_headers(where, uid_maps=None, gid_maps=None):
+    """The PAX records of the xattrs of where (a path, not followed, or an open fd), overlay's own left
+    out; ids in them seen from the container."""
     headers = {}
     binary = False
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(where, follow_symlinks=False) if isinstance(where, str) else os.listxattr(where)
     except OSError:
         return headers, binary
     for name in sorted(names):
         if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES):
             continue
         try:
-            value = os.getxattr(path, name, follow_symlinks=False)
+            if isinstance(where, str):
+                value = os.getxattr(where, name, follow_symlinks=False)
+            else:
+                value = os.getxattr(where, name)
         except OSError:
             continue
         if uid_maps or gid_maps:
@@ -147,7 +171,9 @@ def _xattr_headers(path, uid_maps=None, gid_maps=None):
             text = value.decode("utf-8", "surrogateescape")
             binary = True
         headers["SCHILY.xattr." + name] = text
-    return headers, binary
+    if binary:
+        headers["hdrcharset"] = "BINARY"
+    return headers
 
 
 _RECORD = 10240
@@ -256,27 +282,58 @@ def _ustar(info):
     return header[:148] + chksum + header[156:]
 
 
-def _write_entry(writer, member, path=None):
-    writer.write(member.header())
-    if path is None or not member.size:
-        return
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Directories:
+    """The directory of the file read last, open as O_PATH, so each file is opened by name in it.
+
+    Changes come in tree order, so the files of one directory follow each other: its path is
+    resolved once (no symlink anywhere on it, see walk.open_no_symlinks) instead of once per file,
+    and each file is opened by directory fd with O_NOFOLLOW. A directory moved meanwhile is still
+    the layer's (the fd follows it); one swapped for a symlink is never entered.
+    """
+
+    def __init__(self):
+        self.path = None
+        self.fd = None
+
+    def open(self, path):
+        parent, name = os.path.split(path)
+        if parent != self.path:
+            self.close()
+            self.fd = walk.open_no_symlinks(parent or ".", O_PATH | os.O_DIRECTORY)
+            self.path = parent
+        return os.open(name, _READ_FLAGS, dir_fd=self.fd)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = self.path = None
+
+
+def _open_data(dirs, path):
+    """An fd of the regular file at path for reading, its type checked on the fd.
+
+    O_NONBLOCK: a FIFO swapped in by what runs in the layer never blocks the open; for the regular
+    file the fd is checked to be, the flag changes nothing, so it is left on."""
     try:
-        # O_NONBLOCK and the type on the fd: a FIFO swapped in by what runs in the layer never blocks
-        fd = walk.open_no_symlinks(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = dirs.open(path)
     except OSError as e:
         raise OverlayError("cannot read it for the tarball: %s (a directory on its path was replaced by a symlink "
                            "while the diff was written?)" % e.strerror, path=path)
     try:
-        try:
-            require_regular(fd, path)
-        except OSError as e:
-            raise OverlayError("cannot read it for the tarball: it changed while the diff was written (%s)"
-                               % e.strerror, path=path)
-        os.set_blocking(fd, True)
-        if not writer.copy_from(fd, member.size):
-            raise OSError("%s shrank while it was exported" % path)
-    finally:
+        require_regular(fd, path)
+    except OSError as e:
         os.close(fd)
+        raise OverlayError("cannot read it for the tarball: it changed while the diff was written (%s)"
+                           % e.strerror, path=path)
+    return fd
+
+
+def _write_data(writer, member, fd, path):
+    if not writer.copy_from(fd, member.size):
+        raise OSError("%s shrank while it was exported" % path)
     if member.size % 512:
         writer.write(_PADDING[member.size % 512:])
 
@@ -305,6 +362,14 @@ def export_changes(layer_dir, changes, out, uid_maps=None, gid_maps=None):
 
 
 def _export(writer, layer_dir, changes, uid_maps, gid_maps):
+    dirs = _Directories()
+    try:
+        return _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps)
+    finally:
+        dirs.close()
+
+
+def _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps):
     links = {}
     counted = set()
     diff_size = 0
@@ -318,8 +383,8 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
                     whiteout_mtimes[parent] = os.lstat(os.path.join(layer_dir, parent)).st_mtime_ns // 1000000000
                 except OSError:
                     whiteout_mtimes[parent] = 0
-            _write_entry(writer, _Member(os.path.join(parent, whiteouts.whiteout_name(base)), REGTYPE,
-                                         mtime=whiteout_mtimes[parent]))
+            writer.write(_Member(os.path.join(parent, whiteouts.whiteout_name(base)), REGTYPE,
+                                 mtime=whiteout_mtimes[parent]).header())
             continue
         if change.entry is not None:
             path = change.entry.path
@@ -333,12 +398,7 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             continue  # sockets have no place in a layer tarball
         owner = (to_container(st.st_uid, uid_maps), to_container(st.st_gid, gid_maps))
         info = _Member(rel, REGTYPE, stat.S_IMODE(mode), owner, st.st_mtime_ns // 1000000000)
-        # symlinks' too (llistxattr): Docker applies them
-        headers, binary = _xattr_headers(path, uid_maps, gid_maps)
-        if binary:
-            headers["hdrcharset"] = "BINARY"
-        info.pax_headers = headers
-        source = None
+        data = None
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in links:
@@ -347,9 +407,9 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             else:
                 if st.st_nlink > 1:
                     links[key] = rel
-                info.type = REGTYPE
                 info.size = st.st_size
-                source = path
+                if info.size:
+                    data = _open_data(dirs, path)
         elif stat.S_ISDIR(mode):
             info.type = DIRTYPE
         elif stat.S_ISLNK(mode):
@@ -361,7 +421,17 @@ def _export(writer, layer_dir, changes, uid_maps, gid_maps):
             info.devminor = os.minor(st.st_rdev)
         elif stat.S_ISFIFO(mode):
             info.type = FIFOTYPE
-        _write_entry(writer, info, source)
+        if data is None:
+            # symlinks' too (llistxattr): Docker applies them
+            info.pax_headers = _xattr_headers(path, uid_maps, gid_maps)
+            writer.write(info.header())
+            continue
+        try:
+            info.pax_headers = _xattr_headers(data, uid_maps, gid_maps)  # from the very file read
+            writer.write(info.header())
+            _write_data(writer, info, data, path)
+        finally:
+            os.close(data)
     writer.write(b"\x00" * 1024)
     if writer.size % _RECORD:
         writer.write(b"\x00" * (_RECORD - writer.size % _RECORD))

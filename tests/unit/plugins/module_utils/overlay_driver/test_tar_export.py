@@ -1,5 +1,6 @@
 """The exporter's writer and archive, read back with Python's tarfile."""
 
+import errno
 import hashlib
 import io
 import os
@@ -115,6 +116,49 @@ def test_short_writes_are_continued(scratch):
     writer.write(payload)
     assert writer.close() == "sha256:" + hashlib.sha256(payload).hexdigest()
     assert bytes(out.data) == payload
+
+
+class _Full(io.RawIOBase):
+    """A file on a full filesystem: the second write fails with ENOSPC."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = 0
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return len(b)
+
+
+def test_a_write_that_fails_on_the_worker_fails_the_export_and_stops_the_worker(scratch):
+    """The worker writes the blocks: its ENOSPC reaches the caller, and no thread is left waiting."""
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    with open(os.path.join(tree, "big"), "wb") as f:
+        f.write(random.Random(3).randbytes(HashingWriter.BLOCK * (HashingWriter.BLOCKS + 3)))
+    before = threading.active_count()
+    out = _Full()
+    with pytest.raises(OSError) as caught:
+        export_changes(tree, changes_dirs(tree), out)
+    assert caught.value.errno == errno.ENOSPC
+    assert out.writes == 2  # nothing written after the failure
+    assert threading.active_count() == before
+
+
+def test_a_write_that_fails_at_the_last_block_fails_close(scratch):
+    writer = HashingWriter(_Full())
+    writer.write(b"x" * HashingWriter.BLOCK)  # shipped: the first write succeeds
+    writer.write(b"y" * 10)
+    before = threading.active_count()
+    with pytest.raises(OSError) as caught:
+        writer.close()
+    assert caught.value.errno == errno.ENOSPC
+    assert threading.active_count() == before - 1
 
 
 def test_symlink_xattrs_are_exported_and_apply_back(scratch):
