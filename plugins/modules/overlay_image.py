@@ -81,6 +81,11 @@ options:
     description:
       - Credentials for a registry. Basic and Bearer-token authentication are both handled, as the registry's
         challenge asks.
+      - Without credentials here, they are looked up on the managed host as skopeo does, as the user the module
+        runs as - C($REGISTRY_AUTH_FILE), else the first of C($XDG_RUNTIME_DIR/containers/auth.json),
+        C(~/.config/containers/auth.json) and C(~/.docker/config.json) with an entry for the registry - and
+        the C(docker-credential-NAME) helpers their C(credHelpers) and C(credsStore) name are run. See
+        docs/images.md for the order.
       - Never shown in results or errors.
     type: dict
     suboptions:
@@ -92,8 +97,9 @@ options:
         type: str
       auth_file:
         description:
-          - A containers C(auth.json) or Docker C(config.json) on the managed host; the entry for the registry
-            (or its most specific C(host/namespace) entry) is used. Credential helpers are not run.
+          - A containers C(auth.json) or Docker C(config.json) on the managed host, read instead of the default
+            files; the entry for the registry (or its most specific C(host/namespace) entry) is used, and the
+            credential helper its C(credHelpers) entry for the registry or its C(credsStore) names is run.
         type: path
   username:
     description:

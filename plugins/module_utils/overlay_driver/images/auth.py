@@ -5,12 +5,14 @@
 
 Both files map a registry (optionally host/namespace) to {"auth": base64(user:password)}.
 The most specific key for the repository wins, as in containers-auth.json(5).
-Credential helpers (credsStore, credHelpers) run programs and are not consulted.
+Which files are read, in which order, and the credential helpers they name,
+are credentials.py's.
 Nothing here ever puts a secret into an error message.
 """
 
 import base64
 import binascii
+import errno
 import json
 import os
 
@@ -71,11 +73,13 @@ def _decode(entry, key, image, path):
     return None
 
 
-def from_auth_file(path, host, repository, image):
-    """The credentials for host/repository, or None when the file has no entry for it."""
+def read_auth_document(path, image, missing_ok=False):
+    """The JSON object of an auth file; None when missing_ok and there is no file at path."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
+        if missing_ok and e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
         raise ImageError("cannot read auth_file: %s" % e.strerror, image=image, path=path)
     with os.fdopen(fd, "rb") as f:
         if not os.path.isfile("/proc/self/fd/%d" % fd):
@@ -87,7 +91,15 @@ def from_auth_file(path, host, repository, image):
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ImageError("auth_file is not valid JSON", image=image, path=path)
-    auths = document.get("auths") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        raise ImageError("auth_file is not a JSON object", image=image, path=path)
+    return document
+
+
+def auths_entry(document, host, repository, image, path):
+    """The most specific `auths` entry for host/repository: (key, Credentials or None), or None without one.
+    An entry without credentials is what Docker writes beside a credsStore."""
+    auths = document.get("auths")
     if auths is None:
         return None
     if not isinstance(auths, dict):
@@ -101,17 +113,30 @@ def from_auth_file(path, host, repository, image):
                 best = (normalized, key, entry)
     if best is None:
         return None
-    return _decode(best[2], best[1], image, path)
+    return best[1], _decode(best[2], best[1], image, path)
 
 
-def credentials_for(registry_auth, host, repository, image):
-    """From the module's registry_auth: username/password first, else auth_file, else none."""
+def helper_for(document, host, image, path):
+    """(helper name, where it is named) the file gives for host: its credHelpers entry, else its credsStore."""
+    helpers = document.get("credHelpers")
+    if helpers is not None:
+        if not isinstance(helpers, dict):
+            raise ImageError("auth_file: 'credHelpers' is not an object", image=image, path=path)
+        for key, name in helpers.items():
+            if _normalize_key(key) == host:
+                return name, "credHelpers"
+    store = document.get("credsStore")
+    if store:
+        return store, "credsStore"
+    return None
+
+
+def inline_credentials(registry_auth, image):
+    """username/password given to the module, or None."""
     registry_auth = registry_auth or {}
     username, password = registry_auth.get("username"), registry_auth.get("password")
     if username or password:
         if not username or password is None:
             raise ImageError("registry_auth needs both username and password", image=image)
         return Credentials(username, password)
-    if registry_auth.get("auth_file"):
-        return from_auth_file(registry_auth["auth_file"], host, repository, image)
     return None

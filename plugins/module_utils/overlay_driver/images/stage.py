@@ -25,7 +25,7 @@ from ..errors import OverlayError
 from ..tar_headers import Limits
 from ..results import StagedImage, StagedLayer
 from . import config_cache
-from .auth import credentials_for
+from .credentials import credentials_for
 from .digests import VerifyingReader, chain_ids
 from .docker_archive import DockerArchive
 from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, Downloaded, download

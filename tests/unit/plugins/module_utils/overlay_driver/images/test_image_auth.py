@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.auth import credentials_for
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.credentials import credentials_for
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.challenge import (
     parse_challenges, pick)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
@@ -26,14 +26,14 @@ def auth_file(tmp_path):
     return write
 
 
-def test_inline_credentials_win_and_never_show():
+def test_inline_credentials_win_and_never_show(tmp_path):
     creds = credentials_for({"username": "u", "password": "secret", "auth_file": "/nonexistent"}, "h", "r", "img")
     assert (creds.username, creds.password) == ("u", "secret")
     assert "secret" not in repr(creds)
     with pytest.raises(ImageError) as e:
         credentials_for({"username": "u"}, "h", "r", "img")
     assert "both username and password" in e.value.message
-    assert credentials_for(None, "h", "r", "img") is None
+    assert credentials_for(None, "h", "r", "img", environ={"HOME": str(tmp_path)}) is None
 
 
 def test_the_most_specific_entry_wins(auth_file):

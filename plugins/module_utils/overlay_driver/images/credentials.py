@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which registry credentials a pull uses: the ones the host's other tools would, in skopeo's order.
+
+1. `registry_auth` username/password (or the module's username/password).
+2. `registry_auth.auth_file` (or `auth_file`), or `$REGISTRY_AUTH_FILE`: that
+   file alone, as `skopeo --authfile` reads it.
+3. Otherwise the files `podman login` and `docker login` write, the first that
+   has credentials for the registry winning:
+   `$XDG_RUNTIME_DIR/containers/auth.json` (`/run/containers/UID/auth.json`
+   without XDG_RUNTIME_DIR), `$XDG_CONFIG_HOME/containers/auth.json`
+   (`~/.config/...`), `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`).
+   A missing file is skipped; one that cannot be read or parsed is an error.
+In each file, as containers/image and Docker read it: the `credHelpers` entry
+for the registry first, then the most specific `auths` entry, then
+`credsStore` (Docker's single helper, whose `auths` entries are empty markers).
+A helper (credential_helpers.py) with nothing for the registry passes on to
+the next file.
+
+This runs on the managed host, as the user the module runs as: `~` is that
+user's home, as for podman and docker there.
+"""
+
+import os
+import pwd
+
+from . import credential_helpers
+from .auth import auths_entry, helper_for, inline_credentials, read_auth_document
+from .reference import DOCKER_HUB
+
+HUB_SERVER = "https://index.docker.io/v1/"  # the server Docker's helpers keep Docker Hub's credentials under
+
+
+def _home(environ):
+    home = environ.get("HOME")
+    if home:
+        return home
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return "/"
+
+
+def default_auth_files(environ):
+    """The auth files looked in when none is given, in order: podman's first, Docker's last."""
+    home = _home(environ)
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    files = [os.path.join(runtime, "containers", "auth.json") if runtime
+             else "/run/containers/%d/auth.json" % os.geteuid()]
+    files.append(os.path.join(environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "containers",
+                              "auth.json"))
+    files.append(os.path.join(environ.get("DOCKER_CONFIG") or os.path.join(home, ".docker"), "config.json"))
+    return files
+
+
+def helper_server(host):
+    """What a helper is asked for: the registry's host, Docker Hub by Docker's old URL."""
+    return HUB_SERVER if host == DOCKER_HUB else host
+
+
+def from_file(path, host, repository, image, environ, timeout, missing_ok=False):
+    """Credentials for host/repository from one auth file and the helpers it names, or None."""
+    document = read_auth_document(path, image, missing_ok=missing_ok)
+    if document is None:
+        return None
+    helper = helper_for(document, host, image, path)
+    if helper is not None and helper[1] == "credHelpers":
+        return credential_helpers.get(helper[0], helper_server(host), image, timeout, environ,
+                                      "credHelpers in %s" % path)
+    found = auths_entry(document, host, repository, image, path)
+    if found is not None and found[1] is not None:
+        return found[1]
+    if helper is not None:
+        return credential_helpers.get(helper[0], helper_server(host), image, timeout, environ,
+                                      "credsStore in %s" % path)
+    return None
+
+
+def credentials_for(registry_auth, host, repository, image, environ=None,
+                    timeout=credential_helpers.HELPER_TIMEOUT):
+    """The Credentials a pull of host/repository uses, or None for an anonymous pull."""
+    environ = os.environ if environ is None else environ
+    inline = inline_credentials(registry_auth, image)
+    if inline is not None:
+        return inline
+    given = (registry_auth or {}).get("auth_file") or environ.get("REGISTRY_AUTH_FILE")
+    if given:
+        return from_file(given, host, repository, image, environ, timeout)
+    for path in default_auth_files(environ):
+        found = from_file(path, host, repository, image, environ, timeout, missing_ok=True)
+        if found is not None:
+            return found
+    return None
