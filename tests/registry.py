@@ -100,17 +100,26 @@ class Pki:
               "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"])
         return key, crt
 
-    def _leaf(self, name, ca_key, ca_crt):
+    def _leaf(self, name, ca_key, ca_crt, usage="serverAuth"):
         key, csr, crt = self._path(name + ".key"), self._path(name + ".csr"), self._path(name + ".crt")
         ext = self._path(name + ".ext")
         with open(ext, "w", encoding="ascii") as f:
             f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+                    "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n" % usage)
         _run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-sha256", "-keyout", key, "-out", csr,
               "-subj", "/CN=127.0.0.1"])
         _run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
               "-days", "2", "-sha256", "-extfile", ext, "-out", crt])
         return key, crt
+
+    def client_cert(self, name="client", ca="client-ca"):
+        """A client certificate and key signed by the CA `ca` (made on first use): (key, crt, ca_crt).
+        A registry started with ``client_cas=[ca_crt]`` requires it (mutual TLS)."""
+        ca_key, ca_crt = self._path(ca + ".key"), self._path(ca + ".crt")
+        if not os.path.exists(ca_crt):
+            self._ca(ca, "strata test client CA " + ca)
+        key, crt = self._leaf(name, ca_key, ca_crt, usage="clientAuth")
+        return key, crt, ca_crt
 
     def self_signed_server(self):
         """A server key and certificate for 127.0.0.1 signed by the untrusted CA."""
@@ -248,11 +257,13 @@ class Registry:
 
     ``auth`` is ``"htpasswd"`` (``users`` checked by the registry), ``"token"``
     (``token_server`` checks them) or ``None``. ``tls_cert``/``tls_key``
-    override the certificate (the untrusted-CA case).
+    override the certificate (the untrusted-CA case); ``client_cas`` makes it require a client
+    certificate one of them signed (mutual TLS), and ``client_cert``
+    (crt, key) is what the readiness probe presents to it.
     """
 
     def __init__(self, pki, directory, auth="htpasswd", users=None, token_server=None, tls_cert=None,
-                 tls_key=None):
+                 tls_key=None, client_cas=None, client_cert=None):
         self.pki = pki
         self.dir = directory
         self.auth = auth
@@ -260,6 +271,8 @@ class Registry:
         self.token_server = token_server
         self.tls_cert = tls_cert or pki.server_crt
         self.tls_key = tls_key or pki.server_key
+        self.client_cas = list(client_cas or [])  # CAs whose client certificate the registry requires
+        self.client_cert = client_cert  # (crt, key) the readiness probe presents to such a registry
         self.port = None
         self.proc = None
         self.log_path = os.path.join(directory, "registry.log")
@@ -297,6 +310,8 @@ class Registry:
             "    certificate: %s" % self.tls_cert,
             "    key: %s" % self.tls_key,
         ]
+        if self.client_cas:
+            lines += ["    clientcas:"] + ["      - %s" % ca for ca in self.client_cas]
         if self.auth == "htpasswd":
             htpasswd = os.path.join(self.dir, "htpasswd")
             with open(htpasswd, "w", encoding="ascii") as f:
@@ -340,6 +355,8 @@ class Registry:
         context = ssl.create_default_context(cafile=self.pki.ca_crt)
         if self.tls_cert != self.pki.server_crt:
             context = ssl._create_unverified_context()  # pylint: disable=protected-access
+        if self.client_cert:
+            context.load_cert_chain(*self.client_cert)
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("docker-registry exited with %s before it was ready:\n%s"

@@ -123,6 +123,16 @@ options:
     description: A CA bundle (file) or directory of CA certificates on the managed host, trusted in addition to the
       system's for the registry.
     type: path
+  certs_dir:
+    description:
+      - A C(certs.d) directory on the managed host, holding one C(HOST[:PORT]) directory per registry, read instead
+        of the default C(/etc/containers/certs.d), else C(/etc/docker/certs.d) (the first with a directory for the
+        registry), as skopeo and Docker read them.
+      - In the registry's directory, C(*.crt) files are CA certificates trusted for it beside the system's and
+        O(ca_path); a C(NAME.cert) with its C(NAME.key) is the client certificate presented to a registry that
+        requires mutual TLS. A C(.cert) without its C(.key), or the other way round, is an error.
+    type: path
+    version_added: 0.2.0
   blob_deadline:
     description:
       - Seconds a registry may take to send one blob (a layer, the config, a manifest), however steadily its
@@ -353,7 +363,7 @@ def main():
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
         username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
-        validate_certs=flag(True), ca_path=dict(type="path"),
+        validate_certs=flag(True), ca_path=dict(type="path"), certs_dir=dict(type="path"),
         blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800),
         max_layer_size=dict(type="raw", default=64 << 30), max_image_size=dict(type="raw", default=256 << 30)),
         supports_check_mode=True)

@@ -24,7 +24,7 @@ import ssl
 import time
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-from . import manifests
+from . import certs, manifests
 from .challenge import parse_challenges, pick
 from .digests import sha256_bytes, verify_bytes
 from .download import DeadlineResponse, DeadlineSocket
@@ -70,7 +70,8 @@ def _origin(url):
 class Registry(ImageSource):
     remote = True
 
-    def __init__(self, reference, credentials=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, reference, credentials=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
+                 certs_dirs=certs.DEFAULT_CERTS_DIRS):
         super().__init__(reference)
         self.netloc = api_host(reference.host)
         self.repository = reference.repository
@@ -78,6 +79,7 @@ class Registry(ImageSource):
         self.validate_certs = validate_certs
         self.timeout = timeout
         self.context = make_ssl_context(validate_certs, ca_path, self.image)
+        self.host_certs = certs.apply(self.context, reference.host, certs_dirs, self.image)
         self.scheme = "https"
         self.challenge = None
         self._probed = False
@@ -149,7 +151,7 @@ class Registry(ImageSource):
                                   "it)" % (here[1], e.verify_message or e), blob)
             except ssl.SSLError as e:
                 conn.close()
-                raise self._error("TLS with %s:%d failed: %s" % (here[1], here[2], e), blob)
+                raise self._error("TLS with %s:%d failed: %s%s" % (here[1], here[2], e, self.host_certs.hint(e)), blob)
             except socket.timeout:
                 conn.close()
                 raise self._error("%s:%d did not answer within %ss" % (here[1], here[2], self.timeout), blob)

@@ -25,6 +25,7 @@ from ..errors import OverlayError
 from ..tar_headers import Limits
 from ..results import StagedImage, StagedLayer
 from . import config_cache
+from .certs import DEFAULT_CERTS_DIRS
 from .credentials import credentials_for
 from .digests import VerifyingReader, chain_ids
 from .docker_archive import DockerArchive
@@ -44,7 +45,8 @@ DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
 MAX_IMAGE_LAYERS = 125
 
 
-def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT):
+def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
+                certs_dirs=None):
     if reference.transport in ("oci", "oci-archive"):
         return OciLayout(reference)
     if reference.transport == "docker-archive":
@@ -52,7 +54,8 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
     from .registry import Registry  # pylint: disable=import-outside-toplevel
     credentials = credentials_for(registry_auth, reference.host, reference.repository, reference.text)
-    return Registry(reference, credentials, validate_certs, ca_path, timeout)
+    return Registry(reference, credentials, validate_certs, ca_path, timeout,
+                    DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs)
 
 
 # -- the store, in one place ----------
@@ -212,7 +215,7 @@ def _read_image_with(source, store, wanted_platform, image):
 def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
                 check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
                 image_deadline=DEFAULT_IMAGE_DEADLINE, max_layer_size=space.DEFAULT_MAX_LAYER_SIZE,
-                max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None):
+                max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None, certs_dirs=None):
     """Stage the image `src` (a reference string or Reference) into store.
 
     Takes the store's lock itself, per layer and never while a registry
@@ -225,7 +228,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     may hold max_layer_size bytes, and the layers this run stages together
     max_image_size; a layer needs its compressed size free on the home's
     filesystem (twice for a registry blob, which waits in tmp) before it
-    is fetched.
+    is fetched. certs_dirs are the certs.d directories looked in for the
+    registry's CAs and client certificate (certs.py); None means the defaults.
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -235,7 +239,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     progress = _Progress()
     sizes = (space.check_size_limit(max_layer_size, "max_layer_size"),
              space.check_size_limit(max_image_size, "max_image_size"))
-    with open_source(reference, registry_auth, validate_certs, ca_path, timeout) as source:
+    with open_source(reference, registry_auth, validate_certs, ca_path, timeout, certs_dirs) as source:
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
         resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)
