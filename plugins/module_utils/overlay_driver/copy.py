@@ -317,21 +317,48 @@ def copy_tree_at(src_fd, dst_fd, hardlink=False, where="."):
         copy.close()
 
 
-def copy_tree(src, dst, hardlink=False):
-    """copy_tree_at for paths: src opened without following its last name, dst made if missing."""
+def copy_tree_into(src_parent_fd, src_name, dst_parent_fd, dst_name, hardlink=False, where=None, exist_ok=False):
+    """Copy the directory src_name of src_parent_fd to dst_name of dst_parent_fd, made there (0700 until the
+    copy gives it the source's attributes) unless exist_ok finds it.
+
+    Both ends are named from directory fds the caller opened and keeps, never by path: the
+    source is in a layer directory its owner (the remapped root) can change, and a path to
+    the destination in root's .strata/tmp runs through the home, whose names that owner can
+    swap (rename .strata and put a tree of its own there). Neither last name is followed.
+    where names the source in errors.
+    """
+    where = where if where is not None else src_name
     try:
-        src_fd = os.open(src, _DIR_OPEN)
+        src_fd = os.open(src_name, _DIR_OPEN, dir_fd=src_parent_fd)
     except OSError as e:
-        raise OverlayError("cannot copy it: %s" % e.strerror, path=src)
+        raise OverlayError("cannot copy it: %s" % e.strerror, path=where)
     try:
         try:
-            os.mkdir(dst, 0o700)
+            os.mkdir(dst_name, 0o700, dir_fd=dst_parent_fd)
         except FileExistsError:
-            pass
-        dst_fd = os.open(dst, _DIR_OPEN)
+            if not exist_ok:
+                raise
+        dst_fd = os.open(dst_name, _DIR_OPEN, dir_fd=dst_parent_fd)
         try:
-            copy_tree_at(src_fd, dst_fd, hardlink, where=src)
+            copy_tree_at(src_fd, dst_fd, hardlink, where=where)
         finally:
             os.close(dst_fd)
     finally:
         os.close(src_fd)
+
+
+def copy_tree(src, dst, hardlink=False):
+    """copy_tree_into for paths whose directories are trusted (tests, tools): dst made if missing."""
+    fds = []
+    try:
+        for path in (src, dst):
+            parent = os.path.dirname(os.path.abspath(path))
+            try:
+                fds.append(os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            except OSError as e:
+                raise OverlayError("cannot copy it: %s" % e.strerror, path=path if path is src else parent)
+        copy_tree_into(fds[0], os.path.basename(os.path.abspath(src)), fds[1], os.path.basename(os.path.abspath(dst)),
+                       hardlink, where=src, exist_ok=True)
+    finally:
+        for fd in fds:
+            os.close(fd)

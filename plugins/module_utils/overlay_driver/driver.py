@@ -19,7 +19,7 @@ import os
 import stat
 
 from . import damage, faults, mounts, syscalls, walk
-from .copy import copy_tree_at
+from .copy import copy_tree_at, copy_tree_into
 from .errors import OverlayError
 from .graph_driver import GraphDriver, is_real_dir as _is_dir, lstat_at as _lstat_at
 from .ids import validate_layer_id
@@ -186,8 +186,8 @@ class Driver(GraphDriver):
         finally:
             os.close(parent_fd)
 
-    def _copy_from_layer(self, src, dst, hardlink=False):
-        """copy_tree of a layer's root/ or upper/ (a LayerPaths path) into dst, a new path in root's tmp.
+    def _copy_from_layer(self, src, dst_fd, dst_name, hardlink=False):
+        """A layer's root/ or upper/ (src, a LayerPaths path) copied to dst_name, new in root's temp dir dst_fd.
 
         The layer's directory is opened from the home's fd: its owner (the remapped root) could
         have swapped any name on the way for a symlink.
@@ -195,21 +195,9 @@ class Driver(GraphDriver):
         layer_dir, name = os.path.split(src)
         layer_fd = self._open_layer_dir(os.path.basename(layer_dir))
         try:
-            try:
-                src_fd = os.open(name, walk.DIR_FLAGS | os.O_NONBLOCK, dir_fd=layer_fd)
-            except OSError as e:
-                raise OverlayError("cannot open it to copy it: %s" % e.strerror, path=src)
+            copy_tree_into(layer_fd, name, dst_fd, dst_name, hardlink, where=src)
         finally:
             os.close(layer_fd)
-        try:
-            os.mkdir(dst, 0o700)
-            dst_fd = os.open(dst, walk.DIR_FLAGS)
-            try:
-                copy_tree_at(src_fd, dst_fd, hardlink, where=src)
-            finally:
-                os.close(dst_fd)
-        finally:
-            os.close(src_fd)
 
     def _make_overlay_dirs(self, dir_fd, upper_mode):
         """upper/ (the mode of what it lies on), work/ and merged/ (0700) of a new overlay layer."""
@@ -288,15 +276,21 @@ class Driver(GraphDriver):
             for fd in fds:
                 os.close(fd)
 
-    def _mount_temp_overlay(self, layer_id, lower_id, lower, upper, work, merged):
-        """An overlay in root's .strata/tmp (upper, work, merged are there) on the layer lower_id's root/
-        (lower, its path), which is opened from the home's fd like every layer directory a mount names."""
+    def _mount_temp_overlay(self, layer_id, lower_id, lower, upper_at, mount_at):
+        """An overlay in root's .strata/tmp on the layer lower_id's root/ (lower, its path): upper/ in the temp
+        dir upper_at, work/ and merged/ in the temp dir mount_at, each an (fd, name) pair.
+
+        The lower is opened from the home's fd like every layer directory a mount names, the
+        rest from the fds of root's temp dirs, never through the home's names (see _open_temp).
+        """
         fds = []
+        parts = ((upper_at, "upper"), (mount_at, "work"), (mount_at, "merged"))
+        upper, work, merged = (self._temp_path(at[1], part) for at, part in parts)
         try:
             fds.append(self._open_layer_dir(lower_id))
             fds.append(self._open_part(fds[0], "root", layer_id, lower))
-            fds.extend(os.open(path, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                       for path in (upper, work, merged))
+            fds.extend(os.open(part, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=at[0])
+                       for at, part in parts)
             mounts.mount_overlay(fds[4], fds[1], fds[2], fds[3], "strata-apply", where=merged,
                                  shown=mounts.overlay_options(lower, upper, work))
         finally:
@@ -311,45 +305,38 @@ class Driver(GraphDriver):
         the diff goes through a mount of a copy of the layer, which is then exchanged in."""
         parent_root = self.layout.layer(parent).root if parent else None
         if parent_root and _is_dir(parent_root) and not _is_dir(paths.root):
-            target = os.path.join(tmp, "root")
-            self._copy_from_layer(parent_root, target, hardlink=True)
+            self._copy_from_layer(parent_root, tmp[0], "root", hardlink=True)
             faults.point("apply.copied")
-            result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+            result = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
-            self._move_into_layer(tmp, "root", layer_id, exchange=False)
+            self._move_into_layer(tmp[0], "root", layer_id, exchange=False)
             faults.point("apply.after-rename")
             self._drop_overlay_parts(paths)
             return self._result(result, False)
         if _is_dir(paths.root):
-            target = os.path.join(tmp, "root")
-            self._copy_from_layer(paths.root, target)
+            self._copy_from_layer(paths.root, tmp[0], "root")
             faults.point("apply.copied")
-            result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+            result = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress)
             faults.point("apply.before-rename")
-            self._move_into_layer(tmp, "root", layer_id, exchange=True)
+            self._move_into_layer(tmp[0], "root", layer_id, exchange=True)
             return self._result(result, True)
         return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
 
     def _apply_through_mount(self, paths, layer_id, tmp, raw, compression, expected_diff_id, progress):
+        """The naive path: upper/, work/ and merged/ in root's temp dir tmp ((fd, name)), all made by its fd."""
         lower = self.metadata(layer_id)["LowerDir"]
-        upper = os.path.join(tmp, "upper")
-        work = os.path.join(tmp, "work")
-        merged = os.path.join(tmp, "merged")
-        self._copy_from_layer(paths.upper, upper)
-        tmp_fd = os.open(tmp, walk.DIR_FLAGS)  # in root's .strata/tmp
-        try:
-            self._mkdir_as(tmp_fd, "work", 0o700)
-            self._mkdir_as(tmp_fd, "merged", 0o700)
-        finally:
-            os.close(tmp_fd)
-        self._mount_temp_overlay(layer_id, self.lower_id(layer_id), lower, upper, work, merged)
+        self._copy_from_layer(paths.upper, tmp[0], "upper")
+        faults.point("apply.copied")
+        self._mkdir_as(tmp[0], "work", 0o700)
+        self._mkdir_as(tmp[0], "merged", 0o700)
+        self._mount_temp_overlay(layer_id, self.lower_id(layer_id), lower, tmp, tmp)
         try:
             faults.point("apply.mounted")
-            result = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
+            result = self._apply_into(tmp, "merged", raw, compression, expected_diff_id, layer_id, progress)
         finally:
-            mounts.unmount(merged)
+            self._unmount_temp(tmp)
         faults.point("apply.before-rename")
-        self._move_into_layer(tmp, "upper", layer_id, exchange=True)
+        self._move_into_layer(tmp[0], "upper", layer_id, exchange=True)
         return self._result(result, True)
 
     @staticmethod
@@ -381,33 +368,32 @@ class Driver(GraphDriver):
 
     def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
         """create_applied's layer directory (temps[0], open as tmp_fd) with the diff in; its ApplyDiffResult."""
-        tmp = os.path.join(self.layout.tmp, temps[0])
+        tmp = (tmp_fd, temps[0])
         parent_root = self.layout.layer(parent).root if parent else None
         if not parent or _is_dir(parent_root):
-            target = os.path.join(tmp, "root")
             if parent:
-                self._copy_from_layer(parent_root, target, hardlink=True)
+                self._copy_from_layer(parent_root, tmp_fd, "root", hardlink=True)
             else:
                 self._mkdir_as(tmp_fd, "root", 0o755)
             faults.point("apply.copied")
-            applied = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+            applied = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress)
             return self._result(applied, not parent)
         self._populate(tmp_fd, layer_id, parent)
-        temps.append(os.path.basename(self._tempdir("apply", layer_id)))
-        apply_fd = os.open(temps[1], walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
+        temps.append(self._tempdir("apply", layer_id))
+        apply_fd = self._open_temp(temps[1])
         try:
+            mount_at = (apply_fd, temps[1])
             self._mkdir_as(apply_fd, "work", 0o700)
             self._mkdir_as(apply_fd, "merged", 0o700)
+            faults.point("apply.copied")
+            self._mount_temp_overlay(layer_id, self.lower_id(parent), self._lower_root(parent), tmp, mount_at)
+            try:
+                faults.point("apply.mounted")
+                applied = self._apply_into(mount_at, "merged", raw, compression, expected_diff_id, layer_id, progress)
+            finally:
+                self._unmount_temp(mount_at)
         finally:
             os.close(apply_fd)
-        work, merged = (os.path.join(self.layout.tmp, temps[1], name) for name in ("work", "merged"))
-        self._mount_temp_overlay(layer_id, self.lower_id(parent), self._lower_root(parent),
-                                 os.path.join(tmp, "upper"), work, merged)
-        try:
-            faults.point("apply.mounted")
-            applied = self._apply_into(merged, raw, compression, expected_diff_id, layer_id, progress)
-        finally:
-            mounts.unmount(merged)
         return self._result(applied, True)
 
 

@@ -160,10 +160,42 @@ class GraphDriver:
             os.close(fd)
 
     def _tempdir(self, purpose, layer_id):
-        """A new directory in .strata/tmp (made relative to its fd), as a path."""
+        """A new directory in .strata/tmp, made relative to its fd: its name there."""
         self._require_writer()
-        name = make_temp_dir(self.dirs.tmp_fd, "%s-%s-" % (purpose, layer_id))
-        return os.path.join(self.layout.tmp, name)
+        return make_temp_dir(self.dirs.tmp_fd, "%s-%s-" % (purpose, layer_id))
+
+    def _open_temp(self, name):
+        """A temp dir opened by name from the fd of root's .strata/tmp, without following a symlink.
+
+        Never by path: the path runs through the home, which is the remapped root's. That
+        user cannot open .strata, but it can rename it and put a tree of its own at that
+        path, with a temp dir's name made a symlink to a root-only directory.
+        """
+        return os.open(name, walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
+
+    def _temp_path(self, name, *parts):
+        """Where a temp dir (or a name in it) is, for messages and a mount's shown options only."""
+        return os.path.join(self.layout.tmp, name, *parts)
+
+    def _discard_temp(self, name, layer_id=None):
+        """Remove a temp dir, after unmounting what a failed run left mounted in it (found from its fd)."""
+        try:
+            fd = self._open_temp(name)
+        except FileNotFoundError:
+            return
+        try:
+            for mount in mounts.mounts_below(fd_path(fd)):
+                mounts.unmount(mount.mount_point, detach=True)
+        finally:
+            os.close(fd)
+        remove_tree_at(self.dirs.tmp_fd, name, layer_id)
+
+    def _unmount_temp(self, mount_at):
+        """Unmount the temp overlay at merged/ of the temp dir mount_at ((fd, name)), named through its fd."""
+        try:
+            mounts.unmount(os.path.join(mounts.fd_path(mount_at[0]), "merged"))
+        except OverlayError as e:
+            raise OverlayError(e.cause, path=self._temp_path(mount_at[1], "merged"))
 
     def _require_writer(self):
         if not self.writable or self.dirs.tmp_fd is None:
@@ -269,7 +301,8 @@ class GraphDriver:
         raise NotImplementedError
 
     def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress):
-        """apply_diff on an existing, unmounted layer; tmp: a temp dir of the run. Returns an ApplyDiffResult."""
+        """apply_diff on an existing, unmounted layer; tmp: the run's temp dir in root's .strata/tmp, (fd, name), to be
+        reached by its fd only (see _open_temp). Returns an ApplyDiffResult."""
         raise NotImplementedError
 
     def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
@@ -317,7 +350,7 @@ class GraphDriver:
         self._require_writer()
         if os.path.lexists(paths.dir):
             raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
-        tmp = os.path.basename(self._tempdir("create", layer_id))
+        tmp = self._tempdir("create", layer_id)
         try:
             # built in root's .strata/tmp, out of the remapped root's reach; the finished
             # directory is given to it (by fd) only just before the rename makes it a layer
@@ -359,7 +392,7 @@ class GraphDriver:
         if self.mount_entry(layer_id) is not None:
             raise OverlayError("layer is mounted; unmount it before removing", layer=layer_id, path=paths.merged)
         refuse_mounts_below(paths.dir, layer_id)
-        trash = os.path.basename(self._tempdir("remove", layer_id))
+        trash = self._tempdir("remove", layer_id)
         trash_fd = os.open(trash, walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
         try:
             os.rename(layer_id, "layer", src_dir_fd=self.dirs.fd, dst_dir_fd=trash_fd)
@@ -469,42 +502,50 @@ class GraphDriver:
                                layer=layer_id, path=paths.merged)
         tmp = self._tempdir("apply", layer_id)
         try:
-            return self._apply(paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress)
+            tmp_fd = self._open_temp(tmp)
+            try:
+                faults.point("apply.started")
+                return self._apply(paths, layer_id, parent, (tmp_fd, tmp), raw, compression, expected_diff_id,
+                                   progress)
+            finally:
+                os.close(tmp_fd)
         except OSError as e:
             self._raise_if_out_of_space(e, layer_id)
             raise
         finally:
-            for mount in mounts.mounts_below(tmp):
-                mounts.unmount(mount.mount_point, detach=True)
-            remove_tree_at(self.dirs.tmp_fd, os.path.basename(tmp), layer_id)
+            self._discard_temp(tmp, layer_id)
 
-    def _move_into_layer(self, tmp, name, layer_id, exchange):
-        """tmp/name (root's, in .strata/tmp) renamed to the layer's name, or exchanged with it, by fds.
+    def _move_into_layer(self, tmp_fd, name, layer_id, exchange):
+        """name in root's temp dir tmp_fd renamed to the layer's name, or exchanged with it, by fds.
 
         The layer's directory is opened from the home's fd without following a symlink: the home
         belongs to the remapped root, which could swap the layer's name for a symlink to, say, /
         and have root's own /root exchanged into tmp (and removed with it)."""
-        tmp_fd = os.open(tmp, walk.DIR_FLAGS)
+        layer_fd = self._open_layer_dir(layer_id)
         try:
-            layer_fd = self._open_layer_dir(layer_id)
-            try:
-                if exchange:
-                    syscalls.exchange(name, name, tmp_fd, layer_fd)
-                else:
-                    syscalls.rename_noreplace(name, name, tmp_fd, layer_fd)
-            finally:
-                os.close(layer_fd)
+            if exchange:
+                syscalls.exchange(name, name, tmp_fd, layer_fd)
+            else:
+                syscalls.rename_noreplace(name, name, tmp_fd, layer_fd)
         finally:
-            os.close(tmp_fd)
+            os.close(layer_fd)
 
-    def _apply_into(self, target, raw, compression, expected_diff_id, layer_id, progress):
+    def _apply_into(self, tmp, name, raw, compression, expected_diff_id, layer_id, progress):
+        """Apply the diff into name (a directory, or a temp overlay's merged/) of root's temp dir tmp ((fd, name)).
+
+        The applier is given the directory's fd, opened from the temp dir's fd (see _open_temp).
+        """
         # imported here: the applier and its decompressors are only loaded by runs that apply
         from .tar_apply import LayerApplier  # pylint: disable=import-outside-toplevel
         from .verify import read_layer  # pylint: disable=import-outside-toplevel
 
-        applier = LayerApplier(target, self.uid_maps, self.gid_maps, self.layer_limits,
-                               whiteout_format=self.WHITEOUT_FORMAT)
-        return read_layer(lambda: applier.apply(raw, compression, progress), layer_id, expected_diff_id)
+        target_fd = os.open(name, walk.DIR_FLAGS, dir_fd=tmp[0])
+        try:
+            applier = LayerApplier(target_fd, self.uid_maps, self.gid_maps, self.layer_limits,
+                                   whiteout_format=self.WHITEOUT_FORMAT, where=self._temp_path(tmp[1], name))
+            return read_layer(lambda: applier.apply(raw, compression, progress), layer_id, expected_diff_id)
+        finally:
+            os.close(target_fd)
 
     @staticmethod
     def _result(applied, fallback):
@@ -567,10 +608,10 @@ class GraphDriver:
         self._require_writer()
         if os.path.lexists(paths.dir):
             raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
-        temps = [os.path.basename(self._tempdir("create", layer_id))]
+        temps = [self._tempdir("create", layer_id)]
         try:
             # built in root's .strata/tmp and given to the remapped root (by fd) just before the rename, as create
-            tmp_fd = os.open(temps[0], walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
+            tmp_fd = self._open_temp(temps[0])
             try:
                 result = self._build_applied(tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id,
                                              progress)
@@ -591,9 +632,7 @@ class GraphDriver:
             raise
         finally:
             for left in temps:
-                for mount in mounts.mounts_below(os.path.join(self.layout.tmp, left)):
-                    mounts.unmount(mount.mount_point, detach=True)
-                remove_tree_at(self.dirs.tmp_fd, left, layer_id)
+                self._discard_temp(left, layer_id)
 
 
 def lstat_at(dir_fd, name):

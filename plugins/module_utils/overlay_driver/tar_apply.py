@@ -159,12 +159,17 @@ class LayerApplier(ArchiveWalk):
     whiteouts are written in overlay's form, as Docker's overlay2 driver applies a diff).
     """
 
-    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None, whiteout_format=whiteouts.DELETE):
+    def __init__(self, target, uid_maps=None, gid_maps=None, limits=None, whiteout_format=whiteouts.DELETE,
+                 where=None):
+        """target: the directory, as a path or as a directory fd that the caller keeps open (root's temp dirs are
+        reached by fd only: their path runs through the home, whose names the remapped root can swap).
+        where names it in errors (default: target)."""
         super(LayerApplier, self).__init__(uid_maps, gid_maps, limits)
         if whiteout_format not in whiteouts.FORMATS:
             raise ValueError("unknown whiteout format %r" % (whiteout_format,))
         self.whiteout_format = whiteout_format
         self.target = target
+        self.where = where if where is not None else target
         self.root_fd = None
         self._progress = None
         self._parents = {}
@@ -178,7 +183,10 @@ class LayerApplier(ArchiveWalk):
         """Apply the archive read from raw; its ArchiveResult. progress(entries so far) after each entry."""
         self._progress = progress
         self._mounts = None
-        self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if isinstance(self.target, int):
+            self.root_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.target)
+        else:
+            self.root_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             result = self._walk(raw, compression)
             self._set_dir_times()
@@ -198,7 +206,7 @@ class LayerApplier(ArchiveWalk):
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OverlayError("no space left applying entry %r%s" % (entry.name, no_space_advice(self.limits)),
-                                   path=self.target)
+                                   path=self.where)
             raise LayerFormatError("entry %r: %s" % (entry.name, e.strerror or e))
         self._mark(parts)
 
@@ -346,7 +354,7 @@ class LayerApplier(ArchiveWalk):
         raise LayerFormatError("entry %r: its path in the layer is longer than the %d bytes (PATH_MAX less room for "
                                "the layer's later copies) that Docker and the layer's copies can walk; a symlink "
                                "in the layer leads it this deep" % (entry_name[:200], self.limits.path_max),
-                               path=self.target)
+                               path=self.where)
 
     def _make_parents(self, key, entry_name):
         """The directory key, opened from the root down, its missing directories created."""

@@ -397,3 +397,148 @@ def test_a_directory_of_the_remapped_roots_that_is_mostly_not_layers_is_refused(
     with pytest.raises(OverlayError, match="which are not layer directories, and fewer layers"):
         Driver(rootfs, uid_maps=MAPS, gid_maps=MAPS)
     assert sorted(os.listdir(rootfs)) == ["app", "bin.txt", "etc.txt", "usr.txt"]
+
+
+# -- root's temp dirs are reached by fd, never through the home's names ----------
+#
+# The remapped root owns the home: it cannot open root's .strata, but it can rename it and put a
+# .strata of its own in its place, with the names of root's temp dirs (which mountinfo shows while
+# apply_diff's temp overlay is mounted) made symlinks to a root-only directory. Whatever apply_diff
+# and create_applied then reached by path would be written, chowned or exchanged there.
+
+
+@pytest.fixture
+def vault(scratch):
+    """A root-only directory outside the home, its upper/ root-only too, with a root-only file in it."""
+    path = os.path.join(scratch, "vault")
+    os.makedirs(os.path.join(path, "upper"), 0o700)
+    os.chmod(os.path.join(path, "upper"), 0o700)
+    with open(os.path.join(path, "upper", "shadow"), "w") as f:
+        f.write("root only\n")
+    os.chmod(os.path.join(path, "upper", "shadow"), 0o600)
+    return path
+
+
+def _tree_state(path):
+    """Every name below path with its owner and mode, path's own first."""
+    names = [path]
+    for dirpath, dirnames, filenames in os.walk(path):
+        names.extend(os.path.join(dirpath, n) for n in sorted(dirnames + filenames))
+    return [(os.path.relpath(name, path),) + tuple(getattr(os.lstat(name), a) for a in ("st_uid", "st_gid", "st_mode"))
+            for name in names]
+
+
+def _strata_of_its_own(home):
+    """As the remapped root: root's .strata moved away, an empty one of its own in its place."""
+    os.rename(os.path.join(home, ".strata"), os.path.join(home, ".strata-moved"))
+    os.makedirs(os.path.join(home, ".strata", "tmp"))
+    return os.path.join(home, ".strata", "tmp")
+
+
+def _plant_temp_link(home, names, vault):
+    """root's temp dir is a symlink to vault/upper."""
+    tmp = _strata_of_its_own(home)
+    os.symlink(os.path.join(vault, "upper"), os.path.join(tmp, names[0]))
+
+
+def _plant_root_link(home, names, vault):
+    """root's temp dir holds a root/ that is a symlink to vault/upper."""
+    tmp = _strata_of_its_own(home)
+    os.mkdir(os.path.join(tmp, names[0]))
+    os.symlink(os.path.join(vault, "upper"), os.path.join(tmp, names[0], "root"))
+
+
+def _plant_forged_upper(home, names, vault):
+    """root's temp dir is a directory of its own, with an upper/ holding a forged file: exchanged into the
+    layer, it would be the layer's content under the verified diff's diff_id."""
+    tmp = _strata_of_its_own(home)
+    os.makedirs(os.path.join(tmp, names[0], "upper"))
+    with open(os.path.join(tmp, names[0], "upper", "forged"), "w") as f:
+        f.write("not the diff\n")
+
+
+def _plant_upper_and_mount_dirs(home, names, vault):
+    """create_applied's layer dir a symlink to vault (its upper/), its apply dir real, with work/ and merged/."""
+    tmp = _strata_of_its_own(home)
+    for name in names:
+        if name.startswith("create-"):
+            os.symlink(vault, os.path.join(tmp, name))
+        else:
+            os.makedirs(os.path.join(tmp, name, "work"))
+            os.mkdir(os.path.join(tmp, name, "merged"))
+
+
+def _apply_on_root(driver, data):
+    driver.create("app")
+    return driver.apply_diff("app", "", data)
+
+
+def _apply_on_child_of_root(driver, data):
+    driver.create("app", "base")
+    return driver.apply_diff("app", "base", data)
+
+
+def _apply_on_overlay(driver, data):
+    driver.create("app", "base")
+    return driver.apply_diff("app", "", data)
+
+
+def _create_on_root(driver, data):
+    return driver.create_applied("app", "base", data)
+
+
+def _create_on_overlay(driver, data):
+    driver.create("mid", "base")
+    return driver.create_applied("app", "mid", data)
+
+
+# (the code reaching the temp dir, the point where the remapped root swaps .strata, what it plants there, the run)
+TEMP_SWAPS = [
+    ("copy into a new dir", "apply.started", _plant_temp_link, _apply_on_child_of_root),
+    ("copy of its own root", "apply.started", _plant_temp_link, _apply_on_root),
+    ("applier target", "apply.copied", _plant_root_link, _apply_on_child_of_root),
+    ("temp overlay dirs", "apply.copied", _plant_forged_upper, _apply_on_overlay),
+    ("create_applied's target", "apply.copied", _plant_root_link, _create_on_root),
+    ("create_applied's temp overlay", "apply.copied", _plant_upper_and_mount_dirs, _create_on_overlay),
+]
+
+
+@pytest.mark.parametrize("what, point, plant, run", TEMP_SWAPS, ids=[case[0] for case in TEMP_SWAPS])
+def test_roots_temp_dirs_are_reached_by_fd_when_the_remapped_root_swaps_strata(
+        home, driver, vault, monkeypatch, what, point, plant, run):
+    """Nothing root-only is written, chowned, chmodded or exchanged, at any point of the run: root carries
+    on in its own temp dirs, opened once, and the diff lands in the layer."""
+    import io
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import faults
+
+    from layertools import TarBuilder
+
+    driver.create("base")
+    before = _tree_state(vault)
+    seen = []
+
+    def at(name):
+        if name == point and not seen:
+            tmp = os.path.join(home, ".strata", "tmp")
+            names = sorted(os.listdir(tmp), key=lambda n: not n.startswith("create-"))
+            run_as(REMAPPED, REMAPPED, lambda: plant(home, names, vault))
+        if seen or name == point:
+            seen.append((name, _tree_state(vault)))
+
+    monkeypatch.setattr(faults, "point", at)
+    data = TarBuilder().dir(".", mode=0o777).file("planted", b"by the diff\n").bytes()
+    try:
+        result = run(driver, io.BytesIO(data))
+    except (OSError, OverlayError) as e:  # the vault is looked at first
+        result = e
+    assert seen and seen[0][0] == point, what
+    for name, state in seen + [("end", _tree_state(vault))]:
+        assert state == before, "%s: the vault changed by %s" % (what, name)
+    assert not isinstance(result, Exception), result
+    assert result.size == len(b"by the diff\n")
+    layer = [os.path.join(dirpath, n) for dirpath, dirnames, filenames in os.walk(os.path.join(home, "app"))
+             for n in dirnames + filenames]
+    assert [os.path.basename(p) for p in layer if os.path.basename(p) in ("planted", "forged")] == ["planted"]
+    moved = os.path.join(home, ".strata-moved")
+    assert os.lstat(moved).st_uid == 0 and os.listdir(os.path.join(moved, "tmp")) == []
