@@ -5,10 +5,15 @@ through a symlink farm in a temp dir. Tests run as root on real mounts: a fresh
 tmpfs per test for the layer home, loop-mounted images for backing-filesystem
 cases. Teardown unmounts everything below the test's scratch dir, also when
 the test failed.
+
+Every test that uses a home runs once per on-disk layout (the `layout`
+fixture): the suites are parametrized, not copied. A test about one layout's
+disk format says so with `@pytest.mark.layout("overlay")` (its reason beside it).
 """
 
 import atexit
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -88,9 +93,61 @@ def scratch():
         shutil.rmtree(parent)
 
 
+def pytest_generate_tests(metafunc):
+    """Every test that uses the layout fixture (through home, or a store or driver fixture) runs
+    once per layout, or only on the layouts its `layout` marker names."""
+    if "layout" not in metafunc.fixturenames:
+        return
+    drivers = _driver("drivers")
+    marker = metafunc.definition.get_closest_marker("layout")
+    names = marker.args if marker else drivers.LAYOUTS
+    unknown = set(names) - set(drivers.LAYOUTS)
+    if unknown:
+        raise pytest.UsageError("%s: layout marker names unknown layouts %s" % (metafunc.definition.nodeid,
+                                                                                 sorted(unknown)))
+    available = drivers.available_layouts()
+    params = [pytest.param(name, id=name, marks=() if name in available else pytest.mark.skip(
+        reason="no driver is registered for the %s layout yet (drivers.available_layouts())" % name))
+        for name in names]
+    metafunc.parametrize("layout", params, indirect=True)
+
+
 @pytest.fixture
-def home(scratch):
-    return os.path.join(scratch, "home")
+def layout(request, monkeypatch):
+    """The on-disk layout of the test's homes: a new home takes it wherever a call leaves layout out.
+
+    It is set as the registry's default rather than passed to every LayerStore, driver and module call,
+    so that the suites run unchanged on each layout; a home keeps the layout it was first written in,
+    so the calls that reopen it need nothing either. (Only in this process: a child process that writes
+    a new home must be given layout.)"""
+    marker = request.node.get_closest_marker("layout")  # also one set on a single parameter of the test
+    if marker and request.param not in marker.args:
+        pytest.skip("about the disk format of the %s layout" % " and ".join(marker.args))
+    drivers = _driver("drivers")
+    monkeypatch.setattr(drivers, "DEFAULT_LAYOUT", request.param)
+    return request.param
+
+
+def _recorded_layout(home):
+    """The layout a home's record names, None when there is none (or a test damaged it on purpose)."""
+    try:
+        with open(os.path.join(home, ".strata", "layout.json")) as f:
+            written = json.load(f)
+    except (OSError, ValueError):
+        return None
+    name = written.get("layout") if isinstance(written, dict) else None
+    return name if name in _driver("drivers").LAYOUTS else None
+
+
+@pytest.fixture
+def home(scratch, layout):
+    """The path of the test's layer home (not made yet). Afterwards, a home that was written must be in the
+    test's layout: a call that wrote it another way (a child process not given layout, a driver class
+    opened directly) would otherwise pass on the seed's layout while claiming the other one."""
+    path = os.path.join(scratch, "home")
+    yield path
+    written = _recorded_layout(path)
+    assert written in (None, layout), "the test's home was written in the %s layout, not %s" % (written, layout)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Test helpers: build layer tarballs entry by entry, and snapshot trees for comparison."""
 
+import contextlib
 import hashlib
 import io
 import os
@@ -204,3 +205,77 @@ def run_isolated(code, timeout=120):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
+
+
+# -- a layer's files, whatever the home's layout ---------------------------------------------------------
+# The suites run on every layout (tests/conftest.py's layout fixture); these say where a layer keeps what,
+# so a test reaches into the disk through them instead of naming one layout's directories.
+
+# the directory holding a layer's own files: overlay2's diff/; the seed's root/ (a base or applied layer)
+# or upper/ (an overlay layer over its lower-id's root/)
+CONTENT_DIRS = ("diff", "root", "upper")
+
+
+def content_dir(home, layer_id):
+    """The directory that holds the layer's own files (see CONTENT_DIRS): where a test plants or damages them.
+
+    For the seed's root layers that is the whole tree; for overlay layers and every overlay2 layer it is
+    only what the layer changes, in overlayfs's form (a deletion is a 0/0 character device)."""
+    layer = os.path.join(home, layer_id)
+    for name in CONTENT_DIRS:
+        path = os.path.join(layer, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            return path
+    raise AssertionError("layer %s has none of %s" % (layer, ", ".join(CONTENT_DIRS)))
+
+
+def write_into_layer(home, layer_id, relpath, data=b""):
+    """A file written straight into the layer's own files (as a process writing the layer's directory
+    behind strata's back would), its directories made as needed. Returns its path."""
+    path = os.path.join(content_dir(home, layer_id), relpath)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+@contextlib.contextmanager
+def mounted(where, layer_id):
+    """The layer's tree as its mount shows it, whatever the layout: the path of driver.get, put back after
+    (also on failure) unless the layer was mounted already. where: a driver, or a home's path (its driver is
+    opened for the while).
+
+        with mounted(home, "app") as path: ...
+    """
+    # pylint: disable=import-outside-toplevel  # the collection is importable once conftest has run
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
+
+    driver = open_driver(where) if isinstance(where, str) else where
+    try:
+        already = driver.is_mounted(layer_id)
+        path = driver.get(layer_id)
+        try:
+            yield path
+        finally:
+            if not already:
+                driver.put(layer_id)
+    finally:
+        if driver is not where:
+            driver.close()
+
+
+def layer_tree(where, layer_id, **kw):
+    """snapshot() of the layer's tree as its mount shows it (where: a driver or a home's path)."""
+    with mounted(where, layer_id) as path:
+        return snapshot(path, **kw)
+
+
+def read_in_layer(where, layer_id, relpath, mode="r"):
+    """A file's content as the layer's mount shows it (where: a driver or a home's path); None when the
+    path is not there."""
+    with mounted(where, layer_id) as path:
+        try:
+            with open(os.path.join(path, relpath), mode) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None

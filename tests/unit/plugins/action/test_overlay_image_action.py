@@ -15,24 +15,24 @@ from imagetools import Image, mkimages
 
 
 @pytest.fixture
-def layout(scratch):
+def oci_layout(scratch):
     image = Image()
     path = image.write_layout(os.path.join(scratch, "layout"))
     return image, path
 
 
-def test_a_sound_blob_is_sent_from_where_it_is(layout):
-    image, path = layout
+def test_a_sound_blob_is_sent_from_where_it_is(oci_layout):
+    image, path = oci_layout
     with OciLayout(parse_reference("oci:%s:v1" % path)) as source:
         sent = ActionModule._in_layout(source, path, image.layer_digest(0))  # pylint: disable=protected-access
     assert sent == image.blob_path(path, image.layer_digest(0))
 
 
 @pytest.mark.parametrize("where", ["blob", "directory"])
-def test_a_blob_that_is_a_symlink_is_never_sent(layout, scratch, where):
+def test_a_blob_that_is_a_symlink_is_never_sent(oci_layout, scratch, where):
     """A layout whose blob (or blobs/sha256) points at a controller file: the transfer would copy that file
     to the host before any digest check could refuse it."""
-    image, path = layout
+    image, path = oci_layout
     secret = os.path.join(scratch, "secret")
     with open(secret, "w", encoding="ascii") as f:
         f.write("controller secret\n")

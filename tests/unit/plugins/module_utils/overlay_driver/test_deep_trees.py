@@ -15,6 +15,8 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import walk
 
+from layertools import mounted
+
 DEPTH = 1850  # "a/" per level: the applier's path limit allows about 1,900
 WIDE = 1100
 
@@ -47,9 +49,9 @@ def run_with_1024_fds(code, *args):
     return done.stdout
 
 
-def test_a_tree_as_deep_as_the_applier_accepts_is_removed(home):
+def test_a_tree_as_deep_as_the_applier_accepts_is_removed(home, layout):
     out = run_with_1024_fds("""
-        store = LayerStore(sys.argv[1])
+        store = LayerStore(sys.argv[1], layout=sys.argv[2])
         with store.locked():
             store.apply_diff("deep", "", opener(chain(TarBuilder().dir("a"), "a", %d).bytes()))
             print(store.state("deep")["exists"])
@@ -57,14 +59,14 @@ def test_a_tree_as_deep_as_the_applier_accepts_is_removed(home):
             print(store.state("deep")["exists"])
             store.ensure_present("next")  # a later writer's cleanup runs too
             print(store.state("next")["exists"])
-    """ % (DEPTH - 1), home)
+    """ % (DEPTH - 1), home, layout)
     assert out.split() == ["True", "False", "True"]
     assert sorted(os.listdir(home)) == [".strata", "next"]
 
 
-def test_an_opaque_directory_with_more_subdirectories_than_descriptors_is_applied(home):
+def test_an_opaque_directory_with_more_subdirectories_than_descriptors_is_applied(home, layout):
     out = run_with_1024_fds("""
-        store = LayerStore(sys.argv[1])
+        store = LayerStore(sys.argv[1], layout=sys.argv[2])
         with store.locked():
             base = TarBuilder().dir("o")
             for i in range(%(wide)d):
@@ -75,25 +77,27 @@ def test_an_opaque_directory_with_more_subdirectories_than_descriptors_is_applie
                 child.dir("o/own%%d" %% i).file("o/own%%d/f" %% i, "x")
             child.opaque("o")  # after the layer's own entries, which it keeps
             store.apply_diff("child", "base", opener(child.bytes()))
-    """ % {"wide": WIDE}, home)
+    """ % {"wide": WIDE}, home, layout)
     assert out == ""
-    names = os.listdir(os.path.join(home, "child", "root", "o"))
+    with mounted(home, "child") as child:
+        names = os.listdir(os.path.join(child, "o"))
     assert sorted(names) == sorted("own%d" % i for i in range(WIDE))
-    assert len(os.listdir(os.path.join(home, "base", "root", "o"))) == WIDE
+    with mounted(home, "base") as base:
+        assert len(os.listdir(os.path.join(base, "o"))) == WIDE
 
 
-def test_an_opaque_directory_over_a_deep_chain_of_its_own_is_applied(home):
+def test_an_opaque_directory_over_a_deep_chain_of_its_own_is_applied(home, layout):
     run_with_1024_fds("""
-        store = LayerStore(sys.argv[1])
+        store = LayerStore(sys.argv[1], layout=sys.argv[2])
         with store.locked():
             store.apply_diff("base", "", opener(TarBuilder().dir("o").dir("o/lower").bytes()))
             child = chain(TarBuilder().dir("o"), "o", %d).file("o/a/a/kept", "x")
             child.opaque("o")
             store.apply_diff("child", "base", opener(child.bytes()))
-    """ % (DEPTH - 2), home)
-    root = os.path.join(home, "child", "root", "o")
-    assert os.listdir(root) == ["a"]
-    assert sorted(os.listdir(os.path.join(root, "a", "a"))) == ["a", "kept"]
+    """ % (DEPTH - 2), home, layout)
+    with mounted(home, "child") as child:
+        assert os.listdir(os.path.join(child, "o")) == ["a"]
+        assert sorted(os.listdir(os.path.join(child, "o", "a", "a"))) == ["a", "kept"]
 
 
 def test_open_in_root_without_openat2_walks_a_path_deeper_than_the_descriptor_limit(scratch):

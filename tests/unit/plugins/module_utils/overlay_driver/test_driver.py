@@ -1,4 +1,7 @@
-"""The seed's behaviour, checked with moby's graphtest scenarios on real overlay mounts."""
+"""The seed's behaviour, checked with moby's graphtest scenarios on real overlay mounts.
+
+The scenarios run on every layout's driver; the tests that read the seed's own
+files (root/, upper/, lower-id) are marked for the overlay layout only."""
 
 import io
 import os
@@ -9,7 +12,7 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import ADD, DELETE, MODIFY
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
 from layertools import TarBuilder, snapshot
@@ -17,7 +20,11 @@ from layertools import TarBuilder, snapshot
 
 @pytest.fixture
 def driver(home):
-    return Driver(home)
+    d = open_driver(home)
+    try:
+        yield d
+    finally:
+        d.close()
 
 
 @pytest.fixture
@@ -58,6 +65,7 @@ def verify_base(root):
         assert f.read() == "Some data"
 
 
+@pytest.mark.layout("overlay")  # the seed's files: a base layer is root/ and get returns it
 def test_create_empty(driver, umask0):
     driver.create("empty", "")
     assert driver.exists("empty")
@@ -80,6 +88,7 @@ def test_create_base(driver, umask0):
     driver.put("Base")
 
 
+@pytest.mark.layout("overlay")  # the seed's files: lower-id, upper/ and the lowerdir root/
 def test_create_snap(driver, umask0):
     create_base(driver, "Base")
     driver.create("Snap", "Base")
@@ -102,6 +111,7 @@ def test_create_snap(driver, umask0):
     assert not driver.is_mounted("Snap")
 
 
+@pytest.mark.layout("overlay")  # the seed's files: a child copies upper/ and inherits lower-id
 def test_child_of_overlay_layer_copies_upper_and_inherits_lower_id(driver, umask0):
     create_base(driver, "Base")
     driver.create("Init", "Base")
@@ -193,8 +203,8 @@ def test_diff_apply(driver):
     assert result.size == diff_size
     assert result.diff_id == diff_id
     assert result.fallback is False
-    # The parent had root/, so the child is now a root layer too (the seed's hardlink path).
-    assert sorted(os.listdir(os.path.join(driver.home, "applied"))) == ["root"]
+    if driver.LAYOUT == "overlay":  # the parent had root/, so the child is a root layer too (the hardlink path)
+        assert sorted(os.listdir(os.path.join(driver.home, "applied"))) == ["root"]
     view = driver.get("upper")
     try:
         assert snapshot(driver.get("applied")) == snapshot(view)
@@ -203,6 +213,7 @@ def test_diff_apply(driver):
     assert not os.path.exists(os.path.join(driver.get("applied"), "var", "lib"))
 
 
+@pytest.mark.layout("overlay")  # the seed's files: an applied child hardlinks its parent's root/
 def test_apply_diff_shares_file_data_with_parent_without_touching_it(driver):
     _populate_diff_base(driver)
     before = snapshot(driver.get("base"), times=True)
@@ -252,6 +263,7 @@ def test_changes_21(driver):
     assert not driver.is_mounted("child")  # changes() put back what it mounted
 
 
+@pytest.mark.layout("overlay")  # the seed's files: the naive path writes upper/
 def test_naive_fallback_for_child_of_overlay_layer(driver):
     _populate_diff_base(driver)
     driver.create("init", "base")
@@ -275,6 +287,7 @@ def test_naive_fallback_for_child_of_overlay_layer(driver):
     assert result.size == len("hello")
 
 
+@pytest.mark.layout("overlay")  # the seed's files: root/ exchanged whole
 def test_base_layer_apply_is_the_fallback_and_exchanges_root(driver):
     driver.create("base", "")
     root_ino = os.stat(os.path.join(driver.home, "base", "root")).st_ino
@@ -305,6 +318,7 @@ def test_diff_id_mismatch_is_refused_before_the_layer_changes(driver):
     assert os.listdir(driver.get("base")) == []
 
 
+@pytest.mark.layout("overlay")  # the seed's files: RootDir, LowerDir and UpperDir
 def test_metadata(driver):
     driver.create("base", "")
     driver.create("child", "base")
@@ -318,6 +332,7 @@ def test_metadata(driver):
         driver.metadata("nope")
 
 
+@pytest.mark.layout("overlay")  # the seed's files: lower-id inherited, LowerId in the metadata
 def test_what_the_layer_below_is_and_what_modules_may_see_are_the_drivers_to_say(driver):
     """The store and the managers ask the driver, not the seed's files: another layout names them otherwise."""
     driver.create("base", "")
@@ -335,6 +350,7 @@ def test_what_the_layer_below_is_and_what_modules_may_see_are_the_drivers_to_say
         driver.lower_layer("child")
 
 
+@pytest.mark.layout("overlay")  # the seed's files: the kinds root and overlay
 @pytest.mark.parametrize("exists, kind, parent, expected", [
     (False, None, "", ("root", True)),                  # a base layer: the diff goes into its new root/
     (False, None, "base", ("root", False)),             # onto a parent with root/: a hardlink copy
@@ -368,6 +384,7 @@ def test_invalid_ids_are_refused_before_the_disk(driver, bad):
     assert sorted(os.listdir(driver.home)) == before
 
 
+@pytest.mark.layout("overlay")  # the seed's files: lower-id
 def test_corrupt_lower_id_is_refused(driver):
     driver.create("base", "")
     driver.create("child", "base")
@@ -402,6 +419,7 @@ def test_remove_refuses_mounted_layer(driver):
     assert driver.remove("child") is False
 
 
+@pytest.mark.layout("overlay")  # the seed's files: a root/ renamed in beside the overlay parts
 def test_cleanup_removes_leftovers_of_killed_runs(driver):
     driver.create("base", "")
     driver.create("child", "base")
@@ -419,6 +437,7 @@ def test_cleanup_removes_leftovers_of_killed_runs(driver):
     assert not mounts.mounts_below(os.path.join(driver.home, ".strata"))
 
 
+@pytest.mark.layout("overlay")  # the seed's files: lower-id beside root/
 def test_cleanup_removes_a_directory_planted_as_a_root_layers_lower_id(driver):
     """The layer's owner made lower-id a directory beside root/: cleanup removes it, never failing every writer."""
     driver.create("base", "")
@@ -491,7 +510,7 @@ def test_create_applied_that_fails_leaves_no_layer(driver, home, parent_kind):
 def test_create_applied_under_maps_owns_as_create_then_apply_diff(home, parent_kind):
     """Under id maps the new layer's directories belong to the remapped root exactly as the two steps make them."""
     maps = [{"container_id": 0, "host_id": 300000, "size": 65536}]
-    driver = Driver(home, maps, maps)
+    driver = open_driver(home, uid_maps=maps, gid_maps=maps)
     parent = make_parent(driver, parent_kind)
     driver.create("two-step", parent)
     driver.apply_diff("two-step", parent, io.BytesIO(DIFF))
@@ -523,6 +542,7 @@ def _deeper_than_path_max(top):
         os.close(fd)
 
 
+@pytest.mark.layout("overlay")  # the seed's files: the tree is made in upper/
 def test_an_overlay_layer_deeper_than_path_max_is_a_clear_error_for_changes_and_diff(driver):
     """overlay_info changes and overlay_diff walk the layer's upper/ over its lower root/ by path: a tree deeper
     than PATH_MAX fails naming that limit, not with an unexpected OSError."""

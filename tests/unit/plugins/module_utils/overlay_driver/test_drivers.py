@@ -17,6 +17,9 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 
 from layertools import TarBuilder
 
+# these name the layouts themselves: each test says which one its home is in
+pytestmark = pytest.mark.layout("overlay")
+
 BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").bytes()
 
 

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fscheck, syscalls
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import IncompatibleFS, NotSupported
 
 
@@ -32,7 +32,7 @@ def test_ext4_is_accepted(loopfs):
     mnt = loopfs("ext4", 64)
     assert fscheck.backing_fs(mnt)[0] == "ext4"
     assert fscheck.dtype_without_writing(mnt)
-    Driver(os.path.join(mnt, "home"))
+    open_driver(os.path.join(mnt, "home"))
 
 
 @pytest.mark.parametrize("fstype", ["ext2", "ext3"])
@@ -50,7 +50,7 @@ def test_btrfs_is_refused_like_the_seed(loopfs):
     assert fscheck.backing_fs(mnt)[0] == "btrfs"
     home = os.path.join(mnt, "home")
     with pytest.raises(IncompatibleFS, match="'overlay' is not supported over btrfs"):
-        Driver(home)
+        open_driver(home)
     assert not os.path.exists(home)  # refused before anything was created
 
 
@@ -61,7 +61,7 @@ def test_filesystem_without_dtype_is_refused(loopfs):
     assert not fscheck.dir_reports_dtype(mnt)
     assert not fscheck.dtype_without_writing(mnt)
     with pytest.raises(IncompatibleFS, match="does not support d_type"):
-        Driver(os.path.join(mnt, "home"))
+        open_driver(os.path.join(mnt, "home"))
 
 
 def test_dtype_check_reads_a_real_directory(scratch):
@@ -74,7 +74,7 @@ def test_dtype_check_reads_a_real_directory(scratch):
 
 
 def test_overlay_as_backing_fs_is_refused(home):
-    driver = Driver(home)
+    driver = open_driver(home)
     driver.create("base", "")
     driver.create("child", "base")
     merged = driver.get("child")
@@ -175,7 +175,7 @@ def test_a_missing_overlay_has_one_message(home, monkeypatch):
 
 def test_a_writer_probes_dtype_once_and_a_reader_not_at_all(home, monkeypatch):
     probes = counting(monkeypatch, "dtype_without_writing")
-    Driver(home).close()
+    open_driver(home).close()
     assert len(probes) == 1
-    Driver(home, writable=False).close()
+    open_driver(home, writable=False).close()
     assert len(probes) == 1

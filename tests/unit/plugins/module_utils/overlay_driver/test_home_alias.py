@@ -18,7 +18,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver impo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder
+from layertools import TarBuilder, content_dir
 
 BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").bytes()
 
@@ -93,7 +93,7 @@ def test_the_alias_sees_the_live_mount_as_the_layers_own(mounted_home, alias):
 
 
 def test_force_absent_through_an_alias_unmounts_before_it_removes(mounted_home, alias):
-    upper = os.path.join(mounted_home, "app", "upper")
+    upper = content_dir(mounted_home, "app")
     assert len(overlays_on(upper)) == 1
     store = LayerStore(alias)
     try:
@@ -106,7 +106,7 @@ def test_force_absent_through_an_alias_unmounts_before_it_removes(mounted_home, 
         store.close()
     live = [e for e in mounts.read_mountinfo() if e.mount_point == os.path.join(mounted_home, "app", "merged")]
     if live:  # refused: the running layer keeps its files
-        with open(os.path.join(mounted_home, "app", "upper", "written-live")) as f:
+        with open(os.path.join(content_dir(mounted_home, "app"), "written-live")) as f:
             assert f.read() == "data of a running layer\n"
     else:
         assert not os.path.exists(os.path.join(mounted_home, "app"))
@@ -120,7 +120,7 @@ def test_mounting_through_an_alias_mounts_no_second_overlay_on_the_same_upper(mo
     finally:
         store.close()
     assert outcome.after["mounted"] is True
-    assert len(overlays_on(os.path.join(mounted_home, "app", "upper"))) == 1
+    assert len(overlays_on(content_dir(mounted_home, "app"))) == 1
 
 
 def test_unmounting_through_an_alias_unmounts_the_live_mount(mounted_home, alias):
@@ -130,7 +130,7 @@ def test_unmounting_through_an_alias_unmounts_the_live_mount(mounted_home, alias
             store.ensure_unmounted("app")
     finally:
         store.close()
-    assert overlays_on(os.path.join(mounted_home, "app", "upper")) == []
+    assert overlays_on(content_dir(mounted_home, "app")) == []
 
 
 def test_a_dest_through_an_alias_of_the_home_is_refused(mounted_home, alias):
@@ -148,7 +148,7 @@ def test_a_dest_below_an_alias_of_the_home_is_refused(mounted_home, alias):
     store = LayerStore(mounted_home)
     try:
         with store.locked(), pytest.raises(OverlayError, match="inside the layer home"):
-            store.export_diff("app", os.path.join(alias, "app", "upper", "etc-diff.tar"))
+            store.export_diff("app", os.path.join(alias, os.path.relpath(content_dir(mounted_home, "app"), mounted_home), "etc-diff.tar"))
     finally:
         store.close()
-    assert not os.path.exists(os.path.join(mounted_home, "app", "upper", "etc-diff.tar"))
+    assert not os.path.exists(os.path.join(content_dir(mounted_home, "app"), "etc-diff.tar"))

@@ -11,7 +11,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts, syscalls
 
 from imagebuild import Image, write_oci_layout
-from layertools import TarBuilder
+from layertools import TarBuilder, content_dir
 
 
 def layer(home, layer_id, parent=""):
@@ -72,7 +72,7 @@ def test_absent_is_refused_while_a_layer_is_held_and_removes_nothing(home):
 
 def test_absent_is_refused_while_something_else_is_mounted_inside(home, scratch):
     layer(home, "base")
-    target = os.path.join(home, "base", "root")
+    target = content_dir(home, "base")
     syscalls.mount("tmpfs", target, "tmpfs", 0, "size=1m")
     try:
         with pytest.raises(OverlayError, match="mounted"):

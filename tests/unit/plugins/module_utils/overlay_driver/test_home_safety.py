@@ -14,7 +14,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver impo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import snapshot
+from layertools import content_dir, snapshot
 
 NOBODY = 65534
 
@@ -161,14 +161,14 @@ def test_removing_a_layer_with_a_bind_mount_inside_is_refused_first(home, guarde
     store = LayerStore(home)
     with store.locked():
         store.ensure_present("solo")
-    target = os.path.join(home, "solo", "root", "data")
+    target = os.path.join(content_dir(home, "solo"), "data")
     os.mkdir(target)
     syscalls.mount(os.path.join(guarded, "etc"), target, None, 4096)  # MS_BIND
     try:
         with store.locked():
             with pytest.raises(OverlayError, match=r"%s is mounted inside .*refusing to remove" % target):
                 store.ensure_absent("solo")
-        assert os.path.isdir(os.path.join(home, "solo", "root", "data"))
+        assert os.path.isdir(target)
         assert store.state("solo")["exists"]
     finally:
         syscalls.umount(target)
@@ -204,6 +204,7 @@ def test_read_only_run_on_a_symlinked_tmp_empties_nothing(home, guarded):
             pass
 
 
+@pytest.mark.layout("overlay")  # the seed's lower-id
 def test_a_symlinked_lower_id_is_not_read_through(home, guarded):
     made_home(home)
     lower_id = os.path.join(home, "app", "lower-id")
@@ -214,6 +215,7 @@ def test_a_symlinked_lower_id_is_not_read_through(home, guarded):
         store.driver.lower_id("app")
 
 
+@pytest.mark.layout("overlay")  # the seed's root/ and upper/
 def test_a_damaged_layer_is_a_layer_but_foreign_contents_still_refuse_the_home(home, guarded):
     """A layer directory missing root/ and upper/, or holding a name no layer has, is that layer's problem,
     not a reason to refuse the home; a file of root's in the home, or a layer-named directory holding none

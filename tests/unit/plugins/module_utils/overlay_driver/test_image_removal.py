@@ -21,7 +21,7 @@ TOOL = TarBuilder().file("tool", "tool\n").bytes()
 
 
 @pytest.fixture
-def layout(scratch):
+def oci_layout(scratch):
     """An OCI layout with app (base, lib, app) and tool (base, lib, tool): they share two layers."""
     path = os.path.join(scratch, "layout")
     os.mkdir(path)
@@ -41,8 +41,8 @@ def layers_in(home):
     return sorted(n for n in os.listdir(home) if not n.startswith("."))
 
 
-def test_staging_records_the_image_with_the_home(home, layout):
-    src = "oci:%s:app" % layout["path"]
+def test_staging_records_the_image_with_the_home(home, oci_layout):
+    src = "oci:%s:app" % oci_layout["path"]
     staged = image(home, src)
     records = os.path.join(home, ".strata", "image-records")
     names = os.listdir(records)
@@ -53,15 +53,15 @@ def test_staging_records_the_image_with_the_home(home, layout):
     with open(os.path.join(records, names[0]), encoding="utf-8") as f:
         record = json.load(f)
     assert record["reference"] == src and record["manifest_digest"] == staged["manifest_digest"]
-    assert record["platform"] == "linux/amd64" and record["layers"] == layout["app"].chain_ids
+    assert record["platform"] == "linux/amd64" and record["layers"] == oci_layout["app"].chain_ids
     assert record["config_digest"] == staged["config_digest"]
     again = image(home, src)
     assert again["changed"] is False and again["recorded"] is False  # staging again: the same record, no change
 
 
-def test_the_same_layers_under_another_reference_are_recorded_but_no_change(home, layout):
-    write_oci_layout(layout["path"], {"again": layout["app"]})
-    first, other = "oci:%s:app" % layout["path"], "oci:%s:again" % layout["path"]
+def test_the_same_layers_under_another_reference_are_recorded_but_no_change(home, oci_layout):
+    write_oci_layout(oci_layout["path"], {"again": oci_layout["app"]})
+    first, other = "oci:%s:app" % oci_layout["path"], "oci:%s:again" % oci_layout["path"]
     assert image(home, first)["recorded"] is True
     staged = image(home, other)
     assert staged["changed"] is False and staged["recorded"] is True
@@ -69,13 +69,13 @@ def test_the_same_layers_under_another_reference_are_recorded_but_no_change(home
     assert result["removed"] == [] and {k["reason"] for k in result["kept"]} == {"image %s uses it" % other}
 
 
-def test_absent_by_the_same_src_removes_the_layers_no_other_image_needs(home, layout):
-    app, tool = "oci:%s:app" % layout["path"], "oci:%s:tool" % layout["path"]
+def test_absent_by_the_same_src_removes_the_layers_no_other_image_needs(home, oci_layout):
+    app, tool = "oci:%s:app" % oci_layout["path"], "oci:%s:tool" % oci_layout["path"]
     image(home, app)
     image(home, tool)
     assert len(layers_in(home)) == 4
     result = image(home, app, state="absent")
-    app_ids, tool_ids = layout["app"].chain_ids, layout["tool"].chain_ids
+    app_ids, tool_ids = oci_layout["app"].chain_ids, oci_layout["tool"].chain_ids
     assert result["changed"] is True and result["removed"] == [app_ids[2]]
     assert result["kept"] == [{"id": app_ids[1], "reason": "image %s uses it" % tool},
                               {"id": app_ids[0], "reason": "image %s uses it" % tool}]
@@ -87,22 +87,22 @@ def test_absent_by_the_same_src_removes_the_layers_no_other_image_needs(home, la
     assert layers_in(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
 
 
-def test_absent_by_manifest_digest(home, layout):
-    staged = image(home, "oci:%s:app" % layout["path"])
+def test_absent_by_manifest_digest(home, oci_layout):
+    staged = image(home, "oci:%s:app" % oci_layout["path"])
     result = image(home, staged["manifest_digest"], state="absent")
     assert result["changed"] and len(result["removed"]) == 3 and layers_in(home) == []
-    assert result["images"][0]["reference"] == "oci:%s:app" % layout["path"]
+    assert result["images"][0]["reference"] == "oci:%s:app" % oci_layout["path"]
 
 
-def test_absent_by_the_reference_recorded_as_when_the_action_sent_a_copy(home, layout):
-    image(home, "oci:%s:app" % layout["path"], record_as="oci:images/app:app")
+def test_absent_by_the_reference_recorded_as_when_the_action_sent_a_copy(home, oci_layout):
+    image(home, "oci:%s:app" % oci_layout["path"], record_as="oci:images/app:app")
     result = image(home, "oci:images/app:app", state="absent")
     assert len(result["removed"]) == 3 and layers_in(home) == []
 
 
-def test_a_writable_layer_and_a_holder_keep_what_they_need(home, layout):
-    src = "oci:%s:app" % layout["path"]
-    ids = layout["app"].chain_ids
+def test_a_writable_layer_and_a_holder_keep_what_they_need(home, oci_layout):
+    src = "oci:%s:app" % oci_layout["path"]
+    ids = oci_layout["app"].chain_ids
     top = image(home, src)["top"]
     LayerManager({"home": home, "id": "web", "parent": top, "state": "present", "force": False}).run()
     MountManager({"home": home, "id": ids[0], "holder": "inspect", "mount_label": "", "force": False,
@@ -122,10 +122,10 @@ def test_a_writable_layer_and_a_holder_keep_what_they_need(home, layout):
                       "state": "unmounted"}).run()
 
 
-def test_the_record_stays_while_a_layer_is_kept_so_the_same_absent_removes_them_later(home, layout):
+def test_the_record_stays_while_a_layer_is_kept_so_the_same_absent_removes_them_later(home, oci_layout):
     """A writable layer on the image keeps its layers; the record must outlive them, or nothing names them."""
-    app, tool = "oci:%s:app" % layout["path"], "oci:%s:tool" % layout["path"]
-    ids = layout["app"].chain_ids
+    app, tool = "oci:%s:app" % oci_layout["path"], "oci:%s:tool" % oci_layout["path"]
+    ids = oci_layout["app"].chain_ids
     top = image(home, app)["top"]
     image(home, tool)
     LayerManager({"home": home, "id": "web", "parent": top, "state": "present", "force": False}).run()
@@ -133,7 +133,7 @@ def test_the_record_stays_while_a_layer_is_kept_so_the_same_absent_removes_them_
     assert kept["changed"] is False and kept["removed"] == [] and kept["images"][0]["reference"] == app
     assert image(home, app, state="absent") == kept  # again: still nothing to do, still recorded
     gone = image(home, tool, state="absent")  # tool's own layer goes; the shared ones stay for app
-    assert gone["removed"] == [layout["tool"].chain_ids[2]] and gone["kept"] == [
+    assert gone["removed"] == [oci_layout["tool"].chain_ids[2]] and gone["kept"] == [
         {"id": ids[1], "reason": "image %s uses it" % app}, {"id": ids[0], "reason": "image %s uses it" % app}]
     LayerManager({"home": home, "id": "web", "state": "absent", "force": False}).run()
     check = image(home, app, state="absent", check_mode=True)
@@ -143,12 +143,12 @@ def test_the_record_stays_while_a_layer_is_kept_so_the_same_absent_removes_them_
     assert image(home, app, state="absent") == {"changed": False, "images": [], "removed": [], "kept": []}
 
 
-def test_check_mode_shows_what_would_go_and_changes_nothing(home, layout):
-    src = "oci:%s:app" % layout["path"]
+def test_check_mode_shows_what_would_go_and_changes_nothing(home, oci_layout):
+    src = "oci:%s:app" % oci_layout["path"]
     image(home, src)
     before = sorted(os.listdir(os.path.join(home, ".strata", "image-records")))
     check = image(home, src, state="absent", check_mode=True, diff=True)
-    assert check["changed"] and check["removed"] == list(reversed(layout["app"].chain_ids))
+    assert check["changed"] and check["removed"] == list(reversed(oci_layout["app"].chain_ids))
     assert check["diff"]["after"]["layers"] == []
     assert len(layers_in(home)) == 3 and sorted(os.listdir(os.path.join(home, ".strata", "image-records"))) == before
 

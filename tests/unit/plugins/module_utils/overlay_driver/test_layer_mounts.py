@@ -5,13 +5,16 @@ import os
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts, syscalls
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.layer_mounts import LayerMount
+
+# LayerMount is given the seed's directories (root/, upper/) here
+pytestmark = pytest.mark.layout("overlay")
 
 
 @pytest.fixture
 def driver(home):
-    d = Driver(home)
+    d = open_driver(home)
     d.create("base", "")
     d.create("app", "base")
     yield d

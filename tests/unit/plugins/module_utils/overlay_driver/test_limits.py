@@ -11,6 +11,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import IDMap
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
+from layertools import content_dir
+
 MS_RDONLY, MS_REMOUNT = 1, 32
 REMAP = [{"container_id": 0, "host_id": 100000, "size": 65536}]
 
@@ -38,7 +40,7 @@ def test_maps_are_recorded_with_the_home_and_used_when_none_are_given(home):
     assert (store.driver.root_uid, store.driver.root_gid) == (100000, 100000)
     with store.locked():
         store.ensure_present("base")
-    assert os.stat(os.path.join(home, "base", "root")).st_uid == 100000
+    assert os.stat(content_dir(home, "base")).st_uid == 100000
     with pytest.raises(OverlayError, match="the home was set up with uid_maps"):
         LayerStore(home, [], [])
     with pytest.raises(OverlayError, match="the home was set up with gid_maps"):

@@ -15,6 +15,9 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_
 
 from layertools import TarBuilder
 
+# TreeView reads the seed's overlay layers (upper/ over the lower-id's root/) without mounting
+pytestmark = pytest.mark.layout("overlay")
+
 BASE = (TarBuilder().dir("etc").file("etc/motd", "base\n").file("etc/gone", "x").dir("srv").file("srv/a", "a")
         .file("srv/b", "b").dir("srv/sub").file("srv/sub/c", "c").dir("var").dir("var/lib").file("var/lib/db", "d")
         .file("keep", "k").bytes())

@@ -4,7 +4,7 @@ A diff made by `containers-storage diff` (overlay whiteouts turned into .wh.
 entries by its own exporter) is applied by our driver; the result must equal
 containers-storage's own mount of that layer. And the other way round: our
 exported diff, applied by `containers-storage applydiff`, must give our tree.
-Both run for each layout. containers-storage's overlay driver is overlay2-shaped
+Both run for each layout (tests/conftest.py's layout fixture). containers-storage's overlay driver is overlay2-shaped
 (l/, diff/, link, lower): in the overlay2 layout the same layer tarballs must
 also give the same diff/ of every layer, whiteout devices and opaque xattrs
 included.
@@ -18,8 +18,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import (LAYOUTS, available_layouts,
-                                                                                        open_driver)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from layertools import TarBuilder, snapshot
@@ -42,14 +41,6 @@ class Peer:
     def shutdown(self):
         subprocess.run(["containers-storage", "-g", self.graph, "-R", self.run, "-s", "overlay", "shutdown"],
                        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.skipif(
-    name not in available_layouts(), reason="no driver for the %s layout is registered in drivers.py" % name))
-    for name in LAYOUTS])
-def layout(request):
-    """Each layout strata writes, against the one peer."""
-    return request.param
 
 
 @pytest.fixture
@@ -193,12 +184,11 @@ def test_a_diff_applied_in_the_overlay_format_equals_the_peers_diff_dir(peer, sc
     assert os.getxattr(os.path.join(ours, "opt", "app"), whiteouts.OPAQUE_XATTR) == b"y"
 
 
+@pytest.mark.layout("overlay2")  # diff/ as containers-storage's overlay driver keeps it
 def test_same_tarballs_same_diff_dirs_as_the_peer(peer, home, scratch):
     """overlay2: the layer tarballs applied by the store give each layer the diff/ containers-storage's
     overlay driver gives it: the same entries, modes, owners, times, contents, whiteouts as 0/0 devices and
     opaque directories by trusted.overlay.opaque, and the same merged tree."""
-    if "overlay2" not in available_layouts():
-        pytest.skip("no driver for the overlay2 layout is registered in drivers.py")
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import whiteouts
 
     child = (TarBuilder()

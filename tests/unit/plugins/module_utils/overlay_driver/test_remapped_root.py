@@ -11,10 +11,10 @@ import stat
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
-from layertools import run_as
+from layertools import content_dir, run_as
 
 REMAPPED = 100000
 MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
@@ -23,7 +23,7 @@ PRIVATE = (".strata", ".strata/tmp", ".strata/layers")
 
 @pytest.fixture
 def driver(home):
-    d = Driver(home, uid_maps=MAPS, gid_maps=MAPS)
+    d = open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
     try:
         yield d
     finally:
@@ -31,7 +31,7 @@ def driver(home):
 
 
 def _reopen(home):
-    return Driver(home, uid_maps=MAPS, gid_maps=MAPS)
+    return open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
 
 
 def test_bookkeeping_is_roots_own_and_out_of_the_remapped_roots_reach(home, driver):
@@ -44,7 +44,7 @@ def test_bookkeeping_is_roots_own_and_out_of_the_remapped_roots_reach(home, driv
     # the seed's layout stays: the home and the layers belong to the remapped root
     assert os.lstat(home).st_uid == REMAPPED
     assert os.lstat(os.path.join(home, "app")).st_uid == REMAPPED
-    assert os.lstat(os.path.join(home, "app", "upper")).st_uid == REMAPPED
+    assert os.lstat(content_dir(home, "app")).st_uid == REMAPPED
 
     def look_inside():
         try:
@@ -56,6 +56,7 @@ def test_bookkeeping_is_roots_own_and_out_of_the_remapped_roots_reach(home, driv
     assert run_as(REMAPPED, REMAPPED, look_inside) == "refused"
 
 
+@pytest.mark.layout("overlay")  # the seed's upper/ in the layer being built
 def test_a_layer_being_built_is_roots_until_it_is_renamed_into_place(home, driver, monkeypatch):
     """The temp directory of create() is in root's .strata/tmp: the remapped root cannot reach it to
     swap a directory in it for a symlink (which made root chown and chmod what the link names)."""
@@ -89,7 +90,7 @@ def test_an_earlier_versions_bookkeeping_of_the_remapped_root_is_taken_back_by_a
     driver.close()
     for name in PRIVATE:
         os.chown(os.path.join(home, name), REMAPPED, REMAPPED)
-    reader = Driver(home, writable=False)  # a reader reads it as it is and changes nothing
+    reader = open_driver(home, writable=False)  # a reader reads it as it is and changes nothing
     reader.close()
     assert os.lstat(os.path.join(home, ".strata")).st_uid == REMAPPED
     _reopen(home).close()
@@ -127,9 +128,10 @@ def test_recorded_maps_are_believed_only_from_roots_own_file(home, driver, how):
     with pytest.raises(OverlayError, match="recorded id maps cannot be read: it must be root's"):
         _reopen(home)
     with pytest.raises(OverlayError, match="recorded id maps cannot be read"):
-        Driver(home, writable=False)
+        open_driver(home, writable=False)
 
 
+@pytest.mark.layout("overlay")  # the seed's upper/, work/, merged/ and root/
 def test_a_new_layers_directories_are_made_and_given_away_by_fd(home, driver):
     driver.create("base")
     driver.create("app", "base")
@@ -182,6 +184,7 @@ def _swap_for_symlink(path, target):
     return swap
 
 
+@pytest.mark.layout("overlay")  # the seed's directories swapped by the remapped root
 @pytest.mark.parametrize("name", ["upper", "work"])
 def test_an_overlay_dir_swapped_for_a_symlink_is_never_mounted(home, driver, secret, name):
     """The remapped root swaps app/upper (or work) for a symlink to a root-only directory: mounted, a
@@ -198,6 +201,7 @@ def test_an_overlay_dir_swapped_for_a_symlink_is_never_mounted(home, driver, sec
     assert os.lstat(secret).st_uid == 0
 
 
+@pytest.mark.layout("overlay")  # the seed's directories swapped by the remapped root
 def test_a_lower_root_swapped_for_a_symlink_is_never_mounted(home, driver, secret):
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
 
@@ -209,6 +213,7 @@ def test_a_lower_root_swapped_for_a_symlink_is_never_mounted(home, driver, secre
     assert mounts.mount_at(os.path.join(home, "app", "merged")) is None
 
 
+@pytest.mark.layout("overlay")  # the seed's directories swapped by the remapped root
 def test_work_work_swapped_after_the_mount_is_never_chowned_through(home, driver, scratch, monkeypatch):
     """After the mount, work/work is given to the remapped root; by then it may be that user's symlink
     to a root file, which a chown by path would give away."""
@@ -240,6 +245,7 @@ def test_work_work_swapped_after_the_mount_is_never_chowned_through(home, driver
     assert mounts.mount_at(os.path.join(home, "app", "merged")) is None
 
 
+@pytest.mark.layout("overlay")  # the seed's directories swapped by the remapped root
 def test_a_root_layers_bind_names_its_root_opened_at_mount_time(home, driver, secret):
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
 
@@ -250,6 +256,7 @@ def test_a_root_layers_bind_names_its_root_opened_at_mount_time(home, driver, se
     assert mounts.mount_at(os.path.join(home, "base", "merged")) is None
 
 
+@pytest.mark.layout("overlay")  # the seed's lower-id
 def test_a_lower_id_the_remapped_root_made_a_fifo_never_blocks(home, driver):
     from layertools import run_isolated
 
@@ -264,9 +271,9 @@ def test_a_lower_id_the_remapped_root_made_a_fifo_never_blocks(home, driver):
 
     run_as(REMAPPED, REMAPPED, make_fifo)
     code = """
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
-d = Driver(%r, writable=False)
+d = open_driver(%r, writable=False)
 try:
     d.metadata("app")
 except OverlayError as e:
@@ -277,6 +284,7 @@ except OverlayError as e:
     assert "refused:" in done.stdout and "cannot read lower-id: it is a FIFO" in done.stdout, done.stdout
 
 
+@pytest.mark.layout("overlay")  # the seed's root/ exchanged in
 def test_a_layer_name_swapped_for_a_symlink_before_the_exchange_is_never_followed(home, driver, scratch, monkeypatch):
     """The remapped root owns the home: between apply_diff's checks and its exchange it renames the layer
     and puts a symlink in its place, to a directory holding a root-only root/. Exchanged by path, that
@@ -335,6 +343,7 @@ def _swap(path):
     return swap
 
 
+@pytest.mark.layout("overlay")  # the seed's directories swapped by the remapped root
 @pytest.mark.parametrize("how", ["stray in the layer", "merged swapped", "work swapped", "upper swapped",
                                  "lower-id swapped"])
 def test_what_the_remapped_root_does_in_a_layer_directory_is_that_layers_damage(mapped_home, how):
@@ -382,6 +391,7 @@ def test_a_stray_name_of_the_remapped_root_in_the_home_is_reported_not_fatal(map
         _mapped_store(mapped_home)
 
 
+@pytest.mark.layout("overlay")  # a rootfs beside the seed's upper/
 def test_a_directory_of_the_remapped_roots_that_is_mostly_not_layers_is_refused(scratch):
     """Without root's .strata in it, a directory whose names are mostly not layers (a container's root
     filesystem owned by the remapped root, named as the home by mistake) is still not taken for a home."""
@@ -395,7 +405,7 @@ def test_a_directory_of_the_remapped_roots_that_is_mostly_not_layers_is_refused(
         for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
             os.lchown(name, REMAPPED, REMAPPED)
     with pytest.raises(OverlayError, match="which are not layer directories, and fewer layers"):
-        Driver(rootfs, uid_maps=MAPS, gid_maps=MAPS)
+        open_driver(rootfs, uid_maps=MAPS, gid_maps=MAPS)
     assert sorted(os.listdir(rootfs)) == ["app", "bin.txt", "etc.txt", "usr.txt"]
 
 

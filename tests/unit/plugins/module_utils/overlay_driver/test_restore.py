@@ -75,6 +75,7 @@ def test_a_layer_whose_record_cannot_be_read_keeps_no_other_layer_down(home, cap
     reader.close()
 
 
+@pytest.mark.layout("overlay")  # the seed's root/ and upper/
 @pytest.mark.usefixtures("three_held_layers")
 def test_a_layer_without_root_or_upper_keeps_no_other_layer_down(home, capsys):
     """A held layer whose directories are gone is reported by name; every other held layer is mounted."""

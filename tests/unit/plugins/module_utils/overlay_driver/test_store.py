@@ -13,7 +13,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import read_mountinfo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, sha256
+from layertools import TarBuilder, content_dir, read_in_layer, sha256
 
 BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").file("etc/remove-me", "x").bytes()
 CHILD = TarBuilder().file("etc/hostname", "child\n").whiteout("etc/remove-me").bytes()
@@ -68,11 +68,9 @@ def test_apply_child_on_root_parent(tree):
     outcome = tree.apply_diff("child", "base", opener(CHILD))
     assert outcome.changed and outcome.diff.fallback is False
     state = tree.state("child")
-    assert state["kind"] == "root" and state["parent"] == "base"
-    root = state["metadata"]["RootDir"]
-    with open(os.path.join(root, "etc/hostname")) as f:
-        assert f.read() == "child\n"
-    assert not os.path.exists(os.path.join(root, "etc/remove-me"))
+    assert state["parent"] == "base"
+    assert read_in_layer(tree.driver, "child", "etc/hostname") == "child\n"
+    assert read_in_layer(tree.driver, "child", "etc/remove-me") is None
 
 
 def test_failed_apply_on_new_layer_leaves_nothing(store):
@@ -100,7 +98,7 @@ def test_holders_are_a_set_and_the_last_one_unmounts(tree):
     assert tree.ensure_mounted("app", "web").changed is True
     state = tree.state("app")
     assert state["mounted"] and state["holders"] == ["web"]
-    assert state["options"]["upperdir"].endswith("/app/upper")
+    assert state["options"]["upperdir"] == content_dir(tree.home, "app")
     assert tree.ensure_mounted("app", "web").changed is False
     assert tree.ensure_mounted("app", "db").changed is True
     assert tree.state("app")["holders"] == ["db", "web"]
@@ -142,7 +140,7 @@ def test_unheld_mount_is_reported_and_unmounted_by_any_unmount(tree):
 
 
 def test_root_layer_is_mounted_read_only_at_merged(tree, home):
-    root = os.path.join(home, "base", "root")
+    root = content_dir(home, "base")
     merged = os.path.join(home, "base", "merged")
     assert not os.path.exists(merged)  # a root layer has no merged/ until it is mounted
     assert tree.state("base")["path"] == merged  # never root/, mounted or not
@@ -155,7 +153,7 @@ def test_root_layer_is_mounted_read_only_at_merged(tree, home):
     with pytest.raises(OSError) as raised:
         open(os.path.join(merged, "etc", "hostname"), "w").close()
     assert raised.value.errno == errno.EROFS
-    assert os.stat(merged, follow_symlinks=False).st_mode & 0o7777 == 0o755  # root/'s own mode, seen through
+    assert os.stat(merged, follow_symlinks=False).st_mode & 0o7777 == 0o755  # the tree's own mode, seen through
     assert tree.ensure_mounted("base", "x").changed is False  # the same holder again: no change, no second mount
     assert len([m for m in read_mountinfo() if m.mount_point == merged]) == 1
     # the layer's own mount refuses what would change it
@@ -185,7 +183,7 @@ def test_root_layer_mount_is_stale_without_its_bind_and_restored(tree, home):
 def test_root_layer_foreign_bind_at_merged_is_refused(tree, home, source):
     """A writable bind of root/ is not the layer's own mount, nor is a bind of another directory."""
     merged = os.path.join(home, "base", "merged")
-    source = os.path.join(home, "base", "root") if source == "root" else os.path.join(home, "..", "elsewhere")
+    source = content_dir(home, "base") if source == "root" else os.path.join(home, "..", "elsewhere")
     os.makedirs(source, exist_ok=True)
     os.mkdir(merged)
     syscalls.mount(source, merged, None, syscalls.MS_BIND)
@@ -296,6 +294,7 @@ def test_merged_symlink_is_refused_not_followed(tree, home, canary):
     assert tree.record("app").holders == set()
 
 
+@pytest.mark.layout("overlay")  # a layer of the seed's files (upper/, lower-id) that another tool made
 def test_parent_of_a_held_foreign_layer_is_its_lower_id(tree, home):
     """A layer another tool made has no recorded parent, also after a holder was recorded for it."""
     layer = os.path.join(home, "foreign")
@@ -344,7 +343,7 @@ def test_apply_diff_refused_while_layers_are_built_on_it(store, home, mount_chil
             with pytest.raises(OverlayError, match="layers kid are built on it") as raised:
                 store.apply_diff("empty", "", opener(BASE), check_mode=check_mode)
             assert raised.value.layer == "empty"
-        assert os.listdir(os.path.join(home, "empty", "root")) == []
+        assert os.listdir(content_dir(home, "empty")) == []
         assert store.state("empty")["diff_id"] is None
         if mount_child:
             assert sorted(os.listdir(merged)) == ["mine"]
@@ -458,7 +457,7 @@ def test_a_diff_is_refused_on_a_layer_others_are_built_on(store, check_mode):
     store.ensure_present("app", "base")
     with pytest.raises(OverlayError, match="layers app are built on it"):
         store.apply_diff("base", "", opener(BASE), check_mode=check_mode)
-    assert os.listdir(store.layout.layer("base").root) == [] and store.state("base")["diff_id"] is None
+    assert os.listdir(content_dir(store.home, "base")) == [] and store.state("base")["diff_id"] is None
 
 
 def test_check_apply_refuses_an_owner_outside_the_maps_as_the_real_run_does(home):
@@ -515,7 +514,10 @@ def damage(home, layer_id, how):
 # lower-ids that read well but name no root layer: the layer itself, a layer not there, an overlay layer
 LOWER_IDS = {"lower-id naming itself": "broken", "lower-id naming no layer": "gone",
              "lower-id naming an overlay": "app"}
-DAMAGES = ["no root or upper", "lower-id unreadable", "record not JSON", "record of the wrong shape"] + list(LOWER_IDS)
+# the damages to the seed's files (root/, upper/, lower-id) are about that layout; records are every layout's
+DAMAGES = [pytest.param(how, marks=pytest.mark.layout("overlay"))
+           for how in ["no root or upper", "lower-id unreadable"] + list(LOWER_IDS)] + [
+    "record not JSON", "record of the wrong shape"]
 
 
 @pytest.fixture
@@ -591,6 +593,7 @@ def test_absent_with_force_removes_a_damaged_layer(damaged_home, how):
         store.close()
 
 
+@pytest.mark.layout("overlay")  # lower-ids naming each other
 def test_two_overlays_naming_each_other_are_both_damaged_and_each_removable(damaged_home):
     """app's and broken's lower-ids naming each other made neither damaged: mounts failed on "no root/",
     children could be made on them, and neither could be removed, even with force, each being built on

@@ -13,6 +13,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 
 from fake_registry import FakeRegistry
 from imagetools import Image, mkimages
+from layertools import content_dir, read_in_layer
 
 # .../ansible_collections/strata/overlay/plugins/module_utils/overlay_driver/images/stage.py
 ROOT = os.path.abspath(os.path.join(os.path.dirname(stage_module.__file__), *[".."] * 7))
@@ -44,7 +45,7 @@ def test_two_runs_of_images_sharing_a_base(home, scratch):
     assert sorted(n for n in os.listdir(home) if not n.startswith(".")) == sorted({one.ids[0], one.ids[1], two.ids[1]})
 
 
-def test_a_run_killed_mid_blob_leaves_nothing_half_made(home):
+def test_a_run_killed_mid_blob_leaves_nothing_half_made(home, layout):
     server = FakeRegistry().start()
     try:
         image = Image()
@@ -64,7 +65,7 @@ def test_a_run_killed_mid_blob_leaves_nothing_half_made(home):
                   "from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore\n"
                   "from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import "
                   "stage_image\n"
-                  "stage_image(LayerStore(%r), %r, validate_certs=False)\n" % (ROOT, home, src))
+                  "stage_image(LayerStore(%r, layout=%r), %r, validate_certs=False)\n" % (ROOT, home, layout, src))
         proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while not any(image.layer_digest(1) in p for p, _h in server.requests):
@@ -74,14 +75,13 @@ def test_a_run_killed_mid_blob_leaves_nothing_half_made(home):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
-        assert os.path.isdir(os.path.join(home, image.ids[0], "root"))
+        assert os.listdir(content_dir(home, image.ids[0]))
         # The store makes a layer before applying its diff; killed in between, the layer is there without a
         # diff (no diff_id recorded) and without content: never a part of the blob.
         top = LayerStore(home).state(image.ids[1])
         if top["exists"]:
             assert top["diff_id"] is None
-            assert not os.path.exists(os.path.join(home, image.ids[1], "root"))
-            assert not os.listdir(os.path.join(home, image.ids[1], "upper"))
+            assert not os.listdir(content_dir(home, image.ids[1]))
         # The next run clears what the killed one left, keeps the base and stages the rest.
         del server.override["/v2/strata/app/blobs/" + image.layer_digest(1)]
         del server.requests[:]
@@ -90,7 +90,6 @@ def test_a_run_killed_mid_blob_leaves_nothing_half_made(home):
         assert [layer.changed for layer in result.layers] == [False, True]
         assert not any(image.layer_digest(0) in p for p, _h in server.requests)
         assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
-        with open(os.path.join(home, image.ids[1], "root", "app", "run.sh"), "rb") as f:
-            assert f.read().startswith(b"#!/bin/sh")
+        assert read_in_layer(home, image.ids[1], "app/run.sh", "rb").startswith(b"#!/bin/sh")
     finally:
         server.stop()

@@ -14,6 +14,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 
 from fake_registry import FakeRegistry
 from imagetools import Image, sha256
+from layertools import read_in_layer
 
 PASSWORD = "pa55-w0rd-never-shown"
 
@@ -65,8 +66,7 @@ def test_pull_stages_and_pulls_again_with_only_the_manifest(registry, store, hom
     result = pull(store, server, pki)
     assert result.changed and result.top == image.ids[1]
     assert result.manifest_digest == image.manifest["digest"]
-    with open(os.path.join(home, image.ids[1], "root", "app", "run.sh"), "rb") as f:
-        assert f.read() == b"#!/bin/sh\nexec /bin/hello\n"
+    assert read_in_layer(home, image.ids[1], "app/run.sh", "rb") == b"#!/bin/sh\nexec /bin/hello\n"
     if auth == "bearer":
         assert server.token_requests == 1  # one token for the probe's challenge, reused for every blob
     del server.requests[:]

@@ -10,6 +10,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from imagetools import Image
+from layertools import mounted
 
 pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 
@@ -30,6 +31,7 @@ def tree(root):
     return out
 
 
+@pytest.mark.usefixtures("layout")  # both homes are new: in the layout of the run
 @pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
 def test_skopeo_archives_stage_the_same_layers(scratch, transport):
     image = Image(compression="gzip")  # docker-archive cannot carry zstd
@@ -43,5 +45,6 @@ def test_skopeo_archives_stage_the_same_layers(scratch, transport):
     got = stage_image(second, dest)
     assert got.top == want.top == image.ids[-1]
     assert [layer.diff_id for layer in got.layers] == image.diff_ids
-    assert tree(os.path.join(second.home, got.top, "root")) == tree(os.path.join(first.home, want.top, "root"))
+    with mounted(second.home, got.top) as seen, mounted(first.home, want.top) as wanted:
+        assert tree(seen) == tree(wanted)
     assert not stage_image(second, dest).changed

@@ -15,22 +15,22 @@ from imagetools import Image
 
 
 @pytest.fixture
-def layout(scratch):
+def oci_layout(scratch):
     return Image().write_layout(os.path.join(scratch, "layout"))
 
 
 @pytest.fixture
-def archive(layout, scratch):
+def archive(oci_layout, scratch):
     path = os.path.join(scratch, "layout.tar")
     with tarfile.open(path, "w") as tar:
-        for name in sorted(os.listdir(layout)):
-            tar.add(os.path.join(layout, name), arcname=name)
+        for name in sorted(os.listdir(oci_layout)):
+            tar.add(os.path.join(oci_layout, name), arcname=name)
     return path
 
 
 @pytest.mark.parametrize("text, files_class", [("oci:%s:v1", DirFiles), ("oci-archive:%s:v1", TarFiles)])
-def test_a_file_source_holds_its_files_open_for_its_block_only(layout, archive, text, files_class):
-    path = layout if files_class is DirFiles else archive
+def test_a_file_source_holds_its_files_open_for_its_block_only(oci_layout, archive, text, files_class):
+    path = oci_layout if files_class is DirFiles else archive
     with OciLayout(parse_reference(text % path)) as source:
         assert isinstance(source.files, files_class)
         assert source.image == text % path
@@ -39,8 +39,8 @@ def test_a_file_source_holds_its_files_open_for_its_block_only(layout, archive, 
     source.close()  # closing again is harmless
 
 
-def test_a_docker_archive_directory_is_read_as_a_directory(layout):
-    with DockerArchive(parse_reference("docker-archive:%s" % layout)) as source:
+def test_a_docker_archive_directory_is_read_as_a_directory(oci_layout):
+    with DockerArchive(parse_reference("docker-archive:%s" % oci_layout)) as source:
         assert isinstance(source.files, DirFiles)
     assert source.files._handle is None  # pylint: disable=protected-access
 

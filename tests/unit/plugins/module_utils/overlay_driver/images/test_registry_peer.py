@@ -26,6 +26,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
+from layertools import read_in_layer
 from registry import SERVICE, Registry, have_tools, registries
 
 pytestmark = [pytest.mark.peer, pytest.mark.skipif(have_tools() is not None, reason=str(have_tools()))]
@@ -218,13 +219,11 @@ def test_the_index_picks_the_host_platform_or_the_one_asked(pushed, home, scratc
     assert os.uname().machine == "x86_64", "the default platform of this test is linux/amd64"
     result = stage(pushed, home, regs.basic.ref("multi"))
     assert result.top == amd64.chain_ids[-1]
-    with open(os.path.join(home, result.top, "root", "etc", "arch"), encoding="ascii") as f:
-        assert f.read() == "amd64\n"
+    assert read_in_layer(home, result.top, "etc/arch") == "amd64\n"
     other = os.path.join(scratch, "home-arm64")
     result = stage(pushed, other, regs.token.ref("multi"), platform="linux/arm64")
     assert result.top == arm64.chain_ids[-1]
-    with open(os.path.join(other, result.top, "root", "etc", "arch"), encoding="ascii") as f:
-        assert f.read() == "arm64\n"
+    assert read_in_layer(other, result.top, "etc/arch") == "arm64\n"
     # The base layer is the same in both platforms' images: the same ChainID.
     assert amd64.chain_ids[0] == arm64.chain_ids[0]
 
