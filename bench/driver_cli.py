@@ -1,5 +1,7 @@
 """The driver as one command per operation, so benchmarks time it as a whole process.
 
+    driver_cli.py [--layout overlay|overlay2] OPERATION ...   (the layout of a new home; default: the home's,
+                                                               overlay for a new one)
     driver_cli.py apply HOME ID PARENT TARBALL
     driver_cli.py create HOME ID PARENT
     driver_cli.py remove HOME ID
@@ -38,11 +40,14 @@ def scan(tarball):
 
 
 def main(argv):
+    layout = None
+    if argv[0] == "--layout":
+        layout, argv = argv[1], argv[2:]
     if argv[0] == "scan":
         scan(argv[1])
         return
     op, home = argv[0], argv[1]
-    store = LayerStore(home)
+    store = LayerStore(home, layout=layout)
     with store.locked():
         if op == "apply":
             layer_id, parent, tarball = argv[2], argv[3], argv[4]

@@ -12,6 +12,10 @@ Data, cached under $STRATA_BENCH_CACHE (default /var/tmp/strata-bench):
   a package set installed (a second mmdebstrap tree synced over it) and its
   documentation deleted: adds, changes and whiteouts.
 Everything runs on a fresh ext4 loop filesystem, the usual backing filesystem.
+
+(l) compares the two layouts (the seed's overlay and overlay2) with
+containers-storage: a base plus 30 child layers, one child onto bases of three
+sizes, and a 32-layer image pulled from a local registry (bench/layouts.py).
 """
 
 import argparse
@@ -296,7 +300,9 @@ def table(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--only", default="abcde", help="which measurements, e.g. 'ab'")
+    parser.add_argument("--only", default="abcdel", help="which measurements, e.g. 'ab'")
+    parser.add_argument("--layout-reps", type=int, default=3, help="repetitions of (l), whose runs are long")
+    parser.add_argument("--layout-parts", default="123", help="which parts of (l): 1 chain, 2 base sizes, 3 image")
     args = parser.parse_args()
     os.makedirs(CACHE, exist_ok=True)
     base, child = build_data()
@@ -306,7 +312,7 @@ def main():
     os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(CACHE, "pycache")
     sh(*DRIVER, "scan", child, stdout=subprocess.DEVNULL)  # fills the bytecode cache
     mnt, image = ext4(8)
-    results = []
+    results, layout_results = [], {}
     try:
         bench = Bench(mnt, args.reps)
         if "a" in args.only:
@@ -319,6 +325,9 @@ def main():
             results += bench.ansible_tasks(base)
         if "e" in args.only:
             results += bench.memory()
+        if "l" in args.only:
+            import layouts  # pylint: disable=import-outside-toplevel
+            layout_results = layouts.run(mnt, base, child, args.layout_reps, args.layout_parts)
     finally:
         for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
             point = line.split()[4]
@@ -332,13 +341,16 @@ def main():
     header = ("%s, %s, %d cores, Python %s; base %d entries, %d MB; child %d MB; ext4 on a loop file; %d reps"
               % (datetime.date.today(), platform.release(), os.cpu_count(), platform.python_version(), entries,
                  os.path.getsize(base) >> 20, os.path.getsize(child) >> 20, args.reps))
-    text = header + "\n\n" + table(results) + "\n"
+    text = header + "\n\n" + (table(results) + "\n" if results else "")
+    if layout_results:
+        import layouts  # pylint: disable=import-outside-toplevel
+        text += "\n(l) layouts, %d reps\n\n%s" % (args.layout_reps, layouts.report(layout_results))
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "%s.md" % datetime.date.today()), "w") as f:
         f.write(text)
     with open(os.path.join(HERE, "results", "%s.json" % datetime.date.today()), "w") as f:
-        json.dump({"header": header, "results": results}, f, indent=1)
+        json.dump({"header": header, "results": results, "layouts": layout_results}, f, indent=1)
 
 
 if __name__ == "__main__":
