@@ -269,9 +269,17 @@ def image(root, base, package_layer, reps):
                             json.dump({"ANSIBLE_MODULE_ARGS": {"src": ref, "home": target + "/home", "layout": name,
                                                                "registry_auth": regs.auth,
                                                                "ca_path": regs.pki.ca_crt}}, f)
-                        cmd = [sys.executable, "-c", MODULE_MAIN, args]
+                        # the module's JSON kept, so that a failure says why
+                        cmd = ["sh", "-c", 'exec "$@" > "$0"', args + ".out", sys.executable, "-c", MODULE_MAIN,
+                               args]
                     before = usage(root)
-                    runs[name].append(measure(cmd, None, env)[0])
+                    try:
+                        runs[name].append(measure(cmd, None, env)[0])
+                    except RuntimeError:
+                        if name != "containers-storage":
+                            with open(args + ".out", encoding="utf-8") as f:
+                                raise RuntimeError("overlay_image (%s) failed: %s" % (name, f.read()[-2000:]))
+                        raise
                     after = usage(root)
                     cost[name] = {"inodes": after[0] - before[0], "bytes": after[1] - before[1]}
                     side.reset()
@@ -290,6 +298,8 @@ def _mb(value):
 def report(results):
     """Markdown tables of the three measurements, the ratios the targets are about beside them."""
     lines = ["load average %.1f at the start, %.1f at the end" % (results["load_start"], results["load_end"]), ""]
+    for key, error in sorted(results.get("errors", {}).items()):
+        lines += ["%s failed: %s" % (key, error), ""]
     if "chain" in results:
         c = results["chain"]
         peer = c["containers-storage"]
@@ -327,12 +337,16 @@ def report(results):
 
 
 def run(root, base, package_layer, reps, parts="123"):
+    """The parts asked for; one that fails is reported with its error and the others still run."""
     results = {"load_start": os.getloadavg()[0]}
-    if "1" in parts:
-        results["chain"] = chain(root, base, reps)
-    if "2" in parts:
-        results["sizes"] = base_sizes(root, reps)
-    if "3" in parts:
-        results["image"] = image(root, base, package_layer, reps)
+    for part, key, measurement in (("1", "chain", lambda: chain(root, base, reps)),
+                                   ("2", "sizes", lambda: base_sizes(root, reps)),
+                                   ("3", "image", lambda: image(root, base, package_layer, reps))):
+        if part in parts:
+            try:
+                results[key] = measurement()
+            except Exception as e:  # pylint: disable=broad-except
+                results.setdefault("errors", {})[key] = str(e)
+            print("(l%s) done" % part, json.dumps(results.get(key, results.get("errors"))), flush=True)
     results["load_end"] = os.getloadavg()[0]
     return results
