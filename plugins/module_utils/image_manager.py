@@ -93,6 +93,7 @@ class ImageManager:
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              certs_dirs=[p["certs_dir"]] if p.get("certs_dir") else None,
+                             registries_conf=p.get("registries_conf"), registries_conf_d=p.get("registries_conf_d"),
                              check_mode=self.check_mode, home=p["home"], **self.stage_bounds)
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]

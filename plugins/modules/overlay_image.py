@@ -133,6 +133,28 @@ options:
         requires mutual TLS. A C(.cert) without its C(.key), or the other way round, is an error.
     type: path
     version_added: 0.2.0
+  registries_conf:
+    description:
+      - The registries.conf (v2) on the managed host that decides where a C(docker://) pull goes, as podman and
+        skopeo read it; default C($CONTAINERS_REGISTRIES_CONF), else C(/etc/containers/registries.conf). A missing
+        file is no error. The files of O(registries_conf_d) are read after it and override it.
+      - Understood are C([[registry]]) with C(prefix), C(location), C(insecure), C(blocked),
+        C(mirror-by-digest-only) and C([[registry.mirror]]) (C(location), C(insecure), C(pull-from-mirror)),
+        and C(unqualified-search-registries), C(short-name-mode) and C([aliases]). Any other key or TOML syntax
+        (only strings, booleans and arrays of them are read) is an error naming file and line.
+      - Mirrors are tried in order before the registry, the first that has the image serving the whole pull; a
+        blocked registry is refused; an insecure one is reached like O(validate_certs=false).
+      - A name written without a registry host (V(docker://debian)) needs an alias, or a single
+        unqualified-search registry (or several, with a short-name-mode other than V(enforcing)). With no
+        registries.conf at all, such a name is on Docker Hub, as for Docker.
+    type: path
+    version_added: 0.2.0
+  registries_conf_d:
+    description:
+      - The directory whose C(*.conf) files are read after O(registries_conf), in name order, each overriding the
+        ones before; default C(/etc/containers/registries.conf.d).
+    type: path
+    version_added: 0.2.0
   blob_deadline:
     description:
       - Seconds a registry may take to send one blob (a layer, the config, a manifest), however steadily its
@@ -364,6 +386,7 @@ def main():
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
         username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
         validate_certs=flag(True), ca_path=dict(type="path"), certs_dir=dict(type="path"),
+        registries_conf=dict(type="path"), registries_conf_d=dict(type="path"),
         blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800),
         max_layer_size=dict(type="raw", default=64 << 30), max_image_size=dict(type="raw", default=256 << 30)),
         supports_check_mode=True)

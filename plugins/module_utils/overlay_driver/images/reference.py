@@ -144,6 +144,37 @@ def _parse_docker(text, rest):
     return Reference("docker", text, host=host, repository=repository, tag=tag, digest=digest)
 
 
+def registry_name(text, name, tag=None, digest=None):
+    """The registry Reference for NAME (HOST[:PORT]/REPO, its first component always the host, as
+    registries.conf writes locations and aliases), with tag or digest; errors name `text`, what the
+    operator wrote."""
+    host, slash, repository = name.partition("/")
+    if not slash or not _HOST.match(host):
+        raise ImageError("src %r: %r is not HOST[:PORT]/REPOSITORY" % (text, name))
+    if host in (DOCKER_HUB, "index.docker.io"):
+        host = DOCKER_HUB
+        if "/" not in repository:
+            repository = "library/" + repository
+    if not repository or len(repository) > 255 or not all(_REPO_COMPONENT.match(c) for c in repository.split("/")):
+        raise ImageError("src %r: invalid repository name %r (lowercase components separated by '/')"
+                         % (text, repository))
+    if tag is None and digest is None:
+        tag = "latest"
+    return Reference("docker", text, host=host, repository=repository, tag=tag, digest=digest)
+
+
+def written_short_name(reference):
+    """The name as written in a docker:// reference without a registry host (`debian`, `team/app`), else None."""
+    if reference.transport != "docker" or not reference.text.startswith("docker://"):
+        return None
+    name = reference.text[len("docker://"):].split("@", 1)[0]
+    name = _split_tag(name)[0]
+    first, slash, _rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        return None
+    return name
+
+
 def api_host(host):
     """Where the registry's API answers (Docker Hub's name is not its API host)."""
     return DOCKER_HUB_API if host == DOCKER_HUB else host

@@ -18,6 +18,7 @@ next attempt resume where this one stopped.
 """
 
 import contextlib
+import functools
 import time
 
 from .. import space
@@ -25,6 +26,7 @@ from ..errors import OverlayError
 from ..tar_headers import Limits
 from ..results import StagedImage, StagedLayer
 from . import config_cache
+from . import registries_conf as registries_conf_module
 from .certs import DEFAULT_CERTS_DIRS
 from .credentials import credentials_for
 from .digests import VerifyingReader, chain_ids
@@ -32,6 +34,7 @@ from .docker_archive import DockerArchive
 from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, Downloaded, download
 from .errors import ImageError
 from .manifests import parse_config, parse_platform
+from .mirrors import FirstAvailable
 from .oci_layout import OciLayout
 from .reference import Reference, parse_reference
 from .stream import CheckedStream
@@ -46,16 +49,25 @@ MAX_IMAGE_LAYERS = 125
 
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
-                certs_dirs=None):
+                certs_dirs=None, registries_conf=None, registries_conf_d=None):
     if reference.transport in ("oci", "oci-archive"):
         return OciLayout(reference)
     if reference.transport == "docker-archive":
         return DockerArchive(reference)
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
     from .registry import Registry  # pylint: disable=import-outside-toplevel
-    credentials = credentials_for(registry_auth, reference.host, reference.repository, reference.text)
-    return Registry(reference, credentials, validate_certs, ca_path, timeout,
-                    DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs)
+    endpoints = registries_conf_module.endpoints(
+        registries_conf_module.load(registries_conf, registries_conf_d, reference.text), reference)
+
+    def open_endpoint(endpoint):
+        there = endpoint.reference
+        credentials = credentials_for(registry_auth, there.host, there.repository, reference.text)
+        return Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
+                        DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs)
+
+    if len(endpoints) == 1:
+        return open_endpoint(endpoints[0])
+    return FirstAvailable(reference, [(e.what, functools.partial(open_endpoint, e)) for e in endpoints])
 
 
 # -- the store, in one place ----------
@@ -215,7 +227,8 @@ def _read_image_with(source, store, wanted_platform, image):
 def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
                 check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
                 image_deadline=DEFAULT_IMAGE_DEADLINE, max_layer_size=space.DEFAULT_MAX_LAYER_SIZE,
-                max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None, certs_dirs=None):
+                max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None, certs_dirs=None, registries_conf=None,
+                registries_conf_d=None):
     """Stage the image `src` (a reference string or Reference) into store.
 
     Takes the store's lock itself, per layer and never while a registry
@@ -230,6 +243,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     filesystem (twice for a registry blob, which waits in tmp) before it
     is fetched. certs_dirs are the certs.d directories looked in for the
     registry's CAs and client certificate (certs.py); None means the defaults.
+    registries_conf and registries_conf_d name the registries.conf file and
+    directory (registries_conf.py) that decide where a docker:// pull goes;
+    None means the defaults.
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -239,7 +255,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     progress = _Progress()
     sizes = (space.check_size_limit(max_layer_size, "max_layer_size"),
              space.check_size_limit(max_image_size, "max_image_size"))
-    with open_source(reference, registry_auth, validate_certs, ca_path, timeout, certs_dirs) as source:
+    with open_source(reference, registry_auth, validate_certs, ca_path, timeout, certs_dirs, registries_conf,
+                     registries_conf_d) as source:
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
         resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)

@@ -1,0 +1,335 @@
+"""registries.conf and registries.conf.d: mirrors, blocked and insecure registries, locations, short names.
+
+The pulls go to the real htpasswd and token registries of tests/registry.py;
+their access logs say which one served what.
+"""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import registries_conf
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+import imagebuild
+from registry import free_port, have_tools, registries
+
+
+class Conf:
+    """A registries.conf and a registries.conf.d of the test's own."""
+
+    def __init__(self, root):
+        self.path = os.path.join(root, "registries.conf")
+        self.dir = os.path.join(root, "registries.conf.d")
+        os.makedirs(self.dir)
+
+    def write(self, text, name=None):
+        path = self.path if name is None else os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def load(self):
+        return registries_conf.load(self.path, self.dir, "img", environ={})
+
+    def endpoints(self, src):
+        return [(e.what, "%s/%s" % (e.reference.host, e.reference.repository), e.insecure)
+                for e in registries_conf.endpoints(self.load(), parse_reference(src))]
+
+
+@pytest.fixture
+def conf(tmp_path):
+    return Conf(str(tmp_path))
+
+
+# -- what the files say ------------------------------------------------------------------------
+
+def test_without_any_file_nothing_changes(conf):
+    assert conf.load().files == []
+    assert conf.endpoints("docker://debian:12") == [("registry docker.io", "docker.io/library/debian", False)]
+    assert conf.endpoints("docker://reg.example/a/b") == [("registry reg.example", "reg.example/a/b", False)]
+
+
+def test_mirrors_come_first_then_the_location(conf):
+    conf.write('''
+[[registry]]
+prefix = "reg.example/team"
+location = "internal.example:5000/mirrored/team"
+insecure = true
+
+[[registry.mirror]]
+location = "m0.example/cache"
+
+[[registry.mirror]]
+location = "m1.example"
+insecure = true
+pull-from-mirror = "all"
+''')
+    assert conf.endpoints("docker://reg.example/team/app:1") == [
+        ("mirror m0.example", "m0.example/cache/app", False),
+        ("mirror m1.example", "m1.example/app", True),
+        ("registry internal.example:5000", "internal.example:5000/mirrored/team/app", True)]
+    # a prefix matches whole components only
+    assert conf.endpoints("docker://reg.example/teammate/app") == [
+        ("registry reg.example", "reg.example/teammate/app", False)]
+
+
+def test_the_longest_prefix_wins_and_wildcards_match_hosts(conf):
+    conf.write('''
+[[registry]]
+prefix = "*.example.com"
+[[registry.mirror]]
+location = "wild-mirror.local"
+
+[[registry]]
+prefix = "a.example.com/special"
+location = "special.local/s"
+''')
+    assert conf.endpoints("docker://a.example.com/special/x") == [("registry special.local", "special.local/s/x",
+                                                                   False)]
+    assert conf.endpoints("docker://b.example.com:5000/x/y") == [
+        ("mirror wild-mirror.local", "wild-mirror.local/x/y", False),
+        ("registry b.example.com:5000", "b.example.com:5000/x/y", False)]
+    assert conf.endpoints("docker://example.com/x") == [("registry example.com", "example.com/x", False)]
+
+
+@pytest.mark.parametrize("pull_from_mirror, by_tag, by_digest", [
+    ("all", True, True), ("digest-only", False, True), ("tag-only", True, False)])
+def test_pull_from_mirror(conf, pull_from_mirror, by_tag, by_digest):
+    conf.write('[[registry]]\nprefix = "reg.example"\n[[registry.mirror]]\nlocation = "m.example"\n'
+               'pull-from-mirror = "%s"\n' % pull_from_mirror)
+    digest = "sha256:" + "a" * 64
+    assert ("mirror m.example" in [e[0] for e in conf.endpoints("docker://reg.example/x:1")]) == by_tag
+    assert ("mirror m.example" in [e[0] for e in conf.endpoints("docker://reg.example/x@" + digest)]) == by_digest
+
+
+def test_mirror_by_digest_only(conf):
+    conf.write('[[registry]]\nprefix = "reg.example"\nmirror-by-digest-only = true\n'
+               '[[registry.mirror]]\nlocation = "m.example"\n')
+    assert [e[0] for e in conf.endpoints("docker://reg.example/x:1")] == ["registry reg.example"]
+
+
+def test_blocked_is_refused(conf):
+    path = conf.write('\n[[registry]]\nprefix = "reg.example/forbidden"\nblocked = true\n')
+    with pytest.raises(ImageError) as e:
+        conf.endpoints("docker://reg.example/forbidden/x")
+    assert "registries.conf blocks pulls from reg.example/forbidden/x" in e.value.message
+    assert "%s:2" % path in e.value.message
+    assert conf.endpoints("docker://reg.example/allowed")[0][0] == "registry reg.example"
+
+
+def test_later_files_override_earlier_ones(conf):
+    conf.write('unqualified-search-registries = ["one.example", "two.example"]\nshort-name-mode = "permissive"\n'
+               '[[registry]]\nprefix = "reg.example"\nblocked = true\n[aliases]\n"a" = "one.example/a"\n'
+               '"b" = "one.example/b"\n')
+    conf.write('[[registry]]\nprefix = "reg.example"\nlocation = "new.example"\n', "50-unblock.conf")
+    conf.write('unqualified-search-registries = ["three.example"]\n[aliases]\n"b" = "three.example/bee"\n',
+               "60-search.conf")
+    conf.write('[[registry]]\nprefix = "ignored"\nblocked = true\n', "70-not-a-conf.txt")
+    loaded = conf.load()
+    assert loaded.files == [conf.path, os.path.join(conf.dir, "50-unblock.conf"),
+                            os.path.join(conf.dir, "60-search.conf")]
+    assert conf.endpoints("docker://reg.example/x") == [("registry new.example", "new.example/x", False)]
+    assert loaded.search == ["three.example"] and loaded.short_name_mode == "permissive"
+    assert conf.endpoints("docker://a") == [("registry one.example", "one.example/a", False)]
+    assert conf.endpoints("docker://b:2") == [("registry three.example", "three.example/bee", False)]
+
+
+def test_short_names_need_an_alias(conf):
+    conf.write('[aliases]\n"debian" = "docker.io/library/debian"\n"app" = "reg.example/team/app"\n')
+    assert conf.endpoints("docker://app:1") == [("registry reg.example", "reg.example/team/app", False)]
+    assert conf.endpoints("docker://debian@sha256:" + "b" * 64) == [
+        ("registry docker.io", "docker.io/library/debian", False)]
+    for src in ("docker://ubuntu", "docker://library/ubuntu:22.04"):
+        with pytest.raises(ImageError) as e:
+            conf.endpoints(src)
+        assert "is a short name, and registries.conf (%s) has no alias for it" % conf.path in e.value.message
+    # written with a host, the name is no short name
+    assert conf.endpoints("docker://docker.io/library/ubuntu")[0][1] == "docker.io/library/ubuntu"
+
+
+@pytest.mark.parametrize("mode, search, expected", [
+    (None, ["one.example"], ["one.example/ubuntu"]),
+    ("enforcing", ["one.example"], ["one.example/ubuntu"]),
+    ("enforcing", ["one.example", "two.example"], None),
+    ("permissive", ["one.example", "two.example"], ["one.example/ubuntu", "two.example/ubuntu"]),
+    ("disabled", ["one.example", "two.example"], ["one.example/ubuntu", "two.example/ubuntu"]),
+    ("permissive", [], None),
+])
+def test_short_names_and_search_registries(conf, mode, search, expected):
+    text = "unqualified-search-registries = [%s]\n" % ", ".join('"%s"' % s for s in search)
+    if mode:
+        text += 'short-name-mode = "%s"\n' % mode
+    conf.write(text)
+    if expected is None:
+        with pytest.raises(ImageError) as e:
+            conf.endpoints("docker://ubuntu")
+        assert "short name" in e.value.message
+    else:
+        assert [e[1] for e in conf.endpoints("docker://ubuntu")] == expected
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ('[registries.search]\nregistries = ["docker.io"]\n', 1, "v1 format"),
+    ('credential-helpers = ["x"]\n', 1, "the key 'credential-helpers' is not supported here"),
+    ('[[registry]]\nprefix = "a.example"\nremap = true\n', 3, "the [[registry]] key 'remap' is not supported"),
+    ('[[registry]]\nprefix = "a.example"\n[[registry.mirror]]\nlocation = "m"\nweight = "1"\n', 5,
+     "the [[registry.mirror]] key 'weight'"),
+    ('[[registry]]\nprefix = "a.example"\ninsecure = "yes"\n', 3, "insecure must be true or false"),
+    ('[[registry]]\nblocked = true\n', 1, "needs a prefix or a location"),
+    ('[[registry]]\nprefix = "*.a.example"\nlocation = "b.example"\n', 3, "takes no location"),
+    ('[[registry]]\nprefix = "a.*.example"\n', 2, "a wildcard is only"),
+    ('[[registry]]\nprefix = "https://a.example"\n', 2, "is not HOST[:PORT][/PATH]"),
+    ('[[registry]]\nprefix = "a.example"\n[[registry.mirror]]\ninsecure = true\n', 3, "needs a location"),
+    ('[[registry]]\nprefix = "a.example"\n[[registry.mirror]]\nlocation = "m.example"\n'
+     'pull-from-mirror = "sometimes"\n', 5, "pull-from-mirror must be one of all, digest-only, tag-only"),
+    ('[[registry]]\nprefix = "a.example"\n[[registry]]\nlocation = "a.example"\n', 3, "a second [[registry]]"),
+    ('short-name-mode = "lenient"\n', 1, "short-name-mode must be one of"),
+    ('unqualified-search-registries = "docker.io"\n', 1, "must be a list of registry hosts"),
+    ('[aliases]\n"x" = "x"\n', 2, "must be a full name"),
+    ('[aliases]\n"x" = "reg.example/x:1"\n', 2, "without tag or digest"),
+    ('a = 1\n', 1, "only strings, booleans"),
+])
+def test_what_is_not_understood_is_refused_naming_file_and_line(conf, text, line, fragment):
+    path = conf.write(text, "10-bad.conf")
+    with pytest.raises(ImageError) as e:
+        conf.load()
+    assert "line %d:" % line in e.value.message and fragment in e.value.message
+    assert e.value.path == path
+
+
+def test_the_default_paths_and_the_environment(conf):
+    assert (registries_conf.DEFAULT_CONF, registries_conf.DEFAULT_CONF_D) == (
+        "/etc/containers/registries.conf", "/etc/containers/registries.conf.d")
+    conf.write('[[registry]]\nprefix = "reg.example"\nblocked = true\n')
+    loaded = registries_conf.load(None, conf.dir, "img", environ={"CONTAINERS_REGISTRIES_CONF": conf.path})
+    assert loaded.files == [conf.path]
+
+
+# -- pulls from the real registries ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pushed():
+    reason = have_tools()
+    if reason:
+        pytest.skip(reason)
+    work = tempfile.mkdtemp(prefix="strata-registries-conf-")
+    try:
+        with registries(directory=os.path.join(work, "registries")) as regs:
+            image = imagebuild.sample_images()["base"]
+            layout = os.path.join(work, "layout")
+            imagebuild.write_oci_layout(layout, {"base": image})
+            digests = {}
+            for registry in (regs.basic, regs.token):
+                digests[registry.host] = imagebuild.push(regs, "oci:%s:base" % layout, "base", "gzip",
+                                                         registry=registry)
+            yield regs, image, digests
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def pull(pushed, scratch, conf, src, **kw):
+    regs = pushed[0]
+    kw.setdefault("registry_auth", regs.auth)
+    kw.setdefault("ca_path", regs.pki.ca_crt)
+    return stage_image(LayerStore(os.path.join(scratch, "home")), src, registries_conf=conf.path,
+                       registries_conf_d=conf.dir, **kw)
+
+
+def served(registry, mark):
+    return [path for _method, path, status in registry.requests(mark) if status == 200 and path != "/v2/"]
+
+
+def test_the_mirror_serves_the_whole_pull(pushed, scratch, conf):
+    regs, image, _digests = pushed
+    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s"\n' % (regs.token.host,
+                                                                                         regs.basic.host))
+    marks = regs.basic.log_mark(), regs.token.log_mark()
+    result = pull(pushed, scratch, conf, regs.token.ref("base", "gzip"))
+    assert result.top == image.chain_ids[-1]
+    assert served(regs.token, marks[1]) == []
+    assert len([p for p in served(regs.basic, marks[0]) if "/blobs/" in p]) == 1 + len(image.chain_ids)
+
+
+@pytest.mark.parametrize("mirror", ["missing-repository", "nothing-listening"])
+def test_a_mirror_without_the_image_passes_on_to_the_registry(pushed, scratch, conf, mirror):
+    regs, image, _digests = pushed
+    location = "%s/nothing-here" % regs.basic.host if mirror == "missing-repository" else "127.0.0.1:%d" % free_port()
+    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s"\n' % (regs.token.host, location))
+    mark = regs.token.log_mark()
+    result = pull(pushed, scratch, conf, regs.token.ref("base", "gzip"))
+    assert result.top == image.chain_ids[-1]
+    assert any("/manifests/" in p for p in served(regs.token, mark))
+
+
+def test_when_no_place_has_the_image_each_is_named(pushed, scratch, conf):
+    regs, _image, _digests = pushed
+    dead = "127.0.0.1:%d" % free_port()
+    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s/nothing-here"\n'
+               '[[registry.mirror]]\nlocation = "%s"\n' % (regs.token.host, regs.basic.host, dead))
+    with pytest.raises(ImageError) as e:
+        pull(pushed, scratch, conf, regs.token.ref("absent", "gzip"))
+    message = e.value.message
+    assert "mirror %s: manifest gzip not found in nothing-here/absent" % regs.basic.host in message
+    assert "mirror %s: cannot reach" % dead in message
+    assert "registry %s: manifest gzip not found in absent" % regs.token.host in message
+
+
+@pytest.mark.parametrize("by", ["tag", "digest"])
+def test_a_digest_only_mirror_serves_pulls_by_digest_only(pushed, scratch, conf, by):
+    regs, image, digests = pushed
+    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s"\npull-from-mirror = "digest-only"\n'
+               % (regs.token.host, regs.basic.host))
+    mark = regs.basic.log_mark()
+    src = regs.token.ref("base", "gzip" if by == "tag" else digests[regs.token.host])
+    assert pull(pushed, scratch, conf, src).top == image.chain_ids[-1]
+    assert bool(served(regs.basic, mark)) == (by == "digest")
+
+
+def test_a_blocked_registry_is_never_asked(pushed, scratch, conf):
+    regs, _image, _digests = pushed
+    conf.write('[[registry]]\nprefix = "%s/base"\nblocked = true\n' % regs.basic.host)
+    mark = regs.basic.log_mark()
+    with pytest.raises(ImageError) as e:
+        pull(pushed, scratch, conf, regs.basic.ref("base", "gzip"))
+    assert "registries.conf blocks pulls from %s/base" % regs.basic.host in e.value.message
+    assert regs.basic.requests(mark) == []
+    assert [n for n in os.listdir(os.path.join(scratch, "home")) if not n.startswith(".")] == []
+
+
+def test_a_location_and_an_alias_say_where_a_name_is(pushed, scratch, conf):
+    regs, image, _digests = pushed
+    conf.write('[[registry]]\nprefix = "registry.example.com/team"\nlocation = "%s"\n'
+               '[aliases]\n"base" = "registry.example.com/team/base"\n' % regs.basic.host)
+    assert pull(pushed, scratch, conf, "docker://registry.example.com/team/base:gzip").top == image.chain_ids[-1]
+    assert pull(pushed, scratch, conf, "docker://base:gzip").top == image.chain_ids[-1]
+    with pytest.raises(ImageError) as e:
+        pull(pushed, scratch, conf, "docker://other:gzip")
+    assert "'other' is a short name" in e.value.message
+
+
+def test_an_insecure_registry_is_reached_without_verifying_its_certificate(pushed, scratch, conf):
+    regs, image, _digests = pushed
+    conf.write('[[registry]]\nlocation = "%s"\n' % regs.basic.host)
+    with pytest.raises(ImageError) as e:
+        pull(pushed, scratch, conf, regs.basic.ref("base", "gzip"), ca_path=None)
+    assert "does not verify" in e.value.message
+    conf.write('[[registry]]\nlocation = "%s"\ninsecure = true\n' % regs.basic.host)
+    assert pull(pushed, scratch, conf, regs.basic.ref("base", "gzip"), ca_path=None).top == image.chain_ids[-1]
+
+
+def test_the_modules_registries_conf_options(pushed, scratch, conf):
+    regs, _image, _digests = pushed
+    conf.write('[[registry]]\nprefix = "%s"\nblocked = true\n' % regs.basic.host, "99-block.conf")
+    params = {"src": regs.basic.ref("base", "gzip"), "home": os.path.join(scratch, "home"), "uid_maps": [],
+              "gid_maps": [], "platform": None, "registry_auth": regs.auth, "validate_certs": True,
+              "ca_path": regs.pki.ca_crt, "registries_conf": conf.path, "registries_conf_d": conf.dir}
+    with pytest.raises(ImageError) as e:
+        ImageManager(params, check_mode=True).run()
+    assert "registries.conf blocks" in e.value.message
