@@ -38,6 +38,7 @@ def public_state(state):
         "kind": state["kind"],
         "metadata": public_metadata(state),
         "mounted": state["mounted"],
+        "readonly": state.get("readonly", False),
         "holders": state["holders"],
         "stale": state["stale"],
         "diff_id": state["diff_id"],
@@ -155,6 +156,7 @@ class MountManager(Manager):
             "holders": after["holders"],
             "options": after.get("options", {}),
             "mount_options": after.get("mount_options", []),
+            "readonly": after.get("readonly", False),
             "layer": public_state(after),
             "released": released(outcome),
         }

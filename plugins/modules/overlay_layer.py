@@ -117,6 +117,12 @@ layer:
           or for a C(root/) layer the read-only bind mount of C(root/).
       type: bool
       sample: false
+    readonly:
+      description:
+        - Whether that mount is read-only. A C(root/) layer, a layer holding an applied diff and a layer with
+          children are mounted read-only (a writable layer is a child on top); false while not mounted.
+      type: bool
+      sample: false
     holders:
       description: The named holders recorded for the layer.
       type: list
@@ -133,7 +139,8 @@ layer:
     path:
       description:
         - Where the layer's tree is seen while it is mounted, C(merged/), for both kinds of layer. Writable
-          for an overlay layer, read-only for a C(root/) layer (a read-only bind mount of C(root/)).
+          for an overlay layer without an applied diff and without children, read-only for the others (see
+          RV(layer.readonly)) and for a C(root/) layer (a read-only bind mount of C(root/)).
         - While the layer is not mounted this is where it will be seen once mounted; the directory may not
           exist (a C(root/) layer has none, and Docker 20.10 removes it when it unmounts).
       type: str

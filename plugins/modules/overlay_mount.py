@@ -20,6 +20,11 @@ description:
   - Image layers are read-only because their files are hardlinks shared with the layers built on them.
     Whatever writes (a service, a build step) gets a writable overlay layer of its own on top of the image
     layers (M(strata.overlay.overlay_layer) with O(strata.overlay.overlay_layer#module:parent)) and mounts that.
+  - The same holds for every layer that holds an applied diff (one M(strata.overlay.overlay_apply_diff) or
+    M(strata.overlay.overlay_image) wrote, and its C(diff_id) says what is in it) and for every layer that has
+    children (they are built on its files); its overlay is mounted read-only, and RV(readonly) says so.
+    A writable layer is one without either, a child on top. A layer that gets a child while it is mounted
+    keeps its mount as it is until it is mounted again.
   - O(state=unmounted) drops the holder and unmounts when no holder is left (or with O(force)). A C(merged/)
     that the mount created is removed again, so a layer home Docker 20.10 wrote is left as Docker left it.
   - Whether a layer is mounted is always read from C(/proc/self/mountinfo); a different mount at
@@ -51,7 +56,8 @@ options:
     description:
       - Mount flags for the layer's mount, out of V(nosuid), V(nodev) and V(noexec); V([]) mounts without any.
       - Left out, the options recorded with the layer hold (those it was last mounted with), and for a layer
-        mounted the first time the careful default applies. A writable (overlay) layer whose chain comes from
+        mounted the first time the careful default applies. A writable layer (an overlay layer without an applied
+        diff and without children, see RV(readonly)) whose chain comes from
         an image, that is a layer staged by M(strata.overlay.overlay_image) is one of its parents, is mounted
         V(nosuid,nodev), because an image is untrusted input and its setuid binaries and device nodes would
         otherwise work on the host. Every other layer is mounted without them.
@@ -119,8 +125,9 @@ EXAMPLES = r'''
 RETURN = r'''
 path:
   description:
-    - Where the layer's tree is seen, C(merged/), for both kinds of layer. Writable for an overlay layer; for a
-      C(root/) layer a read-only bind mount of C(root/), so that nothing can change the layers that share its files.
+    - Where the layer's tree is seen, C(merged/), for both kinds of layer. Writable for an overlay layer without an
+      applied diff and without children, read-only for one with either (see RV(readonly)); for a C(root/) layer a
+      read-only bind mount of C(root/), so that nothing can change the layers that share its files.
     - After O(state=unmounted) the same path, which no longer shows the layer (and may not exist).
   returned: when the layer exists
   type: str
@@ -158,6 +165,14 @@ mount_options:
   type: list
   elements: str
   sample: [nodev, nosuid]
+readonly:
+  description:
+    - Whether the live mount at RV(path) is read-only, false when not mounted (in check mode, whether the mount the
+      task would make is). A C(root/) layer, a layer holding an applied diff and a layer with children are mounted
+      read-only; write into a child layer on top of them instead.
+  returned: always
+  type: bool
+  sample: false
 layer:
   description: The rest of what is known of the layer after the task (its kind, parent, diff_id, metadata and
     whether it is stale), in the shape M(strata.overlay.overlay_layer) returns it.

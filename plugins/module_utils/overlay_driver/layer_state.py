@@ -16,7 +16,7 @@ def absent(layer_id):
     return {"id": layer_id, "exists": False, "parent": None, "kind": None, "mounted": False,
             "foreign_mount": False, "holders": [], "stale": False, "unheld_mount": False, "diff_id": None,
             "size": None, "path": None, "metadata": {}, "public_metadata": {}, "options": {}, "mount_options": [],
-            "problem": None}
+            "readonly": False, "problem": None}
 
 
 def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, overlay_options=None,
@@ -52,6 +52,8 @@ def present(layer_id, kind, parent, metadata, record, mount, mounted, merged, ov
         "path": merged,
         "options": options,
         "mount_options": mount_options.live(mount) if mounted else [],  # nosuid, nodev, noexec: per mount
+        # the live mount's own flag: a layer with a diff or children (and a root layer's bind) is mounted ro
+        "readonly": mounted and mounts.mount_flags(mount).get("ro") is True,
         "problem": None,
     }
 
@@ -84,9 +86,13 @@ def changed(before, **changes):
     return after
 
 
-def held(before, holders):
-    """The state after a holder took the layer (check mode's answer): mounted, and held."""
-    return changed(before, holders=sorted(holders), mounted=True, stale=False, unheld_mount=False)
+def held(before, holders, readonly=None):
+    """The state after a holder took the layer (check mode's answer): mounted, and held; readonly: whether a
+    new mount would be read-only (None: the layer is mounted already, as it is)."""
+    after = changed(before, holders=sorted(holders), mounted=True, stale=False, unheld_mount=False)
+    if readonly is not None:
+        after["readonly"] = readonly
+    return after
 
 
 def released(before, holders, will_unmount):
@@ -94,4 +100,5 @@ def released(before, holders, will_unmount):
     mounted = before["mounted"] and not will_unmount
     return changed(before, holders=sorted(holders), mounted=mounted, options=before["options"] if mounted else {},
                    mount_options=before.get("mount_options", []) if mounted else [],
+                   readonly=before.get("readonly", False) if mounted else False,
                    stale=bool(holders) and not mounted)

@@ -14,14 +14,14 @@ import contextlib
 import os
 import re
 
-from . import faults, layer_state, mounts, records
+from . import faults, layer_state, mounts, records, syscalls
 from . import mount_options as mount_options_mod
 from .dest import AtomicDest, NullWriter, remove_leftovers, resolve_dest, same_content
 from .drivers import open_driver
 from .errors import OverlayError
 from .image_records import ImageRecords
 from .ids import validate_diff_id, validate_holder, validate_layer_id
-from .layout import KIND_OVERLAY
+from .layout import KIND_OVERLAY, KIND_ROOT
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 
@@ -298,23 +298,43 @@ class LayerStore:
             self._require_mounted_with(layer_id, wanted, entries)
         if not (changed or needs_mount):
             return Outcome(False, before, before)
-        options = wanted if wanted is not None else self.mount_options_of(layer_id, record, before["kind"])
+        readonly = self._must_mount_readonly(layer_id, record) if needs_mount else None
+        options = wanted if wanted is not None else self.mount_options_of(layer_id, record, before["kind"], readonly)
         if check_mode:
-            after = layer_state.held(before, record.holders | {holder})
+            after = layer_state.held(before, record.holders | {holder},
+                                     None if readonly is None else readonly or before["kind"] == KIND_ROOT)
             if needs_mount:
                 after["mount_options"] = list(options)
             return Outcome(True, before, after)
         self._require_writer(layer_id)
         self._mount_and_hold(record, holder if changed else None, needs_mount, mount_label, entries,
-                             options if needs_mount else None)
+                             options if needs_mount else None, readonly)
         return Outcome(True, before, self.state(layer_id))
 
-    def mount_options_of(self, layer_id, record, kind):
+    def _must_mount_readonly(self, layer_id, record):
+        """Whether the layer's own mount must be read-only (DESIGN: immutability holds the same way on both
+        layouts): it holds an applied diff (an image layer, or one overlay_apply_diff wrote), which its
+        diff_id names, or layers are built on it (its children), which in the overlay2 layout stack on its
+        files. A writable view of it is a child on top. A root layer of the seed's layout is read-only
+        whatever this says: its files are hardlinks shared with the layers built on it (driver.get's
+        readonly_root)."""
+        return bool(record.diff_id) or bool(self.children_of(layer_id))
+
+    def _get(self, layer_id, mount_label, entries, options, readonly):
+        """The driver's get with the task's mount options, read-only when readonly (_must_mount_readonly)."""
+        flags = mount_options_mod.flags(options) | (syscalls.MS_RDONLY if readonly else 0)
+        self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries, flags=flags)
+
+    def mount_options_of(self, layer_id, record, kind, readonly=None):
         """The options a mount of the layer gets when the task names none: those recorded with it,
-        else nosuid,nodev for a writable layer whose chain comes from an image."""
+        else nosuid,nodev for a writable layer whose chain comes from an image (readonly: whether
+        the mount is read-only, _must_mount_readonly's answer when the caller has it)."""
         if record.mount_options is not None:
             return record.mount_options
-        return mount_options_mod.default(kind == KIND_OVERLAY, self._chain_from_image(layer_id, record))
+        if readonly is None:
+            readonly = self._must_mount_readonly(layer_id, record)
+        return mount_options_mod.default(kind == KIND_OVERLAY and not readonly,
+                                         self._chain_from_image(layer_id, record))
 
     def _chain_from_image(self, layer_id, record):
         """Whether the layer or one below it was staged from an image: recorded with the home by
@@ -345,14 +365,13 @@ class LayerStore:
                                "to mount it with other options" % (live or "[]", wanted or "[]"),
                                layer=layer_id, path=self._merged(layer_id))
 
-    def _mount_and_hold(self, record, holder, needs_mount, mount_label, entries, options=None):
-        """Mount (when needs_mount, with options), then record holder (when not None) and the options;
-        a mount nobody holds is not left behind by an interrupted run."""
+    def _mount_and_hold(self, record, holder, needs_mount, mount_label, entries, options=None, readonly=False):
+        """Mount (when needs_mount, with options, read-only when readonly), then record holder (when not None)
+        and the options; a mount nobody holds is not left behind by an interrupted run."""
         layer_id = record.layer_id
         if needs_mount:
             # a root layer is bind-mounted read-only: its files are shared with the layers built on it
-            self.driver.get(layer_id, mount_label, readonly_root=True, entries=entries,
-                            flags=mount_options_mod.flags(options))
+            self._get(layer_id, mount_label, entries, options, readonly)
         try:
             if needs_mount:
                 faults.point("mount.mounted")
@@ -437,8 +456,9 @@ class LayerStore:
             return False
         if not check_mode:
             record = self.record(layer_id)
-            options = self.mount_options_of(layer_id, record, state["kind"])
-            self.driver.get(layer_id, readonly_root=True, entries=entries, flags=mount_options_mod.flags(options))
+            readonly = self._must_mount_readonly(layer_id, record)
+            self._get(layer_id, "", entries, self.mount_options_of(layer_id, record, state["kind"], readonly),
+                      readonly)
         return True
 
     def apply_diff(self, layer_id, parent, opener, diff_id=None, compression="auto", check_mode=False):

@@ -238,3 +238,22 @@ def test_released_lists_the_holders_force_dropped(run_module, home, check_mode):
         run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted", "force": True})
     res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted"})
     assert not res["changed"] and res["released"] == []
+
+
+def test_mount_says_whether_the_layer_is_read_only(run_module, home, tarball):
+    """A layer with children (or an applied diff) is mounted read-only and says so; its child on top is the
+    writable one."""
+    run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
+    run_module(overlay_layer, {"id": "app", "parent": "base", "home": home})
+    run_module(overlay_layer, {"id": "top", "parent": "app", "home": home})
+    try:
+        checked = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"}, check_mode=True)
+        assert checked["changed"] and checked["readonly"] is True
+        res = {layer_id: run_module(overlay_mount, {"id": layer_id, "home": home, "holder": "web"})
+               for layer_id in ("base", "app", "top")}
+        assert {k: (v["mounted"], v["readonly"]) for k, v in res.items()} == {
+            "base": (True, True), "app": (True, True), "top": (True, False)}
+        assert run_module(overlay_info, {"home": home, "id": "app"})["layer"]["readonly"] is True
+    finally:
+        for layer_id in ("top", "app", "base"):
+            run_module(overlay_mount, {"id": layer_id, "home": home, "holder": "web", "state": "unmounted"})

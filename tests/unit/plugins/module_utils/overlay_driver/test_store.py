@@ -647,3 +647,62 @@ def test_a_diff_for_a_layer_with_children_says_so_whatever_parent_the_call_names
         with pytest.raises(OverlayError, match="layers child are built on it"):
             store.find_applied("app", parent, sha256(CHILD))
     assert store.state("app")["diff_id"] is None
+
+
+# -- immutability: a layer with an applied diff or with children mounts read-only ---
+
+
+def _writable(path):
+    """Whether a file can be made at path; EROFS is the only other answer."""
+    probe = os.path.join(path, "probe")
+    try:
+        open(probe, "w").close()
+    except OSError as e:
+        assert e.errno == errno.EROFS, e
+        return False
+    os.unlink(probe)
+    return True
+
+
+@pytest.fixture
+def kinds(tree):
+    """app has a child (mid); mid holds a diff applied through the naive path (an overlay layer); free neither."""
+    tree.ensure_present("mid", "app")
+    assert tree.apply_diff("mid", "app", opener(CHILD)).diff.fallback is True
+    tree.ensure_present("free", "base")
+    yield tree
+    for layer_id in ("app", "mid", "free"):
+        tree.ensure_unmounted(layer_id, force=True)
+
+
+@pytest.mark.parametrize("layer_id, readonly", [("mid", True), ("app", True), ("free", False)])
+def test_a_layer_with_an_applied_diff_or_children_mounts_read_only(kinds, layer_id, readonly):
+    """DESIGN: immutability holds the same way on both layouts. Written through its mount, a layer with a diff
+    would no longer be what its diff_id says, and layers built on it would change under them (in the
+    overlay2 layout they stack on its files): a writable view is a child on top."""
+    predicted = kinds.ensure_mounted(layer_id, "web", check_mode=True)
+    assert predicted.after["readonly"] is readonly and not predicted.before["readonly"]
+    after = kinds.ensure_mounted(layer_id, "web").after
+    assert after["mounted"] and after["readonly"] is readonly and after["kind"] == "overlay"
+    assert _writable(after["path"]) is not readonly
+    with open(os.path.join(after["path"], "etc", "hostname")) as f:
+        assert f.read() == ("child\n" if layer_id == "mid" else "base\n")
+    assert kinds.state(layer_id)["readonly"] is readonly
+
+
+def test_a_root_layer_reports_its_read_only_bind(kinds):
+    after = kinds.ensure_mounted("base", "web").after
+    try:
+        assert after["readonly"] is True and not _writable(after["path"])
+    finally:
+        kinds.ensure_unmounted("base", "web")
+    assert kinds.state("base")["readonly"] is False  # not mounted: nothing is read-only
+
+
+def test_restore_mounts_such_a_layer_read_only_again(kinds):
+    kinds.ensure_mounted("mid", "web")
+    kinds.driver.put("mid")  # a reboot took the mount, the holder stays
+    assert kinds.state("mid")["stale"]
+    assert kinds.restore() == ["mid"]
+    state = kinds.state("mid")
+    assert state["mounted"] and state["readonly"] and not _writable(state["path"])
