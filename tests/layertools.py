@@ -279,3 +279,11 @@ def read_in_layer(where, layer_id, relpath, mode="r"):
                 return f.read()
         except FileNotFoundError:
             return None
+
+
+def layer_names(home):
+    """The names of the home's layer directories, sorted; [] when there is no home. Neither .strata nor
+    overlay2's l/ of short links (an id no layer may take) is a layer."""
+    if not os.path.isdir(home):
+        return []
+    return sorted(name for name in os.listdir(home) if not name.startswith(".") and name != "l")

@@ -15,6 +15,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.modules import overlay_apply_diff, overlay_image
 
 from imagetools import Image
+from layertools import layer_names
 
 MiB = 1 << 20
 
@@ -39,10 +40,6 @@ def zeros_tar(megabytes, name="big"):
     return buf.getvalue()
 
 
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
-
-
 def nothing_left(home):
     tmp = os.path.join(home, ".strata", "tmp")
     assert not os.path.isdir(tmp) or os.listdir(tmp) == []
@@ -58,7 +55,7 @@ def test_a_gzip_that_expands_past_max_layer_size_is_refused(run_module, home, sc
                                           "max_layer_size": 8 * MiB}, check_mode=check_mode)
     assert res["failed"] and "expands past max_layer_size (%d bytes uncompressed)" % (8 * MiB) in res["msg"]
     assert "'big'" in res["msg"] and "app" in res["msg"]
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
     nothing_left(home)
     # within the bound, the same layer goes in
     res = run_module(overlay_apply_diff, {"id": "app", "home": home, "src": bomb, "remote_src": True,
@@ -86,7 +83,7 @@ def test_an_image_past_its_size_limits_is_refused_at_that_layer(run_module, home
     assert res["failed"] and "expands past %s" % limit in res["msg"]
     failed_layer = 1 if limit == "max_layer_size" else 2
     assert "layer %d of 2" % failed_layer in res["msg"]
-    assert layer_dirs(home) == sorted(image.ids[:failed_layer - 1])
+    assert layer_names(home) == sorted(image.ids[:failed_layer - 1])
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
 
 
@@ -118,13 +115,13 @@ def test_a_layer_larger_than_the_free_space_is_refused_before_it_is_fetched(
     res = run_module(overlay_apply_diff, {"id": "app", "home": small_home, "src": tarball, "remote_src": True},
                      check_mode=check_mode)
     assert res["failed"] and "not enough free space" in res["msg"] and "the home's filesystem has" in res["msg"]
-    assert layer_dirs(small_home) == []
+    assert layer_names(small_home) == []
     image = Image(tars=[buf.getvalue()], compression="none")
     layout = image.write_layout(os.path.join(scratch, "layout"))
     res = run_module(overlay_image, {"src": "oci:%s:v1" % layout, "home": small_home, "remote_src": True},
                      check_mode=check_mode)
     assert res["failed"] and "layer 1 of 1" in res["msg"] and "not enough free space" in res["msg"]
-    assert layer_dirs(small_home) == []
+    assert layer_names(small_home) == []
 
 
 @pytest.mark.parametrize("size", ["8M", "8MiB", "8 MB", "0.0078125G", "8388608"])
@@ -166,5 +163,5 @@ def test_a_gzip_that_unpacks_past_the_free_space_fails_naming_max_layer_size(
                      check_mode=check_mode)
     assert res["failed"] and "max_layer_size" in res["msg"], res
     assert ("no space left" if not check_mode else "not enough free space") in res["msg"]
-    assert layer_dirs(small_home) == []
+    assert layer_names(small_home) == []
     nothing_left(small_home)

@@ -398,6 +398,7 @@ def test_foreign_mount_at_merged_is_reported(driver, scratch):
     driver.create("base", "")
     driver.create("child", "base")
     merged = os.path.join(driver.home, "child", "merged")
+    os.makedirs(merged, exist_ok=True)  # overlay2 makes merged/ when it mounts, as Docker does
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
     syscalls.mount("tmpfs", merged, "tmpfs", 0, "size=1m")
     with pytest.raises(OverlayError, match="a different mount"):

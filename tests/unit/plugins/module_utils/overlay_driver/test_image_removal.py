@@ -12,7 +12,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.image_manager impor
 from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager, MountManager
 
 from imagebuild import Image, write_oci_layout
-from layertools import TarBuilder
+from layertools import layer_names, TarBuilder
 
 BASE = TarBuilder().dir("etc").file("etc/os-release", "ID=test\n").bytes()
 LIB = TarBuilder().dir("usr").file("usr/lib.so", "lib\n").bytes()
@@ -35,10 +35,6 @@ def image(home, src, state="present", check_mode=False, diff=False, **extra):
               "registry_auth": None, "validate_certs": True, "ca_path": None}
     params.update(extra)
     return ImageManager(params, check_mode=check_mode, diff=diff).run()
-
-
-def layers_in(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith("."))
 
 
 def test_staging_records_the_image_with_the_home(home, oci_layout):
@@ -73,31 +69,31 @@ def test_absent_by_the_same_src_removes_the_layers_no_other_image_needs(home, oc
     app, tool = "oci:%s:app" % oci_layout["path"], "oci:%s:tool" % oci_layout["path"]
     image(home, app)
     image(home, tool)
-    assert len(layers_in(home)) == 4
+    assert len(layer_names(home)) == 4
     result = image(home, app, state="absent")
     app_ids, tool_ids = oci_layout["app"].chain_ids, oci_layout["tool"].chain_ids
     assert result["changed"] is True and result["removed"] == [app_ids[2]]
     assert result["kept"] == [{"id": app_ids[1], "reason": "image %s uses it" % tool},
                               {"id": app_ids[0], "reason": "image %s uses it" % tool}]
-    assert layers_in(home) == sorted(tool_ids)
+    assert layer_names(home) == sorted(tool_ids)
     again = image(home, app, state="absent")
     assert again == {"changed": False, "images": [], "removed": [], "kept": []}
     last = image(home, tool, state="absent")
     assert last["removed"] == list(reversed(tool_ids)) and last["kept"] == []
-    assert layers_in(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
+    assert layer_names(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
 
 
 def test_absent_by_manifest_digest(home, oci_layout):
     staged = image(home, "oci:%s:app" % oci_layout["path"])
     result = image(home, staged["manifest_digest"], state="absent")
-    assert result["changed"] and len(result["removed"]) == 3 and layers_in(home) == []
+    assert result["changed"] and len(result["removed"]) == 3 and layer_names(home) == []
     assert result["images"][0]["reference"] == "oci:%s:app" % oci_layout["path"]
 
 
 def test_absent_by_the_reference_recorded_as_when_the_action_sent_a_copy(home, oci_layout):
     image(home, "oci:%s:app" % oci_layout["path"], record_as="oci:images/app:app")
     result = image(home, "oci:images/app:app", state="absent")
-    assert len(result["removed"]) == 3 and layers_in(home) == []
+    assert len(result["removed"]) == 3 and layer_names(home) == []
 
 
 def test_a_writable_layer_and_a_holder_keep_what_they_need(home, oci_layout):
@@ -116,7 +112,7 @@ def test_a_writable_layer_and_a_holder_keep_what_they_need(home, oci_layout):
                                   {"id": ids[1], "reason": "layer %s is built on it" % ids[2]},
                                   {"id": ids[0], "reason": "held by inspect"}]
         assert result["diff"]["before"]["layers"] == result["diff"]["after"]["layers"] == [ids[2], ids[1], ids[0]]
-        assert sorted(layers_in(home)) == sorted(ids + ["web"])
+        assert sorted(layer_names(home)) == sorted(ids + ["web"])
     finally:
         MountManager({"home": home, "id": ids[0], "holder": "inspect", "mount_label": "", "force": True,
                       "state": "unmounted"}).run()
@@ -139,7 +135,7 @@ def test_the_record_stays_while_a_layer_is_kept_so_the_same_absent_removes_them_
     check = image(home, app, state="absent", check_mode=True)
     result = image(home, app, state="absent")
     assert check == result and result["changed"] is True and result["removed"] == list(reversed(ids))
-    assert layers_in(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
+    assert layer_names(home) == [] and os.listdir(os.path.join(home, ".strata", "image-records")) == []
     assert image(home, app, state="absent") == {"changed": False, "images": [], "removed": [], "kept": []}
 
 
@@ -150,7 +146,7 @@ def test_check_mode_shows_what_would_go_and_changes_nothing(home, oci_layout):
     check = image(home, src, state="absent", check_mode=True, diff=True)
     assert check["changed"] and check["removed"] == list(reversed(oci_layout["app"].chain_ids))
     assert check["diff"]["after"]["layers"] == []
-    assert len(layers_in(home)) == 3 and sorted(os.listdir(os.path.join(home, ".strata", "image-records"))) == before
+    assert len(layer_names(home)) == 3 and sorted(os.listdir(os.path.join(home, ".strata", "image-records"))) == before
 
 
 def test_absent_on_a_missing_home_creates_nothing(scratch):

@@ -13,7 +13,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 
 from fake_registry import FakeRegistry
 from imagetools import Image, mkimages
-from layertools import content_dir, read_in_layer
+from layertools import content_dir, layer_names, read_in_layer
 
 # .../ansible_collections/strata/overlay/plugins/module_utils/overlay_driver/images/stage.py
 ROOT = os.path.abspath(os.path.join(os.path.dirname(stage_module.__file__), *[".."] * 7))
@@ -42,7 +42,7 @@ def test_two_runs_of_images_sharing_a_base(home, scratch):
     base_changed = [r[0].changed for r in results]
     assert sorted(base_changed) == [False, True]  # one run staged the shared base, the other found it
     assert all(r[1].changed for r in results)
-    assert sorted(n for n in os.listdir(home) if not n.startswith(".")) == sorted({one.ids[0], one.ids[1], two.ids[1]})
+    assert layer_names(home) == sorted({one.ids[0], one.ids[1], two.ids[1]})
 
 
 def test_a_run_killed_mid_blob_leaves_nothing_half_made(home, layout):

@@ -19,6 +19,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 
 from fake_registry import FakeRegistry
 from imagetools import Image
+from layertools import layer_names
 
 
 @pytest.fixture
@@ -28,10 +29,6 @@ def server(pki):
         yield registry
     finally:
         registry.stop()
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
 
 
 def lock_is_free(store):
@@ -59,7 +56,7 @@ def test_a_trickling_blob_ends_at_its_deadline_without_holding_the_lock(server, 
     assert "did not arrive within %s (1s)" % deadline in message
     assert "blob %s: layer 2 of 2" % image.layer_digest(1) in message
     assert free == [True], "the home's lock was held while the registry sent the blob"
-    assert layer_dirs(home) == [image.ids[0]]
+    assert layer_names(home) == [image.ids[0]]
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
 
 
@@ -69,7 +66,7 @@ def test_a_pull_within_its_deadlines_stages_from_the_downloaded_blob(server, pki
     store = LayerStore(home)
     result = stage_image(store, "docker://%s/strata/app:v1" % server.netloc, ca_path=pki[0], blob_deadline=60,
                          image_deadline=120)
-    assert result.changed and layer_dirs(home) == sorted(image.ids)
+    assert result.changed and layer_names(home) == sorted(image.ids)
     assert result.bytes == sum(layer["size"] for layer in image.doc["layers"])
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
 
@@ -103,4 +100,4 @@ def test_a_trickling_answer_other_than_a_blob_ends_at_the_deadline(pki, home, ki
         server.stop()
     assert "did not arrive within blob_deadline (1s)" in e.value.message
     assert free == [True], "the home's lock was held while the registry sent its answer"
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []

@@ -20,12 +20,9 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from imagetools import Image, mkimages
+from layertools import layer_names
 
 DEEP = b"[" * 100000 + b"]" * 100000
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
 
 
 def refused(home, src, fragment, **kw):
@@ -33,7 +30,7 @@ def refused(home, src, fragment, **kw):
         stage_image(LayerStore(home), src, **kw)
     assert fragment in e.value.message
     assert e.value.message.startswith("image %s" % src)
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
     return e.value.message
 
 

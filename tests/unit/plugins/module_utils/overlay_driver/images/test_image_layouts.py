@@ -17,16 +17,12 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from imagetools import Image, mkimages, sha256
-from layertools import read_in_layer
+from layertools import layer_names, read_in_layer
 
 
 @pytest.fixture
 def store(home):
     return LayerStore(home)
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
 
 
 def read(home, layer_id, name):
@@ -236,7 +232,7 @@ def test_tampered_layouts_fail_clearly_and_stage_nothing_of_the_bad_layer(store,
         fragments = ["diff_id mismatch", "trailing data after the end of the tar archive"]
     assert any(f in message for f in fragments), message
     assert message.startswith("image oci:%s:v1" % layout)
-    assert layer_dirs(home) == ([ids[0]] if base_staged else [])
+    assert layer_names(home) == ([ids[0]] if base_staged else [])
     if base_staged:
         assert "blob " in message and "layer 2 of 2" in message
         assert read(home, ids[0], "etc/os-release") == b"ID=strata\n"

@@ -14,7 +14,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 
 from fake_registry import FakeRegistry
 from imagetools import Image, sha256
-from layertools import read_in_layer
+from layertools import layer_names, read_in_layer
 
 PASSWORD = "pa55-w0rd-never-shown"
 
@@ -35,10 +35,6 @@ def registry(pki):
 @pytest.fixture
 def store(home):
     return LayerStore(home)
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
 
 
 def pull(store, server, pki, ref="strata/app:v1", auth=None, **kw):
@@ -127,7 +123,7 @@ def test_wrong_credentials(registry, store, home, pki):
     fails(store, basic, pki, "the registry refused the credentials of puller (401)",
           auth={"username": "puller", "password": PASSWORD + "x"})
     fails(store, basic, pki, "requires credentials (Basic) and registry_auth gives none", auth={})
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 def test_a_401_after_a_valid_token(registry, store, home, pki):
@@ -143,7 +139,7 @@ def test_a_401_after_a_valid_token(registry, store, home, pki):
     assert "just issued" not in message
     assert server.token_requests == 2  # the first token, and one refresh: never a loop
     assert "blob " + image.layer_digest(1) in message
-    assert layer_dirs(home) == [image.ids[0]]  # the layer before stays, complete
+    assert layer_names(home) == [image.ids[0]]  # the layer before stays, complete
 
 
 def test_a_token_the_registry_stops_accepting_mid_pull_is_fetched_again(registry, store, home, pki):
@@ -161,7 +157,7 @@ def test_a_token_the_registry_stops_accepting_mid_pull_is_fetched_again(registry
     result = pull(store, server, pki)
     assert result.changed and result.top == image.ids[1]
     assert server.token_requests == 2
-    assert layer_dirs(home) == sorted(image.ids)
+    assert layer_names(home) == sorted(image.ids)
 
 
 def test_a_certificate_that_does_not_verify(registry, store, home, pki):
@@ -169,7 +165,7 @@ def test_a_certificate_that_does_not_verify(registry, store, home, pki):
     server.push("strata/app", Image())
     fails(store, server, pki, "the TLS certificate of 127.0.0.1 does not verify", ca_path=None)
     fails(store, server, pki, "cannot load the CA bundle", ca_path="/nonexistent/ca.pem")
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
     # Verification off reaches it anyway.
     assert pull(store, server, pki, ca_path=None, validate_certs=False).changed
 
@@ -190,7 +186,7 @@ def test_a_blob_that_lies(registry, store, home, pki):
     server.blobs[image.layer_digest(1)] = bytes(blob)
     message = fails(store, server, pki, "content has digest")
     assert "blob %s: layer 2 of 2" % image.layer_digest(1) in message
-    assert layer_dirs(home) == [image.ids[0]]
+    assert layer_names(home) == [image.ids[0]]
 
 
 def test_a_stall_mid_blob_times_out(registry, store, home, pki):
@@ -210,7 +206,7 @@ def test_a_stall_mid_blob_times_out(registry, store, home, pki):
     started = time.monotonic()
     fails(store, server, pki, "stalled after", timeout=1)
     assert time.monotonic() - started < 3
-    assert layer_dirs(home) == [image.ids[0]]
+    assert layer_names(home) == [image.ids[0]]
 
 
 def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
@@ -234,7 +230,7 @@ def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
         handler.send(302, b"", {"Location": handler.path})
     server.override["/v2/strata/app/blobs/"] = loop
     fails(store, server, pki, "more than 5 redirects")
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 def test_a_manifest_larger_than_the_limit(registry, store, pki):
@@ -271,7 +267,7 @@ def test_schema1_an_index_pointing_to_itself_and_a_lying_digest_header(registry,
         handler.send(200, data, {"Content-Type": manifests.OCI_MANIFEST, "Docker-Content-Digest": sha256(b"x")})
     server.override["/v2/strata/app/manifests/v1"] = wrong_header
     fails(store, server, pki, "Docker-Content-Digest says")
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 def test_foreign_layers_from_a_registry(registry, store, home, pki):
@@ -283,7 +279,7 @@ def test_foreign_layers_from_a_registry(registry, store, home, pki):
     image.rewrite(doc)
     server.push("strata/app", image)
     fails(store, server, pki, "foreign (non-distributable)")
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 def test_a_registry_that_never_answers_and_one_that_errs(registry, store, home, pki):
@@ -307,7 +303,7 @@ def test_a_registry_that_never_answers_and_one_that_errs(registry, store, home, 
     del server.blobs[image.layer_digest(0)]
     message = fails(store, server, pki, "blob not found in strata/app (404)")
     assert "blob %s" % image.layer_digest(0) in message and "layer 1 of 2" in message
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 @pytest.mark.parametrize("auth", ["basic", "bearer"])
@@ -328,7 +324,7 @@ def test_a_registry_echoing_the_credentials_into_its_error(registry, store, home
     message = fails(store, server, pki, "the registry answered 403")
     assert echoed and echoed[0].split(" ")[-1] not in message
     assert "********" in message
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 @pytest.mark.parametrize("where", ["error", "token"])
@@ -343,7 +339,7 @@ def test_json_nesting_too_deep_from_a_registry(registry, store, home, pki, where
     else:
         server.override["/token"] = lambda handler: handler.send(200, deep, {"Content-Type": "application/json"})
         fails(store, server, pki, "the token server's answer is not JSON")
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 @pytest.mark.parametrize("location", ["file:///etc/shadow", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/x",
@@ -363,4 +359,4 @@ def test_redirects_to_other_schemes_and_downgrades_are_refused(registry, store, 
     message = fails(store, server, pki, "refusing")
     assert "layer 1 of 2" in message
     assert plain.requests == [], "nothing was sent to the plain-http host, credentials least of all"
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []

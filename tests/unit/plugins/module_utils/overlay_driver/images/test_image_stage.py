@@ -15,7 +15,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from imagetools import Image
-from layertools import TarBuilder, snapshot
+from layertools import TarBuilder, layer_names, snapshot
 
 IMAGE = Image(compression="none")
 OTHER = TarBuilder().dir("other").file("other/file", "not the image's base\n").bytes()
@@ -41,7 +41,7 @@ def impostor(store, shape):
 
 
 def home_view(home):
-    return {n: snapshot(os.path.join(home, n)) for n in sorted(os.listdir(home)) if not n.startswith(".")}
+    return {n: snapshot(os.path.join(home, n)) for n in layer_names(home)}
 
 
 @pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])

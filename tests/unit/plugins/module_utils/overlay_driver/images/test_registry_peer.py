@@ -26,7 +26,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
-from layertools import read_in_layer
+from layertools import layer_names, read_in_layer
 from registry import SERVICE, Registry, have_tools, registries
 
 pytestmark = [pytest.mark.peer, pytest.mark.skipif(have_tools() is not None, reason=str(have_tools()))]
@@ -83,12 +83,6 @@ def stage(pushed, home, src, auth="default", ca="default", **kw):
     return stage_image(store, src, **kw)
 
 
-def layer_dirs(home):
-    if not os.path.isdir(home):
-        return []
-    return sorted(name for name in os.listdir(home) if not name.startswith("."))
-
-
 def assert_staged(home, result, image, manifest_digest):
     chain = image.chain_ids
     assert [layer.id for layer in result.layers] == chain
@@ -99,7 +93,7 @@ def assert_staged(home, result, image, manifest_digest):
         assert layer.digest.startswith("sha256:") and layer.size > 0
     for key, value in image.runtime_config.items():
         assert result.config.get(key) == value, key
-    assert layer_dirs(home) == sorted(chain)
+    assert layer_names(home) == sorted(chain)
     store = LayerStore(home)
     for layer_id, diff_id in zip(chain, image.diff_ids):
         assert store.record(layer_id).diff_id == diff_id
@@ -234,7 +228,7 @@ def test_a_platform_the_index_lacks_is_a_clear_error(pushed, home):
         stage(pushed, home, regs.basic.ref("multi"), platform="linux/s390x")
     message = str(err.value)
     assert "linux/s390x" in message and regs.basic.host + "/multi" in message
-    assert layer_dirs(home) == []
+    assert layer_names(home) == []
 
 
 def test_shared_base_is_stored_once_and_fetched_once(pushed, home):
@@ -245,7 +239,7 @@ def test_shared_base_is_stored_once_and_fetched_once(pushed, home):
     result = stage(pushed, home, regs.basic.ref("app", "gzip"))
     assert result.changed is True
     assert [layer.changed for layer in result.layers] == [False, False, True]
-    assert layer_dirs(home) == sorted(app.chain_ids)
+    assert layer_names(home) == sorted(app.chain_ids)
     assert app.chain_ids[:2] == base.chain_ids
     fetched = {path.rsplit("/", 1)[1] for _m, path, _s in regs.basic.blob_gets(mark)}
     gz_layers = set(l_.digest for l_ in result.layers)
@@ -336,7 +330,7 @@ def _expect_error(pushed, home, src, *fragments, **kw):
     for fragment in fragments:
         assert fragment.lower() in message.lower(), "%r in %s" % (fragment, message)
     assert pushed.regs.PASSWORD not in message and "wrong-pw" not in message
-    assert layer_dirs(home) == [], "nothing of the image is staged"
+    assert layer_names(home) == [], "nothing of the image is staged"
     return message
 
 
