@@ -9,7 +9,9 @@ import base64
 import http.server
 import json
 import os
+import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -65,6 +67,18 @@ class FakeRegistry:
 
     def put_manifest(self, repo, ref, data, media_type):
         self.manifests[(repo, ref)] = (data, media_type)
+
+    def fail_first(self, prefix, *answers):
+        """Answer the requests for paths starting with prefix with answers (callables taking the handler), one
+        each, in order; once they are spent, answer as usual."""
+        pending = list(answers)
+
+        def answer(handler):
+            step = pending.pop(0)
+            if not pending:
+                del self.override[prefix]
+            return step(handler)
+        self.override[prefix] = answer
 
     # -- serving --------------------------------------------------------------
 
@@ -218,6 +232,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         r.tokens.add(token)
         return self.send(200, json.dumps({"token": token, "expires_in": 300}).encode(),
                          {"Content-Type": "application/json"})
+
+
+def status(code, retry_after=None):
+    """An answer: an error status (429, 503, ...) with a Retry-After header when one is given."""
+    def answer(handler):
+        headers = {"Content-Type": "application/json"}
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        handler.send(code, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}', headers)
+    return answer
+
+
+def reset(handler):
+    """An answer: the connection reset (RST) before a byte of the answer is sent."""
+    handler.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.close_connection = True
+    handler.request.close()
 
 
 def _basic(user, password):

@@ -15,6 +15,7 @@ from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_te
 from .overlay_driver.image_removal import remove_image
 from .overlay_driver.images.errors import ImageError
 from .overlay_driver.images.manifests import parse_platform
+from .overlay_driver.images.network import Network
 from .overlay_driver.images.reference import parse_reference
 from .overlay_driver.images.stage import stage_image
 from .overlay_driver.layout import HomeLayout
@@ -48,6 +49,7 @@ class ImageManager:
         self.reference = None if self.absent else parse_reference(params["src"])
         self.registry_auth = registry_credentials(params)  # not used by file transports
         self.stage_bounds = self.bounds()  # checked before the home is touched
+        self.network = None if self.absent else self.network_settings()  # so are the retries and the proxy
 
     def bounds(self):
         """The deadlines (and limits) the task sets, as stage_image takes them; what it leaves out keeps the
@@ -68,6 +70,12 @@ class ImageManager:
                                  image=self.params.get("src"))
             out[name] = value
         return out
+
+    def network_settings(self):
+        """How the registry is reached (retries, proxies), from the options and the module's environment."""
+        p = self.params
+        settings = {name: p[name] for name in ("retries", "retry_max_delay") if p.get(name) is not None}
+        return Network(proxy=p.get("proxy"), no_proxy=p.get("no_proxy"), image=p.get("src"), **settings)
 
     def open_store(self):
         """None in check mode when the home holds no layer records yet (missing, or only Docker's own):
@@ -94,7 +102,7 @@ class ImageManager:
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              certs_dirs=[p["certs_dir"]] if p.get("certs_dir") else None,
                              registries_conf=p.get("registries_conf"), registries_conf_d=p.get("registries_conf_d"),
-                             check_mode=self.check_mode, home=p["home"], **self.stage_bounds)
+                             check_mode=self.check_mode, home=p["home"], network=self.network, **self.stage_bounds)
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {

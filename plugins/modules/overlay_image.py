@@ -171,6 +171,46 @@ options:
     type: int
     default: 10800
     version_added: 0.2.0
+  retries:
+    description:
+      - How many times a registry request is tried again after a passing failure, which is a C(429), C(502),
+        C(503) or C(504) answer, or a connection reset.
+      - Each retry waits what the registry asks in C(Retry-After) (seconds or a date), else 1, 2, 4, ... seconds,
+        at most O(retry_max_delay). A wait that would pass O(blob_deadline) or O(image_deadline) is not made.
+      - V(0) fails at the first such answer.
+    type: int
+    default: 5
+    version_added: 0.2.0
+  retry_max_delay:
+    description:
+      - The longest wait, in seconds, before a retry (see O(retries)). A registry asking for a longer wait in
+        C(Retry-After) fails the pull at once, with the wait it asked for.
+    type: int
+    default: 60
+    version_added: 0.2.0
+  proxy:
+    description:
+      - The HTTP proxy through which the registry (and its token server and blob storage) is reached, as
+        V(http://[user:password@]host:port). An https registry is reached through a C(CONNECT) tunnel, so TLS
+        runs end to end, the registry's certificate is checked as without a proxy, and the proxy never sees the
+        registry credentials. The proxy's own credentials go only to the proxy (C(Proxy-Authorization)).
+      - Default is the managed host's environment, as skopeo and Docker read it (set it with the task's
+        C(environment) keyword), C(HTTPS_PROXY) for https and C(HTTP_PROXY) for plain http registries
+        (upper case first, then lower case).
+      - A plain http registry is reached through the proxy by absolute URL, and registry credentials are then
+        refused rather than shown to the proxy.
+    type: str
+    version_added: 0.2.0
+  no_proxy:
+    description:
+      - Hosts reached directly, never through the proxy, as C(NO_PROXY) lists them; default the environment's
+        C(NO_PROXY) (or C(no_proxy)).
+      - Each entry is V(*) (no proxy at all), a host name (V(example.com) also covers its subdomains,
+        V(.example.com) only them), an IP address or a CIDR range, optionally with V(:port). Loopback
+        addresses are not exempt unless listed.
+    type: list
+    elements: str
+    version_added: 0.2.0
   max_layer_size:
     description:
       - The most bytes one layer's uncompressed tar may hold (default 64 GiB). A small compressed blob can
@@ -208,7 +248,8 @@ notes:
   - Layers are read and applied as they stream, never stored twice; zstd layers need the C(zstd) program or the
     Python C(zstandard) module on the host.
   - Manifests are limited to 4 MiB, configs to 8 MiB, manifests to 1000 layers. Network operations time out after
-    60 seconds without progress, and each blob and the whole pull after O(blob_deadline) and O(image_deadline).
+    60 seconds without progress, and each blob and the whole pull after O(blob_deadline) and O(image_deadline),
+    retries and their waits included.
   - An image of more than 125 layers is refused before anything is written, as Docker refuses it. Each layer of
     the C(overlay) layout holds a hardlink copy of the whole tree below it, so a deep image of tiny layers would
     cost the home far more than the image's size.
@@ -388,6 +429,8 @@ def main():
         validate_certs=flag(True), ca_path=dict(type="path"), certs_dir=dict(type="path"),
         registries_conf=dict(type="path"), registries_conf_d=dict(type="path"),
         blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800),
+        retries=dict(type="int", default=5), retry_max_delay=dict(type="int", default=60),
+        proxy=dict(type="str", no_log=True), no_proxy=dict(type="list", elements="str"),
         max_layer_size=dict(type="raw", default=64 << 30), max_image_size=dict(type="raw", default=256 << 30)),
         supports_check_mode=True)
     run_module(module, ImageManager)

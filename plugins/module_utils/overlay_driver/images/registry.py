@@ -12,6 +12,8 @@ The host pulls by itself, so this is the only network code on a managed host:
 - TLS is verified unless validate_certs is false (then an https failure falls
   back to plain http, as Docker does for insecure registries).
 - Manifests and tokens are read with size limits; every socket has a timeout.
+- A 429, 502, 503 or 504, or a reset connection, is retried after a wait
+  (retry.py); connections go through the proxy the task names (proxy.py).
 Errors name the image, the blob and the cause, never a credential.
 """
 
@@ -30,6 +32,7 @@ from .digests import sha256_bytes, verify_bytes
 from .download import DeadlineResponse, DeadlineSocket
 from .errors import BlobError, ImageError
 from .reference import api_host
+from .retry import RETRY_STATUSES, RetryPolicy, retry_after
 from .source import ImageSource
 
 DEFAULT_TIMEOUT = 60
@@ -38,6 +41,13 @@ MAX_TOKEN = 1 << 20
 MAX_ERROR_BODY = 4096
 USER_AGENT = "strata.overlay"
 _REDIRECTS = (301, 302, 303, 307, 308)
+# a connection the peer dropped mid-request: passing, so retried (a refused connection or a timeout is not)
+_RESETS = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError,
+           http.client.RemoteDisconnected)
+
+
+class _Reset(ImageError):
+    """A connection reset before the answer came: retried by _send, the error once the retries are spent."""
 
 
 def make_ssl_context(validate_certs=True, ca_path=None, image=None):
@@ -71,7 +81,7 @@ class Registry(ImageSource):
     remote = True
 
     def __init__(self, reference, credentials=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
-                 certs_dirs=certs.DEFAULT_CERTS_DIRS):
+                 certs_dirs=certs.DEFAULT_CERTS_DIRS, retry=None, proxies=None):
         super().__init__(reference)
         self.netloc = api_host(reference.host)
         self.repository = reference.repository
@@ -88,6 +98,9 @@ class Registry(ImageSource):
         self.token_requests = 0
         self.bytes_fetched = 0
         self.deadlines = None  # download.Deadlines: how long a blob, and the whole image, may take
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.retries_made = 0
+        self.proxies = proxies  # proxy.ProxySettings, or None: always direct
 
     # -- transport ------------------------------------------------------------
 
@@ -107,20 +120,59 @@ class Registry(ImageSource):
                 secrets.append(self.credentials.password)
         if self._token:
             secrets.append(self._token)
+        if self.proxies is not None:
+            secrets.extend(self.proxies.secrets())
         for secret in secrets:
             text = text.replace(secret, "********")
         return text
 
     def _connect(self, scheme, host, port):
+        """(connection, request target prefix, proxy) for host:port: direct, or through the proxy for it
+        (proxy.py): an https registry by a CONNECT tunnel (TLS end to end, the registry's certificate checked),
+        a plain http one by absolute URL (the prefix)."""
+        proxy = self.proxies.for_target(scheme, host, port) if self.proxies is not None else None
+        if proxy is None:
+            if scheme == "https":
+                return http.client.HTTPSConnection(host, port, context=self.context, timeout=self.timeout), "", None
+            return http.client.HTTPConnection(host, port, timeout=self.timeout), "", None
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, context=self.context, timeout=self.timeout)
-        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, context=self.context, timeout=self.timeout)
+            conn.set_tunnel(host, port, headers=proxy.headers())
+            return conn, "", proxy
+        conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout)
+        return conn, "http://%s:%d" % (host if ":" not in host else "[%s]" % host, port), proxy
 
     def _send(self, url, headers, blob=None):
+        """GET url as _send_once does, again after a wait when the registry's failure is passing (retry.py):
+        a 429, 502, 503 or 504, or a connection reset. The last answer is returned as it is (its error then
+        says how often it was retried); a reset that outlasts the retries is the error."""
+        # every read of the answers, headers and error bodies included, within the deadlines when there are any;
+        # one blob deadline for every attempt, so retries never stretch it
+        deadline = self.deadlines.for_blob() if self.deadlines is not None else None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp, conn = self._send_once(url, headers, blob, deadline)
+            except _Reset as e:
+                wait, why_not = self.retry.next_wait(attempt, None, deadline)
+                if wait is None:
+                    raise self._error("%s (no retry: %s)" % (e.cause, why_not), blob)
+            else:
+                if resp.status not in RETRY_STATUSES:
+                    return resp, conn
+                wait, why_not = self.retry.next_wait(attempt, retry_after(resp.getheader("Retry-After")), deadline)
+                if wait is None:
+                    resp.retry_note = "no retry: %s" % why_not
+                    return resp, conn
+                self._drain(resp)
+                conn.close()
+            self.retries_made += 1
+            self.retry.wait(wait)
+
+    def _send_once(self, url, headers, blob, deadline):
         """GET url, following redirects; Authorization stays with the first URL's origin."""
         origin = _origin(url)
-        # every read of the answers, headers and error bodies included, within the deadlines when there are any
-        deadline = self.deadlines.for_blob() if self.deadlines is not None else None
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -134,13 +186,21 @@ class Registry(ImageSource):
             path = parts.path or "/"
             if parts.query:
                 path += "?" + parts.query
-            conn = self._connect(here[0], here[1], here[2])
+            conn, prefix, proxy = self._connect(here[0], here[1], here[2])
+            via = " through the proxy %s" % proxy.shown if proxy is not None else ""
+            if prefix:
+                if "Authorization" in sent:
+                    conn.close()
+                    raise self._error("refusing to send registry credentials to the plain http registry %s:%d "
+                                      "through the proxy %s, which would read them (add the registry to no_proxy)"
+                                      % (here[1], here[2], proxy.shown), blob)
+                sent.update(proxy.headers())
             try:
                 if deadline is not None:
                     conn.connect()
                     conn.sock = DeadlineSocket(conn.sock, deadline, self.timeout, self.image, blob,
                                                None if blob else "the answer to GET %s" % parts.path)
-                conn.request("GET", path, headers=sent)
+                conn.request("GET", prefix + path, headers=sent)
                 resp = conn.getresponse()
             except ImageError:
                 conn.close()  # a deadline passed while the answer's status line or headers came
@@ -149,15 +209,26 @@ class Registry(ImageSource):
                 conn.close()
                 raise self._error("the TLS certificate of %s does not verify: %s (set ca_path to the CA that signed "
                                   "it)" % (here[1], e.verify_message or e), blob)
+            except _RESETS as e:
+                conn.close()
+                raise _Reset("the connection to %s:%d%s was reset: %s" % (here[1], here[2], via,
+                                                                             str(e) or type(e).__name__))
             except ssl.SSLError as e:
                 conn.close()
-                raise self._error("TLS with %s:%d failed: %s%s" % (here[1], here[2], e, self.host_certs.hint(e)), blob)
+                raise self._error("TLS with %s:%d%s failed: %s%s" % (here[1], here[2], via, e, self.host_certs.hint(e)),
+                                  blob)
             except socket.timeout:
                 conn.close()
-                raise self._error("%s:%d did not answer within %ss" % (here[1], here[2], self.timeout), blob)
+                raise self._error("%s:%d%s did not answer within %ss" % (here[1], here[2], via, self.timeout), blob)
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
-                raise self._error("cannot reach %s:%d: %s" % (here[1], here[2], e), blob)
+                hint = " (the proxy wants credentials: give them in its URL)" if " 407 " in str(e) else ""
+                raise self._error("cannot reach %s:%d%s: %s%s" % (here[1], here[2], via, e, hint), blob)
+            if proxy is not None and resp.status == 407:
+                self._drain(resp)
+                conn.close()
+                raise self._error("the proxy %s refused the request: 407 %s (the proxy wants credentials: give them "
+                                  "in its URL)" % (proxy.shown, resp.reason), blob)
             if resp.status in _REDIRECTS:
                 location = resp.getheader("Location")
                 self._drain(resp)
@@ -187,6 +258,8 @@ class Registry(ImageSource):
         text = "%s: the registry answered %d %s" % (what, resp.status, resp.reason)
         if detail:
             text += " (%s)" % detail[:300]
+        if getattr(resp, "retry_note", None):
+            text += " (%s)" % resp.retry_note
         return self._error(text, blob)
 
     # -- authentication ---------------------------------------------------------

@@ -35,6 +35,7 @@ from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, 
 from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .mirrors import FirstAvailable
+from .network import Network
 from .oci_layout import OciLayout
 from .reference import Reference, parse_reference
 from .stream import CheckedStream
@@ -49,13 +50,15 @@ MAX_IMAGE_LAYERS = 125
 
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
-                certs_dirs=None, registries_conf=None, registries_conf_d=None):
+                certs_dirs=None, registries_conf=None, registries_conf_d=None, network=None):
+    """The source of the image; network: a Network (how a registry is reached), for registries only."""
     if reference.transport in ("oci", "oci-archive"):
         return OciLayout(reference)
     if reference.transport == "docker-archive":
         return DockerArchive(reference)
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
     from .registry import Registry  # pylint: disable=import-outside-toplevel
+    network = network or Network()
     endpoints = registries_conf_module.endpoints(
         registries_conf_module.load(registries_conf, registries_conf_d, reference.text), reference)
 
@@ -63,7 +66,8 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
         there = endpoint.reference
         credentials = credentials_for(registry_auth, there.host, there.repository, reference.text)
         return Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
-                        DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs)
+                        DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs, retry=network.retry,
+                        proxies=network.proxies)
 
     if len(endpoints) == 1:
         return open_endpoint(endpoints[0])
@@ -228,7 +232,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
                 image_deadline=DEFAULT_IMAGE_DEADLINE, max_layer_size=space.DEFAULT_MAX_LAYER_SIZE,
                 max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None, certs_dirs=None, registries_conf=None,
-                registries_conf_d=None):
+                registries_conf_d=None, network=None):
     """Stage the image `src` (a reference string or Reference) into store.
 
     Takes the store's lock itself, per layer and never while a registry
@@ -246,6 +250,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     registries_conf and registries_conf_d name the registries.conf file and
     directory (registries_conf.py) that decide where a docker:// pull goes;
     None means the defaults.
+    network (network.py) is how a registry is reached: retries and proxies; default: 5 retries, waits of
+    at most 60 s, the proxies of this process's environment.
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -256,7 +262,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     sizes = (space.check_size_limit(max_layer_size, "max_layer_size"),
              space.check_size_limit(max_image_size, "max_image_size"))
     with open_source(reference, registry_auth, validate_certs, ca_path, timeout, certs_dirs, registries_conf,
-                     registries_conf_d) as source:
+                     registries_conf_d, network) as source:
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
         resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)
