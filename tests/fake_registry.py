@@ -52,6 +52,8 @@ class FakeRegistry:
         # the same for the other answers: "ping" (/v2/), "token", "manifest" -> (part, seconds between bytes),
         # part "headers" (status line and headers), "body" (a 200's body) or "error" (a 500's body)
         self.trickle_answers = {}
+        self.honour_range = True   # "Range: bytes=N-" on a blob is answered 206 (False: 200, the whole blob)
+        self.ranges_served = []    # (digest, first byte) of every 206
         self.tls = tls
         self.server = None
         self.thread = None
@@ -175,6 +177,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
             if parts[-1] in r.trickle:
                 return self.trickle_blob(data, r.trickle[parts[-1]])
+            first = _range_start(self.headers.get("Range"))
+            if first is not None and r.honour_range and first < len(data):
+                r.ranges_served.append((parts[-1], first))
+                return self.send(206, data[first:], {"Content-Type": "application/octet-stream",
+                                                     "Content-Range": "bytes %d-%d/%d" % (first, len(data) - 1,
+                                                                                         len(data))})
             return self.send(200, data, {"Content-Type": "application/octet-stream"})
         return self.send(404)
 
@@ -249,6 +257,31 @@ def reset(handler):
     handler.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     handler.close_connection = True
     handler.request.close()
+
+
+def cut_after(n):
+    """An answer: a 200 announcing the whole blob, only its first n bytes, then the connection closed (a FIN:
+    what was sent still arrives, unlike after a reset)."""
+    def answer(handler):
+        data = handler.registry.blobs[handler.path.split("?", 1)[0].rsplit("/", 1)[1]]
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.end_headers()
+        handler.wfile.write(data[:n])
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.request.shutdown(socket.SHUT_RDWR)
+        handler.request.close()
+    return answer
+
+
+def _range_start(value):
+    """N of "bytes=N-", the only Range a pull sends; None for anything else."""
+    if not value or not value.startswith("bytes=") or not value.endswith("-"):
+        return None
+    first = value[len("bytes="):-1]
+    return int(first) if first.isdigit() else None
 
 
 def _basic(user, password):

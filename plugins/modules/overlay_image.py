@@ -175,6 +175,8 @@ options:
     description:
       - How many times a registry request is tried again after a passing failure, which is a C(429), C(502),
         C(503) or C(504) answer, or a connection reset.
+      - A layer blob whose connection is cut mid-way is resumed where it stopped (C(Range)), or read again
+        whole from a registry that ignores C(Range), and verified whole; each resume counts as a retry.
       - Each retry waits what the registry asks in C(Retry-After) (seconds or a date), else 1, 2, 4, ... seconds,
         at most O(retry_max_delay). A wait that would pass O(blob_deadline) or O(image_deadline) is not made.
       - V(0) fails at the first such answer.

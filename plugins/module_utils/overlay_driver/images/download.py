@@ -10,8 +10,9 @@ likes. So a layer blob from a registry is downloaded first, with no lock,
 into a file that has no name (O_TMPFILE in .strata/tmp, root's own: a
 killed run leaves nothing and no other user can reach it), verified against
 its digest and size as it arrives, and bounded by two deadlines: one per
-blob (blob_deadline) and one for the whole image (image_deadline). Only
-then is the lock taken and the file applied.
+blob (blob_deadline) and one for the whole image (image_deadline). A
+connection cut mid-blob is resumed where it stopped (resume.py), within the
+same deadlines. Only then is the lock taken and the file applied.
 """
 
 import contextlib
@@ -23,6 +24,7 @@ import time
 
 from .digests import VerifyingReader
 from .errors import BlobError
+from .resume import ResumingReader
 
 DEFAULT_BLOB_DEADLINE = 3600    # seconds one layer blob may take to arrive
 DEFAULT_IMAGE_DEADLINE = 10800  # seconds the whole pull (manifests, config, every blob) may take
@@ -205,7 +207,7 @@ def download(source, descriptor, dir_fd, image, on_progress=None):
     """The blob, verified (digest and size), in an unnamed file positioned at its start. The caller closes it."""
     out = unnamed_file(dir_fd)
     try:
-        with source.open_blob(descriptor) as raw:
+        with _blob(source, descriptor, image) as raw:
             reader = VerifyingReader(raw, descriptor.digest, descriptor.size, image, on_progress,
                                      name=descriptor.digest or descriptor.path)
             while True:
@@ -219,6 +221,15 @@ def download(source, descriptor, dir_fd, image, on_progress=None):
     except BaseException:
         out.close()
         raise
+
+
+def _blob(source, descriptor, image):
+    """The blob's bytes from its source: a registry's resumed with Range where a connection is cut (resume.py),
+    every resume within the blob's one deadline."""
+    if not hasattr(source, "open_range"):
+        return source.open_blob(descriptor)
+    deadline = source.deadlines.for_blob() if source.deadlines is not None else None
+    return ResumingReader(source, descriptor, source.retry, deadline, image)
 
 
 class Downloaded:

@@ -142,13 +142,14 @@ class Registry(ImageSource):
         conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout)
         return conn, "http://%s:%d" % (host if ":" not in host else "[%s]" % host, port), proxy
 
-    def _send(self, url, headers, blob=None):
+    def _send(self, url, headers, blob=None, deadline=None):
         """GET url as _send_once does, again after a wait when the registry's failure is passing (retry.py):
         a 429, 502, 503 or 504, or a connection reset. The last answer is returned as it is (its error then
         says how often it was retried); a reset that outlasts the retries is the error."""
         # every read of the answers, headers and error bodies included, within the deadlines when there are any;
         # one blob deadline for every attempt, so retries never stretch it
-        deadline = self.deadlines.for_blob() if self.deadlines is not None else None
+        if deadline is None and self.deadlines is not None:
+            deadline = self.deadlines.for_blob()
         attempt = 0
         while True:
             attempt += 1
@@ -347,7 +348,7 @@ class Registry(ImageSource):
         self._token = token
         self._token_expires = time.monotonic() + expires_in - 5
 
-    def _get(self, path, accept=None, blob=None, extra=None):
+    def _get(self, path, accept=None, blob=None, extra=None, deadline=None):
         """An authorized GET of a registry path; the response and its connection (the caller closes it).
 
         A Bearer token the registry stops accepting (it expired early, or was revoked) is dropped and the
@@ -363,7 +364,7 @@ class Registry(ImageSource):
             authorization = self._authorization()
             if authorization:
                 headers["Authorization"] = authorization
-            resp, conn = self._send(self._base() + path, headers, blob)
+            resp, conn = self._send(self._base() + path, headers, blob, deadline)
             if resp.status != 401:
                 return resp, conn
             challenge = pick(parse_challenges(resp.getheader("WWW-Authenticate")))
@@ -390,11 +391,12 @@ class Registry(ImageSource):
 
     # -- the source interface ---------------------------------------------------
 
-    def _bounded(self, resp, conn, blob):
+    def _bounded(self, resp, conn, blob, deadline=None):
         """resp, read within the deadlines when there are any (a registry can send one byte at a time)."""
         if self.deadlines is None:
             return resp
-        return DeadlineResponse(resp, conn.sock, self.deadlines.for_blob(), self.timeout, self.image, blob)
+        return DeadlineResponse(resp, conn.sock, deadline or self.deadlines.for_blob(), self.timeout, self.image,
+                                blob)
 
     def _manifest(self, reference, blob=None):
         path = "/v2/%s/manifests/%s" % (self.repository, quote(reference, safe=":@"))
@@ -451,17 +453,51 @@ class Registry(ImageSource):
 
     @contextlib.contextmanager
     def open_blob(self, descriptor):
-        resp, conn = self._get("/v2/%s/blobs/%s" % (self.repository, descriptor.digest), blob=descriptor.digest)
+        with self.open_range(descriptor) as (reader, _start, _length):
+            yield reader
+
+    @contextlib.contextmanager
+    def open_range(self, descriptor, offset=0, deadline=None):
+        """(reader, start, length): the blob from byte `offset` (`Range: bytes=offset-`), the offset the answer
+        starts at (offset for a 206 whose Content-Range says so, 0 for a 200: the whole blob) and its
+        Content-Length (None when it sends none). deadline: the blob's, shared by every resume (resume.py)."""
+        extra = {"Range": "bytes=%d-" % offset} if offset else None
+        digest = descriptor.digest
+        resp, conn = self._get("/v2/%s/blobs/%s" % (self.repository, digest), blob=digest, extra=extra,
+                               deadline=deadline)
         try:
             if resp.status == 404:
                 self._drain(resp)
-                raise self._error("blob not found in %s (404)" % self.repository, descriptor.digest)
-            if resp.status != 200:
-                raise self._status_error(resp, "blob", descriptor.digest)
+                raise self._error("blob not found in %s (404)" % self.repository, digest)
+            if resp.status not in (200, 206) or (resp.status == 206 and not offset):
+                raise self._status_error(resp, "blob", digest)
             length = resp.getheader("Content-Length")
-            if length and length.isdigit() and descriptor.size is not None and int(length) != descriptor.size:
-                raise BlobError("the registry sends %s bytes, the descriptor says %d" % (length, descriptor.size),
-                                image=self.image, blob=descriptor.digest)
-            yield self._bounded(resp, conn, descriptor.digest)
+            length = int(length) if length and length.isdigit() else None
+            start = 0
+            if resp.status == 206:
+                start = self._range_start(resp, offset, descriptor.size, digest)
+                expected = None if descriptor.size is None else descriptor.size - offset
+            else:
+                expected = descriptor.size
+            if length is not None and expected is not None and length != expected:
+                raise BlobError("the registry sends %d bytes%s, the descriptor says %d"
+                                % (length, " from byte %d" % offset if start else "", descriptor.size),
+                                image=self.image, blob=digest)
+            yield self._bounded(resp, conn, digest, deadline), start, length
         finally:
             conn.close()
+
+    def _range_start(self, resp, offset, size, digest):
+        """offset, when a 206's Content-Range is the range asked for (to the blob's end); else a BlobError."""
+        value = resp.getheader("Content-Range") or ""
+        unit, _sep, spec = value.strip().partition(" ")
+        span, _sep, total = spec.partition("/")
+        first, _sep, last = span.partition("-")
+        fits = unit == "bytes" and first.isdigit() and int(first) == offset and last.isdigit()
+        if fits and size is not None:
+            fits = int(last) == size - 1 and total in ("*", str(size))
+        if not fits:
+            self._drain(resp)
+            raise BlobError("asked for bytes=%d-, the registry sent Content-Range %s" % (offset, value or "(none)"),
+                            image=self.image, blob=digest)
+        return offset
