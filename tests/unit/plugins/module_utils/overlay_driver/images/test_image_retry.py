@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import retry
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
@@ -144,3 +145,24 @@ def test_bad_retry_options_are_refused_before_anything_is_read():
     with pytest.raises(ImageError) as e:
         Network(retries=-1, environ={}, image="docker://example.com/app")
     assert "retries must be a number of attempts, 0 or more, not -1" in e.value.message
+
+
+def test_check_mode_retries_too_and_writes_nothing(server, pki, scratch, waits):
+    """A check run reads the manifest and the config through the same retries and predicts the layers; no home
+    is made."""
+    image = Image()
+    server.push("strata/app", image)
+    server.fail_first("/v2/strata/app/manifests/", status(503, retry_after=1))
+    home = os.path.join(scratch, "home")
+    result = stage_image(None, "docker://%s/strata/app:v1" % server.netloc, ca_path=pki[0], check_mode=True,
+                         network=Network(environ={}))
+    assert result.changed and [layer.id for layer in result.layers] == image.ids
+    assert waits == [1.0] and not os.path.exists(home)
+
+
+def test_the_module_refuses_bad_retry_options_before_the_home_is_made(scratch):
+    home = os.path.join(scratch, "home")
+    with pytest.raises(ImageError) as e:
+        ImageManager({"home": home, "src": "docker://r.example/app:v1", "retry_max_delay": -5})
+    assert "retry_max_delay must be a number of seconds, 0 or more, not -5" in e.value.message
+    assert not os.path.exists(home)
