@@ -3,6 +3,8 @@
     driver_cli.py [--layout overlay|overlay2] OPERATION ...   (the layout of a new home; default: the home's,
                                                                overlay for a new one)
     driver_cli.py apply HOME ID PARENT TARBALL
+    driver_cli.py apply-chain HOME PARENT PREFIX TARBALL...   (each tarball a child of the one before, ids
+                                                               PREFIX00, PREFIX01, ...: one process for all)
     driver_cli.py create HOME ID PARENT
     driver_cli.py remove HOME ID
     driver_cli.py diff HOME ID OUT
@@ -52,6 +54,12 @@ def main(argv):
         if op == "apply":
             layer_id, parent, tarball = argv[2], argv[3], argv[4]
             store.apply_diff(layer_id, parent, lambda: open(tarball, "rb"))
+        elif op == "apply-chain":
+            parent, prefix = argv[2], argv[3]
+            for i, tarball in enumerate(argv[4:]):
+                layer_id = "%s%02d" % (prefix, i)
+                store.apply_diff(layer_id, parent, lambda tarball=tarball: open(tarball, "rb"))
+                parent = layer_id
         elif op == "create":
             store.ensure_present(argv[2], argv[3])
         elif op == "remove":

@@ -14,6 +14,8 @@ Measurements (whole processes under GNU time, as everywhere in bench/):
      layer too; containers-storage: `applydiff` per child, its `create-layer` not
      timed), medians of the runs; inodes and bytes the 30 children add and the whole
      chain takes, from statvfs deltas after sync;
+(l1') the same 30 children applied by strata in one process (driver_cli.py
+     apply-chain): the chain's cost without 30 interpreter starts and imports;
 (l2) one child applied onto bases of 1k, 5k and 20k entries: whether a child's
      cost depends on the size of what is below it;
 (l3) a 32-layer image (the Debian base, a package-install layer, the 30 small
@@ -209,6 +211,22 @@ def chain(root, base, reps):
     return out
 
 
+def chain_in_process(root, base, reps):
+    """(l1'): the 30 children applied in one strata process per layout: median seconds."""
+    children = small_children()
+    out = {}
+    for name in ("overlay", "overlay2"):
+        side = Side(name, root)
+        runs = []
+        for _rep in range(reps):
+            side.reset()
+            side.apply("base", "", base)
+            runs.append(measure(DRIVER + ["apply-chain", side.dir + "/home", "base", "c"] + children)[0])
+        side.reset()
+        out[name] = {"seconds": statistics.median(runs), "runs": runs}
+    return out
+
+
 def base_sizes(root, reps):
     """(l2): one small child applied onto generated bases of BASE_SIZES entries: median seconds per side."""
     child = small_children()[1]
@@ -315,6 +333,9 @@ def report(results):
         lines += ["", "containers-storage's 30 create-layer runs, not in its time above: %.2f s (median); with them "
                   "overlay2 is %.2fx" % (peer["create_seconds"], c["overlay2"]["seconds"]
                                          / (peer["seconds"] + peer["create_seconds"])), ""]
+    if "in_process" in results:
+        lines += ["(l1') the 30 children applied by strata in one process (s, median): %s" % ", ".join(
+            "%s %.2f" % (name, r["seconds"]) for name, r in sorted(results["in_process"].items())), ""]
     if "sizes" in results:
         lines += ["(l2) one small child applied onto bases of different sizes (s, median)", "",
                   "| base entries | " + " | ".join(SIDES) + " | overlay2 x peer |",
@@ -336,11 +357,12 @@ def report(results):
     return "\n".join(lines)
 
 
-def run(root, base, package_layer, reps, parts="123"):
+def run(root, base, package_layer, reps, parts="1423"):
     """The parts asked for; one that fails is reported with its error and the others still run."""
     results = {"load_start": os.getloadavg()[0]}
     for part, key, measurement in (("1", "chain", lambda: chain(root, base, reps)),
                                    ("2", "sizes", lambda: base_sizes(root, reps)),
+                                   ("4", "in_process", lambda: chain_in_process(root, base, reps)),
                                    ("3", "image", lambda: image(root, base, package_layer, reps))):
         if part in parts:
             try:

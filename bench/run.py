@@ -302,7 +302,8 @@ def main():
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--only", default="abcdel", help="which measurements, e.g. 'ab'")
     parser.add_argument("--layout-reps", type=int, default=3, help="repetitions of (l), whose runs are long")
-    parser.add_argument("--layout-parts", default="123", help="which parts of (l): 1 chain, 2 base sizes, 3 image")
+    parser.add_argument("--layout-parts", default="1423",
+                        help="which parts of (l): 1 chain, 4 the chain in one process, 2 base sizes, 3 image")
     args = parser.parse_args()
     os.makedirs(CACHE, exist_ok=True)
     base, child = build_data()
