@@ -371,8 +371,9 @@ def collection_farm():
 
 
 def ext4(size_gb):
-    image = os.path.join(CACHE, "image-bench-ext4.img")
-    with open(image, "wb") as f:
+    # a name of its own: two benches at once must not truncate each other's mounted filesystem
+    with tempfile.NamedTemporaryFile(dir=CACHE, prefix="image-bench-ext4-", suffix=".img", delete=False) as f:
+        image = f.name
         f.truncate(size_gb << 30)
     sh("mkfs.ext4", "-q", "-F", image)
     mnt = tempfile.mkdtemp(prefix="strata-image-bench-fs-")
