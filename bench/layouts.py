@@ -369,6 +369,6 @@ def run(root, base, package_layer, reps, parts="1423"):
                 results[key] = measurement()
             except Exception as e:  # pylint: disable=broad-except
                 results.setdefault("errors", {})[key] = str(e)
-            print("(l%s) done" % part, json.dumps(results.get(key, results.get("errors"))), flush=True)
+            print("(l) %s done" % key, json.dumps(results.get(key, results.get("errors"))), flush=True)
     results["load_end"] = os.getloadavg()[0]
     return results
