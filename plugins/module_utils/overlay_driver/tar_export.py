@@ -184,7 +184,7 @@ REGTYPE, LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE = (b"0", b"1", b"
 
 
 class _Member:
-    """One archive entry; tarfile.TarInfo only for the rare entry that needs PAX headers."""
+    """One archive entry, written as a plain ustar header or, when it needs one, behind a PAX header."""
 
     __slots__ = ("name", "mode", "uid", "gid", "size", "mtime", "type", "linkname", "devmajor", "devminor",
                  "pax_headers")
@@ -204,7 +204,43 @@ class _Member:
         return _ustar(self) or self._pax_header()
 
     def _pax_header(self):
-        import tarfile  # pylint: disable=import-outside-toplevel  # only for the rare PAX entry
+        """The entry behind a PAX extended header, the bytes tarfile's PAX_FORMAT writes (a
+        differential test holds the two together), without importing tarfile for it: long names and
+        xattrs are common in layers, and tarfile (with shutil, bz2 and lzma) is a noticeable part
+        of a short export's start."""
+        if not (0 <= self.devmajor <= 0o7777777 and 0 <= self.devminor <= 0o7777777):
+            return self._tarfile_header()  # no ustar field holds them: tarfile's own error
+        records = dict(self.pax_headers or {})
+        records.pop("hdrcharset", None)  # said again below when a value needs it
+        name = self.name + "/" if self.type == DIRTYPE and not self.name.endswith("/") else self.name  # as tarfile
+        for key, value in (("path", name), ("linkpath", self.linkname)):
+            if key not in records and (not value.isascii() or len(value) > 100):
+                records[key] = value
+        numbers = []
+        for key, value, digits in (("uid", self.uid, 8), ("gid", self.gid, 8), ("size", self.size, 12),
+                                   ("mtime", self.mtime, 12)):
+            if 0 <= value < 8 ** (digits - 1):
+                numbers.append(value)
+            else:
+                numbers.append(0)
+                records.setdefault(key, str(value))
+        uid, gid, size, mtime = numbers
+        # tarfile leaves the device fields empty but for devices
+        devices = (b"%07o\x00" % self.devmajor, b"%07o\x00" % self.devminor) if self.type in (CHRTYPE, BLKTYPE) \
+            else (b"", b"")
+        header = _header_block(name.encode("ascii", "replace")[:100], self.mode, uid, gid, size, mtime,
+                               self.type, self.linkname.encode("ascii", "replace")[:100], *devices)
+        if not records:
+            return header
+        binary = any(not _is_utf8_text(value) for value in records.values())
+        payload = pax_record(b"hdrcharset", b"BINARY") if binary else b""
+        payload += b"".join(pax_record(key.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+                            for key, value in records.items())
+        extended = _header_block(b"././@PaxHeader", 0, 0, 0, len(payload), 0, b"x", b"", b"", b"")
+        return extended + payload + _PADDING[:-len(payload) % 512] + header
+
+    def _tarfile_header(self):
+        import tarfile  # pylint: disable=import-outside-toplevel  # only for the very rare entry
 
         info = _pax_info_class()(self.name)
         info.type, info.mode, info.uid, info.gid = self.type, self.mode, self.uid, self.gid
@@ -273,11 +309,18 @@ def _ustar(info):
             or not 0 <= info.uid < 0o7777777 or not 0 <= info.gid < 0o7777777 or info.size >= 0o77777777777
             or not 0 <= info.mtime < 0o77777777777 or info.devmajor > 0o7777777 or info.devminor > 0o7777777):
         return None
+    return _header_block(name.encode(), info.mode, info.uid, info.gid, info.size, info.mtime, info.type,
+                         link.encode(), b"%07o\x00" % info.devmajor, b"%07o\x00" % info.devminor)
+
+
+def _header_block(name, mode, uid, gid, size, mtime, kind, link, devmajor, devminor):
+    """One 512-byte ustar header of fields that fit (name and link: bytes of at most 100; the device
+    fields as written, empty or octal)."""
     header = struct.pack(
         "100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x",
-        name.encode(), b"%07o\x00" % info.mode, b"%07o\x00" % info.uid, b"%07o\x00" % info.gid,
-        b"%011o\x00" % info.size, b"%011o\x00" % info.mtime, b" " * 8, info.type, link.encode(),
-        b"ustar\x00", b"00", b"", b"", b"%07o\x00" % info.devmajor, b"%07o\x00" % info.devminor, b"")
+        name, b"%07o\x00" % mode, b"%07o\x00" % uid, b"%07o\x00" % gid,
+        b"%011o\x00" % size, b"%011o\x00" % mtime, b" " * 8, kind, link,
+        b"ustar\x00", b"00", b"", b"", devmajor, devminor, b"")
     chksum = b"%06o\x00 " % sum(header)
     return header[:148] + chksum + header[156:]
 
