@@ -6,6 +6,7 @@
     driver_cli.py apply-chain HOME PARENT PREFIX TARBALL...   (each tarball a child of the one before, ids
                                                                PREFIX00, PREFIX01, ...: one process for all)
     driver_cli.py create HOME ID PARENT
+    driver_cli.py create-many HOME COUNT PARENT   (COUNT empty layers pad-0000... on PARENT, one process)
     driver_cli.py remove HOME ID
     driver_cli.py diff HOME ID OUT
     driver_cli.py hardlink-copy HOME ID DEST
@@ -62,6 +63,9 @@ def main(argv):
                 parent = layer_id
         elif op == "create":
             store.ensure_present(argv[2], argv[3])
+        elif op == "create-many":
+            for number in range(int(argv[2])):
+                store.ensure_present("pad-%04d" % number, argv[3])
         elif op == "remove":
             store.ensure_absent(argv[2], force=True)
         elif op == "diff":

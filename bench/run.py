@@ -39,6 +39,7 @@ RECIPE = "bookworm minbase; child: +%s, -usr/share/doc" % EXTRA_PACKAGES
 
 DRIVER = [sys.executable, os.path.join(HERE, "driver_cli.py")]
 FLOOR = os.path.join(HERE, "syscall_floor.py")
+MANY_LAYERS = 1000  # row (c''): the home of the export, base and child included
 
 
 def sh(*cmd, **kw):
@@ -236,9 +237,15 @@ class Bench:
                  % (self.graph, self.graph, self.child_id, out)], no_output)
         cold = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         cold.pop("PYTHONPYCACHEPREFIX", None)
-        return [compare("(c) export the child's diff: ours vs containers-storage diff", ours, peer, self.reps),
-                compare("(c') the same, every module compiled at start (no bytecode cache, as under Ansible)",
-                        (ours[0], no_output, cold), peer, self.reps)]
+        out_rows = [compare("(c) export the child's diff: ours vs containers-storage diff", ours, peer, self.reps),
+                    compare("(c') the same, every module compiled at start (no bytecode cache, as under Ansible)",
+                            (ours[0], no_output, cold), peer, self.reps)]
+        # the same export once the home holds 1,000 layers (children of the base beside the child): its cost
+        # must follow the layer exported, not the home
+        sh(*DRIVER, "create-many", self.child_home, str(MANY_LAYERS - 2), "base")
+        out_rows.append(compare("(c'') the same export on a home with %s layers: ours vs containers-storage diff"
+                                % format(MANY_LAYERS, ","), ours, peer, self.reps))
+        return out_rows
 
     def ansible_tasks(self, base):
         home = self.path("d-home")
