@@ -329,3 +329,26 @@ def test_pax_headers_are_the_bytes_tarfile_writes(index):
     if member.size < 512:
         back = tarfile.open(fileobj=io.BytesIO(ours + b"\0" * 1536))
         assert back.getmembers()[0].name == member.name
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_walk_is_not_read_through(scratch):
+    """Files are opened by name in their directory's fd: that directory is still resolved without any
+    symlink, so one swapped for a link to a secret after the walk fails the export instead of reading it."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+    new, outside = os.path.join(scratch, "new"), os.path.join(scratch, "outside")
+    os.makedirs(os.path.join(new, "d"))
+    os.makedirs(outside)
+    for where, text in ((os.path.join(new, "d", "f"), "layer's own\n"), (os.path.join(outside, "f"), "secret\n")):
+        with open(where, "w") as f:
+            f.write(text)
+    changes = changes_dirs(new)
+    for change in changes:
+        if change.entry is not None:
+            change.entry.stat(follow_symlinks=False)  # as the walk would have, for a modified file
+    os.rename(os.path.join(new, "d"), os.path.join(new, "moved"))
+    os.symlink(outside, os.path.join(new, "d"))
+    out = io.BytesIO()
+    with pytest.raises(OverlayError, match="cannot read it for the tarball"):
+        export_changes(new, changes, out)
+    assert b"secret" not in out.getvalue()
