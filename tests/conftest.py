@@ -103,8 +103,8 @@ def pytest_generate_tests(metafunc):
     names = marker.args if marker else drivers.LAYOUTS
     unknown = set(names) - set(drivers.LAYOUTS)
     if unknown:
-        raise pytest.UsageError("%s: layout marker names unknown layouts %s" % (metafunc.definition.nodeid,
-                                                                                 sorted(unknown)))
+        raise pytest.UsageError("%s: layout marker names unknown layouts %s"
+                                % (metafunc.definition.nodeid, sorted(unknown)))
     available = drivers.available_layouts()
     params = [pytest.param(name, id=name, marks=() if name in available else pytest.mark.skip(
         reason="no driver is registered for the %s layout yet (drivers.available_layouts())" % name))

@@ -265,7 +265,6 @@ class GraphDriver:
             raise OverlayError("layer does not exist", layer=layer_id, path=paths.dir)
         return paths
 
-
     # -- what each layout says of its own files -------------------------------
 
     def kind(self, layer_id):

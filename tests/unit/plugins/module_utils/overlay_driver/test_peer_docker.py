@@ -479,8 +479,8 @@ def test_same_tarball_same_tree(dockerd, hello, scratch):  # pylint: disable=red
     else:
         assert len(trees["docker", "base"][0]) == 28
         # the child's own changes only: whiteouts as overlayfs's 0/0 devices, the opaque dir by its xattr
-        assert sorted(trees["docker", "child"][0]) == ["etc", "etc/legacy.conf", "etc/motd", "srv", "srv/www",
-                                                      "srv/www/index.html", "usr", "usr/bin", "usr/bin/tool"]
+        assert sorted(trees["docker", "child"][0]) == [
+            "etc", "etc/legacy.conf", "etc/motd", "srv", "srv/www", "srv/www/index.html", "usr", "usr/bin", "usr/bin/tool"]
         for who in ("docker", "strata"):
             entries = trees[who, "child"][0]
             assert entries["etc/legacy.conf"]["type"] == "char" and entries["etc/legacy.conf"]["rdev"] == (0, 0)

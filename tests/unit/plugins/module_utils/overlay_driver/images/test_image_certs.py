@@ -30,7 +30,7 @@ class MutualTls:
     def __init__(self, work):
         self.pki = Pki(os.path.join(work, "pki"))
         self.key, self.cert, self.client_ca = self.pki.client_cert("client", "client-ca")
-        self.other_key, self.other_cert, _ = self.pki.client_cert("stranger", "stranger-ca")
+        self.other_key, self.other_cert, _other_ca = self.pki.client_cert("stranger", "stranger-ca")
         self.registry = Registry(self.pki, os.path.join(work, "registry"), auth=None, client_cas=[self.client_ca],
                                  client_cert=(self.cert, self.key)).start()
         self.image = imagebuild.sample_images()["base"]

@@ -248,8 +248,8 @@ def served(registry, mark):
 
 def test_the_mirror_serves_the_whole_pull(pushed, scratch, conf):
     regs, image, _digests = pushed
-    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s"\n' % (regs.token.host,
-                                                                                         regs.basic.host))
+    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s"\n'
+               % (regs.token.host, regs.basic.host))
     marks = regs.basic.log_mark(), regs.token.log_mark()
     result = pull(pushed, scratch, conf, regs.token.ref("base", "gzip"))
     assert result.top == image.chain_ids[-1]
