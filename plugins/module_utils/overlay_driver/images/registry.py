@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
@@ -100,6 +101,7 @@ class Registry(ImageSource):
         self.deadlines = None  # download.Deadlines: how long a blob, and the whole image, may take
         self.retry = retry if retry is not None else RetryPolicy()
         self.retries_made = 0
+        self._auth_lock = threading.Lock()
         self.proxies = proxies  # proxy.ProxySettings, or None: always direct
 
     # -- transport ------------------------------------------------------------
@@ -361,7 +363,8 @@ class Registry(ImageSource):
             if accept:
                 headers["Accept"] = ", ".join(accept)
             headers.update(extra or {})
-            authorization = self._authorization()
+            with self._auth_lock:  # blobs download on several threads (prefetch.py): one token fetch at a time
+                authorization = self._authorization()
             if authorization:
                 headers["Authorization"] = authorization
             resp, conn = self._send(self._base() + path, headers, blob, deadline)
@@ -376,9 +379,11 @@ class Registry(ImageSource):
             if authorization is not None and authorization.startswith("Bearer"):
                 if not refreshed:
                     refreshed = True
-                    self._token = None  # refused: fetch another, for the challenge this 401 carries
-                    if challenge is not None and challenge.scheme == "bearer":
-                        self.challenge = challenge
+                    with self._auth_lock:
+                        if authorization == "Bearer %s" % self._token:  # not yet replaced by another thread
+                            self._token = None  # refused: fetch another, for the challenge this 401 carries
+                            if challenge is not None and challenge.scheme == "bearer":
+                                self.challenge = challenge
                     continue
                 raise self._error("the registry answered 401 to a request carrying the token its token server "
                                   "issued, and again to a new token fetched after that refusal (no pull access to "

@@ -37,6 +37,7 @@ from .manifests import parse_config, parse_platform
 from .mirrors import FirstAvailable
 from .network import Network
 from .oci_layout import OciLayout
+from .prefetch import Prefetcher
 from .reference import Reference, parse_reference
 from .stream import CheckedStream
 
@@ -299,18 +300,42 @@ def _locked_unless_check(store, check_mode):
 
 
 def _stage_layers(store, source, resolved, layers, image, progress, check_mode, sizes):
-    parent = ""
-    for i, layer in enumerate(layers):
-        where = "layer %d of %d (%s): " % (i + 1, len(layers), layer.id)
-        with _locked_unless_check(store, check_mode):
-            _check_layer(store, layer, parent, image, where)
-        if not layer.present:
-            layer.changed = True
-            _require_space(store.home, source, resolved.layers[i], image, where)
-            if not check_mode:
-                with _size_limits(store, progress, sizes):
-                    _fetch_and_apply(store, source, resolved.layers[i], layer, parent, image, progress, where)
-        parent = layer.id
+    prefetch = None if check_mode or not source.remote else _prefetcher(store, source, resolved, layers, image,
+                                                                         progress)
+    try:
+        parent = ""
+        for i, layer in enumerate(layers):
+            where = "layer %d of %d (%s): " % (i + 1, len(layers), layer.id)
+            with _locked_unless_check(store, check_mode):
+                _check_layer(store, layer, parent, image, where)
+            if not layer.present:
+                layer.changed = True
+                _require_space(store.home, source, resolved.layers[i], image, where)
+                if not check_mode:
+                    with _size_limits(store, progress, sizes):
+                        _fetch_and_apply(store, source, resolved.layers[i], layer, parent, image, progress, where,
+                                         (prefetch, i))
+            elif prefetch is not None:
+                prefetch.skip(i)
+            parent = layer.id
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+
+
+def _prefetcher(store, source, resolved, layers, image, progress):
+    """The registry blobs of the layers after the one being applied, downloaded meanwhile (prefetch.py): those
+    of layers not in the home, each once its free space is there."""
+    def may_start(i):
+        parent = layers[i - 1].id if i else ""
+        if store_has(store, layers[i].id, layers[i].diff_id, parent):
+            return False
+        try:
+            _require_space(store.home, source, resolved.layers[i], image, "")
+        except ImageError:
+            return False  # its own turn says so
+        return True
+    return Prefetcher(source, store.driver.dirs.tmp_fd, image, progress.add, enumerate(resolved.layers), may_start)
 
 
 def _require_space(home, source, descriptor, image, where):
@@ -348,9 +373,9 @@ def _check_layer(store, layer, parent, image, where):
     layer.present = state["exists"]
 
 
-def _fetch_and_apply(store, source, descriptor, layer, parent, image, progress, where):
+def _fetch_and_apply(store, source, descriptor, layer, parent, image, progress, where, prefetched=(None, None)):
     """Download the blob first when a registry sends it (no lock held), then apply it under the lock."""
-    with _fetched(store, source, descriptor, image, progress, where) as (blob_source, apply_progress):
+    with _fetched(store, source, descriptor, image, progress, where, prefetched) as (blob_source, apply_progress):
         with store.locked():
             _check_layer(store, layer, parent, image, where)  # another run may have staged it meanwhile
             if layer.present:
@@ -360,14 +385,18 @@ def _fetch_and_apply(store, source, descriptor, layer, parent, image, progress, 
 
 
 @contextlib.contextmanager
-def _fetched(store, source, descriptor, image, progress, where):
+def _fetched(store, source, descriptor, image, progress, where, prefetched=(None, None)):
     """(source to apply from, progress to count on): a registry's blob downloaded and verified into an unnamed
     file of the home's tmp; a file source as it is (read under the lock: a local read, at disk speed)."""
     if not source.remote:
         yield source, progress
         return
     try:
-        f = download(source, descriptor, store.driver.dirs.tmp_fd, image, progress.add)
+        prefetch, index = prefetched
+        if prefetch is not None:
+            f = prefetch.take(index)
+        else:
+            f = download(source, descriptor, store.driver.dirs.tmp_fd, image, progress.add)
     except ImageError as e:  # BlobError too
         raise e.prefix(where)
     except OSError as e:
