@@ -100,7 +100,6 @@ class Registry(ImageSource):
         self.bytes_fetched = 0
         self.deadlines = None  # download.Deadlines: how long a blob, and the whole image, may take
         self.retry = retry if retry is not None else RetryPolicy()
-        self.retries_made = 0
         self._auth_lock = threading.Lock()
         self.proxies = proxies  # proxy.ProxySettings, or None: always direct
 
@@ -170,7 +169,6 @@ class Registry(ImageSource):
                     return resp, conn
                 self._drain(resp)
                 conn.close()
-            self.retries_made += 1
             self.retry.wait(wait)
 
     def _send_once(self, url, headers, blob, deadline):
