@@ -287,3 +287,10 @@ def layer_names(home):
     if not os.path.isdir(home):
         return []
     return sorted(name for name in os.listdir(home) if not name.startswith(".") and name != "l")
+
+
+def applies_naively(layout, parent_kind):
+    """Whether apply_diff takes the seed's naive path (the diff through a mount: fallback is True) for a
+    layer on a parent of parent_kind ("none", "root" or "overlay"). Only the seed's layout does, for a base
+    and onto an overlay layer; overlay2 always writes the diff into the layer's own diff/."""
+    return layout == "overlay" and parent_kind in ("none", "overlay")

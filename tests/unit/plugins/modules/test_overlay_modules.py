@@ -7,7 +7,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.modules import (
     overlay_apply_diff, overlay_diff, overlay_image, overlay_info, overlay_layer, overlay_mount)
 
-from layertools import TarBuilder, content_dir, sha256
+from layertools import TarBuilder, applies_naively, content_dir, sha256
 
 BASE = TarBuilder().dir("etc").file("etc/motd", "hello\n").bytes()
 
@@ -30,10 +30,11 @@ def test_layer_present_check_real_rerun(run_module, home):
     assert run_module(overlay_layer, {"id": "base", "home": home})["changed"] is False
 
 
-def test_apply_diff_returns_the_seed_size_not_the_path_size(run_module, home, tarball):
+def test_apply_diff_returns_the_seed_size_not_the_path_size(run_module, home, layout, tarball):
     res = run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
     assert res["changed"] and res["size"] == len("hello\n") and res["diff_id"] == sha256(BASE)
-    assert res["path"] == os.path.join(home, "base", "merged") and res["fallback"] is True  # never root/
+    assert res["path"] == os.path.join(home, "base", "merged")  # never root/ nor diff/
+    assert res["fallback"] is applies_naively(layout, "none")
     assert "uid" not in res  # the path's file attributes are not mixed in
 
 

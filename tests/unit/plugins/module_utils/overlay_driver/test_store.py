@@ -13,7 +13,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import read_mountinfo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, content_dir, read_in_layer, sha256
+from layertools import TarBuilder, applies_naively, content_dir, read_in_layer, sha256
 
 BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").file("etc/remove-me", "x").bytes()
 CHILD = TarBuilder().file("etc/hostname", "child\n").whiteout("etc/remove-me").bytes()
@@ -43,7 +43,8 @@ def tree(store):
 
 def test_apply_creates_then_is_idempotent_without_reading(store):
     outcome = store.apply_diff("base", "", opener(BASE), diff_id=sha256(BASE))
-    assert outcome.changed and outcome.diff.diff_id == sha256(BASE) and outcome.diff.fallback
+    assert outcome.changed and outcome.diff.diff_id == sha256(BASE)
+    assert outcome.diff.fallback is applies_naively(store.driver.LAYOUT, "none")
     assert store.state("base")["diff_id"] == sha256(BASE)
     outcome = store.apply_diff("base", "", never_opened, diff_id=sha256(BASE))
     assert outcome.changed is False and outcome.diff.fallback is None and outcome.diff.diff_id == sha256(BASE)
@@ -666,9 +667,9 @@ def _writable(path):
 
 @pytest.fixture
 def kinds(tree):
-    """app has a child (mid); mid holds a diff applied through the naive path (an overlay layer); free neither."""
+    """app has a child (mid); mid holds an applied diff (an overlay layer: the seed applies it naively); free neither."""
     tree.ensure_present("mid", "app")
-    assert tree.apply_diff("mid", "app", opener(CHILD)).diff.fallback is True
+    assert tree.apply_diff("mid", "app", opener(CHILD)).diff.fallback is applies_naively(tree.driver.LAYOUT, "overlay")
     tree.ensure_present("free", "base")
     yield tree
     for layer_id in ("app", "mid", "free"):
