@@ -294,3 +294,18 @@ def applies_naively(layout, parent_kind):
     layer on a parent of parent_kind ("none", "root" or "overlay"). Only the seed's layout does, for a base
     and onto an overlay layer; overlay2 always writes the diff into the layer's own diff/."""
     return layout == "overlay" and parent_kind in ("none", "overlay")
+
+
+def kind_after_apply(layout, parent_kind):
+    """The kind of a layer whose diff was applied on a parent of parent_kind ("none", "root" or "overlay"):
+    the seed's layout makes a child of a root layer a root layer too (a hardlink copy of its root/);
+    overlay2 keeps every layer with a parent an overlay of its own diff/."""
+    if parent_kind == "none":
+        return "root"
+    return "root" if layout == "overlay" and parent_kind == "root" else "overlay"
+
+
+def layer_dir_owner(layout, root_uid, root_gid):
+    """Who owns a layer's directory in a home whose root is remapped to root_uid:root_gid: the remapped
+    root in the seed's layout; root, in the remapped root's group, in overlay2 (as Docker 20.10 makes it)."""
+    return (root_uid, root_gid) if layout == "overlay" else (0, root_gid)

@@ -79,6 +79,7 @@ def test_a_read_only_overlay_of_other_dirs_at_merged_is_not_the_layers_own(home,
     os.mkdir(lower_a)
     os.mkdir(lower_b)
     merged = store.layout.layer("app").merged
+    os.makedirs(merged, exist_ok=True)  # overlay2 makes it only to mount, as Docker does
     syscalls.mount("overlay", merged, "overlay", 0, "lowerdir=%s:%s" % (lower_a, lower_b))
     try:
         with store.locked():

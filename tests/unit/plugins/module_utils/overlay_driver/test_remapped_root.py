@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
-from layertools import content_dir, run_as
+from layertools import content_dir, layer_dir_owner, run_as
 
 REMAPPED = 100000
 MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
@@ -34,16 +34,17 @@ def _reopen(home):
     return open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
 
 
-def test_bookkeeping_is_roots_own_and_out_of_the_remapped_roots_reach(home, driver):
+def test_bookkeeping_is_roots_own_and_out_of_the_remapped_roots_reach(home, layout, driver):
     driver.create("base")
     driver.create("app", "base")
     for name in PRIVATE:
         st = os.lstat(os.path.join(home, name))
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o700), name
     assert os.lstat(os.path.join(home, ".strata", "maps.json")).st_uid == 0
-    # the seed's layout stays: the home and the layers belong to the remapped root
+    # the layout stays: the home belongs to the remapped root, and the layers as the layout has them
     assert os.lstat(home).st_uid == REMAPPED
-    assert os.lstat(os.path.join(home, "app")).st_uid == REMAPPED
+    st = os.lstat(os.path.join(home, "app"))
+    assert (st.st_uid, st.st_gid) == layer_dir_owner(layout, REMAPPED, REMAPPED)
     assert os.lstat(content_dir(home, "app")).st_uid == REMAPPED
 
     def look_inside():
@@ -513,6 +514,7 @@ TEMP_SWAPS = [
 ]
 
 
+@pytest.mark.layout("overlay")  # the seed's temp dirs (root/, upper/) planted at the seed's fault points
 @pytest.mark.parametrize("what, point, plant, run", TEMP_SWAPS, ids=[case[0] for case in TEMP_SWAPS])
 def test_roots_temp_dirs_are_reached_by_fd_when_the_remapped_root_swaps_strata(
         home, driver, vault, monkeypatch, what, point, plant, run):
