@@ -17,7 +17,7 @@ from .overlay_driver.images.errors import ImageError
 from .overlay_driver.images.manifests import parse_platform
 from .overlay_driver.images.network import Network
 from .overlay_driver.images.reference import parse_reference
-from .overlay_driver.images.stage import stage_image
+from .overlay_driver.images.stage import registry_endpoints, stage_image
 from .overlay_driver.layout import HomeLayout
 from .overlay_driver import space
 from .overlay_driver.store import LayerStore
@@ -97,6 +97,9 @@ class ImageManager:
         if self.reference.is_file and not os.path.exists(self.reference.path):
             raise ImageError("it does not exist on the managed host (set remote_src: false to send it from the "
                              "controller)", image=self.reference.text, path=self.reference.path)
+        if self.reference.transport == "docker":
+            # a registries.conf that is wrong, or refuses the pull, fails the task before the home is made
+            registry_endpoints(self.reference, p.get("registries_conf"), p.get("registries_conf_d"))
         store = self.open_store()
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),

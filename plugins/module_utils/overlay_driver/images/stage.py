@@ -50,6 +50,13 @@ DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
 MAX_IMAGE_LAYERS = 125
 
 
+def registry_endpoints(reference, registries_conf=None, registries_conf_d=None):
+    """Where registries.conf sends a docker:// pull, in order; its errors (a file it cannot read, a blocked
+    registry, a short name without alias) come from here, before anything is asked of a registry."""
+    return registries_conf_module.endpoints(
+        registries_conf_module.load(registries_conf, registries_conf_d, reference.text), reference)
+
+
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
                 certs_dirs=None, registries_conf=None, registries_conf_d=None, network=None):
     """The source of the image; network: a Network (how a registry is reached), for registries only."""
@@ -60,8 +67,7 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
     from .registry import Registry  # pylint: disable=import-outside-toplevel
     network = network or Network()
-    endpoints = registries_conf_module.endpoints(
-        registries_conf_module.load(registries_conf, registries_conf_d, reference.text), reference)
+    endpoints = registry_endpoints(reference, registries_conf, registries_conf_d)
 
     def open_endpoint(endpoint):
         there = endpoint.reference

@@ -333,3 +333,19 @@ def test_the_modules_registries_conf_options(pushed, scratch, conf):
     with pytest.raises(ImageError) as e:
         ImageManager(params, check_mode=True).run()
     assert "registries.conf blocks" in e.value.message
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[[registry]]\nprefix = "reg.example"\nblocked = true\n', "registries.conf blocks"),
+    ('[[registry]]\nprefix = "reg.example"\nweight = "2"\n', "'weight' is not supported"),
+])
+def test_a_refusing_or_bad_registries_conf_fails_before_the_home_is_made(conf, scratch, text, fragment):
+    conf.write(text)
+    home = os.path.join(scratch, "home")
+    params = {"src": "docker://reg.example/app:1", "home": home, "uid_maps": [], "gid_maps": [],
+              "platform": None, "registry_auth": None, "validate_certs": True, "ca_path": None,
+              "registries_conf": conf.path, "registries_conf_d": conf.dir}
+    with pytest.raises(ImageError) as e:
+        ImageManager(params).run()
+    assert fragment in e.value.message
+    assert not os.path.exists(home)
