@@ -3,7 +3,7 @@
 Run as root, on demand (`make bench-fleet`, not part of `make test`):
 
     .venv/bin/python bench/fleet.py [--hosts 10,50,100] [--reps 3] [--forks 10]
-                                    [--only ssh,local,pipelining,free]
+                                    [--only ssh,local,pipelining,free] [--books stage,mount,unmount]
 
 What it sets up, all inside one temp directory that is removed at the end, also when a
 run fails or is interrupted:
@@ -51,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 PLAYBOOKS = os.path.join(REPO, "playbooks")
 STAT_PLAYBOOKS = os.path.join(HERE, "fleet")
+DRIVER_CLI = os.path.join(HERE, "driver_cli.py")
 BINDIR = os.path.dirname(sys.executable)
 PORTS_PER_SSHD = 16  # sshd's MAX_LISTEN_SOCKS
 FIRST_PORT = 42200
@@ -260,8 +261,10 @@ def measure(cmd, env):
 
 
 def playbook(fleet, inventory, book, forks):
-    return [os.path.join(BINDIR, "ansible-playbook"), "-i", inventory, "-f", str(forks),
-            "-e", "@" + fleet.layers_vars(), "-e", "@" + fleet.mounts_vars(), book]
+    """stage.yml (and its floor) with the layers' declaration, mount.yml and unmount.yml with the mounts."""
+    declared = fleet.mounts_vars() if os.path.basename(book).replace("stat_", "") in ("mount.yml", "unmount.yml") \
+        else fleet.layers_vars()
+    return [os.path.join(BINDIR, "ansible-playbook"), "-i", inventory, "-f", str(forks), "-e", "@" + declared, book]
 
 
 def compare(name, ours, theirs, reps):
@@ -301,8 +304,18 @@ def run_count(count, args):
         local_inv = fleet.inventory("local")
         inv0 = ssh_inv if fleet.sshds else local_inv
         env = fleet.env()
-        # the layers staged once: every timed stage.yml is the steady state of a fleet run again
-        measure(playbook(fleet, inv0, os.path.join(PLAYBOOKS, "stage.yml"), args.forks), env)
+        books = [b for b in args.books.split(",") if b]
+        if "stage" in books:
+            # the layers staged once: every timed stage.yml is the steady state of a fleet run again
+            measure(playbook(fleet, inv0, os.path.join(PLAYBOOKS, "stage.yml"), args.forks), env)
+        else:
+            # mount.yml and unmount.yml need only the layers: made by the driver, much faster
+            fleet.layers_vars()
+            for i in range(count):
+                home = fleet.path("hosts", "h%03d" % i, "home")
+                sh(sys.executable, DRIVER_CLI, "apply", home, "base", "", fleet.path("base.tar"),
+                   stdout=subprocess.DEVNULL)
+                sh(sys.executable, DRIVER_CLI, "create", home, "app", "base", stdout=subprocess.DEVNULL)
 
         def pair(inv, book, env_ours, env_theirs=None):
             ours = playbook(fleet, inv, os.path.join(PLAYBOOKS, book + ".yml"), args.forks)
@@ -310,7 +323,7 @@ def run_count(count, args):
             return (ours, env_ours), (theirs, env_theirs or env_ours)
 
         for variant in variants:
-            for book in BOOKS:
+            for book in books:
                 if variant == "ssh":
                     ours, theirs = pair(ssh_inv, book, env)
                     name = "%d hosts, ssh: %s.yml vs stat" % (count, book)
@@ -374,6 +387,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--forks", type=int, default=10)
     parser.add_argument("--only", default="ssh,local,pipelining,free")
+    parser.add_argument("--books", default=",".join(BOOKS), help="which playbooks, e.g. 'mount,unmount'")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the modules mount overlays")
