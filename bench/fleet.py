@@ -354,14 +354,14 @@ def run_count(count, args):
 
 def compare_mount(name, ours, theirs, reps, fleet, inv, forks, env):
     """Each timed mount.yml mounts for real: the layers are released again between runs (not timed)."""
-    return _compare_around(name, ours, theirs, reps, playbook(fleet, inv, os.path.join(PLAYBOOKS, "unmount.yml"),
-                                                                forks), env)
+    reset = playbook(fleet, inv, os.path.join(PLAYBOOKS, "unmount.yml"), forks)
+    return _compare_around(name, ours, theirs, reps, reset, env)
 
 
 def compare_unmount(name, ours, theirs, reps, fleet, inv, forks, env):
     """Each timed unmount.yml releases for real: the layers are mounted again between runs (not timed)."""
-    return _compare_around(name, ours, theirs, reps, playbook(fleet, inv, os.path.join(PLAYBOOKS, "mount.yml"),
-                                                                forks), env)
+    reset = playbook(fleet, inv, os.path.join(PLAYBOOKS, "mount.yml"), forks)
+    return _compare_around(name, ours, theirs, reps, reset, env)
 
 
 def _compare_around(name, ours, theirs, reps, reset, env):
