@@ -405,6 +405,7 @@ class Registry:
         ``kind`` filters by the API's resource: "blobs", "manifests", "uploads" or "base" (/v2/).
         """
         out = []
+        self._settle_log()
         with open(self.log_path, "rb") as f:
             f.seek(since)
             data = f.read()
@@ -424,6 +425,21 @@ class Registry:
                 continue
             out.append((req_method, path, status))
         return out
+
+    def _settle_log(self, quiet=0.25, limit=10.0):
+        """Wait until the access log has not grown for `quiet` seconds (at most `limit`).
+
+        The registry writes a request's "response completed" line after the client has its
+        last byte, so a count taken as soon as a pull returns can miss the last requests.
+        """
+        deadline = time.monotonic() + limit
+        size = self.log_mark()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.log_mark()
+            if now == size:
+                return
+            size = now
 
     def blob_gets(self, since=0):
         return [r for r in self.requests(since, method="GET", kind="blobs") if r[2] in (200, 206, 307)]
