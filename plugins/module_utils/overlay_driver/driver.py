@@ -27,7 +27,7 @@ from .layer_mounts import LayerMount
 from .layout import KIND_OVERLAY, KIND_ROOT
 from .overlay_view import TreeView
 from .regular_files import require_regular
-from .removal import remove_tree
+from .removal import remove_tree_at
 
 
 class Driver(GraphDriver):
@@ -339,16 +339,19 @@ class Driver(GraphDriver):
         self._move_into_layer(tmp[0], "upper", layer_id, exchange=True)
         return self._result(result, True)
 
-    @staticmethod
-    def _drop_overlay_parts(paths):
-        for path in (paths.upper, paths.work, paths.merged):
-            remove_tree(path, paths.id)
+    def _drop_overlay_parts(self, paths):
+        """Remove upper/, work/, merged/ and lower-id of a layer that now has its root/, from the layer's fd.
+
+        Never by path: the layer's owner (the remapped root) can rename the layer and put a
+        symlink in its place, to a directory of root's holding names like these.
+        """
+        layer_fd = self._open_layer_dir(paths.id)
         try:
-            os.unlink(paths.lower_id)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:  # made a directory by the layer's owner: it goes the same way
-            remove_tree(paths.lower_id, paths.id)
+            for path in (paths.upper, paths.work, paths.merged, paths.lower_id):
+                # a lower-id the layer's owner made a directory goes the same way
+                remove_tree_at(layer_fd, os.path.basename(path), paths.id)
+        finally:
+            os.close(layer_fd)
 
     # -- naive diff driver ----------------------------------------------------
     #

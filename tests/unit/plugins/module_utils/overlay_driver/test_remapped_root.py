@@ -316,6 +316,42 @@ def test_a_layer_name_swapped_for_a_symlink_before_the_exchange_is_never_followe
         assert f.read() == "root's own\n"
 
 
+@pytest.mark.layout("overlay")  # the seed's overlay parts dropped once root/ is in
+def test_a_layer_name_swapped_for_a_symlink_after_the_rename_never_has_a_file_removed_through_it(
+        home, driver, scratch, monkeypatch):
+    """After apply_diff onto a child of an applied layer renames root/ in, the layer's upper/, work/,
+    merged/ and lower-id go. The remapped root renames the layer then and puts a symlink in its place,
+    to a directory holding root-only files of those names (another home's layer, say): removed by path,
+    they would go."""
+    import io
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import faults
+
+    from layertools import TarBuilder
+
+    decoy = os.path.join(scratch, "decoy")
+    os.makedirs(os.path.join(decoy, "upper"), 0o700)
+    for name in ("lower-id", os.path.join("upper", "keep")):
+        with open(os.path.join(decoy, name), "w") as f:
+            f.write("root's own\n")
+    driver.create("base")
+    driver.create("app", "base")
+
+    def at(name):
+        if name == "apply.after-rename":
+            def swap():
+                os.rename(os.path.join(home, "app"), os.path.join(home, "moved"))
+                os.symlink(decoy, os.path.join(home, "app"))
+            run_as(REMAPPED, REMAPPED, swap)
+
+    monkeypatch.setattr(faults, "point", at)
+    with pytest.raises(OverlayError, match="cannot open the layer directory"):
+        driver.apply_diff("app", "base", io.BytesIO(TarBuilder().file("new", "x\n").bytes()))
+    for name in ("lower-id", os.path.join("upper", "keep")):
+        with open(os.path.join(decoy, name)) as f:
+            assert f.read() == "root's own\n", name
+
+
 def _as_remapped_root(step):
     run_as(REMAPPED, REMAPPED, step)
 
