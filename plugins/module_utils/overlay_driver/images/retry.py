@@ -25,18 +25,29 @@ RETRY_STATUSES = (429, 502, 503, 504)
 DEFAULT_RETRIES = 5           # Docker's max-download-attempts is 5 too
 DEFAULT_RETRY_MAX_DELAY = 60  # seconds: the longest wait between two attempts
 FIRST_DELAY = 1.0
+MAX_DELTA_DIGITS = 12         # Retry-After delta-seconds longer than this (over 31 000 years) are not read
 
 sleep = time.sleep
 
 
 def retry_after(value, now=None):
     """The seconds a Retry-After header value asks for (delta-seconds or an HTTP-date, RFC 9110 10.2.3);
-    None when there is none or it cannot be read (then the backoff decides)."""
+    None when there is none or it cannot be read (then the backoff decides).
+
+    The header is the registry's to write: only ASCII digits are delta-seconds (str.isdigit alone also
+    takes a superscript or another script's digits, which int() refuses), and their number is bounded
+    (a long run would overflow float or pass int's digit limit); any of these counts as no value.
+    """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(int(value))
+    if value.isascii() and value.isdigit():
+        if len(value) > MAX_DELTA_DIGITS:
+            return None
+        try:
+            return float(int(value))
+        except (ValueError, OverflowError):
+            return None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -57,6 +57,14 @@ def test_retry_after_in_seconds_and_as_an_http_date():
         assert retry_after(unreadable) is None
 
 
+def test_a_retry_after_that_only_looks_like_digits_counts_as_none():
+    # str.isdigit() is true for a superscript two ("\xb2", one latin-1 byte of a header) and for other
+    # scripts' digits, which int() refuses; a long run of digits overflows float or passes int's digit limit
+    for unreadable in ("\xb2", "\u0661\u0662", "1" * 400, "9" * 5000, "7" * 13):
+        assert retry_after(unreadable) is None
+    assert retry_after("9" * 12) == 999999999999.0
+
+
 def test_the_backoff_doubles_up_to_the_max_delay_and_the_count_is_bounded():
     policy = RetryPolicy(retries=4, max_delay=5)
     assert [policy.next_wait(n, None)[0] for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
