@@ -16,9 +16,11 @@ program; its Secret never appears in a message.
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
+import time
 
 from .auth import Credentials
 from .errors import ImageError
@@ -50,19 +52,110 @@ def program_path(name, image, environ=None, where=None):
     return path
 
 
+class AnswerTooLong(Exception):
+    """The helper wrote more than MAX_ANSWER bytes on stdout (it was killed; the rest was not read)."""
+
+
+def _kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _drain(fd, chunks, kept, bound):
+    """Read what `fd` has now (it is non-blocking) into `chunks`, keeping at most `bound` + 1 bytes in all;
+    (bytes kept, at end of file)."""
+    while True:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return kept, False
+        except InterruptedError:
+            continue
+        if not data:
+            return kept, True
+        if kept <= bound:
+            data = data[:bound + 1 - kept]
+            chunks.append(data)
+            kept += len(data)
+
+
+def _collect(proc, timeout):
+    """(stdout, stderr) of `proc`, read until it has exited and its pipes hold nothing more, or raise
+    subprocess.TimeoutExpired once `timeout` seconds have passed without its exit.
+
+    The end is the helper's exit, not the end of its pipes: a helper may start a daemon in a session of
+    its own (a keyring agent) that keeps its stdout open long after the answer; what the helper wrote
+    before exiting is in the pipe, so it is read without waiting for that daemon. Reads are bounded:
+    stdout past MAX_ANSWER + 1 bytes ends the wait (AnswerTooLong), stderr past that is read and dropped.
+    Nothing here blocks past the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    streams = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+    kept = dict.fromkeys(streams, 0)
+    open_fds = set(streams)
+    for fd in streams:
+        os.set_blocking(fd, False)
+    try:
+        exit_fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        exit_fd = None  # no pidfd: the exit is noticed at the next short tick
+    poller = select.poll()
+    for fd in open_fds:
+        poller.register(fd, select.POLLIN)
+    if exit_fd is not None:
+        poller.register(exit_fd, select.POLLIN)
+    try:
+        while True:
+            exited = proc.poll() is not None
+            for fd in list(open_fds):
+                kept[fd], eof = _drain(fd, streams[fd], kept[fd], MAX_ANSWER)
+                if eof:
+                    open_fds.discard(fd)
+                    poller.unregister(fd)
+            if kept[proc.stdout.fileno()] > MAX_ANSWER:
+                raise AnswerTooLong()
+            if exited:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            if exit_fd is None:
+                remaining = min(remaining, 0.05)
+            poller.poll(remaining * 1000)
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+    return b"".join(streams[proc.stdout.fileno()]), b"".join(streams[proc.stderr.fileno()])
+
+
 def _run(path, server, timeout, environ):
+    """(exit status, stdout, stderr) of `path get` given `server` on stdin; raises subprocess.TimeoutExpired
+    when it has not exited within `timeout` seconds, AnswerTooLong when its stdout passes MAX_ANSWER."""
     proc = subprocess.Popen([path, "get"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=environ, close_fds=True, start_new_session=True)
     try:
-        out, err = proc.communicate(server.encode("utf-8"), timeout=timeout)
-    except BaseException:
-        # a timeout, or a signal while waiting: the helper and whatever it started go with it
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
+            proc.stdin.write(server.encode("utf-8"))  # a host name: far less than a pipe holds, never blocks
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # a helper that does not read stdin still answers
+        out, err = _collect(proc, timeout)
+    except BaseException:
+        # a timeout, an answer too long, or a signal while waiting: the helper and whatever it started go
+        _kill(proc)
+        try:
+            proc.wait(timeout=1)  # SIGKILL of the helper itself: its exit is at once
+        except subprocess.TimeoutExpired:
             pass
-        proc.communicate()
         raise
+    finally:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
     return proc.returncode, out, err
 
 
@@ -73,6 +166,8 @@ def get(name, server, image, timeout=HELPER_TIMEOUT, environ=None, where=None):
     program = PREFIX + name
     try:
         status, out, err = _run(path, server, timeout, environ)
+    except AnswerTooLong:
+        raise ImageError("the credential helper %s answered more than %d bytes" % (program, MAX_ANSWER), image=image)
     except subprocess.TimeoutExpired:
         raise ImageError("the credential helper %s did not answer within %ss (waiting for a keyring to be unlocked?)"
                          % (program, timeout), image=image)

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -33,6 +34,17 @@ behaviour = %(behaviour)r
 if behaviour == "hang":
     import subprocess
     subprocess.call(["/bin/sleep", "600"])  # a grandchild holding stdout open too
+if behaviour == "escape":
+    # a daemon in a session of its own (a keyring agent started on first use) keeps stdout open
+    import subprocess
+    daemon = subprocess.Popen(["/bin/sleep", "20"], start_new_session=True)
+    with open(%(log)r + ".daemon", "w") as f:
+        f.write(str(daemon.pid))
+if behaviour == "flood":
+    for _ in range(128):
+        sys.stdout.write("x" * 65536)
+    sys.stdout.flush()
+    time.sleep(600)
 if behaviour == "fail":
     sys.stderr.write("the keyring is locked\\n")
     sys.exit(3)
@@ -217,6 +229,32 @@ def test_a_helper_that_hangs_is_killed_with_what_it_started(world):
     with pytest.raises(ImageError) as e:
         world.lookup(timeout=1)
     assert "docker-credential-slow did not answer within 1s" in e.value.message
+
+
+def test_a_helper_that_answers_and_leaves_a_daemon_holding_stdout_is_heard(world):
+    # its answer is used when it exits; the daemon's open stdout is not waited for (it sleeps longer
+    # than the timeout, so waiting for its end of file would be "did not answer")
+    world.helper("agent", {HOST: ("user", "pw")}, behaviour="escape")
+    world.docker_config({"credsStore": "agent"})
+    try:
+        assert names(world.lookup(timeout=5)) == ("user", "pw")
+    finally:
+        with open(world.log + ".daemon", encoding="utf-8") as f:
+            daemon = int(f.read())
+        try:
+            os.kill(daemon, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_helper_that_floods_stdout_is_stopped_at_the_bound(world):
+    # 8 MiB and still running: reading stops past MAX_ANSWER bytes and the helper is killed, it is not
+    # read into memory until the timeout
+    world.helper("flood", behaviour="flood")
+    world.docker_config({"credsStore": "flood"})
+    with pytest.raises(ImageError) as e:
+        world.lookup(timeout=20)
+    assert "docker-credential-flood answered more than 65536 bytes" in e.value.message
 
 
 @pytest.mark.parametrize("name", ["../../bin/sh", "/bin/sh", "", "a b", 7])
