@@ -131,6 +131,9 @@ options:
       - In the registry's directory, C(*.crt) files are CA certificates trusted for it beside the system's and
         O(ca_path); a C(NAME.cert) with its C(NAME.key) is the client certificate presented to a registry that
         requires mutual TLS. A C(.cert) without its C(.key), or the other way round, is an error.
+      - The certs.d directory and the registry's directory in it must be owned by root (or the user running the
+        task) and not writable by group or others, else the task fails naming the directory; the files in it must
+        be regular files (a symbolic link is not followed), each at most 1 MiB.
     type: path
     version_added: 0.2.0
   registries_conf:

@@ -3,7 +3,9 @@
 import os
 import shutil
 import ssl
+import stat
 import tempfile
+import threading
 
 import pytest
 
@@ -161,3 +163,91 @@ def test_the_modules_certs_dir_option(mtls, scratch):
     with pytest.raises(ImageError) as e:
         ImageManager(params, check_mode=True).run()
     assert "does not verify" in e.value.message
+
+
+# -- files another user may have planted ------------------------------------------------------
+
+def test_a_fifo_in_the_registrys_directory_is_an_error_not_a_hang(tmp_path):
+    # a FIFO named like a CA: opened without blocking and refused as not a regular file (ssl would wait
+    # for a writer forever)
+    directory = tmp_path / "reg.example"
+    directory.mkdir()
+    fifo = str(directory / "ca.crt")
+    os.mkfifo(fifo)
+
+    def writer():  # so that a reader that blocks on the FIFO gets junk and ends, rather than hang the test
+        with open(fifo, "wb") as f:
+            f.write(b"junk")
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ImageError) as e:
+            certs.apply(ssl.create_default_context(), "reg.example", (str(tmp_path),), "img")
+    finally:
+        unblock = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the writer's open returns once a reader is there
+        thread.join()
+        os.close(unblock)
+    assert "ca.crt in the registry's certs.d directory is not a regular file" in e.value.message
+    assert e.value.path == str(directory)
+
+
+def test_a_client_key_that_is_a_symbolic_link_is_not_followed(tmp_path):
+    # a link to a key only root may read would otherwise present that key with root's authority
+    secret = tmp_path / "root-only.key"
+    secret.write_text("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
+    secret.chmod(0o600)
+    directory = tmp_path / "certs.d" / "reg.example"
+    directory.mkdir(parents=True)
+    (directory / "client.cert").write_text("x")
+    os.symlink(str(secret), str(directory / "client.key"))
+    with pytest.raises(ImageError) as e:
+        certs.apply(ssl.create_default_context(), "reg.example", (str(tmp_path / "certs.d"),), "img")
+    assert "cannot read client.key in the registry's certs.d directory" in e.value.message
+    assert "symbolic link is not followed" in e.value.message
+
+
+@pytest.mark.parametrize("which", ["certs", "host"])
+@pytest.mark.parametrize("how, fragment", [
+    ("group-writable", "is writable by group or others (mode 0775)"),
+    ("other-writable", "is writable by group or others (mode 0757)"),
+    ("foreign-owner", "is owned by uid 4242, not root"),
+])
+def test_a_certs_dir_another_user_may_write_is_refused_naming_it(tmp_path, which, how, fragment):
+    root = tmp_path / "certs.d"
+    directory = root / "reg.example"
+    directory.mkdir(parents=True)
+    (directory / "ca.crt").write_text("not read")
+    target = root if which == "certs" else directory
+    if how == "foreign-owner":
+        os.chown(str(target), 4242, 4242)
+    else:
+        target.chmod(0o775 if how == "group-writable" else 0o757)
+    with pytest.raises(ImageError) as e:
+        certs.apply(ssl.create_default_context(), "reg.example", (str(root),), "img")
+    assert fragment in e.value.message and e.value.path == str(target)
+    assert ("certs directory" if which == "certs" else "registry's certs.d directory") in e.value.message
+
+
+def test_the_client_key_is_loaded_from_a_private_copy_removed_after(tmp_path, monkeypatch):
+    pki = Pki(str(tmp_path / "pki"))
+    key, cert, _ca = pki.client_cert("client", "client-ca")
+    root = str(tmp_path / "certs.d")
+    _files(os.path.join(root, "reg.example"), {"ca.crt": pki.ca_crt, "client.cert": cert, "client.key": key})
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    seen = []
+
+    class Spy(ssl.SSLContext):
+        """Sees the file ssl is given for the chain while it is there."""
+
+        def load_cert_chain(self, path, *args):
+            st, parent = os.lstat(path), os.lstat(os.path.dirname(path))
+            seen.append((stat.S_IMODE(st.st_mode), stat.S_IMODE(parent.st_mode), st.st_uid, path))
+            return super().load_cert_chain(path, *args)
+    context = Spy(ssl.PROTOCOL_TLS_CLIENT)
+    result = certs.apply(context, "reg.example", (root,), "img")
+    assert result.client_cert == os.path.join(root, "reg.example", "client.cert")
+    assert [s[:3] for s in seen] == [(0o600, 0o700, os.geteuid())]
+    assert seen[0][3].startswith(str(private) + os.sep)
+    assert os.listdir(str(private)) == []
