@@ -381,6 +381,10 @@ def _compare_around(name, ours, theirs, reps, reset, env):
     return row
 
 
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="10,50,100")
@@ -395,7 +399,7 @@ def main():
         raise SystemExit("no /usr/sbin/sshd: apt-get install --no-install-recommends openssh-server "
                          "(the bench starts its own sshd processes; it does not use the system's)")
     # a SIGTERM unwinds through the finally blocks like ^C does
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     collections = os.environ.get("STRATA_COLLECTIONS", os.path.join(REPO, ".collections"))
     os.environ["ANSIBLE_COLLECTIONS_PATH"] = collections
     header = ["| measurement | ours (wall s / cpu s) | theirs (wall s / cpu s) | ratio (median, min-max) "

@@ -351,8 +351,8 @@ def report(results):
                   "| side | seconds (median) | x peer | inodes | bytes |", "|---|---|---|---|---|"]
         for name in SIDES:
             r = i[name]
-            lines.append("| %s | %.2f | %.2f | %d | %s |" % (name, r["seconds"], r["seconds"] / peer["seconds"],
-                                                              r["inodes"], _mb(r["bytes"])))
+            row = (name, r["seconds"], r["seconds"] / peer["seconds"], r["inodes"], _mb(r["bytes"]))
+            lines.append("| %s | %.2f | %.2f | %d | %s |" % row)
         lines.append("")
     return "\n".join(lines)
 

@@ -180,9 +180,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             first = _range_start(self.headers.get("Range"))
             if first is not None and r.honour_range and first < len(data):
                 r.ranges_served.append((parts[-1], first))
+                content_range = "bytes %d-%d/%d" % (first, len(data) - 1, len(data))
                 return self.send(206, data[first:], {"Content-Type": "application/octet-stream",
-                                                     "Content-Range": "bytes %d-%d/%d" % (first, len(data) - 1,
-                                                                                         len(data))})
+                                                     "Content-Range": content_range})
             return self.send(200, data, {"Content-Type": "application/octet-stream"})
         return self.send(404)
 

@@ -117,4 +117,3 @@ class Prefetcher:
         """Throw away what was fetched and not taken (a failure stopped the staging)."""
         for index in list(self._jobs):
             self._jobs.pop(index).discard()
-

@@ -212,8 +212,8 @@ class Registry(ImageSource):
                                   "it)" % (here[1], e.verify_message or e), blob)
             except _RESETS as e:
                 conn.close()
-                raise _Reset("the connection to %s:%d%s was reset: %s" % (here[1], here[2], via,
-                                                                             str(e) or type(e).__name__))
+                raise _Reset("the connection to %s:%d%s was reset: %s"
+                             % (here[1], here[2], via, str(e) or type(e).__name__))
             except ssl.SSLError as e:
                 conn.close()
                 raise self._error("TLS with %s:%d%s failed: %s%s" % (here[1], here[2], via, e, self.host_certs.hint(e)),

@@ -82,8 +82,8 @@ class RetryPolicy:
         if attempt > self.retries:
             return None, "%d retr%s" % (self.retries, "y" if self.retries == 1 else "ies")
         if asked is not None and asked > self.max_delay:
-            return None, "it asked to wait %ds (Retry-After), more than retry_max_delay (%ss)" % (asked,
-                                                                                                 self.max_delay)
+            return None, ("it asked to wait %ds (Retry-After), more than retry_max_delay (%ss)"
+                          % (asked, self.max_delay))
         wait = self.backoff(attempt) if asked is None else asked
         if deadline is not None and wait >= deadline.remaining(0):
             return None, "a wait of %ds would pass the deadline" % wait

@@ -306,8 +306,9 @@ def _locked_unless_check(store, check_mode):
 
 
 def _stage_layers(store, source, resolved, layers, image, progress, check_mode, sizes):
-    prefetch = None if check_mode or not source.remote else _prefetcher(store, source, resolved, layers, image,
-                                                                         progress)
+    prefetch = None
+    if not check_mode and source.remote:
+        prefetch = _prefetcher(store, source, resolved, layers, image, progress)
     try:
         parent = ""
         for i, layer in enumerate(layers):
