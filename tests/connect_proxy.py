@@ -127,14 +127,21 @@ class ConnectProxy:
 
 
 def _pipe(a, b):
-    """Bytes both ways until either side closes."""
-    peers = {a: b, b: a}
+    """Bytes both ways until either side closes.
+
+    By poll, not select: in a long test run the sockets' numbers pass select's limit (1024).
+    """
+    peers = {a.fileno(): (a, b), b.fileno(): (b, a)}
+    poller = select.poll()
+    for fd in peers:
+        poller.register(fd, select.POLLIN)
     while True:
-        ready, _w, _x = select.select([a, b], [], [], 60)
+        ready = poller.poll(60000)
         if not ready:
             return
-        for sock in ready:
+        for fd, _events in ready:
+            sock, peer = peers[fd]
             data = sock.recv(65536)
             if not data:
                 return
-            peers[sock].sendall(data)
+            peer.sendall(data)
