@@ -64,15 +64,20 @@ options:
   layout:
     description:
       - The on-disk layout of the layer home. C(overlay) is the layout of Docker's legacy C(overlay)
-        driver, the one this collection has always written.
+        driver, the one this collection has always written. C(overlay2) is the layout of Docker's
+        C(overlay2) driver (Docker 20.10's default, and containers-storage's): each layer keeps only its
+        own changes in C(diff/), and a mount stacks the layers below it by their short links in
+        C(<home>/l), up to Docker's 128. A child layer then costs what its diff costs, where the
+        C(overlay) layout gives every layer built by a diff a hardlink copy of its parent's whole tree.
       - The layout belongs to the home. It is recorded in C(<home>/.strata/layout.json) when the home is
         first written; a home without that record (written by an older version, or by Docker) is in the
         layout its layer directories are in. Leave this option out to use the home's layout; a call that
         names another layout fails. A new home gets C(overlay) when it is left out.
       - The layer id C(l) is reserved in every layout (Docker's C(overlay2) layout keeps its short links
-        in C(<home>/l)). A home in the C(overlay2) layout is refused by this version.
+        in C(<home>/l)). A home Docker wrote with C(--storage-driver overlay2) is read and written in
+        place.
     type: str
-    choices: [overlay]
+    choices: [overlay, overlay2]
 notes:
   - Runs as root on Linux hosts whose kernel has overlayfs. Managed hosts need nothing but Python 3.
   - Every run takes a lock on the layer home, so concurrent tasks on one host see each other's work whole

@@ -19,7 +19,7 @@ import os
 import stat
 
 from . import damage, faults, mounts, syscalls, walk
-from .copy import copy_tree_at, copy_tree_into
+from .copy import copy_tree_at
 from .errors import OverlayError
 from .graph_driver import GraphDriver, is_real_dir as _is_dir, lstat_at as _lstat_at
 from .ids import validate_layer_id
@@ -185,19 +185,6 @@ class Driver(GraphDriver):
                 os.close(upper_fd)
         finally:
             os.close(parent_fd)
-
-    def _copy_from_layer(self, src, dst_fd, dst_name, hardlink=False):
-        """A layer's root/ or upper/ (src, a LayerPaths path) copied to dst_name, new in root's temp dir dst_fd.
-
-        The layer's directory is opened from the home's fd: its owner (the remapped root) could
-        have swapped any name on the way for a symlink.
-        """
-        layer_dir, name = os.path.split(src)
-        layer_fd = self._open_layer_dir(os.path.basename(layer_dir))
-        try:
-            copy_tree_into(layer_fd, name, dst_fd, dst_name, hardlink, where=src)
-        finally:
-            os.close(layer_fd)
 
     def _make_overlay_dirs(self, dir_fd, upper_mode):
         """upper/ (the mode of what it lies on), work/ and merged/ (0700) of a new overlay layer."""

@@ -19,6 +19,7 @@ from .driver import Driver
 from .errors import OverlayError
 from .home import HomeDirs, home_entries, is_layer_name
 from .layout import STATE_DIR
+from .overlay2_driver import Overlay2Driver
 from .walk import DIR_FLAGS
 
 # every layout a home can record; the default is the seed's
@@ -26,7 +27,7 @@ LAYOUTS = ("overlay", "overlay2")
 DEFAULT_LAYOUT = "overlay"
 
 # the layouts this version reads and writes
-_DRIVERS = {Driver.LAYOUT: Driver}
+_DRIVERS = {Driver.LAYOUT: Driver, Overlay2Driver.LAYOUT: Overlay2Driver}
 
 
 def available_layouts():

@@ -24,6 +24,7 @@ import stat
 
 from . import faults, fscheck, mounts, syscalls, walk, whiteouts
 from .changes import changes_dirs, changes_size, view_changes
+from .copy import copy_tree_into
 from .errors import OverlayError
 from .home import HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
@@ -54,6 +55,9 @@ class GraphDriver:
 
     # how the applier writes a tarball's whiteouts (whiteouts.py): into a whole tree, or in overlay's form
     WHITEOUT_FORMAT = whiteouts.DELETE
+
+    # the layout's paths (layout.HomeLayout: the seed's names; a layout with other names subclasses it)
+    LAYOUT_PATHS = HomeLayout
 
     def __init__(self, home, uid_maps=None, gid_maps=None, check=True, load_module=True, writable=True, dirs=None):
         """writable=False opens the home for reading: nothing is created, probed or cleaned.
@@ -91,7 +95,7 @@ class GraphDriver:
         self.mount_records = MountRecords(self.dirs, self.layout.state)
 
     def _read_layout(self):
-        self.layout = HomeLayout(self.dirs.path)
+        self.layout = self.LAYOUT_PATHS(self.dirs.path)
         self.home = self.layout.home
 
     def _settle_writable(self, recorded):
@@ -356,18 +360,33 @@ class GraphDriver:
             tmp_fd = os.open(tmp, walk.DIR_FLAGS, dir_fd=self.dirs.tmp_fd)
             try:
                 self._populate(tmp_fd, layer_id, parent)
-                os.fchown(tmp_fd, self.root_uid, self.root_gid)
+                undo = self._finish_layer_dir(tmp_fd, layer_id)
             finally:
                 os.close(tmp_fd)
-            faults.point("create.before-rename")
-            try:
-                syscalls.rename_noreplace(tmp, layer_id, self.dirs.tmp_fd, self.dirs.fd)
-            except FileExistsError:
-                raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
+            self._rename_in(tmp, layer_id, undo)
             tmp = None
         finally:
             if tmp is not None:
                 remove_tree_at(self.dirs.tmp_fd, tmp)
+
+    def _finish_layer_dir(self, tmp_fd, layer_id):
+        """The new layer's directory (tmp_fd) made ready for the rename that makes it a layer: given to the
+        remapped root. Returns what undoes anything made outside it, for a rename that fails (or None)."""
+        os.fchown(tmp_fd, self.root_uid, self.root_gid)
+        return None
+
+    def _rename_in(self, tmp_name, layer_id, undo):
+        """.strata/tmp/tmp_name renamed to the layer's name, never over anything; undo() when it fails."""
+        faults.point("create.before-rename")
+        try:
+            try:
+                syscalls.rename_noreplace(tmp_name, layer_id, self.dirs.tmp_fd, self.dirs.fd)
+            except FileExistsError:
+                raise OverlayError("layer already exists", layer=layer_id, path=self.layout.layer(layer_id).dir)
+        except BaseException:
+            if undo is not None:
+                undo()
+            raise
 
     def _open_layer_dir(self, layer_id):
         try:
@@ -375,6 +394,19 @@ class GraphDriver:
         except OSError as e:
             raise OverlayError("cannot open the layer directory: %s" % e.strerror, layer=layer_id,
                                path=self.layout.layer(layer_id).dir)
+
+    def _copy_from_layer(self, src, dst_fd, dst_name, hardlink=False):
+        """A layer's root/ or upper/ (src, a LayerPaths path) copied to dst_name, new in root's temp dir dst_fd.
+
+        The layer's directory is opened from the home's fd: its owner (the remapped root) could
+        have swapped any name on the way for a symlink.
+        """
+        layer_dir, name = os.path.split(src)
+        layer_fd = self._open_layer_dir(os.path.basename(layer_dir))
+        try:
+            copy_tree_into(layer_fd, name, dst_fd, dst_name, hardlink, where=src)
+        finally:
+            os.close(layer_fd)
 
     def _raise_if_out_of_space(self, e, layer_id):
         """An apply that filled the home's filesystem (or quota) is reported as that, with what bounds a layer's
@@ -616,14 +648,10 @@ class GraphDriver:
                                              progress)
                 if before_rename is not None:
                     before_rename(result)
-                os.fchown(tmp_fd, self.root_uid, self.root_gid)
+                undo = self._finish_layer_dir(tmp_fd, layer_id)
             finally:
                 os.close(tmp_fd)
-            faults.point("create.before-rename")
-            try:
-                syscalls.rename_noreplace(temps[0], layer_id, self.dirs.tmp_fd, self.dirs.fd)
-            except FileExistsError:
-                raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
+            self._rename_in(temps[0], layer_id, undo)
             temps.pop(0)
             return result
         except OSError as e:

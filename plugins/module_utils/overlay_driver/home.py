@@ -30,7 +30,7 @@ import stat
 
 from .errors import OverlayError
 from .ids import validate_layer_id
-from .layout import LAYER_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .layout import LAYER_ENTRIES, LINK_DIR, OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
 from .state_files import read_json, write_atomic
 from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
@@ -249,6 +249,8 @@ class HomeDirs:
         self.strays = []
         layers = 0
         for name, st in home_entries(self.fd):
+            if name == LINK_DIR and stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
+                continue  # the overlay2 layout's short links, root's (overlay2_driver.py checks each one)
             if is_layer_name(name) and stat.S_ISDIR(st.st_mode) and self._looks_like_layer(name):
                 layers += 1
             elif self.root_uid != 0 and st.st_uid == self.root_uid:
@@ -274,7 +276,7 @@ class HomeDirs:
             inside = set(os.listdir(fd))
         finally:
             os.close(fd)
-        return bool(inside & set(LAYER_ENTRIES))
+        return bool(inside & set(LAYER_ENTRIES + OVERLAY2_ENTRIES))
 
     def open_private(self, parent_fd, name, create, where):
         """A bookkeeping directory: a real directory of root's, 0700 (made so, or repaired, by a writer)."""

@@ -19,6 +19,10 @@ WORK = "work"
 MERGED = "merged"
 LOWER_ID = "lower-id"
 LAYER_ENTRIES = (ROOT, UPPER, WORK, MERGED, LOWER_ID)
+# what a layer directory of the overlay2 layout (Docker's) holds beside work/ and merged/ (overlay2_driver.py)
+OVERLAY2_ENTRIES = ("diff", "link", "lower", "committed")
+# <home>/l: the overlay2 layout's short links (short_links.py), the one name in a home that is no layer
+LINK_DIR = "l"
 
 # the two kinds of layer: a plain root/ tree, or an overlay (upper/ over a lower layer's root/)
 KIND_ROOT = "root"

@@ -24,11 +24,10 @@ import stat
 
 from .errors import OverlayError
 from .ids import validate_layer_id
-from .layout import create_unique
+from .layout import LINK_DIR, create_unique
 from .mounts import format_mount_label
 from .walk import DIR_FLAGS
 
-LINK_DIR = "l"
 LINK_FILE = "link"
 LOWER_FILE = "lower"
 DIFF_DIR = "diff"

@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.managers import LayerManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import drivers
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.overlay2_driver import Overlay2Driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.home import HomeDirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
@@ -107,9 +108,9 @@ def test_a_reader_records_nothing(home):
 
 
 @pytest.mark.parametrize("shape", ["short-links", "layer-dirs"])
-def test_a_docker_overlay2_home_is_recognised_and_refused_by_name(home, shape):
-    """Docker 20.10's overlay2 directories (l/, <id>/diff and link): this version has no driver for them,
-    and says so instead of calling the home foreign or writing into it."""
+def test_a_docker_overlay2_home_is_opened_with_the_overlay2_driver(home, shape):
+    """Docker 20.10's overlay2 directories (l/, <id>/diff and link), with no .strata: read and written
+    with the overlay2 driver, and a call naming the seed's layout is refused before anything is written."""
     os.mkdir(home, 0o700)
     if shape == "short-links":
         os.mkdir(os.path.join(home, "l"), 0o700)
@@ -118,13 +119,17 @@ def test_a_docker_overlay2_home_is_recognised_and_refused_by_name(home, shape):
         os.makedirs(os.path.join(layer, "diff"))
         with open(os.path.join(layer, "link"), "w") as f:
             f.write("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    for kw in ({}, {"layout": "overlay2"}, {"read_only": True}):
-        with pytest.raises(OverlayError, match="the overlay2 layout cannot be read or written by this version"):
-            LayerStore(home, **kw)
     with pytest.raises(OverlayError, match="the home holds layers in the overlay2 layout; this call passes "
                                            "layout overlay"):
         LayerStore(home, layout="overlay")
     assert not os.path.lexists(os.path.join(home, ".strata"))
+    for kw in ({"read_only": True}, {"layout": "overlay2"}, {}):
+        store = LayerStore(home, **kw)
+        try:
+            assert isinstance(store.driver, Overlay2Driver)
+        finally:
+            store.close()
+    assert opened_layout(home) == "overlay2"
 
 
 @pytest.mark.parametrize("damage", ["other-owner", "group-writable", "symlink", "not-json", "wrong-shape",
@@ -155,7 +160,7 @@ def test_the_option_names_only_the_layouts_this_version_has_a_driver_for():
 
     assert COMMON_ARGS["layout"] == {"type": "str", "choices": drivers.available_layouts()}
     assert "default" not in COMMON_ARGS["layout"]  # left out: the home's own layout
-    assert drivers.available_layouts() == [Driver.LAYOUT] == ["overlay"]
+    assert drivers.available_layouts() == sorted([Driver.LAYOUT, Overlay2Driver.LAYOUT]) == ["overlay", "overlay2"]
 
 
 def test_a_module_naming_the_other_layout_fails_before_touching_the_home(home):

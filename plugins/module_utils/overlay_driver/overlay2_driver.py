@@ -1,0 +1,436 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Docker's overlay2 layout, in Python: a layer costs what its diff costs.
+
+On disk exactly what Docker 20.10's overlay2 driver writes, so that either
+reads what the other wrote:
+
+    <home>/l/<LINK> -> ../<id>/diff    short links (root's, 0700), short_links.py
+    <home>/<id>/                       0710, root's with the remapped root's group
+        diff/                          the layer's own files (0755, the remapped root's)
+        link                           its LINK
+        lower                          l/<LINK>:l/<LINK>:... of the layers below, nearest first
+        work/                          overlay's work dir (0700), in layers with a lower
+        merged/                        the mount point, made by get and removed by put
+        committed                      (0600, empty) once a layer is built on it
+
+A layer without a lower file is a base (KIND_ROOT): get hands out its diff/,
+or binds it read-only at merged/. Any other is an overlay of its diff/ on
+the diff/s of every layer below it, mounted from inside the home with their
+short links so that 128 lowers fit in the page the kernel takes as mount
+data. apply_diff writes the tarball into the layer's own diff/ only, with
+whiteouts in overlay's form (0/0 devices, the opaque xattr), as Docker's
+does; the diff is applied to a fresh diff/ in .strata/tmp and exchanged in
+once its digest is checked. The naive diff reads the diff/s stacked as
+overlay would (overlay_view.py), never through a mount.
+"""
+
+import errno
+import os
+import stat
+
+from . import mounts, short_links, syscalls, whiteouts
+from .errors import OverlayError
+from .graph_driver import GraphDriver, lstat_at
+from .ids import validate_layer_id
+from .layer_mounts import LayerMount
+from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
+from .overlay_view import TreeView
+
+DIFF = short_links.DIFF_DIR
+COMMITTED = "committed"
+LAYER_DIR_MODE = 0o710  # Docker's: root's, the remapped root's group may enter
+# what a layer directory of this layout may hold, and of which type
+_DIR_ENTRIES = (DIFF, WORK, MERGED)
+_FILE_ENTRIES = (short_links.LINK_FILE, short_links.LOWER_FILE, COMMITTED)
+
+
+class Overlay2Paths:
+    """One layer's paths in the overlay2 layout. root and upper name diff/ too: the base layer's read-only
+    bind and the overlay's upperdir are both of diff/ (layer_mounts.py reads them by those names)."""
+
+    __slots__ = ("home", "id", "dir", "diff", "root", "upper", "work", "merged", "link", "lower", "committed")
+
+    def __init__(self, home, layer_id):
+        validate_layer_id(layer_id)
+        self.home = home
+        self.id = layer_id
+        self.dir = os.path.join(home, layer_id)
+        self.diff = self.root = self.upper = os.path.join(self.dir, DIFF)
+        self.work = os.path.join(self.dir, WORK)
+        self.merged = os.path.join(self.dir, MERGED)
+        self.link = os.path.join(self.dir, short_links.LINK_FILE)
+        self.lower = os.path.join(self.dir, short_links.LOWER_FILE)
+        self.committed = os.path.join(self.dir, COMMITTED)
+
+
+class Overlay2Layout(HomeLayout):
+    def layer(self, layer_id):
+        return Overlay2Paths(self.home, layer_id)
+
+
+class Overlay2Driver(GraphDriver):
+    """Docker 20.10's overlay2 layout (see the module's docstring)."""
+
+    LAYOUT = "overlay2"
+    LAYOUT_PATHS = Overlay2Layout
+    WHITEOUT_FORMAT = whiteouts.OVERLAY
+
+    def _settle_writable(self, recorded):
+        """The home as every layout has it, and <home>/l/ (root's, 0700) for the short links."""
+        super(Overlay2Driver, self)._settle_writable(recorded)
+        self._close_quietly(short_links.open_link_dir(self.dirs.fd, create=True))
+
+    @staticmethod
+    def _close_quietly(fd):
+        if fd is not None:
+            os.close(fd)
+
+    def _link_dir(self, layer_id=None):
+        """<home>/l opened (a real directory), OverlayError when it is missing."""
+        try:
+            fd = short_links.open_link_dir(self.dirs.fd)
+        except OverlayError as e:
+            raise OverlayError(e.cause, layer=layer_id, path=os.path.join(self.home, short_links.LINK_DIR))
+        if fd is None:
+            raise OverlayError("the home has no %s/ directory of short links" % short_links.LINK_DIR, layer=layer_id,
+                               path=os.path.join(self.home, short_links.LINK_DIR))
+        return fd
+
+    # -- what the layer's files say ---------------------------------------------
+
+    def _read_layer(self, layer_id, reader):
+        """reader(layer_fd) on the layer's directory, its OverlayErrors naming the layer."""
+        layer_fd = self._open_layer_dir(layer_id)
+        try:
+            return reader(layer_fd)
+        except OverlayError as e:
+            raise OverlayError(e.cause, layer=layer_id, path=e.path or self.layout.layer(layer_id).dir)
+        finally:
+            os.close(layer_fd)
+
+    def own_link(self, layer_id):
+        """The layer's LINK, from its link file."""
+        return self._read_layer(layer_id, short_links.read_link_file)
+
+    def lower_links(self, layer_id):
+        """The LINKs of the layers below, nearest first, from the lower file ([] for a base layer)."""
+        return self._read_layer(layer_id, short_links.read_lower)
+
+    def lower_ids(self, layer_id):
+        """The ids of the layers below, nearest first: each LINK of the lower file resolved in l/ and
+        checked to be that layer's own (its link file names it)."""
+        links = self.lower_links(layer_id)
+        if not links:
+            return []
+        link_fd = self._link_dir(layer_id)
+        try:
+            ids = []
+            for link in links:
+                try:
+                    lower = short_links.resolve_link(link_fd, link)
+                except OverlayError as e:
+                    raise OverlayError(e.cause, layer=layer_id, path=self.layout.layer(layer_id).lower)
+                problem = self._lower_problem(layer_id, lower, link)
+                if problem:
+                    raise OverlayError("its %s file names %s/%s: %s" % (short_links.LOWER_FILE, short_links.LINK_DIR,
+                                                                       link, problem),
+                                       layer=layer_id, path=self.layout.layer(layer_id).lower)
+                ids.append(lower)
+            return ids
+        finally:
+            os.close(link_fd)
+
+    def _lower_problem(self, layer_id, lower, link):
+        if lower == layer_id:
+            return "a link to the layer itself"
+        if not self.exists(lower):
+            return "a link to %s, which is not a layer of this home" % lower
+        try:
+            if self.own_link(lower) != link:
+                return "a link to %s, whose own link is another one" % lower
+        except OverlayError as e:
+            return "a link to %s, whose link file is unusable (%s)" % (lower, e.cause)
+        return None
+
+    def kind(self, layer_id):
+        """A base (KIND_ROOT) has no lower file; any other layer is an overlay."""
+        self._require(layer_id)
+        has_lower = self._read_layer(layer_id, lambda fd: lstat_at(fd, short_links.LOWER_FILE) is not None)
+        return KIND_OVERLAY if has_lower else KIND_ROOT
+
+    def lower_layer(self, layer_id):
+        """The layer right below (the lower file's first link), None for a base."""
+        if self.kind(layer_id) == KIND_ROOT:
+            return None
+        lowers = self.lower_ids(layer_id)
+        return lowers[0] if lowers else None
+
+    def layer_problem(self, layer_id):
+        """Why this layer's directory cannot be used, None when it can: a name no overlay2 layer holds or an
+        entry of the wrong type, no diff/, a link file or lower file unusable, a lower naming no layer."""
+        problem = self._read_layer(layer_id, _entries_problem)
+        if problem:
+            return problem
+        try:
+            self.own_link(layer_id)
+            self.lower_ids(layer_id)
+        except OverlayError as e:
+            return e.cause
+        return None
+
+    def kind_after_apply(self, exists, kind, parent):
+        """A diff goes into the layer's own diff/ and changes no kind: a new layer is a base without parent,
+        an overlay on one. Never the naive fallback (the store applies on the layer's own parent)."""
+        if exists:
+            return kind, False
+        return (KIND_OVERLAY if parent else KIND_ROOT), False
+
+    def metadata(self, layer_id):
+        """Docker's overlay2 GetMetadata: UpperDir (diff/), WorkDir, MergedDir, and LowerDir (the lower
+        diff/s, nearest first, joined by ':') for a layer with layers below it."""
+        paths = self._require(layer_id)
+        metadata = {"UpperDir": paths.diff, "WorkDir": paths.work, "MergedDir": paths.merged}
+        lowers = self.lower_ids(layer_id)
+        if lowers:
+            metadata["LowerDir"] = ":".join(self.layout.layer(lower).diff for lower in lowers)
+        return metadata
+
+    def public_metadata(self, layer_id):
+        """What a module may hand out: a base layer only at its merged/ (its diff/ is what every layer built on
+        it shows); an overlay its own directories and the layer below by id, no path into a lower diff/."""
+        paths = self._require(layer_id)
+        if self.kind(layer_id) == KIND_ROOT:
+            return {"MergedDir": paths.merged}
+        return {"UpperDir": paths.diff, "WorkDir": paths.work, "MergedDir": paths.merged,
+                "LowerId": self.lower_layer(layer_id)}
+
+    def _mount(self, layer_id):
+        paths = self.layout.layer(layer_id)
+        base = self.exists(layer_id) and self.kind(layer_id) == KIND_ROOT
+        return LayerMount(layer_id, paths, base, lambda: None, lambda: self.mount_records.source(layer_id))
+
+    # -- create / remove ---------------------------------------------------------
+
+    def _populate(self, tmp_fd, layer_id, parent):
+        """Docker's create: diff/ (0755, the remapped root's); on a parent also work/ (0700), the lower file
+        (the parent's link, then its lowers; refused past Docker's depth before anything is made) and
+        committed in the parent. The link is made when the directory is renamed in (_finish_layer_dir)."""
+        lower = None
+        if parent:
+            validate_layer_id(parent, "parent id")
+            if not self.exists(parent):
+                raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
+                                   path=self.layout.layer(parent).dir)
+            lower = short_links.child_lower(self.own_link(parent), self.lower_links(parent), layer_id)
+            self.lower_ids(parent)  # every lower of the parent is a layer of this home
+        self._mkdir_as(tmp_fd, DIFF, 0o755)
+        if parent:
+            self._mkdir_as(tmp_fd, WORK, 0o700)
+            short_links.write_lower(tmp_fd, lower)
+            self._read_layer(parent, _mark_committed)
+
+    def _finish_layer_dir(self, tmp_fd, layer_id):
+        """The layer directory root's with the remapped root's group, 0710 (Docker's), and its short link
+        l/<LINK> -> ../<id>/diff with the link file. Returns the undo for a rename that fails."""
+        os.fchown(tmp_fd, 0, self.root_gid)
+        os.fchmod(tmp_fd, LAYER_DIR_MODE)
+        link_fd = self._link_dir(layer_id)
+        try:
+            link = short_links.make_link(link_fd, layer_id)
+            try:
+                short_links.write_link_file(tmp_fd, link)
+            except BaseException:
+                short_links.remove_link(link_fd, link)
+                raise
+        finally:
+            os.close(link_fd)
+        return lambda: self._remove_link(link, layer_id)
+
+    def _remove_link(self, link, layer_id):
+        """l/<link> gone when it points at layer_id's diff/ (a link of the same name made since is not)."""
+        link_fd = short_links.open_link_dir(self.dirs.fd)
+        if link_fd is None:
+            return
+        try:
+            try:
+                if short_links.resolve_link(link_fd, link) != layer_id:
+                    return
+            except OverlayError:
+                return
+            short_links.remove_link(link_fd, link)
+        finally:
+            os.close(link_fd)
+
+    def remove(self, layer_id):
+        """Every layout's remove, and the layer's short link once its directory is out of the home."""
+        link = None
+        if self.exists(layer_id):
+            try:
+                link = self.own_link(layer_id)
+            except OverlayError:
+                link = None  # no usable link file: a link left to it is removed by a later cleanup
+        try:
+            return super(Overlay2Driver, self).remove(layer_id)
+        finally:
+            if link is not None and not self.exists(layer_id):
+                self._remove_link(link, layer_id)
+
+    def _repair(self, entries):
+        """Short links to no layer: what a run killed between making a layer's link and renaming the layer
+        in, or between removing a layer and its link, left behind."""
+        link_fd = short_links.open_link_dir(self.dirs.fd)
+        if link_fd is None:
+            return []
+        removed = []
+        try:
+            for name in os.listdir(link_fd):
+                try:
+                    target = short_links.resolve_link(link_fd, name)
+                except OverlayError:
+                    continue  # not one of ours in shape: left alone
+                if not os.path.lexists(os.path.join(self.home, target)):
+                    short_links.remove_link(link_fd, name)
+                    removed.append(os.path.join(self.home, short_links.LINK_DIR, name))
+        finally:
+            os.close(link_fd)
+        return removed
+
+    # -- get ------------------------------------------------------------------
+
+    def _mount_plan(self, layer_id, paths, readonly_root):
+        """A base layer's diff/, or with readonly_root its read-only bind at merged/; an overlay of the diff/
+        on every lower diff/, whose links and page limit are checked here, before merged/ is made."""
+        if self.kind(layer_id) == KIND_ROOT:
+            if not readonly_root:
+                return paths.diff
+            return lambda _mount_label, flags: self._bind_diff(layer_id, paths, flags)
+        links = self.lower_links(layer_id)
+        self.lower_ids(layer_id)
+        short_links.mount_data(links, paths.diff, paths.work, layer_id=layer_id)
+        return lambda mount_label, flags: self._mount_overlay(layer_id, paths, links, mount_label, flags)
+
+    def _bind_diff(self, layer_id, paths, flags=0):
+        layer_fd = self._open_layer_dir(layer_id)
+        try:
+            diff_fd = self._open_part(layer_fd, DIFF, layer_id, paths.diff)
+            try:
+                mounts.bind_readonly(diff_fd, layer_fd, MERGED, where=paths.merged, flags=flags)
+            finally:
+                os.close(diff_fd)
+        finally:
+            os.close(layer_fd)
+
+    def _mount_overlay(self, layer_id, paths, links, mount_label, flags=0):
+        """The overlay mounted from inside the home, as Docker's mountFrom: the lowers by their relative short
+        links (l/<LINK>), the layer's diff/, work/ and merged/ by the fds they were checked on."""
+        fds = []
+        try:
+            fds.append(self._open_layer_dir(layer_id))
+            diff_fd, work_fd, merged_fd = [self._open_part(fds[0], name, layer_id, path) for name, path in
+                                           ((DIFF, paths.diff), (WORK, paths.work), (MERGED, paths.merged))]
+            fds.extend((diff_fd, work_fd, merged_fd))
+            label = mount_label if mount_label and mounts.selinux_enabled() else ""
+            data = short_links.mount_data(links, mounts.fd_path(diff_fd), mounts.fd_path(work_fd), label,
+                                          layer_id=layer_id)
+            shown = {"lowerdir": self.metadata(layer_id)["LowerDir"], "upperdir": paths.diff,
+                     "workdir": paths.work}
+            token = self.mount_records.new(layer_id, shown)
+            self._mount_in_home(token, mounts.fd_path(merged_fd), flags, data, paths.merged, shown)
+            try:
+                self._chown_dir_at(work_fd, WORK)
+            except OSError as e:
+                mounts.unmount(paths.merged)
+                raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _mount_in_home(self, source, target, flags, data, where, shown):
+        """mount(2) with the home as the working directory, so that l/<LINK> names resolve in it; the
+        working directory is given back whatever happens."""
+        cwd_fd = os.open(".", syscalls.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fchdir(self.dirs.fd)
+            try:
+                syscalls.mount(source, target, "overlay", flags, data)
+            except OSError as e:
+                raise OverlayError("error creating overlay mount (%s): %s"
+                                   % (mounts.overlay_options(shown["lowerdir"], shown["upperdir"], shown["workdir"]),
+                                      e.strerror), path=where)
+            finally:
+                os.fchdir(cwd_fd)
+        finally:
+            os.close(cwd_fd)
+
+    # -- apply_diff -------------------------------------------------------------
+
+    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress):
+        """Docker's ApplyDiff on the layer's own parent: the tarball into diff/ only, overlay's whiteouts.
+        Applied to a copy of diff/ in tmp and exchanged in once its digest is checked; a layer's diff/ is
+        empty until its diff is applied, so the copy is an empty directory."""
+        if (parent or None) != self.lower_layer(layer_id):
+            raise OverlayError("a diff goes onto the layer's own parent (%s), not %s"
+                               % (self.lower_layer(layer_id) or "none", parent or "none"), layer=layer_id)
+        target = os.path.join(tmp, DIFF)
+        self._copy_from_layer(paths.diff, target)  # its mode and owner too
+        result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+        self._move_into_layer(tmp, DIFF, layer_id, exchange=True)
+        return self._result(result, False)
+
+    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
+        """The new layer's directory (as create makes it) with the tarball applied into its diff/."""
+        self._populate(tmp_fd, layer_id, parent)
+        target = os.path.join(self.layout.tmp, temps[0], DIFF)
+        applied = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+        return self._result(applied, False)
+
+    # -- naive diff --------------------------------------------------------------
+
+    def _tree(self, layer_id):
+        """The layer's diff/ over every lower diff/, as overlay stacks them; a base layer's diff/ alone."""
+        if not layer_id:
+            return None
+        paths = self._require(layer_id)
+        return TreeView([paths.diff] + [self.layout.layer(lower).diff for lower in self.lower_ids(layer_id)])
+
+
+def _entries_problem(layer_fd):
+    """None when the layer directory holds only an overlay2 layer's names, each of its type, and a diff/."""
+    names = set(os.listdir(layer_fd))
+    for name in sorted(names):
+        if name not in _DIR_ENTRIES + _FILE_ENTRIES:
+            return "the layer directory holds %r, which is not part of an overlay2 layer" % name
+        st = lstat_at(layer_fd, name)
+        if st is None:
+            continue
+        if name in _DIR_ENTRIES and not stat.S_ISDIR(st.st_mode):
+            return "its %s is a symlink or not a directory" % name
+        if name in _FILE_ENTRIES and not stat.S_ISREG(st.st_mode):
+            return "its %s is a symlink or not a regular file" % name
+    if DIFF not in names:
+        return "the layer directory has no %s/ (damaged or half removed)" % DIFF
+    if short_links.LOWER_FILE in names and WORK not in names:
+        return "a layer with a %s file has no %s/" % (short_links.LOWER_FILE, WORK)
+    return None
+
+
+def _mark_committed(layer_fd):
+    """The parent's committed file (empty, 0600), as Docker writes it when a layer is built on it: made
+    without following a planted name, never blocking on a FIFO, left as it is when already there."""
+    try:
+        fd = os.open(COMMITTED, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
+                     dir_fd=layer_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise OverlayError("its %s is not a regular file" % COMMITTED)
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OverlayError("its %s is not a regular file" % COMMITTED)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["Overlay2Driver", "Overlay2Paths"]

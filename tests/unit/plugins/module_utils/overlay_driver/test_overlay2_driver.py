@@ -1,0 +1,262 @@
+"""What only the overlay2 layout does: its shape on disk, short links, lower order, depth, whiteouts in
+diff/, and trees equal to the seed layout's for the same tarballs, on real overlay mounts."""
+
+import io
+import os
+import shutil
+import stat
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import drivers, mounts, short_links
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import ADD, DELETE, MODIFY
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.layout import KIND_OVERLAY, KIND_ROOT
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.overlay2_driver import Overlay2Driver
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+from layertools import TarBuilder, snapshot
+
+
+@pytest.fixture
+def driver(home):
+    d = Overlay2Driver(home)
+    try:
+        yield d
+    finally:
+        for layer_id in d.layer_ids():
+            d.put(layer_id)
+        d.close()
+
+
+BASE = TarBuilder().dir("etc").file("etc/a", "a").file("etc/b", "b").dir("var").dir("var/lib") \
+    .file("var/lib/x", "x").file("keep", "k").bytes()
+# as image layers are written: every directory an entry is in has its own header first
+CHILD = TarBuilder().dir("etc").whiteout("etc/a").file("etc/c", "c").dir("var").dir("var/lib").opaque("var/lib") \
+    .file("var/lib/y", "y").file("keep", "changed").bytes()
+GRANDCHILD = TarBuilder().file("top", "t").whiteout("keep").bytes()
+
+
+def build_chain(driver, tarballs):
+    ids = []
+    for n, data in enumerate(tarballs):
+        layer_id = "layer%d" % n
+        driver.create_applied(layer_id, ids[-1] if ids else "", io.BytesIO(data))
+        ids.append(layer_id)
+    return ids
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_registered_and_recorded(home):
+    d = drivers.open_driver(home, "overlay2")
+    try:
+        assert isinstance(d, Overlay2Driver)
+        assert d.dirs.recorded_layout() == "overlay2"
+    finally:
+        d.close()
+
+
+def test_create_makes_dockers_shape(driver):
+    """Docker 20.10's overlay2: l/ 0700, layer dirs 0710, diff/ 0755, work/ 0700 and lower only in
+    children, link files naming links to ../<id>/diff, committed 0600 in a parent once built on."""
+    driver.create("base", "")
+    driver.create("child", "base")
+    home = driver.home
+    assert mode(os.path.join(home, "l")) == 0o700
+    assert sorted(os.listdir(os.path.join(home, "base"))) == ["committed", "diff", "link"]
+    assert sorted(os.listdir(os.path.join(home, "child"))) == ["diff", "link", "lower", "work"]
+    for layer_id in ("base", "child"):
+        assert mode(os.path.join(home, layer_id)) == 0o710
+        assert mode(os.path.join(home, layer_id, "diff")) == 0o755
+    assert mode(os.path.join(home, "child", "work")) == 0o700
+    assert mode(os.path.join(home, "base", "committed")) == 0o600
+    links = {}
+    for layer_id in ("base", "child"):
+        with open(os.path.join(home, layer_id, "link")) as f:
+            link = f.read()
+        assert len(link) == 26 and link.isalnum() and link.upper() == link
+        assert os.readlink(os.path.join(home, "l", link)) == "../%s/diff" % layer_id
+        links[layer_id] = link
+    with open(os.path.join(home, "child", "lower")) as f:
+        assert f.read() == "l/" + links["base"]
+    assert sorted(os.listdir(os.path.join(home, "l"))) == sorted(links.values())
+    assert driver.kind("base") == KIND_ROOT and driver.kind("child") == KIND_OVERLAY
+    assert driver.lower_layer("child") == "base" and driver.lower_layer("base") is None
+
+
+def test_lower_lists_every_layer_below_nearest_first(driver):
+    ids = build_chain(driver, [BASE, CHILD, GRANDCHILD])
+    links = [driver.own_link(layer_id) for layer_id in ids]
+    with open(os.path.join(driver.home, ids[2], "lower")) as f:
+        assert f.read() == "l/%s:l/%s" % (links[1], links[0])
+    assert driver.lower_ids(ids[2]) == [ids[1], ids[0]]
+    assert driver.metadata(ids[2])["LowerDir"] == ":".join(os.path.join(driver.home, i, "diff") for i in ids[1::-1])
+
+
+def test_apply_writes_only_the_layers_own_diff_with_overlay_whiteouts(driver):
+    build_chain(driver, [BASE, CHILD])
+    diff = os.path.join(driver.home, "layer1", "diff")
+    assert sorted(os.listdir(diff)) == ["etc", "keep", "var"]
+    assert sorted(os.listdir(os.path.join(diff, "etc"))) == ["a", "c"]
+    st = os.lstat(os.path.join(diff, "etc", "a"))
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(os.path.join(diff, "var", "lib"), "trusted.overlay.opaque") == b"y"
+    assert os.listdir(os.path.join(diff, "var", "lib")) == ["y"]
+    # the base is untouched
+    assert sorted(os.listdir(os.path.join(driver.home, "layer0", "diff", "etc"))) == ["a", "b"]
+
+
+def test_mounted_tree_equals_the_seed_layouts(scratch):
+    """The same tarballs give the same tree through a real overlay2 mount as through the seed's layout."""
+    trees = {}
+    for layout, cls in (("overlay", Driver), ("overlay2", Overlay2Driver)):
+        d = cls(os.path.join(scratch, layout))
+        try:
+            ids = build_chain(d, [BASE, CHILD, GRANDCHILD])
+            d.create("top", ids[-1])
+            merged = d.get("top")
+            try:
+                trees[layout] = snapshot(merged)
+            finally:
+                d.put("top")
+        finally:
+            d.close()
+    assert trees["overlay"] == trees["overlay2"]
+    assert "etc/a" not in trees["overlay2"] and "keep" not in trees["overlay2"]
+    assert sorted(k for k in trees["overlay2"] if k.startswith("var/lib/")) == ["var/lib/y"]
+
+
+def test_changes_and_diff_are_the_seed_layouts(scratch):
+    results = {}
+    for layout, cls in (("overlay", Driver), ("overlay2", Overlay2Driver)):
+        d = cls(os.path.join(scratch, layout))
+        try:
+            ids = build_chain(d, [BASE, CHILD])
+            out = io.BytesIO()
+            diff = d.diff(ids[1], ids[0], out)
+            results[layout] = (sorted(d.changes(ids[1], ids[0]), key=lambda c: c.path), diff.diff_id,
+                               d.diff_size(ids[1], ids[0]))
+        finally:
+            d.close()
+    assert results["overlay"] == results["overlay2"]
+    changes = {c.path: c.kind for c in results["overlay2"][0]}
+    assert changes["/etc/a"] == DELETE and changes["/etc/c"] == ADD and changes["/keep"] == MODIFY
+    assert changes["/var/lib/x"] == DELETE and changes["/var/lib/y"] == ADD
+
+
+def test_mount_is_made_from_the_short_links(driver):
+    ids = build_chain(driver, [BASE, CHILD])
+    driver.create("rw", ids[-1])
+    merged = driver.get("rw")
+    try:
+        entry = driver.mount_entry("rw")
+        lowers = entry.options_dict()["lowerdir"].split(":")
+        assert lowers == ["l/" + driver.own_link(ids[1]), "l/" + driver.own_link(ids[0])]
+        assert driver.is_mounted("rw")
+        with open(os.path.join(merged, "new"), "w") as f:
+            f.write("n")
+        assert os.path.exists(os.path.join(driver.home, "rw", "diff", "new"))
+    finally:
+        driver.put("rw")
+    assert not os.path.exists(os.path.join(driver.home, "rw", "merged"))
+
+
+def test_base_layer_is_its_diff_or_a_read_only_bind(driver):
+    build_chain(driver, [BASE])
+    assert driver.get("layer0") == os.path.join(driver.home, "layer0", "diff")
+    merged = driver.get("layer0", readonly_root=True)
+    try:
+        assert merged == os.path.join(driver.home, "layer0", "merged")
+        assert driver.is_mounted("layer0")
+        with pytest.raises(OSError):
+            open(os.path.join(merged, "new"), "w").close()
+    finally:
+        driver.put("layer0")
+    assert not driver.is_mounted("layer0")
+
+
+def test_depth_past_dockers_limit_is_refused_before_writing(driver):
+    parent = ""
+    for n in range(short_links.MAX_DEPTH + 1):
+        driver.create("d%d" % n, parent)
+        parent = "d%d" % n
+    before = sorted(os.listdir(driver.home)), sorted(os.listdir(os.path.join(driver.home, "l")))
+    with pytest.raises(OverlayError) as e:
+        driver.create("deeper", parent)
+    assert "128" in str(e.value)
+    assert (sorted(os.listdir(driver.home)), sorted(os.listdir(os.path.join(driver.home, "l")))) == before
+    merged = driver.get(parent)  # 128 lowers: a mount still takes them, under a page
+    try:
+        assert len(driver.mount_entry(parent).options_dict()["lowerdir"].split(":")) == short_links.MAX_DEPTH
+    finally:
+        driver.put(parent)
+    assert merged.endswith("merged")
+
+
+def test_remove_takes_the_short_link_with_it(driver):
+    build_chain(driver, [BASE, CHILD])
+    link = driver.own_link("layer1")
+    assert driver.remove("layer1")
+    assert not os.path.lexists(os.path.join(driver.home, "l", link))
+    assert os.listdir(os.path.join(driver.home, "l")) == [driver.own_link("layer0")]
+
+
+def test_cleanup_removes_links_to_no_layer(driver):
+    build_chain(driver, [BASE])
+    os.symlink("../gone/diff", os.path.join(driver.home, "l", "A" * 26))
+    removed = driver.cleanup()
+    assert os.path.join(driver.home, "l", "A" * 26) in removed
+    assert os.listdir(os.path.join(driver.home, "l")) == [driver.own_link("layer0")]
+
+
+def test_a_lower_naming_a_foreign_link_is_the_layers_problem(driver):
+    build_chain(driver, [BASE, CHILD])
+    lower = os.path.join(driver.home, "layer1", "lower")
+    os.chmod(lower, 0o644)
+    with open(lower, "w") as f:
+        f.write("l/" + "B" * 26)
+    assert "cannot be read" in driver.layer_problem("layer1")
+    with pytest.raises(OverlayError):
+        driver.get("layer1")
+
+
+def test_store_reads_a_home_without_a_layout_record(home):
+    """A home Docker wrote holds no .strata: its layout is read from l/ and the layer directories."""
+    d = Overlay2Driver(home)
+    try:
+        build_chain(d, [BASE, CHILD])
+    finally:
+        d.close()
+    for name in os.listdir(os.path.join(home, ".strata")):
+        if name in ("layout.json",):
+            os.unlink(os.path.join(home, ".strata", name))
+    store = LayerStore(home)
+    try:
+        assert isinstance(store.driver, Overlay2Driver)
+        states = {s["id"]: s for s in store.layers()}
+        assert states["layer1"]["parent"] == "layer0" and states["layer1"]["problem"] is None
+    finally:
+        store.close()
+
+
+def test_layer_dirs_from_docker_read_as_layers(home):
+    """No .strata at all: the shape Docker leaves (l/, diff/, link, lower, work/, committed) is a home."""
+    d = Overlay2Driver(home)
+    try:
+        build_chain(d, [BASE, CHILD])
+        expected = snapshot(d.layout.layer("layer1").diff)
+    finally:
+        d.close()
+    shutil.rmtree(os.path.join(home, ".strata"))
+    reader = drivers.open_driver(home, writable=False)
+    try:
+        assert isinstance(reader, Overlay2Driver)
+        assert reader.lower_layer("layer1") == "layer0"
+        assert snapshot(reader.layout.layer("layer1").diff) == expected
+        assert [c.path for c in reader.changes("layer1", "layer0")]
+    finally:
+        reader.close()
