@@ -65,8 +65,8 @@ options:
     description:
       - The on-disk layout of the layer home. C(overlay) is the layout of Docker's legacy C(overlay)
         driver, the one this collection has always written. C(overlay2) is the layout of Docker's
-        C(overlay2) driver (Docker 20.10's default, and containers-storage's): each layer keeps only its
-        own changes in C(diff/), and a mount stacks the layers below it by their short links in
+        C(overlay2) driver (Docker 20.10's default, and containers-storage's), where each layer keeps only
+        its own changes in C(diff/) and a mount stacks the layers below it by their short links in
         C(<home>/l), up to Docker's 128. A child layer then costs what its diff costs, where the
         C(overlay) layout gives every layer built by a diff a hardlink copy of its parent's whole tree.
       - The layout belongs to the home. It is recorded in C(<home>/.strata/layout.json) when the home is
