@@ -26,7 +26,7 @@ import re
 import stat
 
 from .errors import OverlayError
-from .overlay_view import TreeView
+from .overlay_view import OwnView, TouchedView, TreeView
 
 ADD = "A"
 MODIFY = "C"
@@ -202,6 +202,18 @@ def view_changes(new_view, old_view=None):
     """Changes that turn old_view (None: an empty tree) into new_view, in tree order (as changes_dirs)."""
     try:
         return _walk(new_view, old_view, _same_path)
+    except OSError as e:
+        raise_too_deep(e, "compare")
+        raise
+
+
+def own_changes(top, parent_view=None):
+    """view_changes of a layer over its own parent (parent_view: the parent's tree, None for none), read
+    from the layer's own directory top and, in the parent's tree, only where top has entries: the same
+    changes, at the cost of the layer's own diff rather than of the whole image."""
+    try:
+        return _walk(OwnView(top), TouchedView(parent_view, top) if parent_view is not None else None,
+                     _same_path)
     except OSError as e:
         raise_too_deep(e, "compare")
         raise

@@ -18,7 +18,7 @@ import stat
 
 from . import mounts
 from .errors import OverlayError
-from .layout import STATE_DIR
+from .layout import LINK_DIR, STATE_DIR
 from .removal import remove_tree_at
 from .walk import DIR_FLAGS
 
@@ -76,6 +76,8 @@ def remove_home(store):
     for layer_id in store.driver.layer_ids():
         remove_tree_at(dirs.fd, layer_id, layer=layer_id, entries=entries)
         removed.append(layer_id)
+    if _is_real_dir_at(dirs.fd, LINK_DIR):  # the overlay2 layout's short links, to layers now gone
+        remove_tree_at(dirs.fd, LINK_DIR, entries=entries)
     remove_tree_at(dirs.fd, STATE_DIR, entries=entries)
     leftovers = sorted(os.listdir(dirs.fd))
     if leftovers:  # written by something else since the home was checked: not ours to remove
@@ -83,6 +85,13 @@ def remove_home(store):
                            % ", ".join(leftovers), path=store.home)
     _remove_directory(dirs.fd, store.home)
     return removed
+
+
+def _is_real_dir_at(dir_fd, name):
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _remove_directory(fd, path):

@@ -36,6 +36,7 @@ from .graph_driver import GraphDriver, lstat_at
 from .ids import validate_layer_id
 from .layer_mounts import LayerMount
 from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
+from .changes import own_changes
 from .overlay_view import TreeView
 
 DIFF = short_links.DIFF_DIR
@@ -387,6 +388,14 @@ class Overlay2Driver(GraphDriver):
         return self._result(applied, False)
 
     # -- naive diff --------------------------------------------------------------
+
+    def _changes(self, layer_id, parent):
+        """Against the layer's own parent, read from its diff/ (and the parent's tree where diff/ has
+        entries), as Docker's overlay2 reads diff/ only; against any other layer, the naive walk."""
+        if (parent or None) != self.lower_layer(layer_id):
+            return super(Overlay2Driver, self)._changes(layer_id, parent)
+        own = self.layout.layer(layer_id).diff
+        return own_changes(own, self._tree(parent)), own
 
     def _tree(self, layer_id):
         """The layer's diff/ over every lower diff/, as overlay stacks them; a base layer's diff/ alone."""

@@ -85,6 +85,41 @@ class TreeView:
         return out
 
 
+class OwnView:
+    """The top layer's own entries of a stack, whiteouts left out: with TouchedView, what the change walk
+    reads to compare a layer with its own parent, which is the rest of the stack. Every entry not in the
+    top layer is the very same file in both trees and cannot have changed, so nothing else is read."""
+
+    overlay = True
+
+    def __init__(self, top):
+        self.top = top
+        self.layers = [top]
+
+    def listing(self, rel):
+        with os.scandir(os.path.join(self.top, rel)) as it:
+            return {entry.name: entry for entry in it if not _is_whiteout(entry)}
+
+
+class TouchedView:
+    """view (the parent's tree) where the top layer has an entry of the same name, a whiteout included,
+    or all of a directory the top layer made opaque: the only places a change can be."""
+
+    overlay = True
+
+    def __init__(self, view, top):
+        self.view = view
+        self.top = top
+        self.layers = view.layers
+
+    def listing(self, rel):
+        full = self.view.listing(rel)
+        path = os.path.join(self.top, rel)
+        if _is_opaque(path):
+            return full
+        return {name: full[name] for name in os.listdir(path) if name in full}
+
+
 def _is_whiteout(entry):
     if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False) or entry.is_symlink():
         return False

@@ -123,3 +123,14 @@ def test_present_makes_the_home_once(home):
     assert home_state(home, "present", check_mode=True)["changed"] and not os.path.lexists(home)
     assert home_state(home, "present")["changed"] is True and os.path.isdir(os.path.join(home, ".strata"))
     assert home_state(home, "present")["changed"] is False
+
+
+def test_absent_removes_an_overlay2_home_with_its_short_links(home, scratch):
+    """The overlay2 layout's <home>/l/ holds a link per layer: it goes with them, and then the home."""
+    LayerManager({"home": home, "id": "base", "parent": "", "state": "present", "force": False,
+                  "layout": "overlay2"}).run()
+    layer(home, "app", "base")
+    assert len(os.listdir(os.path.join(home, "l"))) == 2
+    result = home_state(home)
+    assert result["changed"] is True and sorted(result["removed"]) == ["app", "base"]
+    assert not os.path.lexists(home)

@@ -260,3 +260,33 @@ def test_layer_dirs_from_docker_read_as_layers(home):
         assert [c.path for c in reader.changes("layer1", "layer0")]
     finally:
         reader.close()
+
+
+def test_changes_against_the_parent_read_only_the_layers_own_diff(driver, monkeypatch):
+    """Docker's overlay2 reads diff/ only: a directory of the image below that the layer does not touch is
+    never listed, however large (before, the walk listed the whole image on both sides)."""
+    base = TarBuilder().dir("etc").file("etc/a", "a").dir("usr").dir("usr/share")
+    for n in range(50):
+        base.file("usr/share/f%d" % n, "x")
+    build_chain(driver, [base.bytes(), TarBuilder().dir("etc").file("etc/b", "b").whiteout("etc/a").bytes()])
+    untouched = os.path.join(driver.home, "layer0", "diff", "usr")
+    listed = []
+    real_scandir, real_listdir = os.scandir, os.listdir
+
+    def scandir(path="."):
+        listed.append(path)
+        return real_scandir(path)
+
+    def listdir(path="."):
+        listed.append(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "listdir", listdir)
+    changes, size = driver.changes_and_size("layer1", "layer0")
+    monkeypatch.undo()
+    assert sorted((c.path, c.kind) for c in changes) == [("/etc", MODIFY), ("/etc/a", DELETE), ("/etc/b", ADD)]
+    assert size == 1
+    assert not [p for p in listed if isinstance(p, str) and p.startswith(untouched)]
+    # against another layer than its parent (here none), the whole tree is compared
+    assert {c.path for c in driver.changes("layer1", "")} >= {"/usr/share/f0", "/etc/b"}
