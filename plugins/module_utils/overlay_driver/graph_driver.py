@@ -295,6 +295,11 @@ class GraphDriver:
         """(kind, fallback) apply_diff gives a layer of that kind (if it exists) on parent, for check mode."""
         raise NotImplementedError
 
+    def require_child_possible(self, parent, layer_id):
+        """OverlayError when the layout cannot build layer_id on parent (an existing, sound layer), said
+        before anything is written, so that a check run predicts the failure too. Every layout takes a
+        child of a sound layer unless it says otherwise."""
+
     def _mount(self, layer_id):
         """The layer's LayerMount: whether a mount at its merged/ is its own."""
         raise NotImplementedError

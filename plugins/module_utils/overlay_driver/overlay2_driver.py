@@ -214,6 +214,10 @@ class Overlay2Driver(GraphDriver):
 
     # -- create / remove ---------------------------------------------------------
 
+    def require_child_possible(self, parent, layer_id):
+        """A child's lowers are its parent and the parent's lowers: past Docker's 128 no mount stacks them."""
+        short_links.child_lower(self.own_link(parent), self.lower_links(parent), layer_id)
+
     def _populate(self, tmp_fd, layer_id, parent):
         """Docker's create: diff/ (0755, the remapped root's); on a parent also work/ (0700), the lower file
         (the parent's link, then its lowers; refused past Docker's depth before anything is made) and

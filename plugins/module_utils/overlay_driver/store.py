@@ -199,6 +199,7 @@ class LayerStore:
             if problem:
                 raise OverlayError("parent layer %s is damaged: %s" % (parent, problem), layer=layer_id,
                                    path=self.layout.layer(parent).dir)
+            self.driver.require_child_possible(parent, layer_id)
         elif not check_mode:
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
                                path=self.layout.layer(parent).dir)

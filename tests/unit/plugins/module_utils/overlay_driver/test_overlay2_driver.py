@@ -290,3 +290,20 @@ def test_changes_against_the_parent_read_only_the_layers_own_diff(driver, monkey
     assert not [p for p in listed if isinstance(p, str) and p.startswith(untouched)]
     # against another layer than its parent (here none), the whole tree is compared
     assert {c.path for c in driver.changes("layer1", "")} >= {"/usr/share/f0", "/etc/b"}
+
+
+def test_a_check_run_predicts_the_depth_refusal(home):
+    store = LayerStore(home, layout="overlay2")
+    try:
+        parent = ""
+        for n in range(short_links.MAX_DEPTH + 1):
+            store.ensure_present("d%d" % n, parent)
+            parent = "d%d" % n
+        before = sorted(os.listdir(home))
+        for check_mode in (True, False):
+            with pytest.raises(OverlayError, match="at most 128"):
+                store.ensure_present("deeper", parent, check_mode=check_mode)
+        assert sorted(os.listdir(home)) == before
+        store.ensure_present("sibling", "d%d" % (short_links.MAX_DEPTH - 1), check_mode=True)
+    finally:
+        store.close()
