@@ -78,20 +78,11 @@ class Overlay2Driver(GraphDriver):
     LAYOUT_PATHS = Overlay2Layout
     WHITEOUT_FORMAT = whiteouts.OVERLAY
 
-    def _settle_writable(self, recorded):
-        """The home as every layout has it, and <home>/l/ (root's, 0700) for the short links."""
-        super(Overlay2Driver, self)._settle_writable(recorded)
-        self._close_quietly(short_links.open_link_dir(self.dirs.fd, create=True))
-
-    @staticmethod
-    def _close_quietly(fd):
-        if fd is not None:
-            os.close(fd)
-
-    def _link_dir(self, layer_id=None):
-        """<home>/l opened (a real directory), OverlayError when it is missing."""
+    def _link_dir(self, layer_id=None, create=False):
+        """<home>/l opened (a real directory), OverlayError when it is missing. create: made (root's, 0700)
+        when missing, by the first layer's creation, so that a home where nothing was built holds none."""
         try:
-            fd = short_links.open_link_dir(self.dirs.fd)
+            fd = short_links.open_link_dir(self.dirs.fd, create=create)
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=os.path.join(self.home, short_links.LINK_DIR))
         if fd is None:
@@ -241,7 +232,7 @@ class Overlay2Driver(GraphDriver):
         l/<LINK> -> ../<id>/diff with the link file. Returns the undo for a rename that fails."""
         os.fchown(tmp_fd, 0, self.root_gid)
         os.fchmod(tmp_fd, LAYER_DIR_MODE)
-        link_fd = self._link_dir(layer_id)
+        link_fd = self._link_dir(layer_id, create=True)
         try:
             link = short_links.make_link(link_fd, layer_id)
             try:

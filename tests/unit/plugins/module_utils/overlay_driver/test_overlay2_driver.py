@@ -56,6 +56,7 @@ def test_registered_and_recorded(home):
     try:
         assert isinstance(d, Overlay2Driver)
         assert d.dirs.recorded_layout() == "overlay2"
+        assert not os.path.lexists(os.path.join(home, "l"))  # made with the first layer, as its link needs it
     finally:
         d.close()
 
