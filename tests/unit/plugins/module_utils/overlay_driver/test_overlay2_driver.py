@@ -308,3 +308,31 @@ def test_a_check_run_predicts_the_depth_refusal(home):
         store.ensure_present("sibling", "d%d" % (short_links.MAX_DEPTH - 1), check_mode=True)
     finally:
         store.close()
+
+
+def test_image_layers_mount_read_only_and_a_writable_layer_is_a_child_on_top(home):
+    """A layer with an applied diff, or with layers built on it (their mounts show its diff/), is mounted
+    read-only; the writable layer on top is not. (Before, every overlay2 layer was mounted writable.)"""
+    store = LayerStore(home, layout="overlay2")
+    try:
+        store.apply_diff("base", "", lambda: io.BytesIO(BASE))
+        store.apply_diff("image", "base", lambda: io.BytesIO(CHILD))
+        store.ensure_present("plain", "base")
+        store.ensure_present("rw", "plain")
+        for layer_id, read_only in (("image", True), ("plain", True), ("rw", False), ("base", True)):
+            store.ensure_mounted(layer_id, "t")
+            try:
+                state = store.state(layer_id)
+                merged = state["path"]
+                assert bool(state["options"].get("ro")) is read_only, layer_id
+                if read_only:
+                    with pytest.raises(OSError):
+                        open(os.path.join(merged, "new"), "w").close()
+                else:
+                    open(os.path.join(merged, "new"), "w").close()
+            finally:
+                store.ensure_unmounted(layer_id, "t")
+        assert os.listdir(os.path.join(home, "rw", "diff")) == ["new"]
+        assert os.listdir(os.path.join(home, "plain", "diff")) == []
+    finally:
+        store.close()
