@@ -320,22 +320,31 @@ class Overlay2Driver(GraphDriver):
 
     def _mount_overlay(self, layer_id, paths, links, mount_label, flags=0):
         """The overlay mounted from inside the home, as Docker's mountFrom: the lowers by their relative short
-        links (l/<LINK>), the layer's diff/, work/ and merged/ by the fds they were checked on."""
+        links (l/<LINK>), the layer's diff/, work/ and merged/ by the fds they were checked on. A read-only
+        mount (MS_RDONLY in flags: an image layer) stacks diff/ as the top lower, with no upper, so that
+        nothing of the layer changes, not even overlay's own xattrs."""
+        read_only = bool(flags & syscalls.MS_RDONLY)
         fds = []
         try:
             fds.append(self._open_layer_dir(layer_id))
-            diff_fd, work_fd, merged_fd = [self._open_part(fds[0], name, layer_id, path) for name, path in
-                                           ((DIFF, paths.diff), (WORK, paths.work), (MERGED, paths.merged))]
-            fds.extend((diff_fd, work_fd, merged_fd))
+            parts = ((DIFF, paths.diff), (MERGED, paths.merged)) if read_only else \
+                ((DIFF, paths.diff), (MERGED, paths.merged), (WORK, paths.work))
+            fds.extend(self._open_part(fds[0], name, layer_id, path) for name, path in parts)
             label = mount_label if mount_label and mounts.selinux_enabled() else ""
-            data = short_links.mount_data(links, mounts.fd_path(diff_fd), mounts.fd_path(work_fd), label,
-                                          layer_id=layer_id)
-            shown = {"lowerdir": self.metadata(layer_id)["LowerDir"], "upperdir": paths.diff,
-                     "workdir": paths.work}
+            lowers = self.metadata(layer_id)["LowerDir"]
+            if read_only:
+                data = short_links.read_only_mount_data(mounts.fd_path(fds[1]), links, label, layer_id=layer_id)
+                shown = {"lowerdir": "%s:%s" % (paths.diff, lowers)}
+            else:
+                data = short_links.mount_data(links, mounts.fd_path(fds[1]), mounts.fd_path(fds[3]), label,
+                                              layer_id=layer_id)
+                shown = {"lowerdir": lowers, "upperdir": paths.diff, "workdir": paths.work}
             token = self.mount_records.new(layer_id, shown)
-            self._mount_in_home(token, mounts.fd_path(merged_fd), flags, data, paths.merged, shown)
+            self._mount_in_home(token, mounts.fd_path(fds[2]), flags, data, paths.merged, shown)
+            if read_only:
+                return
             try:
-                self._chown_dir_at(work_fd, WORK)
+                self._chown_dir_at(fds[3], WORK)
             except OSError as e:
                 mounts.unmount(paths.merged)
                 raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
@@ -353,8 +362,8 @@ class Overlay2Driver(GraphDriver):
                 syscalls.mount(source, target, "overlay", flags, data)
             except OSError as e:
                 raise OverlayError("error creating overlay mount (%s): %s"
-                                   % (mounts.overlay_options(shown["lowerdir"], shown["upperdir"], shown["workdir"]),
-                                      e.strerror), path=where)
+                                   % (",".join("%s=%s" % item for item in sorted(shown.items())), e.strerror),
+                                   path=where)
             finally:
                 os.fchdir(cwd_fd)
         finally:
@@ -369,17 +378,15 @@ class Overlay2Driver(GraphDriver):
         if (parent or None) != self.lower_layer(layer_id):
             raise OverlayError("a diff goes onto the layer's own parent (%s), not %s"
                                % (self.lower_layer(layer_id) or "none", parent or "none"), layer=layer_id)
-        target = os.path.join(tmp, DIFF)
-        self._copy_from_layer(paths.diff, target)  # its mode and owner too
-        result = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
-        self._move_into_layer(tmp, DIFF, layer_id, exchange=True)
+        self._copy_from_layer(paths.diff, tmp[0], DIFF)  # its mode and owner too
+        result = self._apply_into(tmp, DIFF, raw, compression, expected_diff_id, layer_id, progress)
+        self._move_into_layer(tmp[0], DIFF, layer_id, exchange=True)
         return self._result(result, False)
 
     def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
         """The new layer's directory (as create makes it) with the tarball applied into its diff/."""
         self._populate(tmp_fd, layer_id, parent)
-        target = os.path.join(self.layout.tmp, temps[0], DIFF)
-        applied = self._apply_into(target, raw, compression, expected_diff_id, layer_id, progress)
+        applied = self._apply_into((tmp_fd, temps[0]), DIFF, raw, compression, expected_diff_id, layer_id, progress)
         return self._result(applied, False)
 
     # -- naive diff --------------------------------------------------------------

@@ -334,5 +334,10 @@ def test_image_layers_mount_read_only_and_a_writable_layer_is_a_child_on_top(hom
                 store.ensure_unmounted(layer_id, "t")
         assert os.listdir(os.path.join(home, "rw", "diff")) == ["new"]
         assert os.listdir(os.path.join(home, "plain", "diff")) == []
+        # a read-only mount has no upperdir: the kernel wrote none of overlay's xattrs into the image layer
+        for layer_id in ("image", "plain"):
+            diff = os.path.join(home, layer_id, "diff")
+            assert not [x for x in os.listxattr(diff) if x.startswith("trusted.overlay.")]
+            assert os.listdir(os.path.join(home, layer_id, "work")) == []
     finally:
         store.close()
