@@ -309,3 +309,9 @@ def layer_dir_owner(layout, root_uid, root_gid):
     """Who owns a layer's directory in a home whose root is remapped to root_uid:root_gid: the remapped
     root in the seed's layout; root, in the remapped root's group, in overlay2 (as Docker 20.10 makes it)."""
     return (root_uid, root_gid) if layout == "overlay" else (0, root_gid)
+
+
+def home_names(home):
+    """The names in a layer home but the overlay2 layout's l/ (its short links, one per layer, which
+    Docker's home has too): .strata and the layer directories, sorted."""
+    return sorted(name for name in os.listdir(home) if name != "l")
