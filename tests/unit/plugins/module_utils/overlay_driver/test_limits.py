@@ -70,6 +70,7 @@ def test_read_only_home_is_readable_and_refuses_writers(scratch):
         syscalls.umount(fs, syscalls.MNT_DETACH)
 
 
+@pytest.mark.layout("overlay")  # the seed's lifetime of merged/: made by create (overlay2 makes it in get)
 def test_a_read_only_overlay_of_other_dirs_at_merged_is_not_the_layers_own(home, scratch):
     store = LayerStore(home)
     with store.locked():
