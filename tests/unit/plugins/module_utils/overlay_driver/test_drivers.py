@@ -107,6 +107,7 @@ def test_a_reader_records_nothing(home):
     assert not os.path.lexists(layout_file(home))
 
 
+@pytest.mark.layout("overlay2")  # a home Docker's overlay2 wrote
 @pytest.mark.parametrize("shape", ["short-links", "layer-dirs"])
 def test_a_docker_overlay2_home_is_opened_with_the_overlay2_driver(home, shape):
     """Docker 20.10's overlay2 directories (l/, <id>/diff and link), with no .strata: read and written
