@@ -39,7 +39,7 @@ def server(pki):
 
 
 def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".")) if os.path.isdir(home) else []
+    return sorted(n for n in os.listdir(home) if not n.startswith(".") and n != "l") if os.path.isdir(home) else []
 
 
 def pull(server, pki, home, **network):
