@@ -126,8 +126,8 @@ class Overlay2Driver(GraphDriver):
                     raise OverlayError(e.cause, layer=layer_id, path=self.layout.layer(layer_id).lower)
                 problem = self._lower_problem(layer_id, lower, link)
                 if problem:
-                    raise OverlayError("its %s file names %s/%s: %s" % (short_links.LOWER_FILE, short_links.LINK_DIR,
-                                                                       link, problem),
+                    named = (short_links.LOWER_FILE, short_links.LINK_DIR, link, problem)
+                    raise OverlayError("its %s file names %s/%s: %s" % named,
                                        layer=layer_id, path=self.layout.layer(layer_id).lower)
                 ids.append(lower)
             return ids

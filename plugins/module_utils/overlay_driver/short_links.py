@@ -221,8 +221,8 @@ def read_only_mount_data(top, links, label="", layer_id=None):
     """The mount data of a read-only overlay of a layer: its own directory top (an fd path) above the
     lowers' short links, no upperdir nor workdir, so that the kernel writes nothing into any of them
     (an upperdir gets overlay's xattrs and a work/work, even on a read-only mount). Under a page too."""
-    data = format_mount_label("lowerdir=%s" % ":".join([top] + ["%s/%s" % (LINK_DIR, validate_link_id(link))
-                                                                 for link in links]), label)
+    lowers = [top] + ["%s/%s" % (LINK_DIR, validate_link_id(link)) for link in links]
+    data = format_mount_label("lowerdir=%s" % ":".join(lowers), label)
     if len(data.encode()) >= PAGE_SIZE:
         raise OverlayError("the mount data of %d lower layers is %d bytes, over the kernel's page of %d"
                            % (len(links) + 1, len(data.encode()), PAGE_SIZE), layer=layer_id)

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import drivers, mounts, short_links
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import drivers, short_links
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import ADD, DELETE, MODIFY
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.driver import Driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
