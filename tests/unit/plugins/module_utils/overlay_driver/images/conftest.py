@@ -5,7 +5,9 @@ import tempfile
 
 import pytest
 
-from fake_registry import make_ca
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import retry
+
+from fake_registry import FakeRegistry, make_ca
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +18,21 @@ def pki():
     for name in os.listdir(directory):
         os.unlink(os.path.join(directory, name))
     os.rmdir(directory)
+
+
+@pytest.fixture
+def server(pki):
+    """A fake registry over TLS with the pki's certificate, stopped after the test."""
+    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The waits between attempts, recorded instead of slept."""
+    recorded = []
+    monkeypatch.setattr(retry, "sleep", recorded.append)
+    return recorded

@@ -22,15 +22,6 @@ from imagetools import Image
 from layertools import layer_names
 
 
-@pytest.fixture
-def server(pki):
-    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
 def lock_is_free(store):
     """Whether another writer could take the home's lock right now (one try, no waiting)."""
     try:

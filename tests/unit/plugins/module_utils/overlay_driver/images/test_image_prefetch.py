@@ -13,23 +13,10 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from fake_registry import FakeRegistry
 from imagetools import Image, mkimages, sha256
+from layertools import layer_names
 
 WAIT = 30  # seconds a blocked answer waits for what the test expects; only reached when the test fails
-
-
-@pytest.fixture
-def server(pki):
-    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".") and n != "l") if os.path.isdir(home) else []
 
 
 def image_of(n):
@@ -64,7 +51,7 @@ def test_later_blobs_download_while_the_first_layer_waits(server, pki, home):
     server.override[second_path] = second
     result = pull(server, pki, home)
     assert overlapped == [True]
-    assert result.changed and layer_dirs(home) == sorted(image.ids)
+    assert result.changed and layer_names(home) == sorted(image.ids)
     for i in range(3):  # applied in order, each on the one below
         assert LayerStore(home).state(image.ids[i])["parent"] == (image.ids[i - 1] if i else None)
     assert result.bytes == sum(len(server.blobs[image.layer_digest(i)]) for i in range(3))
@@ -77,7 +64,7 @@ def test_a_failed_download_fails_its_own_layer_after_the_ones_below(server, pki,
     with pytest.raises(ImageError) as e:
         pull(server, pki, home)
     assert "layer 3 of 4" in e.value.message and "blob not found" in e.value.message
-    assert layer_dirs(home) == sorted(image.ids[:2])
+    assert layer_names(home) == sorted(image.ids[:2])
     # nothing of the blobs fetched ahead stays in the home's tmp
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
 

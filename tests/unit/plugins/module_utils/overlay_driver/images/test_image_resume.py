@@ -7,11 +7,9 @@ instead of slept.
 
 import contextlib
 import http.client
-import os
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import retry
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.resume import ResumingReader
@@ -19,28 +17,9 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from fake_registry import FakeRegistry, cut_after
+from fake_registry import cut_after
 from imagetools import Image
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    recorded = []
-    monkeypatch.setattr(retry, "sleep", recorded.append)
-    return recorded
-
-
-@pytest.fixture
-def server(pki):
-    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".") and n != "l") if os.path.isdir(home) else []
+from layertools import layer_names
 
 
 def pull(server, pki, home, **network):
@@ -62,7 +41,7 @@ def test_a_cut_blob_is_resumed_with_range(server, pki, home, waits):
     half = len(data) // 2
     server.fail_first("/v2/strata/app/blobs/" + digest, cut_after(half))
     result = pull(server, pki, home)
-    assert result.changed and layer_dirs(home) == sorted(image.ids)
+    assert result.changed and layer_names(home) == sorted(image.ids)
     asked = blob_requests(server, digest)
     assert len(asked) == 2 and "Range" not in asked[0]
     assert asked[1]["Range"] == "bytes=%d-" % half
@@ -79,7 +58,7 @@ def test_a_registry_ignoring_range_sends_the_blob_again_whole(server, pki, home,
     digest = image.layer_digest(1)
     server.fail_first("/v2/strata/app/blobs/" + digest, cut_after(len(server.blobs[digest]) // 3))
     result = pull(server, pki, home)
-    assert result.changed and layer_dirs(home) == sorted(image.ids)
+    assert result.changed and layer_names(home) == sorted(image.ids)
     assert len(blob_requests(server, digest)) == 2 and server.ranges_served == []
     assert result.bytes == sum(len(server.blobs[image.layer_digest(i)]) for i in (0, 1))
 
@@ -99,7 +78,7 @@ def test_the_digest_covers_the_whole_blob_across_a_resume(server, pki, home, wai
     with pytest.raises(ImageError) as e:
         pull(server, pki, home)
     assert "content has digest" in e.value.message and "layer 2 of 2" in e.value.message
-    assert server.blobs[digest] != original and layer_dirs(home) == [image.ids[0]]
+    assert server.blobs[digest] != original and layer_names(home) == [image.ids[0]]
 
 
 def test_a_206_for_another_range_is_refused(server, pki, home, waits):
@@ -114,7 +93,7 @@ def test_a_206_for_another_range_is_refused(server, pki, home, waits):
     with pytest.raises(ImageError) as e:
         pull(server, pki, home)
     assert "asked for bytes=%d-, the registry sent Content-Range bytes 10-" % (len(data) // 2) in e.value.message
-    assert layer_dirs(home) == [image.ids[0]]
+    assert layer_names(home) == [image.ids[0]]
 
 
 def test_resumes_are_retries_and_bounded(server, pki, home, waits):
@@ -127,7 +106,7 @@ def test_resumes_are_retries_and_bounded(server, pki, home, waits):
     assert "the download was cut after 1 bytes" in e.value.message
     assert "not resumed (no retry: 2 retries)" in e.value.message
     assert waits == [1.0, 2.0] and len(blob_requests(server, digest)) == 3
-    assert layer_dirs(home) == [image.ids[0]]
+    assert layer_names(home) == [image.ids[0]]
 
 
 # -- the reader alone, with a scripted source: cuts that are exceptions ------------------------------

@@ -11,35 +11,15 @@ import time
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import retry
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.retry import RetryPolicy, retry_after
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from fake_registry import FakeRegistry, reset, status
+from fake_registry import reset, status
 from imagetools import Image
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    recorded = []
-    monkeypatch.setattr(retry, "sleep", recorded.append)
-    return recorded
-
-
-@pytest.fixture
-def server(pki):
-    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-def layer_dirs(home):
-    return sorted(n for n in os.listdir(home) if not n.startswith(".") and n != "l") if os.path.isdir(home) else []
+from layertools import layer_names
 
 
 def pull(server, pki, home, **network):
@@ -87,7 +67,7 @@ def test_a_passing_status_on_every_kind_of_request_is_retried(server, pki, home,
         server.fail_first(prefix, status(code, retry_after=3), status(code))
     server.fail_first("/v2/", status(code, retry_after=2))  # the probe: /v2/ exactly, first in line
     result = pull(server, pki, home)
-    assert result.changed and layer_dirs(home) == sorted(image.ids)
+    assert result.changed and layer_names(home) == sorted(image.ids)
     assert waits == [2.0] + [3.0, 2.0] * 3  # Retry-After when given, else the backoff of the second retry
 
 
@@ -110,7 +90,7 @@ def test_the_retries_are_bounded_and_the_error_says_so(server, pki, home, waits)
         in e.value.message
     assert "layer 2 of 2" in e.value.message
     assert waits == [1.0, 2.0, 2.0]
-    assert layer_dirs(home) == [image.ids[0]]
+    assert layer_names(home) == [image.ids[0]]
 
 
 def test_a_registry_asking_for_a_wait_longer_than_retry_max_delay_fails_at_once(server, pki, home, waits):
@@ -121,7 +101,7 @@ def test_a_registry_asking_for_a_wait_longer_than_retry_max_delay_fails_at_once(
         pull(server, pki, home, retry_max_delay=60)
     assert "429 Too Many Requests" in e.value.message
     assert "no retry: it asked to wait 3600s (Retry-After), more than retry_max_delay (60s)" in e.value.message
-    assert waits == [] and layer_dirs(home) == []
+    assert waits == [] and layer_names(home) == []
 
 
 def test_a_wait_past_the_blob_deadline_is_not_made(server, pki, home, waits):
@@ -141,7 +121,7 @@ def test_a_connection_reset_is_retried(server, pki, home, waits):
     server.fail_first("/v2/strata/app/blobs/" + image.layer_digest(0), reset, reset)
     assert pull(server, pki, home).changed
     assert waits == [1.0, 2.0]
-    assert layer_dirs(home) == sorted(image.ids)
+    assert layer_names(home) == sorted(image.ids)
     server.override["/v2/strata/app/manifests/"] = reset
     with pytest.raises(ImageError) as e:
         pull(server, pki, home, retries=1)
