@@ -76,6 +76,10 @@ options:
       - The layer id C(l) is reserved in every layout (Docker's C(overlay2) layout keeps its short links
         in C(<home>/l)). A home Docker wrote with C(--storage-driver overlay2) is read and written in
         place.
+      - C(overlay2) is refused with O(uid_maps) or O(gid_maps) that give the home to another user than
+        root (a remapped root). That user owns the home, and the short links a mount names in it could be
+        swapped between root's checks and the mount. Use C(overlay) for a remapped home, whose mounts name
+        directories opened and checked at mount time.
     type: str
     choices: [overlay, overlay2]
 notes:

@@ -33,7 +33,7 @@ import stat
 from . import mounts, short_links, syscalls, whiteouts
 from .errors import OverlayError
 from .graph_driver import GraphDriver, lstat_at
-from .ids import validate_layer_id
+from .ids import root_pair, validate_layer_id
 from .layer_mounts import LayerMount
 from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
 from .changes import own_changes
@@ -77,6 +77,25 @@ class Overlay2Driver(GraphDriver):
     LAYOUT = "overlay2"
     LAYOUT_PATHS = Overlay2Layout
     WHITEOUT_FORMAT = whiteouts.OVERLAY
+
+    def _resolve_maps(self, uid_maps, gid_maps):
+        """The maps, refused when they give the home to another user than root.
+
+        Docker's overlay2 names the lowers of a mount by short links in the home, and its
+        home is root's. Under such maps the home is the remapped root's, a user: it can
+        rename l/ or a layer directory between root's checks and the mount, and root would
+        mount a directory of that user's choosing as a lower layer. Until the lowers are
+        named by descriptors opened and checked at mount time, such a home keeps the seed's
+        layout, whose mounts are.
+        """
+        uids, gids, recorded = super()._resolve_maps(uid_maps, gid_maps)
+        owner = root_pair(uids, gids)
+        if owner != (0, 0):
+            raise OverlayError("the overlay2 layout is not offered with uid_maps/gid_maps that give the home to "
+                               "another user than root (container root is host %d:%d): that user could make root "
+                               "mount a directory of its choosing as a lower layer. Use layout overlay for a "
+                               "remapped home" % owner, path=self.dirs.path)
+        return uids, gids, recorded
 
     def _link_dir(self, layer_id=None, create=False):
         """<home>/l opened (a real directory), OverlayError when it is missing. create: made (root's, 0700)

@@ -344,3 +344,22 @@ def test_image_layers_mount_read_only_and_a_writable_layer_is_a_child_on_top(hom
             assert os.listdir(os.path.join(home, layer_id, "work")) == []
     finally:
         store.close()
+
+
+REMAPPING = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+
+
+@pytest.mark.parametrize("uid_maps, gid_maps", [(REMAPPING, REMAPPING), (REMAPPING, None), (None, REMAPPING)],
+                         ids=["both", "uid", "gid"])
+def test_overlay2_refused_under_such_maps(home, scratch, uid_maps, gid_maps):
+    """Maps that give the home to a user (the remapped root) are refused before anything is written: that
+    user could rename l/ or a layer directory between root's checks and the mount, and root would mount a
+    directory of its choosing as a lower (the mount names lowers by short links in the home)."""
+    before = sorted(os.listdir(scratch))
+    with pytest.raises(OverlayError, match="overlay2 layout is not offered with uid_maps/gid_maps"):
+        LayerStore(home, uid_maps=uid_maps, gid_maps=gid_maps, layout="overlay2")
+    assert not os.path.lexists(home)
+    assert sorted(os.listdir(scratch)) == before
+    # maps that keep root's own ids leave the home root's: offered
+    identity = [{"container_id": 0, "host_id": 0, "size": 65536}]
+    LayerStore(home, uid_maps=identity, gid_maps=identity, layout="overlay2").close()
