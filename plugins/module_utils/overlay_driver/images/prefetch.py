@@ -39,7 +39,8 @@ class _Job:
     def _run(self, target):
         try:
             self.file = target()
-        except BaseException as e:  # pylint: disable=broad-except  (handed to the main thread, raised there)
+        # handed to the main thread, raised there
+        except BaseException as e:  # pylint: disable=broad-except
             self.error = e
         finally:
             self._done.set()

@@ -72,8 +72,7 @@ class Proxy:
 
     def secrets(self):
         """The strings no message may show."""
-        out = [v for v in self.headers().values()]
-        out = [v.split(" ", 1)[1] for v in out]
+        out = [v.split(" ", 1)[1] for v in self.headers().values()]
         if self.password:
             out.append(self.password)
         return out
