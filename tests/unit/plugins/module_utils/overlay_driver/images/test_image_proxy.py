@@ -67,8 +67,7 @@ def test_no_proxy_entries(no_proxy, host, port, direct):
     env = {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": no_proxy}
     assert (ProxySettings(environ=env).for_target("https", host, port) is None) == direct
     # the option, a list, replaces the environment's
-    option = ProxySettings(no_proxy=no_proxy.split(","), environ={"HTTPS_PROXY": "http://proxy:3128",
-                                                                               "NO_PROXY": "*"})
+    option = ProxySettings(no_proxy=no_proxy.split(","), environ={"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"})
     assert (option.for_target("https", host, port) is None) == direct
 
 
