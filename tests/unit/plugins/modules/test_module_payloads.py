@@ -35,7 +35,8 @@ for name in sys.argv[2:]:
                                         task_vars={"ansible_python_interpreter": sys.executable},
                                         module_compression="ZIP_DEFLATED")
     data = built.b_module_data if hasattr(built, "b_module_data") else built[0]  # a tuple before 2.19
-    zipped = (re.search(rb"zip_data='([A-Za-z0-9+/=]+)'", data)
+    zipped = (re.search(rb"zip_data='([A-Za-z0-9+/=]+)'", data)  # 2.19
+              or re.search(rb"ZIPDATA = b?'([A-Za-z0-9+/=]+)'", data)  # 2.17, 2.18: the bytes' repr
               or re.search(rb'ZIPDATA = \"\"\"([A-Za-z0-9+/=\s]+)\"\"\"', data))
     files = zipfile.ZipFile(io.BytesIO(base64.b64decode(zipped.group(1)))).namelist()
     out[name] = {"bytes": len(data), "files": files}
