@@ -26,11 +26,15 @@ import re
 import stat
 
 from .errors import OverlayError
-from .overlay_view import OwnView, TouchedView, TreeView
+from .overlay_view import OwnView, TouchedView, TreeView, is_opaque_dir
+from .whiteouts import OPAQUE
 
 ADD = "A"
 MODIFY = "C"
 DELETE = "D"
+# in an export only, never reported: the directory's '.wh..wh..opq' (Change.path names it, entry is the
+# directory's), which hides every lower entry of the directory
+OPAQUE_DIR = "O"
 KIND_NAMES = {ADD: "add", MODIFY: "modify", DELETE: "delete"}
 
 
@@ -217,6 +221,32 @@ def own_changes(top, parent_view=None):
     except OSError as e:
         raise_too_deep(e, "compare")
         raise
+
+
+def with_opaque_dirs(changes):
+    """own_changes' changes as Docker 20.10's overlay2 exports a layer's own diff/ (archive's overlay
+    whiteout format): each directory of the layer marked opaque is followed by its '.wh..wh..opq'
+    (an OPAQUE_DIR change) and every entry the layer holds below it, unchanged ones too, in place of
+    what the change walk found there, its deletions included. The opaque entry hides every lower
+    entry of the directory, so what the layer holds in it must all be in the archive.
+
+    Only for the layer's own directory: every entry of a change must be a file of the layer itself."""
+    out = []
+    skip = None
+    for change in changes:
+        if skip is not None and change.path.startswith(skip):
+            continue
+        skip = None
+        out.append(change)
+        entry = change.entry
+        if change.kind == DELETE or entry is None or not entry.is_dir(follow_symlinks=False) \
+                or not is_opaque_dir(entry.path):
+            continue
+        out.append(Change(change.path + "/" + OPAQUE, OPAQUE_DIR, entry))
+        below = [Change(change.path + c.path, c.kind, c.entry) for c in _walk(OwnView(entry.path), None, _same_path)]
+        out.extend(with_opaque_dirs(below))
+        skip = change.path + "/"
+    return out
 
 
 PATH_MAX = 4096

@@ -36,8 +36,10 @@ from .graph_driver import GraphDriver, lstat_at
 from .ids import root_pair, validate_layer_id
 from .layer_mounts import LayerMount
 from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
-from .changes import own_changes
+from .changes import OPAQUE_DIR, changes_size, own_changes, with_opaque_dirs
 from .overlay_view import TreeView
+from .results import DiffResult
+from .tar_export import export_changes
 
 DIFF = short_links.DIFF_DIR
 COMMITTED = "committed"
@@ -417,6 +419,20 @@ class Overlay2Driver(GraphDriver):
             return super(Overlay2Driver, self)._changes(layer_id, parent)
         own = self.layout.layer(layer_id).diff
         return own_changes(own, self._tree(parent)), own
+
+    def diff(self, layer_id, parent, out):
+        """Against the layer's own parent, Docker 20.10's overlay2 Diff: the diff/ as it is, an opaque directory
+        as its '.wh..wh..opq' and all the layer holds in it (with_opaque_dirs) rather than one whiteout per
+        name of the parent's directory. The changes and the size reported stay the change walk's, as
+        changes() and diff_size() give them. Against another layer, the naive diff as in every layout."""
+        if (parent or None) != self.lower_layer(layer_id):
+            return super(Overlay2Driver, self).diff(layer_id, parent, out)
+        changes, own = self._changes(layer_id, parent)
+        exported_changes = with_opaque_dirs(changes)
+        exported = export_changes(own, exported_changes, out, self.uid_maps, self.gid_maps)
+        opaque = any(change.kind == OPAQUE_DIR for change in exported_changes)
+        size = changes_size(own, changes) if opaque else exported.diff_size
+        return DiffResult(exported.diff_id, exported.tar_size, changes, size)
 
     def _tree(self, layer_id):
         """The layer's diff/ over every lower diff/, as overlay stacks them; a base layer's diff/ alone."""

@@ -103,7 +103,10 @@ class OwnView:
 
 class TouchedView:
     """view (the parent's tree) where the top layer has an entry of the same name, a whiteout included,
-    or all of a directory the top layer made opaque: the only places a change can be."""
+    or all of a directory the top layer made opaque, and of every directory below one: the only places a
+    change can be. Overlay hides the lower tree under an opaque directory at every depth, so a directory
+    the top layer made inside one (as mkdir does after rm -rf, or a tarball's entries after its
+    .wh..wh..opq) shows none of the parent's entries of that path either."""
 
     overlay = True
 
@@ -111,13 +114,28 @@ class TouchedView:
         self.view = view
         self.top = top
         self.layers = view.layers
+        self._hidden = {"": _is_opaque(top)}
+
+    def hides_parent(self, rel):
+        """Whether the top layer's directory rel, or one above it, is opaque (rel "" is the top)."""
+        hidden = self._hidden.get(rel)
+        if hidden is None:
+            above = rel.rpartition("/")[0]
+            hidden = self.hides_parent(above) or _is_opaque(os.path.join(self.top, rel))
+            self._hidden[rel] = hidden
+        return hidden
 
     def listing(self, rel):
         full = self.view.listing(rel)
         path = os.path.join(self.top, rel)
-        if _is_opaque(path):
+        if self.hides_parent(rel):
             return full
         return {name: full[name] for name in os.listdir(path) if name in full}
+
+
+def is_opaque_dir(path):
+    """Whether the directory at path (not followed) carries overlay's opaque xattr."""
+    return _is_opaque(path)
 
 
 def _is_whiteout(entry):

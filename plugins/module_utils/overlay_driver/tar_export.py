@@ -4,7 +4,8 @@
 """Write a layer's changes as an image-layer tarball (moby's ExportChanges).
 
 Added and modified paths are archived from the layer's view; deletions
-become '.wh.<name>' entries. Times are whole seconds and whiteouts take their
+become '.wh.<name>' entries, and a directory an overlay2 export found opaque
+gets its '.wh..wh..opq' (changes.with_opaque_dirs). Times are whole seconds and whiteouts take their
 directory's mtime, so exporting the same layer twice gives the same diff_id.
 """
 
@@ -17,7 +18,7 @@ import struct
 import threading
 
 from . import walk, whiteouts
-from .changes import DELETE, counted_size, raise_too_deep
+from .changes import DELETE, OPAQUE_DIR, counted_size, raise_too_deep
 from .errors import OverlayError
 from .ids import to_container
 from .regular_files import require_regular
@@ -374,6 +375,13 @@ def _open_data(dirs, path):
     return fd
 
 
+def _opaque_member(name, dir_st, uid_maps, gid_maps):
+    """A directory's '.wh..wh..opq' as Docker's overlay whiteout converter writes it: an empty regular file
+    with the directory's permission bits and owner, and no time (Go's zero time writes 0)."""
+    owner = (to_container(dir_st.st_uid, uid_maps), to_container(dir_st.st_gid, gid_maps))
+    return _Member(name, REGTYPE, dir_st.st_mode & 0o777, owner, 0)
+
+
 def _write_data(writer, member, fd, path):
     if not writer.copy_from(fd, member.size):
         raise OSError("%s shrank while it was exported" % path)
@@ -428,6 +436,9 @@ def _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps):
                     whiteout_mtimes[parent] = 0
             writer.write(_Member(os.path.join(parent, whiteouts.whiteout_name(base)), REGTYPE,
                                  mtime=whiteout_mtimes[parent]).header())
+            continue
+        if change.kind == OPAQUE_DIR:
+            writer.write(_opaque_member(rel, change.entry.stat(follow_symlinks=False), uid_maps, gid_maps).header())
             continue
         if change.entry is not None:
             path = change.entry.path

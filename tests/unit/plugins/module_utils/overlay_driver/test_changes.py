@@ -3,7 +3,9 @@
 import os
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import (
-    ADD, DELETE, MODIFY, changes_dirs, changes_size)
+    ADD, DELETE, MODIFY, OPAQUE_DIR, changes_dirs, changes_size, own_changes, with_opaque_dirs)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.overlay_view import TreeView
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.whiteouts import OPAQUE_XATTR
 
 from layertools import deep_tree
 
@@ -145,3 +147,29 @@ def test_a_tree_deeper_than_path_max_is_a_clear_error(scratch):
 
     with pytest.raises(OverlayError, match="cannot compare the layer: a path in it is longer than PATH_MAX"):
         changes_dirs(_deeper_than_path_max(os.path.join(scratch, "t")))
+
+
+def test_an_opaque_directory_hides_the_parent_at_every_depth_and_exports_as_dockers_overlay2(scratch):
+    """A layer's own directory over its parent's tree (overlay2's diff/): below an opaque directory the
+    parent's entries are gone at every depth, also under a plain directory the layer made in it; the
+    export form puts each opaque directory's '.wh..wh..opq' right after it and every entry the layer
+    holds below it (nested opaque directories too), none of the parent's deletions."""
+    parent = os.path.join(scratch, "parent")
+    top = os.path.join(scratch, "top")
+    for rel in ("D/a", "D/b", "D/sub/x", "other"):
+        os.makedirs(os.path.dirname(os.path.join(parent, rel)), exist_ok=True)
+        with open(os.path.join(parent, rel), "w") as f:
+            f.write(rel)
+    for rel in ("D/sub/z", "D/E/y"):
+        os.makedirs(os.path.dirname(os.path.join(top, rel)), exist_ok=True)
+        with open(os.path.join(top, rel), "w") as f:
+            f.write(rel)
+    for rel in ("D", "D/E"):
+        os.setxattr(os.path.join(top, rel), OPAQUE_XATTR, b"y")
+    changes = own_changes(top, TreeView([parent]))
+    assert {(c.path, c.kind) for c in changes} == {
+        ("/D", MODIFY), ("/D/E", ADD), ("/D/E/y", ADD), ("/D/a", DELETE), ("/D/b", DELETE), ("/D/sub", MODIFY),
+        ("/D/sub/x", DELETE), ("/D/sub/z", ADD)}
+    assert [(c.path, c.kind) for c in with_opaque_dirs(changes)] == [
+        ("/D", MODIFY), ("/D/.wh..wh..opq", OPAQUE_DIR), ("/D/E", ADD), ("/D/E/.wh..wh..opq", OPAQUE_DIR),
+        ("/D/E/y", ADD), ("/D/sub", ADD), ("/D/sub/z", ADD)]

@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import stat
+import tarfile
 
 import pytest
 
@@ -211,6 +212,71 @@ def test_diff_apply(driver):
     finally:
         driver.put("upper")
     assert not os.path.exists(os.path.join(driver.get("applied"), "var", "lib"))
+
+
+def _tar_names(data):
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return {member.name: member for member in tf}
+
+
+def test_diff_of_an_opaque_directory_applies_back_onto_the_parent_as_the_same_tree(driver):
+    """A directory removed and made again in a mounted child is opaque in its upper directory (the kernel
+    marks it), with a subdirectory made in it that hides the parent's of the same name at every depth,
+    and a file put back exactly as the parent had it. Applied onto the parent, the exported diff gives
+    the child's tree on both layouts. overlay2 exports the opaque directory as Docker 20.10's overlay2
+    does (its diff/ archived with the overlay whiteout format): one `.wh..wh..opq` and every entry the
+    layer holds in it; the seed's layout exports its naive diff, as Docker's legacy overlay driver does
+    (NaiveDiffDriver): one `.wh.<name>` per name of the parent's directory."""
+    driver.create("base", "")
+    root = driver.get("base")
+    os.makedirs(os.path.join(root, "dir", "sub"))
+    for name in ("dir/a", "dir/b", "dir/sub/x", "dir/sub/y", "other"):
+        with open(os.path.join(root, name), "w") as f:
+            f.write(name)
+        os.utime(os.path.join(root, name), (1600000000, 1600000000))
+    driver.put("base")
+    driver.create("child", "base")
+    merged = driver.get("child")
+    try:
+        shutil.rmtree(os.path.join(merged, "dir"))
+        os.mkdir(os.path.join(merged, "dir"), 0o750)
+        os.chmod(os.path.join(merged, "dir"), 0o750 | stat.S_ISVTX)
+        os.chown(os.path.join(merged, "dir"), 5, 6)
+        os.mkdir(os.path.join(merged, "dir", "sub"))
+        for name, content in (("dir/a", "dir/a"), ("dir/new", "new"), ("dir/sub/z", "z")):
+            with open(os.path.join(merged, name), "w") as f:
+                f.write(content)
+        os.utime(os.path.join(merged, "dir", "a"), (1600000000, 1600000000))  # as the parent's: no change
+    finally:
+        driver.put("child")
+    changes = {(c.path, c.kind) for c in driver.changes("child", "base")}
+    assert changes == {("/dir", MODIFY), ("/dir/b", DELETE), ("/dir/new", ADD), ("/dir/sub", MODIFY),
+                       ("/dir/sub/x", DELETE), ("/dir/sub/y", DELETE), ("/dir/sub/z", ADD)}
+
+    out = io.BytesIO()
+    diff = driver.diff("child", "base", out)
+    assert {(c.path, c.kind) for c in diff.changes} == changes
+    members = _tar_names(out.getvalue())
+    whiteouts = sorted(name for name in members if ".wh." in name)
+    if driver.LAYOUT == "overlay2":
+        assert whiteouts == ["dir/.wh..wh..opq"]
+        assert {"dir", "dir/a", "dir/new", "dir/sub", "dir/sub/z"} <= set(members)
+        opq = members["dir/.wh..wh..opq"]  # what Docker's converter writes: the directory's permissions and owner
+        assert (opq.type, opq.size, opq.mode, opq.uid, opq.gid, opq.mtime) == (tarfile.REGTYPE, 0, 0o750, 5, 6, 0)
+        assert list(members).index("dir/.wh..wh..opq") == list(members).index("dir") + 1
+    else:
+        assert whiteouts == ["dir/.wh.b", "dir/sub/.wh.x", "dir/sub/.wh.y"]
+
+    driver.create("copy", "base")
+    driver.apply_diff("copy", "base", io.BytesIO(out.getvalue()))
+    try:
+        assert snapshot(driver.get("copy")) == snapshot(driver.get("child"))
+    finally:
+        driver.put("copy")
+        driver.put("child")
+    # the same tarball again: an export is reproducible
+    again = io.BytesIO()
+    assert driver.diff("child", "base", again).diff_id == diff.diff_id
 
 
 @pytest.mark.layout("overlay")  # the seed's files: an applied child hardlinks its parent's root/
