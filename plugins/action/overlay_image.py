@@ -3,17 +3,24 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Send an image from the controller, but only what the host lacks.
 
-A registry is pulled by the host itself, and remote_src: true reads the file
-there: both go straight to the module. Otherwise the image is read on the
-controller (manifest and config only), the host is asked which of its layers it
-already holds (overlay_info: ids and diff_ids), and the host gets an OCI layout
-(or, for docker save, a directory of the archive's files) in a temporary
-directory with the manifest, the config and only the layer blobs it lacks; the
-module then stages from there and the directory is removed. Blobs of a layout
-directory are sent from where they are. An archive whose missing layers are
-most of it (a first staging) is sent as it is, so it is read once; otherwise
-the missing members are copied out into a controller temp directory first (a
-transfer needs a file). Check mode sends no layer at all.
+A registry is pulled by the host itself (pull: host), and remote_src: true
+reads the file there: both go straight to the module. Otherwise the image is
+read on the controller (manifest and config only), the host is asked which of
+its layers it already holds (overlay_info: ids and diff_ids), and the host gets
+an OCI layout (or, for docker save, a directory of the archive's files) in a
+temporary directory with the manifest, the config and only the layer blobs it
+lacks; the module then stages from there and the directory is removed. Blobs
+of a layout directory are sent from where they are. An archive whose missing
+layers are most of it (a first staging) is sent as it is, so it is read once;
+otherwise the missing members are copied out into a controller temp directory
+first (a transfer needs a file). Check mode sends no layer at all.
+
+With pull: controller, a registry is pulled by the controller, for hosts that
+cannot reach it: the same registry client the module uses resolves the image
+for the host's platform (with the controller's credentials, certs.d,
+registries.conf and proxies), the blobs the host lacks are fetched once into
+the controller's blob cache (blob_cache.py: one fetch per blob for the whole
+fleet, whatever the forks), and the host gets them as an OCI layout, as above.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,12 +34,18 @@ import tempfile
 
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.blob_cache import (BlobCache,
+                                                                                                      default_cache_dir)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.digests import chain_ids
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.download import Deadlines
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.files import member_name
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.manifests import parse_config
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (open_source,
                                                                                                  read_image)
@@ -41,6 +54,11 @@ from ansible_collections.strata.overlay.plugins.plugin_utils.source_action impor
 # The options of module_utils/common.py COMMON_ARGS, which is not imported here: it brings the whole driver
 # (system calls included) onto the controller.
 _COMMON = ("home", "uid_maps", "gid_maps")
+# What the controller alone uses when it pulls: never sent to the host (credentials above all).
+_PULL_ONLY = ("pull", "controller_cache", "registry_auth", "username", "password", "auth_file", "ca_path",
+              "certs_dir", "registries_conf", "registries_conf_d", "proxy", "no_proxy", "retries", "retry_max_delay",
+              "validate_certs")
+PULLS = ("host", "controller")
 # An archive is sent whole when the layers the host has are at most this share of those it lacks.
 WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
 
@@ -56,10 +74,16 @@ class ActionModule(SourceAction):
         if args.get("state") == "absent":  # the image is found by its record in the home: nothing is read or sent
             result.update(self._run_module(args, task_vars))
             return result
+        pull = args.pop("pull", None) or "host"
+        if pull not in PULLS:
+            return dict(result, failed=True, msg="pull must be one of %s, not %r" % (", ".join(PULLS), pull))
+        cache = args.pop("controller_cache", None)
         try:
             reference = parse_reference(args.get("src"))
         except OverlayError as e:
             return dict(result, failed=True, msg=e.message)
+        if reference.transport == "docker" and pull == "controller":
+            return self._pull_on_controller(result, args, reference, cache, task_vars)
         if remote_src or not reference.is_file:
             result.update(self._run_module(args, task_vars))
             return result
@@ -111,6 +135,16 @@ class ActionModule(SourceAction):
                 files = {"image.tar": local}
             else:  # a directory docker-archive too: member by member
                 files = self._collect(reference, local, source, resolved, config_bytes, needed, workdir)
+        transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
+        answer = self._ship(args, reference, files, transport, task_vars)
+        answer["sent_layers"] = len(needed)
+        answer["sent_whole_archive"] = "image.tar" in files
+        result.update(answer)
+        return result
+
+    def _ship(self, args, reference, files, transport, task_vars):
+        """Send files (name in the layout -> controller path) into a temp dir on the host and run the module on
+        it; the module's answer, its messages naming the image as the task did."""
         _check_member_names(files, reference.text)
 
         with self._host_tmpdir() as tmpdir:
@@ -134,14 +168,84 @@ class ActionModule(SourceAction):
                 remote_archive = self._connection._shell.join_path(remote_root, "image.tar")
                 host_src = "%s:%s%s" % (reference.transport, remote_archive, suffix)
             else:
-                transport = "docker-archive" if reference.transport == "docker-archive" else "oci"
                 host_src = "%s:%s" % (transport, remote_root)
             recorded = args.get("record_as") or reference.text  # recorded as the task named it, not the copy
             answer = self._run_module(dict(args, src=host_src, remote_src=True, record_as=recorded), task_vars)
         if isinstance(answer.get("msg"), str):
-            answer["msg"] = answer["msg"].replace(host_src, reference.text).replace(remote_root, reference.path)
-        answer["sent_layers"] = len(needed)
-        answer["sent_whole_archive"] = "image.tar" in files
+            shown = reference.path or reference.text
+            answer["msg"] = answer["msg"].replace(host_src, reference.text).replace(remote_root, shown)
+        return answer
+
+    # -- pull: controller ---------------------------------------------------------
+
+    def _pull_on_controller(self, result, args, reference, cache_path, task_vars):
+        """Pull a docker:// image on the controller into its blob cache and send the host what it lacks."""
+        if args.get("policy") is not None:
+            return dict(result, failed=True, msg="image %s: pull: controller with a signature policy is not "
+                        "supported yet; pull on the host (pull: host) to have the policy checked" % reference.text)
+        if args.get("state") == "absent":
+            result.update(self._run_module(args, task_vars))
+            return result
+        cache_path = cache_path or default_cache_dir()
+        workdir = tempfile.mkdtemp(prefix="strata-image-")
+        try:
+            return self._pull_and_send(result, args, reference, cache_path, workdir, task_vars)
+        except OverlayError as e:
+            return dict(result, failed=True, msg=e.message)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _registry(self, args, reference):
+        """The image's source as the module would open it, but with what the controller has: its credentials
+        files and helpers, certs.d, registries.conf, CA bundle and proxy environment."""
+        nested = {k: v for k, v in (args.get("registry_auth") or {}).items() if v is not None}
+        top = {k: args[k] for k in ("username", "password", "auth_file") if args.get(k) is not None}
+        if nested and top:
+            raise ImageError("give registry credentials either in registry_auth or as username, password and "
+                             "auth_file, not both", image=reference.text)
+        settings = {k: int(args[k]) for k in ("retries", "retry_max_delay") if args.get(k) is not None}
+        network = Network(proxy=args.get("proxy"), no_proxy=args.get("no_proxy"), image=reference.text, **settings)
+        validate = boolean(args.get("validate_certs", True), strict=False)
+        source = open_source(reference, nested or top, validate, args.get("ca_path"),
+                             certs_dirs=[args["certs_dir"]] if args.get("certs_dir") else None,
+                             registries_conf=args.get("registries_conf"),
+                             registries_conf_d=args.get("registries_conf_d"), network=network)
+        source.deadlines = Deadlines(int(args.get("blob_deadline") or 3600), int(args.get("image_deadline") or 10800))
+        return source
+
+    def _pull_and_send(self, result, args, reference, cache_path, workdir, task_vars):
+        check = self._task.check_mode
+        cache = BlobCache.existing(cache_path) if check else BlobCache(cache_path)
+        try:
+            with self._registry(args, reference) as source:
+                wanted = self._host_platform(args)
+                resolved = source.resolve(wanted)
+                config_bytes = None
+                if cache is not None:
+                    config_bytes = cache.read_verified(resolved.config)
+                    if config_bytes is None and not check:
+                        with open(cache.blob(source, resolved.config, reference.text), "rb") as f:
+                            config_bytes = f.read()
+                if config_bytes is None:  # check mode: read, never kept
+                    config_bytes = source.read_config(resolved.config)
+                diff_ids, _config = parse_config(config_bytes, reference.text, resolved.config.digest,
+                                                 len(resolved.layers))
+                held = self._held_layers(args, task_vars)
+                ids = [c.split(":", 1)[1] for c in chain_ids(diff_ids)]
+                needed = [] if check else [i for i, layer_id in enumerate(ids) if held.get(layer_id) != diff_ids[i]]
+                files = _layout_files(workdir, resolved, config_bytes)
+                for i in needed:
+                    descriptor = resolved.layers[i]
+                    files[_blob(descriptor.digest)] = cache.blob(source, descriptor, reference.text)
+                fetched = list(cache.fetched) if cache is not None else []
+                where = cache.path if cache is not None else cache_path
+        finally:
+            if cache is not None:
+                cache.close()
+        module_args = {k: v for k, v in args.items() if k not in _PULL_ONLY}
+        answer = self._ship(module_args, reference, files, "oci", task_vars)
+        answer.update(pulled_by="controller", sent_layers=len(needed), sent_whole_archive=False,
+                      controller_fetched=fetched, controller_cache=where)
         result.update(answer)
         return result
 
@@ -176,12 +280,7 @@ class ActionModule(SourceAction):
             for i in needed:
                 files[layers[i]] = self._member(source, resolved.layers[i], workdir, i)
             return files
-        write("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
-        index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": [{
-            "mediaType": resolved.media_type, "digest": resolved.manifest_digest, "size": len(resolved.raw)}]}
-        write("index.json", json.dumps(index).encode())
-        write(_blob(resolved.manifest_digest), resolved.raw)
-        write(_blob(resolved.config.digest), config_bytes)
+        files.update(_layout_files(workdir, resolved, config_bytes))
         for i in needed:
             descriptor = resolved.layers[i]
             if reference.transport == "oci":
@@ -225,6 +324,25 @@ def _check_member_names(files, image):
     for name in files:
         if member_name(name, image) != name:
             raise ImageError("refusing the file name %r: not a normalized member name" % name, image=image)
+
+
+def _layout_files(workdir, resolved, config_bytes):
+    """An OCI layout's small files for one image, written into workdir: name in the layout -> local path."""
+    files = {}
+
+    def write(name, data):
+        path = os.path.join(workdir, name.replace("/", "_"))
+        with open(path, "xb") as f:
+            f.write(data)
+        files[name] = path
+
+    write("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+    index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": [{
+        "mediaType": resolved.media_type, "digest": resolved.manifest_digest, "size": len(resolved.raw)}]}
+    write("index.json", json.dumps(index).encode())
+    write(_blob(resolved.manifest_digest), resolved.raw)
+    write(_blob(resolved.config.digest), config_bytes)
+    return files
 
 
 def _blob(digest):

@@ -47,6 +47,11 @@ class ImageManager:
         self.absent = params.get("state") == "absent"
         # absent finds the image by its recorded reference or digest, which need not parse as a source
         self.reference = None if self.absent else parse_reference(params["src"])
+        if self.reference is not None and self.reference.transport == "docker" and params.get("pull") == "controller":
+            # the action plugin pulls on the controller and hands the module an OCI layout: here it did not run
+            raise ImageError("pull: controller is done by the overlay_image action plugin on the controller; the "
+                             "module was run without it (use the strata.overlay.overlay_image action)",
+                             image=self.reference.text)
         self.registry_auth = registry_credentials(params)  # not used by file transports
         self.stage_bounds = self.bounds()  # checked before the home is touched
         self.network = None if self.absent else self.network_settings()  # so are the retries and the proxy

@@ -64,9 +64,45 @@ options:
       - For the file transports. V(false) reads PATH on the controller and sends the host only what it lacks
         (the manifest, the config and the layers it does not have yet), into a temporary directory that is
         always removed. V(true) reads PATH on the managed host.
-      - A registry is always pulled by the managed host itself; the controller is never in the data path.
+      - A registry is pulled by the managed host itself, unless O(pull=controller).
     type: bool
     default: false
+  pull:
+    description:
+      - Who pulls a C(docker://) image from the registry.
+      - V(host) (the default) - the managed host itself; the controller is never in the data path.
+      - V(controller) - the controller, for hosts that cannot reach the registry. The action plugin resolves the
+        image for the host's platform (asked of the host, or O(platform)), fetches the config and the layer blobs
+        the host lacks into the controller's blob cache (see O(controller_cache)), verified against their
+        digests, and sends the host an OCI layout with only those blobs, as for O(src=oci:PATH). Each blob is
+        fetched from the registry once for the whole play, however many hosts and forks need it.
+      - With V(controller), everything that decides how the registry is reached is read on the controller, as
+        the user running the play - O(registry_auth) (its C(auth_file) too) and the default credential files
+        and helpers, O(ca_path), O(certs_dir) (default C(/etc/containers/certs.d), else C(/etc/docker/certs.d)),
+        O(registries_conf), O(registries_conf_d), O(proxy), O(no_proxy) and the C(HTTPS_PROXY) environment,
+        O(validate_certs), O(retries) and O(retry_max_delay). None of them is sent to the host.
+      - With V(controller) in check mode, the controller reads the manifest and the config from the registry
+        (the config from its cache when it is there) and writes neither the cache nor any layer to the host.
+      - A signature policy is not supported with V(controller) yet; such a task fails.
+      - The file transports are read by the controller anyway (unless O(remote_src=true)); this option does not
+        change them.
+    type: str
+    choices: [host, controller]
+    default: host
+    version_added: 0.2.0
+  controller_cache:
+    description:
+      - With O(pull=controller), the directory on the controller where registry blobs are kept, by digest
+        (C(blobs/sha256/HEX)), for later runs and other hosts. Blobs are never removed by the collection; delete
+        the directory to free the space.
+      - Default C($STRATA_OVERLAY_CONTROLLER_CACHE), else C($XDG_CACHE_HOME/strata.overlay), else
+        C(~/.cache/strata.overlay) of the user running the play. Made 0700 when missing.
+      - The directory must be owned by the user running the play and writable by nobody else, and every directory
+        above it owned by root or that user and not writable by others (unless sticky, as C(/tmp)); otherwise the
+        task fails naming the directory. A cached blob whose content does not match its digest is fetched again,
+        never sent.
+    type: path
+    version_added: 0.2.0
   platform:
     description:
       - V(os/arch[/variant]) of the image to pick from an index (a multi-platform image), for example
@@ -280,6 +316,12 @@ EXAMPLES = r'''
     id: web
     parent: "{{ image.top }}"
 
+- name: Hosts that cannot reach the registry - the controller pulls once, each host gets what it lacks
+  strata.overlay.overlay_image:
+    src: docker://registry.example.com:5000/base/debian:12
+    pull: controller
+    ca_path: /etc/pki/registry-ca.pem   # on the controller
+
 - name: Stage an OCI layout from the controller, sending only the layers the host lacks
   strata.overlay.overlay_image:
     src: oci:images/app:v1
@@ -405,10 +447,27 @@ seconds:
   type: float
   sample: 4.2
 sent_layers:
-  description: How many layer blobs the controller sent to the host (O(remote_src=false) with a file transport).
+  description: How many layer blobs the controller sent to the host (O(remote_src=false) with a file transport, or
+    O(pull=controller)).
   returned: when the image was read on the controller
   type: int
   sample: 1
+pulled_by:
+  description: V(controller) when the controller pulled the image from the registry (O(pull=controller)).
+  returned: when O(pull=controller)
+  type: str
+  sample: controller
+controller_fetched:
+  description: The digests of the blobs this task fetched from the registry into the controller's cache; empty when
+    the cache (filled for an earlier host or run) had them all.
+  returned: when O(pull=controller)
+  type: list
+  elements: str
+controller_cache:
+  description: The controller's blob cache directory that was used.
+  returned: when O(pull=controller)
+  type: str
+  sample: /home/ops/.cache/strata.overlay
 sent_whole_archive:
   description: Whether an archive was sent as it is because the host lacked most of it (read once), rather than
     the missing layers copied out of it.
@@ -427,6 +486,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.layer_module import
 def main():
     module = LayerModule(argument_spec=argument_spec(
         src=dict(type="str", required=True, aliases=["name"]), remote_src=flag(), state=one_of("present", "absent"),
+        pull=one_of("host", "controller"), controller_cache=dict(type="path"),
         record_as=dict(type="str"), platform=dict(type="str"),
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),

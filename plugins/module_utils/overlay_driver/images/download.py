@@ -207,7 +207,7 @@ def download(source, descriptor, dir_fd, image, on_progress=None):
     """The blob, verified (digest and size), in an unnamed file positioned at its start. The caller closes it."""
     out = unnamed_file(dir_fd)
     try:
-        with _blob(source, descriptor, image) as raw:
+        with blob_stream(source, descriptor, image) as raw:
             reader = VerifyingReader(raw, descriptor.digest, descriptor.size, image, on_progress,
                                      name=descriptor.digest or descriptor.path)
             while True:
@@ -223,7 +223,7 @@ def download(source, descriptor, dir_fd, image, on_progress=None):
         raise
 
 
-def _blob(source, descriptor, image):
+def blob_stream(source, descriptor, image):
     """The blob's bytes from its source: a registry's resumed with Range where a connection is cut (resume.py),
     every resume within the blob's one deadline."""
     if not hasattr(source, "open_range"):

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller's blob cache of `pull: controller`: each registry blob fetched once for a whole fleet.
+
+Ansible runs a task's action in several forks at once, one per host, so
+without coordination twenty hosts would make twenty registry pulls of every
+blob. The cache is a directory of the controller user's own:
+
+    <cache>/blobs/sha256/<hex>   a blob, named by its digest (as in an OCI layout)
+    <cache>/locks/<hex>          flock(2)ed by the fork that fetches that blob
+    <cache>/tmp/                 blobs being fetched (O_EXCL names), renamed into blobs/ once verified
+
+A fork that finds a blob missing takes its lock, looks again (another fork
+may have fetched it meanwhile) and only then fetches it; the others wait on
+the lock and find it there. A blob is verified against its digest (and size)
+as it arrives, before it is renamed in, and again each time it is about to be
+sent: a cached file whose content does not match its name is never sent, it
+is removed and fetched again.
+
+The files are sent to the hosts by path (an Ansible transfer reads a path), so
+the path must be one that no other user can redirect: the cache and every
+directory above it are opened from / one component at a time without
+following symlinks others made, directories above must be root's or the
+controller user's and not writable by others (unless sticky, as /tmp), and
+the cache itself must be the controller user's and writable by nobody else.
+It is made 0700 when missing.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import stat
+
+from ..walk import DIR_FLAGS, PathWalk, untrusted_reason
+from .digests import VerifyingReader, hex_of, parse_digest
+from .download import blob_stream
+from .errors import ImageError
+
+CHUNK = 1 << 20
+ENV = "STRATA_OVERLAY_CONTROLLER_CACHE"
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def default_cache_dir(environ=None):
+    """$STRATA_OVERLAY_CONTROLLER_CACHE, else $XDG_CACHE_HOME/strata.overlay, else ~/.cache/strata.overlay."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV):
+        return environ[ENV]
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "strata.overlay")
+
+
+def _refuse(path, cause):
+    raise ImageError("refusing the controller's blob cache: %s" % cause, path=path)
+
+
+class _CacheWalk(PathWalk):
+    """The cache's path: directories above it root's or this user's and safe from others; symlinks on the way
+    made by root or this user; missing directories made 0700 when make is true."""
+
+    def __init__(self, path, make):
+        PathWalk.__init__(self, path)
+        self.make = make
+        self.uid = os.geteuid()
+
+    def entered(self, fd, where, last):
+        st = os.fstat(fd)
+        if last:
+            if st.st_uid != self.uid:
+                _refuse(where, "it is owned by uid %d, not by uid %d who runs the play" % (st.st_uid, self.uid))
+            if st.st_mode & 0o022:
+                _refuse(where, "it is writable by %s (mode %o); chmod 0700 it"
+                        % ("every user" if st.st_mode & 0o002 else "its group", stat.S_IMODE(st.st_mode)))
+            reason = untrusted_reason(st, {self.uid}, set(), fd)
+            if reason:
+                _refuse(where, reason)
+            return
+        reason = untrusted_reason(st, {0, self.uid}, {0}, fd)
+        if reason:
+            _refuse(where, "a directory above it can be changed by another user: %s" % reason)
+
+    def missing(self, dir_fd, name, last):
+        if not self.make:
+            return False
+        try:
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
+        return True
+
+    def check_link(self, dir_fd, st, where):
+        if st.st_uid not in (0, self.uid):
+            _refuse(where, "it is a symlink owned by uid %d" % st.st_uid)
+
+    def too_many_links(self):
+        _refuse(self.path, "too many symlinks")
+
+    def not_a_directory(self, where):
+        _refuse(where, "it is not a directory")
+
+    def cannot_open(self, where, error):
+        _refuse(where, "cannot open it: %s" % error.strerror)
+
+
+def _subdir(parent_fd, name, where, make):
+    """A directory of the cache, this user's and nobody else's, opened without following a symlink."""
+    if make:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        _refuse(where, "cannot open it as a directory: %s" % e.strerror)
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)
+        _refuse(where, "it must be this user's and writable by nobody else (uid %d, mode %o)"
+                % (st.st_uid, stat.S_IMODE(st.st_mode)))
+    return fd
+
+
+class BlobCache:
+    """The cache at path, opened by fd; make=False (check mode) creates nothing, and a missing cache is None."""
+
+    def __init__(self, path, make=True):
+        self.path = None
+        self._fds = []
+        root_fd, real = _CacheWalk(os.path.abspath(os.path.expanduser(path)), make).open()
+        if root_fd is None:
+            raise FileNotFoundError(path)
+        self._fds.append(root_fd)
+        self.path = real
+        try:
+            blobs = self._open(root_fd, "blobs", make)
+            self.blobs_fd = self._open(blobs, "blobs/sha256", make) if blobs is not None else None
+            self.locks_fd = self._open(root_fd, "locks", make)
+            self.tmp_fd = self._open(root_fd, "tmp", make)
+        except BaseException:
+            self.close()
+            raise
+        self.fetched = []  # digests this process fetched from the registry
+
+    @classmethod
+    def existing(cls, path):
+        """The cache if it is there (read-only use: check mode), else None."""
+        try:
+            return cls(path, make=False)
+        except FileNotFoundError:
+            return None
+
+    def _open(self, parent_fd, relative, make):
+        fd = _subdir(parent_fd, os.path.basename(relative), os.path.join(self.path, relative), make)
+        if fd is not None:
+            self._fds.append(fd)
+        return fd
+
+    def close(self):
+        while self._fds:
+            os.close(self._fds.pop())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def blob_path(self, digest):
+        return os.path.join(self.path, "blobs", "sha256", hex_of(digest))
+
+    # -- reading ------------------------------------------------------------------
+
+    def _verified(self, name, descriptor):
+        """Whether blobs/sha256/<name> is there, a regular file of this user, with the descriptor's size and
+        digest (read whole by fd: a file whose content is not what its name says is never used)."""
+        if self.blobs_fd is None:
+            return False
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=self.blobs_fd)
+        except FileNotFoundError:
+            return False
+        except OSError:  # a symlink (ELOOP) or worse: not a blob of ours
+            return False
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return False
+            if descriptor.size is not None and st.st_size != descriptor.size:
+                return False
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                digest.update(chunk)
+        return "sha256:" + digest.hexdigest() == descriptor.digest
+
+    def read_verified(self, descriptor):
+        """The bytes of a small blob (a config) if the cache holds it intact, else None. Writes nothing."""
+        name = hex_of(parse_digest(descriptor.digest))
+        if not self._verified(name, descriptor):
+            return None
+        with os.fdopen(os.open(name, _FILE_FLAGS, dir_fd=self.blobs_fd), "rb") as f:
+            data = f.read()
+        return data if "sha256:" + hashlib.sha256(data).hexdigest() == descriptor.digest else None
+
+    # -- filling ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, name):
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.locks_fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def blob(self, source, descriptor, image):
+        """The path of the verified blob in the cache, fetched from source first unless it is there intact."""
+        name = hex_of(parse_digest(descriptor.digest, image))
+        if self._verified(name, descriptor):
+            return self.blob_path(descriptor.digest)
+        with self._locked(name):
+            if not self._verified(name, descriptor):  # another fork may have fetched it while this one waited
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=self.blobs_fd)  # absent, or not what its name says
+                self._clear_temps(name)
+                self._fetch(source, descriptor, image, name)
+        return self.blob_path(descriptor.digest)
+
+    def _clear_temps(self, name):
+        """Temps of this blob left by a fork that was killed: only the lock holder writes them."""
+        for entry in os.listdir(self.tmp_fd):
+            if entry.startswith(name + "."):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry, dir_fd=self.tmp_fd)
+
+    def _fetch(self, source, descriptor, image, name):
+        temp = "%s.%s" % (name, os.urandom(8).hex())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=self.tmp_fd)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                with blob_stream(source, descriptor, image) as raw:
+                    reader = VerifyingReader(raw, descriptor.digest, descriptor.size, image, None,
+                                             name=descriptor.digest)
+                    for chunk in iter(lambda: reader.read(CHUNK), b""):
+                        out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(temp, name, src_dir_fd=self.tmp_fd, dst_dir_fd=self.blobs_fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=self.tmp_fd)
+            raise ImageError("cannot keep the blob in the controller's cache: %s" % e.strerror, image=image,
+                             blob=descriptor.digest, path=self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=self.tmp_fd)
+            raise
+        self.fetched.append(descriptor.digest)

@@ -1,0 +1,229 @@
+"""pull: controller against the real registry (docker-registry over TLS with Basic auth, tests/registry.py).
+
+The action plugin runs as Ansible runs it for each host of a fleet, the host
+being this machine with a home and a temp dir of its own: the modules it asks
+for (overlay_info, overlay_image) run in-process on that home, commands run
+here, and a transfer is a copy. The registry's access log counts what it served.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import types
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.action.overlay_image import ActionModule
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+import imagebuild
+from registry import have_tools, registries
+
+FLEET = 20
+FORKS = 5
+
+
+@pytest.fixture(scope="module")
+def regs():
+    if have_tools() is not None:
+        pytest.skip(have_tools())
+    work = tempfile.mkdtemp(prefix="strata-ctlpull-")
+    try:
+        with registries(token=False, directory=os.path.join(work, "registries")) as started:
+            layout = os.path.join(work, "layout")
+            images = imagebuild.sample_images()
+            imagebuild.write_oci_layout(layout, {"base": images["base"], "app": images["app"]})
+            imagebuild.push(started, "oci:%s:base" % layout, "base", "gzip")
+            imagebuild.push(started, "oci:%s:app" % layout, "app", "gzip")
+            started.images = images
+            yield started
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Shell:
+    def __init__(self, tmpdir):
+        self.tmpdir = tmpdir
+
+    @staticmethod
+    def join_path(*parts):
+        return os.path.join(*parts)
+
+
+def _module(name, args, check_mode):
+    manager = InfoManager if name == "strata.overlay.overlay_info" else ImageManager
+    try:
+        return manager(dict(args), check_mode=check_mode).run()
+    except OverlayError as e:
+        return {"failed": True, "msg": e.message}
+
+
+class Host:
+    """One inventory host on a local connection: its own home and temp dir; what was sent to it is kept."""
+
+    def __init__(self, root):
+        self.home = os.path.join(root, "home")
+        self.tmp = os.path.join(root, "tmp")
+        self.sent = []
+        self.module_args = []
+
+    def action(self, args, check_mode=False):
+        os.makedirs(self.tmp, exist_ok=True)
+        action = object.__new__(ActionModule)
+        action._task = types.SimpleNamespace(check_mode=check_mode, action="strata.overlay.overlay_image",
+                                             args=args)  # pylint: disable=protected-access
+        action._connection = types.SimpleNamespace(_shell=_Shell(self.tmp))  # pylint: disable=protected-access
+
+        def execute(module_name, module_args, task_vars):
+            del task_vars
+            if module_name != "strata.overlay.overlay_info":
+                self.module_args.append(module_args)
+            return _module(module_name, dict(module_args), check_mode)
+
+        def command(cmd, sudoable=False):
+            del sudoable
+            done = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+            return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+        def transfer(path, remote):
+            shutil.copyfile(path, remote)
+            self.sent.append(os.path.relpath(remote, self.tmp))
+            return remote
+
+        action._execute_module = execute  # pylint: disable=protected-access
+        action._low_level_execute_command = command  # pylint: disable=protected-access
+        action._transfer_file = transfer  # pylint: disable=protected-access
+        action._fixup_perms2 = lambda paths: None  # pylint: disable=protected-access
+        action._remove_tmp_path = lambda path: shutil.rmtree(path, ignore_errors=True)  # pylint: disable=protected-access
+        return action
+
+    def stage(self, args, check_mode=False):
+        args = dict(args, home=self.home)
+        return self.action(args, check_mode)._run_with_src({}, dict(args), False, {})  # pylint: disable=protected-access
+
+
+def pull_args(regs, repo, cache, **extra):
+    args = {"src": regs.basic.ref(repo, "gzip"), "pull": "controller", "controller_cache": cache,
+            "registry_auth": dict(regs.auth), "ca_path": regs.pki.ca_crt}
+    args.update(extra)
+    return args
+
+
+def layer_blob_gets(regs, mark):
+    return sorted(path.rsplit("/", 1)[1] for _m, path, _s in regs.basic.blob_gets(mark))
+
+
+def test_one_registry_fetch_of_each_blob_for_a_fleet_of_20(regs, scratch, layout):
+    """20 hosts, 5 forks at once: the registry serves each blob once, as many blob requests as for one host."""
+    del layout
+    image = regs.images["base"]
+    mark = regs.basic.log_mark()
+    one = Host(os.path.join(scratch, "one"))
+    result = one.stage(pull_args(regs, "base", os.path.join(scratch, "cache-one")))
+    assert not result.get("failed"), result
+    assert result["pulled_by"] == "controller" and result["top"] == image.chain_ids[-1]
+    one_host = layer_blob_gets(regs, mark)
+    assert len(one_host) == len(image.diff_ids) + 1  # the layers and the config
+
+    mark = regs.basic.log_mark()
+    fleet = [Host(os.path.join(scratch, "host-%02d" % n)) for n in range(FLEET)]
+    cache = os.path.join(scratch, "cache-fleet")
+    with ThreadPoolExecutor(FORKS) as pool:
+        results = list(pool.map(lambda host: host.stage(pull_args(regs, "base", cache)), fleet))
+    assert [r.get("failed") for r in results] == [None] * FLEET, [r.get("msg") for r in results if r.get("failed")]
+    assert all(r["top"] == image.chain_ids[-1] and r["changed"] for r in results)
+    assert layer_blob_gets(regs, mark) == one_host
+    assert sum(len(r["controller_fetched"]) for r in results) == len(one_host)
+    for host in fleet:  # every host has the image, sent as an OCI layout with each layer
+        assert sum(1 for name in host.sent if "/blobs/sha256/" in name) == len(image.diff_ids) + 2
+        assert host.module_args[0]["src"].startswith("oci:" + host.tmp)
+
+
+def test_the_host_gets_only_the_layers_it_lacks_and_nothing_of_the_credentials(regs, scratch, layout):
+    del layout
+    host = Host(os.path.join(scratch, "host"))
+    cache = os.path.join(scratch, "cache")
+    assert not host.stage(pull_args(regs, "base", cache)).get("failed")
+    mark = regs.basic.log_mark()
+    host.sent.clear()
+    result = host.stage(pull_args(regs, "app", cache))
+    assert not result.get("failed"), result
+    app = regs.images["app"]
+    assert result["top"] == app.chain_ids[-1] and result["sent_layers"] == 1
+    assert [layer["changed"] for layer in result["layers"]] == [False, False, True]
+    # the config and the one new layer: base's layers were neither fetched nor sent
+    assert len(layer_blob_gets(regs, mark)) == 2 and len(result["controller_fetched"]) == 2
+    assert sum(1 for name in host.sent if "/blobs/sha256/" in name) == 3  # manifest, config, one layer
+    module_args = host.module_args[-1]
+    assert module_args["record_as"] == regs.basic.ref("app", "gzip")
+    assert not {"registry_auth", "ca_path", "pull", "controller_cache"} & set(module_args)
+    again = host.stage(pull_args(regs, "app", cache))
+    assert not again["changed"] and again["sent_layers"] == 0 and again["controller_fetched"] == []
+
+
+def test_a_corrupt_blob_in_the_cache_is_fetched_again_and_never_sent(regs, scratch, layout):
+    del layout
+    cache = os.path.join(scratch, "cache")
+    first = Host(os.path.join(scratch, "first"))
+    result = first.stage(pull_args(regs, "base", cache))
+    assert not result.get("failed"), result
+    digest = result["layers"][0]["digest"]
+    blob = os.path.join(cache, "blobs", "sha256", digest.split(":", 1)[1])
+    with open(blob, "r+b") as f:
+        good = f.read()
+        f.seek(0)
+        f.write(bytes([good[0] ^ 0xFF]))  # same size: only the digest tells
+    mark = regs.basic.log_mark()
+    second = Host(os.path.join(scratch, "second"))
+    result = second.stage(pull_args(regs, "base", cache))
+    assert not result.get("failed"), result  # the host verifies what it gets: it got the registry's blob
+    assert result["controller_fetched"] == [digest]
+    assert layer_blob_gets(regs, mark) == [digest]
+    with open(blob, "rb") as f:
+        assert f.read() == good
+
+
+def test_check_mode_reads_the_registry_and_writes_neither_the_cache_nor_the_host(regs, scratch, layout):
+    del layout
+    cache = os.path.join(scratch, "cache")
+    host = Host(os.path.join(scratch, "host"))
+    result = host.stage(pull_args(regs, "base", cache), check_mode=True)
+    assert not result.get("failed"), result
+    assert result["changed"] and result["sent_layers"] == 0 and result["controller_fetched"] == []
+    assert not os.path.exists(cache) and not os.path.exists(host.home)
+    assert not any("/blobs/sha256/" in name and name.endswith(result["layers"][0]["digest"].split(":")[1])
+                   for name in host.sent)
+
+
+def test_a_policy_is_refused_rather_than_skipped(regs, scratch):
+    host = Host(os.path.join(scratch, "host"))
+    result = host.stage(pull_args(regs, "base", os.path.join(scratch, "cache"),
+                                  policy="/etc/containers/policy.json"))
+    assert result["failed"] and "not supported yet" in result["msg"]
+    assert not os.path.exists(host.home) and not os.path.exists(os.path.join(scratch, "cache"))
+
+
+def test_wrong_credentials_on_the_controller_fail_the_task_without_the_password(regs, scratch):
+    host = Host(os.path.join(scratch, "host"))
+    args = pull_args(regs, "base", os.path.join(scratch, "cache"))
+    args["registry_auth"] = {"username": regs.USER, "password": "not-the-password-xyz"}
+    result = host.stage(args)
+    assert result["failed"] and "not-the-password-xyz" not in result["msg"]
+    assert not os.path.exists(host.home)
+
+
+def test_the_module_without_its_action_refuses_pull_controller(scratch):
+    with pytest.raises(OverlayError) as e:
+        ImageManager({"home": os.path.join(scratch, "home"), "src": "docker://r.example/app:v1",
+                      "pull": "controller"})
+    assert "action plugin" in e.value.message
+    assert not os.path.exists(os.path.join(scratch, "home"))
+
+
+def test_an_unknown_pull_is_refused(scratch):
+    result = Host(os.path.join(scratch, "h")).stage({"src": "docker://r.example/app:v1", "pull": "proxy"})
+    assert result["failed"] and "pull must be one of host, controller" in result["msg"]

@@ -1,0 +1,195 @@
+"""The controller's blob cache (pull: controller): one fetch per blob whatever the forks, verified, and a
+directory nobody else can redirect."""
+
+import contextlib
+import hashlib
+import io
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.blob_cache import (
+    BlobCache, default_cache_dir)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.manifests import Descriptor
+
+OTHER_UID = 4242
+
+
+class CountingSource:
+    """A source whose blobs are bytes in memory; counts each blob's reads, and can wait at a barrier so that
+    every fork is inside the cache at once."""
+
+    def __init__(self, blobs):
+        self.blobs = blobs
+        self.reads = []
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def open_blob(self, descriptor):
+        with self.lock:
+            self.reads.append(descriptor.digest)
+        yield io.BytesIO(self.blobs[descriptor.digest])
+
+
+def descriptor_of(data, digest=None):
+    digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
+    return Descriptor("application/vnd.oci.image.layer.v1.tar", digest, len(data))
+
+
+def test_made_0700_and_a_blob_fetched_once_then_served_from_the_cache(scratch):
+    path = os.path.join(scratch, "home", "user", ".cache", "strata.overlay")
+    data = b"layer bytes" * 1000
+    d = descriptor_of(data)
+    source = CountingSource({d.digest: data})
+    with BlobCache(path) as cache:
+        blob = cache.blob(source, d, "docker://r/app")
+        assert cache.fetched == [d.digest]
+    with BlobCache(path) as cache:
+        assert cache.blob(source, d, "docker://r/app") == blob and cache.fetched == []
+    assert source.reads == [d.digest]
+    assert blob == os.path.join(path, "blobs", "sha256", d.digest[len("sha256:"):])
+    with open(blob, "rb") as f:
+        assert f.read() == data
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    assert os.listdir(os.path.join(path, "tmp")) == []
+
+
+class HeldSource(CountingSource):
+    """Holds each blob's first fetch until every fork has looked for that blob in the cache and found it missing:
+    the moment a fleet's forks all reach the same missing blob."""
+
+    def __init__(self, blobs, forks):
+        super().__init__(blobs)
+        self.forks = forks
+        self.misses = {}
+        self.changed = threading.Condition()
+
+    def missed(self, name):
+        with self.changed:
+            self.misses[name] = self.misses.get(name, 0) + 1
+            self.changed.notify_all()
+
+    @contextlib.contextmanager
+    def open_blob(self, descriptor):
+        name = descriptor.digest[len("sha256:"):]
+        with self.changed:  # bounded: a lock that serialized the looks too would otherwise hang the test
+            self.changed.wait_for(lambda: self.misses.get(name, 0) >= self.forks, timeout=30)
+        with super().open_blob(descriptor) as raw:
+            yield raw
+
+
+def test_forks_at_once_make_one_fetch_of_each_blob(scratch, monkeypatch):
+    """Ansible runs the action of 20 hosts in forks at once: without the blob's lock each fork that found it
+    missing fetched it."""
+    forks = 8
+    blobs = [bytes([n]) * (1 << 16) for n in range(3)]
+    descriptors = [descriptor_of(b) for b in blobs]
+    source = HeldSource({d.digest: b for d, b in zip(descriptors, blobs)}, forks)
+    verified = BlobCache._verified  # pylint: disable=protected-access
+
+    def looked(self, name, descriptor):
+        found = verified(self, name, descriptor)
+        if not found:
+            source.missed(name)
+        return found
+
+    monkeypatch.setattr(BlobCache, "_verified", looked)
+    path = os.path.join(scratch, "cache")
+
+    def host(_n):
+        with BlobCache(path) as cache:  # each fork opens the cache itself
+            return [cache.blob(source, d, "docker://r/app") for d in descriptors]
+
+    with ThreadPoolExecutor(forks) as pool:
+        paths = list(pool.map(host, range(forks)))
+    assert all(p == paths[0] for p in paths)
+    assert sorted(source.reads) == sorted(d.digest for d in descriptors)
+
+
+def test_a_cached_blob_that_does_not_match_its_name_is_fetched_again(scratch):
+    data = b"the real layer" * 100
+    d = descriptor_of(data)
+    source = CountingSource({d.digest: data})
+    path = os.path.join(scratch, "cache")
+    with BlobCache(path) as cache:
+        blob = cache.blob(source, d, "docker://r/app")
+    with open(blob, "r+b") as f:  # same size, other content: only the digest tells
+        f.write(b"X")
+    with BlobCache(path) as cache:
+        assert cache.read_verified(d) is None
+        assert cache.blob(source, d, "docker://r/app") == blob and cache.fetched == [d.digest]
+    assert source.reads == [d.digest, d.digest]
+    with open(blob, "rb") as f:
+        assert f.read() == data
+
+
+def test_a_blob_the_registry_sends_wrong_is_never_named_in_the_cache(scratch):
+    d = descriptor_of(b"what the manifest promised")
+    source = CountingSource({d.digest: b"what the registry sent instead"[:len(b"what the manifest promised")]})
+    path = os.path.join(scratch, "cache")
+    with BlobCache(path) as cache:
+        with pytest.raises(ImageError) as e:
+            cache.blob(source, d, "docker://r/app")
+    assert d.digest in e.value.message
+    assert os.listdir(os.path.join(path, "blobs", "sha256")) == [] and os.listdir(os.path.join(path, "tmp")) == []
+
+
+def test_a_temp_left_by_a_killed_fork_is_cleared_by_the_next_fetch(scratch):
+    data = b"layer"
+    d = descriptor_of(data)
+    path = os.path.join(scratch, "cache")
+    BlobCache(path).close()
+    left = os.path.join(path, "tmp", d.digest[len("sha256:"):] + ".0123456789abcdef")
+    with open(left, "wb") as f:
+        f.write(b"half")
+    with BlobCache(path) as cache:
+        cache.blob(CountingSource({d.digest: data}), d, "docker://r/app")
+    assert os.listdir(os.path.join(path, "tmp")) == []
+
+
+@pytest.mark.parametrize("how", ["owner", "group-writable", "world-writable", "symlink", "parent", "sub-owner"])
+def test_a_cache_another_user_can_change_is_refused(scratch, how):
+    """The blobs are sent by path: a cache another user owns, can write, or redirects (a symlink, a directory
+    above it) would let that user choose what the hosts get."""
+    path = os.path.join(scratch, "tmp", "cache")
+    os.makedirs(path, 0o700)
+    if how == "owner":
+        os.chown(path, OTHER_UID, OTHER_UID)
+    elif how == "group-writable":
+        os.chmod(path, 0o770)
+    elif how == "world-writable":
+        os.chmod(path, 0o1777)
+    elif how == "symlink":
+        os.rename(path, path + ".real")
+        os.symlink(path + ".real", path)
+        os.lchown(path, OTHER_UID, OTHER_UID)
+    elif how == "parent":
+        os.chmod(os.path.dirname(path), 0o777)
+    elif how == "sub-owner":
+        os.mkdir(os.path.join(path, "blobs"), 0o700)
+        os.chown(os.path.join(path, "blobs"), OTHER_UID, OTHER_UID)
+    with pytest.raises(ImageError) as e:
+        BlobCache(path)
+    assert "refusing the controller's blob cache" in e.value.message
+
+
+def test_a_sticky_tmp_above_the_cache_is_fine(scratch):
+    os.makedirs(os.path.join(scratch, "tmp"))
+    os.chmod(os.path.join(scratch, "tmp"), 0o1777)
+    with BlobCache(os.path.join(scratch, "tmp", "cache")) as cache:
+        assert cache.path == os.path.join(scratch, "tmp", "cache")
+
+
+def test_check_mode_opens_only_a_cache_that_is_there(scratch):
+    path = os.path.join(scratch, "nothing", "cache")
+    assert BlobCache.existing(path) is None
+    assert not os.path.exists(os.path.join(scratch, "nothing"))
+
+
+def test_the_default_directory():
+    assert default_cache_dir({"STRATA_OVERLAY_CONTROLLER_CACHE": "/srv/c", "XDG_CACHE_HOME": "/x"}) == "/srv/c"
+    assert default_cache_dir({"XDG_CACHE_HOME": "/x"}) == "/x/strata.overlay"
+    assert default_cache_dir({}) == os.path.join(os.path.expanduser("~"), ".cache", "strata.overlay")
