@@ -11,11 +11,7 @@ zstd goes through the python zstandard module or the zstd program, whose
 exit status is checked.
 """
 
-import bz2
 import io
-import lzma
-import shutil
-import subprocess
 import threading
 import zlib
 
@@ -31,8 +27,10 @@ _MAGIC = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
 
-# what the stdlib's decompressors raise on damaged input
-DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+# what the stdlib's decompressors raise on damaged input; lzma's own LZMAError is turned into a
+# ValueError where xz is decompressed (_XzDecompressor), so that lzma, bz2, shutil and subprocess
+# are loaded only by the layers that need them, not by every run that reads a tarball
+DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, ValueError)
 
 
 class _Prefixed(io.RawIOBase):
@@ -70,6 +68,9 @@ class _ZstdProcess(io.RawIOBase):
 
     def __init__(self, raw):
         super(_ZstdProcess, self).__init__()
+        import shutil  # pylint: disable=import-outside-toplevel
+        import subprocess  # pylint: disable=import-outside-toplevel
+
         exe = shutil.which("zstd")
         self._proc = subprocess.Popen([exe, "-dc", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
@@ -124,6 +125,8 @@ def _zstd_reader(raw):
         zstandard = None
     if zstandard is not None:
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    import shutil  # pylint: disable=import-outside-toplevel
+
     if shutil.which("zstd"):
         return _ZstdProcess(raw)
     raise LayerFormatError("the layer is zstd-compressed, but neither the zstd program nor the "
@@ -155,8 +158,39 @@ class _GzipMember:
         return out
 
 
-def _xz_decompressor():
-    return lzma.LZMADecompressor(lzma.FORMAT_XZ)  # not FORMAT_AUTO: .lzma is another format
+class _XzDecompressor:
+    """lzma's decompressor for xz (not FORMAT_AUTO: .lzma is another format), its LZMAError raised as a
+    ValueError, one of DECOMPRESS_ERRORS."""
+
+    def __init__(self):
+        import lzma  # pylint: disable=import-outside-toplevel
+
+        self._error = lzma.LZMAError
+        self._d = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+
+    @property
+    def eof(self):
+        return self._d.eof
+
+    @property
+    def unused_data(self):
+        return self._d.unused_data
+
+    @property
+    def needs_input(self):
+        return self._d.needs_input
+
+    def decompress(self, data, max_length):
+        try:
+            return self._d.decompress(data, max_length)
+        except self._error as e:
+            raise ValueError(str(e)) from e
+
+
+def _bz2_decompressor():
+    import bz2  # pylint: disable=import-outside-toplevel
+
+    return bz2.BZ2Decompressor()
 
 
 class _StrictStreams:
@@ -181,12 +215,12 @@ class _StrictStreams:
             self._padding_unit = 1
             self._stream_after_padding = False
         elif compression == "xz":
-            self._new = _xz_decompressor
+            self._new = _XzDecompressor
             self._magic = _MAGIC[2][0]
             self._padding_unit = 4
             self._stream_after_padding = True
         else:
-            self._new = bz2.BZ2Decompressor
+            self._new = _bz2_decompressor
             self._magic = _MAGIC[1][0]
             self._padding_unit = 1
             self._stream_after_padding = False

@@ -34,7 +34,6 @@ from .made_merged import MadeMerged
 from .removal import fd_path, refuse_mounts_below, remove_tree_at
 from .results import ApplyDiffResult, DiffResult
 from .space import no_space_advice
-from .tar_export import export_changes
 
 
 # A directory that is still being filled while it is removed: what a lazy unmount leaves behind
@@ -615,6 +614,9 @@ class GraphDriver:
 
         Returns a DiffResult.
         """
+        # imported here: the exporter (with its writer thread's queue) is only loaded by runs that export
+        from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
+
         changes, own = self._changes(layer_id, parent)
         exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)

@@ -39,7 +39,6 @@ from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
 from .changes import OPAQUE_DIR, changes_size, own_changes, with_opaque_dirs
 from .overlay_view import TreeView
 from .results import DiffResult
-from .tar_export import export_changes
 
 DIFF = short_links.DIFF_DIR
 COMMITTED = "committed"
@@ -427,6 +426,8 @@ class Overlay2Driver(GraphDriver):
         changes() and diff_size() give them. Against another layer, the naive diff as in every layout."""
         if (parent or None) != self.lower_layer(layer_id):
             return super(Overlay2Driver, self).diff(layer_id, parent, out)
+        from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
+
         changes, own = self._changes(layer_id, parent)
         exported_changes = with_opaque_dirs(changes)
         exported = export_changes(own, exported_changes, out, self.uid_maps, self.gid_maps)

@@ -11,7 +11,6 @@ that also starves everything else on that filesystem while it lasts.
 
 import os
 import re
-from decimal import Decimal, InvalidOperation
 
 from .errors import OverlayError
 
@@ -52,6 +51,9 @@ def parse_size(value, name):
     if isinstance(value, int):
         return value
     match = _SIZE.match(value) if isinstance(value, str) else None
+    # imported here: only a size given as text needs it, and decimal is a noticeable part of a short run's start
+    from decimal import Decimal, InvalidOperation  # pylint: disable=import-outside-toplevel
+
     if match is None:
         raise OverlayError("%s must be a number of bytes or a size such as 10M, 64G or 1.5GiB, not %r" % (name, value))
     try:

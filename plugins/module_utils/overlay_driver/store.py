@@ -16,7 +16,6 @@ import re
 
 from . import faults, layer_state, mounts, records, syscalls
 from . import mount_options as mount_options_mod
-from .dest import AtomicDest, NullWriter, remove_leftovers, resolve_dest, same_content
 from .drivers import open_driver
 from .errors import OverlayError
 from .image_records import ImageRecords
@@ -587,6 +586,8 @@ class LayerStore:
             raise self.missing_layer(layer_id)
         self.require_sound(self.state(layer_id))
         parent = self.parent_of(layer_id)
+        from .dest import resolve_dest  # pylint: disable=import-outside-toplevel
+
         dir_fd, directory, name = resolve_dest(dest, self.home, layer_id)
         try:
             diff, same = self._write_diff(layer_id, parent, dir_fd, directory, name, check_mode)
@@ -596,6 +597,9 @@ class LayerStore:
 
     def _write_diff(self, layer_id, parent, dir_fd, directory, name, check_mode):
         """(the DiffResult, whether dest held that tarball already); a check run writes into nothing."""
+        # imported here, as the exporter is: only runs that export load them
+        from .dest import AtomicDest, NullWriter, remove_leftovers, same_content  # pylint: disable=import-outside-toplevel
+
         if check_mode:
             diff = self.driver.diff(layer_id, parent, NullWriter())
             return diff, same_content(dir_fd, name, diff.diff_id)

@@ -11,7 +11,6 @@ end-of-archive marker must be followed by nothing but NULs.
 """
 
 import struct
-import tarfile
 
 from .errors import LayerFormatError
 
@@ -25,10 +24,17 @@ BLOCKDEV = "block"
 DIRECTORY = "dir"
 FIFO = "fifo"
 
+# the type flags, tarfile's values spelled here: tarfile (with shutil, bz2, lzma and their
+# imports) is not loaded by an apply for constants (test_tar_headers holds the two together)
+REGTYPE, AREGTYPE, LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE, CONTTYPE = (
+    b"0", b"\x00", b"1", b"2", b"3", b"4", b"5", b"6", b"7")
+GNUTYPE_LONGNAME, GNUTYPE_LONGLINK = b"L", b"K"
+XHDTYPE, XGLTYPE, SOLARIS_XHDTYPE = b"x", b"g", b"X"
+
 _TYPES = {
-    tarfile.REGTYPE: REGULAR, tarfile.AREGTYPE: REGULAR, tarfile.CONTTYPE: REGULAR,
-    tarfile.LNKTYPE: HARDLINK, tarfile.SYMTYPE: SYMLINK, tarfile.CHRTYPE: CHAR,
-    tarfile.BLKTYPE: BLOCKDEV, tarfile.DIRTYPE: DIRECTORY, tarfile.FIFOTYPE: FIFO,
+    REGTYPE: REGULAR, AREGTYPE: REGULAR, CONTTYPE: REGULAR,
+    LNKTYPE: HARDLINK, SYMTYPE: SYMLINK, CHRTYPE: CHAR,
+    BLKTYPE: BLOCKDEV, DIRTYPE: DIRECTORY, FIFOTYPE: FIFO,
 }
 
 
@@ -246,16 +252,16 @@ def parse_header(buf, offset=0):
         numbers = [_number(buf[start:end], what, offset) for start, end, what in _NUMBER_FIELDS[:5]]
     mode, uid, gid, size, mtime = numbers[:5]
     h = Header()
-    h.type = buf[156:157] or tarfile.REGTYPE
+    h.type = buf[156:157] or REGTYPE
     name = _text(buf[0:100])
-    if buf[257:263] == b"ustar\x00" and h.type not in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+    if buf[257:263] == b"ustar\x00" and h.type not in (GNUTYPE_LONGNAME, GNUTYPE_LONGLINK):
         prefix = _text(buf[345:500])
         if prefix:
             name = prefix + "/" + name
     h.name = name
     h.linkname = _text(buf[157:257])
     h.mode, h.uid, h.gid, h.size, h.mtime = mode, uid, gid, size, mtime
-    if h.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+    if h.type in (CHRTYPE, BLKTYPE):
         h.devmajor = _number(buf[329:337], "devmajor", offset)
         h.devminor = _number(buf[337:345], "devminor", offset)
     else:
@@ -263,9 +269,9 @@ def parse_header(buf, offset=0):
     if h.size < 0 or h.mode < 0 or h.uid < 0 or h.gid < 0 or h.devmajor < 0 or h.devminor < 0:
         raise LayerFormatError("invalid tar header at offset %d: negative size, mode, owner or device number"
                                % offset)
-    if h.type == tarfile.AREGTYPE and name.endswith("/"):
-        h.type = tarfile.DIRTYPE
-    if h.type == tarfile.DIRTYPE:
+    if h.type == AREGTYPE and name.endswith("/"):
+        h.type = DIRTYPE
+    if h.type == DIRTYPE:
         h.name = name.rstrip("/")
     return h
 
@@ -312,18 +318,18 @@ def iter_entries(reader, limits=None):
         size = info.size
         padded = (size + BLOCK - 1) // BLOCK * BLOCK
         t = info.type
-        if t in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-                 tarfile.SOLARIS_XHDTYPE):
+        if t in (GNUTYPE_LONGNAME, GNUTYPE_LONGLINK, XHDTYPE, XGLTYPE,
+                 SOLARIS_XHDTYPE):
             _check_bytes(limits, reader.offset + padded, None)
             _count_meta(limits, reader.offset - BLOCK, size, entry_meta, total_meta)
             entry_meta += size
             total_meta += size
             data = reader.read_exact(padded, "a tar metadata header")[:size]
-            if t == tarfile.GNUTYPE_LONGNAME:
+            if t == GNUTYPE_LONGNAME:
                 long_name = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-            elif t == tarfile.GNUTYPE_LONGLINK:
+            elif t == GNUTYPE_LONGLINK:
                 long_link = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-            elif t == tarfile.XGLTYPE:
+            elif t == XGLTYPE:
                 global_pax.update(parse_pax(data, limits))
                 if _pax_size(global_pax) > limits.max_global_pax:
                     raise LayerFormatError("global pax headers hold more than %d bytes of entry keys (offset %d)"

@@ -124,3 +124,12 @@ def test_detect_compression():
     assert detect_compression(b"\xfd7zXZ\x00") == "xz"
     assert detect_compression(b"\x28\xb5\x2f\xfd") == "zstd"
     assert detect_compression(b"etc/\x00") == "none"
+
+
+@pytest.mark.parametrize("compression", ["xz", "bzip2"])
+def test_a_corrupt_stream_is_a_layer_format_error(compression):
+    """lzma's and bz2's own errors on damaged data (LZMAError, OSError) reach the caller as the layer's."""
+    packed = bytearray(COMPRESSORS[compression](LAYER))
+    packed[len(packed) // 2] ^= 0xFF
+    with pytest.raises(LayerFormatError):
+        read_all(bytes(packed))

@@ -712,3 +712,39 @@ def test_restore_mounts_such_a_layer_read_only_again(kinds):
     assert kinds.restore() == ["mid"]
     state = kinds.state("mid")
     assert state["mounted"] and state["readonly"] and not _writable(state["path"])
+
+
+def test_an_apply_loads_only_what_applying_needs(home, layout, scratch):
+    """A run that applies a gzip layer loads neither the exporter nor what only other runs need (tar
+    constants from tarfile, zstd's process through subprocess and shutil, bz2 and lzma, decimal for
+    human sizes, dest for overlay_diff): every process pays for what it imports, and an apply is the
+    commonest short run. Checked in a fresh interpreter, by what it has loaded at the end."""
+    import gzip
+
+    from layertools import run_isolated
+
+    tarballs = []
+    for name, data in (("base", TarBuilder().dir("etc").file("etc/a", "a").bytes()),
+                       ("child", TarBuilder().dir("etc").file("etc/b", "b").whiteout("etc/a").bytes())):
+        path = os.path.join(scratch, name + ".tar.gz")
+        with open(path, "wb") as f:
+            f.write(gzip.compress(data))
+        tarballs.append(path)
+    code = """
+import sys
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+store = LayerStore(%r, layout=%r)
+with store.locked():
+    store.apply_diff("base", "", lambda: open(%r, "rb"))
+    store.apply_diff("child", "base", lambda: open(%r, "rb"))
+store.close()
+print(" ".join(sorted(sys.modules)))
+""" % (home, layout, tarballs[0], tarballs[1])
+    done = run_isolated(code, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    prefix = "ansible_collections.strata.overlay.plugins.module_utils.overlay_driver."
+    assert prefix + "tar_apply" in loaded  # it did apply
+    unneeded = {"tarfile", "subprocess", "shutil", "bz2", "lzma", "decimal", prefix + "tar_export", prefix + "dest"}
+    assert loaded & unneeded == set()
+    assert read_in_layer(home, "child", "etc/b") == "b"

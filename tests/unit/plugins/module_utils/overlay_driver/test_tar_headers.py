@@ -184,3 +184,11 @@ def test_max_bytes_refuses_an_entry_before_its_data_is_read():
     names = [entry.name for entry in iter_entries(reader, Limits(max_bytes=len(data))) if
              reader.read_exact(entry.size, "data") is not None]
     assert names == ["small", "big", "after"]
+
+
+def test_type_flags_are_tarfiles():
+    """The parser spells the type flags itself so that an apply does not load tarfile; they are tarfile's."""
+    import tarfile
+    for name in ("REGTYPE", "AREGTYPE", "LNKTYPE", "SYMTYPE", "CHRTYPE", "BLKTYPE", "DIRTYPE", "FIFOTYPE", "CONTTYPE",
+                 "GNUTYPE_LONGNAME", "GNUTYPE_LONGLINK", "XHDTYPE", "XGLTYPE", "SOLARIS_XHDTYPE"):
+        assert getattr(tar_headers, name) == getattr(tarfile, name), name
