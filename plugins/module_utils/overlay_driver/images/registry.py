@@ -401,12 +401,20 @@ class Registry(ImageSource):
         return DeadlineResponse(resp, conn.sock, deadline or self.deadlines.for_blob(), self.timeout, self.image,
                                 blob)
 
-    def _manifest(self, reference, blob=None):
+    def manifest_if_present(self, reference, accept, blob=None):
+        """(bytes, media type, Docker-Content-Digest) of the manifest `reference` (a tag or digest), or None
+        when the registry has none (404): for what may be missing, such as a signature's tag. Bounded as
+        every manifest (MAX_MANIFEST); the caller checks the digest."""
+        return self._manifest(reference, blob, accept=accept, missing_ok=True)
+
+    def _manifest(self, reference, blob=None, accept=manifests.ACCEPT, missing_ok=False):
         path = "/v2/%s/manifests/%s" % (self.repository, quote(reference, safe=":@"))
-        resp, conn = self._get(path, manifests.ACCEPT, blob)
+        resp, conn = self._get(path, accept, blob)
         try:
             if resp.status == 404:
                 self._drain(resp)
+                if missing_ok:
+                    return None
                 raise self._error("manifest %s not found in %s (404)" % (reference, self.repository), blob)
             if resp.status != 200:
                 raise self._status_error(resp, "manifest %s" % reference, blob)
