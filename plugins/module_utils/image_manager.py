@@ -16,6 +16,7 @@ from .overlay_driver.image_removal import remove_image
 from .overlay_driver.images.errors import ImageError
 from .overlay_driver.images.manifests import parse_platform
 from .overlay_driver.images.network import Network
+from .overlay_driver.images.policy import load_policy
 from .overlay_driver.images.reference import parse_reference
 from .overlay_driver.images.stage import registry_endpoints, stage_image
 from .overlay_driver.layout import HomeLayout
@@ -55,6 +56,9 @@ class ImageManager:
         self.registry_auth = registry_credentials(params)  # not used by file transports
         self.stage_bounds = self.bounds()  # checked before the home is touched
         self.network = None if self.absent else self.network_settings()  # so are the retries and the proxy
+        # and the signature policy, whole, before anything is pulled
+        self.policy = load_policy(params["policy"], params.get("src")) if params.get("policy") and not self.absent \
+            else None
 
     def bounds(self):
         """The deadlines (and limits) the task sets, as stage_image takes them; what it leaves out keeps the
@@ -110,7 +114,8 @@ class ImageManager:
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              certs_dirs=[p["certs_dir"]] if p.get("certs_dir") else None,
                              registries_conf=p.get("registries_conf"), registries_conf_d=p.get("registries_conf_d"),
-                             check_mode=self.check_mode, home=p["home"], network=self.network, **self.stage_bounds)
+                             check_mode=self.check_mode, home=p["home"], network=self.network, policy=self.policy,
+                             registries_d=p.get("registries_d"), **self.stage_bounds)
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {

@@ -194,6 +194,30 @@ options:
         ones before; default C(/etc/containers/registries.conf.d).
     type: path
     version_added: 0.2.0
+  policy:
+    description:
+      - The signature policy the image must meet before anything of it but its manifest is read, in the
+        containers-policy.json(5) format podman and skopeo use; a path on the managed host, or V(host) for
+        C(/etc/containers/policy.json). Without it no signature is checked.
+      - The most specific scope of the image's transport decides (C(HOST[:PORT]/REPO:TAG) or C(@DIGEST),
+        C(HOST[:PORT]/REPO), its namespaces, C(HOST[:PORT]), C(*.DOMAIN)), else the transport's C("") scope,
+        else C(default); every requirement of that scope must be met. A policy that covers no scope of the
+        image and has no C(default) refuses it.
+      - Requirements are C(insecureAcceptAnything), C(reject), C(signedBy) (GPG simple signing, verified with
+        the host's C(gpg) program) and C(sigstoreSigned) where this version supports it. An unknown type or key
+        is an error.
+      - Image archives and layouts carry no signatures, so a requirement for a signature refuses them.
+      - The file and its directory must be owned by root (or the user running the task) and not writable by
+        group or others; a symbolic link is not followed. Check mode checks the policy too.
+    type: str
+    version_added: 0.2.0
+  registries_d:
+    description:
+      - The registries.d directory on the managed host whose C(*.yaml) files say where a registry's simple
+        signing signatures are looked up (C(lookaside)), as skopeo reads them; default
+        C(/etc/containers/registries.d). Read only when the O(policy) needs such a signature.
+    type: path
+    version_added: 0.2.0
   blob_deadline:
     description:
       - Seconds a registry may take to send one blob (a layer, the config, a manifest), however steadily its
@@ -492,7 +516,8 @@ def main():
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),
         username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"),
         validate_certs=flag(True), ca_path=dict(type="path"), certs_dir=dict(type="path"),
-        registries_conf=dict(type="path"), registries_conf_d=dict(type="path"),
+        registries_conf=dict(type="path"), registries_conf_d=dict(type="path"), policy=dict(type="str"),
+        registries_d=dict(type="path"),
         blob_deadline=dict(type="int", default=3600), image_deadline=dict(type="int", default=10800),
         retries=dict(type="int", default=5), retry_max_delay=dict(type="int", default=60),
         proxy=dict(type="str", no_log=True), no_proxy=dict(type="list", elements="str"),

@@ -86,6 +86,7 @@ class Resolved:
         self.layers = layers
         self.media_type = media_type
         self.raw = raw  # the manifest's bytes, for the action plugin's copy of a layout
+        self.top_digest = manifest_digest  # the manifest the reference names (an index, when it names one)
 
 
 def load_json(data, image, what, limit):
@@ -232,6 +233,7 @@ def resolve(fetch_manifest, data, declared_type, digest, wanted_platform, image)
     is an error.
     """
     seen = set()
+    top = digest
     for _depth in range(MAX_INDEX_DEPTH + 1):
         if digest in seen:
             raise ImageError("index %s refers back to itself" % digest, image=image)
@@ -240,7 +242,9 @@ def resolve(fetch_manifest, data, declared_type, digest, wanted_platform, image)
         kind, media_type = kind_of(document, declared_type, image, "manifest %s" % digest)
         if kind == "manifest":
             config, layers = parse_manifest(document, image, digest)
-            return Resolved(digest, config, layers, media_type, data)
+            resolved = Resolved(digest, config, layers, media_type, data)
+            resolved.top_digest = top  # what the reference names: the index, for a multi-platform image
+            return resolved
         entries = parse_index(document, image, digest)
         chosen = select_platform(entries, wanted_platform, image, digest)
         if chosen.digest in seen:

@@ -23,6 +23,8 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _REPO_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+# for the names other modules check (the signature policy's scopes and identities)
+TAG_PATTERN, REPO_COMPONENT, HOST_PATTERN = _TAG, _REPO_COMPONENT, _HOST
 # OCI annotation org.opencontainers.image.ref.name: a tag or a fuller name.
 _OCI_REF = re.compile(r"^[A-Za-z0-9._:@/+-]{1,255}$")
 

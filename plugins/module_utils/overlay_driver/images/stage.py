@@ -37,8 +37,10 @@ from .manifests import parse_config, parse_platform
 from .mirrors import FirstAvailable
 from .network import Network
 from .oci_layout import OciLayout
+from .policy import Policy, load_policy
 from .prefetch import Prefetcher
 from .reference import Reference, parse_reference
+from .signatures import image_signatures
 from .stream import CheckedStream
 
 DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
@@ -225,9 +227,24 @@ def remembered_config(store, resolved):
     return remembered
 
 
-def _read_image_with(source, store, wanted_platform, image):
-    """read_image, without the config request when the home remembers the config; and whether it did."""
+def enforce_policy(policy, reference, source, resolved, registries_d=None):
+    """The signature policy's verdict on the image (policy.py): an ImageError when it is refused.
+
+    The signatures name the manifest the reference names (an index, for a multi-platform image), as
+    containers/image checks them; they are fetched only when a requirement needs them.
+    """
+    if policy is None:
+        return
+    digest = resolved.top_digest
+    policy.enforce(reference, digest, image_signatures(reference, source, digest, registries_d))
+
+
+def _read_image_with(source, store, wanted_platform, image, judge=None):
+    """read_image, without the config request when the home remembers the config; and whether it did.
+    judge(resolved) (the signature policy) decides once the manifest is known, before anything else is read."""
     resolved = source.resolve(wanted_platform)
+    if judge is not None:
+        judge(resolved)
     remembered = remembered_config(store, resolved)
     if remembered is not None:
         return resolved, remembered[0], remembered[1], True
@@ -239,7 +256,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                 check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
                 image_deadline=DEFAULT_IMAGE_DEADLINE, max_layer_size=space.DEFAULT_MAX_LAYER_SIZE,
                 max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None, certs_dirs=None, registries_conf=None,
-                registries_conf_d=None, network=None):
+                registries_conf_d=None, network=None, policy=None, registries_d=None):
     """Stage the image `src` (a reference string or Reference) into store.
 
     Takes the store's lock itself, per layer and never while a registry
@@ -259,6 +276,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     None means the defaults.
     network (network.py) is how a registry is reached: retries and proxies; default: 5 retries, waits of
     at most 60 s, the proxies of this process's environment.
+    policy is the signature policy (a Policy, or a path for load_policy; None: no check) that must allow the
+    image before its config or any layer is read, in check mode too; registries_d is the registries.d
+    directory that says where a registry's signatures are (signatures.py; None: the default).
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -266,13 +286,17 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     image = reference.text
     wanted = parse_platform(platform, image)
     progress = _Progress()
+    if policy is not None and not isinstance(policy, Policy):
+        policy = load_policy(policy, image)
     sizes = (space.check_size_limit(max_layer_size, "max_layer_size"),
              space.check_size_limit(max_image_size, "max_image_size"))
     with open_source(reference, registry_auth, validate_certs, ca_path, timeout, certs_dirs, registries_conf,
                      registries_conf_d, network) as source:
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
-        resolved, diff_ids, run_config, remembered = _read_image_with(source, store, wanted, image)
+        resolved, diff_ids, run_config, remembered = _read_image_with(
+            source, store, wanted, image, functools.partial(enforce_policy, policy, reference, source,
+                                                            registries_d=registries_d))
         if len(diff_ids) > MAX_IMAGE_LAYERS:
             raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
                              "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),

@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An image's signatures, fetched only when the signature policy asks for them (policy.py).
+
+The policy hands each requirement an object with `simple_signatures()` and
+`sigstore_signatures()`; a policy of `insecureAcceptAnything` or `reject`
+never calls them, so it costs no request. Signatures name the image by its
+manifest digest and are looked up under the reference the task named (not
+under a mirror's name: a mirror serves the same manifests, and the
+signatures are the image's own).
+"""
+
+from .policy import NoSignatures, PolicyDenied
+
+
+class RegistrySignatures:
+    """The signatures of a registry image: simple signing from registries.d's lookaside, sigstore attachments."""
+
+    def __init__(self, reference, source, manifest_digest, registries_d=None):
+        self.reference = reference
+        self.source = source
+        self.manifest_digest = manifest_digest
+        self.registries_d = registries_d
+        self._simple = None
+
+    def simple_signatures(self):
+        """The simple-signing signatures (bytes each), in lookaside order; [] when there are none."""
+        if self._simple is None:
+            raise PolicyDenied("simple signing signatures are not read by this version")
+        return self._simple
+
+    def sigstore_signatures(self):
+        """(payload bytes, base64 signature, annotations) of each sigstore attachment; [] when there are none."""
+        raise PolicyDenied("sigstore signatures are not read by this version")
+
+
+def image_signatures(reference, source, manifest_digest, registries_d=None):
+    """The lazy signatures of the image source reads (reference: what the task named)."""
+    if reference.transport != "docker":
+        return NoSignatures(reference)
+    return RegistrySignatures(reference, source, manifest_digest, registries_d)
