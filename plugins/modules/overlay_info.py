@@ -127,6 +127,27 @@ status:
           description: Either is there.
           type: bool
           sample: true
+    signature_verifiers:
+      description:
+        - The signature verifiers this host has, which an O(strata.overlay.overlay_image#module:policy) can rely
+          on; a policy that needs one the host lacks refuses the images it covers.
+        - C(gpg) verifies C(signedBy) (GPG simple signing); C(openssl) or C(cryptography) verify C(sigstoreSigned).
+        - Each is null when missing, else its C(path) and C(version) (the program's first version line), or the
+          Python module's C(version).
+      type: dict
+      contains:
+        gpg:
+          description: The C(gpg) program.
+          type: dict
+          sample: {"path": "/usr/bin/gpg", "version": "gpg (GnuPG) 2.2.40"}
+        openssl:
+          description: The C(openssl) program.
+          type: dict
+          sample: {"path": "/usr/bin/openssl", "version": "OpenSSL 3.0.15 3 Sep 2024 (Library: OpenSSL 3.0.15 3 Sep 2024)"}
+        cryptography:
+          description: The Python C(cryptography) module of the module's Python.
+          type: dict
+          sample: {"version": "38.0.4"}
     problems:
       description: Each reason overlay cannot be used here, one message per problem.
       type: list

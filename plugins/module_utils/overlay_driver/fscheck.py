@@ -232,6 +232,12 @@ def zstd_support():
     return {"program": program, "module": module, "supported": bool(program) or module}
 
 
+def signature_verifiers():
+    """The verifiers a signature policy can use here (images/verifiers.py)."""
+    from .images.verifiers import host_verifiers  # pylint: disable=import-outside-toplevel
+    return host_verifiers()
+
+
 def host_status(home):
     """Overlay support, kernel and backing filesystem, without creating, probing or loading anything.
 
@@ -256,4 +262,5 @@ def host_status(home):
         "home_exists": os.path.isdir(home),
         "problems": problems,
         "zstd": zstd_support(),
+        "signature_verifiers": signature_verifiers(),
     }

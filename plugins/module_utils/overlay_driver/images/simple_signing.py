@@ -1,0 +1,247 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""signedBy: GPG simple signing ("atomic container signature"), as skopeo --sign-by makes it.
+
+A signature is an OpenPGP signed message whose content is a JSON document:
+`{"critical": {"type": "atomic container signature", "image":
+{"docker-manifest-digest": DIGEST}, "identity": {"docker-reference": NAME}},
+"optional": {...}}`. It is met when one of the image's signatures
+
+1. verifies with the host's `gpg` program against the policy's keys only:
+   they are imported into a temporary GNUPGHOME made for this check (mkdtemp,
+   0700, removed afterwards), so neither root's keyring nor a key server is
+   ever consulted; gpg's VALIDSIG must name a key among those imported, which
+   is checked here, not taken from gpg's word that the signature is "good";
+2. is the simple-signing document above, exactly (no other critical key);
+3. names the manifest digest that was pulled;
+4. names an image that signedIdentity accepts for the reference pulled
+   (signed_identity.py).
+
+A host without gpg cannot verify, and the image is refused saying so: a
+signature requirement never passes for want of a verifier.
+"""
+
+import base64
+import binascii
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+from .policy import PolicyDenied
+from .signed_identity import PolicyFormatError, parse_docker_name, parse_signed_identity
+from .trusted_files import read_trusted
+
+KEY_TYPES = ("GPGKeys", "signedByGPGKeys", "X509Certificates", "signedByX509CAs")
+MAX_KEY_FILE = 1 << 20
+MAX_PAYLOAD = 4 << 20
+GPG_TIMEOUT = 60  # seconds for one gpg run (an import, a verification)
+SIGNATURE_TYPE = "atomic container signature"
+_KEYS = ("type", "keyType", "keyPath", "keyPaths", "keyData", "signedIdentity")
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def gpg_program():
+    """The gpg program that verifies, or None (gpg2 where gpg is GnuPG 1 under another name)."""
+    return shutil.which("gpg") or shutil.which("gpg2")
+
+
+def parse_signed_by(fields, where, image):
+    """The SignedBy requirement of a policy entry, checked whole (key files are read when it is enforced)."""
+    for key in fields:
+        if key not in _KEYS:
+            raise PolicyFormatError("%s: signedBy takes no key %r (it takes %s)" % (where, key, ", ".join(_KEYS)),
+                                    image=image)
+    key_type = fields.get("keyType")
+    if key_type not in KEY_TYPES:
+        raise PolicyFormatError("%s: signedBy needs keyType, one of %s" % (where, ", ".join(KEY_TYPES)), image=image)
+    if key_type != "GPGKeys":
+        raise PolicyFormatError("%s: signedBy keyType %s is not supported by this version (GPGKeys is)"
+                                % (where, key_type), image=image)
+    given = [k for k in ("keyPath", "keyPaths", "keyData") if k in fields]
+    if len(given) != 1:
+        raise PolicyFormatError("%s: signedBy needs exactly one of keyPath, keyPaths and keyData" % where,
+                                image=image)
+    keys = []
+    if "keyData" in fields:
+        try:
+            data = base64.b64decode(fields["keyData"] if isinstance(fields["keyData"], str) else b"", validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        if not data:
+            raise PolicyFormatError("%s: keyData must be the base64 of the keys" % where, image=image)
+        keys.append(("keyData", data))
+    else:
+        paths = [fields["keyPath"]] if "keyPath" in fields else fields["keyPaths"]
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and os.path.isabs(p)
+                                                                for p in paths):
+            raise PolicyFormatError("%s: %s must be %s" % (where, given[0], "an absolute path" if given[0] == "keyPath"
+                                                           else "a non-empty list of absolute paths"), image=image)
+        keys.extend((path, None) for path in paths)
+    return SignedBy(keys, parse_signed_identity(fields.get("signedIdentity"), where, image))
+
+
+class SignedBy:
+    kind = "signedBy"
+    needs_signatures = True
+
+    def __init__(self, keys, identity):
+        self.keys = keys  # (path or "keyData", bytes or None: read from the path when enforced)
+        self.identity = identity
+
+    def key_blobs(self, image):
+        return [data if data is not None else read_trusted(path, "the signedBy key file", MAX_KEY_FILE, image)
+                for path, data in self.keys]
+
+    def check(self, target):
+        program = gpg_program()
+        if program is None:
+            raise PolicyDenied("signedBy needs the gpg program to verify signatures, and this host has none "
+                               "(install gnupg)")
+        blobs = self.key_blobs(target.reference.text)
+        signatures = target.signatures.simple_signatures()
+        if not signatures:
+            raise PolicyDenied("the image has no simple signing signature%s"
+                               % getattr(target.signatures, "looked_in", ""))
+        reasons = []
+        with GpgHome(program, blobs) as home:
+            for i, signature in enumerate(signatures, 1):
+                try:
+                    check_payload(home.verify(signature), target, self.identity)
+                    return
+                except PolicyDenied as e:
+                    reasons.append("signature %d: %s" % (i, e.reason))
+        raise PolicyDenied("no signature is accepted (%s)" % "; ".join(reasons))
+
+
+def _write_new(directory, name, data):
+    fd = os.open(os.path.join(directory, name), _FILE_FLAGS, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return os.path.join(directory, name)
+
+
+def _status(text):
+    """gpg's status lines: [(KEYWORD, [args])]."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("[GNUPG:] "):
+            parts = line[len("[GNUPG:] "):].split()
+            if parts:
+                out.append((parts[0], parts[1:]))
+    return out
+
+
+class GpgHome:
+    """A temporary GNUPGHOME holding only the policy's keys; trusted: their primary fingerprints."""
+
+    def __init__(self, program, key_blobs):
+        self.program = program
+        self.key_blobs = key_blobs
+        self.dir = None
+        self.trusted = set()
+        self._count = 0
+
+    def _run(self, args, stdin=None):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "GNUPGHOME": self.dir}
+        try:
+            proc = subprocess.run([self.program, "--homedir", self.dir, "--batch", "--no-tty", "--no-autostart",
+                                   "--no-auto-key-retrieve", "--no-permission-warning", "--status-fd", "1"] + args,
+                                  input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                  stdin=None if stdin is not None else subprocess.DEVNULL, timeout=GPG_TIMEOUT,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise PolicyDenied("gpg did not finish within %d s" % GPG_TIMEOUT)
+        except OSError as e:
+            raise PolicyDenied("cannot run %s: %s" % (self.program, e.strerror))
+        return proc.returncode, _status(proc.stdout.decode("utf-8", "replace")), \
+            proc.stderr.decode("utf-8", "replace").strip()
+
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="strata-gpg-")  # 0700, made exclusively
+        try:
+            for blob in self.key_blobs:
+                _rc, status, _err = self._run(["--import"], stdin=blob)
+                self.trusted.update(args[1].upper() for word, args in status if word == "IMPORT_OK" and len(args) > 1)
+            if not self.trusted:
+                raise PolicyDenied("the policy's keys hold no OpenPGP public key gpg can import")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def verify(self, signature):
+        """The signed content of signature when it verifies with an imported key; else PolicyDenied."""
+        self._count += 1
+        path = _write_new(self.dir, "signature-%d" % self._count, signature)
+        out = os.path.join(self.dir, "payload-%d" % self._count)
+        rc, status, err = self._run(["--output", out, "--decrypt", path])
+        words = [word for word, _args in status]
+        for word, args in status:
+            if word == "ERRSIG":
+                raise PolicyDenied("signed by key %s, which is not among the policy's keys" % (args[0] if args else "?")
+                                   if len(args) > 5 and args[5] == "9" else "gpg cannot check it (ERRSIG)")
+            if word in ("BADSIG", "EXPKEYSIG", "REVKEYSIG", "EXPSIG"):
+                raise PolicyDenied({"BADSIG": "the signature does not verify (BADSIG)",
+                                    "EXPKEYSIG": "it was made by an expired key",
+                                    "REVKEYSIG": "it was made by a revoked key",
+                                    "EXPSIG": "the signature has expired"}[word])
+        valid = [args for word, args in status if word == "VALIDSIG"]
+        if len(valid) != 1 or words.count("GOODSIG") != 1:
+            raise PolicyDenied("gpg found %d valid signatures in it, not one%s" % (len(valid), ": " + err if err else ""))
+        args = valid[0]
+        primary = (args[9] if len(args) > 9 else args[0]).upper()
+        if primary not in self.trusted:
+            raise PolicyDenied("signed by key %s, which is not among the policy's keys" % primary)
+        if rc != 0:
+            raise PolicyDenied("gpg failed (%d): %s" % (rc, err))
+        with open(out, "rb") as f:
+            payload = f.read(MAX_PAYLOAD + 1)
+        if len(payload) > MAX_PAYLOAD:
+            raise PolicyDenied("the signed content is larger than %d bytes" % MAX_PAYLOAD)
+        return payload
+
+
+def _exact(value, keys, what):
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise PolicyDenied("the signed content's %s must hold exactly %s" % (what, ", ".join(keys)))
+    return value
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError("the key %r appears twice" % key)
+        out[key] = value
+    return out
+
+
+def check_payload(payload, target, identity):
+    """The signed document is an atomic container signature of this manifest, for a name identity accepts."""
+    try:
+        document = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise PolicyDenied("the signed content is not JSON: %s" % e)
+    _exact(document, ("critical", "optional"), "document")
+    critical = _exact(document["critical"], ("type", "image", "identity"), "critical object")
+    if not isinstance(document["optional"], dict):
+        raise PolicyDenied("the signed content's optional must be an object")
+    if critical["type"] != SIGNATURE_TYPE:
+        raise PolicyDenied("the signed content's type is %r, not %r" % (critical["type"], SIGNATURE_TYPE))
+    digest = _exact(critical["image"], ("docker-manifest-digest",), "critical.image")["docker-manifest-digest"]
+    if digest != target.manifest_digest:
+        raise PolicyDenied("it signs manifest %s, not %s, the one pulled" % (digest, target.manifest_digest))
+    claimed = _exact(critical["identity"], ("docker-reference",), "critical.identity")["docker-reference"]
+    signed = parse_docker_name(claimed, "the signature")
+    if signed is None:
+        raise PolicyDenied("it names %r, which is not an image reference" % (claimed,))
+    if target.name is None or not identity.matches(target.name, signed):
+        raise PolicyDenied("it names %s, which signedIdentity %s does not accept for %s"
+                           % (signed.text, identity.describe(), target.name.text if target.name else "this image"))

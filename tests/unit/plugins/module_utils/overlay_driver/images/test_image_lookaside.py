@@ -1,0 +1,136 @@
+"""registries.d and the lookaside: which entry says where an image's simple signatures are, and reading them
+(file:// and http://) up to the first one missing, bounded."""
+
+import http.server
+import os
+import shutil
+import tempfile
+import threading
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import lookaside
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
+
+DIGEST = "sha256:" + "c" * 64
+
+
+@pytest.fixture
+def root():
+    directory = tempfile.mkdtemp(prefix="strata-lookaside-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def registries_d(root, files):
+    directory = os.path.join(root, "registries.d")
+    os.makedirs(directory, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    return directory
+
+
+def where(root, files, src):
+    config = lookaside.load_registries_d(registries_d(root, files))
+    entry = lookaside.lookaside_for(config, parse_reference(src))
+    return entry and entry[0]
+
+
+def test_the_most_specific_entry_with_a_lookaside_decides(root):
+    files = {"a.yaml": "default-docker:\n  lookaside: https://default.example/sigs\n"
+                       "docker:\n  reg.example.com:\n    lookaside: https://reg/sigs\n"
+                       "  reg.example.com/team:\n    use-sigstore-attachments: true\n",
+             "b.yaml": "docker:\n  reg.example.com/team/app:\n    sigstore: file:///srv/sigs\n",
+             "ignored.yml": "not: [read]\n"}
+    assert where(root, files, "docker://reg.example.com/team/app:1") == "file:///srv/sigs"
+    # an entry without a lookaside (team) does not stop the search
+    assert where(root, files, "docker://reg.example.com/team/other:1") == "https://reg/sigs"
+    assert where(root, files, "docker://elsewhere.example/x") == "https://default.example/sigs"
+    assert lookaside.lookaside_for(lookaside.load_registries_d(os.path.join(root, "missing")),
+                                   parse_reference("docker://reg.example.com/x")) is None
+
+
+@pytest.mark.parametrize("files, fragment", [
+    ({"a.yaml": "docker:\n  reg:\n    lookaside: ftp://x\n"}, "is not a file://, http:// or https:// URL"),
+    ({"a.yaml": "docker:\n  reg:\n    lookaside: file://relative\n"}, "is not a file://, http:// or https:// URL"),
+    ({"a.yaml": "docker:\n  reg:\n    lookasid: file:///x\n"}, "unknown key 'lookasid'"),
+    ({"a.yaml": "dockers:\n  reg:\n"}, "unknown key 'dockers'"),
+    ({"a.yaml": "docker:\n  reg:\n    lookaside: file:///x\n", "b.yaml": "docker:\n  reg:\n    lookaside: file:///y\n"},
+     "the scope reg is also given at"),
+    ({"a.yaml": "default-docker:\n  lookaside: file:///x\n", "b.yaml": "default-docker:\n  lookaside: file:///y\n"},
+     "default-docker is also given at"),
+    ({"a.yaml": "docker:\n  reg:\n    use-sigstore-attachments: yes\n"}, "must be true or false"),
+    ({"a.yaml": "docker:\n  - reg\n"}, "only the part of YAML registries.d needs is read"),
+])
+def test_a_bad_registries_d_is_refused(root, files, fragment):
+    with pytest.raises(ImageError) as e:
+        lookaside.load_registries_d(registries_d(root, files))
+    assert fragment in e.value.message
+
+
+def test_an_untrusted_registries_d_is_refused(root):
+    directory = registries_d(root, {"a.yaml": "default-docker:\n  lookaside: file:///x\n"})
+    os.chmod(directory, 0o777)
+    with pytest.raises(ImageError) as e:
+        lookaside.load_registries_d(directory)
+    assert "owned or writable by another user" in e.value.message
+    os.chmod(directory, 0o755)
+    os.chmod(os.path.join(directory, "a.yaml"), 0o666)
+    with pytest.raises(ImageError) as e:
+        lookaside.load_registries_d(directory)
+    assert "owned or writable by another user" in e.value.message
+
+
+def write_signatures(base, count):
+    directory = os.path.join(base, "team", "app@" + DIGEST.replace(":", "="))
+    os.makedirs(directory)
+    for i in range(1, count + 1):
+        with open(os.path.join(directory, "signature-%d" % i), "wb") as f:
+            f.write(b"signature %d" % i)
+    return directory
+
+
+def test_file_signatures_are_read_up_to_the_first_missing(root):
+    base = os.path.join(root, "sigs")
+    directory = write_signatures(base, 2)
+    with open(os.path.join(directory, "signature-4"), "wb") as f:
+        f.write(b"after a gap: not read")
+    reference = parse_reference("docker://reg.example.com/team/app:1")
+    assert lookaside.fetch_signatures("file://" + base, reference, DIGEST) == [b"signature 1", b"signature 2"]
+    with open(os.path.join(directory, "signature-3"), "wb") as f:
+        f.truncate(lookaside.MAX_SIGNATURE + 1)
+    with pytest.raises(ImageError) as e:
+        lookaside.fetch_signatures("file://" + base, reference, DIGEST)
+    assert "is larger than" in e.value.message
+    os.unlink(os.path.join(directory, "signature-3"))
+    os.mkfifo(os.path.join(directory, "signature-3"))
+    with pytest.raises(ImageError) as e:
+        lookaside.fetch_signatures("file://" + base, reference, DIGEST)  # never blocks
+    assert "is not a regular file" in e.value.message
+
+
+def test_http_signatures_are_read_up_to_the_first_404(root):
+    base = os.path.join(root, "sigs")
+    write_signatures(base, 3)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, directory=base, **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reference = parse_reference("docker://reg.example.com/team/app:1")
+        url = "http://127.0.0.1:%d/" % server.server_address[1]
+        assert lookaside.fetch_signatures(url, reference, DIGEST) == [b"signature 1", b"signature 2", b"signature 3"]
+    finally:
+        server.shutdown()
+        server.server_close()
