@@ -75,10 +75,10 @@ def parse_signed_by(fields, where, image):
         keys.append(("keyData", data))
     else:
         paths = [fields["keyPath"]] if "keyPath" in fields else fields["keyPaths"]
-        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and os.path.isabs(p)
-                                                                for p in paths):
-            raise PolicyFormatError("%s: %s must be %s" % (where, given[0], "an absolute path" if given[0] == "keyPath"
-                                                           else "a non-empty list of absolute paths"), image=image)
+        if not isinstance(paths, list) or not paths or \
+                not all(isinstance(p, str) and os.path.isabs(p) for p in paths):
+            wanted = "an absolute path" if given[0] == "keyPath" else "a non-empty list of absolute paths"
+            raise PolicyFormatError("%s: %s must be %s" % (where, given[0], wanted), image=image)
         keys.extend((path, None) for path in paths)
     return SignedBy(keys, parse_signed_identity(fields.get("signedIdentity"), where, image))
 

@@ -273,8 +273,8 @@ def test_garbage_signatures_and_keys_are_refused(signed, home):
     with open(not_a_key, "wb") as f:
         f.write(b"garbage")
     policy = signed.policy([{"type": "signedBy", "keyType": "GPGKeys", "keyPath": not_a_key}])
-    assert "the policy's keys hold no OpenPGP public key gpg can import" in refused(signed, home, "team/base", "v1",
-                                                                                   policy)
+    message = refused(signed, home, "team/base", "v1", policy)
+    assert "the policy's keys hold no OpenPGP public key gpg can import" in message
 
 
 @pytest.mark.parametrize("fields, fragment", [
@@ -287,8 +287,8 @@ def test_garbage_signatures_and_keys_are_refused(signed, home):
     ({"keyType": "GPGKeys", "keyData": "not base64!"}, "keyData must be the base64 of the keys"),
     ({"keyType": "GPGKeys", "keyPath": "/a", "keyId": "x"}, "signedBy takes no key 'keyId'"),
     ({"keyType": "GPGKeys", "keyPath": "/a", "signedIdentity": {"type": "x"}}, "signedIdentity type 'x'"),
-    ({"keyType": "GPGKeys", "keyPath": "/a", "signedIdentity": {"type": "exactReference",
-                                                                 "dockerReference": "reg.example.com/a"}},
+    ({"keyType": "GPGKeys", "keyPath": "/a",
+      "signedIdentity": {"type": "exactReference", "dockerReference": "reg.example.com/a"}},
      "is not a reference with a tag or digest"),
     ({"keyType": "GPGKeys", "keyPath": "/a", "signedIdentity": {"type": "matchExact", "x": 1}},
      "signedIdentity matchExact takes no key 'x'"),
