@@ -230,13 +230,25 @@ def remembered_config(store, resolved):
 def enforce_policy(policy, reference, source, resolved, registries_d=None):
     """The signature policy's verdict on the image (policy.py): an ImageError when it is refused.
 
-    The signatures name the manifest the reference names (an index, for a multi-platform image), as
-    containers/image checks them; they are fetched only when a requirement needs them.
+    Signatures name a manifest digest. The manifest staged is judged first (as containers/image judges the
+    instance it copies out of a multi-platform index; skopeo --all signs every instance); when it is refused
+    and it came through an index, the index is judged (cosign signs only the index): either binds the layers,
+    the index naming the manifest by digest. Signatures are fetched only when a requirement needs them.
     """
     if policy is None:
         return
-    digest = resolved.top_digest
-    policy.enforce(reference, digest, image_signatures(reference, source, digest, registries_d))
+    digest = resolved.manifest_digest
+    try:
+        policy.enforce(reference, digest, image_signatures(reference, source, digest, registries_d))
+    except ImageError as refused:
+        top = resolved.top_digest
+        if top == digest:
+            raise
+        try:
+            policy.enforce(reference, top, image_signatures(reference, source, top, registries_d))
+        except ImageError as also:
+            raise ImageError("%s; and for the index %s: %s" % (refused.cause, top, also.cause), image=refused.image,
+                             blob=digest)
 
 
 def _read_image_with(source, store, wanted_platform, image, judge=None):

@@ -14,6 +14,7 @@ import tempfile
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import simple_signing
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.policy import load_policy
@@ -73,15 +74,18 @@ class Signed:
         self.digests = {}
         self.images = imagebuild.sample_images()
         self.layout = os.path.join(work, "layout")
-        imagebuild.write_oci_layout(self.layout, {"base": self.images["base"], "app": self.images["app"]})
+        imagebuild.write_oci_layout(self.layout, {"base": self.images["base"], "app": self.images["app"],
+                                                  "multi": self.images["multi"]})
 
-    def push(self, image, repo, tag, key=None):
+    def push(self, image, repo, tag, key=None, all_platforms=False):
         fd, digest_file = tempfile.mkstemp(dir=self.work)
         os.close(fd)
         cmd = ["skopeo", "--insecure-policy", "--registries.d", self.signing_d, "copy", "--quiet", "--digestfile",
                digest_file, "--dest-cert-dir", self.regs.pki.cert_dir, "--dest-creds", self.regs.creds]
         if key is not None:
             cmd += ["--sign-by", key.fingerprint]
+        if all_platforms:
+            cmd += ["--all"]
         cmd += ["oci:%s:%s" % (self.layout, image), self.regs.basic.ref(repo, tag)]
         subprocess.run(cmd, env=key.env if key else None, check=True, capture_output=True, timeout=600)
         with open(digest_file, encoding="ascii") as f:
@@ -118,6 +122,7 @@ def signed():
             out.push("base", "team/by-b", "v1", out.keys["b"])
             out.push("app", "team/plain", "v1")
             out.push("app", "team/forged", "v1")
+            out.push("multi", "team/multi", "v1", out.keys["a"], all_platforms=True)  # the index is signed
             # the good signature of base, copied to where the lookaside has app's
             forged = out.signature_dir("team/forged", out.digests[("team/forged", "v1")])
             os.makedirs(forged)
@@ -162,6 +167,50 @@ def test_a_pull_by_digest_matches_the_signed_repository(signed, home):
     digest = signed.digests[("team/base", "v1")]
     staged = stage(signed, home, "team/base", digest, signed.policy(signed.signed_by()))
     assert staged.manifest_digest == digest
+
+
+@pytest.mark.parametrize("signed_manifests", ["all", "index", "platform", "none"])
+def test_a_multi_platform_image_is_signed_by_its_manifest_or_its_index(signed, home, signed_manifests):
+    """skopeo --all signs the index and every platform's manifest; cosign signs only the index."""
+    index = signed.digests[("team/multi", "v1")]
+    arm64 = signed.images["multi"].images[1]
+    platform_digest = [name.split("@", 1)[1].replace("=", ":") for name in os.listdir(os.path.join(signed.lookaside, "team"))
+                       if name.startswith("multi@") and not name.endswith(".hidden")]
+    platform_digest.remove(index)
+    assert len(platform_digest) == 2
+    hidden = []
+    if signed_manifests in ("index", "none"):
+        hidden += platform_digest
+    if signed_manifests in ("platform", "none"):
+        hidden.append(index)
+    for digest in hidden:
+        os.rename(signed.signature_dir("team/multi", digest), signed.signature_dir("team/multi", digest) + ".hidden")
+    try:
+        policy = signed.policy(signed.signed_by())
+        if signed_manifests == "none":
+            message = refused(signed, home, "team/multi", "v1", policy, platform="linux/arm64")
+            assert "the image has no simple signing signature" in message and "and for the index %s" % index in message
+            return
+        staged = stage(signed, home, "team/multi", "v1", policy, platform="linux/arm64")
+        assert staged.manifest_digest in platform_digest
+        assert staged.top == arm64.chain_ids[-1]
+    finally:
+        for digest in hidden:
+            os.rename(signed.signature_dir("team/multi", digest) + ".hidden", signed.signature_dir("team/multi", digest))
+
+
+def test_the_module_takes_the_policy_and_registries_d(signed, scratch):
+    home = os.path.join(scratch, "home")
+    params = {"src": signed.regs.basic.ref("team/by-b", "v1"), "home": home, "uid_maps": [], "gid_maps": [],
+              "platform": None, "registry_auth": signed.regs.auth, "validate_certs": True,
+              "ca_path": signed.regs.pki.ca_crt, "policy": signed.policy(signed.signed_by("a")),
+              "registries_d": signed.registries_d}
+    with pytest.raises(ImageError) as e:
+        ImageManager(params, check_mode=True).run()
+    assert "which is not among the policy's keys" in e.value.message
+    assert not os.path.exists(home)
+    params["policy"] = signed.policy(signed.signed_by("b"))
+    assert ImageManager(params).run()["changed"] is True
 
 
 @pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
