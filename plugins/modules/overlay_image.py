@@ -209,6 +209,7 @@ options:
       - Image archives and layouts carry no signatures, so a requirement for a signature refuses them.
       - The file and its directory must be owned by root (or the user running the task) and not writable by
         group or others; a symbolic link is not followed. Check mode checks the policy too.
+      - With O(pull=controller) a policy is not applied yet, and such a task fails rather than stage unchecked.
     type: str
     version_added: 0.2.0
   registries_d:
