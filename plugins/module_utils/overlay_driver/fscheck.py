@@ -233,8 +233,8 @@ def zstd_support():
 
 
 def signature_verifiers():
-    """The verifiers a signature policy can use here (images/verifiers.py)."""
-    from .images.verifiers import host_verifiers  # pylint: disable=import-outside-toplevel
+    """The verifiers a signature policy can use here (signature_verifiers.py)."""
+    from .signature_verifiers import host_verifiers  # pylint: disable=import-outside-toplevel
     return host_verifiers()
 
 

@@ -7,6 +7,7 @@ The `gpg` program verifies simple signing (signedBy); the `openssl` program
 or the Python `cryptography` module verify sigstore signatures. overlay_info
 and the preflight role report them, so an operator learns before a pull that
 a policy needing a missing verifier will refuse every image it covers.
+Kept outside images/: overlay_info runs on every host and ships no image code.
 """
 
 import shutil

@@ -5,7 +5,7 @@ import shutil
 import sys
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fscheck
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.verifiers import host_verifiers
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.signature_verifiers import host_verifiers
 
 
 def test_the_verifiers_this_host_has():
