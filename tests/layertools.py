@@ -193,6 +193,34 @@ def run_as(uid, gid, step):
     return value
 
 
+def in_child(step):
+    """step() in a forked child that is root as the test is, for what changes the process (its limits):
+    step's result (anything picklable), or the child's exception as AssertionError with its text."""
+    import pickle  # pylint: disable=import-outside-toplevel
+    import traceback  # pylint: disable=import-outside-toplevel
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        try:
+            payload = ("ok", step())
+        except BaseException:  # pylint: disable=broad-except
+            payload = ("error", traceback.format_exc())
+        try:
+            os.write(write, pickle.dumps(payload))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        raise AssertionError("the step in the child failed:\n%s" % value)
+    return value
+
+
 def run_isolated(code, timeout=120):
     """Python code in a child process with this one's import path, killed after timeout seconds.
 

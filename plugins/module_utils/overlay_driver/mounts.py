@@ -215,6 +215,40 @@ def mount_overlay(target_fd, lower_fd, upper_fd, work_fd, source="overlay", moun
         raise OverlayError("error creating overlay mount (%s): %s" % (shown or data, e.strerror), path=where)
 
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def stacked_overlay_data(lowers, upper=None, work=None, mount_label=""):
+    """The mount data of an overlay of lowers (top first) and, when writable, upper and work: names the
+    caller gives (/proc/self/fd paths). None for upper and work: a read-only stack, no upperdir.
+
+    Refused when it would not fit in a page, the kernel's limit for mount data (Docker checks the same):
+    /proc/self/fd/N is shorter than Docker's l/<LINK>, so the 128 lowers of its depth limit fit.
+    """
+    data = "lowerdir=%s" % ":".join(lowers)
+    if upper is not None:
+        data += ",upperdir=%s,workdir=%s" % (upper, work)
+    if mount_label and selinux_enabled():
+        data = format_mount_label(data, mount_label)
+    if len(data.encode()) >= PAGE_SIZE:
+        raise OverlayError("the mount data of %d lower layers is %d bytes, over the kernel's page of %d"
+                           % (len(lowers), len(data.encode()), PAGE_SIZE))
+    return data
+
+
+def mount_overlay_stack(target_fd, lower_fds, upper_fd=None, work_fd=None, source="overlay", mount_label="",
+                        where=None, shown=None, flags=0):
+    """Mount an overlay of many directories opened (and checked) by the caller, on the directory target_fd:
+    lower_fds top first, upper_fd and work_fd None for a read-only stack. Like mount_overlay, every
+    directory is named by /proc/self/fd/N, so the kernel resolves no name the caller did not check."""
+    data = stacked_overlay_data([fd_path(fd) for fd in lower_fds], None if upper_fd is None else fd_path(upper_fd),
+                                None if work_fd is None else fd_path(work_fd), mount_label)
+    try:
+        syscalls.mount(source, fd_path(target_fd), "overlay", flags, data)
+    except OSError as e:
+        raise OverlayError("error creating overlay mount (%s): %s" % (shown or data, e.strerror), path=where)
+
+
 def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
     """Bind the directory source_fd at target_name in target_dir_fd, then make that bind read-only.
 

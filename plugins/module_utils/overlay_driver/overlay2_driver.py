@@ -17,9 +17,14 @@ reads what the other wrote:
 
 A layer without a lower file is a base (KIND_ROOT): get hands out its diff/,
 or binds it read-only at merged/. Any other is an overlay of its diff/ on
-the diff/s of every layer below it, mounted from inside the home with their
-short links so that 128 lowers fit in the page the kernel takes as mount
-data. apply_diff writes the tarball into the layer's own diff/ only, with
+the diff/s of every layer below it. Docker mounts them from inside the home
+by their short links; here the home may belong to a user (the remapped
+root under uid/gid maps), who could swap l/ or a layer directory between
+root's checks and the mount. So root reads the lower file and the links
+itself, opens every diff/ by fd without following a name (in a layer
+directory that is root's, whose link file names that LINK), and names them
+to the kernel as /proc/self/fd/N, which is shorter than l/<LINK>: 128
+lowers still fit in the page the kernel takes as mount data. apply_diff writes the tarball into the layer's own diff/ only, with
 whiteouts in overlay's form (0/0 devices, the opaque xattr), as Docker's
 does; the diff is applied to a fresh diff/ in .strata/tmp and exchanged in
 once its digest is checked. The naive diff reads the diff/s stacked as
@@ -30,10 +35,10 @@ import errno
 import os
 import stat
 
-from . import mounts, short_links, syscalls, whiteouts
+from . import fd_limit, mounts, short_links, syscalls, whiteouts
 from .errors import OverlayError
 from .graph_driver import GraphDriver, lstat_at
-from .ids import root_pair, validate_layer_id
+from .ids import to_container, validate_layer_id
 from .layer_mounts import LayerMount
 from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
 from .changes import OPAQUE_DIR, changes_size, own_changes, with_opaque_dirs
@@ -78,25 +83,6 @@ class Overlay2Driver(GraphDriver):
     LAYOUT = "overlay2"
     LAYOUT_PATHS = Overlay2Layout
     WHITEOUT_FORMAT = whiteouts.OVERLAY
-
-    def _resolve_maps(self, uid_maps, gid_maps):
-        """The maps, refused when they give the home to another user than root.
-
-        Docker's overlay2 names the lowers of a mount by short links in the home, and its
-        home is root's. Under such maps the home is the remapped root's, a user: it can
-        rename l/ or a layer directory between root's checks and the mount, and root would
-        mount a directory of that user's choosing as a lower layer. Until the lowers are
-        named by descriptors opened and checked at mount time, such a home keeps the seed's
-        layout, whose mounts are.
-        """
-        uids, gids, recorded = super()._resolve_maps(uid_maps, gid_maps)
-        owner = root_pair(uids, gids)
-        if owner != (0, 0):
-            raise OverlayError("the overlay2 layout is not offered with uid_maps/gid_maps that give the home to "
-                               "another user than root (container root is host %d:%d): that user could make root "
-                               "mount a directory of its choosing as a lower layer. Use layout overlay for a "
-                               "remapped home" % owner, path=self.dirs.path)
-        return uids, gids, recorded
 
     def _link_dir(self, layer_id=None, create=False):
         """<home>/l opened (a real directory), OverlayError when it is missing. create: made (root's, 0700)
@@ -317,20 +303,27 @@ class Overlay2Driver(GraphDriver):
 
     def _mount_plan(self, layer_id, paths, readonly_root):
         """A base layer's diff/, or with readonly_root its read-only bind at merged/; an overlay of the diff/
-        on every lower diff/, whose links and page limit are checked here, before merged/ is made."""
+        on every lower diff/, whose links, descriptors and page limit are checked here, before merged/ is
+        made."""
         if self.kind(layer_id) == KIND_ROOT:
             if not readonly_root:
                 return paths.diff
             return lambda _mount_label, flags: self._bind_diff(layer_id, paths, flags)
         links = self.lower_links(layer_id)
         self.lower_ids(layer_id)
-        short_links.mount_data(links, paths.diff, paths.work, layer_id=layer_id)
-        return lambda mount_label, flags: self._mount_overlay(layer_id, paths, links, mount_label, flags)
+        # the lowers, the layer's diff/, work/ and merged/, its directory, l/ and one lower's directory at once
+        try:
+            limit = fd_limit.ensure_free(len(links) + 6, "mounting a layer on %d lower layers" % len(links))
+            longest = mounts.fd_path(limit - 1 if 0 < limit < 10 ** 7 else 10 ** 7)
+            mounts.stacked_overlay_data([longest] * (len(links) + 1), longest, longest)
+        except OverlayError as e:
+            raise OverlayError(e.cause, layer=layer_id, path=paths.dir)
+        return lambda mount_label, flags: self._mount_overlay(layer_id, paths, mount_label, flags)
 
     def _bind_diff(self, layer_id, paths, flags=0):
-        layer_fd = self._open_layer_dir(layer_id)
+        layer_fd = self._open_roots_layer_dir(layer_id, layer_id)
         try:
-            diff_fd = self._open_part(layer_fd, DIFF, layer_id, paths.diff)
+            diff_fd = self._open_owned(layer_fd, DIFF, layer_id, paths.diff)
             try:
                 mounts.bind_readonly(diff_fd, layer_fd, MERGED, where=paths.merged, flags=flags)
             finally:
@@ -338,56 +331,118 @@ class Overlay2Driver(GraphDriver):
         finally:
             os.close(layer_fd)
 
-    def _mount_overlay(self, layer_id, paths, links, mount_label, flags=0):
-        """The overlay mounted from inside the home, as Docker's mountFrom: the lowers by their relative short
-        links (l/<LINK>), the layer's diff/, work/ and merged/ by the fds they were checked on. A read-only
-        mount (MS_RDONLY in flags: an image layer) stacks diff/ as the top lower, with no upper, so that
-        nothing of the layer changes, not even overlay's own xattrs."""
+    # The home may belong to a user (the remapped root), who can rename l/ and any layer directory in it,
+    # plant one of its own, or swap them back and forth while root mounts. So the kernel is never given a
+    # name in the home to resolve: every lower is a diff/ root opened itself, by fd and without following a
+    # name, in a layer directory that is root's and whose link file names the LINK the lower file lists.
+
+    def _open_owned(self, layer_fd, name, layer_id, path):
+        """layer_fd/name as an O_PATH fd: a real directory on the home's filesystem (_open_part), owned by
+        ids the maps give the remapped root (a root-only directory moved there is refused)."""
+        fd = self._open_part(layer_fd, name, layer_id, path)
+        st = os.fstat(fd)
+        try:
+            to_container(st.st_uid, self.uid_maps)
+            to_container(st.st_gid, self.gid_maps)
+        except OverlayError:
+            os.close(fd)
+            raise OverlayError("%s/ belongs to %d:%d, which the uid/gid maps do not map; refusing to mount it"
+                               % (name, st.st_uid, st.st_gid), layer=layer_id, path=path)
+        return fd
+
+    def _open_roots_layer_dir(self, layer_id, mounting):
+        """The layer's directory opened from the home's fd (never through a symlink), refused unless it is
+        root's as this layout makes every layer directory (Docker's too): one the home's owner made or moved
+        there is not a layer. mounting: the layer whose mount needs it, for messages."""
+        fd = self._open_layer_dir(layer_id)
+        owner = os.fstat(fd).st_uid
+        if owner != 0:
+            os.close(fd)
+            raise OverlayError("layer directory %s belongs to uid %d, not to root as every layer directory of "
+                               "this layout; refusing to mount it" % (layer_id, owner), layer=mounting,
+                               path=self.layout.layer(layer_id).dir)
+        return fd
+
+    def _open_lowers(self, layer_fd, layer_id, fds):
+        """The diff/ of every layer below, nearest first, opened into fds (closed by the caller); and their
+        paths, for the record. The lower file is read from the layer's open directory, each LINK resolved
+        by reading l/<LINK> from l/'s fd, and the layer it names opened from the home's fd: a real directory,
+        root's, whose link file (read from that fd) is that LINK; its diff/ opened from it (_open_owned)."""
+        links = short_links.read_lower(layer_fd)
+        if not links:
+            raise OverlayError("the layer has no %s file" % short_links.LOWER_FILE, layer=layer_id,
+                               path=self.layout.layer(layer_id).lower)
+        link_fd = self._link_dir(layer_id)
+        lowers, paths = [], []
+        try:
+            for link in links:
+                lower = short_links.resolve_link(link_fd, link)
+                where = self.layout.layer(lower).diff
+                if lower == layer_id:
+                    raise OverlayError("its %s file names %s/%s: a link to the layer itself"
+                                       % (short_links.LOWER_FILE, short_links.LINK_DIR, link), layer=layer_id)
+                lower_fd = self._open_roots_layer_dir(lower, layer_id)
+                try:
+                    if short_links.read_link_file(lower_fd) != link:
+                        raise OverlayError("its %s file names %s/%s, a link to %s, whose own link is another one"
+                                           % (short_links.LOWER_FILE, short_links.LINK_DIR, link, lower),
+                                           layer=layer_id, path=self.layout.layer(lower).link)
+                    fds.append(self._open_owned(lower_fd, DIFF, layer_id, where))
+                finally:
+                    os.close(lower_fd)
+                lowers.append(fds[-1])
+                paths.append(where)
+        except OverlayError as e:
+            raise OverlayError(e.cause, layer=layer_id, path=e.path or self.layout.layer(layer_id).lower)
+        finally:
+            os.close(link_fd)
+        return lowers, paths
+
+    def _mount_overlay(self, layer_id, paths, mount_label, flags=0):
+        """The overlay of the layer's diff/ on every lower diff/, each named by the fd root opened and checked
+        (/proc/self/fd/N, see _open_lowers), as are its work/ and merged/. A read-only mount (MS_RDONLY in
+        flags: an image layer) stacks diff/ as the top lower, with no upper, so that nothing of the layer
+        changes, not even overlay's own xattrs."""
         read_only = bool(flags & syscalls.MS_RDONLY)
         fds = []
         try:
-            fds.append(self._open_layer_dir(layer_id))
-            parts = ((DIFF, paths.diff), (MERGED, paths.merged)) if read_only else \
-                ((DIFF, paths.diff), (MERGED, paths.merged), (WORK, paths.work))
-            fds.extend(self._open_part(fds[0], name, layer_id, path) for name, path in parts)
-            label = mount_label if mount_label and mounts.selinux_enabled() else ""
-            lowers = self.metadata(layer_id)["LowerDir"]
+            layer_fd = self._open_roots_layer_dir(layer_id, layer_id)
+            fds.append(layer_fd)
+            diff_fd = self._open_owned(layer_fd, DIFF, layer_id, paths.diff)
+            fds.append(diff_fd)
+            merged_fd = self._open_part(layer_fd, MERGED, layer_id, paths.merged)
+            fds.append(merged_fd)
+            work_fd = None
+            if not read_only:
+                work_fd = self._open_owned(layer_fd, WORK, layer_id, paths.work)
+                fds.append(work_fd)
+            lower_fds, lower_paths = self._open_lowers(layer_fd, layer_id, fds)
             if read_only:
-                data = short_links.read_only_mount_data(mounts.fd_path(fds[1]), links, label, layer_id=layer_id)
-                shown = {"lowerdir": "%s:%s" % (paths.diff, lowers)}
+                lower_fds, upper_fd = [diff_fd] + lower_fds, None
+                shown = {"lowerdir": ":".join([paths.diff] + lower_paths)}
             else:
-                data = short_links.mount_data(links, mounts.fd_path(fds[1]), mounts.fd_path(fds[3]), label,
-                                              layer_id=layer_id)
-                shown = {"lowerdir": lowers, "upperdir": paths.diff, "workdir": paths.work}
+                upper_fd = diff_fd
+                shown = {"lowerdir": ":".join(lower_paths), "upperdir": paths.diff, "workdir": paths.work}
+            try:
+                mounts.stacked_overlay_data([mounts.fd_path(fd) for fd in lower_fds],
+                                            None if read_only else mounts.fd_path(upper_fd),
+                                            None if read_only else mounts.fd_path(work_fd), mount_label)
+            except OverlayError as e:
+                raise OverlayError(e.cause, layer=layer_id, path=paths.dir)
             token = self.mount_records.new(layer_id, shown)
-            self._mount_in_home(token, mounts.fd_path(fds[2]), flags, data, paths.merged, shown)
+            shown_text = ",".join("%s=%s" % item for item in sorted(shown.items()))
+            mounts.mount_overlay_stack(merged_fd, lower_fds, upper_fd, work_fd, token, mount_label,
+                                       where=paths.merged, shown=shown_text, flags=flags)
             if read_only:
                 return
             try:
-                self._chown_dir_at(fds[3], WORK)
+                self._chown_dir_at(work_fd, WORK)
             except OSError as e:
                 mounts.unmount(paths.merged)
                 raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         finally:
             for fd in fds:
                 os.close(fd)
-
-    def _mount_in_home(self, source, target, flags, data, where, shown):
-        """mount(2) with the home as the working directory, so that l/<LINK> names resolve in it; the
-        working directory is given back whatever happens."""
-        cwd_fd = os.open(".", syscalls.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fchdir(self.dirs.fd)
-            try:
-                syscalls.mount(source, target, "overlay", flags, data)
-            except OSError as e:
-                raise OverlayError("error creating overlay mount (%s): %s"
-                                   % (",".join("%s=%s" % item for item in sorted(shown.items())), e.strerror),
-                                   path=where)
-            finally:
-                os.fchdir(cwd_fd)
-        finally:
-            os.close(cwd_fd)
 
     # -- apply_diff -------------------------------------------------------------
 

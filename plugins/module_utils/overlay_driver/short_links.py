@@ -7,8 +7,11 @@ Docker's overlay2 driver stacks up to 128 lower layers in one mount. Their
 paths would not fit in the page the kernel takes as mount data, so every
 layer has a short link l/<LINK> -> ../<id>/diff (LINK: 26 characters, also
 written in <id>/link), a child lists the links of the layers below it in
-<id>/lower (l/<LINK>:l/<LINK>:..., nearest first), and the mount is made from
+<id>/lower (l/<LINK>:l/<LINK>:..., nearest first), and Docker mounts from
 inside the home with those relative names. Only this file knows that shape.
+The links are kept as Docker keeps them, so that Docker reads the home; root
+reads them here (never letting the kernel resolve them) to know which
+layers are below one, and mounts their diff/s by descriptor (overlay2_driver.py).
 
 Everything is done by directory fd: the links are made without following a
 name someone planted (a taken name is retried, never reused), and what a link,
@@ -25,7 +28,6 @@ import stat
 from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import LINK_DIR, create_unique
-from .mounts import format_mount_label
 from .walk import DIR_FLAGS
 
 LINK_FILE = "link"
@@ -34,7 +36,6 @@ DIFF_DIR = "diff"
 
 LINK_LENGTH = 26  # Docker's idLength
 MAX_DEPTH = 128  # Docker's maxDepth: the lowers one mount stacks
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _LINK_ID = re.compile(r"^[A-Z0-9]{%d}$" % LINK_LENGTH)
 _MAX_FILE = 2 * (len(LINK_DIR) + 2 + LINK_LENGTH) * MAX_DEPTH  # a lower file is never longer than this
@@ -204,31 +205,6 @@ def child_lower(parent_link, parent_lower, layer_id=None):
     return links
 
 
-def mount_data(links, upper, work, label="", layer_id=None):
-    """The overlay's mount data with relative names, for a mount made from inside the home (chdir to
-    it, or a /proc/self/fd path of the home): lowerdir=l/A:l/B,upperdir=<id>/diff,workdir=<id>/work.
-
-    Refused when it would not fit in a page, the kernel's limit for mount data (Docker checks the same).
-    """
-    data = format_mount_label("lowerdir=%s,upperdir=%s,workdir=%s" % (format_lower(links), upper, work), label)
-    if len(data.encode()) >= PAGE_SIZE:
-        raise OverlayError("the mount data of %d lower layers is %d bytes, over the kernel's page of %d"
-                           % (len(links), len(data.encode()), PAGE_SIZE), layer=layer_id)
-    return data
-
-
-def read_only_mount_data(top, links, label="", layer_id=None):
-    """The mount data of a read-only overlay of a layer: its own directory top (an fd path) above the
-    lowers' short links, no upperdir nor workdir, so that the kernel writes nothing into any of them
-    (an upperdir gets overlay's xattrs and a work/work, even on a read-only mount). Under a page too."""
-    lowers = [top] + ["%s/%s" % (LINK_DIR, validate_link_id(link)) for link in links]
-    data = format_mount_label("lowerdir=%s" % ":".join(lowers), label)
-    if len(data.encode()) >= PAGE_SIZE:
-        raise OverlayError("the mount data of %d lower layers is %d bytes, over the kernel's page of %d"
-                           % (len(links) + 1, len(data.encode()), PAGE_SIZE), layer=layer_id)
-    return data
-
-
-__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "child_lower", "make_link", "mount_data",
-           "new_link_id", "open_link_dir", "parse_lower", "read_link_file", "read_lower", "read_only_mount_data", "remove_link",
-           "resolve_link", "validate_link_id", "write_link_file", "write_lower"]
+__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "child_lower", "make_link", "new_link_id",
+           "open_link_dir", "parse_lower", "read_link_file", "read_lower", "remove_link", "resolve_link",
+           "validate_link_id", "write_link_file", "write_lower"]

@@ -3,6 +3,7 @@ diff/, and trees equal to the seed layout's for the same tarballs, on real overl
 
 import io
 import os
+import resource
 import shutil
 import stat
 import tarfile
@@ -17,7 +18,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.layo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.overlay2_driver import Overlay2Driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, layer_tree, snapshot
+from layertools import TarBuilder, in_child, layer_tree, snapshot
 
 # what only the overlay2 layout does; the seed's layout is compared with it by directory, not by the fixture
 pytestmark = pytest.mark.layout("overlay2")
@@ -166,14 +167,19 @@ def test_changes_and_diff_are_the_seed_layouts(scratch):
     assert changes["/var/lib/x"] == DELETE and changes["/var/lib/y"] == ADD
 
 
-def test_mount_is_made_from_the_short_links(driver):
+def test_mount_names_every_lower_by_a_descriptor(driver):
+    """The kernel resolves no name in the home: every lower, the upper and work are /proc/self/fd/N, and the
+    record keeps the real diff/s, nearest first, as Docker's LowerDir lists them."""
     ids = build_chain(driver, [BASE, CHILD])
     driver.create("rw", ids[-1])
     merged = driver.get("rw")
     try:
-        entry = driver.mount_entry("rw")
-        lowers = entry.options_dict()["lowerdir"].split(":")
-        assert lowers == ["l/" + driver.own_link(ids[1]), "l/" + driver.own_link(ids[0])]
+        options = driver.mount_entry("rw").options_dict()
+        for name in options["lowerdir"].split(":") + [options["upperdir"], options["workdir"]]:
+            assert name.startswith("/proc/self/fd/")
+        assert len(options["lowerdir"].split(":")) == 2
+        record = driver.mount_records.read("rw")
+        assert record["lowerdir"] == ":".join(os.path.join(driver.home, i, "diff") for i in (ids[1], ids[0]))
         assert driver.is_mounted("rw")
         with open(os.path.join(merged, "new"), "w") as f:
             f.write("n")
@@ -360,20 +366,30 @@ def test_image_layers_mount_read_only_and_a_writable_layer_is_a_child_on_top(hom
         store.close()
 
 
-REMAPPING = [{"container_id": 0, "host_id": 100000, "size": 65536}]
+def test_a_deep_mount_under_a_low_descriptor_limit(driver):
+    """Docker's 128 lowers need about 130 descriptors at once: a low soft limit is raised up to the hard one
+    and the layer mounts; a hard limit too low fails clearly before anything is mounted or made."""
+    parent = ""
+    for n in range(short_links.MAX_DEPTH + 1):
+        driver.create("d%d" % n, parent)
+        parent = "d%d" % n
+    merged = os.path.join(driver.home, parent, "merged")
 
+    def mount_under(soft, hard):
+        def step():
+            held = len(os.listdir("/proc/self/fd"))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (held + soft, held + hard))
+            try:
+                driver.get(parent)
+            except OverlayError as e:
+                return "refused", str(e)
+            try:
+                return "mounted", len(os.listdir(merged))
+            finally:
+                driver.put(parent)
+        return in_child(step)
 
-@pytest.mark.parametrize("uid_maps, gid_maps", [(REMAPPING, REMAPPING), (REMAPPING, None), (None, REMAPPING)],
-                         ids=["both", "uid", "gid"])
-def test_overlay2_refused_under_such_maps(home, scratch, uid_maps, gid_maps):
-    """Maps that give the home to a user (the remapped root) are refused before anything is written: that
-    user could rename l/ or a layer directory between root's checks and the mount, and root would mount a
-    directory of its choosing as a lower (the mount names lowers by short links in the home)."""
-    before = sorted(os.listdir(scratch))
-    with pytest.raises(OverlayError, match="overlay2 layout is not offered with uid_maps/gid_maps"):
-        LayerStore(home, uid_maps=uid_maps, gid_maps=gid_maps, layout="overlay2")
-    assert not os.path.lexists(home)
-    assert sorted(os.listdir(scratch)) == before
-    # maps that keep root's own ids leave the home root's: offered
-    identity = [{"container_id": 0, "host_id": 0, "size": 65536}]
-    LayerStore(home, uid_maps=identity, gid_maps=identity, layout="overlay2").close()
+    assert mount_under(20, 400) == ("mounted", 0)
+    outcome, message = mount_under(20, 40)
+    assert outcome == "refused" and "open-file limit (RLIMIT_NOFILE" in message and "128 lower layers" in message
+    assert not driver.is_mounted(parent) and not os.path.exists(merged)

@@ -4,17 +4,21 @@ it owns the home and the layer directories, as in the seed, but nothing root kee
 The attacker's steps run in a forked child that is really that uid (layertools.run_as).
 """
 
+import ctypes
 import errno
+import io
 import json
 import os
+import shutil
 import stat
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
-from layertools import content_dir, layer_dir_owner, run_as
+from layertools import TarBuilder, content_dir, layer_dir_owner, run_as
 
 # overlay2 is refused under maps that give the home to a user (its mounts name lowers by short links in the
 # home); test_overlay2_refused_under_such_maps says so for that layout
@@ -276,6 +280,7 @@ def test_a_lower_id_the_remapped_root_made_a_fifo_never_blocks(home, driver):
 
     run_as(REMAPPED, REMAPPED, make_fifo)
     code = """
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.drivers import open_driver
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 d = open_driver(%r, writable=False)
@@ -594,3 +599,124 @@ def test_roots_temp_dirs_are_reached_by_fd_when_the_remapped_root_swaps_strata(
     assert [os.path.basename(p) for p in layer if os.path.basename(p) in ("planted", "forged")] == ["planted"]
     moved = os.path.join(home, ".strata-moved")
     assert os.lstat(moved).st_uid == 0 and os.listdir(os.path.join(moved, "tmp")) == []
+
+
+# -- overlay2: the remapped root owns the home that holds l/ and every layer directory ------------------------
+
+@pytest.fixture
+def root_only(scratch):
+    """A directory only root may read, holding a secret: what the remapped root would have root mount."""
+    path = os.path.join(scratch, "root-only")
+    os.mkdir(path, 0o700)
+    with open(os.path.join(path, "secret"), "w") as f:
+        f.write("host secret\n")
+    return path
+
+
+def _base_and_app(driver):
+    """base (one file) and app on it; base's LINK."""
+    driver.create_applied("base", "", io.BytesIO(TarBuilder().file("b", "base\n").bytes()))
+    driver.create("app", "base")
+    return driver.own_link("base")
+
+
+def _assert_app_mount_is_the_real_one(driver, home):
+    """What root mounted at app/merged shows base's file and nothing of the root-only directory."""
+    merged = os.path.join(home, "app", "merged")
+    assert sorted(os.listdir(merged)) == ["b"]
+    with open(os.path.join(merged, "b")) as f:
+        assert f.read() == "base\n"
+
+
+@pytest.mark.layout("overlay2")  # overlay2's layer directories, link and lower files
+@pytest.mark.parametrize("diff", ["symlink", "dir"])
+@pytest.mark.parametrize("which", ["lower", "mounted"])
+def test_a_planted_layer_directory_is_never_mounted(home, driver, root_only, which, diff):
+    """The remapped root moves a layer's directory away and plants its own of that name: for the lower, with a
+    link file naming the same LINK; for the layer mounted, with its lower file, work/ and merged/. Its diff/
+    is a symlink to a root-only directory, or a directory of its own. Root refuses to mount either (the
+    lower would be the user's choice, the upper too), and mounts the real layers once they are back."""
+    link = _base_and_app(driver)
+    victim = "base" if which == "lower" else "app"
+    planted = os.path.join(home, victim)
+    away = os.path.join(home, "away")
+
+    def plant():
+        os.rename(planted, away)
+        os.mkdir(planted, 0o755)
+        if which == "lower":
+            with open(os.path.join(planted, "link"), "w") as f:
+                f.write(link)
+        else:
+            os.mkdir(os.path.join(planted, "work"), 0o755)
+            os.mkdir(os.path.join(planted, "merged"), 0o755)
+            with open(os.path.join(planted, "lower"), "w") as f:
+                f.write("l/" + link)
+        if diff == "symlink":
+            os.symlink(root_only, os.path.join(planted, "diff"))
+        else:
+            os.mkdir(os.path.join(planted, "diff"), 0o755)
+            with open(os.path.join(planted, "diff", "planted"), "w") as f:
+                f.write("the user's\n")
+
+    run_as(REMAPPED, REMAPPED, plant)
+    with pytest.raises(OverlayError, match="refusing to mount it"):
+        driver.get("app")
+    assert not [m for m in mounts.mounts_below(home) if m.fstype == "overlay"]
+    shutil.rmtree(planted)
+    os.rename(away, planted)
+    driver.get("app")
+    try:
+        _assert_app_mount_is_the_real_one(driver, home)
+    finally:
+        driver.put("app")
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+def test_swapping_l_while_root_mounts_never_mounts_the_users_directory(home, driver, root_only):
+    """The remapped root exchanges <home>/l with a directory of its own, whose entry of the lower's LINK is
+    a symlink to a root-only directory, again and again (renameat2 RENAME_EXCHANGE) while root mounts the
+    child. Every mount root makes stacks base's diff/, or the call fails clearly: never the user's choice."""
+    link = _base_and_app(driver)
+    evil = os.path.join(home, "evil")
+    stop_read, stop_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the attacker
+        try:
+            os.close(stop_write)
+            os.setgroups([])
+            os.setresgid(REMAPPED, REMAPPED, REMAPPED)
+            os.setresuid(REMAPPED, REMAPPED, REMAPPED)
+            os.mkdir(evil, 0o755)
+            os.symlink(root_only, os.path.join(evil, link))
+            os.set_blocking(stop_read, False)
+            libc = ctypes.CDLL(None, use_errno=True)
+            names = os.path.join(home, "l").encode(), evil.encode()
+            while True:
+                for _swap in range(200):
+                    libc.renameat2(-100, names[0], -100, names[1], 2)  # AT_FDCWD, RENAME_EXCHANGE
+                try:
+                    if os.read(stop_read, 1) == b"":
+                        break
+                except BlockingIOError:
+                    continue
+        finally:
+            os._exit(0)
+    os.close(stop_read)
+    mounted = refused = 0
+    try:
+        for _attempt in range(300):
+            try:
+                driver.get("app")
+            except OverlayError:
+                refused += 1
+                continue
+            try:
+                _assert_app_mount_is_the_real_one(driver, home)
+                mounted += 1
+            finally:
+                driver.put("app")
+    finally:
+        os.close(stop_write)
+        os.waitpid(pid, 0)
+    assert mounted + refused == 300

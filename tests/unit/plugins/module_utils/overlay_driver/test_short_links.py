@@ -1,11 +1,11 @@
-"""<home>/l/: overlay2's short links, the link and lower files, the depth and page limits."""
+"""<home>/l/: overlay2's short links, the link and lower files, the depth limit."""
 
 import os
 import stat
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import short_links, syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import short_links
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.walk import DIR_FLAGS
 
@@ -130,39 +130,3 @@ def test_depth_is_dockers_128_and_refused_past_it():
     assert len(short_links.child_lower("H" * 26, ["I" * 26] * 127)) == 128
     with pytest.raises(OverlayError, match="stack 129 lower layers; an overlay2 mount stacks at most 128"):
         short_links.child_lower("H" * 26, ["I" * 26] * 128, layer_id="deep")
-
-
-def test_128_lowers_mount_from_inside_the_home_with_the_data_under_a_page(scratch, home_fd, link_fd):
-    """Docker's point of the short links: the deepest chain still mounts, its options fitting in a page."""
-    home = os.path.join(scratch, "home")
-    links = []
-    for i in range(128):
-        fd = layer(home_fd, "layer-%03d" % i)
-        with open("/proc/self/fd/%d/diff/from-%03d" % (fd, i), "w") as f:
-            f.write(str(i))
-        os.close(fd)
-        links.insert(0, short_links.make_link(link_fd, "layer-%03d" % i))
-    top = layer(home_fd, "top")
-    os.mkdir("work", dir_fd=top)
-    os.mkdir("merged", dir_fd=top)
-    os.close(top)
-    data = short_links.mount_data(links, "top/diff", "top/work")
-    assert len(data) < os.sysconf("SC_PAGE_SIZE")
-    merged = os.path.join(home, "top", "merged")
-    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fchdir(home_fd)
-        syscalls.mount("overlay", merged, "overlay", 0, data)
-    finally:
-        os.fchdir(cwd)
-        os.close(cwd)
-    try:
-        assert sorted(os.listdir(merged)) == ["from-%03d" % i for i in range(128)]
-    finally:
-        syscalls.umount(merged, syscalls.MNT_DETACH)
-
-
-def test_mount_data_over_a_page_is_refused(monkeypatch):
-    monkeypatch.setattr(short_links, "PAGE_SIZE", 512)
-    with pytest.raises(OverlayError, match="over the kernel's page of 512"):
-        short_links.mount_data(["J" * 26] * 20, "x/diff", "x/work", layer_id="x")

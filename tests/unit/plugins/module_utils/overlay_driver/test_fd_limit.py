@@ -1,0 +1,48 @@
+"""Room for the descriptors of a deep overlay2 mount: the soft RLIMIT_NOFILE raised up to the hard one, a
+hard limit too low said clearly. Each case runs in a forked child, whose limits are its own."""
+
+import os
+import resource
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fd_limit
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+from layertools import in_child
+
+
+def test_a_low_soft_limit_is_raised_up_to_what_is_needed():
+    def step():
+        held = fd_limit.open_descriptors()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (held + 5, 4096))
+        limit = fd_limit.ensure_free(200, "a test")
+        fds = [os.open("/", os.O_RDONLY) for _n in range(195)]
+        for fd in fds:
+            os.close(fd)
+        return limit, resource.getrlimit(resource.RLIMIT_NOFILE), held
+
+    limit, (soft, hard), held = in_child(step)
+    assert hard == 4096 and soft == limit and held + 200 <= soft < 4096
+
+
+def test_a_soft_limit_with_room_is_left_as_it_is():
+    def step():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2048, 4096))
+        return fd_limit.ensure_free(10, "a test"), resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    assert in_child(step) == (2048, (2048, 4096))
+
+
+def test_a_hard_limit_too_low_is_said_with_both_limits():
+    def step():
+        held = fd_limit.open_descriptors()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (held + 5, held + 10))
+        try:
+            fd_limit.ensure_free(130, "mounting a layer on 128 lower layers")
+        except OverlayError as e:
+            return str(e), resource.getrlimit(resource.RLIMIT_NOFILE), held
+        return None
+
+    message, limits, held = in_child(step)
+    assert "mounting a layer on 128 lower layers needs 130 descriptors" in message
+    assert "soft %d, hard %d" % (held + 5, held + 10) in message and "ulimit -n" in message
+    assert limits == (held + 5, held + 10)  # nothing changed
