@@ -66,8 +66,8 @@ options:
       - The on-disk layout of the layer home. C(overlay) is the layout of Docker's legacy C(overlay)
         driver, the one this collection has always written. C(overlay2) is the layout of Docker's
         C(overlay2) driver (Docker 20.10's default, and containers-storage's), where each layer keeps only
-        its own changes in C(diff/) and a mount stacks the layers below it by their short links in
-        C(<home>/l), up to Docker's 128. A child layer then costs what its diff costs, where the
+        its own changes in C(diff/), with the short links Docker keeps in C(<home>/l), and a mount stacks
+        the layers below it, up to Docker's 128. A child layer then costs what its diff costs, where the
         C(overlay) layout gives every layer built by a diff a hardlink copy of its parent's whole tree.
       - The layout belongs to the home. It is recorded in C(<home>/.strata/layout.json) when the home is
         first written; a home without that record (written by an older version, or by Docker) is in the
@@ -76,10 +76,11 @@ options:
       - The layer id C(l) is reserved in every layout (Docker's C(overlay2) layout keeps its short links
         in C(<home>/l)). A home Docker wrote with C(--storage-driver overlay2) is read and written in
         place.
-      - C(overlay2) is refused with O(uid_maps) or O(gid_maps) that give the home to another user than
-        root (a remapped root). That user owns the home, and the short links a mount names in it could be
-        swapped between root's checks and the mount. Use C(overlay) for a remapped home, whose mounts name
-        directories opened and checked at mount time.
+      - Both layouts take O(uid_maps) and O(gid_maps) that give the home to another user than root (a
+        remapped root). That user owns the home, so a mount names no path in it. In C(overlay2) root reads
+        the C(lower) file and the short links itself and mounts each lower C(diff/) by a descriptor it
+        opened and checked; a layer directory that is not root's, or whose C(link) file names another
+        link, is refused.
     type: str
     choices: [overlay, overlay2]
 notes:
