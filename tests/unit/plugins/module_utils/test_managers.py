@@ -90,7 +90,6 @@ def test_overlay_info_names_image_layers_by_their_images_and_shows_sizes(home, s
     assert result["ansible_facts"]["overlay_info"]["images"] == result["images"]
 
 
-@pytest.mark.layout("overlay")  # overlay2 is refused under maps that give the home to a user
 def test_overlay_info_warns_of_a_stray_name_the_remapped_root_left_in_the_home(home):
     """A stray of the remapped root's in the home used to refuse every module; overlay_info now works and says it."""
     from layertools import run_as

@@ -20,7 +20,6 @@ def subids(tmp_path, monkeypatch):
         monkeypatch.setattr(subids_mod, attr, str(path))
 
 
-@pytest.mark.layout("overlay")  # overlay2 is refused under maps that give the home to a user
 def test_overlay_info_returns_and_warns_the_overlaps(home, subids, run_module):
     given = [{"container_id": 0, "host_id": 100000, "size": 65536}]
     missing = run_module(overlay_info, {"home": home, "uid_maps": given, "gid_maps": given})

@@ -573,7 +573,6 @@ def test_create_applied_that_fails_leaves_no_layer(driver, home, parent_kind):
     assert not mounts.mounts_below(home)
 
 
-@pytest.mark.layout("overlay")  # overlay2 is refused under maps that give the home to a user
 @pytest.mark.parametrize("parent_kind", ["none", "root", "overlay"])
 def test_create_applied_under_maps_owns_as_create_then_apply_diff(home, layout, parent_kind):
     """Under id maps the new layer's directories belong to the remapped root exactly as the two steps make them."""

@@ -31,7 +31,6 @@ def test_largest_id_is_accepted():
     assert IDMap(0, 4294967294, 1).host_id == 4294967294
 
 
-@pytest.mark.layout("overlay")  # overlay2 is refused under maps that give the home to a user
 def test_maps_are_recorded_with_the_home_and_used_when_none_are_given(home):
     LayerStore(home, REMAP, REMAP).close()
     with open(os.path.join(home, ".strata", "maps.json")) as f:

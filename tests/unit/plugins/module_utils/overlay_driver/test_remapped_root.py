@@ -20,10 +20,6 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 
 from layertools import TarBuilder, content_dir, layer_dir_owner, run_as
 
-# overlay2 is refused under maps that give the home to a user (its mounts name lowers by short links in the
-# home); test_overlay2_refused_under_such_maps says so for that layout
-pytestmark = pytest.mark.layout("overlay")
-
 REMAPPED = 100000
 MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
 PRIVATE = (".strata", ".strata/tmp", ".strata/layers")

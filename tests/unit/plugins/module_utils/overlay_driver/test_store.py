@@ -465,7 +465,6 @@ def test_a_diff_is_refused_on_a_layer_others_are_built_on(store, check_mode):
     assert os.listdir(content_dir(store.home, "base")) == [] and store.state("base")["diff_id"] is None
 
 
-@pytest.mark.layout("overlay")  # overlay2 is refused under maps that give the home to a user
 def test_check_apply_refuses_an_owner_outside_the_maps_as_the_real_run_does(home):
     """Check mode reads the tarball as the applier does, id maps included: it fails where the real run fails."""
     maps = [{"container_id": 0, "host_id": 100000, "size": 65536}]
