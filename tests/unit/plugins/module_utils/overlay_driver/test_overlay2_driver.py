@@ -180,6 +180,8 @@ def test_mount_names_every_lower_by_a_descriptor(driver):
         assert len(options["lowerdir"].split(":")) == 2
         record = driver.mount_records.read("rw")
         assert record["lowerdir"] == ":".join(os.path.join(driver.home, i, "diff") for i in (ids[1], ids[0]))
+        shown = driver.mount_options("rw", driver.mount_entry("rw"))  # what overlay_mount and overlay_info report
+        assert (shown["lowerdir"], shown["upperdir"]) == (record["lowerdir"], os.path.join(driver.home, "rw", "diff"))
         assert driver.is_mounted("rw")
         with open(os.path.join(merged, "new"), "w") as f:
             f.write("n")
