@@ -60,8 +60,8 @@ def test_mount_cycle(run_module, home, tarball):
     res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"}, diff=True)
     try:
         assert res["changed"] and res["mounted"] and res["holders"] == ["web"]
-        assert os.path.realpath(os.path.join(home, res["options"]["lowerdir"])) == \
-            os.path.realpath(content_dir(home, "base"))  # overlay2's is a short link relative to the home
+        # the recorded directory, not the descriptor the mount was made with
+        assert res["options"]["lowerdir"] == content_dir(home, "base")
         assert res["diff"]["after"]["mounted"] is True
         assert run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"})["changed"] is False
     finally:
