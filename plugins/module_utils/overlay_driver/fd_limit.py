@@ -22,10 +22,11 @@ def open_descriptors():
     return len(os.listdir("/proc/self/fd"))
 
 
-def ensure_free(count, what):
+def ensure_free(count, what, change=True):
     """count more descriptors can be open at once: the soft RLIMIT_NOFILE raised (never past the hard one)
     when it is too low. Returns the limit then in force: every descriptor number stays below it.
-    OverlayError naming both limits when even the hard one is too low; what says what needs them."""
+    OverlayError naming both limits when even the hard one is too low; what says what needs them.
+    change=False (a check run) only says whether the limit could be raised: nothing is changed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = open_descriptors() + count
     if soft == resource.RLIM_INFINITY or need <= soft:
@@ -34,7 +35,8 @@ def ensure_free(count, what):
         raise OverlayError("%s needs %d descriptors open at once, %d with those this process holds, over its "
                            "open-file limit (RLIMIT_NOFILE, soft %d, hard %d): raise it (ulimit -n, LimitNOFILE=)"
                            % (what, count, need, soft, hard))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    if change:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     return need
 
 

@@ -299,6 +299,11 @@ class GraphDriver:
         before anything is written, so that a check run predicts the failure too. Every layout takes a
         child of a sound layer unless it says otherwise."""
 
+    def require_mount_possible(self, layer_id):
+        """OverlayError when the layout could not mount the layer (an existing, sound one) on this host, said
+        without changing anything, so that a check run predicts what get() would refuse. Every layout mounts a
+        sound layer unless it says otherwise."""
+
     def _mount(self, layer_id):
         """The layer's LayerMount: whether a mount at its merged/ is its own."""
         raise NotImplementedError

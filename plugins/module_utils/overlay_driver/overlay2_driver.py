@@ -309,16 +309,28 @@ class Overlay2Driver(GraphDriver):
             if not readonly_root:
                 return paths.diff
             return lambda _mount_label, flags: self._bind_diff(layer_id, paths, flags)
+        self._require_room(layer_id, paths, change=True)
+        return lambda mount_label, flags: self._mount_overlay(layer_id, paths, mount_label, flags)
+
+    def require_mount_possible(self, layer_id):
+        """What _mount_plan checks of an overlay's mount (its lowers, the descriptors they need, the page of
+        mount data), with the open-file limit left as it is."""
+        paths = self._require(layer_id)
+        if self.kind(layer_id) != KIND_ROOT:
+            self._require_room(layer_id, paths, change=False)
+
+    def _require_room(self, layer_id, paths, change):
+        """The lowers sound, and room for their descriptors (the soft open-file limit raised when change) and
+        for the mount data naming them, at the longest descriptor numbers the limit allows."""
         links = self.lower_links(layer_id)
         self.lower_ids(layer_id)
         # the lowers, the layer's diff/, work/ and merged/, its directory, l/ and one lower's directory at once
         try:
-            limit = fd_limit.ensure_free(len(links) + 6, "mounting a layer on %d lower layers" % len(links))
+            limit = fd_limit.ensure_free(len(links) + 6, "mounting a layer on %d lower layers" % len(links), change)
             longest = mounts.fd_path(limit - 1 if 0 < limit < 10 ** 7 else 10 ** 7)
             mounts.stacked_overlay_data([longest] * (len(links) + 1), longest, longest)
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=paths.dir)
-        return lambda mount_label, flags: self._mount_overlay(layer_id, paths, mount_label, flags)
 
     def _bind_diff(self, layer_id, paths, flags=0):
         layer_fd = self._open_roots_layer_dir(layer_id, layer_id)

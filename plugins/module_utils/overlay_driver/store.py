@@ -301,6 +301,8 @@ class LayerStore:
         readonly = self._must_mount_readonly(layer_id, record) if needs_mount else None
         options = wanted if wanted is not None else self.mount_options_of(layer_id, record, before["kind"], readonly)
         if check_mode:
+            if needs_mount:
+                self.driver.require_mount_possible(layer_id)
             after = layer_state.held(before, record.holders | {holder},
                                      None if readonly is None else readonly or before["kind"] == KIND_ROOT)
             if needs_mount:

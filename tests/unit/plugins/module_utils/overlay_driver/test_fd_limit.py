@@ -46,3 +46,18 @@ def test_a_hard_limit_too_low_is_said_with_both_limits():
     assert "mounting a layer on 128 lower layers needs 130 descriptors" in message
     assert "soft %d, hard %d" % (held + 5, held + 10) in message and "ulimit -n" in message
     assert limits == (held + 5, held + 10)  # nothing changed
+
+
+def test_a_check_says_whether_the_limit_could_be_raised_and_changes_nothing():
+    def step():
+        held = fd_limit.open_descriptors()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (held + 5, held + 500))
+        fd_limit.ensure_free(200, "a test", change=False)
+        after = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            fd_limit.ensure_free(600, "a test", change=False)
+        except OverlayError:
+            return after == (held + 5, held + 500), resource.getrlimit(resource.RLIMIT_NOFILE) == after
+        return None
+
+    assert in_child(step) == (True, True)

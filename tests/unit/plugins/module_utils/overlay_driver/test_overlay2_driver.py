@@ -395,3 +395,25 @@ def test_a_deep_mount_under_a_low_descriptor_limit(driver):
     outcome, message = mount_under(20, 40)
     assert outcome == "refused" and "open-file limit (RLIMIT_NOFILE" in message and "128 lower layers" in message
     assert not driver.is_mounted(parent) and not os.path.exists(merged)
+
+    def check_under(soft, hard):
+        def step():
+            held = len(os.listdir("/proc/self/fd"))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (held + soft, held + hard))
+            store = LayerStore(driver.home)
+            try:
+                with store.locked():
+                    try:
+                        store.ensure_mounted(parent, "h", check_mode=True)
+                    except OverlayError as e:
+                        return "refused", str(e), resource.getrlimit(resource.RLIMIT_NOFILE)[0] - held
+                    return "predicted", None, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - held
+            finally:
+                store.close()
+        return in_child(step)
+
+    # a check run predicts the real run's refusal, and raises no limit either way
+    assert check_under(20, 400)[::2] == ("predicted", 20)
+    outcome, message, soft = check_under(20, 40)
+    assert outcome == "refused" and "open-file limit (RLIMIT_NOFILE" in message and soft == 20
+    assert not driver.is_mounted(parent) and not os.path.exists(merged)
