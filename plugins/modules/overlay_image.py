@@ -204,8 +204,10 @@ options:
         else C(default); every requirement of that scope must be met. A policy that covers no scope of the
         image and has no C(default) refuses it.
       - Requirements are C(insecureAcceptAnything), C(reject), C(signedBy) (GPG simple signing, verified with
-        the host's C(gpg) program) and C(sigstoreSigned) where this version supports it. An unknown type or key
-        is an error.
+        the host's C(gpg) program) and C(sigstoreSigned) (cosign signatures at the C(sha256-HEX.sig) tag, by a
+        key given as C(keyPath) or C(keyData), verified with the Python C(cryptography) module or else the
+        C(openssl) program; keyless C(fulcio) and C(rekorPublicKeyPath) are refused as not supported). An
+        unknown type or key is an error.
       - Image archives and layouts carry no signatures, so a requirement for a signature refuses them.
       - The file and its directory must be owned by root (or the user running the task) and not writable by
         group or others; a symbolic link is not followed. Check mode checks the policy too.

@@ -24,8 +24,8 @@ An unknown type or key is an error, so a policy is never half understood.
 The policy is checked once the manifest's digest is known and before any
 layer is fetched or written. Signatures are asked for (lazily, through the
 `signatures` object) only when a requirement needs them: `simple_signatures()`
-(the simple-signing blobs, bytes) and `sigstore_signatures()` ((payload bytes,
-base64 signature, annotations) triples). Image archives and layouts carry no
+(the simple-signing blobs, bytes) and `sigstore_signatures()` (the
+sigstore_attachments.Attachment of each layer of the `.sig` manifest). Image archives and layouts carry no
 signatures: a requirement that needs them refuses such an image.
 """
 

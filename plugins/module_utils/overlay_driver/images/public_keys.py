@@ -103,17 +103,13 @@ class PublicKey:
         self._key = None
 
     @classmethod
-    def from_file(cls, path, where):
+    def from_file(cls, path, where, image=None):
+        """The key of a PEM file that only root (or the task's user) can change (trusted_files.py): whoever
+        could replace it could sign images this policy lets in."""
         # pylint: disable=import-outside-toplevel
-        from ..regular_files import open_regular
-        try:
-            with open_regular(path) as f:
-                data = f.read(MAX_KEY_FILE + 1)
-        except OSError as e:
-            raise ImageError("%s: cannot read the public key: %s" % (where, e.strerror or e), path=path)
-        if len(data) > MAX_KEY_FILE:
-            raise ImageError("%s: the public key file is larger than %d bytes" % (where, MAX_KEY_FILE), path=path)
-        return cls(data, "%s (%s)" % (where, path))
+        from .trusted_files import read_trusted
+        where = "%s (%s)" % (where, path)
+        return cls(read_trusted(path, "the public key file of " + where, MAX_KEY_FILE, image), where)
 
     def check_loadable(self):
         """An ImageError now, before anything is fetched, when the key cannot be used by this host's verifier."""

@@ -11,7 +11,7 @@ under a mirror's name: a mirror serves the same manifests, and the
 signatures are the image's own).
 """
 
-from .policy import NoSignatures, PolicyDenied
+from .policy import NoSignatures
 
 
 class RegistrySignatures:
@@ -24,6 +24,7 @@ class RegistrySignatures:
         self.registries_d = registries_d
         self.looked_in = ""  # where simple signatures were looked for, for messages
         self._simple = None
+        self._sigstore = None
 
     def simple_signatures(self):
         """The simple-signing signatures (bytes each), in lookaside order; [] when there are none."""
@@ -43,8 +44,12 @@ class RegistrySignatures:
         return self._simple
 
     def sigstore_signatures(self):
-        """(payload bytes, base64 signature, annotations) of each sigstore attachment; [] when there are none."""
-        raise PolicyDenied("sigstore signatures are not read by this version")
+        """The sigstore attachments of the manifest (sigstore_attachments.Attachment each: payload, signature, or
+        why the layer cannot be one), read once from the place the image comes from; [] when there are none."""
+        if self._sigstore is None:
+            from .sigstore_attachments import fetch_attachments  # pylint: disable=import-outside-toplevel
+            self._sigstore = fetch_attachments(self.source, self.manifest_digest, self.reference.text)
+        return self._sigstore
 
 
 def image_signatures(reference, source, manifest_digest, registries_d=None):

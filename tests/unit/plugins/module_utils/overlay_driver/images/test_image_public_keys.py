@@ -132,15 +132,30 @@ def test_a_private_key_is_refused_as_such(keys):
     assert "holds 2 PEM blocks" in str(e.value)
 
 
-def test_a_key_file_is_read_only_when_it_is_a_regular_file(tmp_path, keys):
+def test_a_key_file_is_read_only_when_no_one_else_can_change_it(tmp_path, keys):
     path = tmp_path / "cosign.pub"
     path.write_bytes(keys["ecdsa"].public_pem())
+    os.chmod(path, 0o644)
     assert public_keys.PublicKey.from_file(str(path), "keyPath").kind == "ecdsa"
     fifo = tmp_path / "fifo.pub"
     os.mkfifo(fifo)
+    link = tmp_path / "link.pub"
+    os.symlink(path, link)
+    cases = [(fifo, "is not a regular file"), (link, "is a symbolic link, which is not followed"),
+             (tmp_path / "missing.pub", "No such file")]
+    for name, fragment in cases:
+        with pytest.raises(ImageError) as e:
+            public_keys.PublicKey.from_file(str(name), "keyPath")
+        assert fragment in str(e.value) and "keyPath" in str(e.value)
+    os.chmod(path, 0o666)
     with pytest.raises(ImageError) as e:
-        public_keys.PublicKey.from_file(str(fifo), "keyPath")
-    assert "a FIFO" in str(e.value)
-    with pytest.raises(ImageError) as e:
-        public_keys.PublicKey.from_file(str(tmp_path / "missing.pub"), "keyPath")
-    assert "No such file" in str(e.value)
+        public_keys.PublicKey.from_file(str(path), "keyPath")
+    assert "writable by another user" in str(e.value)
+    os.chmod(path, 0o644)
+    os.chmod(tmp_path, 0o777)
+    try:
+        with pytest.raises(ImageError) as e:
+            public_keys.PublicKey.from_file(str(path), "keyPath")
+        assert "in a directory another user can write" in str(e.value)
+    finally:
+        os.chmod(tmp_path, 0o700)
