@@ -26,9 +26,11 @@ import base64
 import binascii
 import json
 import os
+import selectors
 import shutil
 import subprocess
 import tempfile
+import time
 
 from .policy import PolicyDenied
 from .signed_identity import PolicyFormatError, parse_docker_name, parse_signed_identity
@@ -37,10 +39,11 @@ from .trusted_files import read_trusted
 KEY_TYPES = ("GPGKeys", "signedByGPGKeys", "X509Certificates", "signedByX509CAs")
 MAX_KEY_FILE = 1 << 20
 MAX_PAYLOAD = 4 << 20
-GPG_TIMEOUT = 60  # seconds for one gpg run (an import, a verification)
+GPG_TIMEOUT = 60  # seconds for one gpg run (an import, a verification), start to exit
 SIGNATURE_TYPE = "atomic container signature"
 _KEYS = ("type", "keyType", "keyPath", "keyPaths", "keyData", "signedIdentity")
-_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_STATUS = 1 << 20  # bytes of gpg status lines or messages read from one run
+PIPE_CHUNK = 1 << 16
 
 
 def gpg_program():
@@ -116,11 +119,46 @@ class SignedBy:
         raise PolicyDenied("no signature is accepted (%s)" % "; ".join(reasons))
 
 
-def _write_new(directory, name, data):
-    fd = os.open(os.path.join(directory, name), _FILE_FLAGS, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return os.path.join(directory, name)
+def _collect(proc, stdin, status_fd):
+    """(stdout, status, stderr) of proc, feeding it stdin, within GPG_TIMEOUT and the output bounds.
+
+    PolicyDenied when gpg writes more than a bound (it is killed by the caller) or takes too long.
+    """
+    limits = {proc.stdout.fileno(): MAX_PAYLOAD, status_fd: MAX_STATUS, proc.stderr.fileno(): MAX_STATUS}
+    got = {fd: bytearray() for fd in limits}
+    pending = memoryview(stdin or b"")
+    deadline = time.monotonic() + GPG_TIMEOUT
+    with selectors.DefaultSelector() as selector:
+        for fd in limits:
+            selector.register(fd, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            os.set_blocking(proc.stdin.fileno(), False)
+            selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PolicyDenied("gpg did not finish within %d s" % GPG_TIMEOUT)
+            for key, _events in selector.select(left):
+                fd = key.fd
+                if fd not in limits:
+                    try:
+                        pending = pending[os.write(fd, pending[:PIPE_CHUNK]):]
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        selector.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                data = os.read(fd, PIPE_CHUNK)
+                if not data:
+                    selector.unregister(fd)
+                    continue
+                got[fd] += data
+                if len(got[fd]) > limits[fd]:
+                    raise PolicyDenied("gpg wrote more than %d bytes (%s); a signature's signed content is at most %d"
+                                       % (limits[fd], "the signed content" if fd == proc.stdout.fileno()
+                                          else "its messages", MAX_PAYLOAD))
+    return bytes(got[proc.stdout.fileno()]), bytes(got[status_fd]), bytes(got[proc.stderr.fileno()])
 
 
 def _status(text):
@@ -142,28 +180,46 @@ class GpgHome:
         self.key_blobs = key_blobs
         self.dir = None
         self.trusted = set()
-        self._count = 0
 
     def _run(self, args, stdin=None):
+        """gpg's exit code, status lines, stderr and stdout, every output bounded while it is read.
+
+        The plaintext a message holds comes to stdout (never a file): a compressed literal
+        packet of a few KB decompresses to GiBs, so gpg is killed as soon as it writes more
+        than MAX_PAYLOAD, rather than letting it fill the host's temp directory first.
+        The status lines come on a pipe of their own, apart from the plaintext and stderr.
+        """
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "GNUPGHOME": self.dir}
+        status_r, status_w = os.pipe()
         try:
-            proc = subprocess.run([self.program, "--homedir", self.dir, "--batch", "--no-tty", "--no-autostart",
-                                   "--no-auto-key-retrieve", "--no-permission-warning", "--status-fd", "1"] + args,
-                                  input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                  stdin=None if stdin is not None else subprocess.DEVNULL, timeout=GPG_TIMEOUT,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            raise PolicyDenied("gpg did not finish within %d s" % GPG_TIMEOUT)
+            proc = subprocess.Popen([self.program, "--homedir", self.dir, "--batch", "--no-tty", "--no-autostart",
+                                     "--no-auto-key-retrieve", "--no-permission-warning",
+                                     "--status-fd", str(status_w)] + args,
+                                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, pass_fds=(status_w,))
         except OSError as e:
+            os.close(status_r)
             raise PolicyDenied("cannot run %s: %s" % (self.program, e.strerror))
-        return proc.returncode, _status(proc.stdout.decode("utf-8", "replace")), \
-            proc.stderr.decode("utf-8", "replace").strip()
+        finally:
+            os.close(status_w)
+        try:
+            out, status, err = _collect(proc, stdin, status_r)
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            os.close(status_r)
+        return rc, _status(status.decode("utf-8", "replace")), err.decode("utf-8", "replace").strip(), out
 
     def __enter__(self):
         self.dir = tempfile.mkdtemp(prefix="strata-gpg-")  # 0700, made exclusively
         try:
             for blob in self.key_blobs:
-                _rc, status, _err = self._run(["--import"], stdin=blob)
+                _rc, status, _err, _out = self._run(["--import"], stdin=blob)
                 self.trusted.update(args[1].upper() for word, args in status if word == "IMPORT_OK" and len(args) > 1)
             if not self.trusted:
                 raise PolicyDenied("the policy's keys hold no OpenPGP public key gpg can import")
@@ -178,10 +234,7 @@ class GpgHome:
 
     def verify(self, signature):
         """The signed content of signature when it verifies with an imported key; else PolicyDenied."""
-        self._count += 1
-        path = _write_new(self.dir, "signature-%d" % self._count, signature)
-        out = os.path.join(self.dir, "payload-%d" % self._count)
-        rc, status, err = self._run(["--output", out, "--decrypt", path])
+        rc, status, err, payload = self._run(["--output", "-", "--decrypt"], stdin=signature)
         words = [word for word, _args in status]
         for word, args in status:
             if word == "ERRSIG":
@@ -201,10 +254,6 @@ class GpgHome:
             raise PolicyDenied("signed by key %s, which is not among the policy's keys" % primary)
         if rc != 0:
             raise PolicyDenied("gpg failed (%d): %s" % (rc, err))
-        with open(out, "rb") as f:
-            payload = f.read(MAX_PAYLOAD + 1)
-        if len(payload) > MAX_PAYLOAD:
-            raise PolicyDenied("the signed content is larger than %d bytes" % MAX_PAYLOAD)
         return payload
 
 

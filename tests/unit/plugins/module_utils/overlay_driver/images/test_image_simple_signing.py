@@ -326,6 +326,23 @@ def test_garbage_signatures_and_keys_are_refused(signed, home):
     assert "the policy's keys hold no OpenPGP public key gpg can import" in message
 
 
+def test_a_compressed_message_cannot_make_gpg_write_more_than_the_payload_bound(signed):
+    """A few KB of compressed literal data decompress to 16 times MAX_PAYLOAD: gpg is stopped at the bound."""
+    key = signed.keys["a"]
+    size = 16 * simple_signing.MAX_PAYLOAD
+    with subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE) as zeros:
+        bomb = subprocess.run(["gpg", "--batch", "--store", "--compress-algo", "zlib", "-z", "9"], env=key.env,
+                              stdin=zeros.stdout, check=True, capture_output=True).stdout
+    assert len(bomb) < size // 100
+    with simple_signing.GpgHome(simple_signing.gpg_program(), [key.public]) as gpg_home:
+        with pytest.raises(simple_signing.PolicyDenied) as e:
+            gpg_home.verify(bomb)
+        written = [os.path.getsize(os.path.join(top, name))
+                   for top, _dirs, names in os.walk(gpg_home.dir) for name in names]
+    assert "gpg wrote more than %d bytes (the signed content)" % simple_signing.MAX_PAYLOAD in e.value.reason
+    assert max(written) < simple_signing.MAX_PAYLOAD
+
+
 @pytest.mark.parametrize("fields, fragment", [
     ({"keyType": "GPGKeys"}, "exactly one of keyPath, keyPaths and keyData"),
     ({"keyType": "GPGKeys", "keyPath": "/a", "keyData": "eA=="}, "exactly one of keyPath, keyPaths and keyData"),
