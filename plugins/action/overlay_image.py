@@ -183,9 +183,6 @@ class ActionModule(SourceAction):
         if args.get("policy") is not None:
             return dict(result, failed=True, msg="image %s: pull: controller with a signature policy is not "
                         "supported yet; pull on the host (pull: host) to have the policy checked" % reference.text)
-        if args.get("state") == "absent":
-            result.update(self._run_module(args, task_vars))
-            return result
         cache_path = cache_path or default_cache_dir()
         workdir = tempfile.mkdtemp(prefix="strata-image-")
         try:
