@@ -200,14 +200,19 @@ class ActionModule(SourceAction):
         if nested and top:
             raise ImageError("give registry credentials either in registry_auth or as username, password and "
                              "auth_file, not both", image=reference.text)
-        settings = {k: int(args[k]) for k in ("retries", "retry_max_delay") if args.get(k) is not None}
+        settings = {k: _whole_number(args, k, reference) for k in ("retries", "retry_max_delay")
+                    if args.get(k) is not None}
         network = Network(proxy=args.get("proxy"), no_proxy=args.get("no_proxy"), image=reference.text, **settings)
         validate = boolean(args.get("validate_certs", True), strict=False)
         source = open_source(reference, nested or top, validate, args.get("ca_path"),
                              certs_dirs=[args["certs_dir"]] if args.get("certs_dir") else None,
                              registries_conf=args.get("registries_conf"),
                              registries_conf_d=args.get("registries_conf_d"), network=network)
-        source.deadlines = Deadlines(int(args.get("blob_deadline") or 3600), int(args.get("image_deadline") or 10800))
+        bounds = (("blob_deadline", 3600), ("image_deadline", 10800))
+        deadlines = [_whole_number(args, k, reference, default) for k, default in bounds]
+        if min(deadlines) <= 0:
+            raise ImageError("blob_deadline and image_deadline must be positive numbers of seconds", image=reference.text)
+        source.deadlines = Deadlines(*deadlines)
         return source
 
     def _pull_and_send(self, result, args, reference, cache_path, workdir, task_vars):
@@ -321,6 +326,20 @@ def _check_member_names(files, image):
     for name in files:
         if member_name(name, image) != name:
             raise ImageError("refusing the file name %r: not a normalized member name" % name, image=image)
+
+
+def _whole_number(args, name, reference, default=None):
+    """An integer option as the module's argument spec would take it, read on the controller: a clear error, not
+    a traceback, for one that is not a whole number."""
+    value = args.get(name)
+    if value is None:
+        return default
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return int(value)
+    except (TypeError, ValueError):
+        raise ImageError("%s must be a whole number, not %r" % (name, value), image=reference.text)
 
 
 def _layout_files(workdir, resolved, config_bytes):

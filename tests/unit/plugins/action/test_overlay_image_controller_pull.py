@@ -227,3 +227,15 @@ def test_the_module_without_its_action_refuses_pull_controller(scratch):
 def test_an_unknown_pull_is_refused(scratch):
     result = Host(os.path.join(scratch, "h")).stage({"src": "docker://r.example/app:v1", "pull": "proxy"})
     assert result["failed"] and "pull must be one of host, controller" in result["msg"]
+
+
+@pytest.mark.parametrize("name, value", [("retries", "many"), ("retry_max_delay", [1]), ("blob_deadline", "1h"),
+                                         ("image_deadline", 0), ("blob_deadline", 2.5)])
+def test_a_bad_number_read_on_the_controller_fails_clearly(scratch, name, value):
+    """The controller reads these before any module's argument spec has: int("1h") raised a traceback."""
+    host = Host(os.path.join(scratch, "h"))
+    args = {"src": "docker://127.0.0.1:9/app:v1", "pull": "controller", "controller_cache": os.path.join(scratch, "c"),
+            name: value}
+    result = host.stage(args)
+    assert result["failed"] and name in result["msg"], result
+    assert not os.path.exists(host.home)
