@@ -21,6 +21,8 @@ for the host's platform (with the controller's credentials, certs.d,
 registries.conf and proxies), the blobs the host lacks are fetched once into
 the controller's blob cache (blob_cache.py: one fetch per blob for the whole
 fleet, whatever the forks), and the host gets them as an OCI layout, as above.
+A signature policy is then the controller's too: read there and applied to
+the manifest before the config or any layer is fetched or sent.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -46,8 +48,10 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.files import member_name
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.manifests import parse_config
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.policy import load_policy
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (open_source,
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (enforce_policy,
+                                                                                                 open_source,
                                                                                                  read_image)
 from ansible_collections.strata.overlay.plugins.plugin_utils.source_action import SourceAction
 
@@ -57,7 +61,7 @@ _COMMON = ("home", "uid_maps", "gid_maps")
 # What the controller alone uses when it pulls: never sent to the host (credentials above all).
 _PULL_ONLY = ("pull", "controller_cache", "registry_auth", "username", "password", "auth_file", "ca_path",
               "certs_dir", "registries_conf", "registries_conf_d", "proxy", "no_proxy", "retries", "retry_max_delay",
-              "validate_certs")
+              "validate_certs", "policy", "registries_d")
 PULLS = ("host", "controller")
 # An archive is sent whole when the layers the host has are at most this share of those it lacks.
 WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
@@ -180,9 +184,6 @@ class ActionModule(SourceAction):
 
     def _pull_on_controller(self, result, args, reference, cache_path, task_vars):
         """Pull a docker:// image on the controller into its blob cache and send the host what it lacks."""
-        if args.get("policy") is not None:
-            return dict(result, failed=True, msg="image %s: pull: controller with a signature policy is not "
-                        "supported yet; pull on the host (pull: host) to have the policy checked" % reference.text)
         cache_path = cache_path or default_cache_dir()
         workdir = tempfile.mkdtemp(prefix="strata-image-")
         try:
@@ -217,11 +218,15 @@ class ActionModule(SourceAction):
 
     def _pull_and_send(self, result, args, reference, cache_path, workdir, task_vars):
         check = self._task.check_mode
+        # the controller's policy file, read whole and checked before anything is pulled
+        policy = load_policy(args["policy"], reference.text) if args.get("policy") else None
         cache = BlobCache.existing(cache_path) if check else BlobCache(cache_path)
         try:
             with self._registry(args, reference) as source:
                 wanted = self._host_platform(args)
                 resolved = source.resolve(wanted)
+                # judged on the controller before the config or any layer is fetched or sent
+                enforce_policy(policy, reference, source, resolved, args.get("registries_d"))
                 config_bytes = None
                 if cache is not None:
                     config_bytes = cache.read_verified(resolved.config)

@@ -80,10 +80,12 @@ options:
         the user running the play - O(registry_auth) (its C(auth_file) too) and the default credential files
         and helpers, O(ca_path), O(certs_dir) (default C(/etc/containers/certs.d), else C(/etc/docker/certs.d)),
         O(registries_conf), O(registries_conf_d), O(proxy), O(no_proxy) and the C(HTTPS_PROXY) environment,
-        O(validate_certs), O(retries) and O(retry_max_delay). None of them is sent to the host.
+        O(validate_certs), O(retries), O(retry_max_delay), O(policy) and O(registries_d). None of them is sent to
+        the host.
       - With V(controller) in check mode, the controller reads the manifest and the config from the registry
         (the config from its cache when it is there) and writes neither the cache nor any layer to the host.
-      - A signature policy is not supported with V(controller) yet; such a task fails.
+      - With V(controller), a signature O(policy) is read and applied on the controller, to the manifest, before
+        the config or any layer is fetched or sent; the host stages what the controller allowed.
       - The file transports are read by the controller anyway (unless O(remote_src=true)); this option does not
         change them.
     type: str
@@ -211,7 +213,9 @@ options:
       - Image archives and layouts carry no signatures, so a requirement for a signature refuses them.
       - The file and its directory must be owned by root (or the user running the task) and not writable by
         group or others; a symbolic link is not followed. Check mode checks the policy too.
-      - With O(pull=controller) a policy is not applied yet, and such a task fails rather than stage unchecked.
+      - With O(pull=controller) the policy (and O(registries_d)) is read and applied on the controller, before the
+        config or any layer is fetched or sent; it is a path on the controller then, and V(host) is the
+        controller's C(/etc/containers/policy.json).
     type: str
     version_added: 0.2.0
   registries_d:

@@ -6,6 +6,7 @@ for (overlay_info, overlay_image) run in-process on that home, commands run
 here, and a transfer is a copy. The registry's access log counts what it served.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -199,12 +200,42 @@ def test_check_mode_reads_the_registry_and_writes_neither_the_cache_nor_the_host
                    for name in host.sent)
 
 
-def test_a_policy_is_refused_rather_than_skipped(regs, scratch):
+def write_policy(scratch, document):
+    directory = os.path.join(scratch, "controller-etc")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "policy.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f)
+    return path
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_the_policy_is_applied_on_the_controller_before_anything_is_fetched(regs, scratch, check_mode):
+    """The policy file is the controller's; a refused image costs no blob request and the host gets nothing."""
+    policy = write_policy(scratch, {"default": [{"type": "insecureAcceptAnything"}],
+                                    "transports": {"docker": {regs.basic.host + "/base": [{"type": "reject"}]}}})
     host = Host(os.path.join(scratch, "host"))
-    result = host.stage(pull_args(regs, "base", os.path.join(scratch, "cache"),
-                                  policy="/etc/containers/policy.json"))
-    assert result["failed"] and "not supported yet" in result["msg"]
-    assert not os.path.exists(host.home) and not os.path.exists(os.path.join(scratch, "cache"))
+    cache = os.path.join(scratch, "cache")
+    mark = regs.basic.log_mark()
+    result = host.stage(pull_args(regs, "base", cache, policy=policy), check_mode=check_mode)
+    assert result.get("failed") and "reject" in result["msg"], result
+    assert regs.basic.requests(mark, kind="blobs") == []
+    assert host.sent == [] and host.module_args == [] and not os.path.exists(host.home)
+    assert not os.path.exists(os.path.join(cache, "blobs", "sha256")) or not os.listdir(
+        os.path.join(cache, "blobs", "sha256"))
+
+
+def test_an_image_the_controller_policy_allows_is_staged_and_the_host_gets_no_policy(regs, scratch, layout):
+    del layout
+    policy = write_policy(scratch, {"default": [{"type": "reject"}],
+                                    "transports": {"docker": {regs.basic.host + "/base": [
+                                        {"type": "insecureAcceptAnything"}]}}})
+    host = Host(os.path.join(scratch, "host"))
+    result = host.stage(pull_args(regs, "base", os.path.join(scratch, "cache"), policy=policy,
+                                  registries_d=os.path.join(scratch, "controller-etc")))
+    assert not result.get("failed"), result
+    assert result["top"] == regs.images["base"].chain_ids[-1]
+    assert not {"policy", "registries_d"} & set(host.module_args[-1])  # an OCI layout carries no signatures
 
 
 def test_wrong_credentials_on_the_controller_fail_the_task_without_the_password(regs, scratch):
