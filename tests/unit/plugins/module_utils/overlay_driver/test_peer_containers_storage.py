@@ -235,3 +235,63 @@ def test_same_tarballs_same_diff_dirs_as_the_peer(peer, home, scratch):
     finally:
         driver.put("grandchild")
         peer("unmount", theirs["grandchild"])
+
+
+@pytest.mark.layout("overlay2")  # the seed's layout exports the naive diff's per-name whiteouts, as Docker's overlay did
+def test_an_opaque_directory_exports_as_the_peers(peer, home, scratch, layout):
+    """A directory removed and made again in a mounted layer: containers-storage's diff (the overlay
+    whiteout converter of Docker's archive package) writes it as the directory, its `.wh..wh..opq`
+    (an empty file with the directory's permissions and owner, time 0) and the layer's entries in
+    it. The same diff applied by our driver exports as the same entries."""
+    import tarfile
+
+    base_tar = os.path.join(scratch, "base.tar")
+    with open(base_tar, "wb") as f:
+        f.write(base_layer())
+    base_id = peer("import-layer", "-f", base_tar).decode().split()[-1]
+    child_id = peer("create-layer", base_id).decode().split()[-1]
+    merged = peer("mount", child_id).decode().strip()
+    shutil.rmtree(os.path.join(merged, "usr/share"))
+    os.mkdir(os.path.join(merged, "usr/share"))
+    os.chmod(os.path.join(merged, "usr/share"), 0o1750)
+    os.chown(os.path.join(merged, "usr/share"), 5, 6)
+    os.makedirs(os.path.join(merged, "usr/share/doc"))  # under the opaque directory: hides the parent's doc/pkg
+    with open(os.path.join(merged, "usr/share/doc/new"), "w") as f:
+        f.write("new")
+    os.unlink(os.path.join(merged, "etc/shadow"))
+    peer("unmount", child_id)
+    theirs_tar = os.path.join(scratch, "theirs.tar")
+    with open(theirs_tar, "wb") as f:
+        peer("diff", "-u", child_id, stdout=f)
+
+    driver = open_driver(home, layout)
+    try:
+        driver.create("base", "")
+        with open(base_tar, "rb") as f:
+            driver.apply_diff("base", "", f)
+        driver.create("child", "base")
+        with open(theirs_tar, "rb") as f:
+            driver.apply_diff("child", "base", f)
+        ours = io.BytesIO()
+        driver.diff("child", "base", ours)
+    finally:
+        driver.close()
+
+    def entries(data, whiteout_fields):
+        out = []
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            for m in tf:
+                name = m.name.rstrip("/")
+                if os.path.basename(name).startswith(".wh.") and not whiteout_fields:
+                    out.append((name,))
+                else:
+                    out.append((name, m.type, stat.S_IMODE(m.mode), m.uid, m.gid, m.size, m.mtime))
+        return out
+
+    with open(theirs_tar, "rb") as f:
+        theirs = f.read()
+    opq = ("usr/share/.wh..wh..opq", tarfile.REGTYPE, 0o750, 5, 6, 0, 0)
+    assert opq in entries(theirs, True) and opq in entries(ours.getvalue(), True)
+    # the per-name whiteout of etc/shadow: the same name (the peer keeps the 0/0 device's mode and time)
+    assert entries(ours.getvalue(), False) == entries(theirs, False)
+    assert not [n for n in tarfile.open(fileobj=io.BytesIO(ours.getvalue())).getnames() if n.startswith("usr/share/doc/.wh.")]
