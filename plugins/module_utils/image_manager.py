@@ -99,6 +99,18 @@ class ImageManager:
         return LayerStore.for_check_run(home, self.params.get("uid_maps"), self.params.get("gid_maps"),
                                         layout=self.params.get("layout"))
 
+    def written_source(self):
+        """The file-transport Reference the task wrote when the controller sent a copy (src is the copy,
+        record_as the task's src): the signature policy's path scopes judge it. None otherwise."""
+        p = self.params
+        if not (self.reference.is_file and p.get("record_as") and p["record_as"] != p["src"]):
+            return None
+        try:
+            written = parse_reference(p["record_as"])
+        except ImageError:
+            return None
+        return written if written.is_file else None
+
     def run(self):
         if self.absent:
             return self.remove()
@@ -109,13 +121,22 @@ class ImageManager:
         if self.reference.transport == "docker":
             # a registries.conf that is wrong, or refuses the pull, fails the task before the home is made
             registry_endpoints(self.reference, p.get("registries_conf"), p.get("registries_conf_d"))
-        store = self.open_store()
+        # opened once the policy allowed the image: a refused one leaves no home behind
+        opened = []
+
+        def open_store():
+            opened.append(self.open_store())
+            return opened[0]
+        store = open_store if self.policy is not None else self.open_store()
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              certs_dirs=[p["certs_dir"]] if p.get("certs_dir") else None,
                              registries_conf=p.get("registries_conf"), registries_conf_d=p.get("registries_conf_d"),
                              check_mode=self.check_mode, home=p["home"], network=self.network, policy=self.policy,
-                             registries_d=p.get("registries_d"), **self.stage_bounds)
+                             registries_d=p.get("registries_d"), policy_written=self.written_source(),
+                             **self.stage_bounds)
+        if callable(store):
+            store = opened[0]
         recorded = self._record(store, staged)
         layers = [{k: getattr(layer, k) for k in LAYER_KEYS} for layer in staged.layers]
         result = {

@@ -175,6 +175,11 @@ def _check_docker_scope(scope, where, image):
         name = parsed.name
         if parsed.text != scope:
             raise PolicyFormatError("%s: write the scope %r in full, as %r" % (where, scope, parsed.text), image=image)
+    first = name.split("/", 1)[0]
+    if not ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        # Docker's rule for a registry host; "debian" or "library/debian" would never match a normalized name
+        raise PolicyFormatError("%s: %r does not start with a registry host: write the name in full "
+                                "(docker.io/library/debian, not debian)" % (where, scope), image=image)
     if name.startswith("docker.io/") and name.count("/") == 1:
         raise PolicyFormatError("%s: write Docker Hub's official images as docker.io/library/NAME" % where,
                                 image=image)
@@ -202,23 +207,28 @@ class Policy:
         self.transports = transports  # transport -> {scope: list of requirements}
         self.source = source
 
-    def requirements_for(self, reference):
-        """(scope, requirements) deciding for the Reference; scope as the message names it. Refused when none."""
-        scopes = self.transports.get(reference.transport, {})
-        for scope in candidate_scopes(reference):
+    def requirements_for(self, reference, written=None):
+        """(scope, requirements) deciding for the Reference; scope as the message names it. Refused when none.
+
+        written is the file-transport Reference as the task wrote it when the image was sent from the
+        controller (the module reads a copy in a temporary directory): its transport and path decide.
+        """
+        judged = written if written is not None else reference
+        scopes = self.transports.get(judged.transport, {})
+        for scope in candidate_scopes(judged, resolve=written is None):
             if scope in scopes:
-                return 'transports.%s["%s"]' % (reference.transport, scope), scopes[scope]
+                return 'transports.%s["%s"]' % (judged.transport, scope), scopes[scope]
         if self.default is not None:
             return "default", self.default
         raise ImageError("the signature policy %s has no scope for this image and no default: it is refused"
                          % self.source, image=reference.text)
 
-    def needs_signatures(self, reference):
-        return any(r.needs_signatures for r in self.requirements_for(reference)[1])
+    def needs_signatures(self, reference, written=None):
+        return any(r.needs_signatures for r in self.requirements_for(reference, written)[1])
 
-    def enforce(self, reference, manifest_digest, signatures):
+    def enforce(self, reference, manifest_digest, signatures, written=None):
         """None when the image may be staged; else an ImageError naming the policy, the scope and the reason."""
-        scope, requirements = self.requirements_for(reference)
+        scope, requirements = self.requirements_for(reference, written)
         target = Target(reference, manifest_digest, signatures)
         for requirement in requirements:
             try:
@@ -229,14 +239,19 @@ class Policy:
                                  blob=manifest_digest)
 
 
-def candidate_scopes(reference):
-    """The scopes that may decide for reference, most specific first, the transport's "" last."""
+def candidate_scopes(reference, resolve=True):
+    """The scopes that may decide for reference, most specific first, the transport's "" last.
+
+    A file path is resolved as containers/image resolves it (every symlink of the path on this host, as
+    ResolvePathToFullyExplicit does), so a link into a rejected directory is judged by that directory;
+    resolve=False keeps it as written (a path of the controller, which this host cannot resolve).
+    """
     if reference.transport == "docker":
         return docker_scopes(reference) + [""]
     if reference.transport in FILE_TRANSPORTS:
         from .reference import parse_reference  # pylint: disable=import-outside-toplevel
-        # the path as written: the action plugin sends a file source to a temp dir of the host
-        path = os.path.abspath(parse_reference(reference.text).path)
+        path = parse_reference(reference.text).path
+        path = os.path.realpath(path) if resolve else os.path.abspath(path)
         out = []
         while True:
             out.append(path)

@@ -227,7 +227,7 @@ def remembered_config(store, resolved):
     return remembered
 
 
-def enforce_policy(policy, reference, source, resolved, registries_d=None):
+def enforce_policy(policy, reference, source, resolved, registries_d=None, written=None):
     """The signature policy's verdict on the image (policy.py): an ImageError when it is refused.
 
     Signatures name a manifest digest. The manifest staged is judged first (as containers/image judges the
@@ -239,38 +239,42 @@ def enforce_policy(policy, reference, source, resolved, registries_d=None):
         return
     digest = resolved.manifest_digest
     try:
-        policy.enforce(reference, digest, image_signatures(reference, source, digest, registries_d))
+        policy.enforce(reference, digest, image_signatures(reference, source, digest, registries_d), written)
     except ImageError as refused:
         top = resolved.top_digest
         if top == digest:
             raise
         try:
-            policy.enforce(reference, top, image_signatures(reference, source, top, registries_d))
+            policy.enforce(reference, top, image_signatures(reference, source, top, registries_d), written)
         except ImageError as also:
             raise ImageError("%s; and for the index %s: %s" % (refused.cause, top, also.cause), image=refused.image,
                              blob=digest)
 
 
 def _read_image_with(source, store, wanted_platform, image, judge=None):
-    """read_image, without the config request when the home remembers the config; and whether it did.
-    judge(resolved) (the signature policy) decides once the manifest is known, before anything else is read."""
+    """read_image, without the config request when the home remembers the config; the store, and whether
+    it did. judge(resolved) (the signature policy) decides once the manifest is known, before anything else
+    is read; a callable store is opened only then, so a refused image leaves no home behind."""
     resolved = source.resolve(wanted_platform)
     if judge is not None:
         judge(resolved)
+    if callable(store):
+        store = store()
     remembered = remembered_config(store, resolved)
     if remembered is not None:
-        return resolved, remembered[0], remembered[1], True
+        return store, resolved, remembered[0], remembered[1], True
     diff_ids, run_config = _read_config(source, resolved, image)
-    return resolved, diff_ids, run_config, False
+    return store, resolved, diff_ids, run_config, False
 
 
 def stage_image(store, src, platform=None, registry_auth=None, validate_certs=True, ca_path=None,
                 check_mode=False, timeout=DEFAULT_TIMEOUT, blob_deadline=DEFAULT_BLOB_DEADLINE,
                 image_deadline=DEFAULT_IMAGE_DEADLINE, max_layer_size=space.DEFAULT_MAX_LAYER_SIZE,
                 max_image_size=space.DEFAULT_MAX_IMAGE_SIZE, home=None, certs_dirs=None, registries_conf=None,
-                registries_conf_d=None, network=None, policy=None, registries_d=None):
+                registries_conf_d=None, network=None, policy=None, registries_d=None, policy_written=None):
     """Stage the image `src` (a reference string or Reference) into store.
 
+    store may be a callable that opens it: it is called once the policy allowed the image.
     Takes the store's lock itself, per layer and never while a registry
     sends a blob (not in check mode, which only reads the layers' records).
     In check mode, store may be None (no home yet: every layer would be
@@ -291,6 +295,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     policy is the signature policy (a Policy, or a path for load_policy; None: no check) that must allow the
     image before its config or any layer is read, in check mode too; registries_d is the registries.d
     directory that says where a registry's signatures are (signatures.py; None: the default).
+    policy_written is the file-transport Reference the task wrote when src is a copy the controller sent:
+    the policy's path scopes judge it, not the copy's temporary path.
     Returns a StagedImage (results.py), its layers bottom first.
     """
     started = time.monotonic()
@@ -306,9 +312,9 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
                      registries_conf_d, network) as source:
         if source.remote:
             source.deadlines = Deadlines(blob_deadline, image_deadline, started)
-        resolved, diff_ids, run_config, remembered = _read_image_with(
+        store, resolved, diff_ids, run_config, remembered = _read_image_with(
             source, store, wanted, image, functools.partial(enforce_policy, policy, reference, source,
-                                                            registries_d=registries_d))
+                                                            registries_d=registries_d, written=policy_written))
         if len(diff_ids) > MAX_IMAGE_LAYERS:
             raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
                              "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),

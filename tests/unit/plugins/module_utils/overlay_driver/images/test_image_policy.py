@@ -81,6 +81,25 @@ def test_file_transports_take_paths_and_the_transport_scope():
         scope_of(policy, "docker://reg.example.com/app")
 
 
+def test_registry_hosts_by_dockers_rule_are_scopes():
+    policy = load_policy({"default": REJECT, "transports": {"docker": {
+        "localhost/app": ACCEPT, "registry:5000": ACCEPT, "[::1]:5000": ACCEPT}}})
+    assert scope_of(policy, "docker://localhost/app:1") == 'transports.docker["localhost/app"]'
+    assert scope_of(policy, "docker://registry:5000/x") == 'transports.docker["registry:5000"]'
+
+
+def test_a_symlinked_path_is_judged_by_where_it_leads(scratch):
+    """As containers/image does: oci:<trusted>/link, a link to <untrusted>/img, is judged under <untrusted>."""
+    trusted, untrusted = os.path.join(scratch, "trusted"), os.path.join(scratch, "untrusted")
+    os.makedirs(os.path.join(untrusted, "img"))
+    os.mkdir(trusted)
+    os.symlink(os.path.join(untrusted, "img"), os.path.join(trusted, "link"))
+    policy = load_policy({"default": ACCEPT, "transports": {"oci": {trusted: ACCEPT, untrusted: REJECT}}})
+    assert scope_of(policy, "oci:%s/link:v1" % trusted) == 'transports.oci["%s"]' % untrusted
+    # a path that does not exist (yet) is resolved as far as it exists
+    assert scope_of(policy, "oci:%s/link/more" % trusted) == 'transports.oci["%s"]' % untrusted
+
+
 def test_every_requirement_of_the_scope_must_be_met():
     policy = load_policy({"default": ACCEPT + REJECT})
     with pytest.raises(ImageError) as e:
@@ -105,6 +124,11 @@ def test_every_requirement_of_the_scope_must_be_met():
     ({"default": ACCEPT, "transports": {"docker": {"https://reg.example.com": ACCEPT}}}, "is not a scope"),
     ({"default": ACCEPT, "transports": {"docker": {"docker.io/debian": ACCEPT}}}, "docker.io/library/NAME"),
     ({"default": ACCEPT, "transports": {"docker": {"Reg/App": ACCEPT}}}, "is not a scope"),
+    # short names would never match a normalized name: refused rather than silently ignored
+    ({"default": ACCEPT, "transports": {"docker": {"debian": REJECT}}}, "does not start with a registry host"),
+    ({"default": ACCEPT, "transports": {"docker": {"library/debian": REJECT}}},
+     "does not start with a registry host"),
+    ({"default": ACCEPT, "transports": {"docker": {"team/app:1": REJECT}}}, "in full, as 'docker.io/team/app:1'"),
     ({"default": ACCEPT, "transports": {"oci": {"relative/path": ACCEPT}}}, '"" or an absolute path'),
 ])
 def test_a_malformed_policy_is_refused_naming_what(document, fragment):
@@ -258,10 +282,37 @@ def test_the_module_reads_the_policy_before_the_home_is_made(scratch, image_layo
         ImageManager(params)
     assert "cannot read the signature policy" in e.value.message
     params["policy"] = write(os.path.join(policy_dir, "policy.json"), {"default": REJECT})
+    for check_mode in (True, False):
+        with pytest.raises(ImageError) as e:
+            ImageManager(params, check_mode=check_mode).run()
+        assert "refuses the image" in e.value.message
+        assert not os.path.exists(home)
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_an_image_the_controller_sent_is_judged_by_the_path_the_task_wrote(
+        scratch, image_layout, policy_dir, check_mode):
+    """The action plugin runs the module with src = the copy in a host temp dir, record_as = the task's src."""
+    home = os.path.join(scratch, "home")
+    params = {"src": "oci:%s:v1" % image_layout, "remote_src": True, "home": home, "uid_maps": [], "gid_maps": [],
+              "platform": None, "validate_certs": True}
+    params["policy"] = write(os.path.join(policy_dir, "untrusted.json"), {
+        "default": ACCEPT, "transports": {"oci": {"/srv/untrusted": REJECT}}})
     with pytest.raises(ImageError) as e:
-        ImageManager(params, check_mode=True).run()
-    assert "refuses the image" in e.value.message
+        ImageManager(dict(params, record_as="oci:/srv/untrusted/app:v1"), check_mode=check_mode).run()
+    assert 'refuses the image (scope transports.oci["/srv/untrusted"], reject)' in e.value.message
     assert not os.path.exists(home)
+    # the reverse: only /srv/images is trusted, and the copy's temporary path is not what is judged
+    params["policy"] = write(os.path.join(policy_dir, "trusted.json"), {
+        "default": REJECT, "transports": {"oci": {"/srv/images": ACCEPT}}})
+    result = ImageManager(dict(params, record_as="oci:/srv/images/app:v1"), check_mode=check_mode).run()
+    assert result["changed"]
+    # an oci-archive the controller sent as an oci layout is judged as the oci-archive it was
+    params["policy"] = write(os.path.join(policy_dir, "archives.json"), {
+        "default": ACCEPT, "transports": {"oci-archive": {"": REJECT}}})
+    with pytest.raises(ImageError) as e:
+        ImageManager(dict(params, record_as="oci-archive:/srv/images/app.tar"), check_mode=check_mode).run()
+    assert 'scope transports.oci-archive[""], reject' in e.value.message
 
 
 # -- staging under a policy: a registry -----------------------------------------------------------
