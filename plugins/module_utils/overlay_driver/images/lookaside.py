@@ -141,9 +141,11 @@ def _read_file(url, image):
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
         raise ImageError("cannot read the signature %s: %s" % (url, e.strerror), image=image)
+    # the type is checked on the fd before fdopen, which raises EISDIR for a directory (and leaks the fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageError("the signature %s is not a regular file" % url, image=image)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ImageError("the signature %s is not a regular file" % url, image=image)
         return f.read(MAX_SIGNATURE + 1)
 
 

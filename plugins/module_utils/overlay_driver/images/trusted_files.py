@@ -60,10 +60,15 @@ def read_trusted(path, what, limit, image=None, missing_ok=False):
             raise ImageError("cannot read %s: %s" % (what, e.strerror), image=image, path=path)
     finally:
         os.close(dir_fd)
-    with os.fdopen(fd, "rb") as f:
+    # the type is checked on the fd before fdopen, which raises EISDIR for a directory (and leaks the fd)
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ImageError("%s is not a regular file" % what, image=image, path=path)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
         if not _owned_safely(st):
             raise ImageError("%s is owned or writable by another user than root: it is not trusted" % what,
                              image=image, path=path)

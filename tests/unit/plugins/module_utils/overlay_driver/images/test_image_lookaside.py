@@ -111,6 +111,13 @@ def test_file_signatures_are_read_up_to_the_first_missing(root):
     with pytest.raises(ImageError) as e:
         lookaside.fetch_signatures("file://" + base, reference, DIGEST)  # never blocks
     assert "is not a regular file" in e.value.message
+    os.unlink(os.path.join(directory, "signature-3"))
+    os.mkdir(os.path.join(directory, "signature-3"))
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ImageError) as e:
+        lookaside.fetch_signatures("file://" + base, reference, DIGEST)
+    assert "signature-3 is not a regular file" in e.value.message
+    assert len(os.listdir("/proc/self/fd")) == fds  # no descriptor left open
 
 
 def test_http_signatures_are_read_up_to_the_first_404(root):

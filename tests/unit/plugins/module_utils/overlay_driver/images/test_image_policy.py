@@ -223,6 +223,17 @@ def test_hostile_policy_files_are_refused(policy_dir):
     assert "in a directory another user can write" in e.value.message
 
 
+def test_a_policy_path_that_is_a_directory_is_refused_naming_it(policy_dir):
+    path = os.path.join(policy_dir, "policy.json")
+    os.mkdir(path)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ImageError) as e:
+        load_policy(path)
+    assert "the signature policy is not a regular file" in e.value.message
+    assert e.value.path == path
+    assert len(os.listdir("/proc/self/fd")) == fds  # no descriptor left open
+
+
 # -- staging under a policy: file sources ---------------------------------------------------------
 
 IMAGE = Image(compression="gzip")
