@@ -270,7 +270,7 @@ class InfoManager(Manager):
 
     def _read(self):
         p = self.params
-        status = fscheck.host_status(p["home"])
+        status = fscheck.host_status(p["home"], verifiers=p.get("verifiers"))
         result = {"changed": False, "status": status, "layers": []}
         if not status["home_exists"]:
             if p.get("id"):

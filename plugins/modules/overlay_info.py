@@ -37,6 +37,13 @@ options:
         without registering a variable.
     type: bool
     default: false
+  verifiers:
+    description:
+      - Also report which signature verifiers the host has (RV(status.signature_verifiers)), which runs the
+        C(gpg) and C(openssl) programs and imports the Python C(cryptography) module.
+      - Off by default so that a fleet's routine runs pay nothing for it; the preflight role asks for it.
+    type: bool
+    default: false
 extends_documentation_fragment: strata.overlay.common
 attributes:
   check_mode:
@@ -134,6 +141,7 @@ status:
         - C(gpg) verifies C(signedBy) (GPG simple signing); C(openssl) or C(cryptography) verify C(sigstoreSigned).
         - Each is null when missing, else its C(path) and C(version) (the program's first version line), or the
           Python module's C(version).
+        - Null unless O(verifiers=true).
       type: dict
       contains:
         gpg:
@@ -261,7 +269,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.managers import Inf
 
 
 def main():
-    module = LayerModule(argument_spec=argument_spec(id=dict(type="str"), changes=flag(), as_facts=flag()),
+    module = LayerModule(argument_spec=argument_spec(id=dict(type="str"), changes=flag(), as_facts=flag(),
+                                                     verifiers=flag()),
                          supports_check_mode=True)
     run_module(module, InfoManager)
 

@@ -238,10 +238,12 @@ def signature_verifiers():
     return host_verifiers()
 
 
-def host_status(home):
+def host_status(home, verifiers=False):
     """Overlay support, kernel and backing filesystem, without creating, probing or loading anything.
 
-    Each fact is read once: the filesystem and its d_type here feed the problems listed.
+    Each fact is read once: the filesystem and its d_type here feed the problems listed. The signature
+    verifiers (which run gpg and openssl and import cryptography) only when asked: overlay_info runs on
+    every host of a fleet and as the action plugin's probe, and only the preflight report needs them.
     """
     supported = supports_overlay(load=False)
     probe = existing_ancestor(home)
@@ -262,5 +264,5 @@ def host_status(home):
         "home_exists": os.path.isdir(home),
         "problems": problems,
         "zstd": zstd_support(),
-        "signature_verifiers": signature_verifiers(),
+        "signature_verifiers": signature_verifiers() if verifiers else None,
     }

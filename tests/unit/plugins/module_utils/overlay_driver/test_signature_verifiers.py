@@ -5,6 +5,7 @@ import shutil
 import sys
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import fscheck
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import signature_verifiers
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.signature_verifiers import host_verifiers
 
 
@@ -30,5 +31,14 @@ def test_a_program_that_fails_has_no_version(monkeypatch, tmp_path):
     assert host_verifiers()["gpg"] == {"path": str(fake), "version": None}
 
 
-def test_overlay_info_reports_them(home):
-    assert fscheck.host_status(home)["signature_verifiers"]["gpg"]["path"] == shutil.which("gpg")
+def test_overlay_info_reports_them_when_asked(home):
+    assert fscheck.host_status(home, verifiers=True)["signature_verifiers"]["gpg"]["path"] == shutil.which("gpg")
+
+
+def test_overlay_info_runs_no_verifier_unless_asked(home, monkeypatch):
+    """Every overlay_info (and the action plugin's probe of a host) would otherwise run gpg and openssl."""
+    ran = []
+    monkeypatch.setattr(signature_verifiers, "host_verifiers", lambda: ran.append(1) or {})
+    status = fscheck.host_status(home)
+    assert status["signature_verifiers"] is None
+    assert ran == []
