@@ -351,8 +351,28 @@ class Driver(GraphDriver):
             return None
         paths = self._require(layer_id)
         if _is_dir(paths.root):
-            return TreeView([paths.root])
-        return TreeView([paths.upper, self._lower_root(layer_id)])
+            return TreeView(self._checked_dirs(layer_id, [(layer_id, "root", paths.root)]))
+        lower = self._lower_root(layer_id)
+        return TreeView(self._checked_dirs(layer_id, [(layer_id, "upper", paths.upper),
+                                                      (self.lower_id(layer_id), "root", lower)]))
+
+    def _checked_dirs(self, layer_id, parts):
+        """The paths of parts [(layer, name, path)], each layer's name opened from the home's fd as a mount
+        opens it (a real directory on the home's filesystem) and its path leading there with no symlink
+        (_checked_view_dirs)."""
+        opened = []
+        try:
+            for layer, name, path in parts:
+                layer_fd = self._open_layer_dir(layer)
+                try:
+                    opened.append((self._open_part(layer_fd, name, layer_id, path, "read"), path))
+                finally:
+                    os.close(layer_fd)
+        except BaseException:
+            for fd, _path in opened:
+                os.close(fd)
+            raise
+        return self._checked_view_dirs(layer_id, opened)
 
     # -- a new layer with its diff, in one step ----------------------------------
 

@@ -488,20 +488,51 @@ class GraphDriver:
     # name in it may have become a symlink. So every directory a mount names is opened here without
     # following one, checked on its fd, and the mount is given the fds, never the paths.
 
-    def _open_part(self, layer_fd, name, layer_id, path):
-        """layer_fd/name as an O_PATH fd: a real directory on the home's filesystem."""
+    def _open_part(self, layer_fd, name, layer_id, path, doing="mount"):
+        """layer_fd/name as an O_PATH fd: a real directory on the home's filesystem. doing: what root
+        refuses to do with it otherwise ("mount", "read"), for messages."""
         try:
             fd = os.open(name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=layer_fd)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise OverlayError("%s/ is not a directory (a symlink?); refusing to mount it" % name,
+                raise OverlayError("%s/ is not a directory (a symlink?); refusing to %s it" % (name, doing),
                                    layer=layer_id, path=path)
             raise OverlayError("cannot open %s/: %s" % (name, e.strerror), layer=layer_id, path=path)
         if os.fstat(fd).st_dev != os.fstat(self.dirs.fd).st_dev:
             os.close(fd)
             raise OverlayError("%s/ is on another filesystem than the home (something is mounted there); refusing "
-                               "to mount it" % name, layer=layer_id, path=path)
+                               "to %s it" % (name, doing), layer=layer_id, path=path)
         return fd
+
+    # The naive diff reads a layer's directories by path (its changes name paths, the exporter opens them with
+    # no symlink on the way). So each directory of a view is first opened from the home's fd and checked as a
+    # mount checks it, then its path must lead to that very directory without a symlink: a layer directory,
+    # diff/, upper/ or root/ the remapped root made a symlink to a root-only directory is never listed.
+
+    def _require_path_is(self, fd, path, layer_id):
+        """path, resolved without following any symlink, is the directory open as fd."""
+        try:
+            by_path = walk.open_no_symlinks(path, syscalls.O_PATH | os.O_DIRECTORY)
+        except OSError as e:
+            raise OverlayError("cannot open it without following a symlink: %s; refusing to read it" % e.strerror,
+                               layer=layer_id, path=path)
+        try:
+            st, opened = os.fstat(by_path), os.fstat(fd)
+        finally:
+            os.close(by_path)
+        if (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
+            raise OverlayError("it is not the directory opened from the home (moved or swapped meanwhile); refusing "
+                               "to read it", layer=layer_id, path=path)
+
+    def _checked_view_dirs(self, layer_id, opened):
+        """The paths of opened [(fd, path)], each checked by _require_path_is; the fds are closed."""
+        try:
+            for fd, path in opened:
+                self._require_path_is(fd, path, layer_id)
+            return [path for _fd, path in opened]
+        finally:
+            for fd, _path in opened:
+                os.close(fd)
 
     def _chown_dir_at(self, dir_fd, name):
         fd = os.open(name, walk.DIR_FLAGS, dir_fd=dir_fd)

@@ -348,21 +348,21 @@ class Overlay2Driver(GraphDriver):
     # name in the home to resolve: every lower is a diff/ root opened itself, by fd and without following a
     # name, in a layer directory that is root's and whose link file names the LINK the lower file lists.
 
-    def _open_owned(self, layer_fd, name, layer_id, path):
+    def _open_owned(self, layer_fd, name, layer_id, path, doing="mount"):
         """layer_fd/name as an O_PATH fd: a real directory on the home's filesystem (_open_part), owned by
         ids the maps give the remapped root (a root-only directory moved there is refused)."""
-        fd = self._open_part(layer_fd, name, layer_id, path)
+        fd = self._open_part(layer_fd, name, layer_id, path, doing)
         st = os.fstat(fd)
         try:
             to_container(st.st_uid, self.uid_maps)
             to_container(st.st_gid, self.gid_maps)
         except OverlayError:
             os.close(fd)
-            raise OverlayError("%s/ belongs to %d:%d, which the uid/gid maps do not map; refusing to mount it"
-                               % (name, st.st_uid, st.st_gid), layer=layer_id, path=path)
+            raise OverlayError("%s/ belongs to %d:%d, which the uid/gid maps do not map; refusing to %s it"
+                               % (name, st.st_uid, st.st_gid, doing), layer=layer_id, path=path)
         return fd
 
-    def _open_roots_layer_dir(self, layer_id, mounting):
+    def _open_roots_layer_dir(self, layer_id, mounting, doing="mount"):
         """The layer's directory opened from the home's fd (never through a symlink), refused unless it is
         root's as this layout makes every layer directory (Docker's too): one the home's owner made or moved
         there is not a layer. mounting: the layer whose mount needs it, for messages."""
@@ -371,11 +371,11 @@ class Overlay2Driver(GraphDriver):
         if owner != 0:
             os.close(fd)
             raise OverlayError("layer directory %s belongs to uid %d, not to root as every layer directory of "
-                               "this layout; refusing to mount it" % (layer_id, owner), layer=mounting,
+                               "this layout; refusing to %s it" % (layer_id, owner, doing), layer=mounting,
                                path=self.layout.layer(layer_id).dir)
         return fd
 
-    def _open_lowers(self, layer_fd, layer_id, fds):
+    def _open_lowers(self, layer_fd, layer_id, fds, doing="mount"):
         """The diff/ of every layer below, nearest first, opened into fds (closed by the caller); and their
         paths, for the record. The lower file is read from the layer's open directory, each LINK resolved
         by reading l/<LINK> from l/'s fd, and the layer it names opened from the home's fd: a real directory,
@@ -393,13 +393,13 @@ class Overlay2Driver(GraphDriver):
                 if lower == layer_id:
                     raise OverlayError("its %s file names %s/%s: a link to the layer itself"
                                        % (short_links.LOWER_FILE, short_links.LINK_DIR, link), layer=layer_id)
-                lower_fd = self._open_roots_layer_dir(lower, layer_id)
+                lower_fd = self._open_roots_layer_dir(lower, layer_id, doing)
                 try:
                     if short_links.read_link_file(lower_fd) != link:
                         raise OverlayError("its %s file names %s/%s, a link to %s, whose own link is another one"
                                            % (short_links.LOWER_FILE, short_links.LINK_DIR, link, lower),
                                            layer=layer_id, path=self.layout.layer(lower).link)
-                    fds.append(self._open_owned(lower_fd, DIFF, layer_id, where))
+                    fds.append(self._open_owned(lower_fd, DIFF, layer_id, where, doing))
                 finally:
                     os.close(lower_fd)
                 lowers.append(fds[-1])
@@ -483,7 +483,7 @@ class Overlay2Driver(GraphDriver):
         entries), as Docker's overlay2 reads diff/ only; against any other layer, the naive walk."""
         if (parent or None) != self.lower_layer(layer_id):
             return super(Overlay2Driver, self)._changes(layer_id, parent)
-        own = self.layout.layer(layer_id).diff
+        own = self._checked_diffs(layer_id, own_only=True)[0]
         return own_changes(own, self._tree(parent)), own
 
     def diff(self, layer_id, parent, out):
@@ -506,8 +506,30 @@ class Overlay2Driver(GraphDriver):
         """The layer's diff/ over every lower diff/, as overlay stacks them; a base layer's diff/ alone."""
         if not layer_id:
             return None
+        self._require(layer_id)
+        return TreeView(self._checked_diffs(layer_id))
+
+    def _checked_diffs(self, layer_id, own_only=False):
+        """The paths of the layer's diff/ and (unless own_only) every lower diff/, nearest first, each opened
+        and checked as a mount opens it (root's layer directory, its link file the LINK the lower file names,
+        diff/ a real directory of the remapped root's on the home's filesystem) and its path leading there
+        with no symlink (_checked_view_dirs)."""
         paths = self._require(layer_id)
-        return TreeView([paths.diff] + [self.layout.layer(lower).diff for lower in self.lower_ids(layer_id)])
+        fds = []
+        try:
+            layer_fd = self._open_roots_layer_dir(layer_id, layer_id, "read")
+            try:
+                fds.append(self._open_owned(layer_fd, DIFF, layer_id, paths.diff, "read"))
+                where = [paths.diff]
+                if not own_only and short_links.read_lower(layer_fd):
+                    where.extend(self._open_lowers(layer_fd, layer_id, fds, "read")[1])
+            finally:
+                os.close(layer_fd)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return self._checked_view_dirs(layer_id, list(zip(fds, where)))
 
 
 def _entries_problem(layer_fd):

@@ -716,3 +716,95 @@ def test_swapping_l_while_root_mounts_never_mounts_the_users_directory(home, dri
         os.close(stop_write)
         os.waitpid(pid, 0)
     assert mounted + refused == 300
+
+
+# -- the naive diff reads a layer's directories opened from the home's fd ------------------------------------
+
+SECRET_NAME = "vault-secret-name"
+SECRET_TEXT = b"vault secret text\n"
+
+
+@pytest.fixture
+def root_vault(scratch):
+    """A root-only directory outside the home holding a root-only file: what the remapped root would have
+    root list, size and export."""
+    path = os.path.join(scratch, "root-vault")
+    os.mkdir(path, 0o700)
+    with open(os.path.join(path, SECRET_NAME), "wb") as f:
+        f.write(SECRET_TEXT)
+    os.chmod(os.path.join(path, SECRET_NAME), 0o600)
+    return path
+
+
+def _layers_to_diff(driver, home):
+    """base (one file) and app on it holding a file the remapped root wrote."""
+    driver.create_applied("base", "", io.BytesIO(TarBuilder().file("b", "base\n").bytes()))
+    driver.create("app", "base")
+
+    def write():
+        with open(os.path.join(content_dir(home, "app"), "a"), "w") as f:
+            f.write("app\n")
+    run_as(REMAPPED, REMAPPED, write)
+
+
+def _plant_vault(home, layout, victim, vault):
+    """The remapped root makes the directory that holds victim's files a symlink to vault: in the seed's
+    layout by renaming it in its own layer directory; in overlay2, where the layer directory is root's, by
+    moving the layer directory away and planting one of its own with the same link/lower files."""
+    def plant():
+        if layout == "overlay":
+            content = content_dir(home, victim)
+            os.rename(content, content + ".away")
+            os.symlink(vault, content)
+            return
+        layer = os.path.join(home, victim)
+        os.rename(layer, layer + ".away")
+        os.mkdir(layer, 0o755)
+        for name in ("link", "lower"):
+            if os.path.exists(os.path.join(layer + ".away", name)):
+                shutil.copyfile(os.path.join(layer + ".away", name), os.path.join(layer, name))
+        os.mkdir(os.path.join(layer, "work"), 0o755)
+        os.symlink(vault, os.path.join(layer, "diff"))
+    run_as(REMAPPED, REMAPPED, plant)
+
+
+def _diff_ops():
+    def changes(driver):
+        return [c.path for c in driver.changes("app", "base")], b""
+
+    def size(driver):
+        return [], b"%d" % driver.diff_size("app", "base")
+
+    def export(driver):
+        out = io.BytesIO()
+        result = driver.diff("app", "base", out)
+        return [c.path for c in result.changes], out.getvalue()
+
+    def naive_export(driver):
+        out = io.BytesIO()
+        result = driver.diff("app", "", out)
+        return [c.path for c in result.changes], out.getvalue()
+    return {"changes": changes, "diff_size": size, "export": export, "naive_export": naive_export}
+
+
+DIFF_OPS = _diff_ops()
+
+
+@pytest.mark.parametrize("op", sorted(DIFF_OPS))
+@pytest.mark.parametrize("victim", ["app", "base"])
+def test_a_layer_directory_swapped_for_a_symlink_is_never_read_by_a_diff(home, layout, driver, root_vault,
+                                                                         victim, op):
+    """The remapped root makes the layer's own directory (app) or its lower's (base) a symlink to a root-only
+    directory before root lists, sizes or exports app: the call fails clearly, nothing of the directory is
+    named, counted or exported."""
+    _layers_to_diff(driver, home)
+    _plant_vault(home, layout, victim, root_vault)
+    try:
+        names, data = DIFF_OPS[op](driver)
+    except OverlayError as e:
+        assert "refusing to read it" in str(e) or "has no root/" in str(e), str(e)
+        return
+    assert not [n for n in names if SECRET_NAME in n]
+    assert SECRET_NAME.encode() not in data and SECRET_TEXT not in data
+    if op == "diff_size":
+        assert data != b"%d" % len(SECRET_TEXT)
