@@ -13,7 +13,10 @@ in one file or across files, is an error, as for containers/image):
         lookaside: file:///var/lib/containers/sigstore
 
 The entry of the most specific scope that names a lookaside decides (the
-policy's scope order, policy.docker_scopes), else default-docker's. The
+policy's scope order, policy.docker_scopes), else default-docker's, else
+containers/image's built-in one: `file:///var/lib/containers/sigstore` for
+root (where `skopeo copy --sign-by` writes without a registries.d), and
+`~/.local/share/containers/sigstore` for another user. The
 older key names `sigstore` and `sigstore-staging` mean `lookaside` and
 `lookaside-staging`; the staging keys (where signatures are written) and
 `use-sigstore-attachments` are understood and not used here.
@@ -39,6 +42,7 @@ from .trusted_files import list_dir, read_trusted
 from .yaml_subset import Mapping, YamlError, parse
 
 DEFAULT_REGISTRIES_D = "/etc/containers/registries.d"
+ROOT_LOOKASIDE = "file:///var/lib/containers/sigstore"
 MAX_CONFIG = 1 << 20
 MAX_SIGNATURE = 4 << 20  # containers/image's limit too
 MAX_SIGNATURES = 64
@@ -117,15 +121,22 @@ def load_registries_d(directory=None, image=None):
     return config
 
 
+def builtin_lookaside():
+    """containers/image's lookaside when registries.d names none (its builtinDefaultLookasideStorageDir)."""
+    if os.geteuid() == 0:
+        return ROOT_LOOKASIDE
+    return "file://" + os.path.join(os.path.expanduser("~"), ".local/share/containers/sigstore")
+
+
 def lookaside_for(config, reference):
-    """(URL, FILE:LINE) of the lookaside that holds reference's signatures, or None."""
+    """(URL, where it is set) of the lookaside that holds reference's signatures."""
     for scope in docker_scopes(reference):
         entry = config.docker.get(scope)
         if entry is not None and entry[0]:
             return entry
     if config.default is not None and config.default[0]:
         return config.default
-    return None
+    return builtin_lookaside(), "the built-in default, as registries.d names none for it"
 
 
 def signature_url(base, reference, digest, index):

@@ -34,13 +34,8 @@ class RegistrySignatures:
             image = self.reference.text
             config = load_registries_d(self.registries_d, image)
             entry = lookaside_for(config, self.reference)
-            if entry is None:
-                self.looked_in = " (registries.d names no lookaside for it: %s)" % (
-                    ", ".join(config.files) or "no files in %s" % (self.registries_d or "the default directory"))
-                self._simple = []
-            else:
-                self.looked_in = " in the lookaside %s (%s)" % entry
-                self._simple = fetch_signatures(entry[0], self.reference, self.manifest_digest, image)
+            self.looked_in = " in the lookaside %s (%s)" % entry
+            self._simple = fetch_signatures(entry[0], self.reference, self.manifest_digest, image)
         return self._simple
 
     def sigstore_signatures(self):

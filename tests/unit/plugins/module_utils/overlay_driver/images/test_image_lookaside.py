@@ -50,8 +50,10 @@ def test_the_most_specific_entry_with_a_lookaside_decides(root):
     # an entry without a lookaside (team) does not stop the search
     assert where(root, files, "docker://reg.example.com/team/other:1") == "https://reg/sigs"
     assert where(root, files, "docker://elsewhere.example/x") == "https://default.example/sigs"
+    # none at all: containers/image's built-in one, where skopeo --sign-by writes without a registries.d
     assert lookaside.lookaside_for(lookaside.load_registries_d(os.path.join(root, "missing")),
-                                   parse_reference("docker://reg.example.com/x")) is None
+                                   parse_reference("docker://reg.example.com/x"))[0] == \
+        "file:///var/lib/containers/sigstore"
 
 
 @pytest.mark.parametrize("files, fragment", [
