@@ -2,7 +2,8 @@
 
 The home's lock serialises them: the final holders are exactly those whose
 last operation was a mount, a layer is mounted exactly when it has holders,
-no run fails (no EBUSY), and there is never more than one mount per layer.
+no run fails (no EBUSY), and there is never more than one mount per layer. On both layouts (the home is
+written in the test's layout by the first run; the later runs find it recorded).
 """
 
 import os
@@ -18,12 +19,12 @@ OPS_PER_WORKER = 28  # 224 module runs
 LAYERS = ("app1", "app2")
 
 
-def test_parallel_mounts_and_unmounts(scratch):
-    home = os.path.join(scratch, "home")
+def test_parallel_mounts_and_unmounts(scratch, home, layout):
     base = os.path.join(scratch, "base.tar")
     with open(base, "wb") as f:
         f.write(TarBuilder().dir("etc").file("etc/motd", "base\n").bytes())
-    assert modules.run("overlay_apply_diff", {"id": "base", "home": home, "src": base, "remote_src": True})[0] == 0
+    assert modules.run("overlay_apply_diff", {"id": "base", "home": home, "src": base, "remote_src": True,
+                                              "layout": layout})[0] == 0
     for layer in LAYERS:
         assert modules.run("overlay_layer", {"id": layer, "parent": "base", "home": home})[0] == 0
 

@@ -4,7 +4,7 @@ An image's layers are named by their ChainIDs, which promise their content:
 a later run that finds a layer of that id trusts it. So a run killed at any
 point of staging a layer must leave that layer complete or absent, never an
 empty or half-applied layer; the next run converges to what an uninterrupted
-run stages, and a third run changes nothing.
+run stages, and a third run changes nothing. On both layouts: the module processes are given the layout.
 """
 
 import os
@@ -53,14 +53,13 @@ CASES = [
 
 
 @pytest.mark.parametrize("fault,killed_layer", CASES, ids=[c[0] for c in CASES])
-def test_killed_staging_leaves_no_partial_layer(scratch, fault, killed_layer):
-    layout = IMAGE.write_layout(os.path.join(scratch, "layout"))
-    args = {"src": "oci:%s:v1" % layout, "remote_src": True}
+def test_killed_staging_leaves_no_partial_layer(scratch, home, layout, fault, killed_layer):
+    oci = IMAGE.write_layout(os.path.join(scratch, "layout"))
+    args = {"src": "oci:%s:v1" % oci, "remote_src": True, "layout": layout}
     reference_home = os.path.join(scratch, "reference")
     ok("overlay_image", dict(args, home=reference_home))
     expected = staged(reference_home)
 
-    home = os.path.join(scratch, "home")
     rc, result, err = modules.run("overlay_image", dict(args, home=home), fault=fault)
     assert rc == -9, "the fault point %s was not reached: %s %s" % (fault, result, err)
     killed_id = IMAGE.ids[killed_layer]

@@ -35,7 +35,7 @@ import errno
 import os
 import stat
 
-from . import fd_limit, mounts, short_links, syscalls, whiteouts
+from . import faults, fd_limit, mounts, short_links, syscalls, whiteouts
 from .errors import OverlayError
 from .graph_driver import GraphDriver, lstat_at
 from .ids import to_container, validate_layer_id
@@ -466,13 +466,17 @@ class Overlay2Driver(GraphDriver):
             raise OverlayError("a diff goes onto the layer's own parent (%s), not %s"
                                % (self.lower_layer(layer_id) or "none", parent or "none"), layer=layer_id)
         self._copy_from_layer(paths.diff, tmp[0], DIFF)  # its mode and owner too
+        faults.point("apply.copied")
         result = self._apply_into(tmp, DIFF, raw, compression, expected_diff_id, layer_id, progress)
+        faults.point("apply.before-rename")
         self._move_into_layer(tmp[0], DIFF, layer_id, exchange=True)
+        faults.point("apply.after-rename")  # the diff is in, not yet recorded: the next run records it
         return self._result(result, False)
 
     def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
         """The new layer's directory (as create makes it) with the tarball applied into its diff/."""
         self._populate(tmp_fd, layer_id, parent)
+        faults.point("apply.copied")  # the seed's point after its copy: the layer's directory made, diff/ empty
         applied = self._apply_into((tmp_fd, temps[0]), DIFF, raw, compression, expected_diff_id, layer_id, progress)
         return self._result(applied, False)
 
