@@ -1,5 +1,6 @@
 """Random plantings around and inside a home: every run either works or fails with OverlayError,
-and nothing outside the home changes."""
+and nothing outside the home changes. On both layouts, each with its own names to plant on (overlay2's
+l/ and its short links, the link and lower files and what they say)."""
 
 import os
 import random
@@ -13,10 +14,21 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 from layertools import run_as, run_isolated, snapshot
 
 NOBODY = 65534
-SPOTS = [".strata", ".strata/tmp", ".strata/layers", ".strata/lock", ".strata/maps.json",
-         ".strata/layers/base.json", ".strata/layers/app.json", ".strata/layers/ghost.json", ".strata/tmp/apply-x-1",
-         "base", "base/root",
-         "base/lower-id", "app", "app/upper", "app/lower-id", "app/merged", "ghost", ".."]
+COMMON_SPOTS = [".strata", ".strata/tmp", ".strata/layers", ".strata/lock", ".strata/maps.json",
+                ".strata/layers/base.json", ".strata/layers/app.json", ".strata/layers/ghost.json",
+                ".strata/tmp/apply-x-1", "base", "app", "app/merged", "ghost", ".."]
+# each layout's own names: the seed's root/, upper/ and lower-id; overlay2's diff/, link, lower, work/, committed
+# and l/ with its short links (l/@base and l/@app stand for the layer's own link, read when planting)
+SPOTS = {
+    "overlay": COMMON_SPOTS + ["base/root", "base/lower-id", "app/upper", "app/lower-id"],
+    "overlay2": COMMON_SPOTS + [".strata/layout.json", "base/diff", "base/link", "base/committed", "app/diff",
+                                "app/link", "app/lower", "app/work", "l", "l/@base", "l/@app",
+                                "l/GHOSTGHOSTGHOSTGHOSTGHOST"],
+}
+# what a planted link or lower file says: another layer's link, a link to nowhere, names that climb out,
+# a layer below itself, Docker's separators doubled, too long, not text
+LINK_TEXTS = ["GHOSTGHOSTGHOSTGHOSTGHOST", "../../canary", "l/../../canary", "@base", "@app", "@base:@app",
+              "@app:@app", "@base::@base", "", "\n", "x" * 70000, "l/@base\x00", "\xff\xfe"]
 
 
 BAD_RECORDS = ['{"parent": {"id": "base"}}', '{"parent": "../../canary"}', '{"holders": "web"}',
@@ -25,8 +37,31 @@ BAD_RECORDS = ['{"parent": {"id": "base"}}', '{"parent": "../../canary"}', '{"ho
                '{"mount_options": "nosuid"}', '[]', '"x"', '{"holders": [' + '"h",' * 3 + '1]}']
 
 
-def plant(rng, home, canary):
-    spot = rng.choice(SPOTS)
+def _own_link(home, layer_id):
+    """The layer's short link as its link file says (overlay2), or a made-up one when it cannot be read."""
+    try:
+        with open(os.path.join(home, layer_id, "link")) as f:
+            return f.read().strip() or "NOLINKNOLINKNOLINKNOLINKNO"
+    except (OSError, UnicodeDecodeError):
+        return "NOLINKNOLINKNOLINKNOLINKNO"
+
+
+def _with_links(home, text):
+    """@base and @app in a spot or a link text replaced by those layers' short links."""
+    for layer_id in ("base", "app"):
+        text = text.replace("@" + layer_id, _own_link(home, layer_id))
+    return text
+
+
+def _link_text(rng, home, spot):
+    text = _with_links(home, rng.choice(LINK_TEXTS))
+    if spot.endswith("/lower") and rng.random() < 0.5:
+        text = ":".join("l/" + part if part and not part.startswith(("l/", ".")) else part for part in text.split(":"))
+    return text
+
+
+def plant(rng, home, canary, layout="overlay"):
+    spot = _with_links(home, rng.choice(SPOTS[layout]))
     path = os.path.normpath(os.path.join(home, spot))
     if spot == "..":
         os.chmod(path, rng.choice([0o777, 0o775, 0o755]))
@@ -36,8 +71,19 @@ def plant(rng, home, canary):
         subprocess.run(["rm", "-rf", path], check=True)
     if not os.path.isdir(os.path.dirname(path)):
         return None
-    kind = rng.choice(["link-dir", "link-file", "file", "dir", "dir-open", "bad-record"])
-    if kind == "link-dir":
+    kinds = ["link-dir", "link-file", "file", "dir", "dir-open", "bad-record"]
+    if spot.endswith(("/link", "/lower")):
+        kinds += ["link-text"] * 3  # overlay2's link and lower files: what they name is checked
+    if spot.startswith("l/"):
+        kinds += ["short-link"] * 3  # a short link to another place than ../<id>/diff
+    kind = rng.choice(kinds)
+    if kind == "link-text":
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(_link_text(rng, home, spot))
+    elif kind == "short-link":
+        os.symlink(rng.choice(["../app/diff", "../base", "../ghost/diff", "../../canary", canary,
+                               os.path.join(canary, "etc"), "../app/diff/../../base/diff", "../.strata"]), path)
+    elif kind == "link-dir":
         os.symlink(os.path.join(canary, "etc"), path)
     elif kind == "link-file":
         os.symlink(os.path.join(canary, "etc", "passwd"), path)
@@ -56,8 +102,8 @@ def plant(rng, home, canary):
 
 
 def make_home_with_app(scratch, keep_mounted):
-    """A home at scratch/parent/home holding base and app on it; app has been mounted once and, unless
-    keep_mounted, unmounted again. Returns the home's path."""
+    """A home at scratch/parent/home, in the test's layout (the layout fixture's default), holding base and
+    app on it; app has been mounted once and, unless keep_mounted, unmounted again. Returns the home's path."""
     home = os.path.join(scratch, "parent", "home")
     os.mkdir(os.path.dirname(home))
     store = LayerStore(home)
@@ -72,11 +118,11 @@ def make_home_with_app(scratch, keep_mounted):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_random_plantings_never_reach_outside(scratch, canary, seed):
+def test_random_plantings_never_reach_outside(scratch, canary, layout, seed):
     rng = random.Random(seed)
     home = make_home_with_app(scratch, keep_mounted=False)
     before = snapshot(canary)
-    planted = [plant(rng, home, canary) for _n in range(rng.randint(1, 3))]
+    planted = [plant(rng, home, canary, layout) for _n in range(rng.randint(1, 3))]
     for read_only in (True, False):
         try:
             s = LayerStore(home, read_only=read_only)
@@ -110,30 +156,38 @@ def plant_acl(rng, home):
 
 
 def live_overlays(upper):
+    """The overlays whose upper dir is upper. Asked of the mount itself (its upper dir is where a file
+    created through it lands), as an overlay2 mount names its dirs by fd and short link in the mount table."""
     want = os.stat(upper)
     out = []
     for line in open("/proc/self/mountinfo"):
         fields = line.split()
-        if "overlay" not in fields:
+        if "overlay" not in fields[fields.index("-") + 1:fields.index("-") + 2]:
             continue
-        for option in fields[-1].split(","):
-            if option.startswith("upperdir="):
-                try:
-                    st = os.stat(option[len("upperdir="):])
-                except OSError:
-                    continue
-                if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
-                    out.append(fields[4])
+        probe = os.path.join(fields[4], ".strata-probe-%d" % os.getpid())
+        try:
+            with open(probe, "x"):
+                pass
+        except OSError:
+            continue
+        try:
+            st = os.stat(os.path.join(upper, os.path.basename(probe)))
+            if st.st_dev == want.st_dev:
+                out.append(fields[4])
+        except OSError:
+            pass
+        finally:
+            os.unlink(probe)
     return out
 
 
 @pytest.mark.parametrize("seed", range(24))
-def test_aliases_and_acls_never_reach_outside_nor_under_a_live_mount(scratch, canary, seed):
+def test_aliases_and_acls_never_reach_outside_nor_under_a_live_mount(scratch, canary, layout, seed):
     """Two classes: the home named through a bind-mount alias (of itself or of its parent) while a
     layer is mounted through its own path, and ACL entries giving another user write access."""
     rng = random.Random(seed)
     home = make_home_with_app(scratch, keep_mounted=True)
-    upper = os.path.join(home, "app", "upper")
+    upper = os.path.join(home, "app", "upper" if layout == "overlay" else "diff")
     with open(os.path.join(home, "app", "merged", "live"), "w") as f:
         f.write("live\n")
     before = snapshot(canary)
@@ -264,6 +318,8 @@ def plant_as_remapped(rng, home, canary, secret):
 
 @pytest.mark.parametrize("seed", range(20))
 def test_the_remapped_roots_plantings_never_reach_root_only_files(scratch, canary, seed):
+    # the seed's layout only, and without the layout fixture: a home remapped to another user than root is
+    # refused in overlay2 (test_drivers), so the remapped root never owns an overlay2 home
     """Under maps the home and the layer directories are the remapped root's (the seed's layout), and
     some user can act as it: whatever it plants there (symlinks to root's files, FIFOs), no run chowns,
     chmods or writes through it, copies a root-only file into a layer, mounts what it names, or hangs."""
