@@ -23,8 +23,7 @@ def _tasks(tasks):
     for task in tasks or []:
         yield task
         for part in ("block", "rescue", "always"):
-            for inner in _tasks(task.get(part)):
-                yield inner
+            yield from _tasks(task.get(part))
 
 
 def _module_calls():
