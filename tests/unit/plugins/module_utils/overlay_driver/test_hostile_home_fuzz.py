@@ -318,8 +318,8 @@ def plant_as_remapped(rng, home, canary, secret):
 
 @pytest.mark.parametrize("seed", range(20))
 def test_the_remapped_roots_plantings_never_reach_root_only_files(scratch, canary, seed):
-    # the seed's layout only, and without the layout fixture: a home remapped to another user than root is
-    # refused in overlay2 (test_drivers), so the remapped root never owns an overlay2 home
+    # the seed's layout only, without the layout fixture: the spots and the planting run are the seed's
+    # (root/, upper/, lower-id); overlay2 under such maps: test_remapped_root
     """Under maps the home and the layer directories are the remapped root's (the seed's layout), and
     some user can act as it: whatever it plants there (symlinks to root's files, FIFOs), no run chowns,
     chmods or writes through it, copies a root-only file into a layer, mounts what it names, or hangs."""
