@@ -29,9 +29,11 @@ and their number too.
 """
 
 import errno
+import http.client
 import os
 import ssl
 import stat
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,6 +47,7 @@ DEFAULT_REGISTRIES_D = "/etc/containers/registries.d"
 ROOT_LOOKASIDE = "file:///var/lib/containers/sigstore"
 MAX_CONFIG = 1 << 20
 MAX_SIGNATURE = 4 << 20  # containers/image's limit too
+DEADLINE = 300  # seconds for all the signatures of one image, also without an image_deadline
 MAX_SIGNATURES = 64
 TIMEOUT = 60
 _NAMESPACE_KEYS = ("lookaside", "lookaside-staging", "sigstore", "sigstore-staging", "use-sigstore-attachments")
@@ -160,26 +163,46 @@ def _read_file(url, image):
         return f.read(MAX_SIGNATURE + 1)
 
 
-def _read_http(url, image, context):
+def _read_http(url, image, context, deadline):
+    """The signature at url, or None on a 404; read a chunk at a time, so that a lookaside trickling bytes
+    (each within the per-read TIMEOUT) is stopped by the deadline rather than holding the task."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as resp:  # nosec: an http(s) URL
-            return resp.read(MAX_SIGNATURE + 1)
+            data = bytearray()
+            while len(data) <= MAX_SIGNATURE:
+                _check_deadline(deadline, url, image)
+                chunk = resp.read1(MAX_SIGNATURE + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return bytes(data)
     except urllib.error.HTTPError as e:
         if e.code == 404:
             return None
         raise ImageError("the lookaside answered %d for the signature %s" % (e.code, url), image=image)
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise ImageError("cannot read the signature %s: %s" % (url, getattr(e, "reason", e)), image=image)
 
 
-def fetch_signatures(base, reference, digest, image=None, ca_path=None):
-    """The signatures (bytes each) of digest in the lookaside at base, in order."""
+def _check_deadline(deadline, url, image):
+    if time.monotonic() >= deadline:
+        raise ImageError("the signatures did not arrive within the deadline (at most %d s, or the image's "
+                         "image_deadline); the signature %s was still being read" % (DEADLINE, url), image=image)
+
+
+def fetch_signatures(base, reference, digest, image=None, ca_path=None, deadline=None):
+    """The signatures (bytes each) of digest in the lookaside at base, in order.
+
+    deadline (time.monotonic()) bounds them all: the image's image_deadline when the caller has one, and
+    at most DEADLINE seconds from now.
+    """
+    deadline = min(deadline or float("inf"), time.monotonic() + DEADLINE)
     scheme = urllib.parse.urlsplit(base).scheme
     context = ssl.create_default_context(cafile=ca_path) if scheme == "https" else None
     out = []
     for index in range(1, MAX_SIGNATURES + 1):
         url = signature_url(base, reference, digest, index)
-        data = _read_file(url, image) if scheme == "file" else _read_http(url, image, context)
+        data = _read_file(url, image) if scheme == "file" else _read_http(url, image, context, deadline)
         if data is None:
             break
         if len(data) > MAX_SIGNATURE:

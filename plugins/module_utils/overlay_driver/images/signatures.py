@@ -35,7 +35,9 @@ class RegistrySignatures:
             config = load_registries_d(self.registries_d, image)
             entry = lookaside_for(config, self.reference)
             self.looked_in = " in the lookaside %s (%s)" % entry
-            self._simple = fetch_signatures(entry[0], self.reference, self.manifest_digest, image)
+            deadlines = getattr(self.source, "deadlines", None)  # the image's, when it came from a registry
+            self._simple = fetch_signatures(entry[0], self.reference, self.manifest_digest, image,
+                                            deadline=deadlines.image_at if deadlines is not None else None)
         return self._simple
 
     def sigstore_signatures(self):

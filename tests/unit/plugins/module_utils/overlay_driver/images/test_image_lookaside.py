@@ -143,3 +143,37 @@ def test_http_signatures_are_read_up_to_the_first_404(root):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_trickling_lookaside_is_stopped_by_the_deadline(monkeypatch):
+    """Each byte arrives well within the per-read timeout; only a deadline over the whole read stops it."""
+    stop = threading.Event()
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 pylint: disable=invalid-name
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            for _i in range(100):  # then the connection is cut: never a whole signature
+                if stop.wait(0.05):
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(lookaside, "DEADLINE", 1, raising=False)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reference = parse_reference("docker://reg.example.com/team/app:1")
+        url = "http://127.0.0.1:%d/" % server.server_address[1]
+        with pytest.raises(ImageError) as e:
+            lookaside.fetch_signatures(url, reference, DIGEST)
+        assert "the signatures did not arrive within the deadline" in e.value.message
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
