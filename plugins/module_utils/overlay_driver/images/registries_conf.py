@@ -80,14 +80,19 @@ class RegistryEntry:
 
 
 class Endpoint:
-    """One place to pull from: the reference there, whether it is insecure, and what it is, for messages."""
+    """One place to pull from: the reference there, whether it is insecure, and what it is, for messages.
 
-    __slots__ = ("reference", "insecure", "what")
+    named is the full name the pull means there, after a short name's alias or search registry and before
+    a mirror or a location rewrite: what containers/image judges by the signature policy and looks up
+    signatures for, since a mirror serves the image of that name."""
 
-    def __init__(self, reference, insecure, what):
+    __slots__ = ("reference", "insecure", "what", "named")
+
+    def __init__(self, reference, insecure, what, named=None):
         self.reference = reference
         self.insecure = insecure
         self.what = what
+        self.named = named or reference
 
 
 class RegistriesConf:
@@ -281,10 +286,10 @@ def endpoints(conf, reference):
     for name in _full_names(conf, reference):
         matching = [e for e in conf.registries.values() if e.matches(name)]
         entry = max(matching, key=lambda e: len(e.prefix)) if matching else None
+        same = name == "%s/%s" % (reference.host, reference.repository)
+        named = reference if same else registry_name(reference.text, name, reference.tag, reference.digest)
         if entry is None:
-            same = name == "%s/%s" % (reference.host, reference.repository)
-            target = reference if same else registry_name(reference.text, name, reference.tag, reference.digest)
-            out.append(Endpoint(target, False, "registry %s" % target.host))
+            out.append(Endpoint(named, False, "registry %s" % named.host))
             continue
         if entry.blocked:
             raise ImageError("registries.conf blocks pulls from %s (the [[registry]] with prefix %r, %s)"
@@ -296,7 +301,7 @@ def endpoints(conf, reference):
                 continue
             target = registry_name(reference.text, entry.rewrite(name, mirror.location), reference.tag,
                                    reference.digest)
-            out.append(Endpoint(target, mirror.insecure, "mirror %s" % target.host))
+            out.append(Endpoint(target, mirror.insecure, "mirror %s" % target.host, named))
         target = registry_name(reference.text, entry.rewrite(name, entry.location), reference.tag, reference.digest)
-        out.append(Endpoint(target, entry.insecure, "registry %s" % target.host))
+        out.append(Endpoint(target, entry.insecure, "registry %s" % target.host, named))
     return out

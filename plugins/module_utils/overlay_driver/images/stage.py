@@ -74,9 +74,11 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
     def open_endpoint(endpoint):
         there = endpoint.reference
         credentials = credentials_for(registry_auth, there.host, there.repository, reference.text)
-        return Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
-                        DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs, retry=network.retry,
-                        proxies=network.proxies)
+        registry = Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
+                            DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs, retry=network.retry,
+                            proxies=network.proxies)
+        registry.named_reference = endpoint.named
+        return registry
 
     if len(endpoints) == 1:
         return open_endpoint(endpoints[0])
@@ -237,6 +239,9 @@ def enforce_policy(policy, reference, source, resolved, registries_d=None, writt
     """
     if policy is None:
         return
+    # The name the image was pulled by (a short name's alias or search registry; a mirror's or a location's
+    # image is judged by the name it stands for), as containers/image judges it, not the name the task wrote.
+    reference = getattr(source, "named_reference", None) or reference
     digest = resolved.manifest_digest
     try:
         policy.enforce(reference, digest, image_signatures(reference, source, digest, registries_d), written)

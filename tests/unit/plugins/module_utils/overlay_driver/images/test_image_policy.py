@@ -366,3 +366,27 @@ def test_an_accepted_registry_image_is_staged(pushed, home):
     staged = stage_image(LayerStore(home), regs.basic.ref("team/base", "v1"), registry_auth=regs.auth,
                          ca_path=regs.pki.ca_crt, policy=policy)
     assert staged.top == image.chain_ids[-1]
+
+
+@pytest.mark.parametrize("accepted", ["docker.io", "pulled"])
+def test_a_short_name_is_judged_by_the_name_its_alias_pulls(pushed, home, scratch, accepted):
+    """containers/image judges the name a short name resolves to: an alias to the local registry is not
+    docker.io's image, whatever docker.io's scope says."""
+    regs, image, _digest = pushed
+    conf = os.path.join(scratch, "registries.conf")
+    with open(conf, "w") as f:
+        f.write('[aliases]\n"myapp" = "%s/team/base"\n' % regs.basic.host)
+    scope = "docker.io" if accepted == "docker.io" else regs.basic.host + "/team/base"
+    policy = load_policy({"default": REJECT, "transports": {"docker": {scope: ACCEPT}}})
+
+    def stage():
+        return stage_image(LayerStore(home), "docker://myapp:v1", registry_auth=regs.auth, ca_path=regs.pki.ca_crt,
+                           registries_conf=conf, registries_conf_d=os.path.join(scratch, "none"), policy=policy)
+
+    if accepted == "docker.io":
+        with pytest.raises(ImageError) as e:
+            stage()
+        assert "(scope default, reject)" in e.value.message
+        assert layer_names(home) == []
+    else:
+        assert stage().top == image.chain_ids[-1]
