@@ -167,7 +167,10 @@ def _read_http(url, image, context, deadline):
     """The signature at url, or None on a 404; read a chunk at a time, so that a lookaside trickling bytes
     (each within the per-read TIMEOUT) is stopped by the deadline rather than holding the task."""
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as resp:  # nosec: an http(s) URL
+        # an opener as the module-level shortcut builds one (the environment's proxies, redirects), with the
+        # context for https; module_utils here import no Ansible code, so not ansible's open_url
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        with opener.open(url, timeout=TIMEOUT) as resp:  # nosec: an http(s) URL
             data = bytearray()
             while len(data) <= MAX_SIGNATURE:
                 _check_deadline(deadline, url, image)
