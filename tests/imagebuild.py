@@ -353,6 +353,19 @@ def push(regs_or_registry, src, repo, tag="latest", compression="gzip", all_plat
                        compression=compression, all_platforms=all_platforms, fmt=fmt, private_cache=True)
 
 
+def push_samples(regs, work, repos, tag="v1", compression="gzip"):
+    """Write the sample images as an OCI layout in ``work`` and push them to ``regs``' htpasswd registry.
+
+    ``repos`` maps each repository to the sample image it receives (several may get the same one);
+    returns ``(layout, {repo: manifest digest})``.
+    """
+    layout = os.path.join(work, "layout")
+    write_oci_layout(layout, sample_images())
+    digests = {repo: push(regs, "oci:%s:%s" % (layout, name), repo, tag, compression)
+               for repo, name in repos.items()}
+    return layout, digests
+
+
 # -- the sample images the registry and peer tests share ---------------------------------------------
 
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00" + b"\x00" * 12  # cap_net_raw, as ping carries it

@@ -35,12 +35,8 @@ def regs():
     work = tempfile.mkdtemp(prefix="strata-ctlpull-")
     try:
         with registries(token=False, directory=os.path.join(work, "registries")) as started:
-            layout = os.path.join(work, "layout")
-            images = imagebuild.sample_images()
-            imagebuild.write_oci_layout(layout, {"base": images["base"], "app": images["app"]})
-            imagebuild.push(started, "oci:%s:base" % layout, "base", "gzip")
-            imagebuild.push(started, "oci:%s:app" % layout, "app", "gzip")
-            started.images = images
+            imagebuild.push_samples(started, work, {"base": "base", "app": "app"}, tag="gzip")
+            started.images = imagebuild.sample_images()
             yield started
     finally:
         shutil.rmtree(work, ignore_errors=True)

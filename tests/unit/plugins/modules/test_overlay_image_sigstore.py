@@ -25,10 +25,7 @@ def signed():
     work = tempfile.mkdtemp(prefix="strata-sigstore-module-")
     try:
         with registries(token=False, directory=os.path.join(work, "registries")) as regs:
-            layout = os.path.join(work, "layout")
-            imagebuild.write_oci_layout(layout, imagebuild.sample_images())
-            digests = {name: imagebuild.push(regs, "oci:%s:%s" % (layout, name), name, "v1")
-                       for name in ("base", "app")}
+            _layout, digests = imagebuild.push_samples(regs, work, {"base": "base", "app": "app"})
             key = SigningKey()
             Pusher(regs.basic, regs.USER, regs.PASSWORD).attach("base", digests["base"], [signature_layer(
                 key, payload(digests["base"], "%s/base:v1" % regs.basic.host))])

@@ -59,14 +59,9 @@ def signed():
     work = tempfile.mkdtemp(prefix="strata-sigstore-e2e-")
     try:
         with registries(token=False, directory=os.path.join(work, "registries")) as regs:
-            layout = os.path.join(work, "layout")
-            images = imagebuild.sample_images()
-            imagebuild.write_oci_layout(layout, images)
             out = Signed(regs, work)
-            push = {}
-            for repo, name in (("base", "base"), ("copy", "base"), ("app", "app"), ("other", "app"),
-                               ("odd", "app")):
-                push[repo] = imagebuild.push(regs, "oci:%s:%s" % (layout, name), repo, "v1")
+            _layout, push = imagebuild.push_samples(regs, work, {"base": "base", "copy": "base", "app": "app",
+                                                                 "other": "app", "odd": "app"})
             out.digests = push
             good = signature_layer(out.key, payload(push["base"], "%s/base:v1" % out.host))
             out.pusher.attach("base", push["base"], [good])
@@ -77,7 +72,7 @@ def signed():
             out.pusher.manifest("other", sig_tag(push["other"]),
                                 out.pusher.manifest_bytes("base", sig_tag(push["base"])))
             out.pusher.attach("odd", push["odd"], [signature_layer(out.key, b"this is not JSON")])
-            out.images = images
+            out.images = imagebuild.sample_images()
             yield out
     finally:
         shutil.rmtree(work, ignore_errors=True)

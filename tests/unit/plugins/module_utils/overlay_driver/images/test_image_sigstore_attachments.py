@@ -40,10 +40,7 @@ def pushed():
     work = tempfile.mkdtemp(prefix="strata-sigstore-")
     try:
         with registries(token=False, directory=os.path.join(work, "registries")) as regs:
-            layout = os.path.join(work, "layout")
-            imagebuild.write_oci_layout(layout, imagebuild.sample_images())
-            digests = {name: imagebuild.push(regs, "oci:%s:%s" % (layout, name), name, "v1")
-                       for name in ("base", "app")}
+            layout, digests = imagebuild.push_samples(regs, work, {"base": "base", "app": "app"})
             digests["layout"] = layout
             yield regs, digests
     finally:
