@@ -8,7 +8,15 @@ signature of one image must not let another one in, so the policy says how
 that name must relate to the name pulled:
 
 - `matchRepoDigestOrExact` (the default): pulled by digest, the repositories
-  are the same; pulled by tag, the names are the same, tag included;
+  are the same; pulled by tag, the names are the same, tag included; pulled
+  by a tag and a digest (`HOST/REPO:TAG@DIGEST`), the names are the same, tag
+  and digest included. A signature naming a bare repository (no tag, no
+  digest) is never accepted. This is containers/image's
+  matchRepoDigestOrExact exactly: a tagged reference is compared whole,
+  digest included, and only a reference with a digest and no tag is compared
+  by repository (its docker transport refuses a tag with a digest outright;
+  podman and Docker drop the tag, which would let a signature of any tag of
+  that digest pass: here the tag written is kept and must be the one signed);
 - `matchExact`: the names are the same, tag or digest included;
 - `matchRepository`: the repositories are the same, whatever the tag;
 - `exactReference` with `dockerReference`: the signature names exactly that
@@ -106,9 +114,11 @@ class SignedIdentity:
         if kind == "matchExact":
             return (pulled.tag is not None or pulled.digest is not None) and pulled.text == signed.text
         if kind == "matchRepoDigestOrExact":
-            if pulled.digest is not None:
-                return pulled.name == signed.name
-            return pulled.tag is not None and pulled.text == signed.text
+            if signed.tag is None and signed.digest is None:
+                return False  # a bare repository names no image: never a match, whatever was pulled
+            if pulled.tag is not None:  # a tag and a digest too: the whole name, as a tag alone
+                return pulled.text == signed.text
+            return pulled.digest is not None and pulled.name == signed.name
         if kind == "matchRepository":
             return pulled.name == signed.name
         if kind == "exactReference":
@@ -126,6 +136,27 @@ class SignedIdentity:
 
 
 DEFAULT_IDENTITY = SignedIdentity("matchRepoDigestOrExact", {})
+
+
+def claim_problem(identity, pulled, manifest_digest, signed_digest, signed_reference):
+    """None when what a verified signature claims (the manifest digest and the docker-reference it signs) is the
+    image pulled, under identity; else why not. The one check of that claim, for simple signing's and
+    sigstore's payloads alike (pulled: the DockerName pulled, None when the image has no docker name)."""
+    if signed_digest != manifest_digest:
+        return "it signs manifest %s, not %s, the one pulled" % (signed_digest, manifest_digest)
+    signed = parse_docker_name(signed_reference, "the signature")
+    if signed is None:
+        return "it names %r, which is not an image reference" % (signed_reference,)
+    if pulled is not None and identity.matches(pulled, signed):
+        return None
+    hint = ""
+    if pulled is not None and pulled.tag is not None and pulled.digest is not None and identity.kind in (
+            "matchRepoDigestOrExact", "remapIdentity"):
+        hint = (" (a reference with both a tag and a digest must be signed under that whole name, as "
+                "containers/image compares it; pull by the digest alone to accept a signature of any tag of the "
+                "repository, or by the tag alone)")
+    return "it names %s, which signedIdentity %s does not accept for %s%s" % (
+        signed.text, identity.describe(), pulled.text if pulled is not None else "this image", hint)
 
 
 def parse_signed_identity(value, where, image=None):

@@ -35,7 +35,7 @@ import binascii
 from . import policy
 from .errors import ImageError
 from .public_keys import PublicKey, require_verifier
-from .signed_identity import PolicyFormatError, parse_docker_name, parse_signed_identity
+from .signed_identity import PolicyFormatError, claim_problem, parse_signed_identity
 from .sigstore_attachments import attachment_tag
 from .sigstore_payload import PayloadError, read_payload
 
@@ -92,15 +92,7 @@ class SigstoreSigned:
             signed_digest, signed_reference = read_payload(attachment.payload)
         except PayloadError as e:
             return str(e)
-        if signed_digest != manifest_digest:
-            return "it signs manifest %s, not %s" % (signed_digest, manifest_digest)
-        signed = parse_docker_name(signed_reference, "the signed docker-reference")
-        if signed is None:
-            return "its docker-reference %r is not a Docker reference" % signed_reference
-        if not self.identity.matches(pulled, signed):
-            return "it signs %s, which signedIdentity %s does not accept for %s" % (
-                signed.text, self.identity.describe(), pulled.text)
-        return None
+        return claim_problem(self.identity, pulled, manifest_digest, signed_digest, signed_reference)
 
 
 def parse(fields, where, image):

@@ -33,7 +33,7 @@ import tempfile
 import time
 
 from .policy import PolicyDenied
-from .signed_identity import PolicyFormatError, parse_docker_name, parse_signed_identity
+from .signed_identity import PolicyFormatError, claim_problem, parse_signed_identity
 from .trusted_files import read_trusted
 
 KEY_TYPES = ("GPGKeys", "signedByGPGKeys", "X509Certificates", "signedByX509CAs")
@@ -285,12 +285,7 @@ def check_payload(payload, target, identity):
     if critical["type"] != SIGNATURE_TYPE:
         raise PolicyDenied("the signed content's type is %r, not %r" % (critical["type"], SIGNATURE_TYPE))
     digest = _exact(critical["image"], ("docker-manifest-digest",), "critical.image")["docker-manifest-digest"]
-    if digest != target.manifest_digest:
-        raise PolicyDenied("it signs manifest %s, not %s, the one pulled" % (digest, target.manifest_digest))
     claimed = _exact(critical["identity"], ("docker-reference",), "critical.identity")["docker-reference"]
-    signed = parse_docker_name(claimed, "the signature")
-    if signed is None:
-        raise PolicyDenied("it names %r, which is not an image reference" % (claimed,))
-    if target.name is None or not identity.matches(target.name, signed):
-        raise PolicyDenied("it names %s, which signedIdentity %s does not accept for %s"
-                           % (signed.text, identity.describe(), target.name.text if target.name else "this image"))
+    problem = claim_problem(identity, target.name, target.manifest_digest, digest, claimed)
+    if problem is not None:
+        raise PolicyDenied(problem)

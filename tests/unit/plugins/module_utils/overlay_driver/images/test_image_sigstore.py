@@ -168,7 +168,7 @@ def test_a_policy_that_allows_the_unsigned_image_stages_it(signed, home):
 def test_the_signed_name_must_be_one_signedidentity_accepts(signed, home):
     key = signed.key_file(signed.key, "key.pub")
     default = policy_file(signed, "identity.json", {signed.host: sigstore(key)})
-    refused(signed, home, "copy", default, "it signs %s/base:v1, which signedIdentity matchRepoDigestOrExact "
+    refused(signed, home, "copy", default, "it names %s/base:v1, which signedIdentity matchRepoDigestOrExact "
             "does not accept for %s/copy:v1" % (signed.host, signed.host))
     remapped = policy_file(signed, "remapped.json", {signed.host: sigstore(
         key, signedIdentity={"type": "exactRepository", "dockerRepository": "%s/base" % signed.host})})

@@ -253,6 +253,19 @@ def test_a_tag_the_signature_does_not_name_is_refused_unless_the_identity_allows
     assert stage(signed, home, "team/base", "v2", signed.policy(by_repository)).top
 
 
+def test_a_tag_and_digest_is_matched_whole_as_containers_image_does(signed, home):
+    """team/base:v2 is v1's manifest, signed as v1 only: pinning v2 by that digest does not make v1's signature
+    its own (it did when a digest meant comparing repositories alone); the digest alone still does."""
+    digest = signed.digests[("team/base", "v1")]
+    policy = signed.policy(signed.signed_by())
+    for tag in ("v2", "v1"):  # containers/image compares a tagged name whole: "...:v1" is not "...:v1@sha256:..."
+        message = refused(signed, home, "team/base", "%s@%s" % (tag, digest), policy)
+        assert "it names %s/team/base:v1, which signedIdentity matchRepoDigestOrExact does not accept for " \
+            "%s/team/base:%s@%s" % (signed.regs.basic.host, signed.regs.basic.host, tag, digest) in message
+        assert "pull by the digest alone" in message
+    assert stage(signed, home, "team/base", digest, policy).manifest_digest == digest
+
+
 def test_exact_identities_and_remapping(signed, home):
     host = signed.regs.basic.host
     exact = signed.signed_by(signedIdentity={"type": "exactReference", "dockerReference": host + "/team/base:v1"})
