@@ -61,6 +61,18 @@ def released(outcome):
     return sorted(set(outcome.before["holders"]) - set(outcome.after["holders"]))
 
 
+def repaired(result, paths, check_mode):
+    """A result that also says what the run made again of what the home had lost (overlay2's l/ and short
+    links, from the layers' link files), or in check mode would: changed, with a warning naming them."""
+    if paths:
+        result["changed"] = True
+        result.setdefault("warnings", []).append(
+            "%s missing from the layer home and %s from the layers' link files: %s"
+            % ("were" if len(paths) > 1 else "was", "would be made again" if check_mode else "made again",
+               ", ".join(paths)))
+    return result
+
+
 _FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): the kernel writes an int
 
 
@@ -107,7 +119,7 @@ class Manager:
         self.store = self.open_store()
         try:
             with self.store.locked():
-                return self.execute()
+                return repaired(self.execute(), self.store.repaired, self.check_mode)
         finally:
             self.store.close()
 
@@ -295,6 +307,10 @@ class InfoManager(Manager):
             result.setdefault("warnings", []).append(
                 "the layer home %s holds %r, which is not a layer directory (made by the remapped root, uid %d); "
                 "remove it" % (dirs.path, name, dirs.root_uid))
+        for name in dirs.link_dirs:
+            result.setdefault("warnings", []).append(
+                "the layer home %s holds %r, a directory of short links only, l/ renamed; the links are made again in "
+                "l/ from the layers' link files: remove it" % (dirs.path, name))
 
     @staticmethod
     def _warn_maps(result, uid_maps, gid_maps):
@@ -339,6 +355,11 @@ class InfoManager(Manager):
         result["images"] = layer_images.annotate(result["layers"], records)
         result["stale"] = [s["id"] for s in layers if s["stale"]]
         result["damaged"] = [s["id"] for s in layers if s["problem"]]
+        result["repairs"] = list(self.store.repaired)
+        if result["repairs"]:
+            result.setdefault("warnings", []).append(
+                "missing from the layer home, made again from the layers' link files by the next task that writes "
+                "to it (a mount, for one): %s" % ", ".join(result["repairs"]))
         if not p.get("id"):
             return
         state = self.store.state(p["id"])

@@ -222,6 +222,18 @@ damaged:
   type: list
   elements: str
   sample: []
+repairs:
+  description:
+    - Paths of an overlay2 home's C(l/) directory and short links C(l/<LINK>) that are missing (removed, renamed
+      away, or skipped by a backup that left out symlinks) and that the next task writing to the home (a mount, for
+      one) makes again from the layers' own C(link) files. This module changes nothing; the layers built on them are
+      reported as sound meanwhile.
+    - A short link that is there but points elsewhere, an C(l) that is not a directory, or a link file naming
+      another layer's link is never repaired over; the layers that need it stay damaged.
+  returned: when the home exists
+  type: list
+  elements: str
+  sample: ["/var/lib/strata/overlay/l/5IGVRPQFHZTV6XNDBQRO3T7WNM"]
 layer:
   description: The layer named by O(id).
   returned: when O(id) is given

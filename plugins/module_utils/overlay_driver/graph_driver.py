@@ -232,6 +232,15 @@ class GraphDriver:
         """What a run killed half-way left in the layout's own files, put right; the paths removed."""
         return []
 
+    def repairs_due(self):
+        """The paths make_repairs would make, read without changing anything (a check run, overlay_info)."""
+        return []
+
+    def make_repairs(self):
+        """What the layout keeps beside its layers and lost (overlay2's short links), made again from what the
+        layers themselves say; the paths made. Every layout has nothing to make unless it says otherwise."""
+        return []
+
     def _clear_tmp(self, entries):
         """Every temp dir, unmounting what is mounted inside first (deepest first).
 

@@ -31,6 +31,7 @@ import stat
 from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, LINK_DIR, OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .short_links import is_link_id
 from .state_files import read_json, write_atomic
 from .walk import DIR_FLAGS, PathWalk, untrusted_reason
 
@@ -120,6 +121,7 @@ class HomeDirs:
         self.root_uid = self.root_gid = 0
         self.maps_recorded = False  # recorded_maps() found root's maps.json
         self.strays = []  # names in the home the remapped root left that are no layer (settle)
+        self.link_dirs = []  # root's directories of short links only: l/ renamed, by anyone (settle)
         self.fd = self.state_fd = self.records_fd = self.tmp_fd = None
         self.path = os.path.abspath(path)
         try:
@@ -247,12 +249,15 @@ class HomeDirs:
         else not shaped like a layer (root's, another user's) is refused.
         """
         self.strays = []
+        self.link_dirs = []
         layers = 0
         for name, st in home_entries(self.fd):
             if name == LINK_DIR and stat.S_ISDIR(st.st_mode) and st.st_uid == 0:
                 continue  # the overlay2 layout's short links, root's (overlay2_driver.py checks each one)
             if is_layer_name(name) and stat.S_ISDIR(st.st_mode) and self._looks_like_layer(name):
                 layers += 1
+            elif stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and self._holds_only_short_links(name):
+                self.link_dirs.append(name)  # l/ renamed (its links are made again in l/, short_link_repair.py)
             elif self.root_uid != 0 and st.st_uid == self.root_uid:
                 if not (is_layer_name(name) and stat.S_ISDIR(st.st_mode)):
                     self.strays.append(name)  # a directory with a layer's name is listed as a damaged layer
@@ -265,6 +270,20 @@ class HomeDirs:
     def _has_own_state(self):
         """A .strata of root's: this process's kind made the home (the remapped root cannot make one)."""
         return self.state_fd is not None and os.fstat(self.state_fd).st_uid == 0
+
+    def _holds_only_short_links(self, name):
+        """A directory of overlay2's short links and nothing else: l/ under another name. The remapped root
+        may rename l/ in the home it owns; that must not make root refuse the home (the links are made
+        again in l/ from the layers' link files)."""
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+        except OSError:
+            return False
+        try:
+            names = os.listdir(fd)
+            return bool(names) and all(is_link_id(n) and stat.S_ISLNK(os.lstat(n, dir_fd=fd).st_mode) for n in names)
+        finally:
+            os.close(fd)
 
     def _looks_like_layer(self, name):
         """Holds one of a layer's names at least (what else is in it is the layer's damage)."""

@@ -35,7 +35,7 @@ import errno
 import os
 import stat
 
-from . import faults, fd_limit, mounts, short_links, syscalls, whiteouts
+from . import faults, fd_limit, mounts, short_link_repair, short_links, syscalls, whiteouts
 from .errors import OverlayError
 from .graph_driver import GraphDriver, lstat_at
 from .ids import to_container, validate_layer_id
@@ -84,14 +84,17 @@ class Overlay2Driver(GraphDriver):
     LAYOUT_PATHS = Overlay2Layout
     WHITEOUT_FORMAT = whiteouts.OVERLAY
 
-    def _link_dir(self, layer_id=None, create=False):
-        """<home>/l opened (a real directory), OverlayError when it is missing. create: made (root's, 0700)
-        when missing, by the first layer's creation, so that a home where nothing was built holds none."""
+    _plan = None  # a reader's repair plan, read once (_repair_plan)
+
+    def _link_dir(self, layer_id=None, create=False, required=True):
+        """<home>/l opened (a real directory), OverlayError when it is missing (None when not required: the
+        links are then looked up in the repair plan, _resolve_lower). create: made (root's, 0700) when missing,
+        by the first layer's creation, so that a home where nothing was built holds none."""
         try:
             fd = short_links.open_link_dir(self.dirs.fd, create=create)
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=os.path.join(self.home, short_links.LINK_DIR))
-        if fd is None:
+        if fd is None and required:
             raise OverlayError("the home has no %s/ directory of short links" % short_links.LINK_DIR, layer=layer_id,
                                path=os.path.join(self.home, short_links.LINK_DIR))
         return fd
@@ -122,12 +125,12 @@ class Overlay2Driver(GraphDriver):
         links = self.lower_links(layer_id)
         if not links:
             return []
-        link_fd = self._link_dir(layer_id)
+        link_fd = self._link_dir(layer_id, required=False)
         try:
             ids = []
             for link in links:
                 try:
-                    lower = short_links.resolve_link(link_fd, link)
+                    lower = self._resolve_lower(link_fd, link)
                 except OverlayError as e:
                     raise OverlayError(e.cause, layer=layer_id, path=self.layout.layer(layer_id).lower)
                 problem = self._lower_problem(layer_id, lower, link)
@@ -138,7 +141,58 @@ class Overlay2Driver(GraphDriver):
                 ids.append(lower)
             return ids
         finally:
-            os.close(link_fd)
+            if link_fd is not None:
+                os.close(link_fd)
+
+    def _resolve_lower(self, link_fd, link):
+        """The layer l/<link> points at; a link that is missing (or all of l/), the layer whose link file
+        alone names it (what make_repairs makes it point at again). Anything there is read as it is."""
+        try:
+            return short_links.resolve_link(link_fd, link)
+        except short_links.MissingLink:
+            layer_id = self._repair_plan().links.get(link)
+            if layer_id is None:
+                raise
+            return layer_id
+
+    # -- short links lost, made again (short_link_repair.py) ---------------------
+
+    def _repair_plan(self):
+        """What short_link_repair would make; a reader's (which changes nothing) is read once."""
+        if not self.writable and self._plan is not None:
+            return self._plan
+        plan = short_link_repair.plan(self.dirs.fd, self._link_claims()) if self.dirs.fd is not None \
+            else short_link_repair.RepairPlan()
+        if not self.writable:
+            self._plan = plan
+        return plan
+
+    def _link_claims(self):
+        """(layer id, LINK) of every layer directory that is root's (the home's owner cannot plant one) and whose
+        link file names a valid LINK; a layer without one is the layer's problem, said where it is used."""
+        claims = []
+        for layer_id in self.layer_ids():
+            try:
+                layer_fd = self._open_roots_layer_dir(layer_id, layer_id, "read")
+            except OverlayError:
+                continue
+            try:
+                claims.append((layer_id, short_links.read_link_file(layer_fd)))
+            except OverlayError:
+                continue
+            finally:
+                os.close(layer_fd)
+        return claims
+
+    def repairs_due(self):
+        """The paths make_repairs would make: l/ and the short links lost, read without changing anything."""
+        return self._repair_plan().paths(self.home)
+
+    def make_repairs(self):
+        """l/ and every short link lost made again from the layers' link files (under the home's lock, as every
+        writer's call); the paths made."""
+        self._require_writer()
+        return [os.path.join(self.home, name) for name in short_link_repair.make(self.dirs.fd, self._repair_plan())]
 
     def _lower_problem(self, layer_id, lower, link):
         if lower == layer_id:
@@ -304,7 +358,9 @@ class Overlay2Driver(GraphDriver):
     def _mount_plan(self, layer_id, paths, readonly_root):
         """A base layer's diff/, or with readonly_root its read-only bind at merged/; an overlay of the diff/
         on every lower diff/, whose links, descriptors and page limit are checked here, before merged/ is
-        made."""
+        made. Short links lost are made again first (make_repairs), as containers/storage's Get does."""
+        if self.writable:
+            self.make_repairs()
         if self.kind(layer_id) == KIND_ROOT:
             if not readonly_root:
                 return paths.diff
@@ -384,11 +440,11 @@ class Overlay2Driver(GraphDriver):
         if not links:
             raise OverlayError("the layer has no %s file" % short_links.LOWER_FILE, layer=layer_id,
                                path=self.layout.layer(layer_id).lower)
-        link_fd = self._link_dir(layer_id)
+        link_fd = self._link_dir(layer_id, required=False)
         lowers, paths = [], []
         try:
             for link in links:
-                lower = short_links.resolve_link(link_fd, link)
+                lower = self._resolve_lower(link_fd, link)
                 where = self.layout.layer(lower).diff
                 if lower == layer_id:
                     raise OverlayError("its %s file names %s/%s: a link to the layer itself"
@@ -407,7 +463,8 @@ class Overlay2Driver(GraphDriver):
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=e.path or self.layout.layer(layer_id).lower)
         finally:
-            os.close(link_fd)
+            if link_fd is not None:
+                os.close(link_fd)
         return lowers, paths
 
     def _mount_overlay(self, layer_id, paths, mount_label, flags=0):

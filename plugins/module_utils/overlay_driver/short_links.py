@@ -46,6 +46,10 @@ def new_link_id():
     return base64.b32encode(os.urandom(17)).decode("ascii")[:LINK_LENGTH]
 
 
+def is_link_id(name):
+    return isinstance(name, str) and bool(_LINK_ID.match(name))
+
+
 def validate_link_id(value, what="link id"):
     if not isinstance(value, str) or not _LINK_ID.match(value):
         raise OverlayError("invalid %s %r: it must be %d characters A-Z and 0-9" % (what, value, LINK_LENGTH))
@@ -95,11 +99,31 @@ def make_link(link_fd, layer_id):
     return name
 
 
-def resolve_link(link_fd, link_id):
-    """The layer id that l/<link_id> points at; OverlayError when it is missing or points elsewhere."""
+class MissingLink(OverlayError):
+    """l/<LINK> (or l/ itself) is not there: what short_link_repair.py makes again from the layer's link file."""
+
+
+def restore_link(link_fd, link_id, layer_id):
+    """l/<link_id> -> ../<layer_id>/diff made again where the name is free; False when something has it (never
+    replaced, never followed: what is there is checked where it is read)."""
     validate_link_id(link_id)
     try:
+        os.symlink(link_target(layer_id), link_id, dir_fd=link_fd)
+    except FileExistsError:
+        return False
+    return True
+
+
+def resolve_link(link_fd, link_id):
+    """The layer id that l/<link_id> points at; MissingLink when it is not there (link_fd None: no l/),
+    OverlayError when it cannot be read or points elsewhere."""
+    validate_link_id(link_id)
+    if link_fd is None:
+        raise MissingLink("the home has no %s/ directory of short links" % LINK_DIR)
+    try:
         target = os.readlink(link_id, dir_fd=link_fd)
+    except FileNotFoundError as e:
+        raise MissingLink("short link %s/%s cannot be read: %s" % (LINK_DIR, link_id, e.strerror))
     except OSError as e:
         raise OverlayError("short link %s/%s cannot be read: %s" % (LINK_DIR, link_id, e.strerror))
     parts = target.split("/")
@@ -205,6 +229,6 @@ def child_lower(parent_link, parent_lower, layer_id=None):
     return links
 
 
-__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "child_lower", "make_link", "new_link_id",
-           "open_link_dir", "parse_lower", "read_link_file", "read_lower", "remove_link", "resolve_link",
-           "validate_link_id", "write_link_file", "write_lower"]
+__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "MissingLink", "child_lower", "is_link_id",
+           "make_link", "new_link_id", "open_link_dir", "parse_lower", "read_link_file", "read_lower", "remove_link", "resolve_link",
+           "restore_link", "validate_link_id", "write_link_file", "write_lower"]

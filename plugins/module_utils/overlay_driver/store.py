@@ -47,6 +47,9 @@ class LayerStore:
         self._dirs = self.driver.dirs
         self._lock = HomeLock(self.layout.lock, lock_timeout, dir_fd=self._dirs.state_fd, shared=read_only)
         self._cleaned = read_only
+        # what the layout lost beside its layers (overlay2's short links): made again by a writer when it takes
+        # the lock, or (read_only) what a writer would make; either way, what the run reports it changed
+        self.repaired = []
 
     @classmethod
     def for_check_run(cls, home, uid_maps=None, gid_maps=None, layout=None):
@@ -69,7 +72,10 @@ class LayerStore:
             if not self._cleaned:
                 self.driver.cleanup()
                 self._prune_orphan_records()
+                self.repaired = self.driver.make_repairs()
                 self._cleaned = True
+            elif self.read_only:
+                self.repaired = self.driver.repairs_due()
             yield self
 
     def _prune_orphan_records(self):

@@ -258,3 +258,32 @@ def test_mount_says_whether_the_layer_is_read_only(run_module, home, tarball):
     finally:
         for layer_id in ("top", "app", "base"):
             run_module(overlay_mount, {"id": layer_id, "home": home, "holder": "web", "state": "unmounted"})
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+def test_a_home_whose_short_links_were_renamed_away_is_repaired_by_a_mount(run_module, home, tarball, scratch):
+    """l/ renamed away: overlay_info and a check run say what the next writer makes again and change nothing;
+    the mount makes it again (changed, with a warning) and mounts; the next run has nothing to do."""
+    run_module(overlay_apply_diff, {"id": "base", "home": home, "src": tarball, "remote_src": True})
+    run_module(overlay_layer, {"id": "app", "parent": "base", "home": home})
+    links = os.path.join(home, "l")
+    wanted = sorted(os.path.join(links, name) for name in os.listdir(links))
+    os.rename(links, os.path.join(scratch, "l-away"))
+
+    info = run_module(overlay_info, {"home": home})
+    assert info["repairs"] == [links] + wanted and info["damaged"] == []
+    assert any("made again" in w for w in info["warnings"])
+    res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"}, check_mode=True)
+    assert res["changed"] and res["mounted"] and "would be made again" in res["warnings"][-1]
+    assert not os.path.lexists(links)
+
+    res = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"})
+    try:
+        assert res["changed"] and res["mounted"] and res["warnings"][-1].endswith(", ".join([links] + wanted))
+        assert sorted(os.path.join(links, name) for name in os.listdir(links)) == wanted
+        assert os.listdir(os.path.join(res["path"], "etc")) == ["motd"]
+        again = run_module(overlay_mount, {"id": "app", "home": home, "holder": "web"})
+        assert again["changed"] is False and "warnings" not in again
+        assert run_module(overlay_info, {"home": home})["repairs"] == []
+    finally:
+        run_module(overlay_mount, {"id": "app", "home": home, "holder": "web", "state": "unmounted"})

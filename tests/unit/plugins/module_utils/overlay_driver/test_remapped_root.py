@@ -718,6 +718,39 @@ def test_swapping_l_while_root_mounts_never_mounts_the_users_directory(home, dri
     assert mounted + refused == 300
 
 
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+@pytest.mark.parametrize("how", ["removed", "renamed-by-the-user"])
+def test_short_links_lost_are_made_again_owned_as_before(home, driver, how):
+    """l/ removed (an operator's rm, a restore that skipped it) or renamed in the home by the remapped root, who
+    owns the home: the home is still taken (a directory of short links only is l/ renamed, said, not refused),
+    the mount makes l/ again and every link, owned and moded as the layer's creation made them under these maps
+    (root's, 0700), and stacks base's diff/."""
+    _base_and_app(driver)
+    links = os.path.join(home, "l")
+
+    def owners():
+        return [(name, os.lstat(os.path.join(links, name)).st_uid, os.lstat(os.path.join(links, name)).st_gid,
+                 os.readlink(os.path.join(links, name)) if name else stat.S_IMODE(os.lstat(links).st_mode))
+                for name in [""] + sorted(os.listdir(links))]
+
+    before = owners()
+    if how == "removed":
+        shutil.rmtree(links)
+    else:
+        run_as(REMAPPED, REMAPPED, lambda: os.rename(links, os.path.join(home, "renamed")))
+    again = _reopen(home)
+    try:
+        again.get("app")
+        try:
+            _assert_app_mount_is_the_real_one(again, home)
+        finally:
+            again.put("app")
+        assert again.dirs.link_dirs == ([] if how == "removed" else ["renamed"])
+    finally:
+        again.close()
+    assert owners() == before
+
+
 # -- the naive diff reads a layer's directories opened from the home's fd ------------------------------------
 
 SECRET_NAME = "vault-secret-name"
