@@ -274,11 +274,9 @@ class _StrictStreams:
         if padding % self._padding_unit or (padding and not self._stream_after_padding):
             raise LayerFormatError("trailing data after %s stream %d, past %d bytes of NUL padding"
                                    % (self._name, self._streams, padding))
-        while len(rest) < len(self._magic):
-            more = self._source.read(CHUNK)
-            if not more:
-                break
-            rest += more
+        if len(rest) < len(self._magic):
+            # a BufferedReader's read(n) reads on until it has n bytes or the stream ends: no loop of our own
+            rest += self._source.read(len(self._magic) - len(rest))
         if not rest.startswith(self._magic):
             raise LayerFormatError("trailing data after %s stream %d: neither padding nor another %s stream"
                                    % (self._name, self._streams, self._name))
