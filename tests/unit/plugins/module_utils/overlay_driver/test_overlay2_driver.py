@@ -25,14 +25,8 @@ pytestmark = pytest.mark.layout("overlay2")
 
 
 @pytest.fixture
-def driver(home):
-    d = Overlay2Driver(home)
-    try:
-        yield d
-    finally:
-        for layer_id in d.layer_ids():
-            d.put(layer_id)
-        d.close()
+def driver(overlay2_driver):
+    return overlay2_driver
 
 
 BASE = TarBuilder().dir("etc").file("etc/a", "a").file("etc/b", "b").dir("var").dir("var/lib") \

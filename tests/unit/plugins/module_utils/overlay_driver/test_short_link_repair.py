@@ -22,14 +22,8 @@ CHILD = TarBuilder().dir("etc").file("etc/c", "c").bytes()
 
 
 @pytest.fixture
-def driver(home):
-    d = Overlay2Driver(home)
-    try:
-        yield d
-    finally:
-        for layer_id in d.layer_ids():
-            d.put(layer_id)
-        d.close()
+def driver(overlay2_driver):
+    return overlay2_driver
 
 
 def chain(driver, depth=2):
