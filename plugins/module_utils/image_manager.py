@@ -9,7 +9,7 @@ which no other module needs.
 
 import os
 
-from .managers import home_exists
+from .managers import home_exists, repaired
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_text
 from .overlay_driver.image_removal import remove_image
@@ -160,7 +160,8 @@ class ImageManager:
             after = [layer.id for layer in staged.layers]
             result["diff"] = {"before": {"image": self.reference.text, "layers": before},
                               "after": {"image": self.reference.text, "layers": after}}
-        return result
+        # a check run stages without the lock (and reads no repair): the real run makes and reports them
+        return repaired(result, store.repaired if store is not None else [], self.check_mode)
 
     def _record(self, store, staged):
         """Record the staged image with the home (what state=absent finds); True when the record is new

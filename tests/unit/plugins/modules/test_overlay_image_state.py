@@ -1,6 +1,9 @@
 """overlay_image's state option through the module: stage, then remove by the same src."""
 
 import os
+import shutil
+
+import pytest
 
 from ansible_collections.strata.overlay.plugins.modules import overlay_image
 
@@ -22,3 +25,19 @@ def test_stage_then_absent_by_the_same_src_leaves_no_layer(run_module, home, scr
     assert layer_names(home) == []
     again = run_module(overlay_image, {"home": home, "src": src, "state": "absent"})
     assert again["changed"] is False
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+def test_staging_again_makes_lost_short_links_again_and_says_so(run_module, home, scratch):
+    layout = os.path.join(scratch, "layout")
+    os.mkdir(layout)
+    write_oci_layout(layout, {"v1": Image([TarBuilder().file("a", "a\n").bytes(), TarBuilder().file("b", "b\n").bytes()])})
+    args = {"home": home, "src": "oci:%s:v1" % layout, "remote_src": True, "platform": "linux/amd64"}
+    run_module(overlay_image, args)
+    links = os.path.join(home, "l")
+    wanted = sorted(os.listdir(links))
+    shutil.rmtree(links)
+    again = run_module(overlay_image, args)
+    assert again["changed"] and "made again" in again["warnings"][-1]
+    assert sorted(os.listdir(links)) == wanted
+    assert run_module(overlay_image, args)["changed"] is False
