@@ -223,6 +223,10 @@ options:
       - The registries.d directory on the managed host whose C(*.yaml) files say where a registry's simple
         signing signatures are looked up (C(lookaside)), as skopeo reads them; default
         C(/etc/containers/registries.d). Read only when the O(policy) needs such a signature.
+      - An C(http://) or C(https://) lookaside is reached as the registry is, for the lookaside's own host
+        and port - through O(proxy) unless O(no_proxy) names it, trusting the system's CAs, O(ca_path) and the
+        C(*.crt) of its own C(HOST[:PORT]) directory in O(certs_dir) - and is never sent the registry's
+        credentials.
     type: path
     version_added: 0.2.0
   blob_deadline:

@@ -25,18 +25,15 @@ The signatures of manifest DIGEST of HOST/REPO are
 `<lookaside>/REPO@sha256=<hex>/signature-1`, `-2`, ... up to the first that
 is missing (a 404, or no such file). They are untrusted until verified: a
 missing one is not an error, only fewer signatures; each is bounded in size
-and their number too.
+and their number too. An http(s) lookaside is read by lookaside_http.py, as
+the task reaches its registry (proxy, ca_path, certs.d), for its own host.
 """
 
 import errno
-import http.client
 import os
-import ssl
 import stat
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from .errors import ImageError
 from .policy import docker_scopes
@@ -49,7 +46,6 @@ MAX_CONFIG = 1 << 20
 MAX_SIGNATURE = 4 << 20  # containers/image's limit too
 DEADLINE = 300  # seconds for all the signatures of one image, also without an image_deadline
 MAX_SIGNATURES = 64
-TIMEOUT = 60
 _NAMESPACE_KEYS = ("lookaside", "lookaside-staging", "sigstore", "sigstore-staging", "use-sigstore-attachments")
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -163,49 +159,25 @@ def _read_file(url, image):
         return f.read(MAX_SIGNATURE + 1)
 
 
-def _read_http(url, image, context, deadline):
-    """The signature at url, or None on a 404; read a chunk at a time, so that a lookaside trickling bytes
-    (each within the per-read TIMEOUT) is stopped by the deadline rather than holding the task."""
-    try:
-        # an opener as the module-level shortcut builds one (the environment's proxies, redirects), with the
-        # context for https; module_utils here import no Ansible code, so not ansible's open_url
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
-        with opener.open(url, timeout=TIMEOUT) as resp:  # nosec: an http(s) URL
-            data = bytearray()
-            while len(data) <= MAX_SIGNATURE:
-                _check_deadline(deadline, url, image)
-                chunk = resp.read1(MAX_SIGNATURE + 1 - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return bytes(data)
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            return None
-        raise ImageError("the lookaside answered %d for the signature %s" % (e.code, url), image=image)
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        raise ImageError("cannot read the signature %s: %s" % (url, getattr(e, "reason", e)), image=image)
-
-
-def _check_deadline(deadline, url, image):
-    if time.monotonic() >= deadline:
-        raise ImageError("the signatures did not arrive within the deadline (at most %d s, or the image's "
-                         "image_deadline); the signature %s was still being read" % (DEADLINE, url), image=image)
-
-
-def fetch_signatures(base, reference, digest, image=None, ca_path=None, deadline=None):
+def fetch_signatures(base, reference, digest, image=None, deadline=None, transport=None):
     """The signatures (bytes each) of digest in the lookaside at base, in order.
 
     deadline (time.monotonic()) bounds them all: the image's image_deadline when the caller has one, and
-    at most DEADLINE seconds from now.
+    at most DEADLINE seconds from now. transport (lookaside_http.LookasideTransport) is how an http(s)
+    lookaside is reached: the task's proxy, ca_path, certs.d and validate_certs; None: directly, the
+    system's CAs and the default certs.d directories.
     """
     deadline = min(deadline or float("inf"), time.monotonic() + DEADLINE)
     scheme = urllib.parse.urlsplit(base).scheme
-    context = ssl.create_default_context(cafile=ca_path) if scheme == "https" else None
     out = []
     for index in range(1, MAX_SIGNATURES + 1):
         url = signature_url(base, reference, digest, index)
-        data = _read_file(url, image) if scheme == "file" else _read_http(url, image, context, deadline)
+        if scheme == "file":
+            data = _read_file(url, image)
+        else:
+            # http.client and ssl only for an http(s) lookaside
+            from .lookaside_http import read_signature  # pylint: disable=import-outside-toplevel
+            data = read_signature(transport, url, image, deadline, DEADLINE, MAX_SIGNATURE)
         if data is None:
             break
         if len(data) > MAX_SIGNATURE:

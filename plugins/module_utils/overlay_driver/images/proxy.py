@@ -163,3 +163,22 @@ class ProxySettings:
 
     def secrets(self):
         return [s for p in self.proxies.values() for s in p.secrets()]
+
+
+def connect(proxies, scheme, host, port, context, timeout):
+    """(connection, request target prefix, Proxy or None) for host:port: direct, or through the proxy that
+    proxies (a ProxySettings, or None: always direct) names for it. An https host by a CONNECT tunnel (TLS end
+    to end, the host's certificate checked with context), a plain http one by absolute URL (the prefix)."""
+    # http.client only when something is fetched from the network: file transports start faster without it
+    import http.client  # pylint: disable=import-outside-toplevel
+    proxy = proxies.for_target(scheme, host, port) if proxies is not None else None
+    if proxy is None:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, context=context, timeout=timeout), "", None
+        return http.client.HTTPConnection(host, port, timeout=timeout), "", None
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(proxy.host, proxy.port, context=context, timeout=timeout)
+        conn.set_tunnel(host, port, headers=proxy.headers())
+        return conn, "", proxy
+    conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+    return conn, "http://%s:%d" % (host if ":" not in host else "[%s]" % host, port), proxy

@@ -32,6 +32,7 @@ from .challenge import parse_challenges, pick
 from .digests import sha256_bytes, verify_bytes
 from .download import DeadlineResponse, DeadlineSocket
 from .errors import BlobError, ImageError
+from .proxy import connect as proxy_connect
 from .reference import api_host
 from .retry import RETRY_STATUSES, RetryPolicy, retry_after
 from .source import ImageSource
@@ -128,20 +129,9 @@ class Registry(ImageSource):
         return text
 
     def _connect(self, scheme, host, port):
-        """(connection, request target prefix, proxy) for host:port: direct, or through the proxy for it
-        (proxy.py): an https registry by a CONNECT tunnel (TLS end to end, the registry's certificate checked),
-        a plain http one by absolute URL (the prefix)."""
-        proxy = self.proxies.for_target(scheme, host, port) if self.proxies is not None else None
-        if proxy is None:
-            if scheme == "https":
-                return http.client.HTTPSConnection(host, port, context=self.context, timeout=self.timeout), "", None
-            return http.client.HTTPConnection(host, port, timeout=self.timeout), "", None
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(proxy.host, proxy.port, context=self.context, timeout=self.timeout)
-            conn.set_tunnel(host, port, headers=proxy.headers())
-            return conn, "", proxy
-        conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout)
-        return conn, "http://%s:%d" % (host if ":" not in host else "[%s]" % host, port), proxy
+        """(connection, request target prefix, proxy) for host:port, direct or through the task's proxy
+        (proxy.connect)."""
+        return proxy_connect(self.proxies, scheme, host, port, self.context, self.timeout)
 
     def _send(self, url, headers, blob=None, deadline=None):
         """GET url as _send_once does, again after a wait when the registry's failure is passing (retry.py):

@@ -36,8 +36,11 @@ class RegistrySignatures:
             entry = lookaside_for(config, self.reference)
             self.looked_in = " in the lookaside %s (%s)" % entry
             deadlines = getattr(self.source, "deadlines", None)  # the image's, when it came from a registry
+            # how the task reaches its registry (proxy, ca_path, certs.d), applied to the lookaside's own host
+            transport = getattr(self.source, "lookaside_transport", None)
             self._simple = fetch_signatures(entry[0], self.reference, self.manifest_digest, image,
-                                            deadline=deadlines.image_at if deadlines is not None else None)
+                                            deadline=deadlines.image_at if deadlines is not None else None,
+                                            transport=transport)
         return self._simple
 
     def sigstore_signatures(self):

@@ -68,21 +68,27 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
         return DockerArchive(reference)
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
     from .registry import Registry  # pylint: disable=import-outside-toplevel
+    from .lookaside_http import LookasideTransport  # pylint: disable=import-outside-toplevel
     network = network or Network()
     endpoints = registry_endpoints(reference, registries_conf, registries_conf_d)
+    certs_dirs = DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs
+    # a lookaside holding the image's simple signatures is reached as the registry is, for its own host
+    lookaside = LookasideTransport(validate_certs, ca_path, certs_dirs, network.proxies, timeout)
 
     def open_endpoint(endpoint):
         there = endpoint.reference
         credentials = credentials_for(registry_auth, there.host, there.repository, reference.text)
         registry = Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
-                            DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs, retry=network.retry,
-                            proxies=network.proxies)
+                            certs_dirs, retry=network.retry, proxies=network.proxies)
         registry.named_reference = endpoint.named
         return registry
 
     if len(endpoints) == 1:
-        return open_endpoint(endpoints[0])
-    return FirstAvailable(reference, [(e.what, functools.partial(open_endpoint, e)) for e in endpoints])
+        source = open_endpoint(endpoints[0])
+    else:
+        source = FirstAvailable(reference, [(e.what, functools.partial(open_endpoint, e)) for e in endpoints])
+    source.lookaside_transport = lookaside
+    return source
 
 
 # -- the store, in one place ----------

@@ -11,7 +11,14 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import lookaside
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.lookaside_http import (
+    LookasideTransport)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.proxy import ProxySettings
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
+
+from connect_proxy import ConnectProxy
+from lookaside_server import LookasideServer
+from lookaside_server import write_signatures as write_lookaside
 
 DIGEST = "sha256:" + "c" * 64
 
@@ -177,3 +184,123 @@ def test_a_trickling_lookaside_is_stopped_by_the_deadline(monkeypatch):
         stop.set()
         server.shutdown()
         server.server_close()
+
+
+# -- an http(s) lookaside reached as the registry is: certs.d and ca_path for its host, the proxy ------------
+
+REFERENCE = "docker://reg.example.com/team/app:1"
+SIGNATURES = [b"signature 1", b"signature 2"]
+
+
+def _serve(root, tls):
+    base = os.path.join(root, "sigs")
+    write_lookaside(base, "team/app", DIGEST, SIGNATURES)
+    return LookasideServer(base, tls=tls).start()
+
+
+@pytest.fixture
+def served(root):
+    """A plain http lookaside holding two signatures of DIGEST for team/app."""
+    server = _serve(root, None)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def served_tls(root, pki):
+    """The same over https, with a certificate of the pki's private CA."""
+    server = _serve(root, (pki[1], pki[2]))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def read(server, **transport):
+    return lookaside.fetch_signatures(server.url + "/", parse_reference(REFERENCE), DIGEST,
+                                      transport=LookasideTransport(**transport))
+
+
+def certs_dir(root, netloc, ca):
+    directory = os.path.join(root, "certs.d")
+    os.makedirs(os.path.join(directory, netloc))
+    shutil.copyfile(ca, os.path.join(directory, netloc, "ca.crt"))
+    return directory
+
+
+def test_an_https_lookaside_of_a_private_ca_is_refused_naming_it_unless_ca_path_gives_the_ca(served_tls, pki, root):
+    empty = os.path.join(root, "no-certs.d")
+    os.mkdir(empty)
+    with pytest.raises(ImageError) as e:
+        read(served_tls, certs_dirs=(empty,))
+    assert "the TLS certificate of the lookaside %s does not verify" % served_tls.netloc in e.value.message
+    assert "unable to get local issuer certificate" in e.value.message
+    assert "set ca_path to the CA that signed it, or put it in certs.d as %s/ca.crt" % served_tls.netloc in e.value.message
+    assert read(served_tls, ca_path=pki[0], certs_dirs=(empty,)) == SIGNATURES
+
+
+def test_an_https_lookaside_is_verified_with_its_own_hosts_certs_d(served_tls, pki, root):
+    assert read(served_tls, certs_dirs=(certs_dir(root, served_tls.netloc, pki[0]),)) == SIGNATURES
+    # the CA of another host's directory (the registry's, say) is not trusted for the lookaside
+    other = os.path.join(root, "other")
+    os.mkdir(other)
+    with pytest.raises(ImageError) as e:
+        read(served_tls, certs_dirs=(certs_dir(other, "reg.example.com", pki[0]),))
+    assert "does not verify" in e.value.message
+
+
+def test_an_https_lookaside_goes_through_the_proxy_unless_no_proxy_names_it(served_tls, pki):
+    proxy = ConnectProxy().start()
+    try:
+        connect = "CONNECT %s" % served_tls.netloc
+
+        def asked():  # the request lines without the HTTP version http.client's CONNECT sends
+            return [line.rsplit(" ", 1)[0] for line in proxy.lines]
+
+        assert read(served_tls, ca_path=pki[0], proxies=ProxySettings(proxy=proxy.url)) == SIGNATURES
+        assert asked() == [connect] * 3  # signature-1, -2, and the 404 of -3
+        assert len(served_tls.requests) == 3
+        # the environment's HTTPS_PROXY, as the task's environment gives it
+        assert read(served_tls, ca_path=pki[0], proxies=ProxySettings(environ={"HTTPS_PROXY": proxy.url})) == SIGNATURES
+        assert asked() == [connect] * 6
+        for no_proxy in ("127.0.0.1", served_tls.netloc, "127.0.0.0/8"):
+            assert read(served_tls, ca_path=pki[0], proxies=ProxySettings(proxy=proxy.url, no_proxy=no_proxy)) == \
+                SIGNATURES
+        assert asked() == [connect] * 6 and len(served_tls.requests) == 15
+    finally:
+        proxy.stop()
+
+
+def test_a_plain_http_lookaside_goes_through_the_proxy_by_absolute_url_with_the_proxys_credentials(served):
+    proxy = ConnectProxy(auth=("squid", "s3cret")).start()
+    try:
+        with pytest.raises(ImageError) as e:
+            read(served, proxies=ProxySettings(proxy=proxy.url))
+        assert "the proxy %s refused the request: 407" % proxy.url in e.value.message
+        assert "give them in its URL" in e.value.message and served.requests == []
+        assert read(served, proxies=ProxySettings(proxy=proxy.url_with("squid", "s3cret"))) == SIGNATURES
+        assert proxy.lines[-1] == "GET %s/team/app@%s/signature-3 HTTP/1.1" % (served.url, DIGEST.replace(":", "="))
+        # the proxy's credentials went to the proxy alone
+        assert all("Proxy-Authorization" not in headers and "Authorization" not in headers
+                   for _path, headers in served.requests)
+    finally:
+        proxy.stop()
+
+
+def test_a_lookaside_that_dawdles_over_its_headers_is_stopped_by_the_deadline(root, monkeypatch):
+    """Each byte of the status line and of header line after header line arrives well within the per-read
+    timeout; only the deadline over all the signatures, applied to the headers as to the body, stops it
+    (http.client alone gives up only after 100 header lines, however long they take)."""
+    base = os.path.join(root, "sigs")
+    write_lookaside(base, "team/app", DIGEST, SIGNATURES)
+    monkeypatch.setattr(lookaside, "DEADLINE", 1)
+    server = LookasideServer(base, header_delay=0.01).start()
+    try:
+        with pytest.raises(ImageError) as e:
+            read(server)
+        assert "the signatures did not arrive within the deadline" in e.value.message
+        assert "signature-1 was still being read" in e.value.message
+    finally:
+        server.stop()

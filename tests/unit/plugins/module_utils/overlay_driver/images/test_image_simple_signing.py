@@ -17,12 +17,15 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import simple_signing
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.policy import load_policy
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
+from connect_proxy import ConnectProxy
 from layertools import layer_names
+from lookaside_server import LookasideServer
 from registry import have_tools, registries
 
 pytestmark = pytest.mark.skipif(have_tools() is not None or shutil.which("gpg") is None,
@@ -138,9 +141,9 @@ def signed():
 def stage(signed, home, repo, tag, policy, check_mode=False, **kw):
     store = LayerStore.for_check_run(home) if check_mode and os.path.isdir(home) else \
         None if check_mode else LayerStore(home)
+    kw.setdefault("registries_d", signed.registries_d)
     return stage_image(store, signed.regs.basic.ref(repo, tag), registry_auth=signed.regs.auth,
-                       ca_path=signed.regs.pki.ca_crt, policy=policy, registries_d=signed.registries_d,
-                       check_mode=check_mode, **kw)
+                       ca_path=signed.regs.pki.ca_crt, policy=policy, check_mode=check_mode, **kw)
 
 
 def refused(signed, home, repo, tag, policy, **kw):
@@ -241,6 +244,44 @@ def test_an_unsigned_image_is_refused_under_reject_and_allowed_by_its_scope(sign
             signed.regs.basic.host: signed.signed_by(),
             signed.regs.basic.host + "/team/plain": [{"type": "insecureAcceptAnything"}]}}}, f)
     assert stage(signed, home, "team/plain", "v1", policy).top == signed.images["app"].chain_ids[-1]
+
+
+# -- an https lookaside, reached as operators run it ------------------------------------------------
+
+def test_an_https_lookaside_is_reached_through_the_proxy_with_its_certs_d_and_no_registry_credentials(
+        signed, home, scratch):
+    """The registry is trusted by ca_path and reached directly (no_proxy); the lookaside, another host whose
+    certificate another private CA signed, is trusted by its own certs.d directory and reached through the
+    task's proxy. The registry's credentials go to the registry alone."""
+    key, crt = signed.regs.pki.self_signed_server()  # signed by other_ca, which ca_path does not name
+    lookaside = LookasideServer(signed.lookaside, tls=(crt, key)).start()
+    proxy = ConnectProxy().start()
+    registries_d = os.path.join(signed.trust, "https.d")
+    certs_d = os.path.join(scratch, "certs.d")
+    try:
+        os.mkdir(registries_d, 0o700)
+        with open(os.path.join(registries_d, "x.yaml"), "w", encoding="utf-8") as f:
+            f.write("docker:\n  %s:\n    lookaside: %s\n" % (signed.regs.basic.host, lookaside.url))
+        os.makedirs(os.path.join(certs_d, lookaside.netloc))
+        shutil.copyfile(signed.regs.pki.other_ca_crt, os.path.join(certs_d, lookaside.netloc, "ca.crt"))
+        network = Network(proxy=proxy.url, no_proxy=signed.regs.basic.host, environ={})
+        policy = signed.policy(signed.signed_by())
+        staged = stage(signed, home, "team/base", "v1", policy, registries_d=registries_d, network=network,
+                       certs_dirs=[certs_d])
+        assert staged.manifest_digest == signed.digests[("team/base", "v1")]
+        assert [line.split(" ")[:2] for line in proxy.lines] == [["CONNECT", lookaside.netloc]] * 2  # -1, then -2's 404
+        assert len(lookaside.requests) == 2
+        assert all(name.lower() not in ("authorization", "proxy-authorization")
+                   for _path, headers in lookaside.requests for name in headers)
+        # without the lookaside's certs.d directory: refused, naming the lookaside and its CA problem
+        os.rename(os.path.join(certs_d, lookaside.netloc), os.path.join(certs_d, "elsewhere.example"))
+        message = refused(signed, os.path.join(scratch, "home2"), "team/base", "v1", policy,
+                          registries_d=registries_d, network=network, certs_dirs=[certs_d])
+        assert "the TLS certificate of the lookaside %s does not verify" % lookaside.netloc in message
+    finally:
+        proxy.stop()
+        lookaside.stop()
+        shutil.rmtree(registries_d, ignore_errors=True)
 
 
 # -- signedIdentity --------------------------------------------------------------------------------
