@@ -26,7 +26,8 @@ import re
 import stat
 
 from .errors import OverlayError
-from .overlay_view import OwnView, TouchedView, TreeView, is_opaque_dir
+from .overlay_view import OwnView, TouchedView, TreeView, as_dir, is_opaque_dir
+from .view_dirs import ViewEntry, release_path_roots
 from .whiteouts import OPAQUE
 
 ADD = "A"
@@ -39,7 +40,8 @@ KIND_NAMES = {ADD: "add", MODIFY: "modify", DELETE: "delete"}
 
 
 class Change:
-    """A path and what happened to it; entry is the walk's os.DirEntry, so an export reuses its stat."""
+    """A path and what happened to it; entry is the walk's view_dirs.ViewEntry, so an export reuses its stat
+    and reads the file through its directory's fd."""
 
     __slots__ = ("path", "kind", "entry")
 
@@ -105,10 +107,7 @@ def stat_different(old, new):
 def _capability(entry, st):
     if stat.S_ISLNK(st.st_mode):
         return None
-    try:
-        return os.getxattr(entry.path, "security.capability", follow_symlinks=False)
-    except OSError:
-        return None
+    return entry.getxattr("security.capability")  # through its directory's fd (view_dirs)
 
 
 def _modified(old, new):
@@ -120,10 +119,12 @@ def _modified(old, new):
 class _Frame:
     """A directory of the new tree being compared with its counterpart (old_view None: nothing to compare)."""
 
-    __slots__ = ("rel", "entry", "added", "size_at_entry", "new_children", "old_children", "names")
+    __slots__ = ("rel", "entry", "added", "size_at_entry", "new_children", "old_children", "names", "room")
 
     def __init__(self, new_view, old_view, rel, added, size_at_entry, entry=None):
         self.rel = rel
+        # bytes left for a child's name under PATH_MAX, None while no name could reach it (NAME_MAX 255)
+        self.room = PATH_MAX - len(os.fsencode("/" + rel + "/")) if len(rel) > PATH_MAX // 4 - 300 else None
         self.entry = entry
         self.added = added
         self.size_at_entry = size_at_entry
@@ -148,6 +149,8 @@ def _walk(new_view, old_view, same_file):
         new_children = frame.new_children
         old_children = frame.old_children
         for name in frame.names:
+            if frame.room is not None and len(os.fsencode(name)) > frame.room:
+                raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), "/" + prefix + name)
             new = new_children[name]
             old = old_children.pop(name, None)
             new_is_dir = new.is_dir(follow_symlinks=False)
@@ -186,29 +189,36 @@ def _never_same(_old, _new):
     return False
 
 
-def _same_path(old, new):
-    """The very same file of a shared lower layer."""
-    return new.path == old.path
+def _same_file(old, new):
+    """The very same file (a shared lower layer's, or a hardlink of the parent's): one inode on one
+    filesystem, from readdir, no stat."""
+    return new.inode() == old.inode() and new.dir.dev == old.dir.dev
 
 
 def changes_dirs(new_dir, old_dir=None):
-    """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order."""
+    """Changes that turn old_dir (None: an empty tree) into new_dir, in tree order. Each is a path or
+    a view_dirs.Dir (the caller's to close)."""
     try:
-        same_fs = old_dir is not None and os.lstat(new_dir).st_dev == os.lstat(old_dir).st_dev
-        return _walk(TreeView([new_dir]), TreeView([old_dir]) if old_dir is not None else None,
-                     _same_inode if same_fs else _never_same)
+        new_view = TreeView([new_dir])
+        old_view = TreeView([old_dir]) if old_dir is not None else None
+        same_fs = old_view is not None and new_view.roots[0].dev == old_view.roots[0].dev
+        return _walk(new_view, old_view, _same_inode if same_fs else _never_same)
     except OSError as e:
         raise_too_deep(e, "compare")
         raise
+    finally:
+        release_path_roots()
 
 
 def view_changes(new_view, old_view=None):
     """Changes that turn old_view (None: an empty tree) into new_view, in tree order (as changes_dirs)."""
     try:
-        return _walk(new_view, old_view, _same_path)
+        return _walk(new_view, old_view, _same_file)
     except OSError as e:
         raise_too_deep(e, "compare")
         raise
+    finally:
+        release_path_roots()
 
 
 def own_changes(top, parent_view=None):
@@ -216,11 +226,13 @@ def own_changes(top, parent_view=None):
     from the layer's own directory top and, in the parent's tree, only where top has entries: the same
     changes, at the cost of the layer's own diff rather than of the whole image."""
     try:
-        return _walk(OwnView(top), TouchedView(parent_view, top) if parent_view is not None else None,
-                     _same_path)
+        own = OwnView(top)
+        return _walk(own, TouchedView(parent_view, own) if parent_view is not None else None, _same_file)
     except OSError as e:
         raise_too_deep(e, "compare")
         raise
+    finally:
+        release_path_roots()
 
 
 def with_opaque_dirs(changes):
@@ -240,10 +252,11 @@ def with_opaque_dirs(changes):
         out.append(change)
         entry = change.entry
         if change.kind == DELETE or entry is None or not entry.is_dir(follow_symlinks=False) \
-                or not is_opaque_dir(entry.path):
+                or not is_opaque_dir(entry):
             continue
         out.append(Change(change.path + "/" + OPAQUE, OPAQUE_DIR, entry))
-        below = [Change(change.path + c.path, c.kind, c.entry) for c in _walk(OwnView(entry.path), None, _same_path)]
+        below = [Change(change.path + c.path, c.kind, c.entry)
+                 for c in _walk(OwnView(entry.open_dir()), None, _same_file)]
         out.extend(with_opaque_dirs(below))
         skip = change.path + "/"
     return out
@@ -253,12 +266,13 @@ PATH_MAX = 4096
 
 
 def raise_too_deep(error, doing):
-    """The walks and copies go by path, as Docker's do: a tree that processes in a container made
-    deeper than PATH_MAX (the applier refuses such archives) is a clear error, not a traceback."""
+    """A tree that processes in a container made deeper than PATH_MAX is a clear error, not a traceback:
+    the applier refuses such paths in archives, so no export or change may name one (the walks go by
+    directory fd and would reach it)."""
     if error.errno == errno.ENAMETOOLONG:
         where = escape_path(os.fsdecode(error.filename or ""))
-        raise OverlayError("cannot %s the layer: a path in it is longer than PATH_MAX (%d bytes), the most a "
-                           "walk by path can reach (apply_diff refuses such paths in a tarball too)"
+        raise OverlayError("cannot %s the layer: a path in it is longer than PATH_MAX (%d bytes), which "
+                           "apply_diff refuses in a tarball"
                            % (doing, PATH_MAX), path=where if len(where) < 160 else "%s... (%d bytes)" % (where[:160], len(where)))
 
 
@@ -278,15 +292,29 @@ def counted_size(st, seen):
 def changes_size(new_dir, changes):
     """Bytes the added and modified non-directories take (moby's ChangesSize), hardlinks once.
 
-    The walk's stat of each change is used where it has one."""
+    The walk's stat of each change is used where it has one (made through its directory's fd); a
+    change without one is found from new_dir (a path or a view_dirs.Dir) name by name, never by path."""
     size = 0
     seen = set()
-    for change in changes:
-        if change.kind == DELETE:
-            continue
-        if change.entry is not None:
-            st = change.entry.stat(follow_symlinks=False)
-        else:
-            st = os.lstat(os.path.join(new_dir, change.path.lstrip("/")))
-        size += counted_size(st, seen)
+    root = None
+    try:
+        for change in changes:
+            if change.kind == DELETE:
+                continue
+            entry = change.entry
+            if entry is None:
+                root = root or as_dir(new_dir)
+                entry = entry_at(root, change.path)
+            size += counted_size(entry.stat(follow_symlinks=False), seen)
+    finally:
+        release_path_roots()
     return size
+
+
+def entry_at(root, path):
+    """The ViewEntry of the change path ("/a/b") below the Dir root, each directory opened from its
+    parent's fd."""
+    if len(path) > PATH_MAX // 4 and len(os.fsencode(path)) > PATH_MAX:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
+    parent, _sep, name = path.strip("/").rpartition("/")
+    return ViewEntry.at(root.lookup(parent), name)

@@ -357,9 +357,8 @@ class Driver(GraphDriver):
                                                       (self.lower_id(layer_id), "root", lower)]))
 
     def _checked_dirs(self, layer_id, parts):
-        """The paths of parts [(layer, name, path)], each layer's name opened from the home's fd as a mount
-        opens it (a real directory on the home's filesystem) and its path leading there with no symlink
-        (_checked_view_dirs)."""
+        """view_dirs.Dir roots of parts [(layer, name, path)], each layer's name opened from the home's fd as a
+        mount opens it (a real directory on the home's filesystem); path names it in messages."""
         opened = []
         try:
             for layer, name, path in parts:
@@ -372,7 +371,7 @@ class Driver(GraphDriver):
             for fd, _path in opened:
                 os.close(fd)
             raise
-        return self._checked_view_dirs(layer_id, opened)
+        return self._view_roots(opened)
 
     # -- a new layer with its diff, in one step ----------------------------------
 

@@ -18,6 +18,7 @@ lower_layer, layer_problem, kind_after_apply, public_metadata, _populate,
 _mount_plan, _apply, _build_applied, _tree and _repair.
 """
 
+import contextlib
 import errno
 import os
 import stat
@@ -33,6 +34,7 @@ from .layout import HomeLayout, make_temp_dir
 from .made_merged import MadeMerged
 from .removal import fd_path, refuse_mounts_below, remove_tree_at
 from .results import ApplyDiffResult, DiffResult
+from .view_dirs import Dir
 from .space import no_space_advice
 
 
@@ -513,35 +515,26 @@ class GraphDriver:
                                "to %s it" % (name, doing), layer=layer_id, path=path)
         return fd
 
-    # The naive diff reads a layer's directories by path (its changes name paths, the exporter opens them with
-    # no symlink on the way). So each directory of a view is first opened from the home's fd and checked as a
-    # mount checks it, then its path must lead to that very directory without a symlink: a layer directory,
-    # diff/, upper/ or root/ the remapped root made a symlink to a root-only directory is never listed.
+    # The naive diff reads a layer's directories by fd: each directory of a view is opened from the home's fd
+    # and checked as a mount checks it, and everything below it is read from its fd (view_dirs.py). A layer
+    # directory, diff/, upper/ or root/, or any directory inside them, that the remapped root made a symlink to
+    # a root-only directory is never listed, whenever it was swapped.
 
-    def _require_path_is(self, fd, path, layer_id):
-        """path, resolved without following any symlink, is the directory open as fd."""
-        try:
-            by_path = walk.open_no_symlinks(path, syscalls.O_PATH | os.O_DIRECTORY)
-        except OSError as e:
-            raise OverlayError("cannot open it without following a symlink: %s; refusing to read it" % e.strerror,
-                               layer=layer_id, path=path)
-        try:
-            st, opened = os.fstat(by_path), os.fstat(fd)
-        finally:
-            os.close(by_path)
-        if (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
-            raise OverlayError("it is not the directory opened from the home (moved or swapped meanwhile); refusing "
-                               "to read it", layer=layer_id, path=path)
-
-    def _checked_view_dirs(self, layer_id, opened):
-        """The paths of opened [(fd, path)], each checked by _require_path_is; the fds are closed."""
+    @staticmethod
+    def _view_roots(opened):
+        """view_dirs.Dir roots of opened [(fd, path)] (O_PATH fds, which are closed here)."""
+        roots = []
         try:
             for fd, path in opened:
-                self._require_path_is(fd, path, layer_id)
-            return [path for _fd, path in opened]
+                roots.append(Dir.at_root(fd, path))
+        except BaseException:
+            for root in roots:
+                root.close()
+            raise
         finally:
             for fd, _path in opened:
                 os.close(fd)
+        return roots
 
     def _chown_dir_at(self, dir_fd, name):
         fd = os.open(name, walk.DIR_FLAGS, dir_fd=dir_fd)
@@ -636,23 +629,35 @@ class GraphDriver:
     # The trees are read from the layers' directories (overlay_view.py for an
     # overlay layer), never through a mount: reading changes nothing on the host.
 
+    @contextlib.contextmanager
     def _changes(self, layer_id, parent):
-        """(changes, the directory holding the layer's own files)."""
-        new, old = self._tree(layer_id), self._tree(parent)
-        if not new.overlay and (old is None or not old.overlay):
-            return changes_dirs(new.layers[0], old.layers[0] if old else None), new.layers[0]
-        return view_changes(new, old), new.layers[0]
+        """(changes, the view_dirs.Dir holding the layer's own files), the views' directories open until the
+        block ends (the changes' entries are read through them)."""
+        new = self._tree(layer_id)
+        views = [new]
+        try:
+            old = self._tree(parent)
+            views.append(old)
+            if not new.overlay and (old is None or not old.overlay):
+                yield changes_dirs(new.roots[0], old.roots[0] if old else None), new.roots[0]
+            else:
+                yield view_changes(new, old), new.roots[0]
+        finally:
+            for view in views:
+                if view is not None:
+                    view.close()
 
     def changes(self, layer_id, parent=""):
-        return self._changes(layer_id, parent)[0]
+        with self._changes(layer_id, parent) as (changes, _own):
+            return changes
 
     def diff_size(self, layer_id, parent=""):
         return self.changes_and_size(layer_id, parent)[1]
 
     def changes_and_size(self, layer_id, parent=""):
         """changes() and diff_size() from one walk, for callers that report both."""
-        changes, own = self._changes(layer_id, parent)
-        return changes, changes_size(own, changes)
+        with self._changes(layer_id, parent) as (changes, own):
+            return changes, changes_size(own, changes)
 
     def diff(self, layer_id, parent, out):
         """Write the layer's changes against parent as a tarball to out.
@@ -662,8 +667,8 @@ class GraphDriver:
         # imported here: the exporter (with its writer thread's queue) is only loaded by runs that export
         from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
 
-        changes, own = self._changes(layer_id, parent)
-        exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
+        with self._changes(layer_id, parent) as (changes, own):
+            exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
     # -- a new layer with its diff, in one step ----------------------------------

@@ -31,6 +31,7 @@ once its digest is checked. The naive diff reads the diff/s stacked as
 overlay would (overlay_view.py), never through a mount.
 """
 
+import contextlib
 import errno
 import os
 import stat
@@ -539,13 +540,24 @@ class Overlay2Driver(GraphDriver):
 
     # -- naive diff --------------------------------------------------------------
 
+    @contextlib.contextmanager
     def _changes(self, layer_id, parent):
         """Against the layer's own parent, read from its diff/ (and the parent's tree where diff/ has
-        entries), as Docker's overlay2 reads diff/ only; against any other layer, the naive walk."""
+        entries), as Docker's overlay2 reads diff/ only; against any other layer, the naive walk. The
+        directories stay open until the block ends."""
         if (parent or None) != self.lower_layer(layer_id):
-            return super(Overlay2Driver, self)._changes(layer_id, parent)
+            with super(Overlay2Driver, self)._changes(layer_id, parent) as walked:
+                yield walked
+            return
         own = self._checked_diffs(layer_id, own_only=True)[0]
-        return own_changes(own, self._tree(parent)), own
+        parent_view = None
+        try:
+            parent_view = self._tree(parent)
+            yield own_changes(own, parent_view), own
+        finally:
+            own.close()
+            if parent_view is not None:
+                parent_view.close()
 
     def diff(self, layer_id, parent, out):
         """Against the layer's own parent, Docker 20.10's overlay2 Diff: the diff/ as it is, an opaque directory
@@ -556,11 +568,11 @@ class Overlay2Driver(GraphDriver):
             return super(Overlay2Driver, self).diff(layer_id, parent, out)
         from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
 
-        changes, own = self._changes(layer_id, parent)
-        exported_changes = with_opaque_dirs(changes)
-        exported = export_changes(own, exported_changes, out, self.uid_maps, self.gid_maps)
-        opaque = any(change.kind == OPAQUE_DIR for change in exported_changes)
-        size = changes_size(own, changes) if opaque else exported.diff_size
+        with self._changes(layer_id, parent) as (changes, own):
+            exported_changes = with_opaque_dirs(changes)
+            exported = export_changes(own, exported_changes, out, self.uid_maps, self.gid_maps)
+            opaque = any(change.kind == OPAQUE_DIR for change in exported_changes)
+            size = changes_size(own, changes) if opaque else exported.diff_size
         return DiffResult(exported.diff_id, exported.tar_size, changes, size)
 
     def _tree(self, layer_id):
@@ -571,10 +583,9 @@ class Overlay2Driver(GraphDriver):
         return TreeView(self._checked_diffs(layer_id))
 
     def _checked_diffs(self, layer_id, own_only=False):
-        """The paths of the layer's diff/ and (unless own_only) every lower diff/, nearest first, each opened
-        and checked as a mount opens it (root's layer directory, its link file the LINK the lower file names,
-        diff/ a real directory of the remapped root's on the home's filesystem) and its path leading there
-        with no symlink (_checked_view_dirs)."""
+        """view_dirs.Dir roots of the layer's diff/ and (unless own_only) every lower diff/, nearest first, each
+        opened and checked as a mount opens it (root's layer directory, its link file the LINK the lower file
+        names, diff/ a real directory of the remapped root's on the home's filesystem)."""
         paths = self._require(layer_id)
         fds = []
         try:
@@ -590,7 +601,7 @@ class Overlay2Driver(GraphDriver):
             for fd in fds:
                 os.close(fd)
             raise
-        return self._checked_view_dirs(layer_id, list(zip(fds, where)))
+        return self._view_roots(list(zip(fds, where)))
 
 
 def _entries_problem(layer_fd):

@@ -11,76 +11,95 @@ whiteout (the name is gone), a directory with trusted.overlay.opaque=y hides
 everything below it in the lower layers. A plain tree is the view of one
 directory, read as it is. changes.py walks two views the way moby's
 ChangesDirs walks two real trees, so both give the same answer; every changed
-entry is a real file in upper/ or root/, which the exporter reads.
+entry is a real file in upper/ or root/, which the exporter reads. Every directory
+is read by fd from its parent's (view_dirs.py), never by path.
 """
 
-import os
-import stat
+import errno
 
+from .view_dirs import Dir, swapped
 from .whiteouts import OPAQUE_XATTR, is_overlay_whiteout
 
 
+def as_dir(layer):
+    """A view's directory: a view_dirs.Dir as given, or a path opened with no symlink on it."""
+    return layer if isinstance(layer, Dir) else Dir.open_path(layer)
+
+
 class TreeView:
-    """A tree made of directories stacked top first (one directory: a plain tree)."""
+    """A tree made of directories stacked top first (one directory: a plain tree).
+
+    layers: view_dirs.Dir roots (or paths, opened without a symlink on them). Every directory below
+    them is opened from its parent's fd (view_dirs), so what the walk lists, stats and reads is the
+    layer's even while its owner swaps a directory for a symlink. close() closes the roots."""
 
     def __init__(self, layers):
-        self.layers = list(layers)
-        self.overlay = len(self.layers) > 1
-        self._stacks = {"": self.layers}
+        self.roots = [as_dir(layer) for layer in layers]
+        self.overlay = len(self.roots) > 1
+        self._stacks = {"": self.roots}
+
+    @property
+    def layers(self):
+        """The roots' paths, for messages."""
+        return [root.path for root in self.roots]
+
+    def close(self):
+        for root in self.roots:
+            root.close()
 
     def _stack(self, rel):
         """The directories that make up the directory rel, top first, as overlay's lookup finds them.
 
-        A layer takes part only where rel is a real directory in it (found by lstat, level by
-        level), and the layers below stop at a whiteout, at a name that is not a directory, and
-        after an opaque directory: a lower symlink under an upper directory is never followed
-        (overlay ignores it; following it would read the host), and a lower tree under an opaque
-        upper directory stays hidden at every depth.
+        A layer takes part only where rel is a real directory in it (opened from the one above it
+        with O_NOFOLLOW|O_DIRECTORY, level by level), and the layers below stop at a whiteout, at a
+        name that is not a directory, and after an opaque directory: a lower symlink under an upper
+        directory is never followed (overlay ignores it; following it would read the host), and a
+        lower tree under an opaque upper directory stays hidden at every depth. The walk asks only
+        for directories its listing found: the topmost layer holding the name must hold a
+        directory, and one that is a symlink now was swapped meanwhile (an OverlayError).
         """
         stack = self._stacks.get(rel)
         if stack is not None:
             return stack
-        if not self.overlay:
-            return [os.path.join(self.layers[0], rel)]  # nothing below it to hide
         parent, _sep, name = rel.rpartition("/")
+        if not self.overlay:
+            stack = [self._stack(parent)[0].child_dir(name)]  # nothing below it to hide
+            self._stacks[rel] = stack
+            return stack
         stack = []
         for above in self._stack(parent):
-            path = os.path.join(above, name)
             try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                break  # a whiteout or a file: nothing below it takes part
-            stack.append(path)
-            if _is_opaque(path):
+                below = above.child(name)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    continue
+                if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                    if not stack:
+                        raise swapped(above.path + "/" + name, e)
+                    break  # a whiteout, a file or a symlink: nothing below it takes part
+                raise
+            stack.append(below)
+            if _is_opaque(below):
                 break
         self._stacks[rel] = stack
         return stack
 
     def listing(self, rel):
-        """name -> os.DirEntry of the topmost real entry, for the directory rel ("" is the top)."""
+        """name -> ViewEntry of the topmost real entry, for the directory rel ("" is the top)."""
+        stack = self._stack(rel)
         if not self.overlay:  # a directory gone since its parent was listed is an error, as in any walk
-            with os.scandir(self._stack(rel)[0]) as it:
-                return {entry.name: entry for entry in it}
+            return stack[0].scan()
         out = {}
         hidden = set()
-        stack = self._stack(rel)
-        for path in stack:
-            try:
-                it = os.scandir(path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with it:
-                for entry in it:
-                    name = entry.name
-                    if name in out or name in hidden:
-                        continue
-                    if _is_whiteout(entry):
-                        hidden.add(name)
-                        continue
-                    out[name] = entry
-            if rel == "" and _is_opaque(path):
+        for layer in stack:
+            for name, entry in layer.scan().items():
+                if name in out or name in hidden:
+                    continue
+                if _is_whiteout(entry):
+                    hidden.add(name)
+                    continue
+                out[name] = entry
+            if rel == "" and _is_opaque(layer):
                 break
         return out
 
@@ -93,49 +112,67 @@ class OwnView:
     overlay = True
 
     def __init__(self, top):
-        self.top = top
-        self.layers = [top]
+        self.top = as_dir(top)
+        self.roots = [self.top]
+        self._dirs = {"": self.top}
+
+    @property
+    def layers(self):
+        return [self.top.path]
+
+    def close(self):
+        self.top.close()
+
+    def dir(self, rel):
+        """The Dir of the top layer's directory rel, opened from its parent's."""
+        found = self._dirs.get(rel)
+        if found is None:
+            parent, _sep, name = rel.rpartition("/")
+            found = self._dirs[rel] = self.dir(parent).child_dir(name)
+        return found
 
     def listing(self, rel):
-        with os.scandir(os.path.join(self.top, rel)) as it:
-            return {entry.name: entry for entry in it if not _is_whiteout(entry)}
+        return {name: entry for name, entry in self.dir(rel).scan().items() if not _is_whiteout(entry)}
 
 
 class TouchedView:
-    """view (the parent's tree) where the top layer has an entry of the same name, a whiteout included,
-    or all of a directory the top layer made opaque, and of every directory below one: the only places a
-    change can be. Overlay hides the lower tree under an opaque directory at every depth, so a directory
-    the top layer made inside one (as mkdir does after rm -rf, or a tarball's entries after its
-    .wh..wh..opq) shows none of the parent's entries of that path either."""
+    """view (the parent's tree) where the top layer (own, an OwnView) has an entry of the same name, a
+    whiteout included, or all of a directory the top layer made opaque, and of every directory below
+    one: the only places a change can be. Overlay hides the lower tree under an opaque directory at every
+    depth, so a directory the top layer made inside one (as mkdir does after rm -rf, or a tarball's
+    entries after its .wh..wh..opq) shows none of the parent's entries of that path either."""
 
     overlay = True
 
-    def __init__(self, view, top):
+    def __init__(self, view, own):
         self.view = view
-        self.top = top
-        self.layers = view.layers
-        self._hidden = {"": _is_opaque(top)}
+        self.own = own
+        self._hidden = {"": _is_opaque(own.top)}
+
+    @property
+    def layers(self):
+        return self.view.layers
 
     def hides_parent(self, rel):
         """Whether the top layer's directory rel, or one above it, is opaque (rel "" is the top)."""
         hidden = self._hidden.get(rel)
         if hidden is None:
             above = rel.rpartition("/")[0]
-            hidden = self.hides_parent(above) or _is_opaque(os.path.join(self.top, rel))
+            hidden = self.hides_parent(above) or _is_opaque(self.own.dir(rel))
             self._hidden[rel] = hidden
         return hidden
 
     def listing(self, rel):
         full = self.view.listing(rel)
-        path = os.path.join(self.top, rel)
         if self.hides_parent(rel):
             return full
-        return {name: full[name] for name in os.listdir(path) if name in full}
+        return {name: full[name] for name in self.own.dir(rel).names() if name in full}
 
 
-def is_opaque_dir(path):
-    """Whether the directory at path (not followed) carries overlay's opaque xattr."""
-    return _is_opaque(path)
+def is_opaque_dir(entry):
+    """Whether the directory entry (a ViewEntry) carries overlay's opaque xattr; read from the directory
+    opened without following a symlink."""
+    return _is_opaque(entry.open_dir())
 
 
 def _is_whiteout(entry):
@@ -144,8 +181,8 @@ def _is_whiteout(entry):
     return is_overlay_whiteout(entry.stat(follow_symlinks=False))
 
 
-def _is_opaque(path):
+def _is_opaque(directory):
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return directory.getxattr(OPAQUE_XATTR) == b"y"
     except OSError:
         return False

@@ -17,12 +17,13 @@ import stat
 import struct
 import threading
 
-from . import walk, whiteouts
-from .changes import DELETE, OPAQUE_DIR, counted_size, raise_too_deep
+from . import whiteouts
+from .changes import DELETE, OPAQUE_DIR, counted_size, entry_at, raise_too_deep
 from .errors import OverlayError
 from .ids import to_container
+from .overlay_view import as_dir
 from .regular_files import require_regular
-from .syscalls import O_PATH
+from .view_dirs import fd_xattrs, release_path_roots
 from .xattr_ids import remap_value
 
 
@@ -143,25 +144,15 @@ class HashingWriter:
         self._worker.join()
 
 
-def _xattr_headers(where, uid_maps=None, gid_maps=None):
-    """The PAX records of the xattrs of where (a path, not followed, or an open fd), overlay's own left
-    out; ids in them seen from the container."""
+def _xattr_headers(xattrs, uid_maps=None, gid_maps=None):
+    """The PAX records of xattrs (name -> value, as view_dirs reads them by fd), overlay's own left out;
+    ids in them seen from the container."""
     headers = {}
     binary = False
-    try:
-        names = os.listxattr(where, follow_symlinks=False) if isinstance(where, str) else os.listxattr(where)
-    except OSError:
-        return headers, binary
-    for name in sorted(names):
+    for name in sorted(xattrs):
         if name.startswith(whiteouts.OVERLAY_XATTR_PREFIXES):
             continue
-        try:
-            if isinstance(where, str):
-                value = os.getxattr(where, name, follow_symlinks=False)
-            else:
-                value = os.getxattr(where, name)
-        except OSError:
-            continue
+        value = xattrs[name]
         if uid_maps or gid_maps:
             value = remap_value(name, value, uid_maps, gid_maps, to_host_side=False)
             if value is None:
@@ -326,53 +317,36 @@ def _header_block(name, mode, uid, gid, size, mtime, kind, link, devmajor, devmi
     return header[:148] + chksum + header[156:]
 
 
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK
 
 
-class _Directories:
-    """The directory of the file read last, open as O_PATH, so each file is opened by name in it.
-
-    Changes come in tree order, so the files of one directory follow each other: its path is
-    resolved once (no symlink anywhere on it, see walk.open_no_symlinks) instead of once per file,
-    and each file is opened by directory fd with O_NOFOLLOW. A directory moved meanwhile is still
-    the layer's (the fd follows it); one swapped for a symlink is never entered.
-    """
-
-    def __init__(self):
-        self.path = None
-        self.fd = None
-
-    def open(self, path):
-        parent, name = os.path.split(path)
-        if parent != self.path:
-            self.close()
-            self.fd = walk.open_no_symlinks(parent or ".", O_PATH | os.O_DIRECTORY)
-            self.path = parent
-        return os.open(name, _READ_FLAGS, dir_fd=self.fd)
-
-    def close(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = self.path = None
-
-
-def _open_data(dirs, path):
-    """An fd of the regular file at path for reading, its type checked on the fd.
+def _open_data(entry):
+    """An fd of the regular file entry (a view_dirs.ViewEntry) for reading: opened by name in its
+    directory's fd with O_NOFOLLOW, its type checked on the fd.
 
     O_NONBLOCK: a FIFO swapped in by what runs in the layer never blocks the open; for the regular
     file the fd is checked to be, the flag changes nothing, so it is left on."""
     try:
-        fd = dirs.open(path)
+        fd = entry.open(_READ_FLAGS)
     except OSError as e:
-        raise OverlayError("cannot read it for the tarball: %s (a directory on its path was replaced by a symlink "
-                           "while the diff was written?)" % e.strerror, path=path)
+        raise OverlayError("cannot read it for the tarball: %s (replaced by a symlink while the diff was "
+                           "written?)" % e.strerror, path=entry.path)
     try:
-        require_regular(fd, path)
+        require_regular(fd, entry.path)
     except OSError as e:
         os.close(fd)
         raise OverlayError("cannot read it for the tarball: it changed while the diff was written (%s)"
-                           % e.strerror, path=path)
+                           % e.strerror, path=entry.path)
     return fd
+
+
+def _link_target(entry):
+    """The symlink's target, read by name in its directory's fd (a name that is no symlink now: an error)."""
+    try:
+        return entry.readlink()
+    except OSError as e:
+        raise OverlayError("cannot read the symlink for the tarball: it changed while the diff was written (%s)"
+                           % e.strerror, path=entry.path)
 
 
 def _opaque_member(name, dir_st, uid_maps, gid_maps):
@@ -412,15 +386,42 @@ def export_changes(layer_dir, changes, out, uid_maps=None, gid_maps=None):
     return ExportResult(writer.close(), writer.size, diff_size)
 
 
+class _Root:
+    """The layer directory of the export, opened once when first needed: a path, opened with no
+    symlink on it, or a view_dirs.Dir."""
+
+    def __init__(self, layer_dir):
+        self.layer_dir = layer_dir
+        self.dir = None
+
+    def get(self):
+        if self.dir is None:
+            self.dir = as_dir(self.layer_dir)
+        return self.dir
+
+    def close(self):
+        if self.dir is not None and self.dir is not self.layer_dir:
+            self.dir.close()
+
+
 def _export(writer, layer_dir, changes, uid_maps, gid_maps):
-    dirs = _Directories()
+    root = _Root(layer_dir)
     try:
-        return _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps)
+        return _export_changes(writer, root, changes, uid_maps, gid_maps)
     finally:
-        dirs.close()
+        root.close()
+        release_path_roots()
 
 
-def _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps):
+def _whiteout_mtime(root, parent):
+    """The mtime of the directory a deletion is in, read by fd from the layer's (0 when it is gone)."""
+    try:
+        return os.fstat(root.get().lookup(parent).fileno()).st_mtime_ns // 1000000000
+    except (OSError, OverlayError):
+        return 0
+
+
+def _export_changes(writer, root, changes, uid_maps, gid_maps):
     links = {}
     counted = set()
     diff_size = 0
@@ -430,22 +431,17 @@ def _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps):
         if change.kind == DELETE:
             parent, base = os.path.split(rel)
             if parent not in whiteout_mtimes:
-                try:
-                    whiteout_mtimes[parent] = os.lstat(os.path.join(layer_dir, parent)).st_mtime_ns // 1000000000
-                except OSError:
-                    whiteout_mtimes[parent] = 0
+                whiteout_mtimes[parent] = _whiteout_mtime(root, parent)
             writer.write(_Member(os.path.join(parent, whiteouts.whiteout_name(base)), REGTYPE,
                                  mtime=whiteout_mtimes[parent]).header())
             continue
         if change.kind == OPAQUE_DIR:
             writer.write(_opaque_member(rel, change.entry.stat(follow_symlinks=False), uid_maps, gid_maps).header())
             continue
-        if change.entry is not None:
-            path = change.entry.path
-            st = change.entry.stat(follow_symlinks=False)
-        else:
-            path = os.path.join(layer_dir, rel)
-            st = os.lstat(path)
+        entry = change.entry
+        if entry is None:
+            entry = entry_at(root.get(), rel)
+        st = entry.stat(follow_symlinks=False)
         mode = st.st_mode
         diff_size += counted_size(st, counted)
         if stat.S_ISSOCK(mode):
@@ -463,12 +459,12 @@ def _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps):
                     links[key] = rel
                 info.size = st.st_size
                 if info.size:
-                    data = _open_data(dirs, path)
+                    data = _open_data(entry)
         elif stat.S_ISDIR(mode):
             info.type = DIRTYPE
         elif stat.S_ISLNK(mode):
             info.type = SYMTYPE
-            info.linkname = os.readlink(path)
+            info.linkname = _link_target(entry)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             info.type = CHRTYPE if stat.S_ISCHR(mode) else BLKTYPE
             info.devmajor = os.major(st.st_rdev)
@@ -476,14 +472,14 @@ def _export_changes(writer, dirs, layer_dir, changes, uid_maps, gid_maps):
         elif stat.S_ISFIFO(mode):
             info.type = FIFOTYPE
         if data is None:
-            # symlinks' too (llistxattr): Docker applies them
-            info.pax_headers = _xattr_headers(path, uid_maps, gid_maps)
+            # symlinks' too: Docker applies them
+            info.pax_headers = _xattr_headers(entry.xattrs(), uid_maps, gid_maps)
             writer.write(info.header())
             continue
         try:
-            info.pax_headers = _xattr_headers(data, uid_maps, gid_maps)  # from the very file read
+            info.pax_headers = _xattr_headers(fd_xattrs(data), uid_maps, gid_maps)  # from the very file read
             writer.write(info.header())
-            _write_data(writer, info, data, path)
+            _write_data(writer, info, data, entry.path)
         finally:
             os.close(data)
     writer.write(b"\x00" * 1024)

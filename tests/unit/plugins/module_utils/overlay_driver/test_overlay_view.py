@@ -162,7 +162,8 @@ def test_a_lower_tree_under_an_opaque_upper_directory_stays_hidden_at_every_dept
 def test_a_directory_swapped_for_a_symlink_after_the_listing_is_not_read_through(home, canary):
     """A process inside the mounted layer renames upper/a away and puts a symlink to a host
     directory in its place between the listing and the export: root must not read the host file
-    that has the listed name."""
+    that has the listed name. The export reads a/ by the fd the walk opened (the layer's own file,
+    moved) or, once that fd was closed, opens a/ again from upper/ and finds the symlink: refused."""
     drv = Driver(home)
     try:
         drv.create("base", "")
@@ -171,12 +172,21 @@ def test_a_directory_swapped_for_a_symlink_after_the_listing_is_not_read_through
         os.mkdir(os.path.join(upper, "a"))
         with open(os.path.join(upper, "a", "passwd"), "w") as f:
             f.write("layer's own\n")
-        changes, own = drv._changes("app", "base")  # pylint: disable=protected-access
-        os.rename(os.path.join(upper, "a"), os.path.join(upper, "a.old"))
-        os.symlink(os.path.join(canary, "etc"), os.path.join(upper, "a"))
-        out = io.BytesIO()
-        with pytest.raises(OverlayError, match="cannot read it for the tarball"):
-            export_changes(own, changes, out)
-        assert b"root:x:0:0" not in out.getvalue()
+        for drop_fds in (False, True):
+            with drv._changes("app", "base") as (changes, own):  # pylint: disable=protected-access
+                os.rename(os.path.join(upper, "a"), os.path.join(upper, "a.old"))
+                os.symlink(os.path.join(canary, "etc"), os.path.join(upper, "a"))
+                if drop_fds:
+                    own.close_below()  # as when more directories were read since: the export opens a/ again
+                out = io.BytesIO()
+                try:
+                    export_changes(own, changes, out)
+                except OverlayError as e:
+                    assert drop_fds and "refusing to read it" in str(e), str(e)
+                else:
+                    assert not drop_fds and b"layer's own" in out.getvalue()
+                assert b"root:x:0:0" not in out.getvalue()
+            os.unlink(os.path.join(upper, "a"))
+            os.rename(os.path.join(upper, "a.old"), os.path.join(upper, "a"))
     finally:
         drv.close()

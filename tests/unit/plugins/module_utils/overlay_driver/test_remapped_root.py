@@ -841,3 +841,101 @@ def test_a_layer_directory_swapped_for_a_symlink_is_never_read_by_a_diff(home, l
     assert SECRET_NAME.encode() not in data and SECRET_TEXT not in data
     if op == "diff_size":
         assert data != b"%d" % len(SECRET_TEXT)
+
+
+# -- and below them, every directory is read by fd from its parent's -----------------------------------------
+
+SWAP_ROUNDS = 60
+SECRET_XATTR = ("trusted.vault", b"vault-xattr-value")
+SECRET_SIZE = 77777  # no file of the layer comes near it
+
+
+SWAPPED_DIRS = ["d%02d" % i for i in range(32)]  # more chances per walk for the race
+
+
+def _swapping_attacker(own_dir, vault, stop_read, progress_write):  # pragma: no cover - runs in the forked child
+    """As the remapped root: exchange each own_dir/dNN (a directory of the layer) with a symlink to vault, over
+    and over (renameat2 RENAME_EXCHANGE: dNN is always there, a directory or the symlink), until stop_read is
+    closed. A byte goes to progress_write after each pass over them (none when the pipe is full)."""
+    os.setgroups([])
+    os.setresgid(REMAPPED, REMAPPED, REMAPPED)
+    os.setresuid(REMAPPED, REMAPPED, REMAPPED)
+    pairs = []
+    for name in SWAPPED_DIRS:
+        os.symlink(vault, os.path.join(own_dir, name + ".link"))
+        pairs.append((os.path.join(own_dir, name).encode(), os.path.join(own_dir, name + ".link").encode()))
+    os.set_blocking(stop_read, False)
+    os.set_blocking(progress_write, False)
+    libc = ctypes.CDLL(None, use_errno=True)
+    while True:
+        for _pass in range(3):
+            for one, other in pairs:
+                libc.renameat2(-100, one, -100, other, 2)  # AT_FDCWD, RENAME_EXCHANGE
+        try:
+            os.write(progress_write, b".")
+        except BlockingIOError:
+            pass
+        try:
+            if os.read(stop_read, 1) == b"":
+                return
+        except BlockingIOError:
+            continue
+
+
+@pytest.mark.parametrize("op", sorted(DIFF_OPS))
+def test_a_directory_inside_a_layer_swapped_for_a_symlink_in_a_loop_is_never_read_through(
+        home, layout, driver, root_vault, op):
+    """The remapped root owns the layer's files: while root lists, sizes and exports app again and again, it
+    exchanges each of app's directories dNN with a symlink to a root-only directory in a tight loop. Each run
+    lists dNN (the layer's), sees the symlink (the layer's own symlink), or fails clearly; never does a name,
+    the size or an xattr of the root-only directory's file reach a result. Read by path, dNN was resolved
+    afresh at each step, so the listing, the stats and the xattr reads went into the vault whenever the
+    symlink was in."""
+    os.chmod(os.path.join(root_vault, SECRET_NAME), 0o600)
+    with open(os.path.join(root_vault, SECRET_NAME), "wb") as f:
+        f.write(SECRET_TEXT + b"\0" * (SECRET_SIZE - len(SECRET_TEXT)))
+    os.setxattr(os.path.join(root_vault, SECRET_NAME), *SECRET_XATTR)
+    _layers_to_diff(driver, home)
+    own_dir = content_dir(home, "app")
+
+    def make_dirs():
+        for d in SWAPPED_DIRS:
+            os.mkdir(os.path.join(own_dir, d), 0o755)
+            for name in ("one", "two"):
+                with open(os.path.join(own_dir, d, name), "w") as f:
+                    f.write("layer's own %s\n" % name)
+    run_as(REMAPPED, REMAPPED, make_dirs)
+    stop_read, stop_write = os.pipe()
+    progress_read, progress_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the attacker
+        try:
+            os.close(stop_write)
+            os.close(progress_read)
+            _swapping_attacker(own_dir, root_vault, stop_read, progress_write)
+        finally:
+            os._exit(0)
+    os.close(stop_read)
+    os.close(progress_write)
+    read = refused = 0
+    try:
+        for _round in range(SWAP_ROUNDS):
+            # swaps were made since the last round (a busy machine may not schedule the attacker otherwise)
+            assert os.read(progress_read, 65536), "the attacker stopped"
+            try:
+                names, data = DIFF_OPS[op](driver)
+            except OverlayError as e:
+                assert "refusing to read it" in str(e) or "while the diff was written" in str(e), str(e)
+                refused += 1
+                continue
+            read += 1
+            assert not [n for n in names if SECRET_NAME in n], names
+            assert SECRET_NAME.encode() not in data and SECRET_TEXT not in data
+            assert SECRET_XATTR[1] not in data
+            if op == "diff_size":
+                assert int(data) < SECRET_SIZE, data
+    finally:
+        os.close(stop_write)
+        os.close(progress_read)
+        os.waitpid(pid, 0)
+    assert read + refused == SWAP_ROUNDS

@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import view_dirs
+
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs, changes_size
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import (
     HashingWriter, export_changes)
@@ -250,20 +252,20 @@ def test_a_file_swapped_for_a_fifo_during_export_is_refused_without_blocking(scr
         f.write("added\n")
     code = """
 import io, os
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import walk
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import view_dirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import export_changes
 new, old = %r, %r
 changes = changes_dirs(new, old)
-real_open = walk.open_no_symlinks
+real_open = view_dirs.ViewEntry.open
 
-def racing_open(path, flags):  # between the exporter's lstat (a regular file) and its open
+def racing_open(entry, flags):  # between the exporter's lstat (a regular file) and its open
     os.unlink(os.path.join(new, "victim"))
     os.mkfifo(os.path.join(new, "victim"))
-    return real_open(path, flags)
+    return real_open(entry, flags)
 
-walk.open_no_symlinks = racing_open
+view_dirs.ViewEntry.open = racing_open
 try:
     export_changes(new, changes, io.BytesIO())
 except OverlayError as e:
@@ -277,7 +279,7 @@ else:
 
 
 def test_a_change_deeper_than_path_max_is_a_clear_error(scratch):
-    """The export reads each change by path: one past PATH_MAX names that limit, not an unexpected OSError."""
+    """A change past PATH_MAX (no applier takes it back) names that limit, not an unexpected OSError."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import ADD, Change
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
@@ -332,8 +334,9 @@ def test_pax_headers_are_the_bytes_tarfile_writes(index):
 
 
 def test_a_directory_swapped_for_a_symlink_after_the_walk_is_not_read_through(scratch):
-    """Files are opened by name in their directory's fd: that directory is still resolved without any
-    symlink, so one swapped for a link to a secret after the walk fails the export instead of reading it."""
+    """Files are opened by name in their directory's fd, each directory opened from its parent's with
+    O_NOFOLLOW: one swapped for a link to a secret after the walk (its fd closed when changes_dirs
+    returned) fails the export instead of reading it."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
     new, outside = os.path.join(scratch, "new"), os.path.join(scratch, "outside")
@@ -346,9 +349,10 @@ def test_a_directory_swapped_for_a_symlink_after_the_walk_is_not_read_through(sc
     for change in changes:
         if change.entry is not None:
             change.entry.stat(follow_symlinks=False)  # as the walk would have, for a modified file
+    view_dirs.release_path_roots()  # the stats opened d/ again: closed, as changes_dirs left it
     os.rename(os.path.join(new, "d"), os.path.join(new, "moved"))
     os.symlink(outside, os.path.join(new, "d"))
     out = io.BytesIO()
-    with pytest.raises(OverlayError, match="cannot read it for the tarball"):
+    with pytest.raises(OverlayError, match="refusing to read it"):
         export_changes(new, changes, out)
     assert b"secret" not in out.getvalue()
