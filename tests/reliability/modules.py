@@ -44,3 +44,10 @@ def finish(proc, argsfile):
 
 def run(module, args, fault=None):
     return finish(*start(module, args, fault))
+
+
+def recorded_layout(home):
+    """The layout a home was written in (its .strata/layout.json): a test run on each layout checks
+    that its module processes wrote the home in the layout it names."""
+    with open(os.path.join(home, ".strata", "layout.json")) as f:
+        return json.load(f)["layout"]

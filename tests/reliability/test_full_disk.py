@@ -1,4 +1,8 @@
-"""A layer that does not fit: a clear error, the store unchanged, the space given back."""
+"""A layer that does not fit: a clear error, the store unchanged, the space given back.
+
+On both layouts (the `layout` fixture): the modules run in processes of their own, so the call that first
+writes a home names the layout (later calls find it recorded).
+"""
 
 import gzip
 import os
@@ -8,6 +12,13 @@ import pytest
 
 from layertools import TarBuilder
 import modules
+
+
+def entries(home):
+    """The home's layer directories, and in overlay2's layout its short links too (a failed apply must
+    leave no link behind)."""
+    links = os.path.join(home, "l")
+    return sorted(os.listdir(home)), sorted(os.listdir(links)) if os.path.isdir(links) else None
 
 
 def free_blocks(path):
@@ -21,7 +32,7 @@ REFUSALS = {"plain": "not enough free space", "gzip": "no space left"}
 
 
 @pytest.mark.parametrize("compression", sorted(REFUSALS))
-def test_layer_larger_than_the_disk(loopfs, scratch, compression):
+def test_layer_larger_than_the_disk(loopfs, scratch, layout, compression):
     small = loopfs("ext4", 24)
     home = os.path.join(small, "home")
     base = os.path.join(scratch, "base.tar")
@@ -32,19 +43,21 @@ def test_layer_larger_than_the_disk(loopfs, scratch, compression):
     data = TarBuilder().dir("data").file("data/small", "x" * 1000).file("data/blob", block * 5120).bytes()
     with open(big, "wb") as f:
         f.write(gzip.compress(data) if compression == "gzip" else data)
-    rc, result, err = modules.run("overlay_apply_diff", {"id": "base", "home": home, "src": base, "remote_src": True})
+    rc, result, err = modules.run("overlay_apply_diff", {"id": "base", "home": home, "layout": layout, "src": base,
+                                                         "remote_src": True})
     assert rc == 0, err
-    before_layers = sorted(os.listdir(home))
+    assert modules.recorded_layout(home) == layout
+    before_layers = entries(home)
     before_free = free_blocks(small)
 
     for layer_id, parent in (("big", "base"), ("bigbase", "")):
         rc, result, err = modules.run("overlay_apply_diff", {"id": layer_id, "parent": parent, "home": home,
-                                                             "src": big, "remote_src": True})
+                                                             "layout": layout, "src": big, "remote_src": True})
         assert rc == 1 and result["failed"], (result, err)
         assert REFUSALS[compression] in result["msg"] and "layer %s" % layer_id in result["msg"]
         assert "Traceback" not in result["msg"]
-        assert sorted(os.listdir(home)) == before_layers
+        assert entries(home) == before_layers
         assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
         assert abs(free_blocks(small) - before_free) <= 8  # the space is released
-    rc, info, err = modules.run("overlay_info", {"home": home})
+    rc, info, err = modules.run("overlay_info", {"home": home, "layout": layout})
     assert [layer["id"] for layer in info["layers"]] == ["base"]

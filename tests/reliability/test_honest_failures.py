@@ -3,6 +3,9 @@
 Real module processes on real filesystems: a tmpfs that is full, an ext4 part of which turned
 read-only while statvfs on the home still says writable (as after ext4's emergency remount,
 which the home's check can only see later), a record edited by hand.
+
+On both layouts (the `layout` fixture): the modules run in processes of their own, so the call that first
+writes a home names the layout (later calls find it recorded).
 """
 
 import json
@@ -54,18 +57,27 @@ def fill(directory):
         os.close(fd)
 
 
+def entries(home):
+    """The home's layer directories, and in overlay2's layout its short links too (a layer that went, or
+    was never made, leaves no link behind)."""
+    links = os.path.join(home, "l")
+    return sorted(os.listdir(home)), sorted(os.listdir(links)) if os.path.isdir(links) else None
+
+
 def state_of(home):
-    return sorted(os.listdir(home)), sorted(os.listdir(os.path.join(home, ".strata", "layers")))
+    return entries(home), sorted(os.listdir(os.path.join(home, ".strata", "layers")))
 
 
 @pytest.mark.parametrize("module,args", [
     ("overlay_layer", {"id": "app", "parent": "base"}),
     ("overlay_mount", {"id": "base", "holder": "web"}),
 ])
-def test_no_space_outside_apply_names_the_errno_and_the_home(small_tmpfs, module, args):
+def test_no_space_outside_apply_names_the_errno_and_the_home(small_tmpfs, layout, module, args):
     home = os.path.join(small_tmpfs, "home")
-    ok("overlay_layer", {"id": "base", "home": home})
-    ok("overlay_mount", {"id": "base", "home": home, "holder": "first"})  # a record to keep
+    args = dict(args, layout=layout)
+    ok("overlay_layer", {"id": "base", "home": home, "layout": layout})
+    ok("overlay_mount", {"id": "base", "home": home, "layout": layout, "holder": "first"})  # a record to keep
+    assert modules.recorded_layout(home) == layout
     before = state_of(home)
     fill(small_tmpfs)
     result = failed_clearly(module, dict(args, home=home), "ENOSPC", "free space on that filesystem")
@@ -74,26 +86,28 @@ def test_no_space_outside_apply_names_the_errno_and_the_home(small_tmpfs, module
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
     os.unlink(os.path.join(small_tmpfs, "filler"))
     ok(module, dict(args, home=home))
-    ok("overlay_mount", {"id": "base", "home": home, "force": True, "state": "unmounted"})
+    ok("overlay_mount", {"id": "base", "home": home, "layout": layout, "force": True, "state": "unmounted"})
 
 
 @pytest.mark.parametrize("part", ["layers", "tmp"])
-def test_a_read_only_part_of_an_ext4_home_names_erofs(loopfs, part):
+def test_a_read_only_part_of_an_ext4_home_names_erofs(loopfs, layout, part):
     """statvfs on the home says writable, the write fails with EROFS: that is the message."""
     home = os.path.join(loopfs("ext4", 32), "home")
-    ok("overlay_layer", {"id": "base", "home": home})
+    ok("overlay_layer", {"id": "base", "home": home, "layout": layout})
+    assert modules.recorded_layout(home) == layout
+    before = entries(home)
     sub = os.path.join(home, ".strata", part)
     subprocess.run(["mount", "--bind", sub, sub], check=True)
     subprocess.run(["mount", "-o", "remount,bind,ro", sub], check=True)
     try:
         assert not os.statvfs(home).f_flag & os.ST_RDONLY
-        result = failed_clearly("overlay_layer", {"id": "app", "parent": "base", "home": home},
+        result = failed_clearly("overlay_layer", {"id": "app", "parent": "base", "home": home, "layout": layout},
                                 "EROFS", "read-only", "layer app, path %s" % home)
         assert result["errno"] == "EROFS"
     finally:
         subprocess.run(["umount", sub], check=True)
-    assert sorted(os.listdir(home)) == [".strata", "base"]
-    ok("overlay_layer", {"id": "app", "parent": "base", "home": home})
+    assert entries(home) == before
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": home, "layout": layout})
 
 
 @pytest.mark.parametrize("record", [
@@ -102,13 +116,14 @@ def test_a_read_only_part_of_an_ext4_home_names_erofs(loopfs, part):
     {"version": 1, "id": "app", "parent": "base", "holders": ["web\nbase (held by root)"]},
     {"version": 1, "id": "app", "parent": "base", "size": "3", "holders": []},
 ])
-def test_a_damaged_record_is_that_layers_clear_problem(scratch, record):
+def test_a_damaged_record_is_that_layers_clear_problem(scratch, layout, record):
     home = os.path.join(scratch, "home")
     tar = os.path.join(scratch, "base.tar")
     with open(tar, "wb") as f:
         f.write(TarBuilder().file("etc/motd", "hi\n").bytes())
-    ok("overlay_apply_diff", {"id": "base", "home": home, "src": tar, "remote_src": True})
-    ok("overlay_layer", {"id": "app", "parent": "base", "home": home})
+    ok("overlay_apply_diff", {"id": "base", "home": home, "layout": layout, "src": tar, "remote_src": True})
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": home, "layout": layout})
+    assert modules.recorded_layout(home) == layout
     with open(os.path.join(home, ".strata", "layers", "app.json"), "w") as f:
         json.dump(record, f)
     info = ok("overlay_info", {"home": home})
@@ -141,7 +156,7 @@ while True:
 """
 
 
-def test_removing_a_layer_still_written_through_a_lazily_detached_mount(scratch):
+def test_removing_a_layer_still_written_through_a_lazily_detached_mount(scratch, layout):
     """A lazy unmount leaves the overlay alive for a process that writes into it; removing the layer then
     meets ENOTEMPTY. That is a clear failure; the layer and its record are gone from the home, later
     writers are not stopped by what is left, and once the process stopped a later run deletes it."""
@@ -149,8 +164,10 @@ def test_removing_a_layer_still_written_through_a_lazily_detached_mount(scratch)
     import time  # pylint: disable=import-outside-toplevel
 
     home = os.path.join(scratch, "home")
-    ok("overlay_layer", {"id": "base", "home": home})
-    ok("overlay_layer", {"id": "app", "parent": "base", "home": home})
+    ok("overlay_layer", {"id": "base", "home": home, "layout": layout})
+    assert modules.recorded_layout(home) == layout
+    before = entries(home)
+    ok("overlay_layer", {"id": "app", "parent": "base", "home": home, "layout": layout})
     merged = ok("overlay_mount", {"id": "app", "home": home, "holder": "w"})["path"]
     started = os.path.join(scratch, "started")
     writer = subprocess.Popen([sys.executable, "-c", WRITER, merged, started], stderr=subprocess.DEVNULL)
@@ -169,7 +186,7 @@ def test_removing_a_layer_still_written_through_a_lazily_detached_mount(scratch)
             for text in ("layer app", "ENOTEMPTY", "lazy unmount"):
                 assert text in result["msg"], result
             assert result["path"].startswith(tmp + "/remove-app-")
-        assert sorted(os.listdir(home)) == [".strata", "base"]
+        assert entries(home) == before
         assert not os.path.exists(os.path.join(home, ".strata", "layers", "app.json"))
         assert not ok("overlay_layer", {"id": "app", "home": home, "state": "absent"})["changed"]
         ok("overlay_layer", {"id": "other", "parent": "base", "home": home})  # its cleanup skips the leftover
