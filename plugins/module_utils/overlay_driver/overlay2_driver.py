@@ -185,6 +185,22 @@ class Overlay2Driver(GraphDriver):
                 os.close(layer_fd)
         return claims
 
+    def _lacks_lower_links(self, layer_id):
+        """Whether l/ or a link the layer's lower file names is missing: a look at its lowers alone, so that a
+        mount of a sound chain does not read every layer's link file. What is unusable is said where it is
+        used."""
+        try:
+            links = self.lower_links(layer_id)
+            link_fd = short_links.open_link_dir(self.dirs.fd) if links else None
+        except OverlayError:
+            return False
+        if not links or link_fd is None:
+            return bool(links)
+        try:
+            return any(lstat_at(link_fd, link) is None for link in links)
+        finally:
+            os.close(link_fd)
+
     def repairs_due(self):
         """The paths make_repairs would make: l/ and the short links lost, read without changing anything."""
         return self._repair_plan().paths(self.home)
@@ -359,8 +375,9 @@ class Overlay2Driver(GraphDriver):
     def _mount_plan(self, layer_id, paths, readonly_root):
         """A base layer's diff/, or with readonly_root its read-only bind at merged/; an overlay of the diff/
         on every lower diff/, whose links, descriptors and page limit are checked here, before merged/ is
-        made. Short links lost are made again first (make_repairs), as containers/storage's Get does."""
-        if self.writable:
+        made. When a short link of its lowers (or l/) is lost, they are made again first (make_repairs), as
+        containers/storage's Get does."""
+        if self.writable and self._lacks_lower_links(layer_id):
             self.make_repairs()
         if self.kind(layer_id) == KIND_ROOT:
             if not readonly_root:
