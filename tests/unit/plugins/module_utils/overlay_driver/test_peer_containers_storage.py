@@ -163,6 +163,7 @@ def whiteout_times_as(ours, reference):
             item["mtime"] = ours[rel].get("mtime")
     return reference
 
+
 def test_a_diff_applied_in_the_overlay_format_equals_the_peers_diff_dir(peer, scratch):
     """containers-storage's overlay driver (overlay2's shape) keeps a layer's own changes in diff/, its
     whiteouts as 0/0 devices and opaque xattrs: the applier's overlay format must write the same tree."""
