@@ -7,7 +7,9 @@ pushed into it by skopeo with gzip and with zstd layers (tests/imagebuild.py).
 
 (f) one overlay_image module run staging all layers into a fresh home vs
     `skopeo copy docker://... containers-storage:[overlay@GRAPH+RUN]...` into a
-    fresh graph, gzip and zstd: alternate pairs, medians, ratio of medians;
+    fresh graph, gzip and zstd, for each layout of --layouts (the seed's overlay,
+    whose second layer starts as a hard-link copy of the first, and overlay2,
+    containers-storage's own shape): alternate pairs, medians, ratio of medians;
 (g) staging the image again (present: no change) vs an ansible.builtin.stat task,
     both as whole ansible-playbook runs;
 (h) peak RSS of the module staging a single-layer image of 200 MB and 1 GB.
@@ -233,11 +235,11 @@ class Side:
     def path(self, *parts):
         return os.path.join(self.root, *parts)
 
-    def module_args(self, name, ref, home):
+    def module_args(self, name, ref, home, layout="overlay"):
         path = self.path("args-%s.json" % name)
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"ANSIBLE_MODULE_ARGS": {"src": ref, "home": home, "registry_auth": self.regs.auth,
-                                               "ca_path": self.regs.pki.ca_crt}}, f)
+                                               "ca_path": self.regs.pki.ca_crt, "layout": layout}}, f)
         return [sys.executable, "-c", MODULE_MAIN, path]
 
     def run_module(self, cmd):
@@ -269,18 +271,18 @@ class Side:
         return setup
 
 
-def pull_and_stage(side, reps, expected_layers):
+def pull_and_stage(side, reps, expected_layers, layouts):
     out = []
-    for compression in ("gzip", "zstd"):
+    for layout, compression in [(layout, c) for layout in layouts for c in ("gzip", "zstd")]:
         ref = side.regs.basic.ref("bench", compression)
         home, graph = side.path("f-home-" + compression), side.path("f-cs-" + compression)
-        ours = (side.module_args("f-" + compression, ref, home), side.fresh_home(home), side.env)
+        ours = (side.module_args("f-" + compression, ref, home, layout), side.fresh_home(home), side.env)
         side.fresh_home(home)()
         result = side.run_module(ours[0])  # checks it works, and compiles the bytecode
         assert result["changed"] and len(result["layers"]) == expected_layers, result
         theirs = (side.skopeo_cmd(ref, graph, "bench:" + compression), side.fresh_graph(graph))
-        row = compare("(f) pull and stage the image, %s layers: overlay_image (one module run) vs skopeo copy "
-                      "into containers-storage" % compression, ours, theirs, reps)
+        row = compare("(f) pull and stage the image, %s layers, %s layout: overlay_image (one module run) vs skopeo "
+                      "copy into containers-storage" % (compression, layout), ours, theirs, reps)
         row["ratio_of_medians"] = row["ours"][0] / row["theirs"][0]
         out.append(row)
         side.fresh_home(home)()
@@ -392,6 +394,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--only", default="fgh", help="which measurements, e.g. 'fg'; 'p' profiles a staging")
+    parser.add_argument("--layouts", default="overlay,overlay2", help="the home layouts (f) stages into")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the bench makes loop filesystems and overlay mounts")
@@ -417,7 +420,7 @@ def main():
                     imagebuild.push(regs, "oci:%s:big%d" % (layout, size), "big%d" % size, "gzip")
             side = Side(mnt, regs, farm)
             if "f" in args.only:
-                results += pull_and_stage(side, args.reps, 2)
+                results += pull_and_stage(side, args.reps, 2, args.layouts.split(","))
             if "g" in args.only:
                 results += restage_vs_stat(side, args.reps)
             if "h" in args.only:
