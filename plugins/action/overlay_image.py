@@ -40,20 +40,17 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.blob_cache import (BlobCache,
-                                                                                                      default_cache_dir)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.digests import chain_ids
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.download import Deadlines
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.files import member_name
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.manifests import parse_config
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.policy import load_policy
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import (enforce_policy,
-                                                                                                 open_source,
-                                                                                                 read_image)
 from ansible_collections.strata.overlay.plugins.plugin_utils.source_action import SourceAction
+
+# What only sending a file image or pulling on the controller uses (the stager, the network, the policy, the
+# blob cache) is imported by the methods that do it: a task whose host pulls, the usual case, and a re-staging
+# that changes nothing do not pay the controller for loading it.
+# pylint: disable=import-outside-toplevel
 
 # The options of module_utils/common.py COMMON_ARGS, which is not imported here: it brings the whole driver
 # (system calls included) onto the controller.
@@ -125,10 +122,11 @@ class ActionModule(SourceAction):
         return {layer["id"]: layer.get("diff_id") for layer in answer.get("layers") or []}
 
     def _send_and_stage(self, result, args, reference, local, workdir, task_vars):
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import stage
         local_ref = reference.with_path(local)
-        with open_source(local_ref) as source:
+        with stage.open_source(local_ref) as source:
             wanted = self._host_platform(args) if reference.transport != "docker-archive" else None
-            resolved, diff_ids, _config = read_image(source, wanted, reference.text)
+            resolved, diff_ids, _config = stage.read_image(source, wanted, reference.text)
             config_bytes = source.read_config(resolved.config)
             held = self._held_layers(args, task_vars)
             ids = [c.split(":", 1)[1] for c in chain_ids(diff_ids)]
@@ -184,7 +182,8 @@ class ActionModule(SourceAction):
 
     def _pull_on_controller(self, result, args, reference, cache_path, task_vars):
         """Pull a docker:// image on the controller into its blob cache and send the host what it lacks."""
-        cache_path = cache_path or default_cache_dir()
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import blob_cache
+        cache_path = cache_path or blob_cache.default_cache_dir()
         workdir = tempfile.mkdtemp(prefix="strata-image-")
         try:
             return self._pull_and_send(result, args, reference, cache_path, workdir, task_vars)
@@ -203,30 +202,37 @@ class ActionModule(SourceAction):
                              "auth_file, not both", image=reference.text)
         settings = {k: _whole_number(args, k, reference) for k in ("retries", "retry_max_delay")
                     if args.get(k) is not None}
-        network = Network(proxy=args.get("proxy"), no_proxy=args.get("no_proxy"), image=reference.text, **settings)
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import download
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import network as network_module
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import stage
+        network = network_module.Network(proxy=args.get("proxy"), no_proxy=args.get("no_proxy"), image=reference.text,
+                                         **settings)
         validate = boolean(args.get("validate_certs", True), strict=False)
-        source = open_source(reference, nested or top, validate, args.get("ca_path"),
-                             certs_dirs=[args["certs_dir"]] if args.get("certs_dir") else None,
-                             registries_conf=args.get("registries_conf"),
-                             registries_conf_d=args.get("registries_conf_d"), network=network)
+        source = stage.open_source(reference, nested or top, validate, args.get("ca_path"),
+                                   certs_dirs=[args["certs_dir"]] if args.get("certs_dir") else None,
+                                   registries_conf=args.get("registries_conf"),
+                                   registries_conf_d=args.get("registries_conf_d"), network=network)
         bounds = (("blob_deadline", 3600), ("image_deadline", 10800))
         deadlines = [_whole_number(args, k, reference, default) for k, default in bounds]
         if min(deadlines) <= 0:
             raise ImageError("blob_deadline and image_deadline must be positive numbers of seconds", image=reference.text)
-        source.deadlines = Deadlines(*deadlines)
+        source.deadlines = download.Deadlines(*deadlines)
         return source
 
     def _pull_and_send(self, result, args, reference, cache_path, workdir, task_vars):
         check = self._task.check_mode
         # the controller's policy file, read whole and checked before anything is pulled
-        policy = load_policy(args["policy"], reference.text) if args.get("policy") else None
-        cache = BlobCache.existing(cache_path) if check else BlobCache(cache_path)
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import blob_cache
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import policy as policy_module
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import stage
+        policy = policy_module.load_policy(args["policy"], reference.text) if args.get("policy") else None
+        cache = blob_cache.BlobCache.existing(cache_path) if check else blob_cache.BlobCache(cache_path)
         try:
             with self._registry(args, reference) as source:
                 wanted = self._host_platform(args)
                 resolved = source.resolve(wanted)
                 # judged on the controller before the config or any layer is fetched or sent
-                enforce_policy(policy, reference, source, resolved, args.get("registries_d"))
+                stage.enforce_policy(policy, reference, source, resolved, args.get("registries_d"))
                 config_bytes = None
                 if cache is not None:
                     config_bytes = cache.read_verified(resolved.config)

@@ -12,11 +12,9 @@ import os
 from .managers import home_exists, repaired
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_text
-from .overlay_driver.image_removal import remove_image
 from .overlay_driver.images.errors import ImageError
 from .overlay_driver.images.manifests import parse_platform
 from .overlay_driver.images.network import Network
-from .overlay_driver.images.policy import load_policy
 from .overlay_driver.images.reference import parse_reference
 from .overlay_driver.images.stage import registry_endpoints, stage_image
 from .overlay_driver.layout import HomeLayout
@@ -57,8 +55,10 @@ class ImageManager:
         self.stage_bounds = self.bounds()  # checked before the home is touched
         self.network = None if self.absent else self.network_settings()  # so are the retries and the proxy
         # and the signature policy, whole, before anything is pulled
-        self.policy = load_policy(params["policy"], params.get("src")) if params.get("policy") and not self.absent \
-            else None
+        self.policy = None
+        if params.get("policy") and not self.absent:
+            from .overlay_driver.images.policy import load_policy  # pylint: disable=import-outside-toplevel
+            self.policy = load_policy(params["policy"], params.get("src"))
 
     def bounds(self):
         """The deadlines (and limits) the task sets, as stage_image takes them; what it leaves out keeps the
@@ -193,6 +193,7 @@ class ImageManager:
         else:
             store = LayerStore(home, p.get("uid_maps"), p.get("gid_maps"), layout=p.get("layout"))
         try:
+            from .overlay_driver.image_removal import remove_image  # pylint: disable=import-outside-toplevel
             return self._removal_result(remove_image(store, p["src"], self.check_mode))
         finally:
             store.close()

@@ -15,19 +15,29 @@ is refused before anything is written.
 import os
 import stat
 
-from .driver import Driver
 from .errors import OverlayError
 from .home import HomeDirs, home_entries, is_layer_name
 from .layout import STATE_DIR
-from .overlay2_driver import Overlay2Driver
 from .walk import DIR_FLAGS
 
 # every layout a home can record; the default is the seed's
 LAYOUTS = ("overlay", "overlay2")
 DEFAULT_LAYOUT = "overlay"
 
-# the layouts this version reads and writes
-_DRIVERS = {Driver.LAYOUT: Driver, Overlay2Driver.LAYOUT: Overlay2Driver}
+
+def _seed_driver():
+    from .driver import Driver  # pylint: disable=import-outside-toplevel
+    return Driver
+
+
+def _overlay2_driver():
+    from .overlay2_driver import Overlay2Driver  # pylint: disable=import-outside-toplevel
+    return Overlay2Driver
+
+
+# The layouts this version reads and writes, each with what imports its driver: a run loads the driver of
+# the home it opens only (a module run under Ansible compiles every module it imports).
+_DRIVERS = {"overlay": _seed_driver, "overlay2": _overlay2_driver}
 
 
 def available_layouts():
@@ -38,7 +48,7 @@ def register(driver_class):
     """A driver for its class's LAYOUT."""
     if driver_class.LAYOUT not in LAYOUTS:
         raise ValueError("unknown layout %r" % driver_class.LAYOUT)
-    _DRIVERS[driver_class.LAYOUT] = driver_class
+    _DRIVERS[driver_class.LAYOUT] = lambda: driver_class
 
 
 # What a layer directory of each layout holds that the other's never does: overlay2 keeps diff/ and
@@ -111,7 +121,7 @@ def open_driver(home, layout=None, uid_maps=None, gid_maps=None, **options):
     """The driver of the home's layout (choose_layout), opened on the home; options as Driver takes them."""
     dirs = HomeDirs(home)
     try:
-        driver_class = _DRIVERS[choose_layout(dirs, layout)]
+        driver_class = _DRIVERS[choose_layout(dirs, layout)]()
     except BaseException:
         dirs.close()
         raise

@@ -30,17 +30,12 @@ from . import registries_conf as registries_conf_module
 from .certs import DEFAULT_CERTS_DIRS
 from .credentials import credentials_for
 from .digests import VerifyingReader, chain_ids
-from .docker_archive import DockerArchive
 from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, Downloaded, download
 from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .mirrors import FirstAvailable
 from .network import Network
-from .oci_layout import OciLayout
-from .policy import Policy, load_policy
-from .prefetch import Prefetcher
 from .reference import Reference, parse_reference
-from .signatures import image_signatures
 from .stream import CheckedStream
 
 DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
@@ -62,9 +57,13 @@ def registry_endpoints(reference, registries_conf=None, registries_conf_d=None):
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
                 certs_dirs=None, registries_conf=None, registries_conf_d=None, network=None):
     """The source of the image; network: a Network (how a registry is reached), for registries only."""
+    # Each source's code is imported when it is the source: under Ansible a module run compiles every module
+    # it imports (no bytecode cache), so re-staging a present image pays only for its own transport.
     if reference.transport in ("oci", "oci-archive"):
+        from .oci_layout import OciLayout  # pylint: disable=import-outside-toplevel
         return OciLayout(reference)
     if reference.transport == "docker-archive":
+        from .docker_archive import DockerArchive  # pylint: disable=import-outside-toplevel
         return DockerArchive(reference)
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
     from .registry import Registry  # pylint: disable=import-outside-toplevel
@@ -245,6 +244,7 @@ def enforce_policy(policy, reference, source, resolved, registries_d=None, writt
     """
     if policy is None:
         return
+    from .signatures import image_signatures  # pylint: disable=import-outside-toplevel
     # The name the image was pulled by (a short name's alias or search registry; a mirror's or a location's
     # image is judged by the name it stands for), as containers/image judges it, not the name the task wrote.
     reference = getattr(source, "named_reference", None) or reference
@@ -315,7 +315,8 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
     image = reference.text
     wanted = parse_platform(platform, image)
     progress = _Progress()
-    if policy is not None and not isinstance(policy, Policy):
+    if policy is not None and not hasattr(policy, "enforce"):  # a path: the policy is read (policy.py) only if set
+        from .policy import load_policy  # pylint: disable=import-outside-toplevel
         policy = load_policy(policy, image)
     sizes = (space.check_size_limit(max_layer_size, "max_layer_size"),
              space.check_size_limit(max_image_size, "max_image_size"))
@@ -395,6 +396,7 @@ def _prefetcher(store, source, resolved, layers, image, progress):
         except ImageError:
             return False  # its own turn says so
         return True
+    from .prefetch import Prefetcher  # pylint: disable=import-outside-toplevel
     return Prefetcher(source, store.driver.dirs.tmp_fd, image, progress.add, enumerate(resolved.layers), may_start)
 
 
