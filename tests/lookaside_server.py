@@ -98,4 +98,3 @@ def write_signatures(base, repo, digest, blobs):
         with open(os.path.join(directory, "signature-%d" % i), "wb") as f:
             f.write(blob)
     return directory
-

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: strata.overlay contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The payload a sigstore signature signs, in cosign's "simple signing" format:
+"""The payload a signature signs, in the "simple signing" format a sigstore signature (cosign's type) and a
+GPG simple signing one (simple_signing.py, `atomic container signature`, `optional` an object) share:
 
     {"critical": {"identity": {"docker-reference": "registry.example.com/app:1"},
                   "image": {"docker-manifest-digest": "sha256:..."},
@@ -45,9 +46,9 @@ def _exact(value, fields, what):
     return value
 
 
-def read_payload(payload):
+def read_payload(payload, payload_type=PAYLOAD_TYPE, null_optional=True):
     """(manifest digest, docker-reference text) that the payload (bytes) signs; PayloadError when it is not a
-    cosign signature payload."""
+    signature payload of payload_type (cosign's by default; `optional` may be null when null_optional)."""
     try:
         document = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_object)
     except _Repeated as e:
@@ -56,10 +57,11 @@ def read_payload(payload):
         raise PayloadError("the payload is not JSON")
     _exact(document, ("critical", "optional"), "the payload")
     critical = _exact(document["critical"], ("type", "image", "identity"), "the payload's critical")
-    if critical["type"] != PAYLOAD_TYPE:
-        raise PayloadError("the payload's critical.type is %r, not %r" % (critical["type"], PAYLOAD_TYPE))
-    if document["optional"] is not None and not isinstance(document["optional"], dict):
-        raise PayloadError("the payload's optional is neither an object nor null")
+    if critical["type"] != payload_type:
+        raise PayloadError("the payload's critical.type is %r, not %r" % (critical["type"], payload_type))
+    if not isinstance(document["optional"], dict) and (document["optional"] is not None or not null_optional):
+        raise PayloadError("the payload's optional is neither an object nor null" if null_optional else
+                           "the payload's optional is not an object")
     image = _exact(critical["image"], ("docker-manifest-digest",), "the payload's critical.image")
     identity = _exact(critical["identity"], ("docker-reference",), "the payload's critical.identity")
     digest, reference = image["docker-manifest-digest"], identity["docker-reference"]

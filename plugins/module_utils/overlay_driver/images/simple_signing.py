@@ -13,7 +13,8 @@ A signature is an OpenPGP signed message whose content is a JSON document:
    0700, removed afterwards), so neither root's keyring nor a key server is
    ever consulted; gpg's VALIDSIG must name a key among those imported, which
    is checked here, not taken from gpg's word that the signature is "good";
-2. is the simple-signing document above, exactly (no other critical key);
+2. is the simple-signing document above, exactly (no other critical key; read by sigstore_payload.py,
+   as cosign's payload is, with this type);
 3. names the manifest digest that was pulled;
 4. names an image that signedIdentity accepts for the reference pulled
    (signed_identity.py).
@@ -24,7 +25,6 @@ signature requirement never passes for want of a verifier.
 
 import base64
 import binascii
-import json
 import os
 import selectors
 import shutil
@@ -34,6 +34,7 @@ import time
 
 from .policy import PolicyDenied
 from .signed_identity import PolicyFormatError, claim_problem, parse_signed_identity
+from .sigstore_payload import PayloadError, read_payload
 from .trusted_files import read_trusted
 
 KEY_TYPES = ("GPGKeys", "signedByGPGKeys", "X509Certificates", "signedByX509CAs")
@@ -257,35 +258,12 @@ class GpgHome:
         return payload
 
 
-def _exact(value, keys, what):
-    if not isinstance(value, dict) or set(value) != set(keys):
-        raise PolicyDenied("the signed content's %s must hold exactly %s" % (what, ", ".join(keys)))
-    return value
-
-
-def _no_duplicates(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError("the key %r appears twice" % key)
-        out[key] = value
-    return out
-
-
 def check_payload(payload, target, identity):
     """The signed document is an atomic container signature of this manifest, for a name identity accepts."""
     try:
-        document = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise PolicyDenied("the signed content is not JSON: %s" % e)
-    _exact(document, ("critical", "optional"), "document")
-    critical = _exact(document["critical"], ("type", "image", "identity"), "critical object")
-    if not isinstance(document["optional"], dict):
-        raise PolicyDenied("the signed content's optional must be an object")
-    if critical["type"] != SIGNATURE_TYPE:
-        raise PolicyDenied("the signed content's type is %r, not %r" % (critical["type"], SIGNATURE_TYPE))
-    digest = _exact(critical["image"], ("docker-manifest-digest",), "critical.image")["docker-manifest-digest"]
-    claimed = _exact(critical["identity"], ("docker-reference",), "critical.identity")["docker-reference"]
+        digest, claimed = read_payload(payload, SIGNATURE_TYPE, null_optional=False)
+    except PayloadError as e:
+        raise PolicyDenied(str(e))
     problem = claim_problem(identity, target.name, target.manifest_digest, digest, claimed)
     if problem is not None:
         raise PolicyDenied(problem)

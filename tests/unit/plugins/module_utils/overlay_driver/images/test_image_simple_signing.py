@@ -18,7 +18,11 @@ from ansible_collections.strata.overlay.plugins.module_utils.image_manager impor
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import simple_signing
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.policy import load_policy
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.policy import (
+    PolicyDenied, Target, load_policy)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.signed_identity import (
+    DEFAULT_IDENTITY)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -417,3 +421,34 @@ def test_a_malformed_signed_by_is_refused(fields, fragment):
     with pytest.raises(ImageError) as e:
         load_policy({"default": [dict(fields, type="signedBy")]})
     assert fragment in e.value.message
+
+
+# -- the signed document, read by the payload reader sigstore's payloads go through too -------------------
+
+def _document(**critical):
+    value = {"critical": {"type": "atomic container signature", "image": {"docker-manifest-digest": "sha256:" + "a" * 64},
+                          "identity": {"docker-reference": "reg.example.com/team/app:v1"}}, "optional": {}}
+    value["critical"].update(critical)
+    return value
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (json.dumps(_document()).encode(), None),
+    (json.dumps(_document(type="cosign container image signature")).encode(), "critical.type is 'cosign container"),
+    (json.dumps(_document(extra=1)).encode(), "critical has the keys"),
+    (json.dumps(dict(_document(), optional=None)).encode(), "optional is not an object"),
+    (json.dumps(_document()).replace('"optional"', '"critical": {}, "optional"', 1).encode(), "appears twice"),
+    (b"not json", "the payload is not JSON"),
+    (json.dumps(_document(image={"docker-manifest-digest": "sha256:" + "b" * 64})).encode(),
+     "it signs manifest sha256:%s, not sha256:%s, the one pulled" % ("b" * 64, "a" * 64)),
+    (json.dumps(_document(identity={"docker-reference": "reg.example.com/team/app:v2"})).encode(),
+     "it names reg.example.com/team/app:v2, which signedIdentity matchRepoDigestOrExact does not accept"),
+])
+def test_the_signed_document_is_read_strictly(data, fragment):
+    target = Target(parse_reference("docker://reg.example.com/team/app:v1"), "sha256:" + "a" * 64, None)
+    if fragment is None:
+        simple_signing.check_payload(data, target, DEFAULT_IDENTITY)
+        return
+    with pytest.raises(PolicyDenied) as e:
+        simple_signing.check_payload(data, target, DEFAULT_IDENTITY)
+    assert fragment in e.value.reason
