@@ -211,6 +211,9 @@ options:
         C(openssl) program; keyless C(fulcio) and C(rekorPublicKeyPath) are refused as not supported). An
         unknown type or key is an error.
       - Image archives and layouts carry no signatures, so a requirement for a signature refuses them.
+        With O(remote_src=false) such an image is sent to a private temporary directory on the host first and
+        judged there, before anything is staged, since the policy is the host's file; a refused image costs
+        the transfer only.
       - The file and its directory must be owned by root (or the user running the task) and not writable by
         group or others; a symbolic link is not followed. Check mode checks the policy too.
       - With O(pull=controller) the policy (and O(registries_d)) is read and applied on the controller, before the
