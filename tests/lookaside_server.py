@@ -7,7 +7,8 @@ request's thread: a client that refuses the certificate costs no traceback).
 ``header_delay`` sends the status line and headers one byte at a time, that
 many seconds apart, and never ends them (a header line after another, until
 the server stops): a lookaside that dawdles before its body, each byte well
-within any per-read timeout.
+within any per-read timeout. ``redirect_to`` (a base URL) answers every
+request with a 302 to that base and the same path.
 """
 
 import http.server
@@ -17,8 +18,9 @@ import threading
 
 
 class LookasideServer:
-    def __init__(self, directory, tls=None, header_delay=None):
+    def __init__(self, directory, tls=None, header_delay=None, redirect_to=None):
         self.directory = directory
+        self.redirect_to = redirect_to
         self.tls = tls
         self.header_delay = header_delay
         self.requests = []  # (path, {header: value})
@@ -64,6 +66,10 @@ class LookasideServer:
         return self
 
     def answer(self, handler):
+        if self.redirect_to is not None:
+            handler.wfile.write(b"HTTP/1.1 302 Found\r\nLocation: %s%s\r\nContent-Length: 0\r\n\r\n"
+                                % (self.redirect_to.encode(), handler.path.encode()))
+            return
         path = os.path.normpath(os.path.join(self.directory, handler.path.split("?", 1)[0].lstrip("/")))
         if not path.startswith(self.directory + os.sep) or not os.path.isfile(path):
             head, body = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", b""

@@ -304,3 +304,23 @@ def test_a_lookaside_that_dawdles_over_its_headers_is_stopped_by_the_deadline(ro
         assert "signature-1 was still being read" in e.value.message
     finally:
         server.stop()
+
+
+def test_a_redirect_is_followed_to_another_host_but_never_from_https_to_http_nor_forever(served, pki):
+    front = LookasideServer(served.directory, redirect_to=served.url).start()
+    tls_front = LookasideServer(served.directory, tls=(pki[1], pki[2]), redirect_to=served.url).start()
+    loop = LookasideServer(served.directory).start()
+    loop.redirect_to = loop.url
+    try:
+        assert read(front) == SIGNATURES
+        assert len(front.requests) == 3 and len(served.requests) == 3
+        with pytest.raises(ImageError) as e:
+            read(tls_front, ca_path=pki[0])
+        assert "redirected the signature from https to plain http (%s/team/app@" % served.url in e.value.message
+        assert len(served.requests) == 3  # not followed
+        with pytest.raises(ImageError) as e:
+            read(loop)
+        assert "more than 5 redirects for the signature" in e.value.message
+    finally:
+        for server in (front, tls_front, loop):
+            server.stop()
