@@ -182,3 +182,29 @@ def test_a_repaired_link_is_made_where_its_name_is_free_only(driver, monkeypatch
     monkeypatch.setattr(short_links, "restore_link", planted_first)
     assert driver.make_repairs() == []
     assert os.readlink(path) == "../elsewhere/diff"
+
+
+def test_a_writer_with_every_link_in_place_reads_no_link_file(driver, monkeypatch):
+    """Every writer's call looks for lost links; with an entry in l/ for each layer it lists l/ alone instead of
+    reading every layer's link file (a cost that grew with the home)."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import short_links
+
+    chain(driver, depth=4)
+
+    def unexpected(_layer_fd):
+        raise AssertionError("a link file was read although every link is in place")
+
+    monkeypatch.setattr(short_links, "read_link_file", unexpected)
+    assert driver.make_repairs() == []
+    assert driver.repairs_due() == []
+
+
+def test_a_lost_link_with_a_stray_entry_in_its_place_is_made_again_by_the_mount_that_needs_it(driver):
+    """l/ counts as many entries as layers, one of them a stray: the writer's look by count misses the lost link,
+    and the mount whose lowers name it makes it again."""
+    links = chain(driver, depth=3)
+    os.unlink(os.path.join(driver.home, "l", links["layer0"]))
+    os.symlink("../gone/diff", os.path.join(driver.home, "l", "Z" * 26))
+    assert driver.make_repairs() == []
+    assert_mounts_chain(driver, "layer2")
+    assert os.readlink(os.path.join(driver.home, "l", links["layer0"])) == "../layer0/diff"
