@@ -8,7 +8,8 @@ request's thread: a client that refuses the certificate costs no traceback).
 many seconds apart, and never ends them (a header line after another, until
 the server stops): a lookaside that dawdles before its body, each byte well
 within any per-read timeout. ``redirect_to`` (a base URL) answers every
-request with a 302 to that base and the same path.
+request with a 302 to that base and the same path. ``client_ca`` (with
+``tls``) requires a client certificate that CA signed (mutual TLS).
 """
 
 import http.server
@@ -18,8 +19,9 @@ import threading
 
 
 class LookasideServer:
-    def __init__(self, directory, tls=None, header_delay=None, redirect_to=None):
+    def __init__(self, directory, tls=None, header_delay=None, redirect_to=None, client_ca=None):
         self.directory = directory
+        self.client_ca = client_ca
         self.redirect_to = redirect_to
         self.tls = tls
         self.header_delay = header_delay
@@ -59,6 +61,9 @@ class LookasideServer:
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls[0], self.tls[1])
+            if self.client_ca:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(cafile=self.client_ca)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
                                                      do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -19,6 +19,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from connect_proxy import ConnectProxy
 from lookaside_server import LookasideServer
 from lookaside_server import write_signatures as write_lookaside
+from registry import Pki
 
 DIGEST = "sha256:" + "c" * 64
 
@@ -324,3 +325,25 @@ def test_a_redirect_is_followed_to_another_host_but_never_from_https_to_http_nor
     finally:
         for server in (front, tls_front, loop):
             server.stop()
+
+
+def test_a_lookaside_that_requires_a_client_certificate_gets_the_one_of_its_certs_d_directory(served, root):
+    pki = Pki(os.path.join(root, "pki"))
+    key, crt, client_ca = pki.client_cert()
+    mutual = LookasideServer(served.directory, tls=(pki.server_crt, pki.server_key), client_ca=client_ca).start()
+    try:
+        certs_d = certs_dir(root, mutual.netloc, pki.ca_crt)
+        with pytest.raises(ImageError) as e:
+            read(mutual, certs_dirs=(certs_d,))
+        assert "TLS with the lookaside %s failed" % mutual.netloc in e.value.message  # the server hung up
+        shutil.copyfile(crt, os.path.join(certs_d, mutual.netloc, "client.cert"))
+        shutil.copyfile(key, os.path.join(certs_d, mutual.netloc, "client.key"))
+        assert read(mutual, certs_dirs=(certs_d,)) == SIGNATURES
+    finally:
+        mutual.stop()
+
+
+def test_validate_certs_false_reads_a_lookaside_whose_certificate_does_not_verify(served_tls, root):
+    empty = os.path.join(root, "no-certs.d")
+    os.mkdir(empty)
+    assert read(served_tls, validate_certs=False, certs_dirs=(empty,)) == SIGNATURES
