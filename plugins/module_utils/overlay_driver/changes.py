@@ -117,20 +117,32 @@ def _modified(old, new):
 
 
 class _Frame:
-    """A directory of the new tree being compared with its counterpart (old_view None: nothing to compare)."""
+    """A directory of the new tree being compared with its counterpart (old_view None: nothing to compare).
 
-    __slots__ = ("rel", "entry", "added", "size_at_entry", "new_children", "old_children", "names", "room")
+    new_dir, old_dir: the Dir a plain tree's listing came from (its entries are os.DirEntry, wrapped by
+    _wrap where one is kept or stat'ed), None for an overlay's (ViewEntries already)."""
 
-    def __init__(self, new_view, old_view, rel, added, size_at_entry, entry=None):
+    __slots__ = ("rel", "entry", "added", "size_at_entry", "new_dir", "new_children", "old_dir", "old_children",
+                 "names", "room")
+
+    def __init__(self, new_view, old_view, rel, added, size_at_entry, entry=None, old_entry=None):
         self.rel = rel
-        # bytes left for a child's name under PATH_MAX, None while no name could reach it (NAME_MAX 255)
-        self.room = PATH_MAX - len(os.fsencode("/" + rel + "/")) if len(rel) > PATH_MAX // 4 - 300 else None
         self.entry = entry
         self.added = added
         self.size_at_entry = size_at_entry
-        self.new_children = new_view.listing(rel)
-        self.old_children = old_view.listing(rel) if old_view is not None else {}
+        self.new_dir, self.new_children = new_view.listing(rel, entry)
+        if old_view is not None:
+            self.old_dir, self.old_children = old_view.listing(rel, old_entry)
+        else:
+            self.old_dir, self.old_children = None, {}
         self.names = iter(sorted(self.new_children))
+        # bytes left for a child's name under PATH_MAX, None while no name could reach it (NAME_MAX 255)
+        self.room = PATH_MAX - len(os.fsencode("/" + rel + "/")) if len(rel) > PATH_MAX // 4 - 300 else None
+
+
+def _wrap(directory, entry):
+    """entry as a ViewEntry: a plain tree's os.DirEntry of directory wrapped, an overlay's as it is."""
+    return entry if directory is None else ViewEntry.of(directory, entry)
 
 
 def _walk(new_view, old_view, same_file):
@@ -138,6 +150,8 @@ def _walk(new_view, old_view, same_file):
 
     same_file(old, new) says when two non-directories are one file, which cannot have changed;
     _same_inode, the common case, is tested inline (a plain tree has thousands of such files).
+    Entries are wrapped as ViewEntries (read through their directory's fd) only where one is
+    compared or becomes a change: most of a plain tree's are only named and typed.
     """
     by_inode = same_file is _same_inode
     changes = []
@@ -148,6 +162,7 @@ def _walk(new_view, old_view, same_file):
         descend = None
         new_children = frame.new_children
         old_children = frame.old_children
+        new_dir, old_dir = frame.new_dir, frame.old_dir
         for name in frame.names:
             if frame.room is not None and len(os.fsencode(name)) > frame.room:
                 raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), "/" + prefix + name)
@@ -155,19 +170,24 @@ def _walk(new_view, old_view, same_file):
             old = old_children.pop(name, None)
             new_is_dir = new.is_dir(follow_symlinks=False)
             if old is None:
+                new = _wrap(new_dir, new)
                 changes.append(Change("/" + prefix + name, ADD, new))
                 if new_is_dir:
                     descend = _Frame(new_view, None, prefix + name, True, len(changes), new)
                     break
                 continue
-            if not new_is_dir and (new.inode() == old.inode() if by_inode else same_file(old, new)):
+            if not new_is_dir and by_inode and new.inode() == old.inode():
+                continue  # _same_inode, inline
+            new, old = _wrap(new_dir, new), _wrap(old_dir, old)
+            if not new_is_dir and not by_inode and same_file(old, new):
                 continue
             added = _modified(old, new)
             if added:
                 changes.append(Change("/" + prefix + name, MODIFY, new))
             if new_is_dir:
-                descend = _Frame(new_view, old_view if old.is_dir(follow_symlinks=False) else None, prefix + name,
-                                 added, len(changes), new)
+                old_is_dir = old.is_dir(follow_symlinks=False)
+                descend = _Frame(new_view, old_view if old_is_dir else None, prefix + name, added, len(changes),
+                                 new, old if old_is_dir else None)
                 break
         if descend is not None:
             stack.append(descend)

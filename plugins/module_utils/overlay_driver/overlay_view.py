@@ -47,8 +47,9 @@ class TreeView:
         for root in self.roots:
             root.close()
 
-    def _stack(self, rel):
-        """The directories that make up the directory rel, top first, as overlay's lookup finds them.
+    def _stack(self, rel, ino=None):
+        """The directories that make up the directory rel, top first, as overlay's lookup finds them
+        (ino: a plain tree's directory's inode number from its listing).
 
         A layer takes part only where rel is a real directory in it (opened from the one above it
         with O_NOFOLLOW|O_DIRECTORY, level by level), and the layers below stop at a whiteout, at a
@@ -63,7 +64,7 @@ class TreeView:
             return stack
         parent, _sep, name = rel.rpartition("/")
         if not self.overlay:
-            stack = [self._stack(parent)[0].child_dir(name)]  # nothing below it to hide
+            stack = [self._stack(parent)[0].child_dir(name, ino)]  # nothing below it to hide
             self._stacks[rel] = stack
             return stack
         stack = []
@@ -84,11 +85,15 @@ class TreeView:
         self._stacks[rel] = stack
         return stack
 
-    def listing(self, rel):
-        """name -> ViewEntry of the topmost real entry, for the directory rel ("" is the top)."""
-        stack = self._stack(rel)
+    def listing(self, rel, entry=None):
+        """(Dir, name -> entry) of the directory rel ("" is the top; entry: its entry in its parent's
+        listing). A plain tree's entries are its Dir's os.DirEntry (scan_raw), which the walk wraps as
+        ViewEntry.of(Dir, entry) where it keeps or stats one; an overlay's are ViewEntries of the
+        topmost real entry, and the Dir None."""
         if not self.overlay:  # a directory gone since its parent was listed is an error, as in any walk
-            return stack[0].scan()
+            d = self._stack(rel, entry.inode() if entry is not None else None)[0]
+            return d, d.scan_raw()
+        stack = self._stack(rel)
         out = {}
         hidden = set()
         for layer in stack:
@@ -101,7 +106,7 @@ class TreeView:
                 out[name] = entry
             if rel == "" and _is_opaque(layer):
                 break
-        return out
+        return None, out
 
 
 class OwnView:
@@ -131,8 +136,8 @@ class OwnView:
             found = self._dirs[rel] = self.dir(parent).child_dir(name)
         return found
 
-    def listing(self, rel):
-        return {name: entry for name, entry in self.dir(rel).scan().items() if not _is_whiteout(entry)}
+    def listing(self, rel, entry=None):
+        return None, {name: entry for name, entry in self.dir(rel).scan().items() if not _is_whiteout(entry)}
 
 
 class TouchedView:
@@ -162,11 +167,11 @@ class TouchedView:
             self._hidden[rel] = hidden
         return hidden
 
-    def listing(self, rel):
-        full = self.view.listing(rel)
+    def listing(self, rel, entry=None):
+        d, full = self.view.listing(rel, entry)
         if self.hides_parent(rel):
-            return full
-        return {name: full[name] for name in self.own.dir(rel).names() if name in full}
+            return d, full
+        return d, {name: full[name] for name in self.own.dir(rel).names() if name in full}
 
 
 def is_opaque_dir(entry):

@@ -16,8 +16,8 @@ directory swapped for a symlink fails to open (ELOOP or ENOTDIR), which is
 a clear OverlayError, never a read of what the link names.
 
 A deep tree has more directories than a process has descriptors, so only
-the last few directories used stay open (an LRU of OPEN_DIRS); one used
-again is opened once more from its nearest open ancestor, name by name, and
+the last OPEN_DIRS directories opened stay open; one used again after it
+was closed is opened once more from its nearest open ancestor, name by name, and
 must be the directory (device and inode) first opened there: one moved
 meanwhile is an error, never a read elsewhere. The roots, the fds a view is
 given, stay open until the view is closed.
@@ -46,7 +46,7 @@ ENTRY_PATH = O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _LINK, _DIR, _FILE, _OTHER = range(4)
 
-# non-root Dirs whose fd is open, least recently used first
+# non-root Dirs whose fd is open, first opened first
 _open_dirs = collections.OrderedDict()
 # roots opened by their path (the functions that take paths), open now
 _path_roots = []
@@ -68,16 +68,17 @@ def swapped(path, error):
 class Dir:
     """A directory of a layer, open (fileno()) by its name in its parent, with its device and inode."""
 
-    __slots__ = ("parent", "name", "path", "fd", "dev", "ino", "root", "by_path")
+    __slots__ = ("parent", "name", "path", "fd", "dev", "ino", "root", "by_path", "children")
 
-    def __init__(self, parent, name, path, fd, st):
+    def __init__(self, parent, name, path, fd, dev, ino):
         self.by_path = False
+        self.children = None  # name -> Dir, those opened below this one
         self.parent = parent
         self.name = name
         self.path = path
         self.fd = fd
-        self.dev = st.st_dev
-        self.ino = st.st_ino
+        self.dev = dev
+        self.ino = ino
         self.root = parent.root if parent is not None else self
 
     @classmethod
@@ -86,7 +87,8 @@ class Dir:
         caller keeps its own fd. path names it in messages."""
         own = os.open(".", DIR_OPEN, dir_fd=fd)
         try:
-            return cls(None, "", path, own, os.fstat(own))
+            st = os.fstat(own)
+            return cls(None, "", path, own, st.st_dev, st.st_ino)
         except BaseException:
             os.close(own)
             raise
@@ -101,7 +103,8 @@ class Dir:
                 raise swapped(path, e)
             raise
         try:
-            root = cls(None, "", path, fd, os.fstat(fd))
+            st = os.fstat(fd)
+            root = cls(None, "", path, fd, st.st_dev, st.st_ino)
         except BaseException:
             os.close(fd)
             raise
@@ -113,8 +116,6 @@ class Dir:
         """The directory's fd, opened again from its ancestors if it was closed to save descriptors."""
         if self.fd is None:
             self._reopen()
-        elif self.parent is not None:
-            _open_dirs.move_to_end(self)
         return self.fd
 
     def _reopen(self):
@@ -150,21 +151,38 @@ class Dir:
         self.fd = fd
         _path_roots.append(self)
 
-    def child(self, name):
-        """The directory name in this one, opened without following a symlink (OSError as os.open)."""
+    def child(self, name, ino=None):
+        """The directory name in this one, opened without following a symlink (OSError as os.open), once:
+        asked again, the same Dir.
+
+        ino: its inode number as this directory's listing gave it (readdir's, no stat), which it is
+        then taken to be (on this directory's filesystem); one opened again later must be that one.
+        Something mounted on it, whose root readdir does not show, is then refused when reopened."""
+        children = self.children
+        if children is None:
+            children = self.children = {}
+        else:
+            found = children.get(name)
+            if found is not None:
+                return found
         fd = os.open(name, DIR_OPEN, dir_fd=self.fileno())
         try:
-            d = Dir(self, name, self.path + "/" + name, fd, os.fstat(fd))
+            if ino is None:
+                st = os.fstat(fd)
+                d = Dir(self, name, self.path + "/" + name, fd, st.st_dev, st.st_ino)
+            else:
+                d = Dir(self, name, self.path + "/" + name, fd, self.dev, ino)
         except BaseException:
             os.close(fd)
             raise
         _remember(d)
+        children[name] = d
         return d
 
-    def child_dir(self, name):
+    def child_dir(self, name, ino=None):
         """child(), a name that is no directory now (a symlink swapped in) being a clear OverlayError."""
         try:
-            return self.child(name)
+            return self.child(name, ino)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise swapped(self.path + "/" + name, e)
@@ -182,6 +200,14 @@ class Dir:
         """name -> ViewEntry of every entry, types and inodes from readdir."""
         with os.scandir(self.fileno()) as it:
             return {entry.name: ViewEntry(self, entry.name, _kind(entry), entry.inode()) for entry in it}
+
+    def scan_raw(self):
+        """name -> os.DirEntry of every entry, for the walk of a plain tree, which wraps the few it keeps or
+        stats (ViewEntry.of). Only their names, types and inodes may be used: a DirEntry's stat() would go
+        through the number of an fd that may be closed and reused by then. Their types are readdir's
+        d_type, which a layer home's filesystem reports (fscheck), so is_dir() never stats either."""
+        with os.scandir(self.fileno()) as it:
+            return {entry.name: entry for entry in it}
 
     def names(self):
         return os.listdir(self.fileno())
@@ -260,6 +286,11 @@ class ViewEntry:
         self._stat = st
 
     @classmethod
+    def of(cls, parent, entry):
+        """The os.DirEntry entry of Dir parent's listing (scan_raw) as a ViewEntry."""
+        return cls(parent, entry.name, _kind(entry), entry.inode())
+
+    @classmethod
     def at(cls, parent, name):
         """The entry name of the Dir parent, found by lstat (for a change the walk gave no entry)."""
         st = os.stat(name, dir_fd=parent.fileno(), follow_symlinks=False)
@@ -298,7 +329,7 @@ class ViewEntry:
 
     def open_dir(self):
         """This directory entry as a Dir (a symlink swapped in meanwhile: OverlayError)."""
-        return self.dir.child_dir(self.name)
+        return self.dir.child_dir(self.name, self._ino)
 
     def open(self, flags):
         """os.open of the entry in its directory, O_NOFOLLOW added."""
@@ -317,7 +348,13 @@ class ViewEntry:
             os.close(fd)
 
     def getxattr(self, name):
-        """One xattr of the entry itself (None when it has none), as xattrs() reads them."""
+        """One xattr of the entry itself (None when it has none), as xattrs() reads them; a directory's from
+        its Dir (the one the walk lists next)."""
+        if self._kind == _DIR:
+            try:
+                return self.open_dir().getxattr(name)
+            except OSError:
+                return None
         fd = self.open(O_PATH)
         try:
             return os.getxattr("/proc/self/fd/%d" % fd, name)

@@ -1,0 +1,93 @@
+"""A layer's directories and entries read by fd (view_dirs): what a swap between two reads can and cannot do."""
+
+import os
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import view_dirs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+
+
+@pytest.fixture
+def tree(scratch):
+    """root/d/f (the layer's) and secret/f (root-only, outside)."""
+    root, secret = os.path.join(scratch, "root"), os.path.join(scratch, "secret")
+    os.makedirs(os.path.join(root, "d"))
+    os.makedirs(secret, 0o700)
+    for where, text in ((os.path.join(root, "d", "f"), b"own\n"), (os.path.join(secret, "f"), b"secret\n")):
+        with open(where, "wb") as f:
+            f.write(text)
+    base = view_dirs.Dir.open_path(root)
+    try:
+        yield base, root, secret
+    finally:
+        base.close()
+
+
+def test_a_closed_directory_swapped_for_a_symlink_is_refused_when_opened_again(tree):
+    base, root, secret = tree
+    d = base.child_dir("d")
+    base.close_below()
+    os.rename(os.path.join(root, "d"), os.path.join(root, "away"))
+    os.symlink(secret, os.path.join(root, "d"))
+    with pytest.raises(OverlayError, match="refusing to read it"):
+        d.scan()
+
+
+def test_a_closed_directory_replaced_by_another_directory_is_refused_when_opened_again(tree):
+    base, root, _secret = tree
+    d = base.child_dir("d")
+    base.close_below()
+    os.rename(os.path.join(root, "d"), os.path.join(root, "away"))
+    os.mkdir(os.path.join(root, "d"))
+    with pytest.raises(OverlayError, match="moved or replaced while it was read"):
+        d.scan()
+
+
+def test_an_open_directory_moved_is_still_read_where_it_is(tree):
+    """The fd follows the directory: a rename of the layer's own directory reads the layer's own files."""
+    base, root, secret = tree
+    d = base.child_dir("d")
+    os.rename(os.path.join(root, "d"), os.path.join(root, "away"))
+    os.symlink(secret, os.path.join(root, "d"))
+    entry = d.scan()["f"]
+    fd = entry.open(os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == b"own\n"
+    finally:
+        os.close(fd)
+
+
+def test_a_symlinks_xattrs_are_its_own(tree):
+    """Read through /proc/self/fd of an O_PATH fd: the link itself, never its target."""
+    base, root, _secret = tree
+    os.symlink("d/f", os.path.join(root, "link"))
+    os.setxattr(os.path.join(root, "d", "f"), "trusted.target", b"t")
+    os.setxattr(os.path.join(root, "link"), "trusted.link", b"l", follow_symlinks=False)
+    entries = base.scan()
+    assert entries["link"].is_symlink()
+    assert entries["link"].xattrs() == {"trusted.link": b"l"}
+    assert entries["link"].getxattr("trusted.target") is None
+    assert entries["d"].getxattr("trusted.target") is None
+
+
+def test_a_deep_walk_holds_a_bounded_number_of_descriptors(scratch, monkeypatch):
+    """Only OPEN_DIRS directories below the roots stay open; the walk opens the others again as it goes back up."""
+    monkeypatch.setattr(view_dirs, "OPEN_DIRS", 8)
+    path = os.path.join(scratch, "deep")
+    os.makedirs(os.path.join(path, *["n"] * 40))
+    before = len(os.listdir("/proc/self/fd"))
+    peak = []
+    real_child = view_dirs.Dir.child
+
+    def counting_child(self, name, ino=None):
+        found = real_child(self, name, ino)
+        peak.append(len(os.listdir("/proc/self/fd")))
+        return found
+
+    monkeypatch.setattr(view_dirs.Dir, "child", counting_child)
+    changes = changes_dirs(path)
+    assert len(changes) == 40
+    assert max(peak) - before <= 8 + 2  # the open directories, the root and listdir's own
+    assert len(os.listdir("/proc/self/fd")) == before  # changes_dirs took a path: nothing left open
