@@ -68,18 +68,25 @@ def swapped(path, error):
 class Dir:
     """A directory of a layer, open (fileno()) by its name in its parent, with its device and inode."""
 
-    __slots__ = ("parent", "name", "path", "fd", "dev", "ino", "root", "by_path", "children")
+    __slots__ = ("parent", "name", "_path", "fd", "dev", "ino", "root", "by_path", "children")
 
     def __init__(self, parent, name, path, fd, dev, ino):
         self.by_path = False
         self.children = None  # name -> Dir, those opened below this one
         self.parent = parent
         self.name = name
-        self.path = path
+        self._path = path  # None below a root: made from the parent's when a message needs it
         self.fd = fd
         self.dev = dev
         self.ino = ino
         self.root = parent.root if parent is not None else self
+
+    @property
+    def path(self):
+        """Where it is, for messages (never opened)."""
+        if self._path is None:
+            self._path = self.parent.path + "/" + self.name
+        return self._path
 
     @classmethod
     def at_root(cls, fd, path):
@@ -169,9 +176,9 @@ class Dir:
         try:
             if ino is None:
                 st = os.fstat(fd)
-                d = Dir(self, name, self.path + "/" + name, fd, st.st_dev, st.st_ino)
+                d = Dir(self, name, None, fd, st.st_dev, st.st_ino)
             else:
-                d = Dir(self, name, self.path + "/" + name, fd, self.dev, ino)
+                d = Dir(self, name, None, fd, self.dev, ino)
         except BaseException:
             os.close(fd)
             raise
@@ -205,9 +212,10 @@ class Dir:
         """name -> os.DirEntry of every entry, for the walk of a plain tree, which wraps the few it keeps or
         stats (ViewEntry.of). Only their names, types and inodes may be used: a DirEntry's stat() would go
         through the number of an fd that may be closed and reused by then. Their types are readdir's
-        d_type, which a layer home's filesystem reports (fscheck), so is_dir() never stats either."""
+        d_type; where a filesystem gives none, is_dir() stats the entry, so it is called here, while the
+        fd is this directory's (the answer is kept), never later."""
         with os.scandir(self.fileno()) as it:
-            return {entry.name: entry for entry in it}
+            return {entry.name: entry for entry in it if _typed(entry)}
 
     def names(self):
         return os.listdir(self.fileno())
@@ -259,6 +267,12 @@ def _forget(d):
     del _open_dirs[d]
     fd, d.fd = d.fd, None
     os.close(fd)
+
+
+def _typed(entry):
+    """True, once entry's type is known (is_dir: d_type, or a stat kept by the DirEntry)."""
+    entry.is_dir(follow_symlinks=False)
+    return True
 
 
 def _kind(entry):
@@ -340,7 +354,10 @@ class ViewEntry:
 
     def xattrs(self):
         """name -> value of the entry's own xattrs (a symlink's included), {} when there are none or the
-        filesystem keeps none; read through /proc/self/fd of an O_PATH fd (see the module's docstring)."""
+        filesystem keeps none; a directory's through its Dir, others' through /proc/self/fd of an O_PATH
+        fd (see the module's docstring)."""
+        if self._kind == _DIR:
+            return fd_xattrs(self.open_dir().fileno())
         fd = self.open(O_PATH)
         try:
             return fd_xattrs("/proc/self/fd/%d" % fd)
