@@ -222,6 +222,7 @@ class Bench:
                        (DRIVER + ["hardlink-copy", home, "base", self.path("b-copy")], self.fresh(self.path("b-copy"))),
                        None, self.reps)
         self.child_home, self.graph, self.child_id = home, graph, layer["id"]
+        self.base, self.child = base, child
         return [result, copy]
 
     def export(self):
@@ -240,6 +241,13 @@ class Bench:
         out_rows = [compare("(c) export the child's diff: ours vs containers-storage diff", ours, peer, self.reps),
                     compare("(c') the same, every module compiled at start (no bytecode cache, as under Ansible)",
                             (ours[0], no_output, cold), peer, self.reps)]
+        # the same export from an overlay2 home, which reads the child's diff/ only (and the base where diff/
+        # has entries) instead of two whole trees
+        home2 = self.path("c-overlay2")
+        sh(*DRIVER, "--layout", "overlay2", "apply", home2, "base", "", self.base)
+        sh(*DRIVER, "apply", home2, "child", "base", self.child)
+        out_rows.append(compare("(c''') the same export from an overlay2 home: ours vs containers-storage diff",
+                                (DRIVER + ["diff", home2, "child", out], no_output), peer, self.reps))
         # the same export once the home holds 1,000 layers (children of the base beside the child): its cost
         # must follow the layer exported, not the home
         sh(*DRIVER, "create-many", self.child_home, str(MANY_LAYERS - 2), "base")
