@@ -56,9 +56,10 @@ from ansible_collections.strata.overlay.plugins.plugin_utils.source_action impor
 # (system calls included) onto the controller.
 _COMMON = ("home", "uid_maps", "gid_maps")
 # What the controller alone uses when it pulls: never sent to the host (credentials above all).
-_PULL_ONLY = ("pull", "controller_cache", "registry_auth", "username", "password", "auth_file", "ca_path",
-              "certs_dir", "registries_conf", "registries_conf_d", "proxy", "no_proxy", "retries", "retry_max_delay",
-              "validate_certs", "policy", "registries_d")
+_CACHE_OPTIONS = ("controller_cache", "controller_cache_max_age", "controller_cache_max_size")
+_PULL_ONLY = ("pull", "registry_auth", "username", "password", "auth_file", "ca_path", "certs_dir", "registries_conf",
+              "registries_conf_d", "proxy", "no_proxy", "retries", "retry_max_delay", "validate_certs", "policy",
+              "registries_d") + _CACHE_OPTIONS
 PULLS = ("host", "controller")
 # An archive is sent whole when the layers the host has are at most this share of those it lacks.
 WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
@@ -78,13 +79,14 @@ class ActionModule(SourceAction):
         pull = args.pop("pull", None) or "host"
         if pull not in PULLS:
             return dict(result, failed=True, msg="pull must be one of %s, not %r" % (", ".join(PULLS), pull))
-        cache = args.pop("controller_cache", None)
+        cache = {k: args.pop(k, None) for k in _CACHE_OPTIONS}
         try:
             reference = parse_reference(args.get("src"))
         except OverlayError as e:
             return dict(result, failed=True, msg=e.message)
         if reference.transport == "docker" and pull == "controller":
-            return self._pull_on_controller(result, args, reference, cache, task_vars)
+            return self._in_workdir(result, lambda workdir: self._pull_and_send(result, args, reference, cache, workdir,
+                                                                                task_vars))
         if remote_src or not reference.is_file:
             result.update(self._run_module(args, task_vars))
             return result
@@ -93,9 +95,15 @@ class ActionModule(SourceAction):
         except AnsibleError as e:
             return dict(result, failed=True, msg="image %s: %s not found on the controller: %s"
                         % (reference.text, reference.path, to_text(e)))
+        return self._in_workdir(result, lambda workdir: self._send_and_stage(result, args, reference, local, workdir,
+                                                                             task_vars))
+
+    @staticmethod
+    def _in_workdir(result, work):
+        """work(workdir) with a controller temp dir that is always removed; an OverlayError fails the task."""
         workdir = tempfile.mkdtemp(prefix="strata-image-")
         try:
-            return self._send_and_stage(result, args, reference, local, workdir, task_vars)
+            return work(workdir)
         except OverlayError as e:
             return dict(result, failed=True, msg=e.message)
         finally:
@@ -180,18 +188,6 @@ class ActionModule(SourceAction):
 
     # -- pull: controller ---------------------------------------------------------
 
-    def _pull_on_controller(self, result, args, reference, cache_path, task_vars):
-        """Pull a docker:// image on the controller into its blob cache and send the host what it lacks."""
-        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import blob_cache
-        cache_path = cache_path or blob_cache.default_cache_dir()
-        workdir = tempfile.mkdtemp(prefix="strata-image-")
-        try:
-            return self._pull_and_send(result, args, reference, cache_path, workdir, task_vars)
-        except OverlayError as e:
-            return dict(result, failed=True, msg=e.message)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-
     def _registry(self, args, reference):
         """The image's source as the module would open it, but with what the controller has: its credentials
         files and helpers, certs.d, registries.conf, CA bundle and proxy environment."""
@@ -219,10 +215,16 @@ class ActionModule(SourceAction):
         source.deadlines = download.Deadlines(*deadlines)
         return source
 
-    def _pull_and_send(self, result, args, reference, cache_path, workdir, task_vars):
+    def _pull_and_send(self, result, args, reference, cache_options, workdir, task_vars):
+        """Pull a docker:// image on the controller into its blob cache and send the host what it lacks; then
+        prune the cache to its bounds (never in check mode, never a blob this task used)."""
         check = self._task.check_mode
-        # the controller's policy file, read whole and checked before anything is pulled
         from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import blob_cache
+        from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import cache_bounds
+        cache_path = cache_options["controller_cache"] or blob_cache.default_cache_dir()
+        bounds = cache_bounds.CacheBounds.from_options(cache_options["controller_cache_max_age"],
+                                                       cache_options["controller_cache_max_size"], reference.text)
+        # the controller's policy file, read whole and checked before anything is pulled
         from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import policy as policy_module
         from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import stage
         policy = policy_module.load_policy(args["policy"], reference.text) if args.get("policy") else None
@@ -233,14 +235,13 @@ class ActionModule(SourceAction):
                 resolved = source.resolve(wanted)
                 # judged on the controller before the config or any layer is fetched or sent
                 stage.enforce_policy(policy, reference, source, resolved, args.get("registries_d"))
-                config_bytes = None
-                if cache is not None:
-                    config_bytes = cache.read_verified(resolved.config)
-                    if config_bytes is None and not check:
-                        with open(cache.blob(source, resolved.config, reference.text), "rb") as f:
-                            config_bytes = f.read()
-                if config_bytes is None:  # check mode: read, never kept
-                    config_bytes = source.read_config(resolved.config)
+                if check:  # read from the cache when it is there, else from the registry; never kept
+                    config_bytes = cache.read_verified(resolved.config) if cache is not None else None
+                    if config_bytes is None:
+                        config_bytes = source.read_config(resolved.config)
+                else:
+                    with open(cache.blob(source, resolved.config, reference.text), "rb") as f:
+                        config_bytes = f.read()
                 diff_ids, _config = parse_config(config_bytes, reference.text, resolved.config.digest,
                                                  len(resolved.layers))
                 held = self._held_layers(args, task_vars)
@@ -250,15 +251,17 @@ class ActionModule(SourceAction):
                 for i in needed:
                     descriptor = resolved.layers[i]
                     files[_blob(descriptor.digest)] = cache.blob(source, descriptor, reference.text)
-                fetched = list(cache.fetched) if cache is not None else []
-                where = cache.path if cache is not None else cache_path
+            # the blobs stay locked (cache.blob) until the host has them: no prune removes one before it is sent
+            module_args = {k: v for k, v in args.items() if k not in _PULL_ONLY}
+            answer = self._ship(module_args, reference, files, "oci", task_vars)
+            pruned = [] if check or cache is None else cache.prune(bounds)
+            answer.update(pulled_by="controller", sent_layers=len(needed), sent_whole_archive=False,
+                          controller_fetched=list(cache.fetched) if cache is not None else [],
+                          controller_cache=cache.path if cache is not None else cache_path,
+                          controller_pruned=pruned)
         finally:
             if cache is not None:
                 cache.close()
-        module_args = {k: v for k, v in args.items() if k not in _PULL_ONLY}
-        answer = self._ship(module_args, reference, files, "oci", task_vars)
-        answer.update(pulled_by="controller", sent_layers=len(needed), sent_whole_archive=False,
-                      controller_fetched=fetched, controller_cache=where)
         result.update(answer)
         return result
 

@@ -95,8 +95,9 @@ options:
   controller_cache:
     description:
       - With O(pull=controller), the directory on the controller where registry blobs are kept, by digest
-        (C(blobs/sha256/HEX)), for later runs and other hosts. Blobs are never removed by the collection; delete
-        the directory to free the space.
+        (C(blobs/sha256/HEX)), for later runs and other hosts. Each blob's modification time records when a
+        task last used it. Nothing is removed unless O(controller_cache_max_age) or O(controller_cache_max_size)
+        bounds the cache.
       - Default C($STRATA_OVERLAY_CONTROLLER_CACHE), else C($XDG_CACHE_HOME/strata.overlay), else
         C(~/.cache/strata.overlay) of the user running the play. Made 0700 when missing.
       - The directory must be owned by the user running the play and writable by nobody else, and every directory
@@ -104,6 +105,29 @@ options:
         task fails naming the directory. A cached blob whose content does not match its digest is fetched again,
         never sent.
     type: path
+    version_added: 0.2.0
+  controller_cache_max_age:
+    description:
+      - With O(pull=controller), after the host got the image, remove from O(controller_cache) the blobs no task
+        has used for more than this many days (a number; V(0) keeps only what this task used).
+      - A blob this task used is never removed, nor one another task or fork is fetching or sending at that
+        moment (it holds the blob's lock). Only files named C(blobs/sha256/HEX) are removed, never through a
+        symlink. Check mode removes nothing.
+      - Default none - nothing is removed. The collection cannot know which images later plays, or other
+        playbooks sharing the cache, will want again, and for hosts that cannot reach the registry the cache may
+        be the quickest place left to get them from; bound the cache when its disk matters more.
+    type: float
+    version_added: 0.2.0
+  controller_cache_max_size:
+    description:
+      - With O(pull=controller), after the host got the image, remove the least recently used blobs from
+        O(controller_cache) until the blobs left hold at most this many bytes; applied after
+        O(controller_cache_max_age). Blobs this task used count but are never removed, so the cache may stay
+        above the bound while one image alone is larger.
+      - Bytes as an integer, or a size such as V(500M) or V(20G) (K, M, G, T are powers of 1024).
+      - The same rules as O(controller_cache_max_age) - blobs in use are kept, only C(blobs/sha256/HEX) files are
+        removed, check mode removes nothing. Default none - nothing is removed.
+    type: raw
     version_added: 0.2.0
   platform:
     description:
@@ -501,6 +525,13 @@ controller_fetched:
   returned: when O(pull=controller)
   type: list
   elements: str
+controller_pruned:
+  description: The digests of the blobs this task removed from the controller's cache to keep it within
+    O(controller_cache_max_age) and O(controller_cache_max_size); empty when nothing was removed (always in check
+    mode).
+  returned: when O(pull=controller)
+  type: list
+  elements: str
 controller_cache:
   description: The controller's blob cache directory that was used.
   returned: when O(pull=controller)
@@ -525,6 +556,7 @@ def main():
     module = LayerModule(argument_spec=argument_spec(
         src=dict(type="str", required=True, aliases=["name"]), remote_src=flag(), state=one_of("present", "absent"),
         pull=one_of("host", "controller"), controller_cache=dict(type="path"),
+        controller_cache_max_age=dict(type="float"), controller_cache_max_size=dict(type="raw"),
         record_as=dict(type="str"), platform=dict(type="str"),
         registry_auth=dict(type="dict", no_log=False, options=dict(
             username=dict(type="str"), password=dict(type="str", no_log=True), auth_file=dict(type="path"))),

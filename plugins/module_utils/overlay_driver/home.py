@@ -33,7 +33,7 @@ from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, LINK_DIR, OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
 from .short_links import is_link_id
 from .state_files import read_json, write_atomic
-from .walk import DIR_FLAGS, PathWalk, untrusted_reason
+from .walk import DIR_FLAGS, GuardedWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"
 LAYOUT_FILE = "layout.json"
@@ -41,41 +41,6 @@ LAYOUT_FILE = "layout.json"
 
 def _refuse(path, cause):
     raise OverlayError("refusing this layer home: %s" % cause, path=path)
-
-
-class _HomeWalk(PathWalk):
-    """The home's path: every directory above it root's, a symlink on it made by root or by the owner
-    of its directory; make(dir_fd, name, last) creates a missing component (None: it stays missing)."""
-
-    def __init__(self, path, make):
-        PathWalk.__init__(self, path)
-        self.make = make
-
-    def entered(self, fd, where, last):
-        if last:
-            return  # the home itself is checked against its (remapped) root by settle()
-        reason = untrusted_reason(os.fstat(fd), {0}, {0}, fd)
-        if reason:
-            _refuse(where, "a directory above it can be changed by another user: %s" % reason)
-
-    def missing(self, dir_fd, name, last):
-        if self.make is None:
-            return False
-        self.make(dir_fd, name, last)
-        return True
-
-    def check_link(self, dir_fd, st, where):
-        if st.st_uid not in (0, os.fstat(dir_fd).st_uid):
-            _refuse(where, "it is a symlink owned by uid %d" % st.st_uid)
-
-    def too_many_links(self):
-        _refuse(self.path, "too many symlinks")
-
-    def not_a_directory(self, where):
-        _refuse(where, "it is not a directory")
-
-    def cannot_open(self, where, error):
-        _refuse(where, "cannot open it: %s" % error.strerror)
 
 
 def _require_root_only(st):
@@ -127,7 +92,7 @@ class HomeDirs:
         try:
             if self.path == "/":
                 _refuse(self.path, "it is /")
-            self.fd, self.path = _HomeWalk(self.path, None).open()
+            self.fd, self.path = GuardedWalk(self.path, _refuse).open()
             if self.fd is not None:
                 self.state_fd = self._open_state()
         except BaseException:
@@ -200,7 +165,7 @@ class HomeDirs:
             if self.fd is None:
                 if not create:
                     return
-                self.fd, self.path = _HomeWalk(self.path, self._make).open()
+                self.fd, self.path = GuardedWalk(self.path, _refuse, self._make).open()
                 self.state_fd = self._open_state()
             reason = untrusted_reason(os.fstat(self.fd), {0, root_uid}, {0, root_gid}, self.fd)
             if reason:

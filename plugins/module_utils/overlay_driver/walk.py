@@ -9,8 +9,10 @@ anywhere. So the path is walked one component at a time by directory fd with
 O_NOFOLLOW (a name swapped for a symlink since its stat fails to open), and a
 symlink is followed only when the caller's policy trusts it. The walk itself
 is one: what a missing name, a symlink and each opened directory mean, and
-how a refusal is worded, differ between the home (home.py) and a diff's dest
-(dest.py), which each say so in a PathWalk subclass.
+how a refusal is worded, differ between the home (home.py), the controller's
+blob cache (images/blob_cache.py) and a diff's dest (dest.py), which each say
+so in a PathWalk subclass; the home and the cache share one policy for the
+directories above them (GuardedWalk), with their own words.
 
 Inside a layer every symlink is the layer's own and is followed, but clamped
 to the layer's root as if it were / (open_in_root): openat2(RESOLVE_IN_ROOT)
@@ -169,6 +171,58 @@ class PathWalk:
             if fd is not None:
                 os.close(fd)
             raise
+
+
+class GuardedWalk(PathWalk):
+    """The walk of a directory that must stay where its path says (the layer home, the controller's blob cache).
+
+    Every directory above the target must be owned by one of `owners` and writable by nobody outside them and
+    `groups` (unless sticky, as /tmp); a symlink on the way is followed only when its owner is one of
+    link_owners(); what is wrong is said through refuse(where, cause), which raises with the caller's wording.
+    make(dir_fd, name, last) creates a missing component (None: the walk ends, the path is missing). The
+    target itself is the caller's to check: target(fd, where).
+    """
+
+    def __init__(self, path, refuse, make=None, owners=frozenset([0]), groups=frozenset([0])):
+        PathWalk.__init__(self, path)
+        self.refuse = refuse
+        self.make = make
+        self.owners = owners
+        self.groups = groups
+
+    def target(self, fd, where):
+        """Check the directory the walk ends in (nothing by default)."""
+
+    def link_owners(self, dir_fd):
+        """Who may own a symlink that is followed: root and the owner of its directory."""
+        return {0, os.fstat(dir_fd).st_uid}
+
+    def entered(self, fd, where, last):
+        if last:
+            self.target(fd, where)
+            return
+        reason = untrusted_reason(os.fstat(fd), self.owners, self.groups, fd)
+        if reason:
+            self.refuse(where, "a directory above it can be changed by another user: %s" % reason)
+
+    def missing(self, dir_fd, name, last):
+        if self.make is None:
+            return False
+        self.make(dir_fd, name, last)
+        return True
+
+    def check_link(self, dir_fd, st, where):
+        if st.st_uid not in self.link_owners(dir_fd):
+            self.refuse(where, "it is a symlink owned by uid %d" % st.st_uid)
+
+    def too_many_links(self):
+        self.refuse(self.path, "too many symlinks")
+
+    def not_a_directory(self, where):
+        self.refuse(where, "it is not a directory")
+
+    def cannot_open(self, where, error):
+        self.refuse(where, "cannot open it: %s" % error.strerror)
 
 
 def _replace(old_fd, new_fd):

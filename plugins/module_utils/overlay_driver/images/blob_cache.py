@@ -7,33 +7,44 @@ Ansible runs a task's action in several forks at once, one per host, so
 without coordination twenty hosts would make twenty registry pulls of every
 blob. The cache is a directory of the controller user's own:
 
-    <cache>/blobs/sha256/<hex>   a blob, named by its digest (as in an OCI layout)
-    <cache>/locks/<hex>          flock(2)ed by the fork that fetches that blob
+    <cache>/blobs/sha256/<hex>   a blob, named by its digest (as in an OCI layout); its mtime is its last use
+    <cache>/locks/<hex>          flock(2)ed: shared by each fork using that blob, exclusive to remove it
+    <cache>/locks/<hex>.fetch    flock(2)ed by the fork that fetches that blob
     <cache>/tmp/                 blobs being fetched (O_EXCL names), renamed into blobs/ once verified
 
-A fork that finds a blob missing takes its lock, looks again (another fork
-may have fetched it meanwhile) and only then fetches it; the others wait on
-the lock and find it there. A blob is verified against its digest (and size)
-as it arrives, before it is renamed in, and again each time it is about to be
-sent: a cached file whose content does not match its name is never sent, it
-is removed and fetched again.
+A fork that finds a blob missing takes its fetch lock, looks again (another
+fork may have fetched it meanwhile) and only then fetches it; the others wait
+on that lock and find it there. A blob is verified against its
+digest (and size) as it arrives, before it is renamed in, and again each time
+it is about to be sent: a cached file whose content does not match its name is
+never sent, it is removed and fetched again. A fork holds the shared lock of
+each blob it hands out until it closes the cache, after the host got it, and
+sets the blob's mtime then: that is the use a prune goes by.
+
+A prune (the task's controller_cache_max_age / controller_cache_max_size,
+chosen in cache_bounds.py) removes blobs under their exclusive lock taken
+without waiting, so a blob a fork is fetching or sending is never removed, and
+only regular files named by 64 hex digits in blobs/sha256/ are ever removed.
 
 The files are sent to the hosts by path (an Ansible transfer reads a path), so
 the path must be one that no other user can redirect: the cache and every
 directory above it are opened from / one component at a time without
-following symlinks others made, directories above must be root's or the
-controller user's and not writable by others (unless sticky, as /tmp), and
-the cache itself must be the controller user's and writable by nobody else.
-It is made 0700 when missing.
+following symlinks others made (walk.py's GuardedWalk, as the layer home is),
+directories above must be root's or the controller user's and not writable by
+others (unless sticky, as /tmp), and the cache itself must be the controller
+user's and writable by nobody else. It is made 0700 when missing.
 """
 
 import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import stat
+import time
 
-from ..walk import DIR_FLAGS, PathWalk, untrusted_reason
+from ..walk import DIR_FLAGS, GuardedWalk, untrusted_reason
+from .cache_bounds import CachedBlob
 from .digests import VerifyingReader, hex_of, parse_digest
 from .download import blob_stream
 from .errors import ImageError
@@ -41,6 +52,8 @@ from .errors import ImageError
 CHUNK = 1 << 20
 ENV = "STRATA_OVERLAY_CONTROLLER_CACHE"
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+BLOB_NAME = re.compile(r"^[0-9a-f]{64}\Z")
+FETCH_LOCK = ".fetch"  # locks/<hex>.fetch: held by the one fork fetching that blob
 
 
 def default_cache_dir(environ=None):
@@ -56,61 +69,42 @@ def _refuse(path, cause):
     raise ImageError("refusing the controller's blob cache: %s" % cause, path=path)
 
 
-class _CacheWalk(PathWalk):
+class _CacheWalk(GuardedWalk):
     """The cache's path: directories above it root's or this user's and safe from others; symlinks on the way
     made by root or this user; missing directories made 0700 when make is true."""
 
     def __init__(self, path, make):
-        PathWalk.__init__(self, path)
-        self.make = make
         self.uid = os.geteuid()
+        GuardedWalk.__init__(self, path, _refuse, _make_private if make else None, owners={0, self.uid})
 
-    def entered(self, fd, where, last):
+    def target(self, fd, where):
         st = os.fstat(fd)
-        if last:
-            if st.st_uid != self.uid:
-                _refuse(where, "it is owned by uid %d, not by uid %d who runs the play" % (st.st_uid, self.uid))
-            if st.st_mode & 0o022:
-                _refuse(where, "it is writable by %s (mode %o); chmod 0700 it"
-                        % ("every user" if st.st_mode & 0o002 else "its group", stat.S_IMODE(st.st_mode)))
-            reason = untrusted_reason(st, {self.uid}, set(), fd)
-            if reason:
-                _refuse(where, reason)
-            return
-        reason = untrusted_reason(st, {0, self.uid}, {0}, fd)
+        if st.st_uid != self.uid:
+            _refuse(where, "it is owned by uid %d, not by uid %d who runs the play" % (st.st_uid, self.uid))
+        if st.st_mode & 0o022:
+            _refuse(where, "it is writable by %s (mode %o); chmod 0700 it"
+                    % ("every user" if st.st_mode & 0o002 else "its group", stat.S_IMODE(st.st_mode)))
+        reason = untrusted_reason(st, {self.uid}, set(), fd)
         if reason:
-            _refuse(where, "a directory above it can be changed by another user: %s" % reason)
+            _refuse(where, reason)
 
-    def missing(self, dir_fd, name, last):
-        if not self.make:
-            return False
-        try:
-            os.mkdir(name, 0o700, dir_fd=dir_fd)
-        except FileExistsError:
-            pass
-        return True
+    def link_owners(self, dir_fd):
+        return {0, self.uid}
 
-    def check_link(self, dir_fd, st, where):
-        if st.st_uid not in (0, self.uid):
-            _refuse(where, "it is a symlink owned by uid %d" % st.st_uid)
 
-    def too_many_links(self):
-        _refuse(self.path, "too many symlinks")
-
-    def not_a_directory(self, where):
-        _refuse(where, "it is not a directory")
-
-    def cannot_open(self, where, error):
-        _refuse(where, "cannot open it: %s" % error.strerror)
+def _make_private(dir_fd, name, last):
+    """A missing directory of the cache's path, made 0700 (another fork may just have made it)."""
+    del last
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
 
 
 def _subdir(parent_fd, name, where, make):
     """A directory of the cache, this user's and nobody else's, opened without following a symlink."""
     if make:
-        try:
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
-        except FileExistsError:
-            pass
+        _make_private(parent_fd, name, True)
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
@@ -145,6 +139,7 @@ class BlobCache:
             self.close()
             raise
         self.fetched = []  # digests this process fetched from the registry
+        self.used = set()  # names (hex) of the blobs this process handed out: kept until close, never pruned
 
     @classmethod
     def existing(cls, path):
@@ -207,28 +202,73 @@ class BlobCache:
             data = f.read()
         return data if "sha256:" + hashlib.sha256(data).hexdigest() == descriptor.digest else None
 
-    # -- filling ------------------------------------------------------------------
+    # -- locks --------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _locked(self, name):
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.locks_fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
+    def _lock(self, name, how, wait=True):
+        """An fd of locks/<name> holding flock(how), or None when wait is false and another process holds it.
+
+        A prune removes a blob's lock file while it holds it, so the lock taken must be on the file that is
+        there now: one that was removed while this process waited is no lock, and is taken again."""
+        while True:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.locks_fd)
+            try:
+                fcntl.flock(fd, how if wait else how | fcntl.LOCK_NB)
+                held = os.fstat(fd)
+                try:
+                    there = os.stat(name, dir_fd=self.locks_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    there = None
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            if there is not None and (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+                return fd
             os.close(fd)
 
+    def _blob_id(self, name):
+        """(device, inode, mtime) of blobs/sha256/<name> without following a link, or None."""
+        try:
+            st = os.stat(name, dir_fd=self.blobs_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino, st.st_mtime_ns
+
+    def _keep(self, name, fd):
+        """The blob is this process's until close: its shared lock held (no prune removes it before it is sent)
+        and its use recorded as its mtime (atime is not kept on noatime or relatime mounts)."""
+        self._fds.append(fd)
+        self.used.add(name)
+        os.utime(name, dir_fd=self.blobs_fd, follow_symlinks=False)
+
+    # -- filling ------------------------------------------------------------------
+
     def blob(self, source, descriptor, image):
-        """The path of the verified blob in the cache, fetched from source first unless it is there intact."""
+        """The path of the verified blob in the cache, fetched from source first unless it is there intact.
+
+        The blob's lock is held shared from the look until the cache is closed, after the host got it: a
+        prune (which takes it exclusively, without waiting) never removes a blob between its verification and
+        its transfer. Fetching is serialized by a second lock, so a fork waits only for the fork fetching that
+        blob, never for the forks still sending it."""
         name = hex_of(parse_digest(descriptor.digest, image))
-        if self._verified(name, descriptor):
-            return self.blob_path(descriptor.digest)
-        with self._locked(name):
-            if not self._verified(name, descriptor):  # another fork may have fetched it while this one waited
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=self.blobs_fd)  # absent, or not what its name says
-                self._clear_temps(name)
-                self._fetch(source, descriptor, image, name)
+        fd = self._lock(name, fcntl.LOCK_SH)
+        try:
+            if not self._verified(name, descriptor):
+                fetching = self._lock(name + FETCH_LOCK, fcntl.LOCK_EX)
+                try:
+                    if not self._verified(name, descriptor):  # another fork may have fetched it meanwhile
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(name, dir_fd=self.blobs_fd)  # absent, or not what its name says
+                        self._clear_temps(name)
+                        self._fetch(source, descriptor, image, name)
+                finally:
+                    os.close(fetching)
+            self._keep(name, fd)
+        except BaseException:
+            os.close(fd)
+            raise
         return self.blob_path(descriptor.digest)
 
     def _clear_temps(self, name):
@@ -262,3 +302,49 @@ class BlobCache:
                 os.unlink(temp, dir_fd=self.tmp_fd)
             raise
         self.fetched.append(descriptor.digest)
+
+    # -- pruning ------------------------------------------------------------------
+
+    def prune(self, bounds, now=None):
+        """Remove the blobs bounds select (cache_bounds.py); the digests removed.
+
+        Only regular files of this user named by 64 hex digits in blobs/sha256/ are candidates, looked at
+        without following a link: anything else there is left alone. A blob this process used is never
+        removed. Each is removed under its exclusive lock, taken without waiting: a blob another fork is
+        fetching or about to send (it holds the lock) is skipped, and one used since it was looked at (its
+        mtime moved) stays."""
+        if bounds.unbounded or self.blobs_fd is None or self.locks_fd is None:
+            return []
+        now = time.time() if now is None else now
+        seen = {}
+        for name in os.listdir(self.blobs_fd):
+            if not BLOB_NAME.match(name):
+                continue
+            try:
+                st = os.stat(name, dir_fd=self.blobs_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                seen[name] = (st.st_dev, st.st_ino, st.st_mtime_ns), CachedBlob(
+                    name, st.st_size, st.st_mtime, name not in self.used)
+        removed = []
+        for name in bounds.select([blob for _id, blob in seen.values()], now):
+            try:
+                fd = self._lock(name, fcntl.LOCK_EX, wait=False)
+            except OSError:  # a lock that is not a regular file of ours: not ours to judge
+                continue
+            if fd is None:
+                continue
+            try:
+                if self._blob_id(name) != seen[name][0]:
+                    continue
+                os.unlink(name, dir_fd=self.blobs_fd)
+                # while held: _lock takes only the file that is there; nobody holds or waits for the fetch lock
+                # without holding this one shared
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name + FETCH_LOCK, dir_fd=self.locks_fd)
+                os.unlink(name, dir_fd=self.locks_fd)
+                removed.append("sha256:" + name)
+            finally:
+                os.close(fd)
+        return removed

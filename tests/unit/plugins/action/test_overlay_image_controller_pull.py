@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import types
 from concurrent.futures import ThreadPoolExecutor
 
@@ -257,7 +258,8 @@ def test_an_unknown_pull_is_refused(scratch):
 
 
 @pytest.mark.parametrize("name, value", [("retries", "many"), ("retry_max_delay", [1]), ("blob_deadline", "1h"),
-                                         ("image_deadline", 0), ("blob_deadline", 2.5)])
+                                         ("image_deadline", 0), ("blob_deadline", 2.5),
+                                         ("controller_cache_max_age", "a month"), ("controller_cache_max_size", "lots")])
 def test_a_bad_number_read_on_the_controller_fails_clearly(scratch, name, value):
     """The controller reads these before any module's argument spec has: int("1h") raised a traceback."""
     host = Host(os.path.join(scratch, "h"))
@@ -266,3 +268,42 @@ def test_a_bad_number_read_on_the_controller_fails_clearly(scratch, name, value)
     result = host.stage(args)
     assert result["failed"] and name in result["msg"], result
     assert not os.path.exists(host.home)
+
+
+def age_cache(cache, days):
+    """Date the last use of every blob in the cache that many days back."""
+    blobs = os.path.join(cache, "blobs", "sha256")
+    when = time.time() - days * 86400
+    for name in os.listdir(blobs):
+        os.utime(os.path.join(blobs, name), (when, when))
+    return {name: os.stat(os.path.join(blobs, name)).st_mtime for name in os.listdir(blobs)}
+
+
+def test_a_run_prunes_the_blobs_it_did_not_use_and_keeps_those_it_sent(regs, scratch, layout):
+    """controller_cache_max_age: base's blobs, unused for 40 days, go; the app blobs this task sent stay."""
+    del layout
+    host = Host(os.path.join(scratch, "host"))
+    cache = os.path.join(scratch, "cache")
+    base = host.stage(pull_args(regs, "base", cache))
+    assert not base.get("failed"), base
+    aged = age_cache(cache, 40)
+    result = host.stage(pull_args(regs, "app", cache, controller_cache_max_age=30))
+    assert not result.get("failed"), result
+    assert result["sent_layers"] == 1 and len(result["controller_fetched"]) == 2
+    assert sorted(result["controller_pruned"]) == sorted("sha256:" + name for name in aged)
+    assert sorted(os.listdir(os.path.join(cache, "blobs", "sha256"))) == sorted(
+        d.split(":", 1)[1] for d in result["controller_fetched"])
+    assert not os.listdir(os.path.join(cache, "tmp"))
+
+
+def test_check_mode_prunes_nothing_and_records_no_use(regs, scratch, layout):
+    del layout
+    cache = os.path.join(scratch, "cache")
+    assert not Host(os.path.join(scratch, "one")).stage(pull_args(regs, "base", cache)).get("failed")
+    aged = age_cache(cache, 40)
+    result = Host(os.path.join(scratch, "two")).stage(
+        pull_args(regs, "app", cache, controller_cache_max_age=0, controller_cache_max_size=0), check_mode=True)
+    assert not result.get("failed"), result
+    assert result["controller_pruned"] == [] and result["controller_fetched"] == []
+    assert {name: os.stat(os.path.join(cache, "blobs", "sha256", name)).st_mtime
+            for name in os.listdir(os.path.join(cache, "blobs", "sha256"))} == aged

@@ -5,13 +5,17 @@ import contextlib
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.blob_cache import (
     BlobCache, default_cache_dir)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.cache_bounds import CacheBounds
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.manifests import Descriptor
 
@@ -193,3 +197,125 @@ def test_the_default_directory():
     assert default_cache_dir({"STRATA_OVERLAY_CONTROLLER_CACHE": "/srv/c", "XDG_CACHE_HOME": "/x"}) == "/srv/c"
     assert default_cache_dir({"XDG_CACHE_HOME": "/x"}) == "/x/strata.overlay"
     assert default_cache_dir({}) == os.path.join(os.path.expanduser("~"), ".cache", "strata.overlay")
+
+
+# -- a bounded cache: prune ------------------------------------------------------------------------------
+
+DAY = 86400
+NOW = int(time.time())  # the dates below are relative to it: a use sets the real time
+
+
+def fill(path, blobs, used_days_ago):
+    """Fetch each blob into the cache at path, then date its last use (its mtime) that many days before NOW."""
+    descriptors = [descriptor_of(b) for b in blobs]
+    with BlobCache(path) as cache:
+        for d in descriptors:
+            cache.blob(CountingSource({d.digest: b for d, b in zip(descriptors, blobs)}), d, "docker://r/app")
+    for d, days in zip(descriptors, used_days_ago):
+        when = NOW - days * DAY
+        os.utime(blob_file(path, d), (when, when))
+    return descriptors
+
+
+def blob_file(path, descriptor):
+    return os.path.join(path, "blobs", "sha256", descriptor.digest[len("sha256:"):])
+
+
+def test_a_use_is_recorded_as_the_blobs_mtime(scratch):
+    """atime is not kept on noatime mounts: the cache records a use itself, also for a blob it did not fetch."""
+    path = os.path.join(scratch, "cache")
+    [d] = fill(path, [b"layer"], [30])
+    with BlobCache(path) as cache:
+        cache.blob(CountingSource({}), d, "docker://r/app")
+        assert cache.fetched == []
+    assert os.stat(blob_file(path, d)).st_mtime > NOW - DAY
+
+
+def test_blobs_unused_for_longer_than_max_age_are_pruned_and_the_ones_used_kept(scratch):
+    path = os.path.join(scratch, "cache")
+    old, recent, used = fill(path, [b"old", b"recent", b"used"], [40, 2, 40])
+    with BlobCache(path) as cache:
+        cache.blob(CountingSource({}), used, "docker://r/app")  # this run uses it: kept whatever its age
+        os.utime(blob_file(path, used), (NOW - 40 * DAY, NOW - 40 * DAY))
+        removed = cache.prune(CacheBounds(max_age=30 * DAY), now=NOW)
+    assert removed == [old.digest]
+    assert not os.path.exists(blob_file(path, old))
+    assert os.path.exists(blob_file(path, recent)) and os.path.exists(blob_file(path, used))
+    assert not os.path.exists(os.path.join(path, "locks", old.digest[len("sha256:"):]))
+
+
+def test_max_size_removes_the_least_recently_used_first(scratch):
+    path = os.path.join(scratch, "cache")
+    blobs = [bytes([n]) * 1000 for n in range(4)]
+    oldest, older, newer, newest = fill(path, blobs, [9, 8, 2, 1])
+    with BlobCache(path) as cache:
+        removed = cache.prune(CacheBounds(max_size=2500), now=NOW)
+    assert removed == [oldest.digest, older.digest]
+    assert [os.path.exists(blob_file(path, d)) for d in (oldest, older, newer, newest)] == [False, False, True, True]
+
+
+def test_a_blob_whose_lock_another_process_holds_is_not_removed(scratch):
+    """A fork holds a blob's lock while it fetches or sends it: a prune in another fork or run skips it."""
+    path = os.path.join(scratch, "cache")
+    held, free = fill(path, [b"being sent", b"unused"], [40, 40])
+    lock = os.path.join(path, "locks", held.digest[len("sha256:"):])
+    holder = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_SH); "
+         "print('held', flush=True); sys.stdin.read()", lock],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with BlobCache(path) as cache:
+            removed = cache.prune(CacheBounds(max_age=0), now=NOW)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert removed == [free.digest]
+    assert os.path.exists(blob_file(path, held)) and os.path.exists(lock)
+
+
+def test_a_planted_symlink_is_never_followed_nor_removed_through(scratch):
+    """Only regular files named by 64 hex digits in blobs/sha256/ go: a link named like a blob is left alone
+    (not followed to its target), and a blob whose lock file is a link is skipped."""
+    path = os.path.join(scratch, "cache")
+    victim = os.path.join(scratch, "victim")
+    with open(victim, "wb") as f:
+        f.write(b"precious")
+    os.utime(victim, (NOW - 90 * DAY, NOW - 90 * DAY))
+    [locked] = fill(path, [b"blob with a planted lock"], [40])
+    lock = os.path.join(path, "locks", locked.digest[len("sha256:"):])
+    os.unlink(lock)
+    os.symlink(victim, lock)
+    link = os.path.join(path, "blobs", "sha256", "e" * 64)
+    os.symlink(victim, link)
+    os.utime(link, (NOW - 90 * DAY, NOW - 90 * DAY), follow_symlinks=False)
+    junk = os.path.join(path, "blobs", "sha256", "not-a-digest")
+    with open(junk, "wb") as f:
+        f.write(b"x" * 10000)
+    os.utime(junk, (NOW - 90 * DAY, NOW - 90 * DAY))
+    with BlobCache(path) as cache:
+        assert cache.prune(CacheBounds(max_age=0, max_size=0), now=NOW) == []
+    assert os.path.islink(link) and os.path.islink(lock) and os.path.exists(junk)
+    assert os.path.exists(blob_file(path, locked))
+    with open(victim, "rb") as f:
+        assert f.read() == b"precious"
+
+
+def test_a_blob_pruned_while_a_fork_waited_for_it_is_fetched_again(scratch):
+    """The lock file goes with its blob: a fork that opened the old lock file takes the new one and fetches."""
+    path = os.path.join(scratch, "cache")
+    [d] = fill(path, [b"layer"], [40])
+    with BlobCache(path) as pruner:
+        assert pruner.prune(CacheBounds(max_age=0), now=NOW) == [d.digest]
+    source = CountingSource({d.digest: b"layer"})
+    with BlobCache(path) as cache:
+        assert cache.blob(source, d, "docker://r/app") == blob_file(path, d)
+        assert cache.fetched == [d.digest]
+
+
+def test_no_bounds_prune_nothing(scratch):
+    path = os.path.join(scratch, "cache")
+    [d] = fill(path, [b"layer"], [4000])
+    with BlobCache(path) as cache:
+        assert cache.prune(CacheBounds(), now=NOW) == []
+    assert os.path.exists(blob_file(path, d))
