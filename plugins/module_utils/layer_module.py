@@ -14,6 +14,11 @@ Every module's failure may name a `path` too (run_module puts the error's path
 there): the file the error is about, whose stats are no part of the failure.
 A subclass that returns its results as they are is the supported way to say
 so: AnsibleModule itself, and any other module, is left as it is.
+
+The managers put what the user should see as warnings in the result's
+`warnings`; passing that key to exit_json or fail_json is deprecated in
+ansible-core 2.19 (and prints a deprecation of its own), so each is handed
+to AnsibleModule.warn, which every supported release returns the same way.
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -24,3 +29,15 @@ class LayerModule(AnsibleModule):
 
     def add_path_info(self, kwargs):
         return kwargs
+
+    def _warn_from(self, kwargs):
+        for warning in kwargs.pop("warnings", None) or []:
+            self.warn(warning)
+
+    def exit_json(self, **kwargs):
+        self._warn_from(kwargs)
+        super().exit_json(**kwargs)
+
+    def fail_json(self, *args, **kwargs):
+        self._warn_from(kwargs)
+        super().fail_json(*args, **kwargs)

@@ -31,19 +31,30 @@ class ModuleExit(Exception):
 
 @pytest.fixture
 def run_module(monkeypatch):
-    def exit_json(self, **kwargs):
+    # AnsibleModule.warn's messages, returned as `warnings` the way exit_json and fail_json return them (the
+    # release's own store of warnings is process-wide, and differs between releases)
+    warned = []
+
+    def returned(self, kwargs):
         self.add_path_info(kwargs)
-        raise ModuleExit(kwargs, False)
+        if warned:
+            kwargs["warnings"] = list(warned)
+        return kwargs
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(returned(self, kwargs), False)
 
     def fail_json(self, **kwargs):
-        self.add_path_info(kwargs)  # as AnsibleModule does for failures too
+        kwargs = returned(self, kwargs)  # as AnsibleModule does for failures too
         kwargs["failed"] = True
         raise ModuleExit(kwargs, True)
 
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning, **_kw: warned.append(warning))
 
     def run(module, args, check_mode=False, diff=False):
+        del warned[:]
         args = dict(args)
         if check_mode:
             args["_ansible_check_mode"] = True
