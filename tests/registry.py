@@ -393,7 +393,12 @@ class Registry:
             return ""
 
     def log_mark(self):
-        """A position in the access log; :meth:`requests` counts from there."""
+        """A position in the access log; :meth:`requests` counts from there. Taken once the log has
+        settled, so the last requests of what ran before the mark are not counted after it."""
+        self._settle_log()
+        return self._log_size()
+
+    def _log_size(self):
         try:
             return os.path.getsize(self.log_path)
         except OSError:
@@ -433,10 +438,10 @@ class Registry:
         last byte, so a count taken as soon as a pull returns can miss the last requests.
         """
         deadline = time.monotonic() + limit
-        size = self.log_mark()
+        size = self._log_size()
         while time.monotonic() < deadline:
             time.sleep(quiet)
-            now = self.log_mark()
+            now = self._log_size()
             if now == size:
                 return
             size = now
