@@ -29,11 +29,12 @@ headers included, ends by the deadline over all the image's signatures
 time is stopped as one that trickles its body.
 """
 
+import base64
 import http.client
 import socket
 import ssl
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from . import certs
 from .download import DeadlineSocket
@@ -92,40 +93,66 @@ def _netloc(parts):
     return parts.netloc.rpartition("@")[2].lower()
 
 
+def shown(url):
+    """url as messages show it: without the user information it may hold (a password above all)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2] if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _split(url, image):
+    """urlsplit(url), its port read too: a URL urllib cannot take (a port out of range, a broken IPv6 address)
+    is the lookaside's error, said as such."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # pylint: disable=pointless-statement
+    except ValueError as e:
+        raise ImageError("the signature URL %s is not a valid URL: %s" % (shown(url), e), image=image)
+    return parts
+
+
 def read_signature(transport, url, image, deadline_at, limit, max_size):
     """The bytes of the signature at url (at most max_size + 1 of them, the caller judges the size), or None
     on a 404. deadline_at (time.monotonic()) bounds every read; limit is its bound in seconds, for messages."""
     transport = transport or LookasideTransport()
-    deadline = _Deadline(deadline_at, url, limit)
-    first = urlsplit(url).scheme
+    deadline = _Deadline(deadline_at, shown(url), limit)
+    first = _split(url, image).scheme
     for _hop in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
+        parts = _split(url, image)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ImageError("the lookaside redirected the signature to %s, which is not an http(s) URL" % url,
+            raise ImageError("the lookaside redirected the signature to %s, which is not an http(s) URL" % shown(url),
                              image=image)
         if first == "https" and parts.scheme == "http" and transport.validate_certs:
             raise ImageError("the lookaside redirected the signature from https to plain http (%s): refused"
-                             % url, image=image)
+                             % shown(url), image=image)
         resp, conn = _get(transport, parts, url, image, deadline)
         try:
             if resp.status in _REDIRECTS:
                 location = resp.getheader("Location")
                 if not location:
                     raise ImageError("the lookaside answered %d without a Location for the signature %s"
-                                     % (resp.status, url), image=image)
-                url = urljoin(url, location)
+                                     % (resp.status, shown(url)), image=image)
+                try:
+                    url = urljoin(url, location)
+                except ValueError as e:
+                    raise ImageError("the lookaside redirected the signature %s to %r, which is not a URL: %s"
+                                     % (shown(url), location, e), image=image)
                 continue
             if resp.status == 404:
                 return None
             if resp.status != 200:
-                raise ImageError("the lookaside answered %d for the signature %s" % (resp.status, url), image=image)
+                raise ImageError("the lookaside answered %d for the signature %s" % (resp.status, shown(url)), image=image)
             try:
                 return resp.read(max_size + 1)
             except (OSError, http.client.HTTPException) as e:
-                raise ImageError("cannot read the signature %s: %s" % (url, e), image=image)
+                raise ImageError("cannot read the signature %s: %s" % (shown(url), e), image=image)
         finally:
             conn.close()
-    raise ImageError("more than %d redirects for the signature, the last to %s" % (MAX_REDIRECTS, url), image=image)
+    raise ImageError("more than %d redirects for the signature, the last to %s" % (MAX_REDIRECTS, shown(url)), image=image)
 
 
 def _get(transport, parts, url, image, deadline):
@@ -137,6 +164,9 @@ def _get(transport, parts, url, image, deadline):
                                   min(transport.timeout, max(0.01, deadline.remaining(image=image))))
     via = " through the proxy %s" % proxy.shown if proxy is not None else ""
     headers = {"User-Agent": USER_AGENT}
+    if parts.username is not None:  # credentials the lookaside URL itself gives, to its own host only
+        basic = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
+        headers["Authorization"] = "Basic " + base64.b64encode(basic.encode("utf-8")).decode("ascii")
     if proxy is not None and prefix:
         headers.update(proxy.headers())  # the proxy's own credentials, to the proxy alone
     target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
@@ -152,22 +182,22 @@ def _get(transport, parts, url, image, deadline):
         conn.close()
         raise ImageError("cannot read the signature %s: the TLS certificate of the lookaside %s:%d does not verify: "
                          "%s (set ca_path to the CA that signed it, or put it in certs.d as %s/ca.crt)"
-                         % (url, host, port, e.verify_message or e, _netloc(parts)), image=image)
+                         % (shown(url), host, port, e.verify_message or e, _netloc(parts)), image=image)
     except ssl.SSLError as e:
         conn.close()
         raise ImageError("cannot read the signature %s: TLS with the lookaside %s:%d%s failed: %s%s"
-                         % (url, host, port, via, e, host_certs.hint(e) if host_certs else ""), image=image)
+                         % (shown(url), host, port, via, e, host_certs.hint(e) if host_certs else ""), image=image)
     except socket.timeout:
         conn.close()
         raise ImageError("cannot read the signature %s: the lookaside %s:%d%s did not answer within %ss"
-                         % (url, host, port, via, transport.timeout), image=image)
+                         % (shown(url), host, port, via, transport.timeout), image=image)
     except (OSError, http.client.HTTPException) as e:
         conn.close()
         hint = " (the proxy wants credentials: give them in its URL)" if " 407 " in str(e) else ""
         raise ImageError("cannot read the signature %s: cannot reach the lookaside %s:%d%s: %s%s"
-                         % (url, host, port, via, e, hint), image=image)
+                         % (shown(url), host, port, via, e, hint), image=image)
     if proxy is not None and resp.status == 407:
         conn.close()
         raise ImageError("cannot read the signature %s: the proxy %s refused the request: 407 %s (the proxy wants "
-                         "credentials: give them in its URL)" % (url, proxy.shown, resp.reason), image=image)
+                         "credentials: give them in its URL)" % (shown(url), proxy.shown, resp.reason), image=image)
     return resp, conn

@@ -34,7 +34,8 @@ class RegistrySignatures:
             image = self.reference.text
             config = load_registries_d(self.registries_d, image)
             entry = lookaside_for(config, self.reference)
-            self.looked_in = " in the lookaside %s (%s)" % entry
+            from .lookaside_http import shown  # pylint: disable=import-outside-toplevel
+            self.looked_in = " in the lookaside %s (%s)" % (shown(entry[0]), entry[1])
             deadlines = getattr(self.source, "deadlines", None)  # the image's, when it came from a registry
             # how the task reaches its registry (proxy, ca_path, certs.d), applied to the lookaside's own host
             transport = getattr(self.source, "lookaside_transport", None)

@@ -1,6 +1,7 @@
 """registries.d and the lookaside: which entry says where an image's simple signatures are, and reading them
 (file:// and http://) up to the first one missing, bounded."""
 
+import base64
 import http.server
 import os
 import shutil
@@ -347,3 +348,27 @@ def test_validate_certs_false_reads_a_lookaside_whose_certificate_does_not_verif
     empty = os.path.join(root, "no-certs.d")
     os.mkdir(empty)
     assert read(served_tls, validate_certs=False, certs_dirs=(empty,)) == SIGNATURES
+
+
+@pytest.mark.parametrize("location", ["http://127.0.0.1:99999/x", "http://[::1/x", "http://127.0.0.1:-1/x"],
+                         ids=["port-out-of-range", "broken-ipv6", "negative-port"])
+def test_a_redirect_to_what_is_no_url_is_refused_naming_it(served, location):
+    """A Location urllib cannot take is the lookaside's error, said as such, not an unexpected ValueError."""
+    front = LookasideServer(served.directory, redirect_to=location).start()
+    try:
+        with pytest.raises(ImageError) as e:
+            read(front)
+        assert "not a valid URL" in e.value.message or "which is not a URL" in e.value.message
+    finally:
+        front.stop()
+
+
+def test_credentials_in_the_lookaside_url_are_sent_to_it_and_never_shown(served):
+    """user:password@ in a registries.d lookaside URL: sent as Basic auth to that host, as containers/image's
+    HTTP client does, and left out of every message."""
+    url = "http://alice:s3cret-pw@%s/" % served.netloc
+    assert lookaside.fetch_signatures(url, parse_reference(REFERENCE), DIGEST) == SIGNATURES
+    assert served.requests[0][1].get("Authorization") == "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+    with pytest.raises(ImageError) as e:
+        lookaside.fetch_signatures("http://alice:s3cret-pw@127.0.0.1:1/", parse_reference(REFERENCE), DIGEST)
+    assert "s3cret-pw" not in e.value.message and "127.0.0.1:1" in e.value.message
