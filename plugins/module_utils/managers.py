@@ -309,8 +309,9 @@ class InfoManager(Manager):
                 "remove it" % (dirs.path, name, dirs.root_uid))
         for name in dirs.link_dirs:
             result.setdefault("warnings", []).append(
-                "the layer home %s holds %r, a directory of short links only, l/ renamed; the links are made again in "
-                "l/ from the layers' link files: remove it" % (dirs.path, name))
+                "the layer home %s holds %r, a directory of short links only, l/ renamed; it is no layer (the links "
+                "are made again in l/ from the layers' link files): remove it with rm -r %s, or with overlay_home "
+                "state=absent along with the home" % (dirs.path, name, os.path.join(dirs.path, name)))
 
     @staticmethod
     def _warn_maps(result, uid_maps, gid_maps):

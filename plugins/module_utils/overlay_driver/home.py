@@ -321,9 +321,11 @@ class HomeDirs:
         return stat.S_ISDIR(st.st_mode)
 
     def layer_ids(self):
+        """The layer directories; l/ renamed to a layer's name (link_dirs) is no layer, nor a damaged one."""
         if self.fd is None:
             return []
-        return sorted(n for n in os.listdir(self.fd) if is_layer_name(n) and self.is_layer_dir(n))
+        return sorted(n for n in os.listdir(self.fd)
+                      if is_layer_name(n) and n not in self.link_dirs and self.is_layer_dir(n))
 
     def read_only(self):
         """Whether the home's filesystem is mounted read-only."""

@@ -76,8 +76,9 @@ def remove_home(store):
     for layer_id in store.driver.layer_ids():
         remove_tree_at(dirs.fd, layer_id, layer=layer_id, entries=entries)
         removed.append(layer_id)
-    if _is_real_dir_at(dirs.fd, LINK_DIR):  # the overlay2 layout's short links, to layers now gone
-        remove_tree_at(dirs.fd, LINK_DIR, entries=entries)
+    for name in [LINK_DIR] + list(dirs.link_dirs):  # the overlay2 layout's short links (l/, l/ renamed)
+        if _is_real_dir_at(dirs.fd, name):
+            remove_tree_at(dirs.fd, name, entries=entries)
     remove_tree_at(dirs.fd, STATE_DIR, entries=entries)
     leftovers = sorted(os.listdir(dirs.fd))
     if leftovers:  # written by something else since the home was checked: not ours to remove

@@ -89,10 +89,18 @@ class Overlay2Driver(GraphDriver):
 
     def _link_dir(self, layer_id=None, create=False, required=True):
         """<home>/l opened (a real directory), OverlayError when it is missing (None when not required: the
-        links are then looked up in the repair plan, _resolve_lower). create: made (root's, 0700) when missing,
-        by the first layer's creation, so that a home where nothing was built holds none."""
+        links are then looked up in the repair plan, _resolve_lower). create: made (root's, 0700, in .strata/tmp
+        and renamed in) when missing, by the first layer's creation, so that a home where nothing was built holds
+        none; and, since a link is written into it next, refused unless it holds short links only
+        (short_links.check_link_dir)."""
         try:
-            fd = short_links.open_link_dir(self.dirs.fd, create=create)
+            fd = short_links.open_link_dir(self.dirs.fd, create=create, tmp_fd=self.dirs.tmp_fd)
+            if fd is not None and create:
+                try:
+                    short_links.check_link_dir(fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
         except OverlayError as e:
             raise OverlayError(e.cause, layer=layer_id, path=os.path.join(self.home, short_links.LINK_DIR))
         if fd is None and required:
@@ -232,7 +240,11 @@ class Overlay2Driver(GraphDriver):
         return self._make_lost_links()
 
     def _make_lost_links(self):
-        return [os.path.join(self.home, name) for name in short_link_repair.make(self.dirs.fd, self._repair_plan())]
+        try:
+            made = short_link_repair.make(self.dirs.fd, self.dirs.tmp_fd, self._repair_plan())
+        except OverlayError as e:
+            raise OverlayError(e.cause, path=os.path.join(self.home, short_links.LINK_DIR))
+        return [os.path.join(self.home, name) for name in made]
 
     def _lower_problem(self, layer_id, lower, link):
         if lower == layer_id:

@@ -25,7 +25,6 @@ and l/ the layer's creation makes (l/ root's, 0700; ../<id>/diff).
 """
 
 import os
-import stat
 
 from . import faults, short_links
 from .errors import OverlayError
@@ -62,8 +61,11 @@ def plan(home_fd, claims):
     except OverlayError:
         return RepairPlan()
     try:
-        if link_fd is not None and os.fstat(link_fd).st_uid != 0:
-            return RepairPlan()
+        if link_fd is not None:
+            try:
+                short_links.check_link_dir(link_fd)
+            except OverlayError:
+                return RepairPlan()
         owners = {}
         for layer_id, link in claims:
             owners.setdefault(link, []).append(layer_id)
@@ -79,20 +81,25 @@ def plan(home_fd, claims):
             os.close(link_fd)
 
 
-def make(home_fd, repair):
-    """repair (a RepairPlan) carried out: l/ made (root's, 0700) when missing, each link made where its name is
-    free. A name taken meanwhile is left as it is. Returns what was made, relative to the home."""
+def make(home_fd, tmp_fd, repair):
+    """repair (a RepairPlan) carried out: l/ made (root's, 0700, in root's tmp_fd and renamed in) when missing,
+    each link made where its name is free. A name taken meanwhile is left as it is; an l/ that is not the
+    layout's (short_links.check_link_dir: a root's directory renamed to l) is refused before anything is
+    written into it. Returns what was made, relative to the home."""
     if not repair:
         return []
     made = []
     link_fd = short_links.open_link_dir(home_fd)
     if link_fd is None:
-        link_fd = short_links.open_link_dir(home_fd, create=True)
-        made.append(LINK_DIR)
+        link_fd = short_links.make_link_dir(home_fd, tmp_fd)
+        if link_fd is None:  # a concurrent writer's, or what the home's owner put there meanwhile
+            link_fd = short_links.open_link_dir(home_fd)
+        else:
+            made.append(LINK_DIR)
+    if link_fd is None:
+        raise OverlayError("%s/ went away while it was being made again" % LINK_DIR)
     try:
-        st = os.fstat(link_fd)
-        if st.st_uid != 0 or not stat.S_ISDIR(st.st_mode):
-            return made
+        short_links.check_link_dir(link_fd)
         for link in sorted(repair.links):
             if short_links.restore_link(link_fd, link, repair.links[link]):
                 made.append(os.path.join(LINK_DIR, link))

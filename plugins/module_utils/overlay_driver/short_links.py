@@ -27,7 +27,8 @@ import stat
 
 from .errors import OverlayError
 from .ids import validate_layer_id
-from .layout import LINK_DIR, create_unique
+from . import syscalls
+from .layout import LINK_DIR, create_unique, make_temp_dir
 from .walk import DIR_FLAGS
 
 LINK_FILE = "link"
@@ -61,9 +62,15 @@ def link_target(layer_id):
     return "../%s/%s" % (validate_layer_id(layer_id), DIFF_DIR)
 
 
-def open_link_dir(home_fd, create=False, uid=0, gid=0):
-    """<home>/l opened (a real directory, never a symlink); made 0700 for uid:gid when create. None when
-    missing and not create."""
+def open_link_dir(home_fd, create=False, tmp_fd=None, uid=0, gid=0):
+    """<home>/l opened (a real directory, never a symlink); None when missing and not create.
+
+    create makes a missing l/ for uid:gid, 0700, in tmp_fd (root's .strata/tmp, out of reach of the home's
+    owner, as a layer directory is built) and renames it into place without replacing anything. Under id
+    maps the remapped root owns the home and may rename anything in it: a directory made at <home>/l and
+    opened again by name might be the user's own by then, and root must never chown or fill that. One that
+    a concurrent writer renamed in first is opened like any other (check_link_dir says whether it is l/).
+    """
     try:
         return os.open(LINK_DIR, DIR_FLAGS, dir_fd=home_fd)
     except FileNotFoundError:
@@ -73,18 +80,53 @@ def open_link_dir(home_fd, create=False, uid=0, gid=0):
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             raise OverlayError("%s is a symlink or not a directory" % LINK_DIR)
         raise
+    fd = make_link_dir(home_fd, tmp_fd, uid, gid)
+    return fd if fd is not None else open_link_dir(home_fd)
+
+
+def make_link_dir(home_fd, tmp_fd, uid=0, gid=0):
+    """A new l/ (uid:gid, 0700) made in tmp_fd and renamed to <home>/l, never over anything: its fd, None when
+    something took the name first (a concurrent first writer; what is there is not this call's to judge)."""
+    if tmp_fd is None:
+        raise ValueError("making %s/ needs root's temporary directory" % LINK_DIR)
+    name = make_temp_dir(tmp_fd, "link-dir-")
+    fd = None
     try:
-        os.mkdir(LINK_DIR, 0o700, dir_fd=home_fd)
-    except FileExistsError:
-        pass  # made by a concurrent first writer: opened and checked below like any other
-    fd = os.open(LINK_DIR, DIR_FLAGS, dir_fd=home_fd)
-    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=tmp_fd)
         os.fchown(fd, uid, gid)
         os.fchmod(fd, 0o700)
+        try:
+            syscalls.rename_noreplace(name, LINK_DIR, tmp_fd, home_fd)
+            name = None
+        except FileExistsError:
+            os.close(fd)
+            fd = None
     except BaseException:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         raise
+    finally:
+        if name is not None:
+            os.rmdir(name, dir_fd=tmp_fd)
     return fd
+
+
+def check_link_dir(link_fd):
+    """Refuses (OverlayError naming what is there) an l/ that root must not write a short link into.
+
+    l/ is root's, 0700, as this layout makes it, and holds short links only. A directory of root's the
+    home's owner renamed to l (a layer directory, .strata) holds something else, or is moded otherwise:
+    writing links into it would put root's entries into a directory the user could never write.
+    """
+    st = os.fstat(link_fd)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        raise OverlayError("%s/ must be a directory of root's, mode 0700 (it is %o, uid %d); refusing to write short "
+                           "links into it" % (LINK_DIR, stat.S_IMODE(st.st_mode), st.st_uid))
+    with os.scandir(link_fd) as entries:
+        for entry in entries:
+            if not is_link_id(entry.name) or not entry.is_symlink():
+                raise OverlayError("%s/ holds %r, which is not a short link (was another directory renamed to %s?); "
+                                   "refusing to write short links into it" % (LINK_DIR, entry.name, LINK_DIR))
 
 
 def make_link(link_fd, layer_id):
@@ -229,6 +271,6 @@ def child_lower(parent_link, parent_lower, layer_id=None):
     return links
 
 
-__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "MissingLink", "child_lower", "is_link_id",
-           "make_link", "new_link_id", "open_link_dir", "parse_lower", "read_link_file", "read_lower", "remove_link", "resolve_link",
+__all__ = ["LINK_DIR", "LINK_FILE", "LOWER_FILE", "MAX_DEPTH", "MissingLink", "check_link_dir", "child_lower", "is_link_id",
+           "make_link", "make_link_dir", "new_link_id", "open_link_dir", "parse_lower", "read_link_file", "read_lower", "remove_link", "resolve_link",
            "restore_link", "validate_link_id", "write_link_file", "write_lower"]

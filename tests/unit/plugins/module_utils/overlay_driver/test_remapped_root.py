@@ -751,6 +751,151 @@ def test_short_links_lost_are_made_again_owned_as_before(home, driver, how):
     assert owners() == before
 
 
+def _when_l_appears(monkeypatch, home, step):
+    """step() run once, right after the call of short_links that made <home>/l appear in the home (whichever
+    call that is: a mkdir there, or the rename of one made elsewhere): the window a racing user aims at."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import short_links
+
+    done = []
+
+    def after(call):
+        def hooked(*args, **kwargs):
+            try:
+                return call(*args, **kwargs)
+            finally:
+                if not done and os.path.lexists(os.path.join(home, "l")):
+                    done.append(True)
+                    step()
+        return hooked
+
+    class Hooked:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            value = getattr(self.real, name)
+            return after(value) if callable(value) else value
+
+    monkeypatch.setattr(short_links, "os", Hooked(os))
+    if hasattr(short_links, "syscalls"):
+        monkeypatch.setattr(short_links, "syscalls", Hooked(short_links.syscalls))
+    return done
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+def test_l_made_again_never_takes_over_a_directory_the_remapped_root_swaps_in(home, driver, monkeypatch):
+    """The remapped root renamed l/ away and exchanges a directory of its own (a link file, diff/) with the
+    new l/ the moment it appears (renameat2 RENAME_EXCHANGE). Root never chowns, chmods or writes into that
+    directory: it stays the user's, as it was (a root's directory of the user's making would pass for a
+    layer directory of root's)."""
+    _base_and_app(driver)
+    mine = os.path.join(home, "mine")
+    links = os.path.join(home, "l")
+
+    def prepare():
+        os.rename(links, os.path.join(home, "away"))
+        os.mkdir(mine, 0o755)
+        os.mkdir(os.path.join(mine, "diff"), 0o755)
+        with open(os.path.join(mine, "link"), "w") as f:
+            f.write("Q" * 26)
+
+    run_as(REMAPPED, REMAPPED, prepare)
+    before = os.lstat(mine)
+
+    def exchange():
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.renameat2(-100, links.encode(), -100, mine.encode(), 2) == 0  # AT_FDCWD, RENAME_EXCHANGE
+
+    swapped = _when_l_appears(monkeypatch, home, lambda: run_as(REMAPPED, REMAPPED, exchange))
+    try:
+        driver.make_repairs()
+    except OverlayError:
+        pass  # refusing is as good as leaving it alone
+    monkeypatch.undo()
+    assert swapped
+    st = os.lstat(links)  # the user's directory, exchanged in
+    assert (st.st_ino, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+        before.st_ino, REMAPPED, REMAPPED, 0o755)
+    assert sorted(os.listdir(links)) == ["diff", "link"]
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+def test_l_renamed_away_the_moment_it_is_made_again_leaves_a_home_that_opens(home, driver, monkeypatch):
+    """The remapped root renames the new l/ away as soon as it appears: the writer does not die on a vanished
+    name, leaves no empty root's directory that would make every later run refuse the home, and the next run
+    makes l/ again and mounts."""
+    _base_and_app(driver)
+    links = os.path.join(home, "l")
+    run_as(REMAPPED, REMAPPED, lambda: os.rename(links, os.path.join(home, "away")))
+    gone = _when_l_appears(monkeypatch, home,
+                           lambda: run_as(REMAPPED, REMAPPED, lambda: os.rename(links, os.path.join(home, "empty"))))
+    try:
+        driver.make_repairs()
+    except OverlayError:
+        pass
+    monkeypatch.undo()
+    assert gone
+    again = _reopen(home)
+    try:
+        again.get("app")
+        try:
+            _assert_app_mount_is_the_real_one(again, home)
+        finally:
+            again.put("app")
+        assert "empty" not in again.layer_ids()
+    finally:
+        again.close()
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+@pytest.mark.parametrize("writer", ["repair", "create"])
+def test_a_roots_layer_directory_renamed_to_l_gets_no_short_link(home, driver, writer):
+    """The remapped root renames l/ away and root's layer directory `other` (which it cannot write) to l. Neither
+    the repair nor a layer's creation writes a link into it: the creation is refused, naming what is there."""
+    _base_and_app(driver)
+    driver.create("other")
+    other = os.path.join(home, "other")
+    inside = sorted(os.listdir(other))
+    run_as(REMAPPED, REMAPPED, lambda: (os.rename(os.path.join(home, "l"), os.path.join(home, "away")),
+                                        os.rename(other, os.path.join(home, "l"))))
+    again = _reopen(home)
+    try:
+        if writer == "repair":
+            again.make_repairs()
+        else:
+            with pytest.raises(OverlayError, match="refusing to write short links into it"):
+                again.create("new", "base")
+            assert not os.path.lexists(os.path.join(home, "new"))
+    finally:
+        again.close()
+    assert sorted(os.listdir(os.path.join(home, "l"))) == inside
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+def test_l_renamed_to_a_layer_name_is_no_layer_and_goes_with_the_home(home, driver):
+    """l/ renamed by the remapped root to a plain word (a valid layer id) is no layer, damaged or not: it is
+    said (HomeDirs.link_dirs), and removing the home removes it too."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.home_removal import remove_home
+
+    _base_and_app(driver)
+    run_as(REMAPPED, REMAPPED, lambda: os.rename(os.path.join(home, "l"), os.path.join(home, "renamed")))
+    again = _reopen(home)
+    try:
+        assert again.dirs.link_dirs == ["renamed"]
+        assert again.layer_ids() == ["app", "base"]
+    finally:
+        again.close()
+    store = LayerStore(home)
+    try:
+        with store.locked():
+            assert [state["id"] for state in store.layers()] == ["app", "base"]
+            remove_home(store)
+    finally:
+        store.close()
+    assert not os.path.lexists(home)
+
+
 # -- the naive diff reads a layer's directories opened from the home's fd ------------------------------------
 
 SECRET_NAME = "vault-secret-name"

@@ -208,3 +208,66 @@ def test_a_lost_link_with_a_stray_entry_in_its_place_is_made_again_by_the_mount_
     assert driver.make_repairs() == []
     assert_mounts_chain(driver, "layer2")
     assert os.readlink(os.path.join(driver.home, "l", links["layer0"])) == "../layer0/diff"
+
+
+def _rename_to_l(home, victim):
+    """l/ moved away and the home's directory victim (.strata, a layer directory) renamed to l."""
+    os.rename(os.path.join(home, "l"), os.path.join(home, "away"))
+    os.rename(os.path.join(home, victim), os.path.join(home, "l"))
+
+
+@pytest.mark.parametrize("victim", [".strata", "layer0"])
+def test_a_directory_renamed_to_l_between_the_plan_and_the_repair_gets_no_link(driver, monkeypatch, victim):
+    """l/ is missing when the repair is planned; before it is carried out a root's directory of the home (.strata,
+    which holds fewer entries than the home has layers; a layer directory) is renamed to l. The repair refuses it,
+    naming what is there, and writes nothing into it."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import short_link_repair
+
+    chain(driver, depth=6)
+    os.rename(os.path.join(driver.home, "l"), os.path.join(driver.home, "gone"))
+    inside = sorted(os.listdir(os.path.join(driver.home, victim)))
+    real = short_link_repair.plan
+
+    def then_renamed(*args, **kwargs):
+        planned = real(*args, **kwargs)
+        os.rename(os.path.join(driver.home, victim), os.path.join(driver.home, "l"))
+        return planned
+
+    monkeypatch.setattr(short_link_repair, "plan", then_renamed)
+    with pytest.raises(OverlayError, match="l/ (holds|must be).*refusing to write short links into it"):
+        driver.make_repairs()
+    assert sorted(os.listdir(os.path.join(driver.home, "l"))) == inside
+
+
+def test_a_layer_directory_renamed_to_l_is_not_repaired_into_and_a_creation_is_refused(driver):
+    chain(driver, depth=3)
+    inside = sorted(os.listdir(os.path.join(driver.home, "layer0")))
+    _rename_to_l(driver.home, "layer0")
+    assert driver.repairs_due() == [] and driver.make_repairs() == []
+    with pytest.raises(OverlayError, match="refusing to write short links into it"):
+        driver.create("new")
+    assert sorted(os.listdir(os.path.join(driver.home, "l"))) == inside
+    assert not os.path.lexists(os.path.join(driver.home, "new"))
+
+
+def test_l_is_made_again_in_the_homes_tmp_and_renamed_in(driver, monkeypatch):
+    """The new l/ never appears in the home before it is root's, 0700: its owner and mode are set where the home's
+    owner cannot reach it, and nothing is left in .strata/tmp."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import short_links
+
+    chain(driver)
+    before = links_dir(driver.home)
+    shutil.rmtree(os.path.join(driver.home, "l"))
+    seen = []
+    real = short_links.syscalls.rename_noreplace
+
+    def rename(src, dst, src_dir_fd=None, dst_dir_fd=None):
+        st = os.fstat(src_dir_fd) if src_dir_fd is not None else None
+        seen.append((dst, st and (st.st_uid, oct(st.st_mode)), os.stat(src, dir_fd=src_dir_fd).st_mode & 0o7777))
+        return real(src, dst, src_dir_fd, dst_dir_fd)
+
+    monkeypatch.setattr(short_links.syscalls, "rename_noreplace", rename)
+    assert driver.make_repairs()[0] == os.path.join(driver.home, "l")
+    assert seen == [("l", (0, oct(0o40700)), 0o700)]
+    assert links_dir(driver.home) == before
+    assert os.listdir(os.path.join(driver.home, ".strata", "tmp")) == []

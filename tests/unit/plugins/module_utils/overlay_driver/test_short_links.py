@@ -22,8 +22,19 @@ def home_fd(scratch):
 
 
 @pytest.fixture
-def link_fd(home_fd):
-    fd = short_links.open_link_dir(home_fd, create=True)
+def tmp_fd(home_fd):
+    """Where l/ is made before it is renamed in (the home's .strata/tmp)."""
+    os.mkdir("tmp", 0o700, dir_fd=home_fd)
+    fd = os.open("tmp", DIR_FLAGS, dir_fd=home_fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def link_fd(home_fd, tmp_fd):
+    fd = short_links.open_link_dir(home_fd, create=True, tmp_fd=tmp_fd)
     try:
         yield fd
     finally:
@@ -65,10 +76,10 @@ def test_a_planted_name_is_never_reused_or_followed(scratch, link_fd, monkeypatc
     assert os.readlink(planted, dir_fd=link_fd) == outside and os.listdir(outside) == []
 
 
-def test_the_link_dir_is_refused_when_it_is_a_symlink(scratch, home_fd):
+def test_the_link_dir_is_refused_when_it_is_a_symlink(scratch, home_fd, tmp_fd):
     os.symlink(scratch, "l", dir_fd=home_fd)
     with pytest.raises(OverlayError, match="symlink or not a directory"):
-        short_links.open_link_dir(home_fd, create=True)
+        short_links.open_link_dir(home_fd, create=True, tmp_fd=tmp_fd)
 
 
 @pytest.mark.parametrize("target", ["../../etc/diff", "/etc/diff", "../base/root", "../base/diff/..", "../-x/diff",
