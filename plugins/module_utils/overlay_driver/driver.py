@@ -24,7 +24,7 @@ from .errors import OverlayError
 from .graph_driver import GraphDriver, is_real_dir as _is_dir, lstat_at as _lstat_at
 from .ids import validate_layer_id
 from .layer_mounts import LayerMount
-from .layout import KIND_OVERLAY, KIND_ROOT
+from .layout import KIND_OVERLAY, KIND_ROOT, ROOT
 from .overlay_view import TreeView
 from .regular_files import require_regular
 from .removal import remove_tree_at
@@ -42,6 +42,8 @@ class Driver(GraphDriver):
         """Drop the overlay parts of layers that got their root/ from apply_diff (a run killed between)."""
         removed = []
         for layer_id in self.dirs.layer_ids():
+            if not _holds(self.dirs.fd, layer_id, ROOT):
+                continue  # the common case, told by one stat from the home's fd (no paths built)
             paths = self.layout.layer(layer_id)
             if (_is_dir(paths.root) and os.path.lexists(paths.lower_id) and not self.is_mounted(layer_id, entries)
                     and not mounts.mounts_below(paths.dir, entries)):
@@ -411,6 +413,15 @@ def _lstat_at(dir_fd, name):
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+
+
+def _holds(home_fd, layer_id, name):
+    """Whether the layer directory holds name (not followed): a first look, the paths are checked after."""
+    try:
+        os.stat(layer_id + "/" + name, dir_fd=home_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
 
 
 def _is_dir(path):

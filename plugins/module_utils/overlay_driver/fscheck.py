@@ -135,6 +135,7 @@ def dir_reports_dtype(path):
     return all(t != syscalls.DT_UNKNOWN for _name, t in entries)
 
 
+DTYPE_SAMPLE = 16
 XFS_MAGIC = 0x58465342
 # filesystems whose readdir always reports d_type: tmpfs, ramfs, f2fs
 ALWAYS_DTYPE = (0x01021994, 0x858458F6, 0xF2F52010)
@@ -167,10 +168,13 @@ def dtype_without_writing(path):
     dev = os.stat(path).st_dev
     while True:
         try:
-            if syscalls.readdir_types(path):
-                return dir_reports_dtype(path)
+            # the filesystem gives d_type for all its entries or for none: a few tell (a home of 1,000 layers
+            # is read by every writer's call)
+            entries = syscalls.readdir_types(path, limit=DTYPE_SAMPLE)
         except OSError:
             return None
+        if entries:
+            return all(t != syscalls.DT_UNKNOWN for _name, t in entries)
         parent = os.path.dirname(path)
         if parent == path or os.stat(parent).st_dev != dev:
             return None

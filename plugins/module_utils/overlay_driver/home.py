@@ -33,6 +33,7 @@ from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, LINK_DIR, OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
 from .short_links import is_link_id
 from .state_files import read_json, write_atomic
+from .syscalls import O_PATH
 from .walk import DIR_FLAGS, GuardedWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"
@@ -41,6 +42,10 @@ LAYOUT_FILE = "layout.json"
 
 def _refuse(path, cause):
     raise OverlayError("refusing this layer home: %s" % cause, path=path)
+
+
+# what nearly every layer holds: an overlay2 layer its diff/, a seed layer its root/ or its upper/
+_FIRST_LOOK = ("diff", "upper", "root")
 
 
 def _require_root_only(st):
@@ -251,7 +256,24 @@ class HomeDirs:
             os.close(fd)
 
     def _looks_like_layer(self, name):
-        """Holds one of a layer's names at least (what else is in it is the layer's damage)."""
+        """Holds one of a layer's names at least (what else is in it is the layer's damage).
+
+        The names nearly every layer of either layout has are looked up first, by stat in the directory
+        opened O_PATH without following a symlink (a home of 1,000 layers is opened by every call); only a
+        directory holding none of them is listed."""
+        try:
+            fd = os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return True  # removed by a concurrent run since the listing: nothing to judge
+        try:
+            for inside in _FIRST_LOOK:
+                try:
+                    os.stat(inside, dir_fd=fd, follow_symlinks=False)
+                    return True
+                except FileNotFoundError:
+                    continue
+        finally:
+            os.close(fd)
         try:
             fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
         except FileNotFoundError:

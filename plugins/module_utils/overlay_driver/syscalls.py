@@ -171,8 +171,8 @@ _DTYPE_OFFSET = 18
 _DNAME_OFFSET = 19
 
 
-def readdir_types(path):
-    """(name, d_type) of every entry as the filesystem itself reports it.
+def readdir_types(path, limit=None):
+    """(name, d_type) of every entry (the first limit of them) as the filesystem itself reports it.
 
     os.scandir hides DT_UNKNOWN by falling back to stat; the d_type check
     needs the raw answer.
@@ -193,6 +193,8 @@ def readdir_types(path):
             if name in (b".", b".."):
                 continue
             out.append((os.fsdecode(name), ctypes.c_ubyte.from_address(ent + _DTYPE_OFFSET).value))
+            if limit is not None and len(out) >= limit:
+                break
     finally:
         _libc.closedir(d)
     return out

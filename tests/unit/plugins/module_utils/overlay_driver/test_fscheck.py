@@ -71,6 +71,8 @@ def test_dtype_check_reads_a_real_directory(scratch):
     types = dict(syscalls.readdir_types(scratch))
     assert types["d"] == 4 and types["f"] == 8  # DT_DIR, DT_REG
     assert fscheck.dir_reports_dtype(scratch)
+    assert len(syscalls.readdir_types(scratch, limit=1)) == 1  # a home of many layers is sampled, not read whole
+    assert fscheck.dtype_without_writing(scratch)
 
 
 def test_overlay_as_backing_fs_is_refused(home):
