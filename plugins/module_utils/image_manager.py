@@ -121,13 +121,14 @@ class ImageManager:
         if self.reference.transport == "docker":
             # a registries.conf that is wrong, or refuses the pull, fails the task before the home is made
             registry_endpoints(self.reference, p.get("registries_conf"), p.get("registries_conf_d"))
-        # opened once the policy allowed the image: a refused one leaves no home behind
+        # opened once the manifest is read and the policy allowed the image: a registry that cannot be reached,
+        # an image that is not there and a refused one leave no home behind
         opened = []
 
         def open_store():
             opened.append(self.open_store())
             return opened[0]
-        store = open_store if self.policy is not None else self.open_store()
+        store = open_store
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),
                              certs_dirs=[p["certs_dir"]] if p.get("certs_dir") else None,

@@ -41,3 +41,12 @@ def test_staging_again_makes_lost_short_links_again_and_says_so(run_module, home
     assert again["changed"] and "made again" in again["warnings"][-1]
     assert sorted(os.listdir(links)) == wanted
     assert run_module(overlay_image, args)["changed"] is False
+
+
+def test_a_pull_that_cannot_reach_its_registry_leaves_no_home(run_module, scratch):
+    """The home is made once the image's manifest is read: a registry that cannot be reached (a mistyped
+    host or port) fails the task and leaves no new directory behind, as check mode does."""
+    home = os.path.join(scratch, "new-home")
+    failed = run_module(overlay_image, {"home": home, "src": "docker://127.0.0.1:1/team/app:1", "retries": 0})
+    assert failed.get("failed") and "127.0.0.1:1" in failed["msg"]
+    assert not os.path.lexists(home)
