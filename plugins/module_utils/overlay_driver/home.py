@@ -334,7 +334,8 @@ class HomeDirs:
         return self.fd is not None
 
     def is_layer_dir(self, layer_id):
-        if self.fd is None:
+        """A real directory of that name that is no directory of short links only (l/ renamed, link_dirs)."""
+        if self.fd is None or layer_id in self.link_dirs:
             return False
         try:
             st = os.stat(layer_id, dir_fd=self.fd, follow_symlinks=False)
@@ -346,8 +347,7 @@ class HomeDirs:
         """The layer directories; l/ renamed to a layer's name (link_dirs) is no layer, nor a damaged one."""
         if self.fd is None:
             return []
-        return sorted(n for n in os.listdir(self.fd)
-                      if is_layer_name(n) and n not in self.link_dirs and self.is_layer_dir(n))
+        return sorted(n for n in os.listdir(self.fd) if is_layer_name(n) and self.is_layer_dir(n))
 
     def read_only(self):
         """Whether the home's filesystem is mounted read-only."""

@@ -883,7 +883,7 @@ def test_l_renamed_to_a_layer_name_is_no_layer_and_goes_with_the_home(home, driv
     again = _reopen(home)
     try:
         assert again.dirs.link_dirs == ["renamed"]
-        assert again.layer_ids() == ["app", "base"]
+        assert again.layer_ids() == ["app", "base"] and not again.exists("renamed")
     finally:
         again.close()
     store = LayerStore(home)
