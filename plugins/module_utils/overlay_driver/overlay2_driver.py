@@ -273,13 +273,19 @@ class Overlay2Driver(GraphDriver):
 
     def layer_problem(self, layer_id):
         """Why this layer's directory cannot be used, None when it can: a name no overlay2 layer holds or an
-        entry of the wrong type, no diff/, a link file or lower file unusable, a lower naming no layer."""
+        entry of the wrong type, no diff/, a link file or lower file unusable, a lower naming no layer; and,
+        as a mount would refuse it, a directory (its own or a lower's) that is not root's."""
+        try:
+            os.close(self._open_roots_layer_dir(layer_id, layer_id))
+        except OverlayError as e:
+            return e.cause
         problem = self._read_layer(layer_id, _entries_problem)
         if problem:
             return problem
         try:
             self.own_link(layer_id)
-            self.lower_ids(layer_id)
+            for lower in self.lower_ids(layer_id):  # what a mount refuses (_open_lowers) is said here too
+                os.close(self._open_roots_layer_dir(lower, layer_id))
         except OverlayError as e:
             return e.cause
         return None

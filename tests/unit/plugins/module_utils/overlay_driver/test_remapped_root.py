@@ -668,6 +668,31 @@ def test_a_planted_layer_directory_is_never_mounted(home, driver, root_only, whi
         driver.put("app")
 
 
+@pytest.mark.layout("overlay2")  # overlay2's layer directories and link files
+def test_a_planted_lower_is_the_problem_info_reports_as_the_mount_refuses_it(home, driver):
+    """The remapped root moves base's directory away and plants its own holding base's link file and a diff/:
+    layer_problem says of app (and of the planted base) what the mount says, not that the layer is sound."""
+    link = _base_and_app(driver)
+    base = os.path.join(home, "base")
+
+    def plant():
+        os.rename(base, os.path.join(home, "elsewhere"))
+        os.mkdir(base, 0o755)
+        os.mkdir(os.path.join(base, "diff"), 0o755)
+        with open(os.path.join(base, "link"), "w") as f:
+            f.write(link)
+
+    run_as(REMAPPED, REMAPPED, plant)
+    again = _reopen(home)
+    try:
+        with pytest.raises(OverlayError, match="belongs to uid %d, not to root" % REMAPPED):
+            again.get("app")
+        for layer_id in ("app", "base"):
+            assert "layer directory base belongs to uid %d, not to root" % REMAPPED in again.layer_problem(layer_id)
+    finally:
+        again.close()
+
+
 @pytest.mark.layout("overlay2")  # overlay2's l/ of short links
 def test_swapping_l_while_root_mounts_never_mounts_the_users_directory(home, driver, root_only):
     """The remapped root exchanges <home>/l with a directory of its own, whose entry of the lower's LINK is
