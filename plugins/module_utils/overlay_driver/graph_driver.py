@@ -372,7 +372,7 @@ class GraphDriver:
             validate_layer_id(parent, "parent id")
         self._require_writer()
         if os.path.lexists(paths.dir):
-            raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
+            raise self._name_taken(layer_id)
         tmp = self._tempdir("create", layer_id)
         try:
             # built in root's .strata/tmp, out of the remapped root's reach; the finished
@@ -402,11 +402,20 @@ class GraphDriver:
             try:
                 syscalls.rename_noreplace(tmp_name, layer_id, self.dirs.tmp_fd, self.dirs.fd)
             except FileExistsError:
-                raise OverlayError("layer already exists", layer=layer_id, path=self.layout.layer(layer_id).dir)
+                raise self._name_taken(layer_id)
         except BaseException:
             if undo is not None:
                 undo()
             raise
+
+    def _name_taken(self, layer_id):
+        """Why a new layer cannot take its name: a layer has it, or l/ renamed to it (no layer, HomeDirs.link_dirs)."""
+        path = self.layout.layer(layer_id).dir
+        if layer_id in self.dirs.link_dirs:
+            return OverlayError("the home holds %s, a directory of short links only (l/ renamed), under that name; "
+                                "remove it (rm -r %s) to make a layer of that name" % (layer_id, path),
+                                layer=layer_id, path=path)
+        return OverlayError("layer already exists", layer=layer_id, path=path)
 
     def _open_layer_dir(self, layer_id):
         try:
@@ -695,7 +704,7 @@ class GraphDriver:
                                    path=self.layout.layer(parent).dir)
         self._require_writer()
         if os.path.lexists(paths.dir):
-            raise OverlayError("layer already exists", layer=layer_id, path=paths.dir)
+            raise self._name_taken(layer_id)
         temps = [self._tempdir("create", layer_id)]
         try:
             # built in root's .strata/tmp and given to the remapped root (by fd) just before the rename, as create

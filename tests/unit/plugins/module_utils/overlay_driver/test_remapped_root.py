@@ -909,6 +909,9 @@ def test_l_renamed_to_a_layer_name_is_no_layer_and_goes_with_the_home(home, driv
     try:
         assert again.dirs.link_dirs == ["renamed"]
         assert again.layer_ids() == ["app", "base"] and not again.exists("renamed")
+        with pytest.raises(OverlayError, match=r"a directory of short links only \(l/ renamed\).*remove it"):
+            again.create("renamed")
+        assert again.layer_ids() == ["app", "base"]
     finally:
         again.close()
     store = LayerStore(home)
