@@ -230,6 +230,8 @@ class ActionModule(SourceAction):
         policy = policy_module.load_policy(args["policy"], reference.text) if args.get("policy") else None
         cache = blob_cache.BlobCache.existing(cache_path) if check else blob_cache.BlobCache(cache_path)
         try:
+            if not check:  # the space a killed fetch left in tmp/, freed before this task fetches anything
+                cache.clear_abandoned()
             with self._registry(args, reference) as source:
                 wanted = self._host_platform(args)
                 resolved = source.resolve(wanted)

@@ -26,6 +26,31 @@ chosen in cache_bounds.py) removes blobs under their exclusive lock taken
 without waiting, so a blob a fork is fetching or sending is never removed, and
 only regular files named by 64 hex digits in blobs/sha256/ are ever removed.
 
+No two forks can wait for each other, whatever the order in which they use
+blobs, because only one kind of wait can block for long and its holder waits
+for no lock:
+- locks/<hex> shared (a fork using the blob) waits only while a process holds
+  it exclusively, and only a prune or a clear of abandoned temps does, taken
+  without waiting, for the few system calls that unlink the blob or its temps,
+  during which it waits for nothing; no fork ever takes it exclusively while
+  waiting;
+- locks/<hex>.fetch exclusive is waited for while holding shared locks (of
+  this blob and of those handed out before); its holder is inside _fetch, which
+  reads the registry and writes one temp, bounded by the blob's deadline, and
+  takes no lock there; every other lock wait is without waiting (LOCK_NB).
+So every chain of waits ends at a fork that is fetching, and a cycle (A holds
+x and waits for y while B holds y and waits for x) would need a fetcher that
+waits for a lock. A corrupt blob is replaced the same way as a missing one:
+under its fetch lock, unlinked and renamed over, never with an exclusive wait
+on the blob's own lock that a fork sending it holds.
+
+A fetch that is killed (SIGKILL, a controller that lost power) leaves its temp
+in tmp/. Its fetch lock went with it: the kernel drops an flock when its
+holder dies. clear_abandoned removes the temps whose fetch lock is free, taken
+without waiting, so the temp a running fetch writes (it holds that lock from
+before it makes the temp until after the rename) is never touched, whatever
+its age; a fetch also clears its own blob's before it starts.
+
 The files are sent to the hosts by path (an Ansible transfer reads a path), so
 the path must be one that no other user can redirect: the cache and every
 directory above it are opened from / one component at a time without
@@ -53,6 +78,7 @@ CHUNK = 1 << 20
 ENV = "STRATA_OVERLAY_CONTROLLER_CACHE"
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 BLOB_NAME = re.compile(r"^[0-9a-f]{64}\Z")
+TEMP_NAME = re.compile(r"^([0-9a-f]{64})\.[0-9a-f]{16}\Z")  # tmp/<hex>.<random>, as _fetch names them
 FETCH_LOCK = ".fetch"  # locks/<hex>.fetch: held by the one fork fetching that blob
 
 
@@ -302,6 +328,84 @@ class BlobCache:
                 os.unlink(temp, dir_fd=self.tmp_fd)
             raise
         self.fetched.append(descriptor.digest)
+
+    # -- abandoned temps ----------------------------------------------------------
+
+    def clear_abandoned(self):
+        """Remove the temps of fetches that no longer run (killed mid-way); the names removed from tmp/.
+
+        A temp is judged by its blob's fetch lock, taken without waiting under the blob's shared lock (as a
+        fetch takes it): a fetch holds that lock from before it makes its temp until after it renamed or
+        removed it, so a temp whose lock is free is no running fetch's, whatever its age, and one whose lock
+        is held is left alone. Only regular files of this user named as _fetch names them are removed, each
+        looked at without following a link: a symlink or anything else planted in tmp/ stays, and its target
+        is never touched. The lock files of a blob that never arrived go too, as a prune removes them."""
+        if self.tmp_fd is None or self.locks_fd is None:
+            return []
+        temps = {}
+        for entry in os.listdir(self.tmp_fd):
+            match = TEMP_NAME.match(entry)
+            if match:
+                temps.setdefault(match.group(1), []).append(entry)
+        removed = []
+        for name, entries in sorted(temps.items()):
+            removed.extend(self._clear_if_abandoned(name, entries))
+            self._drop_locks_of_missing(name)
+        return removed
+
+    def _clear_if_abandoned(self, name, entries):
+        """The entries of tmp/ (temps of blob name) removed: none if its fetch lock is held."""
+        try:
+            using = self._lock(name, fcntl.LOCK_SH, wait=False)
+        except OSError:  # a lock that is not a regular file of ours: not ours to judge
+            return []
+        if using is None:  # a prune holds it exclusively: next time
+            return []
+        try:
+            try:
+                fetching = self._lock(name + FETCH_LOCK, fcntl.LOCK_EX, wait=False)
+            except OSError:
+                return []
+            if fetching is None:  # a running fetch: its temp is being written
+                return []
+            try:
+                removed = []
+                for entry in entries:
+                    try:
+                        st = os.stat(entry, dir_fd=self.tmp_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                        continue
+                    try:
+                        os.unlink(entry, dir_fd=self.tmp_fd)  # unlink never follows a link, should one be there now
+                    except OSError:  # gone meanwhile, or swapped for a directory: left alone
+                        continue
+                    removed.append(entry)
+                return removed
+            finally:
+                os.close(fetching)
+        finally:
+            os.close(using)
+
+    def _drop_locks_of_missing(self, name):
+        """The lock files of a blob that is not in blobs/sha256/, removed under its exclusive lock taken without
+        waiting (as a prune removes those of a blob it removed)."""
+        if self.blobs_fd is None:
+            return
+        try:
+            fd = self._lock(name, fcntl.LOCK_EX, wait=False)
+        except OSError:
+            return
+        if fd is None:
+            return
+        try:
+            if self._blob_id(name) is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name + FETCH_LOCK, dir_fd=self.locks_fd)
+                os.unlink(name, dir_fd=self.locks_fd)
+        finally:
+            os.close(fd)
 
     # -- pruning ------------------------------------------------------------------
 

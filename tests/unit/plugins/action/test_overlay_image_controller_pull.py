@@ -307,3 +307,33 @@ def test_check_mode_prunes_nothing_and_records_no_use(regs, scratch, layout):
     assert result["controller_pruned"] == [] and result["controller_fetched"] == []
     assert {name: os.stat(os.path.join(cache, "blobs", "sha256", name)).st_mtime
             for name in os.listdir(os.path.join(cache, "blobs", "sha256"))} == aged
+
+
+def plant_abandoned_temp(cache):
+    """What a fetch killed mid-way leaves: a half-written temp in tmp/, its fetch lock free (the kernel dropped it
+    with the process), for a blob no later task fetches again."""
+    os.makedirs(os.path.join(cache, "tmp"), 0o700, exist_ok=True)
+    temp = os.path.join(cache, "tmp", "d" * 64 + ".0123456789abcdef")
+    with open(temp, "wb") as f:
+        f.write(b"\0" * 4096)
+    return temp
+
+
+def test_a_run_removes_the_temp_a_killed_fetch_left(regs, scratch, layout):
+    del layout
+    cache = os.path.join(scratch, "cache")
+    assert not Host(os.path.join(scratch, "one")).stage(pull_args(regs, "base", cache)).get("failed")
+    temp = plant_abandoned_temp(cache)
+    result = Host(os.path.join(scratch, "two")).stage(pull_args(regs, "base", cache))
+    assert not result.get("failed"), result
+    assert not os.path.exists(temp) and os.listdir(os.path.join(cache, "tmp")) == []
+
+
+def test_check_mode_leaves_an_abandoned_temp_alone(regs, scratch, layout):
+    del layout
+    cache = os.path.join(scratch, "cache")
+    assert not Host(os.path.join(scratch, "one")).stage(pull_args(regs, "base", cache)).get("failed")
+    temp = plant_abandoned_temp(cache)
+    result = Host(os.path.join(scratch, "two")).stage(pull_args(regs, "base", cache), check_mode=True)
+    assert not result.get("failed"), result
+    assert os.path.exists(temp)

@@ -5,6 +5,8 @@ import contextlib
 import hashlib
 import io
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -319,3 +321,250 @@ def test_no_bounds_prune_nothing(scratch):
     with BlobCache(path) as cache:
         assert cache.prune(CacheBounds(), now=NOW) == []
     assert os.path.exists(blob_file(path, d))
+
+
+# -- forks refetching at once: no two wait for each other ------------------------------------------------
+
+WATCHDOG = 300  # seconds a fork may take before the test calls it hung (a deadlock), not a performance bound
+
+
+class BarrierSource(CountingSource):
+    """Each blob's fetch waits until the fetches of every blob have begun: each fetcher then holds its blob's
+    locks while the others hold theirs and wait for the blobs it is fetching."""
+
+    def __init__(self, blobs, barrier):
+        super().__init__(blobs)
+        self.barrier = barrier
+
+    @contextlib.contextmanager
+    def open_blob(self, descriptor):
+        if self.barrier is not None:
+            self.barrier.wait(WATCHDOG)
+        with super().open_blob(descriptor) as raw:
+            yield raw
+
+
+def _fork_uses(path, descriptors, blobs, barrier, start, answers):
+    """One fork of a play: open the cache, hand out each blob in its order, and while still holding them all
+    check that each path holds what its digest names (nothing replaced or removed one before it was sent)."""
+    try:
+        source = BarrierSource(blobs, barrier)
+        start.wait(WATCHDOG)
+        with BlobCache(path) as cache:
+            paths = [cache.blob(source, d, "docker://r/app") for d in descriptors]
+            intact = []
+            for d, blob in zip(descriptors, paths):
+                with open(blob, "rb") as f:
+                    intact.append("sha256:" + hashlib.sha256(f.read()).hexdigest() == d.digest)
+            answers.put((list(cache.fetched), intact))
+    except BaseException as e:  # pylint: disable=broad-exception-caught
+        answers.put(("error", repr(e)))
+
+
+def _pruner(path, stop, answers):
+    """Another play pruning the shared cache to nothing, over and over, while the forks use it."""
+    try:
+        with BlobCache(path) as cache:
+            rounds = 0
+            while not stop.is_set() or rounds == 0:
+                cache.prune(CacheBounds(max_size=0))
+                rounds += 1
+        answers.put(("pruned", rounds))
+    except BaseException as e:  # pylint: disable=broad-exception-caught
+        answers.put(("error", repr(e)))
+
+
+def corrupt_cache(path, blobs):
+    """Each blob in the cache, then overwritten with other bytes of its size: every fork finds it corrupt."""
+    descriptors = [descriptor_of(b) for b in blobs]
+    with BlobCache(path) as cache:
+        for d, data in zip(descriptors, blobs):
+            cache.blob(CountingSource({d.digest: data}), d, "docker://r/app")
+    for d in descriptors:
+        with open(blob_file(path, d), "r+b") as f:
+            f.write(b"\xff" * 16)
+    return descriptors
+
+
+def run_forks(jobs):
+    """Start each (target, args) as a forked process; their answers once all ended. A fork still running after
+    WATCHDOG seconds fails the test as a deadlock (and is killed)."""
+    import multiprocessing  # pylint: disable=import-outside-toplevel
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    procs = [context.Process(target=target, args=args + (answers,)) for target, args in jobs]
+    try:
+        for p in procs:
+            p.start()
+        try:
+            got = [answers.get(timeout=WATCHDOG) for _proc in procs]
+        except queue.Empty:
+            pytest.fail("forks still waiting after %d s: a lock cycle" % WATCHDOG)
+        for p in procs:
+            p.join(WATCHDOG)
+        assert not [p for p in procs if p.is_alive()], "forks still waiting: a lock cycle"
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return got
+
+
+def test_forks_refetching_corrupt_blobs_in_opposite_orders_never_wait_for_each_other(scratch):
+    """Six processes use three corrupt blobs, each starting with another one: while a fork holds its first blob
+    and fetches it, the others hold theirs and wait for it. A refetch that took a blob's lock exclusively (or
+    waited for any lock while fetching) would close a cycle and hang here; each blob is fetched once."""
+    import multiprocessing  # pylint: disable=import-outside-toplevel
+    context = multiprocessing.get_context("fork")
+    path = os.path.join(scratch, "cache")
+    blobs = [bytes([n]) * (3 << 20) for n in range(3)]  # several chunks each
+    descriptors = corrupt_cache(path, blobs)
+    by_digest = {d.digest: b for d, b in zip(descriptors, blobs)}
+    barrier, start = context.Barrier(len(blobs)), context.Barrier(6)
+    orders = [descriptors[i % 3:] + descriptors[:i % 3] for i in range(6)]
+    answers = run_forks([(_fork_uses, (path, order, by_digest, barrier, start)) for order in orders])
+    assert all(a[0] != "error" for a in answers), answers
+    assert all(all(intact) for _fetched, intact in answers)
+    assert sorted(digest for fetched, _intact in answers for digest in fetched) == sorted(d.digest for d in descriptors)
+    for d, data in zip(descriptors, blobs):
+        with open(blob_file(path, d), "rb") as f:
+            assert f.read() == data
+
+
+def test_forks_refetching_while_another_play_prunes_get_intact_blobs(scratch):
+    """The same forks while another play prunes the cache to nothing in a loop: a prune never waits, so it
+    closes no cycle either, and never removes a blob a fork holds before it was sent."""
+    import multiprocessing  # pylint: disable=import-outside-toplevel
+    context = multiprocessing.get_context("fork")
+    path = os.path.join(scratch, "cache")
+    blobs = [bytes([n]) * (1 << 20) for n in range(3)]
+    descriptors = corrupt_cache(path, blobs)
+    by_digest = {d.digest: b for d, b in zip(descriptors, blobs)}
+    start = context.Barrier(6)
+    stop = context.Event()
+    orders = [descriptors[i % 3:] + descriptors[:i % 3] for i in range(6)]
+    pruner = context.Process(target=_pruner, args=(path, stop, context.Queue()))
+    pruner.start()
+    try:
+        answers = run_forks([(_fork_uses, (path, order, by_digest, None, start)) for order in orders])
+    finally:
+        stop.set()
+        pruner.join(WATCHDOG)
+        alive = pruner.is_alive()
+        if alive:
+            pruner.kill()
+            pruner.join()
+    assert not alive, "the prune waited for a lock"
+    assert all(a[0] != "error" for a in answers), answers
+    assert all(all(intact) for _fetched, intact in answers)
+
+
+# -- temps a killed fetch left behind --------------------------------------------------------------------
+
+class _HalfStream:
+    """A registry stream that gives one chunk, says so, and then hangs: the fetch is killed mid-way."""
+
+    def __init__(self, data, said):
+        self.data = data
+        self.said = said
+        self.reads = 0
+
+    def read(self, size=-1):
+        self.reads += 1
+        if self.reads == 1:
+            return self.data[:size if size and size > 0 else len(self.data)]
+        self.said.put("half")  # the first chunk went to the temp: read() again is after out.write()
+        signal.pause()
+        return b""
+
+    def close(self):
+        pass
+
+
+class _HangingSource:
+    def __init__(self, data, said):
+        self.data = data
+        self.said = said
+
+    @contextlib.contextmanager
+    def open_blob(self, descriptor):
+        del descriptor
+        yield _HalfStream(self.data, self.said)
+
+
+def _fetch_forever(path, descriptor, data, said):
+    with BlobCache(path) as cache:
+        cache.blob(_HangingSource(data, said), descriptor, "docker://r/app")
+
+
+def test_the_temp_of_a_killed_fetch_is_removed_and_a_running_fetchs_kept(scratch):
+    """A real process fetching a blob is seen mid-way (its temp half written, its fetch lock held) and then
+    killed with SIGKILL: while it runs, clear_abandoned keeps its temp; once it is dead the next run removes
+    the temp and the lock files of the blob that never arrived, and fetches the blob whole."""
+    import multiprocessing  # pylint: disable=import-outside-toplevel
+    context = multiprocessing.get_context("fork")
+    path = os.path.join(scratch, "cache")
+    data = bytes(range(256)) * (8 << 12)  # 8 MiB: several chunks
+    d = descriptor_of(data)
+    name = d.digest[len("sha256:"):]
+    tmp = os.path.join(path, "tmp")
+    said = context.Queue()
+    fetcher = context.Process(target=_fetch_forever, args=(path, d, data, said))
+    fetcher.start()
+    try:
+        assert said.get(timeout=WATCHDOG) == "half"
+        [temp] = os.listdir(tmp)
+        assert temp.startswith(name + ".") and os.stat(os.path.join(tmp, temp)).st_size > 0
+        with BlobCache(path) as cache:
+            assert cache.clear_abandoned() == []  # its fetch lock is held: a running fetch's temp
+        assert os.listdir(tmp) == [temp]
+    finally:
+        os.kill(fetcher.pid, signal.SIGKILL)
+        fetcher.join()
+    assert fetcher.exitcode == -signal.SIGKILL
+    with BlobCache(path) as cache:
+        assert cache.clear_abandoned() == [temp]
+    assert os.listdir(tmp) == [] and os.listdir(os.path.join(path, "locks")) == []
+    with BlobCache(path) as cache:
+        assert cache.blob(CountingSource({d.digest: data}), d, "docker://r/app") == blob_file(path, d)
+    with open(blob_file(path, d), "rb") as f:
+        assert f.read() == data
+
+
+def test_clearing_temps_never_follows_nor_removes_what_a_fetch_did_not_make(scratch):
+    """A symlink named like a temp (to a file root must keep), a directory so named and files of other names
+    stay; the target is untouched. Only the regular file a dead fetch left goes."""
+    path = os.path.join(scratch, "cache")
+    BlobCache(path).close()
+    tmp = os.path.join(path, "tmp")
+    victim = os.path.join(scratch, "victim")
+    with open(victim, "wb") as f:
+        f.write(b"precious")
+    link = os.path.join(tmp, "a" * 64 + ".0123456789abcdef")
+    os.symlink(victim, link)
+    directory = os.path.join(tmp, "b" * 64 + ".0123456789abcdef")
+    os.mkdir(directory)
+    with open(os.path.join(directory, "inside"), "wb") as f:
+        f.write(b"x")
+    other = os.path.join(tmp, "notes")
+    with open(other, "wb") as f:
+        f.write(b"not a temp of ours")
+    left = os.path.join(tmp, "c" * 64 + ".fedcba9876543210")
+    with open(left, "wb") as f:
+        f.write(b"half a blob")
+    with BlobCache(path) as cache:
+        assert cache.clear_abandoned() == [os.path.basename(left)]
+    assert os.path.islink(link) and os.path.isdir(directory) and os.path.exists(other)
+    assert not os.path.exists(left)
+    with open(victim, "rb") as f:
+        assert f.read() == b"precious"
+
+
+def test_check_mode_clears_nothing(scratch):
+    """A cache opened read-only (check mode) has no tmp/ to clear when it was never made."""
+    path = os.path.join(scratch, "cache")
+    os.makedirs(path, 0o700)
+    with BlobCache.existing(path) as cache:
+        assert cache.clear_abandoned() == []
+    assert os.listdir(path) == []
