@@ -282,7 +282,7 @@ class BlobCache:
         fd = self._lock(name, fcntl.LOCK_SH)
         try:
             if not self._verified(name, descriptor):
-                fetching = self._lock(name + FETCH_LOCK, fcntl.LOCK_EX)
+                fetching = self._fetch_lock(name, getattr(source, "deadlines", None), descriptor, image)
                 try:
                     if not self._verified(name, descriptor):  # another fork may have fetched it meanwhile
                         with contextlib.suppress(FileNotFoundError):
@@ -296,6 +296,30 @@ class BlobCache:
             os.close(fd)
             raise
         return self.blob_path(descriptor.digest)
+
+    def _fetch_lock(self, name, deadlines, descriptor, image):
+        """The blob's fetch lock, waited for at most the task's own blob_deadline (when the source has one).
+
+        Its holder takes no other lock while it fetches (no cycle, see above) and its own fetch is bounded by
+        its deadline; but a run that was stopped (a playbook suspended with ^Z) or hung outside the network
+        would hold it for ever: this run then fails naming the cache rather than waiting without a word. No
+        timed wait exists for flock(2), so the lock is tried without waiting, with pauses that grow to 0.5 s."""
+        if deadlines is None:
+            return self._lock(name + FETCH_LOCK, fcntl.LOCK_EX)
+        limit = deadlines.blob_seconds
+        end = time.monotonic() + limit
+        pause = 0.01
+        while True:
+            fd = self._lock(name + FETCH_LOCK, fcntl.LOCK_EX, wait=False)
+            if fd is not None:
+                return fd
+            left = end - time.monotonic()
+            if left <= 0:
+                raise ImageError("the controller cache at %s is held by another run for more than %s s (it is fetching "
+                                 "this blob, longer than this task's blob_deadline): try again once it is done or "
+                                 "stopped" % (self.path, limit), image=image, blob=descriptor.digest)
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
 
     def _clear_temps(self, name):
         """Temps of this blob left by a fork that was killed: only the lock holder writes them."""

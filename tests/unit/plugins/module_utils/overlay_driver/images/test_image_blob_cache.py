@@ -18,6 +18,7 @@ import pytest
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.blob_cache import (
     BlobCache, default_cache_dir)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.cache_bounds import CacheBounds
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.download import Deadlines
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.manifests import Descriptor
 
@@ -568,3 +569,52 @@ def test_check_mode_clears_nothing(scratch):
     with BlobCache.existing(path) as cache:
         assert cache.clear_abandoned() == []
     assert os.listdir(path) == []
+
+
+class _DeadlinedSource(CountingSource):
+    """A registry source as the action opens it: with the task's deadlines."""
+
+    def __init__(self, blobs, blob_seconds):
+        super().__init__(blobs)
+        self.deadlines = Deadlines(blob_seconds=blob_seconds)
+
+
+def test_a_fetch_lock_held_for_longer_than_blob_deadline_fails_naming_the_cache(scratch):
+    """A run stopped while it fetched (a playbook suspended with ^Z) holds the blob's fetch lock for ever: a task
+    waiting for it fails after its own blob_deadline, saying which cache and why, instead of hanging."""
+    path = os.path.join(scratch, "cache")
+    data = b"layer"
+    d = descriptor_of(data)
+    BlobCache(path).close()
+    lock = os.path.join(path, "locks", d.digest[len("sha256:"):] + ".fetch")
+    holder = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-c", "import fcntl, os, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", lock],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    outcome = {}
+
+    def wait():
+        source = _DeadlinedSource({d.digest: data}, 1)
+        try:
+            with BlobCache(path) as cache:
+                outcome["path"] = cache.blob(source, d, "docker://r/app")
+        except ImageError as e:
+            outcome["error"] = e.message
+        outcome["reads"] = source.reads
+
+    try:
+        assert holder.stdout.readline() == "held\n"
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        waiter.join(WATCHDOG)
+        hung = waiter.is_alive()
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    waiter.join()
+    assert not hung, "the task waited for the fetch lock without bound"
+    assert "the controller cache at %s is held by another run for more than 1 s" % path in outcome["error"]
+    assert d.digest in outcome["error"] and outcome["reads"] == []
+    with BlobCache(path) as cache:  # nothing was left held: the next run fetches it
+        assert cache.blob(_DeadlinedSource({d.digest: data}, 1), d, "docker://r/app") == blob_file(path, d)
+        assert cache.fetched == [d.digest]
