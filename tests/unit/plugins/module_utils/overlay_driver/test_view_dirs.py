@@ -25,23 +25,18 @@ def tree(scratch):
         base.close()
 
 
-def test_a_closed_directory_swapped_for_a_symlink_is_refused_when_opened_again(tree):
+@pytest.mark.parametrize("replace, refusal", [
+    pytest.param(lambda path, secret: os.symlink(secret, path), "refusing to read it", id="symlink"),
+    pytest.param(lambda path, _secret: os.mkdir(path), "moved or replaced while it was read", id="directory"),
+])
+def test_a_closed_directory_swapped_is_refused_when_opened_again(tree, replace, refusal):
+    """Once closed, the directory is opened again by name: what stands there now must be the one read before."""
     base, root, secret = tree
     d = base.child_dir("d")
     base.close_below()
     os.rename(os.path.join(root, "d"), os.path.join(root, "away"))
-    os.symlink(secret, os.path.join(root, "d"))
-    with pytest.raises(OverlayError, match="refusing to read it"):
-        d.scan()
-
-
-def test_a_closed_directory_replaced_by_another_directory_is_refused_when_opened_again(tree):
-    base, root, _secret = tree
-    d = base.child_dir("d")
-    base.close_below()
-    os.rename(os.path.join(root, "d"), os.path.join(root, "away"))
-    os.mkdir(os.path.join(root, "d"))
-    with pytest.raises(OverlayError, match="moved or replaced while it was read"):
+    replace(os.path.join(root, "d"), secret)
+    with pytest.raises(OverlayError, match=refusal):
         d.scan()
 
 
