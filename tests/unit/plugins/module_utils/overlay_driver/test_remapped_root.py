@@ -624,6 +624,15 @@ def _assert_app_mount_is_the_real_one(driver, home):
         assert f.read() == "base\n"
 
 
+def _plant_layer_dir(path, link):
+    """Make path (0755) look like an overlay2 layer directory: an empty diff/ and a link file naming link.
+    Run it as the remapped root, so the directory is the user's own forgery."""
+    os.mkdir(path, 0o755)
+    os.mkdir(os.path.join(path, "diff"), 0o755)
+    with open(os.path.join(path, "link"), "w") as f:
+        f.write(link)
+
+
 @pytest.mark.layout("overlay2")  # overlay2's layer directories, link and lower files
 @pytest.mark.parametrize("diff", ["symlink", "dir"])
 @pytest.mark.parametrize("which", ["lower", "mounted"])
@@ -677,10 +686,7 @@ def test_a_planted_lower_is_the_problem_info_reports_as_the_mount_refuses_it(hom
 
     def plant():
         os.rename(base, os.path.join(home, "elsewhere"))
-        os.mkdir(base, 0o755)
-        os.mkdir(os.path.join(base, "diff"), 0o755)
-        with open(os.path.join(base, "link"), "w") as f:
-            f.write(link)
+        _plant_layer_dir(base, link)
 
     run_as(REMAPPED, REMAPPED, plant)
     again = _reopen(home)
@@ -819,10 +825,7 @@ def test_l_made_again_never_takes_over_a_directory_the_remapped_root_swaps_in(ho
 
     def prepare():
         os.rename(links, os.path.join(home, "away"))
-        os.mkdir(mine, 0o755)
-        os.mkdir(os.path.join(mine, "diff"), 0o755)
-        with open(os.path.join(mine, "link"), "w") as f:
-            f.write("Q" * 26)
+        _plant_layer_dir(mine, "Q" * 26)
 
     run_as(REMAPPED, REMAPPED, prepare)
     before = os.lstat(mine)
