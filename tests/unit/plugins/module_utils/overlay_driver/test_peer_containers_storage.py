@@ -70,16 +70,23 @@ def base_layer():
             .bytes())
 
 
-def view_of(path):
-    return snapshot(path, times=True)
-
-
-def test_peer_diff_applied_by_us_equals_peer_mount(peer, home, scratch, layout):
+def peer_base_and_child(peer, scratch):
+    """base_layer() written to scratch/base.tar and imported into the peer, and an empty child created on it
+    there: the tarball's path (for our driver to apply the same bytes) and the peer's id of the child."""
     base_tar = os.path.join(scratch, "base.tar")
     with open(base_tar, "wb") as f:
         f.write(base_layer())
     base_id = peer("import-layer", "-f", base_tar).decode().split()[-1]
     child_id = peer("create-layer", base_id).decode().split()[-1]
+    return base_tar, child_id
+
+
+def view_of(path):
+    return snapshot(path, times=True)
+
+
+def test_peer_diff_applied_by_us_equals_peer_mount(peer, home, scratch, layout):
+    base_tar, child_id = peer_base_and_child(peer, scratch)
     merged = peer("mount", child_id).decode().strip()
     # a package install and a documentation purge, as in an image build
     os.makedirs(os.path.join(merged, "usr/lib/newpkg"))
@@ -141,11 +148,7 @@ def test_our_diff_applied_by_the_peer_equals_our_layer(peer, home, scratch, layo
     with open(ours_tar, "wb") as f:
         driver.diff("child", "base", f)
 
-    base_tar = os.path.join(scratch, "base.tar")
-    with open(base_tar, "wb") as f:
-        f.write(base_layer())
-    base_id = peer("import-layer", "-f", base_tar).decode().split()[-1]
-    child_id = peer("create-layer", base_id).decode().split()[-1]
+    _base_tar, child_id = peer_base_and_child(peer, scratch)
     peer("applydiff", "-f", ours_tar, child_id)
     reference = view_of(peer("mount", child_id).decode().strip())
     try:
@@ -252,11 +255,7 @@ def test_an_opaque_directory_exports_as_the_peers(peer, home, scratch, layout):
     it. The same diff applied by our driver exports as the same entries."""
     import tarfile
 
-    base_tar = os.path.join(scratch, "base.tar")
-    with open(base_tar, "wb") as f:
-        f.write(base_layer())
-    base_id = peer("import-layer", "-f", base_tar).decode().split()[-1]
-    child_id = peer("create-layer", base_id).decode().split()[-1]
+    base_tar, child_id = peer_base_and_child(peer, scratch)
     merged = peer("mount", child_id).decode().strip()
     shutil.rmtree(os.path.join(merged, "usr/share"))
     os.mkdir(os.path.join(merged, "usr/share"))
