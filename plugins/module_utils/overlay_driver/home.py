@@ -285,27 +285,53 @@ class HomeDirs:
         return bool(inside & set(LAYER_ENTRIES + OVERLAY2_ENTRIES))
 
     def open_private(self, parent_fd, name, create, where):
-        """A bookkeeping directory: a real directory of root's, 0700 (made so, or repaired, by a writer)."""
+        """A bookkeeping directory: a real directory of root's, 0700 (made so, or repaired, by a writer).
+
+        Only a directory that was there at the first look is ever taken back (one an earlier version gave the
+        remapped root). One that was missing is made and must then be root's: .strata is made in the home,
+        which the remapped root owns, and it can put a directory of its own making (records, maps, planted
+        entries) under that name before the mkdir or rename it over the new empty one before the open. Taking
+        that back would hand root a directory of the user's, read as root's own bookkeeping."""
         path = os.path.join(where, name)
         try:
-            fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+            fd = self._open_dir(parent_fd, name, path)
         except FileNotFoundError:
             if not create:
                 return None
-            try:
-                os.mkdir(name, 0o700, dir_fd=parent_fd)  # root's: this process makes it
-            except FileExistsError:
-                pass  # a concurrent first run made it; it is checked below like any other
-            return self.open_private(parent_fd, name, create, where)
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                _refuse(path, "it is a symlink or not a directory")
-            raise
+            return self._make_private(parent_fd, name, path)
         try:
             self._check_private(fd, path, repair=create)
         except BaseException:
             os.close(fd)
             raise
+        return fd
+
+    @staticmethod
+    def _open_dir(parent_fd, name, path):
+        try:
+            return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                _refuse(path, "it is a symlink or not a directory")
+            raise
+
+    def _make_private(self, parent_fd, name, path):
+        """A missing bookkeeping directory made (root's 0700) and opened; whatever is under the name then must be
+        root's 0700 (this run's, or a concurrent first run's), never taken back."""
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)  # root's: this process makes it
+        except FileExistsError:
+            pass  # a concurrent first run made it (or someone else did: checked below)
+        try:
+            fd = self._open_dir(parent_fd, name, path)
+        except FileNotFoundError:
+            _refuse(path, "it was removed as it was made (does another user own the directory it is in?)")
+        st = os.fstat(fd)
+        if st.st_uid != 0 or st.st_mode & 0o077:
+            os.close(fd)
+            _refuse(path, "it was replaced as it was made: it must be a 0700 directory owned by root, and the "
+                    "one there now is %o, uid %d, which is left as it is; remove it (or move it away) if you do "
+                    "not know it, then run again" % (stat.S_IMODE(st.st_mode), st.st_uid))
         return fd
 
     def _check_private(self, fd, path, repair=False):

@@ -1115,3 +1115,64 @@ def test_a_directory_inside_a_layer_swapped_for_a_symlink_in_a_loop_is_never_rea
         os.close(progress_read)
         os.waitpid(pid, 0)
     assert read + refused == SWAP_ROUNDS
+
+
+def _when_strata_is_made(monkeypatch, step, before):
+    """step() run once, at the mkdir of <home>/.strata by a writer that found none (before or right after it):
+    the window between finding no .strata and opening the one made, which a racing user aims at."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import home as home_module
+
+    done = []
+    real_mkdir = os.mkdir
+
+    def mkdir(name, *args, **kwargs):
+        if name != ".strata" or done:
+            return real_mkdir(name, *args, **kwargs)
+        done.append(True)
+        if before:
+            step()
+            return real_mkdir(name, *args, **kwargs)
+        try:
+            return real_mkdir(name, *args, **kwargs)
+        finally:
+            step()
+
+    class Hooked:
+        def __getattr__(self, name):
+            return mkdir if name == "mkdir" else getattr(os, name)
+
+    monkeypatch.setattr(home_module, "os", Hooked())
+    return done
+
+
+@pytest.mark.parametrize("when", ["before-the-mkdir", "over-the-new-empty-one"])
+def test_a_strata_the_remapped_root_puts_in_as_a_writer_makes_one_is_never_taken_over(home, monkeypatch, when):
+    """A home Docker wrote: the remapped root's, no .strata. The remapped root puts a .strata of its own making
+    (records, a planted file) under that name while the first writer makes one: before its mkdir, or renamed over
+    the new, still empty, one. Root never chowns that directory nor reads its records as its own: it stays the
+    user's, as it was, and the call is refused."""
+    os.mkdir(home, 0o700)
+    os.chown(home, REMAPPED, REMAPPED)
+    mine = os.path.join(home, "mine")
+    strata = os.path.join(home, ".strata")
+
+    def prepare():
+        os.mkdir(mine, 0o700)
+        os.mkdir(os.path.join(mine, "layers"), 0o700)
+        with open(os.path.join(mine, "layers", "base.json"), "w") as f:
+            json.dump({"holders": ["forged"]}, f)
+        with open(os.path.join(mine, "planted"), "w") as f:
+            f.write("mine")
+        return os.lstat(mine).st_ino
+
+    planted = run_as(REMAPPED, REMAPPED, prepare)
+    swapped = _when_strata_is_made(monkeypatch, lambda: run_as(REMAPPED, REMAPPED, lambda: os.rename(mine, strata)),
+                                   before=when == "before-the-mkdir")
+    with pytest.raises(OverlayError, match="was replaced as it was made"):
+        _reopen(home).close()
+    monkeypatch.undo()
+    assert swapped
+    st = os.lstat(strata)
+    assert (st.st_ino, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (planted, REMAPPED, REMAPPED, 0o700)
+    assert sorted(os.listdir(strata)) == ["layers", "planted"]
+    assert os.lstat(os.path.join(strata, "layers")).st_uid == REMAPPED
