@@ -262,6 +262,9 @@ options:
         bytes arrive; past it the pull fails naming the blob. A layer blob is downloaded before the home's
         lock is taken, so a slow registry never holds up other tasks on the host.
       - The file transports read local files and are not bounded by it.
+      - With O(pull=controller) it also bounds how long the task waits for another fork or play that is fetching
+        the same blob into the controller's cache; past it the task fails saying that the cache is held by
+        another run.
     type: int
     default: 3600
     version_added: 0.2.0
