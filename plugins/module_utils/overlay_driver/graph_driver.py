@@ -310,6 +310,11 @@ class GraphDriver:
         before anything is written, so that a check run predicts the failure too. Every layout takes a
         child of a sound layer unless it says otherwise."""
 
+    def require_create_possible(self, layer_id):
+        """OverlayError when the layout could not create layer_id in this home as it is (its parent checked
+        apart, require_child_possible), said before anything is written, so that a check run predicts the
+        failure with the real run's message. Every layout creates a layer unless it says otherwise."""
+
     def require_mount_possible(self, layer_id):
         """OverlayError when the layout could not mount the layer (an existing, sound one) on this host, said
         without changing anything, so that a check run predicts what get() would refuse. Every layout mounts a

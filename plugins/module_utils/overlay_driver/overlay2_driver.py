@@ -87,15 +87,15 @@ class Overlay2Driver(GraphDriver):
 
     _plan = None  # a reader's repair plan, read once (_repair_plan)
 
-    def _link_dir(self, layer_id=None, create=False, required=True):
+    def _link_dir(self, layer_id=None, create=False, required=True, check=False):
         """<home>/l opened (a real directory), OverlayError when it is missing (None when not required: the
         links are then looked up in the repair plan, _resolve_lower). create: made (root's, 0700, in .strata/tmp
         and renamed in) when missing, by the first layer's creation, so that a home where nothing was built holds
         none; and, since a link is written into it next, refused unless it holds short links only
-        (short_links.check_link_dir)."""
+        (short_links.check_link_dir); check: refused so without creating anything (a check run's prediction)."""
         try:
             fd = short_links.open_link_dir(self.dirs.fd, create=create, tmp_fd=self.dirs.tmp_fd)
-            if fd is not None and create:
+            if fd is not None and (create or check):
                 try:
                     short_links.check_link_dir(fd)
                 except BaseException:
@@ -326,6 +326,14 @@ class Overlay2Driver(GraphDriver):
     def require_child_possible(self, parent, layer_id):
         """A child's lowers are its parent and the parent's lowers: past Docker's 128 no mount stacks them."""
         short_links.child_lower(self.own_link(parent), self.lower_links(parent), layer_id)
+
+    def require_create_possible(self, layer_id):
+        """The new layer's short link goes into l/, which must hold short links only (a file, or a layer
+        directory the home's owner renamed to l, is refused by the creation): said here without writing, so that
+        a check run predicts that refusal with the same message. A missing l/ is made by the creation."""
+        fd = self._link_dir(layer_id, required=False, check=True)
+        if fd is not None:
+            os.close(fd)
 
     def _populate(self, tmp_fd, layer_id, parent):
         """Docker's create: diff/ (0755, the remapped root's); on a parent also work/ (0700), the lower file

@@ -209,6 +209,12 @@ class LayerStore:
             raise OverlayError("parent layer %s does not exist" % parent, layer=layer_id,
                                path=self.layout.layer(parent).dir)
 
+    def _check_new_layer(self, layer_id, parent, check_mode):
+        """What a new layer's creation checks before writing: its parent, then what the layout needs (overlay2's
+        l/), so that a check run fails as the real run does, with its message."""
+        self._check_new_parent(layer_id, parent, check_mode)
+        self.driver.require_create_possible(layer_id)
+
     def ensure_present(self, layer_id, parent="", check_mode=False):
         """Present: create if missing. Returns an Outcome."""
         validate_layer_id(layer_id)
@@ -219,7 +225,7 @@ class LayerStore:
             self.require_sound(before)
             self._check_parent(layer_id, parent)
             return Outcome(False, before, before)
-        self._check_new_parent(layer_id, parent, check_mode)
+        self._check_new_layer(layer_id, parent, check_mode)
         if check_mode:
             return Outcome(True, before, layer_state.new(layer_id, parent, self._merged(layer_id)))
         self._create(layer_id, parent)
@@ -539,7 +545,7 @@ class LayerStore:
                 self._refuse_children(layer_id)
             self._check_parent(layer_id, parent)
         else:
-            self._check_new_parent(layer_id, parent, check_mode)
+            self._check_new_layer(layer_id, parent, check_mode)
         return before
 
     @staticmethod

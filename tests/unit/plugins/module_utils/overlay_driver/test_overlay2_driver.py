@@ -411,3 +411,60 @@ def test_a_deep_mount_under_a_low_descriptor_limit(driver):
     outcome, message, soft = check_under(20, 40)
     assert outcome == "refused" and "open-file limit (RLIMIT_NOFILE" in message and soft == 20
     assert not driver.is_mounted(parent) and not os.path.exists(merged)
+
+
+def _listing(root):
+    """Every path under root with what any write would change (inode, owner, mode, size, mtime, ctime)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            out[os.path.relpath(os.path.join(dirpath, name), root)] = (
+                st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return out
+
+
+def _file_in_l(home):
+    with open(os.path.join(home, "l", "stray"), "w") as f:
+        f.write("not a link")
+
+
+def _layer_dir_renamed_to_l(home):
+    os.rename(os.path.join(home, "l"), os.path.join(home, "away"))
+    os.rename(os.path.join(home, "other"), os.path.join(home, "l"))
+
+
+@pytest.mark.parametrize("damage", [_file_in_l, _layer_dir_renamed_to_l])
+@pytest.mark.parametrize("operation", ["create", "apply_diff"])
+def test_a_check_run_predicts_the_refusal_of_an_l_that_is_not_short_links_only(home, damage, operation):
+    """l/ holds something that is no short link (a regular file, or it is a layer directory renamed to l): a
+    layer's creation refuses to write its link there. A check run (the store as check mode opens it, read-only)
+    refuses with the same message and writes nothing; before, it predicted success."""
+    store = LayerStore(home, layout="overlay2")
+    try:
+        store.ensure_present("base")
+        store.ensure_present("other")
+    finally:
+        store.close()
+    damage(home)
+
+    def run(check_mode):
+        s = LayerStore.for_check_run(home, layout="overlay2") if check_mode else LayerStore(home, layout="overlay2")
+        try:
+            with s.locked():
+                if operation == "create":
+                    s.ensure_present("new", "base", check_mode=check_mode)
+                else:
+                    s.apply_diff("new", "base", lambda: io.BytesIO(CHILD), check_mode=check_mode)
+        finally:
+            s.close()
+
+    before = _listing(home)
+    with pytest.raises(OverlayError) as predicted:
+        run(check_mode=True)
+    assert _listing(home) == before
+    with pytest.raises(OverlayError) as refused:
+        run(check_mode=False)
+    assert "refusing to write short links into it" in str(refused.value)
+    assert str(predicted.value) == str(refused.value)
+    assert not os.path.lexists(os.path.join(home, "new"))
