@@ -85,19 +85,19 @@ class TreeView:
         self._stacks[rel] = stack
         return stack
 
-    def listing(self, rel, entry=None):
+    def listing(self, rel, entry=None, only=None):
         """(Dir, name -> entry) of the directory rel ("" is the top; entry: its entry in its parent's
-        listing). A plain tree's entries are its Dir's os.DirEntry (scan_raw), which the walk wraps as
-        ViewEntry.of(Dir, entry) where it keeps or stats one; an overlay's are ViewEntries of the
-        topmost real entry, and the Dir None."""
+        listing; only: the names wanted, None for all). A plain tree's entries are its Dir's os.DirEntry
+        (scan_raw), which the walk wraps as ViewEntry.of(Dir, entry) where it keeps or stats one; an
+        overlay's are ViewEntries of the topmost real entry, and the Dir None."""
         if not self.overlay:  # a directory gone since its parent was listed is an error, as in any walk
             d = self._stack(rel, entry.inode() if entry is not None else None)[0]
-            return d, d.scan_raw()
+            return d, d.scan_raw(only)
         stack = self._stack(rel)
         out = {}
         hidden = set()
         for layer in stack:
-            for name, entry in layer.scan().items():
+            for name, entry in layer.scan(only).items():
                 if name in out or name in hidden:
                     continue
                 if _is_whiteout(entry):
@@ -120,6 +120,7 @@ class OwnView:
         self.top = as_dir(top)
         self.roots = [self.top]
         self._dirs = {"": self.top}
+        self._last_names = None
 
     @property
     def layers(self):
@@ -137,7 +138,18 @@ class OwnView:
         return found
 
     def listing(self, rel, entry=None):
-        return None, {name: entry for name, entry in self.dir(rel).scan().items() if not _is_whiteout(entry)}
+        scanned = self.dir(rel).scan()
+        self._last_names = (rel, scanned)
+        return None, {name: entry for name, entry in scanned.items() if not _is_whiteout(entry)}
+
+    def names(self, rel):
+        """The names in the top layer's directory rel, whiteouts included: those of the listing just made
+        when it was rel's (the change walk lists a directory in the new tree, then in the old one, which
+        asks for these), else listed now. One listing per directory, and both trees see the same one."""
+        last = self._last_names
+        if last is not None and last[0] == rel:
+            return last[1]
+        return set(self.dir(rel).names())
 
 
 class TouchedView:
@@ -168,10 +180,11 @@ class TouchedView:
         return hidden
 
     def listing(self, rel, entry=None):
-        d, full = self.view.listing(rel, entry)
         if self.hides_parent(rel):
-            return d, full
-        return d, {name: full[name] for name in self.own.dir(rel).names() if name in full}
+            return self.view.listing(rel, entry)
+        # only the names the top layer has: a large directory of the parent's where the layer changed
+        # one file is listed, but only that file's entry is made
+        return self.view.listing(rel, entry, self.own.names(rel))
 
 
 def is_opaque_dir(entry):

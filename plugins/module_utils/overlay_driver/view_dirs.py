@@ -203,18 +203,25 @@ class Dir:
                 d = d.child_dir(name)
         return d
 
-    def scan(self):
-        """name -> ViewEntry of every entry, types and inodes from readdir."""
+    def scan(self, only=None):
+        """name -> ViewEntry of every entry (only: of those whose name it holds), types and inodes from
+        readdir."""
         with os.scandir(self.fileno()) as it:
+            if only is not None:
+                return {entry.name: ViewEntry(self, entry.name, _kind(entry), entry.inode())
+                        for entry in it if entry.name in only}
             return {entry.name: ViewEntry(self, entry.name, _kind(entry), entry.inode()) for entry in it}
 
-    def scan_raw(self):
+    def scan_raw(self, only=None):
         """name -> os.DirEntry of every entry, for the walk of a plain tree, which wraps the few it keeps or
         stats (ViewEntry.of). Only their names, types and inodes may be used: a DirEntry's stat() would go
         through the number of an fd that may be closed and reused by then. Their types are readdir's
         d_type; where a filesystem gives none, is_dir() stats the entry, so it is called here, while the
-        fd is this directory's (the answer is kept), never later."""
+        fd is this directory's (the answer is kept), never later. only: the names wanted (None: all); the
+        others are neither kept nor typed."""
         with os.scandir(self.fileno()) as it:
+            if only is not None:
+                return {entry.name: entry for entry in it if entry.name in only and _typed(entry)}
             return {entry.name: entry for entry in it if _typed(entry)}
 
     def names(self):

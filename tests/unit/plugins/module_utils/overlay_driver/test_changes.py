@@ -1,9 +1,12 @@
 """The naive change detection, on plain directories."""
 
+import collections
 import os
+import stat
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import (
     ADD, DELETE, MODIFY, OPAQUE_DIR, changes_dirs, changes_size, own_changes, with_opaque_dirs)
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import view_dirs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.overlay_view import TreeView
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.whiteouts import OPAQUE_XATTR
 
@@ -173,3 +176,52 @@ def test_an_opaque_directory_hides_the_parent_at_every_depth_and_exports_as_dock
     assert [(c.path, c.kind) for c in with_opaque_dirs(changes)] == [
         ("/D", MODIFY), ("/D/.wh..wh..opq", OPAQUE_DIR), ("/D/E", ADD), ("/D/E/.wh..wh..opq", OPAQUE_DIR),
         ("/D/E/y", ADD), ("/D/sub", ADD), ("/D/sub/z", ADD)]
+
+
+def _make(root, files):
+    for rel in files:
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "w") as f:
+            f.write(rel)
+
+
+def test_a_layers_walk_lists_each_own_directory_once_and_keeps_only_the_parents_entries_it_names(scratch, monkeypatch):
+    """Against its parent, a layer's changes cost what the layer holds: each of its own directories is
+    listed once (both trees take the names from that one listing), and of a large parent directory
+    only the entries the layer also has are kept and typed, whatever the parent holds besides. The
+    parent is two stacked layers, one of which whites out a name the top adds again."""
+    lower, upper, top = (os.path.join(scratch, name) for name in ("lower", "upper", "top"))
+    _make(lower, ["big/f%03d" % n for n in range(300)] + ["big/gone", "big/sub/x", "other"])
+    _make(upper, ["big/sub/y"])
+    os.mknod(os.path.join(upper, "big", "f007"), 0o600 | stat.S_IFCHR, os.makedev(0, 0))  # a whiteout
+    _make(top, ["big/f007", "big/new", "big/sub/keep"])
+    for rel in ("big/f001", "big/sub/x"):  # other content, other size: modified whatever the times
+        with open(os.path.join(top, rel), "w") as f:
+            f.write("changed " + rel)
+    os.mknod(os.path.join(top, "big", "gone"), 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+    listed = collections.Counter()
+    typed = []
+
+    def counting(real, what):
+        def call(arg):
+            if what is listed:
+                st = os.fstat(arg)
+                listed[(st.st_dev, st.st_ino)] += 1
+            else:
+                typed.append(arg.name)
+            return real(arg)
+        return call
+
+    for name in ("scandir", "listdir"):
+        monkeypatch.setattr(view_dirs.os, name, counting(getattr(os, name), listed))
+    for name in ("_typed", "_kind"):
+        monkeypatch.setattr(view_dirs, name, counting(getattr(view_dirs, name), typed))
+    changes = own_changes(top, TreeView([upper, lower]))
+    monkeypatch.undo()
+    assert {(c.path, c.kind) for c in changes} == {
+        ("/big", MODIFY), ("/big/f001", MODIFY), ("/big/f007", ADD), ("/big/new", ADD), ("/big/gone", DELETE),
+        ("/big/sub", MODIFY), ("/big/sub/keep", ADD), ("/big/sub/x", MODIFY)}
+    for rel in ("", "big", "big/sub"):
+        st = os.stat(os.path.join(top, rel))
+        assert listed[(st.st_dev, st.st_ino)] == 1, rel
+    assert len(typed) < 20, typed  # the layer's entries and the parent's of the same names, not its 300
