@@ -28,111 +28,75 @@ from .xattr_ids import remap_value
 
 
 class HashingWriter:
-    """Writes the archive to out in 1 MiB blocks, hashing and writing them on a worker thread.
+    """Writes the archive to out in 1 MiB blocks; a worker thread reads the files' data and writes, a third
+    thread hashes.
 
-    Headers and small files are gathered into the block being filled, and file
-    data is read straight into it, so a layer of many small files costs a
-    handful of large writes. The worker hashes and writes a block while the
-    caller fills the next (hashlib and write both release the GIL, so on a
-    second core this costs the caller nothing); blocks go back to a small pool
-    once written, which bounds the memory. A write that fails is raised to the
-    caller at its next block or at close; the worker keeps returning blocks so
-    the caller never waits for ever.
+    The caller (the walk's thread, which the export's per-entry work keeps busy) only hands over
+    header bytes and the descriptors of the files to archive, in small batches; the worker reads each
+    file's data straight into its block, writes the block and hands it to the hasher (read, write and
+    hashlib release the GIL, so this costs the caller little; BLOCKS blocks bound the memory). The
+    queue is short and a batch holds at most BATCH_FILES descriptors, which bounds the descriptors
+    open at once as well. A failure on the worker (a write's ENOSPC, a file that ends early) is raised to the
+    caller at its next batch or at close; the worker then only closes what it is given, so the
+    caller never waits for ever and no descriptor is left open.
     """
 
     BLOCK = 1 << 20
-    BLOCKS = 4
+    BLOCKS = 3
+    BATCH_FILES = 16
+    BATCH_BYTES = 1 << 16
+    BATCHES = 2
 
     def __init__(self, out):
         self.out = out
         self.hash = hashlib.sha256()
-        self._shipped = 0
+        self.size = 0
         self._error = None
-        self._free = queue.Queue()
-        for _block in range(self.BLOCKS):
-            self._free.put(bytearray(self.BLOCK))
-        self._hashing = queue.Queue()
-        self._worker = threading.Thread(target=self._hash_blocks, daemon=True)
+        self._batches = queue.Queue(self.BATCHES)
+        self._batch = []
+        self._batch_files = 0
+        self._batch_bytes = 0
+        self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
-        self._block = self._free.get()
-        self._view = memoryview(self._block)
-        self._fill = 0
 
-    @property
-    def size(self):
-        return self._shipped + self._fill
+    # -- the caller's side ------------------------------------------------------
 
-    def _hash_blocks(self):
-        while True:
-            item = self._hashing.get()
-            if item is None:
-                return
-            block, length = item
-            try:
-                if self._error is None:
-                    with memoryview(block) as view:
-                        self.hash.update(view[:length])
-                        self._write_out(view[:length])
-            except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
-                self._error = e
-            finally:
-                self._free.put(block)
+    def write(self, data):
+        """Append data (bytes; any other buffer is copied, since it is written later)."""
+        if type(data) is not bytes:  # pylint: disable=unidiomatic-typecheck
+            data = bytes(data)
+        self._batch.append(data)
+        self.size += len(data)
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= self.BATCH_BYTES:
+            self._send()
 
-    def _write_out(self, view):
-        while view:  # a raw file may take less than it was given
-            written = self.out.write(view)
-            if written is None or written >= len(view):
-                break
-            view = view[written:]
+    def send_file(self, fd, length, path):
+        """Append the first length bytes of fd, which the writer now owns (the worker closes it). A file
+        that ends before them fails the export, naming path, at the next batch or at close."""
+        self._batch.append((fd, length, path))
+        self.size += length
+        self._batch_files += 1
+        if self._batch_files >= self.BATCH_FILES:
+            self._send()
 
     def _raise_error(self):
         if self._error is not None:
             raise self._error
 
-    def _ship(self):
+    def _send(self):
         self._raise_error()
-        if self._fill:
-            self._shipped += self._fill
-            self._hashing.put((self._block, self._fill))
-            self._block = self._free.get()
-            self._view = memoryview(self._block)
-            self._fill = 0
-
-    def write(self, data):
-        if len(data) < self.BLOCK - self._fill:
-            self._block[self._fill:self._fill + len(data)] = data
-            self._fill += len(data)
-            return
-        view = memoryview(data)
-        while view:
-            room = self.BLOCK - self._fill
-            take = min(room, len(view))
-            self._view[self._fill:self._fill + take] = view[:take]
-            self._fill += take
-            view = view[take:]
-            if self._fill == self.BLOCK:
-                self._ship()
-
-    def copy_from(self, fd, length):
-        """Append length bytes read from fd; False when the file ends early."""
-        while length:
-            if self._fill == self.BLOCK:
-                self._ship()
-            take = min(self.BLOCK - self._fill, length)
-            got = os.readv(fd, [self._view[self._fill:self._fill + take]])
-            if not got:
-                return False
-            self._fill += got
-            length -= got
-        return True
+        batch, self._batch = self._batch, []
+        self._batch_files = self._batch_bytes = 0
+        if batch:
+            self._batches.put(batch)
 
     def close(self):
         """Write what is left, wait for the worker, and return the diff_id."""
         try:
-            self._ship()
+            self._send()
         finally:
-            self._hashing.put(None)
-            self._worker.join()
+            self.abandon()  # closes what was not handed over when _send raised
         self._raise_error()
         flush = getattr(self.out, "flush", None)
         if flush:
@@ -140,8 +104,119 @@ class HashingWriter:
         return "sha256:" + self.hash.hexdigest()
 
     def abandon(self):
-        self._hashing.put(None)
-        self._worker.join()
+        """Stop the worker; the descriptors not yet handed over are closed here, the others by it."""
+        _close_files(self._batch)
+        self._batch = []
+        self._stop()
+
+    def _stop(self):
+        if self._worker.is_alive():
+            self._batches.put(None)
+            self._worker.join()
+
+    # -- the worker's side ------------------------------------------------------
+
+    def _work(self):
+        free, hashing = queue.Queue(), queue.Queue()
+        for _block in range(self.BLOCKS):
+            free.put(bytearray(self.BLOCK))
+        hasher = threading.Thread(target=self._hash_blocks, args=(hashing, free), daemon=True)
+        hasher.start()
+        self._free, self._hashing = free, hashing
+        self._block = free.get()
+        self._view = memoryview(self._block)
+        self._fill = 0
+        try:
+            while True:
+                batch = self._batches.get()
+                if batch is None:
+                    self._flush()
+                    return
+                self._take(batch)
+        finally:
+            hashing.put(None)
+            hasher.join()
+
+    def _hash_blocks(self, hashing, free):
+        """The hash, on its own thread: a block is hashed once written, then given back."""
+        while True:
+            item = hashing.get()
+            if item is None:
+                return
+            block, length = item
+            with memoryview(block) as view:
+                self.hash.update(view[:length])
+            free.put(block)
+
+    def _take(self, batch):
+        for item in batch:
+            if type(item) is bytes:  # pylint: disable=unidiomatic-typecheck
+                self._put(item)
+            else:
+                self._put_file(*item)
+
+    def _put(self, data):
+        if self._error is not None:
+            return
+        try:
+            fill = self._fill
+            if len(data) < self.BLOCK - fill:
+                self._view[fill:fill + len(data)] = data
+                self._fill = fill + len(data)
+                return
+            view = memoryview(data)
+            while view:
+                take = min(self.BLOCK - self._fill, len(view))
+                self._view[self._fill:self._fill + take] = view[:take]
+                self._fill += take
+                view = view[take:]
+                if self._fill == self.BLOCK:
+                    self._flush()
+        except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
+            self._error = e
+
+    def _put_file(self, fd, length, path):
+        try:
+            while length and self._error is None:
+                if self._fill == self.BLOCK:
+                    self._flush()
+                    continue
+                take = min(self.BLOCK - self._fill, length)
+                got = os.readv(fd, [self._view[self._fill:self._fill + take]])
+                if not got:
+                    self._error = OSError("%s shrank while it was exported" % path)
+                    return
+                self._fill += got
+                length -= got
+        except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
+            self._error = e
+        finally:
+            os.close(fd)
+
+    def _flush(self):
+        """Write the block and hand it to the hasher, taking the next (nothing once something failed)."""
+        if self._error is None and self._fill:
+            try:
+                view = self._view[:self._fill]
+                while view:  # a raw file may take less than it was given
+                    written = self.out.write(view)
+                    if written is None or written >= len(view):
+                        break
+                    view = view[written:]
+            except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
+                self._error = e
+                self._fill = 0
+                return
+            self._hashing.put((self._block, self._fill))
+            self._block = self._free.get()
+            self._view = memoryview(self._block)
+        self._fill = 0
+
+
+def _close_files(batch):
+    for item in batch:
+        if type(item) is tuple:  # pylint: disable=unidiomatic-typecheck
+            os.close(item[0])
 
 
 def _xattr_headers(xattrs, uid_maps=None, gid_maps=None):
@@ -357,8 +432,8 @@ def _opaque_member(name, dir_st, uid_maps, gid_maps):
 
 
 def _write_data(writer, member, fd, path):
-    if not writer.copy_from(fd, member.size):
-        raise OSError("%s shrank while it was exported" % path)
+    """The file's data and padding; fd is the writer's from here on."""
+    writer.send_file(fd, member.size, path)
     if member.size % 512:
         writer.write(_PADDING[member.size % 512:])
 
@@ -479,9 +554,10 @@ def _export_changes(writer, root, changes, uid_maps, gid_maps):
         try:
             info.pax_headers = _xattr_headers(fd_xattrs(data), uid_maps, gid_maps)  # from the very file read
             writer.write(info.header())
-            _write_data(writer, info, data, entry.path)
-        finally:
+        except BaseException:
             os.close(data)
+            raise
+        _write_data(writer, info, data, entry.path)
     writer.write(b"\x00" * 1024)
     if writer.size % _RECORD:
         writer.write(b"\x00" * (_RECORD - writer.size % _RECORD))

@@ -30,11 +30,7 @@ def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
         chunk = rng.randbytes(size)
         writer.write(chunk)
         expected += chunk
-        fd = os.open(source, os.O_RDONLY)
-        try:
-            assert writer.copy_from(fd, size)
-        finally:
-            os.close(fd)
+        writer.send_file(os.open(source, os.O_RDONLY), size, source)  # the writer's to close
         expected += payload[:size]
     assert writer.size == len(expected)
     digest = writer.close()
@@ -42,17 +38,61 @@ def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
     assert digest == "sha256:" + hashlib.sha256(expected).hexdigest()
 
 
-def test_writer_reports_a_file_that_ends_early(scratch):
+def _open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_writer_reports_a_file_that_ends_early_and_closes_every_file_it_was_given(scratch):
     source = os.path.join(scratch, "short")
     with open(source, "wb") as f:
         f.write(b"x" * 10)
+    before = _open_fds()
     writer = HashingWriter(io.BytesIO())
-    fd = os.open(source, os.O_RDONLY)
-    try:
-        assert not writer.copy_from(fd, 11)
-    finally:
-        os.close(fd)
+    with pytest.raises(OSError, match="short shrank while it was exported"):  # at a later batch or at close
+        try:
+            writer.send_file(os.open(source, os.O_RDONLY), 11, source)
+            for _number in range(3 * HashingWriter.BATCH_FILES):  # given after the failure: closed, not read
+                writer.send_file(os.open(source, os.O_RDONLY), 10, source)
+            writer.close()
+        except BaseException:
+            writer.abandon()  # as export_changes does
+            raise
+    assert _open_fds() == before
+
+
+def test_an_abandoned_writer_closes_every_file_it_was_given(scratch):
+    source = os.path.join(scratch, "f")
+    with open(source, "wb") as f:
+        f.write(b"x" * 100)
+    before = _open_fds()
+    writer = HashingWriter(io.BytesIO())
+    for _number in range(HashingWriter.BATCH_FILES * 2 + 3):  # handed to the worker, and some not yet
+        writer.send_file(os.open(source, os.O_RDONLY), 100, source)
     writer.abandon()
+    assert _open_fds() == before
+
+
+def test_the_files_held_at_once_are_bounded(scratch):
+    """However many files an export archives, the writer holds at most a few batches of them open."""
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    for number in range(400):
+        with open(os.path.join(tree, "f%03d" % number), "wb") as f:
+            f.write(b"x" * 10)
+    held = []
+    real_put = HashingWriter.send_file
+
+    def counting(writer, fd, length, path):
+        held.append(len(_open_fds()))
+        return real_put(writer, fd, length, path)
+
+    before = len(_open_fds())
+    HashingWriter.send_file = counting
+    try:
+        export_changes(tree, changes_dirs(tree), io.BytesIO())
+    finally:
+        HashingWriter.send_file = real_put
+    assert max(held) - before <= HashingWriter.BATCH_FILES * (HashingWriter.BATCHES + 3)
 
 
 def test_archive_reads_back_and_its_digest_is_the_bytes(scratch):
@@ -142,7 +182,7 @@ def test_a_write_that_fails_on_the_worker_fails_the_export_and_stops_the_worker(
     tree = os.path.join(scratch, "tree")
     os.makedirs(tree)
     with open(os.path.join(tree, "big"), "wb") as f:
-        f.write(random.Random(3).randbytes(HashingWriter.BLOCK * (HashingWriter.BLOCKS + 3)))
+        f.write(random.Random(3).randbytes(HashingWriter.BLOCK * 7))
     before = threading.active_count()
     out = _Full()
     with pytest.raises(OSError) as caught:
@@ -153,14 +193,14 @@ def test_a_write_that_fails_on_the_worker_fails_the_export_and_stops_the_worker(
 
 
 def test_a_write_that_fails_at_the_last_block_fails_close(scratch):
+    before = threading.active_count()
     writer = HashingWriter(_Full())
     writer.write(b"x" * HashingWriter.BLOCK)  # shipped: the first write succeeds
     writer.write(b"y" * 10)
-    before = threading.active_count()
     with pytest.raises(OSError) as caught:
         writer.close()
     assert caught.value.errno == errno.ENOSPC
-    assert threading.active_count() == before - 1
+    assert threading.active_count() == before  # the writer's threads are gone
 
 
 def test_symlink_xattrs_are_exported_and_apply_back(scratch):
