@@ -188,7 +188,8 @@ class HomeDirs:
                 self.state_fd = self.open_private(self.fd, STATE_DIR, True, self.path)
             if self.state_fd is not None:
                 self.records_fd = self.open_private(self.state_fd, RECORDS_DIR, create, where)
-                self.tmp_fd = self.open_private(self.state_fd, TMP_DIR, create, where)
+                # what an earlier version left in tmp/ is only ever removed (cleanup), never read
+                self.tmp_fd = self.open_private(self.state_fd, TMP_DIR, create, where, contents_read=False)
         except BaseException:
             self.close()
             raise
@@ -284,14 +285,15 @@ class HomeDirs:
             os.close(fd)
         return bool(inside & set(LAYER_ENTRIES + OVERLAY2_ENTRIES))
 
-    def open_private(self, parent_fd, name, create, where):
+    def open_private(self, parent_fd, name, create, where, contents_read=True):
         """A bookkeeping directory: a real directory of root's, 0700 (made so, or repaired, by a writer).
 
         Only a directory that was there at the first look is ever taken back (one an earlier version gave the
         remapped root). One that was missing is made and must then be root's: .strata is made in the home,
         which the remapped root owns, and it can put a directory of its own making (records, maps, planted
         entries) under that name before the mkdir or rename it over the new empty one before the open. Taking
-        that back would hand root a directory of the user's, read as root's own bookkeeping."""
+        that back would hand root a directory of the user's, read as root's own bookkeeping. contents_read:
+        what is in it is read as root's (a directory taken back must then hold root's files only)."""
         path = os.path.join(where, name)
         try:
             fd = self._open_dir(parent_fd, name, path)
@@ -300,7 +302,7 @@ class HomeDirs:
                 return None
             return self._make_private(parent_fd, name, path)
         try:
-            self._check_private(fd, path, repair=create)
+            self._check_private(fd, path, repair=create, contents_read=contents_read)
         except BaseException:
             os.close(fd)
             raise
@@ -334,9 +336,14 @@ class HomeDirs:
                     "not know it, then run again" % (stat.S_IMODE(st.st_mode), st.st_uid))
         return fd
 
-    def _check_private(self, fd, path, repair=False):
+    def _check_private(self, fd, path, repair=False, contents_read=True):
         """Root's 0700. One of the remapped root's 0700 (as earlier versions made them) is read as it is,
-        and a writer (repair) takes it back for root, on the fd it opened; anything else is refused."""
+        and a writer (repair) takes it back for root, on the fd it opened; anything else is refused.
+
+        Earlier versions gave the remapped root the directories only: every file in them root wrote. A file
+        of that user's in one (a record with holders of its choosing, one it still holds open for writing),
+        or a directory it could write, was never root's, and taking the directory back would make root read it
+        as its own: the take-back is then undone and refused, naming the entry."""
         st = os.fstat(fd)
         if st.st_uid == 0 and not st.st_mode & 0o077:
             return
@@ -344,7 +351,31 @@ class HomeDirs:
             _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d)"
                     % (stat.S_IMODE(st.st_mode), st.st_uid))
         if repair:
-            os.fchown(fd, 0, 0)
+            os.fchown(fd, 0, 0)  # first: from here on that user cannot add or rename anything in it
+            try:
+                if contents_read:
+                    self._require_roots_entries(fd, path)
+            except BaseException:
+                os.fchown(fd, st.st_uid, st.st_gid)  # left as it was found
+                raise
+
+    def _require_roots_entries(self, fd, path):
+        """Each entry of a directory being taken back: a file root's and writable by root only, a directory
+        root's or the remapped root's, 0700 (taken back in turn when it is opened)."""
+        for name in sorted(os.listdir(fd)):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                sound = st.st_uid in (0, self.root_uid) and not st.st_mode & 0o077
+            else:
+                sound = st.st_uid == 0 and not st.st_mode & 0o022
+            if not sound:
+                _refuse(path, "it belongs to uid %d (as earlier versions left it) and holds %r, which is %o, uid %d: "
+                        "not root's own, so that user could have written it. If you trust it, chown it to root "
+                        "and chmod it go-w; if not, remove it. Then run again"
+                        % (self.root_uid, name, stat.S_IMODE(st.st_mode), st.st_uid))
 
     def close(self):
         for attr in ("tmp_fd", "records_fd", "state_fd", "fd"):

@@ -1176,3 +1176,39 @@ def test_a_strata_the_remapped_root_puts_in_as_a_writer_makes_one_is_never_taken
     assert (st.st_ino, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (planted, REMAPPED, REMAPPED, 0o700)
     assert sorted(os.listdir(strata)) == ["layers", "planted"]
     assert os.lstat(os.path.join(strata, "layers")).st_uid == REMAPPED
+
+
+@pytest.mark.parametrize("planted", ["record", "file"])
+def test_an_earlier_versions_bookkeeping_holding_a_file_of_the_remapped_roots_is_not_taken_back(home, driver, planted):
+    """Earlier versions gave the remapped root .strata and its directories; root wrote every file in them. A
+    file that user put there (a record with holders of its choosing, any other file) is not root's: a writer
+    does not take the directory back to read it as root's own, it refuses naming the file, and leaves the
+    directory as it found it. Without it, the home is taken back as before."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    driver.create("base")
+    driver.close()
+    for name in PRIVATE:
+        os.chown(os.path.join(home, name), REMAPPED, REMAPPED)
+    where, name = (".strata/layers", "base.json") if planted == "record" else (".strata", "notes")
+    target = os.path.join(home, where, name)
+
+    def plant():
+        with open(target + ".new", "w") as f:
+            json.dump({"id": "base", "holders": ["forged"]}, f)
+        os.rename(target + ".new", target)
+
+    run_as(REMAPPED, REMAPPED, plant)
+    with pytest.raises(OverlayError, match=r"holds '%s', which is 644, uid %d: not root's own" % (name, REMAPPED)):
+        _reopen(home).close()
+    assert os.lstat(os.path.join(home, where)).st_uid == REMAPPED
+    assert os.lstat(target).st_uid == REMAPPED
+    os.unlink(target)
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            assert store.record("base").holders == set()
+    finally:
+        store.close()
+    for name in PRIVATE:
+        assert os.lstat(os.path.join(home, name)).st_uid == 0, name
