@@ -1212,3 +1212,67 @@ def test_an_earlier_versions_bookkeeping_holding_a_file_of_the_remapped_roots_is
         store.close()
     for name in PRIVATE:
         assert os.lstat(os.path.join(home, name)).st_uid == 0, name
+
+
+def _strata_planter(home, stop_read):  # pragma: no cover - runs in the forked child
+    """As the remapped root, again and again: a .strata of its own making (a planted file in it) renamed to
+    <home>/.strata, which takes the name when it is free or holds root's new, still empty, directory."""
+    os.setgroups([])
+    os.setresgid(REMAPPED, REMAPPED, REMAPPED)
+    os.setresuid(REMAPPED, REMAPPED, REMAPPED)
+    os.set_blocking(stop_read, False)
+    mine, strata = os.path.join(home, "mine"), os.path.join(home, ".strata")
+    while True:
+        try:
+            if os.read(stop_read, 1) == b"":
+                return
+        except BlockingIOError:
+            pass
+        try:
+            os.mkdir(mine, 0o700)
+            with open(os.path.join(mine, "planted"), "w") as f:
+                f.write("mine")
+        except OSError:
+            pass  # there from the last round
+        for _try in range(50):
+            try:
+                os.rename(mine, strata)
+                break
+            except OSError:
+                continue
+
+
+def test_a_racing_remapped_root_never_gets_its_strata_taken_for_roots(home):
+    """The first writer of a home the remapped root owns makes .strata while that user, in a loop, renames a
+    .strata of its own making to that name. Over many first runs root never ends up owning the user's
+    directory: each run either makes and uses its own .strata or refuses."""
+    os.mkdir(home, 0o700)
+    os.chown(home, REMAPPED, REMAPPED)
+    strata = os.path.join(home, ".strata")
+    stop_read, stop_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the attacker
+        try:
+            os.close(stop_write)
+            _strata_planter(home, stop_read)
+        finally:
+            os._exit(0)
+    os.close(stop_read)
+    taken = []
+    try:
+        for _round in range(200):
+            try:
+                _reopen(home).close()
+            except OverlayError:
+                pass
+            try:
+                st = os.lstat(strata)
+            except FileNotFoundError:
+                continue
+            if st.st_uid == 0 and os.path.lexists(os.path.join(strata, "planted")):
+                taken.append(_round)
+            shutil.rmtree(strata, ignore_errors=True)
+    finally:
+        os.close(stop_write)
+        os.waitpid(pid, 0)
+    assert not taken
