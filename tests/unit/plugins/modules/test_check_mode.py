@@ -188,3 +188,24 @@ def test_a_check_run_of_a_writer_fails_on_a_read_only_home_as_the_real_run_does(
         assert tree_of(home) == before
     finally:
         syscalls.mount("none", fs, None, 32)  # MS_REMOUNT, read-write again
+
+
+@pytest.mark.layout("overlay2")  # overlay2's l/ of short links
+@pytest.mark.parametrize("module", [overlay_layer, overlay_apply_diff])
+def test_a_check_run_fails_as_the_real_run_on_an_l_that_holds_more_than_short_links(run_module, home, tarballs,
+                                                                                     module):
+    """A regular file in l/: the real run refuses to write the new layer's short link there; the check run says
+    so too (it predicted success before), with the same message, and touches nothing."""
+    assert not run_module(overlay_layer, {"id": "base", "home": home, "layout": "overlay2"}).get("failed")
+    with open(os.path.join(home, "l", "stray"), "w") as f:
+        f.write("not a link")
+    args = {"id": "new", "parent": "base", "home": home}
+    if module is overlay_apply_diff:
+        args.update(src=tarballs[0], remote_src=True)
+    before = tree_of(home)
+    check = run_module(module, args, check_mode=True)
+    assert check.get("failed") and "refusing to write short links into it" in check["msg"], check
+    assert tree_of(home) == before
+    real = run_module(module, args)
+    assert real.get("failed") and real["msg"] == check["msg"]
+    assert not os.path.lexists(os.path.join(home, "new"))
