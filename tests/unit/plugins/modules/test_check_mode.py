@@ -192,8 +192,7 @@ def test_a_check_run_of_a_writer_fails_on_a_read_only_home_as_the_real_run_does(
 
 @pytest.mark.layout("overlay2")  # overlay2's l/ of short links
 @pytest.mark.parametrize("module", [overlay_layer, overlay_apply_diff])
-def test_a_check_run_fails_as_the_real_run_on_an_l_that_holds_more_than_short_links(run_module, home, tarballs,
-                                                                                     module):
+def test_a_check_run_fails_as_the_real_run_on_an_l_holding_more_than_short_links(run_module, home, tarballs, module):
     """A regular file in l/: the real run refuses to write the new layer's short link there; the check run says
     so too (it predicted success before), with the same message, and touches nothing."""
     assert not run_module(overlay_layer, {"id": "base", "home": home, "layout": "overlay2"}).get("failed")
