@@ -5,6 +5,7 @@ l/ and its short links, the link and lower files and what they say)."""
 import os
 import random
 import subprocess
+import tempfile
 
 import pytest
 
@@ -14,6 +15,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 from layertools import run_as, run_isolated, snapshot
 
 NOBODY = 65534
+T_OLD = 1600000000
 COMMON_SPOTS = [".strata", ".strata/tmp", ".strata/layers", ".strata/lock", ".strata/maps.json",
                 ".strata/layers/base.json", ".strata/layers/app.json", ".strata/layers/ghost.json",
                 ".strata/tmp/apply-x-1", "base", "app", "app/merged", "ghost", ".."]
@@ -157,12 +159,21 @@ def plant_acl(rng, home):
 
 def live_overlays(upper):
     """The overlays whose upper dir is upper. Asked of the mount itself (its upper dir is where a file
-    created through it lands), as an overlay2 mount names its dirs by fd and short link in the mount table."""
+    created through it lands), as an overlay2 mount names its dirs by fd and short link in the mount table.
+
+    Only overlays mounted on upper's own filesystem are asked (the major:minor of the mount each one's
+    mount point is in): the probe is a file made and removed through the mount, and an overlay of
+    anything else on the host (another test's layers, a Docker container's root) must not get one.
+    """
     want = os.stat(upper)
+    own_fs = "%d:%d" % (os.major(want.st_dev), os.minor(want.st_dev))
+    table = [line.split() for line in open("/proc/self/mountinfo")]
+    fs_of_mount = {fields[0]: fields[2] for fields in table}
     out = []
-    for line in open("/proc/self/mountinfo"):
-        fields = line.split()
+    for fields in table:
         if "overlay" not in fields[fields.index("-") + 1:fields.index("-") + 2]:
+            continue
+        if fs_of_mount.get(fields[1]) != own_fs:
             continue
         probe = os.path.join(fields[4], ".strata-probe-%d" % os.getpid())
         try:
@@ -179,6 +190,35 @@ def live_overlays(upper):
         finally:
             os.unlink(probe)
     return out
+
+
+def _overlay_in(directory):
+    """lower/, upper/, work/ and an overlay of them at merged/, made in directory: (upper, merged)."""
+    parts = {name: os.path.join(directory, name) for name in ("lower", "upper", "work", "merged")}
+    for path in parts.values():
+        os.mkdir(path)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=%(lower)s,upperdir=%(upper)s,workdir=%(work)s"
+                    % parts, parts["merged"]], check=True)
+    return parts["upper"], parts["merged"]
+
+
+def test_live_overlays_asks_no_overlay_on_another_filesystem(scratch):
+    """The probe goes only through overlays on the upper's own filesystem: an overlay elsewhere on the host
+    (here on a tmpfs of its own, as another test's or a Docker daemon's layers are) is never written to."""
+    elsewhere = tempfile.mkdtemp(prefix="strata-test-elsewhere-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", "tmpfs", elsewhere], check=True)
+    try:
+        their_upper, _their_merged = _overlay_in(elsewhere)
+        os.utime(their_upper, (T_OLD, T_OLD))  # any entry made or removed in it moves this
+        untouched = os.stat(their_upper).st_mtime_ns, sorted(os.listdir(their_upper))
+        own = os.path.join(scratch, "own")
+        os.mkdir(own)
+        our_upper, our_merged = _overlay_in(own)
+        assert live_overlays(our_upper) == [our_merged]
+        assert (os.stat(their_upper).st_mtime_ns, sorted(os.listdir(their_upper))) == untouched
+    finally:
+        subprocess.run(["umount", "-R", "-l", elsewhere], check=False)
+        os.rmdir(elsewhere)
 
 
 @pytest.mark.parametrize("seed", range(24))
