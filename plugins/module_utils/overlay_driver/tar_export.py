@@ -10,9 +10,11 @@ directory's mtime, so exporting the same layer twice gives the same diff_id.
 """
 
 import collections
+import errno
 import hashlib
 import os
 import queue
+import resource
 import stat
 import struct
 import threading
@@ -20,10 +22,11 @@ import threading
 from . import whiteouts
 from .changes import DELETE, OPAQUE_DIR, counted_size, entry_at, raise_too_deep
 from .errors import OverlayError
+from .fd_limit import open_descriptors
 from .ids import to_container
 from .overlay_view import as_dir
 from .regular_files import require_regular
-from .view_dirs import fd_xattrs, release_path_roots
+from .view_dirs import OPEN_DIRS, fd_xattrs, release_path_roots
 from .xattr_ids import remap_value
 
 
@@ -34,11 +37,16 @@ class HashingWriter:
     The caller (the walk's thread, which the export's per-entry work keeps busy) only hands over
     header bytes and the descriptors of the files to archive, in small batches; the worker reads each
     file's data straight into its block, writes the block and hands it to the hasher (read, write and
-    hashlib release the GIL, so this costs the caller little; BLOCKS blocks bound the memory). The
-    queue is short and a batch holds at most BATCH_FILES descriptors, which bounds the descriptors
-    open at once as well. A failure on the worker (a write's ENOSPC, a file that ends early) is raised to the
-    caller at its next batch or at close; the worker then only closes what it is given, so the
-    caller never waits for ever and no descriptor is left open.
+    hashlib release the GIL, so this costs the caller little; BLOCKS blocks bound the memory).
+
+    The descriptors handed over and not yet closed are counted: the caller reserves room for one
+    (reserve_file) before it opens a file, and the worker gives it back once that file is closed. The
+    room is what the open-file limit leaves beside the walk's own directories, at most 64 and at least
+    one, so a low RLIMIT_NOFILE makes the export wait for the worker, never fail. The blocks and both
+    threads are made on the caller's thread, so a failure to make them is the caller's error. A
+    failure on the worker (a write's ENOSPC, a file that ends early) is raised to the caller at its
+    next batch or at close; the worker then only closes what it is given, so the caller never waits
+    for ever and no descriptor is left open.
     """
 
     BLOCK = 1 << 20
@@ -46,8 +54,9 @@ class HashingWriter:
     BATCH_FILES = 16
     BATCH_BYTES = 1 << 16
     BATCHES = 2
+    FILES = BATCH_FILES * (BATCHES + 2)
 
-    def __init__(self, out):
+    def __init__(self, out, files=None):
         self.out = out
         self.hash = hashlib.sha256()
         self.size = 0
@@ -56,8 +65,19 @@ class HashingWriter:
         self._batch = []
         self._batch_files = 0
         self._batch_bytes = 0
+        self._files = threading.Semaphore(files or _file_room(self.FILES))
+        self._free, self._hashing = queue.Queue(), queue.Queue()
+        for _block in range(self.BLOCKS):
+            self._free.put(bytearray(self.BLOCK))
+        self._hasher = threading.Thread(target=self._hash_blocks, daemon=True)
+        self._hasher.start()
         self._worker = threading.Thread(target=self._work, daemon=True)
-        self._worker.start()
+        try:
+            self._worker.start()
+        except BaseException:
+            self._hashing.put(None)
+            self._hasher.join()
+            raise
 
     # -- the caller's side ------------------------------------------------------
 
@@ -71,9 +91,23 @@ class HashingWriter:
         if self._batch_bytes >= self.BATCH_BYTES:
             self._send()
 
+    def reserve_file(self):
+        """Room for one more descriptor handed over (send_file), waiting for the worker to close one when
+        there is none; given back by send_file's file being closed, or by unreserve_file."""
+        if self._files.acquire(blocking=False):
+            return
+        self._send()  # the files waiting in the batch being filled hold the room
+        while not self._files.acquire(timeout=1):
+            self._require_worker()
+
+    def unreserve_file(self):
+        """The room reserve_file gave, for a file that was not handed over after all."""
+        self._files.release()
+
     def send_file(self, fd, length, path):
-        """Append the first length bytes of fd, which the writer now owns (the worker closes it). A file
-        that ends before them fails the export, naming path, at the next batch or at close."""
+        """Append the first length bytes of fd (opened after reserve_file), which the writer now owns (the
+        worker closes it). A file that ends before them fails the export, naming path, at the next
+        batch or at close."""
         self._batch.append((fd, length, path))
         self.size += length
         self._batch_files += 1
@@ -84,12 +118,25 @@ class HashingWriter:
         if self._error is not None:
             raise self._error
 
+    def _require_worker(self):
+        if not self._worker.is_alive():
+            self._raise_error()
+            raise OverlayError("the export's writer thread stopped")
+
+    def _hand_over(self, item):
+        while True:
+            try:
+                self._batches.put(item, timeout=1)
+                return
+            except queue.Full:
+                self._require_worker()
+
     def _send(self):
         self._raise_error()
-        batch, self._batch = self._batch, []
-        self._batch_files = self._batch_bytes = 0
-        if batch:
-            self._batches.put(batch)
+        if self._batch:
+            self._hand_over(self._batch)  # not taken: still the caller's, closed by abandon()
+            self._batch = []
+            self._batch_files = self._batch_bytes = 0
 
     def close(self):
         """Write what is left, wait for the worker, and return the diff_id."""
@@ -105,48 +152,55 @@ class HashingWriter:
 
     def abandon(self):
         """Stop the worker; the descriptors not yet handed over are closed here, the others by it."""
-        _close_files(self._batch)
-        self._batch = []
-        self._stop()
-
-    def _stop(self):
+        batch, self._batch = self._batch, []
+        self._close_files(batch)
         if self._worker.is_alive():
-            self._batches.put(None)
+            try:
+                self._hand_over(None)
+            except OverlayError:
+                pass  # it stopped meanwhile
             self._worker.join()
+
+    def _close_files(self, batch):
+        for item in batch:
+            if type(item) is tuple:  # pylint: disable=unidiomatic-typecheck
+                os.close(item[0])
+                self._files.release()
 
     # -- the worker's side ------------------------------------------------------
 
     def _work(self):
-        free, hashing = queue.Queue(), queue.Queue()
-        for _block in range(self.BLOCKS):
-            free.put(bytearray(self.BLOCK))
-        hasher = threading.Thread(target=self._hash_blocks, args=(hashing, free), daemon=True)
-        hasher.start()
-        self._free, self._hashing = free, hashing
-        self._block = free.get()
-        self._view = memoryview(self._block)
-        self._fill = 0
         try:
+            self._block = self._free.get()
+            self._view = memoryview(self._block)
+            self._fill = 0
             while True:
                 batch = self._batches.get()
                 if batch is None:
                     self._flush()
                     return
                 self._take(batch)
+        except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
+            self._error = self._error or e
+            while True:  # close what is still handed over, until the caller stops
+                batch = self._batches.get()
+                if batch is None:
+                    return
+                self._close_files(batch)
         finally:
-            hashing.put(None)
-            hasher.join()
+            self._hashing.put(None)
+            self._hasher.join()
 
-    def _hash_blocks(self, hashing, free):
+    def _hash_blocks(self):
         """The hash, on its own thread: a block is hashed once written, then given back."""
         while True:
-            item = hashing.get()
+            item = self._hashing.get()
             if item is None:
                 return
             block, length = item
             with memoryview(block) as view:
                 self.hash.update(view[:length])
-            free.put(block)
+            self._free.put(block)
 
     def _take(self, batch):
         for item in batch:
@@ -192,6 +246,7 @@ class HashingWriter:
             self._error = e
         finally:
             os.close(fd)
+            self._files.release()
 
     def _flush(self):
         """Write the block and hand it to the hasher, taking the next (nothing once something failed)."""
@@ -213,10 +268,14 @@ class HashingWriter:
         self._fill = 0
 
 
-def _close_files(batch):
-    for item in batch:
-        if type(item) is tuple:  # pylint: disable=unidiomatic-typecheck
-            os.close(item[0])
+def _file_room(most):
+    """Descriptors the writer may hold: what the soft open-file limit leaves beside those open now and the
+    walk's directories (view_dirs.OPEN_DIRS) with some to spare; at most most, at least one."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return most
+    room = soft - open_descriptors() - OPEN_DIRS - 16
+    return max(1, min(most, room))
 
 
 def _xattr_headers(xattrs, uid_maps=None, gid_maps=None):
@@ -404,6 +463,10 @@ def _open_data(entry):
     try:
         fd = entry.open(_READ_FLAGS)
     except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise OverlayError("cannot open it for the tarball: %s (the open-file limit, RLIMIT_NOFILE, is %d: "
+                               "raise it with ulimit -n or LimitNOFILE=)"
+                               % (e.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0]), path=entry.path)
         raise OverlayError("cannot read it for the tarball: %s (replaced by a symlink while the diff was "
                            "written?)" % e.strerror, path=entry.path)
     try:
@@ -534,7 +597,12 @@ def _export_changes(writer, root, changes, uid_maps, gid_maps):
                     links[key] = rel
                 info.size = st.st_size
                 if info.size:
-                    data = _open_data(entry)
+                    writer.reserve_file()
+                    try:
+                        data = _open_data(entry)
+                    except BaseException:
+                        writer.unreserve_file()
+                        raise
         elif stat.S_ISDIR(mode):
             info.type = DIRTYPE
         elif stat.S_ISLNK(mode):
@@ -556,6 +624,7 @@ def _export_changes(writer, root, changes, uid_maps, gid_maps):
             writer.write(info.header())
         except BaseException:
             os.close(data)
+            writer.unreserve_file()
             raise
         _write_data(writer, info, data, entry.path)
     writer.write(b"\x00" * 1024)

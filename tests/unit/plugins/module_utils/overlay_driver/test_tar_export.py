@@ -30,6 +30,7 @@ def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
         chunk = rng.randbytes(size)
         writer.write(chunk)
         expected += chunk
+        writer.reserve_file()
         writer.send_file(os.open(source, os.O_RDONLY), size, source)  # the writer's to close
         expected += payload[:size]
     assert writer.size == len(expected)
@@ -53,13 +54,16 @@ def test_the_writer_closes_every_file_it_was_given(scratch, how):
     writer = HashingWriter(io.BytesIO())
     if how == "abandoned":
         for _number in range(HashingWriter.BATCH_FILES * 2 + 3):  # handed to the worker, and some not yet
+            writer.reserve_file()
             writer.send_file(os.open(source, os.O_RDONLY), 10, source)
         writer.abandon()
     else:
         with pytest.raises(OSError, match="short shrank while it was exported"):
             try:
+                writer.reserve_file()
                 writer.send_file(os.open(source, os.O_RDONLY), 11, source)
                 for _number in range(3 * HashingWriter.BATCH_FILES):  # given after the failure: closed, not read
+                    writer.reserve_file()
                     writer.send_file(os.open(source, os.O_RDONLY), 10, source)
                 writer.close()
             except BaseException:
@@ -392,3 +396,68 @@ def test_a_directory_swapped_for_a_symlink_after_the_walk_is_not_read_through(sc
     with pytest.raises(OverlayError, match="refusing to read it"):
         export_changes(new, changes, out)
     assert b"secret" not in out.getvalue()
+
+
+def _in_a_child(body):
+    """body() run in a forked child; what it returns (a short text), or its error as text."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            answer = str(body())
+        except BaseException as e:  # pylint: disable=broad-except  # the test reads it
+            answer = "%s: %s" % (type(e).__name__, e)
+        os.write(write_end, answer.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        answer = f.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+def test_an_export_under_a_low_open_file_limit_waits_for_the_writer_and_succeeds(scratch):
+    """A soft RLIMIT_NOFILE a little above what the process holds leaves the writer room for one file or
+    a few: the export then waits for the worker to close files, and never fails with EMFILE."""
+    import resource
+
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(os.path.join(tree, "d"))
+    for number in range(200):
+        with open(os.path.join(tree, "d", "f%03d" % number), "wb") as f:
+            f.write(b"x" * (number + 1))
+    changes = changes_dirs(tree)
+
+    def export():
+        held = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (held + 12, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        out = io.BytesIO()
+        diff_id = export_changes(tree, changes, out)[0]
+        with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+            sizes = sorted(m.size for m in archive.getmembers() if m.isfile())
+        assert diff_id == "sha256:" + hashlib.sha256(out.getvalue()).hexdigest()
+        return sizes == list(range(1, 201))
+
+    assert _in_a_child(export) == "True"
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_writer_that_cannot_start_its_threads_fails_at_once_and_leaves_none(monkeypatch, failing):
+    """Both threads are started on the caller's thread: a failure to start either is the caller's
+    error (not a writer that never answers), and the one started is stopped."""
+    before = threading.active_count()
+    real_start = threading.Thread.start
+    started = []
+
+    def start(thread):
+        started.append(thread)
+        if len(started) == failing:
+            raise RuntimeError("can't start new thread")
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        HashingWriter(io.BytesIO())
+    monkeypatch.undo()
+    assert threading.active_count() == before
