@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The role installs the boot unit's restore program in a fixed number of module runs.
+
+The tasks run for real (ansible-playbook on localhost, into a temp directory): an unchanged
+host costs the directory and one read of the installed files, whatever the package's size;
+files that differ in content, mode or owner are put back and stale ones removed.
+"""
+
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+SOURCES = sorted(glob.glob(os.path.join(REPO, "plugins", "module_utils", "overlay_driver", "*.py")))
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Install the restore program
+      ansible.builtin.include_role:
+        name: strata.overlay.overlay_layers
+        tasks_from: restore_program
+    - name: Write down what the install did
+      ansible.builtin.copy:
+        dest: "{{ summary }}"
+        mode: "0600"
+        content: >-
+          {{ {'dir': overlay_layers_lib_dir_made, 'found': overlay_layers_lib_found,
+              'copied': overlay_layers_lib.results, 'removed': overlay_layers_lib_stale.results} | to_json }}
+      check_mode: false
+"""
+
+
+@pytest.fixture
+def play(tmp_path):
+    collections = tmp_path / "collections"
+    (collections / "ansible_collections" / "strata").mkdir(parents=True)
+    os.symlink(REPO, collections / "ansible_collections" / "strata" / "overlay")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK)
+    lib = tmp_path / "lib"
+    summary = tmp_path / "summary.json"
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"))
+
+    def run(*args):
+        proc = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+             "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "overlay_layers_lib_dir=%s" % lib,
+             "-e", "summary=%s" % summary, str(playbook)] + list(args),
+            env=env, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with open(summary) as f:
+            result = json.load(f)
+        os.unlink(summary)
+        result["output"] = proc.stdout + proc.stderr
+        return result
+
+    run.installed = lib / "overlay_driver"
+    return run
+
+
+def _module_runs(result):
+    """The module runs of the install: the skipped ones and empty loops ran nothing on the host."""
+    runs = [r for r in (result["dir"], result["found"]) if not r.get("skipped")]
+    return len(runs) + len(result["copied"]) + len(result["removed"])
+
+
+def _changed(result):
+    return [r for r in [result["dir"]] + result["copied"] + result["removed"] if r.get("changed")]
+
+
+def _sha1(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def _assert_installed(directory):
+    assert sorted(os.listdir(directory)) == sorted(os.path.basename(s) for s in SOURCES)
+    for source in SOURCES:
+        st = os.lstat(os.path.join(directory, os.path.basename(source)))
+        assert (oct(st.st_mode), st.st_uid, st.st_gid) == (oct(0o100644), 0, 0)
+        assert _sha1(os.path.join(directory, os.path.basename(source))) == _sha1(source)
+
+
+def test_an_unchanged_host_costs_two_module_runs_not_one_per_file(play):
+    assert len(SOURCES) > 10
+    first = play()
+    assert len(first["copied"]) == len(SOURCES)
+    assert _changed(first)
+    assert "WARNING" not in first["output"]
+    _assert_installed(play.installed)
+
+    again = play()
+    assert _module_runs(again) == 2
+    assert _changed(again) == []
+    _assert_installed(play.installed)
+
+
+def test_a_check_run_on_a_new_host_predicts_the_install_and_writes_nothing(play):
+    result = play("--check")
+    assert result["found"].get("skipped")
+    assert len(result["copied"]) == len(SOURCES)
+    assert all(r["changed"] for r in result["copied"])
+    assert "WARNING" not in result["output"]
+    assert not play.installed.parent.exists()
+
+
+def test_files_changed_on_the_host_are_put_back_and_stale_ones_removed(play):
+    play()
+    edited, loosened, chowned, linked = (play.installed / os.path.basename(s) for s in SOURCES[:4])
+    with open(edited, "a") as f:
+        f.write("import os\n")
+    os.chmod(loosened, 0o666)
+    os.chown(chowned, 1000, 1000)
+    os.unlink(linked)
+    os.symlink("/etc/passwd", linked)
+    (play.installed / "gone_from_the_package.py").write_text("raise SystemExit\n")
+
+    check = play("--check")
+    assert sorted(os.path.basename(r["overlay_layers_driver_file"]) for r in check["copied"]) == sorted(
+        p.name for p in (edited, loosened, chowned, linked))
+    assert [r["overlay_layers_stale_file"] for r in check["removed"]] == [str(play.installed / "gone_from_the_package.py")]
+    assert (play.installed / "gone_from_the_package.py").exists()
+    assert os.path.islink(linked)
+
+    fixed = play()
+    assert _module_runs(fixed) == 2 + 4 + 1
+    assert len(_changed(fixed)) == 5
+    _assert_installed(play.installed)
+    assert _module_runs(play()) == 2
