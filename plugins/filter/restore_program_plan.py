@@ -16,7 +16,7 @@ description:
     owner or group (C(root), 0) differ. The restore program runs as root at boot, so a file of the wrong
     owner or mode is put back like a changed one.
   - An installed file that is no longer in the package is removed, since the restore program could import it.
-  - This way an unchanged host costs one module run, not one per file.
+  - This way an unchanged host costs one read of the installed copy, not one module run per file.
 options:
   _input:
     description: The paths of the package's source files on the controller.
