@@ -22,128 +22,119 @@ import threading
 from . import whiteouts
 from .changes import DELETE, OPAQUE_DIR, counted_size, entry_at, raise_too_deep
 from .errors import OverlayError
-from .fd_limit import open_descriptors
 from .ids import to_container
 from .overlay_view import as_dir
 from .regular_files import require_regular
-from .view_dirs import OPEN_DIRS, fd_xattrs, release_path_roots
+from .view_dirs import fd_xattrs, release_path_roots
 from .xattr_ids import remap_value
 
 
 class HashingWriter:
-    """Writes the archive to out in 1 MiB blocks; a worker thread reads the files' data and writes, a third
-    thread hashes.
+    """Writes the archive to out in 1 MiB blocks, hashing and writing them on a worker thread.
 
-    The caller (the walk's thread, which the export's per-entry work keeps busy) only hands over
-    header bytes and the descriptors of the files to archive, in small batches; the worker reads each
-    file's data straight into its block, writes the block and hands it to the hasher (read, write and
-    hashlib release the GIL, so this costs the caller little; BLOCKS blocks bound the memory).
-
-    The descriptors handed over and not yet closed are counted: the caller reserves room for one
-    (reserve_file) before it opens a file, and the worker gives it back once that file is closed. The
-    room is what the open-file limit leaves beside the walk's own directories, at most 64 and at least
-    one, so a low RLIMIT_NOFILE makes the export wait for the worker, never fail. The blocks and both
-    threads are made on the caller's thread, so a failure to make them is the caller's error. A
-    failure on the worker (a write's ENOSPC, a file that ends early) is raised to the caller at its
-    next batch or at close; the worker then only closes what it is given, so the caller never waits
-    for ever and no descriptor is left open.
+    Headers and small files are gathered into the block being filled, and file
+    data is read straight into it, so a layer of many small files costs a
+    handful of large writes. The worker hashes and writes a block while the
+    caller fills the next (hashlib and write both release the GIL, so on a
+    second core this costs the caller nothing); blocks go back to a small pool
+    once written, which bounds the memory. A write that fails is raised to the
+    caller at its next block or at close; the worker keeps returning blocks so
+    the caller never waits for ever.
     """
 
     BLOCK = 1 << 20
-    BLOCKS = 3
-    BATCH_FILES = 16
-    BATCH_BYTES = 1 << 16
-    BATCHES = 2
-    FILES = BATCH_FILES * (BATCHES + 2)
+    BLOCKS = 4
 
-    def __init__(self, out, files=None):
+    def __init__(self, out):
         self.out = out
         self.hash = hashlib.sha256()
-        self.size = 0
+        self._shipped = 0
         self._error = None
-        self._batches = queue.Queue(self.BATCHES)
-        self._batch = []
-        self._batch_files = 0
-        self._batch_bytes = 0
-        self._files = threading.Semaphore(files or _file_room(self.FILES))
-        self._free, self._hashing = queue.Queue(), queue.Queue()
+        self._free = queue.Queue()
         for _block in range(self.BLOCKS):
             self._free.put(bytearray(self.BLOCK))
-        self._hasher = threading.Thread(target=self._hash_blocks, daemon=True)
-        self._hasher.start()
-        self._worker = threading.Thread(target=self._work, daemon=True)
-        try:
-            self._worker.start()
-        except BaseException:
-            self._hashing.put(None)
-            self._hasher.join()
-            raise
+        self._hashing = queue.Queue()
+        self._worker = threading.Thread(target=self._hash_blocks, daemon=True)
+        self._worker.start()
+        self._block = self._free.get()
+        self._view = memoryview(self._block)
+        self._fill = 0
 
-    # -- the caller's side ------------------------------------------------------
+    @property
+    def size(self):
+        return self._shipped + self._fill
 
-    def write(self, data):
-        """Append data (bytes; any other buffer is copied, since it is written later)."""
-        if type(data) is not bytes:  # pylint: disable=unidiomatic-typecheck
-            data = bytes(data)
-        self._batch.append(data)
-        self.size += len(data)
-        self._batch_bytes += len(data)
-        if self._batch_bytes >= self.BATCH_BYTES:
-            self._send()
+    def _hash_blocks(self):
+        while True:
+            item = self._hashing.get()
+            if item is None:
+                return
+            block, length = item
+            try:
+                if self._error is None:
+                    with memoryview(block) as view:
+                        self.hash.update(view[:length])
+                        self._write_out(view[:length])
+            except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
+                self._error = e
+            finally:
+                self._free.put(block)
 
-    def reserve_file(self):
-        """Room for one more descriptor handed over (send_file), waiting for the worker to close one when
-        there is none; given back by send_file's file being closed, or by unreserve_file."""
-        if self._files.acquire(blocking=False):
-            return
-        self._send()  # the files waiting in the batch being filled hold the room
-        while not self._files.acquire(timeout=1):
-            self._require_worker()
-
-    def unreserve_file(self):
-        """The room reserve_file gave, for a file that was not handed over after all."""
-        self._files.release()
-
-    def send_file(self, fd, length, path):
-        """Append the first length bytes of fd (opened after reserve_file), which the writer now owns (the
-        worker closes it). A file that ends before them fails the export, naming path, at the next
-        batch or at close."""
-        self._batch.append((fd, length, path))
-        self.size += length
-        self._batch_files += 1
-        if self._batch_files >= self.BATCH_FILES:
-            self._send()
+    def _write_out(self, view):
+        while view:  # a raw file may take less than it was given
+            written = self.out.write(view)
+            if written is None or written >= len(view):
+                break
+            view = view[written:]
 
     def _raise_error(self):
         if self._error is not None:
             raise self._error
 
-    def _require_worker(self):
-        if not self._worker.is_alive():
-            self._raise_error()
-            raise OverlayError("the export's writer thread stopped")
-
-    def _hand_over(self, item):
-        while True:
-            try:
-                self._batches.put(item, timeout=1)
-                return
-            except queue.Full:
-                self._require_worker()
-
-    def _send(self):
+    def _ship(self):
         self._raise_error()
-        if self._batch:
-            self._hand_over(self._batch)  # not taken: still the caller's, closed by abandon()
-            self._batch = []
-            self._batch_files = self._batch_bytes = 0
+        if self._fill:
+            self._shipped += self._fill
+            self._hashing.put((self._block, self._fill))
+            self._block = self._free.get()
+            self._view = memoryview(self._block)
+            self._fill = 0
+
+    def write(self, data):
+        if len(data) < self.BLOCK - self._fill:
+            self._block[self._fill:self._fill + len(data)] = data
+            self._fill += len(data)
+            return
+        view = memoryview(data)
+        while view:
+            room = self.BLOCK - self._fill
+            take = min(room, len(view))
+            self._view[self._fill:self._fill + take] = view[:take]
+            self._fill += take
+            view = view[take:]
+            if self._fill == self.BLOCK:
+                self._ship()
+
+    def copy_from(self, fd, length):
+        """Append length bytes read from fd; False when the file ends early."""
+        while length:
+            if self._fill == self.BLOCK:
+                self._ship()
+            take = min(self.BLOCK - self._fill, length)
+            got = os.readv(fd, [self._view[self._fill:self._fill + take]])
+            if not got:
+                return False
+            self._fill += got
+            length -= got
+        return True
 
     def close(self):
         """Write what is left, wait for the worker, and return the diff_id."""
         try:
-            self._send()
+            self._ship()
         finally:
-            self.abandon()  # closes what was not handed over when _send raised
+            self._hashing.put(None)
+            self._worker.join()
         self._raise_error()
         flush = getattr(self.out, "flush", None)
         if flush:
@@ -151,131 +142,8 @@ class HashingWriter:
         return "sha256:" + self.hash.hexdigest()
 
     def abandon(self):
-        """Stop the worker; the descriptors not yet handed over are closed here, the others by it."""
-        batch, self._batch = self._batch, []
-        self._close_files(batch)
-        if self._worker.is_alive():
-            try:
-                self._hand_over(None)
-            except OverlayError:
-                pass  # it stopped meanwhile
-            self._worker.join()
-
-    def _close_files(self, batch):
-        for item in batch:
-            if type(item) is tuple:  # pylint: disable=unidiomatic-typecheck
-                os.close(item[0])
-                self._files.release()
-
-    # -- the worker's side ------------------------------------------------------
-
-    def _work(self):
-        try:
-            self._block = self._free.get()
-            self._view = memoryview(self._block)
-            self._fill = 0
-            while True:
-                batch = self._batches.get()
-                if batch is None:
-                    self._flush()
-                    return
-                self._take(batch)
-        except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
-            self._error = self._error or e
-            while True:  # close what is still handed over, until the caller stops
-                batch = self._batches.get()
-                if batch is None:
-                    return
-                self._close_files(batch)
-        finally:
-            self._hashing.put(None)
-            self._hasher.join()
-
-    def _hash_blocks(self):
-        """The hash, on its own thread: a block is hashed once written, then given back."""
-        while True:
-            item = self._hashing.get()
-            if item is None:
-                return
-            block, length = item
-            with memoryview(block) as view:
-                self.hash.update(view[:length])
-            self._free.put(block)
-
-    def _take(self, batch):
-        for item in batch:
-            if type(item) is bytes:  # pylint: disable=unidiomatic-typecheck
-                self._put(item)
-            else:
-                self._put_file(*item)
-
-    def _put(self, data):
-        if self._error is not None:
-            return
-        try:
-            fill = self._fill
-            if len(data) < self.BLOCK - fill:
-                self._view[fill:fill + len(data)] = data
-                self._fill = fill + len(data)
-                return
-            view = memoryview(data)
-            while view:
-                take = min(self.BLOCK - self._fill, len(view))
-                self._view[self._fill:self._fill + take] = view[:take]
-                self._fill += take
-                view = view[take:]
-                if self._fill == self.BLOCK:
-                    self._flush()
-        except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
-            self._error = e
-
-    def _put_file(self, fd, length, path):
-        try:
-            while length and self._error is None:
-                if self._fill == self.BLOCK:
-                    self._flush()
-                    continue
-                take = min(self.BLOCK - self._fill, length)
-                got = os.readv(fd, [self._view[self._fill:self._fill + take]])
-                if not got:
-                    self._error = OSError("%s shrank while it was exported" % path)
-                    return
-                self._fill += got
-                length -= got
-        except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
-            self._error = e
-        finally:
-            os.close(fd)
-            self._files.release()
-
-    def _flush(self):
-        """Write the block and hand it to the hasher, taking the next (nothing once something failed)."""
-        if self._error is None and self._fill:
-            try:
-                view = self._view[:self._fill]
-                while view:  # a raw file may take less than it was given
-                    written = self.out.write(view)
-                    if written is None or written >= len(view):
-                        break
-                    view = view[written:]
-            except BaseException as e:  # pylint: disable=broad-except  # raised again by the caller
-                self._error = e
-                self._fill = 0
-                return
-            self._hashing.put((self._block, self._fill))
-            self._block = self._free.get()
-            self._view = memoryview(self._block)
-        self._fill = 0
-
-
-def _file_room(most):
-    """Descriptors the writer may hold: what the soft open-file limit leaves beside those open now and the
-    walk's directories (view_dirs.OPEN_DIRS) with some to spare; at most most, at least one."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
-        return most
-    room = soft - open_descriptors() - OPEN_DIRS - 16
-    return max(1, min(most, room))
+        self._hashing.put(None)
+        self._worker.join()
 
 
 def _xattr_headers(xattrs, uid_maps=None, gid_maps=None):
@@ -495,8 +363,8 @@ def _opaque_member(name, dir_st, uid_maps, gid_maps):
 
 
 def _write_data(writer, member, fd, path):
-    """The file's data and padding; fd is the writer's from here on."""
-    writer.send_file(fd, member.size, path)
+    if not writer.copy_from(fd, member.size):
+        raise OSError("%s shrank while it was exported" % path)
     if member.size % 512:
         writer.write(_PADDING[member.size % 512:])
 
@@ -597,12 +465,7 @@ def _export_changes(writer, root, changes, uid_maps, gid_maps):
                     links[key] = rel
                 info.size = st.st_size
                 if info.size:
-                    writer.reserve_file()
-                    try:
-                        data = _open_data(entry)
-                    except BaseException:
-                        writer.unreserve_file()
-                        raise
+                    data = _open_data(entry)
         elif stat.S_ISDIR(mode):
             info.type = DIRTYPE
         elif stat.S_ISLNK(mode):
@@ -622,11 +485,9 @@ def _export_changes(writer, root, changes, uid_maps, gid_maps):
         try:
             info.pax_headers = _xattr_headers(fd_xattrs(data), uid_maps, gid_maps)  # from the very file read
             writer.write(info.header())
-        except BaseException:
+            _write_data(writer, info, data, entry.path)
+        finally:
             os.close(data)
-            writer.unreserve_file()
-            raise
-        _write_data(writer, info, data, entry.path)
     writer.write(b"\x00" * 1024)
     if writer.size % _RECORD:
         writer.write(b"\x00" * (_RECORD - writer.size % _RECORD))

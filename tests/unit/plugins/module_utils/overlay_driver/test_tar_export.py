@@ -30,8 +30,11 @@ def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
         chunk = rng.randbytes(size)
         writer.write(chunk)
         expected += chunk
-        writer.reserve_file()
-        writer.send_file(os.open(source, os.O_RDONLY), size, source)  # the writer's to close
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            assert writer.copy_from(fd, size)
+        finally:
+            os.close(fd)
         expected += payload[:size]
     assert writer.size == len(expected)
     digest = writer.close()
@@ -39,60 +42,17 @@ def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
     assert digest == "sha256:" + hashlib.sha256(expected).hexdigest()
 
 
-def _open_fds():
-    return set(os.listdir("/proc/self/fd"))
-
-
-@pytest.mark.parametrize("how", ["a file that ends early", "abandoned"])
-def test_the_writer_closes_every_file_it_was_given(scratch, how):
-    """Whether a file handed over ends early (the export fails, naming it, at a later batch or at close)
-    or the export is abandoned with files still queued, every descriptor given to the writer is closed."""
+def test_writer_reports_a_file_that_ends_early(scratch):
     source = os.path.join(scratch, "short")
     with open(source, "wb") as f:
         f.write(b"x" * 10)
-    before = _open_fds()
     writer = HashingWriter(io.BytesIO())
-    if how == "abandoned":
-        for _number in range(HashingWriter.BATCH_FILES * 2 + 3):  # handed to the worker, and some not yet
-            writer.reserve_file()
-            writer.send_file(os.open(source, os.O_RDONLY), 10, source)
-        writer.abandon()
-    else:
-        with pytest.raises(OSError, match="short shrank while it was exported"):
-            try:
-                writer.reserve_file()
-                writer.send_file(os.open(source, os.O_RDONLY), 11, source)
-                for _number in range(3 * HashingWriter.BATCH_FILES):  # given after the failure: closed, not read
-                    writer.reserve_file()
-                    writer.send_file(os.open(source, os.O_RDONLY), 10, source)
-                writer.close()
-            except BaseException:
-                writer.abandon()  # as export_changes does
-                raise
-    assert _open_fds() == before
-
-
-def test_the_files_held_at_once_are_bounded(scratch):
-    """However many files an export archives, the writer holds at most a few batches of them open."""
-    tree = os.path.join(scratch, "tree")
-    os.makedirs(tree)
-    for number in range(400):
-        with open(os.path.join(tree, "f%03d" % number), "wb") as f:
-            f.write(b"x" * 10)
-    held = []
-    real_put = HashingWriter.send_file
-
-    def counting(writer, fd, length, path):
-        held.append(len(_open_fds()))
-        return real_put(writer, fd, length, path)
-
-    before = len(_open_fds())
-    HashingWriter.send_file = counting
+    fd = os.open(source, os.O_RDONLY)
     try:
-        export_changes(tree, changes_dirs(tree), io.BytesIO())
+        assert not writer.copy_from(fd, 11)
     finally:
-        HashingWriter.send_file = real_put
-    assert max(held) - before <= HashingWriter.BATCH_FILES * (HashingWriter.BATCHES + 3)
+        os.close(fd)
+    writer.abandon()
 
 
 def test_archive_reads_back_and_its_digest_is_the_bytes(scratch):
@@ -182,7 +142,7 @@ def test_a_write_that_fails_on_the_worker_fails_the_export_and_stops_the_worker(
     tree = os.path.join(scratch, "tree")
     os.makedirs(tree)
     with open(os.path.join(tree, "big"), "wb") as f:
-        f.write(random.Random(3).randbytes(HashingWriter.BLOCK * 7))
+        f.write(random.Random(3).randbytes(HashingWriter.BLOCK * (HashingWriter.BLOCKS + 3)))
     before = threading.active_count()
     out = _Full()
     with pytest.raises(OSError) as caught:
@@ -193,14 +153,14 @@ def test_a_write_that_fails_on_the_worker_fails_the_export_and_stops_the_worker(
 
 
 def test_a_write_that_fails_at_the_last_block_fails_close(scratch):
-    before = threading.active_count()
     writer = HashingWriter(_Full())
     writer.write(b"x" * HashingWriter.BLOCK)  # shipped: the first write succeeds
     writer.write(b"y" * 10)
+    before = threading.active_count()
     with pytest.raises(OSError) as caught:
         writer.close()
     assert caught.value.errno == errno.ENOSPC
-    assert threading.active_count() == before  # the writer's threads are gone
+    assert threading.active_count() == before - 1
 
 
 def test_symlink_xattrs_are_exported_and_apply_back(scratch):
@@ -442,22 +402,22 @@ def test_an_export_under_a_low_open_file_limit_waits_for_the_writer_and_succeeds
     assert _in_a_child(export) == "True"
 
 
-@pytest.mark.parametrize("failing", [1, 2])
-def test_a_writer_that_cannot_start_its_threads_fails_at_once_and_leaves_none(monkeypatch, failing):
-    """Both threads are started on the caller's thread: a failure to start either is the caller's
-    error (not a writer that never answers), and the one started is stopped."""
-    before = threading.active_count()
-    real_start = threading.Thread.start
-    started = []
+def test_a_file_the_open_file_limit_keeps_shut_is_said_so(scratch):
+    """EMFILE is no symlink swap: the error names the limit and how to raise it."""
+    import resource
 
-    def start(thread):
-        started.append(thread)
-        if len(started) == failing:
-            raise RuntimeError("can't start new thread")
-        return real_start(thread)
+    tree = os.path.join(scratch, "tree")
+    os.makedirs(tree)
+    with open(os.path.join(tree, "f"), "wb") as f:
+        f.write(b"x")
+    changes = changes_dirs(tree)
+    root = view_dirs.Dir.open_path(tree)
 
-    monkeypatch.setattr(threading.Thread, "start", start)
-    with pytest.raises(RuntimeError, match="can't start new thread"):
-        HashingWriter(io.BytesIO())
-    monkeypatch.undo()
-    assert threading.active_count() == before
+    def export():
+        held = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor is closed again
+        resource.setrlimit(resource.RLIMIT_NOFILE, (held, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        export_changes(root, changes, io.BytesIO())
+        return "exported"
+
+    answer = _in_a_child(export)
+    assert "the open-file limit, RLIMIT_NOFILE, is" in answer and "ulimit -n" in answer, answer
