@@ -330,7 +330,10 @@ class Overlay2Driver(GraphDriver):
     def require_create_possible(self, layer_id):
         """The new layer's short link goes into l/, which must hold short links only (a file, or a layer
         directory the home's owner renamed to l, is refused by the creation): said here without writing, so that
-        a check run predicts that refusal with the same message. A missing l/ is made by the creation."""
+        a check run predicts that refusal with the same message. A missing l/ is made by the creation, and so
+        is a missing home (a check run's, whose directory there is none to look in)."""
+        if self.dirs.fd is None:
+            return
         fd = self._link_dir(layer_id, required=False, check=True)
         if fd is not None:
             os.close(fd)

@@ -468,3 +468,26 @@ def test_a_check_run_predicts_the_refusal_of_an_l_that_is_not_short_links_only(h
     assert "refusing to write short links into it" in str(refused.value)
     assert str(predicted.value) == str(refused.value)
     assert not os.path.lexists(os.path.join(home, "new"))
+
+
+@pytest.mark.parametrize("operation", ["create", "apply_diff"])
+def test_a_check_run_on_a_home_not_made_yet_looks_at_no_l_elsewhere(scratch, monkeypatch, operation):
+    """A check run of the first layer of a home that does not exist has no l/ to look at: it predicts the
+    creation, whatever an l in the process's working directory holds."""
+    cwd = os.path.join(scratch, "cwd")
+    os.makedirs(os.path.join(cwd, "l"))
+    with open(os.path.join(cwd, "l", "stray"), "w") as f:
+        f.write("not a link")
+    monkeypatch.chdir(cwd)
+    home = os.path.join(scratch, "no-home-yet")
+    s = LayerStore.for_check_run(home, layout="overlay2")
+    try:
+        with s.locked():
+            if operation == "create":
+                outcome = s.ensure_present("new", "", check_mode=True)
+            else:
+                outcome = s.apply_diff("new", "", lambda: io.BytesIO(CHILD), check_mode=True)
+    finally:
+        s.close()
+    assert outcome.changed
+    assert not os.path.lexists(home)
