@@ -16,6 +16,8 @@ options:
   home:
     description:
       - The layer home, the directory that holds every layer (the Go driver's C(home)).
+      - An absolute path; a relative one is refused, since it would be taken from the module's working directory
+        on the host (the login user's home over SSH).
       - Created (mode 0700, owned by the remapped root) if missing by the modules that write layers;
         M(strata.overlay.overlay_info) and check mode never create it.
       - Must be on a filesystem overlay can use as upper layer; btrfs, aufs, zfs, overlayfs and

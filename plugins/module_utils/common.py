@@ -6,6 +6,7 @@
 Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
 """
 
+import os
 import signal
 import traceback
 
@@ -83,6 +84,22 @@ def _fail(module, error):
     module.fail_json(**fail)
 
 
+# Paths a module acts at on the host. A relative one would be taken from the module's working directory there,
+# which is not the playbook's (over SSH the login user's home): a second layer home, or a tarball, made where
+# nobody looks, and reported as a success.
+ABSOLUTE_PATHS = ("home", "dest")
+
+
+def require_absolute_paths(params):
+    """Refuse a relative home or dest before anything is opened or made."""
+    for name in ABSOLUTE_PATHS:
+        value = params.get(name)
+        if value and not os.path.isabs(value):
+            raise OverlayError("%s must be an absolute path, got %r: a relative one would be taken from the module's "
+                               "working directory on the host (the login user's home over SSH), not the playbook's"
+                               % (name, value))
+
+
 def run_module(module, manager_class):
     """Run the manager; every failure becomes failed/msg, never a traceback in msg.
 
@@ -90,6 +107,7 @@ def run_module(module, manager_class):
     """
     catch_signals()
     try:
+        require_absolute_paths(module.params)
         manager = manager_class(module.params, module.check_mode, module._diff)
         result = manager.run()
     except Interrupted as e:

@@ -35,7 +35,7 @@ options:
     type: str
     required: true
   dest:
-    description: The tarball to write on the managed host.
+    description: The tarball to write on the managed host, an absolute path (a relative one is refused).
     type: path
     required: true
 extends_documentation_fragment: strata.overlay.common
