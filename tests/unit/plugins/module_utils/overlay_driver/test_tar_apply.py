@@ -511,7 +511,8 @@ def test_no_space_left_is_a_clear_error(loopfs):
 
 def test_maps_remap_capability_rootids_and_acl_ids_on_a_real_filesystem(target):
     """Under maps, a v3 capability's rootid and ACL user/group ids are those of the remapped files;
-    a v2 capability is kept; an xattr naming an id outside the maps is dropped; export maps them back."""
+    a v2 capability is bound to the remapped root (v3); an xattr naming an id outside the maps is dropped;
+    export maps them back, a capability of the container's root as v2."""
     import struct  # pylint: disable=import-outside-toplevel
 
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.changes import changes_dirs
@@ -544,7 +545,7 @@ def test_maps_remap_capability_rootids_and_acl_ids_on_a_real_filesystem(target):
             return None
 
     assert xattr("ping", "security.capability") == v3(100000)
-    assert xattr("arping", "security.capability") == v2
+    assert xattr("arping", "security.capability") == v3(100000)
     assert xattr("outside", "security.capability") is None
     assert xattr("shared", "system.posix_acl_access") == acl(101000, 200050)
     assert xattr("foreign", "system.posix_acl_access") is None and xattr("foreign", "user.kept") == b"k"
@@ -556,9 +557,43 @@ def test_maps_remap_capability_rootids_and_acl_ids_on_a_real_filesystem(target):
             value = archive.getmember(name).pax_headers.get("SCHILY.xattr." + key)
             return None if value is None else value.encode("utf-8", "surrogateescape")
 
-        assert exported("ping", "security.capability") == v3(0)
+        assert exported("ping", "security.capability") == v2
         assert exported("arping", "security.capability") == v2
         assert exported("shared", "system.posix_acl_access") == acl(1000, 50)
+
+
+
+@pytest.mark.parametrize("revision", [1, 2])
+def test_a_v1_or_v2_capability_under_maps_grants_nothing_to_the_remapped_uid_on_the_host(target, scratch, revision):
+    """A v1 or v2 file capability names no rootid: written as it is, the kernel would honour it in every user
+    namespace, the host's too, and the layer's files belong to the remapped root, which owns the home. A
+    process of that uid on the host runs the layer's `cat` (CAP_DAC_READ_SEARCH in the tarball) on a file
+    only root may read: it must be refused, the capability being the container root's only (v3)."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    import struct  # pylint: disable=import-outside-toplevel
+
+    cap_dac_read_search = 1 << 2
+    if revision == 2:
+        cap = struct.pack("<IIIII", 0x02000001, cap_dac_read_search, 0, 0, 0)
+    else:
+        cap = struct.pack("<III", 0x01000001, cap_dac_read_search, 0)
+    with open(shutil.which("cat"), "rb") as f:
+        cat = f.read()
+    secret = os.path.join(scratch, "secret")
+    with open(secret, "w") as f:
+        f.write("root only\n")
+    os.chmod(secret, 0o600)
+    maps = [IDMap(0, 100000, 65536)]
+    apply(target, TarBuilder().file("bin/cat", cat, mode=0o755, xattrs={"security.capability": cap}).bytes(),
+          uid_maps=maps, gid_maps=maps)
+    binary = os.path.join(target, "bin", "cat")
+    assert os.stat(binary).st_uid == 100000
+    ran = subprocess.run([binary, secret], user=100000, group=100000, extra_groups=[], capture_output=True,
+                         check=False)
+    assert ran.returncode != 0 and b"root only" not in ran.stdout
+    assert b"Permission denied" in ran.stderr
+    assert os.getxattr(binary, "security.capability") == struct.pack(
+        "<IIIIII", 0x03000001, cap_dac_read_search, 0, 0, 0, 100000)
 
 
 # -- the overlay whiteout format (a layer's own diff/ under an overlay mount) ------------------

@@ -32,13 +32,35 @@ UNDEFINED = 0xFFFFFFFF
 def test_capability_v3_has_its_rootid_mapped_both_ways():
     assert remap_value("security.capability", cap_v3(0), UIDS, GIDS) == cap_v3(100000)
     assert remap_value("security.capability", cap_v3(1000), UIDS, GIDS) == cap_v3(101000)
-    assert remap_value("security.capability", cap_v3(100000), UIDS, GIDS, to_host_side=False) == cap_v3(0)
+    assert remap_value("security.capability", cap_v3(101000), UIDS, GIDS, to_host_side=False) == cap_v3(1000)
 
 
-def test_capability_v2_and_v1_name_no_id_and_are_kept():
-    v1 = struct.pack("<III", 0x01000000, CAP_NET_RAW, 0)
-    assert remap_value("security.capability", cap_v2(), UIDS, GIDS) == cap_v2()
-    assert remap_value("security.capability", v1, UIDS, GIDS) == v1
+def test_capability_v2_and_v1_applied_under_maps_are_bound_to_the_containers_root():
+    """v1 and v2 name no rootid: the kernel honours them in every namespace, the host's too. Applied under
+    maps they become v3 with the mapped root as rootid (what the kernel stores when the container's root
+    sets one), effective flag and capability sets kept."""
+    v1 = struct.pack("<III", 0x01000001, CAP_NET_RAW, 0)
+    assert remap_value("security.capability", cap_v2(), UIDS, GIDS) == cap_v3(100000)
+    assert remap_value("security.capability", v1, UIDS, GIDS) == cap_v3(100000)
+    not_effective = struct.pack("<IIIII", 0x02000000, CAP_NET_RAW, 0, 1, 0)
+    assert remap_value("security.capability", not_effective, UIDS, GIDS) == struct.pack(
+        "<IIIIII", 0x03000000, CAP_NET_RAW, 0, 1, 0, 100000)
+
+
+def test_capability_of_the_containers_root_exports_as_v2_and_a_round_trip_keeps_the_bytes():
+    """Exported, a v3 whose rootid is the container's root is v2 (as containers-storage writes it): a v2 layer
+    applied under maps and exported again is byte for byte what it was. A v2 found on the host stays v2."""
+    assert remap_value("security.capability", cap_v3(100000), UIDS, GIDS, to_host_side=False) == cap_v2()
+    applied = remap_value("security.capability", cap_v2(), UIDS, GIDS)
+    assert remap_value("security.capability", applied, UIDS, GIDS, to_host_side=False) == cap_v2()
+    assert remap_value("security.capability", cap_v2(), UIDS, GIDS, to_host_side=False) == cap_v2()
+
+
+def test_capability_v2_without_a_mapped_root_or_of_the_wrong_size_is_dropped():
+    no_root = [IDMap(1, 100001, 65535)]
+    assert remap_value("security.capability", cap_v2(), no_root, GIDS) is None
+    assert remap_value("security.capability", cap_v2() + b"\x00", UIDS, GIDS) is None
+    assert remap_value("security.capability", struct.pack("<II", 0x01000000, 0), UIDS, GIDS) is None
 
 
 @pytest.mark.parametrize("value", [cap_v3(70000), cap_v3(0)[:-1], b"\x00\x00", b""])
