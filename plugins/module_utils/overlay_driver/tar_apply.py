@@ -37,6 +37,10 @@ _USER_XATTR_PREFIX = "user."
 _DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
 _PARENT_CACHE_MAX = 512
 
+# The character devices (major, minor) a process may open without gaining anything: overlay's 0/0
+# whiteout, null, zero, full, random, urandom, tty (the opener's own terminal), ptmx (a new pty).
+_HARMLESS_DEVICES = frozenset(((0, 0), (1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)))
+
 
 def clean_name(name, limits, what="entry"):
     """Archive name -> tuple of components relative to the target root.
@@ -95,9 +99,26 @@ class ArchiveWalk:
         elif not parts:
             self._take_root(entry)
         else:
+            if entry.kind in (CHAR, BLOCKDEV) and (self.uid_maps or self.gid_maps):
+                self._check_mapped_device(entry)
             self._put(reader, entry, parts)
             return entry.size if entry.kind == REGULAR else 0
         return 0
+
+    def _check_mapped_device(self, entry):
+        """Under id maps, only a device nobody gains anything by opening.
+
+        A node's owner is mapped like any file's: the remapped root's uid on the host then owns it, and that
+        uid owns the home too, so any process of it on the host (not only the container, whose runtime
+        gives it its own /dev) could open the node, or chmod it open: a disk, memory or the console would
+        be root's to that uid. Refused before anything is written, by the check run too."""
+        if entry.kind == CHAR and (entry.devmajor, entry.devminor) in _HARMLESS_DEVICES:
+            return
+        raise LayerFormatError("entry %r is a %s device %d:%d; under uid/gid maps its owner, the remapped root's "
+                               "uid on the host, could open it there (only null, zero, full, random, urandom, "
+                               "tty and ptmx are applied): leave device nodes out of the layer, or stage it "
+                               "without maps" % (entry.name, "block" if entry.kind == BLOCKDEV else "character",
+                                                 entry.devmajor, entry.devminor))
 
     def _take_whiteout(self, parts, entry):
         base = parts[-1]

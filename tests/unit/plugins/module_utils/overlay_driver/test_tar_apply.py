@@ -596,6 +596,71 @@ def test_a_v1_or_v2_capability_under_maps_grants_nothing_to_the_remapped_uid_on_
         "<IIIIII", 0x03000001, cap_dac_read_search, 0, 0, 0, 100000)
 
 
+
+@pytest.fixture
+def secret_disk(scratch):
+    """A real block device (a loop device over a root-only 0600 image holding a secret): (major, minor)."""
+    image = os.path.join(scratch, "disk.img")
+    with open(image, "wb") as f:
+        f.write(b"SECRET\n" + bytes(1 << 16))
+    os.chmod(image, 0o600)
+    loop = subprocess.run(["losetup", "--show", "-f", image], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        rdev = os.stat(loop).st_rdev
+        yield os.major(rdev), os.minor(rdev)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_a_device_under_maps_is_refused_before_the_remapped_uid_can_open_it(target, secret_disk):
+    """Under maps a device node's owner is the remapped root's uid, which owns the home: any process of that uid
+    on the host could open it. A block device (here one over a root-only image) is refused, by apply and by
+    the check alike, and nothing is left that uid 100000 could read the disk through."""
+    maps = [IDMap(0, 100000, 65536)]
+    major, minor = secret_disk
+    layer = TarBuilder().dir("dev").device("dev/disk", char=False, major=major, minor=minor, mode=0o660).bytes()
+    refused = None
+    try:
+        apply(target, layer, uid_maps=maps, gid_maps=maps)
+    except LayerFormatError as e:
+        refused = e
+    node = os.path.join(target, "dev", "disk")
+    if os.path.lexists(node):
+        ran = subprocess.run(["head", "-c", "6", node], user=100000, group=100000, extra_groups=[],
+                             capture_output=True, check=False)
+        assert b"SECRET" not in ran.stdout, "uid 100000 read the root-only disk through the layer's node"
+    assert refused is not None and "'dev/disk' is a block device %d:%d" % (major, minor) in str(refused)
+    assert not os.path.lexists(node)
+    with pytest.raises(LayerFormatError, match="block device"):
+        verify_archive(io.BytesIO(layer), uid_maps=maps, gid_maps=maps)
+
+
+@pytest.mark.parametrize("char, major, minor", [(True, 1, 1), (True, 5, 1), (True, 4, 0), (False, 8, 0)],
+                         ids=["mem", "console", "tty0", "sda"])
+def test_devices_that_grant_anything_are_refused_under_maps_and_applied_without(target, scratch, char, major, minor):
+    maps = [IDMap(0, 100000, 65536)]
+    layer = TarBuilder().device("dev/x", char=char, major=major, minor=minor, mode=0o600).bytes()
+    with pytest.raises(LayerFormatError, match="under uid/gid maps its owner"):
+        apply(target, layer, uid_maps=maps, gid_maps=maps)
+    assert os.listdir(target) == []
+    unmapped = os.path.join(scratch, "unmapped")
+    os.mkdir(unmapped)
+    apply(unmapped, layer)  # a home without maps is root's alone: the layer is applied as it says
+    assert os.stat(os.path.join(unmapped, "dev", "x")).st_rdev == os.makedev(major, minor)
+
+
+def test_harmless_character_devices_are_applied_under_maps(target):
+    maps = [IDMap(0, 100000, 65536)]
+    layer = TarBuilder()
+    for name, (major, minor) in (("null", (1, 3)), ("zero", (1, 5)), ("full", (1, 7)), ("random", (1, 8)),
+                                 ("urandom", (1, 9)), ("tty", (5, 0)), ("ptmx", (5, 2))):
+        layer.device("dev/" + name, major=major, minor=minor)
+    apply(target, layer.bytes(), uid_maps=maps, gid_maps=maps)
+    null = os.stat(os.path.join(target, "dev", "null"))
+    assert null.st_rdev == os.makedev(1, 3) and null.st_uid == 100000
+    assert len(os.listdir(os.path.join(target, "dev"))) == 7
+
+
 # -- the overlay whiteout format (a layer's own diff/ under an overlay mount) ------------------
 
 LOWER = (TarBuilder()
