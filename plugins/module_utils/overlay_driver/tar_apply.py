@@ -19,10 +19,12 @@ the same size; LayerApplier writes each entry, the check only looks at it.
 
 import errno
 import os
+import resource
 import stat
 
 from . import faults, mounts, syscalls, walk, whiteouts
 from .errors import LayerFormatError, OverlayError
+from .fd_limit import open_descriptors
 from .hashing_reader import HashingReader
 from .ids import root_pair, to_host
 from .xattr_ids import remap_xattrs
@@ -36,6 +38,7 @@ _USER_XATTR_PREFIX = "user."
 
 _DIR_OPEN = syscalls.O_PATH | os.O_DIRECTORY
 _PARENT_CACHE_MAX = 512
+_PARENT_CACHE_MIN = 4
 
 # The character devices (major, minor) a process may open without gaining anything: overlay's 0/0
 # whiteout, null, zero, full, random, urandom, tty (the opener's own terminal), ptmx (a new pty).
@@ -199,11 +202,13 @@ class LayerApplier(ArchiveWalk):
         self._new_dirs = set()  # directories this run created, empty but for what it put there
         self._dir_times = []
         self._mounts = None  # mountinfo, read at the first removal of this run
+        self._parents_max = _PARENT_CACHE_MAX
 
     def apply(self, raw, compression="auto", progress=None):
         """Apply the archive read from raw; its ArchiveResult. progress(entries so far) after each entry."""
         self._progress = progress
         self._mounts = None
+        self._parents_max = _parent_cache_size()
         if isinstance(self.target, int):
             self.root_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.target)
         else:
@@ -225,6 +230,8 @@ class LayerApplier(ArchiveWalk):
         except LayerFormatError:
             raise
         except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                raise  # the host's limit, not the layer's fault: named as such by the caller (errors.host_error)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OverlayError("no space left applying entry %r%s" % (entry.name, no_space_advice(self.limits)),
                                    path=self.where)
@@ -332,7 +339,7 @@ class LayerApplier(ArchiveWalk):
         return fd
 
     def _open_parent(self, key, entry_name):
-        if len(self._parents) >= _PARENT_CACHE_MAX:
+        if len(self._parents) >= self._parents_max:
             self._forget_parents()
         rel = "/".join(key) or "."
         try:
@@ -624,6 +631,17 @@ class LayerApplier(ArchiveWalk):
             os.link("/proc/self/fd/%d" % tfd, base, dst_dir_fd=pfd, follow_symlinks=True)
         finally:
             os.close(tfd)
+
+
+def _parent_cache_size():
+    """How many parent directory fds an apply keeps: up to _PARENT_CACHE_MAX, within half of what the open-file
+    limit leaves free, so that a layer of many directories applies under a low RLIMIT_NOFILE (a few dozen) too;
+    the cache only saves lookups."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return _PARENT_CACHE_MAX
+    free = soft - open_descriptors()
+    return max(_PARENT_CACHE_MIN, min(_PARENT_CACHE_MAX, free // 2))
 
 
 def _write_data(reader, entry, fd):

@@ -34,6 +34,7 @@ exporter has open for its data gives its xattrs through that fd.
 import collections
 import errno
 import os
+import resource
 import stat
 
 from . import walk
@@ -266,8 +267,19 @@ def _open_child(parent_fd, name, path):
 
 def _remember(d):
     _open_dirs[d] = None
-    while len(_open_dirs) > OPEN_DIRS:
+    most = _open_dirs_max()
+    while len(_open_dirs) > most:
         _forget(next(iter(_open_dirs)))
+
+
+def _open_dirs_max():
+    """OPEN_DIRS, or a quarter of a lower open-file limit (a few dozen): the walk's directories beside the views'
+    roots, the exporter's files and the process's own, for a layer of many directories to be read under it
+    too (the ones closed are only opened again)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return OPEN_DIRS
+    return max(2, min(OPEN_DIRS, soft // 4))
 
 
 def _forget(d):

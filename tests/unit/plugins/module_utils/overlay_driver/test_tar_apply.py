@@ -6,6 +6,7 @@ case must end in a LayerFormatError or in a result that stays inside.
 """
 
 import bz2
+import errno
 import gzip
 import io
 import lzma
@@ -659,6 +660,36 @@ def test_harmless_character_devices_are_applied_under_maps(target):
     null = os.stat(os.path.join(target, "dev", "null"))
     assert null.st_rdev == os.makedev(1, 3) and null.st_uid == 100000
     assert len(os.listdir(os.path.join(target, "dev"))) == 7
+
+
+
+def test_a_layer_of_many_directories_applies_under_a_low_open_file_limit(target):
+    """The applier keeps parent directory fds to save lookups; under a soft RLIMIT_NOFILE of a few dozen it keeps
+    fewer, so an ordinary layer of 100 directories applies (it failed with 'entry ...: Too many open files',
+    blaming the layer); and running out of descriptors is the host's error, never the entry's."""
+    import gc  # pylint: disable=import-outside-toplevel
+    import resource  # pylint: disable=import-outside-toplevel
+
+    layer = TarBuilder()
+    for i in range(100):
+        layer.dir("d%03d" % i)
+    for i in range(100):
+        layer.file("d%03d/f" % i, "x")
+    data = layer.bytes()
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    gc.collect()
+    open_now = len(os.listdir("/proc/self/fd"))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 40, saved[1]))
+        apply(target, data)
+        assert len(os.listdir(target)) == 100
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 3, saved[1]))  # room for the first directories only
+        with pytest.raises(OSError) as raised:
+            apply(os.path.join(target, "d000"), data)
+        assert not isinstance(raised.value, LayerFormatError)
+        assert raised.value.errno == errno.EMFILE
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
 
 
 # -- the overlay whiteout format (a layer's own diff/ under an overlay mount) ------------------

@@ -95,3 +95,29 @@ def test_a_deep_walk_holds_a_bounded_number_of_descriptors(scratch, monkeypatch)
         assert set(os.listdir("/proc/self/fd")) <= open_before
     finally:
         gc.enable()
+
+
+@pytest.fixture
+def low_fd_limit():
+    """The soft RLIMIT_NOFILE set to what the process holds now plus 40 (a limit of a few dozen, as some service
+    managers and containers give), put back afterwards."""
+    import resource  # pylint: disable=import-outside-toplevel
+
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    gc.collect()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 40, saved[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+
+
+def test_a_walk_of_many_directories_stays_under_a_low_open_file_limit(scratch, low_fd_limit):
+    """A tree of 100 directories (each with a file) is walked under a soft limit of a few dozen descriptors: the
+    directories kept open are bounded by that limit too, not only by OPEN_DIRS (64, which it would exceed)."""
+    path = os.path.join(scratch, "wide")
+    for i in range(100):
+        os.makedirs(os.path.join(path, "d%03d" % i))
+        with open(os.path.join(path, "d%03d" % i, "f"), "w") as f:
+            f.write("x")
+    assert len(changes_dirs(path)) == 200
