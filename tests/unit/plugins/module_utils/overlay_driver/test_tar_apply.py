@@ -563,7 +563,6 @@ def test_maps_remap_capability_rootids_and_acl_ids_on_a_real_filesystem(target):
         assert exported("shared", "system.posix_acl_access") == acl(1000, 50)
 
 
-
 @pytest.mark.parametrize("revision", [1, 2])
 def test_a_v1_or_v2_capability_under_maps_grants_nothing_to_the_remapped_uid_on_the_host(target, scratch, revision):
     """A v1 or v2 file capability names no rootid: written as it is, the kernel would honour it in every user
@@ -595,7 +594,6 @@ def test_a_v1_or_v2_capability_under_maps_grants_nothing_to_the_remapped_uid_on_
     assert b"Permission denied" in ran.stderr
     assert os.getxattr(binary, "security.capability") == struct.pack(
         "<IIIIII", 0x03000001, cap_dac_read_search, 0, 0, 0, 100000)
-
 
 
 @pytest.fixture
@@ -660,7 +658,6 @@ def test_harmless_character_devices_are_applied_under_maps(target):
     null = os.stat(os.path.join(target, "dev", "null"))
     assert null.st_rdev == os.makedev(1, 3) and null.st_uid == 100000
     assert len(os.listdir(os.path.join(target, "dev"))) == 7
-
 
 
 def test_a_layer_of_many_directories_applies_under_a_low_open_file_limit(target):
