@@ -32,7 +32,7 @@ from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import LAYER_ENTRIES, LINK_DIR, OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
 from .short_links import is_link_id
-from .state_files import read_json, write_atomic
+from .state_files import read_json, require_roots_own, write_atomic
 from .syscalls import O_PATH
 from .walk import DIR_FLAGS, GuardedWalk, untrusted_reason
 
@@ -46,13 +46,6 @@ def _refuse(path, cause):
 
 # what nearly every layer holds: an overlay2 layer its diff/, a seed layer its root/ or its upper/
 _FIRST_LOOK = ("diff", "upper", "root")
-
-
-def _require_root_only(st):
-    """For read_json: a file root owns and only root can write."""
-    if st.st_uid != 0 or st.st_mode & 0o022:
-        raise ValueError("it must be root's and writable by root only (it is %o, uid %d); if you trust its "
-                         "contents, chown it to root and chmod it 0600" % (stat.S_IMODE(st.st_mode), st.st_uid))
 
 
 def home_entries(home_fd):
@@ -120,7 +113,7 @@ class HomeDirs:
         that nobody else can write is believed: what it says decides who owns, and how to read, every layer."""
         path = os.path.join(self.path, STATE_DIR, name)
         try:
-            return read_json(self.state_fd, name, check=_require_root_only), path
+            return read_json(self.state_fd, name, check=require_roots_own), path
         except (OSError, ValueError) as e:
             raise OverlayError("the home's recorded %s cannot be read: %s" % (what, e), path=path)
 

@@ -17,7 +17,7 @@ import json
 import os
 
 from .layout import MOUNTS_DIR
-from .state_files import read_json, write_atomic
+from .state_files import read_json, require_roots_own, write_atomic
 
 TOKEN_PREFIX = "strata-"
 
@@ -51,7 +51,7 @@ class MountRecords:
         if fd is None:
             return None
         try:
-            data = read_json(fd, layer_id)
+            data = read_json(fd, layer_id, check=require_roots_own)  # as records.load_record
         except (OSError, ValueError):
             return None
         finally:

@@ -14,7 +14,7 @@ import os
 from . import mount_options
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_holder, validate_layer_id
-from .state_files import read_json, write_atomic
+from .state_files import read_json, require_roots_own, write_atomic
 
 FORMAT_VERSION = 1
 
@@ -49,7 +49,9 @@ def load_record(dir_fd, layer_id, where=""):
     if dir_fd is None:
         return LayerRecord(layer_id)
     try:
-        data = read_json(dir_fd, layer_id + ".json")
+        # root's own only: a .strata an earlier version gave the remapped root is read as it is until a writer
+        # takes it back, and that user could have put a record of its own there (holders, diff_id, parent)
+        data = read_json(dir_fd, layer_id + ".json", check=require_roots_own)
     except (OSError, ValueError) as e:
         raise OverlayError("the layer's record cannot be read: %s" % e, layer=layer_id, path=path)
     if data is None:

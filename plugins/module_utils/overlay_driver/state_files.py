@@ -32,6 +32,14 @@ def open_regular(dir_fd, name):
     return f
 
 
+def require_roots_own(st):
+    """For read_json: a file root owns and only root can write. Root writes every file of the home's
+    bookkeeping (0600); one of anybody else's, or one others can write, was never root's to believe."""
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise ValueError("it must be root's and writable by root only (it is %o, uid %d); if you trust its "
+                         "contents, chown it to root and chmod it 0600" % (stat.S_IMODE(st.st_mode), st.st_uid))
+
+
 def read_json(dir_fd, name, check=None):
     """Parsed JSON of dir_fd/name, None when missing; ValueError when it is not a regular file or not JSON.
 

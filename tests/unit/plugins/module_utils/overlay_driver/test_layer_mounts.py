@@ -49,6 +49,23 @@ def test_own_overlay_is_the_one_with_the_recorded_source(driver):
         syscalls.umount(merged)
 
 
+def test_a_mount_record_not_roots_own_proves_nothing(driver):
+    """The record naming the layer's own mount (its source token) is believed only as root's own file: one another
+    uid put in its place could claim a mount of its making for the layer."""
+    merged = driver.get("app")
+    try:
+        entry = mounts.mount_at(merged)
+        assert layer_mount(driver, "app").owns(entry)
+        path = os.path.join(driver.home, ".strata", "mounts", "app")
+        os.chown(path, 100000, 100000)
+        assert driver.mount_records.read("app") is None
+        assert not layer_mount(driver, "app").owns(entry)
+        os.chown(path, 0, 0)
+        assert layer_mount(driver, "app").owns(entry)
+    finally:
+        syscalls.umount(merged)
+
+
 def test_an_overlay_made_by_path_needs_its_own_lower(driver):
     merged = mount_by_paths(driver, "app")
     try:

@@ -92,3 +92,19 @@ def test_a_record_as_written_before_every_field_was_kept_still_loads(tmp_path, r
     (tmp_path / "l.json").write_text('{"holders": ["web"], "parent": ""}')
     back = load_record(records, "l")
     assert back.holders == {"web"} and not back.parent and back.size is None
+
+
+@pytest.mark.parametrize("owner, mode", [(100000, 0o600), (0, 0o620), (0, 0o602)], ids=["users", "group-w", "other-w"])
+def test_a_record_not_roots_own_is_not_believed(tmp_path, records, owner, mode):
+    """Root writes every record (0600). One of another uid's, or one others can write, was not root's: a .strata an
+    earlier version gave the remapped root is read as it is until a writer takes it back, and that user could put
+    a record of its own there (holders, diff_id and parent of its choosing) for readers to report."""
+    path = tmp_path / "l.json"
+    save_record(records, LayerRecord("l", holders=["root's"]))
+    os.chown(path, owner, owner)
+    os.chmod(path, mode)
+    with pytest.raises(OverlayError, match="must be root's and writable by root only"):
+        load_record(records, "l")
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o644)  # root's, readable by others: believed
+    assert load_record(records, "l").holders == {"root's"}
