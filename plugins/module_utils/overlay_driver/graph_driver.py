@@ -190,7 +190,7 @@ class GraphDriver:
             return
         try:
             for mount in mounts.mounts_below(fd_path(fd)):
-                mounts.unmount(mount.mount_point, detach=True)
+                mounts.unmount_mount(mount.mount_point, mount.mount_id, detach=True)
         finally:
             os.close(fd)
         remove_tree_at(self.dirs.tmp_fd, name, layer_id)
@@ -252,7 +252,7 @@ class GraphDriver:
         removed = []
         tmp = fd_path(self.dirs.tmp_fd)
         for mount in sorted(mounts.mounts_below(tmp, entries), key=lambda m: -len(m.mount_point)):
-            mounts.unmount(mount.mount_point, detach=True)
+            mounts.unmount_mount(mount.mount_point, mount.mount_id, detach=True)
         for name in os.listdir(self.dirs.tmp_fd):
             try:
                 remove_tree_at(self.dirs.tmp_fd, name)
@@ -569,7 +569,10 @@ class GraphDriver:
         # where mountinfo has it: the home may be named here through a bind-mount alias of the one it was mounted in
         entry = self.mount_entry(layer_id, entries)
         try:
-            mounts.unmount(entry.mount_point if entry is not None else paths.merged, detach=lazy)
+            if entry is not None:  # that very mount, whatever the remapped root renames meanwhile
+                mounts.unmount_mount(entry.mount_point, entry.mount_id, detach=lazy)
+            else:
+                mounts.unmount(paths.merged, detach=lazy)
         except OverlayError as e:  # the operator asked about a layer, not a path
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:

@@ -319,16 +319,39 @@ def mount_flags(entry):
     return {opt: True for opt in entry.mount_options.split(",") if opt}
 
 
-def unmount(target, detach=False):
-    """umount2, never through a symlink; MNT_DETACH when detach. A busy mount's error names the processes
-    holding it."""
+def unmount_mount(mount_point, mount_id, detach=False):
+    """umount2 of the very mount mount_id (mountinfo's first field), which mountinfo shows at mount_point.
+
+    mount_point is a path through the home, whose names the remapped root may swap: a layer's directory
+    exchanged for a symlink at the wrong moment would lead umount2 to another mount named merged (another
+    home's layer, a container's root). UMOUNT_NOFOLLOW guards only the last name. So mount_point is opened
+    O_PATH, the kernel says which mount that fd is on (fdinfo's mnt_id), and only the mount checked is
+    unmounted, through /proc/self/fd/N, which leads to that mount's root and nowhere else."""
     try:
-        syscalls.umount(target, (syscalls.MNT_DETACH if detach else 0) | syscalls.UMOUNT_NOFOLLOW)
+        fd = os.open(mount_point, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise OverlayError("cannot unmount: %s" % e.strerror, path=mount_point)
+    try:
+        if _fdinfo_mount_id(fd) != mount_id:
+            raise OverlayError("cannot unmount: the path no longer leads to the layer's mount (a directory on the "
+                               "way was moved or replaced meanwhile); nothing was unmounted", path=mount_point)
+        unmount(fd_path(fd), detach, follow=True, shown=mount_point)
+    finally:
+        os.close(fd)
+
+
+def unmount(target, detach=False, follow=False, shown=None):
+    """umount2, never through a symlink; MNT_DETACH when detach. A busy mount's error names the processes
+    holding it. follow: target is an fd's /proc/self/fd path (a magic link to the mount's root, which
+    unmount_mount checked), shown the path named in errors then."""
+    shown = shown or target
+    try:
+        syscalls.umount(target, (syscalls.MNT_DETACH if detach else 0) | (0 if follow else syscalls.UMOUNT_NOFOLLOW))
     except OSError as e:
         if e.errno == errno.EBUSY:
             # the role's per-item failure line shows this message as it is: it names the role's variable too
             raise OverlayError("cannot unmount: %s, %s (lazy: true detaches it now, overlay_lazy: true with the "
                                "overlay_layers role, and the kernel unmounts it once they let go)"
                                % (e.strerror, busy.describe(busy.processes_using(os.path.realpath(target)))),
-                               path=target)
-        raise OverlayError("cannot unmount: %s" % e.strerror, path=target)
+                               path=shown)
+        raise OverlayError("cannot unmount: %s" % e.strerror, path=shown)

@@ -1276,3 +1276,47 @@ def test_a_racing_remapped_root_never_gets_its_strata_taken_for_roots(home):
         os.close(stop_write)
         os.waitpid(pid, 0)
     assert not taken
+
+
+def test_a_layer_name_swapped_for_a_symlink_before_the_unmount_never_unmounts_another_mount(
+        home, driver, scratch, monkeypatch):
+    """put() finds the layer's own mount in mountinfo, then unmounts it. The remapped root owns the home and may
+    exchange the layer's name for a symlink to a directory whose merged/ is someone else's mount (another home's
+    layer, a container's root) in between: UMOUNT_NOFOLLOW guards only the last name, so umount2 by path took
+    that mount down. Only the very mount found is unmounted; here nothing is, and the call says why."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+
+    driver.create("base")
+    driver.create("app", "base")
+    driver.get("app")
+    victim = os.path.join(scratch, "victim", "merged")
+    os.makedirs(victim)
+    syscalls.mount("tmpfs", victim, "tmpfs", 0, "")
+    layer, moved = os.path.join(home, "app"), os.path.join(home, "app-moved")
+    calls = []
+    real_entry = type(driver).mount_entry
+
+    def swapped_after_the_check(self, layer_id, entries=None):
+        found = real_entry(self, layer_id, entries)
+        calls.append(layer_id)
+        if layer_id == "app" and len(calls) == 2:  # the entry put() unmounts: the check is done
+            os.rename(layer, moved)
+            os.symlink(os.path.join(scratch, "victim"), layer)
+        return found
+
+    try:
+        monkeypatch.setattr(type(driver), "mount_entry", swapped_after_the_check)
+        with pytest.raises(OverlayError, match="no longer leads to the layer's mount"):
+            driver.put("app")
+        monkeypatch.undo()
+        assert mounts.mount_at(victim) is not None, "root unmounted a mount that is not the layer's"
+        assert mounts.mount_at(os.path.join(moved, "merged")) is not None
+    finally:
+        monkeypatch.undo()
+        if os.path.islink(layer):
+            os.unlink(layer)
+            os.rename(moved, layer)
+        if mounts.mount_at(os.path.join(layer, "merged")) is not None:
+            syscalls.umount(os.path.join(layer, "merged"), syscalls.MNT_DETACH)
+        if mounts.mount_at(victim) is not None:
+            syscalls.umount(victim, syscalls.MNT_DETACH)
