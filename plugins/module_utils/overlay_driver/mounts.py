@@ -324,29 +324,39 @@ def unmount_mount(mount_point, mount_id, detach=False):
 
     mount_point is a path through the home, whose names the remapped root may swap: a layer's directory
     exchanged for a symlink at the wrong moment would lead umount2 to another mount named merged (another
-    home's layer, a container's root). UMOUNT_NOFOLLOW guards only the last name. So mount_point is opened
-    O_PATH, the kernel says which mount that fd is on (fdinfo's mnt_id), and only the mount checked is
-    unmounted, through /proc/self/fd/N, which leads to that mount's root and nowhere else."""
+    home's layer, a container's root). UMOUNT_NOFOLLOW guards only the last name. So the directory above it
+    is opened and kept, the name in it is opened once to ask the kernel which mount it leads to (fdinfo's
+    mnt_id; closed again, or the mount would be busy), and umount2 is given the kept fd's /proc path and that
+    one name: a mount point can be neither renamed nor moved in, so the name still leads to the mount checked,
+    or to no mount at all (EINVAL)."""
+    parent, name = os.path.split(mount_point)
     try:
-        fd = os.open(mount_point, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        parent_fd = os.open(parent or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise OverlayError("cannot unmount: %s" % e.strerror, path=mount_point)
     try:
-        if _fdinfo_mount_id(fd) != mount_id:
+        try:
+            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        except OSError as e:
+            raise OverlayError("cannot unmount: %s" % e.strerror, path=mount_point)
+        try:
+            found = _fdinfo_mount_id(fd)
+        finally:
+            os.close(fd)
+        if found != mount_id:
             raise OverlayError("cannot unmount: the path no longer leads to the layer's mount (a directory on the "
                                "way was moved or replaced meanwhile); nothing was unmounted", path=mount_point)
-        unmount(fd_path(fd), detach, follow=True, shown=mount_point)
+        unmount(os.path.join(fd_path(parent_fd), name), detach, shown=mount_point)
     finally:
-        os.close(fd)
+        os.close(parent_fd)
 
 
-def unmount(target, detach=False, follow=False, shown=None):
+def unmount(target, detach=False, shown=None):
     """umount2, never through a symlink; MNT_DETACH when detach. A busy mount's error names the processes
-    holding it. follow: target is an fd's /proc/self/fd path (a magic link to the mount's root, which
-    unmount_mount checked), shown the path named in errors then."""
+    holding it. shown: the path errors name (target may be a /proc/self/fd path)."""
     shown = shown or target
     try:
-        syscalls.umount(target, (syscalls.MNT_DETACH if detach else 0) | (0 if follow else syscalls.UMOUNT_NOFOLLOW))
+        syscalls.umount(target, (syscalls.MNT_DETACH if detach else 0) | syscalls.UMOUNT_NOFOLLOW)
     except OSError as e:
         if e.errno == errno.EBUSY:
             # the role's per-item failure line shows this message as it is: it names the role's variable too
