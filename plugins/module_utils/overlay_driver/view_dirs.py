@@ -93,6 +93,7 @@ class Dir:
     def at_root(cls, fd, path):
         """A root of a view: fd (a directory opened by the caller, O_PATH or not) reopened for reading; the
         caller keeps its own fd. path names it in messages."""
+        _judge_room()
         own = os.open(".", DIR_OPEN, dir_fd=fd)
         try:
             st = os.fstat(own)
@@ -104,6 +105,7 @@ class Dir:
     @classmethod
     def open_path(cls, path):
         """A root opened by its path, which must hold no symlink (walk.open_no_symlinks)."""
+        _judge_room()
         try:
             fd = walk.open_no_symlinks(path, DIR_OPEN)
         except OSError as e:
@@ -267,19 +269,25 @@ def _open_child(parent_fd, name, path):
 
 def _remember(d):
     _open_dirs[d] = None
-    most = _open_dirs_max()
+    most = min(OPEN_DIRS, _room[0]) if _room[0] is not None else OPEN_DIRS
     while len(_open_dirs) > most:
         _forget(next(iter(_open_dirs)))
 
 
-def _open_dirs_max():
-    """OPEN_DIRS, or a quarter of a lower open-file limit (a few dozen): the walk's directories beside the views'
-    roots, the exporter's files and the process's own, for a layer of many directories to be read under it
-    too (the ones closed are only opened again)."""
+# how many directories below the roots may stay open within the open-file limit: judged when a root is opened
+_room = [None]
+
+
+def _judge_room():
+    """A quarter of the descriptors the open-file limit leaves free (at least 2), when that is under OPEN_DIRS:
+    beside the walk's directories stand the views' roots, the exporter's files and the process's own, and a
+    layer of many directories must be read under a limit of a few dozen too (the ones closed are only opened
+    again). Once per root: the count of open descriptors is a listing of /proc/self/fd."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
-        return OPEN_DIRS
-    return max(2, min(OPEN_DIRS, soft // 4))
+    if soft == resource.RLIM_INFINITY or soft >= 8 * OPEN_DIRS:
+        _room[0] = None
+        return
+    _room[0] = max(2, (soft - len(os.listdir("/proc/self/fd")) - len(_open_dirs)) // 4 + len(_open_dirs))
 
 
 def _forget(d):
