@@ -128,6 +128,16 @@ class ImageManager:
         def open_store():
             opened.append(self.open_store())
             return opened[0]
+        try:
+            return self._stage(open_store, opened)
+        finally:
+            # the store holds the home's, its bookkeeping's and its lock's descriptors
+            for store in opened:
+                if store is not None:
+                    store.close()
+
+    def _stage(self, open_store, opened):
+        p = self.params
         store = open_store
         staged = stage_image(store, self.reference, platform=p.get("platform"), registry_auth=self.registry_auth,
                              validate_certs=p.get("validate_certs", True), ca_path=p.get("ca_path"),

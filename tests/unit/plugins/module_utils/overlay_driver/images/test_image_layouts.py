@@ -333,3 +333,23 @@ def test_check_mode_on_a_home_with_bookkeeping_changes_nothing(home, scratch):
     result = ImageManager(params, check_mode=True).run()
     assert [layer["changed"] for layer in result["layers"]] == [True, True]
     assert listing() == before
+
+
+def _open_fds():
+    return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+def test_a_staging_run_leaves_no_descriptor_of_the_home_open(home, scratch, check_mode):
+    """A run closes the store it opened (the home, its bookkeeping and its lock): a process that stages
+    many homes, as the controller's action does for a fleet, does not run out of descriptors."""
+    image = Image()
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    params = {"src": "oci:" + layout, "home": home, "uid_maps": None, "gid_maps": None, "platform": None,
+              "registry_auth": None, "validate_certs": True, "ca_path": None}
+    if check_mode:
+        ImageManager(dict(params)).run()  # a check run with records to read opens a store too
+    before = _open_fds()
+    result = ImageManager(dict(params), check_mode=check_mode).run()
+    assert result["top"] == image.ids[-1]
+    assert _open_fds() == before
