@@ -54,7 +54,7 @@ STAT_PLAYBOOKS = os.path.join(HERE, "fleet")
 DRIVER_CLI = os.path.join(HERE, "driver_cli.py")
 BINDIR = os.path.dirname(sys.executable)
 PORTS_PER_SSHD = 16  # sshd's MAX_LISTEN_SOCKS
-FIRST_PORT = 42200
+FIRST_PORT = 22200  # below the ephemeral range (32768 up), where a client socket can hold a port sshd needs
 
 
 def sh(*cmd, **kw):
