@@ -282,9 +282,10 @@ def _judge_room():
     """A quarter of the descriptors the open-file limit leaves free (at least 2), when that is under OPEN_DIRS:
     beside the walk's directories stand the views' roots, the exporter's files and the process's own, and a
     layer of many directories must be read under a limit of a few dozen too (the ones closed are only opened
-    again). Once per root: the count of open descriptors is a listing of /proc/self/fd."""
+    again). Once per root: the count of open descriptors is a listing of /proc/self/fd (a process may hold
+    hundreds, so a high limit is no sign of room)."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY or soft >= 8 * OPEN_DIRS:
+    if soft == resource.RLIM_INFINITY:
         _room[0] = None
         return
     _room[0] = max(2, (soft - len(os.listdir("/proc/self/fd")) - len(_open_dirs)) // 4 + len(_open_dirs))

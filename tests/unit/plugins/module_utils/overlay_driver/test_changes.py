@@ -204,6 +204,8 @@ def test_a_layers_walk_lists_each_own_directory_once_and_keeps_only_the_parents_
 
     def counting(real, what):
         def call(arg):
+            if what is listed and isinstance(arg, str):
+                return real(arg)  # /proc/self/fd, counted once per root (view_dirs._judge_room): no layer directory
             if what is listed:
                 st = os.fstat(arg)
                 listed[(st.st_dev, st.st_ino)] += 1

@@ -97,24 +97,28 @@ def test_a_deep_walk_holds_a_bounded_number_of_descriptors(scratch, monkeypatch)
         gc.enable()
 
 
-@pytest.fixture
-def low_fd_limit():
-    """The soft RLIMIT_NOFILE set to what the process holds now plus 40 (a limit of a few dozen, as some service
-    managers and containers give), put back afterwards."""
+@pytest.fixture(params=[0, 600], ids=["few-held", "600-held"])
+def low_fd_limit(request):
+    """The soft RLIMIT_NOFILE set to what the process holds now plus 40 (room for a few dozen more, as some
+    service managers and containers leave), with 0 or 600 more descriptors held meanwhile (a high limit is no
+    sign of room); put back afterwards."""
     import resource  # pylint: disable=import-outside-toplevel
 
     saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _count in range(request.param)]
     gc.collect()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 40, saved[1]))
     try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 40, saved[1]))
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+        for fd in held:
+            os.close(fd)
 
 
 def test_a_walk_of_many_directories_stays_under_a_low_open_file_limit(scratch, low_fd_limit):
-    """A tree of 100 directories (each with a file) is walked under a soft limit of a few dozen descriptors: the
-    directories kept open are bounded by that limit too, not only by OPEN_DIRS (64, which it would exceed)."""
+    """A tree of 100 directories (each with a file) is walked with room for a few dozen more descriptors: the
+    directories kept open are bounded by that room too, not only by OPEN_DIRS (64, which it would exceed)."""
     path = os.path.join(scratch, "wide")
     for i in range(100):
         os.makedirs(os.path.join(path, "d%03d" % i))
