@@ -26,9 +26,11 @@ options:
   state:
     description:
       - V(absent) removes the home and everything in it; V(present) makes it when it is missing.
+      - Required, with no default, so that a task naming only O(home) (meant to make sure the home is
+        there) never removes every layer that is not held.
     type: str
     choices: [absent, present]
-    default: absent
+    required: true
 extends_documentation_fragment: strata.overlay.common
 attributes:
   check_mode:
@@ -82,13 +84,13 @@ removed:
   sample: [base, app]
 '''
 
-from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, one_of, run_module
+from ansible_collections.strata.overlay.plugins.module_utils.common import argument_spec, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.home_manager import HomeManager
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 
 
 def main():
-    module = LayerModule(argument_spec=argument_spec(state=one_of("absent", "present")), supports_check_mode=True)
+    module = LayerModule(argument_spec=argument_spec(state=dict(type="str", choices=["absent", "present"], required=True)), supports_check_mode=True)
     run_module(module, HomeManager)
 
 

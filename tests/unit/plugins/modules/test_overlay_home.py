@@ -13,9 +13,17 @@ def test_absent_removes_the_home_after_its_last_holder_is_released(run_module, h
     refused = run_module(overlay_home, {"home": home, "state": "absent"})
     assert refused["failed"] and "layer base is held by web" in refused["msg"] and os.path.isdir(home)
     run_module(overlay_mount, {"id": "base", "home": home, "holder": "web", "state": "unmounted"})
-    gone = run_module(overlay_home, {"home": home}, diff=True)
+    gone = run_module(overlay_home, {"home": home, "state": "absent"}, diff=True)
     assert gone["changed"] and gone["removed"] == ["base"] and not os.path.lexists(home)
-    assert run_module(overlay_home, {"home": home})["changed"] is False
+    assert run_module(overlay_home, {"home": home, "state": "absent"})["changed"] is False
+
+
+def test_without_state_it_is_refused_and_removes_nothing(run_module, home):
+    """A task naming only home, as one written to make sure the home is there, must not remove its layers."""
+    run_module(overlay_layer, {"id": "base", "home": home})
+    res = run_module(overlay_home, {"home": home})
+    assert res["failed"] and "state" in res["msg"]
+    assert os.path.isdir(os.path.join(home, "base"))
 
 
 @pytest.mark.layout("overlay2")  # overlay2's l/ of short links
