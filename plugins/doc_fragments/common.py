@@ -26,8 +26,8 @@ options:
         other than root (the home itself may belong to the remapped root), or is writable by such a
         user without the sticky bit, through its mode bits or through a POSIX ACL entry (within the
         ACL's mask); when a symlink on the way belongs to another user; when it is
-        C(/); and when it is an existing directory holding anything but layer directories and
-        C(.strata). C(.strata) and its C(layers/) and C(tmp/) must be 0700 directories owned by root
+        C(/); and when it is an existing directory holding anything but layer directories,
+        C(.strata) and an C(overlay2) home's C(l/). C(.strata) and its C(layers/) and C(tmp/) must be 0700 directories owned by root
         or the remapped root, and symlinks there are refused.
       - A read-only home can be read by M(strata.overlay.overlay_info); the other modules fail with
         C(home is read-only).

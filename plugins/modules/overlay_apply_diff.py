@@ -11,10 +11,12 @@ module: overlay_apply_diff
 short_description: Apply an image-layer tarball to a layer
 version_added: 0.1.0
 description:
-  - Creates the layer if it is missing, then applies the tarball as Docker's overlay driver does.
-    On a parent with C(root/), the parent's tree is copied with hardlinks (file data is shared), the
-    diff is applied to the copy and the result becomes the layer's C(root/). Otherwise the diff is
-    applied through a mount of the layer (the naive fallback).
+  - Creates the layer if it is missing, then applies the tarball as the home's layout's Docker driver does.
+  - In the C(overlay) layout, on a parent with C(root/), the parent's tree is copied with hardlinks (file
+    data is shared), the diff is applied to the copy and the result becomes the layer's C(root/). Otherwise
+    the diff is applied through a mount of the layer (the naive fallback).
+  - In the C(overlay2) layout the diff goes into the layer's own C(diff/), whiteouts as overlay's own,
+    whatever is below it.
   - Whiteouts follow the image-layer convention, C(.wh.<name>) deletes and C(.wh..wh..opq) makes a
     directory opaque.
   - The tarball is untrusted input. No entry can write outside the layer, whatever its names,
@@ -115,7 +117,8 @@ diff_id:
 fallback:
   description:
     - V(true) when the diff went through the naive path (base layers, and parents without C(root/)),
-      V(false) for the hardlink copy of the parent's C(root/); null when nothing was applied.
+      V(false) for the hardlink copy of the parent's C(root/) and always in the C(overlay2) layout; null when
+      nothing was applied.
   returned: success
   type: bool
   sample: false

@@ -26,7 +26,8 @@ description:
     reporting success.
   - O(dest) may not be a directory, C(/), the layer home or inside it (compared with every symlink
     resolved, and by device and inode, so a bind-mount alias of the home is refused too).
-  - Neither layer is mounted. An overlay layer's changes are read from its C(upper/) directory.
+  - Neither layer is mounted. An overlay layer's changes are read from its own directory, C(upper/) in the
+    C(overlay) layout and C(diff/) in C(overlay2).
   - In check mode the tarball is built and hashed without being written; C(changed) says whether
     O(dest) would change and C(diff_id) is the real digest.
 options:

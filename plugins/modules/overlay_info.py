@@ -255,7 +255,7 @@ tree:
       kind, the references of the images it belongs to, its size, C(mounted), the holders, C(STALE) when holders
       are recorded but the mount is gone and C(DAMAGED) with the problem of a layer that cannot be used.
     - A layer whose parent is not in the home is drawn as a root, with that parent named.
-    - A home that does not exist is one line saying so, C(no layer home at <home> (it does not exist)).
+    - A home that does not exist is one line saying so, C(no layer home at /srv/layers) and that it does not exist.
   returned: always
   type: list
   elements: str
