@@ -283,7 +283,7 @@ class InfoManager(Manager):
     def _read(self):
         p = self.params
         status = fscheck.host_status(p["home"], verifiers=p.get("verifiers"))
-        result = {"changed": False, "status": status, "layers": []}
+        result = {"changed": False, "status": status, "layers": [], "layout": None}
         if not status["home_exists"]:
             if p.get("id"):
                 result["layer"] = None
@@ -292,6 +292,7 @@ class InfoManager(Manager):
             return result
         self.store = self.open_store(read_only=True)
         try:
+            result["layout"] = self.store.driver.LAYOUT
             self._warn_maps(result, self.store.driver.uid_maps, self.store.driver.gid_maps)
             self._warn_strays(result, self.store.driver.dirs)
             with self.store.locked():

@@ -211,6 +211,14 @@ exists:
   returned: always
   type: bool
   sample: true
+layout:
+  description:
+    - The on-disk layout the home is in, V(overlay) or V(overlay2) (recorded when it was first written, else
+      what its layer directories are); the one a call leaving O(layout) out uses. Null while the home does not
+      exist.
+  returned: always
+  type: str
+  sample: overlay2
 damaged:
   description:
     - Ids of layers that are there but cannot be used, each listed in RV(layers) with its C(problem) (a layer

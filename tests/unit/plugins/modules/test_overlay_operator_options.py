@@ -32,10 +32,15 @@ def test_info_draws_the_tree_and_returns_facts(run_module, tree):
     assert "ansible_facts" not in run_module(overlay_info, {"home": tree})
 
 
+def test_info_says_which_layout_the_home_is_in(run_module, tree, layout):
+    assert run_module(overlay_info, {"home": tree})["layout"] == layout
+
+
 def test_info_on_a_missing_home_creates_nothing(run_module, scratch):
     home = os.path.join(scratch, "nothing", "home")
     res = run_module(overlay_info, {"home": home, "as_facts": True})
     assert res["tree"] == ["no layer home at %s (it does not exist)" % home] and res["exists"] is False
+    assert res["layout"] is None
     assert res["ansible_facts"]["overlay_info"]["status"]["home_exists"] is False
     assert res["ansible_facts"]["overlay_info"]["exists"] is False
     assert not os.path.exists(os.path.join(scratch, "nothing"))
