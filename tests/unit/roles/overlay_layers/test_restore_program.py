@@ -51,12 +51,15 @@ def play(tmp_path):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"))
 
-    def run(*args):
+    def run(*args, fails=False):
         proc = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
              "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "overlay_layers_lib_dir=%s" % lib,
              "-e", "summary=%s" % summary, str(playbook)] + list(args),
             env=env, capture_output=True, text=True, check=False)
+        if fails:
+            assert proc.returncode != 0, proc.stdout + proc.stderr
+            return proc.stdout + proc.stderr
         assert proc.returncode == 0, proc.stdout + proc.stderr
         with open(summary) as f:
             result = json.load(f)
@@ -137,3 +140,18 @@ def test_files_changed_on_the_host_are_put_back_and_stale_ones_removed(play):
     assert len(_changed(fixed)) == 5
     _assert_installed(play.installed)
     assert _module_runs(play()) == 2
+
+
+def test_a_symlink_planted_at_the_directorys_name_is_refused_and_its_target_untouched(play, tmp_path):
+    """Where someone else can write the lib dir, a link at overlay_driver must not lead the chown, the copies
+    and the removal of stale files to a directory of root's."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "keep.py").write_text("secret = 1\n")
+    play.installed.parent.mkdir()
+    os.symlink(victim, play.installed)
+    output = play(fails=True)
+    assert "link" in output
+    assert os.path.islink(play.installed)
+    assert oct(os.lstat(victim).st_mode) == oct(0o40700)
+    assert os.listdir(victim) == ["keep.py"]
