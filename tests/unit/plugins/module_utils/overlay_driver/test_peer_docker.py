@@ -243,6 +243,17 @@ def differences(left, right, ignore=()):
     return out
 
 
+def applier_times(tree):
+    """Fields two applies of the same tarball may differ in: the layer directory's own time, and the time of
+    every whiteout device, which the applier makes (in the overlay2 layout) rather than takes from the tar,
+    so it is the second each apply ran in."""
+    ignore = {".": ("mtime",)}
+    for rel, item in tree.items():
+        if item["type"] == "char" and item.get("rdev") == (0, 0):
+            ignore[rel] = ("mtime",)
+    return ignore
+
+
 def init_made(daemon, init_id):
     """Paths Docker's -init layer writes (its upper/ or diff/), computed, with what differs between containers:
     mtime."""
@@ -595,7 +606,7 @@ def test_docker_save_is_a_source_for_overlay_image(dockerd, hello, scratch):  # 
     for own_id, staged_layer in zip(("base", "child"), staged.layers):
         staged_tree, staged_inodes = dir_tree(os.path.join(store.home, staged_layer.id, OWN_DIR[layout]))
         own_tree, own_inodes = dir_tree(os.path.join(own.home, own_id, OWN_DIR[layout]))
-        assert differences(own_tree, staged_tree, {".": ("mtime",)}) == []
+        assert differences(own_tree, staged_tree, applier_times(own_tree)) == []
         assert link_groups(own_tree, own_inodes) == link_groups(staged_tree, staged_inodes)
     assert link_groups(own_tree, own_inodes) == (LINKS if layout == "overlay" else set())
 
