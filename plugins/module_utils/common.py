@@ -93,11 +93,19 @@ ABSOLUTE_PATHS = ("home", "dest")
 def require_absolute_paths(params):
     """Refuse a relative home or dest before anything is opened or made."""
     for name in ABSOLUTE_PATHS:
-        value = params.get(name)
-        if value and not os.path.isabs(value):
-            raise OverlayError("%s must be an absolute path, got %r: a relative one would be taken from the module's "
-                               "working directory on the host (the login user's home over SSH), not the playbook's"
-                               % (name, value))
+        require_absolute_host_path(name, params.get(name))
+
+
+def require_absolute_host_path(name, value, written=None, fix=""):
+    """Refuse a relative path the module would use on the host, before anything is opened or made.
+
+    written is what the task wrote when the path is part of it (an image reference); fix says what to write
+    instead, appended to the message.
+    """
+    if value and not os.path.isabs(value):
+        raise OverlayError("%s must be an absolute path, got %r: a relative one would be taken from the module's "
+                           "working directory on the host (the login user's home over SSH), not the playbook's%s"
+                           % (name, written or value, fix))
 
 
 def run_module(module, manager_class):

@@ -9,6 +9,7 @@ which no other module needs.
 
 import os
 
+from .common import require_absolute_host_path
 from .managers import home_exists, repaired
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_text
@@ -38,6 +39,29 @@ def registry_credentials(params):
     return nested or top
 
 
+# The options that name a file or directory the module reads on the managed host (with pull: controller the action
+# plugin keeps them on the controller, and the module never sees them).
+HOST_PATH_OPTIONS = ("auth_file", "ca_path", "certs_dir", "registries_conf", "registries_conf_d", "registries_d")
+
+
+def require_host_paths(params, reference):
+    """Refuse a relative path the module would read on the host, before anything is read or made.
+
+    A file transport's PATH with remote_src: true (with remote_src: false the action plugin finds it on the
+    controller and hands the module the absolute path of its copy), and the host-side files of a pull.
+    """
+    if reference is not None and reference.is_file and params.get("remote_src"):
+        require_absolute_host_path("src's PATH", reference.path, written=reference.text, fix=(
+            "; write the full path on the host (%s:/srv/images/...), or set remote_src: false to send it from the "
+            "controller (a relative PATH is then looked up there in files/ and beside the playbook)"
+            % reference.transport))
+    for name in HOST_PATH_OPTIONS:
+        require_absolute_host_path(name, params.get(name), fix="; write the full path on the managed host")
+    nested = params.get("registry_auth") or {}
+    require_absolute_host_path("registry_auth.auth_file", nested.get("auth_file"),
+                               fix="; write the full path on the managed host")
+
+
 class ImageManager:
     def __init__(self, params, check_mode=False, diff=False):
         self.params = params
@@ -46,6 +70,7 @@ class ImageManager:
         self.absent = params.get("state") == "absent"
         # absent finds the image by its recorded reference or digest, which need not parse as a source
         self.reference = None if self.absent else parse_reference(params["src"])
+        require_host_paths(params, self.reference)
         if self.reference is not None and self.reference.transport == "docker" and params.get("pull") == "controller":
             # the action plugin pulls on the controller and hands the module an OCI layout: here it did not run
             raise ImageError("pull: controller is done by the overlay_image action plugin on the controller; the "

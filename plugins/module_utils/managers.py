@@ -12,6 +12,7 @@ import os
 import struct
 
 from . import layer_images, layer_tree
+from .common import require_absolute_host_path
 from .overlay_driver import fscheck, space, subids
 from .overlay_driver.tar_headers import Limits
 from .overlay_driver.errors import NeedsSource, OverlayError
@@ -198,6 +199,10 @@ class ApplyDiffManager(Manager):
 
     def __init__(self, params, check_mode=False, diff=False):
         super().__init__(params, check_mode, diff)
+        if params.get("remote_src"):
+            require_absolute_host_path("src", params.get("src"), fix=(
+                "; write the tarball's full path on the host, or set remote_src: false to send it from the "
+                "controller (a relative src is then looked up there in files/ and beside the playbook)"))
         # The applier's bounds for this task, checked before the home is touched: max_layer_size on the
         # uncompressed tar stream.
         max_size = params.get("max_layer_size")

@@ -43,8 +43,10 @@ options:
   src:
     description:
       - The layer tarball, plain or compressed.
-      - On the controller with O(remote_src=false) (searched like M(ansible.builtin.copy) sources),
-        on the managed host with O(remote_src=true).
+      - On the controller with O(remote_src=false) (searched like M(ansible.builtin.copy) sources, a relative
+        path in the role's or playbook's C(files/), then beside them), on the managed host with O(remote_src=true).
+      - With O(remote_src=true) an absolute path; a relative one is refused before anything is touched, since it
+        would be taken from the module's working directory on the host (the login user's home over SSH).
       - May be omitted when O(diff_id) is given and the layer already has that diff.
     type: path
   remote_src:

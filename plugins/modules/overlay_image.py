@@ -63,7 +63,8 @@ options:
     description:
       - For the file transports. V(false) reads PATH on the controller and sends the host only what it lacks
         (the manifest, the config and the layers it does not have yet), into a temporary directory that is
-        always removed. V(true) reads PATH on the managed host.
+        always removed. V(true) reads PATH on the managed host, where it must be absolute (a relative PATH is
+        refused before anything is touched, since it would be taken from the module's working directory there).
       - A registry is pulled by the managed host itself, unless O(pull=controller).
     type: bool
     default: false
@@ -159,7 +160,7 @@ options:
         type: str
       auth_file:
         description:
-          - A containers C(auth.json) or Docker C(config.json) on the managed host, read instead of the default
+          - A containers C(auth.json) or Docker C(config.json) on the managed host (an absolute path), read instead of the default
             files; the entry for the registry (or its most specific C(host/namespace) entry) is used, and the
             credential helper its C(credHelpers) entry for the registry or its C(credsStore) names is run.
         type: path
@@ -172,8 +173,8 @@ options:
     description: The password or access token for O(username); the same as O(registry_auth.password).
     type: str
   auth_file:
-    description: A containers C(auth.json) or Docker C(config.json) on the managed host; the same as
-      O(registry_auth.auth_file).
+    description: A containers C(auth.json) or Docker C(config.json) on the managed host (an absolute path); the
+      same as O(registry_auth.auth_file).
     type: path
   validate_certs:
     description:
@@ -182,12 +183,12 @@ options:
     type: bool
     default: true
   ca_path:
-    description: A CA bundle (file) or directory of CA certificates on the managed host, trusted in addition to the
-      system's for the registry.
+    description: A CA bundle (file) or directory of CA certificates on the managed host (an absolute path), trusted
+      in addition to the system's for the registry.
     type: path
   certs_dir:
     description:
-      - A C(certs.d) directory on the managed host, holding one C(HOST[:PORT]) directory per registry, read instead
+      - A C(certs.d) directory on the managed host (an absolute path), holding one C(HOST[:PORT]) directory per registry, read instead
         of the default C(/etc/containers/certs.d), else C(/etc/docker/certs.d) (the first with a directory for the
         registry), as skopeo and Docker read them.
       - In the registry's directory, C(*.crt) files are CA certificates trusted for it beside the system's and
@@ -200,7 +201,7 @@ options:
     version_added: 0.2.0
   registries_conf:
     description:
-      - The registries.conf (v2) on the managed host that decides where a C(docker://) pull goes, as podman and
+      - The registries.conf (v2) on the managed host (an absolute path) that decides where a C(docker://) pull goes, as podman and
         skopeo read it; default C($CONTAINERS_REGISTRIES_CONF), else C(/etc/containers/registries.conf). A missing
         file is no error. The files of O(registries_conf_d) are read after it and override it.
       - Understood are C([[registry]]) with C(prefix), C(location), C(insecure), C(blocked),
@@ -217,7 +218,7 @@ options:
   registries_conf_d:
     description:
       - The directory whose C(*.conf) files are read after O(registries_conf), in name order, each overriding the
-        ones before; default C(/etc/containers/registries.conf.d).
+        ones before; default C(/etc/containers/registries.conf.d). An absolute path on the managed host.
     type: path
     version_added: 0.2.0
   policy:
@@ -247,7 +248,7 @@ options:
     version_added: 0.2.0
   registries_d:
     description:
-      - The registries.d directory on the managed host whose C(*.yaml) files say where a registry's simple
+      - The registries.d directory on the managed host (an absolute path) whose C(*.yaml) files say where a registry's simple
         signing signatures are looked up (C(lookaside)), as skopeo reads them; default
         C(/etc/containers/registries.d). Read only when the O(policy) needs such a signature.
       - An C(http://) or C(https://) lookaside is reached as the registry is, for the lookaside's own host
