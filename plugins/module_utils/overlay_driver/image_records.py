@@ -14,8 +14,10 @@ The directory is a 0700 directory of root (checked on its fd like every
 bookkeeping directory) and each record is written as the layer records are
 (temp file with O_EXCL|O_NOFOLLOW, fsync, rename). A record is read by fd
 without following a symlink and checked whole before it is believed: a file
-that is not a record of exactly that name and shape is an error naming it,
-never a list of layers to remove.
+that is not a record of exactly that name and shape, or not root's own (a
+.strata an earlier version gave the remapped root is read as it is, and that
+user could put a record of its own there), is an error naming it, never a
+list of layers to remove.
 """
 
 import hashlib
@@ -26,7 +28,7 @@ import re
 from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import STATE_DIR
-from .state_files import open_regular, write_atomic
+from .state_files import open_regular, require_roots_own, write_atomic
 
 RECORDS_DIR = "image-records"
 FORMAT_VERSION = 1
@@ -116,6 +118,20 @@ def parse_record(data, name, path):
     return record
 
 
+def _roots_own_content(dir_fd, name):
+    """The bytes of dir_fd/name when it is root's own regular file, else None: one that is not is rewritten
+    by save even when it says the same, or every later read would refuse it."""
+    f = open_regular(dir_fd, name)
+    if f is None:
+        return None
+    with f:
+        try:
+            require_roots_own(os.fstat(f.fileno()))
+        except ValueError:
+            return None
+        return f.read(MAX_RECORD + 1)
+
+
 class ImageRecords:
     """The image records of one opened home (a HomeDirs); read under its lock, written by its writer."""
 
@@ -146,6 +162,11 @@ class ImageRecords:
                 if f is None:
                     raise _invalid(path, "it is not a regular file")
                 with f:
+                    try:
+                        require_roots_own(os.fstat(f.fileno()))
+                    except ValueError as e:
+                        raise OverlayError("image record is not root's own, so another user could have written "
+                                           "the layers it names: %s; if not, remove it" % e, path=path)
                     data = f.read(MAX_RECORD + 1)
                 if len(data) > MAX_RECORD:
                     raise _invalid(path, "larger than %d bytes" % MAX_RECORD)
@@ -159,11 +180,8 @@ class ImageRecords:
         fd = self._open(create=True)
         try:
             payload = json.dumps(record.as_dict(), sort_keys=True, indent=1).encode("utf-8") + b"\n"
-            f = open_regular(fd, record.name)
-            if f is not None:
-                with f:
-                    if f.read(MAX_RECORD + 1) == payload:
-                        return False
+            if _roots_own_content(fd, record.name) == payload:
+                return False
             write_atomic(fd, record.name, payload, 0o600)
             return True
         finally:
@@ -187,11 +205,7 @@ class ImageRecords:
         if fd is None:
             return True
         try:
-            f = open_regular(fd, record.name)
-            if f is None:
-                return True
-            with f:
-                current = f.read(MAX_RECORD + 1)
+            current = _roots_own_content(fd, record.name)
         finally:
             os.close(fd)
         return current != json.dumps(record.as_dict(), sort_keys=True, indent=1).encode("utf-8") + b"\n"

@@ -10,8 +10,13 @@ the run that staged the image, in <home>/.strata/images/<hex>.json.
 
 An entry is a hint, never a proof: it is used only when every layer its
 diff_ids name (by ChainID) exists with that diff_id in its record, which is
-what staging would have checked after reading the config anyway. Anything
-else (missing, unreadable, malformed, another digest inside, a layer gone) is
+what staging would have checked after reading the config anyway. That check
+cannot tell one image's layers from another's with as many layers, so only
+root's own entry (root's file, writable by root only) is read at all: in a
+.strata an earlier version gave the remapped root, that user could write the
+entry of an image root is about to stage, naming the layers of another image
+already in the home and a config of its choosing. Anything else (missing,
+unreadable, not root's own, malformed, another digest inside, a layer gone) is
 ignored, the config is read from the image as usual, and the entry rewritten.
 Entries are written like the layer records: temp file with O_EXCL|O_NOFOLLOW
 in the directory, fsync, rename.
@@ -22,7 +27,7 @@ import os
 
 from ..errors import OverlayError
 from ..layout import STATE_DIR
-from ..state_files import open_regular, write_atomic
+from ..state_files import open_regular, require_roots_own, write_atomic
 from .digests import parse_digest
 from .errors import ImageError
 from .manifests import MAX_CONFIG, MAX_LAYERS
@@ -54,6 +59,10 @@ def _read_bounded(dir_fd, name):
     if f is None:
         return None
     with f:
+        try:
+            require_roots_own(os.fstat(f.fileno()))
+        except ValueError:
+            return None
         data = f.read(MAX_ENTRY + 1)
     return data if len(data) <= MAX_ENTRY else None
 

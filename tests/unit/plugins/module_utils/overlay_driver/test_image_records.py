@@ -83,3 +83,86 @@ def test_a_records_directory_that_is_a_symlink_is_refused(store, home, scratch):
     with pytest.raises(OverlayError, match="symlink or not a directory"):
         ImageRecords(store.driver.dirs).save(RECORD)
     assert os.listdir(os.path.join(scratch, "planted")) == []
+
+
+REMAPPED = 100000
+MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
+
+
+def _as_an_earlier_version_left_it(home):
+    """Earlier versions gave .strata and its directories to the remapped root (root wrote every file in them)."""
+    for where, _dirs, _files in os.walk(os.path.join(home, ".strata")):
+        os.chown(where, REMAPPED, REMAPPED)
+
+
+def test_a_record_the_remapped_root_wrote_is_not_believed(home, scratch):
+    """In a .strata an earlier version gave the remapped root, that user can put a record of its own in place of
+    root's (the name and shape are public). state=absent believed it: a record of the image naming one more layer
+    removed that layer, which no image brought. A record not root's own is now an error naming it and how to fix
+    it, for state=absent as for overlay_info's images_problem, and nothing is removed."""
+    from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
+    from ansible_collections.strata.overlay.plugins.module_utils import layer_images
+    from imagebuild import Image, write_oci_layout
+    from layertools import TarBuilder, layer_names, run_as
+
+    layout = os.path.join(scratch, "layout")
+    os.mkdir(layout)
+    app = Image([TarBuilder().file("app", "app\n").bytes()])
+    write_oci_layout(layout, {"app": app})
+    src = "oci:%s:app" % layout
+
+    def image(state):
+        params = {"home": home, "src": src, "state": state, "remote_src": True, "platform": "linux/amd64",
+                  "registry_auth": None, "validate_certs": True, "ca_path": None, "uid_maps": MAPS, "gid_maps": MAPS}
+        return ImageManager(params).run()
+
+    image("present")
+    other = "d" * 64  # root's layer, no image's
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        store.ensure_present(other)
+    finally:
+        store.close()
+    _as_an_earlier_version_left_it(home)
+    [name] = os.listdir(records_dir(home))
+    path = os.path.join(records_dir(home), name)
+    with open(path, encoding="utf-8") as f:
+        forged = json.load(f)
+    forged["layers"].append(other)
+
+    def plant():
+        with open(path + ".new", "w", encoding="utf-8") as f:
+            json.dump(forged, f)
+        os.rename(path + ".new", path)
+
+    run_as(REMAPPED, REMAPPED, plant)
+    with pytest.raises(OverlayError, match="chown it to root and chmod it 0600") as error:
+        image("absent")
+    assert "uid %d" % REMAPPED in error.value.message and error.value.path == path
+    assert layer_names(home) == sorted(app.chain_ids + [other]), "nothing is removed on a record root did not write"
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        records, problem = layer_images.read_records(store.driver.dirs)
+    finally:
+        store.close()
+    assert records == [] and "chown it to root" in problem
+    os.unlink(path)  # the remedy the message names (or chown, when the record is right)
+    result = image("absent")
+    assert result["removed"] == [] and layer_names(home) == sorted(app.chain_ids + [other])
+
+
+@pytest.mark.parametrize("owner, mode", [(REMAPPED, 0o600), (0, 0o620), (0, 0o602)], ids=["users", "group-w", "other-w"])
+def test_a_record_not_roots_own_is_rewritten_by_staging(store, home, owner, mode):
+    """Staging the image again rewrites a record that is not root's own even when it says the same: left as it is,
+    every later read refused it."""
+    records = ImageRecords(store.driver.dirs)
+    records.save(RECORD)
+    path = os.path.join(records_dir(home), RECORD.name)
+    os.chown(path, owner, owner)
+    os.chmod(path, mode)
+    with pytest.raises(OverlayError, match="must be root's and writable by root only"):
+        records.all()
+    assert records.would_change(RECORD)
+    assert records.save(RECORD) is True
+    st = os.stat(path)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600) and records.all()[0].as_dict() == RECORD.as_dict()

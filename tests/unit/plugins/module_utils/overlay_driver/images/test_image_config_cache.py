@@ -135,3 +135,61 @@ def test_check_mode_writes_no_entry(home, scratch):
     again = stage_image(store, "oci:%s:v1" % layout, check_mode=True)
     assert not again.changed
     assert not os.path.exists(entry_path(home, image)), "check mode rewrites no entry either"
+
+
+REMAPPED = 100000
+MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
+
+
+def test_an_entry_the_remapped_root_wrote_is_not_used(home, scratch):
+    """In a .strata an earlier version gave the remapped root (it holds .strata/images until a writer takes it
+    back), that user can write the entry of an image it expects root to stage: the diff_ids of another image
+    already in the home, with as many layers, pass the layers' check, so staging took that image's layers for
+    this one's, fetched nothing and reported the config it chose. An entry not root's own is ignored."""
+    from layertools import run_as
+
+    image, other = Image(), Image(tars=list(reversed(Image().tars)))
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    other_layout = other.write_layout(os.path.join(scratch, "other"))
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        stage_image(store, "oci:%s:v1" % other_layout)
+    finally:
+        store.close()
+    for where, _dirs, _files in os.walk(os.path.join(home, ".strata")):
+        os.chown(where, REMAPPED, REMAPPED)  # as earlier versions left them
+    path = entry_path(home, image)
+    forged = {"version": 1, "config_digest": image.doc["config"]["digest"], "diff_ids": other.diff_ids,
+              "config": {"Entrypoint": ["/bin/sh", "-c", "forged"]}}
+
+    def plant():
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(forged, f)
+
+    run_as(REMAPPED, REMAPPED, plant)
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        staged = stage_image(store, "oci:%s:v1" % layout)
+    finally:
+        store.close()
+    assert [layer.id for layer in staged.layers] == image.ids, "another image's layers taken for this one's"
+    assert staged.config == image.config_doc()["config"] and all(layer.changed for layer in staged.layers)
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f) == forged  # left as it is (the take-back refuses it): read again, never believed
+
+
+@pytest.mark.parametrize("owner, mode", [(REMAPPED, 0o600), (0, 0o620), (0, 0o602)], ids=["users", "group-w", "other-w"])
+def test_an_entry_not_roots_own_is_ignored_and_rewritten(store, home, scratch, owner, mode):
+    image, layout, first, (config, saved) = staged_then_config_gone(store, home, scratch)
+    path = entry_path(home, image)
+    os.chown(path, owner, owner)
+    os.chmod(path, mode)
+    with pytest.raises(ImageError) as e:
+        stage_image(store, "oci:%s:v1" % layout)
+    assert "the config: " in e.value.message, "the entry was not used: the config had to be read"
+    with open(config, "wb") as f:
+        f.write(saved)
+    again = stage_image(store, "oci:%s:v1" % layout)
+    assert not again.changed and again.config == first.config
+    st = os.stat(path)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
