@@ -8,7 +8,9 @@ The host pulls by itself, so this is the only network code on a managed host:
   fetched per repository scope and reused until they expire; a token the
   registry stops accepting is fetched again once, never in a loop.
 - Redirects (blob storage) are followed a bounded number of times, and the
-  Authorization header goes only to the origin it was meant for.
+  Authorization header goes only to the origin it was meant for; a 401 from
+  the host a redirect led to is an error, never a challenge answered (its
+  realm would get the credentials).
 - TLS is verified unless validate_certs is false (then an https failure falls
   back to plain http, as Docker does for insecure registries).
 - Manifests and tokens are read with size limits; every socket has a timeout.
@@ -228,6 +230,7 @@ class Registry(ImageSource):
                     raise self._error("redirect %d without a Location" % resp.status, blob)
                 url = urljoin(url, location)
                 continue
+            resp.answered_by = here  # the origin of this answer, which may be another host's (blob storage)
             return resp, conn
         raise self._error("more than %d redirects, last to %s (a redirect loop?)" % (MAX_REDIRECTS, url), blob)
 
@@ -358,6 +361,14 @@ class Registry(ImageSource):
             resp, conn = self._send(self._base() + path, headers, blob, deadline)
             if resp.status != 401:
                 return resp, conn
+            if resp.answered_by != _origin(self._base()):
+                # A 401 from where the registry redirected to (its blob storage) is no challenge of the registry's:
+                # answering it would send the credentials to the realm that other host names.
+                self._drain(resp)
+                conn.close()
+                raise self._error("%s://%s:%d, where the registry redirected the request, answered 401: the "
+                                  "registry's credentials go only to the registry and its token server, never to a "
+                                  "host it redirects to" % resp.answered_by, blob)
             challenge = pick(parse_challenges(resp.getheader("WWW-Authenticate")))
             self._drain(resp)
             conn.close()

@@ -233,6 +233,34 @@ def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
     assert layer_names(home) == []
 
 
+@pytest.mark.parametrize("auth", ["bearer", None])
+def test_a_401_from_the_storage_a_blob_is_redirected_to_gets_no_credentials(registry, store, home, pki, auth):
+    """Blob storage is another host: its 401 is not the registry's challenge, and its realm gets nothing."""
+    server = registry(auth)
+    storage = registry(None)
+    image = Image()
+    server.push("strata/app", image)
+    got = []
+
+    def realm(handler):
+        got.append(handler.headers.get("Authorization"))
+        handler.send(200, b'{"token": "from-storage"}', {"Content-Type": "application/json"})
+
+    def challenge(handler):
+        handler.send(401, b"{}", {"WWW-Authenticate": 'Bearer realm="%s/realm",service="s"' % storage.base})
+    storage.override["/realm"] = realm
+    storage.override["/bucket/"] = challenge
+
+    def to_storage(handler):
+        handler.send(307, b"", {"Location": "%s/bucket/%s" % (storage.base, handler.path.rsplit("/", 1)[1])})
+    server.override["/v2/strata/app/blobs/"] = to_storage
+    message = fails(store, server, pki, "where the registry redirected the request, answered 401")
+    assert storage.base in message
+    assert got == [], "the storage host's realm was asked for a token"
+    assert all("Authorization" not in h for _p, h in storage.requests)
+    assert layer_names(home) == []
+
+
 def test_a_manifest_larger_than_the_limit(registry, store, pki):
     server = registry()
     server.put_manifest("strata/app", "v1", b"{" + b" " * (manifests.MAX_MANIFEST + 1) + b"}", manifests.OCI_MANIFEST)
