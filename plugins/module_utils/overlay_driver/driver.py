@@ -254,12 +254,13 @@ class Driver(GraphDriver):
             token = self.mount_records.new(layer_id, shown)
             mounts.mount_overlay(merged_fd, lower_fd, upper_fd, work_fd, token, mount_label, where=paths.merged,
                                  shown=mounts.overlay_options(lower, paths.upper, paths.work), flags=flags)
+            made = mounts.made_on(layer_fd, "merged", merged_fd)
             # Overlay in a user namespace needs work/work owned by the remapped root: given by fd,
             # since a name in work/ can be a symlink by now.
             try:
                 self._chown_dir_at(work_fd, "work")
             except OSError as e:
-                mounts.unmount(paths.merged)
+                self._undo_mount(layer_fd, "merged", made, paths.merged)
                 raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         finally:
             for fd in fds:
@@ -267,7 +268,8 @@ class Driver(GraphDriver):
 
     def _mount_temp_overlay(self, layer_id, lower_id, lower, upper_at, mount_at):
         """An overlay in root's .strata/tmp on the layer lower_id's root/ (lower, its path): upper/ in the temp
-        dir upper_at, work/ and merged/ in the temp dir mount_at, each an (fd, name) pair.
+        dir upper_at, work/ and merged/ in the temp dir mount_at, each an (fd, name) pair. Returns the mount's
+        id (mounts.made_on), what _unmount_temp unmounts.
 
         The lower is opened from the home's fd like every layer directory a mount names, the
         rest from the fds of root's temp dirs, never through the home's names (see _open_temp).
@@ -282,6 +284,7 @@ class Driver(GraphDriver):
                        for at, part in parts)
             mounts.mount_overlay(fds[4], fds[1], fds[2], fds[3], "strata-apply", where=merged,
                                  shown=mounts.overlay_options(lower, upper, work))
+            return mounts.made_on(mount_at[0], "merged", fds[4])
         finally:
             for fd in fds:
                 os.close(fd)
@@ -318,12 +321,12 @@ class Driver(GraphDriver):
         faults.point("apply.copied")
         self._mkdir_as(tmp[0], "work", 0o700)
         self._mkdir_as(tmp[0], "merged", 0o700)
-        self._mount_temp_overlay(layer_id, self.lower_id(layer_id), lower, tmp, tmp)
+        made = self._mount_temp_overlay(layer_id, self.lower_id(layer_id), lower, tmp, tmp)
         try:
             faults.point("apply.mounted")
             result = self._apply_into(tmp, "merged", raw, compression, expected_diff_id, layer_id, progress)
         finally:
-            self._unmount_temp(tmp)
+            self._unmount_temp(tmp, made)
         faults.point("apply.before-rename")
         self._move_into_layer(tmp[0], "upper", layer_id, exchange=True)
         return self._result(result, True)
@@ -397,12 +400,12 @@ class Driver(GraphDriver):
             self._mkdir_as(apply_fd, "work", 0o700)
             self._mkdir_as(apply_fd, "merged", 0o700)
             faults.point("apply.copied")
-            self._mount_temp_overlay(layer_id, self.lower_id(parent), self._lower_root(parent), tmp, mount_at)
+            made = self._mount_temp_overlay(layer_id, self.lower_id(parent), self._lower_root(parent), tmp, mount_at)
             try:
                 faults.point("apply.mounted")
                 applied = self._apply_into(mount_at, "merged", raw, compression, expected_diff_id, layer_id, progress)
             finally:
-                self._unmount_temp(mount_at)
+                self._unmount_temp(mount_at, made)
         finally:
             os.close(apply_fd)
         return self._result(applied, True)

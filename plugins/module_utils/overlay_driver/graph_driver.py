@@ -195,12 +195,18 @@ class GraphDriver:
             os.close(fd)
         remove_tree_at(self.dirs.tmp_fd, name, layer_id)
 
-    def _unmount_temp(self, mount_at):
-        """Unmount the temp overlay at merged/ of the temp dir mount_at ((fd, name)), named through its fd."""
-        try:
-            mounts.unmount(os.path.join(mounts.fd_path(mount_at[0]), "merged"))
-        except OverlayError as e:
-            raise OverlayError(e.cause, path=self._temp_path(mount_at[1], "merged"))
+    def _unmount_temp(self, mount_at, mount_id):
+        """Unmount the temp overlay mount_id (mounts.made_on) at merged/ of the temp dir mount_at ((fd, name)),
+        only while merged/ leads to that very mount."""
+        mounts.unmount_at(mount_at[0], "merged", mount_id, shown=self._temp_path(mount_at[1], "merged"))
+
+    @staticmethod
+    def _undo_mount(layer_fd, name, mount_id, shown):
+        """Unmount what a mount just made (mount_id from mounts.made_on, through the layer's kept fd) when what
+        follows it fails; nothing when no mount was verified there: a name in the layer's directory, which the
+        remapped root owns, may have been swapped for a symlink to another mount by then."""
+        if mount_id is not None:
+            mounts.unmount_at(layer_fd, name, mount_id, shown=shown)
 
     def _require_writer(self):
         if not self.writable or self.dirs.tmp_fd is None:
@@ -564,15 +570,16 @@ class GraphDriver:
         entries: mountinfo as the caller just read it.
         """
         paths = self.layout.layer(layer_id)
-        if not self._own_mount_there(layer_id, entries):
-            return
-        # where mountinfo has it: the home may be named here through a bind-mount alias of the one it was mounted in
+        # where mountinfo has it (the home may be named here through a bind-mount alias of the one it was mounted
+        # in): that very mount is unmounted, whatever the remapped root renames meanwhile, and only the mount
+        # checked. None: no mount, nothing to unmount (merged/ is never unmounted by path).
         entry = self.mount_entry(layer_id, entries)
+        if entry is None:
+            return
+        if not self.owns_mount(layer_id, entry, entries):
+            raise self.foreign_mount_error(layer_id, entry, entries)
         try:
-            if entry is not None:  # that very mount, whatever the remapped root renames meanwhile
-                mounts.unmount_mount(entry.mount_point, entry.mount_id, detach=lazy)
-            else:
-                mounts.unmount(paths.merged, detach=lazy)
+            mounts.unmount_mount(entry.mount_point, entry.mount_id, detach=lazy)
         except OverlayError as e:  # the operator asked about a layer, not a path
             raise OverlayError(e.cause, layer=layer_id, path=e.path)
         if self.mount_entry(layer_id) is None:

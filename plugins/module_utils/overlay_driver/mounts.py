@@ -325,30 +325,50 @@ def unmount_mount(mount_point, mount_id, detach=False):
     mount_point is a path through the home, whose names the remapped root may swap: a layer's directory
     exchanged for a symlink at the wrong moment would lead umount2 to another mount named merged (another
     home's layer, a container's root). UMOUNT_NOFOLLOW guards only the last name. So the directory above it
-    is opened and kept, the name in it is opened once to ask the kernel which mount it leads to (fdinfo's
-    mnt_id; closed again, or the mount would be busy), and umount2 is given the kept fd's /proc path and that
-    one name: a mount point can be neither renamed nor moved in, so the name still leads to the mount checked,
-    or to no mount at all (EINVAL)."""
+    is opened and kept, and unmount_at unmounts the name in it only while it leads to that mount."""
     parent, name = os.path.split(mount_point)
     try:
         parent_fd = os.open(parent or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise OverlayError("cannot unmount: %s" % e.strerror, path=mount_point)
     try:
-        try:
-            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
-        except OSError as e:
-            raise OverlayError("cannot unmount: %s" % e.strerror, path=mount_point)
-        try:
-            found = _fdinfo_mount_id(fd)
-        finally:
-            os.close(fd)
-        if found != mount_id:
-            raise OverlayError("cannot unmount: the path no longer leads to the layer's mount (a directory on the "
-                               "way was moved or replaced meanwhile); nothing was unmounted", path=mount_point)
-        unmount(os.path.join(fd_path(parent_fd), name), detach, shown=mount_point)
+        unmount_at(parent_fd, name, mount_id, detach, shown=mount_point)
     finally:
         os.close(parent_fd)
+
+
+def mount_id_at(parent_fd, name):
+    """The id of the mount the directory name in parent_fd leads to (fdinfo's mnt_id), never through a symlink;
+    None when it is not a directory there. Opened O_PATH and closed again: a kept fd would keep the mount busy.
+    Read right after a mount through the fd of the directory above it (kept), it names that very mount: a
+    mount point can be neither renamed nor replaced."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    except OSError:
+        return None
+    try:
+        return _fdinfo_mount_id(fd)
+    finally:
+        os.close(fd)
+
+
+def made_on(parent_fd, name, target_fd):
+    """The id of the mount just made on target_fd, the directory name in the kept parent_fd was opened as; None
+    when name no longer leads to it (the directory was moved or replaced before the mount): nothing to unmount.
+    Right after the mount, name leads into the new mount, whose id is not that of the mount target_fd is on."""
+    found = mount_id_at(parent_fd, name)
+    return None if found is None or found == _fdinfo_mount_id(target_fd) else found
+
+
+def unmount_at(parent_fd, name, mount_id, detach=False, shown=None):
+    """umount2 of name in the kept directory parent_fd, only while it leads to the mount mount_id: asked of the
+    kernel (mount_id_at), then unmounted through the fd's /proc path and that one name, which still leads to the
+    mount checked, or to no mount at all (EINVAL). Otherwise nothing is unmounted, and the error says so."""
+    shown = shown or name
+    if mount_id is None or mount_id_at(parent_fd, name) != mount_id:
+        raise OverlayError("cannot unmount: the path no longer leads to the layer's mount (a directory on the "
+                           "way was moved or replaced meanwhile, or another mount covers it); nothing was unmounted", path=shown)
+    unmount(os.path.join(fd_path(parent_fd), name), detach, shown=shown)
 
 
 def unmount(target, detach=False, shown=None):

@@ -574,10 +574,11 @@ class Overlay2Driver(GraphDriver):
                                        where=paths.merged, shown=shown_text, flags=flags)
             if read_only:
                 return
+            made = mounts.made_on(layer_fd, MERGED, merged_fd)
             try:
                 self._chown_dir_at(work_fd, WORK)
             except OSError as e:
-                mounts.unmount(paths.merged)
+                self._undo_mount(layer_fd, MERGED, made, paths.merged)
                 raise OverlayError("cannot chown work/work: %s" % e.strerror, layer=layer_id, path=paths.work)
         finally:
             for fd in fds:

@@ -621,3 +621,32 @@ def test_an_overlay_layer_deeper_than_path_max_is_a_clear_error_for_changes_and_
         with pytest.raises(OverlayError) as e:
             call()
         assert "a path in it is longer than PATH_MAX (4096 bytes)" in str(e.value)
+
+
+@pytest.mark.layout("overlay")  # the seed's naive path mounts a temp overlay in root's .strata/tmp
+def test_the_temp_overlay_unmount_takes_down_only_the_mount_it_made(driver, monkeypatch):
+    """The naive path's temp overlay is unmounted by its id, read right after mounting through the temp dir's
+    kept fd: a mount that is not that one at merged/ by then (here one stacked on it) is never unmounted, and the
+    apply fails saying so. By path, the umount took down whichever mount was on top."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import faults, syscalls
+
+    _populate_diff_base(driver)
+    driver.create("init", "base")
+    driver.create("layer", "init")  # init has no root/: the naive path
+    tmp = os.path.join(driver.home, ".strata", "tmp")
+    stacked = []
+
+    def at(name):
+        if name == "apply.mounted":
+            [building] = [n for n in os.listdir(tmp) if os.path.ismount(os.path.join(tmp, n, "merged"))]
+            stacked.append(os.path.join(tmp, building, "merged"))
+            syscalls.mount("tmpfs", stacked[0], "tmpfs", 0, "")
+
+    monkeypatch.setattr(faults, "point", at)
+    try:
+        with pytest.raises(OverlayError, match="no longer leads to the layer's mount .*; nothing was unmounted"):
+            driver.apply_diff("layer", "init", io.BytesIO(TarBuilder().file("a", "a").bytes()))
+        assert [m.fstype for m in mounts.mounts_at(stacked[0])] == ["overlay", "tmpfs"]
+    finally:
+        for mount in sorted(mounts.mounts_below(tmp), key=lambda m: -len(m.mount_point)):
+            syscalls.umount(mount.mount_point, syscalls.MNT_DETACH)

@@ -1299,7 +1299,7 @@ def test_a_layer_name_swapped_for_a_symlink_before_the_unmount_never_unmounts_an
     def swapped_after_the_check(self, layer_id, entries=None):
         found = real_entry(self, layer_id, entries)
         calls.append(layer_id)
-        if layer_id == "app" and len(calls) == 2:  # the entry put() unmounts: the check is done
+        if layer_id == "app" and len(calls) == 1:  # the entry put() checks and unmounts: found, not yet unmounted
             os.rename(layer, moved)
             os.symlink(os.path.join(scratch, "victim"), layer)
         return found
@@ -1320,3 +1320,96 @@ def test_a_layer_name_swapped_for_a_symlink_before_the_unmount_never_unmounts_an
             syscalls.umount(os.path.join(layer, "merged"), syscalls.MNT_DETACH)
         if mounts.mount_at(victim) is not None:
             syscalls.umount(victim, syscalls.MNT_DETACH)
+
+
+@pytest.fixture
+def victim_mount(scratch):
+    """Someone else's mount named merged (another home's layer, a container's root): scratch/victim/merged."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+
+    victim = os.path.join(scratch, "victim", "merged")
+    os.makedirs(victim)
+    syscalls.mount("tmpfs", victim, "tmpfs", 0, "")
+    try:
+        yield victim
+    finally:
+        if mounts.mount_at(victim) is not None:
+            syscalls.umount(victim, syscalls.MNT_DETACH)
+
+
+def _layer_swapped_back(home, layer_id, moved):
+    """The layer's own directory back under its name, its mount (if any) detached."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
+
+    layer = os.path.join(home, layer_id)
+    if os.path.islink(layer):
+        os.unlink(layer)
+        os.rename(moved, layer)
+    if mounts.mount_at(os.path.join(layer, "merged")) is not None:
+        syscalls.umount(os.path.join(layer, "merged"), syscalls.MNT_DETACH)
+
+
+def test_a_failed_chown_after_the_mount_never_unmounts_another_mount(home, layout, driver, victim_mount, monkeypatch):
+    """Right after the mount, work/work is given to the remapped root. That user can make the chown fail (work/work
+    swapped for a symlink) and, in the same moment, exchange the layer's name in its home for a symlink to a directory
+    whose merged is someone else's mount: the cleanup unmounted merged/ by path and took that mount down. It now
+    unmounts only the mount it made, through the layer directory's fd kept since the mount."""
+    driver.create("base")
+    driver.create("app", "base")
+    layer, moved = os.path.join(home, "app"), os.path.join(home, "app-moved")
+    name = "mount_overlay" if layout == "overlay" else "mount_overlay_stack"
+    real_mount = getattr(mounts, name)
+
+    def mount_then_swap(*args, **kwargs):
+        real_mount(*args, **kwargs)
+
+        def swap():
+            work = os.path.join(layer, "work")
+            os.rename(os.path.join(work, "work"), os.path.join(work, "old"))
+            os.symlink("/nonexistent", os.path.join(work, "work"))
+            os.rename(layer, moved)
+            os.symlink(os.path.dirname(victim_mount), layer)
+        run_as(REMAPPED, REMAPPED, swap)
+
+    try:
+        monkeypatch.setattr(mounts, name, mount_then_swap)
+        with pytest.raises(OverlayError, match="cannot chown work/work"):
+            driver.get("app")
+        monkeypatch.undo()
+        assert mounts.mount_at(victim_mount) is not None, "root unmounted a mount that is not the layer's"
+        assert mounts.mount_at(os.path.join(moved, "merged")) is None, "the mount it made is undone"
+    finally:
+        monkeypatch.undo()
+        _layer_swapped_back(home, "app", moved)
+
+
+def test_put_never_unmounts_by_path_when_mountinfo_shows_no_mount(home, driver, scratch, victim_mount, monkeypatch):
+    """put() found the layer's own mount, then looked again and, with the layer's name swapped for a symlink to a
+    directory that had no mount at merged, found none: it unmounted merged/ by path, through whatever the name led to
+    by then (here someone else's mount). With no mount entry there is nothing verified to unmount: none is."""
+    driver.create("base")
+    driver.create("app", "base")
+    driver.get("app")
+    layer, moved = os.path.join(home, "app"), os.path.join(home, "app-moved")
+    calls = []
+    real_entry = type(driver).mount_entry
+
+    def gone_at_the_second_look(self, layer_id, entries=None):
+        calls.append(layer_id)
+        if layer_id == "app" and len(calls) == 2:
+            os.rename(layer, moved)
+            os.symlink(os.path.dirname(victim_mount), layer)
+            return None
+        return real_entry(self, layer_id, entries)
+
+    try:
+        monkeypatch.setattr(type(driver), "mount_entry", gone_at_the_second_look)
+        try:
+            driver.put("app")
+        except OverlayError:
+            pass  # refusing is fine; unmounting someone else's mount is not
+        monkeypatch.undo()
+        assert mounts.mount_at(victim_mount) is not None, "root unmounted a mount that is not the layer's"
+    finally:
+        monkeypatch.undo()
+        _layer_swapped_back(home, "app", moved)
