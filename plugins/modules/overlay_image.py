@@ -55,6 +55,9 @@ options:
       - V(docker-archive:PATH[:NAME:TAG]) or V(docker-archive:PATH:@INDEX), a C(docker save) archive.
       - V(docker://HOST[:PORT]/REPO[:TAG|@DIGEST]), a registry (OCI distribution API); a name without a host
         is on Docker Hub. The default tag is C(latest).
+      - A name as C(docker pull) takes it (C(debian:12), C(library/debian)) is no reference here; the error says
+        what to write, V(docker://docker.io/library/debian:12), or V(docker://debian:12) for a short name resolved
+        by the host's registries.conf (see O(registries_conf)).
       - O(name) is an alias, as community.docker spells the image.
     type: str
     required: true

@@ -65,15 +65,46 @@ def parse_reference(text):
         raise ImageError("src %r contains a NUL or newline" % text)
     transport, sep, rest = text.partition(":")
     if not sep or transport not in TRANSPORTS:
-        raise ImageError("src %r: unknown transport %r (one of %s)" % (text, transport, ", ".join(
-            t + ":" for t in TRANSPORTS)))
+        raise ImageError("src %r: unknown transport %r (one of %s)%s" % (text, transport, ", ".join(
+            t + ":" for t in TRANSPORTS), _image_name_hint(text, transport)))
     if transport == "docker":
+        if not rest.startswith("//"):
+            raise ImageError("src %r: write docker://HOST/REPO[:TAG|@DIGEST]%s" % (text, _image_name_hint(rest)))
         return _parse_docker(text, rest)
     if not rest:
         raise ImageError("src %r: a path is required after %s:" % (text, transport))
     if transport in ("oci", "oci-archive"):
         return _parse_oci(transport, text, rest)
     return _parse_docker_archive(text, rest)
+
+
+# containers-transports(5) names this module does not read: a reference in one of them is no image name.
+_OTHER_TRANSPORTS = ("containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball")
+
+
+def _image_name_hint(text, transport=None):
+    """What to write when text reads as an image name given without docker:// (`debian:12`, `library/debian`,
+    `ghcr.io/team/app:1`), else "". A name written without a registry host is a short name: it is given as
+    docker://NAME too, where registries.conf's [aliases] or unqualified-search-registries resolve it (Docker
+    Hub without a registries.conf), and as its Docker Hub full name, which needs neither."""
+    if transport in _OTHER_TRANSPORTS:
+        return " (containers-transports(5) has %s:, which this module does not read)" % transport
+    if text.startswith(("/", "./", "../", "~")):
+        return ("; for a file write oci:%s (an OCI layout directory), oci-archive:%s or docker-archive:%s (docker save)"
+                % (text, text, text))
+    try:
+        reference = _parse_docker("docker://" + text, "//" + text)
+    except ImageError:
+        return ""
+    full = "docker://%s/%s%s%s" % (reference.host, reference.repository,
+                                   ":" + reference.tag if reference.tag else "",
+                                   "@" + reference.digest if reference.digest else "")
+    short = written_short_name(reference)
+    if short is None:
+        return "; for a registry image write %s" % full
+    return ("; for a registry image write %s (Docker Hub), or docker://%s to have the host's registries.conf resolve "
+            "the short name %r (an [aliases] entry for it, or its unqualified-search-registries; Docker Hub when the "
+            "host has no registries.conf)" % (full, text, short))
 
 
 def _parse_oci(transport, text, rest):

@@ -274,10 +274,11 @@ def _full_names(conf, reference):
     if len(search) == 1 or (search and mode != "enforcing"):
         return ["%s/%s" % (host, short) for host in search]
     raise ImageError("%r is a short name, and registries.conf (%s) has no alias for it%s: write the full name "
-                     "(HOST/REPOSITORY) or add an [aliases] entry"
+                     "(docker://HOST/REPOSITORY, as docker://docker.io/%s) or add an [aliases] entry "
+                     "(\"%s\" = \"HOST/REPOSITORY\")"
                      % (short, ", ".join(conf.files),
                         "" if not search else " and short-name-mode is enforcing with %d search registries"
-                        % len(search)), image=reference.text)
+                        % len(search), reference.repository, short), image=reference.text)
 
 
 def endpoints(conf, reference):

@@ -53,3 +53,27 @@ def test_invalid(text, fragment):
     with pytest.raises(ImageError) as e:
         parse_reference(text)
     assert fragment in e.value.message
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("debian:12", "write docker://docker.io/library/debian:12 (Docker Hub), or docker://debian:12 to have the host's "
+                  "registries.conf resolve the short name 'debian' (an [aliases] entry for it, or its "
+                  "unqualified-search-registries; Docker Hub when the host has no registries.conf)"),
+    ("library/debian", "write docker://docker.io/library/debian:latest (Docker Hub), or docker://library/debian "),
+    ("docker:debian:12", "write docker://docker.io/library/debian:12 (Docker Hub)"),
+    ("ghcr.io/team/app:1", "; for a registry image write docker://ghcr.io/team/app:1"),
+    ("localhost:5000/app@" + DIGEST, "; for a registry image write docker://localhost:5000/app@" + DIGEST),
+    ("/srv/image.tar", "; for a file write oci:/srv/image.tar (an OCI layout directory), "
+                       "oci-archive:/srv/image.tar or docker-archive:/srv/image.tar (docker save)"),
+    ("containers-storage:x", "(containers-transports(5) has containers-storage:, which this module does not read)"),
+])
+def test_an_image_name_without_its_transport_is_told_what_to_write(text, hint):
+    with pytest.raises(ImageError) as e:
+        parse_reference(text)
+    assert hint in e.value.message, e.value.message
+
+
+def test_a_short_name_hint_names_what_is_written_not_what_registries_conf_would_make_of_it():
+    with pytest.raises(ImageError) as e:
+        parse_reference("ghcr.io/team/app:1")
+    assert "short name" not in e.value.message and "registries.conf" not in e.value.message
