@@ -22,6 +22,8 @@ options:
         M(strata.overlay.overlay_info) and check mode never create it.
       - Must be on a filesystem overlay can use as upper layer; btrfs, aufs, zfs, overlayfs and
         filesystems without d_type are refused.
+      - A home on tmpfs or ramfs works, but is empty after a reboot (layers, holders and records alike); the
+        task that makes such a home, and M(strata.overlay.overlay_info) reading it, return a warning saying so.
       - Opened, never trusted by path. Refused when it or any directory above it is owned by a user
         other than root (the home itself may belong to the remapped root), or is writable by such a
         user without the sticky bit, through its mode bits or through a POSIX ACL entry (within the

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """overlay_home's behaviour: a layer home made, or removed whole once nothing in it is used."""
 
-from .managers import Manager, home_exists, repaired
+from .managers import Manager, home_exists, repaired, warn_if_volatile
 from .overlay_driver import mounts
 from .overlay_driver.home_removal import refuse_in_use, remove_home
 
@@ -25,7 +25,8 @@ class HomeManager(Manager):
             with self.store.locked():
                 layers = self.store.driver.layer_ids()
                 if self.creates_home:
-                    return repaired(self._result(not exists, exists, True, []), self.store.repaired, self.check_mode)
+                    return warn_if_volatile(repaired(self._result(not exists, exists, True, []), self.store.repaired,
+                                                     self.check_mode), self.params["home"], exists, self.check_mode)
                 if self.check_mode:
                     refuse_in_use(self.store, mounts.read_mountinfo())  # the real run would refuse
                     return self._result(True, True, False, layers)

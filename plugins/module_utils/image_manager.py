@@ -10,7 +10,7 @@ which no other module needs.
 import os
 
 from .common import require_absolute_host_path
-from .managers import home_exists, repaired
+from .managers import home_exists, repaired, warn_if_volatile
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_text
 from .overlay_driver.images.errors import ImageError
@@ -149,12 +149,13 @@ class ImageManager:
         # opened once the manifest is read and the policy allowed the image: a registry that cannot be reached,
         # an image that is not there and a refused one leave no home behind
         opened = []
+        existed = os.path.isdir(p["home"])
 
         def open_store():
             opened.append(self.open_store())
             return opened[0]
         try:
-            return self._stage(open_store, opened)
+            return warn_if_volatile(self._stage(open_store, opened), p["home"], existed, self.check_mode)
         finally:
             # the store holds the home's, its bookkeeping's and its lock's descriptors
             for store in opened:

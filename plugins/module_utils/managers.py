@@ -74,6 +74,19 @@ def repaired(result, paths, check_mode):
     return result
 
 
+def warn_if_volatile(result, home, existed, check_mode):
+    """The result of a writer, warning first when the run made the home (or in check mode would) on a
+    filesystem that keeps nothing across a reboot (tmpfs, ramfs). Said once, when the home is made: a
+    later run finds it there, and overlay_info says it whenever asked."""
+    made = result.get("changed") if check_mode else os.path.isdir(home)
+    if existed or not made:
+        return result
+    warning = fscheck.volatile_home(home)
+    if warning:
+        result.setdefault("warnings", []).insert(0, warning)
+    return result
+
+
 _FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): the kernel writes an int
 
 
@@ -117,12 +130,15 @@ class Manager:
         return {"before": {k: before.get(k) for k in DIFF_KEYS}, "after": {k: after.get(k) for k in DIFF_KEYS}}
 
     def run(self):
+        home = self.params["home"]
+        existed = not self.creates_home or os.path.isdir(home)
         self.store = self.open_store()
         try:
             with self.store.locked():
-                return repaired(self.execute(), self.store.repaired, self.check_mode)
+                result = repaired(self.execute(), self.store.repaired, self.check_mode)
         finally:
             self.store.close()
+        return warn_if_volatile(result, home, existed, self.check_mode)
 
     def execute(self):
         raise NotImplementedError
@@ -279,6 +295,9 @@ class InfoManager(Manager):
         result["exists"] = result["status"]["home_exists"]
         if result["exists"]:
             result["tree"] = layer_tree.render(result["layers"])
+            volatile = fscheck.volatile_home(result["status"]["home"])
+            if volatile:
+                result.setdefault("warnings", []).insert(0, volatile)
         else:
             result["tree"] = [layer_tree.missing_home(result["status"]["home"])]
         if self.params.get("as_facts"):

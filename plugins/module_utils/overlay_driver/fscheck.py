@@ -217,6 +217,28 @@ def fs_problems(path, name, magic, dtype):
     return ["the %s filesystem under %s does not support d_type, which overlay needs%s" % (name, path, hint)]
 
 
+# Filesystems that live in memory only: a home on one is empty after a reboot.
+VOLATILE = {0x01021994: "tmpfs", 0x858458F6: "ramfs"}
+
+
+def volatile_home(home):
+    """A warning when the home's filesystem (that of its nearest existing ancestor) keeps nothing across a
+    reboot, else None.
+
+    Overlay works on tmpfs, so nothing refuses such a home, and everything looks fine until the host
+    restarts: then the layers, their holders and records are gone, and the boot unit has nothing to restore.
+    """
+    try:
+        name = VOLATILE.get(syscalls.fs_magic(existing_ancestor(home)))
+    except OSError:
+        return None
+    if name is None:
+        return None
+    return ("the layer home %s is on %s, which keeps nothing across a reboot: its layers, holders and records are "
+            "lost then, and the boot unit has nothing to restore. Put the home on a disk-backed filesystem (ext4, "
+            "xfs) for layers that must last, or accept that they are staged again after every boot" % (home, name))
+
+
 def require_compatible(path, dtype=None):
     problems = backing_problems(path, dtype)
     if problems:
