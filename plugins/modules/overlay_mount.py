@@ -156,9 +156,20 @@ options:
     - The live mount's options from C(/proc/self/mountinfo), empty when not mounted. For an overlay, its superblock
       options (lowerdir, upperdir, workdir, ...); for a C(root/) layer's bind mount, the mount's own flags
       (C(ro), C(relatime), ...).
+    - The directories are named as they are in the home, not by the C(/proc/self/fd/N) paths the mount is made with.
+    - In the seed's layout (O(layout=overlay)) an overlay layer's C(lowerdir) is the C(root/) of the layer its
+      C(lower-id) names, and C(upperdir) and C(workdir) are its own C(upper/) and C(work/) (the sample).
+    - In the overlay2 layout C(lowerdir) is the C(diff/) of every layer below, nearest first, joined by C(:), and
+      C(upperdir) the layer's own C(diff/); for C(web-1) on C(mid) on C(base) that is C(lowerdir) =
+      C(/var/lib/strata/overlay/mid/diff:/var/lib/strata/overlay/base/diff), C(upperdir) =
+      C(/var/lib/strata/overlay/web-1/diff), C(workdir) = C(/var/lib/strata/overlay/web-1/work).
+      A read-only layer (one with an applied diff or with children) has its own C(diff/) first in C(lowerdir) and
+      no C(upperdir) nor C(workdir). Docker's own mount data names the lower layers by their C(l/) short links
+      (C(l/<LINK>)); returned here are the C(diff/) directories those links point to.
   returned: always
   type: dict
-  sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper"}
+  sample: {"lowerdir": "/var/lib/strata/overlay/base/root", "upperdir": "/var/lib/strata/overlay/web-1/upper",
+           "workdir": "/var/lib/strata/overlay/web-1/work"}
 mount_options:
   description: The mount flags out of V(nosuid), V(nodev) and V(noexec) the live mount has, empty when not mounted.
   returned: always
