@@ -155,3 +155,36 @@ def test_a_symlink_planted_at_the_directorys_name_is_refused_and_its_target_unto
     assert os.path.islink(play.installed)
     assert oct(os.lstat(victim).st_mode) == oct(0o40700)
     assert os.listdir(victim) == ["keep.py"]
+
+
+@pytest.mark.parametrize("mode, owner, problem", [
+    (0o777, 0, "is writable by every user (mode 0777, no sticky bit)"),
+    (0o775, (0, 1000), "is writable by group 1000 (mode 0775)"),
+    (0o755, (1000, 1000), "is owned by uid 1000, not by root"),
+], ids=["world-writable", "group-writable", "another-owner"])
+def test_a_lib_dir_another_user_could_change_fails_naming_the_directory(play, tmp_path, mode, owner, problem):
+    """Whoever can write the lib dir or a directory above it could swap the program the boot unit runs as
+    root: the role stops before installing anything, naming the directory and why."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, *(owner if isinstance(owner, tuple) else (0, 0)))
+    os.chmod(shared, mode)
+    lib = shared / "lib" / "strata-overlay"
+    output = play("-e", "overlay_layers_lib_dir=%s" % lib, fails=True)
+    assert "overlay_layers_lib_dir %s: %s %s, so a user other than root could replace the restore program" % (
+        lib, shared, problem) in " ".join(output.split()), output
+    assert os.listdir(shared) == []
+    assert "Copy the files that are missing or differ" not in output
+
+
+def test_a_lib_dir_under_a_sticky_world_writable_directory_and_the_default_pass(play, tmp_path):
+    shared = tmp_path / "sticky"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    first = play("-e", "overlay_layers_lib_dir=%s" % (shared / "lib"))
+    assert len(first["copied"]) == len(SOURCES)
+    _assert_installed(shared / "lib" / "overlay_driver")
+    # the default, checked only: a check run installs nothing on this host
+    default = play("--check", "-e", "overlay_layers_lib_dir=/usr/local/lib/strata-overlay")
+    assert "Refuse a restore program directory" in default["output"]
+    assert "overlay_layers_lib_dir /usr/local/lib/strata-overlay:" not in default["output"]
