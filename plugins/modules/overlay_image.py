@@ -152,6 +152,9 @@ options:
         C(~/.config/containers/auth.json) and C(~/.docker/config.json) with an entry for the registry - and
         the C(docker-credential-NAME) helpers their C(credHelpers) and C(credsStore) name are run. See
         docs/images.md for the order.
+      - The user name and password given here (or as O(username) and O(password)) go to the registry the image
+        is named by (or the C(location) registries.conf gives it), never to a registries.conf mirror, which gets
+        only the credentials found for its own host.
       - Never shown in results or errors.
     type: dict
     suboptions:

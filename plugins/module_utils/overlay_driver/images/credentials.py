@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which registry credentials a pull uses: the ones the host's other tools would, in skopeo's order.
 
-1. `registry_auth` username/password (or the module's username/password).
+1. `registry_auth` username/password (or the module's username/password), for the registry the image is
+   named by (its `location` too), never for a registries.conf mirror (without_inline).
 2. `registry_auth.auth_file` (or `auth_file`), or `$REGISTRY_AUTH_FILE`: that
    file alone, as `skopeo --authfile` reads it.
 3. Otherwise the files `podman login` and `docker login` write, the first that
@@ -75,6 +76,12 @@ def from_file(path, host, repository, image, environ, timeout, missing_ok=False)
         return credential_helpers.get(helper[0], helper_server(host), image, timeout, environ,
                                       "credsStore in %s" % path)
     return None
+
+
+def without_inline(registry_auth):
+    """registry_auth without its username and password (its auth_file kept): what a registries.conf mirror is
+    pulled with, since the credentials given for the registry are not the mirror's host's to see."""
+    return {k: v for k, v in (registry_auth or {}).items() if k not in ("username", "password")}
 
 
 def credentials_for(registry_auth, host, repository, image, environ=None,

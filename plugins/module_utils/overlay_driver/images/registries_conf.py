@@ -86,13 +86,14 @@ class Endpoint:
     a mirror or a location rewrite: what containers/image judges by the signature policy and looks up
     signatures for, since a mirror serves the image of that name."""
 
-    __slots__ = ("reference", "insecure", "what", "named")
+    __slots__ = ("reference", "insecure", "what", "named", "mirror")
 
-    def __init__(self, reference, insecure, what, named=None):
+    def __init__(self, reference, insecure, what, named=None, mirror=False):
         self.reference = reference
         self.insecure = insecure
         self.what = what
         self.named = named or reference
+        self.mirror = mirror  # a [[registry.mirror]]: another host, which gets only credentials found for it
 
 
 class RegistriesConf:
@@ -302,7 +303,7 @@ def endpoints(conf, reference):
                 continue
             target = registry_name(reference.text, entry.rewrite(name, mirror.location), reference.tag,
                                    reference.digest)
-            out.append(Endpoint(target, mirror.insecure, "mirror %s" % target.host, named))
+            out.append(Endpoint(target, mirror.insecure, "mirror %s" % target.host, named, mirror=True))
         target = registry_name(reference.text, entry.rewrite(name, entry.location), reference.tag, reference.digest)
         out.append(Endpoint(target, entry.insecure, "registry %s" % target.host, named))
     return out

@@ -28,7 +28,7 @@ from ..results import StagedImage, StagedLayer
 from . import config_cache
 from . import registries_conf as registries_conf_module
 from .certs import DEFAULT_CERTS_DIRS
-from .credentials import credentials_for
+from .credentials import credentials_for, without_inline
 from .digests import VerifyingReader, chain_ids
 from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, Downloaded, download
 from .errors import ImageError
@@ -76,7 +76,10 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
 
     def open_endpoint(endpoint):
         there = endpoint.reference
-        credentials = credentials_for(registry_auth, there.host, there.repository, reference.text)
+        # registry_auth's username and password are the registry's: a mirror (another host, run by whoever
+        # registries.conf names) gets only what the auth files and helpers hold for its own host
+        auth = without_inline(registry_auth) if endpoint.mirror else registry_auth
+        credentials = credentials_for(auth, there.host, there.repository, reference.text)
         registry = Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
                             certs_dirs, retry=network.retry, proxies=network.proxies)
         registry.named_reference = endpoint.named

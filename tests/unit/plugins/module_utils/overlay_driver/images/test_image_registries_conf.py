@@ -4,6 +4,8 @@ The pulls go to the real htpasswd and token registries of tests/registry.py;
 their access logs say which one served what.
 """
 
+import base64
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +20,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
+from fake_registry import FakeRegistry
+from imagetools import Image
 from registry import free_port, have_tools, registries
 
 
@@ -235,8 +239,15 @@ def pushed():
 
 
 def pull(pushed, scratch, conf, src, **kw):
+    """stage_image with an auth file holding the credentials of both registries: a mirror gets only those
+    found for its own host, never registry_auth's username and password."""
     regs = pushed[0]
-    kw.setdefault("registry_auth", regs.auth)
+    auth_file = os.path.join(scratch, "auth.json")
+    with open(auth_file, "w", encoding="utf-8") as f:
+        secret = base64.b64encode(regs.creds.encode()).decode()
+        auths = {host: {"auth": secret} for host in (regs.basic.host, regs.token.host)}
+        f.write(json.dumps({"auths": auths}))
+    kw.setdefault("registry_auth", {"auth_file": auth_file})
     kw.setdefault("ca_path", regs.pki.ca_crt)
     return stage_image(LayerStore(os.path.join(scratch, "home")), src, registries_conf=conf.path,
                        registries_conf_d=conf.dir, **kw)
@@ -349,3 +360,59 @@ def test_a_refusing_or_bad_registries_conf_fails_before_the_home_is_made(conf, s
         ImageManager(params).run()
     assert fragment in e.value.message
     assert not os.path.exists(home)
+
+
+# -- credentials and mirrors (fake registries that record what they were sent) ------------------------
+
+@pytest.fixture
+def no_auth_files(tmp_path, monkeypatch):
+    """No credential file of this machine's user is read: only what a test gives."""
+    empty = tmp_path / "no-auth-files"
+    empty.mkdir()
+    for name in ("HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG"):
+        monkeypatch.setenv(name, str(empty))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    return empty
+
+
+@pytest.fixture
+def fakes(pki):
+    started = []
+
+    def start(**kw):
+        started.append(FakeRegistry(tls=(pki[1], pki[2]), **kw).start())
+        return started[-1]
+    yield start
+    for server in started:
+        server.stop()
+
+
+def _basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+@pytest.mark.parametrize("mirror_has_own", [False, True])
+def test_registry_auth_password_never_goes_to_a_mirror(conf, fakes, pki, scratch, no_auth_files, mirror_has_own):
+    """registry_auth's username and password are the registry's: a mirror on another host gets only the
+    credentials an auth file holds for it, and without any it is passed over for the registry."""
+    primary = fakes(auth="basic", users={"alice": "registry-secret"})
+    mirror = fakes(auth="basic", users={"m": "mirror-secret"})
+    image = Image()
+    primary.push("team/app", image)
+    mirror.push("team/app", image)
+    conf.write('[[registry]]\nprefix = "%s"\n[[registry.mirror]]\nlocation = "%s"\n' % (primary.netloc, mirror.netloc))
+    auth = {"username": "alice", "password": "registry-secret"}
+    if mirror_has_own:
+        auth_file = no_auth_files / "auth.json"
+        auth_file.write_text('{"auths": {"%s": {"auth": "%s"}}}' % (mirror.netloc, _basic("m", "mirror-secret")[6:]))
+        auth["auth_file"] = str(auth_file)
+    result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/team/app:v1" % primary.netloc,
+                         registry_auth=auth, ca_path=pki[0], registries_conf=conf.path, registries_conf_d=conf.dir)
+    assert result.top == image.ids[-1]
+    sent_to_mirror = [h.get("Authorization") for _p, h in mirror.requests]
+    assert _basic("alice", "registry-secret") not in sent_to_mirror
+    served_by_primary = [p for p, _h in primary.requests if "/blobs/" in p]
+    if mirror_has_own:
+        assert _basic("m", "mirror-secret") in sent_to_mirror and served_by_primary == []
+    else:
+        assert served_by_primary, "the mirror refused, so the registry served the pull"
