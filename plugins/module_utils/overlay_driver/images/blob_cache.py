@@ -76,7 +76,7 @@ from .errors import ImageError
 
 CHUNK = 1 << 20
 ENV = "STRATA_OVERLAY_CONTROLLER_CACHE"
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO so named never blocks the open
 BLOB_NAME = re.compile(r"^[0-9a-f]{64}\Z")
 TEMP_NAME = re.compile(r"^([0-9a-f]{64})\.[0-9a-f]{16}\Z")  # tmp/<hex>.<random>, as _fetch names them
 FETCH_LOCK = ".fetch"  # locks/<hex>.fetch: held by the one fork fetching that blob
@@ -145,6 +145,35 @@ def _subdir(parent_fd, name, where, make):
     return fd
 
 
+def _unlink_regular(dir_fd, name):
+    """Unlink dir_fd/name if it is a regular file, looked at without following a link (unlink follows none either);
+    True when nothing is left under the name, False when something else is there (left as it is)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return True
+    except OSError:  # swapped for a directory meanwhile
+        return False
+    return True
+
+
+def _unlink_not_dir(dir_fd, name):
+    """Unlink dir_fd/name (never through a link); False when it is a directory, which stays."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        return False
+    return True
+
+
 class BlobCache:
     """The cache at path, opened by fd; make=False (check mode) creates nothing, and a missing cache is None."""
 
@@ -208,10 +237,11 @@ class BlobCache:
             return False
         except OSError:  # a symlink (ELOOP) or worse: not a blob of ours
             return False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():  # checked before fdopen: a directory is refused
+            os.close(fd)
+            return False
         with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-                return False
             if descriptor.size is not None and st.st_size != descriptor.size:
                 return False
             digest = hashlib.sha256()
@@ -285,8 +315,10 @@ class BlobCache:
                 fetching = self._fetch_lock(name, getattr(source, "deadlines", None), descriptor, image)
                 try:
                     if not self._verified(name, descriptor):  # another fork may have fetched it meanwhile
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(name, dir_fd=self.blobs_fd)  # absent, or not what its name says
+                        if not _unlink_not_dir(self.blobs_fd, name):  # absent, or not what its name says
+                            raise ImageError("the controller cache holds something that is not a blob file at %s: "
+                                             "remove it, then run again" % self.blob_path(descriptor.digest),
+                                             image=image, blob=descriptor.digest)
                         self._clear_temps(name)
                         self._fetch(source, descriptor, image, name)
                 finally:
@@ -322,11 +354,11 @@ class BlobCache:
             pause = min(pause * 2, 0.5)
 
     def _clear_temps(self, name):
-        """Temps of this blob left by a fork that was killed: only the lock holder writes them."""
+        """Temps of this blob left by a fork that was killed: only the lock holder writes them. As clear_abandoned,
+        only regular files go: anything else so named stays (a symlink's target untouched) and fails no fetch."""
         for entry in os.listdir(self.tmp_fd):
             if entry.startswith(name + "."):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry, dir_fd=self.tmp_fd)
+                _unlink_regular(self.tmp_fd, entry)
 
     def _fetch(self, source, descriptor, image, name):
         temp = "%s.%s" % (name, os.urandom(8).hex())

@@ -618,3 +618,65 @@ def test_a_fetch_lock_held_for_longer_than_blob_deadline_fails_naming_the_cache(
     with BlobCache(path) as cache:  # nothing was left held: the next run fetches it
         assert cache.blob(_DeadlinedSource({d.digest: data}, 1), d, "docker://r/app") == blob_file(path, d)
         assert cache.fetched == [d.digest]
+
+
+def test_a_refetch_clears_only_the_regular_temps_of_its_blob(scratch):
+    """Before a fetch, the temps a killed fetch of the same blob left are cleared by name, as clear_abandoned
+    clears them: only regular files go, each looked at without following a link. A directory so named failed
+    the pull (unlink: EISDIR); it stays now, as does a symlink so named, and the link's target is untouched."""
+    data = b"layer"
+    d = descriptor_of(data)
+    name = d.digest[len("sha256:"):]
+    path = os.path.join(scratch, "cache")
+    BlobCache(path).close()
+    tmp = os.path.join(path, "tmp")
+    victim = os.path.join(scratch, "victim")
+    with open(victim, "wb") as f:
+        f.write(b"precious")
+    directory = os.path.join(tmp, name + ".0123456789abcdef")
+    os.mkdir(directory)
+    link = os.path.join(tmp, name + ".1123456789abcdef")
+    os.symlink(victim, link)
+    left = os.path.join(tmp, name + ".2123456789abcdef")
+    with open(left, "wb") as f:
+        f.write(b"half")
+    with BlobCache(path) as cache:
+        blob = cache.blob(CountingSource({d.digest: data}), d, "docker://r/app")
+    with open(blob, "rb") as f:
+        assert f.read() == data
+    assert os.path.isdir(directory) and os.path.islink(link) and not os.path.lexists(left)
+    with open(victim, "rb") as f:
+        assert f.read() == b"precious"
+
+
+@pytest.mark.parametrize("planted", ["fifo", "symlink", "directory"])
+def test_a_blob_name_that_is_no_file_is_refetched_or_named(scratch, planted):
+    """What is under a blob's name is opened without following a link or blocking on a FIFO, and checked on the fd.
+    A FIFO or a symlink so named is no blob: it is unlinked (never through it) and the blob fetched. A directory
+    cannot be unlinked: the pull fails naming it, not with the bare EISDIR of the unlink."""
+    data = b"layer"
+    d = descriptor_of(data)
+    path = os.path.join(scratch, "cache")
+    BlobCache(path).close()
+    where = blob_file(path, d)
+    victim = os.path.join(scratch, "victim")
+    with open(victim, "wb") as f:
+        f.write(data)
+    if planted == "fifo":
+        os.mkfifo(where)
+    elif planted == "symlink":
+        os.symlink(victim, where)
+    else:
+        os.mkdir(where)
+    with BlobCache(path) as cache:
+        if planted == "directory":
+            with pytest.raises(ImageError, match="not a blob file at %s: remove it" % where):
+                cache.blob(CountingSource({d.digest: data}), d, "docker://r/app")
+            assert os.path.isdir(where)
+            return
+        assert cache.blob(CountingSource({d.digest: data}), d, "docker://r/app") == where
+    assert not os.path.islink(where)
+    with open(where, "rb") as f:
+        assert f.read() == data
+    with open(victim, "rb") as f:
+        assert f.read() == data
