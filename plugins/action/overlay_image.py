@@ -135,6 +135,7 @@ class ActionModule(SourceAction):
         with stage.open_source(local_ref) as source:
             wanted = self._host_platform(args) if reference.transport != "docker-archive" else None
             resolved, diff_ids, _config = stage.read_image(source, wanted, reference.text)
+            stage.check_layer_count(diff_ids, reference.text)  # before any layer is copied or sent
             config_bytes = source.read_config(resolved.config)
             held = self._held_layers(args, task_vars)
             ids = [c.split(":", 1)[1] for c in chain_ids(diff_ids)]
@@ -246,6 +247,7 @@ class ActionModule(SourceAction):
                         config_bytes = f.read()
                 diff_ids, _config = parse_config(config_bytes, reference.text, resolved.config.digest,
                                                  len(resolved.layers))
+                stage.check_layer_count(diff_ids, reference.text)  # before any layer is fetched or sent
                 held = self._held_layers(args, task_vars)
                 ids = [c.split(":", 1)[1] for c in chain_ids(diff_ids)]
                 needed = [] if check else [i for i, layer_id in enumerate(ids) if held.get(layer_id) != diff_ids[i]]

@@ -47,6 +47,15 @@ DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
 MAX_IMAGE_LAYERS = 125
 
 
+def check_layer_count(diff_ids, image):
+    """An ImageError for an image of more than MAX_IMAGE_LAYERS layers: asked as soon as the config is read, here
+    and by the action plugin before it fetches or sends a layer of it."""
+    if len(diff_ids) > MAX_IMAGE_LAYERS:
+        raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
+                         "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),
+                         image=image)
+
+
 def registry_endpoints(reference, registries_conf=None, registries_conf_d=None):
     """Where registries.conf sends a docker:// pull, in order; its errors (a file it cannot read, a blocked
     registry, a short name without alias) come from here, before anything is asked of a registry."""
@@ -330,10 +339,7 @@ def stage_image(store, src, platform=None, registry_auth=None, validate_certs=Tr
         store, resolved, diff_ids, run_config, remembered = _read_image_with(
             source, store, wanted, image, functools.partial(enforce_policy, policy, reference, source,
                                                             registries_d=registries_d, written=policy_written))
-        if len(diff_ids) > MAX_IMAGE_LAYERS:
-            raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
-                             "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),
-                             image=image)
+        check_layer_count(diff_ids, image)
         ids = chain_ids(diff_ids)
         layers = []
         for i, descriptor in enumerate(resolved.layers):

@@ -21,6 +21,7 @@ from ansible_collections.strata.overlay.plugins.action.overlay_image import Acti
 from ansible_collections.strata.overlay.plugins.module_utils.image_manager import ImageManager
 from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import stage
 
 import imagebuild
 from registry import have_tools, registries
@@ -337,3 +338,25 @@ def test_check_mode_leaves_an_abandoned_temp_alone(regs, scratch, layout):
     result = Host(os.path.join(scratch, "two")).stage(pull_args(regs, "base", cache), check_mode=True)
     assert not result.get("failed"), result
     assert os.path.exists(temp)
+
+
+def test_an_image_of_too_many_layers_is_refused_before_any_layer_is_fetched_or_sent(scratch):
+    """The host would refuse more than MAX_IMAGE_LAYERS layers: the controller says so after the config, having
+    fetched no layer into its cache and sent the host nothing."""
+    from fake_registry import FakeRegistry, make_ca  # pylint: disable=import-outside-toplevel
+    from imagetools import Image, mkimages  # pylint: disable=import-outside-toplevel
+    pki = make_ca(scratch)
+    server = FakeRegistry(tls=(pki[1], pki[2])).start()
+    try:
+        layers = stage.MAX_IMAGE_LAYERS + 1
+        server.push("team/many", Image(tars=[mkimages.layer_tar([("f%d" % i, b"x", 0o644)]) for i in range(layers)]))
+        host = Host(os.path.join(scratch, "host"))
+        result = host.stage({"src": "docker://%s/team/many:v1" % server.netloc, "pull": "controller",
+                             "ca_path": pki[0], "controller_cache": os.path.join(scratch, "cache")})
+        assert result.get("failed") and "the image has %d layers; at most %d" % (layers, stage.MAX_IMAGE_LAYERS) in \
+            result["msg"]
+        assert len([p for p, _h in server.requests if "/blobs/" in p]) == 1  # the config only
+        assert host.sent == [] and host.module_args == []
+        assert len(os.listdir(os.path.join(scratch, "cache", "blobs", "sha256"))) == 1  # the config
+    finally:
+        server.stop()
