@@ -158,6 +158,13 @@ class _GzipMember:
         return out
 
 
+# liblzma allocates an xz block's whole dictionary, which its header names (up to 1.5 GiB), before the
+# first byte: a layer of a few bytes could take that much memory. 128 MiB of dictionary is the bound zstd
+# (the program and the library) keep to by default; xz -9 needs 64 MiB. The dictionary is allocated in the
+# sizes 2^n and 2^n + 2^(n-1), so 132 MiB admits 128 MiB and refuses the next size, 192 MiB.
+XZ_MEMLIMIT = 132 << 20
+
+
 class _XzDecompressor:
     """lzma's decompressor for xz (not FORMAT_AUTO: .lzma is another format), its LZMAError raised as a
     ValueError, one of DECOMPRESS_ERRORS."""
@@ -166,7 +173,7 @@ class _XzDecompressor:
         import lzma  # pylint: disable=import-outside-toplevel
 
         self._error = lzma.LZMAError
-        self._d = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        self._d = lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
 
     @property
     def eof(self):
@@ -184,6 +191,10 @@ class _XzDecompressor:
         try:
             return self._d.decompress(data, max_length)
         except self._error as e:
+            if "memory usage limit" in str(e).lower():
+                raise ValueError("its dictionary needs more than the %d MiB of memory a layer is decompressed "
+                                 "with (a dictionary of at most 128 MiB, as zstd's default window; xz -9 uses 64 MiB): "
+                                 "compress it again with a smaller one" % (XZ_MEMLIMIT >> 20)) from e
             raise ValueError(str(e)) from e
 
 

@@ -133,3 +133,23 @@ def test_a_corrupt_stream_is_a_layer_format_error(compression):
     packed[len(packed) // 2] ^= 0xFF
     with pytest.raises(LayerFormatError):
         read_all(bytes(packed))
+
+
+def _xz_with_dictionary(data, megabytes):
+    return lzma.compress(data, format=lzma.FORMAT_XZ,
+                         filters=[{"id": lzma.FILTER_LZMA2, "dict_size": megabytes << 20, "mf": lzma.MF_HC3}])
+
+
+def test_an_xz_layer_whose_dictionary_would_take_hundreds_of_mib_is_refused_before_it_is_allocated():
+    """The header names the dictionary and liblzma allocates it whole: a layer of a few hundred bytes
+    asking for 1.5 GiB would have had it. Refused with what to do instead."""
+    packed = _xz_with_dictionary(LAYER, 192)
+    assert len(packed) < 4096
+    with pytest.raises(LayerFormatError, match=r"dictionary needs more than the 132 MiB .* compress it again"):
+        read_all(packed)
+
+
+@pytest.mark.parametrize("megabytes", [64, 128])
+def test_an_xz_layer_with_the_dictionaries_xz_presets_and_zstd_allow_is_read(megabytes):
+    reader, _names = read_all(_xz_with_dictionary(LAYER, megabytes))
+    assert reader.digest() == sha256(LAYER)
