@@ -19,6 +19,12 @@ from .layout import MADE_MERGED_DIR, MERGED
 from .walk import DIR_FLAGS
 
 
+def _is_roots_mark(st):
+    """A mark root made: a regular file of root's. In a .strata an earlier version gave the remapped root, that
+    user could put others there; those mark nothing."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == 0
+
+
 class MadeMerged:
     """The markers of one home: dirs is its HomeDirs, state its .strata path (for messages)."""
 
@@ -75,12 +81,12 @@ class MadeMerged:
         if marks is None:
             return False
         try:
-            os.stat(layer_id, dir_fd=marks, follow_symlinks=False)
+            st = os.stat(layer_id, dir_fd=marks, follow_symlinks=False)
         except FileNotFoundError:
             return False
         finally:
             os.close(marks)
-        return True
+        return _is_roots_mark(st)
 
     def forget(self, layer_id):
         """Drop the marker; True when there was one."""
@@ -126,9 +132,16 @@ class MadeMerged:
         pruned = []
         try:
             for name in os.listdir(marks):
-                if not self.dirs.is_layer_dir(name):
-                    os.unlink(name, dir_fd=marks)
-                    pruned.append(os.path.join(self.state, MADE_MERGED_DIR, name))
+                if self.dirs.is_layer_dir(name):
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=marks, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # no mark of root's (a directory there failed every writer's cleanup): left as it is
+                os.unlink(name, dir_fd=marks)
+                pruned.append(os.path.join(self.state, MADE_MERGED_DIR, name))
         finally:
             os.close(marks)
         return pruned

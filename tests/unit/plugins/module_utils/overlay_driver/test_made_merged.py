@@ -62,3 +62,66 @@ def test_markers_of_removed_layers_are_pruned(driver):
     driver.made_merged.make("base", driver.layout.layer("base"))
     os.rename(os.path.join(driver.home, "base"), os.path.join(driver.home, "..", "gone"))
     assert [os.path.basename(p) for p in driver.made_merged.prune()] == ["base"]
+
+
+REMAPPED = 100000
+MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
+
+
+def test_a_directory_the_remapped_root_put_among_the_marks_fails_no_writer(home):
+    """In a .strata an earlier version gave the remapped root, that user can put a directory among the marks (its
+    0700 directories are taken back with .strata, made-merged/ stays its own until a mark is written). Every writer's
+    cleanup prunes the marks of layers that are gone: a directory there made each one fail (unlink: EISDIR). Only
+    the marks root makes, regular files, are pruned; anything else stays."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+    from layertools import run_as
+
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        store.ensure_present("base")
+        store.ensure_mounted("base", holder="h")
+        store.ensure_unmounted("base", holder="h")
+    finally:
+        store.close()
+    marks = os.path.join(home, ".strata", "made-merged")
+    if not os.path.isdir(marks):
+        os.mkdir(marks, 0o700)
+    for where, _dirs, _files in os.walk(os.path.join(home, ".strata")):
+        os.chown(where, REMAPPED, REMAPPED)  # as earlier versions left them
+    run_as(REMAPPED, REMAPPED, lambda: os.mkdir(os.path.join(marks, "planted"), 0o700))
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            store.ensure_present("other")
+    finally:
+        store.close()
+    assert os.path.isdir(os.path.join(marks, "planted"))
+
+
+def test_a_mark_the_remapped_root_put_there_marks_nothing(home):
+    """A mark says get() made the layer's merged/, which put() then removes. One the remapped root put in a
+    made-merged/ an earlier version gave it is not root's: the merged/ that was there before the mount stays."""
+    from layertools import run_as
+
+    driver = open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
+    try:
+        driver.create("base", "")
+        driver.create("app", "base")
+        paths = driver.layout.layer("app")
+        if not os.path.isdir(paths.merged):
+            os.mkdir(paths.merged)
+        marks = os.path.join(home, ".strata", "made-merged")
+        if not os.path.isdir(marks):
+            os.mkdir(marks, 0o700)
+    finally:
+        driver.close()
+    for where, _dirs, _files in os.walk(os.path.join(home, ".strata")):
+        os.chown(where, REMAPPED, REMAPPED)  # as earlier versions left them
+    run_as(REMAPPED, REMAPPED, lambda: open(os.path.join(marks, "app"), "w").close())
+    driver = open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
+    try:
+        driver.get("app")
+        driver.put("app")
+        assert os.path.isdir(paths.merged), "the merged/ that was there before the mount was removed"
+    finally:
+        driver.close()
