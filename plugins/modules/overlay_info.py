@@ -167,6 +167,8 @@ map_warnings:
       yet) that shares host ids with a range C(/etc/subuid) or C(/etc/subgid) gives to a user. That user can act
       as those ids (as the remapped root, which owns the layer directories), so give the maps a range no user
       has. The same messages are shown as warnings.
+    - Also one message per (non-identity) map range that holds the uid of an account in C(/etc/passwd), or the gid
+      of a group in C(/etc/group), other than root; that account owns the layer files its id is mapped from.
   returned: always
   type: list
   elements: str

@@ -10,10 +10,20 @@ their own user namespace), so that user could change layers that root mounts
 and reads. On Debian and Ubuntu the first user gets 100000-165535, the range
 most examples use. Nothing is refused (the operator may mean it, e.g. for a
 rootless runtime of that user): overlay_info and the preflight role warn.
+
+The same holds for an account's own id: a map whose host range holds the uid of
+an account in /etc/passwd (or the gid of a group in /etc/group) makes that account
+the owner of layer files, whatever it is given in /etc/subuid. An identity map
+(container id = host id) changes no owner, and root is root either way: neither
+is warned about.
 """
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
+PASSWD = "/etc/passwd"
+GROUP = "/etc/group"
+# accounts named in one warning before the rest are counted
+NAMED_ACCOUNTS = 5
 
 
 def read_ranges(path):
@@ -40,6 +50,46 @@ def read_ranges(path):
     return ranges
 
 
+def read_accounts(path):
+    """[(name, id)] of a passwd or group file (the third field); missing or unreadable is none, bad lines are
+    skipped."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 22)
+    except OSError:
+        return []
+    accounts = []
+    for raw in data.decode("utf-8", "replace").splitlines():
+        fields = raw.strip().split(":")
+        if len(fields) < 3 or not fields[0] or fields[0].startswith(("#", "+", "-")):
+            continue
+        try:
+            number = int(fields[2])
+        except ValueError:
+            continue
+        if number > 0:
+            accounts.append((fields[0], number))
+    return accounts
+
+
+def account_overlaps(maps, accounts, what, kind, path):
+    """One message per (non-identity) map range that holds the id of an account of path."""
+    out = []
+    for m in maps:
+        if m.container_id == m.host_id:
+            continue
+        inside = sorted((number, name) for name, number in accounts if m.host_id <= number < m.host_id + m.size)
+        if not inside:
+            continue
+        named = ", ".join("%s (%s %d)" % (name, kind, number) for number, name in inside[:NAMED_ACCOUNTS])
+        if len(inside) > NAMED_ACCOUNTS:
+            named += " and %d more" % (len(inside) - NAMED_ACCOUNTS)
+        out.append("%s %d:%d:%d holds the %ss of accounts in %s: %s; each owns the layers' files of the container "
+                   "%s its id maps to, and can change them; give the maps a range no account or user has"
+                   % (what, m.container_id, m.host_id, m.size, kind, path, named, kind))
+    return out
+
+
 def overlaps(maps, ranges, what, path):
     """One message per map range that shares host ids with a range of path."""
     out = []
@@ -53,13 +103,18 @@ def overlaps(maps, ranges, what, path):
     return out
 
 
-def map_warnings(uid_maps, gid_maps, subuid=None, subgid=None):
-    """Warnings for the (parsed) maps against the subordinate id files (default SUBUID, SUBGID); [] without maps."""
+def map_warnings(uid_maps, gid_maps, subuid=None, subgid=None, passwd=None, group=None):
+    """Warnings for the (parsed) maps against the subordinate id files (default SUBUID, SUBGID) and the
+    accounts (default PASSWD, GROUP); [] without maps."""
     subuid = SUBUID if subuid is None else subuid
     subgid = SUBGID if subgid is None else subgid
+    passwd = PASSWD if passwd is None else passwd
+    group = GROUP if group is None else group
     warnings = []
     if uid_maps:
         warnings += overlaps(uid_maps, read_ranges(subuid), "uid_maps", subuid)
+        warnings += account_overlaps(uid_maps, read_accounts(passwd), "uid_maps", "uid", passwd)
     if gid_maps:
         warnings += overlaps(gid_maps, read_ranges(subgid), "gid_maps", subgid)
+        warnings += account_overlaps(gid_maps, read_accounts(group), "gid_maps", "gid", group)
     return warnings

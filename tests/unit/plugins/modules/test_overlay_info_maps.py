@@ -9,15 +9,20 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.stor
 from ansible_collections.strata.overlay.plugins.modules import overlay_info
 
 DEBIAN = "alice:100000:65536\nbob:165536:65536\n"
+PASSWD = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n"
+GROUP = "root:x:0:\nalice:x:1000:\n"
 
 
 @pytest.fixture
 def subids(tmp_path, monkeypatch):
-    """/etc/subuid and /etc/subgid as temp files holding Debian's first two users."""
-    for name, attr in (("subuid", "SUBUID"), ("subgid", "SUBGID")):
+    """/etc/subuid and /etc/subgid as temp files holding Debian's first two users, and /etc/passwd and
+    /etc/group holding root and one user whose ids are outside them."""
+    for name, attr, text in (("subuid", "SUBUID", DEBIAN), ("subgid", "SUBGID", DEBIAN),
+                             ("passwd", "PASSWD", PASSWD), ("group", "GROUP", GROUP)):
         path = tmp_path / name
-        path.write_text(DEBIAN)
+        path.write_text(text)
         monkeypatch.setattr(subids_mod, attr, str(path))
+    return tmp_path
 
 
 def test_overlay_info_returns_and_warns_the_overlaps(home, subids, run_module):
@@ -36,3 +41,14 @@ def test_overlay_info_returns_and_warns_the_overlaps(home, subids, run_module):
 def test_overlay_info_without_maps_warns_nothing(home, subids, run_module):
     result = run_module(overlay_info, {"home": home})
     assert result["map_warnings"] == [] and "warnings" not in result
+
+
+def test_overlay_info_warns_about_a_map_holding_an_accounts_own_id(home, subids, run_module):
+    (subids / "passwd").write_text(PASSWD + "svc:x:1000000005:1000000005::/srv:/usr/sbin/nologin\n")
+    given = [{"container_id": 0, "host_id": 1000000000, "size": 65536}]
+    result = run_module(overlay_info, {"home": home, "uid_maps": given, "gid_maps": given})
+    assert result["map_warnings"] == [
+        "uid_maps 0:1000000000:65536 holds the uids of accounts in %s: svc (uid 1000000005); each owns the layers' "
+        "files of the container uid its id maps to, and can change them; give the maps a range no account or user "
+        "has" % (subids / "passwd")]
+    assert result["warnings"] == result["map_warnings"]
