@@ -11,7 +11,7 @@ short_description: Why a user other than root could change what is installed in 
 version_added: 0.2.0
 description:
   - Judges the directories on the way to a directory root installs a program into (for
-    M(strata.overlay.overlay_layers), the boot unit's restore program, which runs as root at boot), from
+    the C(strata.overlay.overlay_layers) role, the boot unit's restore program, which runs as root at boot), from
     what one M(ansible.builtin.find) run read of them (C(file_type=any), C(hidden=true), not following links).
   - An entry is a problem when it is not owned by root, or is writable by group (other than group 0) or by
     others without the sticky bit; whoever can write one of them can put another directory or program in its
