@@ -10,24 +10,24 @@ name: install_dir_problems
 short_description: Why a user other than root could change what is installed in a directory
 version_added: 0.2.0
 description:
-  - Judges the directories on the way to a directory root installs a program into (for
-    the C(strata.overlay.overlay_layers) role, the boot unit's restore program, which runs as root at boot), from
-    what one M(ansible.builtin.find) run read of them (C(file_type=any), C(hidden=true), not following links).
+  - Judges the entries on the way to a directory root installs a program into (for the
+    C(strata.overlay.overlay_layers) role, the boot unit's restore program, which runs as root at boot), from
+    what one run of C(stat --printf '%u|%g|%a|%F|%n\n' -- PATH...) printed of them (without following links).
   - An entry is a problem when it is not owned by root, or is writable by group (other than group 0) or by
     others without the sticky bit; whoever can write one of them can put another directory or program in its
     place. A symbolic link on the way is a problem unless root owns it.
-  - Entries the find run did not return do not exist yet; they are made by root when the program is installed.
-  - The mode bits are judged; a POSIX ACL is not visible to M(ansible.builtin.find).
+  - Entries C(stat) printed nothing for do not exist yet; they are made by root when the program is installed.
+  - The mode bits are judged; a POSIX ACL is not.
 options:
   _input:
-    description: The C(files) of the M(ansible.builtin.find) run.
+    description: The lines C(stat) printed, one per entry that exists.
     type: list
-    elements: dict
+    elements: str
     required: true
   ancestors:
-    description: The entries on the way, as P(strata.overlay.path_ancestors#filter) gives them.
+    description: The paths on the way, as P(strata.overlay.path_ancestors#filter) gives them.
     type: list
-    elements: dict
+    elements: path
     required: true
 author:
   - Strata Overlay maintainers (@strata-overlay)
@@ -38,7 +38,7 @@ EXAMPLES = r'''
   ansible.builtin.fail:
     msg: "{{ problems | join('; ') }}"
   vars:
-    problems: "{{ found.files | strata.overlay.install_dir_problems(ancestors=ancestors) }}"
+    problems: "{{ stat_run.stdout_lines | strata.overlay.install_dir_problems(ancestors=ancestors) }}"
   when: problems | length > 0
 '''
 
@@ -54,37 +54,52 @@ from ansible.errors import AnsibleFilterError
 _STICKY = 0o1000
 
 
+def _entry(line):
+    """The fields of one line `stat --printf '%u|%g|%a|%F|%n'` printed (the name last: it may hold '|'), or None."""
+    fields = line.split("|", 4)
+    if len(fields) != 5:
+        return None
+    uid, gid, mode, kind, path = fields
+    try:
+        return {"uid": int(uid), "gid": int(gid), "mode": int(mode, 8), "islnk": kind == "symbolic link",
+                "path": path}
+    except ValueError:
+        return None
+
+
 def _problem(entry):
     """Why another user could change what is in this entry, or None."""
-    if entry.get("islnk"):
-        return None if entry.get("uid") == 0 else "a symbolic link owned by uid %s" % entry.get("uid")
-    if entry.get("uid") != 0:
-        return "owned by uid %s, not by root" % entry.get("uid")
-    try:
-        mode = int(str(entry.get("mode")), 8)
-    except ValueError:
-        return "of unknown mode %r" % (entry.get("mode"),)
+    if entry["islnk"]:
+        return None if entry["uid"] == 0 else "a symbolic link owned by uid %d" % entry["uid"]
+    if entry["uid"] != 0:
+        return "owned by uid %d, not by root" % entry["uid"]
+    mode = entry["mode"]
     if mode & _STICKY:
         return None
     if mode & 0o002:
         return "writable by every user (mode %04o, no sticky bit)" % mode
-    if mode & 0o020 and entry.get("gid") != 0:
-        return "writable by group %s (mode %04o)" % (entry.get("gid"), mode)
+    if mode & 0o020 and entry["gid"] != 0:
+        return "writable by group %d (mode %04o)" % (entry["gid"], mode)
     return None
 
 
-def install_dir_problems(found, ancestors):
-    if not isinstance(found, list) or not isinstance(ancestors, list):
-        raise AnsibleFilterError("install_dir_problems expects the files of a find run and a list of ancestors")
-    by_path = {e.get("path"): e for e in found if isinstance(e, dict)}
-    out = []
-    for ancestor in ancestors:
-        entry = by_path.get(ancestor.get("path"))
+def install_dir_problems(lines, ancestors):
+    if not isinstance(lines, list) or not isinstance(ancestors, list):
+        raise AnsibleFilterError("install_dir_problems expects the lines of a stat run and a list of paths")
+    by_path = {}
+    for line in lines:
+        entry = _entry(str(line))
         if entry is None:
-            continue
-        problem = _problem(entry)
-        if problem:
-            out.append("%s is %s" % (ancestor["path"], problem))
+            raise AnsibleFilterError("install_dir_problems: a line stat printed is not uid|gid|mode|type|name: %r"
+                                     % (line,))
+        by_path[entry["path"]] = entry
+    out = []
+    for path in ancestors:
+        entry = by_path.get(path)
+        if entry is not None:
+            problem = _problem(entry)
+            if problem:
+                out.append("%s is %s" % (path, problem))
     return out
 
 

@@ -7,16 +7,14 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 name: path_ancestors
-short_description: Every directory on the way to an absolute path, as the directory and the name in it
+short_description: Every entry on the way to an absolute path, from the one in / down to the path itself
 version_added: 0.2.0
 description:
-  - Splits an absolute path into the entries that lead to it, from the one in C(/) down to the path itself,
-    each as its parent directory (C(dir)), its name there (C(name)), a regular expression matching that name
-    only (C(pattern)) and its whole path (C(path)).
-  - What one M(ansible.builtin.find) run needs to read them all (C(paths) the C(dir)s, C(patterns) the
-    C(pattern)s with C(use_regex=true)), which the overlay_layers role judges with
-    P(strata.overlay.install_dir_problems#filter).
-  - A relative path is an error; C(.) and C(..) are resolved as text first (C(/a/b/../c) is C(/a/c)).
+  - Splits an absolute path into the paths that lead to it, from the entry in C(/) down to the path itself
+    (C(/usr/local/lib) gives C(/usr), C(/usr/local), C(/usr/local/lib)), so that one C(stat) of them all can be
+    judged with P(strata.overlay.install_dir_problems#filter), as the overlay_layers role does.
+  - A relative path, or one holding a newline, is an error; C(.) and C(..) are resolved as text first
+    (C(/a/b/../c) is C(/a/c)).
 options:
   _input:
     description: An absolute path.
@@ -35,29 +33,25 @@ EXAMPLES = r'''
 RETURN = r'''
 _value:
   description:
-    - One dict per entry (C(dir), C(name), C(pattern), C(path)), the one in C(/) first; empty for C(/) itself.
+    - The paths, the one in C(/) first and the path itself last; empty for C(/) itself.
   type: list
-  elements: dict
+  elements: path
 '''
 
 import posixpath
-import re
 
 from ansible.errors import AnsibleFilterError
 
 
 def path_ancestors(path):
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise AnsibleFilterError("path_ancestors expects an absolute path, not %r" % (path,))
+    if not isinstance(path, str) or not path.startswith("/") or "\n" in path:
+        raise AnsibleFilterError("path_ancestors expects an absolute path without a newline, not %r" % (path,))
     out = []
     parent = "/"
     for name in posixpath.normpath(path).split("/"):
-        if not name:
-            continue
-        entry = posixpath.join(parent, name)
-        # find matches from the start of the name (re.match); \Z ends it, where $ would allow a newline after it
-        out.append({"dir": parent, "name": name, "pattern": re.escape(name) + r"\Z", "path": entry})
-        parent = entry
+        if name:
+            parent = posixpath.join(parent, name)
+            out.append(parent)
     return out
 
 
