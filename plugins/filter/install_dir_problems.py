@@ -13,11 +13,15 @@ description:
   - Judges the entries on the way to a directory root installs a program into (for the
     C(strata.overlay.overlay_layers) role, the boot unit's restore program, which runs as root at boot), from
     what one run of C(stat --printf '%u|%g|%a|%F|%n\n' -- PATH...) printed of them (without following links).
-  - An entry is a problem when it is not owned by root, or is writable by group (other than group 0) or by
-    others without the sticky bit; whoever can write one of them can put another directory or program in its
-    place. A symbolic link on the way is a problem unless root owns it.
+  - An entry is a problem when it is not owned by root, or is writable by its group (any group, root's too,
+    since a POSIX ACL that lets another user write shows in the group bits) or by every user; whoever can write one
+    of them can put another directory or program in its place. A sticky directory (C(/tmp)) is no problem
+    when the next entry on the way exists (only its owner, root, may rename or remove it), but it is when
+    that entry does not exist yet, since anybody could make it first; the last path is judged as if the
+    directory below it did not exist.
+  - A symbolic link on the way is always a problem, root's too, since the directories it leads to are not among
+    those judged. Name the directory it leads to instead.
   - Entries C(stat) printed nothing for do not exist yet; they are made by root when the program is installed.
-  - The mode bits are judged; a POSIX ACL is not.
 options:
   _input:
     description: The lines C(stat) printed, one per entry that exists.
@@ -67,19 +71,26 @@ def _entry(line):
         return None
 
 
-def _problem(entry):
-    """Why another user could change what is in this entry, or None."""
+def _problem(entry, next_missing):
+    """Why another user could change what is in this entry, or None. next_missing: the next entry on the
+    way does not exist yet (always so for the last one), so whoever can write this one could make it."""
     if entry["islnk"]:
-        return None if entry["uid"] == 0 else "a symbolic link owned by uid %d" % entry["uid"]
+        return ("a symbolic link (the directories it leads to are not judged here: name the directory it leads "
+                "to)" if entry["uid"] == 0 else "a symbolic link owned by uid %d" % entry["uid"])
     if entry["uid"] != 0:
         return "owned by uid %d, not by root" % entry["uid"]
     mode = entry["mode"]
-    if mode & _STICKY:
-        return None
     if mode & 0o002:
-        return "writable by every user (mode %04o, no sticky bit)" % mode
-    if mode & 0o020 and entry["gid"] != 0:
-        return "writable by group %d (mode %04o)" % (entry["gid"], mode)
+        who = "every user"
+    elif mode & 0o020:
+        who = "group %d or an ACL entry" % entry["gid"]
+    else:
+        return None
+    if not mode & _STICKY:
+        return "writable by %s (mode %04o, no sticky bit)" % (who, mode)
+    if next_missing:
+        return "writable by %s (mode %04o) and what comes next on the way is not there yet: any of them could " \
+               "make it first" % (who, mode)
     return None
 
 
@@ -94,10 +105,11 @@ def install_dir_problems(lines, ancestors):
                                      % (line,))
         by_path[entry["path"]] = entry
     out = []
-    for path in ancestors:
+    for index, path in enumerate(ancestors):
         entry = by_path.get(path)
         if entry is not None:
-            problem = _problem(entry)
+            next_missing = index + 1 == len(ancestors) or ancestors[index + 1] not in by_path
+            problem = _problem(entry, next_missing)
             if problem:
                 out.append("%s is %s" % (path, problem))
     return out

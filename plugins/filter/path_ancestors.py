@@ -13,8 +13,9 @@ description:
   - Splits an absolute path into the paths that lead to it, from the entry in C(/) down to the path itself
     (C(/usr/local/lib) gives C(/usr), C(/usr/local), C(/usr/local/lib)), so that one C(stat) of them all can be
     judged with P(strata.overlay.install_dir_problems#filter), as the overlay_layers role does.
-  - A relative path, or one holding a newline, is an error; C(.) and C(..) are resolved as text first
-    (C(/a/b/../c) is C(/a/c)).
+  - A relative path, one holding a newline, or one with a C(.) or C(..) in it is an error, since as text
+    C(/a/link/..) is C(/a), but the kernel goes wherever C(link) leads first, so the entries judged would
+    not be those on the way.
 options:
   _input:
     description: An absolute path.
@@ -46,6 +47,9 @@ from ansible.errors import AnsibleFilterError
 def path_ancestors(path):
     if not isinstance(path, str) or not path.startswith("/") or "\n" in path:
         raise AnsibleFilterError("path_ancestors expects an absolute path without a newline, not %r" % (path,))
+    if any(name in (".", "..") for name in path.split("/")):
+        # judged as text, /a/link/.. is /a; the kernel goes wherever link leads first
+        raise AnsibleFilterError("path_ancestors expects a path without . or .. in it, not %r" % (path,))
     out = []
     parent = "/"
     for name in posixpath.normpath(path).split("/"):

@@ -17,8 +17,9 @@ from ansible_collections.strata.overlay.plugins.filter.path_ancestors import pat
 
 
 def test_the_ancestors_of_a_path_are_each_entry_on_the_way():
-    assert path_ancestors("/usr/local/lib/../lib/strata-overlay/") == [
+    assert path_ancestors("/usr/local/lib/strata-overlay/") == [
         "/usr", "/usr/local", "/usr/local/lib", "/usr/local/lib/strata-overlay"]
+    assert path_ancestors("//usr//local") == ["/usr", "/usr/local"]
     assert path_ancestors("/") == []
 
 
@@ -28,18 +29,45 @@ def test_a_relative_path_or_one_with_a_newline_has_no_ancestors_to_judge(path):
         path_ancestors(path)
 
 
+@pytest.mark.parametrize("path", ["/usr/local/lib/../lib/strata-overlay", "/opt/link/..", "/opt/./strata"])
+def test_a_path_with_dot_or_dot_dot_is_refused_not_resolved_as_text(path):
+    """As text /opt/link/.. is /opt; the kernel goes wherever link leads first, so judging /opt would judge
+    the wrong directories."""
+    with pytest.raises(AnsibleFilterError, match=r"without \. or \.\."):
+        path_ancestors(path)
+
+
+OTHER = "1000|0|777|directory|/opt/other"  # not on the way
+
+
 @pytest.mark.parametrize("line, problem", [
-    ("0|0|775|directory|/opt", None),  # group root: root's own
-    ("0|0|1777|directory|/opt", None),
-    ("0|0|777|symbolic link|/opt", None),  # a link's mode means nothing; root made it
+    ("0|0|755|directory|/opt", None),
+    ("0|0|775|directory|/opt", "/opt is writable by group 0 or an ACL entry (mode 0775, no sticky bit)"),
+    ("0|0|777|symbolic link|/opt", "/opt is a symbolic link (the directories it leads to are not judged here: "
+                                   "name the directory it leads to)"),
     ("1000|1000|777|symbolic link|/opt", "/opt is a symbolic link owned by uid 1000"),
-    ("0|50|2775|directory|/opt", "/opt is writable by group 50 (mode 2775)"),
+    ("0|50|2775|directory|/opt", "/opt is writable by group 50 or an ACL entry (mode 2775, no sticky bit)"),
     ("0|0|757|directory|/opt", "/opt is writable by every user (mode 0757, no sticky bit)"),
     ("1000|0|755|directory|/opt", "/opt is owned by uid 1000, not by root"),
 ])
-def test_each_entry_is_judged_by_owner_mode_and_sticky_bit(line, problem):
-    lines = [line, "1000|0|777|directory|/opt/other"]  # not on the way
-    assert install_dir_problems(lines, path_ancestors("/opt/strata")) == ([problem] if problem else [])
+def test_each_entry_is_judged_by_owner_mode_and_type(line, problem):
+    assert install_dir_problems([line, OTHER], path_ancestors("/opt/strata")) == ([problem] if problem else [])
+
+
+def test_a_sticky_directory_is_judged_by_whether_the_next_entry_is_there():
+    """In /tmp only root may rename or remove root's entry; but an entry not there yet, anybody may make."""
+    ancestors = path_ancestors("/tmp/strata/lib")
+    sticky = "0|0|1777|directory|/tmp"
+    there = ["0|0|755|directory|/tmp/strata", "0|0|755|directory|/tmp/strata/lib"]
+    assert install_dir_problems([sticky] + there, ancestors) == []
+    missing = install_dir_problems([sticky], ancestors)
+    assert missing == ["/tmp is writable by every user (mode 1777) and what comes next on the way is not there "
+                       "yet: any of them could make it first"]
+    # the last path is judged as if what is below it were not there: the role makes overlay_driver in it
+    assert install_dir_problems(["0|0|755|directory|/tmp", "0|0|1777|directory|/tmp/strata",
+                                 "0|0|1777|directory|/tmp/strata/lib"], ancestors) == [
+        "/tmp/strata/lib is writable by every user (mode 1777) and what comes next on the way is not there yet: "
+        "any of them could make it first"]
 
 
 def test_what_a_real_stat_prints_is_read_and_a_name_with_a_bar_kept_whole(tmp_path):

@@ -48,10 +48,11 @@ def play(tmp_path):
     playbook.write_text(PLAYBOOK)
     lib = tmp_path / "lib"
     summary = tmp_path / "summary.json"
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"))
 
-    def run(*args, fails=False):
+    def run(*args, fails=False, env=None):
+        env = dict(os.environ, **(env or {}))
+        env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"))
         proc = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
              "-e", "ansible_python_interpreter=%s" % sys.executable, "-e", "overlay_layers_lib_dir=%s" % lib,
@@ -159,28 +160,34 @@ def test_a_symlink_planted_at_the_directorys_name_is_refused_and_its_target_unto
 
 @pytest.mark.parametrize("mode, owner, problem", [
     (0o777, 0, "is writable by every user (mode 0777, no sticky bit)"),
-    (0o775, (0, 1000), "is writable by group 1000 (mode 0775)"),
+    (0o775, (0, 1000), "is writable by group 1000 or an ACL entry (mode 0775, no sticky bit)"),
+    (0o775, (0, 0), "is writable by group 0 or an ACL entry (mode 0775, no sticky bit)"),
+    (0o1777, 0, "is writable by every user (mode 1777) and what comes next on the way is not there yet"),
     (0o755, (1000, 1000), "is owned by uid 1000, not by root"),
-], ids=["world-writable", "group-writable", "another-owner"])
+], ids=["world-writable", "group-writable", "group-root-writable", "sticky-next-missing", "another-owner"])
 def test_a_lib_dir_another_user_could_change_fails_naming_the_directory(play, tmp_path, mode, owner, problem):
     """Whoever can write the lib dir or a directory above it could swap the program the boot unit runs as
-    root: the role stops before installing anything, naming the directory and why."""
+    root: the role stops before installing anything, naming the directory and why. In a sticky directory
+    (/tmp) whoever makes the missing lib dir first owns it, so that is refused too; a group-writable
+    directory of group root is how a POSIX ACL letting another user write shows."""
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chown(shared, *(owner if isinstance(owner, tuple) else (0, 0)))
     os.chmod(shared, mode)
     lib = shared / "lib" / "strata-overlay"
     output = play("-e", "overlay_layers_lib_dir=%s" % lib, fails=True)
-    assert "overlay_layers_lib_dir %s: %s %s, so a user other than root could replace the restore program" % (
-        lib, shared, problem) in " ".join(output.split()), output
+    assert "overlay_layers_lib_dir %s: %s %s" % (lib, shared, problem) in " ".join(output.split()), output
+    assert "so a user other than root could replace the restore program" in " ".join(output.split()), output
     assert os.listdir(shared) == []
     assert "Copy the files that are missing or differ" not in output
 
 
-def test_a_lib_dir_under_a_sticky_world_writable_directory_and_the_default_pass(play, tmp_path):
+def test_a_lib_dir_that_exists_under_a_sticky_world_writable_directory_and_the_default_pass(play, tmp_path):
+    """Only root may rename or remove root's own entry of a sticky directory: once it is there, it is root's."""
     shared = tmp_path / "sticky"
     shared.mkdir()
     os.chmod(shared, 0o1777)
+    (shared / "lib").mkdir(mode=0o755)
     first = play("-e", "overlay_layers_lib_dir=%s" % (shared / "lib"))
     assert len(first["copied"]) == len(SOURCES)
     _assert_installed(shared / "lib" / "overlay_driver")
@@ -188,3 +195,51 @@ def test_a_lib_dir_under_a_sticky_world_writable_directory_and_the_default_pass(
     default = play("--check", "-e", "overlay_layers_lib_dir=/usr/local/lib/strata-overlay")
     assert "Refuse a restore program directory" in default["output"]
     assert "overlay_layers_lib_dir /usr/local/lib/strata-overlay:" not in default["output"]
+
+
+def test_a_symlink_on_the_way_is_refused_whoever_owns_it_and_what_it_leads_to_untouched(play, tmp_path):
+    """root's own link to a directory uid 1000 owns: judging the link alone, the role installed the program
+    where that user could swap it."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 1000, 1000)
+    os.symlink(theirs, tmp_path / "link")
+    lib = tmp_path / "link" / "lib"
+    output = play("-e", "overlay_layers_lib_dir=%s" % lib, fails=True)
+    assert "%s is a symbolic link (the directories it leads to are not judged here" % (tmp_path / "link") in \
+        " ".join(output.split()), output
+    assert os.listdir(theirs) == []
+
+
+@pytest.mark.parametrize("lib", ["relative/lib", "{tmp}/x/../lib", "{tmp}/./lib"])
+def test_a_lib_dir_named_otherwise_than_absolute_without_dots_fails_naming_the_variable(play, tmp_path, lib):
+    lib = lib.format(tmp=tmp_path)
+    output = play("-e", "overlay_layers_lib_dir=%s" % lib, fails=True)
+    assert "overlay_layers_lib_dir %s: name the directory by an absolute path without . or .." % lib in \
+        " ".join(output.split()), output
+    assert not os.path.exists(tmp_path / "lib")
+
+
+def _german_locale(where):
+    """A de_DE.UTF-8 locale made into a directory of its own (LOCPATH), or None where it cannot be made or
+    stat is not translated (no coreutils translations): then the case cannot be shown here."""
+    where.mkdir()
+    made = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(where / "de_DE.UTF-8")],
+                          capture_output=True, check=False)
+    if made.returncode not in (0, 1) or not (where / "de_DE.UTF-8").exists():
+        return None
+    env = dict(os.environ, LOCPATH=str(where), LC_ALL="de_DE.UTF-8")
+    probe = subprocess.run(["stat", "--", str(where / "missing")], capture_output=True, text=True, env=env,
+                           check=False)
+    return env if "No such file or directory" not in probe.stderr else None
+
+
+def test_a_first_install_under_a_translated_locale_reads_stat_as_in_english(play, tmp_path):
+    """The connection passes the controller's locale to the host: stat's 'No such file' in German failed a
+    first install, and its file types, translated, were not read as directories or links."""
+    env = _german_locale(tmp_path / "locales")
+    if env is None:
+        pytest.skip("no translated stat here: localedef or the coreutils translations are missing")
+    first = play(env={"LOCPATH": env["LOCPATH"], "LC_ALL": env["LC_ALL"]})
+    assert len(first["copied"]) == len(SOURCES)
+    _assert_installed(play.installed)
