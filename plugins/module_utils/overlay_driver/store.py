@@ -13,6 +13,7 @@ operation holds the home's lock and first clears what killed runs left.
 import contextlib
 import os
 import re
+import stat
 
 from . import faults, layer_state, mounts, records, syscalls
 from . import mount_options as mount_options_mod
@@ -29,6 +30,14 @@ DEFAULT_HOLDER = "ansible"
 
 
 _CHAIN_ID = re.compile(r"^[0-9a-f]{64}$")  # how overlay_image names the layers it stages
+
+
+def _unlinkable_at(dir_fd, name):
+    """Whether dir_fd/name is there and no directory, looked at without following a link (unlink follows none)."""
+    try:
+        return not stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 class LayerStore:
@@ -79,17 +88,19 @@ class LayerStore:
             yield self
 
     def _prune_orphan_records(self):
-        """Records of layers that are gone, and record temp files of killed writes."""
+        """Records of layers that are gone, and record temp files of killed writes: never a directory. In a
+        .strata an earlier version gave the remapped root, that user could put a directory under such a name
+        (a writer takes the directory back with it): unlinking it failed every writer."""
         fd = self._dirs.records_fd
         for layer_id in records.recorded_ids(fd):
             try:
                 validate_layer_id(layer_id)
             except OverlayError:
                 continue
-            if not self.driver.exists(layer_id):
+            if not self.driver.exists(layer_id) and _unlinkable_at(fd, layer_id + ".json"):
                 records.delete_record(fd, layer_id)
         for name in os.listdir(fd):
-            if name.startswith(".tmp-"):
+            if name.startswith(".tmp-") and _unlinkable_at(fd, name):
                 os.unlink(name, dir_fd=fd)
 
     def _require_writer(self, layer_id=None):

@@ -1413,3 +1413,26 @@ def test_put_never_unmounts_by_path_when_mountinfo_shows_no_mount(home, driver, 
     finally:
         monkeypatch.undo()
         _layer_swapped_back(home, "app", moved)
+
+
+@pytest.mark.parametrize("name", [".tmp-planted", "planted.json"])
+def test_a_directory_the_remapped_root_put_among_the_records_fails_no_writer(home, driver, name):
+    """Earlier versions gave the remapped root .strata/layers; a writer takes it back while every entry is root's
+    file or a 0700 directory (of root's or that user's). A directory that user put there named like a record or a
+    killed write's temp was then unlinked by every writer's prune of orphan records (EISDIR): each run failed.
+    No directory is pruned: it stays."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    driver.create("base")
+    driver.close()
+    for private in PRIVATE:
+        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)
+    planted = os.path.join(home, ".strata", "layers", name)
+    run_as(REMAPPED, REMAPPED, lambda: os.mkdir(planted, 0o700))
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            store.ensure_present("app", "base")
+    finally:
+        store.close()
+    assert os.path.isdir(planted)
