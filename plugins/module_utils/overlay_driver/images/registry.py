@@ -271,6 +271,12 @@ class Registry(ImageSource):
             self.scheme = "http"  # an insecure registry, as Docker allows with verification off
             resp, conn = self._send(self._base() + "/v2/", {"User-Agent": USER_AGENT})
         try:
+            if resp.status == 401 and resp.answered_by != _origin(self._base()):
+                # as for a blob (_get): a host /v2/ was redirected to is not the registry, and answering its
+                # challenge would send the credentials to the realm that host names
+                raise self._error("%s://%s:%d, where the registry redirected %s/v2/, answered 401: the registry's "
+                                  "credentials go only to the registry and its token server, never to a host it "
+                                  "redirects to" % (resp.answered_by + (self._base(),)))
             if resp.status == 401:
                 self.challenge = pick(parse_challenges(resp.getheader("WWW-Authenticate")))
                 if self.challenge is None:

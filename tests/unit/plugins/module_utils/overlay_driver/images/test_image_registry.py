@@ -261,6 +261,33 @@ def test_a_401_from_the_storage_a_blob_is_redirected_to_gets_no_credentials(regi
     assert layer_names(home) == []
 
 
+@pytest.mark.parametrize("auth", ["bearer", "basic", None])
+def test_a_401_from_the_host_the_probe_is_redirected_to_gets_no_credentials(registry, store, home, pki, auth):
+    """The same for the first request, /v2/: the host it is redirected to is not the registry either."""
+    server = registry(auth)
+    other = registry(None)
+    server.push("strata/app", Image())
+    got = []
+
+    def realm(handler):
+        got.append(handler.headers.get("Authorization"))
+        handler.send(200, b'{"token": "from-elsewhere"}', {"Content-Type": "application/json"})
+
+    def challenge(handler):
+        handler.send(401, b"{}", {"WWW-Authenticate": 'Bearer realm="%s/realm",service="s"' % other.base})
+    other.override["/realm"] = realm
+    other.override["/elsewhere/"] = challenge
+
+    def away(handler):
+        handler.send(302, b"", {"Location": "%s/elsewhere/" % other.base})
+    server.override["/v2/"] = away
+    message = fails(store, server, pki, "where the registry redirected")
+    assert other.base in message and "answered 401" in message
+    assert got == [], "the other host's realm was asked for a token"
+    assert all("Authorization" not in h for _p, h in other.requests)
+    assert layer_names(home) == []
+
+
 def test_a_manifest_larger_than_the_limit(registry, store, pki):
     server = registry()
     server.put_manifest("strata/app", "v1", b"{" + b" " * (manifests.MAX_MANIFEST + 1) + b"}", manifests.OCI_MANIFEST)
