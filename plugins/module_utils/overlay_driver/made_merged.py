@@ -16,6 +16,7 @@ import stat
 
 from .errors import OverlayError
 from .layout import MADE_MERGED_DIR, MERGED
+from .state_files import remove_entry
 from .walk import DIR_FLAGS
 
 
@@ -70,9 +71,28 @@ class MadeMerged:
             os.close(dir_fd)
 
     def _mark(self, layer_id):
+        """A new empty file of root's; anything else under the name (a FIFO that would block the open while the
+        home is locked, a directory, another user's file) is removed first, as it marks nothing."""
         marks = self._marks(True)
         try:
-            os.close(os.open(layer_id, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=marks))
+            for _attempt in range(3):
+                try:
+                    os.close(os.open(layer_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     0o600, dir_fd=marks))
+                    return
+                except FileExistsError:
+                    pass
+                try:
+                    if _is_roots_mark(os.stat(layer_id, dir_fd=marks, follow_symlinks=False)):
+                        return
+                    remove_entry(marks, layer_id)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise OverlayError("cannot replace %s/%s/%s, which is not root's mark: %s"
+                                       % (self.state, MADE_MERGED_DIR, layer_id, e.strerror), layer=layer_id)
+            raise OverlayError("cannot mark %s/%s/%s: something else keeps appearing under its name"
+                               % (self.state, MADE_MERGED_DIR, layer_id), layer=layer_id)
         finally:
             os.close(marks)
 
@@ -94,12 +114,12 @@ class MadeMerged:
         if marks is None:
             return False
         try:
-            os.unlink(layer_id, dir_fd=marks)
-        except FileNotFoundError:
-            return False
+            return remove_entry(marks, layer_id)
+        except OSError as e:
+            raise OverlayError("cannot remove %s/%s/%s: %s" % (self.state, MADE_MERGED_DIR, layer_id, e.strerror),
+                               layer=layer_id)
         finally:
             os.close(marks)
-        return True
 
     def drop(self, layer_id, paths):
         """After an unmount: remove the merged/ that get() made (Docker 20.10's Put removes it too)."""

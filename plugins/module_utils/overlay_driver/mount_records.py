@@ -16,8 +16,9 @@ keeps the real lowerdir/upperdir/workdir, which the modules report.
 import json
 import os
 
+from .errors import OverlayError
 from .layout import MOUNTS_DIR
-from .state_files import read_json, require_roots_own, write_atomic
+from .state_files import read_json, remove_entry, require_roots_own, write_atomic
 
 TOKEN_PREFIX = "strata-"
 
@@ -67,9 +68,10 @@ class MountRecords:
         if fd is None:
             return
         try:
-            os.unlink(layer_id, dir_fd=fd)
-        except FileNotFoundError:
-            pass
+            remove_entry(fd, layer_id)
+        except OSError as e:
+            raise OverlayError("cannot remove the mount record %s/%s: %s" % (MOUNTS_DIR, layer_id, e.strerror),
+                               layer=layer_id)
         finally:
             os.close(fd)
 

@@ -32,6 +32,27 @@ def open_regular(dir_fd, name):
     return f
 
 
+def remove_entry(dir_fd, name):
+    """Remove dir_fd/name whatever it is (a file, a symlink, a FIFO, an empty directory); False when missing.
+
+    For bookkeeping names in a directory an earlier version gave the remapped root: what that user put there
+    in place of root's file (a directory, a FIFO) must neither fail the run with a bare errno nor block it.
+    OSError (a directory that is not empty, ...) is left to the caller to name.
+    """
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def require_roots_own(st):
     """For read_json: a file root owns and only root can write. Root writes every file of the home's
     bookkeeping (0600); one of anybody else's, or one others can write, was never root's to believe."""

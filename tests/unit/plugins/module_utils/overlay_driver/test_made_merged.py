@@ -125,3 +125,77 @@ def test_a_mark_the_remapped_root_put_there_marks_nothing(home):
         assert os.path.isdir(paths.merged), "the merged/ that was there before the mount was removed"
     finally:
         driver.close()
+
+
+def _fail_after(seconds):
+    """A test that would hang on a blocking open fails instead."""
+    import signal
+
+    def late(*_args):
+        raise TimeoutError("still blocked after %d s" % seconds)
+    signal.signal(signal.SIGALRM, late)
+    signal.alarm(seconds)
+
+
+def test_a_fifo_left_under_a_layers_mark_name_neither_blocks_the_mount_nor_marks_anything(home):
+    """What the remapped root left in made-merged/ while it was its own: a FIFO under the name of the layer
+    whose merged/ a mount makes. Opened for writing without O_EXCL, it blocked the mount for ever while the
+    home's lock was held. The mark is made anew, as root's regular file."""
+    import signal
+    import stat as st_mod
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    store = LayerStore(home)
+    try:
+        with store.locked():
+            store.ensure_present("base")
+    finally:
+        store.close()
+    marks = os.path.join(home, ".strata", "made-merged")
+    if not os.path.isdir(marks):
+        os.mkdir(marks, 0o700)
+    os.mkfifo(os.path.join(marks, "base"))
+    merged = os.path.join(home, "base", "merged")
+    if os.path.isdir(merged):
+        os.rmdir(merged)  # as Docker 20.10 leaves a layer: get() makes it, and marks that it did
+    store = LayerStore(home)
+    try:
+        _fail_after(10)
+        try:
+            with store.locked():
+                assert store.ensure_mounted("base", "web").after["mounted"]
+                mark = os.lstat(os.path.join(marks, "base"))
+                assert st_mod.S_ISREG(mark.st_mode) and mark.st_uid == 0
+                store.ensure_unmounted("base", "web")
+        finally:
+            signal.alarm(0)
+    finally:
+        store.close()
+    assert not os.path.exists(merged)  # the merged/ the mount made went with the unmount, and its mark
+    assert not os.path.exists(os.path.join(marks, "base"))
+
+
+def test_a_directory_left_under_a_layers_mark_name_does_not_fail_its_removal(home):
+    """A directory in place of a layer's mark failed the removal with a bare EISDIR after the layer itself was
+    gone. An empty one is removed with the layer."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    store = LayerStore(home)
+    try:
+        with store.locked():
+            store.ensure_present("base")
+    finally:
+        store.close()
+    marks = os.path.join(home, ".strata", "made-merged")
+    if not os.path.isdir(marks):
+        os.mkdir(marks, 0o700)
+    os.mkdir(os.path.join(marks, "base"), 0o700)
+    store = LayerStore(home)
+    try:
+        with store.locked():
+            store.ensure_absent("base")
+    finally:
+        store.close()
+    assert not os.path.exists(os.path.join(home, "base"))
+    assert not os.path.exists(os.path.join(marks, "base"))

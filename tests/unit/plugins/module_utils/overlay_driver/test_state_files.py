@@ -48,3 +48,40 @@ def test_readers_refuse_a_symlink_and_do_not_block_on_a_fifo(tmp_path, tmp_dir_f
         os.close(os.open(str(tmp_path / "fifo.json"), os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("reading a FIFO blocked")
     assert done == [True]
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "fifo", "empty directory"])
+def test_remove_entry_removes_whatever_is_under_the_name_without_following_or_blocking(tmp_path, kind):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep").write_text("kept")
+    name = tmp_path / "d" / "entry"
+    name.parent.mkdir()
+    if kind == "file":
+        name.write_text("x")
+    elif kind == "symlink":
+        os.symlink(target, name)
+    elif kind == "fifo":
+        os.mkfifo(name)
+    else:
+        name.mkdir()
+    fd = os.open(name.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert state_files.remove_entry(fd, "entry") is True
+        assert state_files.remove_entry(fd, "entry") is False  # missing: nothing to do
+    finally:
+        os.close(fd)
+    assert not os.path.lexists(name)
+    assert (target / "keep").read_text() == "kept"
+
+
+def test_remove_entry_leaves_a_directory_with_contents_to_the_caller(tmp_path):
+    (tmp_path / "entry").mkdir()
+    (tmp_path / "entry" / "inside").write_text("x")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError):
+            state_files.remove_entry(fd, "entry")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "entry" / "inside").exists()
