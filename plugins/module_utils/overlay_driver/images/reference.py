@@ -82,6 +82,15 @@ def parse_reference(text):
 _OTHER_TRANSPORTS = ("containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball")
 
 
+# what an image archive's file name ends with: app.tar, images/app.tar.gz read as file names, not as a
+# Docker Hub repository "app.tar"
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".oci", ".oci.tar")
+
+
+def _looks_like_a_file(text):
+    return text.partition(":")[0].lower().endswith(_ARCHIVE_SUFFIXES)
+
+
 def _image_name_hint(text, transport=None):
     """What to write when text reads as an image name given without docker:// (`debian:12`, `library/debian`,
     `ghcr.io/team/app:1`), else "". A name written without a registry host is a short name: it is given as
@@ -89,7 +98,7 @@ def _image_name_hint(text, transport=None):
     Hub without a registries.conf), and as its Docker Hub full name, which needs neither."""
     if transport in _OTHER_TRANSPORTS:
         return " (containers-transports(5) has %s:, which this module does not read)" % transport
-    if text.startswith(("/", "./", "../", "~")):
+    if text.startswith(("/", "./", "../", "~")) or _looks_like_a_file(text):
         return ("; for a file write oci:%s (an OCI layout directory), oci-archive:%s or docker-archive:%s (docker save)"
                 % (text, text, text))
     try:

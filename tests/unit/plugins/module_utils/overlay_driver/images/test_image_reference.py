@@ -66,6 +66,11 @@ def test_invalid(text, fragment):
     ("/srv/image.tar", "; for a file write oci:/srv/image.tar (an OCI layout directory), "
                        "oci-archive:/srv/image.tar or docker-archive:/srv/image.tar (docker save)"),
     ("containers-storage:x", "(containers-transports(5) has containers-storage:, which this module does not read)"),
+    # a file name given without ./ reads as a Docker Hub repository too; named like an archive, it is a file
+    ("app.tar", "; for a file write oci:app.tar (an OCI layout directory), oci-archive:app.tar or "
+                "docker-archive:app.tar (docker save)"),
+    ("images/app.tar.gz", "; for a file write oci:images/app.tar.gz "),
+    ("build/image.oci:v1", "; for a file write oci:build/image.oci:v1 "),
 ])
 def test_an_image_name_without_its_transport_is_told_what_to_write(text, hint):
     with pytest.raises(ImageError) as e:
