@@ -28,7 +28,7 @@ import re
 from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import STATE_DIR
-from .state_files import open_regular, require_roots_own, write_atomic
+from .state_files import open_regular, read_roots_own, require_roots_own, write_atomic
 
 RECORDS_DIR = "image-records"
 FORMAT_VERSION = 1
@@ -121,15 +121,7 @@ def parse_record(data, name, path):
 def _roots_own_content(dir_fd, name):
     """The bytes of dir_fd/name when it is root's own regular file, else None: one that is not is rewritten
     by save even when it says the same, or every later read would refuse it."""
-    f = open_regular(dir_fd, name)
-    if f is None:
-        return None
-    with f:
-        try:
-            require_roots_own(os.fstat(f.fileno()))
-        except ValueError:
-            return None
-        return f.read(MAX_RECORD + 1)
+    return read_roots_own(dir_fd, name, MAX_RECORD)
 
 
 class ImageRecords:

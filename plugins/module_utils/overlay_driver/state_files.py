@@ -61,6 +61,20 @@ def require_roots_own(st):
                          "contents, chown it to root and chmod it 0600" % (stat.S_IMODE(st.st_mode), st.st_uid))
 
 
+def read_roots_own(dir_fd, name, limit):
+    """Up to limit + 1 bytes of dir_fd/name when it is root's own regular file (require_roots_own), else None:
+    for entries that are hints or compared, where one not root's counts as missing rather than as an error."""
+    f = open_regular(dir_fd, name)
+    if f is None:
+        return None
+    with f:
+        try:
+            require_roots_own(os.fstat(f.fileno()))
+        except ValueError:
+            return None
+        return f.read(limit + 1)
+
+
 def read_json(dir_fd, name, check=None):
     """Parsed JSON of dir_fd/name, None when missing; ValueError when it is not a regular file or not JSON.
 

@@ -27,7 +27,7 @@ import os
 
 from ..errors import OverlayError
 from ..layout import STATE_DIR
-from ..state_files import open_regular, require_roots_own, write_atomic
+from ..state_files import read_roots_own, write_atomic
 from .digests import parse_digest
 from .errors import ImageError
 from .manifests import MAX_CONFIG, MAX_LAYERS
@@ -55,16 +55,8 @@ def _open_dir(dirs, create):
 
 
 def _read_bounded(dir_fd, name):
-    f = open_regular(dir_fd, name)
-    if f is None:
-        return None
-    with f:
-        try:
-            require_roots_own(os.fstat(f.fileno()))
-        except ValueError:
-            return None
-        data = f.read(MAX_ENTRY + 1)
-    return data if len(data) <= MAX_ENTRY else None
+    data = read_roots_own(dir_fd, name, MAX_ENTRY)
+    return data if data is not None and len(data) <= MAX_ENTRY else None
 
 
 def _parse(data, config_digest, layer_count):

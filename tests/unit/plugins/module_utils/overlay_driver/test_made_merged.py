@@ -137,13 +137,8 @@ def _fail_after(seconds):
     signal.alarm(seconds)
 
 
-def test_a_fifo_left_under_a_layers_mark_name_neither_blocks_the_mount_nor_marks_anything(home):
-    """What the remapped root left in made-merged/ while it was its own: a FIFO under the name of the layer
-    whose merged/ a mount makes. Opened for writing without O_EXCL, it blocked the mount for ever while the
-    home's lock was held. The mark is made anew, as root's regular file."""
-    import signal
-    import stat as st_mod
-
+def _base_and_its_marks(home):
+    """A home with the layer base, and the path of its made-merged/ (made if the run did not)."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
     store = LayerStore(home)
@@ -155,6 +150,19 @@ def test_a_fifo_left_under_a_layers_mark_name_neither_blocks_the_mount_nor_marks
     marks = os.path.join(home, ".strata", "made-merged")
     if not os.path.isdir(marks):
         os.mkdir(marks, 0o700)
+    return marks
+
+
+def test_a_fifo_left_under_a_layers_mark_name_neither_blocks_the_mount_nor_marks_anything(home):
+    """What the remapped root left in made-merged/ while it was its own: a FIFO under the name of the layer
+    whose merged/ a mount makes. Opened for writing without O_EXCL, it blocked the mount for ever while the
+    home's lock was held. The mark is made anew, as root's regular file."""
+    import signal
+    import stat as st_mod
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    marks = _base_and_its_marks(home)
     os.mkfifo(os.path.join(marks, "base"))
     merged = os.path.join(home, "base", "merged")
     if os.path.isdir(merged):
@@ -181,15 +189,7 @@ def test_a_directory_left_under_a_layers_mark_name_does_not_fail_its_removal(hom
     gone. An empty one is removed with the layer."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-    store = LayerStore(home)
-    try:
-        with store.locked():
-            store.ensure_present("base")
-    finally:
-        store.close()
-    marks = os.path.join(home, ".strata", "made-merged")
-    if not os.path.isdir(marks):
-        os.mkdir(marks, 0o700)
+    marks = _base_and_its_marks(home)
     os.mkdir(os.path.join(marks, "base"), 0o700)
     store = LayerStore(home)
     try:
