@@ -163,8 +163,14 @@ def test_a_fifo_left_under_a_layers_mark_name_neither_blocks_the_mount_nor_marks
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
     marks = _base_and_its_marks(home)
-    os.mkfifo(os.path.join(marks, "base"))
-    merged = os.path.join(home, "base", "merged")
+    store = LayerStore(home)
+    try:
+        with store.locked():
+            store.ensure_present("app", "base")  # an overlay in both layouts (the seed's base is a plain root/)
+    finally:
+        store.close()
+    os.mkfifo(os.path.join(marks, "app"))
+    merged = os.path.join(home, "app", "merged")
     if os.path.isdir(merged):
         os.rmdir(merged)  # as Docker 20.10 leaves a layer: get() makes it, and marks that it did
     store = LayerStore(home)
@@ -172,16 +178,16 @@ def test_a_fifo_left_under_a_layers_mark_name_neither_blocks_the_mount_nor_marks
         _fail_after(10)
         try:
             with store.locked():
-                assert store.ensure_mounted("base", "web").after["mounted"]
-                mark = os.lstat(os.path.join(marks, "base"))
+                assert store.ensure_mounted("app", "web").after["mounted"]
+                mark = os.lstat(os.path.join(marks, "app"))
                 assert st_mod.S_ISREG(mark.st_mode) and mark.st_uid == 0
-                store.ensure_unmounted("base", "web")
+                store.ensure_unmounted("app", "web")
         finally:
             signal.alarm(0)
     finally:
         store.close()
     assert not os.path.exists(merged)  # the merged/ the mount made went with the unmount, and its mark
-    assert not os.path.exists(os.path.join(marks, "base"))
+    assert not os.path.exists(os.path.join(marks, "app"))
 
 
 def test_a_directory_left_under_a_layers_mark_name_does_not_fail_its_removal(home):
