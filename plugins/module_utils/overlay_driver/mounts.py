@@ -257,10 +257,11 @@ def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
     renamed) and checked to be the source. A bind mount takes the read-only flag
     only on a remount (mount(2)), so there is a short moment where target is a
     writable bind: nothing is handed out before the remount succeeded, and a
-    failed remount is undone.
+    failed remount is undone. flags (MS_NOSUID, MS_NODEV, MS_NOEXEC: the layer's
+    mount options) are given with that remount.
     """
-    flags = syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    target_fd = os.open(target_name, flags, dir_fd=target_dir_fd)
+    open_flags = syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    target_fd = os.open(target_name, open_flags, dir_fd=target_dir_fd)
     try:
         try:
             syscalls.mount(fd_path(source_fd), fd_path(target_fd), None, syscalls.MS_BIND)
@@ -268,7 +269,7 @@ def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
             raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
     finally:
         os.close(target_fd)
-    bound = os.open(target_name, flags, dir_fd=target_dir_fd)
+    bound = os.open(target_name, open_flags, dir_fd=target_dir_fd)
     try:
         want, seen = os.fstat(source_fd), os.fstat(bound)
         try:

@@ -105,3 +105,15 @@ def test_unknown_options_are_refused_before_mounting(store):
     with pytest.raises(OverlayError, match="unknown option suid"):
         store.ensure_mounted("local", "web", mount_options=["suid"])
     assert mounts.read_mountinfo() is not None and store.driver.mount_entry("local") is None
+
+
+def test_a_layer_shown_by_a_read_only_bind_is_mounted_with_the_options_asked(store):
+    """A base (the seed layout's root/, overlay2's diff/ of a layer with no lower) is shown by a read-only bind:
+    the options asked were lost on its remount, so the task succeeded with the layer mounted without nosuid,
+    nodev or noexec (and reported none)."""
+    store.ensure_present("base")
+    asked = ["nodev", "noexec", "nosuid"]
+    after = store.ensure_mounted("base", "web", mount_options=asked).after
+    assert live(store, "base") == asked == after["mount_options"]  # live: read from mountinfo
+    store.ensure_unmounted("base", "web")
+    assert store.driver.mount_entry("base") is None
