@@ -38,8 +38,10 @@ fuzz: test-deps
 
 # On the installed collection (what users get), then on every tracked file of the
 # checkout (bench/, molecule/, scripts/ too), as contributors run it.
+# sanity and integration install the collection where nothing else reads it (each removes
+# and reinstalls it), so that they can run beside lint and each other under make test.
 sanity: test-deps
-	scripts/run-sanity.sh
+	STRATA_COLLECTIONS=$(CURDIR)/.collections-sanity scripts/run-sanity.sh
 	scripts/run-sanity.sh --source
 
 lint: test-deps install
@@ -49,7 +51,7 @@ lint: test-deps install
 	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
 integration: test-deps
-	scripts/run-integration.sh
+	STRATA_COLLECTIONS=$(CURDIR)/.collections-integration scripts/run-integration.sh
 
 # Molecule scenarios on QEMU VMs (Debian 12 image built once with mmdebstrap, cached in
 # /var/tmp/strata-vm). MOLECULE_SCENARIOS picks which.
@@ -78,7 +80,11 @@ compat: test-deps
 
 # compat and molecule share nothing (venvs, collection installs and VMs of their own) and
 # spend much of their time waiting on VM boots and SSH round trips: they run side by side.
-test: unit reliability lint sanity integration
+# The suites before them share nothing either (each home, registry and loop device under a
+# temp dir of its own) and mostly keep one core busy: they run two at a time, each one's
+# output printed whole when it ends.
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit reliability lint sanity integration
 	@$(MAKE) --no-print-directory -j2 compat molecule
 
 clean:
