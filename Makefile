@@ -83,7 +83,9 @@ compat: test-deps
 # The suites before them share nothing either (each home, registry and loop device under a
 # temp dir of its own) and mostly keep one core busy: they run two at a time, each one's
 # output printed whole when it ends.
+# The venv and the install are made first, alone: two suites must not both create them.
 test:
+	@$(MAKE) --no-print-directory test-deps install
 	@$(MAKE) --no-print-directory -j2 --output-sync=target unit reliability lint sanity integration
 	@$(MAKE) --no-print-directory -j2 compat molecule
 
