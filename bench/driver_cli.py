@@ -70,7 +70,7 @@ def main(argv):
             store.ensure_absent(argv[2], force=True)
         elif op == "diff":
             with open(argv[3], "wb") as out:
-                store.driver.diff(argv[2], store.parent_of(argv[2]), out)
+                store.diff(argv[2], store.parent_of(argv[2]), out)
         elif op == "hardlink-copy":
             copy_tree(store.layout.layer(argv[2]).root, argv[3], hardlink=True)
         elif op == "unmount-all":

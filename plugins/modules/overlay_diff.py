@@ -13,8 +13,15 @@ version_added: 0.1.0
 description:
   - Compares the layer with its parent and writes the changes to O(dest) as an uncompressed layer
     tarball; deletions become C(.wh.<name>) whiteouts.
-  - The output is reproducible (whole-second times, whiteouts dated by their directory), so exporting
-    the same layer again gives the same diff_id and reports no change.
+  - A layer made by applying a tarball (M(strata.overlay.overlay_apply_diff) on a layer it creates, and every
+    image layer of M(strata.overlay.overlay_image)) is exported as that very tarball, byte for byte, as Docker
+    and containers-storage export an applied layer, so C(diff_id) is the diff_id it was applied with. The
+    home keeps the tarball's headers for it (C(.strata/layers/<id>.tar-split), root's own) and reads each
+    file's contents from the layer; a file whose type, size or mtime is not what was applied, or a missing
+    or damaged record, makes the export fall back to the change walk below.
+  - Any other layer is archived from the change walk; the output is reproducible (whole-second times,
+    whiteouts dated by their directory). Either way, exporting the same layer again gives the same
+    diff_id and reports no change, and C(changes) and C(size) come from the change walk.
   - O(dest) is written to an unnamed file in its directory (C(O_TMPFILE); where the filesystem has
     none, a temporary file with a random name created exclusively, never through a symlink), then
     given a temporary name and renamed over O(dest). A O(dest) that is a symlink is replaced, never

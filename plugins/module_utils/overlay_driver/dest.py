@@ -38,6 +38,10 @@ class NullWriter:
     def write(data):
         return len(data)
 
+    @staticmethod
+    def restart():
+        """Nothing was kept, so nothing to take back (tar_split.restart)."""
+
 
 class _DestWalk(PathWalk):
     """dest's directory: it must exist; a symlink on the way is followed only when root made it in a
@@ -221,6 +225,11 @@ class AtomicDest:
 
     def write(self, data):
         return self.file.write(data)
+
+    def restart(self):
+        """Empty again: a tar-split replay that did not match the layer is written over (tar_split.restart)."""
+        self.file.seek(0)
+        self.file.truncate()
 
     def flush(self):
         self.file.flush()

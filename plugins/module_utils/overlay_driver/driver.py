@@ -291,7 +291,7 @@ class Driver(GraphDriver):
 
     # -- apply_diff ---------------------------------------------------------
 
-    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress):
+    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress, recorder=None):
         """The seed's two paths. Parent with root/: a hardlink copy of it gets the diff and is renamed to
         root/; upper/work/merged/lower-id go. Otherwise (the seed's ErrApplyDiffFallback) the naive path:
         the diff goes through a mount of a copy of the layer, which is then exchanged in."""
@@ -299,7 +299,7 @@ class Driver(GraphDriver):
         if parent_root and _is_dir(parent_root) and not _is_dir(paths.root):
             self._copy_from_layer(parent_root, tmp[0], "root", hardlink=True)
             faults.point("apply.copied")
-            result = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress)
+            result = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress, recorder)
             faults.point("apply.before-rename")
             self._move_into_layer(tmp[0], "root", layer_id, exchange=False)
             faults.point("apply.after-rename")
@@ -308,13 +308,13 @@ class Driver(GraphDriver):
         if _is_dir(paths.root):
             self._copy_from_layer(paths.root, tmp[0], "root")
             faults.point("apply.copied")
-            result = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress)
+            result = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress, recorder)
             faults.point("apply.before-rename")
             self._move_into_layer(tmp[0], "root", layer_id, exchange=True)
             return self._result(result, True)
-        return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress)
+        return self._apply_through_mount(paths, layer_id, tmp, raw, compression, expected_diff_id, progress, recorder)
 
-    def _apply_through_mount(self, paths, layer_id, tmp, raw, compression, expected_diff_id, progress):
+    def _apply_through_mount(self, paths, layer_id, tmp, raw, compression, expected_diff_id, progress, recorder=None):
         """The naive path: upper/, work/ and merged/ in root's temp dir tmp ((fd, name)), all made by its fd."""
         lower = self.metadata(layer_id)["LowerDir"]
         self._copy_from_layer(paths.upper, tmp[0], "upper")
@@ -324,7 +324,8 @@ class Driver(GraphDriver):
         made = self._mount_temp_overlay(layer_id, self.lower_id(layer_id), lower, tmp, tmp)
         try:
             faults.point("apply.mounted")
-            result = self._apply_into(tmp, "merged", raw, compression, expected_diff_id, layer_id, progress)
+            result = self._apply_into(tmp, "merged", raw, compression, expected_diff_id, layer_id, progress,
+                                      recorder)
         finally:
             self._unmount_temp(tmp, made)
         faults.point("apply.before-rename")
@@ -361,6 +362,12 @@ class Driver(GraphDriver):
         return TreeView(self._checked_dirs(layer_id, [(layer_id, "upper", paths.upper),
                                                       (self.lower_id(layer_id), "root", lower)]))
 
+    def _own_dir(self, layer_id):
+        paths = self._require(layer_id)
+        if _is_dir(paths.root):
+            return self._checked_dirs(layer_id, [(layer_id, "root", paths.root)])[0]
+        return self._checked_dirs(layer_id, [(layer_id, "upper", paths.upper)])[0]
+
     def _checked_dirs(self, layer_id, parts):
         """view_dirs.Dir roots of parts [(layer, name, path)], each layer's name opened from the home's fd as a
         mount opens it (a real directory on the home's filesystem); path names it in messages."""
@@ -380,7 +387,8 @@ class Driver(GraphDriver):
 
     # -- a new layer with its diff, in one step ----------------------------------
 
-    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
+    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress,
+                       recorder=None):
         """create_applied's layer directory (temps[0], open as tmp_fd) with the diff in; its ApplyDiffResult."""
         tmp = (tmp_fd, temps[0])
         parent_root = self.layout.layer(parent).root if parent else None
@@ -390,7 +398,7 @@ class Driver(GraphDriver):
             else:
                 self._mkdir_as(tmp_fd, "root", 0o755)
             faults.point("apply.copied")
-            applied = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress)
+            applied = self._apply_into(tmp, "root", raw, compression, expected_diff_id, layer_id, progress, recorder)
             return self._result(applied, not parent)
         self._populate(tmp_fd, layer_id, parent)
         temps.append(self._tempdir("apply", layer_id))
@@ -403,7 +411,8 @@ class Driver(GraphDriver):
             made = self._mount_temp_overlay(layer_id, self.lower_id(parent), self._lower_root(parent), tmp, mount_at)
             try:
                 faults.point("apply.mounted")
-                applied = self._apply_into(mount_at, "merged", raw, compression, expected_diff_id, layer_id, progress)
+                applied = self._apply_into(mount_at, "merged", raw, compression, expected_diff_id, layer_id, progress,
+                                           recorder)
             finally:
                 self._unmount_temp(mount_at, made)
         finally:

@@ -334,12 +334,13 @@ class GraphDriver:
         """A new layer's entries, made in tmp_fd (root's, in .strata/tmp) before it is renamed into place."""
         raise NotImplementedError
 
-    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress):
+    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress, recorder=None):
         """apply_diff on an existing, unmounted layer; tmp: the run's temp dir in root's .strata/tmp, (fd, name), to be
         reached by its fd only (see _open_temp). Returns an ApplyDiffResult."""
         raise NotImplementedError
 
-    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
+    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress,
+                       recorder=None):
         """create_applied's layer directory (temps[0], open as tmp_fd) with the diff in; its ApplyDiffResult."""
         raise NotImplementedError
 
@@ -588,9 +589,11 @@ class GraphDriver:
 
     # -- apply_diff ---------------------------------------------------------
 
-    def apply_diff(self, layer_id, parent, raw, compression="auto", expected_diff_id=None, progress=None):
+    def apply_diff(self, layer_id, parent, raw, compression="auto", expected_diff_id=None, progress=None,
+                   recorder=None):
         """moby's ApplyDiff, with the diff verified before it becomes visible: each layout's _apply
-        writes it where nothing sees it and moves it in once its digest has been checked."""
+        writes it where nothing sees it and moves it in once its digest has been checked. recorder
+        (tar_split.Recorder) keeps the tarball's framing for a later export."""
         paths = self._require(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
@@ -603,7 +606,7 @@ class GraphDriver:
             try:
                 faults.point("apply.started")
                 return self._apply(paths, layer_id, parent, (tmp_fd, tmp), raw, compression, expected_diff_id,
-                                   progress)
+                                   progress, recorder)
             finally:
                 os.close(tmp_fd)
         except OSError as e:
@@ -627,7 +630,7 @@ class GraphDriver:
         finally:
             os.close(layer_fd)
 
-    def _apply_into(self, tmp, name, raw, compression, expected_diff_id, layer_id, progress):
+    def _apply_into(self, tmp, name, raw, compression, expected_diff_id, layer_id, progress, recorder=None):
         """Apply the diff into name (a directory, or a temp overlay's merged/) of root's temp dir tmp ((fd, name)).
 
         The applier is given the directory's fd, opened from the temp dir's fd (see _open_temp).
@@ -639,7 +642,8 @@ class GraphDriver:
         target_fd = os.open(name, walk.DIR_FLAGS, dir_fd=tmp[0])
         try:
             applier = LayerApplier(target_fd, self.uid_maps, self.gid_maps, self.layer_limits,
-                                   whiteout_format=self.WHITEOUT_FORMAT, where=self._temp_path(tmp[1], name))
+                                   whiteout_format=self.WHITEOUT_FORMAT, where=self._temp_path(tmp[1], name),
+                                   recorder=recorder)
             return read_layer(lambda: applier.apply(raw, compression, progress), layer_id, expected_diff_id)
         finally:
             os.close(target_fd)
@@ -683,11 +687,17 @@ class GraphDriver:
         with self._changes(layer_id, parent) as (changes, own):
             return changes, changes_size(own, changes)
 
-    def diff(self, layer_id, parent, out):
+    def diff(self, layer_id, parent, out, replay=None):
         """Write the layer's changes against parent as a tarball to out.
 
-        Returns a DiffResult.
+        replay: the layer's tar-split record (tar_split.open_record), when parent is the layer it was
+        applied on: the tarball applied is written again, byte for byte, and only what the export
+        reports comes from the change walk. Returns a DiffResult.
         """
+        if replay is not None:
+            replayed = self._replayed_diff(layer_id, parent, out, replay)
+            if replayed is not None:
+                return replayed
         # imported here: the exporter (with its writer thread's queue) is only loaded by runs that export
         from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
 
@@ -695,10 +705,40 @@ class GraphDriver:
             exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
+    def _replayed_diff(self, layer_id, parent, out, record):
+        """diff from the tar-split record: the tarball replayed on a thread while the changes are walked on
+        this one. None when the layer does not match the record (out is then emptied again) or out cannot
+        be emptied again."""
+        from . import tar_split  # pylint: disable=import-outside-toplevel
+
+        if not tar_split.restartable(out):
+            return None
+        own = self._own_dir(layer_id)
+        try:
+            replay = tar_split.Replay(record, own.fileno(), out)
+            try:
+                with self._changes(layer_id, parent) as (changes, walked):
+                    size = changes_size(walked, changes)
+            except BaseException:
+                replay.cancel()
+                raise
+            written = replay.result()
+        finally:
+            own.close()
+        if written is None:
+            tar_split.restart(out)
+            return None
+        return DiffResult(written[0], written[1], changes, size)
+
+    def _own_dir(self, layer_id):
+        """The view_dirs.Dir of the directory an apply_diff of the layer wrote into, opened as a mount
+        opens it."""
+        raise NotImplementedError
+
     # -- a new layer with its diff, in one step ----------------------------------
 
     def create_applied(self, layer_id, parent, raw, compression="auto", expected_diff_id=None, progress=None,
-                       before_rename=None):
+                       before_rename=None, recorder=None):
         """create then apply_diff, visible only once the diff is in: one rename of a directory built in tmp.
 
         Done as two steps, a run killed between them or in the middle of the
@@ -726,7 +766,7 @@ class GraphDriver:
             tmp_fd = self._open_temp(temps[0])
             try:
                 result = self._build_applied(tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id,
-                                             progress)
+                                             progress, recorder)
                 if before_rename is not None:
                     before_rename(result)
                 undo = self._finish_layer_dir(tmp_fd, layer_id)

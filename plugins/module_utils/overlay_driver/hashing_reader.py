@@ -27,7 +27,9 @@ class HashingReader:
 
     QUEUE_CHUNKS = 8
 
-    def __init__(self, raw, compression="auto"):
+    def __init__(self, raw, compression="auto", recorder=None):
+        """recorder (tar_split.Recorder) is handed every byte the caller takes, in order."""
+        self.recorder = recorder
         self._f, self.compression = open_decompressed(raw, compression)
         self._hash = hashlib.sha256()
         self.offset = 0
@@ -92,6 +94,8 @@ class HashingReader:
         if end <= len(self._buf):  # the common case: inside the current chunk
             self._pos = end
             self.offset += n
+            if self.recorder is not None:
+                self.recorder.take(self._view[pos:end])
             return self._buf[pos:end]
         parts = [self._buf[pos:]]
         have = len(parts[0])
@@ -102,7 +106,10 @@ class HashingReader:
             self._pos = take
             have += take
         self.offset += have
-        return b"".join(parts)
+        data = b"".join(parts)
+        if self.recorder is not None:
+            self.recorder.take(data)
+        return data
 
     def read_view(self, n):
         """Up to n bytes (at least one unless the stream ended) as a view into the current chunk:
@@ -113,6 +120,8 @@ class HashingReader:
         end = min(pos + n, len(self._buf))
         self._pos = end
         self.offset += end - pos
+        if self.recorder is not None:
+            self.recorder.take(self._view[pos:end])
         return self._view[pos:end]
 
     def read_exact(self, n, what):
@@ -126,6 +135,8 @@ class HashingReader:
             if self._pos == len(self._buf) and not self._refill():
                 raise LayerFormatError("the layer ends inside %s (offset %d): truncated" % (what, self.offset))
             take = min(n, len(self._buf) - self._pos)
+            if self.recorder is not None:
+                self.recorder.take(self._view[self._pos:self._pos + take])
             self._pos += take
             self.offset += take
             n -= take

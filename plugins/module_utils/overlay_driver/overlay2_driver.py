@@ -586,7 +586,7 @@ class Overlay2Driver(GraphDriver):
 
     # -- apply_diff -------------------------------------------------------------
 
-    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress):
+    def _apply(self, paths, layer_id, parent, tmp, raw, compression, expected_diff_id, progress, recorder=None):
         """Docker's ApplyDiff on the layer's own parent: the tarball into diff/ only, overlay's whiteouts.
         Applied to a copy of diff/ in tmp and exchanged in once its digest is checked; a layer's diff/ is
         empty until its diff is applied, so the copy is an empty directory."""
@@ -595,17 +595,19 @@ class Overlay2Driver(GraphDriver):
                                % (self.lower_layer(layer_id) or "none", parent or "none"), layer=layer_id)
         self._copy_from_layer(paths.diff, tmp[0], DIFF)  # its mode and owner too
         faults.point("apply.copied")
-        result = self._apply_into(tmp, DIFF, raw, compression, expected_diff_id, layer_id, progress)
+        result = self._apply_into(tmp, DIFF, raw, compression, expected_diff_id, layer_id, progress, recorder)
         faults.point("apply.before-rename")
         self._move_into_layer(tmp[0], DIFF, layer_id, exchange=True)
         faults.point("apply.after-rename")  # the diff is in, not yet recorded: the next run records it
         return self._result(result, False)
 
-    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress):
+    def _build_applied(self, tmp_fd, temps, layer_id, parent, raw, compression, expected_diff_id, progress,
+                       recorder=None):
         """The new layer's directory (as create makes it) with the tarball applied into its diff/."""
         self._populate(tmp_fd, layer_id, parent)
         faults.point("apply.copied")  # the seed's point after its copy: the layer's directory made, diff/ empty
-        applied = self._apply_into((tmp_fd, temps[0]), DIFF, raw, compression, expected_diff_id, layer_id, progress)
+        applied = self._apply_into((tmp_fd, temps[0]), DIFF, raw, compression, expected_diff_id, layer_id, progress,
+                                   recorder)
         return self._result(applied, False)
 
     # -- naive diff --------------------------------------------------------------
@@ -629,13 +631,18 @@ class Overlay2Driver(GraphDriver):
             if parent_view is not None:
                 parent_view.close()
 
-    def diff(self, layer_id, parent, out):
+    def diff(self, layer_id, parent, out, replay=None):
         """Against the layer's own parent, Docker 20.10's overlay2 Diff: the diff/ as it is, an opaque directory
         as its '.wh..wh..opq' and all the layer holds in it (with_opaque_dirs) rather than one whiteout per
-        name of the parent's directory. The changes and the size reported stay the change walk's, as
-        changes() and diff_size() give them. Against another layer, the naive diff as in every layout."""
+        name of the parent's directory, or the tarball applied when replay (its tar-split record) matches.
+        The changes and the size reported stay the change walk's, as changes() and diff_size() give them.
+        Against another layer, the naive diff as in every layout."""
         if (parent or None) != self.lower_layer(layer_id):
             return super(Overlay2Driver, self).diff(layer_id, parent, out)
+        if replay is not None:
+            replayed = self._replayed_diff(layer_id, parent, out, replay)
+            if replayed is not None:
+                return replayed
         from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
 
         with self._changes(layer_id, parent) as (changes, own):
@@ -644,6 +651,9 @@ class Overlay2Driver(GraphDriver):
             opaque = any(change.kind == OPAQUE_DIR for change in exported_changes)
             size = changes_size(own, changes) if opaque else exported.diff_size
         return DiffResult(exported.diff_id, exported.tar_size, changes, size)
+
+    def _own_dir(self, layer_id):
+        return self._checked_diffs(layer_id, own_only=True)[0]
 
     def _tree(self, layer_id):
         """The layer's diff/ over every lower diff/, as overlay stacks them; a base layer's diff/ alone."""

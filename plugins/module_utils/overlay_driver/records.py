@@ -14,7 +14,9 @@ import os
 from . import mount_options
 from .errors import OverlayError
 from .ids import validate_diff_id, validate_holder, validate_layer_id
-from .state_files import read_json, require_roots_own, write_atomic
+from .state_files import read_json, remove_entry, require_roots_own, write_atomic
+
+TAR_SPLIT_SUFFIX = ".tar-split"  # tar_split.SUFFIX, spelled here so that every run need not load it
 
 FORMAT_VERSION = 1
 
@@ -117,15 +119,24 @@ def save_record(dir_fd, record):
 
 
 def delete_record(dir_fd, layer_id):
+    """The record and the tar-split record kept beside it (tar_split.py)."""
     if dir_fd is None:
         return
     try:
         os.unlink(layer_id + ".json", dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+    remove_entry(dir_fd, layer_id + TAR_SPLIT_SUFFIX)
 
 
 def recorded_ids(dir_fd):
     if dir_fd is None:
         return []
     return sorted(n[:-5] for n in os.listdir(dir_fd) if n.endswith(".json"))
+
+
+def tar_split_ids(dir_fd):
+    """The layers a tar-split record is kept for."""
+    if dir_fd is None:
+        return []
+    return sorted(n[:-len(TAR_SPLIT_SUFFIX)] for n in os.listdir(dir_fd) if n.endswith(TAR_SPLIT_SUFFIX))

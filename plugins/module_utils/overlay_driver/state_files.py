@@ -25,11 +25,10 @@ def open_regular(dir_fd, name):
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
-    f = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory with IsADirectoryError
+        os.close(fd)
         return None
-    return f
+    return os.fdopen(fd, "rb")
 
 
 def remove_entry(dir_fd, name):

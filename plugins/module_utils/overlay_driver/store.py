@@ -99,6 +99,14 @@ class LayerStore:
                 continue
             if not self.driver.exists(layer_id) and _unlinkable_at(fd, layer_id + ".json"):
                 records.delete_record(fd, layer_id)
+        for layer_id in records.tar_split_ids(fd):
+            name = layer_id + records.TAR_SPLIT_SUFFIX
+            try:
+                validate_layer_id(layer_id)
+            except OverlayError:
+                continue
+            if not self.driver.exists(layer_id) and _unlinkable_at(fd, name):
+                os.unlink(name, dir_fd=fd)
         for name in os.listdir(fd):
             if name.startswith(".tmp-") and _unlinkable_at(fd, name):
                 os.unlink(name, dir_fd=fd)
@@ -509,23 +517,61 @@ class LayerStore:
         if created:
             self._create(layer_id, parent)
         try:
-            result = self._apply_and_record(layer_id, parent, opener, diff_id, compression)
+            # a layer made here holds nothing but the diff: its tarball can be replayed for exports (tar_split.py)
+            result = self._apply_and_record(layer_id, parent, opener, diff_id, compression, tar_split=created)
         except BaseException:
             if created:
                 self._undo_create(layer_id)
             raise
         return ApplyOutcome(True, before, self.state(layer_id), result)
 
-    def _apply_and_record(self, layer_id, parent, opener, diff_id, compression):
+    def _apply_and_record(self, layer_id, parent, opener, diff_id, compression, tar_split=False):
+        recorder = self.tar_split_recorder() if tar_split else None
         with opener() as raw:
-            result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id)
+            result = self.driver.apply_diff(layer_id, parent, raw, compression, diff_id, recorder=recorder)
         faults.point("apply.before-record")
         record = self.record(layer_id)
         record.parent = parent or None
         record.diff_id = result.diff_id
         record.size = result.size
         self.save(record)
+        self.save_tar_split(layer_id, recorder, result.diff_id)
         return result
+
+    @staticmethod
+    def tar_split_recorder():
+        from .tar_split import Recorder  # pylint: disable=import-outside-toplevel
+
+        return Recorder()
+
+    def save_tar_split(self, layer_id, recorder, diff_id):
+        """What recorder kept of the tarball applied to the new layer, beside its record: exports replay it
+        (diff). None kept (a record past tar_split.MAX_RECORD) leaves the layer to the change walk."""
+        if recorder is None:
+            return
+        from . import tar_split  # pylint: disable=import-outside-toplevel
+
+        data = recorder.finish(diff_id)
+        if data is None:
+            tar_split.remove(self._dirs.records_fd, layer_id)
+        else:
+            tar_split.save(self._dirs.records_fd, layer_id, data)
+
+    def diff(self, layer_id, parent, out):
+        """The driver's diff, given the layer's tar-split record when parent is the one its diff was applied
+        on: the export is then the very tarball applied (its digest the recorded diff_id), as Docker and
+        containers-storage export an applied layer."""
+        record = self.record(layer_id)
+        replay = None
+        if record.diff_id and (parent or None) == (record.parent or None):
+            from .tar_split import open_record  # pylint: disable=import-outside-toplevel
+
+            replay = open_record(self._dirs.records_fd, layer_id, record.diff_id)
+        try:
+            return self.driver.diff(layer_id, parent, out, replay=replay)
+        finally:
+            if replay is not None:
+                replay.close()
 
     def find_applied(self, layer_id, parent, diff_id):
         """apply_diff's outcome when the layer already has diff_id, answered from its record
@@ -626,11 +672,11 @@ class LayerStore:
         from .dest import AtomicDest, NullWriter, remove_leftovers, same_content  # pylint: disable=import-outside-toplevel
 
         if check_mode:
-            diff = self.driver.diff(layer_id, parent, NullWriter())
+            diff = self.diff(layer_id, parent, NullWriter())
             return diff, same_content(dir_fd, name, diff.diff_id)
         remove_leftovers(dir_fd)
         with AtomicDest(dir_fd, name, directory, layer_id) as out:
-            diff = self.driver.diff(layer_id, parent, out)
+            diff = self.diff(layer_id, parent, out)
             faults.point("diff.written")
             same = same_content(dir_fd, name, diff.diff_id)
             out.commit(keep_existing=same)

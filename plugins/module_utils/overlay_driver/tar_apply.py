@@ -73,12 +73,13 @@ class ArchiveWalk:
         self.uid_maps = uid_maps or []
         self.gid_maps = gid_maps or []
         self.limits = limits or Limits()
+        self.recorder = None  # tar_split.Recorder: the tarball's framing, kept as it is read
         # implicit directories get the root's owner: an unmapped root fails apply and check alike
         self.root_uid, self.root_gid = root_pair(self.uid_maps, self.gid_maps)
 
     def _walk(self, raw, compression):
         """Take every entry of the archive read from raw; its ArchiveResult."""
-        reader = HashingReader(raw, compression)
+        reader = HashingReader(raw, compression, self.recorder)
         size = 0
         count = 0
         try:
@@ -184,11 +185,13 @@ class LayerApplier(ArchiveWalk):
     """
 
     def __init__(self, target, uid_maps=None, gid_maps=None, limits=None, whiteout_format=whiteouts.DELETE,
-                 where=None):
+                 where=None, recorder=None):
         """target: the directory, as a path or as a directory fd that the caller keeps open (root's temp dirs are
         reached by fd only: their path runs through the home, whose names the remapped root can swap).
-        where names it in errors (default: target)."""
+        where names it in errors (default: target). recorder (tar_split.Recorder) keeps the tarball's
+        framing and where each file's contents went."""
         super(LayerApplier, self).__init__(uid_maps, gid_maps, limits)
+        self.recorder = recorder
         if whiteout_format not in whiteouts.FORMATS:
             raise ValueError("unknown whiteout format %r" % (whiteout_format,))
         self.whiteout_format = whiteout_format
@@ -551,6 +554,8 @@ class LayerApplier(ArchiveWalk):
         FileExistsError means nothing was read or changed."""
         kind = entry.kind
         if kind == REGULAR:
+            if self.recorder is not None:
+                self.recorder.file(parts, entry.size, entry.mtime_ns)
             self._create_file(reader, entry, pfd, parts[-1], owner)
         elif kind == DIRECTORY:
             self._create_dir(entry, pfd, parts, owner, existing)

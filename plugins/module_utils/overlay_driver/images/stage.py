@@ -113,6 +113,8 @@ def store_apply(store, layer_id, parent, opener, diff_id):
     only temp files and perhaps a record without a layer, which the next
     writer removes.
     """
+    recorder = store.tar_split_recorder()
+
     def record(result):
         entry = store.record(layer_id)
         entry.parent = parent or None
@@ -120,9 +122,10 @@ def store_apply(store, layer_id, parent, opener, diff_id):
         entry.size = result.size
         entry.holders = set()
         store.save(entry)
+        store.save_tar_split(layer_id, recorder, result.diff_id)
 
     with opener() as raw:
-        store.driver.create_applied(layer_id, parent, raw, "none", diff_id, before_rename=record)
+        store.driver.create_applied(layer_id, parent, raw, "none", diff_id, before_rename=record, recorder=recorder)
     return True
 
 

@@ -25,6 +25,13 @@ def test_write_atomic_replaces_a_planted_symlink_and_never_writes_through_it(tmp
     assert not os.path.islink(str(tmp_path / "a.json"))
 
 
+def test_open_regular_and_read_roots_own_take_a_directory_as_missing(tmp_path, tmp_dir_fd):
+    """A directory put in place of a bookkeeping file is no file, not an IsADirectoryError out of fdopen."""
+    os.mkdir(str(tmp_path / "planted"))
+    assert state_files.open_regular(tmp_dir_fd, "planted") is None
+    assert state_files.read_roots_own(tmp_dir_fd, "planted", 100) is None
+
+
 def test_readers_refuse_a_symlink_and_do_not_block_on_a_fifo(tmp_path, tmp_dir_fd):
     (tmp_path / "real.json").write_bytes(b"{}")
     os.symlink("real.json", str(tmp_path / "link.json"))

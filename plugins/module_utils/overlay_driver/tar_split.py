@@ -1,0 +1,323 @@
+# -*- coding: utf-8 -*-
+# Copyright: strata.overlay contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A layer's tarball kept as its framing only, to be written again byte for byte.
+
+Docker's layer store and containers-storage keep, for every layer they apply,
+the tar stream less the file contents (tar-split): exporting the layer later
+replays the headers and reads each file's contents from the layer, so the
+tarball that comes out is the one that went in and its digest is the applied
+diff_id, not a second archive of the same tree with another digest.
+
+The record is written while the tarball is applied (Recorder, fed by the
+HashingReader every byte it hands out): every byte that is not a regular
+file's contents is kept, and each file's contents become a reference: its
+path inside the layer's own directory, its size and the mtime the applier
+gave it. It is kept beside the layer's record, as root's own file.
+
+A replay trusts nothing it reads: the record must be root's own regular
+file and name the layer's current diff_id; each file is opened beneath the
+layer's directory without following any symlink (each directory on the way
+opened from its parent's fd with O_NOFOLLOW), must be a
+regular file of the recorded size and mtime, and is read for exactly that
+size. Anything else (a record damaged or of another layer, a file changed
+since it was applied) is ReplayMismatch, and the caller exports the layer
+from its change walk instead.
+"""
+
+import os
+import stat
+import struct
+import threading
+import zlib
+
+from .records import TAR_SPLIT_SUFFIX
+from .state_files import open_regular, remove_entry, require_roots_own, write_atomic
+
+SUFFIX = TAR_SPLIT_SUFFIX
+_MAGIC = b"strata-tar-split 1\n"
+_SEGMENT = b"S"
+_FILE = b"F"
+_SEGMENT_HEADER = struct.Struct(">I")
+_FILE_HEADER = struct.Struct(">HQq")  # path length, size, mtime in ns
+_FLUSH_AT = 1 << 20  # raw bytes gathered before they are compressed as one segment
+_MAX_SEGMENT = 1 << 20
+_MAX_PATH = 4096
+# A record beyond this is not kept (the layer is then exported from its change walk): headers compress
+# twenty to one, so this is several million entries, and what a replay holds in memory stays bounded.
+MAX_RECORD = 64 << 20
+_READ = 64 << 10
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ReplayMismatch(Exception):
+    """The record cannot give this layer's tarball; the caller exports it from the change walk."""
+
+
+class Recorder:
+    """Fed every byte a HashingReader hands out, in order (take); told by the applier, before it reads a
+    regular file's contents, where in the layer they go (file)."""
+
+    def __init__(self):
+        self._compress = zlib.compressobj(1)
+        self._out = []
+        self._size = 0
+        self._raw = bytearray()
+        self._file_left = 0
+        self._pending = None
+        self.dropped = False
+
+    def file(self, parts, size, mtime_ns):
+        """The next size bytes taken are the contents of parts (the entry's cleaned name) in the layer.
+        Said again before any byte is taken (an entry retried after EEXIST), the last one holds."""
+        if size and not self.dropped:
+            self._pending = (os.fsencode("/".join(parts)), size, mtime_ns)
+
+    def take(self, data):
+        """Bytes the reader handed out, as bytes or a memoryview."""
+        if self.dropped or not data:
+            return
+        if self._pending is not None:
+            self._start_file()
+        if self._file_left:
+            used = min(self._file_left, len(data))
+            self._file_left -= used
+            data = data[used:]
+            if not data:
+                return
+        self._raw += data
+        if len(self._raw) >= _FLUSH_AT:
+            self._flush_raw()
+
+    def _start_file(self):
+        path, size, mtime_ns = self._pending
+        self._pending = None
+        self._flush_raw()
+        self._emit(_FILE + _FILE_HEADER.pack(len(path), size, mtime_ns) + path)
+        self._file_left = size
+
+    def _flush_raw(self):
+        while self._raw:
+            chunk = bytes(self._raw[:_MAX_SEGMENT])
+            del self._raw[:_MAX_SEGMENT]
+            self._emit(_SEGMENT + _SEGMENT_HEADER.pack(len(chunk)) + chunk)
+
+    def _emit(self, frame):
+        if self.dropped:
+            return
+        packed = self._compress.compress(frame)
+        if packed:
+            self._out.append(packed)
+            self._size += len(packed)
+            if self._size > MAX_RECORD:
+                self._drop()
+
+    def _drop(self):
+        self.dropped = True
+        self._out = []
+        self._raw = bytearray()
+
+    def finish(self, diff_id):
+        """The record of the tarball whose digest is diff_id; None when it grew past MAX_RECORD."""
+        if self.dropped:
+            return None
+        self._flush_raw()
+        tail = self._compress.flush()
+        if self.dropped or self._size + len(tail) > MAX_RECORD:
+            return None
+        return b"".join([_MAGIC, diff_id.encode("ascii"), b"\n"] + self._out + [tail])
+
+
+def save(dir_fd, layer_id, data):
+    """The layer's record, replaced whole, root's own (0600), beside its JSON record."""
+    write_atomic(dir_fd, layer_id + SUFFIX, data)
+
+
+def remove(dir_fd, layer_id):
+    remove_entry(dir_fd, layer_id + SUFFIX)
+
+
+def open_record(dir_fd, layer_id, diff_id):
+    """The layer's record as an open file when it is root's own regular file naming diff_id; else None."""
+    if dir_fd is None or not diff_id:
+        return None
+    f = open_regular(dir_fd, layer_id + SUFFIX)
+    if f is None:
+        return None
+    try:
+        st = os.fstat(f.fileno())
+        require_roots_own(st)
+        if st.st_size > MAX_RECORD + 1024 or f.readline(len(_MAGIC) + 1) != _MAGIC \
+                or f.readline(128) != diff_id.encode("ascii") + b"\n":
+            raise ValueError("not this layer's record")
+    except (OSError, ValueError):
+        f.close()
+        return None
+    return f
+
+
+class _Frames:
+    """The record's frames, decompressed a bounded piece at a time."""
+
+    def __init__(self, f):
+        self._f = f
+        self._inflate = zlib.decompressobj()
+        self._buf = b""
+        self._pos = 0
+
+    def _fill(self, n):
+        """Whether n bytes are there from the position; False only at the record's end."""
+        while len(self._buf) - self._pos < n:
+            if self._inflate.eof:
+                if self._f.read(1):
+                    raise ReplayMismatch("the record has data after its end")
+                return False
+            data = self._inflate.unconsumed_tail or self._f.read(_READ)
+            if not data:
+                raise ReplayMismatch("the record is truncated")
+            try:
+                more = self._inflate.decompress(data, _READ)
+            except zlib.error as e:
+                raise ReplayMismatch("the record is damaged: %s" % e)
+            if self._inflate.unused_data:
+                raise ReplayMismatch("the record has data after its end")
+            self._buf = self._buf[self._pos:] + more
+            self._pos = 0
+        return True
+
+    def _take(self, n):
+        if not self._fill(n):
+            raise ReplayMismatch("the record ends inside a frame")
+        pos = self._pos
+        self._pos = pos + n
+        return self._buf[pos:pos + n]
+
+    def __iter__(self):
+        while self._fill(1):
+            kind = self._take(1)
+            if kind == _SEGMENT:
+                length = _SEGMENT_HEADER.unpack(self._take(_SEGMENT_HEADER.size))[0]
+                if length > _MAX_SEGMENT:
+                    raise ReplayMismatch("a segment of %d bytes" % length)
+                yield kind, self._take(length)
+            elif kind == _FILE:
+                length, size, mtime_ns = _FILE_HEADER.unpack(self._take(_FILE_HEADER.size))
+                if not 0 < length <= _MAX_PATH:
+                    raise ReplayMismatch("a path of %d bytes" % length)
+                yield kind, (self._take(length), size, mtime_ns)
+            else:
+                raise ReplayMismatch("an unknown frame %r" % kind)
+
+
+class _Parents:
+    """Directory fds of the layer's own directory and below, each opened from its parent's fd without following
+    a symlink (O_NOFOLLOW|O_DIRECTORY), so that no name reaches past the layer or through a symlink in it: what
+    openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) ensures, at the cost of one open per directory rather than
+    one resolution per file. A tarball lists a directory's files together, so few are open at once."""
+
+    MAX_OPEN = 64
+
+    def __init__(self, own_fd):
+        self._own_fd = own_fd
+        self._fds = {}
+
+    def open_file(self, path):
+        parent, _sep, name = path.rpartition(b"/")
+        if not name or name in (b".", b".."):
+            raise ReplayMismatch("the record names %r" % path)
+        return os.open(name, _OPEN_FLAGS, dir_fd=self._dir(parent) if parent else self._own_fd)
+
+    def _dir(self, path):
+        fd = self._fds.get(path)
+        if fd is not None:
+            return fd
+        if len(self._fds) >= self.MAX_OPEN:
+            self.close()
+        above, _sep, name = path.rpartition(b"/")
+        if not name or name in (b".", b".."):
+            raise ReplayMismatch("the record names %r" % path)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=self._dir(above) if above else self._own_fd)
+        self._fds[path] = fd
+        return fd
+
+    def close(self):
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+
+def replay(f, own_fd, writer, stop=None):
+    """Write the recorded tarball to writer (tar_export.HashingWriter), each file's contents read from the
+    layer's own directory own_fd. ReplayMismatch (or OSError) when the layer no longer matches it; what was
+    written by then is the caller's to discard. stop (a threading.Event) ends it early, as a mismatch."""
+    parents = _Parents(own_fd)
+    try:
+        for kind, value in _Frames(f):
+            if stop is not None and stop.is_set():
+                raise ReplayMismatch("stopped")
+            if kind == _SEGMENT:
+                writer.write(value)
+                continue
+            path, size, mtime_ns = value
+            fd = parents.open_file(path)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
+                    raise ReplayMismatch("%s changed since it was applied" % os.fsdecode(path))
+                if not writer.copy_from(fd, size):
+                    raise ReplayMismatch("%s shrank while it was read" % os.fsdecode(path))
+            finally:
+                os.close(fd)
+    finally:
+        parents.close()
+
+
+def restartable(out):
+    """Whether what a replay wrote to out can be taken back (restart) when the layer does not match."""
+    return callable(getattr(out, "restart", None)) or (callable(getattr(out, "seekable", None)) and out.seekable())
+
+
+def restart(out):
+    """out emptied again, for the export from the change walk."""
+    if callable(getattr(out, "restart", None)):
+        out.restart()
+        return
+    out.seek(0)
+    out.truncate()
+
+
+class Replay:
+    """The recorded tarball written to out on a thread of its own, while the caller walks the layer's changes
+    for what the export reports: file reads, hashing and writes release the GIL, so the two overlap."""
+
+    def __init__(self, record, own_fd, out):
+        # imported here: the writer's module loads the change walk's, which only exports need
+        from .tar_export import HashingWriter  # pylint: disable=import-outside-toplevel
+
+        self._writer = HashingWriter(out)
+        self._stop = threading.Event()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(record, own_fd), name="tar-split-replay",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, record, own_fd):
+        try:
+            replay(record, own_fd, self._writer, self._stop)
+        except BaseException as e:  # pylint: disable=broad-except  # the caller decides (result)
+            self._error = e
+
+    def cancel(self):
+        self._stop.set()
+        self._thread.join()
+        self._writer.abandon()
+
+    def result(self):
+        """(diff_id, tarball bytes) once all is written; None when the layer did not match the record (or a read
+        failed): the export is then made from the change walk, which names any real error itself."""
+        self._thread.join()
+        if self._error is not None:
+            self._writer.abandon()
+            return None
+        return self._writer.close(), self._writer.size

@@ -1,0 +1,233 @@
+"""Exports of applied layers replay the tarball applied (tar_split.py), and fall back to the change walk
+whenever the layer or its record does not match."""
+
+import contextlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_split
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.dest import NullWriter
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import store_apply
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+from layertools import TarBuilder, content_dir, layer_tree, sha256
+
+BIG = bytes(range(256)) * (5 * 4096 + 7)  # past the exporter's 1 MiB blocks and the reader's chunks
+
+
+def _base():
+    b = TarBuilder()
+    b.dir("etc").file("etc/hostname", "base\n").file("etc/remove-me", "x").dir("usr").dir("usr/lib")
+    b.file("usr/lib/big.so", BIG, mode=0o755).file("usr/lib/" + "n" * 180, "a long name")
+    b.symlink("lib", "usr/lib").hardlink("usr/lib/big-link.so", "usr/lib/big.so", mode=0o755)
+    b.file("etc/caps", "c", xattrs={"user.test": b"\xff\x00v"}).dir("var").dir("var/cache").file("var/cache/a", "a")
+    return b.bytes()
+
+
+def _child():
+    b = TarBuilder()
+    b.file("etc/hostname", "child\n", mtime=1700000123).whiteout("etc/remove-me").opaque("var/cache")
+    b.file("var/cache/b", "b" * 700).file("usr/lib/new.so", BIG[:3000])
+    return b.bytes()
+
+
+BASE = _base()
+CHILD = _child()
+GNU = TarBuilder(tarfile.GNU_FORMAT).dir("opt").file("opt/" + "g" * 150, "gnu long name").bytes()
+
+
+def opener(data):
+    return lambda: contextlib.closing(io.BytesIO(data))
+
+
+@pytest.fixture
+def store(home):
+    s = LayerStore(home)
+    with s.locked():
+        yield s
+
+
+@pytest.fixture
+def applied(store):
+    store.apply_diff("base", "", opener(BASE))
+    store.apply_diff("child", "base", opener(CHILD))
+    return store
+
+
+def export(store, layer_id):
+    out = io.BytesIO()
+    result = store.diff(layer_id, store.parent_of(layer_id), out)
+    return out.getvalue(), result
+
+
+def walked(store, layer_id):
+    """The export from the change walk alone, as every layer without a usable record gets it."""
+    out = io.BytesIO()
+    result = store.driver.diff(layer_id, store.parent_of(layer_id), out)
+    return out.getvalue(), result
+
+
+def record_path(store, layer_id):
+    return os.path.join(store.home, ".strata", "layers", layer_id + tar_split.SUFFIX)
+
+
+@pytest.mark.parametrize("layer_id, data", [("base", BASE), ("child", CHILD)])
+def test_an_applied_layer_exports_the_tarball_applied(applied, layer_id, data):
+    tarball, result = export(applied, layer_id)
+    assert tarball == data
+    assert result.diff_id == sha256(data) == applied.record(layer_id).diff_id
+    assert result.tar_size == len(data)
+    # what the export reports is the change walk's, as before
+    _walk_tarball, walk_result = walked(applied, layer_id)
+    assert sorted(map(repr, result.changes)) == sorted(map(repr, walk_result.changes))
+    assert result.size == walk_result.size
+
+
+def test_a_gnu_tarball_and_its_padding_are_given_back_too(store):
+    padded = GNU + b"\x00" * 20480  # more NULs after the end, as some writers leave
+    store.apply_diff("gnu", "", opener(padded))
+    assert export(store, "gnu")[0] == padded
+
+
+def test_an_image_layer_exports_the_blob_it_was_staged_from(store):
+    store_apply(store, "img0", "", opener(BASE), sha256(BASE))
+    store_apply(store, "img1", "img0", opener(CHILD), sha256(CHILD))
+    assert export(store, "img1")[0] == CHILD
+    assert export(store, "img0")[0] == BASE
+
+
+def test_the_module_path_writes_it_and_a_check_run_reports_its_digest(applied, scratch):
+    dest = os.path.join(scratch, "child.tar")
+    outcome = applied.export_diff("child", dest)
+    with open(dest, "rb") as f:
+        assert f.read() == CHILD
+    assert outcome.diff.diff_id == sha256(CHILD)
+    checked = applied.export_diff("child", dest, check_mode=True)
+    assert checked.changed is False and checked.diff.diff_id == sha256(CHILD)
+    assert applied.diff("child", "base", NullWriter()).diff_id == sha256(CHILD)
+
+
+def test_a_file_changed_since_it_was_applied_falls_back_to_the_walk(applied, scratch):
+    path = os.path.join(content_dir(applied.home, "child"), "var", "cache", "b")
+    with open(path, "ab") as f:
+        f.write(b"more")
+    dest = os.path.join(scratch, "child.tar")
+    outcome = applied.export_diff("child", dest)  # written into dest's temp file, then taken back
+    with open(dest, "rb") as f:
+        written = f.read()
+    assert written == walked(applied, "child")[0] != CHILD
+    assert outcome.diff.diff_id == sha256(written)
+    names = tarfile.open(fileobj=io.BytesIO(written)).getnames()
+    assert len(names) == len(set(names))  # nothing of the replay left before the walk's archive
+
+
+def test_contents_rewritten_with_the_same_size_are_caught_by_the_mtime(applied):
+    path = os.path.join(content_dir(applied.home, "child"), "etc", "hostname")
+    with open(path, "r+b") as f:
+        f.write(b"CHILD\n")
+    tarball, result = export(applied, "child")
+    assert tarball == walked(applied, "child")[0] and b"CHILD\n" in tarball
+    assert result.diff_id == sha256(tarball) != sha256(CHILD)
+
+
+def test_a_symlink_planted_on_a_recorded_path_is_never_followed(applied, scratch):
+    """What runs as the layer's owner can swap a directory of the layer for a symlink to a file of the same
+    size and mtime elsewhere: the replay must not read through it (it opens each directory O_NOFOLLOW)."""
+    outside = os.path.join(scratch, "outside")
+    os.makedirs(outside)
+    secret = os.path.join(outside, "hostname")
+    with open(secret, "wb") as f:
+        f.write(b"SECRE\n")
+    os.utime(secret, ns=(1700000123 * 10 ** 9, 1700000123 * 10 ** 9))
+    etc = os.path.join(content_dir(applied.home, "child"), "etc")
+    os.rename(etc, etc + ".moved")
+    os.symlink(outside, etc)
+    tarball, result = export(applied, "child")
+    assert b"SECRE" not in tarball
+    assert result.diff_id == sha256(tarball)
+
+
+@pytest.mark.parametrize("damage", ["not root's", "writable by others", "another diff", "truncated", "garbage",
+                                    "a symlink", "a directory", "a path out of the layer"])
+def test_a_record_that_does_not_hold_is_ignored(applied, damage):
+    path = record_path(applied, "child")
+    with open(path, "rb") as f:
+        data = f.read()
+    if damage == "not root's":
+        os.chown(path, 1000, 1000)
+    elif damage == "writable by others":
+        os.chmod(path, 0o666)
+    elif damage == "another diff":
+        os.replace(record_path(applied, "base"), path)
+    elif damage in ("truncated", "garbage"):
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2] if damage == "truncated" else data[:100] + os.urandom(200))
+    elif damage == "a symlink":
+        os.unlink(path)
+        os.symlink(record_path(applied, "base"), path)
+    elif damage == "a directory":
+        os.unlink(path)
+        os.mkdir(path)
+    else:
+        recorder = tar_split.Recorder()
+        recorder.take(CHILD[:512])
+        recorder.file(("..", "..", "outside"), 5, 0)
+        recorder.take(b"xxxxx")
+        with open(path, "wb") as f:
+            f.write(recorder.finish(applied.record("child").diff_id))
+    tarball, result = export(applied, "child")
+    assert tarball == walked(applied, "child")[0]
+    assert result.diff_id == sha256(tarball)
+
+
+def test_a_layer_made_before_its_diff_keeps_no_record(store):
+    """A layer that existed before the apply may hold files written through a mount: its export stays the walk's."""
+    store.apply_diff("base", "", opener(BASE))
+    store.ensure_present("app", "base")
+    store.apply_diff("app", "base", opener(CHILD))
+    assert not os.path.lexists(record_path(store, "app"))
+    assert export(store, "app")[0] == walked(store, "app")[0]
+
+
+def test_against_another_parent_the_walk_is_used(applied):
+    out = io.BytesIO()
+    result = applied.diff("child", "", out)  # the whole tree, not the diff applied on base
+    assert out.getvalue() != CHILD and result.diff_id == sha256(out.getvalue())
+
+
+def test_removal_takes_the_record_and_a_writer_prunes_an_orphan(home):
+    with LayerStore(home).locked() as store:
+        store.apply_diff("base", "", opener(BASE))
+        store.apply_diff("child", "base", opener(CHILD))
+        store.ensure_absent("child")
+        assert not os.path.lexists(record_path(store, "child"))
+        orphan = record_path(store, "gone")
+        with open(orphan, "wb") as f:
+            f.write(b"x")
+    with LayerStore(home).locked() as store:  # the next writer's cleanup
+        assert not os.path.lexists(orphan)
+        assert os.path.exists(record_path(store, "base"))
+
+
+def test_the_exported_tarball_applies_to_the_same_tree(applied):
+    applied.apply_diff("copy", "base", opener(export(applied, "child")[0]))
+    assert layer_tree(applied.driver, "copy") == layer_tree(applied.driver, "child")
+
+
+def test_a_record_past_its_bound_is_not_kept(store, monkeypatch):
+    monkeypatch.setattr(tar_split, "MAX_RECORD", 64)
+    store.apply_diff("base", "", opener(BASE))
+    assert not os.path.lexists(record_path(store, "base"))
+    assert export(store, "base")[0] == walked(store, "base")[0]
+
+
+def test_a_file_entry_given_twice_still_exports_a_tarball_of_the_layer(store):
+    twice = TarBuilder().file("a", "first, longer").file("a", "second").bytes()
+    store.apply_diff("twice", "", opener(twice))
+    tarball, result = export(store, "twice")
+    assert result.diff_id == sha256(tarball)
+    store.apply_diff("again", "", opener(tarball))
+    assert layer_tree(store.driver, "again") == layer_tree(store.driver, "twice")
