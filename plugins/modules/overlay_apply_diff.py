@@ -23,6 +23,10 @@ description:
     symlinks or hardlinks say; damaged, truncated or malformed archives are errors.
   - The diff is applied to a copy and only becomes visible once it is complete and its digest was
     checked against O(diff_id). A failure leaves the layer as it was (and removes a layer this task created).
+  - On a layer this task creates, the tarball's headers (all of it but its files' contents, compressed) are
+    kept beside the layer's record, C(.strata/layers/<id>.tar-split), so that M(strata.overlay.overlay_diff)
+    exports the very tarball applied. No record is kept for a layer that existed before the task, for a
+    tarball that writes one path twice or gives a time a record cannot hold, or past 64 MiB of record.
   - One diff per layer. The same diff again reports no change without extracting anything; with
     O(diff_id) given, without even reading O(src). A different diff is an error.
   - A diff goes into a layer before anything is built on it. While other layers have it as parent, applying

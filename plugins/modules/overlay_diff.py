@@ -14,11 +14,15 @@ description:
   - Compares the layer with its parent and writes the changes to O(dest) as an uncompressed layer
     tarball; deletions become C(.wh.<name>) whiteouts.
   - A layer made by applying a tarball (M(strata.overlay.overlay_apply_diff) on a layer it creates, and every
-    image layer of M(strata.overlay.overlay_image)) is exported as that very tarball, byte for byte, as Docker
-    and containers-storage export an applied layer, so C(diff_id) is the diff_id it was applied with. The
-    home keeps the tarball's headers for it (C(.strata/layers/<id>.tar-split), root's own) and reads each
-    file's contents from the layer; a file whose type, size or mtime is not what was applied, or a missing
-    or damaged record, makes the export fall back to the change walk below.
+    image layer of M(strata.overlay.overlay_image)) is exported as that very tarball, uncompressed, byte for
+    byte, as Docker and containers-storage export an applied layer, so C(diff_id) is the diff_id it was applied
+    with. The home keeps the tarball's headers for it (C(.strata/layers/<id>.tar-split), root's own; see
+    M(strata.overlay.overlay_apply_diff) for when none is kept) and the export reads each file's contents from
+    the layer, each opened beneath it without following a symlink. A file that is no longer a regular file of
+    the size and mtime applied, a file reached through a symlink in the layer, or a record that is missing,
+    damaged, not root's own or of another diff makes the export fall back to the change walk below.
+    Only the files' contents, type, size and mtime are checked; other changes made to an applied layer's
+    files behind the collection's back (it is mounted read-only) are not seen in such an export.
   - Any other layer is archived from the change walk; the output is reproducible (whole-second times,
     whiteouts dated by their directory). Either way, exporting the same layer again gives the same
     diff_id and reports no change, and C(changes) and C(size) come from the change walk.
@@ -75,7 +79,7 @@ diff_id:
   type: str
   sample: sha256:2c1d3f0b7e0c6a6e43d31b8c67b1dd5a87dcdb5a9d2d0bb3a1b7e8f2d3c4b5a6
 size:
-  description: Bytes the added and modified files take (the driver's DiffSize; applying the tarball reports the same size).
+  description: Bytes the added and modified files take, from the change walk (the driver's DiffSize).
   returned: success
   type: int
   sample: 4096
@@ -85,7 +89,7 @@ tar_size:
   type: int
   sample: 10240
 changes:
-  description: The changes exported, in tree order.
+  description: The changes the change walk finds against the parent, in tree order.
   returned: success
   type: list
   elements: dict

@@ -719,10 +719,9 @@ class GraphDriver:
             try:
                 with self._changes(layer_id, parent) as (changes, walked):
                     size = changes_size(walked, changes)
-            except BaseException:
-                replay.cancel()
-                raise
-            written = replay.result()
+                written = replay.result()
+            finally:
+                replay.cancel()  # after an error or a signal here, nothing more is written to out
         finally:
             own.close()
         if written is None:

@@ -33,6 +33,7 @@ import zlib
 
 from .records import TAR_SPLIT_SUFFIX
 from .state_files import open_regular, remove_entry, require_roots_own, write_atomic
+from .syscalls import O_PATH
 
 SUFFIX = TAR_SPLIT_SUFFIX
 _MAGIC = b"strata-tar-split 1\n"
@@ -47,7 +48,7 @@ _MAX_PATH = 4096
 # twenty to one, so this is several million entries, and what a replay holds in memory stays bounded.
 MAX_RECORD = 64 << 20
 _READ = 64 << 10
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC  # opens nothing: a FIFO or a device is never opened
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -66,18 +67,34 @@ class Recorder:
         self._raw = bytearray()
         self._file_left = 0
         self._pending = None
+        self._paths = set()
+        self._last = None
+        self._taken = False
         self.dropped = False
 
     def file(self, parts, size, mtime_ns):
         """The next size bytes taken are the contents of parts (the entry's cleaned name) in the layer.
         Said again before any byte is taken (an entry retried after EEXIST), the last one holds."""
-        if size and not self.dropped:
-            self._pending = (os.fsencode("/".join(parts)), size, mtime_ns)
+        if self.dropped:
+            return
+        if not -(1 << 63) <= mtime_ns < (1 << 63):  # no _FILE_HEADER field holds it: keep no record
+            self._drop()
+            return
+        path = os.fsencode("/".join(parts))
+        retried = self._last == path and not self._taken
+        if path in self._paths and not retried:
+            # written twice: the layer holds only the last contents, so the first reference would replay them
+            self._drop()
+            return
+        self._paths.add(path)
+        self._last, self._taken = path, False
+        self._pending = (path, size, mtime_ns)  # a zero-size file too: its size is checked on replay
 
     def take(self, data):
         """Bytes the reader handed out, as bytes or a memoryview."""
         if self.dropped or not data:
             return
+        self._taken = True
         if self._pending is not None:
             self._start_file()
         if self._file_left:
@@ -226,7 +243,13 @@ class _Parents:
         parent, _sep, name = path.rpartition(b"/")
         if not name or name in (b".", b".."):
             raise ReplayMismatch("the record names %r" % path)
-        return os.open(name, _OPEN_FLAGS, dir_fd=self._dir(parent) if parent else self._own_fd)
+        where = os.open(name, _PATH_FLAGS, dir_fd=self._dir(parent) if parent else self._own_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(where).st_mode):
+                raise ReplayMismatch("%s is no longer a regular file" % os.fsdecode(path))
+            return os.open("/proc/self/fd/%d" % where, os.O_RDONLY | os.O_CLOEXEC)  # the inode checked
+        finally:
+            os.close(where)
 
     def _dir(self, path):
         fd = self._fds.get(path)
@@ -298,6 +321,7 @@ class Replay:
         self._writer = HashingWriter(out)
         self._stop = threading.Event()
         self._error = None
+        self._done = False
         self._thread = threading.Thread(target=self._run, args=(record, own_fd), name="tar-split-replay",
                                         daemon=True)
         self._thread.start()
@@ -309,6 +333,10 @@ class Replay:
             self._error = e
 
     def cancel(self):
+        """Stop the thread and the writer, if result has not: nothing is written to out after this."""
+        if self._done:
+            return
+        self._done = True
         self._stop.set()
         self._thread.join()
         self._writer.abandon()
@@ -318,6 +346,7 @@ class Replay:
         failed): the export is then made from the change walk, which names any real error itself."""
         self._thread.join()
         if self._error is not None:
-            self._writer.abandon()
+            self.cancel()
             return None
+        self._done = True
         return self._writer.close(), self._writer.size

@@ -5,6 +5,8 @@ import contextlib
 import io
 import os
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -224,10 +226,60 @@ def test_a_record_past_its_bound_is_not_kept(store, monkeypatch):
     assert export(store, "base")[0] == walked(store, "base")[0]
 
 
-def test_a_file_entry_given_twice_still_exports_a_tarball_of_the_layer(store):
-    twice = TarBuilder().file("a", "first, longer").file("a", "second").bytes()
-    store.apply_diff("twice", "", opener(twice))
+
+
+def test_a_fifo_or_device_on_a_recorded_path_is_never_opened(store):
+    """What runs as the layer's owner can rename a FIFO, or a device node a tarball brought, onto a recorded
+    path: root's export must not open it (a device's open has side effects), only see that it is no file."""
+    store.apply_diff("base", "", opener(BASE))
+    path = os.path.join(content_dir(store.home, "base"), "etc", "hostname")
+    os.unlink(path)
+    os.mkfifo(path)
+    opened = []
+
+    def writer():  # blocks in open() until a reader opens the FIFO
+        fd = os.open(path, os.O_WRONLY)
+        opened.append(True)
+        os.close(fd)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    try:
+        tarball, result = export(store, "base")
+        assert result.diff_id == sha256(tarball) and tarball != BASE
+        thread.join(1)
+        assert not opened
+    finally:
+        if thread.is_alive():
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize("data", [
+    TarBuilder().file("a", "aaaa").hardlink("b", "a").file("a", "bbbb").bytes(),
+    TarBuilder().file("a", "1111").file("a", "2222").bytes(),
+    TarBuilder().file("a", "1111").whiteout("a").file("a", "2222").hardlink("keep", "a").bytes(),
+], ids=["hardlink then its target rewritten", "a file given twice", "deleted and given again"])
+def test_a_path_written_twice_keeps_no_record(store, data):
+    """The layer holds only the last contents, which the first reference would replay too."""
+    store.apply_diff("twice", "", opener(data))
+    assert not os.path.lexists(record_path(store, "twice"))
     tarball, result = export(store, "twice")
     assert result.diff_id == sha256(tarball)
     store.apply_diff("again", "", opener(tarball))
     assert layer_tree(store.driver, "again") == layer_tree(store.driver, "twice")
+
+
+def test_times_no_record_can_hold_still_apply(store):
+    data = TarBuilder().file("future", "f", mtime=2 ** 34 + 5).file("old", "o", mtime=-100).bytes()
+    store.apply_diff("far", "", opener(data))
+    assert export(store, "far")[0] == walked(store, "far")[0]
+
+
+def test_an_empty_file_that_grew_is_caught(store):
+    data = TarBuilder().dir("etc").file("etc/empty", b"").file("etc/a", "a").bytes()
+    store.apply_diff("e", "", opener(data))
+    assert export(store, "e")[0] == data
+    with open(os.path.join(content_dir(store.home, "e"), "etc", "empty"), "wb") as f:
+        f.write(b"now it holds something")
+    assert export(store, "e")[0] == walked(store, "e")[0] != data
