@@ -122,6 +122,20 @@ def test_interrupted_diff_leaves_no_temp_file_and_nothing_mounted(s, signum):
     assert ok("overlay_diff", args)["changed"]
 
 
+def test_an_export_interrupted_while_its_tarball_is_replayed_stops_the_replay(s):
+    """The replay's process is stopped with the export: nothing is left at dest, and the next run exports."""
+    ok("overlay_apply_diff", at(s, id="base", src=s["base"], remote_src=True))
+    dest = os.path.join(s["scratch"], "exported.tar")
+    args = at(s, id="base", dest=dest)
+    rc, result, err = interrupted(s, "overlay_diff", args, "diff.replaying", signal.SIGTERM)
+    failed_cleanly(rc, result, err, "SIGTERM")
+    assert not os.path.exists(dest)
+    nothing_half_made(s)
+    assert ok("overlay_diff", args)["changed"]
+    with open(s["base"], "rb") as applied, open(dest, "rb") as exported:
+        assert exported.read() == applied.read()
+
+
 def test_interrupted_mount_leaves_no_mount_without_a_holder(s):
     ok("overlay_apply_diff", at(s, id="base", src=s["base"], remote_src=True))
     ok("overlay_layer", at(s, id="app", parent="base"))

@@ -34,6 +34,8 @@ TEMP_PREFIX = ".strata-diff-"
 class NullWriter:
     """Takes everything, keeps nothing: a check run hashes the tarball without writing it."""
 
+    discards = True  # a tar-split replay only hashes (tar_split.target_fd)
+
     @staticmethod
     def write(data):
         return len(data)
@@ -225,6 +227,9 @@ class AtomicDest:
 
     def write(self, data):
         return self.file.write(data)
+
+    def fileno(self):
+        return self.file.fileno()
 
     def restart(self):
         """Empty again: a tar-split replay that did not match the layer is written over (tar_split.restart)."""

@@ -706,17 +706,20 @@ class GraphDriver:
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
     def _replayed_diff(self, layer_id, parent, out, record):
-        """diff from the tar-split record: the tarball replayed on a thread while the changes are walked on
-        this one. None when the layer does not match the record (out is then emptied again) or out cannot
-        be emptied again."""
+        """diff from the tar-split record: the tarball replayed by a process of its own into out's fd while
+        the changes are walked here. None when the layer does not match the record (out is then emptied
+        again) or out has no fd to write through."""
         from . import tar_split  # pylint: disable=import-outside-toplevel
 
-        if not tar_split.restartable(out):
+        out_fd = tar_split.target_fd(out)
+        if out_fd is None:
             return None
         own = self._own_dir(layer_id)
         try:
-            replay = tar_split.Replay(record, own.fileno(), out)
+            replay = tar_split.Replay(record, own.fileno(), out_fd)
+            written = None
             try:
+                faults.point("diff.replaying")
                 with self._changes(layer_id, parent) as (changes, walked):
                     size = changes_size(walked, changes)
                 written = replay.result()

@@ -5,6 +5,7 @@ import contextlib
 import io
 import os
 import tarfile
+import tempfile
 import threading
 import time
 
@@ -60,9 +61,11 @@ def applied(store):
 
 
 def export(store, layer_id):
-    out = io.BytesIO()
-    result = store.diff(layer_id, store.parent_of(layer_id), out)
-    return out.getvalue(), result
+    """The export as the module makes it, into a file (a replay writes through the file's fd)."""
+    with tempfile.TemporaryFile() as out:
+        result = store.diff(layer_id, store.parent_of(layer_id), out)
+        out.seek(0)
+        return out.read(), result
 
 
 def walked(store, layer_id):
@@ -195,9 +198,16 @@ def test_a_layer_made_before_its_diff_keeps_no_record(store):
 
 
 def test_against_another_parent_the_walk_is_used(applied):
+    with tempfile.TemporaryFile() as out:
+        result = applied.diff("child", "", out)  # the whole tree, not the diff applied on base
+        out.seek(0)
+        tarball = out.read()
+    assert tarball != CHILD and result.diff_id == sha256(tarball)
+
+
+def test_an_output_without_a_file_of_its_own_gets_the_walks_export(applied):
     out = io.BytesIO()
-    result = applied.diff("child", "", out)  # the whole tree, not the diff applied on base
-    assert out.getvalue() != CHILD and result.diff_id == sha256(out.getvalue())
+    assert applied.diff("child", "base", out).diff_id == sha256(out.getvalue()) != sha256(CHILD)
 
 
 def test_removal_takes_the_record_and_a_writer_prunes_an_orphan(home):
