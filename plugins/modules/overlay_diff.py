@@ -19,10 +19,10 @@ description:
     with. The home keeps the tarball's headers for it (C(.strata/layers/<id>.tar-split), root's own; see
     M(strata.overlay.overlay_apply_diff) for when none is kept) and the export reads each file's contents from
     the layer, each opened beneath it without following a symlink. A file that is no longer a regular file of
-    the size and mtime applied, a file reached through a symlink in the layer, or a record that is missing,
-    damaged, not root's own or of another diff makes the export fall back to the change walk below.
-    Only the files' contents, type, size and mtime are checked; other changes made to an applied layer's
-    files behind the collection's back (it is mounted read-only) are not seen in such an export.
+    the size and mtime applied, a file reached through a symlink in the layer, bytes that do not hash to the
+    diff_id applied, or a record that is missing, damaged, not root's own or of another diff makes the export
+    fall back to the change walk below. Changes to an applied layer's metadata made behind the collection's
+    back (modes, owners, files added; it is mounted read-only) are not seen in such an export.
   - Any other layer is archived from the change walk; the output is reproducible (whole-second times,
     whiteouts dated by their directory). Either way, exporting the same layer again gives the same
     diff_id and reports no change, and C(changes) and C(size) come from the change walk.

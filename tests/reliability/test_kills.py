@@ -149,7 +149,9 @@ def leftovers(home):
     state = os.path.join(home, ".strata")
     tmp = os.listdir(os.path.join(state, "tmp"))
     records_dir = os.path.join(state, "layers")
-    partial = [n for n in os.listdir(records_dir) if not n.endswith(".json")]
+    # a record and a tar-split record per layer, nothing half written
+    partial = [n for n in os.listdir(records_dir)
+               if not (n.endswith((".json", ".tar-split")) and os.path.isdir(os.path.join(home, n.rsplit(".", 1)[0])))]
     for name in os.listdir(records_dir):
         if name.endswith(".json"):
             with open(os.path.join(records_dir, name)) as f:

@@ -706,9 +706,10 @@ class GraphDriver:
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
     def _replayed_diff(self, layer_id, parent, out, record):
-        """diff from the tar-split record: the tarball replayed by a process of its own into out's fd while
-        the changes are walked here. None when the layer does not match the record (out is then emptied
-        again) or out has no fd to write through."""
+        """diff from the tar-split record (tar_split.OpenRecord): the tarball replayed by a process of its own
+        into out's fd while the changes are walked here. None when the layer does not match the record or the
+        bytes replayed are not the diff_id applied (out is then emptied again), or out has no fd to write
+        through."""
         from . import tar_split  # pylint: disable=import-outside-toplevel
 
         out_fd = tar_split.target_fd(out)
@@ -727,7 +728,9 @@ class GraphDriver:
                 replay.cancel()  # after an error or a signal here, nothing more is written to out
         finally:
             own.close()
-        if written is None:
+        if written is None or written[0] != record.diff_id:
+            # the checks per file passed but the bytes are not the tarball applied (an entry that put another
+            # file of the same size and mtime at a recorded path): no replay, whatever its digest
             tar_split.restart(out)
             return None
         return DiffResult(written[0], written[1], changes, size)

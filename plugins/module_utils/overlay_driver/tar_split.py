@@ -20,9 +20,10 @@ file and name the layer's current diff_id; each file is opened beneath the
 layer's directory without following any symlink (each directory on the way
 opened from its parent's fd with O_NOFOLLOW), must be a
 regular file of the recorded size and mtime, and is read for exactly that
-size. Anything else (a record damaged or of another layer, a file changed
-since it was applied) is ReplayMismatch, and the caller exports the layer
-from its change walk instead.
+size; and the bytes replayed must hash to the diff_id applied. Anything
+else (a record damaged or of another layer, a file changed since it was
+applied, another file of the same size and mtime at a recorded path) and
+the caller exports the layer from its change walk instead.
 
 The replay runs in a process of its own (Replay), writing through the
 export's fd, while the export's process walks the changes it reports: that
@@ -160,8 +161,19 @@ def remove(dir_fd, layer_id):
     remove_entry(dir_fd, layer_id + SUFFIX)
 
 
+class OpenRecord:
+    """A layer's record, open, and the diff_id the replay must come to: anything else is no replay of it."""
+
+    def __init__(self, f, diff_id):
+        self.file = f
+        self.diff_id = diff_id
+
+    def close(self):
+        self.file.close()
+
+
 def open_record(dir_fd, layer_id, diff_id):
-    """The layer's record as an open file when it is root's own regular file naming diff_id; else None."""
+    """The layer's record (OpenRecord) when it is root's own regular file naming diff_id; else None."""
     if dir_fd is None or not diff_id:
         return None
     f = open_regular(dir_fd, layer_id + SUFFIX)
@@ -176,7 +188,7 @@ def open_record(dir_fd, layer_id, diff_id):
     except (OSError, ValueError):
         f.close()
         return None
-    return f
+    return OpenRecord(f, diff_id)
 
 
 class _Frames:
@@ -252,7 +264,8 @@ class _Parents:
         try:
             if not stat.S_ISREG(os.fstat(where).st_mode):
                 raise ReplayMismatch("%s is no longer a regular file" % os.fsdecode(path))
-            return os.open("/proc/self/fd/%d" % where, os.O_RDONLY | os.O_CLOEXEC)  # the inode checked
+            # the inode checked; O_NONBLOCK: a lease its owner holds on it fails the open at once, never blocks it
+            return os.open("/proc/self/fd/%d" % where, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         finally:
             os.close(where)
 
@@ -334,8 +347,8 @@ class _FdOut:
 
 
 class Replay:
-    """The recorded tarball written to out's fd (hashed, and the digest sent back) by a process of its own,
-    while the caller walks the layer's changes for what the export reports. A thread would share the
+    """The recorded tarball (an OpenRecord) written to out's fd (hashed, and the digest sent back) by a
+    process of its own, while the caller walks the layer's changes for what the export reports. A thread would share the
     interpreter's lock with the walk, and the replay's few system calls per file would each wait for it.
 
     The process is forked before any thread of the export starts, writes nothing but out's fd and one line
@@ -357,7 +370,7 @@ class Replay:
             code = 1
             try:
                 os.close(read_end)
-                code = _replay_process(record, own_fd, HashingWriter(_FdOut(out_fd)), write_end)
+                code = _replay_process(record.file, own_fd, HashingWriter(_FdOut(out_fd)), write_end)
             finally:
                 os._exit(code)  # pylint: disable=protected-access
         os.close(write_end)

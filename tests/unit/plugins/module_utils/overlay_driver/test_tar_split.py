@@ -2,8 +2,10 @@
 whenever the layer or its record does not match."""
 
 import contextlib
+import fcntl
 import io
 import os
+import signal
 import tarfile
 import tempfile
 import threading
@@ -13,6 +15,7 @@ import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_split
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.dest import NullWriter
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import store_apply
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
@@ -236,8 +239,6 @@ def test_a_record_past_its_bound_is_not_kept(store, monkeypatch):
     assert export(store, "base")[0] == walked(store, "base")[0]
 
 
-
-
 def test_a_fifo_or_device_on_a_recorded_path_is_never_opened(store):
     """What runs as the layer's owner can rename a FIFO, or a device node a tarball brought, onto a recorded
     path: root's export must not open it (a device's open has side effects), only see that it is no file."""
@@ -293,3 +294,48 @@ def test_an_empty_file_that_grew_is_caught(store):
     with open(os.path.join(content_dir(store.home, "e"), "etc", "empty"), "wb") as f:
         f.write(b"now it holds something")
     assert export(store, "e")[0] == walked(store, "e")[0] != data
+
+
+@pytest.mark.parametrize("data", [
+    TarBuilder().file("q", "CCCC").file("x", "AAAA").hardlink("x", "q").bytes(),
+    TarBuilder().dir("usr").dir("usr/lib").symlink("lib", "usr/lib").file("lib/x", "AAAA")
+    .file("q", "CCCC").dir("lib").hardlink("lib/x", "q").bytes(),
+], ids=["a hardlink over a recorded file", "a write through a symlink a later entry undoes"])
+def test_a_replay_that_is_not_the_tarball_applied_is_not_given(store, data):
+    """An entry can leave another file of the same size and mtime at a recorded path without writing that path
+    twice: the per-file checks pass, the digest does not, and the export is the walk's."""
+    store.apply_diff("odd", "", opener(data))
+    tarball, result = export(store, "odd")
+    assert tarball == walked(store, "odd")[0] != data
+    assert result.diff_id == sha256(tarball)
+    store.apply_diff("again", "", opener(tarball))
+    assert layer_tree(store.driver, "again") == layer_tree(store.driver, "odd")
+
+
+def test_a_lease_on_a_recorded_file_fails_the_export_at_once(store):
+    """The layer's owner may hold a write lease on its file (here root, for brevity): an open that waits for it
+    would hold the export lease-break-time (45 s) per file; the replay and the walk both open O_NONBLOCK."""
+    store.apply_diff("base", "", opener(BASE))
+    path = os.path.join(content_dir(store.home, "base"), "etc", "hostname")
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        try:
+            signal.signal(signal.SIGIO, signal.SIG_IGN)
+            fd = os.open(path, os.O_RDONLY)
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+            os.write(ready_w, b"1")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"1"
+        start = time.monotonic()
+        with pytest.raises(OverlayError, match="cannot read it for the tarball"):
+            export(store, "base")
+        assert time.monotonic() - start < 10
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(ready_w)
