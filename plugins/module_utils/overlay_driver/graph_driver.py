@@ -717,7 +717,10 @@ class GraphDriver:
             return None
         own = self._own_dir(layer_id)
         try:
-            replay = tar_split.Replay(record, own.fileno(), out_fd)
+            try:
+                replay = tar_split.Replay(record, own.fileno(), out_fd)
+            except OSError:
+                return None  # no process to be had (EAGAIN, ENOMEM, EMFILE): nothing written yet, the walk exports
             written = None
             try:
                 faults.point("diff.replaying")

@@ -208,6 +208,15 @@ def test_against_another_parent_the_walk_is_used(applied):
     assert tarball != CHILD and result.diff_id == sha256(tarball)
 
 
+def test_no_process_for_the_replay_leaves_the_export_to_the_walk(applied, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    tarball, result = export(applied, "child")
+    assert tarball == walked(applied, "child")[0] and result.diff_id == sha256(tarball)
+
+
 def test_an_output_without_a_file_of_its_own_gets_the_walks_export(applied):
     out = io.BytesIO()
     assert applied.diff("child", "base", out).diff_id == sha256(out.getvalue()) != sha256(CHILD)
