@@ -158,6 +158,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.common import (LAYE
                                                                             one_of, run_module)
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import ApplyDiffManager
+# shipped with this module (the store loads it by name, records.tar_split_module): applies keep a tar-split record
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_split  # noqa: F401 pylint: disable=W0611
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.decompress import COMPRESSIONS
 
 

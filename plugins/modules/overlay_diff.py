@@ -111,6 +111,8 @@ from ansible_collections.strata.overlay.plugins.module_utils import early_signal
 from ansible_collections.strata.overlay.plugins.module_utils.common import LAYER_ID, argument_spec, run_module
 from ansible_collections.strata.overlay.plugins.module_utils.layer_module import LayerModule
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
+# shipped with this module (the store loads it by name, records.tar_split_module): exports replay applied tarballs
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_split  # noqa: F401 pylint: disable=W0611
 
 
 def main():

@@ -34,7 +34,7 @@ TEMP_PREFIX = ".strata-diff-"
 class NullWriter:
     """Takes everything, keeps nothing: a check run hashes the tarball without writing it."""
 
-    discards = True  # a tar-split replay only hashes (tar_split.target_fd)
+    discards = True  # tar_split.target_fd
 
     @staticmethod
     def write(data):
@@ -42,7 +42,7 @@ class NullWriter:
 
     @staticmethod
     def restart():
-        """Nothing was kept, so nothing to take back (tar_split.restart)."""
+        """Nothing to take back."""
 
 
 class _DestWalk(PathWalk):
@@ -232,7 +232,7 @@ class AtomicDest:
         return self.file.fileno()
 
     def restart(self):
-        """Empty again: a tar-split replay that did not match the layer is written over (tar_split.restart)."""
+        """Empty again (tar_split.restart)."""
         self.file.seek(0)
         self.file.truncate()
 

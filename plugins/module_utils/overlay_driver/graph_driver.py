@@ -23,7 +23,7 @@ import errno
 import os
 import stat
 
-from . import faults, fscheck, mounts, syscalls, walk, whiteouts
+from . import faults, fscheck, mounts, records, syscalls, walk, whiteouts
 from .changes import changes_dirs, changes_size, view_changes
 from .copy import copy_tree_into
 from .errors import OverlayError
@@ -592,8 +592,7 @@ class GraphDriver:
     def apply_diff(self, layer_id, parent, raw, compression="auto", expected_diff_id=None, progress=None,
                    recorder=None):
         """moby's ApplyDiff, with the diff verified before it becomes visible: each layout's _apply
-        writes it where nothing sees it and moves it in once its digest has been checked. recorder
-        (tar_split.Recorder) keeps the tarball's framing for a later export."""
+        writes it where nothing sees it and moves it in once its digest has been checked."""
         paths = self._require(layer_id)
         if parent:
             validate_layer_id(parent, "parent id")
@@ -690,9 +689,7 @@ class GraphDriver:
     def diff(self, layer_id, parent, out, replay=None):
         """Write the layer's changes against parent as a tarball to out.
 
-        replay: the layer's tar-split record (tar_split.open_record), when parent is the layer it was
-        applied on: the tarball applied is written again, byte for byte, and only what the export
-        reports comes from the change walk. Returns a DiffResult.
+        replay: the layer's tar-split record, to write the tarball applied again. Returns a DiffResult.
         """
         if replay is not None:
             replayed = self._replayed_diff(layer_id, parent, out, replay)
@@ -706,41 +703,11 @@ class GraphDriver:
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
     def _replayed_diff(self, layer_id, parent, out, record):
-        """diff from the tar-split record (tar_split.OpenRecord): the tarball replayed by a process of its own
-        into out's fd while the changes are walked here. None when the layer does not match the record or the
-        bytes replayed are not the diff_id applied (out is then emptied again), or out has no fd to write
-        through."""
-        from . import tar_split  # pylint: disable=import-outside-toplevel
-
-        out_fd = tar_split.target_fd(out)
-        if out_fd is None:
-            return None
-        own = self._own_dir(layer_id)
-        try:
-            try:
-                replay = tar_split.Replay(record, own.fileno(), out_fd)
-            except OSError:
-                return None  # no process to be had (EAGAIN, ENOMEM, EMFILE): nothing written yet, the walk exports
-            written = None
-            try:
-                faults.point("diff.replaying")
-                with self._changes(layer_id, parent) as (changes, walked):
-                    size = changes_size(walked, changes)
-                written = replay.result()
-            finally:
-                replay.cancel()  # after an error or a signal here, nothing more is written to out
-        finally:
-            own.close()
-        if written is None or written[0] != record.diff_id:
-            # the checks per file passed but the bytes are not the tarball applied (an entry that put another
-            # file of the same size and mtime at a recorded path): no replay, whatever its digest
-            tar_split.restart(out)
-            return None
-        return DiffResult(written[0], written[1], changes, size)
+        """tar_split.replayed_diff."""
+        return records.tar_split_module().replayed_diff(self, layer_id, parent, out, record)
 
     def _own_dir(self, layer_id):
-        """The view_dirs.Dir of the directory an apply_diff of the layer wrote into, opened as a mount
-        opens it."""
+        """The view_dirs.Dir apply_diff wrote the layer's files into."""
         raise NotImplementedError
 
     # -- a new layer with its diff, in one step ----------------------------------

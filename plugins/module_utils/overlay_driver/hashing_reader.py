@@ -28,7 +28,7 @@ class HashingReader:
     QUEUE_CHUNKS = 8
 
     def __init__(self, raw, compression="auto", recorder=None):
-        """recorder (tar_split.Recorder) is handed every byte the caller takes, in order."""
+        """recorder (tar_split.Recorder): given every byte taken."""
         self.recorder = recorder
         self._f, self.compression = open_decompressed(raw, compression)
         self._hash = hashlib.sha256()

@@ -634,7 +634,7 @@ class Overlay2Driver(GraphDriver):
     def diff(self, layer_id, parent, out, replay=None):
         """Against the layer's own parent, Docker 20.10's overlay2 Diff: the diff/ as it is, an opaque directory
         as its '.wh..wh..opq' and all the layer holds in it (with_opaque_dirs) rather than one whiteout per
-        name of the parent's directory, or the tarball applied when replay (its tar-split record) matches.
+        name of the parent's directory (or the tarball applied: replay).
         The changes and the size reported stay the change walk's, as changes() and diff_size() give them.
         Against another layer, the naive diff as in every layout."""
         if (parent or None) != self.lower_layer(layer_id):

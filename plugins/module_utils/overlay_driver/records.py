@@ -8,6 +8,7 @@ A record is JSON replaced whole (state_files.write_atomic): a reader sees the
 old record or the new, never a torn one.
 """
 
+import importlib
 import json
 import os
 
@@ -17,6 +18,15 @@ from .ids import validate_diff_id, validate_holder, validate_layer_id
 from .state_files import read_json, remove_entry, require_roots_own, write_atomic
 
 TAR_SPLIT_SUFFIX = ".tar-split"  # tar_split.SUFFIX, spelled here so that every run need not load it
+
+
+def tar_split_module():
+    """tar_split.py if the running module ships it (only those that apply or export import it), else None."""
+    try:
+        return importlib.import_module(".tar_split", __package__)
+    except ImportError:
+        return None
+
 
 FORMAT_VERSION = 1
 

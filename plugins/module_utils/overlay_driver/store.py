@@ -517,7 +517,7 @@ class LayerStore:
         if created:
             self._create(layer_id, parent)
         try:
-            # a layer made here holds nothing but the diff: its tarball can be replayed for exports (tar_split.py)
+            # a layer made here holds nothing but the diff, which exports can replay
             result = self._apply_and_record(layer_id, parent, opener, diff_id, compression, tar_split=created)
         except BaseException:
             if created:
@@ -540,17 +540,15 @@ class LayerStore:
 
     @staticmethod
     def tar_split_recorder():
-        from .tar_split import Recorder  # pylint: disable=import-outside-toplevel
-
-        return Recorder()
+        """A tar_split.Recorder, if the running module ships tar_split."""
+        tar_split = records.tar_split_module()
+        return tar_split.Recorder() if tar_split is not None else None
 
     def save_tar_split(self, layer_id, recorder, diff_id):
-        """What recorder kept of the tarball applied to the new layer, beside its record: exports replay it
-        (diff). None kept (a record past tar_split.MAX_RECORD) leaves the layer to the change walk."""
+        """What recorder kept of the tarball applied, beside the layer's record, for diff."""
         if recorder is None:
             return
-        from . import tar_split  # pylint: disable=import-outside-toplevel
-
+        tar_split = records.tar_split_module()
         data = recorder.finish(diff_id)
         if data is None:
             tar_split.remove(self._dirs.records_fd, layer_id)
@@ -558,15 +556,12 @@ class LayerStore:
             tar_split.save(self._dirs.records_fd, layer_id, data)
 
     def diff(self, layer_id, parent, out):
-        """The driver's diff, given the layer's tar-split record when parent is the one its diff was applied
-        on: the export is then the very tarball applied (its digest the recorded diff_id), as Docker and
-        containers-storage export an applied layer."""
+        """The driver's diff, replaying the tarball applied when parent is the one it was applied on."""
         record = self.record(layer_id)
         replay = None
-        if record.diff_id and (parent or None) == (record.parent or None):
-            from .tar_split import open_record  # pylint: disable=import-outside-toplevel
-
-            replay = open_record(self._dirs.records_fd, layer_id, record.diff_id)
+        tar_split = records.tar_split_module()
+        if tar_split is not None and record.diff_id and (parent or None) == (record.parent or None):
+            replay = tar_split.open_record(self._dirs.records_fd, layer_id, record.diff_id)
         try:
             return self.driver.diff(layer_id, parent, out, replay=replay)
         finally:

@@ -73,7 +73,7 @@ class ArchiveWalk:
         self.uid_maps = uid_maps or []
         self.gid_maps = gid_maps or []
         self.limits = limits or Limits()
-        self.recorder = None  # tar_split.Recorder: the tarball's framing, kept as it is read
+        self.recorder = None  # a tar_split.Recorder
         # implicit directories get the root's owner: an unmapped root fails apply and check alike
         self.root_uid, self.root_gid = root_pair(self.uid_maps, self.gid_maps)
 
@@ -188,8 +188,7 @@ class LayerApplier(ArchiveWalk):
                  where=None, recorder=None):
         """target: the directory, as a path or as a directory fd that the caller keeps open (root's temp dirs are
         reached by fd only: their path runs through the home, whose names the remapped root can swap).
-        where names it in errors (default: target). recorder (tar_split.Recorder) keeps the tarball's
-        framing and where each file's contents went."""
+        where names it in errors (default: target). recorder: a tar_split.Recorder."""
         super(LayerApplier, self).__init__(uid_maps, gid_maps, limits)
         self.recorder = recorder
         if whiteout_format not in whiteouts.FORMATS:

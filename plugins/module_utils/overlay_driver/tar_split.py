@@ -37,7 +37,10 @@ import struct
 import signal
 import zlib
 
+from . import faults
+from .changes import changes_size
 from .records import TAR_SPLIT_SUFFIX
+from .results import DiffResult
 from .state_files import open_regular, remove_entry, require_roots_own, write_atomic
 from .syscalls import O_PATH
 
@@ -422,3 +425,34 @@ def _replay_process(record, own_fd, writer, result_fd):
     diff_id = writer.close()
     os.write(result_fd, ("%s %d\n" % (diff_id, writer.size)).encode("ascii"))
     return 0
+
+
+def replayed_diff(driver, layer_id, parent, out, record):
+    """driver.diff from the tar-split record (an OpenRecord): the tarball replayed by a process of its own into
+    out's fd while the changes are walked in this one. None when the layer does not match the record or the
+    bytes replayed are not the diff_id applied (out is then emptied again), or out has no fd to write through."""
+    out_fd = target_fd(out)
+    if out_fd is None:
+        return None
+    own = driver._own_dir(layer_id)  # pylint: disable=protected-access
+    try:
+        try:
+            replay = Replay(record, own.fileno(), out_fd)
+        except OSError:
+            return None  # no process to be had (EAGAIN, ENOMEM, EMFILE): nothing written yet, the walk exports
+        written = None
+        try:
+            faults.point("diff.replaying")
+            with driver._changes(layer_id, parent) as (changes, walked):  # pylint: disable=protected-access
+                size = changes_size(walked, changes)
+            written = replay.result()
+        finally:
+            replay.cancel()  # after an error or a signal here, nothing more is written to out
+    finally:
+        own.close()
+    if written is None or written[0] != record.diff_id:
+        # the checks per file passed but the bytes are not the tarball applied (an entry that put another
+        # file of the same size and mtime at a recorded path): no replay, whatever its digest
+        restart(out)
+        return None
+    return DiffResult(written[0], written[1], changes, size)

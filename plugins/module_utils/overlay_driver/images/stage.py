@@ -22,6 +22,7 @@ import functools
 import time
 
 from .. import space
+from .. import tar_split  # noqa: F401 pylint: disable=W0611  # shipped with overlay_image: records.tar_split_module
 from ..errors import OverlayError
 from ..tar_headers import Limits
 from ..results import StagedImage, StagedLayer

@@ -43,7 +43,7 @@ for name in sys.argv[2:]:
 print(json.dumps(out))
 """
 
-MODULES = ("overlay_mount", "overlay_info", "overlay_image")
+MODULES = ("overlay_mount", "overlay_info", "overlay_image", "overlay_diff", "overlay_apply_diff")
 UTILS = "ansible_collections/strata/overlay/plugins/module_utils/"
 IMAGES = UTILS + "overlay_driver/images/"
 
@@ -77,3 +77,14 @@ def test_overlay_image_ships_the_image_code(payloads):
     """The check above would pass for any payload that holds no module_utils at all: this one must hold them."""
     files = payloads["strata.overlay.overlay_image"]["files"]
     assert IMAGES + "stage.py" in files and IMAGES + "registry.py" in files
+
+
+TAR_SPLIT = UTILS + "overlay_driver/tar_split.py"
+
+
+@pytest.mark.parametrize("module, ships", [("overlay_mount", False), ("overlay_info", False), ("overlay_diff", True),
+                                           ("overlay_apply_diff", True), ("overlay_image", True)])
+def test_only_the_modules_that_apply_or_export_ship_the_tar_split_code(payloads, module, ships):
+    """The store loads tar_split.py by name (records.tar_split_module): the modules that record or replay a layer's
+    tarball must carry it, or they would silently do neither; the fleet modules need not."""
+    assert (TAR_SPLIT in payloads["strata.overlay." + module]["files"]) is ships
