@@ -113,6 +113,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.layer_module import
 from ansible_collections.strata.overlay.plugins.module_utils.managers import DiffManager
 # shipped with this module (the store loads it by name, records.tar_split_module): exports replay applied tarballs
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_split  # noqa: F401 pylint: disable=W0611
+# and so is the exporter (graph_driver.exporter): no other module exports
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import tar_export  # noqa: F401 pylint: disable=W0611
 
 
 def main():

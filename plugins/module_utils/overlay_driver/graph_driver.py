@@ -20,6 +20,7 @@ _mount_plan, _apply, _build_applied, _tree and _repair.
 
 import contextlib
 import errno
+import importlib
 import os
 import stat
 
@@ -43,6 +44,13 @@ from .space import no_space_advice
 _STILL_WRITTEN = ("the layer is gone from the home, but not all of its files could be deleted: a process still "
                   "writes into them (ENOTEMPTY), most likely through a mount that a lazy unmount detached and that "
                   "lives on while processes use it. Stop that process; a later run deletes what is left here")
+
+
+def exporter():
+    """tar_export.py, loaded by name: Ansible ships a module the module_utils its imports name, and only
+    overlay_diff exports (it imports tar_export), so the fleet modules' payloads leave the exporter out
+    (test_module_payloads.py)."""
+    return importlib.import_module(".tar_export", __package__)
 
 
 class GraphDriver:
@@ -695,11 +703,8 @@ class GraphDriver:
             replayed = self._replayed_diff(layer_id, parent, out, replay)
             if replayed is not None:
                 return replayed
-        # imported here: the exporter (with its writer thread's queue) is only loaded by runs that export
-        from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
-
         with self._changes(layer_id, parent) as (changes, own):
-            exported = export_changes(own, changes, out, self.uid_maps, self.gid_maps)
+            exported = exporter().export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
 
     def _replayed_diff(self, layer_id, parent, out, record):

@@ -38,7 +38,7 @@ import stat
 
 from . import faults, fd_limit, mounts, short_link_repair, short_links, syscalls, whiteouts
 from .errors import OverlayError
-from .graph_driver import GraphDriver, lstat_at
+from .graph_driver import GraphDriver, exporter, lstat_at
 from .ids import to_container, validate_layer_id
 from .layer_mounts import LayerMount
 from .layout import KIND_OVERLAY, KIND_ROOT, MERGED, WORK, HomeLayout
@@ -643,11 +643,9 @@ class Overlay2Driver(GraphDriver):
             replayed = self._replayed_diff(layer_id, parent, out, replay)
             if replayed is not None:
                 return replayed
-        from .tar_export import export_changes  # pylint: disable=import-outside-toplevel
-
         with self._changes(layer_id, parent) as (changes, own):
             exported_changes = with_opaque_dirs(changes)
-            exported = export_changes(own, exported_changes, out, self.uid_maps, self.gid_maps)
+            exported = exporter().export_changes(own, exported_changes, out, self.uid_maps, self.gid_maps)
             opaque = any(change.kind == OPAQUE_DIR for change in exported_changes)
             size = changes_size(own, changes) if opaque else exported.diff_size
         return DiffResult(exported.diff_id, exported.tar_size, changes, size)

@@ -88,3 +88,13 @@ def test_only_the_modules_that_apply_or_export_ship_the_tar_split_code(payloads,
     """The store loads tar_split.py by name (records.tar_split_module): the modules that record or replay a layer's
     tarball must carry it, or they would silently do neither; the fleet modules need not."""
     assert (TAR_SPLIT in payloads["strata.overlay." + module]["files"]) is ships
+
+
+TAR_EXPORT = UTILS + "overlay_driver/tar_export.py"
+
+
+@pytest.mark.parametrize("module, ships", [("overlay_mount", False), ("overlay_info", False), ("overlay_diff", True)])
+def test_only_the_module_that_exports_ships_the_exporter(payloads, module, ships):
+    """The layout drivers load tar_export.py by name (graph_driver.exporter): overlay_diff, the one module that
+    exports a layer, must carry it, or its export would fail; the fleet modules need not."""
+    assert (TAR_EXPORT in payloads["strata.overlay." + module]["files"]) is ships
