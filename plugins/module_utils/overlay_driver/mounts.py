@@ -252,36 +252,90 @@ def mount_overlay_stack(target_fd, lower_fds, upper_fd=None, work_fd=None, sourc
 def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
     """Bind the directory source_fd at target_name in target_dir_fd, then make that bind read-only.
 
-    Both are directories opened by the caller: the bind names their fds, and the
-    remount names the bind's root, opened again by name (a mount point cannot be
-    renamed) and checked to be the source. A bind mount takes the read-only flag
-    only on a remount (mount(2)), so there is a short moment where target is a
-    writable bind: nothing is handed out before the remount succeeded, and a
-    failed remount is undone. flags (MS_NOSUID, MS_NODEV, MS_NOEXEC: the layer's
-    mount options) are given with that remount.
+    Both are directories opened by the caller: the bind names their fds. A bind mount takes the read-only flag
+    only on a remount (mount(2)), so there is a short moment where the target is a writable bind: nothing is
+    handed out before the remount succeeded. The remount, and the unmount undoing the bind when a step fails,
+    go through an fd of the bind's own root (_bind_made), never through target_name: the remapped root owns
+    target_dir_fd and may have renamed the directory away from target_name (before the bind landed on it, or
+    from a mount namespace where it is no mount point) and put another directory there, with someone else's
+    mount on it. A bind that target_name no longer leads to once it is read-only is undone as well: the caller
+    shows, and put() unmounts, the mount at that name. Every failure is an OverlayError saying what became of
+    the bind. flags (MS_NOSUID, MS_NODEV, MS_NOEXEC: the layer's mount options) are given with the remount.
     """
-    open_flags = syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    target_fd = os.open(target_name, open_flags, dir_fd=target_dir_fd)
+    target_fd = os.open(target_name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=target_dir_fd)
     try:
         try:
             syscalls.mount(fd_path(source_fd), fd_path(target_fd), None, syscalls.MS_BIND)
         except OSError as e:
             raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
+        bound = _bind_made(source_fd, target_fd, where)
     finally:
         os.close(target_fd)
-    bound = os.open(target_name, open_flags, dir_fd=target_dir_fd)
     try:
-        want, seen = os.fstat(source_fd), os.fstat(bound)
         try:
-            if (want.st_dev, want.st_ino) != (seen.st_dev, seen.st_ino):
-                raise OSError(errno.ESTALE, "the bind mount is not where it was made")
             syscalls.mount(None, fd_path(bound), None,
                            syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY | flags)
         except OSError as e:
-            syscalls.umount(fd_path(bound), syscalls.MNT_DETACH)
-            raise OverlayError("cannot make the bind mount read-only: %s" % e.strerror, path=where)
+            _undo_bind(bound, "cannot make the bind mount read-only: %s" % e.strerror, where, writable=True)
+        if mount_id_at(target_dir_fd, target_name) != _fdinfo_mount_id(bound):
+            _undo_bind(bound, "cannot bind-mount it read-only: the directory was moved or replaced while it was "
+                       "being mounted (its name leads elsewhere now)", where, writable=False)
     finally:
         os.close(bound)
+
+
+def _bind_made(source_fd, target_fd, where):
+    """An O_PATH fd of the root of the bind of source_fd just made on the directory target_fd, whatever name
+    leads there now; an OverlayError saying a writable bind may remain when it cannot be told for sure.
+
+    target_fd's /proc/self/fd path leads to the directory under the bind, not into it. So the bind is reached
+    through that directory's own parent (its "..") and its own name (what the kernel shows its path ends
+    with), both taken from target_fd: while the directory is a mount point it can be neither renamed nor
+    removed in this mount namespace, so they keep leading to it. The mount on top there must be stacked right
+    on it (its parent is the mount target_fd is on) and show source's directory: anything else (a mount made
+    on top of the bind meanwhile) is no mount of this call's to remount or unmount."""
+    path_flags = syscalls.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    bound = seen = None
+    try:
+        seen = os.readlink(fd_path(target_fd))
+        up = os.open("..", path_flags, dir_fd=target_fd)
+        try:
+            bound = os.open(os.path.basename(seen), path_flags | os.O_NOFOLLOW, dir_fd=up)
+        finally:
+            os.close(up)
+        on, made = _fdinfo_mount_id(target_fd), _fdinfo_mount_id(bound)
+        entry = next((e for e in read_mountinfo() if e.mount_id == made), None)
+        want, got = os.fstat(source_fd), os.fstat(bound)
+        if made != on and entry is not None and entry.parent_id == on \
+                and (want.st_dev, want.st_ino) == (got.st_dev, got.st_ino):
+            return bound
+        cause = "another mount covers it"
+    except OSError as e:
+        cause = e.strerror
+    if bound is not None:
+        os.close(bound)
+    raise OverlayError("cannot reach the bind mount just made to make it read-only (%s): a writable bind of it may "
+                       "remain mounted at %s; nothing was unmounted, check and unmount it by hand"
+                       % (cause, seen or where), path=where)
+
+
+def _undo_bind(bound, cause, where, writable):
+    """Unmount the bind whose root bound is (an O_PATH fd, _bind_made), then raise cause as an OverlayError.
+
+    umount2 is given the fd's /proc path and follows it on purpose (no UMOUNT_NOFOLLOW): it leads to that very
+    mount, wherever it is and whatever names lead to it; detached, as the fd itself holds it."""
+    try:
+        syscalls.umount(fd_path(bound), syscalls.MNT_DETACH)
+    except OSError as e:
+        try:
+            at = os.readlink(fd_path(bound))
+        except OSError:
+            at = where
+        raise OverlayError("%s; the bind made on it could not be undone (%s): a %s bind of it remains mounted at %s, "
+                           "unmount it by hand" % (cause, e.strerror, "writable" if writable else "read-only", at),
+                           path=where)
+    raise OverlayError("%s; the bind made on it is undone" % cause, path=where)
 
 
 def is_bind_of(entry, directory, entries=None, covered=False):

@@ -1,8 +1,12 @@
 """mountinfo parsing and live mount state."""
 
+import errno
 import os
 
+import pytest
+
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mounts, syscalls
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 
 LINE = ("36 35 98:0 / /mnt/with\\040space\\011tab rw,noatime master:1 - overlay overlay "
         "rw,lowerdir=/l,upperdir=/u\\134x,workdir=/w\n")
@@ -38,8 +42,6 @@ def test_mount_label_format():
 
 
 def test_overlay_options_refuse_separators():
-    import pytest
-    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
     with pytest.raises(OverlayError, match="cannot take a path"):
         mounts.overlay_options("/a,b", "/u", "/w")
 
@@ -71,8 +73,163 @@ def test_129_directories_by_fd_mount_with_the_data_under_a_page(scratch):
 
 
 def test_stacked_overlay_data_over_a_page_is_refused(monkeypatch):
-    import pytest
-    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
     monkeypatch.setattr(mounts, "PAGE_SIZE", 512)
     with pytest.raises(OverlayError, match="over the kernel's page of 512"):
         mounts.stacked_overlay_data([mounts.fd_path(1000)] * 40, mounts.fd_path(1), mounts.fd_path(2))
+
+
+# -- bind_readonly: the bind it made, and only that, undone when a later step fails ---------------------------------
+
+MS_REC, MS_PRIVATE, CLONE_NEWNS = 0x4000, 1 << 18, 0x20000
+
+
+class _Base:
+    """A base layer's directory (src, one file in it) and a layer directory holding merged, both opened as the drivers
+    open them; .real_mount is syscalls.mount before any test replaces it."""
+
+    def __init__(self, scratch):
+        self.src, self.layer = os.path.join(scratch, "src"), os.path.join(scratch, "layer")
+        self.merged, self.moved = os.path.join(self.layer, "merged"), os.path.join(self.layer, "merged-moved")
+        os.mkdir(self.src)
+        with open(os.path.join(self.src, "base-file"), "w") as f:
+            f.write("base\n")
+        os.makedirs(self.merged)
+        flags = syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.src_fd = os.open(self.src, flags)
+        self.layer_fd = os.open(self.layer, flags)
+        self.real_mount = syscalls.mount
+
+    def bind(self):
+        mounts.bind_readonly(self.src_fd, self.layer_fd, "merged", where=self.merged, flags=syscalls.MS_NOSUID)
+
+    def failed_bind(self, monkeypatch):
+        """What bind() raised (any exception: the mounts are checked before its kind and text), syscalls as they were."""
+        try:
+            self.bind()
+        except Exception as e:  # pylint: disable=broad-except
+            return e
+        finally:
+            monkeypatch.undo()
+        raise AssertionError("bind_readonly did not fail")
+
+    def close(self):
+        os.close(self.src_fd)
+        os.close(self.layer_fd)
+
+    def someone_elses_mount(self, path):
+        """A tmpfs of someone else's at path (another home's layer, a container's root), with a file telling it."""
+        self.real_mount("tmpfs", path, "tmpfs", 0, "size=1m")
+        with open(os.path.join(path, "someone-elses"), "w") as f:
+            f.write("mine\n")
+
+    def binds_of_src(self):
+        """Every mount showing src (a bind of it), wherever it is."""
+        return [m for m in mounts.read_mountinfo() if m.root == "/src" and m.mount_point.startswith(self.layer + "/")]
+
+
+@pytest.fixture
+def base(scratch):
+    made = _Base(scratch)
+    try:
+        yield made
+    finally:
+        made.close()  # scratch unmounts whatever is still mounted below it
+
+
+def _renamed_from_a_namespace_of_its_own(path, to):
+    """path renamed to `to`, and a new directory made at path, by a process in a mount namespace of its own where the
+    bind on path is not: in this namespace a mount point cannot be renamed (EBUSY), in another one where it is no
+    mount point it can (the remapped root's, in a user namespace made before the bind; here root's, which drops its
+    copy of the bind first)."""
+    import ctypes
+    from layertools import in_child
+
+    def step():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
+        syscalls.umount(path, syscalls.MNT_DETACH)
+        os.rename(path, to)
+        os.mkdir(path)
+    in_child(step)
+
+
+@pytest.mark.parametrize("victim", [True, False], ids=["a mount swapped in", "a directory swapped in"])
+@pytest.mark.parametrize("when", ["before the bind", "after the bind"])
+def test_a_target_swapped_around_the_bind_leaves_no_bind_and_unmounts_nothing_else(base, monkeypatch, when, victim):
+    """merged is opened, bound, then made read-only through its name opened again. The remapped root owns the layer
+    directory: it can rename merged away before the bind lands on it (or, from a namespace of its own, after) and put
+    another directory under the name, with someone else's mount on it. The writable bind was left on the renamed
+    directory, and the undo unmounted whatever the name led to: that other mount, or nothing (a raw EINVAL)."""
+    def bind_then_swap(source, target, fstype, flags=0, data=None):
+        if not flags & syscalls.MS_BIND or flags & syscalls.MS_REMOUNT:
+            return base.real_mount(source, target, fstype, flags, data)
+        if when == "before the bind":
+            os.rename(base.merged, base.moved)
+            os.mkdir(base.merged)
+            base.real_mount(source, target, fstype, flags, data)
+        else:
+            base.real_mount(source, target, fstype, flags, data)
+            _renamed_from_a_namespace_of_its_own(base.merged, base.moved)
+        if victim:
+            base.someone_elses_mount(base.merged)
+        return None
+
+    monkeypatch.setattr(syscalls, "mount", bind_then_swap)
+    error = base.failed_bind(monkeypatch)
+    if victim:
+        assert os.path.exists(os.path.join(base.merged, "someone-elses")), "someone else's mount was unmounted"
+    else:
+        assert mounts.mount_at(base.merged) is None
+    assert mounts.mount_at(base.moved) is None, "a writable bind of the base is left on the renamed directory"
+    assert base.binds_of_src() == []
+    assert isinstance(error, OverlayError), repr(error)
+    assert "was moved or replaced" in str(error) and "the bind made on it is undone" in str(error)
+
+
+def test_a_failed_read_only_remount_undoes_the_bind(base, monkeypatch):
+    def remount_refused(source, target, fstype, flags=0, data=None):
+        if flags & syscalls.MS_REMOUNT:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM), target)
+        return base.real_mount(source, target, fstype, flags, data)
+
+    monkeypatch.setattr(syscalls, "mount", remount_refused)
+    error = base.failed_bind(monkeypatch)
+    assert mounts.mount_at(base.merged) is None
+    assert base.binds_of_src() == []
+    assert isinstance(error, OverlayError), repr(error)
+    assert "cannot make the bind mount read-only: Operation not permitted; the bind made on it is undone" in str(error)
+
+
+def test_a_writable_bind_that_cannot_be_undone_is_said_plainly(base, monkeypatch):
+    """The remount fails, then so does the unmount of the bind: the error says a writable bind remains, and where."""
+    def remount_refused(source, target, fstype, flags=0, data=None):
+        if flags & syscalls.MS_REMOUNT:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM), target)
+        return base.real_mount(source, target, fstype, flags, data)
+
+    def unmount_refused(target, flags=0):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), target)
+
+    monkeypatch.setattr(syscalls, "mount", remount_refused)
+    monkeypatch.setattr(syscalls, "umount", unmount_refused)
+    error = base.failed_bind(monkeypatch)
+    assert [m.mount_point for m in base.binds_of_src()] == [base.merged]  # the scratch fixture unmounts it
+    assert isinstance(error, OverlayError), repr(error)
+    assert "a writable bind of it remains mounted at %s" % base.merged in str(error)
+
+
+def test_a_mount_covering_the_bind_is_never_unmounted(base, monkeypatch):
+    """Something mounted on merged right after the bind covers it: the bind can no longer be reached to be made
+    read-only or undone. The mount on top is not the bind's to unmount; the error says a writable bind remains."""
+    def bind_then_cover(source, target, fstype, flags=0, data=None):
+        base.real_mount(source, target, fstype, flags, data)
+        if flags & syscalls.MS_BIND and not flags & syscalls.MS_REMOUNT:
+            base.someone_elses_mount(base.merged)
+
+    monkeypatch.setattr(syscalls, "mount", bind_then_cover)
+    error = base.failed_bind(monkeypatch)
+    assert os.path.exists(os.path.join(base.merged, "someone-elses")), "someone else's mount was unmounted"
+    assert isinstance(error, OverlayError), repr(error)
+    assert "a writable bind of it may remain mounted at %s" % base.merged in str(error)
