@@ -17,10 +17,10 @@ With id maps the home and the layer directories belong to the remapped root
 (the seed's layout), and on most hosts some user can act as that uid
 (/etc/subuid gives it away). So nothing root keeps for itself lives where that
 uid can write: .strata and everything in it (records, maps, the lock, temp
-dirs of layers being built) is root's 0700, and a writer repairs a .strata
-that an earlier version gave to the remapped root. The recorded maps decide
-who owns everything, so they are believed only from a file root owns and
-nobody else can write.
+dirs of layers being built) is root's 0700, and every writer takes back a
+.strata, and each directory in it, that an earlier version gave to the
+remapped root. The recorded maps decide who owns everything, so they are
+believed only from a file root owns and nobody else can write.
 """
 
 import errno
@@ -30,7 +30,8 @@ import stat
 
 from .errors import OverlayError
 from .ids import validate_layer_id
-from .layout import LAYER_ENTRIES, LINK_DIR, OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR
+from .layout import (CONFIG_CACHE_DIR, IMAGE_RECORDS_DIR, LAYER_ENTRIES, LINK_DIR, MADE_MERGED_DIR, MOUNTS_DIR,
+                     OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR)
 from .short_links import is_link_id
 from .state_files import read_json, require_roots_own, write_atomic
 from .syscalls import O_PATH
@@ -38,6 +39,8 @@ from .walk import DIR_FLAGS, GuardedWalk, untrusted_reason
 
 MAPS_FILE = "maps.json"
 LAYOUT_FILE = "layout.json"
+# .strata's directories made when first written, and opened then (the home keeps no fd of them)
+WRITTEN_LATER = (IMAGE_RECORDS_DIR, CONFIG_CACHE_DIR, MADE_MERGED_DIR, MOUNTS_DIR)
 
 
 def _refuse(path, cause):
@@ -157,7 +160,8 @@ class HomeDirs:
         write_atomic(self.state_fd, LAYOUT_FILE, payload.encode() + b"\n", 0o600)
 
     def settle(self, root_uid, root_gid, create):
-        """Check the home against its (remapped) root; a writer creates what is missing."""
+        """Check the home against its (remapped) root; a writer creates what is missing, and takes back
+        each bookkeeping directory an earlier version gave the remapped root (a reader changes nothing)."""
         self.root_uid, self.root_gid = root_uid, root_gid
         try:
             if self.fd is None:
@@ -183,6 +187,9 @@ class HomeDirs:
                 self.records_fd = self.open_private(self.state_fd, RECORDS_DIR, create, where)
                 # what an earlier version left in tmp/ is only ever removed (cleanup), never read
                 self.tmp_fd = self.open_private(self.state_fd, TMP_DIR, create, where, contents_read=False)
+                if create:
+                    for name in WRITTEN_LATER:
+                        self._take_back(name, where)
         except BaseException:
             self.close()
             raise
@@ -300,6 +307,22 @@ class HomeDirs:
             os.close(fd)
             raise
         return fd
+
+    def _take_back(self, name, where):
+        """A bookkeeping directory made when first written (WRITTEN_LATER), checked and taken back by every
+        writer as layers/ and tmp/ are, not only when something is written in it: until then the remapped root
+        an earlier version gave it to could remove or rename root's files in it (by a descriptor it opened while
+        .strata was its own). A missing one is left to be made when first written; the fd is closed (its users
+        open the directory again, and find it root's)."""
+        path = os.path.join(where, name)
+        try:
+            fd = self._open_dir(self.state_fd, name, path)
+        except FileNotFoundError:
+            return
+        try:
+            self._check_private(fd, path, repair=True)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _open_dir(parent_fd, name, path):

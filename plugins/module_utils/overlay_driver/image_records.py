@@ -27,10 +27,9 @@ import re
 
 from .errors import OverlayError
 from .ids import validate_layer_id
-from .layout import STATE_DIR
+from .layout import IMAGE_RECORDS_DIR, STATE_DIR
 from .state_files import open_regular, read_roots_own, require_roots_own, write_atomic
 
-RECORDS_DIR = "image-records"
 FORMAT_VERSION = 1
 MAX_RECORD = 1 << 20
 MAX_LAYERS = 1000
@@ -129,13 +128,14 @@ class ImageRecords:
 
     def __init__(self, dirs):
         self.dirs = dirs
-        self.where = os.path.join(dirs.path, STATE_DIR, RECORDS_DIR)
+        self.where = os.path.join(dirs.path, STATE_DIR, IMAGE_RECORDS_DIR)
 
     def _open(self, create):
         """The records directory's fd, None when there is none (and create is False)."""
         if self.dirs.state_fd is None:
             return None
-        return self.dirs.open_private(self.dirs.state_fd, RECORDS_DIR, create, os.path.join(self.dirs.path, STATE_DIR))
+        return self.dirs.open_private(self.dirs.state_fd, IMAGE_RECORDS_DIR, create,
+                                      os.path.join(self.dirs.path, STATE_DIR))
 
     def all(self):
         """Every record, sorted by reference; an invalid one is an error naming its file."""

@@ -32,6 +32,9 @@ STATE_DIR = ".strata"
 RECORDS_DIR = "layers"
 TMP_DIR = "tmp"
 LOCK_FILE = "lock"
+# made when first written: image_records.py, images/config_cache.py, made_merged.py, mount_records.py
+IMAGE_RECORDS_DIR = "image-records"
+CONFIG_CACHE_DIR = "images"
 MADE_MERGED_DIR = "made-merged"
 MOUNTS_DIR = "mounts"
 

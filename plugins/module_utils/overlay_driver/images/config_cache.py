@@ -26,13 +26,12 @@ import json
 import os
 
 from ..errors import OverlayError
-from ..layout import STATE_DIR
+from ..layout import CONFIG_CACHE_DIR as CACHE_DIR, STATE_DIR
 from ..state_files import read_roots_own, write_atomic
 from .digests import parse_digest
 from .errors import ImageError
 from .manifests import MAX_CONFIG, MAX_LAYERS
 
-CACHE_DIR = "images"
 FORMAT_VERSION = 1
 MAX_ENTRY = MAX_CONFIG + (MAX_LAYERS + 1) * 80
 

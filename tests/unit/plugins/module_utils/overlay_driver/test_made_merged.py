@@ -70,7 +70,7 @@ MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
 
 def test_a_directory_the_remapped_root_put_among_the_marks_fails_no_writer(home):
     """In a .strata an earlier version gave the remapped root, that user can put a directory among the marks (its
-    0700 directories are taken back with .strata, made-merged/ stays its own until a mark is written). Every writer's
+    0700 directories are taken back with .strata, and with made-merged/ by every writer). Every writer's
     cleanup prunes the marks of layers that are gone: a directory there made each one fail (unlink: EISDIR). Only
     the marks root makes, regular files, are pruned; anything else stays."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
@@ -100,7 +100,9 @@ def test_a_directory_the_remapped_root_put_among_the_marks_fails_no_writer(home)
 
 def test_a_mark_the_remapped_root_put_there_marks_nothing(home):
     """A mark says get() made the layer's merged/, which put() then removes. One the remapped root put in a
-    made-merged/ an earlier version gave it is not root's: the merged/ that was there before the mount stays."""
+    made-merged/ an earlier version gave it is not root's: a writer refuses to take that directory back, naming the
+    mark. Nor does a mark that is not root's (in root's made-merged/) mark anything: the merged/ that was there
+    before the mount stays."""
     from layertools import run_as
 
     driver = open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
@@ -118,6 +120,10 @@ def test_a_mark_the_remapped_root_put_there_marks_nothing(home):
     for where, _dirs, _files in os.walk(os.path.join(home, ".strata")):
         os.chown(where, REMAPPED, REMAPPED)  # as earlier versions left them
     run_as(REMAPPED, REMAPPED, lambda: open(os.path.join(marks, "app"), "w").close())
+    with pytest.raises(OverlayError, match="holds 'app', which is 644, uid %d: not root's own" % REMAPPED):
+        open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
+    assert os.stat(marks).st_uid == REMAPPED and os.path.isdir(paths.merged)
+    os.chown(marks, 0, 0)  # made-merged/ root's again, the mark still that user's
     driver = open_driver(home, uid_maps=MAPS, gid_maps=MAPS)
     try:
         driver.get("app")

@@ -1214,6 +1214,136 @@ def test_an_earlier_versions_bookkeeping_holding_a_file_of_the_remapped_roots_is
         assert os.lstat(os.path.join(home, name)).st_uid == 0, name
 
 
+# .strata's other directories, each made when first written, and a file of root's each may hold
+STRATA_DIRS = {
+    "image-records": "e" * 64 + ".json",
+    "images": "c" * 64 + ".json",
+    "made-merged": "base",
+    "mounts": "base",
+}
+
+
+def _earlier_versions_strata_dir(home, name, strata_too=True):
+    """A home with the layer base whose .strata/<name> (holding a file of root's: root wrote every file in them)
+    belongs to the remapped root, 0700, as an earlier version left it; with strata_too .strata, layers/ and tmp/
+    too, else they are root's (as a writer that took them back left them). The directory's path and the path of
+    root's file in it."""
+    driver = _reopen(home)
+    try:
+        driver.create("base")
+    finally:
+        driver.close()
+    where = os.path.join(home, ".strata", name)
+    if not os.path.isdir(where):
+        os.mkdir(where, 0o700)
+    entry = os.path.join(where, STRATA_DIRS[name])
+    with open(entry, "w") as f:
+        f.write("{}\n")
+    os.chmod(entry, 0o600)
+    for private in (PRIVATE if strata_too else ()) + (os.path.join(".strata", name),):
+        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)
+    return where, entry
+
+
+def _writer_run(home):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            store.ensure_present("base")
+    finally:
+        store.close()
+
+
+def _owner_and_mode(path):
+    st = os.lstat(path)
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+@pytest.mark.parametrize("name", sorted(STRATA_DIRS))
+@pytest.mark.parametrize("strata_too", [True, False], ids=["with-strata", "strata-taken-back"])
+def test_each_directory_of_strata_an_earlier_version_gave_the_remapped_root_is_taken_back_by_every_writer(
+        home, name, strata_too):
+    """Earlier versions gave the remapped root .strata's directories. layers/ and tmp/ are taken back by every
+    writer; the others were taken back only when something was written in them, and until then that user still
+    owned them: from a descriptor it opened while .strata was its own, it could remove or rename root's files
+    in them (an image's record, a remembered config, a made-merged mark, a mount's record). Every writer takes
+    each one back, so that the descriptor no longer lets that user change anything in it. Also when .strata is
+    root's already (a writer took it back, and left that directory as it was)."""
+    where, entry = _earlier_versions_strata_dir(home, name, strata_too)
+    if strata_too:  # that user can open it while .strata is its own
+        run_as(REMAPPED, REMAPPED, lambda: os.close(os.open(where, os.O_RDONLY | os.O_DIRECTORY)))
+    held = os.open(where, os.O_RDONLY | os.O_DIRECTORY)  # the descriptor that user kept (run_as's child inherits it)
+
+    def remove_roots_file():
+        try:
+            os.unlink(os.path.basename(entry), dir_fd=held)
+        except OSError as e:
+            return errno.errorcode[e.errno]
+        return "removed"
+
+    try:
+        _writer_run(home)
+        assert run_as(REMAPPED, REMAPPED, remove_roots_file) == "EACCES"
+    finally:
+        os.close(held)
+    assert _owner_and_mode(where) == (0, 0, 0o700)
+    assert _owner_and_mode(entry) == (0, 0, 0o600)
+
+
+@pytest.mark.parametrize("name", sorted(STRATA_DIRS))
+@pytest.mark.parametrize("run", ["reader", "check-run"])
+def test_a_reader_or_a_check_run_leaves_an_earlier_versions_strata_directory_as_it_is(home, name, run):
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    where, entry = _earlier_versions_strata_dir(home, name)
+    if run == "reader":
+        open_driver(home, writable=False).close()
+    else:
+        store = LayerStore.for_check_run(home, MAPS, MAPS)
+        try:
+            with store.locked():
+                store.ensure_present("base")
+        finally:
+            store.close()
+    assert _owner_and_mode(where) == (REMAPPED, REMAPPED, 0o700)
+    assert _owner_and_mode(os.path.join(home, ".strata")) == (REMAPPED, REMAPPED, 0o700)
+    assert _owner_and_mode(entry) == (0, 0, 0o600)
+
+
+@pytest.mark.parametrize("name", sorted(STRATA_DIRS))
+@pytest.mark.parametrize("planted", ["file", "mode"])
+def test_an_earlier_versions_strata_directory_that_is_not_all_roots_is_refused_and_left_as_it_is(
+        home, name, planted):
+    """A file the remapped root put in the directory (root never wrote it), or a directory others can reach, is
+    not taken back to be read as root's: the writer refuses, naming it, and chowns nothing. Once put right, the
+    next writer takes it back. (A .strata of the remapped root's is refused for such a mode already, naming the
+    directory: mode is about one whose .strata a writer took back.)"""
+    where, entry = _earlier_versions_strata_dir(home, name, strata_too=planted == "file")
+    mine = os.path.join(where, "planted")
+    if planted == "file":
+        run_as(REMAPPED, REMAPPED, lambda: open(mine, "w").close())
+        refusal = r"holds 'planted', which is 644, uid %d: not root's own" % REMAPPED
+        mode = 0o700
+    else:
+        os.chmod(where, 0o755)  # as that user could, by a descriptor it kept
+        refusal = r"must be a 0700 directory owned by root \(it is 755, uid %d\)" % REMAPPED
+        mode = 0o755
+    with pytest.raises(OverlayError, match=refusal) as error:
+        _writer_run(home)
+    assert error.value.path == where
+    assert _owner_and_mode(where) == (REMAPPED, REMAPPED, mode)
+    assert _owner_and_mode(entry) == (0, 0, 0o600)
+    if planted == "file":
+        assert _owner_and_mode(mine)[0] == REMAPPED
+        os.unlink(mine)
+    else:
+        os.chmod(where, 0o700)  # put right as the owner would
+    _writer_run(home)
+    assert _owner_and_mode(where) == (0, 0, 0o700)
+
+
 def _strata_planter(home, stop_read):  # pragma: no cover - runs in the forked child
     """As the remapped root, again and again: a .strata of its own making (a planted file in it) renamed to
     <home>/.strata, which takes the name when it is free or holds root's new, still empty, directory."""
