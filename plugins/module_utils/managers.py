@@ -343,7 +343,7 @@ class InfoManager(Manager):
         """The home's maps (recorded, or given for a home not there yet) against /etc/subuid and /etc/subgid."""
         result["map_warnings"] = subids.map_warnings(uid_maps, gid_maps)
         if result["map_warnings"]:
-            result["warnings"] = list(result["map_warnings"])
+            result.setdefault("warnings", []).extend(result["map_warnings"])
 
     def _inode(self, layer_id):
         """The inode of the layer's directory: a layer removed and made again (by anyone) has another one, which

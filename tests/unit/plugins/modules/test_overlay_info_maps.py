@@ -4,7 +4,9 @@ import os
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.managers import InfoManager
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import subids as subids_mod
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.ids import parse_maps
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 from ansible_collections.strata.overlay.plugins.modules import overlay_info
 
@@ -52,3 +54,11 @@ def test_overlay_info_warns_about_a_map_holding_an_accounts_own_id(home, subids,
         "files of the container uid its id maps to, and can change them; give the maps a range no account or user "
         "has" % (subids / "passwd")]
     assert result["warnings"] == result["map_warnings"]
+
+
+def test_the_map_warnings_join_the_warnings_already_given(subids):
+    """A warning the run gave before the maps were looked at (as _read may, in a later change) is kept."""
+    given = parse_maps([{"container_id": 0, "host_id": 100000, "size": 65536}], "uid_maps")
+    result = {"warnings": ["said before"]}
+    InfoManager._warn_maps(result, given, given)  # pylint: disable=protected-access
+    assert len(result["map_warnings"]) == 2 and result["warnings"] == ["said before"] + result["map_warnings"]
