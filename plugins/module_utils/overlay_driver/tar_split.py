@@ -172,6 +172,10 @@ class OpenRecord:
         self.file = f
         self.diff_id = diff_id
 
+    def replayed_diff(self, driver, layer_id, parent, out):
+        """tar_split.replayed_diff of this record, for a driver's diff, which then needs no lookup of this module."""
+        return replayed_diff(driver, layer_id, parent, out, self)
+
     def close(self):
         self.file.close()
 
