@@ -1,7 +1,6 @@
 """Exports of applied layers replay the tarball applied (tar_split.py), and fall back to the change walk
 whenever the layer or its record does not match."""
 
-import contextlib
 import fcntl
 import io
 import os
@@ -20,7 +19,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import store_apply
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, content_dir, deep_tree, in_child, layer_tree, sha256
+from layertools import TarBuilder, content_dir, deep_tree, in_child, layer_tree, opener, sha256
 
 BIG = bytes(range(256)) * (5 * 4096 + 7)  # past the exporter's 1 MiB blocks and the reader's chunks
 
@@ -44,17 +43,6 @@ def _child():
 BASE = _base()
 CHILD = _child()
 GNU = TarBuilder(tarfile.GNU_FORMAT).dir("opt").file("opt/" + "g" * 150, "gnu long name").bytes()
-
-
-def opener(data):
-    return lambda: contextlib.closing(io.BytesIO(data))
-
-
-@pytest.fixture
-def store(home):
-    s = LayerStore(home)
-    with s.locked():
-        yield s
 
 
 @pytest.fixture
