@@ -84,6 +84,11 @@ def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def opener(data):
+    """The opener apply_diff takes, of a tarball held in memory."""
+    return lambda: contextlib.closing(io.BytesIO(data))
+
+
 def snapshot(root, times=False, xattrs=("security.capability", "user.test")):
     """Everything a layer comparison cares about, keyed by path relative to root."""
     out = {}

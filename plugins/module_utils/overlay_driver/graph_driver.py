@@ -24,7 +24,7 @@ import importlib
 import os
 import stat
 
-from . import faults, fscheck, mounts, records, syscalls, walk, whiteouts
+from . import faults, fscheck, mounts, syscalls, walk, whiteouts
 from .changes import changes_dirs, changes_size, view_changes
 from .copy import copy_tree_into
 from .errors import OverlayError
@@ -700,16 +700,12 @@ class GraphDriver:
         replay: the layer's tar-split record, to write the tarball applied again. Returns a DiffResult.
         """
         if replay is not None:
-            replayed = self._replayed_diff(layer_id, parent, out, replay)
+            replayed = replay.replayed_diff(self, layer_id, parent, out)
             if replayed is not None:
                 return replayed
         with self._changes(layer_id, parent) as (changes, own):
             exported = exporter().export_changes(own, changes, out, self.uid_maps, self.gid_maps)
         return DiffResult(exported.diff_id, exported.tar_size, changes, exported.diff_size)
-
-    def _replayed_diff(self, layer_id, parent, out, record):
-        """tar_split.replayed_diff."""
-        return records.tar_split_module().replayed_diff(self, layer_id, parent, out, record)
 
     def _own_dir(self, layer_id):
         """The view_dirs.Dir apply_diff wrote the layer's files into."""

@@ -640,7 +640,7 @@ class Overlay2Driver(GraphDriver):
         if (parent or None) != self.lower_layer(layer_id):
             return super(Overlay2Driver, self).diff(layer_id, parent, out)
         if replay is not None:
-            replayed = self._replayed_diff(layer_id, parent, out, replay)
+            replayed = replay.replayed_diff(self, layer_id, parent, out)
             if replayed is not None:
                 return replayed
         with self._changes(layer_id, parent) as (changes, own):

@@ -139,14 +139,8 @@ def delete_record(dir_fd, layer_id):
     remove_entry(dir_fd, layer_id + TAR_SPLIT_SUFFIX)
 
 
-def recorded_ids(dir_fd):
+def recorded_ids(dir_fd, suffix):
+    """The layers a record (".json") or a tar-split record (TAR_SPLIT_SUFFIX) is kept for."""
     if dir_fd is None:
         return []
-    return sorted(n[:-5] for n in os.listdir(dir_fd) if n.endswith(".json"))
-
-
-def tar_split_ids(dir_fd):
-    """The layers a tar-split record is kept for."""
-    if dir_fd is None:
-        return []
-    return sorted(n[:-len(TAR_SPLIT_SUFFIX)] for n in os.listdir(dir_fd) if n.endswith(TAR_SPLIT_SUFFIX))
+    return sorted(n[:-len(suffix)] for n in os.listdir(dir_fd) if n.endswith(suffix))

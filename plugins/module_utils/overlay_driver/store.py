@@ -92,21 +92,14 @@ class LayerStore:
         .strata an earlier version gave the remapped root, that user could put a directory under such a name
         (a writer takes the directory back with it): unlinking it failed every writer."""
         fd = self._dirs.records_fd
-        for layer_id in records.recorded_ids(fd):
-            try:
-                validate_layer_id(layer_id)
-            except OverlayError:
-                continue
-            if not self.driver.exists(layer_id) and _unlinkable_at(fd, layer_id + ".json"):
-                records.delete_record(fd, layer_id)
-        for layer_id in records.tar_split_ids(fd):
-            name = layer_id + records.TAR_SPLIT_SUFFIX
-            try:
-                validate_layer_id(layer_id)
-            except OverlayError:
-                continue
-            if not self.driver.exists(layer_id) and _unlinkable_at(fd, name):
-                os.unlink(name, dir_fd=fd)
+        for suffix in (".json", records.TAR_SPLIT_SUFFIX):
+            for layer_id in records.recorded_ids(fd, suffix):
+                try:
+                    validate_layer_id(layer_id)
+                except OverlayError:
+                    continue
+                if not self.driver.exists(layer_id) and _unlinkable_at(fd, layer_id + suffix):
+                    os.unlink(layer_id + suffix, dir_fd=fd)
         for name in os.listdir(fd):
             if name.startswith(".tmp-") and _unlinkable_at(fd, name):
                 os.unlink(name, dir_fd=fd)

@@ -18,12 +18,13 @@ gave it. It is kept beside the layer's record, as root's own file.
 A replay trusts nothing it reads: the record must be root's own regular
 file and name the layer's current diff_id; each file is opened beneath the
 layer's directory without following any symlink (each directory on the way
-opened from its parent's fd with O_NOFOLLOW), must be a
-regular file of the recorded size and mtime, and is read for exactly that
-size; and the bytes replayed must hash to the diff_id applied. Anything
-else (a record damaged or of another layer, a file changed since it was
-applied, another file of the same size and mtime at a recorded path) and
-the caller exports the layer from its change walk instead.
+opened from its parent's fd with O_NOFOLLOW, a bounded number of them open
+whatever the depth: _Parents), must be a regular file of the recorded size
+and mtime, and is read for exactly that size; and the bytes replayed must
+hash to the diff_id applied. Anything else (a record damaged or of another
+layer, a file changed since it was applied, another file of the same size
+and mtime at a recorded path) and the caller exports the layer from its
+change walk instead.
 
 The replay runs in a process of its own (Replay), writing through the
 export's fd, while the export's process walks the changes it reports: that
@@ -171,6 +172,10 @@ class OpenRecord:
         self.file = f
         self.diff_id = diff_id
 
+    def replayed_diff(self, driver, layer_id, parent, out):
+        """tar_split.replayed_diff of this record, for a driver's diff, which then needs no lookup of this module."""
+        return replayed_diff(driver, layer_id, parent, out, self)
+
     def close(self):
         self.file.close()
 
@@ -248,21 +253,29 @@ class _Frames:
 
 
 class _Parents:
-    """Directory fds of the layer's own directory and below, each opened from its parent's fd without following
-    a symlink (O_NOFOLLOW|O_DIRECTORY), so that no name reaches past the layer or through a symlink in it: what
-    openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) ensures, at the cost of one open per directory rather than
-    one resolution per file. A tarball lists a directory's files together, so few are open at once."""
+    """The directory of each recorded file, opened beneath the layer's own directory: each directory on the way
+    from its parent's fd without following a symlink (O_NOFOLLOW|O_DIRECTORY), so that no name reaches past the
+    layer or through a symlink in it: what openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) ensures, at the cost of
+    one open per directory rather than one resolution per file.
 
-    MAX_OPEN = 64
+    The directories of the last file's path are kept for the next one, one level at a time, with no recursion:
+    a tarball lists a directory's files together, so most files find theirs open, and another directory is
+    opened from the deepest one the two paths share. Only the deepest KEEP levels stay open, as in walk.DirStack:
+    a path nearly PATH_MAX long of one-letter names (about 2,000 levels) would otherwise hold as many fds and
+    run a module (1024) out of them. A later path that parts from the last one above the levels still open is
+    walked again from the layer's own directory."""
+
+    KEEP = 32
 
     def __init__(self, own_fd):
         self._own_fd = own_fd
-        self._fds = {}
+        self._parent = None  # the last file's directory, as the record names it (self._fds[-1]); None: none kept
+        self._names = []  # the names of the levels kept below own_fd, outermost first
+        self._fds = []  # their fds, None for the outer ones closed (all of those below len - KEEP)
 
     def open_file(self, path):
         parent, _sep, name = path.rpartition(b"/")
-        if not name or name in (b".", b".."):
-            raise ReplayMismatch("the record names %r" % path)
+        _check_name(name, path)
         where = os.open(name, _PATH_FLAGS, dir_fd=self._dir(parent) if parent else self._own_fd)
         try:
             if not stat.S_ISREG(os.fstat(where).st_mode):
@@ -272,23 +285,45 @@ class _Parents:
         finally:
             os.close(where)
 
-    def _dir(self, path):
-        fd = self._fds.get(path)
-        if fd is not None:
-            return fd
-        if len(self._fds) >= self.MAX_OPEN:
-            self.close()
-        above, _sep, name = path.rpartition(b"/")
-        if not name or name in (b".", b".."):
-            raise ReplayMismatch("the record names %r" % path)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=self._dir(above) if above else self._own_fd)
-        self._fds[path] = fd
-        return fd
+    def _dir(self, parent):
+        if parent == self._parent:
+            return self._fds[-1]
+        self._parent = None
+        names = parent.split(b"/")
+        shared = 0
+        while shared < min(len(names), len(self._names)) and names[shared] == self._names[shared]:
+            shared += 1
+        self._cut(shared)
+        if self._fds and self._fds[-1] is None:  # the levels shared were closed: from the layer's own again
+            self._cut(0)
+        for name in names[len(self._fds):]:
+            _check_name(name, parent)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=self._fds[-1] if self._fds else self._own_fd)
+            self._fds.append(fd)
+            self._names.append(name)
+            outer = len(self._fds) - self.KEEP - 1
+            if outer >= 0 and self._fds[outer] is not None:
+                os.close(self._fds[outer])
+                self._fds[outer] = None
+        self._parent = parent
+        return self._fds[-1]
+
+    def _cut(self, depth):
+        """Close the levels kept below the first depth ones."""
+        while len(self._fds) > depth:
+            self._names.pop()
+            fd = self._fds.pop()
+            if fd is not None:
+                os.close(fd)
 
     def close(self):
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
-            os.close(fd)
+        self._parent = None
+        self._cut(0)
+
+
+def _check_name(name, path):
+    if not name or name in (b".", b".."):
+        raise ReplayMismatch("the record names %r" % path)
 
 
 def replay(f, own_fd, writer):

@@ -7,8 +7,6 @@ does not carry the mounts below its source), so through the alias merged/ is a p
 while the overlay on it is live.
 """
 
-import contextlib
-import io
 import os
 import subprocess
 
@@ -18,13 +16,9 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver impo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.errors import OverlayError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, content_dir
+from layertools import TarBuilder, content_dir, opener
 
 BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").bytes()
-
-
-def opener(data):
-    return lambda: contextlib.closing(io.BytesIO(data))
 
 
 @pytest.fixture

@@ -1,8 +1,5 @@
 """Mount options: nosuid,nodev by default on writable layers from images, as asked otherwise, kept at restore."""
 
-import contextlib
-import io
-
 import pytest
 
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import mount_options, mounts, syscalls
@@ -11,14 +8,10 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
     ImageRecord, ImageRecords)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder
+from layertools import TarBuilder, opener
 
 BASE = TarBuilder().dir("bin").file("bin/su", "x", mode=0o4755).bytes()
 STAGED = "a" * 64  # how overlay_image names a layer: its ChainID's hex
-
-
-def opener(data):
-    return lambda: contextlib.closing(io.BytesIO(data))
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """The store: holders, stale mounts, one diff per layer, and check mode."""
 
-import contextlib
 import errno
-import io
 import os
 import shutil
 
@@ -13,25 +11,14 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.mounts import read_mountinfo
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, applies_naively, content_dir, kind_after_apply, read_in_layer, sha256
+from layertools import TarBuilder, applies_naively, content_dir, kind_after_apply, opener, read_in_layer, sha256
 
 BASE = TarBuilder().dir("etc").file("etc/hostname", "base\n").file("etc/remove-me", "x").bytes()
 CHILD = TarBuilder().file("etc/hostname", "child\n").whiteout("etc/remove-me").bytes()
 
 
-def opener(data):
-    return lambda: contextlib.closing(io.BytesIO(data))
-
-
 def never_opened():
     raise AssertionError("the source must not be read")
-
-
-@pytest.fixture
-def store(home):
-    s = LayerStore(home)
-    with s.locked():
-        yield s
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Exports of applied layers replay the tarball applied (tar_split.py), and fall back to the change walk
 whenever the layer or its record does not match."""
 
-import contextlib
 import fcntl
 import io
 import os
+import resource
 import signal
 import tarfile
 import tempfile
@@ -19,7 +19,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.erro
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import store_apply
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-from layertools import TarBuilder, content_dir, layer_tree, sha256
+from layertools import TarBuilder, content_dir, deep_tree, in_child, layer_tree, opener, sha256
 
 BIG = bytes(range(256)) * (5 * 4096 + 7)  # past the exporter's 1 MiB blocks and the reader's chunks
 
@@ -43,17 +43,6 @@ def _child():
 BASE = _base()
 CHILD = _child()
 GNU = TarBuilder(tarfile.GNU_FORMAT).dir("opt").file("opt/" + "g" * 150, "gnu long name").bytes()
-
-
-def opener(data):
-    return lambda: contextlib.closing(io.BytesIO(data))
-
-
-@pytest.fixture
-def store(home):
-    s = LayerStore(home)
-    with s.locked():
-        yield s
 
 
 @pytest.fixture
@@ -189,6 +178,65 @@ def test_a_record_that_does_not_hold_is_ignored(applied, damage):
     tarball, result = export(applied, "child")
     assert tarball == walked(applied, "child")[0]
     assert result.diff_id == sha256(tarball)
+
+
+DEEP = 1800  # levels of one-letter names: a path of 3,601 bytes, within the applier's limit (about 1,900 levels)
+
+
+def test_a_file_nearly_path_max_deep_is_replayed_with_few_descriptors(store):
+    """Each directory of a recorded path is opened by fd, one below the other: a path of 1,800 levels must not
+    hold 1,800 fds or recurse 1,800 frames, or a module's replay (1024 fds) errors and leaves the export to the
+    change walk. Here the export runs with 256, and each file after the deep one is reached again from the
+    layer's own directory or from the directories kept."""
+    deep = "/".join(["d"] * DEEP)
+    builder = TarBuilder().dir("etc").file("etc/first", "first")
+    for level in range(1, DEEP + 1):
+        builder.dir("/".join(["d"] * level))
+    builder.file(deep + "/f", "deepest").file(deep + "/g", "beside it")
+    builder.file("/".join(["d"] * (DEEP // 2)) + "/h", "half way up").file("etc/last", "last")
+    data = builder.bytes()
+    store.apply_diff("deep", "", opener(data))
+    assert walked(store, "deep")[0] != data  # only a replay gives the tarball applied
+
+    def export_with_256_fds():
+        replayed = []  # what each replay gave (None: the export was left to the walk)
+        replayed_diff = tar_split.replayed_diff
+
+        def watched(*args):
+            replayed.append(replayed_diff(*args))
+            return replayed[-1]
+
+        tar_split.replayed_diff = watched  # in the child only
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        tarball, result = export(store, "deep")
+        return tarball == data, result.diff_id, [r is not None for r in replayed]
+
+    same, diff_id, replayed = in_child(export_with_256_fds)
+    assert replayed == [True] and same and diff_id == sha256(data)
+
+
+def test_the_directories_kept_for_the_next_file_stay_bounded(scratch):
+    top = deep_tree(os.path.join(scratch, "t"), 100)
+    depths = [100, 100, 99, 40, 100, 1, 0, 70]
+    for depth in set(depths):
+        with open(os.path.join(top, *(["d"] * depth + ["f"])), "wb") as f:
+            f.write(b"at %d" % depth)
+    own = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    before = len(os.listdir("/proc/self/fd"))
+    parents = tar_split._Parents(own)  # pylint: disable=protected-access
+    try:
+        for depth in depths:
+            fd = parents.open_file("/".join(["d"] * depth + ["f"]).encode())
+            try:
+                assert os.read(fd, 10) == b"at %d" % depth
+            finally:
+                os.close(fd)
+            assert len(os.listdir("/proc/self/fd")) <= before + parents.KEEP
+    finally:
+        parents.close()
+        left = len(os.listdir("/proc/self/fd"))
+        os.close(own)
+    assert left == before
 
 
 def test_a_layer_made_before_its_diff_keeps_no_record(store):
