@@ -43,6 +43,26 @@ LAYOUT_FILE = "layout.json"
 WRITTEN_LATER = (IMAGE_RECORDS_DIR, CONFIG_CACHE_DIR, MADE_MERGED_DIR, MOUNTS_DIR)
 
 
+_ACLS = ("system.posix_acl_access", "system.posix_acl_default")
+
+
+def _seal(fd, path):
+    """A directory just chowned to root made root's 0700, with no ACL, and checked so: its owner until the chown
+    could change its mode, or give itself an ACL entry (one that newly made files inherit too), by a descriptor
+    it kept, between the look at the directory and the chown; the chown keeps both."""
+    os.fchmod(fd, 0o700)
+    for acl in _ACLS:
+        try:
+            os.removexattr(fd, acl)
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                raise
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_mode & 0o077 or any(acl in _ACLS for acl in os.listxattr(fd)):
+        _refuse(path, "it could not be made a 0700 directory of root's with no ACL (it is %o, uid %d)"
+                % (stat.S_IMODE(st.st_mode), st.st_uid))
+
+
 def _refuse(path, cause):
     raise OverlayError("refusing this layer home: %s" % cause, path=path)
 
@@ -188,8 +208,7 @@ class HomeDirs:
                 # what an earlier version left in tmp/ is only ever removed (cleanup), never read
                 self.tmp_fd = self.open_private(self.state_fd, TMP_DIR, create, where, contents_read=False)
                 if create:
-                    for name in WRITTEN_LATER:
-                        self._take_back(name, where)
+                    self._take_back_all(where)
         except BaseException:
             self.close()
             raise
@@ -308,21 +327,31 @@ class HomeDirs:
             raise
         return fd
 
-    def _take_back(self, name, where):
-        """A bookkeeping directory made when first written (WRITTEN_LATER), checked and taken back by every
-        writer as layers/ and tmp/ are, not only when something is written in it: until then the remapped root
-        an earlier version gave it to could remove or rename root's files in it (by a descriptor it opened while
-        .strata was its own). A missing one is left to be made when first written; the fd is closed (its users
-        open the directory again, and find it root's)."""
-        path = os.path.join(where, name)
-        try:
-            fd = self._open_dir(self.state_fd, name, path)
-        except FileNotFoundError:
-            return
-        try:
-            self._check_private(fd, path, repair=True)
-        finally:
-            os.close(fd)
+    def _take_back_all(self, where):
+        """Each bookkeeping directory made when first written (WRITTEN_LATER) that is there, taken back by every
+        writer as layers/ and tmp/ are, not only when something is written in it: until then the remapped root an
+        earlier version gave it to could remove or rename root's files in it (by a descriptor it opened while
+        .strata was its own). Whatever that user put in one stays, and is never believed: each of their readers
+        takes only root's own files (a record, a remembered config, a mark), so a planted file blocks no writer;
+        nor does a mode that user set. Every one is taken back before the first refusal is raised."""
+        refused = None
+        for name in WRITTEN_LATER:
+            path = os.path.join(where, name)
+            try:
+                fd = self._open_dir(self.state_fd, name, path)
+            except FileNotFoundError:
+                continue  # made when first written
+            except OverlayError as e:
+                refused = refused or e
+                continue
+            try:
+                self._check_private(fd, path, repair=True, contents_read=False, any_mode=True)
+            except OverlayError as e:
+                refused = refused or e
+            finally:
+                os.close(fd)
+        if refused is not None:
+            raise refused
 
     @staticmethod
     def _open_dir(parent_fd, name, path):
@@ -352,39 +381,42 @@ class HomeDirs:
                     "not know it, then run again" % (stat.S_IMODE(st.st_mode), st.st_uid))
         return fd
 
-    def _check_private(self, fd, path, repair=False, contents_read=True):
-        """Root's 0700. One of the remapped root's 0700 (as earlier versions made them) is read as it is,
-        and a writer (repair) takes it back for root, on the fd it opened; anything else is refused.
+    def _check_private(self, fd, path, repair=False, contents_read=True, any_mode=False):
+        """Root's 0700. One of the remapped root's 0700 (as earlier versions made them; any_mode: of any mode) is
+        read as it is, and a writer (repair) takes it back for root, on the fd it opened; anything else is refused.
 
         Earlier versions gave the remapped root the directories only: every file in them root wrote. A file
         of that user's in one (a record with holders of its choosing, one it still holds open for writing),
         or a directory it could write, was never root's, and taking the directory back would make root read it
-        as its own: the take-back is then undone and refused, naming the entry."""
+        as its own (contents_read): the take-back is then undone and refused, naming the entry."""
         st = os.fstat(fd)
         if st.st_uid == 0 and not st.st_mode & 0o077:
             return
-        if st.st_uid != self.root_uid or st.st_mode & 0o077:
+        if st.st_uid != self.root_uid or (st.st_mode & 0o077 and not any_mode):
             _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d)"
                     % (stat.S_IMODE(st.st_mode), st.st_uid))
         if repair:
-            os.fchown(fd, 0, 0)  # first: from here on that user cannot add or rename anything in it
+            os.fchown(fd, 0, 0)  # first: from here on that user cannot add, rename or chmod anything in it
             try:
+                _seal(fd, path)
                 if contents_read:
                     self._require_roots_entries(fd, path)
             except BaseException:
                 os.fchown(fd, st.st_uid, st.st_gid)  # left as it was found
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
                 raise
 
     def _require_roots_entries(self, fd, path):
         """Each entry of a directory being taken back: a file root's and writable by root only, a directory
-        root's or the remapped root's, 0700 (taken back in turn when it is opened)."""
+        root's or the remapped root's, 0700 (taken back in turn when it is opened; one of WRITTEN_LATER of any
+        mode, which every writer takes back as it is, and whose readers believe only root's files)."""
         for name in sorted(os.listdir(fd)):
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                sound = st.st_uid in (0, self.root_uid) and not st.st_mode & 0o077
+            if stat.S_ISDIR(st.st_mode):  # of any mode if it is one the writer takes back so (_take_back_all)
+                sound = st.st_uid in (0, self.root_uid) and (not st.st_mode & 0o077 or name in WRITTEN_LATER)
             else:
                 sound = st.st_uid == 0 and not st.st_mode & 0o022
             if not sound:

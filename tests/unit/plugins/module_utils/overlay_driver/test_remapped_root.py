@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -1313,35 +1314,74 @@ def test_a_reader_or_a_check_run_leaves_an_earlier_versions_strata_directory_as_
 
 
 @pytest.mark.parametrize("name", sorted(STRATA_DIRS))
-@pytest.mark.parametrize("planted", ["file", "mode"])
-def test_an_earlier_versions_strata_directory_that_is_not_all_roots_is_refused_and_left_as_it_is(
-        home, name, planted):
-    """A file the remapped root put in the directory (root never wrote it), or a directory others can reach, is
-    not taken back to be read as root's: the writer refuses, naming it, and chowns nothing. Once put right, the
-    next writer takes it back. (A .strata of the remapped root's is refused for such a mode already, naming the
-    directory: mode is about one whose .strata a writer took back.)"""
-    where, entry = _earlier_versions_strata_dir(home, name, strata_too=planted == "file")
+@pytest.mark.parametrize("planted", ["file", "mode", "both"])
+def test_what_the_remapped_root_put_in_an_earlier_versions_strata_directory_blocks_no_writer(home, name, planted):
+    """A file the remapped root put in one of these directories (root never wrote it), or a mode it set on it by
+    a descriptor it kept, fails no writer: each of their readers believes only root's own files, so the
+    directory is taken back (root's 0700) with the file left in it, still that user's, and never read as root's.
+    Refusing instead failed every writer (mounts, unmounts, the boot restore) on one planted file, and handed
+    the directory back to that user to plant it again."""
+    where, entry = _earlier_versions_strata_dir(home, name, strata_too=planted != "mode")
     mine = os.path.join(where, "planted")
-    if planted == "file":
+    if planted in ("file", "both"):
         run_as(REMAPPED, REMAPPED, lambda: open(mine, "w").close())
-        refusal = r"holds 'planted', which is 644, uid %d: not root's own" % REMAPPED
-        mode = 0o700
-    else:
-        os.chmod(where, 0o755)  # as that user could, by a descriptor it kept
-        refusal = r"must be a 0700 directory owned by root \(it is 755, uid %d\)" % REMAPPED
-        mode = 0o755
-    with pytest.raises(OverlayError, match=refusal) as error:
-        _writer_run(home)
-    assert error.value.path == where
-    assert _owner_and_mode(where) == (REMAPPED, REMAPPED, mode)
-    assert _owner_and_mode(entry) == (0, 0, 0o600)
-    if planted == "file":
-        assert _owner_and_mode(mine)[0] == REMAPPED
-        os.unlink(mine)
-    else:
-        os.chmod(where, 0o700)  # put right as the owner would
+    if planted in ("mode", "both"):
+        os.chmod(where, 0o777)  # as that user could, by a descriptor it kept
     _writer_run(home)
     assert _owner_and_mode(where) == (0, 0, 0o700)
+    assert _owner_and_mode(entry) == (0, 0, 0o600)
+    if planted != "mode" and name != "made-merged":  # a writer prunes made-merged/'s files of no layer
+        assert _owner_and_mode(mine)[0] == REMAPPED  # left, not believed
+
+
+TAKEN_BACK = [os.path.join(".strata", name) for name in sorted(STRATA_DIRS)] + list(PRIVATE)
+
+
+@pytest.mark.parametrize("name", TAKEN_BACK)
+def test_a_mode_the_owner_sets_between_the_look_and_the_chown_does_not_outlive_the_take_back(home, monkeypatch, name):
+    """The take-back looks at the directory, then chowns it to root. Its owner until then, by a descriptor it kept,
+    can chmod it 0777, or give itself an ACL entry, in between: the chown keeps both, and root's directory was
+    then open to that user, to remove or rename root's files in it. After the chown the directory is made 0700
+    with no ACL, and checked."""
+    where = _taken_from_an_earlier_version(home, name)
+    real_fchown = os.fchown
+
+    def chmod_first(fd, uid, gid):
+        if uid == 0 and os.fstat(fd).st_uid == REMAPPED:  # what that user does, just before root's chown lands
+            os.fchmod(fd, 0o777)
+            subprocess.run(["setfacl", "-m", "u:%d:rwx" % (REMAPPED + 1), os.readlink("/proc/self/fd/%d" % fd)],
+                           check=True)
+        real_fchown(fd, uid, gid)
+
+    monkeypatch.setattr(os, "fchown", chmod_first)
+    _writer_run(home)
+    monkeypatch.undo()
+    assert _owner_and_mode(where) == (0, 0, 0o700)
+    assert "system.posix_acl_access" not in os.listxattr(where)
+
+
+@pytest.mark.parametrize("name", [os.path.join(".strata", name) for name in sorted(STRATA_DIRS)])
+def test_an_acl_the_owner_gave_itself_does_not_outlive_the_take_back(home, name):
+    """The owner can give itself (or anyone) an ACL entry on its directory, and a default one that files made
+    in it inherit; the chown keeps both. The take-back removes them. (layers/ and tmp/, taken back only as
+    earlier versions left them, 0700, are refused with an ACL, which shows as group bits.)"""
+    where = _taken_from_an_earlier_version(home, name)
+    subprocess.run(["setfacl", "-m", "u:%d:rwx" % (REMAPPED + 1), "-d", "-m", "u:%d:rwx" % (REMAPPED + 1), where],
+                   check=True)
+    assert "system.posix_acl_access" in os.listxattr(where)
+    _writer_run(home)
+    assert _owner_and_mode(where) == (0, 0, 0o700)
+    assert not {"system.posix_acl_access", "system.posix_acl_default"} & set(os.listxattr(where))
+
+
+def _taken_from_an_earlier_version(home, name):
+    """The home with the layer base, its .strata/<name> (and .strata, layers/ and tmp/) the remapped root's 0700,
+    as an earlier version left them: the path of .strata/<name>."""
+    if name in PRIVATE:
+        where, _entry = _earlier_versions_strata_dir(home, "mounts")
+        return os.path.join(home, name)
+    where, _entry = _earlier_versions_strata_dir(home, os.path.basename(name))
+    return where
 
 
 def _strata_planter(home, stop_read):  # pragma: no cover - runs in the forked child
