@@ -15,10 +15,12 @@ keeps the real lowerdir/upperdir/workdir, which the modules report.
 
 import json
 import os
+import stat
 
 from .errors import OverlayError
 from .layout import MOUNTS_DIR
-from .state_files import read_json, remove_entry, require_roots_own, write_atomic
+from .removal import remove_tree_at
+from .state_files import read_json, require_roots_own, write_atomic
 
 TOKEN_PREFIX = "strata-"
 
@@ -41,6 +43,10 @@ class MountRecords:
         record = dict(options, source=token)
         fd = self._dir(True)
         try:
+            if _is_dir_at(fd, layer_id):
+                # what the remapped root put under the name in a mounts/ an earlier version gave it (taken back
+                # by every writer with what is in it): a record is renamed over a file, never over a directory
+                remove_tree_at(fd, layer_id, layer=layer_id)
             write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
         finally:
             os.close(fd)
@@ -68,7 +74,7 @@ class MountRecords:
         if fd is None:
             return
         try:
-            remove_entry(fd, layer_id)
+            remove_tree_at(fd, layer_id, layer=layer_id)  # a record, or whatever the remapped root put there (new)
         except OSError as e:
             raise OverlayError("cannot remove the mount record %s/%s: %s" % (MOUNTS_DIR, layer_id, e.strerror),
                                layer=layer_id)
@@ -78,3 +84,10 @@ class MountRecords:
 
 def is_token(source):
     return source.startswith(TOKEN_PREFIX)
+
+
+def _is_dir_at(dir_fd, name):
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False

@@ -1606,3 +1606,44 @@ def test_a_directory_the_remapped_root_put_among_the_records_fails_no_writer(hom
     finally:
         store.close()
     assert os.path.isdir(planted)
+
+
+def test_a_directory_the_remapped_root_put_under_a_layers_mount_record_blocks_neither_mount_nor_removal(home):
+    """Every writer takes mounts/ back with whatever an earlier version let the remapped root put in it. A
+    directory (not empty) under a layer's name there made that layer's mount fail with a bare IsADirectoryError
+    (the record is renamed into place); it is now removed before the record is written, and the record is
+    forgotten at the unmount as before."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    driver = _reopen(home)
+    try:
+        driver.create("base")
+        driver.create("app", "base")
+    finally:
+        driver.close()
+    mounts_dir = os.path.join(home, ".strata", "mounts")
+    os.makedirs(mounts_dir, 0o700, exist_ok=True)
+    for private in PRIVATE + (".strata/mounts",):
+        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)  # as an earlier version left them
+    entry = os.path.join(mounts_dir, "app")
+
+    def plant():
+        os.mkdir(entry, 0o700)
+        os.mkdir(os.path.join(entry, "deeper"), 0o700)
+        with open(os.path.join(entry, "deeper", "file"), "w") as f:
+            f.write("mine")
+
+    run_as(REMAPPED, REMAPPED, plant)
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            store.ensure_mounted("app", "web")
+            assert store.state("app")["mounted"]
+            with open(entry, encoding="utf-8") as f:
+                assert json.load(f)["source"].startswith("strata-")
+            store.ensure_unmounted("app", "web")
+            assert not os.path.lexists(entry)  # the record forgotten
+            store.ensure_absent("app")
+    finally:
+        store.close()
+    assert not os.path.lexists(os.path.join(home, "app"))
