@@ -358,8 +358,18 @@ def _link_target(entry):
 def _opaque_member(name, dir_st, uid_maps, gid_maps):
     """A directory's '.wh..wh..opq' as Docker's overlay whiteout converter writes it: an empty regular file
     with the directory's permission bits and owner, and no time (Go's zero time writes 0)."""
-    owner = (to_container(dir_st.st_uid, uid_maps), to_container(dir_st.st_gid, gid_maps))
-    return _Member(name, REGTYPE, dir_st.st_mode & 0o777, owner, 0)
+    return _Member(name, REGTYPE, dir_st.st_mode & 0o777, _container_owner(dir_st, uid_maps, gid_maps, name), 0)
+
+
+def _container_owner(st, uid_maps, gid_maps, path):
+    """The (uid, gid) the tarball gives a file of the layer: its host owner through the home's id maps. A file
+    whose owner the maps do not hold (made on the host by hand) is an error naming it, and what to do."""
+    try:
+        return to_container(st.st_uid, uid_maps), to_container(st.st_gid, gid_maps)
+    except OverlayError as e:
+        raise OverlayError("cannot give the file an owner in the tarball: %s (it was made in the layer on the host, "
+                           "not through the layer's id maps); chown it to a host id the maps hold, or remove it"
+                           % e.cause, path=path)
 
 
 def _write_data(writer, member, fd, path):
@@ -452,7 +462,7 @@ def _export_changes(writer, root, changes, uid_maps, gid_maps):
         diff_size += counted_size(st, counted)
         if stat.S_ISSOCK(mode):
             continue  # sockets have no place in a layer tarball
-        owner = (to_container(st.st_uid, uid_maps), to_container(st.st_gid, gid_maps))
+        owner = _container_owner(st, uid_maps, gid_maps, entry.path)
         info = _Member(rel, REGTYPE, stat.S_IMODE(mode), owner, st.st_mtime_ns // 1000000000)
         data = None
         if stat.S_ISREG(mode):

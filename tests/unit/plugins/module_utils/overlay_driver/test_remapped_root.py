@@ -1647,3 +1647,24 @@ def test_a_directory_the_remapped_root_put_under_a_layers_mount_record_blocks_ne
     finally:
         store.close()
     assert not os.path.lexists(os.path.join(home, "app"))
+
+
+def test_exporting_a_file_whose_owner_the_maps_do_not_hold_names_it(home):
+    """A file made in a layer on the host by hand (owned by host root, which maps to no container id) cannot
+    be given an owner in the tarball: the error names the file and what to do, not only the unmapped id."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+    from layertools import opener
+
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            store.apply_diff("base", "", opener(TarBuilder().dir("etc").file("etc/conf", "x").bytes()))
+        made = os.path.join(content_dir(home, "base"), "etc", "by-hand")
+        with open(made, "w") as f:
+            f.write("host root's")
+        with pytest.raises(OverlayError, match=r"host id 0 is not mapped by .*chown it to a host id the maps hold") \
+                as error:
+            store.diff("base", "", io.BytesIO())
+        assert error.value.path.endswith("etc/by-hand"), error.value.path
+    finally:
+        store.close()
