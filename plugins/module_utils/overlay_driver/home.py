@@ -420,10 +420,16 @@ class HomeDirs:
             else:
                 sound = st.st_uid == 0 and not st.st_mode & 0o022
             if not sound:
+                if stat.S_ISLNK(st.st_mode):
+                    fix = "a symlink is never root's bookkeeping: remove it (rm does not follow it)"
+                elif stat.S_ISDIR(st.st_mode):
+                    fix = "if you trust it, chown -R it to root and chmod it 0700; if not, remove it"
+                else:
+                    fix = "if you trust it, chown it to root and chmod it go-w; if not, remove it"
                 _refuse(path, "it belongs to uid %d (as earlier versions left it) and holds %r, which is %o, uid %d: "
-                        "not root's own, so that user could have written it. If you trust it, chown it to root "
-                        "and chmod it go-w; if not, remove it. Then run again"
-                        % (self.root_uid, name, stat.S_IMODE(st.st_mode), st.st_uid))
+                        "not root's own, so that user could have written it. Take the directory back first, so "
+                        "that its owner can add nothing meanwhile (chown root:root %s; chmod 0700 %s), then %s. "
+                        "Then run again" % (self.root_uid, name, stat.S_IMODE(st.st_mode), st.st_uid, path, path, fix))
 
     def close(self):
         for attr in ("tmp_fd", "records_fd", "state_fd", "fd"):

@@ -1668,3 +1668,25 @@ def test_exporting_a_file_whose_owner_the_maps_do_not_hold_names_it(home):
         assert error.value.path.endswith("etc/by-hand"), error.value.path
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind, fix", [
+    ("file", "if you trust it, chown it to root and chmod it go-w; if not, remove it"),
+    ("directory", "if you trust it, chown -R it to root and chmod it 0700; if not, remove it"),
+    ("symlink", "a symlink is never root's bookkeeping: remove it (rm does not follow it)")])
+def test_the_refusal_of_an_entry_not_roots_says_how_to_put_each_kind_right(home, driver, kind, fix):
+    """Following the advice must end the refusal: a directory chmodded go-w only (0755) was refused again, a
+    symlink chowned and chmodded changed what it points to, and while the directory stays its owner's that user
+    can put the entry back. The message says to take the directory back first, then what fits the entry."""
+    driver.create("base")
+    driver.close()
+    for name in PRIVATE:
+        os.chown(os.path.join(home, name), REMAPPED, REMAPPED)
+    layers = os.path.join(home, ".strata", "layers")
+    planted = os.path.join(layers, "planted")
+    make = {"file": lambda: open(planted, "w").close(), "directory": lambda: os.mkdir(planted, 0o755),
+            "symlink": lambda: os.symlink("/etc/shadow", planted)}[kind]
+    run_as(REMAPPED, REMAPPED, make)
+    with pytest.raises(OverlayError) as error:
+        _reopen(home).close()
+    assert "chown root:root %s; chmod 0700 %s), then %s. Then run again" % (layers, layers, fix) in str(error.value)
