@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Linux system calls Python's os module lacks, through ctypes.
 
-mount/umount2, statfs (for the filesystem magic), openat2 (walk.py resolves
+mount/umount2, open_tree/mount_setattr/move_mount (a bind made read-only before
+it is attached), statfs (for the filesystem magic), openat2 (walk.py resolves
 names inside a root with it, whatever their symlinks say), renameat2 (atomic
 exchange) and a raw readdir (to see whether a filesystem reports d_type).
 Thin wrappers only: what to do with them is the callers'.
@@ -66,6 +67,47 @@ def umount(target, flags=0):
         _raise_errno("umount", target)
 
 
+# --- the mount API of fds (open_tree, move_mount: 5.2; mount_setattr: 5.12) ---
+# No glibc wrappers before 2.36. The numbers are the generic table's: the same on x86_64 and aarch64.
+
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+_libc.syscall.restype = ctypes.c_long
+AT_EMPTY_PATH = 0x1000
+MOUNT_ATTR_RDONLY = 1  # NOSUID 2, NODEV 4, NOEXEC 8: the bits of MS_NOSUID, MS_NODEV, MS_NOEXEC
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def _syscall(name, number, *args):
+    ret = _libc.syscall(ctypes.c_long(number), *args)
+    if ret < 0:
+        _raise_errno(name)
+    return ret
+
+
+def open_tree_clone(fd):
+    """An fd of a detached copy of the mount of the directory fd, rooted there, without its submounts
+    (OPEN_TREE_CLONE, not AT_RECURSIVE); closed unattached, the copy is unmounted."""
+    return _syscall("open_tree", SYS_OPEN_TREE, ctypes.c_int(fd), ctypes.c_char_p(b""),
+                    ctypes.c_uint(1 | os.O_CLOEXEC | AT_EMPTY_PATH))
+
+
+def mount_setattr(fd, attr_set, attr_clr=0):
+    """MOUNT_ATTR_* flags of the mount fd is the root of: attr_set set, attr_clr cleared."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _syscall("mount_setattr", SYS_MOUNT_SETATTR, ctypes.c_int(fd), ctypes.c_char_p(b""), ctypes.c_uint(AT_EMPTY_PATH),
+             ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def move_mount(from_fd, to_fd):
+    """The mount from_fd is the root of, attached onto the directory to_fd is."""
+    _syscall("move_mount", SYS_MOVE_MOUNT, ctypes.c_int(from_fd), ctypes.c_char_p(b""), ctypes.c_int(to_fd),
+             ctypes.c_char_p(b""), ctypes.c_uint(0x4 | 0x40))  # MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+
+
 # --- statfs ----------------------------------------------------------------
 
 class _StatFS(ctypes.Structure):
@@ -90,7 +132,6 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-_libc.syscall.restype = ctypes.c_long
 _openat2_works = None
 
 
