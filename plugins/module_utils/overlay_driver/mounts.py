@@ -262,8 +262,11 @@ def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
     shows, and put() unmounts, the mount at that name. Every failure is an OverlayError saying what became of
     the bind. flags (MS_NOSUID, MS_NODEV, MS_NOEXEC: the layer's mount options) are given with the remount.
     """
-    target_fd = os.open(target_name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=target_dir_fd)
+    try:
+        target_fd = os.open(target_name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=target_dir_fd)
+    except OSError as e:
+        raise OverlayError("cannot open the directory to mount on: %s" % e.strerror, path=where)
     try:
         try:
             syscalls.mount(fd_path(source_fd), fd_path(target_fd), None, syscalls.MS_BIND)

@@ -233,3 +233,14 @@ def test_a_mount_covering_the_bind_is_never_unmounted(base, monkeypatch):
     assert os.path.exists(os.path.join(base.merged, "someone-elses")), "someone else's mount was unmounted"
     assert isinstance(error, OverlayError), repr(error)
     assert "a writable bind of it may remain mounted at %s" % base.merged in str(error)
+
+
+@pytest.mark.parametrize("how", ["gone", "a symlink"])
+def test_a_target_not_there_at_the_first_open_is_an_error_naming_it(base, how):
+    os.rmdir(base.merged)
+    if how == "a symlink":
+        os.symlink(base.src, base.merged)
+    with pytest.raises(OverlayError, match="cannot open the directory to mount on") as raised:
+        base.bind()
+    assert raised.value.path == base.merged
+    assert base.binds_of_src() == []
