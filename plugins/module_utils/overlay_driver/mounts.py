@@ -327,17 +327,23 @@ def _undo_bind(bound, cause, where, writable):
     """Unmount the bind whose root bound is (an O_PATH fd, _bind_made), then raise cause as an OverlayError.
 
     umount2 is given the fd's /proc path and follows it on purpose (no UMOUNT_NOFOLLOW): it leads to that very
-    mount, wherever it is and whatever names lead to it; detached, as the fd itself holds it."""
+    mount, wherever it is and whatever names lead to it; detached, as the fd itself holds it. The fd keeps the
+    mount's id from reuse: one not in mountinfo is gone (the kernel detaches a mount whose directory is removed
+    or replaced, from any namespace)."""
+    made = _fdinfo_mount_id(bound)
+    kind = "writable" if writable else "read-only"
     try:
         syscalls.umount(fd_path(bound), syscalls.MNT_DETACH)
     except OSError as e:
+        if e.errno == errno.EINVAL and all(m.mount_id != made for m in read_mountinfo()):
+            raise OverlayError("%s; the bind made on it is gone already (detached, its directory removed or replaced)"
+                               % cause, path=where)
         try:
             at = os.readlink(fd_path(bound))
         except OSError:
-            at = where
+            at = "/"
         raise OverlayError("%s; the bind made on it could not be undone (%s): a %s bind of it remains mounted at %s, "
-                           "unmount it by hand" % (cause, e.strerror, "writable" if writable else "read-only", at),
-                           path=where)
+                           "unmount it by hand" % (cause, e.strerror, kind, where if at == "/" else at), path=where)
     raise OverlayError("%s; the bind made on it is undone" % cause, path=where)
 
 

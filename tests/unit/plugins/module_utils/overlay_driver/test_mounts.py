@@ -136,11 +136,10 @@ def base(scratch):
         made.close()  # scratch unmounts whatever is still mounted below it
 
 
-def _renamed_from_a_namespace_of_its_own(path, to):
-    """path renamed to `to`, and a new directory made at path, by a process in a mount namespace of its own where the
-    bind on path is not: in this namespace a mount point cannot be renamed (EBUSY), in another one where it is no
-    mount point it can (the remapped root's, in a user namespace made before the bind; here root's, which drops its
-    copy of the bind first)."""
+def _in_a_namespace_of_its_own(path, then):
+    """then() by a process in a mount namespace of its own, where the bind on path is not: in this namespace a mount
+    point can be neither renamed nor replaced (EBUSY), in another one where it is no mount point it can (the remapped
+    root's, in a user namespace made before the bind; here root's, which drops its copy of the bind first)."""
     import ctypes
     from layertools import in_child
 
@@ -150,9 +149,25 @@ def _renamed_from_a_namespace_of_its_own(path, to):
             raise OSError(ctypes.get_errno(), "unshare")
         syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
         syscalls.umount(path, syscalls.MNT_DETACH)
+        then()
+    in_child(step)
+
+
+def _renamed_from_a_namespace_of_its_own(path, to):
+    """path renamed to `to`, and a new directory made at path, from a mount namespace of its own."""
+    def rename():
         os.rename(path, to)
         os.mkdir(path)
-    in_child(step)
+    _in_a_namespace_of_its_own(path, rename)
+
+
+def _replaced_from_a_namespace_of_its_own(path):
+    """A new directory renamed over path from a mount namespace of its own: the kernel detaches every mount on the
+    directory replaced, in every namespace."""
+    def replace():
+        os.mkdir(path + ".new")
+        os.rename(path + ".new", path)
+    _in_a_namespace_of_its_own(path, replace)
 
 
 @pytest.mark.parametrize("victim", [True, False], ids=["a mount swapped in", "a directory swapped in"])
@@ -244,3 +259,20 @@ def test_a_target_not_there_at_the_first_open_is_an_error_naming_it(base, how):
         base.bind()
     assert raised.value.path == base.merged
     assert base.binds_of_src() == []
+
+
+def test_a_bind_detached_by_its_directory_replaced_is_said_to_be_gone(base, monkeypatch):
+    """The bind's directory replaced (renamed over) from another mount namespace before the remount: the kernel
+    detaches the bind, so the remount and the undo's unmount fail (EINVAL). It is gone, not left: the error said a
+    writable bind remained mounted at / (where a detached mount's fd leads)."""
+    def replace_then_remount(source, target, fstype, flags=0, data=None):
+        if flags & syscalls.MS_REMOUNT:
+            _replaced_from_a_namespace_of_its_own(base.merged)
+        return base.real_mount(source, target, fstype, flags, data)
+
+    monkeypatch.setattr(syscalls, "mount", replace_then_remount)
+    error = base.failed_bind(monkeypatch)
+    assert base.binds_of_src() == []
+    assert isinstance(error, OverlayError), repr(error)
+    assert "remains" not in str(error) and " at /," not in str(error)
+    assert "the bind made on it is gone already" in str(error)
