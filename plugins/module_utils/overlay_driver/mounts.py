@@ -250,17 +250,14 @@ def mount_overlay_stack(target_fd, lower_fds, upper_fd=None, work_fd=None, sourc
 
 
 def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
-    """Bind the directory source_fd at target_name in target_dir_fd, then make that bind read-only.
+    """Bind the directory source_fd at target_name in target_dir_fd, read-only from the start.
 
-    Both are directories opened by the caller: the bind names their fds. A bind mount takes the read-only flag
-    only on a remount (mount(2)), so there is a short moment where the target is a writable bind: nothing is
-    handed out before the remount succeeded. The remount, and the unmount undoing the bind when a step fails,
-    go through an fd of the bind's own root (_bind_made), never through target_name: the remapped root owns
-    target_dir_fd and may have renamed the directory away from target_name (before the bind landed on it, or
-    from a mount namespace where it is no mount point) and put another directory there, with someone else's
-    mount on it. A bind that target_name no longer leads to once it is read-only is undone as well: the caller
-    shows, and put() unmounts, the mount at that name. Every failure is an OverlayError saying what became of
-    the bind. flags (MS_NOSUID, MS_NODEV, MS_NOEXEC: the layer's mount options) are given with the remount.
+    A detached copy of source_fd's mount is made read-only, with flags (MS_NOSUID, MS_NODEV, MS_NOEXEC: the
+    layer's mount options), then attached on the directory target_name was opened as, wherever it is by then.
+    The remapped root owns target_dir_fd and may move that directory away at any moment, also from a mount
+    namespace of its own: a bind target_name does not lead to right after is undone through its own fd (the
+    caller shows, and put() unmounts, the mount at that name). Every failure is an OverlayError saying what
+    became of the bind. Kernels before 5.12 bind, then remount (_bind_then_remount).
     """
     try:
         target_fd = os.open(target_name, syscalls.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -268,24 +265,65 @@ def bind_readonly(source_fd, target_dir_fd, target_name, where=None, flags=0):
     except OSError as e:
         raise OverlayError("cannot open the directory to mount on: %s" % e.strerror, path=where)
     try:
-        try:
-            syscalls.mount(fd_path(source_fd), fd_path(target_fd), None, syscalls.MS_BIND)
-        except OSError as e:
-            raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
-        bound = _bind_made(source_fd, target_fd, where)
+        bound = _read_only_copy(source_fd, flags, where)
+        if bound is None:
+            bound = _bind_then_remount(source_fd, target_fd, where, flags)
+        else:
+            try:
+                syscalls.move_mount(bound, target_fd)
+            except OSError as e:
+                os.close(bound)  # unattached: closing it unmounts the copy
+                raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
     finally:
         os.close(target_fd)
     try:
-        try:
-            syscalls.mount(None, fd_path(bound), None,
-                           syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY | flags)
-        except OSError as e:
-            _undo_bind(bound, "cannot make the bind mount read-only: %s" % e.strerror, where, writable=True)
         if mount_id_at(target_dir_fd, target_name) != _fdinfo_mount_id(bound):
             _undo_bind(bound, "cannot bind-mount it read-only: the directory was moved or replaced while it was "
                        "being mounted (its name leads elsewhere now)", where, writable=False)
     finally:
         os.close(bound)
+
+
+_PER_MOUNT = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC  # MOUNT_ATTR_NOSUID, _NODEV, _NOEXEC too
+
+
+def _read_only_copy(source_fd, flags, where):
+    """An fd of a read-only detached copy of source_fd's mount, rooted there, with the flags asked and no
+    others (as a remount gives them); None without open_tree (5.2) or mount_setattr (5.12)."""
+    try:
+        fd = syscalls.open_tree_clone(source_fd)
+    except OSError as e:
+        if e.errno == errno.ENOSYS:
+            return None
+        raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
+    try:
+        syscalls.mount_setattr(fd, syscalls.MOUNT_ATTR_RDONLY | flags & _PER_MOUNT, _PER_MOUNT & ~flags)
+        return fd
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.ENOSYS, errno.EINVAL):
+            return None
+        raise OverlayError("cannot make the bind mount read-only: %s" % e.strerror, path=where)
+
+
+def _bind_then_remount(source_fd, target_fd, where, flags):
+    """bind_readonly without mount_setattr: an O_PATH fd of the bind's root, once it is remounted read-only.
+
+    The bind is writable until then. The remount, and the unmount undoing the bind when it fails, go through
+    that fd (_bind_made), never through a name the remapped root may have moved meanwhile."""
+    try:
+        syscalls.mount(fd_path(source_fd), fd_path(target_fd), None, syscalls.MS_BIND)
+    except OSError as e:
+        raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
+    bound = _bind_made(source_fd, target_fd, where)
+    try:
+        syscalls.mount(None, fd_path(bound), None, syscalls.MS_REMOUNT | syscalls.MS_BIND | syscalls.MS_RDONLY | flags)
+    except OSError as e:
+        try:
+            _undo_bind(bound, "cannot make the bind mount read-only: %s" % e.strerror, where, writable=True)
+        finally:
+            os.close(bound)
+    return bound
 
 
 def _bind_made(source_fd, target_fd, where):
@@ -324,14 +362,17 @@ def _bind_made(source_fd, target_fd, where):
 
 
 def _undo_bind(bound, cause, where, writable):
-    """Unmount the bind whose root bound is (an O_PATH fd, _bind_made), then raise cause as an OverlayError.
+    """Unmount the bind whose root bound is (an O_PATH fd), then raise cause as an OverlayError.
 
     umount2 is given the fd's /proc path and follows it on purpose (no UMOUNT_NOFOLLOW): it leads to that very
-    mount, wherever it is and whatever names lead to it; detached, as the fd itself holds it. The fd keeps the
-    mount's id from reuse: one not in mountinfo is gone (the kernel detaches a mount whose directory is removed
-    or replaced, from any namespace)."""
+    mount, wherever it is; detached, as the fd itself holds it. A mount put on it meanwhile would go with it:
+    then nothing is unmounted. The fd keeps the mount's id from reuse: one not in mountinfo is gone (the kernel
+    detaches a mount whose directory is removed or replaced, from any namespace)."""
     made = _fdinfo_mount_id(bound)
     kind = "writable" if writable else "read-only"
+    if any(e.parent_id == made for e in read_mountinfo()):
+        raise OverlayError("%s; another mount was put on the bind made on it, so nothing was unmounted: a %s bind "
+                           "of it remains under that mount" % (cause, kind), path=where)
     try:
         syscalls.umount(fd_path(bound), syscalls.MNT_DETACH)
     except OSError as e:
