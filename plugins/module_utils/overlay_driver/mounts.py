@@ -289,11 +289,12 @@ _PER_MOUNT = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC  # MOUN
 
 def _read_only_copy(source_fd, flags, where):
     """An fd of a read-only detached copy of source_fd's mount, rooted there, with the flags asked and no
-    others (as a remount gives them); None without open_tree (5.2) or mount_setattr (5.12)."""
+    others (as a remount gives them); None without open_tree (5.2) or mount_setattr (5.12), or where a seccomp
+    filter refuses them (EPERM) and may still allow mount(2)."""
     try:
         fd = syscalls.open_tree_clone(source_fd)
     except OSError as e:
-        if e.errno == errno.ENOSYS:
+        if e.errno in (errno.ENOSYS, errno.EPERM):
             return None
         raise OverlayError("cannot bind-mount it: %s" % e.strerror, path=where)
     try:
@@ -301,7 +302,7 @@ def _read_only_copy(source_fd, flags, where):
         return fd
     except OSError as e:
         os.close(fd)
-        if e.errno in (errno.ENOSYS, errno.EINVAL):
+        if e.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
             return None
         raise OverlayError("cannot make the bind mount read-only: %s" % e.strerror, path=where)
 
