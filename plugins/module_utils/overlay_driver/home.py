@@ -49,18 +49,33 @@ _ACLS = ("system.posix_acl_access", "system.posix_acl_default")
 def _seal(fd, path):
     """A directory just chowned to root made root's 0700, with no ACL, and checked so: its owner until the chown
     could change its mode, or give itself an ACL entry (one that newly made files inherit too), by a descriptor
-    it kept, between the look at the directory and the chown; the chown keeps both."""
-    os.fchmod(fd, 0o700)
-    for acl in _ACLS:
-        try:
-            os.removexattr(fd, acl)
-        except OSError as e:
-            if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
-                raise
-    st = os.fstat(fd)
-    if st.st_uid != 0 or st.st_mode & 0o077 or any(acl in _ACLS for acl in os.listxattr(fd)):
-        _refuse(path, "it could not be made a 0700 directory of root's with no ACL (it is %o, uid %d)"
-                % (stat.S_IMODE(st.st_mode), st.st_uid))
+    it kept, between the look at the directory and the chown; the chown keeps both. Only the two ACL names are
+    looked at: the list of all (which that user can make too long to list, E2BIG) is not."""
+    try:
+        os.fchmod(fd, 0o700)
+        for acl in _ACLS:
+            try:
+                os.removexattr(fd, acl)
+            except OSError as e:
+                if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                    raise
+        st = os.fstat(fd)
+        left = [acl for acl in _ACLS if _has_xattr(fd, acl)]
+    except OSError as e:
+        _refuse(path, "it could not be made a 0700 directory of root's with no ACL: %s" % e.strerror)
+    if st.st_uid != 0 or st.st_mode & 0o077 or left:
+        _refuse(path, "it could not be made a 0700 directory of root's with no ACL (it is %o, uid %d%s)"
+                % (stat.S_IMODE(st.st_mode), st.st_uid, ", with %s" % ", ".join(left) if left else ""))
+
+
+def _has_xattr(fd, name):
+    try:
+        os.getxattr(fd, name)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
 
 
 def _refuse(path, cause):
@@ -392,19 +407,20 @@ class HomeDirs:
         st = os.fstat(fd)
         if st.st_uid == 0 and not st.st_mode & 0o077:
             return
-        if st.st_uid != self.root_uid or (st.st_mode & 0o077 and not any_mode):
+        if st.st_uid not in ((self.root_uid, 0) if any_mode else (self.root_uid,)) \
+                or (st.st_mode & 0o077 and not any_mode):
             _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d)"
                     % (stat.S_IMODE(st.st_mode), st.st_uid))
         if repair:
             os.fchown(fd, 0, 0)  # first: from here on that user cannot add, rename or chmod anything in it
-            try:
-                _seal(fd, path)
-                if contents_read:
+            _seal(fd, path)  # a failure leaves it root's: nothing in it was read as root's yet
+            if contents_read:
+                try:
                     self._require_roots_entries(fd, path)
-            except BaseException:
-                os.fchown(fd, st.st_uid, st.st_gid)  # left as it was found
-                os.fchmod(fd, stat.S_IMODE(st.st_mode))
-                raise
+                except BaseException:
+                    os.fchown(fd, st.st_uid, st.st_gid)  # left as it was found
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                    raise
 
     def _require_roots_entries(self, fd, path):
         """Each entry of a directory being taken back: a file root's and writable by root only, a directory

@@ -19,8 +19,7 @@ import stat
 
 from .errors import OverlayError
 from .layout import MOUNTS_DIR
-from .removal import remove_tree_at
-from .state_files import read_json, require_roots_own, write_atomic
+from .state_files import read_json, remove_entry, require_roots_own, write_atomic
 
 TOKEN_PREFIX = "strata-"
 
@@ -46,7 +45,7 @@ class MountRecords:
             if _is_dir_at(fd, layer_id):
                 # what the remapped root put under the name in a mounts/ an earlier version gave it (taken back
                 # by every writer with what is in it): a record is renamed over a file, never over a directory
-                remove_tree_at(fd, layer_id, layer=layer_id)
+                remove_entry(fd, layer_id)
             write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
         finally:
             os.close(fd)
@@ -74,7 +73,7 @@ class MountRecords:
         if fd is None:
             return
         try:
-            remove_tree_at(fd, layer_id, layer=layer_id)  # a record, or whatever the remapped root put there (new)
+            remove_entry(fd, layer_id)
         except OSError as e:
             raise OverlayError("cannot remove the mount record %s/%s: %s" % (MOUNTS_DIR, layer_id, e.strerror),
                                layer=layer_id)

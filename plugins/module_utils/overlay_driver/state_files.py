@@ -8,6 +8,7 @@ replaced whole: a reader sees the old file or the new one, never a torn one,
 and never a file someone planted in its place.
 """
 
+import errno
 import json
 import os
 import stat
@@ -35,8 +36,9 @@ def remove_entry(dir_fd, name):
     """Remove dir_fd/name whatever it is (a file, a symlink, a FIFO, an empty directory); False when missing.
 
     For bookkeeping names in a directory an earlier version gave the remapped root: what that user put there
-    in place of root's file (a directory, a FIFO) must neither fail the run with a bare errno nor block it.
-    OSError (a directory that is not empty, ...) is left to the caller to name.
+    in place of root's file (a directory, a FIFO) must neither fail the run with a bare errno nor block it. A
+    directory that is not empty is renamed aside (.tmp-aside-<random>, which no reader takes for a record), never
+    walked: that user may still fill it by a descriptor it kept. Other OSErrors are left to the caller to name.
     """
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -44,7 +46,12 @@ def remove_entry(dir_fd, name):
         return False
     try:
         if stat.S_ISDIR(st.st_mode):
-            os.rmdir(name, dir_fd=dir_fd)
+            try:
+                os.rmdir(name, dir_fd=dir_fd)
+            except OSError as e:
+                if e.errno != errno.ENOTEMPTY:
+                    raise
+                os.rename(name, ".tmp-aside-" + os.urandom(8).hex(), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         else:
             os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:

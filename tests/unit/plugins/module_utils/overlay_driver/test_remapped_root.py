@@ -1611,8 +1611,9 @@ def test_a_directory_the_remapped_root_put_among_the_records_fails_no_writer(hom
 def test_a_directory_the_remapped_root_put_under_a_layers_mount_record_blocks_neither_mount_nor_removal(home):
     """Every writer takes mounts/ back with whatever an earlier version let the remapped root put in it. A
     directory (not empty) under a layer's name there made that layer's mount fail with a bare IsADirectoryError
-    (the record is renamed into place); it is now removed before the record is written, and the record is
-    forgotten at the unmount as before."""
+    (the record is renamed into place); it is now renamed aside before the record is written (never walked: that
+    user may still fill it by a descriptor it kept, and a removal would never end), and the record is forgotten
+    at the unmount as before."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
     driver = _reopen(home)
@@ -1641,6 +1642,9 @@ def test_a_directory_the_remapped_root_put_under_a_layers_mount_record_blocks_ne
             assert store.state("app")["mounted"]
             with open(entry, encoding="utf-8") as f:
                 assert json.load(f)["source"].startswith("strata-")
+            (aside,) = [n for n in os.listdir(mounts_dir) if n.startswith(".tmp-aside-")]
+            # renamed aside, never walked: that user may still be filling it by a descriptor it kept
+            assert os.path.isfile(os.path.join(mounts_dir, aside, "deeper", "file"))
             store.ensure_unmounted("app", "web")
             assert not os.path.lexists(entry)  # the record forgotten
             store.ensure_absent("app")
@@ -1690,3 +1694,92 @@ def test_the_refusal_of_an_entry_not_roots_says_how_to_put_each_kind_right(home,
     with pytest.raises(OverlayError) as error:
         _reopen(home).close()
     assert "chown root:root %s; chmod 0700 %s), then %s. Then run again" % (layers, layers, fix) in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["mounts", "images", ".strata"])
+def test_extended_attributes_the_owner_set_fail_no_writer(home, name):
+    """The owner of a directory to be taken back can give it so many extended attributes that their names no
+    longer fit one listxattr (E2BIG on tmpfs and xfs): the take-back looks up only the two ACL names."""
+    where, _entry = _earlier_versions_strata_dir(home, "mounts")
+    target = os.path.join(home, ".strata") if name == ".strata" else os.path.join(home, ".strata", name)
+    os.makedirs(target, 0o700, exist_ok=True)
+    os.chown(target, REMAPPED, REMAPPED)
+
+    def many_names():
+        for i in range(400):
+            os.setxattr(target, "user.%03d" % i + "y" * 240, b"")
+
+    run_as(REMAPPED, REMAPPED, many_names)
+    with pytest.raises(OSError) as listed:
+        os.listxattr(target)
+    assert listed.value.errno == errno.E2BIG
+    _writer_run(home)
+    assert _owner_and_mode(target) == (0, 0, 0o700) and _owner_and_mode(where) == (0, 0, 0o700)
+
+
+def test_a_directory_the_remapped_root_put_under_a_made_merged_mark_blocks_no_mount(home):
+    """A directory (not empty) under a layer's name in a made-merged/ an earlier version gave the remapped root
+    failed every mount of that layer that makes its merged/ (the mark could not replace it: ENOTEMPTY). It is
+    renamed aside, never walked."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    driver = _reopen(home)
+    try:
+        driver.create("base")
+        driver.create("app", "base")
+    finally:
+        driver.close()
+    merged = os.path.join(home, "app", "merged")
+    if os.path.isdir(merged):
+        os.rmdir(merged)  # as a layer Docker wrote, or overlay2's before its first mount
+    marks = os.path.join(home, ".strata", "made-merged")
+    os.makedirs(marks, 0o700, exist_ok=True)
+    for private in PRIVATE + (".strata/made-merged",):
+        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)
+
+    def plant():
+        os.makedirs(os.path.join(marks, "app", "deeper"), 0o700)
+
+    run_as(REMAPPED, REMAPPED, plant)
+    store = LayerStore(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            store.ensure_mounted("app", "web")
+            assert store.state("app")["mounted"]
+            store.ensure_unmounted("app", "web")
+            store.ensure_absent("app")
+    finally:
+        store.close()
+    assert [n for n in os.listdir(marks) if n.startswith(".tmp-aside-")]
+    assert not os.path.lexists(os.path.join(home, "app"))
+
+
+@pytest.mark.parametrize("name", sorted(STRATA_DIRS))
+def test_a_directory_of_roots_left_open_is_sealed_not_refused(home, name):
+    """One of these directories root's but open to others (0777), as a kill between a take-back's chown and its
+    seal would leave it: every writer refused it, for good. Its readers believe only root's own files, so it is
+    made 0700 as a take-back would."""
+    where, _entry = _earlier_versions_strata_dir(home, name, strata_too=False)
+    os.chown(where, 0, 0)
+    os.chmod(where, 0o777)
+    _writer_run(home)
+    assert _owner_and_mode(where) == (0, 0, 0o700)
+
+
+def test_a_take_back_that_cannot_seal_leaves_the_directory_roots(home, monkeypatch):
+    """Once chowned to root, a directory is never handed back: another writer may already use it as root's (the
+    take-back runs before the home's lock). A seal that fails is a refusal naming the directory, and the
+    directory stays root's."""
+    where, _entry = _earlier_versions_strata_dir(home, "mounts", strata_too=False)
+    real = os.fchmod
+
+    def refused(fd, mode):
+        if os.fstat(fd).st_ino == os.stat(where).st_ino:
+            raise OSError(errno.EPERM, "refused")
+        real(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", refused)
+    with pytest.raises(OverlayError, match="could not be made a 0700 directory of root's with no ACL") as error:
+        _writer_run(home)
+    monkeypatch.undo()
+    assert error.value.path == where and os.stat(where).st_uid == 0
