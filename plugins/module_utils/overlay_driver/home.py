@@ -335,8 +335,11 @@ class HomeDirs:
             if not create:
                 return None
             return self._make_private(parent_fd, name, path)
+        # the four every writer takes back whatever they hold (_take_back_all): a reader or a check run reads them
+        # as that writer would, whatever mode their owner set
+        later = parent_fd == self.state_fd and name in WRITTEN_LATER
         try:
-            self._check_private(fd, path, repair=create, contents_read=contents_read)
+            self._check_private(fd, path, repair=create, contents_read=contents_read and not later, any_mode=later)
         except BaseException:
             os.close(fd)
             raise
@@ -353,12 +356,13 @@ class HomeDirs:
         for name in WRITTEN_LATER:
             path = os.path.join(where, name)
             try:
-                fd = self._open_dir(self.state_fd, name, path)
-            except FileNotFoundError:
-                continue  # made when first written
-            except OverlayError as e:
-                refused = refused or e
-                continue
+                fd = os.open(name, DIR_FLAGS, dir_fd=self.state_fd)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # made when first written; or not a directory, which its users judge (as before)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    continue  # a symlink, likewise: never followed
+                raise
             try:
                 self._check_private(fd, path, repair=True, contents_read=False, any_mode=True)
             except OverlayError as e:

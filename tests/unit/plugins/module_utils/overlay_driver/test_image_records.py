@@ -166,3 +166,16 @@ def test_a_record_not_roots_own_is_rewritten_by_staging(store, home, owner, mode
     assert records.save(RECORD) is True
     st = os.stat(path)
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600) and records.all()[0].as_dict() == RECORD.as_dict()
+
+
+def test_a_directory_under_a_records_name_is_set_aside_by_staging(store, home):
+    """The remapped root could put a directory under the name of an image's record (a hash of public things) in
+    an image-records/ an earlier version gave it: staging that image failed every time with a bare
+    IsADirectoryError, and the message's advice (stage it again) could not help."""
+    records = ImageRecords(store.driver.dirs)
+    records.save(RECORD)
+    path = os.path.join(records_dir(home), RECORD.name)
+    os.unlink(path)
+    os.makedirs(os.path.join(path, "inside"))
+    assert records.save(RECORD) is True
+    assert os.path.isfile(path) and [r.name for r in records.all()] == [RECORD.name]

@@ -1783,3 +1783,48 @@ def test_a_take_back_that_cannot_seal_leaves_the_directory_roots(home, monkeypat
         _writer_run(home)
     monkeypatch.undo()
     assert error.value.path == where and os.stat(where).st_uid == 0
+
+
+@pytest.mark.parametrize("name", sorted(STRATA_DIRS))
+def test_a_reader_reads_an_earlier_versions_directory_whatever_mode_its_owner_set(home, name):
+    """Before the first writer takes it back, its owner may have set it 0755: a reader (overlay_info, a check
+    run) refused the home for it, where the writer it predicts takes the directory back and goes on."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
+
+    where, _entry = _earlier_versions_strata_dir(home, name)
+    os.chmod(where, 0o755)
+    store = LayerStore.for_check_run(home, MAPS, MAPS)
+    try:
+        with store.locked():
+            assert store.state("base")["exists"]
+            dirs = store.driver.dirs
+            os.close(dirs.open_private(dirs.state_fd, name, False, os.path.dirname(where)))
+    finally:
+        store.close()
+    assert _owner_and_mode(where) == (REMAPPED, REMAPPED, 0o755)
+
+
+def test_a_symlink_in_place_of_the_config_cache_is_left_to_its_users(home):
+    """Every writer takes back the four directories that are there; a symlink under one's name is no directory
+    to take back (never followed), and is left to the code that uses it, as before: the config cache does
+    without one (it is only a cache), and no longer fails every writer."""
+    name = "images"
+    driver = open_driver(home)
+    try:
+        driver.create("base")
+    finally:
+        driver.close()
+    elsewhere = os.path.join(home, ".strata", "elsewhere")
+    os.mkdir(elsewhere, 0o700)
+    target = os.path.join(home, ".strata", name)
+    if os.path.isdir(target):
+        os.rmdir(target)
+    os.symlink("elsewhere", target)
+    store = __import__("ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store",
+                       fromlist=["LayerStore"]).LayerStore(home)
+    try:
+        with store.locked():
+            store.ensure_present("base")
+    finally:
+        store.close()
+    assert os.path.islink(target)
