@@ -212,8 +212,8 @@ def _replaced_from_a_namespace_of_its_own(path):
 
 @pytest.mark.parametrize("victim", [True, False], ids=["a mount swapped in", "a directory swapped in"])
 @pytest.mark.parametrize("when", ["before the bind", "after the bind"])
-def test_a_target_swapped_around_the_bind_leaves_no_bind_and_unmounts_nothing_else(base, monkeypatch, kernel, when,
-                                                                                     victim):
+def test_a_target_swapped_around_the_bind_leaves_no_bind_and_unmounts_nothing_else(
+        base, monkeypatch, kernel, when, victim):
     """merged is opened, then bound. The remapped root owns the layer directory: it can rename merged away before the
     bind lands on it (or, from a namespace of its own, after) and put another directory under the name, with someone
     else's mount on it. The bind, on the renamed directory, is undone through its own fd, never through the name."""
