@@ -407,23 +407,28 @@ class HomeDirs:
         Earlier versions gave the remapped root the directories only: every file in them root wrote. A file
         of that user's in one (a record with holders of its choosing, one it still holds open for writing),
         or a directory it could write, was never root's, and taking the directory back would make root read it
-        as its own (contents_read): the take-back is then undone and refused, naming the entry."""
+        as its own (contents_read): it is then closed (root's, mode 0) and refused, naming the entry, by this
+        run and every later one until it is put right. Never handed back: the take-back runs before the home's
+        lock, and another writer may already use it as root's."""
         st = os.fstat(fd)
         if st.st_uid == 0 and not st.st_mode & 0o077:
+            if not st.st_mode & 0o700:
+                _refuse(path, "it was closed (mode 0) when it was taken back from uid %d holding a file that is not "
+                        "root's own; remove what is not root's in it (or, if you trust it, chown it to root), then "
+                        "chmod 0700 %s and run again" % (self.root_uid, path))
             return
         if st.st_uid not in ((self.root_uid, 0) if any_mode else (self.root_uid,)) \
                 or (st.st_mode & 0o077 and not any_mode):
-            _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d)"
-                    % (stat.S_IMODE(st.st_mode), st.st_uid))
+            _refuse(path, "it must be a 0700 directory owned by root (it is %o, uid %d); if you trust what is in it, "
+                    "chown root:root and chmod 0700 it" % (stat.S_IMODE(st.st_mode), st.st_uid))
         if repair:
             os.fchown(fd, 0, 0)  # first: from here on that user cannot add, rename or chmod anything in it
-            _seal(fd, path)  # a failure leaves it root's: nothing in it was read as root's yet
+            _seal(fd, path)  # a failure leaves it root's
             if contents_read:
                 try:
                     self._require_roots_entries(fd, path)
                 except BaseException:
-                    os.fchown(fd, st.st_uid, st.st_gid)  # left as it was found
-                    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                    os.fchmod(fd, 0)  # closed: every later run refuses it until it is put right
                     raise
 
     def _require_roots_entries(self, fd, path):
@@ -446,10 +451,10 @@ class HomeDirs:
                     fix = "if you trust it, chown -R it to root and chmod it 0700; if not, remove it"
                 else:
                     fix = "if you trust it, chown it to root and chmod it go-w; if not, remove it"
-                _refuse(path, "it belongs to uid %d (as earlier versions left it) and holds %r, which is %o, uid %d: "
-                        "not root's own, so that user could have written it. Take the directory back first, so "
-                        "that its owner can add nothing meanwhile (chown root:root %s; chmod 0700 %s), then %s. "
-                        "Then run again" % (self.root_uid, name, stat.S_IMODE(st.st_mode), st.st_uid, path, path, fix))
+                _refuse(path, "it belonged to uid %d (as earlier versions left it) and holds %r, which is %o, uid %d: "
+                        "not root's own, so that user could have written it. The directory is root's now, and "
+                        "closed (mode 0) until it is put right: %s, then chmod 0700 %s and run again"
+                        % (self.root_uid, name, stat.S_IMODE(st.st_mode), st.st_uid, fix, path))
 
     def close(self):
         for attr in ("tmp_fd", "records_fd", "state_fd", "fd"):

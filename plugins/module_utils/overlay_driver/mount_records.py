@@ -47,6 +47,9 @@ class MountRecords:
                 # by every writer with what is in it): a record is renamed over a file, never over a directory
                 remove_entry(fd, layer_id)
             write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
+        except OSError as e:
+            raise OverlayError("cannot write the mount record %s/%s: %s" % (MOUNTS_DIR, layer_id, e.strerror),
+                               layer=layer_id)
         finally:
             os.close(fd)
         return token

@@ -290,7 +290,8 @@ _PER_MOUNT = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC  # MOUN
 def _read_only_copy(source_fd, flags, where):
     """An fd of a read-only detached copy of source_fd's mount, rooted there, with the flags asked and no
     others (as a remount gives them); None without open_tree (5.2) or mount_setattr (5.12), or where a seccomp
-    filter refuses them (EPERM) and may still allow mount(2)."""
+    filter refuses open_tree (EPERM) and may still allow mount(2). mount_setattr refused once open_tree was not
+    (a flag of the base's mount locked by a user namespace) is an error: a remount would be refused alike."""
     try:
         fd = syscalls.open_tree_clone(source_fd)
     except OSError as e:
@@ -302,7 +303,7 @@ def _read_only_copy(source_fd, flags, where):
         return fd
     except OSError as e:
         os.close(fd)
-        if e.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+        if e.errno in (errno.ENOSYS, errno.EINVAL):
             return None
         raise OverlayError("cannot make the bind mount read-only: %s" % e.strerror, path=where)
 

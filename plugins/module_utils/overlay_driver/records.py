@@ -11,6 +11,7 @@ old record or the new, never a torn one.
 import importlib
 import json
 import os
+import stat
 
 from . import mount_options
 from .errors import OverlayError
@@ -125,17 +126,20 @@ def save_record(dir_fd, record):
         delete_record(dir_fd, record.layer_id)
         return
     payload = json.dumps(record.as_json(), sort_keys=True, indent=1).encode() + b"\n"
-    write_atomic(dir_fd, record.layer_id + ".json", payload)
+    name = record.layer_id + ".json"
+    try:
+        if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            remove_entry(dir_fd, name)  # the remapped root's, in a layers/ an earlier version gave it: set aside
+    except FileNotFoundError:
+        pass
+    write_atomic(dir_fd, name, payload)
 
 
 def delete_record(dir_fd, layer_id):
     """The record and the tar-split record kept beside it (tar_split.py)."""
     if dir_fd is None:
         return
-    try:
-        os.unlink(layer_id + ".json", dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
+    remove_entry(dir_fd, layer_id + ".json")  # a directory the remapped root put there too (set aside)
     remove_entry(dir_fd, layer_id + TAR_SPLIT_SUFFIX)
 
 

@@ -49,7 +49,7 @@ def remove_entry(dir_fd, name):
             try:
                 os.rmdir(name, dir_fd=dir_fd)
             except OSError as e:
-                if e.errno != errno.ENOTEMPTY:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
                 os.rename(name, ".tmp-aside-" + os.urandom(8).hex(), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         else:
@@ -90,12 +90,17 @@ def read_json(dir_fd, name, check=None):
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:  # looked at before fdopen, which refuses a directory without closing the fd
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
         if check is not None:
             check(st)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         return json.loads(f.read().decode("utf-8"))
 
 

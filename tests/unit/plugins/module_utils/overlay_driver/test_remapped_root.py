@@ -1202,9 +1202,13 @@ def test_an_earlier_versions_bookkeeping_holding_a_file_of_the_remapped_roots_is
     run_as(REMAPPED, REMAPPED, plant)
     with pytest.raises(OverlayError, match=r"holds '%s', which is 644, uid %d: not root's own" % (name, REMAPPED)):
         _reopen(home).close()
-    assert os.lstat(os.path.join(home, where)).st_uid == REMAPPED
+    # root's, closed: never handed back (another writer may be using it already), never used until put right
+    assert _owner_and_mode(os.path.join(home, where)) == (0, 0, 0)
     assert os.lstat(target).st_uid == REMAPPED
+    with pytest.raises(OverlayError, match=r"closed \(mode 0\)"):
+        _reopen(home).close()
     os.unlink(target)
+    os.chmod(os.path.join(home, where), 0o700)  # what the message says to do
     store = LayerStore(home, MAPS, MAPS)
     try:
         with store.locked():
@@ -1439,8 +1443,8 @@ def test_a_racing_remapped_root_never_gets_its_strata_taken_for_roots(home):
                 st = os.lstat(strata)
             except FileNotFoundError:
                 continue
-            if st.st_uid == 0 and os.path.lexists(os.path.join(strata, "planted")):
-                taken.append(_round)
+            if st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700 and os.path.lexists(os.path.join(strata, "planted")):
+                taken.append(_round)  # root's to use (one closed, mode 0, is refused by every run)
             shutil.rmtree(strata, ignore_errors=True)
     finally:
         os.close(stop_write)
@@ -1679,9 +1683,9 @@ def test_exporting_a_file_whose_owner_the_maps_do_not_hold_names_it(home):
     ("directory", "if you trust it, chown -R it to root and chmod it 0700; if not, remove it"),
     ("symlink", "a symlink is never root's bookkeeping: remove it (rm does not follow it)")])
 def test_the_refusal_of_an_entry_not_roots_says_how_to_put_each_kind_right(home, driver, kind, fix):
-    """Following the advice must end the refusal: a directory chmodded go-w only (0755) was refused again, a
-    symlink chowned and chmodded changed what it points to, and while the directory stays its owner's that user
-    can put the entry back. The message says to take the directory back first, then what fits the entry."""
+    """Following the advice must end the refusal: a directory chmodded go-w only (0755) was refused again, and a
+    symlink chowned and chmodded changed what it points to. The message says what fits the entry, then to open
+    the directory, which stays root's, closed, until then."""
     driver.create("base")
     driver.close()
     for name in PRIVATE:
@@ -1693,7 +1697,8 @@ def test_the_refusal_of_an_entry_not_roots_says_how_to_put_each_kind_right(home,
     run_as(REMAPPED, REMAPPED, make)
     with pytest.raises(OverlayError) as error:
         _reopen(home).close()
-    assert "chown root:root %s; chmod 0700 %s), then %s. Then run again" % (layers, layers, fix) in str(error.value)
+    assert "closed (mode 0) until it is put right: %s, then chmod 0700 %s and run again" % (fix, layers) \
+        in str(error.value)
 
 
 @pytest.mark.parametrize("name", ["mounts", "images", ".strata"])
@@ -1828,3 +1833,26 @@ def test_a_symlink_in_place_of_the_config_cache_is_left_to_its_users(home):
     finally:
         store.close()
     assert os.path.islink(target)
+
+
+def test_a_directory_under_a_layers_record_name_is_set_aside_by_the_next_save_and_by_a_removal(home):
+    """A layers/ an earlier version gave the remapped root may hold a 0700 directory of that user's under a
+    layer's record name (the take-back accepts its directories): the layer's record could then never be written
+    (IsADirectoryError) nor removed (the advice, state=absent with force, ended in a bare IsADirectoryError)."""
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import records
+
+    layers = os.path.join(home, "records")
+    os.makedirs(layers, 0o700)
+    os.makedirs(os.path.join(layers, "base.json", "inside"))
+    fd = os.open(layers, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        record = records.LayerRecord("base", holders={"web"})
+        records.save_record(fd, record)
+        assert records.load_record(fd, "base", layers).holders == {"web"}
+        os.unlink("base.json", dir_fd=fd)
+        os.makedirs(os.path.join(layers, "base.json", "inside"))
+        records.delete_record(fd, "base")
+        assert not os.path.lexists(os.path.join(layers, "base.json"))
+        assert len([n for n in os.listdir(layers) if n.startswith(".tmp-aside-")]) == 2
+    finally:
+        os.close(fd)

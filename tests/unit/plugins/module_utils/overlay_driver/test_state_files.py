@@ -94,3 +94,18 @@ def test_remove_entry_renames_a_directory_with_contents_aside_without_walking_it
         os.close(fd)
     (aside,) = os.listdir(tmp_path)
     assert aside.startswith(".tmp-aside-") and (tmp_path / aside / "inside").read_text() == "x"
+
+
+def test_read_json_of_a_directory_is_refused_without_leaking_its_descriptor(tmp_path):
+    """fdopen refuses a directory without closing the fd it was given: every read of a record a directory had
+    replaced leaked one."""
+    (tmp_path / "record.json").mkdir()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            with pytest.raises(ValueError, match="not a regular file"):
+                state_files.read_json(fd, "record.json")
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(fd)
