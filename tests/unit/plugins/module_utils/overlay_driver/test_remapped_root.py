@@ -1612,6 +1612,22 @@ def test_a_directory_the_remapped_root_put_among_the_records_fails_no_writer(hom
     assert os.path.isdir(planted)
 
 
+def _app_on_base_with_a_strata_dir_given_away(home, name):
+    """Layers base and app on it, with .strata, its layers/ and tmp/, and .strata/<name> the remapped root's, as
+    an earlier version left them: the path of .strata/<name>."""
+    driver = _reopen(home)
+    try:
+        driver.create("base")
+        driver.create("app", "base")
+    finally:
+        driver.close()
+    where = os.path.join(home, ".strata", name)
+    os.makedirs(where, 0o700, exist_ok=True)
+    for private in PRIVATE + (os.path.join(".strata", name),):
+        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)
+    return where
+
+
 def test_a_directory_the_remapped_root_put_under_a_layers_mount_record_blocks_neither_mount_nor_removal(home):
     """Every writer takes mounts/ back with whatever an earlier version let the remapped root put in it. A
     directory (not empty) under a layer's name there made that layer's mount fail with a bare IsADirectoryError
@@ -1620,16 +1636,7 @@ def test_a_directory_the_remapped_root_put_under_a_layers_mount_record_blocks_ne
     at the unmount as before."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-    driver = _reopen(home)
-    try:
-        driver.create("base")
-        driver.create("app", "base")
-    finally:
-        driver.close()
-    mounts_dir = os.path.join(home, ".strata", "mounts")
-    os.makedirs(mounts_dir, 0o700, exist_ok=True)
-    for private in PRIVATE + (".strata/mounts",):
-        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)  # as an earlier version left them
+    mounts_dir = _app_on_base_with_a_strata_dir_given_away(home, "mounts")
     entry = os.path.join(mounts_dir, "app")
 
     def plant():
@@ -1728,19 +1735,10 @@ def test_a_directory_the_remapped_root_put_under_a_made_merged_mark_blocks_no_mo
     renamed aside, never walked."""
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
-    driver = _reopen(home)
-    try:
-        driver.create("base")
-        driver.create("app", "base")
-    finally:
-        driver.close()
     merged = os.path.join(home, "app", "merged")
+    marks = _app_on_base_with_a_strata_dir_given_away(home, "made-merged")
     if os.path.isdir(merged):
         os.rmdir(merged)  # as a layer Docker wrote, or overlay2's before its first mount
-    marks = os.path.join(home, ".strata", "made-merged")
-    os.makedirs(marks, 0o700, exist_ok=True)
-    for private in PRIVATE + (".strata/made-merged",):
-        os.chown(os.path.join(home, private), REMAPPED, REMAPPED)
 
     def plant():
         os.makedirs(os.path.join(marks, "app", "deeper"), 0o700)
