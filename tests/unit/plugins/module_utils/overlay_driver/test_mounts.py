@@ -239,12 +239,18 @@ def test_a_target_swapped_around_the_bind_leaves_no_bind_and_unmounts_nothing_el
     assert "was moved or replaced" in str(error) and "the bind made on it is undone" in str(error)
 
 
-@pytest.mark.parametrize("kernel", ["old"], indirect=True)
-def test_a_failed_read_only_remount_undoes_the_bind(base, monkeypatch, kernel):
-    def remount_refused(source, target, fstype, flags=0, data=None):
+def _remount_refused(base):
+    """syscalls.mount as the kernel would answer it if the read-only remount were refused (EPERM)."""
+    def mount(source, target, fstype, flags=0, data=None):
         if flags & syscalls.MS_REMOUNT:
             raise OSError(errno.EPERM, os.strerror(errno.EPERM), target)
         return base.real_mount(source, target, fstype, flags, data)
+    return mount
+
+
+@pytest.mark.parametrize("kernel", ["old"], indirect=True)
+def test_a_failed_read_only_remount_undoes_the_bind(base, monkeypatch, kernel):
+    remount_refused = _remount_refused(base)
 
     monkeypatch.setattr(syscalls, "mount", remount_refused)
     error = base.failed_bind(monkeypatch)
@@ -257,10 +263,7 @@ def test_a_failed_read_only_remount_undoes_the_bind(base, monkeypatch, kernel):
 @pytest.mark.parametrize("kernel", ["old"], indirect=True)
 def test_a_writable_bind_that_cannot_be_undone_is_said_plainly(base, monkeypatch, kernel):
     """The remount fails, then so does the unmount of the bind: the error says a writable bind remains, and where."""
-    def remount_refused(source, target, fstype, flags=0, data=None):
-        if flags & syscalls.MS_REMOUNT:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM), target)
-        return base.real_mount(source, target, fstype, flags, data)
+    remount_refused = _remount_refused(base)
 
     def unmount_refused(target, flags=0):
         raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), target)
