@@ -103,7 +103,7 @@ def test_read_json_of_a_directory_is_refused_without_leaking_its_descriptor(tmp_
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         before = len(os.listdir("/proc/self/fd"))
-        for _ in range(5):
+        for _attempt in range(5):
             with pytest.raises(ValueError, match="not a regular file"):
                 state_files.read_json(fd, "record.json")
         assert len(os.listdir("/proc/self/fd")) == before
