@@ -24,12 +24,11 @@ import hashlib
 import json
 import os
 import re
-import stat
 
 from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import IMAGE_RECORDS_DIR, STATE_DIR
-from .state_files import open_regular, read_roots_own, remove_entry, require_roots_own, write_atomic
+from .state_files import open_regular, read_roots_own, require_roots_own, write_atomic
 
 FORMAT_VERSION = 1
 MAX_RECORD = 1 << 20
@@ -175,11 +174,6 @@ class ImageRecords:
             payload = json.dumps(record.as_dict(), sort_keys=True, indent=1).encode("utf-8") + b"\n"
             if _roots_own_content(fd, record.name) == payload:
                 return False
-            try:
-                if stat.S_ISDIR(os.stat(record.name, dir_fd=fd, follow_symlinks=False).st_mode):
-                    remove_entry(fd, record.name)  # the remapped root's, from an earlier version: set aside
-            except FileNotFoundError:
-                pass
             write_atomic(fd, record.name, payload, 0o600)
             return True
         finally:

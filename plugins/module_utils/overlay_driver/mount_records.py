@@ -15,7 +15,6 @@ keeps the real lowerdir/upperdir/workdir, which the modules report.
 
 import json
 import os
-import stat
 
 from .errors import OverlayError
 from .layout import MOUNTS_DIR
@@ -42,10 +41,6 @@ class MountRecords:
         record = dict(options, source=token)
         fd = self._dir(True)
         try:
-            if _is_dir_at(fd, layer_id):
-                # what the remapped root put under the name in a mounts/ an earlier version gave it (taken back
-                # by every writer with what is in it): a record is renamed over a file, never over a directory
-                remove_entry(fd, layer_id)
             write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
         except OSError as e:
             raise OverlayError("cannot write the mount record %s/%s: %s" % (MOUNTS_DIR, layer_id, e.strerror),
@@ -87,9 +82,3 @@ class MountRecords:
 def is_token(source):
     return source.startswith(TOKEN_PREFIX)
 
-
-def _is_dir_at(dir_fd, name):
-    try:
-        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except FileNotFoundError:
-        return False

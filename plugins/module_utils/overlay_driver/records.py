@@ -11,7 +11,6 @@ old record or the new, never a torn one.
 import importlib
 import json
 import os
-import stat
 
 from . import mount_options
 from .errors import OverlayError
@@ -126,13 +125,7 @@ def save_record(dir_fd, record):
         delete_record(dir_fd, record.layer_id)
         return
     payload = json.dumps(record.as_json(), sort_keys=True, indent=1).encode() + b"\n"
-    name = record.layer_id + ".json"
-    try:
-        if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-            remove_entry(dir_fd, name)  # the remapped root's, in a layers/ an earlier version gave it: set aside
-    except FileNotFoundError:
-        pass
-    write_atomic(dir_fd, name, payload)
+    write_atomic(dir_fd, record.layer_id + ".json", payload)
 
 
 def delete_record(dir_fd, layer_id):

@@ -105,7 +105,11 @@ def read_json(dir_fd, name, check=None):
 
 
 def write_atomic(dir_fd, name, payload, mode=0o600):
-    """name in dir_fd replaced whole: temp (O_EXCL|O_NOFOLLOW), fsync, rename, fsync the directory."""
+    """name in dir_fd replaced whole: temp (O_EXCL|O_NOFOLLOW), fsync, rename, fsync the directory.
+
+    A directory under name (what the remapped root put there, in a .strata an earlier version gave it) would
+    fail the rename; it is set aside (remove_entry) and the rename tried once more.
+    """
     tmp, fd = open_temp_file(dir_fd, ".tmp-", mode)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -114,7 +118,11 @@ def write_atomic(dir_fd, name, payload, mode=0o600):
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         faults.point("record.written")
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        try:
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except IsADirectoryError:
+            remove_entry(dir_fd, name)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
             os.unlink(tmp, dir_fd=dir_fd)

@@ -25,6 +25,23 @@ def test_write_atomic_replaces_a_planted_symlink_and_never_writes_through_it(tmp
     assert not os.path.islink(str(tmp_path / "a.json"))
 
 
+@pytest.mark.parametrize("contents", [False, True], ids=["empty", "with contents"])
+def test_write_atomic_sets_aside_a_directory_under_the_name(tmp_path, tmp_dir_fd, contents):
+    """Every bookkeeping file of .strata is written this way, so a directory the remapped root put under one's
+    name (in a .strata an earlier version gave it) neither fails the write nor is walked."""
+    (tmp_path / "a.json").mkdir()
+    if contents:
+        (tmp_path / "a.json" / "inside").write_text("x")
+    state_files.write_atomic(tmp_dir_fd, "a.json", b'{"v": 3}\n')
+    assert state_files.read_json(tmp_dir_fd, "a.json") == {"v": 3}
+    left = sorted(os.listdir(str(tmp_path)))
+    if contents:
+        assert len(left) == 2 and left[0].startswith(".tmp-aside-")
+        assert (tmp_path / left[0] / "inside").read_text() == "x"
+    else:
+        assert left == ["a.json"]
+
+
 def test_open_regular_and_read_roots_own_take_a_directory_as_missing(tmp_path, tmp_dir_fd):
     """A directory put in place of a bookkeeping file is no file, not an IsADirectoryError out of fdopen."""
     os.mkdir(str(tmp_path / "planted"))
