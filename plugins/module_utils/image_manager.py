@@ -145,7 +145,8 @@ class ImageManager:
                              "controller)", image=self.reference.text, path=self.reference.path)
         if self.reference.transport == "docker":
             # a registries.conf that is wrong, or refuses the pull, fails the task before the home is made
-            registry_endpoints(self.reference, p.get("registries_conf"), p.get("registries_conf_d"))
+            registry_endpoints(self.reference, p.get("registries_conf"), p.get("registries_conf_d"),
+                               self.registry_auth)
         # opened once the manifest is read and the policy allowed the image: a registry that cannot be reached,
         # an image that is not there and a refused one leave no home behind
         opened = []

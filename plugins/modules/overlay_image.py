@@ -154,7 +154,9 @@ options:
         docs/images.md for the order.
       - The user name and password given here (or as O(username) and O(password)) go to the registry the image
         is named by (or the C(location) registries.conf gives it), never to a registries.conf mirror, which gets
-        only the credentials found for its own host.
+        only the credentials found for its own host. A short name searched in several registries
+        (registries.conf's C(unqualified-search-registries)) is refused with them, since each registry tried
+        would get them.
       - Never shown in results or errors.
     type: dict
     suboptions:

@@ -36,7 +36,7 @@ from .errors import ImageError
 from .manifests import parse_config, parse_platform
 from .mirrors import FirstAvailable
 from .network import Network
-from .reference import Reference, parse_reference
+from .reference import Reference, parse_reference, written_short_name
 from .stream import CheckedStream
 
 DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
@@ -57,11 +57,33 @@ def check_layer_count(diff_ids, image):
                          image=image)
 
 
-def registry_endpoints(reference, registries_conf=None, registries_conf_d=None):
+def registry_endpoints(reference, registries_conf=None, registries_conf_d=None, registry_auth=None):
     """Where registries.conf sends a docker:// pull, in order; its errors (a file it cannot read, a blocked
-    registry, a short name without alias) come from here, before anything is asked of a registry."""
-    return registries_conf_module.endpoints(
+    registry, a short name without alias, registry_auth for a name searched in several registries) come from
+    here, before anything is asked of a registry."""
+    found = registries_conf_module.endpoints(
         registries_conf_module.load(registries_conf, registries_conf_d, reference.text), reference)
+    _one_registry_for_a_password(reference, found, registry_auth)
+    return found
+
+
+def _one_registry_for_a_password(reference, endpoints, registry_auth):
+    """registry_auth's username and password belong to one registry. A short name searched in several
+    (unqualified-search-registries) would hand them to each one tried before the one that has the image:
+    refused, naming the registries, rather than sent to hosts the operator never named."""
+    if not any((registry_auth or {}).get(k) for k in ("username", "password")):
+        return
+    hosts = []
+    for endpoint in endpoints:
+        if endpoint.named.host not in hosts:
+            hosts.append(endpoint.named.host)
+    if len(hosts) > 1:
+        raise ImageError("registry_auth's username and password are for one registry, and the short name "
+                         "%r is searched in %d (%s, from registries.conf's unqualified-search-registries): write "
+                         "the registry in src (as docker://%s/%s) so that they go to it alone, or keep the "
+                         "credentials in an auth file, which gives each registry only its own"
+                         % (written_short_name(reference), len(hosts), ", ".join(hosts), hosts[0],
+                            written_short_name(reference)), image=reference.text)
 
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
@@ -79,7 +101,7 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
     from .registry import Registry  # pylint: disable=import-outside-toplevel
     from .lookaside_http import LookasideTransport  # pylint: disable=import-outside-toplevel
     network = network or Network()
-    endpoints = registry_endpoints(reference, registries_conf, registries_conf_d)
+    endpoints = registry_endpoints(reference, registries_conf, registries_conf_d, registry_auth)
     certs_dirs = DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs
     # a lookaside holding the image's simple signatures is reached as the registry is, for its own host
     lookaside = LookasideTransport(validate_certs, ca_path, certs_dirs, network.proxies, timeout)

@@ -346,15 +346,20 @@ def test_the_modules_registries_conf_options(pushed, scratch, conf):
     assert "registries.conf blocks" in e.value.message
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ('[[registry]]\nprefix = "reg.example"\nblocked = true\n', "registries.conf blocks"),
-    ('[[registry]]\nprefix = "reg.example"\nweight = "2"\n', "'weight' is not supported"),
+@pytest.mark.parametrize("text, src, registry_auth, fragment", [
+    ('[[registry]]\nprefix = "reg.example"\nblocked = true\n', "docker://reg.example/app:1", None,
+     "registries.conf blocks"),
+    ('[[registry]]\nprefix = "reg.example"\nweight = "2"\n', "docker://reg.example/app:1", None,
+     "'weight' is not supported"),
+    ('unqualified-search-registries = ["a.example", "b.example"]\nshort-name-mode = "permissive"\n',
+     "docker://app:1", {"username": "u", "password": "p"}, "is searched in 2 (a.example, b.example"),
 ])
-def test_a_refusing_or_bad_registries_conf_fails_before_the_home_is_made(conf, scratch, text, fragment):
+def test_a_refusing_or_bad_registries_conf_fails_before_the_home_is_made(conf, scratch, text, src, registry_auth,
+                                                                          fragment):
     conf.write(text)
     home = os.path.join(scratch, "home")
-    params = {"src": "docker://reg.example/app:1", "home": home, "uid_maps": [], "gid_maps": [],
-              "platform": None, "registry_auth": None, "validate_certs": True, "ca_path": None,
+    params = {"src": src, "home": home, "uid_maps": [], "gid_maps": [],
+              "platform": None, "registry_auth": registry_auth, "validate_certs": True, "ca_path": None,
               "registries_conf": conf.path, "registries_conf_d": conf.dir}
     with pytest.raises(ImageError) as e:
         ImageManager(params).run()
@@ -416,3 +421,30 @@ def test_registry_auth_password_never_goes_to_a_mirror(conf, fakes, pki, scratch
         assert _basic("m", "mirror-secret") in sent_to_mirror and served_by_primary == []
     else:
         assert served_by_primary, "the mirror refused, so the registry served the pull"
+
+
+@pytest.mark.parametrize("search", [1, 2])
+def test_registry_auth_password_never_goes_to_a_search_registry_the_operator_did_not_name(
+        conf, fakes, pki, scratch, no_auth_files, search):
+    """A short name searched in several registries would carry registry_auth's password to each one tried
+    before the one that has the image: refused before any is asked. With one search registry the name says
+    where it goes, and the pull goes on."""
+    first = fakes(auth="basic", users={"alice": "registry-secret"})
+    second = fakes(auth="basic", users={"alice": "registry-secret"})
+    image = Image()
+    second.push("team/app", image)
+    hosts = [first.netloc, second.netloc][-search:]
+    conf.write('unqualified-search-registries = [%s]\nshort-name-mode = "permissive"\n'
+               % ", ".join('"%s"' % h for h in hosts))
+    auth = {"username": "alice", "password": "registry-secret"}
+
+    def stage():
+        return stage_image(LayerStore(os.path.join(scratch, "home")), "docker://team/app:v1", registry_auth=auth,
+                           ca_path=pki[0], registries_conf=conf.path, registries_conf_d=conf.dir)
+    if search == 1:
+        assert stage().top == image.ids[-1]
+        return
+    with pytest.raises(ImageError, match=r"short name 'team/app' is searched in 2 \(%s, %s" % (first.netloc,
+                                                                                                second.netloc)):
+        stage()
+    assert first.requests == [] and second.requests == []
