@@ -10,7 +10,8 @@ directories. The mount's source is therefore a fresh token, "strata-<hex>",
 written first to <home>/.strata/mounts/<id> (root's, 0700): the mount at
 merged/ whose source is the token recorded for the layer is its own, and a
 mount made by hand with the layer's directories is not. The record also
-keeps the real lowerdir/upperdir/workdir, which the modules report.
+keeps the real lowerdir/upperdir/workdir, which the modules report, and the
+layer it is for.
 """
 
 import json
@@ -38,7 +39,7 @@ class MountRecords:
     def new(self, layer_id, options):
         """A fresh source token for the mount about to be made, recorded with its options first."""
         token = TOKEN_PREFIX + os.urandom(12).hex()
-        record = dict(options, source=token)
+        record = dict(options, source=token, layer=layer_id)
         fd = self._dir(True)
         try:
             write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
@@ -60,7 +61,9 @@ class MountRecords:
             return None
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) and isinstance(data.get("source"), str) else None
+        if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+            return None
+        return data if _names_layer(data, layer_id) else None
 
     def source(self, layer_id):
         record = self.read(layer_id)
@@ -82,3 +85,17 @@ class MountRecords:
 def is_token(source):
     return source.startswith(TOKEN_PREFIX)
 
+
+def _names_layer(record, layer_id):
+    """The record is this layer's, not another's moved under its name: in a mounts/ an earlier version gave the
+    remapped root, that user could swap two layers' records (root's own files, so believed), and unmounting one
+    layer would then take the other's overlay for its own. A record names its layer; one written before records
+    did is the layer's when the directory it shows as the overlay's upper (or, read-only, its top lower) is in
+    the layer's own directory, as <home>/<id>/upper and <home>/overlay2/<id>/diff are."""
+    if "layer" in record:
+        return record["layer"] == layer_id
+    own = record.get("upperdir")
+    if not isinstance(own, str):
+        lowers = record.get("lowerdir")
+        own = lowers.split(":", 1)[0] if isinstance(lowers, str) else ""
+    return os.path.basename(os.path.dirname(own)) == layer_id
