@@ -101,7 +101,8 @@ class GraphDriver:
         if check:
             self._require_dtype()
         self.made_merged = MadeMerged(self.dirs, self.layout.state, self.root_uid, self.root_gid)
-        self.mount_records = MountRecords(self.dirs, self.layout.state)
+        self.mount_records = MountRecords(self.dirs, self.layout.state,
+                                          lambda layer_id: self.layout.layer(layer_id).upper)
 
     def _read_layout(self):
         self.layout = self.LAYOUT_PATHS(self.dirs.path)

@@ -25,11 +25,14 @@ TOKEN_PREFIX = "strata-"
 
 
 class MountRecords:
-    """The records of one home: dirs is its HomeDirs, state its .strata path (for messages)."""
+    """The records of one home: dirs is its HomeDirs, state its .strata path (for messages), own_dir(id) the
+    directory a layer's own overlay shows as its upper (or, read-only, its top lower): <home>/<id>/upper in the
+    seed layout, <home>/<id>/diff in overlay2."""
 
-    def __init__(self, dirs, state):
+    def __init__(self, dirs, state, own_dir):
         self.dirs = dirs
         self.state = state
+        self.own_dir = own_dir
 
     def _dir(self, create):
         if self.dirs.state_fd is None:
@@ -63,7 +66,40 @@ class MountRecords:
             os.close(fd)
         if not isinstance(data, dict) or not isinstance(data.get("source"), str):
             return None
-        return data if _names_layer(data, layer_id) else None
+        return data if self._is_this_layers(data, layer_id) else None
+
+    def _is_this_layers(self, record, layer_id):
+        """The record is this layer's of this home, not another's moved under its name. In a mounts/ an earlier
+        version gave the remapped root, that user could swap two layers' records (root's own files, so
+        believed), also with a home of its own holding a layer of the same id, then the layer directories:
+        unmounting one layer would take the other's overlay for its own. So a record names its layer, and the
+        directory it shows as the overlay's upper (read-only: its top lower) must be that layer's in this home:
+        the same path, or the same home reached by another one (a symlink or bind mount of it)."""
+        if "layer" in record and record["layer"] != layer_id:
+            return False
+        own = self.own_dir(layer_id)
+        tail = "/%s/%s" % (layer_id, os.path.basename(own))
+        shown = record.get("upperdir")
+        if isinstance(shown, str):
+            if shown == own:
+                return True
+        else:
+            lowers = record.get("lowerdir")
+            if not isinstance(lowers, str):
+                return False
+            if lowers == own or lowers.startswith(own + ":"):
+                return True
+            # the top lower ends at the first ":" after the layer's own directory (a home's path may hold ":")
+            end = lowers.find(tail + ":")
+            shown = lowers[:end + len(tail)] if end >= 0 else lowers
+        return shown.endswith(tail) and self._is_home(shown[:-len(tail)])
+
+    def _is_home(self, path):
+        try:
+            there, here = os.stat(path), os.fstat(self.dirs.fd)
+        except (OSError, TypeError):
+            return False
+        return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
     def source(self, layer_id):
         record = self.read(layer_id)
@@ -85,17 +121,3 @@ class MountRecords:
 def is_token(source):
     return source.startswith(TOKEN_PREFIX)
 
-
-def _names_layer(record, layer_id):
-    """The record is this layer's, not another's moved under its name: in a mounts/ an earlier version gave the
-    remapped root, that user could swap two layers' records (root's own files, so believed), and unmounting one
-    layer would then take the other's overlay for its own. A record names its layer; one written before records
-    did is the layer's when the directory it shows as the overlay's upper (or, read-only, its top lower) is in
-    the layer's own directory, as <home>/<id>/upper and <home>/overlay2/<id>/diff are."""
-    if "layer" in record:
-        return record["layer"] == layer_id
-    own = record.get("upperdir")
-    if not isinstance(own, str):
-        lowers = record.get("lowerdir")
-        own = lowers.split(":", 1)[0] if isinstance(lowers, str) else ""
-    return os.path.basename(os.path.dirname(own)) == layer_id

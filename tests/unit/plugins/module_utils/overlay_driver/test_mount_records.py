@@ -52,3 +52,89 @@ def test_records_swapped_between_two_layers_make_neither_mount_the_others(home, 
             if mounts.mount_at(path) is not None:
                 syscalls.umount(path)
         driver.close()
+
+
+def _mount_two(home, names=("app",)):
+    driver = open_driver(home)
+    driver.create("base", "")
+    merged = {}
+    for layer_id in names:
+        driver.create(layer_id, "base")
+        merged[layer_id] = driver.get(layer_id)
+    return driver, merged
+
+
+def _unmount_all(merged):
+    for path in merged:
+        if mounts.mount_at(path) is not None:
+            syscalls.umount(path)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["records", "records written before they named a layer"])
+def test_records_and_layers_swapped_between_two_homes_prove_nothing(scratch, layout, legacy):
+    """Layer ids repeat from home to home (an image's layers are its ChainIDs): a record moved in from another
+    home, with that home's layer directory, names the right layer and still is not this home's."""
+    del layout
+    homes = [os.path.join(scratch, name, "home") for name in ("one", "two")]
+    drivers, merged = [], []
+    try:
+        for home in homes:
+            driver, made = _mount_two(home)
+            drivers.append(driver)
+            merged.append(made["app"])
+            if legacy:
+                _as_written_before_records_named_their_layer(os.path.join(home, ".strata", "mounts", "app"))
+            assert driver.is_mounted("app")
+        _swap(*[os.path.join(home, ".strata", "mounts", "app") for home in homes])
+        _swap(*[driver.layout.layer("app").dir for driver in drivers])
+        merged.reverse()
+        assert not drivers[0].is_mounted("app") and not drivers[1].is_mounted("app")
+    finally:
+        _unmount_all(merged)
+        for driver in drivers:
+            driver.close()
+
+
+@pytest.mark.layout("overlay2")
+def test_a_read_only_layer_recorded_before_records_named_their_layer_is_still_its_own(scratch, layout):
+    """overlay2 mounts a layer read-only (an image's layers are) as lowers only: its record shows its own diff/ as
+    the top lower. A home's path may hold ":" (overlay2 mounts by descriptor), so the top lower is not cut at the
+    first one."""
+    del layout
+    home = os.path.join(scratch, "co:lon", "home")
+    driver = open_driver(home)
+    merged = []
+    try:
+        driver.create("base", "")
+        driver.create("mid", "base")
+        driver.create("top", "mid")
+        merged.append(driver.get("mid", flags=syscalls.MS_RDONLY))
+        record = os.path.join(home, ".strata", "mounts", "mid")
+        with open(record) as f:
+            assert "upperdir" not in json.load(f)
+        _as_written_before_records_named_their_layer(record)
+        assert driver.is_mounted("mid")
+        driver.put("mid")
+        assert not driver.is_mounted("mid")
+    finally:
+        _unmount_all(merged)
+        driver.close()
+
+
+def test_the_home_reached_by_another_path_keeps_its_records(scratch, home):
+    """A bind mount of the home is the same home: its records, written by the other path, stay believed."""
+    alias = os.path.join(scratch, "alias")
+    driver, merged = _mount_two(home)
+    other = None
+    os.mkdir(alias)
+    syscalls.mount(home, alias, None, syscalls.MS_BIND)
+    try:
+        _as_written_before_records_named_their_layer(os.path.join(home, ".strata", "mounts", "app"))
+        other = open_driver(alias)
+        assert other.is_mounted("app")
+    finally:
+        if other is not None:
+            other.close()
+        syscalls.umount(alias)
+        _unmount_all(merged.values())
+        driver.close()
