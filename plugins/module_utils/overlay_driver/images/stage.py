@@ -75,8 +75,9 @@ def _one_registry_for_a_password(reference, endpoints, registry_auth):
         return
     hosts = []
     for endpoint in endpoints:
-        if endpoint.named.host not in hosts:
-            hosts.append(endpoint.named.host)
+        # where they would go: a [[registry]] location is the registry's own; a mirror never gets them
+        if not endpoint.mirror and endpoint.reference.host not in hosts:
+            hosts.append(endpoint.reference.host)
     if len(hosts) > 1:
         raise ImageError("registry_auth's username and password are for one registry, and the short name "
                          "%r is searched in %d (%s, from registries.conf's unqualified-search-registries): write "

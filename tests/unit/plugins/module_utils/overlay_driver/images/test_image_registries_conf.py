@@ -16,7 +16,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.image_manager impor
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import registries_conf
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import registry_endpoints, stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
@@ -448,3 +448,13 @@ def test_registry_auth_password_never_goes_to_a_search_registry_the_operator_did
                                                                                                 second.netloc)):
         stage()
     assert first.requests == [] and second.requests == []
+
+
+def test_a_short_name_whose_search_registries_all_lead_to_one_host_may_carry_registry_auth(conf):
+    """The password would go to one host only (b.example's location is a.example; mirrors never get it)."""
+    conf.write('unqualified-search-registries = ["a.example", "b.example"]\nshort-name-mode = "permissive"\n'
+               '[[registry]]\nprefix = "b.example"\nlocation = "a.example"\n'
+               '[[registry.mirror]]\nlocation = "mirror.example"\n')
+    found = registry_endpoints(parse_reference("docker://app:1"), conf.path, conf.dir, {"username": "u", "password": "p"})
+    assert [(e.reference.host, e.mirror) for e in found] == [("a.example", False), ("mirror.example", True),
+                                                             ("a.example", False)]
