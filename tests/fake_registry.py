@@ -38,7 +38,7 @@ def make_ca(directory):
 class FakeRegistry:
     """State and behaviour; the handler asks it what to answer."""
 
-    def __init__(self, auth=None, users=None, tls=None):
+    def __init__(self, auth=None, users=None, tls=None, client_ca=None):
         self.auth = auth            # None, "basic" or "bearer"
         self.users = users or {}    # user -> password
         self.manifests = {}         # (repo, tag-or-digest) -> (bytes, media type)
@@ -55,6 +55,8 @@ class FakeRegistry:
         self.honour_range = True   # "Range: bytes=N-" on a blob is answered 206 (False: 200, the whole blob)
         self.ranges_served = []    # (digest, first byte) of every 206
         self.tls = tls
+        self.client_ca = client_ca  # asks for a client certificate signed by it (not required)
+        self.client_certs = []      # the client certificate (DER) each request's connection presented, or None
         self.server = None
         self.thread = None
 
@@ -103,6 +105,9 @@ class FakeRegistry:
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls[0], self.tls[1])
+            if self.client_ca:
+                context.verify_mode = ssl.CERT_OPTIONAL
+                context.load_verify_locations(self.client_ca)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -149,6 +154,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         r = self.registry
         r.requests.append((self.path, dict(self.headers)))
+        if r.client_ca:
+            der = self.connection.getpeercert(binary_form=True)
+            r.client_certs.append(der)
         for prefix, answer in r.override.items():
             if self.path.startswith(prefix):
                 return answer(self)

@@ -183,8 +183,9 @@ def _load_cert_chain(context, cert_data, key_data):
         shutil.rmtree(private, ignore_errors=True)
 
 
-def apply(context, host, certs_dirs=DEFAULT_CERTS_DIRS, image=None):
-    """Add host's certs.d CAs and client certificate to context; what was read (HostCerts)."""
+def apply(context, host, certs_dirs=DEFAULT_CERTS_DIRS, image=None, client=True):
+    """Add host's certs.d CAs and client certificate to context; what was read (HostCerts). client=False adds
+    the CAs only: the trust of a registry, kept for the host it redirects to, without its credential."""
     directory = host_dir(host, certs_dirs)
     if directory is None:
         return HostCerts()
@@ -197,7 +198,7 @@ def apply(context, host, certs_dirs=DEFAULT_CERTS_DIRS, image=None):
         except (OSError, ssl.SSLError, ValueError, TypeError) as e:
             raise ImageError("cannot load the CA certificate %s: %s" % (os.path.basename(path), e), image=image,
                              path=directory)
-    if pairs:
+    if pairs and client:
         (cert, cert_data), (key, key_data) = pairs[0]  # one chain per TLS context: the first by name
         try:
             _load_cert_chain(context, cert_data, key_data)

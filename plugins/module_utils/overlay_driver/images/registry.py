@@ -94,6 +94,10 @@ class Registry(ImageSource):
         self.timeout = timeout
         self.context = make_ssl_context(validate_certs, ca_path, self.image)
         self.host_certs = certs.apply(self.context, reference.host, certs_dirs, self.image)
+        self._ca_path = ca_path
+        self._certs_dirs = certs_dirs
+        self._own_origin = _origin("https://%s/" % self.netloc)[1:]
+        self._elsewhere = {}  # (host, port) -> (context, HostCerts) of the hosts the registry redirects to
         self.scheme = "https"
         self.challenge = None
         self._probed = False
@@ -133,7 +137,22 @@ class Registry(ImageSource):
     def _connect(self, scheme, host, port):
         """(connection, request target prefix, proxy) for host:port, direct or through the task's proxy
         (proxy.connect)."""
-        return proxy_connect(self.proxies, scheme, host, port, self.context, self.timeout)
+        context = self._tls(host, port)[0] if scheme == "https" else None
+        return proxy_connect(self.proxies, scheme, host, port, context, self.timeout)
+
+    def _tls(self, host, port):
+        """(context, HostCerts) for host:port. Another host than the registry's (the blob storage a redirect
+        leads to) keeps the registry's trust (ca_path, its certs.d CAs) and gets its own certs.d, never the
+        registry's client certificate: that is the registry's credential, as its Authorization is."""
+        if (host, port) == self._own_origin:
+            return self.context, self.host_certs
+        if (host, port) not in self._elsewhere:
+            context = make_ssl_context(self.validate_certs, self._ca_path, self.image)
+            certs.apply(context, self.reference.host, self._certs_dirs, self.image, client=False)
+            netloc = "[%s]" % host if ":" in host else host
+            netloc = netloc if port == 443 else "%s:%d" % (netloc, port)
+            self._elsewhere[(host, port)] = (context, certs.apply(context, netloc, self._certs_dirs, self.image))
+        return self._elsewhere[(host, port)]
 
     def _send(self, url, headers, blob=None, deadline=None):
         """GET url as _send_once does, again after a wait when the registry's failure is passing (retry.py):
@@ -208,8 +227,8 @@ class Registry(ImageSource):
                              % (here[1], here[2], via, str(e) or type(e).__name__))
             except ssl.SSLError as e:
                 conn.close()
-                raise self._error("TLS with %s:%d%s failed: %s%s" % (here[1], here[2], via, e, self.host_certs.hint(e)),
-                                  blob)
+                raise self._error("TLS with %s:%d%s failed: %s%s" % (here[1], here[2], via, e,
+                                                                      self._tls(here[1], here[2])[1].hint(e)), blob)
             except socket.timeout:
                 conn.close()
                 raise self._error("%s:%d%s did not answer within %ss" % (here[1], here[2], via, self.timeout), blob)

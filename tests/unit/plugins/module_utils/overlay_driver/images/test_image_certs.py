@@ -16,6 +16,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
+from fake_registry import FakeRegistry
+from imagetools import Image
 from registry import Pki, Registry, have_tools
 
 
@@ -110,6 +112,47 @@ def test_the_ca_of_certs_d_is_needed_without_ca_path(mtls, scratch):
     assert "does not verify" in e.value.message
     result = pull(mtls, scratch, [root], ca_path=mtls.pki.ca_crt)
     assert result.top == mtls.image.chain_ids[-1]
+
+
+@pytest.mark.parametrize("storage_has_own", [False, True], ids=["storage without certs.d", "storage with its own"])
+def test_the_registrys_client_certificate_never_goes_to_the_host_it_redirects_to(mtls, scratch, storage_has_own):
+    """The client certificate is the registry's credential, as its Authorization is: the blob storage a redirect
+    leads to gets only what certs.d holds for its own host. The CA of the registry's certs.d still verifies that
+    host (a private registry's storage is often signed by the same CA)."""
+    tls = (mtls.pki.server_crt, mtls.pki.server_key)
+    both_cas = os.path.join(scratch, "client-cas.pem")
+    with open(both_cas, "w") as out:
+        for path in (mtls.client_ca, os.path.join(mtls.pki.dir, "stranger-ca.crt")):
+            with open(path) as f:
+                out.write(f.read())
+    registry = FakeRegistry(tls=tls, client_ca=mtls.client_ca).start()
+    storage = FakeRegistry(tls=tls, client_ca=both_cas).start()
+    try:
+        image = Image()
+        registry.push("strata/app", image)
+        storage.blobs.update(image.blobs.blobs)
+
+        def to_storage(handler):
+            digest = handler.path.rsplit("/", 1)[1]
+            handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s" % (storage.base, digest)})
+        registry.override["/v2/strata/app/blobs/"] = to_storage
+        root = os.path.join(scratch, "certs.d")
+        _files(os.path.join(root, registry.netloc), {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert,
+                                                      "client.key": mtls.key})
+        if storage_has_own:
+            _files(os.path.join(root, storage.netloc), {"client.cert": mtls.other_cert, "client.key": mtls.other_key})
+        result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
+                             certs_dirs=[root])
+        assert result.top == image.ids[-1]
+    finally:
+        registry.stop()
+        storage.stop()
+
+    def der(path):
+        with open(path) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+    assert der(mtls.cert) in registry.client_certs
+    assert storage.client_certs and set(storage.client_certs) == {der(mtls.other_cert) if storage_has_own else None}
 
 
 # -- the directory itself ---------------------------------------------------------------------
