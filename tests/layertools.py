@@ -118,6 +118,22 @@ def snapshot(root, times=False, xattrs=("security.capability", "user.test")):
     return out
 
 
+def fill_descriptor_gaps():
+    """Descriptors (on /dev/null) taking every unused number below the highest one open; the caller closes them.
+
+    A new descriptor takes the lowest unused number and RLIMIT_NOFILE bounds numbers, not how many are open:
+    a test that sets the limit to "what the process holds, plus n" means n more only when the numbers held have
+    no gaps, and a test run's need not (some were opened at high numbers while others, since closed, were open)."""
+    top = max(int(name) for name in os.listdir("/proc/self/fd"))
+    fillers = []
+    while True:
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # the lowest unused number: a gap while there is one
+        if fd > top:
+            os.close(fd)
+            return fillers
+        fillers.append(fd)
+
+
 def deep_tree(path, depth, name="d"):
     """path/d/d/.../d, depth levels, made through directory fds (no path grows past PATH_MAX)."""
     os.mkdir(path)

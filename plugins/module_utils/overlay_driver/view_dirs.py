@@ -288,7 +288,14 @@ def _judge_room():
     if soft == resource.RLIM_INFINITY:
         _room[0] = None
         return
-    _room[0] = max(2, (soft - len(os.listdir("/proc/self/fd")) - len(_open_dirs)) // 4 + len(_open_dirs))
+    try:
+        held = len(os.listdir("/proc/self/fd"))
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        raise OverlayError("cannot open a directory to read the layer: %s (the open-file limit, RLIMIT_NOFILE, is "
+                           "%d: raise it with ulimit -n or LimitNOFILE=)" % (e.strerror, soft))
+    _room[0] = max(2, (soft - held - len(_open_dirs)) // 4 + len(_open_dirs))
 
 
 def _forget(d):

@@ -25,7 +25,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_
     LayerApplier, verify_archive)
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_headers import Limits
 
-from layertools import TarBuilder, pax_block, sha256, snapshot
+from layertools import TarBuilder, fill_descriptor_gaps, pax_block, sha256, snapshot
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -675,6 +675,7 @@ def test_a_layer_of_many_directories_applies_under_a_low_open_file_limit(target)
     data = layer.bytes()
     saved = resource.getrlimit(resource.RLIMIT_NOFILE)
     gc.collect()
+    fillers = fill_descriptor_gaps()
     open_now = len(os.listdir("/proc/self/fd"))
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 40, saved[1]))
@@ -687,6 +688,8 @@ def test_a_layer_of_many_directories_applies_under_a_low_open_file_limit(target)
         assert raised.value.errno == errno.EMFILE
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, saved)
+        for fd in fillers:
+            os.close(fd)
 
 
 # -- the overlay whiteout format (a layer's own diff/ under an overlay mount) ------------------

@@ -16,6 +16,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.chan
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.tar_export import (
     HashingWriter, export_changes)
 
+from layertools import fill_descriptor_gaps
+
 
 def test_writer_keeps_every_byte_in_order_across_blocks(scratch):
     rng = random.Random(7)
@@ -390,6 +392,7 @@ def test_an_export_under_a_low_open_file_limit_succeeds(scratch):
     changes = changes_dirs(tree)
 
     def export():
+        fill_descriptor_gaps()  # closed with the child
         held = len(os.listdir("/proc/self/fd"))
         resource.setrlimit(resource.RLIMIT_NOFILE, (held + 12, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         out = io.BytesIO()
@@ -414,6 +417,7 @@ def test_a_file_the_open_file_limit_keeps_shut_is_said_so(scratch):
     root = view_dirs.Dir.open_path(tree)
 
     def export():
+        fill_descriptor_gaps()  # closed with the child
         held = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor is closed again
         resource.setrlimit(resource.RLIMIT_NOFILE, (held, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         export_changes(root, changes, io.BytesIO())
