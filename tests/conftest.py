@@ -72,12 +72,28 @@ def _require_root():
         pytest.exit("these tests make real mounts and must run as root", returncode=2)
 
 
+def _record_homes(monkeypatch):
+    """The HomeDirs (a LayerStore's, a driver's) opened from now on in this process."""
+    home = _driver("home")
+    opened = []
+    original = home.HomeDirs.__init__
+
+    def init(self, *args, **kwargs):
+        opened.append(self)
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(home.HomeDirs, "__init__", init)
+    return opened
+
+
 @pytest.fixture
-def scratch():
+def scratch(monkeypatch):
     """A tmpfs of its own: the test's world. Unmounted with everything on it afterwards.
 
     It is mounted one level inside a private directory, so that what an escape would write
-    beside it (`../x`) lands where no other process writes and the test can look for it."""
+    beside it (`../x`) lands where no other process writes and the test can look for it.
+    Homes the test opened and left open are closed first: their descriptors would keep the
+    lazily unmounted tmpfs alive to the end of the run."""
+    opened = _record_homes(monkeypatch)
     syscalls = _driver("syscalls")
     parent = tempfile.mkdtemp(prefix="strata-test-")
     os.chmod(parent, 0o755)  # tests act as other users inside
@@ -87,6 +103,8 @@ def scratch():
     try:
         yield path
     finally:
+        for dirs in opened:
+            dirs.close()
         _unmount_below(path)
         syscalls.umount(path, syscalls.MNT_DETACH)
         os.rmdir(path)
