@@ -38,7 +38,7 @@ def make_ca(directory):
 class FakeRegistry:
     """State and behaviour; the handler asks it what to answer."""
 
-    def __init__(self, auth=None, users=None, tls=None, client_ca=None):
+    def __init__(self, auth=None, users=None, tls=None, client_ca=None, client_required=False):
         self.auth = auth            # None, "basic" or "bearer"
         self.users = users or {}    # user -> password
         self.manifests = {}         # (repo, tag-or-digest) -> (bytes, media type)
@@ -55,7 +55,9 @@ class FakeRegistry:
         self.honour_range = True   # "Range: bytes=N-" on a blob is answered 206 (False: 200, the whole blob)
         self.ranges_served = []    # (digest, first byte) of every 206
         self.tls = tls
-        self.client_ca = client_ca  # asks for a client certificate signed by it (not required)
+        self.client_ca = client_ca  # asks for a client certificate signed by it
+        self.client_required = client_required  # and refuses a connection without one
+        self.token_realm = None     # the Bearer challenge's realm when the token server is another (default: /token)
         self.client_certs = []      # the client certificate (DER) each request's connection presented, or None
         self.server = None
         self.thread = None
@@ -106,7 +108,7 @@ class FakeRegistry:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls[0], self.tls[1])
             if self.client_ca:
-                context.verify_mode = ssl.CERT_OPTIONAL
+                context.verify_mode = ssl.CERT_REQUIRED if self.client_required else ssl.CERT_OPTIONAL
                 context.load_verify_locations(self.client_ca)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -140,7 +142,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         r = self.registry
         if r.auth == "basic":
             return 'Basic realm="fake"'
-        return 'Bearer realm="%s/token",service="fake-registry"' % r.base
+        return 'Bearer realm="%s",service="fake-registry"' % (r.token_realm or r.base + "/token")
 
     def authorized(self):
         r = self.registry

@@ -49,16 +49,26 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----
 class HostCerts:
     """What certs.d gave a registry: its directory and the client certificate presented (or None)."""
 
-    __slots__ = ("directory", "client_cert")
+    __slots__ = ("directory", "client_cert", "redirected_from")
 
     def __init__(self, directory=None, client_cert=None):
         self.directory = directory
         self.client_cert = client_cert
+        self.redirected_from = None  # the registry (HOST[:PORT]) whose redirect led to this host, if one did
 
     def hint(self, error):
         """Why a TLS failure may be the client certificate's, for the error message; "" when it is not."""
         if getattr(error, "reason", None) not in CLIENT_CERT_ALERTS:
             return ""
+        if self.redirected_from is not None:
+            if self.client_cert is None:
+                return (" (the host the registry %s redirected to may require a client certificate, and none was "
+                        "presented: the registry's own is not sent to another host; put NAME.cert and NAME.key for "
+                        "this one in its own certs.d directory, %s)"
+                        % (self.redirected_from, self.directory or "HOST[:PORT] under /etc/containers/certs.d or "
+                           "certs_dir"))
+            return (" (the host the registry %s redirected to refused the client certificate %s)"
+                    % (self.redirected_from, self.client_cert))
         if self.client_cert is None:
             return (" (the registry may require a client certificate, and none was presented: put NAME.cert and "
                     "NAME.key in the registry's certs.d directory, %s)"

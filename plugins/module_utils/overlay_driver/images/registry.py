@@ -96,7 +96,7 @@ class Registry(ImageSource):
         self.host_certs = certs.apply(self.context, reference.host, certs_dirs, self.image)
         self._ca_path = ca_path
         self._certs_dirs = certs_dirs
-        self._own_origin = _origin("https://%s/" % self.netloc)[1:]
+        self._own_origins = {_origin("https://%s/" % self.netloc)[1:]}  # the registry's host and its token server
         self._elsewhere = {}  # (host, port) -> (context, HostCerts) of the hosts the registry redirects to
         self.scheme = "https"
         self.challenge = None
@@ -141,17 +141,21 @@ class Registry(ImageSource):
         return proxy_connect(self.proxies, scheme, host, port, context, self.timeout)
 
     def _tls(self, host, port):
-        """(context, HostCerts) for host:port. Another host than the registry's (the blob storage a redirect
-        leads to) keeps the registry's trust (ca_path, its certs.d CAs) and gets its own certs.d, never the
-        registry's client certificate: that is the registry's credential, as its Authorization is."""
-        if (host, port) == self._own_origin:
+        """(context, HostCerts) for host:port. The registry's host, and the token server its challenge names,
+        get the registry's context, client certificate included, as they get its credentials. Another host (the
+        blob storage a redirect leads to) keeps the registry's trust (ca_path, its certs.d CAs) and gets its
+        own certs.d, never the registry's client certificate: that is the registry's credential, as its
+        Authorization is."""
+        if (host, port) in self._own_origins:
             return self.context, self.host_certs
         if (host, port) not in self._elsewhere:
             context = make_ssl_context(self.validate_certs, self._ca_path, self.image)
             certs.apply(context, self.reference.host, self._certs_dirs, self.image, client=False)
             netloc = "[%s]" % host if ":" in host else host
             netloc = netloc if port == 443 else "%s:%d" % (netloc, port)
-            self._elsewhere[(host, port)] = (context, certs.apply(context, netloc, self._certs_dirs, self.image))
+            host_certs = certs.apply(context, netloc, self._certs_dirs, self.image)
+            host_certs.redirected_from = self.reference.host
+            self._elsewhere[(host, port)] = (context, host_certs)
         return self._elsewhere[(host, port)]
 
     def _send(self, url, headers, blob=None, deadline=None):
@@ -327,6 +331,7 @@ class Registry(ImageSource):
         scheme = urlsplit(realm).scheme
         if scheme not in ("https", "http") or (scheme == "http" and self.validate_certs and self.scheme == "https"):
             raise self._error("refusing the token realm %s (not https)" % realm)
+        self._own_origins.add(_origin(realm)[1:])  # the registry's own token server: sent what the registry is
         query = {"scope": "repository:%s:pull" % self.repository}
         if params.get("service"):
             query["service"] = params["service"]

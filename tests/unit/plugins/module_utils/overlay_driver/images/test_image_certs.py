@@ -155,6 +155,59 @@ def test_the_registrys_client_certificate_never_goes_to_the_host_it_redirects_to
     assert storage.client_certs and set(storage.client_certs) == {der(mtls.other_cert) if storage_has_own else None}
 
 
+def test_a_host_the_registry_redirects_to_that_wants_a_client_certificate_is_said_so(mtls, scratch):
+    """The registry's own certificate is not sent there: the error says where this host's goes."""
+    tls = (mtls.pki.server_crt, mtls.pki.server_key)
+    registry = FakeRegistry(tls=tls).start()
+    storage = FakeRegistry(tls=tls, client_ca=mtls.client_ca, client_required=True).start()
+    try:
+        image = Image()
+        registry.push("strata/app", image)
+        storage.blobs.update(image.blobs.blobs)
+
+        def to_storage(handler):
+            handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s" % (storage.base, handler.path.rsplit("/", 1)[1])})
+        registry.override["/v2/strata/app/blobs/"] = to_storage
+        root = os.path.join(scratch, "certs.d")
+        _files(os.path.join(root, registry.netloc), {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert,
+                                                      "client.key": mtls.key})
+        with pytest.raises(ImageError) as e:
+            stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
+                        certs_dirs=[root])
+    finally:
+        registry.stop()
+        storage.stop()
+    assert "the host the registry %s redirected to may require a client certificate" % registry.netloc \
+        in e.value.message, e.value.message
+    assert "the registry's own is not sent to another host" in e.value.message
+
+
+def test_the_token_server_the_registry_names_gets_its_client_certificate(mtls, scratch):
+    """The token server is the registry's own, on another host or port: it gets the registry's credentials,
+    and its client certificate with them."""
+    tls = (mtls.pki.server_crt, mtls.pki.server_key)
+    users = {"alice": "secret"}
+    registry = FakeRegistry(auth="bearer", users=users, tls=tls, client_ca=mtls.client_ca).start()
+    tokens = FakeRegistry(auth="bearer", users=users, tls=tls, client_ca=mtls.client_ca).start()
+    try:
+        tokens.tokens = registry.tokens  # what the token server issues, the registry accepts
+        registry.token_realm = tokens.base + "/token"
+        image = Image()
+        registry.push("strata/app", image)
+        root = os.path.join(scratch, "certs.d")
+        _files(os.path.join(root, registry.netloc), {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert,
+                                                      "client.key": mtls.key})
+        result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
+                             certs_dirs=[root], registry_auth={"username": "alice", "password": "secret"})
+        assert result.top == image.ids[-1]
+    finally:
+        registry.stop()
+        tokens.stop()
+    with open(mtls.cert) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    assert tokens.token_requests and tokens.client_certs and set(tokens.client_certs) == {der}
+
+
 # -- the directory itself ---------------------------------------------------------------------
 
 def test_the_first_certs_dir_with_the_registry_is_read_alone(tmp_path):
