@@ -42,7 +42,7 @@ class MountRecords:
     def new(self, layer_id, options):
         """A fresh source token for the mount about to be made, recorded with its options first."""
         token = TOKEN_PREFIX + os.urandom(12).hex()
-        record = dict(options, source=token, layer=layer_id)
+        record = dict(options, source=token, layer=layer_id, home=self._home_id())
         fd = self._dir(True)
         try:
             write_atomic(fd, layer_id, json.dumps(record, sort_keys=True).encode() + b"\n", 0o600)
@@ -68,19 +68,26 @@ class MountRecords:
             return None
         return data if self._is_this_layers(data, layer_id) else None
 
+    def _home_id(self):
+        st = os.fstat(self.dirs.fd)
+        return [st.st_dev, st.st_ino]
+
     def _is_this_layers(self, record, layer_id):
         """The record is this layer's of this home, not another's moved under its name. In a mounts/ an earlier
         version gave the remapped root, that user could swap two layers' records (root's own files, so
         believed), also with a home of its own holding a layer of the same id, then the layer directories:
-        unmounting one layer would take the other's overlay for its own. So a record names its layer, and the
-        directory it shows as the overlay's upper (read-only: its top lower) must be that layer's in this home:
-        the same path, or the same home reached by another one (a symlink or bind mount of it)."""
-        if "layer" in record and record["layer"] != layer_id:
-            return False
+        unmounting one layer would take the other's overlay for its own. So a record names its layer and its
+        home (the home directory's device and inode: the same when the home is moved or reached by another
+        path). One written before records did must show, as the overlay's upper (read-only: its top lower),
+        that layer's directory in this home: by the same path, or through one to the same home directory."""
+        if "home" in record or "layer" in record:
+            return record.get("layer") == layer_id and record.get("home") == self._home_id()
         own = self.own_dir(layer_id)
         tail = "/%s/%s" % (layer_id, os.path.basename(own))
         shown = record.get("upperdir")
-        if isinstance(shown, str):
+        if "upperdir" in record:
+            if not isinstance(shown, str):
+                return False
             if shown == own:
                 return True
         else:
@@ -96,10 +103,10 @@ class MountRecords:
 
     def _is_home(self, path):
         try:
-            there, here = os.stat(path), os.fstat(self.dirs.fd)
-        except (OSError, TypeError):
+            there = os.stat(path)
+        except (OSError, ValueError):  # ValueError: a NUL in the path
             return False
-        return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
+        return [there.st_dev, there.st_ino] == self._home_id()
 
     def source(self, layer_id):
         record = self.read(layer_id)

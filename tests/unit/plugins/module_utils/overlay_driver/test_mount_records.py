@@ -19,6 +19,7 @@ def _as_written_before_records_named_their_layer(path):
     with open(path) as f:
         record = json.load(f)
     record.pop("layer", None)
+    record.pop("home", None)
     with open(path, "w") as f:
         json.dump(record, f)
 
@@ -136,5 +137,51 @@ def test_the_home_reached_by_another_path_keeps_its_records(scratch, home):
         if other is not None:
             other.close()
         syscalls.umount(alias)
+        _unmount_all(merged.values())
+        driver.close()
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["records", "records written before they named a layer"])
+def test_a_home_moved_with_its_layers_mounted_keeps_its_records(scratch, layout, legacy):
+    """A record names its home by the directory itself, not by a path: a home moved (or a mount namespace
+    where its path is another) still knows its own overlays. A record of an earlier version names only paths:
+    a moved home's are taken for another's."""
+    del layout
+    before, after = os.path.join(scratch, "before"), os.path.join(scratch, "after")
+    driver, merged = _mount_two(before)
+    driver.close()
+    moved = None
+    try:
+        if legacy:
+            _as_written_before_records_named_their_layer(os.path.join(before, ".strata", "mounts", "app"))
+        os.rename(before, after)
+        moved = open_driver(after)
+        assert moved.is_mounted("app") is not legacy
+    finally:
+        if moved is not None:
+            moved.close()
+        _unmount_all([os.path.join(after, os.path.relpath(path, before)) for path in merged.values()])
+
+
+def test_a_record_of_odd_content_proves_nothing(home):
+    """Root wrote every record, but one of an earlier version is read by what it holds: anything else than
+    the paths it should hold is no proof, and never an error."""
+    driver, merged = _mount_two(home)
+    path = os.path.join(home, ".strata", "mounts", "app")
+    with open(path) as f:
+        good = json.load(f)
+    try:
+        for odd in ({"upperdir": 5, "lowerdir": driver.layout.layer("app").upper},
+                    {"upperdir": driver.layout.layer("app").upper.replace("/app/", "/\u0000/app/")},
+                    {"upperdir": "\u0000" + driver.layout.layer("app").upper},
+                    {"upperdir": None}, {"lowerdir": ["x"]}, {"layer": "app"}, {"layer": "app", "home": "x"},
+                    {"home": good["home"]}):
+            record = {k: v for k, v in good.items() if k not in ("layer", "home", "upperdir", "lowerdir")}
+            record.update(odd)
+            with open(path, "w") as f:
+                json.dump(record, f)
+            assert driver.mount_records.read("app") is None, odd
+            assert not driver.is_mounted("app")
+    finally:
         _unmount_all(merged.values())
         driver.close()
