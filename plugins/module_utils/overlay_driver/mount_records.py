@@ -127,4 +127,3 @@ class MountRecords:
 
 def is_token(source):
     return source.startswith(TOKEN_PREFIX)
-

@@ -231,8 +231,8 @@ class Registry(ImageSource):
                              % (here[1], here[2], via, str(e) or type(e).__name__))
             except ssl.SSLError as e:
                 conn.close()
-                raise self._error("TLS with %s:%d%s failed: %s%s" % (here[1], here[2], via, e,
-                                                                      self._tls(here[1], here[2])[1].hint(e)), blob)
+                hint = self._tls(here[1], here[2])[1].hint(e)
+                raise self._error("TLS with %s:%d%s failed: %s%s" % (here[1], here[2], via, e, hint), blob)
             except socket.timeout:
                 conn.close()
                 raise self._error("%s:%d%s did not answer within %ss" % (here[1], here[2], via, self.timeout), blob)

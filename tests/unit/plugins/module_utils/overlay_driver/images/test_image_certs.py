@@ -137,8 +137,8 @@ def test_the_registrys_client_certificate_never_goes_to_the_host_it_redirects_to
             handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s" % (storage.base, digest)})
         registry.override["/v2/strata/app/blobs/"] = to_storage
         root = os.path.join(scratch, "certs.d")
-        _files(os.path.join(root, registry.netloc), {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert,
-                                                      "client.key": mtls.key})
+        _files(os.path.join(root, registry.netloc),
+               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
         if storage_has_own:
             _files(os.path.join(root, storage.netloc), {"client.cert": mtls.other_cert, "client.key": mtls.other_key})
         result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
@@ -169,8 +169,8 @@ def test_a_host_the_registry_redirects_to_that_wants_a_client_certificate_is_sai
             handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s" % (storage.base, handler.path.rsplit("/", 1)[1])})
         registry.override["/v2/strata/app/blobs/"] = to_storage
         root = os.path.join(scratch, "certs.d")
-        _files(os.path.join(root, registry.netloc), {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert,
-                                                      "client.key": mtls.key})
+        _files(os.path.join(root, registry.netloc),
+               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
         with pytest.raises(ImageError) as e:
             stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
                         certs_dirs=[root])
@@ -195,8 +195,8 @@ def test_the_token_server_the_registry_names_gets_its_client_certificate(mtls, s
         image = Image()
         registry.push("strata/app", image)
         root = os.path.join(scratch, "certs.d")
-        _files(os.path.join(root, registry.netloc), {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert,
-                                                      "client.key": mtls.key})
+        _files(os.path.join(root, registry.netloc),
+               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
         result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
                              certs_dirs=[root], registry_auth={"username": "alice", "password": "secret"})
         assert result.top == image.ids[-1]

@@ -354,8 +354,8 @@ def test_the_modules_registries_conf_options(pushed, scratch, conf):
     ('unqualified-search-registries = ["a.example", "b.example"]\nshort-name-mode = "permissive"\n',
      "docker://app:1", {"username": "u", "password": "p"}, "is searched in 2 (a.example, b.example"),
 ])
-def test_a_refusing_or_bad_registries_conf_fails_before_the_home_is_made(conf, scratch, text, src, registry_auth,
-                                                                          fragment):
+def test_a_refusing_or_bad_registries_conf_fails_before_the_home_is_made(
+        conf, scratch, text, src, registry_auth, fragment):
     conf.write(text)
     home = os.path.join(scratch, "home")
     params = {"src": src, "home": home, "uid_maps": [], "gid_maps": [],
@@ -444,8 +444,8 @@ def test_registry_auth_password_never_goes_to_a_search_registry_the_operator_did
     if search == 1:
         assert stage().top == image.ids[-1]
         return
-    with pytest.raises(ImageError, match=r"short name 'team/app' is searched in 2 \(%s, %s" % (first.netloc,
-                                                                                                second.netloc)):
+    searched = r"short name 'team/app' is searched in 2 \(%s, %s" % (first.netloc, second.netloc)
+    with pytest.raises(ImageError, match=searched):
         stage()
     assert first.requests == [] and second.requests == []
 
