@@ -78,10 +78,13 @@ class MountRecords:
         believed), also with a home of its own holding a layer of the same id, then the layer directories:
         unmounting one layer would take the other's overlay for its own. So a record names its layer and its
         home (the home directory's device and inode: the same when the home is moved or reached by another
-        path). One written before records did must show, as the overlay's upper (read-only: its top lower),
-        that layer's directory in this home: by the same path, or through one to the same home directory."""
-        if "home" in record or "layer" in record:
+        path). One written before records named their home must show, as the overlay's upper (read-only: its
+        top lower), that layer's directory in this home: by the same path, or through one to the same home
+        directory."""
+        if "home" in record:
             return record.get("layer") == layer_id and record.get("home") == self._home_id()
+        if "layer" in record and record["layer"] != layer_id:
+            return False
         own = self.own_dir(layer_id)
         tail = "/%s/%s" % (layer_id, os.path.basename(own))
         shown = record.get("upperdir")

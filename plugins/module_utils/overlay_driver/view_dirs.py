@@ -291,7 +291,10 @@ def _judge_room():
     try:
         held = len(os.listdir("/proc/self/fd"))
     except OSError as e:
-        if e.errno not in (errno.EMFILE, errno.ENFILE):
+        if e.errno == errno.ENFILE:
+            raise OverlayError("cannot open a directory to read the layer: %s (the host's whole file table, "
+                               "fs.file-max, is full)" % e.strerror)
+        if e.errno != errno.EMFILE:
             raise
         raise OverlayError("cannot open a directory to read the layer: %s (the open-file limit, RLIMIT_NOFILE, is "
                            "%d: raise it with ulimit -n or LimitNOFILE=)" % (e.strerror, soft))

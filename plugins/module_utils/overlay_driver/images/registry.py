@@ -96,8 +96,9 @@ class Registry(ImageSource):
         self.host_certs = certs.apply(self.context, reference.host, certs_dirs, self.image)
         self._ca_path = ca_path
         self._certs_dirs = certs_dirs
-        self._own_origins = {_origin("https://%s/" % self.netloc)[1:]}  # the registry's host and its token server
-        self._elsewhere = {}  # (host, port) -> (context, HostCerts) of the hosts the registry redirects to
+        self._own_origin = _origin("https://%s/" % self.netloc)[1:]
+        self._token_servers = set()  # (host, port) of the token servers the registry's challenges named
+        self._elsewhere = {}  # (host, port, token server?) -> (context, HostCerts) of the other hosts
         self.scheme = "https"
         self.challenge = None
         self._probed = False
@@ -141,22 +142,27 @@ class Registry(ImageSource):
         return proxy_connect(self.proxies, scheme, host, port, context, self.timeout)
 
     def _tls(self, host, port):
-        """(context, HostCerts) for host:port. The registry's host, and the token server its challenge names,
-        get the registry's context, client certificate included, as they get its credentials. Another host (the
-        blob storage a redirect leads to) keeps the registry's trust (ca_path, its certs.d CAs) and gets its
-        own certs.d, never the registry's client certificate: that is the registry's credential, as its
-        Authorization is."""
-        if (host, port) in self._own_origins:
+        """(context, HostCerts) for host:port. The registry's host gets the registry's context. The token server
+        its challenge names gets the registry's client certificate, as it gets its credentials, and is verified
+        with the registry's CAs and its own certs.d's. Another host (the blob storage a redirect leads to) keeps
+        the registry's trust (ca_path, its certs.d CAs) and gets its own certs.d, never the registry's client
+        certificate: that is the registry's credential, as its Authorization is."""
+        if (host, port) == self._own_origin:
             return self.context, self.host_certs
-        if (host, port) not in self._elsewhere:
+        token_server = (host, port) in self._token_servers
+        if (host, port, token_server) not in self._elsewhere:
             context = make_ssl_context(self.validate_certs, self._ca_path, self.image)
-            certs.apply(context, self.reference.host, self._certs_dirs, self.image, client=False)
+            # the registry's CAs, and its client certificate for its token server only
+            registrys = certs.apply(context, self.reference.host, self._certs_dirs, self.image, client=token_server)
             netloc = "[%s]" % host if ":" in host else host
             netloc = netloc if port == 443 else "%s:%d" % (netloc, port)
-            host_certs = certs.apply(context, netloc, self._certs_dirs, self.image)
-            host_certs.redirected_from = self.reference.host
-            self._elsewhere[(host, port)] = (context, host_certs)
-        return self._elsewhere[(host, port)]
+            host_certs = certs.apply(context, netloc, self._certs_dirs, self.image, client=not token_server)
+            if token_server:
+                host_certs = registrys
+            else:
+                host_certs.redirected_from = self.reference.host
+            self._elsewhere[(host, port, token_server)] = (context, host_certs)
+        return self._elsewhere[(host, port, token_server)]
 
     def _send(self, url, headers, blob=None, deadline=None):
         """GET url as _send_once does, again after a wait when the registry's failure is passing (retry.py):
@@ -331,7 +337,7 @@ class Registry(ImageSource):
         scheme = urlsplit(realm).scheme
         if scheme not in ("https", "http") or (scheme == "http" and self.validate_certs and self.scheme == "https"):
             raise self._error("refusing the token realm %s (not https)" % realm)
-        self._own_origins.add(_origin(realm)[1:])  # the registry's own token server: sent what the registry is
+        self._token_servers.add(_origin(realm)[1:])  # the registry's own token server: sent what the registry is
         query = {"scope": "repository:%s:pull" % self.repository}
         if params.get("service"):
             query["service"] = params["service"]

@@ -15,16 +15,20 @@ def _swap(a, b):
     os.rename(a + ".swap", b)
 
 
-def _as_written_before_records_named_their_layer(path):
+EARLIER = {False: (), True: ("layer", "home"), "layer only": ("home",)}  # what records of earlier versions lack
+
+
+def _as_written_before_records_named_their_layer(path, lacking=("layer", "home")):
     with open(path) as f:
         record = json.load(f)
-    record.pop("layer", None)
-    record.pop("home", None)
+    for key in lacking:
+        record.pop(key, None)
     with open(path, "w") as f:
         json.dump(record, f)
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["records", "records written before they named a layer"])
+@pytest.mark.parametrize("legacy", [False, True, "layer only"],
+                         ids=["records", "records written before they named a layer", "records naming no home"])
 def test_records_swapped_between_two_layers_make_neither_mount_the_others(home, legacy):
     """In a .strata an earlier version gave the remapped root, that user can swap two layers' records (root's
     own files), then the two layer directories: unmounting one layer must not take the other's overlay, now at
@@ -39,7 +43,7 @@ def test_records_swapped_between_two_layers_make_neither_mount_the_others(home, 
         records = os.path.join(home, ".strata", "mounts")
         if legacy:
             for layer_id in ("app", "app2"):
-                _as_written_before_records_named_their_layer(os.path.join(records, layer_id))
+                _as_written_before_records_named_their_layer(os.path.join(records, layer_id), EARLIER[legacy])
         for layer_id in ("app", "app2"):
             assert driver.mount_records.read(layer_id)["source"] == mounts.mount_at(merged[layer_id]).source
             assert driver.is_mounted(layer_id)
@@ -71,7 +75,8 @@ def _unmount_all(merged):
             syscalls.umount(path)
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["records", "records written before they named a layer"])
+@pytest.mark.parametrize("legacy", [False, True, "layer only"],
+                         ids=["records", "records written before they named a layer", "records naming no home"])
 def test_records_and_layers_swapped_between_two_homes_prove_nothing(scratch, layout, legacy):
     """Layer ids repeat from home to home (an image's layers are its ChainIDs): a record moved in from another
     home, with that home's layer directory, names the right layer and still is not this home's."""
@@ -84,7 +89,8 @@ def test_records_and_layers_swapped_between_two_homes_prove_nothing(scratch, lay
             drivers.append(driver)
             merged.append(made["app"])
             if legacy:
-                _as_written_before_records_named_their_layer(os.path.join(home, ".strata", "mounts", "app"))
+                _as_written_before_records_named_their_layer(os.path.join(home, ".strata", "mounts", "app"),
+                                                             EARLIER[legacy])
             assert driver.is_mounted("app")
         _swap(*[os.path.join(home, ".strata", "mounts", "app") for home in homes])
         _swap(*[driver.layout.layer("app").dir for driver in drivers])
@@ -141,7 +147,8 @@ def test_the_home_reached_by_another_path_keeps_its_records(scratch, home):
         driver.close()
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["records", "records written before they named a layer"])
+@pytest.mark.parametrize("legacy", [False, True, "layer only"],
+                         ids=["records", "records written before they named a layer", "records naming no home"])
 def test_a_home_moved_with_its_layers_mounted_keeps_its_records(scratch, layout, legacy):
     """A record names its home by the directory itself, not by a path: a home moved (or a mount namespace
     where its path is another) still knows its own overlays. A record of an earlier version names only paths:
@@ -153,10 +160,11 @@ def test_a_home_moved_with_its_layers_mounted_keeps_its_records(scratch, layout,
     moved = None
     try:
         if legacy:
-            _as_written_before_records_named_their_layer(os.path.join(before, ".strata", "mounts", "app"))
+            _as_written_before_records_named_their_layer(os.path.join(before, ".strata", "mounts", "app"),
+                                                         EARLIER[legacy])
         os.rename(before, after)
         moved = open_driver(after)
-        assert moved.is_mounted("app") is not legacy
+        assert moved.is_mounted("app") is not bool(legacy)
     finally:
         if moved is not None:
             moved.close()

@@ -16,7 +16,7 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
-from fake_registry import FakeRegistry
+from fake_registry import FakeRegistry, make_ca
 from imagetools import Image
 from registry import Pki, Registry, have_tools
 
@@ -184,11 +184,14 @@ def test_a_host_the_registry_redirects_to_that_wants_a_client_certificate_is_sai
 
 def test_the_token_server_the_registry_names_gets_its_client_certificate(mtls, scratch):
     """The token server is the registry's own, on another host or port: it gets the registry's credentials,
-    and its client certificate with them."""
+    and its client certificate with them, and is verified with its own certs.d's CAs too."""
     tls = (mtls.pki.server_crt, mtls.pki.server_key)
+    own_ca = os.path.join(scratch, "token-server-ca")
+    os.mkdir(own_ca)
+    own_ca_crt, own_crt, own_key = make_ca(own_ca)  # a CA only the token server's own certs.d holds
     users = {"alice": "secret"}
     registry = FakeRegistry(auth="bearer", users=users, tls=tls, client_ca=mtls.client_ca).start()
-    tokens = FakeRegistry(auth="bearer", users=users, tls=tls, client_ca=mtls.client_ca).start()
+    tokens = FakeRegistry(auth="bearer", users=users, tls=(own_crt, own_key), client_ca=mtls.client_ca).start()
     try:
         tokens.tokens = registry.tokens  # what the token server issues, the registry accepts
         registry.token_realm = tokens.base + "/token"
@@ -197,6 +200,7 @@ def test_the_token_server_the_registry_names_gets_its_client_certificate(mtls, s
         root = os.path.join(scratch, "certs.d")
         _files(os.path.join(root, registry.netloc),
                {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
+        _files(os.path.join(root, tokens.netloc), {"ca.crt": own_ca_crt})
         result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
                              certs_dirs=[root], registry_auth={"username": "alice", "password": "secret"})
         assert result.top == image.ids[-1]
