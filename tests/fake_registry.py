@@ -71,6 +71,15 @@ class FakeRegistry:
         for ref in (tag, image.manifest["digest"]):
             self.manifests[(repo, ref)] = (data, image.manifest["mediaType"])
 
+    def redirect_blobs_to(self, repo, storage, path="/v2/s/blobs/%s?sig=1"):
+        """Every blob of repo answered with a 307 to storage (given the blobs): blob storage on another host, as
+        registries behind a CDN have. path: where on storage, with %s for the digest."""
+        storage.blobs.update(self.blobs)
+
+        def to_storage(handler):
+            handler.send(307, b"", {"Location": storage.base + path % handler.path.rsplit("/", 1)[1]})
+        self.override["/v2/%s/blobs/" % repo] = to_storage
+
     def put_manifest(self, repo, ref, data, media_type):
         self.manifests[(repo, ref)] = (data, media_type)
 

@@ -1,5 +1,6 @@
 """certs.d: per-registry CAs and client certificates, against a docker-registry that requires mutual TLS."""
 
+import contextlib
 import os
 import shutil
 import ssl
@@ -114,69 +115,62 @@ def test_the_ca_of_certs_d_is_needed_without_ca_path(mtls, scratch):
     assert result.top == mtls.image.chain_ids[-1]
 
 
+@contextlib.contextmanager
+def _registry_and_another_host(mtls, scratch, registry_kw, other_kw):
+    """(registry, other host, certs.d root, image): two fake registries on the pki's server certificate, the first
+    holding the image, with its CA and the client certificate in its certs.d; both stopped afterwards."""
+    tls = (mtls.pki.server_crt, mtls.pki.server_key)
+    registry = FakeRegistry(**dict({"tls": tls}, **registry_kw)).start()
+    other = FakeRegistry(**dict({"tls": tls}, **other_kw)).start()
+    try:
+        image = Image()
+        registry.push("strata/app", image)
+        root = os.path.join(scratch, "certs.d")
+        _files(os.path.join(root, registry.netloc),
+               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
+        yield registry, other, root, image
+    finally:
+        registry.stop()
+        other.stop()
+
+
+def _stage(scratch, registry, root, **kw):
+    return stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
+                       certs_dirs=[root], **kw)
+
+
+def _der(path):
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
 @pytest.mark.parametrize("storage_has_own", [False, True], ids=["storage without certs.d", "storage with its own"])
 def test_the_registrys_client_certificate_never_goes_to_the_host_it_redirects_to(mtls, scratch, storage_has_own):
     """The client certificate is the registry's credential, as its Authorization is: the blob storage a redirect
     leads to gets only what certs.d holds for its own host. The CA of the registry's certs.d still verifies that
     host (a private registry's storage is often signed by the same CA)."""
-    tls = (mtls.pki.server_crt, mtls.pki.server_key)
     both_cas = os.path.join(scratch, "client-cas.pem")
     with open(both_cas, "w") as out:
         for path in (mtls.client_ca, os.path.join(mtls.pki.dir, "stranger-ca.crt")):
             with open(path) as f:
                 out.write(f.read())
-    registry = FakeRegistry(tls=tls, client_ca=mtls.client_ca).start()
-    storage = FakeRegistry(tls=tls, client_ca=both_cas).start()
-    try:
-        image = Image()
-        registry.push("strata/app", image)
-        storage.blobs.update(image.blobs.blobs)
-
-        def to_storage(handler):
-            digest = handler.path.rsplit("/", 1)[1]
-            handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s" % (storage.base, digest)})
-        registry.override["/v2/strata/app/blobs/"] = to_storage
-        root = os.path.join(scratch, "certs.d")
-        _files(os.path.join(root, registry.netloc),
-               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
+    with _registry_and_another_host(mtls, scratch, {"client_ca": mtls.client_ca}, {"client_ca": both_cas}) as (
+            registry, storage, root, image):
+        registry.redirect_blobs_to("strata/app", storage)
         if storage_has_own:
             _files(os.path.join(root, storage.netloc), {"client.cert": mtls.other_cert, "client.key": mtls.other_key})
-        result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
-                             certs_dirs=[root])
-        assert result.top == image.ids[-1]
-    finally:
-        registry.stop()
-        storage.stop()
-
-    def der(path):
-        with open(path) as f:
-            return ssl.PEM_cert_to_DER_cert(f.read())
-    assert der(mtls.cert) in registry.client_certs
-    assert storage.client_certs and set(storage.client_certs) == {der(mtls.other_cert) if storage_has_own else None}
+        assert _stage(scratch, registry, root).top == image.ids[-1]
+    assert _der(mtls.cert) in registry.client_certs
+    assert storage.client_certs and set(storage.client_certs) == {_der(mtls.other_cert) if storage_has_own else None}
 
 
 def test_a_host_the_registry_redirects_to_that_wants_a_client_certificate_is_said_so(mtls, scratch):
     """The registry's own certificate is not sent there: the error says where this host's goes."""
-    tls = (mtls.pki.server_crt, mtls.pki.server_key)
-    registry = FakeRegistry(tls=tls).start()
-    storage = FakeRegistry(tls=tls, client_ca=mtls.client_ca, client_required=True).start()
-    try:
-        image = Image()
-        registry.push("strata/app", image)
-        storage.blobs.update(image.blobs.blobs)
-
-        def to_storage(handler):
-            handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s" % (storage.base, handler.path.rsplit("/", 1)[1])})
-        registry.override["/v2/strata/app/blobs/"] = to_storage
-        root = os.path.join(scratch, "certs.d")
-        _files(os.path.join(root, registry.netloc),
-               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
+    with _registry_and_another_host(mtls, scratch, {}, {"client_ca": mtls.client_ca, "client_required": True}) as (
+            registry, storage, root, _image):
+        registry.redirect_blobs_to("strata/app", storage)
         with pytest.raises(ImageError) as e:
-            stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
-                        certs_dirs=[root])
-    finally:
-        registry.stop()
-        storage.stop()
+            _stage(scratch, registry, root)
     assert "the host the registry %s redirected to may require a client certificate" % registry.netloc \
         in e.value.message, e.value.message
     assert "the registry's own is not sent to another host" in e.value.message
@@ -185,31 +179,20 @@ def test_a_host_the_registry_redirects_to_that_wants_a_client_certificate_is_sai
 def test_the_token_server_the_registry_names_gets_its_client_certificate(mtls, scratch):
     """The token server is the registry's own, on another host or port: it gets the registry's credentials,
     and its client certificate with them, and is verified with its own certs.d's CAs too."""
-    tls = (mtls.pki.server_crt, mtls.pki.server_key)
     own_ca = os.path.join(scratch, "token-server-ca")
     os.mkdir(own_ca)
     own_ca_crt, own_crt, own_key = make_ca(own_ca)  # a CA only the token server's own certs.d holds
     users = {"alice": "secret"}
-    registry = FakeRegistry(auth="bearer", users=users, tls=tls, client_ca=mtls.client_ca).start()
-    tokens = FakeRegistry(auth="bearer", users=users, tls=(own_crt, own_key), client_ca=mtls.client_ca).start()
-    try:
+    with _registry_and_another_host(
+            mtls, scratch, {"auth": "bearer", "users": users, "client_ca": mtls.client_ca},
+            {"auth": "bearer", "users": users, "client_ca": mtls.client_ca, "tls": (own_crt, own_key)}) as (
+            registry, tokens, root, image):
         tokens.tokens = registry.tokens  # what the token server issues, the registry accepts
         registry.token_realm = tokens.base + "/token"
-        image = Image()
-        registry.push("strata/app", image)
-        root = os.path.join(scratch, "certs.d")
-        _files(os.path.join(root, registry.netloc),
-               {"ca.crt": mtls.pki.ca_crt, "client.cert": mtls.cert, "client.key": mtls.key})
         _files(os.path.join(root, tokens.netloc), {"ca.crt": own_ca_crt})
-        result = stage_image(LayerStore(os.path.join(scratch, "home")), "docker://%s/strata/app:v1" % registry.netloc,
-                             certs_dirs=[root], registry_auth={"username": "alice", "password": "secret"})
+        result = _stage(scratch, registry, root, registry_auth={"username": "alice", "password": "secret"})
         assert result.top == image.ids[-1]
-    finally:
-        registry.stop()
-        tokens.stop()
-    with open(mtls.cert) as f:
-        der = ssl.PEM_cert_to_DER_cert(f.read())
-    assert tokens.token_requests and tokens.client_certs and set(tokens.client_certs) == {der}
+    assert tokens.token_requests and tokens.client_certs and set(tokens.client_certs) == {_der(mtls.cert)}
 
 
 # -- the directory itself ---------------------------------------------------------------------

@@ -194,10 +194,8 @@ def test_a_redirect_to_blob_storage_through_the_proxy_carries_no_credentials(fak
     storage = fakes(tls=(pki[1], pki[2]))
     image = Image()
     server.push("strata/app", image)
-    storage.blobs.update(image.blobs.blobs)
     # one host for the registry, another for the storage: only the registry's name goes through the proxy
-    server.override["/v2/strata/app/blobs/"] = lambda handler: handler.send(
-        307, b"", {"Location": "%s/v2/s/blobs/%s?sig=1" % (storage.base, handler.path.rsplit("/", 1)[1])})
+    server.redirect_blobs_to("strata/app", storage)
     result = stage_image(LayerStore(home), "docker://%s/strata/app:v1" % server.netloc,
                          registry_auth={"username": "puller", "password": "pw"}, ca_path=pki[0],
                          network=Network(proxy=proxy.url_with(PROXY_USER, PROXY_PASSWORD), environ={}))

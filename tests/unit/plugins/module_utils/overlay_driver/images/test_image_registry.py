@@ -214,12 +214,7 @@ def test_a_redirect_loop_and_redirects_to_storage(registry, store, home, pki):
     storage = registry(None)
     image = Image()
     server.push("strata/app", image)
-    storage.blobs.update(image.blobs.blobs)
-
-    def to_storage(handler):
-        digest = handler.path.rsplit("/", 1)[1]
-        handler.send(307, b"", {"Location": "%s/v2/s/blobs/%s?sig=1" % (storage.base, digest)})
-    server.override["/v2/strata/app/blobs/"] = to_storage
+    server.redirect_blobs_to("strata/app", storage)
     assert pull(store, server, pki).changed
     assert storage.requests and all("Authorization" not in h for _p, h in storage.requests)
     assert any("Authorization" in h for p, h in server.requests if "/blobs/" in p)
@@ -251,9 +246,7 @@ def test_a_401_from_the_storage_a_blob_is_redirected_to_gets_no_credentials(regi
     storage.override["/realm"] = realm
     storage.override["/bucket/"] = challenge
 
-    def to_storage(handler):
-        handler.send(307, b"", {"Location": "%s/bucket/%s" % (storage.base, handler.path.rsplit("/", 1)[1])})
-    server.override["/v2/strata/app/blobs/"] = to_storage
+    server.redirect_blobs_to("strata/app", storage, "/bucket/%s")
     message = fails(store, server, pki, "where the registry redirected the request, answered 401")
     assert storage.base in message
     assert got == [], "the storage host's realm was asked for a token"
