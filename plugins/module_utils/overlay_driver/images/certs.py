@@ -54,7 +54,7 @@ class HostCerts:
     def __init__(self, directory=None, client_cert=None):
         self.directory = directory
         self.client_cert = client_cert
-        self.redirected_from = None  # the registry (HOST[:PORT]) whose redirect led to this host, if one did
+        self.redirected_from = None  # the registry (HOST[:PORT]) a redirect (its own or its token server's) came from
 
     def hint(self, error):
         """Why a TLS failure may be the client certificate's, for the error message; "" when it is not."""
@@ -62,12 +62,12 @@ class HostCerts:
             return ""
         if self.redirected_from is not None:
             if self.client_cert is None:
-                return (" (the host the registry %s redirected to may require a client certificate, and none was "
-                        "presented: the registry's own is not sent to another host; put NAME.cert and NAME.key for "
-                        "this one in its own certs.d directory, %s)"
+                return (" (this host, which a redirect led to from the registry %s, may require a client "
+                        "certificate, and none was presented: the registry's own is not sent to another host; put "
+                        "NAME.cert and NAME.key for this one in its own certs.d directory, %s)"
                         % (self.redirected_from, self.directory or "HOST[:PORT] under /etc/containers/certs.d or "
                            "certs_dir"))
-            return (" (the host the registry %s redirected to refused the client certificate %s)"
+            return (" (this host, which a redirect led to from the registry %s, refused the client certificate %s)"
                     % (self.redirected_from, self.client_cert))
         if self.client_cert is None:
             return (" (the registry may require a client certificate, and none was presented: put NAME.cert and "

@@ -171,7 +171,7 @@ def test_a_host_the_registry_redirects_to_that_wants_a_client_certificate_is_sai
         registry.redirect_blobs_to("strata/app", storage)
         with pytest.raises(ImageError) as e:
             _stage(scratch, registry, root)
-    assert "the host the registry %s redirected to may require a client certificate" % registry.netloc \
+    assert "this host, which a redirect led to from the registry %s, may require a client certificate" % registry.netloc \
         in e.value.message, e.value.message
     assert "the registry's own is not sent to another host" in e.value.message
 
