@@ -124,8 +124,17 @@ def _read(dir_fd, directory, name, image):
                          % (name, e.strerror, " (a symbolic link is not followed)" if e.errno == errno.ELOOP else ""),
                          image=image, path=directory)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise ImageError("%s in the registry's certs.d directory is not a regular file" % name, image=image,
+                             path=directory)
+        # the file as its directory: one another user may rewrite decides the registry's trust, or its client key
+        if st.st_uid not in (0, os.geteuid()):
+            raise ImageError("%s in the registry's certs.d directory is owned by uid %d, not root: it is not used "
+                             "(chown it to root)" % (name, st.st_uid), image=image, path=directory)
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ImageError("%s in the registry's certs.d directory is writable by group or others (mode %04o): "
+                             "it is not used (chmod go-w it)" % (name, stat.S_IMODE(st.st_mode)), image=image,
                              path=directory)
         data = f.read(MAX_CERT_FILE + 1)
     if len(data) > MAX_CERT_FILE:

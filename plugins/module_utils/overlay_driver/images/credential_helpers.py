@@ -176,8 +176,9 @@ def get(name, server, image, timeout=HELPER_TIMEOUT, environ=None, where=None):
     if status != 0:
         if NOT_FOUND in out.decode("utf-8", "replace").lower() or NOT_FOUND in err.decode("utf-8", "replace").lower():
             return None
+        # its error output only: what it wrote to stdout may be its answer, Secret and all
         raise ImageError("the credential helper %s failed for %s (exit status %d): %s"
-                         % (program, server, status, _short(err or out) or "no message"), image=image)
+                         % (program, server, status, _short(err) or "no message on its error output"), image=image)
     if len(out) > MAX_ANSWER:
         raise ImageError("the credential helper %s answered more than %d bytes" % (program, MAX_ANSWER), image=image)
     try:

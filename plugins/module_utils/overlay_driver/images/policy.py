@@ -267,7 +267,10 @@ def docker_scopes(reference):
     """containers/image's order for a docker:// reference: the reference, the repository, its namespaces,
     the registry, then *.DOMAIN wildcards of the host name."""
     name = image_name(reference)
-    out = [name.text] if name.text != name.name else []
+    # NAME:TAG@DIGEST pulls the digest's manifest, whatever the tag: its scope is NAME@DIGEST, as podman judges
+    # it, so a scope written for that digest decides and the tag cannot lead past it to the repository's
+    text = "%s@%s" % (name.name, name.digest) if name.digest else name.text
+    out = [text] if text != name.name else []
     path = name.name
     while True:
         out.append(path)

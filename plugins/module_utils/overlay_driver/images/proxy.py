@@ -43,8 +43,10 @@ class Proxy:
         try:
             parts = urlsplit(text)
             port = parts.port
-        except ValueError as e:
-            raise ImageError("the proxy %s (from %s) is not a URL: %s" % (_shown(url), origin, e))
+        except ValueError:
+            # the parser's own message may quote a part of the password (one with a `/`, `#` or `?` not encoded)
+            raise ImageError("the proxy %s (from %s) is not a URL (a user name or password holding `/`, `#`, `?` or "
+                             "`@` must be percent-encoded)" % (_shown(url), origin))
         if parts.scheme != "http":
             raise ImageError("the proxy %s (from %s) is %s://; only http:// proxies are supported (https registries "
                              "are reached through them by CONNECT, TLS end to end)" % (_shown(url), origin,

@@ -28,12 +28,12 @@ a non-enforcing mode with search registries says where to look. With no
 registries.conf at all, short names keep Docker's meaning (docker.io).
 """
 
-import errno
 import os
 
 from .errors import ImageError
 from .reference import registry_name, written_short_name
 from .toml_subset import Table, TomlError, parse
+from .trusted_files import list_dir, read_trusted
 
 DEFAULT_CONF = "/etc/containers/registries.conf"
 DEFAULT_CONF_D = "/etc/containers/registries.conf.d"
@@ -106,33 +106,22 @@ class RegistriesConf:
 
 
 def _read(path, image):
-    """The file's text, or None when there is none."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None
-        raise ImageError("cannot read registries.conf: %s" % e.strerror, image=image, path=path)
-    with os.fdopen(fd, "rb") as f:
-        if not os.path.isfile("/proc/self/fd/%d" % fd):
-            raise ImageError("registries.conf is not a regular file", image=image, path=path)
-        data = f.read(MAX_CONF + 1)
-    if len(data) > MAX_CONF:
-        raise ImageError("registries.conf is larger than %d bytes" % MAX_CONF, image=image, path=path)
+    """The file's text, or None when there is none.
+
+    These files decide where pulls go and whether TLS is checked, so they are read as the signature policy is
+    (trusted_files.py): root's (or the task user's) alone, no symbolic link followed, a regular file."""
+    data = read_trusted(os.path.abspath(path), "registries.conf", MAX_CONF, image, missing_ok=True)
+    if data is None:
+        return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ImageError("registries.conf is not UTF-8", image=image, path=path)
 
 
-def _files(conf_path, conf_d):
+def _files(conf_path, conf_d, image=None):
     files = [conf_path]
-    try:
-        names = sorted(n for n in os.listdir(conf_d) if n.endswith(".conf"))
-    except OSError as e:
-        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
-            raise ImageError("cannot read registries.conf.d: %s" % e.strerror, path=conf_d)
-        names = []
+    names = [n for n in list_dir(os.path.abspath(conf_d), "registries.conf.d", image) if n.endswith(".conf")]
     return files + [os.path.join(conf_d, n) for n in names]
 
 
@@ -178,6 +167,13 @@ def _name_ok(name):
     return bool(name) and not any(c.isspace() for c in name) and "://" not in name
 
 
+def _has_host(name):
+    """Whether name's first component is a registry host (containers/image's rule: a `.` or `:` in it, or
+    `localhost`), as an alias's value must be."""
+    first = name.split("/", 1)[0]
+    return "." in first or ":" in first or first == "localhost" or first.startswith("[")
+
+
 def _registry(check, table):
     check.keys(table, _REGISTRY_KEYS, "the [[registry]] key")
     prefix = check.typed(table, "prefix", str, "")
@@ -192,8 +188,11 @@ def _registry(check, table):
     if prefix.startswith("*.") and location:
         raise check.error("a wildcard prefix %r takes no location" % prefix, table.lines["location"])
     if "*" in prefix[1:] or (prefix.startswith("*") and not prefix.startswith("*.")) or \
-            (prefix.startswith("*.") and "/" in prefix):
-        raise check.error("prefix %r: a wildcard is only `*.DOMAIN`" % prefix, table.lines.get("prefix", table.line))
+            (prefix.startswith("*.") and any(c in prefix for c in "/@:")):
+        # containers/image refuses these too: `*.example.com:5000` would match nothing, and a blocked entry
+        # written so would block nothing
+        raise check.error("prefix %r: a wildcard is only `*.DOMAIN` (no port, path, tag or digest)" % prefix,
+                          table.lines.get("prefix", table.line))
     by_digest = check.typed(table, "mirror-by-digest-only", bool, False)
     mirrors = []
     for mirror in check.tables(table, "mirror"):
@@ -202,6 +201,10 @@ def _registry(check, table):
         if not mirror_location or not _name_ok(mirror_location) or mirror_location.endswith("/"):
             raise check.error("a [[registry.mirror]] needs a location HOST[:PORT][/PATH]",
                               mirror.lines.get("location", mirror.line))
+        if by_digest and "pull-from-mirror" in mirror:
+            # containers/image refuses the pair: which of the two would decide is not for the reader to guess
+            raise check.error("pull-from-mirror cannot be set on a mirror of a [[registry]] with "
+                              "mirror-by-digest-only (use one or the other)", mirror.lines["pull-from-mirror"])
         pull = check.choice(mirror, "pull-from-mirror", PULL_FROM_MIRROR,
                             "digest-only" if by_digest else "all")
         mirrors.append(Mirror(mirror_location, check.typed(mirror, "insecure", bool, False), pull))
@@ -237,7 +240,7 @@ def _merge(conf, document, path, image):
             raise check.error("aliases must be an [aliases] table", document.lines["aliases"])
         for name, value in aliases.items():
             if not isinstance(value, str) or not _name_ok(value) or "/" not in value or "@" in value or \
-                    ":" in value.rsplit("/", 1)[1]:
+                    ":" in value.rsplit("/", 1)[1] or not _has_host(value):
                 raise check.error("the alias %r must be a full name HOST/REPOSITORY without tag or digest" % name,
                                   aliases.lines[name])
             conf.aliases[name] = (value, "%s:%d" % (path, aliases.lines[name]))
@@ -248,7 +251,7 @@ def load(conf_path=None, conf_d=None, image=None, environ=None):
     environ = os.environ if environ is None else environ
     conf_path = conf_path or environ.get("CONTAINERS_REGISTRIES_CONF") or DEFAULT_CONF
     conf = RegistriesConf()
-    for path in _files(conf_path, conf_d or DEFAULT_CONF_D):
+    for path in _files(conf_path, conf_d or DEFAULT_CONF_D, image):
         text = _read(path, image)
         if text is None:
             continue
@@ -259,7 +262,28 @@ def load(conf_path=None, conf_d=None, image=None, environ=None):
                              image=image, path=path)
         _merge(conf, document, path, image)
         conf.files.append(path)
+    _refuse_conflicts(conf, image)
     return conf
+
+
+def _refuse_conflicts(conf, image):
+    """Two [[registry]] entries with one location and different `blocked` or `insecure` are refused, as
+    containers/image refuses them: the same registry cannot be both blocked and not."""
+    by_location = {}
+    for entry in conf.registries.values():
+        if not entry.location:
+            continue
+        other = by_location.setdefault(entry.location, entry)
+        for key in ("blocked", "insecure"):
+            if getattr(other, key) != getattr(entry, key):
+                raise ImageError("registries.conf: the location %r is written with conflicting %r settings (%s and "
+                                 "%s)" % (entry.location, key, other.where, entry.where), image=image)
+
+
+def _normalized(reference, name):
+    """HOST/REPO as a registry reference spells it (Docker Hub's host and its library/ namespace)."""
+    there = registry_name(reference.text, name, reference.tag, reference.digest)
+    return "%s/%s" % (there.host, there.repository)
 
 
 def _full_names(conf, reference):
@@ -269,11 +293,13 @@ def _full_names(conf, reference):
     if short is None or not conf.files:
         return [full]
     if short in conf.aliases:
-        return [conf.aliases[short][0]]
+        return [_normalized(reference, conf.aliases[short][0])]
     search = conf.search or []
     mode = conf.short_name_mode or "enforcing"
     if len(search) == 1 or (search and mode != "enforcing"):
-        return ["%s/%s" % (host, short) for host in search]
+        # each candidate as containers/image normalizes it (`debian` on docker.io is docker.io/library/debian),
+        # so the [[registry]] prefixes, blocks and mirrors written for the full name judge it the same
+        return [_normalized(reference, "%s/%s" % (host, short)) for host in search]
     raise ImageError("%r is a short name, and registries.conf (%s) has no alias for it%s: write the full name "
                      "(docker://HOST/REPOSITORY, as docker://docker.io/%s) or add an [aliases] entry "
                      "(\"%s\" = \"HOST/REPOSITORY\")"

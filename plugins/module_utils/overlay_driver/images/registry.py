@@ -81,6 +81,9 @@ def _origin(url):
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+MAX_TOKEN_LIFETIME = 366 * 86400
+
+
 class Registry(ImageSource):
     remote = True
 
@@ -369,11 +372,13 @@ class Registry(ImageSource):
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise self._error("the token server's answer is not JSON")
         token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+        # a header value: printable ASCII only (http.client would fail on anything else, or send a line break)
+        if not isinstance(token, str) or not token or not all(" " <= c <= "~" for c in token):
             raise self._error("the token server's answer holds no token")
         expires_in = answer.get("expires_in")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 60:
             expires_in = 60  # the distribution spec's minimum
+        expires_in = min(expires_in, MAX_TOKEN_LIFETIME)  # a number past a float's range is no error
         self._token = token
         self._token_expires = time.monotonic() + expires_in - 5
 
