@@ -89,6 +89,11 @@ class DeadlineSocket:
     def __getattr__(self, name):
         return getattr(self._sock, name)
 
+    @property
+    def raw_socket(self):
+        """The socket under it (what ssl wraps for TLS through a proxy's tunnel)."""
+        return self._sock
+
     def _remaining(self):
         return self._deadline.remaining(self.read_bytes, self._image, self._blob, self._what)
 
@@ -124,6 +129,23 @@ class DeadlineSocket:
         self._streams -= 1
         if self._closing and self._streams == 0:
             self._sock.close()
+
+
+def bounded_connection(deadline, io_timeout, image=None, blob=None, what=None):
+    """socket.create_connection for an http.client connection (its _create_connection) whose connect, and a
+    proxy's answer to CONNECT, end by the deadline too: the tunnel's status line and headers are read by
+    http.client before the connection is handed back, through the socket made here."""
+    def create(address, timeout=None, source_address=None, *rest):
+        del timeout  # the connection's own; the deadline's remainder bounds it here
+        try:
+            sock = socket.create_connection(address, max(0.01, min(io_timeout, deadline.remaining(0, image, blob,
+                                                                                                 what))),
+                                            source_address, *rest)
+        except (socket.timeout, TimeoutError):
+            deadline.remaining(0, image, blob, what)  # the deadline's own error when that is what passed
+            raise
+        return DeadlineSocket(sock, deadline, io_timeout, image, blob, what)
+    return create
 
 
 class _DeadlineRaw(io.RawIOBase):

@@ -32,7 +32,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 from . import certs, manifests
 from .challenge import parse_challenges, pick
 from .digests import sha256_bytes, verify_bytes
-from .download import DeadlineResponse, DeadlineSocket
+from .download import DeadlineResponse, DeadlineSocket, bounded_connection
 from .errors import BlobError, ImageError
 from .proxy import connect as proxy_connect
 from .reference import api_host
@@ -222,8 +222,13 @@ class Registry(ImageSource):
                 sent.update(proxy.headers())
             try:
                 if deadline is not None:
+                    # the connect and a proxy's answer to CONNECT within the deadline as well (download.py)
+                    conn._create_connection = bounded_connection(  # pylint: disable=protected-access
+                        deadline, self.timeout, self.image, blob, "the connection to %s:%d%s" % (here[1], here[2],
+                                                                                                 via))
                     conn.connect()
-                    conn.sock = DeadlineSocket(conn.sock, deadline, self.timeout, self.image, blob,
+                    sock = conn.sock.raw_socket if isinstance(conn.sock, DeadlineSocket) else conn.sock
+                    conn.sock = DeadlineSocket(sock, deadline, self.timeout, self.image, blob,
                                                None if blob else "the answer to GET %s" % parts.path)
                 conn.request("GET", prefix + path, headers=sent)
                 resp = conn.getresponse()
@@ -314,6 +319,8 @@ class Registry(ImageSource):
                 if self.challenge is None:
                     raise self._error("the registry wants authentication with a scheme other than Basic or Bearer "
                                       "(%s)" % resp.getheader("WWW-Authenticate"))
+            elif resp.status in RETRY_STATUSES:  # a registry busy or behind a failing proxy is still a registry
+                raise self._status_error(resp, "%s/v2/" % self._base())
             elif resp.status != 200:
                 raise self._status_error(resp, "%s/v2/ is not a registry API" % self._base())
             self._drain(resp)

@@ -61,21 +61,37 @@ class ResumingReader:
         self._stack.close()
 
     def _open(self):
+        cause = self._open_once()
+        if cause is not None:
+            self._resume(cause)
+
+    def _open_once(self):
+        """Ask for the rest; None when the answer now follows on from self.offset, else why it was cut before
+        it did (a registry that ignores Range sends the kept bytes again, and that answer may be cut too: a
+        cut like any other, resumed within the same retries)."""
         self._stack.close()
         self._stack = contextlib.ExitStack()
         reader, start, length = self._stack.enter_context(
             self._source.open_range(self._descriptor, self.offset, self._deadline))
         self._reader, self._left = reader, length
-        if start != self.offset:  # 200: the whole blob again; read past what is kept already
-            self.restarts += 1
-            skip = self.offset - start
-            while skip:
+        if start == self.offset:
+            return None
+        self.restarts += 1  # 200: the whole blob again; read past what is kept already
+        skip = self.offset - start
+        while skip:
+            try:
                 data = self._read_current(min(skip, SKIP_CHUNK))
-                if not data:
-                    raise BlobError("the registry's answer to a resumed request ended after %d of the %d bytes "
-                                    "already read" % (self.offset - skip, self.offset), image=self._image,
-                                    blob=self._descriptor.digest)
-                skip -= len(data)
+            except CUTS as e:
+                return "%s: %s" % (type(e).__name__, e)
+            if not data:
+                if self._left:
+                    return "the connection closed %d bytes before the answer's end" % self._left
+                # the answer ended where it said it would: the registry's blob is shorter than what it sent before
+                raise BlobError("the registry's answer to a resumed request ended after %d of the %d bytes "
+                                "already read" % (self.offset - skip, self.offset), image=self._image,
+                                blob=self._descriptor.digest)
+            skip -= len(data)
+        return None
 
     def _read_current(self, n):
         data = self._reader.read(n)
@@ -99,10 +115,11 @@ class ResumingReader:
             self._resume(cause)
 
     def _resume(self, cause):
-        self.resumes += 1
-        wait, why_not = self._retry.next_wait(self.resumes, None, self._deadline)
-        if wait is None:
-            raise BlobError("the download was cut after %d bytes (%s) and not resumed (no retry: %s)"
-                            % (self.offset, cause, why_not), image=self._image, blob=self._descriptor.digest)
-        self._retry.wait(wait)
-        self._open()
+        while cause is not None:
+            self.resumes += 1
+            wait, why_not = self._retry.next_wait(self.resumes, None, self._deadline)
+            if wait is None:
+                raise BlobError("the download was cut after %d bytes (%s) and not resumed (no retry: %s)"
+                                % (self.offset, cause, why_not), image=self._image, blob=self._descriptor.digest)
+            self._retry.wait(wait)
+            cause = self._open_once()

@@ -1,6 +1,11 @@
 """Attacks on the signature policy (policy.py, trusted_files.py), compared with containers-policy.json(5) and
 containers/image."""
 
+import json
+import os
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 
@@ -16,6 +21,7 @@ from layertools import layer_names
 ACCEPT = [{"type": "insecureAcceptAnything"}]
 REJECT = [{"type": "reject"}]
 BAD = "sha256:" + "b" * 64
+NOBODY = 65534
 
 
 def test_a_tag_beside_the_digest_does_not_escape_a_digest_scope():
@@ -51,3 +57,60 @@ def test_a_manifest_blocked_by_digest_is_not_staged_when_pulled_as_tag_at_digest
         assert "reject" in refused.message
         return
     pytest.fail("the manifest the policy rejects by digest was staged: %s" % layer_names(home))
+
+
+def _as_nobody(*argv):
+    subprocess.run(list(argv), check=True, preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to play the other user")
+def test_a_policy_under_a_directory_another_user_owns_cannot_be_swapped():
+    # A policy kept at /srv/ops/strict/policy.json with strict/ root's but /srv/ops another user's (a deploy
+    # account): that user can rename strict/ away and put a symlink to any root-owned directory holding a
+    # policy.json in its place (Debian's /etc/containers/policy.json: insecureAcceptAnything). Every directory
+    # on the path must be root's alone, so the policy is refused, before the swap and after it. Here the
+    # swap is done by uid 65534, as the other user would.
+    root = tempfile.mkdtemp(prefix="strata-policy-")
+    try:
+        os.chmod(root, 0o755)
+        ops = os.path.join(root, "ops")
+        os.mkdir(ops)
+        os.chown(ops, NOBODY, NOBODY)
+        strict = os.path.join(ops, "strict")
+        os.mkdir(strict, 0o755)
+        lax = os.path.join(root, "lax")  # stands for /etc/containers
+        os.mkdir(lax, 0o755)
+        for directory, document in ((strict, {"default": REJECT}), (lax, {"default": ACCEPT})):
+            with open(os.path.join(directory, "policy.json"), "w", encoding="utf-8") as f:
+                json.dump(document, f)
+            os.chmod(os.path.join(directory, "policy.json"), 0o644)
+        path = os.path.join(strict, "policy.json")
+        with pytest.raises(ImageError) as before:
+            load_policy(path)
+        assert "another user can write or owns (%s)" % ops in before.value.message
+        _as_nobody("/bin/mv", strict, os.path.join(ops, "old"))
+        _as_nobody("/bin/ln", "-s", lax, strict)
+        with pytest.raises(ImageError) as after:
+            load_policy(path)
+        assert "not trusted" in after.value.message
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to play the other user")
+def test_a_link_on_the_path_is_followed_only_when_root_made_it(tmp_path):
+    """A link the host keeps on the path (a `current` that root points at a release directory) is followed;
+    the same link made by another user in a sticky, world-writable directory is not."""
+    base = tmp_path / "etc"
+    (base / "v1").mkdir(parents=True)
+    (base / "v1" / "policy.json").write_text(json.dumps({"default": REJECT}))
+    os.symlink("v1", str(base / "current"))
+    assert [r.kind for r in load_policy(str(base / "current" / "policy.json")).default] == ["reject"]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(str(shared), 0o1777)
+    os.symlink(str(base / "v1"), str(shared / "planted"))
+    os.lchown(str(shared / "planted"), NOBODY, NOBODY)
+    with pytest.raises(ImageError) as e:
+        load_policy(str(shared / "planted" / "policy.json"))
+    assert "a symbolic link owned by uid %d" % NOBODY in e.value.message

@@ -15,6 +15,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.imag
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 
+from imagetools import Image
+
 
 SECRET = "Sup3rS3cretPw"
 
@@ -114,3 +116,40 @@ def _pull_in_thread(server, pki, network, **kw):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, outcome
+
+
+def test_a_proxy_dripping_connect_headers_is_bounded_by_the_deadlines(server, pki, waits):
+    """The proxy answers CONNECT with 200 and then a header line every 0.2 s, never the blank line. Each
+    read is within the 1 s timeout, and http.client reads the tunnel's header lines with no count limit: the
+    deadlines must end it (the task fails with the deadline's error), or it hangs as long as the proxy likes."""
+    image = Image()
+    server.push("strata/app", image)
+    proxy = _DrippingProxy(delay=0.2)
+    try:
+        thread, outcome = _pull_in_thread(server, pki, Network(proxy=proxy.url, environ={}), timeout=1,
+                                          blob_deadline=2, image_deadline=3)
+        thread.join(15)
+        hung = thread.is_alive()
+    finally:
+        proxy.stop()
+        thread.join(10)
+    assert not hung, "still pulling 15 s after a 3 s image_deadline (the proxy kept dripping CONNECT headers)"
+    assert isinstance(outcome.get("error"), ImageError) and "deadline" in outcome["error"].message
+
+
+def test_a_silent_proxy_is_bounded_by_blob_deadline_not_only_by_timeout(server, pki, waits):
+    """A proxy that accepts the connection and never answers CONNECT: the pull ends when blob_deadline and
+    image_deadline (1 s, 2 s) pass, not after the whole per-read `timeout` (6 s here): docs/images.md says
+    the status line and headers are within the deadlines, a tunnel's included."""
+    image = Image()
+    server.push("strata/app", image)
+    proxy = _DrippingProxy(silent=True)
+    try:
+        thread, outcome = _pull_in_thread(server, pki, Network(proxy=proxy.url, environ={}), timeout=6,
+                                          blob_deadline=1, image_deadline=2)
+        thread.join(15)
+    finally:
+        proxy.stop()
+        thread.join(10)
+    assert "error" in outcome, outcome
+    assert outcome["elapsed"] < 4, "failed only after %.1fs: %s" % (outcome["elapsed"], outcome["error"])

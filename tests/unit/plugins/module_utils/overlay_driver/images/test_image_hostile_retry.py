@@ -4,6 +4,7 @@ Waits go through retry.sleep (the `waits` fixture records them instead of sleepi
 """
 
 import socket
+import time
 
 import pytest
 
@@ -58,3 +59,37 @@ def test_holds_odd_retry_after_values_stay_bounded(server, pki, waits, value):
         stage_image(None, "docker://%s/strata/app:v1" % server.netloc, ca_path=pki[0], check_mode=True,
                     network=Network(environ={}, retries=3, retry_max_delay=4))
     assert "503" in e.value.message and len(waits) <= 3 and all(0 <= w <= 4 for w in waits)
+
+
+def test_a_cut_while_a_restart_reads_past_the_kept_bytes_is_resumed(server, pki, home, waits):
+    """A registry that ignores Range (answers 200, the whole blob) on a flaky link: the first answer is cut
+    after half the blob, the restart is cut after a quarter, while the kept half is still being read past.
+    That is a cut like the first, with retries left (default 5): a third request, and the pull succeeds
+    (resume.py: each resume is a retry, bounded by retries), as Docker and containers/image retry a cut."""
+    image = Image()
+    server.push("strata/app", image)
+    server.honour_range = False
+    digest = image.layer_digest(1)
+    size = len(server.blobs[digest])
+    server.fail_first("/v2/strata/app/blobs/" + digest, cut_after(size // 2), cut_after(size // 4))
+    try:
+        result = pull(server, pki, home)
+    except ImageError as e:
+        pytest.fail("a second cut, with %d retries left, failed the pull: %s" % (5 - 1, e.message))
+    assert result.changed and layer_names(home) == sorted(image.ids)
+    assert len(blob_requests(server, digest)) == 3
+
+
+def test_a_503_on_the_probe_says_what_happened(server, pki, waits):
+    """/v2/ always answers 503 with Retry-After: 100000: the pull gives up at once, saying what the registry
+    answered and why it was not retried, as for a manifest, without calling it "not a registry API" (which
+    would send an operator looking at a load balancer's 503 the wrong way)."""
+    server.push("strata/app", Image())
+    server.override["/v2/"] = status(503, retry_after=100000)
+    started = time.monotonic()
+    with pytest.raises(ImageError) as e:
+        stage_image(None, "docker://%s/strata/app:v1" % server.netloc, ca_path=pki[0], check_mode=True,
+                    network=Network(environ={}))
+    assert time.monotonic() - started < 10 and waits == []
+    assert "503" in e.value.message and "100000s" in e.value.message
+    assert "is not a registry API" not in e.value.message, e.value.message
