@@ -141,7 +141,8 @@ options:
       - Read as containerd reads it. Names are normalized (V(linux/arm) is V(linux/arm/v7), V(linux/arm64) is
         V(linux/arm64/v8), V(linux/amd64/v1) is V(linux/amd64)), in the index too, and the closest platform the
         asked one runs is picked (V(linux/arm/v7) takes V(linux/arm/v6) when the index has no v7; V(linux/amd64)
-        takes V(linux/386)).
+        takes V(linux/386); V(linux/arm64/v9) takes V(linux/arm64/v8.5) down to V(linux/arm64), all before a
+        32-bit V(linux/arm)).
     type: str
   registry_auth:
     description:

@@ -20,7 +20,7 @@ from .errors import ImageError
 from .reference import DOCKER_HUB
 
 MAX_AUTH_FILE = 1 << 20
-_HUB_KEYS = ("index.docker.io/v1", "index.docker.io", "registry-1.docker.io", "docker.io")
+_HUB_KEYS = ("index.docker.io", "registry-1.docker.io", DOCKER_HUB)
 
 
 class Credentials:
@@ -39,37 +39,54 @@ class Credentials:
 
 
 def _normalize_key(key):
+    """(the registry or host/namespace a key names, whether it names it literally).
+
+    As containers/image reads keys (normalizeAuthFileKey): one with an http:// or https:// prefix is a URL
+    that `docker login` wrote for a registry, cut to its host whatever its path (`/v1/`, or a path of a
+    registry served under one); any other key is a registry or a repository scope as written, so
+    `host/v2` is the namespace v2, not the host. Docker Hub's host names are all Docker Hub. A literal key
+    wins over a URL or another Hub name for the same scope, as containers/image tries exact keys first.
+    """
+    literal = True
     for scheme in ("https://", "http://"):
         if key.startswith(scheme):
-            key = key[len(scheme):]
+            key = key[len(scheme):].partition("/")[0]
+            literal = False
+            break
     key = key.rstrip("/")
-    for suffix in ("/v1", "/v2"):
-        if key.endswith(suffix) and key.count("/") == 1:
-            key = key[:-len(suffix)]
     host, slash, rest = key.partition("/")
-    if host in _HUB_KEYS or key in _HUB_KEYS:
+    if host in _HUB_KEYS and host != DOCKER_HUB:
         host = DOCKER_HUB
-    return host + (slash + rest if rest else "")
+        literal = False
+    return host + (slash + rest if rest else ""), literal
 
 
 def _decode(entry, key, image, path):
+    """The Credentials of an `auths` entry, or None when it has none to give.
+
+    An entry holding an identity token is an error: Docker writes it with an `auth` of "USER:" (no
+    password) beside the token, and that `auth` is not a login to send. An entry without both a username
+    and a password (the empty marker Docker writes beside a credsStore, a stale "USER:") gives nothing, so
+    that the lookup reads on rather than sending an empty password.
+    """
     if not isinstance(entry, dict):
         raise ImageError("auth_file entry for %s is not an object" % key, image=image, path=path)
+    if entry.get("identitytoken"):
+        raise ImageError("auth_file entry for %s holds an identity token (OAuth refresh), which is not supported"
+                         % key, image=image, path=path)
     if entry.get("auth"):
         try:
             user, sep, password = base64.b64decode(entry["auth"], validate=True).decode("utf-8").partition(":")
         except (binascii.Error, ValueError, UnicodeDecodeError, TypeError):
             raise ImageError("auth_file entry for %s: 'auth' is not base64 of user:password" % key, image=image,
                              path=path)
-        if not sep or not user:
+        if not sep:
             raise ImageError("auth_file entry for %s: 'auth' is not base64 of user:password" % key, image=image,
                              path=path)
+    else:
+        user, password = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(password, str) and user and password:
         return Credentials(user, password)
-    if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-        return Credentials(entry["username"], entry["password"])
-    if entry.get("identitytoken"):
-        raise ImageError("auth_file entry for %s holds an identity token (OAuth refresh), which is not supported"
-                         % key, image=image, path=path)
     return None
 
 
@@ -107,10 +124,11 @@ def auths_entry(document, host, repository, image, path):
     target = "%s/%s" % (host, repository)
     best = None
     for key, entry in auths.items():
-        normalized = _normalize_key(key)
+        normalized, literal = _normalize_key(key)
         if normalized == host or target == normalized or target.startswith(normalized + "/"):
-            if best is None or len(normalized) > len(best[0]):
-                best = (normalized, key, entry)
+            rank = (len(normalized), literal)
+            if best is None or rank > best[0]:
+                best = (rank, key, entry)
     if best is None:
         return None
     return best[1], _decode(best[2], best[1], image, path)
@@ -123,7 +141,7 @@ def helper_for(document, host, image, path):
         if not isinstance(helpers, dict):
             raise ImageError("auth_file: 'credHelpers' is not an object", image=image, path=path)
         for key, name in helpers.items():
-            if _normalize_key(key) == host:
+            if _normalize_key(key)[0] == host:
                 return name, "credHelpers"
     store = document.get("credsStore")
     if store:

@@ -16,8 +16,8 @@
 In each file, as containers/image and Docker read it: the `credHelpers` entry
 for the registry first, then the most specific `auths` entry, then
 `credsStore` (Docker's single helper, whose `auths` entries are empty markers).
-A helper (credential_helpers.py) with nothing for the registry passes on to
-the next file.
+A helper (credential_helpers.py) with nothing for the registry, or an entry
+without both a username and a password, passes on to the next file.
 
 This runs on the managed host, as the user the module runs as: `~` is that
 user's home, as for podman and docker there.
@@ -55,9 +55,23 @@ def default_auth_files(environ):
     return files
 
 
-def helper_server(host):
-    """What a helper is asked for: the registry's host, Docker Hub by Docker's old URL."""
-    return HUB_SERVER if host == DOCKER_HUB else host
+def helper_servers(host, origin):
+    """The servers a helper is asked for, in order, until one has credentials: the registry's host, as
+    containers/image asks (and as `podman login` stores through a credHelpers helper). For Docker Hub a
+    credHelpers helper is then asked for Docker's old URL, under which `docker login` stores through the
+    same helper; a credsStore is Docker's alone, so it is asked for that URL only."""
+    if host != DOCKER_HUB:
+        return (host,)
+    return (DOCKER_HUB, HUB_SERVER) if origin == "credHelpers" else (HUB_SERVER,)
+
+
+def _from_helper(name, origin, host, path, image, environ, timeout):
+    """The Credentials the helper `name` has for host, or None when it has none."""
+    for server in helper_servers(host, origin):
+        found = credential_helpers.get(name, server, image, timeout, environ, "%s in %s" % (origin, path))
+        if found is not None:
+            return found
+    return None
 
 
 def from_file(path, host, repository, image, environ, timeout, missing_ok=False):
@@ -67,14 +81,12 @@ def from_file(path, host, repository, image, environ, timeout, missing_ok=False)
         return None
     helper = helper_for(document, host, image, path)
     if helper is not None and helper[1] == "credHelpers":
-        return credential_helpers.get(helper[0], helper_server(host), image, timeout, environ,
-                                      "credHelpers in %s" % path)
+        return _from_helper(helper[0], helper[1], host, path, image, environ, timeout)
     found = auths_entry(document, host, repository, image, path)
     if found is not None and found[1] is not None:
         return found[1]
     if helper is not None:
-        return credential_helpers.get(helper[0], helper_server(host), image, timeout, environ,
-                                      "credsStore in %s" % path)
+        return _from_helper(helper[0], helper[1], host, path, image, environ, timeout)
     return None
 
 

@@ -9,9 +9,12 @@ platforms.Normalize makes them one, so both the asked platform and each
 entry are normalized before they are compared. A platform also runs the
 images of the older variants of its architecture (containerd's
 platforms.Only): `arm/v7` takes `arm/v6` and `arm/v5` when the index has no
-v7, `amd64/v3` takes v2 and v1, `amd64` takes `386`, `arm64` takes 32-bit
-`arm`. The closest one wins, so `linux/arm` (v7) never picks `arm/v6` over
-an `arm/v7` entry.
+v7, `amd64/v3` takes v2 and v1, `amd64` takes `386`. `arm64/v8.x` takes the
+older `arm64/v8.*`; `arm64/v9.x` takes the older `arm64/v9.*`, then `arm64/v8.(x+5)`
+and below (a v9.x core implements v8.(x+5)); every arm64 variant comes before the
+32-bit `arm/v8` and older, which an arm64 machine runs only when nothing 64-bit fits.
+The closest one wins, so `linux/arm` (v7) never picks `arm/v6` over an `arm/v7`
+entry, nor `linux/arm64/v9` an `arm/v7` over an `arm64` one.
 """
 
 # containerd's normalizeArch, arm64's v8 kept spelled out (containerd spells it ""; both mean the same here).
@@ -56,9 +59,41 @@ def normalize(os_name, arch, variant):
 
 
 def _level(variant):
-    """The number of a `vN` variant, or None."""
+    """The number of a `vN` variant, or None (the variant then has no older levels). ASCII digits only, as Go's
+    strconv.Atoi reads them: str.isdigit also takes `²`, which int() refuses. At most three digits, since a
+    platform runs every lower level and `amd64/v99999999` would otherwise list a hundred million of them."""
     digits = variant[1:] if variant.startswith("v") else variant
-    return int(digits) if digits.isdigit() else None
+    if not digits or len(digits) > 3 or not all("0" <= c <= "9" for c in digits):
+        return None
+    return int(digits)
+
+
+# containerd's arm64variantToVersion: the arm64 variants it knows, each with what it runs, the closest first.
+# A v9.x core implements v8.(x+5) (Armv9.0 is based on Armv8.5), capped at v8.9 as containerd caps it.
+def _arm64_versions():
+    known = {}
+    for minor in range(0, 10):
+        known["v8.%d" % minor] = [(8, m) for m in range(minor, -1, -1)]
+    for minor in range(0, 8):
+        known["v9.%d" % minor] = [(9, m) for m in range(minor, -1, -1)] + \
+            [(8, m) for m in range(min(minor + 5, 9), -1, -1)]
+    return known
+
+
+_ARM64_VERSIONS = _arm64_versions()
+
+
+def _arm64_vector(os_name, variant):
+    """The arm64 variants an arm64 `variant` runs, itself first, then the 32-bit arm ones; None for a variant
+    containerd does not know (`v8.x`, `v10`, `8.1`), which then matches only an entry spelled the same.
+    containerd matches nothing for one; the exact entry is what such a platform asks for, and guessing what
+    an unknown variant implements could pick an image its cores cannot run."""
+    versions = _ARM64_VERSIONS.get({"v8": "v8.0", "v9": "v9.0"}.get(variant, variant))
+    if versions is None:
+        return None
+    vector = [normalize(os_name, "arm64", "v%d.%d" % version) for version in versions]
+    # every arm64/v8.x and v9.x runs 32-bit arm/v8 and below, as containerd has it; only after all of arm64
+    return vector + compatible(os_name, "arm", "v8")
 
 
 def compatible(os_name, arch, variant):
@@ -76,7 +111,7 @@ def compatible(os_name, arch, variant):
         if level is not None and level > 5:
             vector += [(os_name, "arm", "v%d" % n) for n in range(level - 1, 4, -1)]
     elif arch == "arm64":
-        vector += compatible(os_name, "arm", variant)
+        vector = _arm64_vector(os_name, variant) or vector
     seen, ordered = set(), []
     for platform in vector:
         if platform not in seen:

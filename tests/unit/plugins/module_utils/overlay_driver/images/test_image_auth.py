@@ -39,7 +39,7 @@ def test_inline_credentials_win_and_never_show(tmp_path):
 def test_the_most_specific_entry_wins(auth_file):
     auth = auth_file({"auths": {
         "registry.example.com": {"auth": b64("host:1")},
-        "https://registry.example.com/team": {"auth": b64("team:2")},
+        "registry.example.com/team": {"auth": b64("team:2")},
         "registry.example.com/team/app": {"auth": b64("app:3")},
         "registry.example.com/te": {"auth": b64("prefix-of-a-name:4")},
         "other.example.com": {"auth": b64("other:5")},

@@ -1,5 +1,5 @@
-"""Attacks on the credential lookup (credentials.py, auth.py, credential_helpers.py), compared with
-containers/image (pkg/docker/config/config.go) and containers-auth.json(5)."""
+"""Hostile and unusual auth files and helpers given to the credential lookup (credentials.py, auth.py,
+credential_helpers.py), held to containers/image (pkg/docker/config/config.go) and containers-auth.json(5)."""
 
 import base64
 import json
@@ -79,3 +79,77 @@ def test_a_helper_failing_after_its_answer_does_not_put_the_secret_in_the_messag
     with pytest.raises(ImageError) as e:
         world.lookup()
     assert "hunter2-top-secret" not in e.value.message, e.value.message
+
+
+# -- which entry and which helper server a lookup uses, as containers/image (pkg/docker/config/config.go) --
+
+def test_podman_login_docker_io_through_a_cred_helper_is_found(world):
+    # `podman login docker.io` with credHelpers {"docker.io": NAME} stores the credentials in the helper under
+    # "docker.io", and skopeo asks the helper for "docker.io" (reference.Domain of the image): so does the lookup
+    world.helper("pass", {"docker.io": ("hubuser", "hubsecret")})
+    world.runtime_auth({"credHelpers": {"docker.io": "pass"}})
+    assert names(world.lookup(host="docker.io", repository="library/private")) == ("hubuser", "hubsecret")
+
+
+def test_docker_login_through_the_same_cred_helper_is_still_found_after_podmans(world):
+    # `docker login` stores Docker Hub's credentials in the helper under "https://index.docker.io/v1/": the
+    # helper is asked for that when it has nothing for "docker.io", and "docker.io" wins when it has both
+    world.helper("pass", {"https://index.docker.io/v1/": ("dockeruser", "dockersecret")})
+    world.runtime_auth({"credHelpers": {"docker.io": "pass"}})
+    assert names(world.lookup(host="docker.io", repository="library/private")) == ("dockeruser", "dockersecret")
+    world.helper("pass", {"https://index.docker.io/v1/": ("dockeruser", "dockersecret"),
+                          "docker.io": ("hubuser", "hubsecret")})
+    assert names(world.lookup(host="docker.io", repository="library/private")) == ("hubuser", "hubsecret")
+    world.helper("pass", {})
+    assert world.lookup(host="docker.io", repository="library/private") is None
+
+
+def test_an_url_key_is_matched_by_its_host_as_containers_image_does(world):
+    # an http:// or https:// key is cut to its host whatever its path (`docker login` wrote URLs such as
+    # https://host/some/path/ for years): its credentials are the whole registry's
+    world.docker_config({"auths": {"https://%s/artifactory/api/docker/" % HOST: {"auth": b64("ci:pw")}}})
+    assert names(world.lookup(repository="team/app")) == ("ci", "pw")
+    assert names(world.lookup(repository="artifactory/x")) == ("ci", "pw")
+
+
+def test_a_literal_host_key_wins_over_an_url_key_for_the_same_host(world):
+    # containers/image tries the keys as written before the URLs it cuts to a host
+    world.docker_config({"auths": {"http://%s" % HOST: {"auth": b64("plain-url:pw1")},
+                                   "https://%s/some/path/" % HOST: {"auth": b64("url:pw2")},
+                                   HOST: {"auth": b64("host:pw3")}}})
+    assert names(world.lookup()) == ("host", "pw3")
+
+
+def test_a_namespace_called_v1_or_v2_stays_repository_scoped(world):
+    # `podman login registry.example.com/v2` stores a key for the namespace "v2" (a valid repository
+    # component): it is used for repositories under registry.example.com/v2 only, not for the whole registry
+    world.runtime_auth({"auths": {HOST + "/v2": {"auth": b64("v2-robot:pw")},
+                                  HOST + "/v1/": {"auth": b64("v1-robot:pw")}}})
+    assert world.lookup(repository="team/app") is None
+    assert names(world.lookup(repository="v2/app")) == ("v2-robot", "pw")
+    assert names(world.lookup(repository="v1/app")) == ("v1-robot", "pw")
+
+
+@pytest.mark.parametrize("stale", [{"auth": b64("stale:")}, {"auth": b64(":pw")},
+                                   {"username": "stale", "password": ""}])
+def test_an_entry_with_an_empty_username_or_password_does_not_shadow_the_next_file(world, stale):
+    # an entry counts only with both a username and a password; without them the next file is read, and an
+    # empty password is never sent
+    world.runtime_auth({"auths": {HOST: stale}})
+    world.docker_config({"auths": {HOST: {"auth": b64("real:pw")}}})
+    assert names(world.lookup()) == ("real", "pw")
+    world.docker_config({"auths": {}})
+    assert world.lookup() is None
+
+
+def test_an_identity_token_entry_is_refused_not_sent_as_basic(world):
+    # Docker writes an identity-token login (ACR, ECR...) as an `auth` of "USER:" beside the `identitytoken`:
+    # identity tokens are not supported, so the entry is the documented error (worded as a helper's token is),
+    # never Basic credentials with an empty password, and the token never shows
+    world.runtime_auth({"auths": {HOST: {"auth": b64("00000000-0000-0000-0000-000000000000:"),
+                                         "identitytoken": "refresh-token-value"}}})
+    world.docker_config({"auths": {HOST: {"auth": b64("real:pw")}}})
+    with pytest.raises(ImageError) as e:
+        world.lookup()
+    assert "holds an identity token (OAuth refresh), which is not supported" in e.value.message
+    assert "refresh-token-value" not in e.value.message

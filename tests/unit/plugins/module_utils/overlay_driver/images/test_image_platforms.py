@@ -50,6 +50,34 @@ SELECTIONS = [
     (["linux/arm64", "linux/arm/v7"], "linux/arm64/v8", "linux/arm64"),
     (["linux/arm/v7", "linux/arm64/v8"], "linux/arm64", "linux/arm64/v8"),
     (["linux/arm/v7", "linux/arm/v6"], "linux/arm64", "linux/arm/v7"),    # arm64 runs 32-bit arm
+    # arm64/v9.x runs the older v9s, then v8.(x+5) and below (v9.0 is v8.5's successor), all before 32-bit arm
+    (["linux/arm64", "linux/arm/v7"], "linux/arm64/v9", "linux/arm64"),
+    (["linux/arm/v7", "linux/arm64/v8"], "linux/arm64/v9", "linux/arm64/v8"),
+    (["linux/arm64"], "linux/arm64/v9", "linux/arm64"),
+    (["linux/arm64/v8", "linux/arm64/v8.6", "linux/arm64/v8.5"], "linux/arm64/v9", "linux/arm64/v8.5"),
+    (["linux/arm64/v8.6"], "linux/arm64/v9", None),                       # v9.0 is not v8.6
+    (["linux/arm64/v8.6", "linux/arm64/v9"], "linux/arm64/v9.1", "linux/arm64/v9"),  # any v9 before a v8
+    (["linux/arm64/v8", "linux/arm64/v8.6"], "linux/arm64/v9.1", "linux/arm64/v8.6"),
+    (["linux/arm64/v8.9"], "linux/arm64/v9.7", "linux/arm64/v8.9"),       # v8.9 is the last v8 there is
+    (["linux/arm64/v9.1"], "linux/arm64/v9", None),                       # never a newer variant
+    (["linux/arm64/v9"], "linux/arm64/v8.9", None),
+    (["linux/arm/v7", "linux/arm64/v9.0"], "linux/arm64/v9", "linux/arm64/v9.0"),
+    (["linux/arm/v7", "linux/arm/v8"], "linux/arm64/v9", "linux/arm/v8"),  # 32-bit arm when nothing 64-bit fits
+    (["linux/arm/v7"], "linux/arm64/v9.2", "linux/arm/v7"),
+    # arm64/v8.x runs the older v8s
+    (["linux/arm64/v8.1", "linux/arm/v7"], "linux/arm64/v8.2", "linux/arm64/v8.1"),
+    (["linux/arm64"], "linux/arm64/v8.2", "linux/arm64"),
+    (["linux/arm64/v8.3"], "linux/arm64/v8.2", None),
+    # a variant containerd does not know matches only an entry spelled the same: no guess at what it runs
+    (["linux/arm64", "linux/arm64/v10"], "linux/arm64/v10", "linux/arm64/v10"),
+    (["linux/arm64", "linux/arm/v7"], "linux/arm64/v10", None),
+    (["linux/arm64/v8.x", "linux/arm64"], "linux/arm64/v8.x", "linux/arm64/v8.x"),
+    (["linux/arm64/v8"], "linux/arm64/v8.x", None),
+    (["linux/arm64/v9"], "linux/arm64/v9.8", None),                       # past containerd's v9.7
+    (["linux/arm64/v8.1"], "linux/arm64/8.1", None),                      # containerd reads only v8.1
+    # a level that is not one, or too large to be one, matches only itself
+    (["linux/arm/v5"], "linux/arm/v\u00b2", None),
+    (["linux/amd64"], "linux/amd64/v99999999", None),
     (["linux/aarch64"], "linux/arm64", "linux/aarch64"),
     (["linux/amd64/v3", "linux/amd64"], "linux/amd64", "linux/amd64"),
     (["linux/amd64", "linux/amd64/v3"], "linux/amd64/v3", "linux/amd64/v3"),
@@ -74,6 +102,19 @@ def test_the_entry_each_platform_picks(offered, wanted, picked):
         return
     chosen = manifests.select_platform(entries, wanted, "img", "sha256:idx")
     assert chosen is entries[offered.index(picked)]
+
+
+@pytest.mark.parametrize("variant, runs", [
+    (None, ["arm64/v8", "arm/v8", "arm/v7", "arm/v6", "arm/v5"]),
+    ("v8.2", ["arm64/v8.2", "arm64/v8.1", "arm64/v8", "arm/v8", "arm/v7", "arm/v6", "arm/v5"]),
+    ("v9", ["arm64/v9", "arm64/v8.5", "arm64/v8.4", "arm64/v8.3", "arm64/v8.2", "arm64/v8.1", "arm64/v8",
+            "arm/v8", "arm/v7", "arm/v6", "arm/v5"]),
+    ("v9.2", ["arm64/v9.2", "arm64/v9.1", "arm64/v9", "arm64/v8.7", "arm64/v8.6", "arm64/v8.5", "arm64/v8.4",
+              "arm64/v8.3", "arm64/v8.2", "arm64/v8.1", "arm64/v8", "arm/v8", "arm/v7", "arm/v6", "arm/v5"]),
+    ("v10", ["arm64/v10"]),
+])
+def test_the_platforms_an_arm64_variant_runs_closest_first(variant, runs):
+    assert ["%s/%s" % p[1:] for p in platforms.compatible("linux", "arm64", variant)] == runs
 
 
 def test_equals_keep_the_index_order_and_entries_without_platform_are_skipped():
