@@ -137,10 +137,9 @@ def bounded_connection(deadline, io_timeout, image=None, blob=None, what=None):
     http.client before the connection is handed back, through the socket made here."""
     def create(address, timeout=None, source_address=None, *rest):
         del timeout  # the connection's own; the deadline's remainder bounds it here
+        wait = max(0.01, min(io_timeout, deadline.remaining(0, image, blob, what)))
         try:
-            sock = socket.create_connection(address, max(0.01, min(io_timeout, deadline.remaining(0, image, blob,
-                                                                                                 what))),
-                                            source_address, *rest)
+            sock = socket.create_connection(address, wait, source_address, *rest)
         except (socket.timeout, TimeoutError):
             deadline.remaining(0, image, blob, what)  # the deadline's own error when that is what passed
             raise
