@@ -61,6 +61,10 @@ _PULL_ONLY = ("pull", "registry_auth", "username", "password", "auth_file", "ca_
               "registries_conf_d", "proxy", "no_proxy", "retries", "retry_max_delay", "validate_certs", "policy",
               "registries_d") + _CACHE_OPTIONS
 PULLS = ("host", "controller")
+# What overlay_image_info takes (the same options, checked the same way: image_request.py).
+_INFO_OPTIONS = frozenset(("src", "platform", "registry_auth", "username", "password", "auth_file", "validate_certs",
+                           "ca_path", "certs_dir", "registries_conf", "registries_conf_d", "blob_deadline",
+                           "image_deadline", "retries", "retry_max_delay", "proxy", "no_proxy") + _COMMON + ("layout",))
 # An archive is sent whole when the layers the host has are at most this share of those it lacks.
 WHOLE_ARCHIVE_SKIPPED_SHARE = 0.25
 
@@ -87,6 +91,9 @@ class ActionModule(SourceAction):
         if reference.transport == "docker" and pull == "controller":
             return self._in_workdir(result, lambda workdir: self._pull_and_send(result, args, reference, cache, workdir,
                                                                                 task_vars))
+        if reference.transport == "docker":
+            result.update(self._stage_from_registry(args, task_vars))
+            return result
         if remote_src or not reference.is_file:
             result.update(self._run_module(args, task_vars))
             return result
@@ -97,6 +104,55 @@ class ActionModule(SourceAction):
                         % (reference.text, reference.path, to_text(e)))
         return self._in_workdir(result, lambda workdir: self._send_and_stage(result, args, reference, local, workdir,
                                                                              task_vars))
+
+    # -- the host pulls ---------------------------------------------------------------
+
+    def _stage_from_registry(self, args, task_vars):
+        """The module's answer; overlay_image_info's alone when it finds the image staged and recorded already.
+
+        A re-run that changes nothing then ships and runs only the registry client and the home's reader,
+        not the stager (a module run compiles all it imports). Only a task that gives nothing but what
+        overlay_image_info takes asks it; whatever it cannot vouch for (a layer or the record missing, a repair
+        that may be due, a layout or a read-only home the module would refuse, a home it cannot read) goes to
+        the module, which stages, repairs and reports as ever. A failure of the options or the registry is the module's own
+        failure word for word (the same code, before the home), so a registry that is down is not asked twice.
+        """
+        if args.get("state", "present") != "present" or set(args) - _INFO_OPTIONS - {"state", "remote_src"}:
+            return self._run_module(args, task_vars)
+        # only_recorded: an image the home records nothing of costs the registry no request here (the module's
+        # own follows), so a first staging asks for the manifest once
+        info = self._execute_module(module_name="strata.overlay.overlay_image_info",
+                                    module_args=dict({k: v for k, v in args.items() if k in _INFO_OPTIONS},
+                                                     only_recorded=True),
+                                    task_vars=task_vars)
+        if info.get("failed"):
+            if info.get("failed_at") == "registry":
+                return {k: v for k, v in info.items() if k != "failed_at"}
+            return self._run_module(args, task_vars)
+        image, home = info.get("image") or {}, info.get("home") or {}
+        if not (image.get("recorded") and home.get("exists") and not home.get("read_only")
+                and not home.get("upkeep_due") and args.get("layout") in (None, home.get("layout"))):
+            return self._run_module(args, task_vars)
+        return self._staged_already(args, info)
+
+    def _staged_already(self, args, info):
+        """overlay_image's result for an image every layer and the record of which are there: nothing fetched,
+        nothing changed."""
+        image = info["image"]
+        layers = [dict({k: layer[k] for k in ("id", "diff_id", "digest", "size")}, changed=False)
+                  for layer in image["layers"]]
+        out = {"changed": False, "recorded": False, "top": image["top"], "layers": layers,
+               "manifest_digest": image["manifest_digest"], "config_digest": image["config_digest"],
+               "config": image["config"], "bytes": 0, "elapsed": image["seconds"], "fetched_bytes": 0,
+               "seconds": image["seconds"]}
+        if self._task.diff:
+            ids = [layer["id"] for layer in layers]
+            out["diff"] = {"before": {"image": args["src"], "layers": ids},
+                           "after": {"image": args["src"], "layers": ids}}
+        for key in ("warnings", "deprecations", "invocation"):
+            if info.get(key):
+                out[key] = info[key]
+        return out
 
     @staticmethod
     def _in_workdir(result, work):

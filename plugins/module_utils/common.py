@@ -3,16 +3,17 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What every strata.overlay module shares: common options and the one way to run a manager.
 
-Kept free of Ansible imports; run_module() gets the AnsibleModule instance.
+Kept free of Ansible imports; run_module() gets the AnsibleModule instance. Kept free of the driver as
+well (the store, the layout drivers): a module that only reads what it needs, as overlay_image_info does,
+ships and compiles only that.
 """
 
 import os
 import signal
 import traceback
 
-from .overlay_driver.drivers import available_layouts
 from .overlay_driver.errors import Interrupted, NeedsSource, OverlayError, host_error
-from .overlay_driver.store import DEFAULT_HOME
+from .overlay_driver.layout import DEFAULT_HOME, LAYOUTS
 
 _MAP_SPEC = dict(
     container_id=dict(type="int", required=True),
@@ -26,7 +27,7 @@ COMMON_ARGS = dict(
     uid_maps=dict(type="list", elements="dict", options=_MAP_SPEC),
     gid_maps=dict(type="list", elements="dict", options=_MAP_SPEC),
     # no default either: "not given" means the layout recorded with the home (overlay for a new one)
-    layout=dict(type="str", choices=available_layouts()),
+    layout=dict(type="str", choices=sorted(LAYOUTS)),
 )
 
 
@@ -81,6 +82,8 @@ def _fail(module, error):
         fail["errno"] = error.errno_name
     if isinstance(error, NeedsSource):
         fail["needs_src"] = True  # read by the action plugin: send src and ask again
+    if getattr(error, "failed_at", None):
+        fail["failed_at"] = error.failed_at  # overlay_image_info: which part of the run failed
     module.fail_json(**fail)
 
 

@@ -9,107 +9,31 @@ which no other module needs.
 
 import os
 
-from .common import require_absolute_host_path
+from .image_request import ImageRequest
 from .managers import home_exists, repaired, warn_if_volatile
 from .overlay_driver.errors import OverlayError
 from .overlay_driver.image_records import ImageRecord, ImageRecords, platform_text
 from .overlay_driver.images.errors import ImageError
 from .overlay_driver.images.manifests import parse_platform
-from .overlay_driver.images.network import Network
 from .overlay_driver.images.reference import parse_reference
-from .overlay_driver.images.stage import registry_endpoints, stage_image
+from .overlay_driver.images.sources import registry_endpoints
+from .overlay_driver.images.stage import stage_image
 from .overlay_driver.layout import HomeLayout
-from .overlay_driver import space
 from .overlay_driver.store import LayerStore
 
 LAYER_KEYS = ("id", "diff_id", "digest", "size", "changed")
-CREDENTIAL_KEYS = ("username", "password", "auth_file")
 
 
-def registry_credentials(params):
-    """registry_auth, or the same keys given at the top level as community.docker's modules take them.
-
-    Both at once is refused: which one would win is not something a playbook should have to know.
-    """
-    nested = {k: v for k, v in (params.get("registry_auth") or {}).items() if v is not None}
-    top = {k: params[k] for k in CREDENTIAL_KEYS if params.get(k) is not None}
-    if nested and top:
-        raise ImageError("give registry credentials either in registry_auth or as username, password and "
-                         "auth_file, not both", image=params.get("src"))
-    return nested or top
-
-
-# The options that name a file or directory the module reads on the managed host (with pull: controller the action
-# plugin keeps them on the controller, and the module never sees them).
-HOST_PATH_OPTIONS = ("auth_file", "ca_path", "certs_dir", "registries_conf", "registries_conf_d", "registries_d")
-
-
-def require_host_paths(params, reference):
-    """Refuse a relative path the module would read on the host, before anything is read or made.
-
-    A file transport's PATH with remote_src: true (with remote_src: false the action plugin finds it on the
-    controller and hands the module the absolute path of its copy), and the host-side files of a pull.
-    """
-    if reference is not None and reference.is_file and params.get("remote_src"):
-        require_absolute_host_path("src's PATH", reference.path, written=reference.text, fix=(
-            "; write the full path on the host (%s:/srv/images/...), or set remote_src: false to send it from the "
-            "controller (a relative PATH is then looked up there in files/ and beside the playbook)"
-            % reference.transport))
-    for name in HOST_PATH_OPTIONS:
-        require_absolute_host_path(name, params.get(name), fix="; write the full path on the managed host")
-    nested = params.get("registry_auth") or {}
-    require_absolute_host_path("registry_auth.auth_file", nested.get("auth_file"),
-                               fix="; write the full path on the managed host")
-
-
-class ImageManager:
+class ImageManager(ImageRequest):
     def __init__(self, params, check_mode=False, diff=False):
-        self.params = params
+        super().__init__(params)
         self.check_mode = check_mode
         self.diff = diff
-        self.absent = params.get("state") == "absent"
-        # absent finds the image by its recorded reference or digest, which need not parse as a source
-        self.reference = None if self.absent else parse_reference(params["src"])
-        require_host_paths(params, self.reference)
-        if self.reference is not None and self.reference.transport == "docker" and params.get("pull") == "controller":
-            # the action plugin pulls on the controller and hands the module an OCI layout: here it did not run
-            raise ImageError("pull: controller is done by the overlay_image action plugin on the controller; the "
-                             "module was run without it (use the strata.overlay.overlay_image action)",
-                             image=self.reference.text)
-        self.registry_auth = registry_credentials(params)  # not used by file transports
-        self.stage_bounds = self.bounds()  # checked before the home is touched
-        self.network = None if self.absent else self.network_settings()  # so are the retries and the proxy
         # and the signature policy, whole, before anything is pulled
         self.policy = None
         if params.get("policy") and not self.absent:
             from .overlay_driver.images.policy import load_policy  # pylint: disable=import-outside-toplevel
             self.policy = load_policy(params["policy"], params.get("src"))
-
-    def bounds(self):
-        """The deadlines (and limits) the task sets, as stage_image takes them; what it leaves out keeps the
-        default. Refused before anything is read when they are not positive."""
-        out = {}
-        for name, unit in (("blob_deadline", "seconds"), ("image_deadline", "seconds"), ("max_layer_size", "bytes"),
-                           ("max_image_size", "bytes")):
-            value = self.params.get(name)
-            if value is None:
-                continue
-            if unit == "bytes":
-                try:
-                    value = space.parse_size(value, name)  # "10M", "1.5GiB" as well as bytes
-                except OverlayError as e:
-                    raise ImageError(e.cause, image=self.params.get("src"))
-            if value <= 0:
-                raise ImageError("%s must be a positive number of %s, not %s" % (name, unit, value),
-                                 image=self.params.get("src"))
-            out[name] = value
-        return out
-
-    def network_settings(self):
-        """How the registry is reached (retries, proxies), from the options and the module's environment."""
-        p = self.params
-        settings = {name: p[name] for name in ("retries", "retry_max_delay") if p.get(name) is not None}
-        return Network(proxy=p.get("proxy"), no_proxy=p.get("no_proxy"), image=p.get("src"), **settings)
 
     def open_store(self):
         """None in check mode when the home holds no layer records yet (missing, or only Docker's own):

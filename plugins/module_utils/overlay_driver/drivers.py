@@ -17,12 +17,8 @@ import stat
 
 from .errors import OverlayError
 from .home import HomeDirs, home_entries, is_layer_name
-from .layout import STATE_DIR
+from .layout import DEFAULT_LAYOUT, LAYOUTS, STATE_DIR
 from .walk import DIR_FLAGS
-
-# every layout a home can record; the default is the seed's
-LAYOUTS = ("overlay", "overlay2")
-DEFAULT_LAYOUT = "overlay"
 
 
 def _seed_driver():

@@ -31,8 +31,7 @@ import stat
 from .errors import OverlayError
 from .ids import validate_layer_id
 from .layout import (CONFIG_CACHE_DIR, IMAGE_RECORDS_DIR, LAYER_ENTRIES, LINK_DIR, MADE_MERGED_DIR, MOUNTS_DIR,
-                     OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR)
-from .short_links import is_link_id
+                     OVERLAY2_ENTRIES, RECORDS_DIR, STATE_DIR, TMP_DIR, is_link_id)
 from .state_files import read_json, require_roots_own, write_atomic
 from .syscalls import O_PATH
 from .walk import DIR_FLAGS, GuardedWalk, untrusted_reason

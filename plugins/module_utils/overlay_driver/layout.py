@@ -10,8 +10,15 @@ valid layer id can take, so the seed's driver would read the same layers.
 
 import errno
 import os
+import re
 
 from .ids import validate_layer_id
+
+# where a home is when a task names none
+DEFAULT_HOME = "/var/lib/strata/overlay"
+# every layout a home can record (drivers.py has a driver for each); the default is the seed's
+LAYOUTS = ("overlay", "overlay2")
+DEFAULT_LAYOUT = "overlay"
 
 ROOT = "root"
 UPPER = "upper"
@@ -23,6 +30,8 @@ LAYER_ENTRIES = (ROOT, UPPER, WORK, MERGED, LOWER_ID)
 OVERLAY2_ENTRIES = ("diff", "link", "lower", "committed")
 # <home>/l: the overlay2 layout's short links (short_links.py), the one name in a home that is no layer
 LINK_DIR = "l"
+LINK_LENGTH = 26  # Docker's idLength: a short link's name
+_LINK_ID = re.compile(r"^[A-Z0-9]{%d}$" % LINK_LENGTH)
 
 # the two kinds of layer: a plain root/ tree, or an overlay (upper/ over a lower layer's root/)
 KIND_ROOT = "root"
@@ -106,3 +115,8 @@ def open_temp_file(directory, prefix, mode=0o600):
     """(name or path, fd) of a new empty file."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     return create_unique(directory, prefix, lambda name, dir_fd: os.open(name, flags, mode, dir_fd=dir_fd))
+
+
+def is_link_id(name):
+    """A short link's name (26 characters A-Z and 0-9), what l/ holds."""
+    return isinstance(name, str) and bool(_LINK_ID.match(name))

@@ -22,23 +22,19 @@ must point at ../<valid layer id>/diff and nowhere else.
 import base64
 import errno
 import os
-import re
 import stat
 
 from .errors import OverlayError
 from .ids import validate_layer_id
 from . import syscalls
-from .layout import LINK_DIR, create_unique, make_temp_dir
+from .layout import LINK_DIR, LINK_LENGTH, create_unique, is_link_id, make_temp_dir
 from .walk import DIR_FLAGS
 
 LINK_FILE = "link"
 LOWER_FILE = "lower"
 DIFF_DIR = "diff"
 
-LINK_LENGTH = 26  # Docker's idLength
 MAX_DEPTH = 128  # Docker's maxDepth: the lowers one mount stacks
-
-_LINK_ID = re.compile(r"^[A-Z0-9]{%d}$" % LINK_LENGTH)
 _MAX_FILE = 2 * (len(LINK_DIR) + 2 + LINK_LENGTH) * MAX_DEPTH  # a lower file is never longer than this
 
 
@@ -47,12 +43,8 @@ def new_link_id():
     return base64.b32encode(os.urandom(17)).decode("ascii")[:LINK_LENGTH]
 
 
-def is_link_id(name):
-    return isinstance(name, str) and bool(_LINK_ID.match(name))
-
-
 def validate_link_id(value, what="link id"):
-    if not isinstance(value, str) or not _LINK_ID.match(value):
+    if not is_link_id(value):
         raise OverlayError("invalid %s %r: it must be %d characters A-Z and 0-9" % (what, value, LINK_LENGTH))
     return value
 

@@ -21,11 +21,10 @@ from .drivers import open_driver
 from .errors import OverlayError
 from .image_records import ImageRecords
 from .ids import validate_diff_id, validate_holder, validate_layer_id
-from .layout import KIND_OVERLAY, KIND_ROOT
+from .layout import DEFAULT_HOME, KIND_OVERLAY, KIND_ROOT
 from .locking import DEFAULT_TIMEOUT, HomeLock
 from .results import ApplyDiffResult, ApplyOutcome, ExportOutcome, Outcome
 
-DEFAULT_HOME = "/var/lib/strata/overlay"
 DEFAULT_HOLDER = "ansible"
 
 

@@ -83,8 +83,12 @@ def _parse(data, config_digest, layer_count):
 
 def lookup(store, config_digest, layer_count):
     """(diff_ids, config object) remembered for config_digest, or None (then read the config)."""
-    dirs = _dirs(store)
-    if dirs is None or not config_digest:
+    return lookup_in(_dirs(store), config_digest, layer_count)
+
+
+def lookup_in(dirs, config_digest, layer_count):
+    """lookup() in an opened home's HomeDirs (a reader without a store: image_presence.py)."""
+    if dirs is None or getattr(dirs, "state_fd", None) is None or not config_digest:
         return None
     dir_fd = _open_dir(dirs, create=False)
     if dir_fd is None:

@@ -23,8 +23,7 @@ import re
 from . import manifests
 from .digests import verify_bytes
 from .errors import ImageError
-from .files import member_name, read_small
-from .source import FileSource
+from .files import FileSource, member_name, read_small
 
 _HEX_JSON = re.compile(r"^([0-9a-f]{64})\.json$")
 _BLOB = re.compile(r"^(?:\./)?blobs/sha256/([0-9a-f]{64})$")

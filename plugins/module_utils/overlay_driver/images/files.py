@@ -16,6 +16,7 @@ import tarfile
 
 from ..regular_files import open_regular
 from .errors import ImageError
+from .source import ImageSource
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@")
 
@@ -228,3 +229,14 @@ def open_files(path, image, want_dir):
     if not os.path.isfile(path):
         raise ImageError("not a file on this host", image=image, path=path)
     return TarFiles(path, image)
+
+
+class FileSource(ImageSource):
+    """A source whose blobs are named files of a directory (want_dir) or of a tar archive."""
+
+    def __init__(self, reference, want_dir):
+        super().__init__(reference)
+        self.files = open_files(reference.path, self.image, want_dir=want_dir)
+
+    def close(self):
+        self.files.close()

@@ -282,3 +282,19 @@ def parse_config(data, image, digest, layer_count):
 
 def digest_of(data):
     return sha256_bytes(data)
+
+
+# Docker's layer store refuses a chain deeper than this (maxLayerDepth in moby's layer_store.go), and an
+# overlay2 mount stacks at most 128 lowers (short_links.MAX_DEPTH), so a writable layer on such an image's
+# top still mounts. In the seed's overlay layout it also bounds what an image can make the home pay: every
+# layer there holds a hardlink copy of the whole tree below it.
+MAX_IMAGE_LAYERS = 125
+
+
+def check_layer_count(diff_ids, image):
+    """An ImageError for an image of more than MAX_IMAGE_LAYERS layers: asked as soon as the config is read, here
+    and by the action plugin before it fetches or sends a layer of it."""
+    if len(diff_ids) > MAX_IMAGE_LAYERS:
+        raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
+                         "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),
+                         image=image)

@@ -12,8 +12,7 @@ import contextlib
 from . import manifests
 from .digests import hex_of, verify_bytes
 from .errors import ImageError
-from .files import read_small
-from .source import FileSource
+from .files import FileSource, read_small
 
 REF_NAME = "org.opencontainers.image.ref.name"
 

@@ -5,12 +5,10 @@
 
 A source (oci_layout.py, docker_archive.py, registry.py) answers resolve(),
 read_config(), open_blob() and has_blob(); stage.py and the action plugin use
-it in a `with` block. The sources read from files (a layout directory or a tar)
-hold those files open until the block ends; a registry holds nothing between
-requests.
+it in a `with` block. The sources read from files (a layout directory or a tar,
+files.FileSource) hold those files open until the block ends; a registry holds
+nothing between requests.
 """
-
-from .files import open_files
 
 
 class ImageSource:
@@ -29,14 +27,3 @@ class ImageSource:
     def __exit__(self, *exc):
         self.close()
         return False
-
-
-class FileSource(ImageSource):
-    """A source whose blobs are named files of a directory (want_dir) or of a tar archive."""
-
-    def __init__(self, reference, want_dir):
-        super().__init__(reference)
-        self.files = open_files(reference.path, self.image, want_dir=want_dir)
-
-    def close(self):
-        self.files.close()

@@ -27,64 +27,15 @@ from ..errors import OverlayError
 from ..tar_headers import Limits
 from ..results import StagedImage, StagedLayer
 from . import config_cache
-from . import registries_conf as registries_conf_module
 from .certs import DEFAULT_CERTS_DIRS
-from .credentials import credentials_for, without_inline
 from .digests import VerifyingReader, chain_ids
 from .download import DEFAULT_BLOB_DEADLINE, DEFAULT_IMAGE_DEADLINE, Deadlines, Downloaded, download
 from .errors import ImageError
-from .manifests import parse_config, parse_platform
-from .mirrors import FirstAvailable
+from .manifests import MAX_IMAGE_LAYERS, check_layer_count, parse_config, parse_platform  # noqa: F401 pylint: disable=W0611
 from .network import Network
-from .reference import Reference, parse_reference, written_short_name
+from .reference import Reference, parse_reference
+from .sources import DEFAULT_TIMEOUT, open_registry
 from .stream import CheckedStream
-
-DEFAULT_TIMEOUT = 60  # seconds without progress on a registry connection
-
-# Docker's layer store refuses a chain deeper than this (maxLayerDepth in moby's layer_store.go), and an
-# overlay2 mount stacks at most 128 lowers (short_links.MAX_DEPTH), so a writable layer on such an image's
-# top still mounts. In the seed's overlay layout it also bounds what an image can make the home pay: every
-# layer there holds a hardlink copy of the whole tree below it.
-MAX_IMAGE_LAYERS = 125
-
-
-def check_layer_count(diff_ids, image):
-    """An ImageError for an image of more than MAX_IMAGE_LAYERS layers: asked as soon as the config is read, here
-    and by the action plugin before it fetches or sends a layer of it."""
-    if len(diff_ids) > MAX_IMAGE_LAYERS:
-        raise ImageError("the image has %d layers; at most %d are staged (Docker's own limit, which keeps a "
-                         "writable layer on its top mountable in both layouts)" % (len(diff_ids), MAX_IMAGE_LAYERS),
-                         image=image)
-
-
-def registry_endpoints(reference, registries_conf=None, registries_conf_d=None, registry_auth=None):
-    """Where registries.conf sends a docker:// pull, in order; its errors (a file it cannot read, a blocked
-    registry, a short name without alias, registry_auth for a name searched in several registries) come from
-    here, before anything is asked of a registry."""
-    found = registries_conf_module.endpoints(
-        registries_conf_module.load(registries_conf, registries_conf_d, reference.text), reference)
-    _one_registry_for_a_password(reference, found, registry_auth)
-    return found
-
-
-def _one_registry_for_a_password(reference, endpoints, registry_auth):
-    """registry_auth's username and password belong to one registry. A short name searched in several
-    (unqualified-search-registries) would hand them to each one tried before the one that has the image:
-    refused, naming the registries, rather than sent to hosts the operator never named."""
-    if not any((registry_auth or {}).get(k) for k in ("username", "password")):
-        return
-    hosts = []
-    for endpoint in endpoints:
-        # where they would go: a [[registry]] location is the registry's own; a mirror never gets them
-        if not endpoint.mirror and endpoint.reference.host not in hosts:
-            hosts.append(endpoint.reference.host)
-    if len(hosts) > 1:
-        raise ImageError("registry_auth's username and password are for one registry, and the short name "
-                         "%r is searched in %d (%s, from registries.conf's unqualified-search-registries): write "
-                         "the registry in src (as docker://%s/%s) so that they go to it alone, or keep the "
-                         "credentials in an auth file, which gives each registry only its own"
-                         % (written_short_name(reference), len(hosts), ", ".join(hosts), hosts[0],
-                            written_short_name(reference)), image=reference.text)
 
 
 def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT,
@@ -99,30 +50,14 @@ def open_source(reference, registry_auth=None, validate_certs=True, ca_path=None
         from .docker_archive import DockerArchive  # pylint: disable=import-outside-toplevel
         return DockerArchive(reference)
     # http.client and ssl only when a registry is pulled: file transports start faster without them.
-    from .registry import Registry  # pylint: disable=import-outside-toplevel
     from .lookaside_http import LookasideTransport  # pylint: disable=import-outside-toplevel
     network = network or Network()
-    endpoints = registry_endpoints(reference, registries_conf, registries_conf_d, registry_auth)
-    certs_dirs = DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs
+    source = open_registry(reference, registry_auth, validate_certs, ca_path, timeout, certs_dirs, registries_conf,
+                           registries_conf_d, network)
     # a lookaside holding the image's simple signatures is reached as the registry is, for its own host
-    lookaside = LookasideTransport(validate_certs, ca_path, certs_dirs, network.proxies, timeout)
-
-    def open_endpoint(endpoint):
-        there = endpoint.reference
-        # registry_auth's username and password are the registry's: a mirror (another host, run by whoever
-        # registries.conf names) gets only what the auth files and helpers hold for its own host
-        auth = without_inline(registry_auth) if endpoint.mirror else registry_auth
-        credentials = credentials_for(auth, there.host, there.repository, reference.text)
-        registry = Registry(there, credentials, validate_certs and not endpoint.insecure, ca_path, timeout,
-                            certs_dirs, retry=network.retry, proxies=network.proxies)
-        registry.named_reference = endpoint.named
-        return registry
-
-    if len(endpoints) == 1:
-        source = open_endpoint(endpoints[0])
-    else:
-        source = FirstAvailable(reference, [(e.what, functools.partial(open_endpoint, e)) for e in endpoints])
-    source.lookaside_transport = lookaside
+    source.lookaside_transport = LookasideTransport(validate_certs, ca_path,
+                                                    DEFAULT_CERTS_DIRS if certs_dirs is None else certs_dirs,
+                                                    network.proxies, timeout)
     return source
 
 

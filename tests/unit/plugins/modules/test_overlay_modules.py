@@ -195,7 +195,7 @@ def test_overlay_image_takes_name_and_reports_what_it_fetched(run_module, home, 
 
 
 def test_overlay_image_takes_community_docker_credentials_at_the_top_level(run_module, home):
-    from ansible_collections.strata.overlay.plugins.module_utils.image_manager import (  # pylint: disable=import-outside-toplevel
+    from ansible_collections.strata.overlay.plugins.module_utils.image_request import (  # pylint: disable=import-outside-toplevel
         registry_credentials)
 
     assert registry_credentials({"src": "docker://r/x", "username": "u", "password": "p"}) == {

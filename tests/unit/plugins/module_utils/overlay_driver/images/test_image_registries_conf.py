@@ -16,7 +16,8 @@ from ansible_collections.strata.overlay.plugins.module_utils.image_manager impor
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import registries_conf
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.reference import parse_reference
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import registry_endpoints, stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.sources import registry_endpoints
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 import imagebuild
