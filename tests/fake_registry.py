@@ -119,7 +119,9 @@ class FakeRegistry:
             if self.client_ca:
                 context.verify_mode = ssl.CERT_REQUIRED if self.client_required else ssl.CERT_OPTIONAL
                 context.load_verify_locations(self.client_ca)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            # the handshake in the request's thread (_Handler.setup), where a refused one can be closed gently
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
@@ -133,6 +135,24 @@ class FakeRegistry:
 class _Handler(http.server.BaseHTTPRequestHandler):
     registry = None
     protocol_version = "HTTP/1.1"
+    refused = False
+
+    def setup(self):
+        """The TLS handshake; one refused (no client certificate where one is required) ends the connection
+        only once the client's bytes are read. With TLS 1.3 the client has sent its request by the time the
+        refusal comes: closing with those bytes unread would send a reset that may overtake the alert, so
+        that the client sees a reset one time and the refusal the next."""
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.refused = True
+                _drain(self.request)
+        super().setup()
+
+    def handle(self):
+        if not self.refused:
+            super().handle()
 
     def log_message(self, *args):  # quiet
         pass
@@ -305,3 +325,20 @@ def _range_start(value):
 
 def _basic(user, password):
     return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def _drain(sock, seconds=2.0):
+    """What the peer still sends (its request, then its close), read raw from a copy of the descriptor."""
+    try:
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+    except OSError:
+        return
+    try:
+        raw.settimeout(seconds)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and raw.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        raw.close()
