@@ -8,6 +8,8 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 
+from imagetools import Image
+
 try:
     from ansible.module_utils.testing import patch_module_args
 except ImportError:  # ansible-core before 2.19
@@ -66,4 +68,42 @@ def run_module(monkeypatch):
         json.dumps(exc.value.result)  # what a module returns must serialise
         return exc.value.result
 
+    return run
+
+
+@pytest.fixture
+def pushed(server, pki):
+    """A two-layer image at strata/app:v1 on the fake registry, and the task's options to pull it."""
+    image = Image()
+    server.push("strata/app", image, tag="v1")
+    return image, {"src": "docker://%s/strata/app:v1" % server.netloc, "ca_path": pki[0]}
+
+
+class _Task:
+    def __init__(self, args, diff=False, check_mode=False):
+        self.args = args
+        self.action = "strata.overlay.overlay_image"
+        self.diff = diff
+        self.check_mode = check_mode
+
+
+@pytest.fixture
+def image_action(run_module):
+    """overlay_image's action with the modules it runs run in this process: run(args, check_mode, diff) gives
+    (the task's result, the names of the modules it ran, in order)."""
+    from ansible_collections.strata.overlay.plugins.action.overlay_image import ActionModule  # pylint: disable=import-outside-toplevel
+    from ansible_collections.strata.overlay.plugins.modules import overlay_image, overlay_image_info  # pylint: disable=import-outside-toplevel
+    modules = {"strata.overlay.overlay_image": overlay_image, "strata.overlay.overlay_image_info": overlay_image_info}
+
+    def run(args, check_mode=False, diff=False):
+        action = object.__new__(ActionModule)
+        action._task = _Task(args, diff, check_mode)  # pylint: disable=protected-access
+        ran = []
+
+        def execute(module_name, module_args, task_vars):
+            del task_vars
+            ran.append(module_name)
+            return run_module(modules[module_name], module_args, check_mode=check_mode, diff=diff)
+        action._execute_module = execute  # pylint: disable=protected-access
+        return action._run_with_src({}, dict(args), False, {}), ran  # pylint: disable=protected-access
     return run

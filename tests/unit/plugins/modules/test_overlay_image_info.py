@@ -7,50 +7,14 @@ what the reader says with what the module then does.
 
 import os
 import shutil
-import tempfile
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.action.overlay_image import ActionModule
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import syscalls
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import retry
 from ansible_collections.strata.overlay.plugins.modules import overlay_image, overlay_image_info
 
-from fake_registry import FakeRegistry, make_ca, status
+from fake_registry import status
 from imagetools import Image, mkimages
-
-MODULES = {"strata.overlay.overlay_image": overlay_image, "strata.overlay.overlay_image_info": overlay_image_info}
-
-
-@pytest.fixture(scope="module")
-def pki():
-    directory = tempfile.mkdtemp(prefix="strata-pki-")
-    yield make_ca(directory)
-    shutil.rmtree(directory)
-
-
-@pytest.fixture
-def server(pki):
-    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    """The waits between attempts, recorded instead of slept."""
-    recorded = []
-    monkeypatch.setattr(retry, "sleep", recorded.append)
-    return recorded
-
-
-@pytest.fixture
-def pushed(server, pki):
-    image = Image()
-    server.push("strata/app", image, tag="v1")
-    return image, {"src": "docker://%s/strata/app:v1" % server.netloc, "ca_path": pki[0]}
 
 
 def _snapshot(path):
@@ -132,14 +96,14 @@ def test_what_staging_would_change_is_not_reported_as_recorded(run_module, home,
     assert again.get("failed") or again["changed"] or again["recorded"], (damage, again)
 
 
-def test_a_tag_moved_since_staging_is_not_recorded(run_module, home, server, pushed):
+def test_a_tag_moved_since_staging_is_not_recorded(image_action, run_module, home, server, pushed):
     """v1 now names an image of the first layer alone: that layer is there, the record names another image."""
     _image, args = pushed
     run_module(overlay_image, dict(args, home=home))
     server.push("strata/app", Image(tars=mkimages.default_layers()[:1]), tag="v1")
     res = run_module(overlay_image_info, dict(args, home=home))
     assert res["image"]["staged"] is True and res["image"]["recorded"] is False
-    again, ran = _run(run_module, dict(args, home=home))
+    again, ran = image_action(dict(args, home=home))
     assert ran[-1] == "strata.overlay.overlay_image" and again["recorded"] is True
 
 
@@ -180,33 +144,6 @@ def test_a_file_image_is_refused_naming_what_it_reads(run_module, home):
 
 # -- the action: overlay_image answered by overlay_image_info ------------------------------------------------
 
-class _Task:
-    def __init__(self, args, diff=False):
-        self.args = args
-        self.action = "strata.overlay.overlay_image"
-        self.diff = diff
-        self.check_mode = False
-
-
-def _action(run_module, args, check_mode=False, diff=False):
-    """overlay_image's action with the modules run in this process; the names of the modules it ran."""
-    action = object.__new__(ActionModule)
-    action._task = _Task(args, diff)  # pylint: disable=protected-access
-    ran = []
-
-    def execute(module_name, module_args, task_vars):
-        del task_vars
-        ran.append(module_name)
-        return run_module(MODULES[module_name], module_args, check_mode=check_mode, diff=diff)
-    action._execute_module = execute  # pylint: disable=protected-access
-    return action, ran
-
-
-def _run(run_module, args, **kw):
-    action, ran = _action(run_module, args, **kw)
-    result = action._run_with_src({}, dict(args), False, {})  # pylint: disable=protected-access
-    return result, ran
-
 
 WHAT_BOTH_SAY = ("changed", "recorded", "top", "layers", "manifest_digest", "config_digest", "config", "bytes",
                  "fetched_bytes")
@@ -214,14 +151,14 @@ WHAT_BOTH_SAY = ("changed", "recorded", "top", "layers", "manifest_digest", "con
 
 @pytest.mark.parametrize("check_mode", [False, True])
 @pytest.mark.parametrize("diff", [False, True])
-def test_an_image_staged_already_is_answered_by_the_reader_alone_as_the_module_answers(run_module, home, pushed,
-                                                                                       check_mode, diff):
+def test_an_image_staged_already_is_answered_by_the_reader_alone_as_the_module_answers(
+        image_action, run_module, home, pushed, check_mode, diff):
     _image, args = pushed
     args = dict(args, home=home)
-    first, ran = _run(run_module, args)
+    first, ran = image_action(args)
     assert first["changed"] is True and ran == ["strata.overlay.overlay_image_info", "strata.overlay.overlay_image"]
     before = _snapshot(home)
-    again, ran = _run(run_module, args, check_mode=check_mode, diff=diff)
+    again, ran = image_action(args, check_mode=check_mode, diff=diff)
     assert ran == ["strata.overlay.overlay_image_info"]
     assert _snapshot(home) == before
     module = run_module(overlay_image, args, check_mode=check_mode, diff=diff)
@@ -231,75 +168,75 @@ def test_an_image_staged_already_is_answered_by_the_reader_alone_as_the_module_a
 
 @pytest.mark.parametrize("extra", [{"max_layer_size": "1G"}, {"policy": "host"}, {"record_as": "docker://x/y:1"},
                                    {"state": "present", "layout": "the other one"}])
-def test_a_task_the_reader_cannot_vouch_for_goes_to_the_module(run_module, home, pushed, layout, extra):
+def test_a_task_the_reader_cannot_vouch_for_goes_to_the_module(image_action, run_module, home, pushed, layout, extra):
     _image, args = pushed
     args = dict(args, home=home)
-    _run(run_module, args)
+    image_action(args)
     if extra.get("layout"):
         extra = dict(extra, layout="overlay2" if layout == "overlay" else "overlay")
-    result, ran = _run(run_module, dict(args, **extra))
+    result, ran = image_action(dict(args, **extra))
     assert ran[-1] == "strata.overlay.overlay_image", (extra, ran)
     if extra.get("layout"):
         assert result.get("failed") and "layout" in result["msg"], result
 
 
-def test_a_read_only_home_goes_to_the_module_which_refuses_it(run_module, home, pushed, scratch):
+def test_a_read_only_home_goes_to_the_module_which_refuses_it(image_action, run_module, home, pushed, scratch):
     del scratch  # the tmpfs the home is on, remounted read-only here
     _image, args = pushed
     args = dict(args, home=home)
-    _run(run_module, args)
+    image_action(args)
     fs = os.path.dirname(home)
     syscalls.mount("none", fs, None, syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
     try:
-        result, ran = _run(run_module, args)
+        result, ran = image_action(args)
     finally:
         syscalls.mount("none", fs, None, syscalls.MS_REMOUNT)
     assert ran[-1] == "strata.overlay.overlay_image"
     assert result.get("failed") and "read-only" in result["msg"], result
 
 
-def test_a_registry_that_fails_is_asked_once(run_module, home, pushed, server, waits):
+def test_a_registry_that_fails_is_asked_once(image_action, run_module, home, pushed, server, waits):
     del waits
     _image, args = pushed
     args = dict(args, home=home, src=args["src"].replace("strata/app", "strata/none"))
-    result, ran = _run(run_module, args)
+    result, ran = image_action(args)
     # the home records nothing of it: the reader does not ask the registry (only_recorded), the module does
     assert result.get("failed") and ran == ["strata.overlay.overlay_image_info", "strata.overlay.overlay_image"]
     assert "failed_at" not in result
     assert len([p for p, _h in server.requests if "/manifests/" in p]) == 1
 
 
-def test_a_registry_that_fails_after_staging_is_asked_once(run_module, home, pushed, server, waits):
+def test_a_registry_that_fails_after_staging_is_asked_once(image_action, run_module, home, pushed, server, waits):
     """The image recorded, the registry down since: the reader's registry failure is the module's, asked once."""
     del waits
     _image, args = pushed
     args = dict(args, home=home)
-    _run(run_module, args)
+    image_action(args)
     server.override["/v2/strata/app/manifests/"] = status(503)
     before = len(server.requests)
-    result, ran = _run(run_module, dict(args, retries=1))
+    result, ran = image_action(dict(args, retries=1))
     assert result.get("failed") and "503" in result["msg"] and ran == ["strata.overlay.overlay_image_info"]
     assert "failed_at" not in result
     assert len([p for p, _h in server.requests[before:] if "/manifests/" in p]) == 2  # one try, one retry
 
 
-def test_a_first_staging_asks_the_registry_for_the_manifest_once(run_module, home, pushed, server):
+def test_a_first_staging_asks_the_registry_for_the_manifest_once(image_action, run_module, home, pushed, server):
     _image, args = pushed
-    result, ran = _run(run_module, dict(args, home=home))
+    result, ran = image_action(dict(args, home=home))
     assert result["changed"] is True and ran == ["strata.overlay.overlay_image_info", "strata.overlay.overlay_image"]
     assert len([p for p, _h in server.requests if "/manifests/" in p]) == 1
 
 
 @pytest.mark.layout("overlay2")
-def test_a_home_that_lost_a_short_link_goes_to_the_module_which_makes_it_again(run_module, home, pushed):
+def test_a_home_that_lost_a_short_link_goes_to_the_module_which_makes_it_again(image_action, run_module, home, pushed):
     _image, args = pushed
     args = dict(args, home=home)
-    _run(run_module, args)
+    image_action(args)
     links = os.path.join(home, "l")
     os.unlink(os.path.join(links, sorted(os.listdir(links))[0]))
     res = run_module(overlay_image_info, args)
     assert res["image"]["recorded"] is True and "of layer" in res["home"]["upkeep_due"]
-    result, ran = _run(run_module, args)
+    result, ran = image_action(args)
     assert ran[-1] == "strata.overlay.overlay_image"
     assert result["changed"] is True and "made again" in " ".join(result.get("warnings", [])), result
     assert run_module(overlay_image_info, args)["home"]["upkeep_due"] is None

@@ -10,76 +10,19 @@ compare.
 import os
 import shutil
 import stat
-import tempfile
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.action.overlay_image import ActionModule
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests, retry
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import manifests
 from ansible_collections.strata.overlay.plugins.modules import overlay_image, overlay_image_info
 
-from fake_registry import FakeRegistry, make_ca
 from imagetools import Image, mkimages
 from layertools import run_as
 
-MODULES = {"strata.overlay.overlay_image": overlay_image, "strata.overlay.overlay_image_info": overlay_image_info}
 INFO = "strata.overlay.overlay_image_info"
 MODULE = "strata.overlay.overlay_image"
 REMAPPED = 100000
 MAPS = [{"container_id": 0, "host_id": REMAPPED, "size": 65536}]
-
-
-@pytest.fixture(scope="module")
-def pki():
-    directory = tempfile.mkdtemp(prefix="strata-pki-")
-    yield make_ca(directory)
-    shutil.rmtree(directory)
-
-
-@pytest.fixture
-def server(pki):
-    registry = FakeRegistry(tls=(pki[1], pki[2])).start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    recorded = []
-    monkeypatch.setattr(retry, "sleep", recorded.append)
-    return recorded
-
-
-@pytest.fixture
-def pushed(server, pki):
-    image = Image()
-    server.push("strata/app", image, tag="v1")
-    return image, {"src": "docker://%s/strata/app:v1" % server.netloc, "ca_path": pki[0]}
-
-
-class _Task:
-    def __init__(self, args, diff=False, check_mode=False):
-        self.args = args
-        self.action = MODULE
-        self.diff = diff
-        self.check_mode = check_mode
-
-
-def _run(run_module, args, check_mode=False, diff=False):
-    """overlay_image's action with the modules run in this process; (result, names of the modules it ran)."""
-    action = object.__new__(ActionModule)
-    action._task = _Task(args, diff, check_mode)  # pylint: disable=protected-access
-    ran = []
-
-    def execute(module_name, module_args, task_vars):
-        del task_vars
-        ran.append(module_name)
-        return run_module(MODULES[module_name], module_args, check_mode=check_mode, diff=diff)
-    action._execute_module = execute  # pylint: disable=protected-access
-    result = action._run_with_src({}, dict(args), False, {})  # pylint: disable=protected-access
-    return result, ran
 
 
 def _owner(path):
@@ -87,10 +30,7 @@ def _owner(path):
     return st.st_uid, stat.S_IMODE(st.st_mode)
 
 
-# -- 1. overlay2: what every writer repairs (l/ and the short links), the fast path reports as unchanged -----
-
-
-# -- 2. an older home whose bookkeeping the remapped root owns -----------------------------------------------
+# -- an older home whose bookkeeping the remapped root owns: the module takes it back -------------------------------
 
 def _stage_remapped_and_give_back(run_module, args, home):
     """A home with id maps, its .strata (and layers/, tmp/) given to the remapped root as earlier versions
@@ -101,22 +41,22 @@ def _stage_remapped_and_give_back(run_module, args, home):
         os.chown(os.path.join(home, name), REMAPPED, REMAPPED)
 
 
-def test_an_earlier_versions_bookkeeping_is_taken_back_by_a_rerun_as_the_module_takes_it_back(run_module, home,
-                                                                                              pushed):
+def test_an_earlier_versions_bookkeeping_is_taken_back_by_a_rerun_as_the_module_takes_it_back(
+        image_action, run_module, home, pushed):
     """Every writer takes .strata back from the remapped root (home.py _check_private / _take_back_all): the
     fix that closed that user's write access to root's records. A re-run of the same image through the
     action never runs a writer any more, so the hole stays open for as long as the playbook changes nothing."""
     _image, args = pushed
     args = dict(args, home=home)
     _stage_remapped_and_give_back(run_module, args, home)
-    fast, ran = _run(run_module, dict(args, uid_maps=MAPS, gid_maps=MAPS))
+    fast, ran = image_action(dict(args, uid_maps=MAPS, gid_maps=MAPS))
     assert not fast.get("failed"), fast
     assert _owner(os.path.join(home, ".strata", "layers"))[0] == 0, \
         "after the re-run the remapped root still owns .strata/layers (the action ran %s)" % ran
 
 
 def test_a_file_the_remapped_root_planted_in_its_old_records_dir_fails_the_module_and_the_fast_path_alike(
-        run_module, home, pushed):
+        image_action, run_module, home, pushed):
     """overlay_image refuses (and closes) a taken-back records directory holding a file that is not root's own;
     the reader reads the directory as it is and vouches for the image."""
     _image, args = pushed
@@ -127,29 +67,30 @@ def test_a_file_the_remapped_root_planted_in_its_old_records_dir_fails_the_modul
         with open(os.path.join(home, ".strata", "layers", "0" * 64 + ".json"), "w") as f:
             f.write('{"version": 1, "holders": ["forged"]}')
     run_as(REMAPPED, REMAPPED, plant)
-    fast, ran = _run(run_module, args)
+    fast, ran = image_action(args)
     module = run_module(overlay_image, args)
     assert module.get("failed") and "not root's own" in module["msg"], module
     assert fast.get("failed"), "fast path (%s) said ok where overlay_image fails with: %s" % (ran, module["msg"])
 
 
 def test_a_strata_of_the_remapped_roots_with_no_maps_of_roots_is_refused_by_the_fast_path_too(
-        run_module, home, pushed):
+        image_action, run_module, home, pushed):
     """A .strata of the remapped root's holding no maps.json of root's: the writer refuses the home (the
     remapped root could have made it); the reader takes the task's maps and reads it."""
     _image, args = pushed
     args = dict(args, home=home, uid_maps=MAPS, gid_maps=MAPS)
     _stage_remapped_and_give_back(run_module, args, home)
     os.unlink(os.path.join(home, ".strata", "maps.json"))
-    fast, ran = _run(run_module, args)
+    fast, ran = image_action(args)
     module = run_module(overlay_image, args)
     assert module.get("failed") and "0700 directory owned by root" in module["msg"], module
     assert fast.get("failed"), "fast path (%s) said ok where overlay_image fails with: %s" % (ran, module["msg"])
 
 
-# -- 3. what a writer keeps in order, never done by a fast-path re-run ---------------------------------------
+# -- what a writer keeps in order is left to the writer -------------------------------------------------------------
 
-def test_a_world_writable_image_records_dir_is_sealed_by_a_rerun_as_the_module_seals_it(run_module, home, pushed):
+def test_a_world_writable_image_records_dir_is_sealed_by_a_rerun_as_the_module_seals_it(
+        image_action, run_module, home, pushed):
     """.strata/image-records of mode 0777: any local user can delete or rename root's image records in it.
     Every writer makes it root's 0700 again (_take_back_all); the reader accepts it of any mode
     (open_private's any_mode for WRITTEN_LATER) and the fast path leaves it open."""
@@ -158,12 +99,13 @@ def test_a_world_writable_image_records_dir_is_sealed_by_a_rerun_as_the_module_s
     run_module(overlay_image, args)
     records = os.path.join(home, ".strata", "image-records")
     os.chmod(records, 0o777)
-    fast, ran = _run(run_module, args)
+    fast, ran = image_action(args)
     assert not fast.get("failed"), fast
     assert _owner(records) == (0, 0o700), "image-records is %o after the re-run (ran %s)" % (_owner(records)[1], ran)
 
 
-def test_what_a_killed_run_left_in_tmp_is_cleared_by_a_rerun_as_the_module_clears_it(run_module, home, pushed):
+def test_what_a_killed_run_left_in_tmp_is_cleared_by_a_rerun_as_the_module_clears_it(
+        image_action, run_module, home, pushed):
     """A run killed while it downloaded a blob leaves it in .strata/tmp (it may be gigabytes); the next writer
     clears it. A re-run answered by the fast path never does, however often it runs."""
     _image, args = pushed
@@ -173,15 +115,15 @@ def test_what_a_killed_run_left_in_tmp_is_cleared_by_a_rerun_as_the_module_clear
     os.mkdir(leftover, 0o700)
     with open(os.path.join(leftover, "blob"), "wb") as f:
         f.write(b"\0" * (1 << 20))
-    fast, ran = _run(run_module, args)
+    fast, ran = image_action(args)
     assert not fast.get("failed"), fast
     assert not os.path.exists(leftover), "the killed run's leftovers are still in tmp after the re-run (ran %s)" % ran
 
 
-# -- 4. a limit overlay_image enforces that the reader does not ----------------------------------------------
+# -- a limit overlay_image enforces, enforced alike -----------------------------------------------------------------
 
-def test_an_image_over_the_layer_limit_is_refused_by_the_fast_path_as_by_the_module(run_module, home, server, pki,
-                                                                                    monkeypatch):
+def test_an_image_over_the_layer_limit_is_refused_by_the_fast_path_as_by_the_module(
+        image_action, run_module, home, server, pki, monkeypatch):
     """An image of 126 layers staged and recorded by an earlier version (no limit then; here: the limit raised
     for the first run). overlay_image now refuses it (check_layer_count); the reader never counts."""
     tars = [mkimages.layer_tar([("f%d" % i, b"%d\n" % i, 0o644)]) for i in range(manifests.MAX_IMAGE_LAYERS + 1)]
@@ -191,16 +133,16 @@ def test_an_image_over_the_layer_limit_is_refused_by_the_fast_path_as_by_the_mod
     with monkeypatch.context() as m:
         m.setattr(manifests, "MAX_IMAGE_LAYERS", 200)
         assert run_module(overlay_image, args)["changed"] is True
-    fast, ran = _run(run_module, args)
+    fast, ran = image_action(args)
     module = run_module(overlay_image, args)
     assert module.get("failed") and "at most 125" in module["msg"], module
     assert fast.get("failed"), "fast path (%s) said ok where overlay_image fails with: %s" % (ran, module["msg"])
 
 
-# -- 5. a registry failure the reader meets where overlay_image fails at the home first ---------------------
+# -- where overlay_image fails at the home first, so does the task --------------------------------------------------
 
 def test_a_home_the_module_refuses_before_the_config_fails_as_the_module_fails_not_with_the_registrys_error(
-        run_module, home, pushed, server, layout, waits):
+        image_action, run_module, home, pushed, server, layout, waits):
     """overlay_image opens the home (and refuses a layout other than the home's) once the manifest is read,
     before it asks for the config. The reader ignores the task's layout, asks for the config, and its
     failed_at=registry failure becomes the task's: the operator is told about the registry, where the module
@@ -212,13 +154,13 @@ def test_a_home_the_module_refuses_before_the_config_fails_as_the_module_fails_n
     shutil.rmtree(os.path.join(home, ".strata", "images"))  # the remembered config (a home of before the cache)
     del server.blobs[image.doc["config"]["digest"]]
     args["layout"] = "overlay2" if layout == "overlay" else "overlay"
-    fast, ran = _run(run_module, args)
+    fast, ran = image_action(args)
     module = run_module(overlay_image, args)
     assert module.get("failed") and "layout" in module["msg"], module
     assert fast.get("failed") and fast["msg"] == module["msg"], (ran, fast.get("msg"), module["msg"])
 
 
-# -- 6. what ansible-doc shows -------------------------------------------------------------------------------
+# -- what ansible-doc shows -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("part", ["DOCUMENTATION", "RETURN"])
 def test_the_modules_documentation_parses_so_ansible_doc_can_show_it(part):

@@ -157,8 +157,9 @@ def test_bookkeeping_a_writer_refuses_is_refused_by_the_reader_too(staged, mode,
 def _default_acl_on_the_records(home, layout):
     """A default ACL on root's 0700 layers/: no writer removes it (it seals only what it takes back)."""
     del layout
-    acl = bytes.fromhex("02000000" "0100" "0700" "ffffffff" "0200" "0700" "e8030000" "0400" "0000" "ffffffff"
-                        "1000" "0700" "ffffffff" "2000" "0000" "ffffffff")
+    # version 2; user:: rwx; user:1000: rwx; group:: ---; mask:: rwx; other:: ---
+    acl = bytes.fromhex("".join(("02000000", "01000700ffffffff", "02000700e8030000", "04000000ffffffff",
+                                 "10000700ffffffff", "20000000ffffffff")))
     try:
         os.setxattr(os.path.join(home, ".strata", "layers"), "system.posix_acl_default", acl)
     except OSError as e:

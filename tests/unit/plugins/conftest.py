@@ -1,4 +1,4 @@
-"""Fixtures shared by the image tests that talk to a fake registry over TLS."""
+"""Fixtures shared by the tests that talk to a fake registry over TLS (the image code, its modules, the action)."""
 
 import os
 import tempfile
