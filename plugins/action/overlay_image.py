@@ -112,10 +112,11 @@ class ActionModule(SourceAction):
 
         A re-run that changes nothing then ships and runs only the registry client and the home's reader,
         not the stager (a module run compiles all it imports). Only a task that gives nothing but what
-        overlay_image_info takes asks it; whatever it cannot vouch for (a layer or the record missing, a repair
-        that may be due, a layout or a read-only home the module would refuse, a home it cannot read) goes to
-        the module, which stages, repairs and reports as ever. A failure of the options or the registry is the module's own
-        failure word for word (the same code, before the home), so a registry that is down is not asked twice.
+        overlay_image_info takes asks it; whatever it cannot vouch for (a layer or the record missing, upkeep
+        a writer's run would do, a layout or a read-only home the module would refuse, a home it cannot read)
+        goes to the module, which stages, repairs and reports as ever. A failure of the options or the
+        registry is the module's own failure word for word (the same code, before the home), so a registry
+        that is down is not asked twice.
         """
         if args.get("state", "present") != "present" or set(args) - _INFO_OPTIONS - {"state", "remote_src"}:
             return self._run_module(args, task_vars)
