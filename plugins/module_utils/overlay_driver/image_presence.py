@@ -15,17 +15,14 @@ overlay_info's question, not this one's.
 """
 
 import os
-import re
 import stat
 
 from .errors import OverlayError
 from .home import WRITTEN_LATER, HomeDirs
 from .ids import maps_as_dicts, parse_maps, root_pair, validate_layer_id
 from .image_records import ImageRecords
-from .layout import LINK_DIR, LINK_LENGTH, LOWER_ID, MADE_MERGED_DIR, RECORDS_DIR, ROOT, STATE_DIR, TMP_DIR
+from .layout import LINK_DIR, LOWER_ID, MADE_MERGED_DIR, RECORDS_DIR, ROOT, STATE_DIR, TMP_DIR, is_link_id
 from .records import TAR_SPLIT_SUFFIX, load_record
-
-_LINK = re.compile(r"^[A-Z0-9]{%d}$" % LINK_LENGTH)  # short_links.validate_link_id
 
 
 class HomeView:
@@ -160,7 +157,7 @@ class HomeView:
                 return None
             for layer_id in sorted(layers):  # short_link_repair.plan: a layer's own LINK, missing from l/
                 link = _read_small(self.dirs.fd, layer_id + "/link")
-                if link is not None and _LINK.match(link) and not _exists_in(fd, link):
+                if link is not None and is_link_id(link) and not _exists_in(fd, link):
                     return "l/%s of layer %s is missing" % (link, layer_id)
         finally:
             os.close(fd)
