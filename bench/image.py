@@ -12,7 +12,9 @@ pushed into it by skopeo with gzip and with zstd layers (tests/imagebuild.py).
     containers-storage's own shape): alternate pairs, medians, ratio of medians;
 (g) staging the image again (present: no change) vs an ansible.builtin.stat task,
     both as whole ansible-playbook runs;
-(h) peak RSS of the module staging a single-layer image of 200 MB and 1 GB.
+(h) peak RSS of the module staging a single-layer image of 200 MB and 1 GB;
+(i) the gzip pull of (f) with its layers decompressed by the igzip program (when
+    the host has it) vs by zlib in the module (STRATA_OVERLAY_DISABLE_IGZIP=1).
 
 Every figure is a whole process under GNU time, as in bench/run.py (whose
 measuring helpers this uses). The module runs as Ansible runs it on a host,
@@ -290,6 +292,37 @@ def pull_and_stage(side, reps, expected_layers, layouts):
     return out
 
 
+def one_file_layer(layer0):
+    """A layer holding one file, the first layer's tarball: the same bytes, with nothing to unpack but them
+    (what decompression, not the applier, bounds)."""
+    path = os.path.join(CACHE, "one-file-%s.tar" % hashlib.sha256(layer0.encode()).hexdigest()[:12])
+    if not os.path.exists(path):
+        with tarfile.open(path + ".tmp", "w", format=tarfile.PAX_FORMAT) as tf:
+            tf.add(layer0, arcname="one-file")
+        os.rename(path + ".tmp", path)
+    return path
+
+
+def igzip_vs_zlib(side, reps, layouts):
+    """(i) gzip pulls with their layers decompressed by the igzip program vs by zlib in the module: the
+    image of (f), and an image of one layer holding one file (decompression bound)."""
+    out = []
+    zlib_env = dict(side.env, STRATA_OVERLAY_DISABLE_IGZIP="1")
+    for name, what, layout in [("bench", "the image of (f)", layout) for layout in layouts] + [
+            ("onefile", "one layer of one file", "overlay2")]:
+        ref = side.regs.basic.ref(name, "gzip")
+        home = side.path("i-home")
+        cmd = side.module_args("i-%s-%s" % (name, layout), ref, home, layout)
+        side.fresh_home(home)()
+        side.run_module(cmd)
+        row = compare("(i) pull and stage %s, gzip, %s layout: igzip vs zlib" % (what, layout),
+                      (cmd, side.fresh_home(home), side.env), (cmd, side.fresh_home(home), zlib_env), reps)
+        row["ratio_of_medians"] = row["ours"][0] / row["theirs"][0]
+        out.append(row)
+        side.fresh_home(home)()
+    return out
+
+
 def restage_vs_stat(side, reps):
     ref = side.regs.basic.ref("bench", "gzip")
     home = side.path("g-home")
@@ -411,16 +444,22 @@ def main():
             refs = {"bench": imagebuild.Image([layer0, layer1])}
             if "h" in args.only:
                 refs.update({"big%d" % size: imagebuild.Image([big_layer(size)]) for size in (200, 1000)})
+            if "i" in args.only:
+                refs["onefile"] = imagebuild.Image([one_file_layer(layer0)])
             imagebuild.write_oci_layout(layout, refs)
             print("pushing the images (gzip and zstd)", flush=True)
             for compression in ("gzip", "zstd"):
                 imagebuild.push(regs, "oci:%s:bench" % layout, "bench", compression, compression=compression)
+            if "i" in args.only:
+                imagebuild.push(regs, "oci:%s:onefile" % layout, "onefile", "gzip")
             if "h" in args.only:
                 for size in (200, 1000):
                     imagebuild.push(regs, "oci:%s:big%d" % (layout, size), "big%d" % size, "gzip")
             side = Side(mnt, regs, farm)
             if "f" in args.only:
                 results += pull_and_stage(side, args.reps, 2, args.layouts.split(","))
+            if "i" in args.only:
+                results += igzip_vs_zlib(side, args.reps, args.layouts.split(","))
             if "g" in args.only:
                 results += restage_vs_stat(side, args.reps)
             if "h" in args.only:

@@ -10,7 +10,7 @@ test_deps=false
 [ "${1:-}" = --test ] && test_deps=true
 
 if $test_deps; then
-  packages=(containers-storage btrfs-progs xfsprogs e2fsprogs zstd kmod tar util-linux python3-venv time
+  packages=(containers-storage btrfs-progs xfsprogs e2fsprogs zstd isal kmod tar util-linux python3-venv time
             mmdebstrap qemu-system-x86 qemu-utils openssh-client rsync
             docker.io docker-registry skopeo umoci apache2-utils openssl psmisc acl)
   missing=()

@@ -135,6 +135,14 @@ class _Uncounted:
         del n
 
     @property
+    def bytes(self):
+        return self._progress.bytes
+
+    @bytes.setter
+    def bytes(self, value):
+        self._progress.bytes = value
+
+    @property
     def uncompressed(self):
         return self._progress.uncompressed
 
@@ -143,7 +151,7 @@ class _Uncounted:
         self._progress.uncompressed = value
 
 
-def _opener(source, descriptor, diff_id, image, progress, verifiers):
+def _opener(source, descriptor, diff_id, image, progress, verifiers, streams, gzip_program):
     # An uncompressed blob's digest is its diff_id, which the applier checks before the layer becomes
     # visible: hashing the same bytes twice would prove nothing more.
     digest = None if descriptor.digest == diff_id and descriptor.compression == "none" else descriptor.digest
@@ -154,7 +162,8 @@ def _opener(source, descriptor, diff_id, image, progress, verifiers):
             verifier = VerifyingReader(raw, digest, descriptor.size, image, progress.add,
                                        name=descriptor.digest or descriptor.path)
             verifiers.append(verifier)
-            stream = CheckedStream(verifier, descriptor.compression, image)
+            stream = CheckedStream(verifier, descriptor.compression, image, gzip_program)
+            streams.append(stream)
             try:
                 yield _Counted(stream, progress)
             finally:
@@ -440,8 +449,24 @@ def _fetched(store, source, descriptor, image, progress, where, prefetched=(None
 
 
 def _apply_one(store, source, descriptor, layer, parent, image, progress, where):
+    """Apply the blob, its gzip decompressed by the igzip program when the host has one; when igzip's answer
+    is not provably zlib's (decompress._IgzipProcess), the blob is read and applied again through zlib, whose
+    verdict stands. The failed attempt left nothing (store_apply), and its bytes are not spent twice."""
+    streams = []
+    spent = (progress.bytes, progress.uncompressed)
+    try:
+        _apply_attempt(store, source, descriptor, layer, parent, image, progress, where, streams, True)
+        return
+    except ImageError:
+        if not any(stream.recheck for stream in streams):
+            raise
+    progress.bytes, progress.uncompressed = spent
+    _apply_attempt(store, source, descriptor, layer, parent, image, progress, where, [], False)
+
+
+def _apply_attempt(store, source, descriptor, layer, parent, image, progress, where, streams, gzip_program):
     verifiers = []
-    opener = _opener(source, descriptor, layer.diff_id, image, progress, verifiers)
+    opener = _opener(source, descriptor, layer.diff_id, image, progress, verifiers, streams, gzip_program)
     blob = descriptor.digest or descriptor.path
     try:
         store_apply(store, layer.id, parent, opener, layer.diff_id)

@@ -14,7 +14,7 @@ import queue
 import threading
 
 from ..errors import LayerFormatError
-from ..decompress import open_decompressed
+from ..decompress import GzipRecheck, open_decompressed
 from .errors import BlobError
 
 CHUNK = 1 << 20
@@ -91,11 +91,15 @@ class _ReadAhead:
 
 
 class CheckedStream:
-    def __init__(self, verifier, compression, image=None):
+    """gzip_program: the blob may be decompressed by the igzip program; `recheck` is then True after a
+    failure only zlib may judge (decompress.GzipRecheck), and the caller reads the blob again without it."""
+
+    def __init__(self, verifier, compression, image=None, gzip_program=False):
         self._verifier = verifier
         self.image = image
+        self.recheck = False
         self._ahead = _ReadAhead(_Quiet(verifier))
-        self._f, self.compression = open_decompressed(self._ahead, compression)
+        self._f, self.compression = open_decompressed(self._ahead, compression, gzip_program)
 
     def read(self, n=-1):
         try:
@@ -103,6 +107,8 @@ class CheckedStream:
         except Exception as e:  # pylint: disable=broad-except
             if self._verifier.error is not None:
                 raise self._verifier.error
+            if isinstance(e, GzipRecheck):
+                self.recheck = True
             if isinstance(e, LayerFormatError):
                 raise
             raise BlobError("cannot decompress the layer (%s): %s" % (self.compression, e), image=self.image,

@@ -4,7 +4,9 @@ import bz2
 import gzip
 import lzma
 import shutil
+import struct
 import subprocess
+import zlib
 
 import pytest
 
@@ -153,3 +155,135 @@ def test_an_xz_layer_whose_dictionary_would_take_hundreds_of_mib_is_refused_befo
 def test_an_xz_layer_with_the_dictionaries_xz_presets_and_zstd_allow_is_read(megabytes):
     reader, _names = read_all(_xz_with_dictionary(LAYER, megabytes))
     assert reader.digest() == sha256(LAYER)
+
+
+# -- gzip through the igzip program (a registry's layers, whose blob can be read again) ----------
+
+IGZIP = shutil.which("igzip")
+needs_igzip = pytest.mark.skipif(IGZIP is None, reason="the igzip program (Debian's isal) is not installed")
+
+
+def read_through_igzip(packed):
+    """What staging gets: igzip's answer, or, after a GzipRecheck, zlib's. (bytes, rechecked)"""
+    import io  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
+
+    reader, compression = decompress.open_decompressed(io.BytesIO(packed), "gzip", gzip_program=True)
+    assert compression == "gzip" and type(reader).__name__ == "_IgzipProcess"
+    out = []
+    try:
+        while True:
+            data = reader.read(1 << 16)
+            if not data:
+                return b"".join(out), False
+            out.append(data)
+    except decompress.GzipRecheck:
+        pass
+    finally:
+        reader.close()
+    strict, _ = decompress.open_decompressed(io.BytesIO(packed), "gzip")
+    out = []
+    while True:
+        try:
+            data = strict.read(1 << 16)
+        except decompress.DECOMPRESS_ERRORS as e:  # as CheckedStream turns them
+            raise LayerFormatError("cannot decompress the layer (gzip): %s" % e) from e
+        if not data:
+            return b"".join(out), True
+        out.append(data)
+
+
+def random_bytes(n, seed=7):
+    import random  # pylint: disable=import-outside-toplevel
+
+    return random.Random(seed).randbytes(n)
+
+
+@needs_igzip
+@pytest.mark.parametrize("size", [0, 1, 1000, 70000, 3 << 20])
+@pytest.mark.parametrize("padding", [0, 1, 8, 20000])
+def test_one_member_through_igzip_is_taken_as_it_is(size, padding):
+    # small outputs end their trailer in NULs (the length's high bytes), which padding must not swallow
+    data = random_bytes(size)
+    out, rechecked = read_through_igzip(gzip.compress(data, mtime=0) + b"\x00" * padding)
+    assert out == data
+    assert rechecked == bool(padding)  # zlib accepts NULs at the end, igzip stops there: zlib decides
+
+
+@needs_igzip
+def test_several_members_are_taken_as_igzip_gives_them():
+    # eStargz's shape: a member per file, then a small TOC and footer
+    parts = [random_bytes(50000, seed=i) for i in range(5)] + [b"toc" * 10]
+    packed = b"".join(gzip.compress(p, mtime=0) for p in parts)
+    out, rechecked = read_through_igzip(packed)
+    assert out == b"".join(parts) and not rechecked
+
+
+@needs_igzip
+@pytest.mark.parametrize("compression,tail,accepted", [f for f in FRAMING if f[0] == "gzip"],
+                         ids=["gzip-%d" % i for i, f in enumerate(FRAMING) if f[0] == "gzip"])
+def test_igzip_leaves_what_may_follow_a_stream_to_zlib(compression, tail, accepted):
+    # igzip stops without a word at junk, or at padding followed by a member: zlib's verdict stands
+    compress = COMPRESSORS[compression]
+    packed = compress(LAYER[:HALF]) + compress(LAYER[HALF:]) + tail(compress)
+    if not accepted:
+        with pytest.raises(LayerFormatError, match="trailing data|padding|decompress|truncated|corrupt"):
+            read_through_igzip(packed)
+        return
+    out, _ = read_through_igzip(packed)
+    assert out == subprocess.run(["gzip", "-dc"], input=packed, stdout=subprocess.PIPE, check=True).stdout
+
+
+@needs_igzip
+@pytest.mark.parametrize("damage", ["truncated", "crc", "length", "junk", "junk-forged",
+                                    "member-after-padding", "half-magic", "empty"])
+def test_a_damaged_gzip_stream_gets_zlibs_verdict_through_igzip(damage):
+    data = random_bytes(200000)
+    packed = bytearray(gzip.compress(data, mtime=0))
+    if damage == "truncated":
+        packed = packed[: len(packed) * 2 // 3]
+    elif damage == "crc":
+        packed[-6] ^= 1
+    elif damage == "length":
+        packed[-2] ^= 1
+    elif damage == "junk":
+        packed += b"junk after the member"
+    elif damage == "junk-forged":
+        # junk that ends with the trailer of what igzip gives, and junk that is a member after NULs
+        packed += b"junk" + struct.pack("<II", zlib.crc32(data), len(data))
+    elif damage == "member-after-padding":
+        packed += b"\x00" * 8 + gzip.compress(data[-1024:], mtime=0)
+    elif damage == "half-magic":
+        packed += b"\x1f"
+    else:
+        packed = b""
+    with pytest.raises(LayerFormatError) as e:
+        read_through_igzip(bytes(packed))
+    assert "igzip" not in str(e.value)  # the message is zlib's
+
+
+@needs_igzip
+def test_igzip_can_be_turned_off(monkeypatch):
+    import io  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
+
+    monkeypatch.setenv(decompress.IGZIP_DISABLE_ENV, "1")
+    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)
+    assert type(reader).__name__ == "_StrictStreams"
+    monkeypatch.setenv(decompress.IGZIP_DISABLE_ENV, "0")
+    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)
+    assert type(reader).__name__ == "_IgzipProcess"
+    reader.close()
+
+
+def test_without_igzip_a_gzip_layer_is_zlibs(monkeypatch):
+    import io  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)
+    assert type(reader).__name__ == "_StrictStreams"
+    assert reader.read(1 << 20)[:3] == b"etc"

@@ -5,13 +5,16 @@ with files of its own, or with the right diff on another parent) is not the
 image's layer: staging refuses it, naming what it holds, and changes nothing.
 """
 
+import gzip
 import io
 import os
+import shutil
 
 import pytest
 
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image, store_has
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
 
 from imagetools import Image
@@ -100,3 +103,69 @@ def test_an_image_of_125_layers_is_staged(home, scratch):
     layout = image.write_layout(os.path.join(scratch, "deep"))
     staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
     assert len(staged.layers) == 125 and staged.top == image.ids[-1]
+
+
+# -- gzip layers through the igzip program, and zlib's second reading ----------
+
+IGZIP = shutil.which("igzip")
+needs_igzip = pytest.mark.skipif(IGZIP is None, reason="the igzip program (Debian's isal) is not installed")
+
+
+@pytest.fixture
+def igzip_runs(scratch, monkeypatch):
+    """The igzip program staging runs, through a wrapper that counts its runs; a function giving that count."""
+    log = os.path.join(scratch, "igzip-runs")
+    wrapper = os.path.join(scratch, "igzip")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\necho run >> %s\nexec %s \"$@\"\n" % (log, IGZIP))
+    os.chmod(wrapper, 0o755)
+    monkeypatch.setattr(decompress, "igzip_program", lambda: wrapper)
+
+    def runs():
+        with open(log) if os.path.exists(log) else io.StringIO() as f:
+            return len(f.read().split())
+    return runs
+
+
+def gzip_image(blob_of_first_layer):
+    """IMAGE's layers gzip-compressed, the first one's blob made by blob_of_first_layer(tar)."""
+    image = Image(tars=IMAGE.tars, compression="gzip")
+    doc = dict(image.doc, layers=list(image.doc["layers"]))
+    doc["layers"][0] = image.blobs.add(blob_of_first_layer(image.tars[0]), doc["layers"][0]["mediaType"])
+    image.rewrite(doc)
+    return image
+
+
+@needs_igzip
+# eStargz's shape is a member per file; NUL padding at the end zlib accepts and igzip stops at: read again
+@pytest.mark.parametrize("shape", ["one member", "a member per 512 bytes", "NUL padding at the end"])
+def test_a_gzip_layer_is_staged_through_igzip_or_read_again(home, scratch, igzip_runs, shape):
+    def blob(tar):
+        if shape == "one member":
+            return gzip.compress(tar, mtime=0)
+        if shape == "a member per 512 bytes":
+            return b"".join(gzip.compress(tar[i:i + 512], mtime=0) for i in range(0, len(tar), 512))
+        return gzip.compress(tar, mtime=0) + b"\x00" * 100
+    image = gzip_image(blob)
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    # the second reading spends no more of the image's size than the first: exactly enough is enough
+    staged = stage_image(LayerStore(home), "oci:%s:v1" % layout, max_image_size=sum(len(t) for t in image.tars))
+    assert [layer.id for layer in staged.layers] == image.ids
+    assert igzip_runs() == 2  # one run per layer, the second reading is zlib's
+    store = LayerStore(home)
+    assert all(store_has(store, lid, diff, parent)
+               for lid, diff, parent in zip(image.ids, image.diff_ids, [""] + image.ids[:-1]))
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
+
+
+@needs_igzip
+@pytest.mark.parametrize("tail", [b"junk", b"\x00" * 8 + gzip.compress(b"\x00" * 1024, mtime=0)],
+                         ids=["junk", "member-after-padding"])
+def test_a_gzip_layer_igzip_would_take_is_refused_by_zlib_and_leaves_nothing(home, scratch, igzip_runs, tail):
+    image = gzip_image(lambda tar: gzip.compress(tar, mtime=0) + tail)
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    with pytest.raises(ImageError, match="trailing data after gzip stream 1") as e:
+        stage_image(LayerStore(home), "oci:%s:v1" % layout)
+    assert "layer 1 of 2" in e.value.message and "igzip" not in e.value.message
+    assert igzip_runs() == 1
+    assert layer_names(home) == [] and os.listdir(os.path.join(home, ".strata", "tmp")) == []
