@@ -258,6 +258,14 @@ def zstd_support():
     return {"program": program, "module": module, "supported": bool(program) or module}
 
 
+def gzip_support():
+    """How gzip layers are decompressed here: by the igzip program when the host has it (and it is not turned off
+    with STRATA_OVERLAY_DISABLE_IGZIP), else by zlib in the module, which needs nothing."""
+    from .decompress import igzip_program  # pylint: disable=import-outside-toplevel
+
+    return {"program": igzip_program() or ""}
+
+
 def signature_verifiers():
     """The verifiers a signature policy can use here (signature_verifiers.py)."""
     from .signature_verifiers import host_verifiers  # pylint: disable=import-outside-toplevel
@@ -290,5 +298,6 @@ def host_status(home, verifiers=False):
         "home_exists": os.path.isdir(home),
         "problems": problems,
         "zstd": zstd_support(),
+        "gzip": gzip_support(),
         "signature_verifiers": signature_verifiers() if verifiers else None,
     }

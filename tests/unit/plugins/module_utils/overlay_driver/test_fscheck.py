@@ -141,6 +141,20 @@ def test_zstd_support_is_the_program_or_the_module(monkeypatch, tmp_path):
     assert without_program["program"] == "" and without_program["supported"] == without_program["module"]
 
 
+def test_gzip_support_names_the_igzip_program_unless_there_is_none_or_it_is_turned_off(monkeypatch, tmp_path):
+    fake = tmp_path / "igzip"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert fscheck.gzip_support() == {"program": str(fake)}
+    assert fscheck.host_status(str(tmp_path / "home"))["gzip"] == {"program": str(fake)}
+    monkeypatch.setenv("STRATA_OVERLAY_DISABLE_IGZIP", "1")
+    assert fscheck.gzip_support() == {"program": ""}
+    monkeypatch.delenv("STRATA_OVERLAY_DISABLE_IGZIP")
+    fake.unlink()
+    assert fscheck.gzip_support() == {"program": ""}
+
+
 def counting(monkeypatch, name):
     """Count the calls of fscheck.<name> (the driver and fscheck itself look it up there)."""
     calls = []
