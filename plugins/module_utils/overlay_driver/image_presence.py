@@ -130,8 +130,8 @@ class HomeView:
     def _layout_upkeep(self, layers):
         if self.layout == "overlay":
             for layer_id in layers:  # Driver._repair: a killed apply_diff's overlay parts beside its root/
-                if _exists_in(self.dirs.fd, layer_id + "/" + ROOT) and \
-                        _exists_in(self.dirs.fd, layer_id + "/" + LOWER_ID):
+                if _exists_in_layer(self.dirs.fd, layer_id, ROOT) and \
+                        _exists_in_layer(self.dirs.fd, layer_id, LOWER_ID):
                     return "layer %s holds both root/ and lower-id" % layer_id
             return None
         if self.layout != "overlay2":
@@ -151,12 +151,12 @@ class HomeView:
                     continue
                 parts = target.split("/")
                 if len(parts) == 3 and parts[0] == ".." and parts[2] == "diff" and _is_layer_id(parts[1]) and \
-                        not _exists_in(self.dirs.fd, parts[1] + "/diff"):
+                        not _exists_in_layer(self.dirs.fd, parts[1], "diff"):
                     return "l/%s leads to no layer" % name
             if len(names) >= len(layers):  # Overlay2Driver._links_look_whole: nothing can have been lost
                 return None
             for layer_id in sorted(layers):  # short_link_repair.plan: a layer's own LINK, missing from l/
-                link = _read_small(self.dirs.fd, layer_id + "/link")
+                link = _in_layer(self.dirs.fd, layer_id, lambda fd: _read_small(fd, "link"))
                 if link is not None and is_link_id(link) and not _exists_in(fd, link):
                     return "l/%s of layer %s is missing" % (link, layer_id)
         finally:
@@ -196,6 +196,25 @@ def _exists_in(dir_fd, path):
     except OSError:
         return False
     return True
+
+
+def _in_layer(dir_fd, layer_id, read):
+    """read(fd) of the layer's directory, opened without following a link (None when it is none): in a remapped
+    home the remapped root may put a link to anywhere in the place of a layer's name, and a path through it
+    (O_NOFOLLOW holds for its last part only) would tell whether something exists there, or read it."""
+    try:
+        fd = os.open(layer_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        return read(fd)
+    finally:
+        os.close(fd)
+
+
+def _exists_in_layer(dir_fd, layer_id, name):
+    return bool(_in_layer(dir_fd, layer_id, lambda fd: _exists_in(fd, name)))
 
 
 def _unlinkable(dir_fd, name):

@@ -218,3 +218,31 @@ def _tree(path):
             st = os.lstat(os.path.join(root, name))
             out[os.path.relpath(os.path.join(root, name), path)] = (st.st_mode, st.st_uid, st.st_size)
     return out
+
+
+def test_a_layer_name_made_a_link_is_not_followed(staged, layout, scratch, monkeypatch):
+    """In a remapped home the remapped root may put a link to anywhere in the place of a layer's directory,
+    after the home was opened and its entries checked: the reader must neither tell what exists there nor
+    read it (its messages reach the task's result)."""
+    outside = os.path.join(scratch, "outside")
+    os.makedirs(os.path.join(outside, "root"))
+    os.mkdir(os.path.join(outside, "diff"))
+    _write(os.path.join(outside, "lower-id"), b"base", 0o644)
+    secret = "SECRETLINKNAMEOUTSIDEHOMEZ"
+    _write(os.path.join(outside, "link"), secret.encode(), 0o644)
+    if layout == "overlay2":  # l/ short of links: the reader then reads each layer's link file
+        links = os.path.join(staged, "l")
+        for name in os.listdir(links):
+            os.unlink(os.path.join(links, name))
+    with HomeView(staged) as view:
+        listed = view.dirs.layer_ids
+
+        def listed_then_swapped():  # the swap lands just after the layers were listed
+            ids = listed()
+            os.rename(os.path.join(staged, "app"), os.path.join(scratch, "app-away"))
+            os.symlink(outside, os.path.join(staged, "app"))
+            return ids
+        monkeypatch.setattr(view.dirs, "layer_ids", listed_then_swapped)
+        found = view.upkeep_due() or ""
+    assert "holds both root/ and lower-id" not in found
+    assert secret not in found
