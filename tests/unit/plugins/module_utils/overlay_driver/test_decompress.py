@@ -182,7 +182,7 @@ def read_through_igzip(packed):
         pass
     finally:
         reader.close()
-    strict, _ = decompress.open_decompressed(io.BytesIO(packed), "gzip")
+    strict = decompress.open_decompressed(io.BytesIO(packed), "gzip")[0]
     out = []
     while True:
         try:
@@ -231,7 +231,7 @@ def test_igzip_leaves_what_may_follow_a_stream_to_zlib(compression, tail, accept
         with pytest.raises(LayerFormatError, match="trailing data|padding|decompress|truncated|corrupt"):
             read_through_igzip(packed)
         return
-    out, _ = read_through_igzip(packed)
+    out = read_through_igzip(packed)[0]
     assert out == subprocess.run(["gzip", "-dc"], input=packed, stdout=subprocess.PIPE, check=True).stdout
 
 
@@ -270,10 +270,10 @@ def test_igzip_can_be_turned_off(monkeypatch):
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
 
     monkeypatch.setenv(decompress.IGZIP_DISABLE_ENV, "1")
-    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)
+    reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)[0]
     assert type(reader).__name__ == "_StrictStreams"
     monkeypatch.setenv(decompress.IGZIP_DISABLE_ENV, "0")
-    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)
+    reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)[0]
     assert type(reader).__name__ == "_IgzipProcess"
     reader.close()
 
@@ -284,6 +284,6 @@ def test_without_igzip_a_gzip_layer_is_zlibs(monkeypatch):
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
 
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
-    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)
+    reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)[0]
     assert type(reader).__name__ == "_StrictStreams"
     assert reader.read(1 << 20)[:3] == b"etc"
