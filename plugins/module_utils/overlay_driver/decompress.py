@@ -203,7 +203,12 @@ class _IgzipProcess:
         self._held = b""  # output not given yet: the last _SENTINEL_BYTES may be the sentinel
         self._checked = False
         self._feeder = threading.Thread(target=self._feed, args=(raw,), name="igzip-feeder", daemon=True)
-        self._feeder.start()
+        try:
+            self._feeder.start()
+        except BaseException:
+            self.close()
+            self._proc.stdin.close()
+            raise
 
     def _feed(self, raw):
         fd = self._proc.stdin.fileno()
@@ -443,7 +448,10 @@ def open_decompressed(raw, compression="auto", gzip_program=False):
     if compression == "gzip" and gzip_program:
         exe = igzip_program()
         if exe:
-            return _IgzipProcess(source, exe), compression
+            try:
+                return _IgzipProcess(source, exe), compression
+            except (OSError, RuntimeError):
+                pass  # igzip cannot run here (another machine's binary, no interpreter, no thread): zlib reads it
     if compression in ("gzip", "bzip2", "xz"):
         return _StrictStreams(source, compression), compression
     return _zstd_reader(source), compression

@@ -225,3 +225,19 @@ def test_a_layer_read_again_counts_its_blob_once(home, scratch, igzip_runs):
     layout = image.write_layout(os.path.join(scratch, "layout"))
     staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
     assert igzip_runs() == 2 and staged.bytes == sum(layer["size"] for layer in image.doc["layers"])
+
+
+# a script whose interpreter is missing (ENOENT), a binary of another machine (ENOEXEC)
+@pytest.mark.parametrize("program", ["#!/nonexistent/sh\n", "\x7fELF\x02\x01\x01 of another machine"],
+                         ids=["missing-interpreter", "exec-format"])
+def test_an_igzip_that_cannot_run_leaves_the_layer_to_zlib(home, scratch, monkeypatch, program):
+    broken = os.path.join(scratch, "igzip")
+    with open(broken, "w") as f:
+        f.write(program)
+    os.chmod(broken, 0o755)
+    monkeypatch.setattr(decompress, "igzip_program", lambda: broken)
+    image = Image(tars=IMAGE.tars, compression="gzip")
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
+    assert [layer.id for layer in staged.layers] == image.ids
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
