@@ -202,6 +202,7 @@ class _IgzipProcess:
         self._feed_error = None
         self._held = b""  # output not given yet: the last _SENTINEL_BYTES may be the sentinel
         self._checked = False
+        self._recheck = None
         self._feeder = threading.Thread(target=self._feed, args=(raw,), name="igzip-feeder", daemon=True)
         try:
             self._feeder.start()
@@ -248,14 +249,17 @@ class _IgzipProcess:
         return data
 
     def check(self):
-        if self._checked:
-            return
-        self._checked = True
-        self._feeder.join()
-        rc = self._proc.wait()
-        if rc != 0 or self._feed_error is not None or not self._fed or self._held != self._sentinel:
-            raise GzipRecheck("igzip's answer is not provably zlib's (exit status %d): the layer is read again "
-                              "through zlib" % rc)
+        """Once igzip's output ended: GzipRecheck unless its answer stands, raised again by every later call
+        (and read), so a reader that swallowed it once cannot read on to a clean end."""
+        if not self._checked:
+            self._checked = True
+            self._feeder.join()
+            rc = self._proc.wait()
+            if rc != 0 or self._feed_error is not None or not self._fed or self._held != self._sentinel:
+                self._recheck = GzipRecheck("igzip's answer is not provably zlib's (exit status %d): the layer is "
+                                            "read again through zlib" % rc)
+        if self._recheck is not None:
+            raise self._recheck
 
     def close(self):
         if self._proc.poll() is None:
