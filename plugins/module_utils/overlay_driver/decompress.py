@@ -202,8 +202,14 @@ class _IgzipProcess:
         self._feed_error = None
         self._held = b""  # output not given yet: the last _SENTINEL_BYTES may be the sentinel
         self._checked = False
+        self._recheck = None
         self._feeder = threading.Thread(target=self._feed, args=(raw,), name="igzip-feeder", daemon=True)
-        self._feeder.start()
+        try:
+            self._feeder.start()
+        except BaseException:
+            self.close()
+            self._proc.stdin.close()
+            raise
 
     def _feed(self, raw):
         fd = self._proc.stdin.fileno()
@@ -243,14 +249,17 @@ class _IgzipProcess:
         return data
 
     def check(self):
-        if self._checked:
-            return
-        self._checked = True
-        self._feeder.join()
-        rc = self._proc.wait()
-        if rc != 0 or self._feed_error is not None or not self._fed or self._held != self._sentinel:
-            raise GzipRecheck("igzip's answer is not provably zlib's (exit status %d): the layer is read again "
-                              "through zlib" % rc)
+        """Once igzip's output ended: GzipRecheck unless its answer stands, raised again by every later call
+        (and read), so a reader that swallowed it once cannot read on to a clean end."""
+        if not self._checked:
+            self._checked = True
+            self._feeder.join()
+            rc = self._proc.wait()
+            if rc != 0 or self._feed_error is not None or not self._fed or self._held != self._sentinel:
+                self._recheck = GzipRecheck("igzip's answer is not provably zlib's (exit status %d): the layer is "
+                                            "read again through zlib" % rc)
+        if self._recheck is not None:
+            raise self._recheck
 
     def close(self):
         if self._proc.poll() is None:
@@ -443,7 +452,10 @@ def open_decompressed(raw, compression="auto", gzip_program=False):
     if compression == "gzip" and gzip_program:
         exe = igzip_program()
         if exe:
-            return _IgzipProcess(source, exe), compression
+            try:
+                return _IgzipProcess(source, exe), compression
+            except (OSError, RuntimeError):
+                pass  # igzip cannot run here (another machine's binary, no interpreter, no thread): zlib reads it
     if compression in ("gzip", "bzip2", "xz"):
         return _StrictStreams(source, compression), compression
     return _zstd_reader(source), compression

@@ -135,20 +135,25 @@ class _Uncounted:
         del n
 
     @property
-    def bytes(self):
-        return self._progress.bytes
-
-    @bytes.setter
-    def bytes(self, value):
-        self._progress.bytes = value
-
-    @property
     def uncompressed(self):
         return self._progress.uncompressed
 
     @uncompressed.setter
     def uncompressed(self, value):
         self._progress.uncompressed = value
+
+
+class _Attempt(_Uncounted):
+    """progress for one reading of a blob: the bytes it counts are tallied, to be taken back if it is read
+    again, and only those (the prefetcher counts other blobs' bytes on the same progress meanwhile)."""
+
+    def __init__(self, progress):
+        super(_Attempt, self).__init__(progress)
+        self.added = 0
+
+    def add(self, n):
+        self.added += n
+        self._progress.add(n)
 
 
 def _opener(source, descriptor, diff_id, image, progress, verifiers, streams, gzip_program):
@@ -453,14 +458,16 @@ def _apply_one(store, source, descriptor, layer, parent, image, progress, where)
     is not provably zlib's (decompress._IgzipProcess), the blob is read and applied again through zlib, whose
     verdict stands. The failed attempt left nothing (store_apply), and its bytes are not spent twice."""
     streams = []
-    spent = (progress.bytes, progress.uncompressed)
+    first = _Attempt(progress)
+    spent = progress.uncompressed
     try:
-        _apply_attempt(store, source, descriptor, layer, parent, image, progress, where, streams, True)
+        _apply_attempt(store, source, descriptor, layer, parent, image, first, where, streams, True)
         return
     except ImageError:
         if not any(stream.recheck for stream in streams):
             raise
-    progress.bytes, progress.uncompressed = spent
+    progress.add(-first.added)  # (a no-op for a downloaded blob, as its add was)
+    progress.uncompressed = spent
     _apply_attempt(store, source, descriptor, layer, parent, image, progress, where, [], False)
 
 

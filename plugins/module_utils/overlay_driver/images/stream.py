@@ -75,7 +75,7 @@ class _ReadAhead:
         if not self._buf:
             if self._done:
                 return b""
-            self._buf = self._queue.get()
+            self._buf = self._get()
             if not self._buf:
                 self._done = True
                 return b""
@@ -84,6 +84,16 @@ class _ReadAhead:
             return data
         data, self._buf = self._buf[:n], self._buf[n:]
         return data
+
+    def _get(self):
+        """The next chunk; b"" once closed: a decompressor's feeder thread (igzip, zstd) waiting here must end,
+        and close its program's input, though the thread reading the blob stopped without a last chunk."""
+        while True:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return b""
 
     def close(self):
         """Stop without waiting: a read blocked on the network ends when its connection is closed."""

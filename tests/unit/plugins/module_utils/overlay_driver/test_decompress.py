@@ -287,3 +287,21 @@ def test_without_igzip_a_gzip_layer_is_zlibs(monkeypatch):
     reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)[0]
     assert type(reader).__name__ == "_StrictStreams"
     assert reader.read(1 << 20)[:3] == b"etc"
+
+
+@needs_igzip
+def test_a_recheck_is_raised_again_by_every_later_read():
+    # as VerifyingReader's errors: a reader that swallowed it once must not read on to a clean end
+    import io  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
+
+    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER) + b"junk"), "gzip", gzip_program=True)
+    try:
+        with pytest.raises(decompress.GzipRecheck):
+            while reader.read(1 << 16):
+                pass
+        with pytest.raises(decompress.GzipRecheck):
+            reader.read(1 << 16)
+    finally:
+        reader.close()

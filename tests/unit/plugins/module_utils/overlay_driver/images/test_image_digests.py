@@ -130,3 +130,41 @@ def test_checked_stream_reports_a_source_that_breaks():
         read_all(stream, 4)
     assert "reading failed after 10 bytes: RuntimeError: disk on fire" in e.value.message
     stream.close()
+
+
+@pytest.mark.skipif(__import__("shutil").which("igzip") is None, reason="the igzip program is not installed")
+def test_a_stream_closed_while_its_blob_stalls_leaves_no_igzip_feeder_behind():
+    """Closed mid-way (the applier failed) while the blob's next read stalls: once that read ends, the thread
+    that feeds igzip ends too, and closes igzip's input; it must not wait forever for a chunk that never comes."""
+    import os  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    blob = mkimages.compress(os.urandom(4 << 20), "gzip")
+    stalled, release = threading.Event(), threading.Event()
+
+    class Stalling:
+        def __init__(self):
+            self.pos = 0
+
+        def read(self, n):
+            if self.pos >= 2 << 20:
+                stalled.set()
+                release.wait(30)
+            data = blob[self.pos:self.pos + n]
+            self.pos += len(data)
+            return data
+    before = set(threading.enumerate())
+    stream = CheckedStream(VerifyingReader(Stalling(), digest(blob), len(blob)), "gzip", gzip_program=True)
+    taken = 0
+    while taken < 3 << 19:  # igzip took all it was given: its feeder waits for the blob's next chunk
+        taken += len(stream.read(1 << 16))
+    assert stalled.wait(30)
+    time.sleep(0.5)
+    stream.close()
+    release.set()
+    feeders = [t for t in set(threading.enumerate()) - before if t.name == "igzip-feeder"]
+    deadline = time.monotonic() + 10
+    for thread in feeders:
+        thread.join(max(deadline - time.monotonic(), 0))
+    assert not any(thread.is_alive() for thread in feeders)

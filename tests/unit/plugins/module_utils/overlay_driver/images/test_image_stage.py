@@ -169,3 +169,75 @@ def test_a_gzip_layer_igzip_would_take_is_refused_by_zlib_and_leaves_nothing(hom
     assert "layer 1 of 2" in e.value.message and "igzip" not in e.value.message
     assert igzip_runs() == 1
     assert layer_names(home) == [] and os.listdir(os.path.join(home, ".strata", "tmp")) == []
+
+
+@needs_igzip
+def test_a_layer_read_again_keeps_the_bytes_fetched_meanwhile(home, server, pki, igzip_runs, monkeypatch):
+    """The second reading of a registry's layer must not take back the bytes of the blobs fetched ahead
+    while its first reading ran: the result's bytes are every blob's."""
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import stage
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.network import Network
+
+    image = gzip_image(lambda tar: gzip.compress(tar, mtime=0) + b"\x00" * 100)  # read again through zlib
+    server.push("strata/app", image)
+    blobs = [len(server.blobs[image.layer_digest(i)]) for i in range(2)]
+    first_reading = threading.Event()
+
+    def second_blob(handler):  # fetched ahead once the first layer's first reading started
+        assert first_reading.wait(30)
+        del server.override[path]
+        handler.do_GET()
+    path = "/v2/strata/app/blobs/" + image.layer_digest(1)
+    server.override[path] = second_blob
+    real = stage._apply_attempt
+    made = []
+
+    class Progress(stage._Progress):
+        def __init__(self):
+            super().__init__()
+            made.append(self)
+
+    def attempt(*args):
+        gzip_program = args[-1]
+        if args[3].id != image.ids[0] or not gzip_program:
+            return real(*args)
+        first_reading.set()
+        try:
+            return real(*args)
+        finally:
+            deadline = time.monotonic() + 30
+            while made[0].bytes < sum(blobs) and time.monotonic() < deadline:
+                time.sleep(0.01)
+    monkeypatch.setattr(stage, "_apply_attempt", attempt)
+    monkeypatch.setattr(stage, "_Progress", Progress)
+    result = stage_image(LayerStore(home), "docker://%s/strata/app:v1" % server.netloc, ca_path=pki[0],
+                         network=Network(environ={}))
+    assert [layer.id for layer in result.layers] == image.ids and igzip_runs() == 2
+    assert result.bytes == sum(blobs)
+
+
+@needs_igzip
+def test_a_layer_read_again_counts_its_blob_once(home, scratch, igzip_runs):
+    image = gzip_image(lambda tar: gzip.compress(tar, mtime=0) + b"\x00" * 100)
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
+    assert igzip_runs() == 2 and staged.bytes == sum(layer["size"] for layer in image.doc["layers"])
+
+
+# a script whose interpreter is missing (ENOENT), a binary of another machine (ENOEXEC)
+@pytest.mark.parametrize("program", ["#!/nonexistent/sh\n", "\x7fELF\x02\x01\x01 of another machine"],
+                         ids=["missing-interpreter", "exec-format"])
+def test_an_igzip_that_cannot_run_leaves_the_layer_to_zlib(home, scratch, monkeypatch, program):
+    broken = os.path.join(scratch, "igzip")
+    with open(broken, "w") as f:
+        f.write(program)
+    os.chmod(broken, 0o755)
+    monkeypatch.setattr(decompress, "igzip_program", lambda: broken)
+    image = Image(tars=IMAGE.tars, compression="gzip")
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
+    assert [layer.id for layer in staged.layers] == image.ids
+    assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
