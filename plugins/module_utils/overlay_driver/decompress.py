@@ -15,6 +15,7 @@ through zlib whenever igzip's answer is not provably zlib's.
 
 import io
 import os
+import struct
 import threading
 import zlib
 
@@ -146,7 +147,8 @@ class GzipRecheck(LayerFormatError):
 
 
 def igzip_program():
-    """The igzip program's path, unless the host has none or IGZIP_DISABLE_ENV is set (to anything but 0)."""
+    """The igzip program's path, unless the host has none or IGZIP_DISABLE_ENV is set (to anything but 0 or
+    nothing)."""
     if os.environ.get(IGZIP_DISABLE_ENV, "0") not in ("", "0"):
         return None
     import shutil  # pylint: disable=import-outside-toplevel
@@ -154,9 +156,24 @@ def igzip_program():
     return shutil.which("igzip")
 
 
-def _gzip_member(data):
-    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return packer.compress(data) + packer.flush()
+# the sentinel member's extra field: a random length, so that no header a blob leaves open can know how many
+# bytes to take in (see _IgzipProcess); 12 bytes of header and length field besides, 65535 in all at most
+_MAX_EXTRA = 0xFFFF - 12
+
+
+def _sentinel_member(data):
+    """A gzip member of data whose header ends after an extra field of random length and random bytes, none
+    of them NUL (so a header a blob leaves open with a name or a comment cannot end just before the data)."""
+    extra = bytes(b % 255 + 1 for b in os.urandom(struct.unpack("<H", os.urandom(2))[0] % (_MAX_EXTRA + 1)))
+    packer = zlib.compressobj(1, zlib.DEFLATED, -15)
+    body = packer.compress(data) + packer.flush()
+    header = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff" + struct.pack("<H", len(extra)) + extra
+    return header + body + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+def _first_member_is_plain(head):
+    """The blob's first member is deflate with no reserved flag bits, which zlib refuses and igzip reads on."""
+    return len(head) >= 4 and head[2] == 8 and not head[3] & 0xE0
 
 
 def _widen_pipe(fd):
@@ -175,15 +192,25 @@ class _IgzipProcess:
     igzip is laxer than _StrictStreams: it stops without a word at bytes after
     a member that are not another member (junk, NUL padding then a member); a
     truncated or damaged stream fails with a message of its own. So its answer
-    stands only when it is provably the strict one. After the layer's last
-    byte, igzip is fed one more member of random bytes made for this stream:
-    when igzip exits with 0 and its output ends with those bytes, it read the
-    whole input as complete, checked members (a member's CRC-32 and length
-    are igzip's to check) and nothing else, which is what zlib accepts. The
-    random bytes are taken off the output. Anything else (a damaged stream,
-    junk, NUL padding at the end, which zlib accepts) raises GzipRecheck at
-    the end of the stream, and the caller, whose blob can be read again, reads
-    it through zlib, whose verdict and message stand.
+    stands only when its framing is the strict one. After the layer's last
+    byte, igzip is fed one more member of random bytes made for this stream
+    (_sentinel_member): when igzip exits with 0 and its output ends with those
+    bytes, it read the whole input as complete, checked members (a member's
+    CRC-32 and length are igzip's to check) and nothing else. A blob that ends
+    inside a member's header cannot take the sentinel's header into its own:
+    that would need the extra field's random length, or a NUL just before the
+    sentinel's data, which it never has. The random bytes are taken off the
+    output. Anything else (a damaged stream, junk, NUL padding at the end,
+    which zlib accepts) raises GzipRecheck at the end of the stream, and the
+    caller, whose blob can be read again, reads it through zlib, whose verdict
+    and message stand.
+
+    Where igzip is laxer inside a member, its answer stands: it decodes deflate
+    blocks whose Huffman code sets do not fill their code space, and members
+    after the first with reserved header flag bits, which zlib refuses as
+    malformed (a first member's flags are looked at before igzip is chosen).
+    Such a code still means one content only, and the layer is staged only when
+    that content is the config's diff_id, as containerd stages it with igzip.
 
     The pipes are read and written unbuffered, a pipe's worth at a time: the
     buffered readers' copies and wake-ups cost more than igzip saves.
@@ -220,7 +247,7 @@ class _IgzipProcess:
                     break
                 self._fed += len(data)
                 self._write(fd, data)
-            self._write(fd, _gzip_member(self._sentinel))
+            self._write(fd, _sentinel_member(self._sentinel))
         except (OSError, ValueError) as e:
             self._feed_error = e
         finally:
@@ -449,7 +476,7 @@ def open_decompressed(raw, compression="auto", gzip_program=False):
     source = io.BufferedReader(_Prefixed(head, raw), CHUNK)
     if compression == "none":
         return source, compression
-    if compression == "gzip" and gzip_program:
+    if compression == "gzip" and gzip_program and _first_member_is_plain(head):
         exe = igzip_program()
         if exe:
             try:

@@ -241,3 +241,14 @@ def test_an_igzip_that_cannot_run_leaves_the_layer_to_zlib(home, scratch, monkey
     staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
     assert [layer.id for layer in staged.layers] == image.ids
     assert os.listdir(os.path.join(home, ".strata", "tmp")) == []
+
+
+@needs_igzip
+def test_a_layer_whose_last_member_header_is_left_open_is_refused_as_zlib_refuses_it(home, scratch, igzip_runs):
+    # its FEXTRA field would hold exactly the sentinel member's header: igzip reads the sentinel as its member
+    open_extra = b"\x1f\x8b\x08\x04" + b"\x00" * 4 + b"\x00\xff" + b"\x0a\x00"
+    image = gzip_image(lambda tar: gzip.compress(tar, mtime=0) + open_extra)
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    with pytest.raises(ImageError, match="stream 2 ends before its end marker"):
+        stage_image(LayerStore(home), "oci:%s:v1" % layout)
+    assert layer_names(home) == [] and os.listdir(os.path.join(home, ".strata", "tmp")) == []
