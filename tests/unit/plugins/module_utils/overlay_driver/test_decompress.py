@@ -443,7 +443,7 @@ def test_a_recheck_is_raised_again_by_every_later_read():
 
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
 
-    reader, _ = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER) + b"junk"), "gzip", gzip_program=True)
+    reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER) + b"junk"), "gzip", gzip_program=True)[0]
     try:
         with pytest.raises(decompress.GzipRecheck):
             while reader.read(1 << 16):
