@@ -161,10 +161,20 @@ def igzip_program():
 _MAX_EXTRA = 0xFFFF - 12
 
 
+def _extra_length():
+    """0.._MAX_EXTRA, each as likely as the others: a blob's open extra field fits the sentinel's header only
+    when it guessed this length (1 in 65524). A draw past the range is drawn again, as taking it modulo the
+    range would make 0..11 twice as likely."""
+    while True:
+        length = struct.unpack("<H", os.urandom(2))[0]
+        if length <= _MAX_EXTRA:
+            return length
+
+
 def _sentinel_member(data):
     """A gzip member of data whose header ends after an extra field of random length and random bytes, none
     of them NUL (so a header a blob leaves open with a name or a comment cannot end just before the data)."""
-    extra = bytes(b % 255 + 1 for b in os.urandom(struct.unpack("<H", os.urandom(2))[0] % (_MAX_EXTRA + 1)))
+    extra = bytes(b % 255 + 1 for b in os.urandom(_extra_length()))
     packer = zlib.compressobj(1, zlib.DEFLATED, -15)
     body = packer.compress(data) + packer.flush()
     header = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff" + struct.pack("<H", len(extra)) + extra
@@ -198,7 +208,7 @@ class _IgzipProcess:
     bytes, it read the whole input as complete, checked members (a member's
     CRC-32 and length are igzip's to check) and nothing else. A blob that ends
     inside a member's header cannot take the sentinel's header into its own:
-    that would need the extra field's random length, or a NUL just before the
+    that would need the extra field's random length (a 1 in 65524 guess), or a NUL just before the
     sentinel's data, which it never has. The random bytes are taken off the
     output. Anything else (a damaged stream, junk, NUL padding at the end,
     which zlib accepts) raises GzipRecheck at the end of the stream, and the

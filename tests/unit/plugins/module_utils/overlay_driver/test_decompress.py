@@ -436,6 +436,42 @@ def test_the_sentinel_member_has_an_extra_field_of_random_length_and_no_nul_in_i
     assert len(lengths) > 1
 
 
+def drawing(monkeypatch, values):
+    """os.urandom, its 2-byte draws (the sentinel's extra field length) taken from values in turn."""
+    import os  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
+
+    real = os.urandom
+    draws = iter(values)
+
+    def urandom(n):
+        return struct.pack("<H", next(draws)) if n == 2 else real(n)
+    monkeypatch.setattr(decompress.os, "urandom", urandom)
+    return decompress
+
+
+# the extra field's length is what a blob ending in an open extra field must guess: each length must be as
+# likely as any other, or the likelier ones are the guess (a 2-byte draw taken modulo 65524 made 0..11 twice
+# as likely)
+@pytest.mark.parametrize("draws, length", [((0,), 0), ((11,), 11), ((65523,), 65523), ((65524, 65535, 7), 7)],
+                         ids=["0", "11", "65523", "past-the-range-drawn-again"])
+def test_the_sentinel_extra_field_length_is_one_draw_per_length(monkeypatch, draws, length):
+    decompress = drawing(monkeypatch, draws)
+    member = decompress._sentinel_member(b"x" * 32)  # pylint: disable=protected-access
+    assert struct.unpack("<H", member[10:12])[0] == length
+
+
+@needs_igzip
+def test_a_blob_whose_open_extra_field_guesses_a_length_past_the_range_is_refused(monkeypatch):
+    # the blob's open extra field takes 17 bytes: the sentinel's header when its own extra field is 5 long.
+    # A draw of 65529 must not make that length
+    drawing(monkeypatch, (65529, 100))
+    open_extra = b"\x1f\x8b\x08\x04" + b"\x00" * 4 + b"\x00\xff" + struct.pack("<H", 12 + 5)
+    with pytest.raises(LayerFormatError, match="stream 2 ends before its end marker"):
+        read_through_igzip(gzip.compress(LAYER, mtime=0) + open_extra)
+
+
 @needs_igzip
 def test_a_recheck_is_raised_again_by_every_later_read():
     # as VerifyingReader's errors: a reader that swallowed it once must not read on to a clean end
