@@ -208,12 +208,15 @@ class _IgzipProcess:
     bytes, it read the whole input as complete, checked members (a member's
     CRC-32 and length are igzip's to check) and nothing else. A blob that ends
     inside a member's header cannot take the sentinel's header into its own:
-    that would need the extra field's random length (a 1 in 65524 guess), or a NUL just before the
-    sentinel's data, which it never has. The random bytes are taken off the
-    output. Anything else (a damaged stream, junk, NUL padding at the end,
-    which zlib accepts) raises GzipRecheck at the end of the stream, and the
-    caller, whose blob can be read again, reads it through zlib, whose verdict
-    and message stand.
+    that would need the extra field's random length (a 1 in 65524 guess), or
+    a NUL just before the sentinel's data, which it never has. The random
+    bytes are taken off the output. Anything else (a damaged stream, junk, NUL
+    padding at the end, which zlib accepts) raises GzipRecheck at the end of
+    the stream, and the caller, whose blob can be read again, reads it through
+    zlib, whose verdict and message stand; so does a caller whose apply failed
+    before the answer was proven (`proven`): a blob cut inside a deflate block
+    has igzip decode the sentinel's bytes as more of it, which can fail the
+    applier first, with its own error where zlib would say the stream is cut.
 
     Where igzip is laxer inside a member, its answer stands: it decodes deflate
     blocks whose Huffman code sets do not fill their code space, and members
@@ -240,6 +243,7 @@ class _IgzipProcess:
         self._held = b""  # output not given yet: the last _SENTINEL_BYTES may be the sentinel
         self._checked = False
         self._recheck = None
+        self.proven = False  # igzip's answer stood (check)
         self._feeder = threading.Thread(target=self._feed, args=(raw,), name="igzip-feeder", daemon=True)
         try:
             self._feeder.start()
@@ -292,7 +296,9 @@ class _IgzipProcess:
             self._checked = True
             self._feeder.join()
             rc = self._proc.wait()
-            if rc != 0 or self._feed_error is not None or not self._fed or self._held != self._sentinel:
+            if rc == 0 and self._feed_error is None and self._fed and self._held == self._sentinel:
+                self.proven = True
+            else:
                 self._recheck = GzipRecheck("igzip's answer is not provably zlib's (exit status %d): the layer is "
                                             "read again through zlib" % rc)
         if self._recheck is not None:

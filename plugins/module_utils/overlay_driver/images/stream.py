@@ -101,15 +101,22 @@ class _ReadAhead:
 
 
 class CheckedStream:
-    """gzip_program: the blob may be decompressed by the igzip program; `recheck` is then True after a
-    failure only zlib may judge (decompress.GzipRecheck), and the caller reads the blob again without it."""
+    """gzip_program: the blob may be decompressed by the igzip program; `recheck` then says, after a failure,
+    that only zlib may judge it, and the caller reads the blob again without igzip."""
 
     def __init__(self, verifier, compression, image=None, gzip_program=False):
         self._verifier = verifier
         self.image = image
-        self.recheck = False
+        self._rechecked = False
         self._ahead = _ReadAhead(_Quiet(verifier))
         self._f, self.compression = open_decompressed(self._ahead, compression, gzip_program)
+
+    @property
+    def recheck(self):
+        """igzip's answer was refused (decompress.GzipRecheck), or the apply failed before it was proven: a
+        blob cut inside a deflate block lets igzip decode the sentinel's bytes as more of it, and what that
+        makes can fail the applier first, with an error of its own where zlib would say the stream is cut."""
+        return self._rechecked or getattr(self._f, "proven", True) is False
 
     def read(self, n=-1):
         try:
@@ -118,7 +125,7 @@ class CheckedStream:
             if self._verifier.error is not None:
                 raise self._verifier.error
             if isinstance(e, GzipRecheck):
-                self.recheck = True
+                self._rechecked = True
             if isinstance(e, LayerFormatError):
                 raise
             raise BlobError("cannot decompress the layer (%s): %s" % (self.compression, e), image=self.image,

@@ -252,3 +252,23 @@ def test_a_layer_whose_last_member_header_is_left_open_is_refused_as_zlib_refuse
     with pytest.raises(ImageError, match="stream 2 ends before its end marker"):
         stage_image(LayerStore(home), "oci:%s:v1" % layout)
     assert layer_names(home) == [] and os.listdir(os.path.join(home, ".strata", "tmp")) == []
+
+
+@needs_igzip
+def test_an_apply_that_fails_before_igzips_answer_is_proven_gets_zlibs_verdict(home, scratch, monkeypatch):
+    # a blob cut inside a deflate block has igzip decode the sentinel's bytes as more of it: what that makes can
+    # fail the applier before igzip ends. Here an igzip that answers with a broken tar header and more than the
+    # reader reads ahead (8 MiB), so that the failure comes first, then reads its input to the end.
+    liar = os.path.join(scratch, "igzip-liar")
+    with open(liar, "w") as f:
+        f.write("#!/bin/sh\nhead -c 33554432 /dev/zero | tr '\\0' x\nexec cat >/dev/null\n")
+    os.chmod(liar, 0o755)
+    monkeypatch.setattr(decompress, "igzip_program", lambda: liar)
+    image = gzip_image(lambda tar: gzip.compress(tar, mtime=0))
+    layout = image.write_layout(os.path.join(scratch, "layout"))
+    staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)  # zlib reads the sound blob
+    assert [layer.id for layer in staged.layers] == image.ids
+    cut = gzip_image(lambda tar: gzip.compress(tar, mtime=0)[:-100])
+    with pytest.raises(ImageError, match="ends before its end marker"):  # zlib's verdict, not the tar error
+        stage_image(LayerStore(os.path.join(scratch, "home2")), "oci:%s:v1" % cut.write_layout(
+            os.path.join(scratch, "cut")))
