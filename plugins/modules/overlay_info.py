@@ -135,18 +135,12 @@ status:
           type: bool
           sample: true
     gzip:
-      description:
-        - How gzip-compressed layers are decompressed on this host. They always can be, by zlib in the module;
-          when the host has the C(igzip) program (ISA-L, Debian's C(isal) package), a registry's, an archive's or a
-          layout's gzip layers go through it, as containerd does, and are read again through zlib whenever its
-          answer cannot be proven to be zlib's.
-        - Setting C(STRATA_OVERLAY_DISABLE_IGZIP=1) in the task's environment turns it off.
+      description: How images' gzip layers are decompressed.
       type: dict
       contains:
         program:
-          description: The path of the C(igzip) program in use, empty when there is none or it is turned off.
+          description: The C(igzip) program, or empty (zlib).
           type: str
-          sample: /usr/bin/igzip
     signature_verifiers:
       description:
         - The signature verifiers this host has, which an O(strata.overlay.overlay_image#module:policy) can rely

@@ -8,9 +8,8 @@ truncated stream or at junk after one, so a damaged layer would hash and
 apply as a shorter one. The stdlib's decompressor objects are driven here
 stream by stream, with the framing xz, gzip and bzip2 themselves accept;
 zstd goes through the python zstandard module or the zstd program, whose
-exit status is checked. A registry's gzip layer may go through the igzip
-program (ISA-L) when the host has it, as containerd does, and is read again
-through zlib whenever igzip's answer is not provably zlib's.
+exit status is checked. An image's gzip layer may go through the igzip
+program, as containerd does (_IgzipProcess).
 """
 
 import io
@@ -20,6 +19,7 @@ import threading
 import zlib
 
 from .errors import LayerFormatError
+from .fscheck import igzip_program
 
 CHUNK = 1 << 20
 
@@ -31,9 +31,8 @@ _MAGIC = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
 
-# what the stdlib's decompressors raise on damaged input; lzma's own LZMAError is turned into a
-# ValueError where xz is decompressed (_XzDecompressor), so that lzma, bz2, shutil and subprocess
-# are loaded only by the layers that need them, not by every run that reads a tarball
+# what the stdlib's decompressors raise on damaged input (_XzDecompressor turns LZMAError into ValueError,
+# so lzma is loaded only by xz layers)
 DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error, ValueError)
 
 
@@ -137,8 +136,6 @@ def _zstd_reader(raw):
                            "python zstandard module is installed on this host")
 
 
-# containerd's own switch is CONTAINERD_DISABLE_IGZIP; this one is the collection's
-IGZIP_DISABLE_ENV = "STRATA_OVERLAY_DISABLE_IGZIP"
 _SENTINEL_BYTES = 32
 
 
@@ -146,25 +143,12 @@ class GzipRecheck(LayerFormatError):
     """igzip's answer could not be proven to be zlib's: read the stream again with gzip_program=False."""
 
 
-def igzip_program():
-    """The igzip program's path, unless the host has none or IGZIP_DISABLE_ENV is set (to anything but 0 or
-    nothing)."""
-    if os.environ.get(IGZIP_DISABLE_ENV, "0") not in ("", "0"):
-        return None
-    import shutil  # pylint: disable=import-outside-toplevel
-
-    return shutil.which("igzip")
-
-
-# the sentinel member's extra field: a random length, so that no header a blob leaves open can know how many
-# bytes to take in (see _IgzipProcess); 12 bytes of header and length field besides, 65535 in all at most
-_MAX_EXTRA = 0xFFFF - 12
+_MAX_EXTRA = 0xFFFF - 12  # the sentinel's extra field: its 12 bytes of header besides, 65535 at most
 
 
 def _extra_length():
-    """0.._MAX_EXTRA, each as likely as the others: a blob's open extra field fits the sentinel's header only
-    when it guessed this length (1 in 65524). A draw past the range is drawn again, as taking it modulo the
-    range would make 0..11 twice as likely."""
+    """Uniform over 0.._MAX_EXTRA (not modulo: 0..11 would be twice as likely): a blob ending in an open extra
+    field takes in the sentinel's header only if it guessed this length."""
     while True:
         length = struct.unpack("<H", os.urandom(2))[0]
         if length <= _MAX_EXTRA:
@@ -172,8 +156,8 @@ def _extra_length():
 
 
 def _sentinel_member(data):
-    """A gzip member of data whose header ends after an extra field of random length and random bytes, none
-    of them NUL (so a header a blob leaves open with a name or a comment cannot end just before the data)."""
+    """data as a gzip member behind an extra field of random length and bytes, no NUL among them (an open
+    name or comment would end at one)."""
     extra = bytes(b % 255 + 1 for b in os.urandom(_extra_length()))
     packer = zlib.compressobj(1, zlib.DEFLATED, -15)
     body = packer.compress(data) + packer.flush()
@@ -182,12 +166,12 @@ def _sentinel_member(data):
 
 
 def _first_member_is_plain(head):
-    """The blob's first member is deflate with no reserved flag bits, which zlib refuses and igzip reads on."""
+    """Deflate, no reserved flag bits (zlib refuses them, igzip reads on)."""
     return len(head) >= 4 and head[2] == 8 and not head[3] & 0xE0
 
 
 def _widen_pipe(fd):
-    """A 1 MiB pipe (Linux's default is 64 KiB): 16 times fewer wake-ups of each side per layer."""
+    """1 MiB, not 64 KiB: fewer wake-ups."""
     try:
         import fcntl  # pylint: disable=import-outside-toplevel
 
@@ -197,37 +181,8 @@ def _widen_pipe(fd):
 
 
 class _IgzipProcess:
-    """igzip -dc fed from a thread: ISA-L's inflate takes about 0.4x zlib's CPU for a layer.
-
-    igzip is laxer than _StrictStreams: it stops without a word at bytes after
-    a member that are not another member (junk, NUL padding then a member); a
-    truncated or damaged stream fails with a message of its own. So its answer
-    stands only when its framing is the strict one. After the layer's last
-    byte, igzip is fed one more member of random bytes made for this stream
-    (_sentinel_member): when igzip exits with 0 and its output ends with those
-    bytes, it read the whole input as complete, checked members (a member's
-    CRC-32 and length are igzip's to check) and nothing else. A blob that ends
-    inside a member's header cannot take the sentinel's header into its own:
-    that would need the extra field's random length (a 1 in 65524 guess), or
-    a NUL just before the sentinel's data, which it never has. The random
-    bytes are taken off the output. Anything else (a damaged stream, junk, NUL
-    padding at the end, which zlib accepts) raises GzipRecheck at the end of
-    the stream, and the caller, whose blob can be read again, reads it through
-    zlib, whose verdict and message stand; so does a caller whose apply failed
-    before the answer was proven (`proven`): a blob cut inside a deflate block
-    has igzip decode the sentinel's bytes as more of it, which can fail the
-    applier first, with its own error where zlib would say the stream is cut.
-
-    Where igzip is laxer inside a member, its answer stands: it decodes deflate
-    blocks whose Huffman code sets do not fill their code space, and members
-    after the first with reserved header flag bits, which zlib refuses as
-    malformed (a first member's flags are looked at before igzip is chosen).
-    Such a code still means one content only, and the layer is staged only when
-    that content is the config's diff_id, as containerd stages it with igzip.
-
-    The pipes are read and written unbuffered, a pipe's worth at a time: the
-    buffered readers' copies and wake-ups cost more than igzip saves.
-    """
+    """igzip -dc, its framing held to zlib's (docs/images.md): its answer stands (`proven`) only when it exits 0
+    and gives back the sentinel member fed after the blob; else GzipRecheck, and zlib reads the blob again."""
 
     def __init__(self, raw, exe):
         import subprocess  # pylint: disable=import-outside-toplevel
@@ -240,7 +195,7 @@ class _IgzipProcess:
         _widen_pipe(self._proc.stdin.fileno())
         self._fed = 0
         self._feed_error = None
-        self._held = b""  # output not given yet: the last _SENTINEL_BYTES may be the sentinel
+        self._held = b""  # its last _SENTINEL_BYTES may be the sentinel
         self._checked = False
         self._recheck = None
         self.proven = False  # igzip's answer stood (check)
@@ -290,8 +245,7 @@ class _IgzipProcess:
         return data
 
     def check(self):
-        """Once igzip's output ended: GzipRecheck unless its answer stands, raised again by every later call
-        (and read), so a reader that swallowed it once cannot read on to a clean end."""
+        """GzipRecheck unless igzip's answer stands, raised again by every later call."""
         if not self._checked:
             self._checked = True
             self._feeder.join()
@@ -336,10 +290,8 @@ class _GzipMember:
         return out
 
 
-# liblzma allocates an xz block's whole dictionary, which its header names (up to 1.5 GiB), before the
-# first byte: a layer of a few bytes could take that much memory. 128 MiB of dictionary is the bound zstd
-# (the program and the library) keep to by default; xz -9 needs 64 MiB. The dictionary is allocated in the
-# sizes 2^n and 2^n + 2^(n-1), so 132 MiB admits 128 MiB and refuses the next size, 192 MiB.
+# liblzma allocates the dictionary an xz header names (up to 1.5 GiB) before the first byte. zstd's default
+# bound is 128 MiB (xz -9 needs 64); sizes go 2^n, 2^n + 2^(n-1): 132 MiB admits 128 and refuses 192.
 XZ_MEMLIMIT = 132 << 20
 
 

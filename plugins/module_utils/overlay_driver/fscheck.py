@@ -258,12 +258,17 @@ def zstd_support():
     return {"program": program, "module": module, "supported": bool(program) or module}
 
 
-def gzip_support():
-    """How gzip layers are decompressed here: by the igzip program when the host has it (and it is not turned off
-    with STRATA_OVERLAY_DISABLE_IGZIP), else by zlib in the module, which needs nothing."""
-    from .decompress import igzip_program  # pylint: disable=import-outside-toplevel
+IGZIP_DISABLE_ENV = "STRATA_OVERLAY_DISABLE_IGZIP"  # as containerd's CONTAINERD_DISABLE_IGZIP
 
-    return {"program": igzip_program() or ""}
+
+def igzip_program():
+    """What image layers' gzip goes through (decompress.py), unless IGZIP_DISABLE_ENV is set (not to 0)."""
+    if os.environ.get(IGZIP_DISABLE_ENV, "0") not in ("", "0"):
+        return None
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    return shutil.which("igzip")
+
 
 
 def signature_verifiers():
@@ -298,6 +303,6 @@ def host_status(home, verifiers=False):
         "home_exists": os.path.isdir(home),
         "problems": problems,
         "zstd": zstd_support(),
-        "gzip": gzip_support(),
+        "gzip": {"program": igzip_program() or ""},
         "signature_verifiers": signature_verifiers() if verifiers else None,
     }

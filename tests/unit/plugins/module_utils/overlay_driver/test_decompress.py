@@ -271,10 +271,10 @@ def test_igzip_can_be_turned_off(monkeypatch):
 
     from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
 
-    monkeypatch.setenv(decompress.IGZIP_DISABLE_ENV, "1")
+    monkeypatch.setenv("STRATA_OVERLAY_DISABLE_IGZIP", "1")
     reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)[0]
     assert type(reader).__name__ == "_StrictStreams"
-    monkeypatch.setenv(decompress.IGZIP_DISABLE_ENV, "0")
+    monkeypatch.setenv("STRATA_OVERLAY_DISABLE_IGZIP", "0")
     reader = decompress.open_decompressed(io.BytesIO(gzip.compress(LAYER)), "gzip", gzip_program=True)[0]
     assert type(reader).__name__ == "_IgzipProcess"
     reader.close()

@@ -141,18 +141,20 @@ def test_zstd_support_is_the_program_or_the_module(monkeypatch, tmp_path):
     assert without_program["program"] == "" and without_program["supported"] == without_program["module"]
 
 
-def test_gzip_support_names_the_igzip_program_unless_there_is_none_or_it_is_turned_off(monkeypatch, tmp_path):
+def test_the_status_names_the_igzip_program_unless_there_is_none_or_it_is_turned_off(monkeypatch, tmp_path):
     fake = tmp_path / "igzip"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert fscheck.gzip_support() == {"program": str(fake)}
-    assert fscheck.host_status(str(tmp_path / "home"))["gzip"] == {"program": str(fake)}
+    home = str(tmp_path / "home")
+    assert fscheck.host_status(home)["gzip"] == {"program": str(fake)}
     monkeypatch.setenv("STRATA_OVERLAY_DISABLE_IGZIP", "1")
-    assert fscheck.gzip_support() == {"program": ""}
+    assert fscheck.host_status(home)["gzip"] == {"program": ""}
+    monkeypatch.setenv("STRATA_OVERLAY_DISABLE_IGZIP", "0")
+    assert fscheck.host_status(home)["gzip"] == {"program": str(fake)}
     monkeypatch.delenv("STRATA_OVERLAY_DISABLE_IGZIP")
     fake.unlink()
-    assert fscheck.gzip_support() == {"program": ""}
+    assert fscheck.host_status(home)["gzip"] == {"program": ""}
 
 
 def counting(monkeypatch, name):
