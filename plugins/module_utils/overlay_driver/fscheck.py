@@ -270,7 +270,6 @@ def igzip_program():
     return shutil.which("igzip")
 
 
-
 def signature_verifiers():
     """The verifiers a signature policy can use here (signature_verifiers.py)."""
     from .signature_verifiers import host_verifiers  # pylint: disable=import-outside-toplevel
