@@ -455,7 +455,7 @@ def _fetched(store, source, descriptor, image, progress, where, prefetched=(None
 
 def _apply_one(store, source, descriptor, layer, parent, image, progress, where):
     """Apply the blob, its gzip decompressed by the igzip program when the host has one; when igzip's answer
-    is not provably zlib's (decompress._IgzipProcess), the blob is read and applied again through zlib, whose
+    is not provably zlib's (igzip.IgzipProcess), the blob is read and applied again through zlib, whose
     verdict stands. The failed attempt left nothing (store_apply), and its bytes are not spent twice."""
     streams = []
     first = _Attempt(progress)

@@ -14,8 +14,9 @@ import queue
 import threading
 
 from ..errors import LayerFormatError
-from ..decompress import GzipRecheck, open_decompressed
+from ..decompress import open_decompressed
 from .errors import BlobError
+from .igzip import igzip_reader
 
 CHUNK = 1 << 20
 AHEAD = 4
@@ -107,16 +108,16 @@ class CheckedStream:
     def __init__(self, verifier, compression, image=None, gzip_program=False):
         self._verifier = verifier
         self.image = image
-        self._rechecked = False
         self._ahead = _ReadAhead(_Quiet(verifier))
-        self._f, self.compression = open_decompressed(self._ahead, compression, gzip_program)
+        self._f, self.compression = open_decompressed(self._ahead, compression,
+                                                      igzip_reader if gzip_program else None)
 
     @property
     def recheck(self):
-        """igzip's answer was refused (decompress.GzipRecheck), or the apply failed before it was proven: a
+        """igzip's answer was refused (igzip.GzipRecheck), or the apply failed before it was proven: a
         blob cut inside a deflate block lets igzip decode the sentinel's bytes as more of it, and what that
         makes can fail the applier first, with an error of its own where zlib would say the stream is cut."""
-        return self._rechecked or getattr(self._f, "proven", True) is False
+        return getattr(self._f, "proven", True) is False
 
     def read(self, n=-1):
         try:
@@ -124,8 +125,6 @@ class CheckedStream:
         except Exception as e:  # pylint: disable=broad-except
             if self._verifier.error is not None:
                 raise self._verifier.error
-            if isinstance(e, GzipRecheck):
-                self._rechecked = True
             if isinstance(e, LayerFormatError):
                 raise
             raise BlobError("cannot decompress the layer (%s): %s" % (self.compression, e), image=self.image,

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver import decompress
+from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images import igzip
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.errors import ImageError
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.images.stage import stage_image, store_has
 from ansible_collections.strata.overlay.plugins.module_utils.overlay_driver.store import LayerStore
@@ -119,7 +119,7 @@ def igzip_runs(scratch, monkeypatch):
     with open(wrapper, "w") as f:
         f.write("#!/bin/sh\necho run >> %s\nexec %s \"$@\"\n" % (log, IGZIP))
     os.chmod(wrapper, 0o755)
-    monkeypatch.setattr(decompress, "igzip_program", lambda: wrapper)
+    monkeypatch.setattr(igzip, "igzip_program", lambda: wrapper)
 
     def runs():
         with open(log) if os.path.exists(log) else io.StringIO() as f:
@@ -235,7 +235,7 @@ def test_an_igzip_that_cannot_run_leaves_the_layer_to_zlib(home, scratch, monkey
     with open(broken, "w") as f:
         f.write(program)
     os.chmod(broken, 0o755)
-    monkeypatch.setattr(decompress, "igzip_program", lambda: broken)
+    monkeypatch.setattr(igzip, "igzip_program", lambda: broken)
     image = Image(tars=IMAGE.tars, compression="gzip")
     layout = image.write_layout(os.path.join(scratch, "layout"))
     staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)
@@ -263,7 +263,7 @@ def test_an_apply_that_fails_before_igzips_answer_is_proven_gets_zlibs_verdict(h
     with open(liar, "w") as f:
         f.write("#!/bin/sh\nhead -c 33554432 /dev/zero | tr '\\0' x\nexec cat >/dev/null\n")
     os.chmod(liar, 0o755)
-    monkeypatch.setattr(decompress, "igzip_program", lambda: liar)
+    monkeypatch.setattr(igzip, "igzip_program", lambda: liar)
     image = gzip_image(lambda tar: gzip.compress(tar, mtime=0))
     layout = image.write_layout(os.path.join(scratch, "layout"))
     staged = stage_image(LayerStore(home), "oci:%s:v1" % layout)  # zlib reads the sound blob
