@@ -247,13 +247,21 @@ def _merge(conf, document, path, image):
 
 
 def load(conf_path=None, conf_d=None, image=None, environ=None):
-    """The registries.conf files merged; `files` says which were read (none: Docker's behaviour stays)."""
+    """The registries.conf files merged; `files` says which were read (none: Docker's behaviour stays).
+
+    A conf_path the task names must exist, as skopeo's --registries-conf: a typo must not drop the mirrors and
+    blocks it was meant to hold. The default and CONTAINERS_REGISTRIES_CONF may be missing, as may any
+    registries.conf.d (containers/image reads them so)."""
     environ = os.environ if environ is None else environ
+    named = conf_path
     conf_path = conf_path or environ.get("CONTAINERS_REGISTRIES_CONF") or DEFAULT_CONF
     conf = RegistriesConf()
     for path in _files(conf_path, conf_d or DEFAULT_CONF_D, image):
         text = _read(path, image)
         if text is None:
+            if named and path == conf_path:
+                raise ImageError("registries_conf %s does not exist (omit the option for the host's %s)"
+                                 % (path, DEFAULT_CONF), image=image, path=path)
             continue
         try:
             document = parse(text)

@@ -34,6 +34,7 @@ class Conf:
         self.path = os.path.join(root, "registries.conf")
         self.dir = os.path.join(root, "registries.conf.d")
         os.makedirs(self.dir)
+        self.write("")  # named by the tests' runs, so it must exist
 
     def write(self, text, name=None):
         path = self.path if name is None else os.path.join(self.dir, name)
@@ -57,9 +58,33 @@ def conf(tmp_path):
 # -- what the files say ------------------------------------------------------------------------
 
 def test_without_any_file_nothing_changes(conf):
-    assert conf.load().files == []
-    assert conf.endpoints("docker://debian:12") == [("registry docker.io", "docker.io/library/debian", False)]
-    assert conf.endpoints("docker://reg.example/a/b") == [("registry reg.example", "reg.example/a/b", False)]
+    os.unlink(conf.path)
+    loaded = registries_conf.load(None, conf.dir, "img", environ={"CONTAINERS_REGISTRIES_CONF": conf.path})
+    assert loaded.files == [] and loaded.registries == {} and loaded.search is None
+    for src, where in [("docker://debian:12", "docker.io/library/debian"), ("docker://reg.example/a/b", "reg.example/a/b")]:
+        endpoint, = registries_conf.endpoints(loaded, parse_reference(src))
+        assert "%s/%s" % (endpoint.reference.host, endpoint.reference.repository) == where
+
+
+def test_an_empty_file_changes_nothing(conf):
+    loaded = conf.load()
+    assert loaded.files == [conf.path] and loaded.registries == {} and loaded.search is None
+
+
+@pytest.mark.parametrize("missing", ["file", "directory-on-its-path"])
+def test_a_registries_conf_the_task_names_must_exist(conf, missing):
+    # as skopeo --registries-conf: a mistyped path would drop the blocks and mirrors it was meant to bring
+    conf.write('[[registry]]\nprefix = "reg.example"\nblocked = true\n', "10-block.conf")
+    path = conf.path if missing == "file" else os.path.join(conf.dir, "nowhere", "registries.conf")
+    os.unlink(conf.path)
+    with pytest.raises(ImageError) as e:
+        registries_conf.load(path, conf.dir, "img", environ={})
+    assert "registries_conf %s does not exist" % path in e.value.message and e.value.path == path
+
+
+def test_a_missing_registries_conf_d_is_no_error(conf):
+    loaded = registries_conf.load(conf.path, os.path.join(conf.dir, "none"), "img", environ={})
+    assert loaded.files == [conf.path]
 
 
 def test_mirrors_come_first_then_the_location(conf):
