@@ -91,7 +91,8 @@ options:
     description:
       - The registries.conf (v2) on the managed host (an absolute path) that decides where a C(docker://) pull goes, as podman and
         skopeo read it; default C($CONTAINERS_REGISTRIES_CONF), else C(/etc/containers/registries.conf). A file
-        named here must exist (as skopeo's C(--registries-conf)); the defaults may be missing. The files of O(registries_conf_d) are read after it and override it.
+        named here must exist (as skopeo's C(--registries-conf)); the defaults may be missing. The files of
+        O(registries_conf_d) are read after it and override it.
       - Understood are C([[registry]]) with C(prefix), C(location), C(insecure), C(blocked),
         C(mirror-by-digest-only) and C([[registry.mirror]]) (C(location), C(insecure), C(pull-from-mirror)),
         and C(unqualified-search-registries), C(short-name-mode) and C([aliases]). Any other key or TOML syntax
