@@ -260,8 +260,10 @@ def load(conf_path=None, conf_d=None, image=None, environ=None):
         text = _read(path, image)
         if text is None:
             if named and path == conf_path:
-                raise ImageError("registries_conf %s does not exist (omit the option for the host's %s)"
-                                 % (path, DEFAULT_CONF), image=image, path=path)
+                # the path as it was read (a relative one, on the controller, from its working directory)
+                raise ImageError("the registries_conf file does not exist (without the option, "
+                                 "$CONTAINERS_REGISTRIES_CONF or else %s is read, if there is one)" % DEFAULT_CONF,
+                                 image=image, path=os.path.abspath(path))
             continue
         try:
             document = parse(text)

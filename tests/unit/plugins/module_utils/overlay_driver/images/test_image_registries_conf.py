@@ -79,7 +79,18 @@ def test_a_registries_conf_the_task_names_must_exist(conf, missing):
     os.unlink(conf.path)
     with pytest.raises(ImageError) as e:
         registries_conf.load(path, conf.dir, "img", environ={})
-    assert "registries_conf %s does not exist" % path in e.value.message and e.value.path == path
+    assert e.value.message == ("image img, path %s: the registries_conf file does not exist (without the option, "
+                               "$CONTAINERS_REGISTRIES_CONF or else /etc/containers/registries.conf is read, if "
+                               "there is one)" % path)
+
+
+def test_a_missing_relative_registries_conf_is_named_by_the_path_it_was_looked_for_at(conf, monkeypatch):
+    # with pull: controller the action plugin reads the option on the controller, relative to its directory
+    monkeypatch.chdir(os.path.dirname(conf.path))
+    with pytest.raises(ImageError) as e:
+        registries_conf.load("mistyped.conf", conf.dir, "img", environ={})
+    where = os.path.join(os.path.dirname(conf.path), "mistyped.conf")
+    assert e.value.path == where and e.value.message.count("mistyped.conf") == 1
 
 
 def test_a_missing_registries_conf_d_is_no_error(conf):
