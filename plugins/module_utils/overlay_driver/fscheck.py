@@ -262,7 +262,7 @@ IGZIP_DISABLE_ENV = "STRATA_OVERLAY_DISABLE_IGZIP"  # as containerd's CONTAINERD
 
 
 def igzip_program():
-    """What image layers' gzip goes through (decompress.py), unless IGZIP_DISABLE_ENV is set (not to 0)."""
+    """What image layers' gzip goes through (images/igzip.py), unless IGZIP_DISABLE_ENV is set (not to 0)."""
     if os.environ.get(IGZIP_DISABLE_ENV, "0") not in ("", "0"):
         return None
     import shutil  # pylint: disable=import-outside-toplevel
