@@ -63,6 +63,29 @@ def detect_compression(head):
     return "none"
 
 
+def feed(raw, write, close, tail=None):
+    """A decompressing program's input: raw's bytes written to its end, then tail() if given, and the input
+    closed whatever happens (the program then ends). (bytes of raw written, the OSError or ValueError met)"""
+    fed = 0
+    try:
+        while True:
+            data = raw.read(CHUNK)
+            if not data:
+                break
+            fed += len(data)
+            write(data)
+        if tail is not None:
+            write(tail())
+    except (OSError, ValueError) as e:
+        return fed, e
+    finally:
+        try:
+            close()
+        except OSError:
+            pass
+    return fed, None
+
+
 class _ZstdProcess(io.RawIOBase):
     """zstd -dc fed from a thread; its exit status is checked at the end."""
 
@@ -79,19 +102,7 @@ class _ZstdProcess(io.RawIOBase):
         self._feeder.start()
 
     def _feed(self, raw):
-        try:
-            while True:
-                data = raw.read(CHUNK)
-                if not data:
-                    break
-                self._proc.stdin.write(data)
-        except (OSError, ValueError) as e:
-            self._feed_error = e
-        finally:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
+        self._feed_error = feed(raw, self._proc.stdin.write, self._proc.stdin.close)[1]
 
     def readable(self):
         return True

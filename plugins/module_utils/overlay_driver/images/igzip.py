@@ -16,7 +16,7 @@ import struct
 import threading
 import zlib
 
-from ..decompress import CHUNK
+from ..decompress import CHUNK, feed
 from ..errors import LayerFormatError
 from ..fscheck import igzip_program
 
@@ -93,21 +93,8 @@ class IgzipProcess:
 
     def _feed(self, raw):
         fd = self._proc.stdin.fileno()
-        try:
-            while True:
-                data = raw.read(CHUNK)
-                if not data:
-                    break
-                self._fed += len(data)
-                self._write(fd, data)
-            self._write(fd, _sentinel_member(self._sentinel))
-        except (OSError, ValueError) as e:
-            self._feed_error = e
-        finally:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
+        self._fed, self._feed_error = feed(raw, lambda data: self._write(fd, data), self._proc.stdin.close,
+                                           lambda: _sentinel_member(self._sentinel))
 
     @staticmethod
     def _write(fd, data):
