@@ -135,12 +135,17 @@ status:
           type: bool
           sample: true
     gzip:
-      description: How images' gzip layers are decompressed.
+      description:
+        - How images' gzip layers are decompressed on this host. zlib in the module always can, and needs nothing;
+          when the host has the C(igzip) program (Debian's C(isal)), it does, as containerd does. When igzip's
+          answer for a layer cannot be proven right, the layer is read again through zlib.
+        - C(STRATA_OVERLAY_DISABLE_IGZIP=1) in the task's environment turns igzip off.
       type: dict
       contains:
         program:
-          description: The C(igzip) program, or empty (zlib).
+          description: The path of the C(igzip) program in use, empty when there is none or it is turned off.
           type: str
+          sample: /usr/bin/igzip
     signature_verifiers:
       description:
         - The signature verifiers this host has, which an O(strata.overlay.overlay_image#module:policy) can rely
